@@ -1,0 +1,227 @@
+//! Options of `#[workflow(...)]` and `#[task(...)]`.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Expr, Lit, Meta};
+
+/// Parsed `#[task(...)]` options.
+#[derive(Default)]
+pub struct TaskOptions {
+    /// `name = "..."`.
+    pub name: Option<String>,
+    /// `timeout = "30s"`, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `retry(max_attempts = N)`.
+    pub max_attempts: Option<u32>,
+    /// `retry(initial = "200ms")`.
+    pub initial_ms: Option<u64>,
+    /// `retry(backoff = 2.0)`.
+    pub backoff: Option<f64>,
+    /// `retry(max_interval = "1m")`.
+    pub max_interval_ms: Option<u64>,
+    /// `retry(jitter = 0.1)`.
+    pub jitter: Option<f64>,
+    /// `retry(non_retryable = path::to::predicate)`: `fn(&E) -> bool`.
+    pub non_retryable: Option<syn::Path>,
+}
+
+/// Parsed `#[workflow(...)]` options.
+#[derive(Default)]
+pub struct WorkflowOptions {
+    /// `name = "..."`.
+    pub name: Option<String>,
+}
+
+/// Parses `#[workflow(...)]` options, collecting every error.
+pub fn workflow_options(attr: TokenStream) -> Result<WorkflowOptions, syn::Error> {
+    let mut opts = WorkflowOptions::default();
+    let mut errors = Errors::default();
+    for meta in metas(attr)? {
+        match &meta {
+            Meta::NameValue(nv) if nv.path.is_ident("name") => match string(&nv.value) {
+                Some(s) => opts.name = Some(s),
+                None => errors.push(nv.value.span(), "expected a string: `name = \"my_workflow\"`"),
+            },
+            other => errors.push(other.span(), "unknown #[workflow] option; the only option is `name = \"...\"`"),
+        }
+    }
+    errors.finish(opts)
+}
+
+/// Parses `#[task(...)]` options, collecting every error.
+pub fn task_options(attr: TokenStream) -> Result<TaskOptions, syn::Error> {
+    let mut opts = TaskOptions::default();
+    let mut errors = Errors::default();
+    for meta in metas(attr)? {
+        match &meta {
+            Meta::NameValue(nv) if nv.path.is_ident("name") => match string(&nv.value) {
+                Some(s) => opts.name = Some(s),
+                None => errors.push(nv.value.span(), "expected a string: `name = \"charge_card\"`"),
+            },
+            Meta::NameValue(nv) if nv.path.is_ident("timeout") => {
+                opts.timeout_ms = duration(&nv.value, &mut errors);
+            }
+            Meta::List(list) if list.path.is_ident("retry") => {
+                let inner = match metas(list.tokens.clone()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        errors.0.push(e);
+                        continue;
+                    }
+                };
+                for m in inner {
+                    retry_option(&m, &mut opts, &mut errors);
+                }
+            }
+            other => errors.push(
+                other.span(),
+                "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"` or \
+                 `retry(max_attempts = 5, initial = \"200ms\", backoff = 2.0, max_interval = \"1m\", \
+                 jitter = 0.1, non_retryable = is_permanent)`",
+            ),
+        }
+    }
+    errors.finish(opts)
+}
+
+fn retry_option(m: &Meta, opts: &mut TaskOptions, errors: &mut Errors) {
+    let Meta::NameValue(nv) = m else {
+        errors.push(m.span(), "expected `key = value` inside `retry(...)`");
+        return;
+    };
+    let key = nv.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+    match key.as_str() {
+        "max_attempts" => match int(&nv.value) {
+            Some(n) if n >= 1 && n <= u32::MAX as u64 => opts.max_attempts = Some(n as u32),
+            _ => errors.push(nv.value.span(), "`max_attempts` must be a whole number of at least 1 (the first attempt counts)"),
+        },
+        "initial" => opts.initial_ms = duration(&nv.value, errors),
+        "max_interval" => opts.max_interval_ms = duration(&nv.value, errors),
+        "backoff" => match float(&nv.value) {
+            Some(f) if f >= 1.0 => opts.backoff = Some(f),
+            _ => errors.push(nv.value.span(), "`backoff` must be a number of at least 1.0, e.g. `backoff = 2.0`"),
+        },
+        "jitter" => match float(&nv.value) {
+            Some(f) if (0.0..=1.0).contains(&f) => opts.jitter = Some(f),
+            _ => errors.push(nv.value.span(), "`jitter` must be a fraction between 0.0 and 1.0, e.g. `jitter = 0.1`"),
+        },
+        "non_retryable" => match &nv.value {
+            Expr::Path(p) => opts.non_retryable = Some(p.path.clone()),
+            other => errors.push(other.span(), "`non_retryable` takes a function path `fn(&E) -> bool`, e.g. `non_retryable = is_permanent`"),
+        },
+        _ => errors.push(
+            nv.path.span(),
+            "unknown retry option; expected max_attempts, initial, backoff, max_interval, jitter or non_retryable",
+        ),
+    }
+}
+
+fn metas(tokens: TokenStream) -> Result<Vec<Meta>, syn::Error> {
+    let parser = syn::punctuated::Punctuated::<Meta, syn::Token![,]>::parse_terminated;
+    Ok(parser.parse2(tokens)?.into_iter().collect())
+}
+
+fn string(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Str(s) => Some(s.value()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn int(e: &Expr) -> Option<u64> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Int(i) => i.base10_parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn float(e: &Expr) -> Option<f64> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Float(f) => f.base10_parse().ok(),
+            Lit::Int(i) => i.base10_parse::<u64>().ok().map(|v| v as f64),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn duration(e: &Expr, errors: &mut Errors) -> Option<u64> {
+    let parsed = string(e).and_then(|s| parse_duration_ms(&s));
+    if parsed.is_none() {
+        errors.push(e.span(), "expected a duration string such as \"250ms\", \"30s\", \"5m\" or \"1h\"");
+    }
+    parsed
+}
+
+/// `"250ms"`, `"30s"`, `"5m"`, `"1h"` (a whole number and a unit) in milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// Errors collected so all are reported at once.
+#[derive(Default)]
+pub struct Errors(pub Vec<syn::Error>);
+
+impl Errors {
+    /// Adds an error at `span`.
+    pub fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
+        self.0.push(syn::Error::new(span, msg));
+    }
+
+    /// `Ok(value)` if there were no errors, otherwise all of them combined.
+    pub fn finish<T>(self, value: T) -> Result<T, syn::Error> {
+        combine(self.0).map_or(Ok(value), Err)
+    }
+}
+
+/// Combines errors into one (rustc reports each at its own span).
+pub fn combine(errors: Vec<syn::Error>) -> Option<syn::Error> {
+    let mut it = errors.into_iter();
+    let mut first = it.next()?;
+    for e in it {
+        first.combine(e);
+    }
+    Some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+        assert_eq!(parse_duration_ms("2 days"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn task_options_parse_and_errors_accumulate() {
+        let o = task_options(quote!(timeout = "5s", retry(max_attempts = 4, backoff = 1.5, non_retryable = is_fatal))).unwrap();
+        assert_eq!((o.timeout_ms, o.max_attempts, o.backoff), (Some(5000), Some(4), Some(1.5)));
+        let e = task_options(quote!(timeout = 5, retry(max_attempts = 0), bogus)).err().unwrap();
+        assert_eq!(e.into_iter().count(), 3);
+    }
+}

@@ -1,0 +1,1307 @@
+//! Lowers a workflow body into a [`Cfg`]: structured control flow that contains an
+//! `.await` (or a `break`/`continue` out of such a construct) becomes blocks and gotos;
+//! everything else stays ordinary Rust inside a block.
+//!
+//! Expressions are evaluated in Rust's order: when an operand contains an `.await`, the
+//! operands before it that are not plain reads of a place are first bound to temporaries,
+//! so their side effects happen before the suspension, exactly once.
+
+use std::collections::BTreeSet;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{Expr, Ident, Pat, Stmt};
+
+use crate::cfg::{exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Shadow, Slot, SlotId, State};
+use crate::names;
+use crate::rewrite::{macro_args, ExitRewriter};
+
+/// A `loop`/`while`/`for`/labelled block being lowered.
+struct LoopCtx {
+    label: Option<String>,
+    /// Where `continue` goes; `None` for a labelled block.
+    cont: Option<BlockId>,
+    /// Where `break` goes.
+    exit: BlockId,
+    /// Receives `break` values when the loop's value is used.
+    result: Option<SlotId>,
+}
+
+/// Lowering state.
+pub struct Lowerer<'a> {
+    /// The graph being built.
+    pub cfg: Cfg,
+    /// Errors found so far (all are reported, not just the first).
+    pub errors: Vec<syn::Error>,
+    output: &'a TokenStream,
+    cur: BlockId,
+    /// Scope frames: name → slot, innermost last.
+    scopes: Vec<Vec<(String, SlotId)>>,
+    /// Per frame: a binding in it shadowed an outer one.
+    shadowed: Vec<bool>,
+    /// Slots bound in the current block so far, on the current path.
+    defined: BTreeSet<SlotId>,
+    loops: Vec<LoopCtx>,
+    next_order: usize,
+    temps: usize,
+    /// Branches of an `if` whose blocks are lowered once the `if` is emitted.
+    pending: Vec<PendingBranch>,
+}
+
+/// Result of lowering an expression: the residual expression and whether evaluating it
+/// later would observe exactly what evaluating it now would (a read of a place).
+struct Lowered {
+    tokens: TokenStream,
+    pure: bool,
+}
+
+impl<'a> Lowerer<'a> {
+    /// A lowerer for a workflow returning `output`, positioned at the entry block.
+    pub fn new(output: &'a TokenStream) -> Self {
+        let mut l = Lowerer {
+            cfg: Cfg::default(),
+            errors: Vec::new(),
+            output,
+            cur: 0,
+            scopes: vec![Vec::new()],
+            shadowed: vec![false],
+            defined: BTreeSet::new(),
+            loops: Vec::new(),
+            next_order: 0,
+            temps: 0,
+            pending: Vec::new(),
+        };
+        let entry = l.new_block();
+        l.switch_to(entry);
+        l
+    }
+
+    /// Binds the workflow's arguments from its input at the start of the entry block.
+    pub fn bind_input(&mut self, pat: &Pat, input_ty: &TokenStream) {
+        let code = quote!(let #pat: #input_ty = __ctl.take_input::<#input_ty>()?;);
+        self.push(code);
+        self.declare_pattern(pat, false);
+    }
+
+    /// Lowers the body and ends the run with its value.
+    pub fn lower_body(&mut self, body: &syn::Block) {
+        let value = self.lower_block(body, true);
+        if !self.block().terminated {
+            self.note_tokens(&value.tokens);
+            let done = self.complete(value.tokens, body.span());
+            self.push(quote!(#done;));
+            self.block_mut().completes = true;
+            self.block_mut().terminated = true;
+        }
+    }
+
+    // ----- blocks, scopes, slots -------------------------------------------------
+
+    fn block(&self) -> &Block {
+        &self.cfg.blocks[self.cur]
+    }
+
+    fn block_mut(&mut self) -> &mut Block {
+        &mut self.cfg.blocks[self.cur]
+    }
+
+    fn new_block(&mut self) -> BlockId {
+        let entry_visible = self.visible();
+        self.cfg.blocks.push(Block {
+            entry_visible,
+            ..Block::default()
+        });
+        self.cfg.blocks.len() - 1
+    }
+
+    fn switch_to(&mut self, b: BlockId) {
+        self.cur = b;
+        self.defined.clear();
+        if self.cfg.blocks[b].order.is_none() {
+            self.cfg.blocks[b].order = Some(self.next_order);
+            self.next_order += 1;
+        }
+    }
+
+    /// Continues in a fresh block no path reaches (code after `return`/`break`).
+    fn start_unreachable(&mut self) {
+        let b = self.new_block();
+        self.switch_to(b);
+    }
+
+    fn push(&mut self, code: TokenStream) {
+        self.block_mut().code.extend(code);
+    }
+
+    fn visible(&self) -> Vec<SlotId> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for frame in self.scopes.iter().rev() {
+            for (name, slot) in frame.iter().rev() {
+                if seen.insert(name.clone()) {
+                    out.push(*slot);
+                }
+            }
+        }
+        out
+    }
+
+    fn lookup(&self, name: &str) -> Option<SlotId> {
+        self.scopes
+            .iter()
+            .rev()
+            .flat_map(|f| f.iter().rev())
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+    }
+
+    fn note_uses(&mut self, idents: Vec<Ident>) {
+        for ident in idents {
+            if let Some(slot) = self.lookup(&ident.to_string()) {
+                let defined = self.defined.contains(&slot);
+                let b = self.block_mut();
+                b.used.insert(slot);
+                if !defined {
+                    b.gen.insert(slot);
+                }
+            }
+        }
+    }
+
+    /// Records the locals that residual code emitted into the current block reads.
+    fn note_tokens(&mut self, code: &TokenStream) {
+        self.note_uses(names::mentioned_in_tokens(code));
+    }
+
+    fn new_slot(&mut self, name: Ident, mutable: bool, span: Span) -> SlotId {
+        self.cfg.slots.push(Slot {
+            name,
+            mutable,
+            span,
+            borrow: false,
+        });
+        self.cfg.slots.len() - 1
+    }
+
+    /// Marks `slot` bound in the current block on the current path.
+    fn define(&mut self, slot: SlotId) {
+        self.defined.insert(slot);
+        self.block_mut().kill.insert(slot);
+    }
+
+    /// Adds a slot named `ident` to the innermost scope and binds it here.
+    fn declare(&mut self, ident: &Ident, mutable: bool) -> SlotId {
+        let slot = self.new_slot(ident.clone(), mutable, ident.span());
+        self.scopes.last_mut().expect("a scope").push((ident.to_string(), slot));
+        self.define(slot);
+        slot
+    }
+
+    fn declare_pattern(&mut self, pat: &Pat, borrow: bool) -> Vec<SlotId> {
+        let mut slots = Vec::new();
+        for b in names::bindings(pat) {
+            if self.lookup(&b.ident.to_string()).is_some() {
+                *self.shadowed.last_mut().expect("a scope") = true;
+            }
+            let s = self.declare(&b.ident, b.mutable);
+            self.cfg.slots[s].borrow = borrow || b.by_ref;
+            slots.push(s);
+        }
+        slots
+    }
+
+    /// Placeholders that hand shadowed locals back to their slots before `pat` binds.
+    fn shadow_points(&mut self, pat: &Pat) -> TokenStream {
+        let mut out = TokenStream::new();
+        for b in names::bindings(pat) {
+            if let Some(old) = self.lookup(&b.ident.to_string()) {
+                let k = self.cfg.shadows.len();
+                self.cfg.shadows.push(Shadow {
+                    block: self.cur,
+                    slot: old,
+                    defined_before: self.defined.contains(&old),
+                });
+                let p = shadow_placeholder(k);
+                out.extend(quote!(#p));
+            }
+        }
+        out
+    }
+
+    /// A fresh temporary slot in the innermost scope, not yet bound.
+    fn temp(&mut self, what: &str, span: Span) -> SlotId {
+        self.temps += 1;
+        let ident = format_ident!("__flow_{}_{}", what, self.temps, span = span);
+        let slot = self.new_slot(ident.clone(), false, span);
+        self.scopes.last_mut().expect("a scope").push((ident.to_string(), slot));
+        slot
+    }
+
+    /// Binds `value` to a new temporary and returns its name.
+    fn bind_temp(&mut self, value: TokenStream, span: Span) -> TokenStream {
+        self.note_tokens(&value);
+        let slot = self.temp("tmp", span);
+        let name = self.cfg.slots[slot].name.clone();
+        self.push(quote_spanned!(span=> let #name = #value;));
+        self.define(slot);
+        name.into_token_stream()
+    }
+
+    fn assign_temp(&mut self, slot: SlotId, value: TokenStream) {
+        self.note_tokens(&value);
+        let name = self.cfg.slots[slot].name.clone();
+        self.push(quote!(let #name = #value;));
+        self.define(slot);
+    }
+
+    fn push_scope(&mut self) {
+        self.scopes.push(Vec::new());
+        self.shadowed.push(false);
+    }
+
+    fn push_frame(&mut self, frame: Vec<(String, SlotId)>) {
+        self.scopes.push(frame);
+        self.shadowed.push(false);
+    }
+
+    /// Pops a scope; returns whether a binding in it shadowed an outer one.
+    fn pop_scope(&mut self) -> bool {
+        self.scopes.pop();
+        self.shadowed.pop().unwrap_or(false)
+    }
+
+    // ----- exits -----------------------------------------------------------------
+
+    fn exit(&mut self, target: BlockId, kind: ExitKind) -> TokenStream {
+        let k = self.cfg.exits.len();
+        self.cfg.exits.push(Exit {
+            from: self.cur,
+            target,
+            kind,
+            visible: self.visible(),
+            defined: self.defined.clone(),
+        });
+        self.block_mut().exits.push(k);
+        exit_placeholder(k).into_token_stream()
+    }
+
+    /// Ends the current block with a goto.
+    fn goto(&mut self, target: BlockId) {
+        let e = self.exit(target, ExitKind::Goto);
+        self.push(e);
+        self.block_mut().terminated = true;
+    }
+
+    fn complete(&self, value: TokenStream, span: Span) -> TokenStream {
+        ExitRewriter {
+            output: self.output,
+            exits: false,
+        }
+        .complete(value, span)
+    }
+
+    /// Suspends on `op`; continues in the resume block and returns the output's name.
+    fn suspend(&mut self, op: TokenStream, name: String, span: Span) -> TokenStream {
+        self.note_tokens(&op);
+        let state = self.cfg.states.len();
+        let resume = self.new_block();
+        self.cfg.states.push(State {
+            name: name.clone(),
+            line: span.start().line as u32,
+            resume,
+            span,
+        });
+        let e = self.exit(resume, ExitKind::Suspend { op, state });
+        self.push(e);
+        self.block_mut().terminated = true;
+        self.switch_to(resume);
+        let slot = self.temp("await", span);
+        let out = self.cfg.slots[slot].name.clone();
+        let phantom = format_ident!("p{}", state);
+        self.push(quote_spanned!(span=> let #out = __ctl.take_output(&__f.#phantom, #name)?;));
+        self.define(slot);
+        out.into_token_stream()
+    }
+
+    // ----- analysis helpers ------------------------------------------------------
+
+    fn lowered_labels(&self) -> Vec<String> {
+        self.loops.iter().filter_map(|l| l.label.clone()).collect()
+    }
+
+    /// Whether `e` must be lowered: it awaits, or jumps out to a lowered loop.
+    fn needs_lowering(&self, e: &Expr) -> bool {
+        let mut f = NeedsLowering {
+            labels: self.lowered_labels(),
+            in_lowered_loop: !self.loops.is_empty(),
+            depth: 0,
+            found: false,
+        };
+        f.visit_expr(e);
+        f.found
+    }
+
+    /// Emits code that needs no lowering, with `return`/`?` rewritten.
+    fn plain(&mut self, e: &Expr) -> Lowered {
+        let mut e2 = e.clone();
+        let mut r = ExitRewriter {
+            output: self.output,
+            exits: false,
+        };
+        r.visit_expr_mut(&mut e2);
+        if r.exits {
+            self.block_mut().completes = true;
+        }
+        Lowered {
+            pure: is_place(e),
+            tokens: e2.into_token_stream(),
+        }
+    }
+
+    fn error(&mut self, span: Span, msg: impl std::fmt::Display) -> Lowered {
+        self.errors.push(syn::Error::new(span, msg));
+        Lowered {
+            tokens: quote!(()),
+            pure: true,
+        }
+    }
+
+    // ----- statements ------------------------------------------------------------
+
+    fn lower_block(&mut self, block: &syn::Block, want_value: bool) -> Lowered {
+        self.push_scope();
+        let value = self.lower_stmts(&block.stmts, want_value);
+        let needs_temp = want_value && !value.pure && !self.block().terminated;
+        let value = if needs_temp {
+            // The value may mention the scope's locals: evaluate it before they go.
+            let slot = {
+                let frame = self.scopes.len() - 2;
+                self.temps += 1;
+                let ident = format_ident!("__flow_val_{}", self.temps);
+                let s = self.new_slot(ident.clone(), false, block.span());
+                self.scopes[frame].push((ident.to_string(), s));
+                s
+            };
+            self.assign_temp(slot, value.tokens);
+            Lowered {
+                tokens: self.cfg.slots[slot].name.to_token_stream(),
+                pure: true,
+            }
+        } else {
+            value
+        };
+        let shadowed = self.pop_scope();
+        if shadowed && !self.block().terminated {
+            // The flat code of this block still sees the inner bindings: continue in a
+            // new block whose prologue rebinds the outer ones.
+            let next = self.new_block();
+            self.goto(next);
+            self.switch_to(next);
+        }
+        value
+    }
+
+    fn lower_stmts(&mut self, stmts: &[Stmt], want_value: bool) -> Lowered {
+        let mut value = Lowered {
+            tokens: quote!(()),
+            pure: true,
+        };
+        for (i, stmt) in stmts.iter().enumerate() {
+            if self.block().terminated {
+                self.start_unreachable();
+            }
+            let last = i + 1 == stmts.len();
+            match stmt {
+                Stmt::Local(local) => self.lower_let(local),
+                Stmt::Item(item) => self.cfg.items.push(item.to_token_stream()),
+                Stmt::Expr(e, None) if last => {
+                    value = self.lower_expr(e, want_value);
+                }
+                Stmt::Expr(e, _) => {
+                    let r = self.lower_expr(e, false);
+                    if !r.pure && !self.block().terminated {
+                        self.note_tokens(&r.tokens);
+                        let t = r.tokens;
+                        self.push(quote!(#t;));
+                    }
+                }
+                Stmt::Macro(m) => {
+                    let e = Expr::Macro(syn::ExprMacro {
+                        attrs: m.attrs.clone(),
+                        mac: m.mac.clone(),
+                    });
+                    let r = self.lower_expr(&e, false);
+                    self.note_tokens(&r.tokens);
+                    let t = r.tokens;
+                    self.push(quote!(#t;));
+                }
+            }
+        }
+        value
+    }
+
+    fn lower_let(&mut self, local: &syn::Local) {
+        let Some(init) = &local.init else {
+            self.error(
+                local.span(),
+                "a local declared without a value cannot be carried across steps of a \
+                 #[workflow]; give it a value where it is declared: `let x = ...;`",
+            );
+            return;
+        };
+        if let Some((_, diverge)) = &init.diverge {
+            if self.needs_lowering(diverge) {
+                self.error(
+                    diverge.span(),
+                    "`.await` in the `else` of a `let ... else` is not supported in a \
+                     #[workflow]; use a `match` instead",
+                );
+                return;
+            }
+        }
+        let value = self.lower_expr(&init.expr, true);
+        let value = value.tokens;
+        self.note_tokens(&value);
+        let pat = &local.pat;
+        let diverge = init.diverge.as_ref().map(|(_, d)| {
+            let mut d = (**d).clone();
+            let mut r = ExitRewriter {
+                output: self.output,
+                exits: false,
+            };
+            r.visit_expr_mut(&mut d);
+            quote!(else #d)
+        });
+        if let Some((_, d)) = &init.diverge {
+            self.note_uses(names::mentioned(d));
+            self.block_mut().completes = true;
+        }
+        let shadows = self.shadow_points(pat);
+        let attrs = &local.attrs;
+        if shadows.is_empty() {
+            self.push(quote!(#(#attrs)* let #pat = #value #diverge;));
+        } else {
+            self.push(quote!(let __flow_init = #value; #shadows #(#attrs)* let #pat = __flow_init #diverge;));
+        }
+        let borrow = matches!(&*init.expr, Expr::Reference(_));
+        self.declare_pattern(pat, borrow);
+    }
+
+    // ----- expressions -----------------------------------------------------------
+
+    fn lower_expr(&mut self, e: &Expr, want_value: bool) -> Lowered {
+        if !self.needs_lowering(e) {
+            return self.plain(e);
+        }
+        match e {
+            Expr::Await(a) => {
+                let op = self.lower_expr(&a.base, true).tokens;
+                let tokens = self.suspend(op, op_name(&a.base), a.await_token.span());
+                Lowered { tokens, pure: true }
+            }
+            Expr::Try(t) => {
+                let inner = self.lower_expr(&t.expr, true).tokens;
+                let inner: Expr = syn::parse_quote!(#inner);
+                let q = Expr::Try(syn::ExprTry {
+                    attrs: t.attrs.clone(),
+                    expr: Box::new(inner),
+                    question_token: t.question_token,
+                });
+                self.plain_tokens(q)
+            }
+            Expr::Paren(p) => {
+                let inner = self.lower_expr(&p.expr, want_value);
+                let t = inner.tokens;
+                Lowered {
+                    tokens: quote!((#t)),
+                    pure: inner.pure,
+                }
+            }
+            Expr::Group(g) => self.lower_expr(&g.expr, want_value),
+            Expr::Call(c) => {
+                let mut ops = vec![&*c.func];
+                ops.extend(c.args.iter());
+                let mut r = self.lower_operands(&ops).into_iter();
+                let f = r.next().unwrap_or_default();
+                let args: Vec<_> = r.collect();
+                impure(quote!(#f(#(#args),*)))
+            }
+            Expr::MethodCall(m) => {
+                let mut ops = vec![&*m.receiver];
+                ops.extend(m.args.iter());
+                let mut r = self.lower_operands(&ops).into_iter();
+                let recv = r.next().unwrap_or_default();
+                let args: Vec<_> = r.collect();
+                let method = &m.method;
+                let turbofish = &m.turbofish;
+                impure(quote!(#recv.#method #turbofish(#(#args),*)))
+            }
+            Expr::Binary(b) => self.lower_binary(b, want_value),
+            Expr::Assign(a) => {
+                if self.needs_lowering(&a.left) {
+                    return self.error(a.left.span(), unsupported_place());
+                }
+                let right = self.lower_expr(&a.right, true).tokens;
+                let left = self.plain(&a.left).tokens;
+                impure(quote!(#left = #right))
+            }
+            Expr::Unary(u) => {
+                let inner = self.lower_expr(&u.expr, true).tokens;
+                let op = &u.op;
+                impure(quote!(#op #inner))
+            }
+            Expr::Cast(c) => {
+                let inner = self.lower_expr(&c.expr, true).tokens;
+                let ty = &c.ty;
+                impure(quote!(#inner as #ty))
+            }
+            Expr::Field(f) => {
+                let inner = self.lower_expr(&f.base, true);
+                let (t, member) = (inner.tokens, &f.member);
+                Lowered {
+                    tokens: quote!(#t.#member),
+                    pure: inner.pure,
+                }
+            }
+            Expr::Reference(r) => {
+                let inner = self.lower_expr(&r.expr, true);
+                let (t, m) = (inner.tokens, &r.mutability);
+                Lowered {
+                    tokens: quote!(&#m #t),
+                    pure: inner.pure,
+                }
+            }
+            Expr::Index(i) => {
+                let r = self.lower_operands(&[&*i.expr, &*i.index]);
+                let (a, b) = (&r[0], &r[1]);
+                impure(quote!(#a[#b]))
+            }
+            Expr::Tuple(t) => {
+                let ops: Vec<&Expr> = t.elems.iter().collect();
+                let r = self.lower_operands(&ops);
+                impure(quote!((#(#r,)*)))
+            }
+            Expr::Array(a) => {
+                let ops: Vec<&Expr> = a.elems.iter().collect();
+                let r = self.lower_operands(&ops);
+                impure(quote!([#(#r),*]))
+            }
+            Expr::Struct(s) => {
+                let mut ops: Vec<&Expr> = s.fields.iter().map(|f| &f.expr).collect();
+                if let Some(rest) = &s.rest {
+                    ops.push(rest);
+                }
+                let mut r = self.lower_operands(&ops);
+                let rest = s.rest.as_ref().map(|_| {
+                    let v = r.pop().unwrap_or_default();
+                    quote!(..#v)
+                });
+                let fields = s.fields.iter().zip(r).map(|(f, v)| {
+                    let m = &f.member;
+                    quote!(#m: #v)
+                });
+                let (qself, path) = (&s.qself, &s.path);
+                if qself.is_some() {
+                    return self.error(s.span(), unsupported_position());
+                }
+                impure(quote!(#path { #(#fields,)* #rest }))
+            }
+            Expr::Range(r) => {
+                let ops: Vec<&Expr> = r.start.iter().chain(r.end.iter()).map(|b| &**b).collect();
+                let mut v = self.lower_operands(&ops).into_iter();
+                let start = r.start.as_ref().map(|_| v.next().unwrap_or_default());
+                let end = r.end.as_ref().map(|_| v.next().unwrap_or_default());
+                let limits = &r.limits;
+                impure(quote!(#start #limits #end))
+            }
+            Expr::Macro(m) => self.lower_macro(&m.mac),
+            Expr::Block(b) if b.label.is_some() => self.lower_labelled_block(b, want_value),
+            Expr::Block(b) => self.lower_block(&b.block, want_value),
+            Expr::If(i) => self.lower_if(i, want_value),
+            Expr::Match(m) => self.lower_match(m, want_value),
+            Expr::Loop(l) => self.lower_loop(l, want_value),
+            Expr::While(w) => self.lower_while(w),
+            Expr::ForLoop(f) => self.lower_for(f),
+            Expr::Break(b) => self.lower_break(b),
+            Expr::Continue(c) => self.lower_continue(c),
+            Expr::Return(r) => {
+                let value = match &r.expr {
+                    Some(v) => self.lower_expr(v, true).tokens,
+                    None => quote!(()),
+                };
+                self.note_tokens(&value);
+                let done = self.complete(value, r.span());
+                self.push(quote!(#done;));
+                self.block_mut().completes = true;
+                self.block_mut().terminated = true;
+                Lowered {
+                    tokens: quote!(()),
+                    pure: true,
+                }
+            }
+            Expr::Closure(c) => self.error(
+                c.span(),
+                "`.await` inside a closure cannot be compiled into a #[workflow]'s state \
+                 machine; use a `for` loop or `flow::join!` instead of the closure",
+            ),
+            Expr::Async(a) => self.error(
+                a.span(),
+                "async blocks cannot be compiled into a #[workflow]'s state machine; await \
+                 the durable operations directly in the workflow body",
+            ),
+            Expr::Let(l) => self.error(l.span(), "`let` conditions are supported only directly in `if` and `while`"),
+            other => self.error(other.span(), unsupported_position()),
+        }
+    }
+
+    fn plain_tokens(&mut self, e: Expr) -> Lowered {
+        let mut e = e;
+        let mut r = ExitRewriter {
+            output: self.output,
+            exits: false,
+        };
+        r.visit_expr_mut(&mut e);
+        if r.exits {
+            self.block_mut().completes = true;
+        }
+        impure(e.into_token_stream())
+    }
+
+    /// Lowers operands evaluated left to right; an operand that comes before a later
+    /// suspension and is not a plain read is bound to a temporary first.
+    fn lower_operands(&mut self, ops: &[&Expr]) -> Vec<TokenStream> {
+        let last = ops.iter().rposition(|e| self.needs_lowering(e));
+        let mut out = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let r = self.lower_expr(op, true);
+            if last.is_some_and(|l| i < l) && !r.pure {
+                out.push(self.bind_temp(r.tokens, op.span()));
+            } else {
+                out.push(r.tokens);
+            }
+        }
+        out
+    }
+
+    fn lower_binary(&mut self, b: &syn::ExprBinary, want_value: bool) -> Lowered {
+        use syn::BinOp::*;
+        let (left, right, op) = (&b.left, &b.right, &b.op);
+        match op {
+            And(_) | Or(_) if self.needs_lowering(right) => {
+                let desugared: Expr = if matches!(op, And(_)) {
+                    syn::parse_quote!(if #left { #right } else { false })
+                } else {
+                    syn::parse_quote!(if #left { true } else { #right })
+                };
+                self.lower_expr(&desugared, want_value)
+            }
+            AddAssign(_) | SubAssign(_) | MulAssign(_) | DivAssign(_) | RemAssign(_) | BitXorAssign(_)
+            | BitAndAssign(_) | BitOrAssign(_) | ShlAssign(_) | ShrAssign(_) => {
+                if self.needs_lowering(left) {
+                    return self.error(left.span(), unsupported_place());
+                }
+                let r = self.lower_expr(right, true).tokens;
+                let l = self.plain(left).tokens;
+                impure(quote!(#l #op #r))
+            }
+            _ => {
+                let r = self.lower_operands(&[&**left, &**right]);
+                let (l, rr) = (&r[0], &r[1]);
+                impure(quote!(#l #op #rr))
+            }
+        }
+    }
+
+    fn lower_macro(&mut self, mac: &syn::Macro) -> Lowered {
+        let Some(args) = macro_args(mac) else {
+            let name = mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+            return self.error(
+                mac.span(),
+                format!(
+                    "`.await` inside `{name}!` cannot be compiled; bind the awaited value to \
+                     a `let` first and pass the variable to `{name}!`"
+                ),
+            );
+        };
+        // `name = value` arguments of format macros: only the value is an expression.
+        let mut names_of = Vec::new();
+        let mut ops = Vec::new();
+        for a in &args {
+            match a {
+                Expr::Assign(asg) if matches!(&*asg.left, Expr::Path(_)) => {
+                    names_of.push(Some(asg.left.clone()));
+                    ops.push(&*asg.right);
+                }
+                other => {
+                    names_of.push(None);
+                    ops.push(other);
+                }
+            }
+        }
+        let lowered = self.lower_operands(&ops);
+        let parts = names_of.into_iter().zip(lowered).map(|(n, v)| match n {
+            Some(n) => quote!(#n = #v),
+            None => v,
+        });
+        let path = &mac.path;
+        let body = quote!(#(#parts),*);
+        let tokens = match &mac.delimiter {
+            syn::MacroDelimiter::Paren(_) => quote!(#path!(#body)),
+            syn::MacroDelimiter::Bracket(_) => quote!(#path![#body]),
+            syn::MacroDelimiter::Brace(_) => quote!(#path!{#body}),
+        };
+        impure(tokens)
+    }
+
+    // ----- control flow ----------------------------------------------------------
+
+    fn value_temp(&mut self, want_value: bool, span: Span) -> Option<SlotId> {
+        want_value.then(|| self.temp("val", span))
+    }
+
+    fn result_of(&self, temp: Option<SlotId>) -> Lowered {
+        match temp {
+            Some(s) => Lowered {
+                tokens: self.cfg.slots[s].name.to_token_stream(),
+                pure: true,
+            },
+            None => Lowered {
+                tokens: quote!(()),
+                pure: true,
+            },
+        }
+    }
+
+    /// Lowers one branch (then/else/arm body) into its own block, storing its value in
+    /// `temp` and going to `join`.
+    fn lower_branch_block(&mut self, b: BlockId, body: &Expr, temp: Option<SlotId>, join: BlockId) {
+        self.switch_to(b);
+        let v = self.lower_expr(body, temp.is_some());
+        if !self.block().terminated {
+            if let Some(t) = temp {
+                self.assign_temp(t, v.tokens);
+            } else if !v.pure {
+                self.note_tokens(&v.tokens);
+                let t = v.tokens;
+                self.push(quote!(#t;));
+            }
+            self.goto(join);
+        }
+    }
+
+    /// Code for a branch that needs no lowering, inlined in the dispatching block.
+    fn inline_branch(&mut self, body: &Expr, temp: Option<SlotId>, join: BlockId) -> TokenStream {
+        let saved = self.defined.clone();
+        let v = self.plain(body).tokens;
+        self.note_tokens(&v);
+        let code = match temp {
+            Some(t) => {
+                let name = self.cfg.slots[t].name.clone();
+                self.define(t);
+                quote!(let #name = #v;)
+            }
+            None => quote!(#v;),
+        };
+        let exit = self.exit(join, ExitKind::Goto);
+        self.defined = saved;
+        quote!({ #code #exit })
+    }
+
+    fn lower_if(&mut self, e: &syn::ExprIf, want_value: bool) -> Lowered {
+        let temp = self.value_temp(want_value && e.else_branch.is_some(), e.span());
+        let join = self.new_block();
+        let then_expr = Expr::Block(syn::ExprBlock {
+            attrs: Vec::new(),
+            label: None,
+            block: e.then_branch.clone(),
+        });
+        let unit: Expr = syn::parse_quote!(());
+        let else_expr: &Expr = e.else_branch.as_ref().map(|(_, x)| &**x).unwrap_or(&unit);
+        if let Expr::Let(l) = &*e.cond {
+            let arms = vec![
+                ArmSpec {
+                    pat: (*l.pat).clone(),
+                    guard: None,
+                    body: &then_expr,
+                },
+                ArmSpec {
+                    pat: syn::parse_quote!(_),
+                    guard: None,
+                    body: else_expr,
+                },
+            ];
+            self.dispatch_match(&l.expr, arms, temp, join, true);
+        } else {
+            let cond = self.lower_expr(&e.cond, true).tokens;
+            self.note_tokens(&cond);
+            let then_code = self.branch_code(&then_expr, temp, join);
+            let else_code = self.branch_code(else_expr, temp, join);
+            self.push(quote!(if #cond #then_code else #else_code));
+            self.block_mut().terminated = true;
+            self.finish_branches();
+        }
+        self.switch_to(join);
+        self.result_of(temp)
+    }
+
+    /// Either inline code for a branch, or a goto to a block lowered later; see
+    /// [`Self::finish_branches`].
+    fn branch_code(&mut self, body: &Expr, temp: Option<SlotId>, join: BlockId) -> TokenStream {
+        if self.needs_lowering(body) {
+            let b = self.new_block();
+            self.pending.push(PendingBranch {
+                block: b,
+                body: body.clone(),
+                temp,
+                join,
+            });
+            let exit = self.exit(b, ExitKind::Goto);
+            quote!({ #exit })
+        } else {
+            self.inline_branch(body, temp, join)
+        }
+    }
+
+    fn finish_branches(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for p in pending {
+            self.lower_branch_block(p.block, &p.body, p.temp, p.join);
+        }
+    }
+
+    fn lower_match(&mut self, m: &syn::ExprMatch, want_value: bool) -> Lowered {
+        for arm in &m.arms {
+            if let Some((_, g)) = &arm.guard {
+                if self.needs_lowering(g) {
+                    self.error(
+                        g.span(),
+                        "`.await` in a match guard is not supported in a #[workflow]; await \
+                         before the `match` and use the result in the guard",
+                    );
+                }
+            }
+        }
+        let temp = self.value_temp(want_value, m.span());
+        let join = self.new_block();
+        let arms = m
+            .arms
+            .iter()
+            .map(|a| ArmSpec {
+                pat: a.pat.clone(),
+                guard: a.guard.as_ref().map(|(_, g)| (**g).clone()),
+                body: &a.body,
+            })
+            .collect();
+        self.dispatch_match(&m.expr, arms, temp, join, false);
+        self.switch_to(join);
+        self.result_of(temp)
+    }
+
+    /// Emits `match scrutinee { arms }` where each arm's bindings are handed to the arm's
+    /// block (or the arm runs inline when it needs no lowering).
+    fn dispatch_match(&mut self, scrutinee: &Expr, arms: Vec<ArmSpec<'_>>, temp: Option<SlotId>, join: BlockId, force_blocks: bool) {
+        let scrut = self.lower_expr(scrutinee, true).tokens;
+        self.note_tokens(&scrut);
+        let shadows: Vec<TokenStream> = arms.iter().map(|a| self.shadow_points(&a.pat)).collect();
+        let any_shadow = shadows.iter().any(|s| !s.is_empty());
+        let (prefix, scrut) = if any_shadow {
+            let all: TokenStream = shadows.into_iter().collect();
+            (quote!(let __flow_scrutinee = #scrut; #all), quote!(__flow_scrutinee))
+        } else {
+            (TokenStream::new(), scrut)
+        };
+        let mut arm_code = Vec::new();
+        let mut lowered_arms = Vec::new();
+        for arm in &arms {
+            let saved = self.defined.clone();
+            self.push_scope();
+            let bound = self.declare_pattern(&arm.pat, false);
+            if let Some(g) = &arm.guard {
+                self.note_uses(names::mentioned(g));
+            }
+            let inline = !force_blocks && !any_shadow && bound.is_empty() && !self.needs_lowering(arm.body);
+            let body = if inline {
+                self.inline_branch(arm.body, temp, join)
+            } else {
+                let b = self.new_block();
+                lowered_arms.push((b, arm.body.clone(), self.scopes.last().cloned().unwrap_or_default()));
+                let exit = self.exit(b, ExitKind::Goto);
+                quote!({ #exit })
+            };
+            self.pop_scope();
+            self.defined = saved;
+            let pat = &arm.pat;
+            let guard = arm.guard.as_ref().map(|g| quote!(if #g));
+            arm_code.push(quote!(#pat #guard => #body));
+        }
+        self.push(quote!(#prefix match #scrut { #(#arm_code,)* }));
+        self.block_mut().terminated = true;
+        for (b, body, frame) in lowered_arms {
+            self.push_frame(frame);
+            self.lower_branch_block(b, &body, temp, join);
+            self.pop_scope();
+        }
+    }
+
+    fn label_of(label: &Option<syn::Label>) -> Option<String> {
+        label.as_ref().map(|l| l.name.ident.to_string())
+    }
+
+    fn lower_loop(&mut self, l: &syn::ExprLoop, want_value: bool) -> Lowered {
+        let temp = self.value_temp(want_value, l.span());
+        let exit = self.new_block();
+        let head = self.new_block();
+        self.goto(head);
+        self.switch_to(head);
+        self.loops.push(LoopCtx {
+            label: Self::label_of(&l.label),
+            cont: Some(head),
+            exit,
+            result: temp,
+        });
+        self.lower_block(&l.body, false);
+        if !self.block().terminated {
+            self.goto(head);
+        }
+        self.loops.pop();
+        self.switch_to(exit);
+        self.result_of(temp)
+    }
+
+    fn lower_labelled_block(&mut self, b: &syn::ExprBlock, want_value: bool) -> Lowered {
+        let temp = self.value_temp(want_value, b.span());
+        let exit = self.new_block();
+        self.loops.push(LoopCtx {
+            label: Self::label_of(&b.label),
+            cont: None,
+            exit,
+            result: temp,
+        });
+        let v = self.lower_block(&b.block, temp.is_some());
+        if !self.block().terminated {
+            if let Some(t) = temp {
+                self.assign_temp(t, v.tokens);
+            }
+            self.goto(exit);
+        }
+        self.loops.pop();
+        self.switch_to(exit);
+        self.result_of(temp)
+    }
+
+    fn lower_while(&mut self, w: &syn::ExprWhile) -> Lowered {
+        let exit = self.new_block();
+        let head = self.new_block();
+        self.goto(head);
+        self.switch_to(head);
+        self.loops.push(LoopCtx {
+            label: Self::label_of(&w.label),
+            cont: Some(head),
+            exit,
+            result: None,
+        });
+        let (body, frame) = self.new_block_after_cond(&w.cond, exit);
+        self.switch_to(body);
+        self.push_frame(frame);
+        self.lower_block(&w.body, false);
+        if !self.block().terminated {
+            self.goto(head);
+        }
+        self.pop_scope();
+        self.loops.pop();
+        self.switch_to(exit);
+        self.result_of(None)
+    }
+
+    /// Emits the condition test of a `while`/`while let`; returns the body block and the
+    /// scope frame of the pattern's bindings, which the body sees.
+    fn new_block_after_cond(&mut self, cond: &Expr, exit: BlockId) -> (BlockId, Vec<(String, SlotId)>) {
+        if let Expr::Let(l) = cond {
+            let scrut = self.lower_expr(&l.expr, true).tokens;
+            self.note_tokens(&scrut);
+            let shadows = self.shadow_points(&l.pat);
+            let (prefix, scrut) = if shadows.is_empty() {
+                (TokenStream::new(), scrut)
+            } else {
+                (quote!(let __flow_scrutinee = #scrut; #shadows), quote!(__flow_scrutinee))
+            };
+            let saved = self.defined.clone();
+            self.push_scope();
+            self.declare_pattern(&l.pat, false);
+            let body = self.new_block();
+            let frame = self.scopes.last().cloned().unwrap_or_default();
+            let enter = self.exit(body, ExitKind::Goto);
+            self.pop_scope();
+            self.defined = saved;
+            let leave = self.exit(exit, ExitKind::Goto);
+            let pat = &l.pat;
+            self.push(quote!(#prefix match #scrut { #pat => { #enter } _ => { #leave } }));
+            self.block_mut().terminated = true;
+            (body, frame)
+        } else {
+            let c = self.lower_expr(cond, true).tokens;
+            self.note_tokens(&c);
+            let body = self.new_block();
+            let enter = self.exit(body, ExitKind::Goto);
+            let leave = self.exit(exit, ExitKind::Goto);
+            self.push(quote!(if #c { #enter } else { #leave }));
+            self.block_mut().terminated = true;
+            (body, Vec::new())
+        }
+    }
+
+    fn lower_for(&mut self, f: &syn::ExprForLoop) -> Lowered {
+        if let Expr::Reference(r) = &*f.expr {
+            return self.error(
+                r.span(),
+                "a `for` loop with steps in its body must own what it iterates: items \
+                 borrowed here would be held across a step; iterate over an owned \
+                 collection (e.g. `items.clone()` or `items`)",
+            );
+        }
+        if let Expr::Range(r) = &*f.expr {
+            if r.end.is_none() {
+                return self.error(
+                    r.span(),
+                    "an unbounded range cannot be iterated with steps in the loop body: the \
+                     workflow journals the items up front; use `loop` with a counter instead",
+                );
+            }
+        }
+        let items = self.lower_expr(&f.expr, true).tokens;
+        self.note_tokens(&items);
+        let span = f.expr.span();
+        let items_slot = self.temp("items", span);
+        let pos_slot = self.temp("pos", span);
+        self.cfg.slots[pos_slot].mutable = true;
+        let (items_name, pos_name) = (self.cfg.slots[items_slot].name.clone(), self.cfg.slots[pos_slot].name.clone());
+        self.push(quote_spanned!(span=>
+            let mut #items_name = ::flow::__private::for_items(#items);
+            let mut #pos_name: usize = 0;
+        ));
+        self.define(items_slot);
+        self.define(pos_slot);
+        let exit = self.new_block();
+        let head = self.new_block();
+        self.goto(head);
+        self.switch_to(head);
+        self.loops.push(LoopCtx {
+            label: Self::label_of(&f.label),
+            cont: Some(head),
+            exit,
+            result: None,
+        });
+        self.note_uses(vec![items_name.clone(), pos_name.clone()]);
+        let pat = &f.pat;
+        let next: Expr = syn::parse_quote_spanned!(span=>
+            ::flow::__private::for_next(&mut #items_name, &mut #pos_name));
+        let cond: Expr = syn::parse_quote!(let ::core::option::Option::Some(#pat) = #next);
+        let (body, frame) = self.new_block_after_cond(&cond, exit);
+        self.switch_to(body);
+        self.push_frame(frame);
+        self.lower_block(&f.body, false);
+        if !self.block().terminated {
+            self.goto(head);
+        }
+        self.pop_scope();
+        self.loops.pop();
+        self.switch_to(exit);
+        self.result_of(None)
+    }
+
+    fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {
+        let found = match label {
+            Some(l) => {
+                let name = l.ident.to_string();
+                self.loops.iter().rposition(|c| c.label.as_deref() == Some(name.as_str()))
+            }
+            None => self.loops.iter().rposition(|c| c.cont.is_some()),
+        };
+        if found.is_none() {
+            self.error(span, "`break`/`continue` target not found among the loops of this #[workflow]");
+        }
+        found
+    }
+
+    fn lower_break(&mut self, b: &syn::ExprBreak) -> Lowered {
+        let value = b.expr.as_ref().map(|v| self.lower_expr(v, true).tokens);
+        let Some(i) = self.find_loop(&b.label, b.span()) else {
+            return self.result_of(None);
+        };
+        let (exit, result) = (self.loops[i].exit, self.loops[i].result);
+        match (result, value) {
+            (Some(t), Some(v)) => self.assign_temp(t, v),
+            (Some(t), None) => self.assign_temp(t, quote!(())),
+            (None, Some(v)) => {
+                self.note_tokens(&v);
+                self.push(quote!(let _ = #v;));
+            }
+            (None, None) => {}
+        }
+        self.goto(exit);
+        self.result_of(None)
+    }
+
+    fn lower_continue(&mut self, c: &syn::ExprContinue) -> Lowered {
+        let Some(i) = self.find_loop(&c.label, c.span()) else {
+            return self.result_of(None);
+        };
+        match self.loops[i].cont {
+            Some(head) => self.goto(head),
+            None => {
+                self.error(c.span(), "`continue` cannot target a labelled block");
+            }
+        }
+        self.result_of(None)
+    }
+}
+
+/// One arm of a `match` being lowered (or of the `match` an `if let` becomes).
+struct ArmSpec<'e> {
+    pat: Pat,
+    guard: Option<Expr>,
+    body: &'e Expr,
+}
+
+/// A branch whose block is lowered after the dispatching `if` is emitted.
+struct PendingBranch {
+    block: BlockId,
+    body: Expr,
+    temp: Option<SlotId>,
+    join: BlockId,
+}
+
+fn impure(tokens: TokenStream) -> Lowered {
+    Lowered { tokens, pure: false }
+}
+
+/// A read of a place or a literal: evaluating it after a suspension observes the same
+/// value (durable operations cannot touch the workflow's locals).
+fn is_place(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Path(_) => true,
+        Expr::Field(f) => is_place(&f.base),
+        Expr::Paren(p) => is_place(&p.expr),
+        Expr::Group(g) => is_place(&g.expr),
+        Expr::Reference(r) => is_place(&r.expr),
+        _ => false,
+    }
+}
+
+/// The name of what is awaited, for state names and the history.
+pub fn op_name(e: &Expr) -> String {
+    match e {
+        Expr::Call(c) => match &*c.func {
+            Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+            other => op_name(other),
+        },
+        Expr::MethodCall(m) => op_name(&m.receiver),
+        Expr::Macro(m) => m.mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+        Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+        Expr::Paren(p) => op_name(&p.expr),
+        _ => "await".into(),
+    }
+}
+
+fn unsupported_position() -> &'static str {
+    "`.await` in this position cannot be compiled into a #[workflow]'s state machine; \
+     bind the awaited value to a `let` first and use the variable here"
+}
+
+fn unsupported_place() -> &'static str {
+    "`.await` on the left of an assignment is not supported in a #[workflow]; compute the \
+     target first and bind the awaited value to a `let`"
+}
+
+/// Finds `.await`s and jumps out to lowered loops.
+struct NeedsLowering {
+    labels: Vec<String>,
+    in_lowered_loop: bool,
+    depth: usize,
+    found: bool,
+}
+
+impl<'ast> Visit<'ast> for NeedsLowering {
+    fn visit_expr(&mut self, e: &'ast Expr) {
+        if self.found {
+            return;
+        }
+        match e {
+            Expr::Await(_) => self.found = true,
+            Expr::Closure(_) | Expr::Async(_) | Expr::Const(_) => {}
+            Expr::Break(b) => {
+                if self.jumps_out(&b.label) {
+                    self.found = true;
+                } else if let Some(v) = &b.expr {
+                    self.visit_expr(v);
+                }
+            }
+            Expr::Continue(c) => {
+                if self.jumps_out(&c.label) {
+                    self.found = true;
+                }
+            }
+            Expr::Loop(l) => {
+                self.depth += 1;
+                self.visit_block(&l.body);
+                self.depth -= 1;
+            }
+            Expr::While(w) => {
+                self.visit_expr(&w.cond);
+                self.depth += 1;
+                self.visit_block(&w.body);
+                self.depth -= 1;
+            }
+            Expr::ForLoop(f) => {
+                self.visit_expr(&f.expr);
+                self.depth += 1;
+                self.visit_block(&f.body);
+                self.depth -= 1;
+            }
+            Expr::Macro(m) => self.visit_macro(&m.mac),
+            _ => syn::visit::visit_expr(self, e),
+        }
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        if let Some(args) = macro_args(mac) {
+            for a in &args {
+                self.visit_expr(a);
+            }
+        } else if tokens_await(&mac.tokens) {
+            self.found = true;
+        }
+    }
+
+    fn visit_stmt_macro(&mut self, m: &'ast syn::StmtMacro) {
+        self.visit_macro(&m.mac);
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+impl NeedsLowering {
+    fn jumps_out(&self, label: &Option<syn::Lifetime>) -> bool {
+        match label {
+            Some(l) => self.labels.contains(&l.ident.to_string()),
+            None => self.depth == 0 && self.in_lowered_loop,
+        }
+    }
+}
+
+/// Whether raw macro tokens contain `.await`.
+pub fn tokens_await(tokens: &TokenStream) -> bool {
+    let mut prev_dot = false;
+    for tt in tokens.clone() {
+        match &tt {
+            proc_macro2::TokenTree::Ident(i) if prev_dot && i == "await" => return true,
+            proc_macro2::TokenTree::Group(g) if tokens_await(&g.stream()) => return true,
+            _ => {}
+        }
+        prev_dot = matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == '.');
+    }
+    false
+}

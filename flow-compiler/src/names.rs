@@ -1,0 +1,175 @@
+//! Which local names a piece of code mentions, and which names a pattern binds.
+//!
+//! Both are deliberately conservative: mentioning a name that turns out to be something
+//! else only keeps a local alive a little longer; missing a mention would lose a value.
+
+use proc_macro2::{TokenStream, TokenTree};
+use syn::visit::Visit;
+use syn::{Expr, Ident, Pat};
+
+/// Every identifier `expr` may read as a local: single-segment paths, identifiers inside
+/// macro invocations, and `{name}` captures inside their string literals.
+pub fn mentioned(expr: &Expr) -> Vec<Ident> {
+    let mut v = Mentions(Vec::new());
+    v.visit_expr(expr);
+    v.0
+}
+
+/// Like [`mentioned`], for a whole statement.
+pub fn mentioned_in_stmt(stmt: &syn::Stmt) -> Vec<Ident> {
+    let mut v = Mentions(Vec::new());
+    v.visit_stmt(stmt);
+    v.0
+}
+
+/// Like [`mentioned`], for raw tokens (macro arguments).
+pub fn mentioned_in_tokens(tokens: &TokenStream) -> Vec<Ident> {
+    let mut out = Vec::new();
+    scan_tokens(tokens, &mut out);
+    out
+}
+
+struct Mentions(Vec<Ident>);
+
+impl<'ast> Visit<'ast> for Mentions {
+    fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+        if p.qself.is_none() && p.path.leading_colon.is_none() && p.path.segments.len() == 1 {
+            self.0.push(p.path.segments[0].ident.clone());
+        }
+        syn::visit::visit_expr_path(self, p);
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        scan_tokens(&m.tokens, &mut self.0);
+    }
+
+    // Items nested in a body cannot see its locals.
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+fn scan_tokens(tokens: &TokenStream, out: &mut Vec<Ident>) {
+    for tt in tokens.clone() {
+        match tt {
+            TokenTree::Ident(i) => out.push(i),
+            TokenTree::Group(g) => scan_tokens(&g.stream(), out),
+            TokenTree::Literal(lit) => format_captures(&lit.to_string(), lit.span(), out),
+            TokenTree::Punct(_) => {}
+        }
+    }
+}
+
+/// `{name}` / `{name:?}` inside a string literal (format-string implicit captures).
+fn format_captures(lit: &str, span: proc_macro2::Span, out: &mut Vec<Ident>) {
+    if !lit.ends_with('"') {
+        return;
+    }
+    let bytes = lit.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'{' {
+            if bytes.get(i + 1) == Some(&b'{') {
+                i += 2;
+                continue;
+            }
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            if end > start && !bytes[start].is_ascii_digit() {
+                if let Ok(ident) = syn::parse_str::<Ident>(&lit[start..end]) {
+                    out.push(Ident::new(&ident.to_string(), span));
+                }
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// A name bound by a pattern.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    /// The bound identifier.
+    pub ident: Ident,
+    /// Declared `mut`.
+    pub mutable: bool,
+    /// Bound by reference (`ref` / `ref mut`).
+    pub by_ref: bool,
+}
+
+/// The names `pat` binds. An identifier starting with an upper-case letter is taken to
+/// be a constant or unit variant (`None`, `MAX`), as rustc's naming lints assume.
+pub fn bindings(pat: &Pat) -> Vec<Binding> {
+    let mut out = Vec::new();
+    collect(pat, &mut out);
+    out
+}
+
+fn collect(pat: &Pat, out: &mut Vec<Binding>) {
+    match pat {
+        Pat::Ident(p) => {
+            let name = p.ident.to_string();
+            let looks_constant = name.chars().next().is_some_and(|c| c.is_uppercase());
+            if !looks_constant || p.subpat.is_some() {
+                out.push(Binding {
+                    ident: p.ident.clone(),
+                    mutable: p.mutability.is_some(),
+                    by_ref: p.by_ref.is_some(),
+                });
+            }
+            if let Some((_, sub)) = &p.subpat {
+                collect(sub, out);
+            }
+        }
+        Pat::Or(p) => {
+            if let Some(first) = p.cases.first() {
+                collect(first, out);
+            }
+        }
+        Pat::Paren(p) => collect(&p.pat, out),
+        Pat::Reference(p) => collect(&p.pat, out),
+        Pat::Slice(p) => p.elems.iter().for_each(|e| collect(e, out)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| collect(&f.pat, out)),
+        Pat::Tuple(p) => p.elems.iter().for_each(|e| collect(e, out)),
+        Pat::TupleStruct(p) => p.elems.iter().for_each(|e| collect(e, out)),
+        Pat::Type(p) => collect(&p.pat, out),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: Vec<Ident>) -> Vec<String> {
+        v.into_iter().map(|i| i.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_paths_macro_idents_and_format_captures() {
+        let e: Expr = syn::parse_quote!(f(a, b.c, format!("{d} {{e}} {0}", g)));
+        assert_eq!(names(mentioned(&e)), ["f", "a", "b", "d", "g"]);
+    }
+
+    #[test]
+    fn closures_are_scanned_nested_items_are_not() {
+        let e: Expr = syn::parse_quote!({
+            fn inner(z: u8) -> u8 { z }
+            xs.iter().map(|x| x + y)
+        });
+        let found = names(mentioned(&e));
+        assert!(found.contains(&"y".to_string()) && found.contains(&"xs".to_string()));
+        assert!(!found.contains(&"z".to_string()));
+    }
+
+    #[test]
+    fn pattern_bindings_skip_constants() {
+        let p: Pat = syn::parse_quote!((mut a, Some(b), None, Point { x, y: ref yy }, MAX));
+        let b = bindings(&p);
+        let n: Vec<_> = b.iter().map(|b| b.ident.to_string()).collect();
+        assert_eq!(n, ["a", "b", "x", "yy"]);
+        assert!(b[0].mutable && b[3].by_ref);
+    }
+}

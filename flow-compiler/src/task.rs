@@ -1,0 +1,182 @@
+//! `#[task]`: parse → check → expand.
+//!
+//! ```text
+//! #[task(retry(max_attempts = 5), timeout = "30s")]
+//! async fn charge(card: String, cents: u64) -> Result<PaymentId, PaymentError> { BODY }
+//! ```
+//! expands to (outline):
+//! ```text
+//! #[derive(Serialize, Deserialize)] struct charge { card: String, cents: u64 }
+//! fn charge(card: String, cents: u64) -> charge { charge { card, cents } }
+//! impl flow::Task for charge { NAME, Output, policy(), run() -> BODY, classify(), from_failure() }
+//! impl flow::DurableOp for charge { ... OpRequest::Task { .. } }     // awaited in a workflow
+//! impl IntoFuture for charge { ... runs BODY directly }              // awaited elsewhere
+//! inventory::submit!(TaskRegistration { .. })                        // found by name on recovery
+//! ```
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ItemFn;
+
+use crate::attr::{self, Errors, TaskOptions};
+use crate::signature::{self, is_result};
+
+/// Expands `#[task(attr)] item`.
+pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::Error> {
+    let mut errors = Errors::default();
+    let opts = match attr::task_options(attr) {
+        Ok(o) => o,
+        Err(e) => {
+            errors.0.push(e);
+            TaskOptions::default()
+        }
+    };
+    let f: ItemFn = syn::parse2(item)?;
+    let sig = signature::check(&f, "task", &mut errors);
+    let is_result = is_result(&sig.output);
+    if opts.non_retryable.is_some() && !is_result {
+        errors.push(
+            f.sig.ident.span(),
+            "`non_retryable` needs the task to return a `Result`: it decides which `Err`s are final",
+        );
+    }
+    errors.finish(())?;
+
+    let name = &f.sig.ident;
+    let vis = &f.vis;
+    let attrs = &f.attrs;
+    let output = &sig.output;
+    let idents: Vec<_> = sig.args.iter().map(|a| &a.ident).collect();
+    let tys: Vec<_> = sig.args.iter().map(|a| &a.ty).collect();
+    let pats: Vec<_> = sig.args.iter().map(|a| &a.pat).collect();
+    let body = &f.block;
+    let reg_name = match &opts.name {
+        Some(n) => quote!(#n),
+        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name))),
+    };
+    let policy = policy_tokens(&opts);
+    let (classify, from_failure) = if is_result {
+        let permanent = match &opts.non_retryable {
+            Some(p) => quote!(#p(__error)),
+            None => quote!(false),
+        };
+        (
+            quote! {
+                match __output {
+                    ::core::result::Result::Ok(_) => ::flow::AttemptClass::Success,
+                    ::core::result::Result::Err(__error) => {
+                        let __text = ::std::format!("{:?}", __error);
+                        if #permanent {
+                            ::flow::AttemptClass::NonRetryable(__text)
+                        } else {
+                            ::flow::AttemptClass::Retryable(__text)
+                        }
+                    }
+                }
+            },
+            quote!(::core::option::Option::Some(::core::result::Result::Err(::core::convert::From::from(__failure)))),
+        )
+    } else {
+        (
+            quote!({ let _ = __output; ::flow::AttemptClass::Success }),
+            quote!({ let _ = __failure; ::core::option::Option::None }),
+        )
+    };
+    let doc = format!(
+        "One call of the [`{name}()`] task with its arguments: await it in a `#[workflow]` \
+         (journaled, retried) or anywhere else (runs the body)."
+    );
+
+    Ok(quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #[derive(::flow::__private::serde::Serialize, ::flow::__private::serde::Deserialize)]
+        #[serde(crate = "::flow::__private::serde")]
+        #vis struct #name {
+            #(#idents: #tys,)*
+        }
+
+        #(#attrs)*
+        #[must_use = "a task call does nothing unless awaited"]
+        #vis fn #name(#(#idents: #tys),*) -> #name {
+            #name { #(#idents,)* }
+        }
+
+        impl ::flow::Task for #name {
+            const NAME: &'static str = #reg_name;
+            type Output = #output;
+
+            fn policy() -> ::flow::TaskPolicy {
+                #policy
+            }
+
+            fn run(self) -> ::flow::__private::BoxFuture<#output> {
+                #[allow(clippy::needless_return)]
+                async fn __flow_task_body(#(#pats: #tys),*) -> #output #body
+                let #name { #(#idents,)* } = self;
+                ::std::boxed::Box::pin(__flow_task_body(#(#idents),*))
+            }
+
+            #[allow(unused_variables)]
+            fn classify(__output: &#output) -> ::flow::AttemptClass {
+                #classify
+            }
+
+            fn from_failure(__failure: ::flow::TaskFailure) -> ::core::option::Option<#output> {
+                #from_failure
+            }
+        }
+
+        impl ::flow::DurableOp for #name {
+            type Output = #output;
+            fn into_request(self) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {
+                ::core::result::Result::Ok(::flow::OpRequest::Task {
+                    name: ::std::string::ToString::to_string(<Self as ::flow::Task>::NAME),
+                    args: ::flow::codec::encode(&self, || ::std::format!("arguments of task `{}`", <Self as ::flow::Task>::NAME))?,
+                    policy: <Self as ::flow::Task>::policy(),
+                })
+            }
+        }
+
+        impl ::core::future::IntoFuture for #name {
+            type Output = #output;
+            type IntoFuture = ::flow::__private::BoxFuture<#output>;
+            fn into_future(self) -> Self::IntoFuture {
+                ::flow::Task::run(self)
+            }
+        }
+
+        ::flow::__private::inventory::submit! {
+            ::flow::__private::TaskRegistration {
+                name: <#name as ::flow::Task>::NAME,
+                run: ::flow::__private::erased_run::<#name>,
+                failure_output: ::flow::__private::erased_failure_output::<#name>,
+            }
+        }
+    })
+}
+
+fn policy_tokens(o: &TaskOptions) -> TokenStream {
+    let d = |ms: Option<u64>, field: TokenStream| match ms {
+        Some(ms) => quote!(#field: ::core::time::Duration::from_millis(#ms),),
+        None => TokenStream::new(),
+    };
+    let max_attempts = o.max_attempts.map(|n| quote!(max_attempts: #n,));
+    let backoff = o.backoff.map(|b| quote!(backoff_rate: #b,));
+    let jitter = o.jitter.map(|j| quote!(jitter: #j,));
+    let initial = d(o.initial_ms, quote!(initial_interval));
+    let max_interval = d(o.max_interval_ms, quote!(max_interval));
+    let timeout = match o.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        ::flow::TaskPolicy {
+            retry: ::flow::RetryPolicy {
+                #max_attempts #initial #backoff #max_interval #jitter
+                ..::core::default::Default::default()
+            },
+            timeout: #timeout,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `#[workflow]`: parse → check → lower → expand.
+//!
+//! ```text
+//! #[workflow]
+//! async fn place_order(order: Order) -> Result<Receipt, OrderError> { BODY }
+//! ```
+//! expands to (outline; `tests/expand/*.expanded.rs` show whole expansions):
+//! ```text
+//! struct place_order { __input: Order }
+//! fn place_order(order: Order) -> place_order
+//! impl IntoFuture for place_order     // runs BODY as plain async code
+//! impl flow::Workflow for place_order { NAME, FINGERPRINT, Input, Output,
+//!                                        step() = the compiled state machine, graph() }
+//! impl flow::DurableOp for place_order // awaited in another workflow: a child run
+//! ```
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::ItemFn;
+
+use crate::attr::{self, combine, Errors, WorkflowOptions};
+use crate::emit;
+use crate::lower::Lowerer;
+use crate::signature::{self, fingerprint};
+
+/// Expands `#[workflow(attr)] item`.
+pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::Error> {
+    let mut errors = Errors::default();
+    let opts = match attr::workflow_options(attr) {
+        Ok(o) => o,
+        Err(e) => {
+            errors.0.push(e);
+            WorkflowOptions::default()
+        }
+    };
+    let f: ItemFn = syn::parse2(item.clone())?;
+    let sig = signature::check(&f, "workflow", &mut errors);
+    crate::check::check_body(&f.block, &mut errors);
+    errors.finish(())?;
+
+    let name = &f.sig.ident;
+    let vis = &f.vis;
+    let attrs = &f.attrs;
+    let output = &sig.output;
+    let idents: Vec<_> = sig.args.iter().map(|a| &a.ident).collect();
+    let tys: Vec<_> = sig.args.iter().map(|a| &a.ty).collect();
+    let pats: Vec<_> = sig.args.iter().map(|a| &a.pat).collect();
+    let (input_ty, input_pat, input_value) = match sig.args.len() {
+        1 => (tys[0].to_token_stream(), pats[0].to_token_stream(), idents[0].to_token_stream()),
+        _ => (quote!((#(#tys,)*)), quote!((#(#pats,)*)), quote!((#(#idents,)*))),
+    };
+    let unpack = match sig.args.len() {
+        1 => quote!(let #(#idents)* = self.__input;),
+        _ => quote!(let (#(#idents,)*) = self.__input;),
+    };
+    let reg_name = opts.name.clone().unwrap_or_else(|| name.to_string());
+    let fp = fingerprint(&item.to_string());
+
+    // The state machine.
+    let mut lowerer = Lowerer::new(output);
+    let input_pat = syn::parse::Parser::parse2(syn::Pat::parse_single, input_pat)?;
+    lowerer.bind_input(&input_pat, &input_ty);
+    lowerer.lower_body(&f.block);
+    let mut errs = std::mem::take(&mut lowerer.errors);
+    let cfg = lowerer.cfg;
+    let plan = emit::plan(&cfg, &mut errs);
+    if let Some(e) = combine(errs) {
+        return Err(e);
+    }
+    let step_body = emit::step_body(&cfg, &plan, &reg_name);
+    let state_infos = cfg.states.iter().map(|s| {
+        let (n, l) = (&s.name, s.line);
+        quote!(::flow::StateInfo { name: #n, line: #l })
+    });
+    let transitions = emit::transitions(&cfg).into_iter().map(|(a, b)| quote!((#a, #b)));
+    let body = &f.block;
+    let doc = format!(
+        "The `{reg_name}` workflow. Build a call with [`{name}()`]; start it with \
+         `Engine::start`, await it in another workflow (a child run), or await it directly \
+         (runs as plain async code)."
+    );
+
+    Ok(quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #name {
+            __input: #input_ty,
+        }
+
+        #(#attrs)*
+        #[must_use = "a workflow call does nothing unless started or awaited"]
+        #vis fn #name(#(#idents: #tys),*) -> #name {
+            #name { __input: #input_value }
+        }
+
+        impl ::core::future::IntoFuture for #name {
+            type Output = #output;
+            type IntoFuture = ::flow::__private::BoxFuture<#output>;
+            fn into_future(self) -> Self::IntoFuture {
+                #[allow(clippy::needless_return)]
+                async fn __flow_plain(#(#pats: #tys),*) -> #output #body
+                #unpack
+                ::std::boxed::Box::pin(__flow_plain(#(#idents),*))
+            }
+        }
+
+        impl ::flow::Workflow for #name {
+            const NAME: &'static str = #reg_name;
+            const FINGERPRINT: u64 = #fp;
+            type Input = #input_ty;
+            type Output = #output;
+
+            fn into_input(self) -> Self::Input {
+                self.__input
+            }
+
+            fn from_input(input: Self::Input) -> Self {
+                #name { __input: input }
+            }
+
+            #[allow(
+                unused_mut, unused_variables, unused_braces, unreachable_code, path_statements,
+                unused_assignments, redundant_semicolons, non_snake_case,
+                clippy::all, clippy::pedantic, clippy::nursery
+            )]
+            fn step(__machine: &mut ::flow::Machine) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
+                #step_body
+            }
+
+            fn graph() -> &'static ::flow::StateGraph {
+                static GRAPH: ::flow::StateGraph = ::flow::StateGraph {
+                    workflow: #reg_name,
+                    states: &[#(#state_infos),*],
+                    transitions: &[#(#transitions),*],
+                };
+                &GRAPH
+            }
+        }
+
+        impl ::flow::DurableOp for #name {
+            type Output = #output;
+            fn into_request(self) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {
+                ::core::result::Result::Ok(::flow::OpRequest::Child {
+                    workflow: ::std::string::ToString::to_string(#reg_name),
+                    input: ::flow::codec::encode(&self.__input, || ::std::format!("input of workflow `{}`", #reg_name))?,
+                })
+            }
+        }
+    })
+}

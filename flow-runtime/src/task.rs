@@ -1,0 +1,237 @@
+//! Tasks: units of side-effecting work, their retry/timeout policy and their registry.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+
+/// A boxed, sendable future, as task bodies are stored.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Implemented by `#[task]` for the struct that holds one call's arguments.
+///
+/// The struct has the task function's name; calling the function builds it. Awaited
+/// directly (outside a workflow) it runs the body; awaited inside a `#[workflow]` it is
+/// journaled and run by the engine with retries and a timeout.
+pub trait Task: Serialize + DeserializeOwned + Send + 'static {
+    /// Registered name (module path + function name unless `#[task(name = "...")]`).
+    const NAME: &'static str;
+    /// The task function's return type.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The declared retry and timeout policy.
+    fn policy() -> TaskPolicy;
+    /// Runs the body once.
+    fn run(self) -> BoxFuture<Self::Output>;
+    /// Sorts one attempt's output into success, retryable failure or final failure.
+    fn classify(output: &Self::Output) -> AttemptClass;
+    /// Turns an engine-side failure (timeout, panic, cancellation) into an output the
+    /// workflow can handle, if the output type can carry it (`Result<T, E>` with
+    /// `E: From<TaskFailure>`).
+    fn from_failure(failure: TaskFailure) -> Option<Self::Output>;
+}
+
+/// How one attempt ended, as judged by the task's declared policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptClass {
+    /// `Ok`, or a plain (non-`Result`) output.
+    Success,
+    /// An `Err` that may be retried; the text is for the history.
+    Retryable(String),
+    /// An `Err` the policy marks non-retryable; delivered to the workflow at once.
+    NonRetryable(String),
+}
+
+/// A failure the engine observed rather than the task returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum TaskFailure {
+    /// The attempt ran longer than the task's `timeout`.
+    #[error("task `{task}` timed out after {after:?}")]
+    TimedOut {
+        /// Task name.
+        task: String,
+        /// The configured timeout.
+        after: Duration,
+    },
+    /// The attempt panicked.
+    #[error("task `{task}` panicked: {message}")]
+    Panicked {
+        /// Task name.
+        task: String,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+    /// The run was cancelled while the task was pending.
+    #[error("run was cancelled while `{task}` was pending")]
+    Cancelled {
+        /// Task name.
+        task: String,
+    },
+}
+
+impl From<TaskFailure> for String {
+    fn from(failure: TaskFailure) -> String {
+        failure.to_string()
+    }
+}
+
+/// Retry policy of a task, as declared in `#[task(retry(...))]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the second attempt.
+    pub initial_interval: Duration,
+    /// Multiplier applied to the delay after each retry.
+    pub backoff_rate: f64,
+    /// Upper bound on the delay.
+    pub max_interval: Duration,
+    /// Random spread applied to each delay, as a fraction (0.1 = ±10%).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_interval: Duration::from_millis(100),
+            backoff_rate: 2.0,
+            max_interval: Duration::from_secs(60),
+            jitter: 0.0,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt number `attempt` (1-based), before jitter.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(64) as i32;
+        let secs = self.initial_interval.as_secs_f64() * self.backoff_rate.powi(exponent);
+        let capped = secs.min(self.max_interval.as_secs_f64()).max(0.0);
+        Duration::from_secs_f64(capped)
+    }
+
+    /// The delay after failed attempt `attempt`, spread by `jitter` using `unit`, a number
+    /// in `[0, 1)` supplied by the caller.
+    pub fn jittered_delay_after(&self, attempt: u32, unit: f64) -> Duration {
+        let base = self.delay_after(attempt).as_secs_f64();
+        let spread = base * self.jitter * (unit * 2.0 - 1.0);
+        Duration::from_secs_f64((base + spread).max(0.0))
+    }
+}
+
+/// Retry and timeout policy of one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TaskPolicy {
+    /// Retries of failed attempts.
+    pub retry: RetryPolicy,
+    /// Start-to-close timeout of one attempt.
+    pub timeout: Option<Duration>,
+}
+
+/// What the engine knows about the task attempt that is running, readable from the task
+/// body through [`TaskContext::current`].
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// The run that called the task.
+    pub run_id: String,
+    /// Stable across retries and crashes of the same call: use it to make external
+    /// effects exactly-once (e.g. as a payment provider's idempotency key).
+    pub idempotency_key: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    cancel: tokio::sync::watch::Receiver<bool>,
+}
+
+// The cancellation channel has no meaningful equality; two contexts are equal when they
+// describe the same attempt.
+impl PartialEq for TaskContext {
+    fn eq(&self, other: &Self) -> bool {
+        self.run_id == other.run_id
+            && self.idempotency_key == other.idempotency_key
+            && self.attempt == other.attempt
+    }
+}
+
+impl Eq for TaskContext {}
+
+tokio::task_local! {
+    static CURRENT: TaskContext;
+}
+
+impl TaskContext {
+    /// A context for one attempt of a call.
+    pub fn new(
+        run_id: String,
+        idempotency_key: String,
+        attempt: u32,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        TaskContext {
+            run_id,
+            idempotency_key,
+            attempt,
+            cancel,
+        }
+    }
+
+    /// The context of the task attempt this code runs in, or `None` when the task was
+    /// called directly (outside an engine).
+    pub fn current() -> Option<TaskContext> {
+        CURRENT.try_with(|c| c.clone()).ok()
+    }
+
+    /// True once the run has been cancelled; long tasks should poll it and stop early.
+    pub fn is_cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Runs `fut` with `self` as the current context.
+    pub async fn scope<F: Future>(self, fut: F) -> F::Output {
+        CURRENT.scope(self, fut).await
+    }
+}
+
+/// Everything the engine needs to run a task known only by name (e.g. after recovery).
+pub struct TaskRegistration {
+    /// Registered name.
+    pub name: &'static str,
+    /// Decodes the arguments and runs one attempt.
+    pub run: fn(&[u8]) -> Result<BoxFuture<AttemptResult>, CodecError>,
+    /// Encodes the output a failure turns into, when the output type can carry one.
+    pub failure_output: fn(TaskFailure) -> Option<Result<Vec<u8>, CodecError>>,
+}
+
+/// One finished attempt, type-erased: its class and its encoded output.
+pub struct AttemptResult {
+    /// Success or which kind of failure.
+    pub class: AttemptClass,
+    /// The encoded `Task::Output`.
+    pub output: Result<Vec<u8>, CodecError>,
+}
+
+inventory::collect!(TaskRegistration);
+
+/// Looks up a task registered anywhere in the program by `#[task]`.
+pub fn find_task(name: &str) -> Option<&'static TaskRegistration> {
+    inventory::iter::<TaskRegistration>().find(|t| t.name == name)
+}
+
+/// The type-erased runner `#[task]` registers for `T`.
+pub fn erased_run<T: Task>(args: &[u8]) -> Result<BoxFuture<AttemptResult>, CodecError> {
+    let call: T = codec::decode(args, || format!("arguments of task `{}`", T::NAME))?;
+    Ok(Box::pin(async move {
+        let output = call.run().await;
+        AttemptResult {
+            class: T::classify(&output),
+            output: codec::encode(&output, || format!("output of task `{}`", T::NAME)),
+        }
+    }))
+}
+
+/// The type-erased failure encoder `#[task]` registers for `T`.
+pub fn erased_failure_output<T: Task>(failure: TaskFailure) -> Option<Result<Vec<u8>, CodecError>> {
+    T::from_failure(failure).map(|o| codec::encode(&o, || format!("output of task `{}`", T::NAME)))
+}
