@@ -88,7 +88,8 @@ impl<'a> Lowerer<'a> {
 
     /// Lowers the body and ends the run with its value.
     pub fn lower_body(&mut self, body: &syn::Block) {
-        let value = self.lower_block(body, true);
+        // The arguments' scope is the body's scope, as in the function it reads as.
+        let value = self.lower_stmts(&body.stmts, true);
         if !self.block().terminated {
             self.note_tokens(&value.tokens);
             let done = self.complete(value.tokens, body.span());
@@ -374,7 +375,11 @@ impl<'a> Lowerer<'a> {
     fn lower_block(&mut self, block: &syn::Block, want_value: bool) -> Lowered {
         self.push_scope();
         let value = self.lower_stmts(&block.stmts, want_value);
-        let needs_temp = want_value && !value.pure && !self.block().terminated;
+        let scoped: BTreeSet<String> = self.scopes.last().into_iter().flatten().map(|(n, _)| n.clone()).collect();
+        let mentions_scope = names::mentioned_in_tokens(&value.tokens)
+            .iter()
+            .any(|i| scoped.contains(&i.to_string()));
+        let needs_temp = want_value && (!value.pure || mentions_scope) && !self.block().terminated;
         let value = if needs_temp {
             // The value may mention the scope's locals: evaluate it before they go.
             let slot = {
@@ -417,7 +422,7 @@ impl<'a> Lowerer<'a> {
             match stmt {
                 Stmt::Local(local) => self.lower_let(local),
                 Stmt::Item(item) => self.cfg.items.push(item.to_token_stream()),
-                Stmt::Expr(e, None) if last => {
+                Stmt::Expr(e, None) if last && want_value => {
                     value = self.lower_expr(e, want_value);
                 }
                 Stmt::Expr(e, _) => {
@@ -493,7 +498,7 @@ impl<'a> Lowerer<'a> {
     // ----- expressions -----------------------------------------------------------
 
     fn lower_expr(&mut self, e: &Expr, want_value: bool) -> Lowered {
-        if !self.needs_lowering(e) {
+        if !self.needs_lowering(e) && !matches!(e, Expr::Return(_)) {
             return self.plain(e);
         }
         match e {

@@ -1,0 +1,508 @@
+//! The differential corpus: each workflow exercises constructs the compiler supports,
+//! alone and nested. Every one takes an `i64` so property tests can generate inputs.
+#![allow(clippy::all)]
+
+use super::tasks::*;
+use flow::workflow;
+
+#[workflow]
+pub async fn straight_line(x: i64) -> i64 {
+    let a = inc(x).await;
+    let b = double(a).await;
+    add(a, b).await
+}
+
+#[workflow]
+pub async fn nested_awaits(x: i64) -> i64 {
+    let y = add(inc(x).await, double(inc(x).await).await).await;
+    double(double(y).await).await
+}
+
+#[workflow]
+pub async fn shadowing(x: i64) -> i64 {
+    let x = inc(x).await;
+    let x = double(x).await;
+    let y = {
+        let x = inc(x).await;
+        x * 100
+    };
+    x + y
+}
+
+#[workflow]
+pub async fn if_else(x: i64) -> String {
+    if is_even(x).await {
+        let h = double(x).await;
+        label(h).await
+    } else if x > 10 {
+        label(x).await
+    } else {
+        "small odd".to_string()
+    }
+}
+
+#[workflow]
+pub async fn if_value(x: i64) -> i64 {
+    let v = if x > 0 { inc(x).await } else { double(x).await };
+    let w = if is_even(v).await { v } else { v + 1000 };
+    v + w
+}
+
+#[workflow]
+pub async fn if_let_await(x: i64) -> i64 {
+    if let Some(h) = maybe_half(x).await {
+        let d = double(h).await;
+        d + h
+    } else {
+        -1
+    }
+}
+
+#[workflow]
+pub async fn match_scrutinee(x: i64) -> String {
+    match shape_of(x).await {
+        Shape::Circle(r) => {
+            let d = double(r).await;
+            format!("circle {d}")
+        }
+        Shape::Rect { w, h } if w > 5 => {
+            let a = add(w, h).await;
+            format!("wide rect {a}")
+        }
+        Shape::Rect { w, .. } => format!("rect {w}"),
+        Shape::Empty => label(x).await,
+    }
+}
+
+#[workflow]
+pub async fn match_value(x: i64) -> i64 {
+    let r = match x.rem_euclid(4) {
+        0 => inc(x).await,
+        1 => double(x).await,
+        2 => {
+            let a = inc(x).await;
+            let b = inc(a).await;
+            a * b
+        }
+        _ => x,
+    };
+    r + 1
+}
+
+#[workflow]
+pub async fn loop_counter(x: i64) -> i64 {
+    let mut i = 0;
+    let mut acc = x;
+    loop {
+        if i >= 4 {
+            break;
+        }
+        acc = add(acc, i).await;
+        i += 1;
+    }
+    acc
+}
+
+#[workflow]
+pub async fn loop_break_value(x: i64) -> i64 {
+    let mut n = x.rem_euclid(10);
+    let found = loop {
+        n = inc(n).await;
+        if n % 3 == 0 {
+            break n * 10;
+        }
+    };
+    found + n
+}
+
+#[workflow]
+pub async fn while_cond_await(x: i64) -> i64 {
+    let mut n = x.rem_euclid(9);
+    while !is_even(n).await {
+        n = add(n, 3).await;
+    }
+    n
+}
+
+#[workflow]
+pub async fn while_plain(x: i64) -> i64 {
+    let mut n = x.rem_euclid(5);
+    let mut steps = 0;
+    while n < 12 {
+        n = double(n + 1).await;
+        steps += 1;
+    }
+    n * 100 + steps
+}
+
+#[workflow]
+pub async fn while_let_await(x: i64) -> i64 {
+    let mut n = x.rem_euclid(64) + 64;
+    let mut halvings = 0;
+    while let Some(h) = maybe_half(n).await {
+        n = h;
+        halvings += 1;
+    }
+    n * 10 + halvings
+}
+
+#[workflow]
+pub async fn for_owned(x: i64) -> i64 {
+    let items = vec![x, x + 1, x + 2];
+    let mut total = 0;
+    for item in items {
+        total += double(item).await;
+    }
+    total
+}
+
+#[workflow]
+pub async fn for_from_task(x: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    for i in range_of(x.rem_euclid(6)).await {
+        out.push(inc(i).await);
+    }
+    out
+}
+
+#[workflow]
+pub async fn for_range_tuple(x: i64) -> i64 {
+    let pairs: Vec<(i64, i64)> = (0..3).map(|i| (i, x)).collect();
+    let mut acc = 0;
+    for (i, v) in pairs {
+        acc += add(i, v).await;
+    }
+    for k in 0..2 {
+        acc = add(acc, k).await;
+    }
+    acc
+}
+
+#[workflow]
+pub async fn continue_in_loop(x: i64) -> Vec<i64> {
+    let mut kept = Vec::new();
+    for i in 0..6 {
+        if !is_even(i + x).await {
+            continue;
+        }
+        kept.push(i);
+    }
+    kept
+}
+
+#[workflow]
+pub async fn labelled_nested(x: i64) -> (i64, i64) {
+    let mut outer_count = 0;
+    let mut last = 0;
+    'outer: for i in 0..4 {
+        outer_count += 1;
+        for j in 0..4 {
+            last = add(i * 10, j).await;
+            if j == 2 {
+                continue 'outer;
+            }
+            if last > 20 + x.rem_euclid(5) {
+                break 'outer;
+            }
+        }
+    }
+    (outer_count, last)
+}
+
+#[workflow]
+pub async fn try_in_loop(x: i64) -> Result<i64, String> {
+    let mut sum = 0;
+    for i in 0..5 {
+        sum += checked(x + i).await?;
+    }
+    Ok(sum)
+}
+
+#[workflow]
+pub async fn early_return(x: i64) -> i64 {
+    let a = inc(x).await;
+    if a > 10 {
+        return a;
+    }
+    let b = double(a).await;
+    if b < 0 {
+        return b - 1;
+    }
+    b + 1000
+}
+
+#[workflow]
+pub async fn return_in_loop(x: i64) -> i64 {
+    let mut n = x.rem_euclid(20);
+    loop {
+        n = inc(n).await;
+        if n % 7 == 0 {
+            return n;
+        }
+    }
+}
+
+#[workflow]
+pub async fn match_errors(x: i64) -> Result<String, CorpusError> {
+    let v = match checked(x).await {
+        Ok(v) => v,
+        Err(e) => {
+            let l = label(-1).await;
+            return Err(CorpusError::Check(format!("{e} {l}")));
+        }
+    };
+    let again = checked(v + 1).await?;
+    Ok(format!("{v}/{again}"))
+}
+
+#[workflow]
+pub async fn question_conversion(x: i64) -> Result<i64, CorpusError> {
+    let a = checked(x).await?;
+    let b = checked(inc(a).await).await?;
+    Ok(a + b)
+}
+
+#[workflow]
+pub async fn option_workflow(x: i64) -> Option<i64> {
+    let h = maybe_half(x).await?;
+    let q = maybe_half(h).await?;
+    Some(q + h)
+}
+
+#[workflow]
+pub async fn block_expression(x: i64) -> i64 {
+    let total = {
+        let a = inc(x).await;
+        let b = {
+            let c = double(a).await;
+            c + 1
+        };
+        a + b
+    };
+    total * 2
+}
+
+#[workflow]
+pub async fn in_condition(x: i64) -> i64 {
+    let mut r = 0;
+    if is_even(x).await && is_even(inc(x).await).await {
+        r += 1;
+    }
+    if is_even(x).await || is_even(double(x).await).await {
+        r += 10;
+    }
+    if x > 3 && is_even(x).await {
+        r += 100;
+    }
+    r
+}
+
+#[workflow]
+pub async fn format_args(x: i64) -> String {
+    let a = inc(x).await;
+    let s = format!("{} and {}", a, double(a).await);
+    let v = vec![inc(1).await, a, inc(2).await];
+    format!("{s} {v:?} {a}")
+}
+
+#[workflow]
+pub async fn evaluation_order(x: i64) -> Vec<String> {
+    let mut log = Vec::new();
+    log.push(format!("start {x}"));
+    let r = add(
+        {
+            log.push("first operand".to_string());
+            x
+        },
+        inc(x).await,
+    )
+    .await;
+    log.push(format!("sum {r}"));
+    log
+}
+
+#[workflow]
+pub async fn moves_between_steps(x: i64) -> super::tasks::Account {
+    let account = super::tasks::Account {
+        id: format!("acct-{x}"),
+        balance: 0,
+        history: Vec::new(),
+    };
+    let account = deposit(account, x).await;
+    let mut account = deposit(account, 5).await;
+    account.id.push_str("-final");
+    let copy = account.clone();
+    let account = deposit(copy, inc(x).await).await;
+    account
+}
+
+#[workflow]
+pub async fn reassign_across(x: i64) -> (i64, String) {
+    let mut name = String::from("n");
+    let mut v = x;
+    for _ in 0..3 {
+        v = double(v).await;
+        name = format!("{name}{v}");
+    }
+    name.push('!');
+    let v2 = inc(v).await;
+    (v2, name)
+}
+
+#[workflow]
+pub async fn loop_in_match_in_loop(x: i64) -> i64 {
+    let mut acc = 0;
+    for i in 0..3 {
+        match (i + x).rem_euclid(3) {
+            0 => {
+                let mut k = 0;
+                while k < 2 {
+                    acc = add(acc, k).await;
+                    k += 1;
+                }
+            }
+            1 => {
+                for j in 0..2 {
+                    if j == 1 {
+                        break;
+                    }
+                    acc = add(acc, 100).await;
+                }
+            }
+            _ => acc += 1000,
+        }
+    }
+    acc
+}
+
+#[workflow]
+pub async fn tuple_destructure(x: i64) -> i64 {
+    let (q, r) = split(x).await;
+    let (a, b) = (inc(q).await, inc(r).await);
+    a * 100 + b
+}
+
+#[workflow]
+pub async fn closures_untouched(x: i64) -> i64 {
+    let factor = inc(x).await;
+    let xs: Vec<i64> = (0..4).map(|i| i * factor).collect();
+    let total: i64 = xs.iter().sum();
+    let doubled = double(total).await;
+    let f = |v: i64| v + doubled;
+    f(1)
+}
+
+#[workflow]
+pub async fn inner_plain_loop(x: i64) -> i64 {
+    let mut found = -1;
+    let bound = inc(x.rem_euclid(10)).await;
+    for i in 0..bound {
+        if i * i > bound {
+            found = i;
+            break;
+        }
+    }
+    let mut sum = 0;
+    loop {
+        sum += 1;
+        if sum > 3 {
+            break;
+        }
+    }
+    add(found, sum).await
+}
+
+#[workflow]
+pub async fn unit_workflow(x: i64) {
+    let a = inc(x).await;
+    if a > 0 {
+        double(a).await;
+    }
+}
+
+#[workflow]
+pub async fn no_args() -> i64 {
+    let a = inc(1).await;
+    a + 1
+}
+
+#[workflow]
+pub async fn many_args(a: i64, b: String, c: Vec<i64>) -> String {
+    let n = add(a, c.len() as i64).await;
+    format!("{b}:{n}:{}", c.iter().sum::<i64>())
+}
+
+#[workflow]
+pub async fn no_awaits(x: i64) -> i64 {
+    let mut v = x;
+    for i in 0..3 {
+        v += i;
+    }
+    v
+}
+
+#[workflow]
+pub async fn compound_assign(x: i64) -> i64 {
+    let mut v = x;
+    v += inc(v).await;
+    v *= double(2).await;
+    v -= add(v, 1).await / 2;
+    v
+}
+
+#[workflow]
+pub async fn struct_and_index(x: i64) -> super::tasks::Account {
+    let amounts = vec![x, inc(x).await, 3];
+    super::tasks::Account {
+        id: label(amounts[1]).await,
+        balance: amounts[double(0).await as usize],
+        history: amounts,
+    }
+}
+
+#[workflow]
+pub async fn labelled_block(x: i64) -> i64 {
+    let v = 'done: {
+        let a = inc(x).await;
+        if a % 2 == 0 {
+            break 'done a;
+        }
+        double(a).await
+    };
+    v + 1
+}
+
+#[workflow]
+pub async fn let_else(x: i64) -> i64 {
+    let Some(h) = maybe_half(x).await else {
+        return -7;
+    };
+    inc(h).await
+}
+
+#[workflow]
+pub async fn child_plain_call(x: i64) -> i64 {
+    // A helper that is ordinary Rust between steps.
+    fn helper(v: i64) -> i64 {
+        v * 3
+    }
+    let a = inc(x).await;
+    helper(a) + helper(double(a).await)
+}
+
+#[workflow]
+pub async fn while_with_break_value_and_return(x: i64) -> Result<i64, String> {
+    let mut i = 0;
+    let mut total = 0;
+    while i < 6 {
+        i += 1;
+        let v = checked(i + x.rem_euclid(3)).await;
+        match v {
+            Ok(v) if v > 6 => break,
+            Ok(v) => total += v,
+            Err(e) if total > 10 => return Err(e),
+            Err(_) => continue,
+        }
+    }
+    Ok(total)
+}

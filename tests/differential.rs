@@ -1,0 +1,68 @@
+//! Differential tests of the state-machine compiler: every corpus workflow, run as the
+//! plain async function it reads as, as a state machine, and as a state machine rebuilt
+//! from its journal at every step boundary, must agree (see `corpus::differential`).
+
+mod corpus;
+
+use corpus::differential;
+use corpus::workflows::*;
+use proptest::prelude::*;
+
+const INPUTS: &[i64] = &[-9, -1, 0, 1, 2, 3, 5, 6, 7, 12, 13, 27, 64, 99];
+
+macro_rules! corpus_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let mut total_steps = 0;
+                for &x in INPUTS {
+                    total_steps += differential(|| corpus::workflows::$name(x)).await.1;
+                }
+                assert!(total_steps > 0 || stringify!($name) == "no_awaits");
+            }
+        )*
+
+        /// Every corpus workflow against generated inputs.
+        #[test]
+        fn generated_inputs() {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            proptest!(ProptestConfig::with_cases(24), |(x in -1000i64..1000)| {
+                rt.block_on(async {
+                    $( let _ = differential(|| corpus::workflows::$name(x)).await; )*
+                });
+            });
+        }
+
+        /// The size of the corpus, checked so it does not shrink unnoticed.
+        const CORPUS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+corpus_tests!(
+    straight_line, nested_awaits, shadowing, if_else, if_value, if_let_await, match_scrutinee,
+    match_value, loop_counter, loop_break_value, while_cond_await, while_plain, while_let_await,
+    for_owned, for_from_task, for_range_tuple, continue_in_loop, labelled_nested, try_in_loop,
+    early_return, return_in_loop, match_errors, question_conversion, option_workflow,
+    block_expression, in_condition, format_args, evaluation_order, moves_between_steps,
+    reassign_across, loop_in_match_in_loop, tuple_destructure, closures_untouched,
+    inner_plain_loop, unit_workflow, no_awaits, compound_assign, struct_and_index,
+    labelled_block, let_else, child_plain_call, while_with_break_value_and_return,
+);
+
+#[tokio::test]
+async fn workflows_with_other_signatures() {
+    differential(no_args).await;
+    differential(|| many_args(4, "b".into(), vec![1, 2, 3])).await;
+}
+
+#[test]
+fn corpus_has_at_least_forty_workflows() {
+    assert!(CORPUS.len() + 2 >= 40, "corpus has {}", CORPUS.len() + 2);
+}
+
+#[tokio::test]
+async fn evaluation_order_is_rusts() {
+    let (log, _) = differential(|| corpus::workflows::evaluation_order(5)).await;
+    assert_eq!(log, ["start 5", "first operand", "sum 11"]);
+}
