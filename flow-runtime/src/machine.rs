@@ -16,6 +16,19 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::codec::{self, CodecError};
 use crate::op::{DurableOp, OpRequest};
 
+/// A value a `#[workflow]` keeps across a step: it is journaled, so it must be serde.
+///
+/// Implemented for every `Serialize + DeserializeOwned` type; it exists so that a local
+/// that is not gets an error that says why it must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be kept across a step of a #[workflow]: it is not Serialize + DeserializeOwned",
+    label = "this local is still used after a later `.await`, so it is journaled",
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or finish using it before the step (end its scope), or move it into a #[task]"
+)]
+pub trait Journaled: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> Journaled for T {}
+
 /// What a step of a run produced.
 #[derive(Debug)]
 pub enum Transition {
@@ -169,7 +182,7 @@ impl MachineCtl {
     }
 
     /// Decodes a stored local.
-    pub fn decode_slot<T: DeserializeOwned>(&self, bytes: &[u8], local: &str) -> Result<T, StepFault> {
+    pub fn decode_slot<T: Journaled>(&self, bytes: &[u8], local: &str) -> Result<T, StepFault> {
         let workflow = self.workflow;
         Ok(codec::decode(bytes, || format!("local `{local}` of workflow `{workflow}`"))?)
     }
@@ -192,7 +205,7 @@ impl MachineCtl {
     }
 
     /// Encodes slot `index` for the journal if it changed since it was last written.
-    pub fn save_slot<T: Serialize>(&mut self, index: u32, value: &Option<T>, local: &str) -> Result<(), StepFault> {
+    pub fn save_slot<T: Journaled>(&mut self, index: u32, value: &Option<T>, local: &str) -> Result<(), StepFault> {
         let i = index as usize;
         if !self.dirty.get(i).copied().unwrap_or(false) {
             return Ok(());

@@ -1,0 +1,103 @@
+//! The engine behind [`flow`](https://docs.rs/flow): the state-machine driver, the redb
+//! journal, retries, timeouts and timers. Users depend on the `flow` facade crate, which
+//! re-exports this crate's public items and the `#[workflow]` / `#[task]` macros.
+
+#![warn(missing_docs)]
+
+pub mod codec;
+mod durable;
+mod engine;
+mod error;
+mod history;
+mod machine;
+mod op;
+mod store;
+mod task;
+pub mod testing;
+mod workflow;
+
+pub use codec::{CodecError, MAX_PAYLOAD_BYTES};
+pub use durable::{signal, sleep, sleep_until, Signal, SignalTimeout, SignalWithTimeout, Sleep};
+pub use engine::{Engine, EngineBuilder, RunHandle};
+pub use error::FlowError;
+pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
+pub use machine::{Journaled, Machine, StepFault, Transition};
+pub use op::{DurableOp, OpRequest};
+pub use task::{AttemptClass, RetryPolicy, Task, TaskContext, TaskFailure, TaskPolicy};
+pub use workflow::{StateGraph, StateInfo, Workflow};
+
+/// Items the macros' generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::machine::{frame, MachineCtl};
+    pub use crate::task::{erased_failure_output, erased_run, BoxFuture, TaskRegistration};
+    pub use inventory;
+    pub use serde;
+    pub use std::marker::PhantomData;
+
+    /// `?` inside a workflow, rewritten by the macro: splits a value into continue/return.
+    pub trait QuestionMark {
+        /// The value `?` evaluates to.
+        type Continue;
+        /// What `?` returns early with.
+        type Residual;
+        /// Splits `self`.
+        fn branch(self) -> std::ops::ControlFlow<Self::Residual, Self::Continue>;
+    }
+
+    impl<T, E> QuestionMark for Result<T, E> {
+        type Continue = T;
+        type Residual = Result<std::convert::Infallible, E>;
+        fn branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
+            match self {
+                Ok(v) => std::ops::ControlFlow::Continue(v),
+                Err(e) => std::ops::ControlFlow::Break(Err(e)),
+            }
+        }
+    }
+
+    impl<T> QuestionMark for Option<T> {
+        type Continue = T;
+        type Residual = Option<std::convert::Infallible>;
+        fn branch(self) -> std::ops::ControlFlow<Self::Residual, T> {
+            match self {
+                Some(v) => std::ops::ControlFlow::Continue(v),
+                None => std::ops::ControlFlow::Break(None),
+            }
+        }
+    }
+
+    /// Builds a workflow's return value from what `?` returned early with.
+    pub trait FromQuestionResidual<R> {
+        /// Converts, applying `From` to the error like `?` does.
+        fn from_residual(residual: R) -> Self;
+    }
+
+    impl<T, E, F: From<E>> FromQuestionResidual<Result<std::convert::Infallible, E>> for Result<T, F> {
+        fn from_residual(residual: Result<std::convert::Infallible, E>) -> Self {
+            match residual {
+                Err(e) => Err(From::from(e)),
+                Ok(never) => match never {},
+            }
+        }
+    }
+
+    impl<T> FromQuestionResidual<Option<std::convert::Infallible>> for Option<T> {
+        fn from_residual(_: Option<std::convert::Infallible>) -> Self {
+            None
+        }
+    }
+
+    /// A `for` loop over a collection, across steps: the items are written to the
+    /// journal once, then only the position advances.
+    pub fn for_items<I: IntoIterator>(items: I) -> Vec<Option<I::Item>> {
+        items.into_iter().map(Some).collect()
+    }
+
+    /// The next item of a `for` loop compiled by `#[workflow]`.
+    pub fn for_next<T>(items: &mut [Option<T>], position: &mut usize) -> Option<T> {
+        let item = items.get_mut(*position)?.take();
+        *position += 1;
+        item
+    }
+}

@@ -1,0 +1,15 @@
+use flow::{task, workflow};
+
+#[task]
+async fn fetch(id: u32) -> u32 {
+    id
+}
+
+#[workflow]
+async fn wf(id: u32) -> u32 {
+    let total;
+    total = fetch(id).await;
+    total
+}
+
+fn main() {}
