@@ -1,0 +1,139 @@
+//! The corpus on the real engine and a real redb file: for every k, the engine stops
+//! (as if the process died) right after its k-th durable commit, is dropped, and the file
+//! is reopened by a new engine that finishes the run. The output must equal the plain
+//! async function's, and every step must be committed exactly once in the history.
+
+mod corpus;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corpus::workflows::*;
+use flow::{Engine, EventKind, Workflow};
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flow-engine-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.redb"));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn builder() -> flow::EngineBuilder {
+    Engine::builder()
+        .register::<straight_line>()
+        .register::<nested_awaits>()
+        .register::<shadowing>()
+        .register::<match_scrutinee>()
+        .register::<loop_break_value>()
+        .register::<while_let_await>()
+        .register::<for_from_task>()
+        .register::<labelled_nested>()
+        .register::<try_in_loop>()
+        .register::<match_errors>()
+        .register::<moves_between_steps>()
+        .register::<loop_in_match_in_loop>()
+        .register::<while_with_break_value_and_return>()
+}
+
+/// Asserts that each step number appears in exactly one `StepCompleted`, contiguously.
+fn assert_steps_committed_once(history: &[flow::HistoryEvent], what: &str) {
+    let mut completed: BTreeMap<u64, usize> = BTreeMap::new();
+    for e in history {
+        if let EventKind::StepCompleted { step, .. } = e.kind {
+            *completed.entry(step).or_default() += 1;
+        }
+    }
+    for (step, n) in &completed {
+        assert_eq!(*n, 1, "{what}: step {step} completed {n} times");
+    }
+    let steps: Vec<u64> = completed.keys().copied().collect();
+    assert_eq!(steps, (0..steps.len() as u64).collect::<Vec<_>>(), "{what}: steps not contiguous");
+}
+
+/// Runs `make()` uninterrupted to count its commits, then crashes it after every commit.
+async fn crash_at_every_commit<W, F>(name: &str, make: F)
+where
+    W: Workflow + std::future::IntoFuture<Output = <W as Workflow>::Output>,
+    <W as Workflow>::Output: PartialEq + std::fmt::Debug,
+    F: Fn() -> W,
+{
+    let expected = make().await;
+    let path = temp_db(&format!("{name}-reference"));
+    let commits = Arc::new(AtomicU64::new(0));
+    let counter = commits.clone();
+    let engine = builder()
+        .on_commit(move |total| counter.store(total, Ordering::SeqCst))
+        .open(&path)
+        .await
+        .unwrap();
+    let out = engine.start("run", make()).await.unwrap().result().await.unwrap();
+    assert_eq!(out, expected, "{name}: uninterrupted engine run");
+    engine.shutdown().await;
+    let total = commits.load(Ordering::SeqCst);
+    assert!(total >= 2, "{name}: a run commits at least its start and its end");
+
+    for k in 1..total {
+        let path = temp_db(&format!("{name}-{k}"));
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
+        let engine = builder()
+            .halt_after_commits(k)
+            .on_commit(move |t| counter.store(t, Ordering::SeqCst))
+            .open(&path)
+            .await
+            .unwrap();
+        let _ = engine.start("run", make()).await;
+        // The engine freezes after its k-th commit; wait for it to get there.
+        for _ in 0..2000 {
+            if commits.load(Ordering::SeqCst) >= k {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(commits.load(Ordering::SeqCst), k, "{name}: halted engine committed more than {k}");
+        engine.shutdown().await;
+
+        let engine = builder().open(&path).await.unwrap();
+        let handle = engine.handle::<W>("run").unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(20), handle.result())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: run did not finish after a crash at commit {k}"))
+            .unwrap();
+        assert_eq!(out, expected, "{name}: output after a crash at commit {k}");
+        let history = engine.history("run").await.unwrap();
+        assert_steps_committed_once(&history, &format!("{name} crashed at commit {k}"));
+        engine.shutdown().await;
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+macro_rules! engine_crash_tests {
+    ($($name:ident($input:expr)),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                crash_at_every_commit(stringify!($name), || corpus::workflows::$name($input)).await;
+            }
+        )*
+    };
+}
+
+engine_crash_tests!(
+    straight_line(4),
+    nested_awaits(3),
+    shadowing(5),
+    match_scrutinee(6),
+    loop_break_value(4),
+    while_let_await(12),
+    for_from_task(5),
+    labelled_nested(2),
+    try_in_loop(1),
+    match_errors(14),
+    moves_between_steps(9),
+    loop_in_match_in_loop(1),
+    while_with_break_value_and_return(2),
+);
