@@ -48,6 +48,7 @@ corpus_tests!(
     reassign_across, loop_in_match_in_loop, tuple_destructure, closures_untouched,
     inner_plain_loop, unit_workflow, no_awaits, compound_assign, struct_and_index,
     labelled_block, let_else, child_plain_call, while_with_break_value_and_return,
+    parallel_join,
 );
 
 #[tokio::test]

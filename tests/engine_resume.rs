@@ -37,6 +37,7 @@ fn builder() -> flow::EngineBuilder {
         .register::<moves_between_steps>()
         .register::<loop_in_match_in_loop>()
         .register::<while_with_break_value_and_return>()
+        .register::<parallel_join>()
 }
 
 /// Asserts that each step number appears in exactly one `StepCompleted`, contiguously.
@@ -136,4 +137,5 @@ engine_crash_tests!(
     moves_between_steps(9),
     loop_in_match_in_loop(1),
     while_with_break_value_and_return(2),
+    parallel_join(8),
 );

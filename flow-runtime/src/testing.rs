@@ -86,7 +86,7 @@ impl Driver {
                 }
                 Transition::Suspend { request, .. } => request,
             };
-            let output = self.perform(&request).await?;
+            let output = Self::perform(&request).await?;
             self.steps.push(StepRecord {
                 request,
                 output: output.clone(),
@@ -105,7 +105,7 @@ impl Driver {
         }
     }
 
-    async fn perform(&mut self, request: &OpRequest) -> Result<Vec<u8>, DriveError> {
+    async fn perform(request: &OpRequest) -> Result<Vec<u8>, DriveError> {
         match request {
             OpRequest::Task { name, args, .. } => {
                 let task = find_task(name).ok_or_else(|| DriveError::UnknownTask(name.clone()))?;
@@ -119,6 +119,14 @@ impl Driver {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
                 tokio::time::sleep(std::time::Duration::from_millis(until_ms.saturating_sub(now))).await;
                 Ok(codec::encode(&(), || "sleep".into()).map_err(StepFault::from)?)
+            }
+            OpRequest::All(branches) => {
+                // Branches one after another: their outputs concatenated are the tuple.
+                let mut out = Vec::new();
+                for b in branches {
+                    out.extend(Box::pin(Self::perform(b)).await?);
+                }
+                Ok(out)
             }
             other => Err(DriveError::Unsupported(other.label())),
         }

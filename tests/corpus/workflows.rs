@@ -506,3 +506,10 @@ pub async fn while_with_break_value_and_return(x: i64) -> Result<i64, String> {
     }
     Ok(total)
 }
+
+#[workflow]
+pub async fn parallel_join(x: i64) -> (i64, String, i64) {
+    let (a, b) = flow::join!(inc(x), label(x)).await;
+    let (c,) = flow::join!(double(a)).await;
+    (a, b, c)
+}
