@@ -6,6 +6,11 @@
 //! step ([`Restore::EveryStep`]) or once at a chosen step ([`Restore::AtStep`]): the same
 //! thing a restart does, so a test can check that a run resumed at any step boundary
 //! ends exactly like an uninterrupted one.
+//!
+//! [`RecordedRun`] replays a recorded run (captured in a test, or taken from an engine's
+//! history) against the current code and reports the first [`Divergence`]: a different
+//! operation awaited, different arguments, a different result. Use it to check that a
+//! new version of a workflow still fits the runs already in flight.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -130,5 +135,194 @@ impl Driver {
             }
             other => Err(DriveError::Unsupported(other.label())),
         }
+    }
+}
+
+/// One recorded step of a run: what was awaited and what it produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedStep {
+    /// The operation's label (`charge`, `sleep`, `signal:approval`, `join(2)`, ...).
+    pub name: String,
+    /// The operation with its encoded arguments, when the recording has them.
+    pub request: Option<OpRequest>,
+    /// The encoded output the workflow received.
+    pub output: Vec<u8>,
+}
+
+/// A run as recorded: its input, its steps and, if it finished, its output.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordedRun {
+    /// The encoded input.
+    pub input: Vec<u8>,
+    /// Completed steps in order.
+    pub steps: Vec<RecordedStep>,
+    /// The encoded output, if the run completed.
+    pub output: Option<Vec<u8>>,
+}
+
+/// Where a replay of a recorded run against the current code first differs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Divergence {
+    /// The code awaits a different operation at this step.
+    #[error("step {index}: the recording awaited `{recorded}`, the current code awaits `{current}`")]
+    DifferentStep {
+        /// 0-based step index.
+        index: usize,
+        /// What the recording awaited.
+        recorded: String,
+        /// What the current code awaits.
+        current: String,
+    },
+    /// Same operation, different arguments.
+    #[error("step {index} (`{name}`): called with different arguments than recorded")]
+    DifferentArguments {
+        /// 0-based step index.
+        index: usize,
+        /// The operation.
+        name: String,
+        /// Recorded request.
+        recorded: OpRequest,
+        /// Current request.
+        current: OpRequest,
+    },
+    /// The current code awaits more steps than were recorded before the run ended.
+    #[error("step {index}: the current code awaits `{current}` but the recorded run had ended")]
+    ExtraStep {
+        /// 0-based step index.
+        index: usize,
+        /// What the current code awaits.
+        current: String,
+    },
+    /// The current code returns where the recording had more steps.
+    #[error("the current code returns after {index} steps; the recording continued with `{recorded}`")]
+    EndedEarly {
+        /// Steps performed.
+        index: usize,
+        /// The recorded next step.
+        recorded: String,
+    },
+    /// The run's result differs from the recorded one.
+    #[error("the current code returns a different result than the recorded run")]
+    DifferentOutcome,
+    /// The code cannot even take the recorded values (input or outputs no longer decode).
+    #[error("the current code cannot resume the recording: {0}")]
+    Incompatible(String),
+}
+
+impl RecordedRun {
+    /// Records `call` by running it with a [`Driver`].
+    pub async fn capture<W: Workflow>(call: W) -> Result<RecordedRun, DriveError> {
+        let input = codec::encode(&call.into_input(), || "input".into()).map_err(StepFault::from)?;
+        let mut driver = Driver::new();
+        let output = driver.run(W::from_input(codec::decode(&input, || "input".into()).map_err(StepFault::from)?), Restore::Never).await?;
+        Ok(RecordedRun {
+            input,
+            steps: driver
+                .steps
+                .into_iter()
+                .map(|s| RecordedStep {
+                    name: s.request.label(),
+                    request: Some(s.request),
+                    output: s.output,
+                })
+                .collect(),
+            output: Some(codec::encode(&output, || "output".into()).map_err(StepFault::from)?),
+        })
+    }
+
+    /// Extracts a run from its engine history (`Engine::history`), e.g. one exported
+    /// from a production file.
+    pub fn from_history(events: &[crate::HistoryEvent]) -> RecordedRun {
+        use crate::EventKind;
+        let mut run = RecordedRun::default();
+        let mut scheduled: BTreeMap<u64, (String, Option<OpRequest>)> = BTreeMap::new();
+        for e in events {
+            match &e.kind {
+                EventKind::RunStarted { input, .. } => run.input = input.clone(),
+                EventKind::StepScheduled { step, name, .. } => {
+                    scheduled.insert(*step, (name.clone(), None));
+                }
+                EventKind::StepCompleted { step, output } => {
+                    let (name, request) = scheduled.remove(step).unwrap_or_default();
+                    run.steps.push(RecordedStep {
+                        name,
+                        request,
+                        output: output.clone(),
+                    });
+                }
+                EventKind::RunCompleted { output } => run.output = Some(output.clone()),
+                _ => {}
+            }
+        }
+        run
+    }
+
+    /// Replays the recording against the current code of `W`: feeds it the recorded
+    /// input and step outputs and reports the first divergence, if any. Code between
+    /// steps runs for real (it may differ from the recording's; only what it awaits and
+    /// returns is compared).
+    pub fn replay<W: Workflow>(&self) -> Result<(), Divergence> {
+        let mut machine = Machine::start(W::NAME, self.input.clone());
+        let mut index = 0;
+        loop {
+            let transition = W::step(&mut machine).map_err(|e| Divergence::Incompatible(e.to_string()))?;
+            machine.take_writes();
+            match transition {
+                Transition::Complete { output } => {
+                    if let Some(next) = self.steps.get(index) {
+                        return Err(Divergence::EndedEarly {
+                            index,
+                            recorded: next.name.clone(),
+                        });
+                    }
+                    return match &self.output {
+                        Some(recorded) if *recorded != output => Err(Divergence::DifferentOutcome),
+                        _ => Ok(()),
+                    };
+                }
+                Transition::Suspend { request, .. } => {
+                    let Some(step) = self.steps.get(index) else {
+                        if self.output.is_none() {
+                            // The recording stopped while this step was in flight.
+                            return Ok(());
+                        }
+                        return Err(Divergence::ExtraStep {
+                            index,
+                            current: request.label(),
+                        });
+                    };
+                    if step.name != request.label() {
+                        return Err(Divergence::DifferentStep {
+                            index,
+                            recorded: step.name.clone(),
+                            current: request.label(),
+                        });
+                    }
+                    if let Some(recorded) = &step.request {
+                        if !same_call(recorded, &request) {
+                            return Err(Divergence::DifferentArguments {
+                                index,
+                                name: step.name.clone(),
+                                recorded: recorded.clone(),
+                                current: request,
+                            });
+                        }
+                    }
+                    machine.set_resume(step.output.clone());
+                    index += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Same operation and arguments; a sleep's deadline is computed from the clock, so only
+/// its kind is compared.
+fn same_call(a: &OpRequest, b: &OpRequest) -> bool {
+    match (a, b) {
+        (OpRequest::Sleep { .. }, OpRequest::Sleep { .. }) => true,
+        (OpRequest::Task { name: n1, args: a1, .. }, OpRequest::Task { name: n2, args: a2, .. }) => n1 == n2 && a1 == a2,
+        (OpRequest::All(x), OpRequest::All(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_call(a, b)),
+        _ => a == b,
     }
 }
