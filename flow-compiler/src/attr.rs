@@ -41,9 +41,15 @@ pub fn workflow_options(attr: TokenStream) -> Result<WorkflowOptions, syn::Error
         match &meta {
             Meta::NameValue(nv) if nv.path.is_ident("name") => match string(&nv.value) {
                 Some(s) => opts.name = Some(s),
-                None => errors.push(nv.value.span(), "expected a string: `name = \"my_workflow\"`"),
+                None => errors.push(
+                    nv.value.span(),
+                    "expected a string: `name = \"my_workflow\"`",
+                ),
             },
-            other => errors.push(other.span(), "unknown #[workflow] option; the only option is `name = \"...\"`"),
+            other => errors.push(
+                other.span(),
+                "unknown #[workflow] option; the only option is `name = \"...\"`",
+            ),
         }
     }
     errors.finish(opts)
@@ -90,7 +96,11 @@ fn retry_option(m: &Meta, opts: &mut TaskOptions, errors: &mut Errors) {
         errors.push(m.span(), "expected `key = value` inside `retry(...)`");
         return;
     };
-    let key = nv.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+    let key = nv
+        .path
+        .get_ident()
+        .map(|i| i.to_string())
+        .unwrap_or_default();
     match key.as_str() {
         "max_attempts" => match int(&nv.value) {
             Some(n) if n >= 1 && n <= u32::MAX as u64 => opts.max_attempts = Some(n as u32),
@@ -156,7 +166,10 @@ fn float(e: &Expr) -> Option<f64> {
 fn duration(e: &Expr, errors: &mut Errors) -> Option<u64> {
     let parsed = string(e).and_then(|s| parse_duration_ms(&s));
     if parsed.is_none() {
-        errors.push(e.span(), "expected a duration string such as \"250ms\", \"30s\", \"5m\" or \"1h\"");
+        errors.push(
+            e.span(),
+            "expected a duration string such as \"250ms\", \"30s\", \"5m\" or \"1h\"",
+        );
     }
     parsed
 }
@@ -219,9 +232,18 @@ mod tests {
 
     #[test]
     fn task_options_parse_and_errors_accumulate() {
-        let o = task_options(quote!(timeout = "5s", retry(max_attempts = 4, backoff = 1.5, non_retryable = is_fatal))).unwrap();
-        assert_eq!((o.timeout_ms, o.max_attempts, o.backoff), (Some(5000), Some(4), Some(1.5)));
-        let e = task_options(quote!(timeout = 5, retry(max_attempts = 0), bogus)).err().unwrap();
+        let o = task_options(quote!(
+            timeout = "5s",
+            retry(max_attempts = 4, backoff = 1.5, non_retryable = is_fatal)
+        ))
+        .unwrap();
+        assert_eq!(
+            (o.timeout_ms, o.max_attempts, o.backoff),
+            (Some(5000), Some(4), Some(1.5))
+        );
+        let e = task_options(quote!(timeout = 5, retry(max_attempts = 0), bogus))
+            .err()
+            .unwrap();
         assert_eq!(e.into_iter().count(), 3);
     }
 }

@@ -10,7 +10,10 @@ use crate::attr::Errors;
 
 /// Reports `.await` inside closures and async blocks of a workflow body.
 pub fn check_body(body: &syn::Block, errors: &mut Errors) {
-    let mut v = AwaitPlacement { inside: None, errors };
+    let mut v = AwaitPlacement {
+        inside: None,
+        errors,
+    };
     v.visit_block(body);
 }
 

@@ -124,10 +124,18 @@ fn field(s: SlotId) -> syn::Ident {
 
 /// The tokens of the step function body (everything inside `fn step(..) { }`).
 pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
-    let slot_params: Vec<_> = plan.framed.iter().map(|s| format_ident!("T{}", s)).collect();
-    let state_params: Vec<_> = (0..cfg.states.len()).map(|k| format_ident!("P{}", k)).collect();
+    let slot_params: Vec<_> = plan
+        .framed
+        .iter()
+        .map(|s| format_ident!("T{}", s))
+        .collect();
+    let state_params: Vec<_> = (0..cfg.states.len())
+        .map(|k| format_ident!("P{}", k))
+        .collect();
     let slot_fields: Vec<_> = plan.framed.iter().map(|&s| field(s)).collect();
-    let state_fields: Vec<_> = (0..cfg.states.len()).map(|k| format_ident!("p{}", k)).collect();
+    let state_fields: Vec<_> = (0..cfg.states.len())
+        .map(|k| format_ident!("p{}", k))
+        .collect();
 
     let loads = plan.persistent.iter().map(|&s| {
         let slot = &cfg.slots[s];
@@ -136,7 +144,9 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
             #idx => __f.#f = ::core::option::Option::Some(__ctl.decode_slot(&__bytes, #name)?),)
     });
 
-    let mut order: Vec<BlockId> = (0..cfg.blocks.len()).filter(|&b| cfg.blocks[b].order.is_some()).collect();
+    let mut order: Vec<BlockId> = (0..cfg.blocks.len())
+        .filter(|&b| cfg.blocks[b].order.is_some())
+        .collect();
     order.sort_by_key(|&b| cfg.blocks[b].order);
     let arms = order.iter().map(|&b| block_arm(cfg, plan, b));
     let items = &cfg.items;
@@ -199,10 +209,16 @@ fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
                 let s = i.to_string();
                 if let Some(k) = s.strip_prefix("__flow_exit_") {
                     let k: usize = k.parse().expect("exit placeholder");
-                    TokenTree::Group(Group::new(proc_macro2::Delimiter::Brace, exit_code(cfg, plan, k)))
+                    TokenTree::Group(Group::new(
+                        proc_macro2::Delimiter::Brace,
+                        exit_code(cfg, plan, k),
+                    ))
                 } else if let Some(k) = s.strip_prefix("__flow_shadow_") {
                     let k: usize = k.parse().expect("shadow placeholder");
-                    TokenTree::Group(Group::new(proc_macro2::Delimiter::Brace, shadow_code(cfg, plan, k)))
+                    TokenTree::Group(Group::new(
+                        proc_macro2::Delimiter::Brace,
+                        shadow_code(cfg, plan, k),
+                    ))
                 } else {
                     TokenTree::Ident(i)
                 }

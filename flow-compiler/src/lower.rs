@@ -15,7 +15,10 @@ use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{Expr, Ident, Pat, Stmt};
 
-use crate::cfg::{exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Shadow, Slot, SlotId, State};
+use crate::cfg::{
+    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Shadow, Slot,
+    SlotId, State,
+};
 use crate::names;
 use crate::rewrite::{macro_args, ExitRewriter};
 
@@ -196,7 +199,10 @@ impl<'a> Lowerer<'a> {
     /// Adds a slot named `ident` to the innermost scope and binds it here.
     fn declare(&mut self, ident: &Ident, mutable: bool) -> SlotId {
         let slot = self.new_slot(ident.clone(), mutable, ident.span());
-        self.scopes.last_mut().expect("a scope").push((ident.to_string(), slot));
+        self.scopes
+            .last_mut()
+            .expect("a scope")
+            .push((ident.to_string(), slot));
         self.define(slot);
         slot
     }
@@ -237,7 +243,10 @@ impl<'a> Lowerer<'a> {
         self.temps += 1;
         let ident = format_ident!("__flow_{}_{}", what, self.temps, span = span);
         let slot = self.new_slot(ident.clone(), false, span);
-        self.scopes.last_mut().expect("a scope").push((ident.to_string(), slot));
+        self.scopes
+            .last_mut()
+            .expect("a scope")
+            .push((ident.to_string(), slot));
         slot
     }
 
@@ -375,7 +384,13 @@ impl<'a> Lowerer<'a> {
     fn lower_block(&mut self, block: &syn::Block, want_value: bool) -> Lowered {
         self.push_scope();
         let value = self.lower_stmts(&block.stmts, want_value);
-        let scoped: BTreeSet<String> = self.scopes.last().into_iter().flatten().map(|(n, _)| n.clone()).collect();
+        let scoped: BTreeSet<String> = self
+            .scopes
+            .last()
+            .into_iter()
+            .flatten()
+            .map(|(n, _)| n.clone())
+            .collect();
         let mentions_scope = names::mentioned_in_tokens(&value.tokens)
             .iter()
             .any(|i| scoped.contains(&i.to_string()));
@@ -657,7 +672,10 @@ impl<'a> Lowerer<'a> {
                 "async blocks cannot be compiled into a #[workflow]'s state machine; await \
                  the durable operations directly in the workflow body",
             ),
-            Expr::Let(l) => self.error(l.span(), "`let` conditions are supported only directly in `if` and `while`"),
+            Expr::Let(l) => self.error(
+                l.span(),
+                "`let` conditions are supported only directly in `if` and `while`",
+            ),
             other => self.error(other.span(), unsupported_position()),
         }
     }
@@ -703,8 +721,8 @@ impl<'a> Lowerer<'a> {
                 };
                 self.lower_expr(&desugared, want_value)
             }
-            AddAssign(_) | SubAssign(_) | MulAssign(_) | DivAssign(_) | RemAssign(_) | BitXorAssign(_)
-            | BitAndAssign(_) | BitOrAssign(_) | ShlAssign(_) | ShrAssign(_) => {
+            AddAssign(_) | SubAssign(_) | MulAssign(_) | DivAssign(_) | RemAssign(_)
+            | BitXorAssign(_) | BitAndAssign(_) | BitOrAssign(_) | ShlAssign(_) | ShrAssign(_) => {
                 if self.needs_lowering(left) {
                     return self.error(left.span(), unsupported_place());
                 }
@@ -722,7 +740,12 @@ impl<'a> Lowerer<'a> {
 
     fn lower_macro(&mut self, mac: &syn::Macro) -> Lowered {
         let Some(args) = macro_args(mac) else {
-            let name = mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+            let name = mac
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default();
             return self.error(
                 mac.span(),
                 format!(
@@ -907,14 +930,24 @@ impl<'a> Lowerer<'a> {
 
     /// Emits `match scrutinee { arms }` where each arm's bindings are handed to the arm's
     /// block (or the arm runs inline when it needs no lowering).
-    fn dispatch_match(&mut self, scrutinee: &Expr, arms: Vec<ArmSpec<'_>>, temp: Option<SlotId>, join: BlockId, force_blocks: bool) {
+    fn dispatch_match(
+        &mut self,
+        scrutinee: &Expr,
+        arms: Vec<ArmSpec<'_>>,
+        temp: Option<SlotId>,
+        join: BlockId,
+        force_blocks: bool,
+    ) {
         let scrut = self.lower_expr(scrutinee, true).tokens;
         self.note_tokens(&scrut);
         let shadows: Vec<TokenStream> = arms.iter().map(|a| self.shadow_points(&a.pat)).collect();
         let any_shadow = shadows.iter().any(|s| !s.is_empty());
         let (prefix, scrut) = if any_shadow {
             let all: TokenStream = shadows.into_iter().collect();
-            (quote!(let __flow_scrutinee = #scrut; #all), quote!(__flow_scrutinee))
+            (
+                quote!(let __flow_scrutinee = #scrut; #all),
+                quote!(__flow_scrutinee),
+            )
         } else {
             (TokenStream::new(), scrut)
         };
@@ -927,12 +960,17 @@ impl<'a> Lowerer<'a> {
             if let Some(g) = &arm.guard {
                 self.note_uses(names::mentioned(g));
             }
-            let inline = !force_blocks && !any_shadow && bound.is_empty() && !self.needs_lowering(arm.body);
+            let inline =
+                !force_blocks && !any_shadow && bound.is_empty() && !self.needs_lowering(arm.body);
             let body = if inline {
                 self.inline_branch(arm.body, temp, join)
             } else {
                 let b = self.new_block();
-                lowered_arms.push((b, arm.body.clone(), self.scopes.last().cloned().unwrap_or_default()));
+                lowered_arms.push((
+                    b,
+                    arm.body.clone(),
+                    self.scopes.last().cloned().unwrap_or_default(),
+                ));
                 let exit = self.exit(b, ExitKind::Goto);
                 quote!({ #exit })
             };
@@ -1023,7 +1061,11 @@ impl<'a> Lowerer<'a> {
 
     /// Emits the condition test of a `while`/`while let`; returns the body block and the
     /// scope frame of the pattern's bindings, which the body sees.
-    fn new_block_after_cond(&mut self, cond: &Expr, exit: BlockId) -> (BlockId, Vec<(String, SlotId)>) {
+    fn new_block_after_cond(
+        &mut self,
+        cond: &Expr,
+        exit: BlockId,
+    ) -> (BlockId, Vec<(String, SlotId)>) {
         if let Expr::Let(l) = cond {
             let scrut = self.lower_expr(&l.expr, true).tokens;
             self.note_tokens(&scrut);
@@ -1031,7 +1073,10 @@ impl<'a> Lowerer<'a> {
             let (prefix, scrut) = if shadows.is_empty() {
                 (TokenStream::new(), scrut)
             } else {
-                (quote!(let __flow_scrutinee = #scrut; #shadows), quote!(__flow_scrutinee))
+                (
+                    quote!(let __flow_scrutinee = #scrut; #shadows),
+                    quote!(__flow_scrutinee),
+                )
             };
             let saved = self.defined.clone();
             self.push_scope();
@@ -1082,7 +1127,10 @@ impl<'a> Lowerer<'a> {
         let items_slot = self.temp("items", span);
         let pos_slot = self.temp("pos", span);
         self.cfg.slots[pos_slot].mutable = true;
-        let (items_name, pos_name) = (self.cfg.slots[items_slot].name.clone(), self.cfg.slots[pos_slot].name.clone());
+        let (items_name, pos_name) = (
+            self.cfg.slots[items_slot].name.clone(),
+            self.cfg.slots[pos_slot].name.clone(),
+        );
         self.push(quote_spanned!(span=>
             let mut #items_name = ::flow::__private::for_items(#items);
             let mut #pos_name: usize = 0;
@@ -1121,12 +1169,17 @@ impl<'a> Lowerer<'a> {
         let found = match label {
             Some(l) => {
                 let name = l.ident.to_string();
-                self.loops.iter().rposition(|c| c.label.as_deref() == Some(name.as_str()))
+                self.loops
+                    .iter()
+                    .rposition(|c| c.label.as_deref() == Some(name.as_str()))
             }
             None => self.loops.iter().rposition(|c| c.cont.is_some()),
         };
         if found.is_none() {
-            self.error(span, "`break`/`continue` target not found among the loops of this #[workflow]");
+            self.error(
+                span,
+                "`break`/`continue` target not found among the loops of this #[workflow]",
+            );
         }
         found
     }
@@ -1180,7 +1233,10 @@ struct PendingBranch {
 }
 
 fn impure(tokens: TokenStream) -> Lowered {
-    Lowered { tokens, pure: false }
+    Lowered {
+        tokens,
+        pure: false,
+    }
 }
 
 /// A read of a place or a literal: evaluating it after a suspension observes the same
@@ -1200,12 +1256,28 @@ fn is_place(e: &Expr) -> bool {
 pub fn op_name(e: &Expr) -> String {
     match e {
         Expr::Call(c) => match &*c.func {
-            Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+            Expr::Path(p) => p
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default(),
             other => op_name(other),
         },
         Expr::MethodCall(m) => op_name(&m.receiver),
-        Expr::Macro(m) => m.mac.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
-        Expr::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+        Expr::Macro(m) => m
+            .mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default(),
+        Expr::Path(p) => p
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default(),
         Expr::Paren(p) => op_name(&p.expr),
         _ => "await".into(),
     }

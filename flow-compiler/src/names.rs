@@ -156,7 +156,9 @@ mod tests {
     #[test]
     fn closures_are_scanned_nested_items_are_not() {
         let e: Expr = syn::parse_quote!({
-            fn inner(z: u8) -> u8 { z }
+            fn inner(z: u8) -> u8 {
+                z
+            }
             xs.iter().map(|x| x + y)
         });
         let found = names(mentioned(&e));

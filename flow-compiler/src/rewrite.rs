@@ -21,9 +21,26 @@ use syn::{Expr, Token};
 /// Macros whose arguments are plain comma-separated expressions, so `?`, `return` and
 /// `.await` inside them can be compiled.
 pub const EXPR_LIST_MACROS: &[&str] = &[
-    "format", "print", "println", "eprint", "eprintln", "panic", "write", "writeln", "assert",
-    "assert_eq", "assert_ne", "debug_assert", "debug_assert_eq", "debug_assert_ne", "vec",
-    "format_args", "todo", "unimplemented", "unreachable", "dbg",
+    "format",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "panic",
+    "write",
+    "writeln",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
+    "vec",
+    "format_args",
+    "todo",
+    "unimplemented",
+    "unreachable",
+    "dbg",
 ];
 
 /// Whether `mac` is one of [`EXPR_LIST_MACROS`].
@@ -39,7 +56,8 @@ pub fn macro_args(mac: &syn::Macro) -> Option<Punctuated<Expr, Token![,]>> {
     if !is_expr_list_macro(mac) {
         return None;
     }
-    mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated).ok()
+    mac.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated)
+        .ok()
 }
 
 /// Rewrites `return` and `?` in `expr` (see the module docs). Sets `*exits` when it
@@ -121,14 +139,19 @@ mod tests {
 
     fn rewrite(mut e: Expr) -> (String, bool) {
         let out = quote!(Out);
-        let mut r = ExitRewriter { output: &out, exits: false };
+        let mut r = ExitRewriter {
+            output: &out,
+            exits: false,
+        };
         r.visit_expr_mut(&mut e);
         (e.to_token_stream().to_string(), r.exits)
     }
 
     #[test]
     fn rewrites_return_and_question_mark() {
-        let (s, exits) = rewrite(syn::parse_quote!(if a { return b?; }));
+        let (s, exits) = rewrite(syn::parse_quote!(if a {
+            return b?;
+        }));
         assert!(exits);
         assert!(s.contains("complete :: < Out >"));
         assert!(s.contains("QuestionMark :: branch (b)"));
@@ -136,7 +159,9 @@ mod tests {
 
     #[test]
     fn leaves_closures_and_items_alone() {
-        let (s, exits) = rewrite(syn::parse_quote!(xs.iter().map(|x| { return x?; })));
+        let (s, exits) = rewrite(syn::parse_quote!(xs.iter().map(|x| {
+            return x?;
+        })));
         assert!(!exits);
         assert!(!s.contains("complete"));
     }

@@ -29,7 +29,13 @@ pub struct Signature {
 pub fn check(f: &ItemFn, what: &str, errors: &mut Errors) -> Signature {
     let sig = &f.sig;
     if sig.asyncness.is_none() {
-        errors.push(sig.fn_token.span(), format!("#[{what}] must be on an `async fn`: write `async fn {}`", sig.ident));
+        errors.push(
+            sig.fn_token.span(),
+            format!(
+                "#[{what}] must be on an `async fn`: write `async fn {}`",
+                sig.ident
+            ),
+        );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         errors.push(
@@ -85,7 +91,9 @@ pub fn check(f: &ItemFn, what: &str, errors: &mut Errors) -> Signature {
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
-    ty.to_token_stream().into_iter().any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+    ty.to_token_stream()
+        .into_iter()
+        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
 }
 
 /// Whether `output` names a `Result` (by its last path segment, so aliases such as

@@ -52,7 +52,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
     let body = &f.block;
     let reg_name = match &opts.name {
         Some(n) => quote!(#n),
-        None => quote!(::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name))),
+        None => quote!(::core::concat!(
+            ::core::module_path!(),
+            "::",
+            ::core::stringify!(#name)
+        )),
     };
     let policy = policy_tokens(&opts);
     let (classify, from_failure) = if is_result {
@@ -74,12 +78,20 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
                     }
                 }
             },
-            quote!(::core::option::Option::Some(::core::result::Result::Err(::core::convert::From::from(__failure)))),
+            quote!(::core::option::Option::Some(::core::result::Result::Err(
+                ::core::convert::From::from(__failure)
+            ))),
         )
     } else {
         (
-            quote!({ let _ = __output; ::flow::AttemptClass::Success }),
-            quote!({ let _ = __failure; ::core::option::Option::None }),
+            quote!({
+                let _ = __output;
+                ::flow::AttemptClass::Success
+            }),
+            quote!({
+                let _ = __failure;
+                ::core::option::Option::None
+            }),
         )
     };
     let doc = format!(

@@ -46,8 +46,16 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
     let tys: Vec<_> = sig.args.iter().map(|a| &a.ty).collect();
     let pats: Vec<_> = sig.args.iter().map(|a| &a.pat).collect();
     let (input_ty, input_pat, input_value) = match sig.args.len() {
-        1 => (tys[0].to_token_stream(), pats[0].to_token_stream(), idents[0].to_token_stream()),
-        _ => (quote!((#(#tys,)*)), quote!((#(#pats,)*)), quote!((#(#idents,)*))),
+        1 => (
+            tys[0].to_token_stream(),
+            pats[0].to_token_stream(),
+            idents[0].to_token_stream(),
+        ),
+        _ => (
+            quote!((#(#tys,)*)),
+            quote!((#(#pats,)*)),
+            quote!((#(#idents,)*)),
+        ),
     };
     let unpack = match sig.args.len() {
         1 => quote!(let #(#idents)* = self.__input;),
@@ -72,7 +80,9 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
         let (n, l) = (&s.name, s.line);
         quote!(::flow::StateInfo { name: #n, line: #l })
     });
-    let transitions = emit::transitions(&cfg).into_iter().map(|(a, b)| quote!((#a, #b)));
+    let transitions = emit::transitions(&cfg)
+        .into_iter()
+        .map(|(a, b)| quote!((#a, #b)));
     let body = &f.block;
     let doc = format!(
         "The `{reg_name}` workflow. Build a call with [`{name}()`]; start it with \

@@ -1,0 +1,319 @@
+///The `restock` workflow. Build a call with [`restock()`]; start it with `Engine::start`, await it in another workflow (a child run), or await it directly (runs as plain async code).
+#[allow(non_camel_case_types)]
+struct restock {
+    __input: (Vec<String>, u64),
+}
+#[must_use = "a workflow call does nothing unless started or awaited"]
+fn restock(items: Vec<String>, budget: u64) -> restock {
+    restock {
+        __input: (items, budget),
+    }
+}
+impl ::core::future::IntoFuture for restock {
+    type Output = Result<u64, String>;
+    type IntoFuture = ::flow::__private::BoxFuture<Result<u64, String>>;
+    fn into_future(self) -> Self::IntoFuture {
+        #[allow(clippy::needless_return)]
+        async fn __flow_plain(
+            items: Vec<String>,
+            mut budget: u64,
+        ) -> Result<u64, String> {
+            let mut spent = 0;
+            for item in items {
+                let price = quote(item.clone()).await?;
+                if price > budget {
+                    continue;
+                }
+                buy(item, price).await?;
+                budget -= price;
+                spent += price;
+            }
+            Ok(spent)
+        }
+        let (items, budget) = self.__input;
+        ::std::boxed::Box::pin(__flow_plain(items, budget))
+    }
+}
+impl ::flow::Workflow for restock {
+    const NAME: &'static str = "restock";
+    const FINGERPRINT: u64 = 554858395574550055u64;
+    type Input = (Vec<String>, u64);
+    type Output = Result<u64, String>;
+    fn into_input(self) -> Self::Input {
+        self.__input
+    }
+    fn from_input(input: Self::Input) -> Self {
+        restock { __input: input }
+    }
+    #[allow(
+        unused_mut,
+        unused_variables,
+        unused_braces,
+        unreachable_code,
+        path_statements,
+        unused_assignments,
+        redundant_semicolons,
+        non_snake_case,
+        dependency_on_unit_never_type_fallback,
+        clippy::all,
+        clippy::pedantic,
+        clippy::nursery
+    )]
+    fn step(
+        __machine: &mut ::flow::Machine,
+    ) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
+        #[allow(non_camel_case_types, non_snake_case)]
+        struct __Frame<T1, T2, T3, T4, T5, T7, P0, P1> {
+            s1: ::core::option::Option<T1>,
+            s2: ::core::option::Option<T2>,
+            s3: ::core::option::Option<T3>,
+            s4: ::core::option::Option<T4>,
+            s5: ::core::option::Option<T5>,
+            s7: ::core::option::Option<T7>,
+            p0: ::flow::__private::PhantomData<P0>,
+            p1: ::flow::__private::PhantomData<P1>,
+        }
+        let (__pc, __frame, __ctl) = __machine.parts();
+        let __f = ::flow::__private::frame(
+            __frame,
+            || __Frame {
+                s1: ::core::option::Option::None,
+                s2: ::core::option::Option::None,
+                s3: ::core::option::Option::None,
+                s4: ::core::option::Option::None,
+                s5: ::core::option::Option::None,
+                s7: ::core::option::Option::None,
+                p0: ::flow::__private::PhantomData,
+                p1: ::flow::__private::PhantomData,
+            },
+        );
+        for (__index, __bytes) in __ctl.take_persisted() {
+            match __index {
+                1u32 => {
+                    __f.s1 = ::core::option::Option::Some(
+                        __ctl.decode_slot(&__bytes, "budget")?,
+                    );
+                }
+                2u32 => {
+                    __f.s2 = ::core::option::Option::Some(
+                        __ctl.decode_slot(&__bytes, "spent")?,
+                    );
+                }
+                3u32 => {
+                    __f.s3 = ::core::option::Option::Some(
+                        __ctl.decode_slot(&__bytes, "__flow_items_1")?,
+                    );
+                }
+                4u32 => {
+                    __f.s4 = ::core::option::Option::Some(
+                        __ctl.decode_slot(&__bytes, "__flow_pos_2")?,
+                    );
+                }
+                5u32 => {
+                    __f.s5 = ::core::option::Option::Some(
+                        __ctl.decode_slot(&__bytes, "item")?,
+                    );
+                }
+                7u32 => {
+                    __f.s7 = ::core::option::Option::Some(
+                        __ctl.decode_slot(&__bytes, "price")?,
+                    );
+                }
+                _ => {}
+            }
+        }
+        loop {
+            match *__pc {
+                0u32 => {
+                    let (items, mut budget): (Vec<String>, u64) = __ctl
+                        .take_input::<(Vec<String>, u64)>()?;
+                    let mut spent = 0;
+                    let mut __flow_items_1 = ::flow::__private::for_items(items);
+                    let mut __flow_pos_2: usize = 0;
+                    {
+                        __f.s1 = ::core::option::Option::Some(budget);
+                        __ctl.mark_dirty(1u32);
+                        __f.s2 = ::core::option::Option::Some(spent);
+                        __ctl.mark_dirty(2u32);
+                        __f.s3 = ::core::option::Option::Some(__flow_items_1);
+                        __ctl.mark_dirty(3u32);
+                        __f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                        __ctl.mark_dirty(4u32);
+                        *__pc = 2u32;
+                        continue;
+                    }
+                }
+                2u32 => {
+                    let mut __flow_items_1 = __ctl
+                        .take_slot(&mut __f.s3, "__flow_items_1")?;
+                    let mut __flow_pos_2 = __ctl.take_slot(&mut __f.s4, "__flow_pos_2")?;
+                    match ::flow::__private::for_next(
+                        &mut __flow_items_1,
+                        &mut __flow_pos_2,
+                    ) {
+                        ::core::option::Option::Some(item) => {
+                            __f.s3 = ::core::option::Option::Some(__flow_items_1);
+                            __f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                            __ctl.mark_dirty(4u32);
+                            __f.s5 = ::core::option::Option::Some(item);
+                            __ctl.mark_dirty(5u32);
+                            *__pc = 3u32;
+                            continue;
+                        }
+                        _ => {
+                            *__pc = 1u32;
+                            continue;
+                        }
+                    }
+                }
+                3u32 => {
+                    let mut item = __ctl.take_slot(&mut __f.s5, "item")?;
+                    {
+                        let __op = quote(item.clone());
+                        __f.s5 = ::core::option::Option::Some(item);
+                        __ctl.save_slot(1u32, &__f.s1, "budget")?;
+                        __ctl.save_slot(2u32, &__f.s2, "spent")?;
+                        __ctl.save_slot(3u32, &__f.s3, "__flow_items_1")?;
+                        __ctl.save_slot(4u32, &__f.s4, "__flow_pos_2")?;
+                        __ctl.save_slot(5u32, &__f.s5, "item")?;
+                        __ctl.save_slot(7u32, &__f.s7, "price")?;
+                        *__pc = 4u32;
+                        return __ctl.suspend(&mut __f.p0, __op, 0u32);
+                    }
+                }
+                4u32 => {
+                    let mut budget = __ctl.take_slot(&mut __f.s1, "budget")?;
+                    let __flow_await_3 = __ctl.take_output(&__f.p0, "quote")?;
+                    let price = match ::flow::__private::QuestionMark::branch(
+                        __flow_await_3,
+                    ) {
+                        ::core::ops::ControlFlow::Continue(__value) => __value,
+                        ::core::ops::ControlFlow::Break(__residual) => {
+                            return __ctl
+                                .complete::<
+                                    Result<u64, String>,
+                                >(
+                                    &(::flow::__private::FromQuestionResidual::from_residual(
+                                        __residual,
+                                    )),
+                                );
+                        }
+                    };
+                    if price > budget {
+                        {
+                            __f.s1 = ::core::option::Option::Some(budget);
+                            __ctl.mark_dirty(1u32);
+                            *__pc = 6u32;
+                            continue;
+                        }
+                    } else {
+                        ();
+                        {
+                            __f.s1 = ::core::option::Option::Some(budget);
+                            __ctl.mark_dirty(1u32);
+                            __f.s7 = ::core::option::Option::Some(price);
+                            __ctl.mark_dirty(7u32);
+                            *__pc = 5u32;
+                            continue;
+                        }
+                    }
+                }
+                6u32 => {
+                    *__pc = 2u32;
+                    continue;
+                }
+                5u32 => {
+                    let mut item = __ctl.take_slot(&mut __f.s5, "item")?;
+                    let mut price = __ctl.take_slot(&mut __f.s7, "price")?;
+                    {
+                        let __op = buy(item, price);
+                        __f.s7 = ::core::option::Option::Some(price);
+                        __ctl.save_slot(1u32, &__f.s1, "budget")?;
+                        __ctl.save_slot(2u32, &__f.s2, "spent")?;
+                        __ctl.save_slot(3u32, &__f.s3, "__flow_items_1")?;
+                        __ctl.save_slot(4u32, &__f.s4, "__flow_pos_2")?;
+                        __ctl.save_slot(5u32, &__f.s5, "item")?;
+                        __ctl.save_slot(7u32, &__f.s7, "price")?;
+                        *__pc = 7u32;
+                        return __ctl.suspend(&mut __f.p1, __op, 1u32);
+                    }
+                }
+                7u32 => {
+                    let mut budget = __ctl.take_slot(&mut __f.s1, "budget")?;
+                    let mut spent = __ctl.take_slot(&mut __f.s2, "spent")?;
+                    let mut price = __ctl.take_slot(&mut __f.s7, "price")?;
+                    let __flow_await_4 = __ctl.take_output(&__f.p1, "buy")?;
+                    match ::flow::__private::QuestionMark::branch(__flow_await_4) {
+                        ::core::ops::ControlFlow::Continue(__value) => __value,
+                        ::core::ops::ControlFlow::Break(__residual) => {
+                            return __ctl
+                                .complete::<
+                                    Result<u64, String>,
+                                >(
+                                    &(::flow::__private::FromQuestionResidual::from_residual(
+                                        __residual,
+                                    )),
+                                );
+                        }
+                    };
+                    budget -= price;
+                    spent += price;
+                    {
+                        __f.s1 = ::core::option::Option::Some(budget);
+                        __ctl.mark_dirty(1u32);
+                        __f.s2 = ::core::option::Option::Some(spent);
+                        __ctl.mark_dirty(2u32);
+                        *__pc = 2u32;
+                        continue;
+                    }
+                }
+                1u32 => {
+                    let mut spent = __ctl.take_slot(&mut __f.s2, "spent")?;
+                    return __ctl.complete::<Result<u64, String>>(&(Ok(spent)));
+                }
+                __other => {
+                    return ::core::result::Result::Err(__ctl.unknown_state(__other));
+                }
+            }
+        }
+    }
+    fn graph() -> &'static ::flow::StateGraph {
+        static GRAPH: ::flow::StateGraph = ::flow::StateGraph {
+            workflow: "restock",
+            states: &[
+                ::flow::StateInfo {
+                    name: "quote",
+                    line: 5u32,
+                },
+                ::flow::StateInfo {
+                    name: "buy",
+                    line: 9u32,
+                },
+            ],
+            transitions: &[
+                (0u32, 0u32),
+                (0u32, 1u32),
+                (0u32, 4294967295u32),
+                (1u32, 0u32),
+                (1u32, 4294967295u32),
+                (4294967294u32, 0u32),
+                (4294967294u32, 4294967295u32),
+            ],
+        };
+        &GRAPH
+    }
+}
+impl ::flow::DurableOp for restock {
+    type Output = Result<u64, String>;
+    fn into_request(
+        self,
+    ) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {
+        ::core::result::Result::Ok(::flow::OpRequest::Child {
+            workflow: ::std::string::ToString::to_string("restock"),
+            input: ::flow::codec::encode(
+                &self.__input,
+                || ::std::format!("input of workflow `{}`", "restock"),
+            )?,
+        })
+    }
+}

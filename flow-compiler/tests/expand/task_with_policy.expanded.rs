@@ -1,0 +1,94 @@
+///One call of the [`charge()`] task with its arguments: await it in a `#[workflow]` (journaled, retried) or anywhere else (runs the body).
+#[allow(non_camel_case_types)]
+#[derive(::flow::__private::serde::Serialize, ::flow::__private::serde::Deserialize)]
+#[serde(crate = "::flow::__private::serde")]
+struct charge {
+    card: String,
+    cents: u64,
+}
+#[must_use = "a task call does nothing unless awaited"]
+fn charge(card: String, cents: u64) -> charge {
+    charge { card, cents }
+}
+impl ::flow::Task for charge {
+    const NAME: &'static str = ::core::concat!(
+        ::core::module_path!(), "::", ::core::stringify!(charge)
+    );
+    type Output = Result<String, PaymentError>;
+    fn policy() -> ::flow::TaskPolicy {
+        ::flow::TaskPolicy {
+            retry: ::flow::RetryPolicy {
+                max_attempts: 5u32,
+                initial_interval: ::core::time::Duration::from_millis(200u64),
+                backoff_rate: 2f64,
+                ..::core::default::Default::default()
+            },
+            timeout: ::core::option::Option::Some(
+                ::core::time::Duration::from_millis(30000u64),
+            ),
+        }
+    }
+    fn run(self) -> ::flow::__private::BoxFuture<Result<String, PaymentError>> {
+        #[allow(clippy::needless_return)]
+        async fn __flow_task_body(
+            card: String,
+            cents: u64,
+        ) -> Result<String, PaymentError> {
+            gateway::charge(&card, cents).await
+        }
+        let charge { card, cents } = self;
+        ::std::boxed::Box::pin(__flow_task_body(card, cents))
+    }
+    #[allow(unused_variables)]
+    fn classify(__output: &Result<String, PaymentError>) -> ::flow::AttemptClass {
+        match __output {
+            ::core::result::Result::Ok(_) => ::flow::AttemptClass::Success,
+            ::core::result::Result::Err(__error) => {
+                let __text = ::std::format!("{:?}", __error);
+                if is_declined(__error) {
+                    ::flow::AttemptClass::NonRetryable(__text)
+                } else {
+                    ::flow::AttemptClass::Retryable(__text)
+                }
+            }
+        }
+    }
+    fn from_failure(
+        __failure: ::flow::TaskFailure,
+    ) -> ::core::option::Option<Result<String, PaymentError>> {
+        ::core::option::Option::Some(
+            ::core::result::Result::Err(::core::convert::From::from(__failure)),
+        )
+    }
+}
+impl ::flow::DurableOp for charge {
+    type Output = Result<String, PaymentError>;
+    fn into_request(
+        self,
+    ) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {
+        ::core::result::Result::Ok(::flow::OpRequest::Task {
+            name: ::std::string::ToString::to_string(<Self as ::flow::Task>::NAME),
+            args: ::flow::codec::encode(
+                &self,
+                || {
+                    ::std::format!(
+                        "arguments of task `{}`", < Self as ::flow::Task > ::NAME
+                    )
+                },
+            )?,
+            policy: <Self as ::flow::Task>::policy(),
+        })
+    }
+}
+impl ::core::future::IntoFuture for charge {
+    type Output = Result<String, PaymentError>;
+    type IntoFuture = ::flow::__private::BoxFuture<Result<String, PaymentError>>;
+    fn into_future(self) -> Self::IntoFuture {
+        ::flow::Task::run(self)
+    }
+}
+::flow::__private::inventory::submit! {
+    ::flow::__private::TaskRegistration { name : < charge as ::flow::Task > ::NAME, run :
+    ::flow::__private::erased_run:: < charge >, failure_output :
+    ::flow::__private::erased_failure_output:: < charge >, }
+}
