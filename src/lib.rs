@@ -36,3 +36,8 @@ extern crate self as flow;
 
 pub use flow_macros::{task, workflow};
 pub use flow_runtime::*;
+
+/// The README's examples, compiled as doctests so they never rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

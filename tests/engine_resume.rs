@@ -52,7 +52,11 @@ fn assert_steps_committed_once(history: &[flow::HistoryEvent], what: &str) {
         assert_eq!(*n, 1, "{what}: step {step} completed {n} times");
     }
     let steps: Vec<u64> = completed.keys().copied().collect();
-    assert_eq!(steps, (0..steps.len() as u64).collect::<Vec<_>>(), "{what}: steps not contiguous");
+    assert_eq!(
+        steps,
+        (0..steps.len() as u64).collect::<Vec<_>>(),
+        "{what}: steps not contiguous"
+    );
 }
 
 /// Runs `make()` uninterrupted to count its commits, then crashes it after every commit.
@@ -71,11 +75,20 @@ where
         .open(&path)
         .await
         .unwrap();
-    let out = engine.start("run", make()).await.unwrap().result().await.unwrap();
+    let out = engine
+        .start("run", make())
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
     assert_eq!(out, expected, "{name}: uninterrupted engine run");
     engine.shutdown().await;
     let total = commits.load(Ordering::SeqCst);
-    assert!(total >= 2, "{name}: a run commits at least its start and its end");
+    assert!(
+        total >= 2,
+        "{name}: a run commits at least its start and its end"
+    );
 
     for k in 1..total {
         let path = temp_db(&format!("{name}-{k}"));
@@ -95,7 +108,11 @@ where
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert_eq!(commits.load(Ordering::SeqCst), k, "{name}: halted engine committed more than {k}");
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            k,
+            "{name}: halted engine committed more than {k}"
+        );
         engine.shutdown().await;
 
         let engine = builder().open(&path).await.unwrap();

@@ -47,7 +47,10 @@ pub enum CodecError {
 }
 
 /// Encodes `value`, refusing payloads over [`MAX_PAYLOAD_BYTES`].
-pub fn encode<T: Serialize + ?Sized>(value: &T, what: impl FnOnce() -> String) -> Result<Vec<u8>, CodecError> {
+pub fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<u8>, CodecError> {
     let bytes = match postcard::to_stdvec(value) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -68,7 +71,10 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, what: impl FnOnce() -> String) -
 }
 
 /// Decodes `bytes` as a `T`; trailing bytes are an error (they mean the type changed).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> Result<T, CodecError> {
+pub fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, CodecError> {
     match postcard::take_from_bytes::<T>(bytes) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(CodecError::Decode {

@@ -53,9 +53,7 @@ pub enum StepFault {
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// The machine was stepped in a state the compiled code does not have.
-    #[error(
-        "workflow `{workflow}` has no state {pc}: the stored state comes from different code"
-    )]
+    #[error("workflow `{workflow}` has no state {pc}: the stored state comes from different code")]
     UnknownState {
         /// Workflow name.
         workflow: String,
@@ -167,7 +165,10 @@ impl Machine {
 
 /// The frame in `slot`, created by `init` on the first step (or after a restart).
 #[doc(hidden)]
-pub fn frame<F: Any + Send>(slot: &mut Option<Box<dyn Any + Send>>, init: impl FnOnce() -> F) -> &mut F {
+pub fn frame<F: Any + Send>(
+    slot: &mut Option<Box<dyn Any + Send>>,
+    init: impl FnOnce() -> F,
+) -> &mut F {
     let boxed = slot.get_or_insert_with(|| Box::new(init()));
     boxed
         .downcast_mut::<F>()
@@ -184,7 +185,9 @@ impl MachineCtl {
     /// Decodes a stored local.
     pub fn decode_slot<T: Journaled>(&self, bytes: &[u8], local: &str) -> Result<T, StepFault> {
         let workflow = self.workflow;
-        Ok(codec::decode(bytes, || format!("local `{local}` of workflow `{workflow}`"))?)
+        Ok(codec::decode(bytes, || {
+            format!("local `{local}` of workflow `{workflow}`")
+        })?)
     }
 
     /// Takes a local out of its slot.
@@ -205,7 +208,12 @@ impl MachineCtl {
     }
 
     /// Encodes slot `index` for the journal if it changed since it was last written.
-    pub fn save_slot<T: Journaled>(&mut self, index: u32, value: &Option<T>, local: &str) -> Result<(), StepFault> {
+    pub fn save_slot<T: Journaled>(
+        &mut self,
+        index: u32,
+        value: &Option<T>,
+        local: &str,
+    ) -> Result<(), StepFault> {
         let i = index as usize;
         if !self.dirty.get(i).copied().unwrap_or(false) {
             return Ok(());
@@ -213,7 +221,9 @@ impl MachineCtl {
         self.dirty[i] = false;
         if let Some(value) = value {
             let workflow = self.workflow;
-            let bytes = codec::encode(value, || format!("local `{local}` of workflow `{workflow}`"))?;
+            let bytes = codec::encode(value, || {
+                format!("local `{local}` of workflow `{workflow}`")
+            })?;
             self.writes.push((index, bytes));
         }
         Ok(())
@@ -226,22 +236,35 @@ impl MachineCtl {
             workflow: workflow.to_string(),
             what: "its input",
         })?;
-        Ok(codec::decode(&bytes, || format!("input of workflow `{workflow}`"))?)
+        Ok(codec::decode(&bytes, || {
+            format!("input of workflow `{workflow}`")
+        })?)
     }
 
     /// Decodes the output of the operation the run awaited; `PhantomData` carries its type
     /// from the suspension that issued it.
-    pub fn take_output<T: DeserializeOwned>(&mut self, _issued: &PhantomData<T>, label: &str) -> Result<T, StepFault> {
+    pub fn take_output<T: DeserializeOwned>(
+        &mut self,
+        _issued: &PhantomData<T>,
+        label: &str,
+    ) -> Result<T, StepFault> {
         let workflow = self.workflow;
         let bytes = self.resume.take().ok_or(StepFault::MissingValue {
             workflow: workflow.to_string(),
             what: "the output of the awaited step",
         })?;
-        Ok(codec::decode(&bytes, || format!("output of step `{label}` in workflow `{workflow}`"))?)
+        Ok(codec::decode(&bytes, || {
+            format!("output of step `{label}` in workflow `{workflow}`")
+        })?)
     }
 
     /// Turns an awaited operation into a suspension; records its output type in `issued`.
-    pub fn suspend<O: DurableOp>(&mut self, _issued: &mut PhantomData<O::Output>, op: O, state: u32) -> Result<Transition, StepFault> {
+    pub fn suspend<O: DurableOp>(
+        &mut self,
+        _issued: &mut PhantomData<O::Output>,
+        op: O,
+        state: u32,
+    ) -> Result<Transition, StepFault> {
         Ok(Transition::Suspend {
             request: op.into_request()?,
             state,

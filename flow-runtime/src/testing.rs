@@ -74,8 +74,13 @@ impl Driver {
     }
 
     /// Runs `call` to completion.
-    pub async fn run<W: Workflow>(&mut self, call: W, restore: Restore) -> Result<W::Output, DriveError> {
-        let input = codec::encode(&call.into_input(), || "input".into()).map_err(StepFault::from)?;
+    pub async fn run<W: Workflow>(
+        &mut self,
+        call: W,
+        restore: Restore,
+    ) -> Result<W::Output, DriveError> {
+        let input =
+            codec::encode(&call.into_input(), || "input".into()).map_err(StepFault::from)?;
         let mut machine = Machine::start(W::NAME, input);
         let mut slots: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
         let mut resumptions = 0usize;
@@ -87,7 +92,8 @@ impl Driver {
             }
             let request = match transition {
                 Transition::Complete { output } => {
-                    return Ok(codec::decode(&output, || "workflow output".into()).map_err(StepFault::from)?);
+                    return Ok(codec::decode(&output, || "workflow output".into())
+                        .map_err(StepFault::from)?);
                 }
                 Transition::Suspend { request, .. } => request,
             };
@@ -103,7 +109,11 @@ impl Driver {
             };
             if rebuild {
                 let pc = machine.pc();
-                machine = Machine::restore(W::NAME, pc, slots.iter().map(|(k, v)| (*k, v.clone())).collect());
+                machine = Machine::restore(
+                    W::NAME,
+                    pc,
+                    slots.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                );
             }
             machine.set_resume(output);
             resumptions += 1;
@@ -121,8 +131,14 @@ impl Driver {
                 Ok(result.output.map_err(StepFault::from)?)
             }
             OpRequest::Sleep { until_ms } => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-                tokio::time::sleep(std::time::Duration::from_millis(until_ms.saturating_sub(now))).await;
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    until_ms.saturating_sub(now),
+                ))
+                .await;
                 Ok(codec::encode(&(), || "sleep".into()).map_err(StepFault::from)?)
             }
             OpRequest::All(branches) => {
@@ -164,7 +180,9 @@ pub struct RecordedRun {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Divergence {
     /// The code awaits a different operation at this step.
-    #[error("step {index}: the recording awaited `{recorded}`, the current code awaits `{current}`")]
+    #[error(
+        "step {index}: the recording awaited `{recorded}`, the current code awaits `{current}`"
+    )]
     DifferentStep {
         /// 0-based step index.
         index: usize,
@@ -181,9 +199,9 @@ pub enum Divergence {
         /// The operation.
         name: String,
         /// Recorded request.
-        recorded: OpRequest,
+        recorded: Box<OpRequest>,
         /// Current request.
-        current: OpRequest,
+        current: Box<OpRequest>,
     },
     /// The current code awaits more steps than were recorded before the run ended.
     #[error("step {index}: the current code awaits `{current}` but the recorded run had ended")]
@@ -194,7 +212,9 @@ pub enum Divergence {
         current: String,
     },
     /// The current code returns where the recording had more steps.
-    #[error("the current code returns after {index} steps; the recording continued with `{recorded}`")]
+    #[error(
+        "the current code returns after {index} steps; the recording continued with `{recorded}`"
+    )]
     EndedEarly {
         /// Steps performed.
         index: usize,
@@ -212,9 +232,15 @@ pub enum Divergence {
 impl RecordedRun {
     /// Records `call` by running it with a [`Driver`].
     pub async fn capture<W: Workflow>(call: W) -> Result<RecordedRun, DriveError> {
-        let input = codec::encode(&call.into_input(), || "input".into()).map_err(StepFault::from)?;
+        let input =
+            codec::encode(&call.into_input(), || "input".into()).map_err(StepFault::from)?;
         let mut driver = Driver::new();
-        let output = driver.run(W::from_input(codec::decode(&input, || "input".into()).map_err(StepFault::from)?), Restore::Never).await?;
+        let output = driver
+            .run(
+                W::from_input(codec::decode(&input, || "input".into()).map_err(StepFault::from)?),
+                Restore::Never,
+            )
+            .await?;
         Ok(RecordedRun {
             input,
             steps: driver
@@ -239,8 +265,8 @@ impl RecordedRun {
         for e in events {
             match &e.kind {
                 EventKind::RunStarted { input, .. } => run.input = input.clone(),
-                EventKind::StepScheduled { step, name, .. } => {
-                    scheduled.insert(*step, (name.clone(), None));
+                EventKind::StepScheduled { step, name, request, .. } => {
+                    scheduled.insert(*step, (name.clone(), Some(request.clone())));
                 }
                 EventKind::StepCompleted { step, output } => {
                     let (name, request) = scheduled.remove(step).unwrap_or_default();
@@ -265,7 +291,8 @@ impl RecordedRun {
         let mut machine = Machine::start(W::NAME, self.input.clone());
         let mut index = 0;
         loop {
-            let transition = W::step(&mut machine).map_err(|e| Divergence::Incompatible(e.to_string()))?;
+            let transition =
+                W::step(&mut machine).map_err(|e| Divergence::Incompatible(e.to_string()))?;
             machine.take_writes();
             match transition {
                 Transition::Complete { output } => {
@@ -303,8 +330,8 @@ impl RecordedRun {
                             return Err(Divergence::DifferentArguments {
                                 index,
                                 name: step.name.clone(),
-                                recorded: recorded.clone(),
-                                current: request,
+                                recorded: Box::new(recorded.clone()),
+                                current: Box::new(request),
                             });
                         }
                     }
@@ -321,8 +348,17 @@ impl RecordedRun {
 fn same_call(a: &OpRequest, b: &OpRequest) -> bool {
     match (a, b) {
         (OpRequest::Sleep { .. }, OpRequest::Sleep { .. }) => true,
-        (OpRequest::Task { name: n1, args: a1, .. }, OpRequest::Task { name: n2, args: a2, .. }) => n1 == n2 && a1 == a2,
-        (OpRequest::All(x), OpRequest::All(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_call(a, b)),
+        (
+            OpRequest::Task {
+                name: n1, args: a1, ..
+            },
+            OpRequest::Task {
+                name: n2, args: a2, ..
+            },
+        ) => n1 == n2 && a1 == a2,
+        (OpRequest::All(x), OpRequest::All(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_call(a, b))
+        }
         _ => a == b,
     }
 }

@@ -62,7 +62,11 @@ impl StateGraph {
             out.push_str(&format!("    s{i} : {} (line {})\n", s.name, s.line));
         }
         for &(from, to) in self.transitions {
-            out.push_str(&format!("    {} --> {}\n", Self::node(from), Self::node(to)));
+            out.push_str(&format!(
+                "    {} --> {}\n",
+                Self::node(from),
+                Self::node(to)
+            ));
         }
         out
     }

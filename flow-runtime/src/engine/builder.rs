@@ -1,0 +1,150 @@
+//! Configuring and opening an engine.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::StorageBackend;
+
+use crate::engine::registry::{Registry, WorkflowEntry};
+use crate::engine::Engine;
+use crate::error::FlowError;
+use crate::store;
+use crate::workflow::Workflow;
+
+/// redb's page cache default here: small, so memory stays flat however many runs the
+/// journal holds.
+const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Configures an [`Engine`]: the workflows it drives and where its journal lives.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), flow_runtime::FlowError> {
+/// # use flow_runtime::Engine;
+/// let engine = Engine::builder()
+///     // .register::<place_order>()
+///     .open("orders.redb")
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct EngineBuilder {
+    pub(crate) registry: Registry,
+    pub(crate) halt_after: Option<u64>,
+    pub(crate) on_commit: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    pub(crate) backend: Option<Box<dyn StorageBackend>>,
+    pub(crate) cache_bytes: usize,
+    pub(crate) check_integrity: bool,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            registry: Registry::default(),
+            halt_after: None,
+            on_commit: None,
+            backend: None,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            check_integrity: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("halt_after", &self.halt_after)
+            .field("custom_backend", &self.backend.is_some())
+            .field("cache_bytes", &self.cache_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Lets the engine start and resume runs of workflow `W` (a `#[workflow]` function).
+    ///
+    /// Runs of workflows that are not registered stay in the journal untouched and resume
+    /// when an engine that registers them opens it.
+    pub fn register<W: Workflow>(mut self) -> Self {
+        self.registry.insert(WorkflowEntry::of::<W>());
+        self
+    }
+
+    /// Test hook: after the `n`-th transition is durable, the engine freezes as if the
+    /// process had died: no further commits (later requests are dropped unwritten), no
+    /// task starts. Shut it down (or drop it) and reopen the journal to recover.
+    pub fn halt_after_commits(mut self, n: u64) -> Self {
+        self.halt_after = Some(n.max(1));
+        self
+    }
+
+    /// Test and demo hook: `hook(total)` runs on the commit thread after each durable
+    /// transition, with the number of transitions committed so far (e.g. to
+    /// `std::process::abort()` at a chosen point).
+    pub fn on_commit(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_commit = Some(Arc::new(hook));
+        self
+    }
+
+    /// Stores the journal on a custom redb storage backend (e.g. one that simulates power
+    /// loss) instead of a file. [`open`](Self::open) then uses the path only to name the
+    /// journal in messages, and [`open_in_memory`](Self::open_in_memory) uses this backend.
+    pub fn backend(mut self, backend: impl StorageBackend) -> Self {
+        self.backend = Some(Box::new(backend));
+        self
+    }
+
+    /// Size of redb's page cache, in bytes (default 64 MiB).
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Verifies the checksum of every page of the journal when opening it, so that a file
+    /// damaged outside redb is refused with [`FlowError::Corrupt`] at open instead of
+    /// failing later (default off: the check reads the whole file).
+    pub fn check_integrity_on_open(mut self, enabled: bool) -> Self {
+        self.check_integrity = enabled;
+        self
+    }
+
+    /// Opens the journal at `path`, creating it if missing, and resumes every run in it
+    /// that this engine can drive.
+    ///
+    /// Fails with a clear [`FlowError`] if the file is not a flow journal, is damaged, or
+    /// is open in another engine; the file is left as it was.
+    pub async fn open(mut self, path: impl AsRef<Path>) -> Result<Engine, FlowError> {
+        let path = path.as_ref().to_path_buf();
+        let name = path.display().to_string();
+        let options = self.store_options();
+        let backend = self.backend.take();
+        let db = tokio::task::spawn_blocking(move || match backend {
+            Some(backend) => store::open_backend(backend, &name, options),
+            None => store::open_file(&path, options),
+        })
+        .await
+        .map_err(|e| FlowError::storage(format!("opening the journal failed: {e}")))??;
+        Engine::launch(db, self).await
+    }
+
+    /// Opens a journal held in memory (or on the custom [`backend`](Self::backend)): for
+    /// tests and examples; nothing survives the process.
+    pub async fn open_in_memory(mut self) -> Result<Engine, FlowError> {
+        let backend = self
+            .backend
+            .take()
+            .unwrap_or_else(|| Box::new(redb::backends::InMemoryBackend::new()));
+        let options = self.store_options();
+        let db = tokio::task::spawn_blocking(move || {
+            store::open_backend(backend, "in-memory journal", options)
+        })
+        .await
+        .map_err(|e| FlowError::storage(format!("opening the journal failed: {e}")))??;
+        Engine::launch(db, self).await
+    }
+
+    fn store_options(&self) -> store::OpenOptions {
+        store::OpenOptions {
+            cache_bytes: self.cache_bytes,
+            check_integrity: self.check_integrity,
+        }
+    }
+}

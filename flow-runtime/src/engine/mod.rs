@@ -1,0 +1,429 @@
+//! The engine: starts runs, drives them through their durable operations, and answers
+//! questions about them.
+//!
+//! Parts, one per file: `commit` (the group-commit thread, the only writer), `driver`
+//! (moves one run forward), `plan` (turns a step into one journal write), `attempt` (runs
+//! one task attempt), `timers` (wakes runs whose deadline came), `wake` (which runs have a
+//! driver, who waits for which result), `registry` (workflows by name).
+
+mod attempt;
+mod builder;
+mod commit;
+mod driver;
+mod handle;
+mod plan;
+mod registry;
+mod timers;
+mod wake;
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use builder::EngineBuilder;
+pub use handle::RunHandle;
+
+use crate::codec;
+use crate::error::FlowError;
+use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
+use crate::machine::Machine;
+use crate::store::records::{RunRecord, StoredStatus};
+use crate::store::{same_start, RunWrite, StartOutcome, StartWrite, Store};
+use crate::workflow::Workflow;
+use commit::{CommitHooks, CommitPipeline};
+use driver::CachedMachine;
+use plan::{step_run, StepOutcome};
+use registry::Registry;
+use timers::Timers;
+use wake::{Drivers, Waiters};
+
+/// Longest accepted run ID, in bytes.
+const MAX_RUN_ID_BYTES: usize = 1024;
+
+/// A durable workflow engine over one journal file.
+///
+/// Cloning is cheap and shares the engine. The engine stops when [`shutdown`](Self::shutdown)
+/// is called or the last clone (including those held by [`RunHandle`]s) is dropped.
+///
+/// ```no_run
+/// # async fn demo<W: flow_runtime::Workflow>(call: W) -> Result<(), flow_runtime::FlowError> {
+/// use flow_runtime::Engine;
+///
+/// let engine = Engine::builder().register::<W>().open("orders.redb").await?;
+/// let run = engine.start("order-42", call).await?; // durable when this returns
+/// let output = run.result().await?;
+/// engine.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+/// Owned by the user-facing handles: dropping the last one shuts the engine down.
+struct Shared {
+    core: Arc<Core>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(thread) = self.core.begin_shutdown("the engine was dropped") {
+            let _ = thread.join();
+        }
+        self.core.store.close();
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// The engine's state, shared with its background tasks.
+pub(crate) struct Core {
+    pub store: Arc<Store>,
+    pub commits: CommitPipeline,
+    pub registry: Registry,
+    pub drivers: Drivers,
+    pub waiters: Waiters,
+    pub timers: Timers,
+    stop: Arc<watch::Sender<Option<String>>>,
+}
+
+impl Core {
+    /// Makes sure the run is being driven (spawning its driver if it has none).
+    pub(crate) fn wake(self: &Arc<Self>, run_id: &str) {
+        self.wake_with(run_id, None);
+    }
+
+    fn wake_with(self: &Arc<Self>, run_id: &str, machine: Option<CachedMachine>) {
+        if self.is_stopped() {
+            return;
+        }
+        if let Some(notify) = self.drivers.wake(run_id) {
+            driver::spawn(self.clone(), run_id.to_string(), notify, machine);
+        }
+    }
+
+    /// Resolves to `Some(reason)` once the engine stops.
+    pub(crate) fn stop_receiver(&self) -> watch::Receiver<Option<String>> {
+        self.stop.subscribe()
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stop.borrow().is_some()
+    }
+
+    /// Stops background work and closes the commit channel; returns the commit thread to
+    /// join (after which the journal can be closed).
+    fn begin_shutdown(&self, reason: &str) -> Option<std::thread::JoinHandle<()>> {
+        self.stop.send_if_modified(|state| {
+            if state.is_none() {
+                *state = Some(reason.to_string());
+                true
+            } else {
+                false
+            }
+        });
+        self.commits.close()
+    }
+}
+
+impl Engine {
+    /// Starts configuring an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.shared.core
+    }
+
+    pub(crate) async fn launch(
+        db: redb::Database,
+        builder: EngineBuilder,
+    ) -> Result<Engine, FlowError> {
+        let store = Arc::new(Store::new(db));
+        let stop = Arc::new(watch::channel(None).0);
+        let hooks = CommitHooks {
+            halt_after: builder.halt_after,
+            on_commit: builder.on_commit,
+        };
+        let halted = Arc::new(AtomicBool::new(false));
+        let commits = CommitPipeline::start(store.clone(), hooks, halted, stop.clone())?;
+        let core = Arc::new(Core {
+            store,
+            commits,
+            registry: builder.registry,
+            drivers: Drivers::default(),
+            waiters: Waiters::default(),
+            timers: Timers::new(),
+            stop,
+        });
+        let engine = Engine {
+            shared: Arc::new(Shared { core: core.clone() }),
+        };
+        // Recovery: runs with deadline-free work get a driver now; runs with deadlines
+        // (including ones that passed while no engine ran) are woken by the timer service.
+        for run_id in core.store.active_runs()? {
+            core.wake(&run_id);
+        }
+        tokio::spawn(timers::run(core));
+        Ok(engine)
+    }
+
+    /// Starts a run of workflow `W` with ID `run_id`; returns once the start is durable.
+    ///
+    /// Idempotent: starting an existing run ID with the same workflow and input returns a
+    /// handle to the existing run. A different workflow or input is a
+    /// [`FlowError::RunIdConflict`].
+    ///
+    /// ```no_run
+    /// # async fn demo<W: flow_runtime::Workflow>(engine: flow_runtime::Engine, call: W) -> Result<(), flow_runtime::FlowError> {
+    /// let run = engine.start("order-42", call).await?;
+    /// println!("started {}", run.run_id());
+    /// # Ok(()) }
+    /// ```
+    pub async fn start<W: Workflow>(
+        &self,
+        run_id: impl Into<String>,
+        workflow: W,
+    ) -> Result<RunHandle<W>, FlowError> {
+        let run_id = run_id.into();
+        check_run_id(&run_id)?;
+        let core = self.core();
+        let entry = *core
+            .registry
+            .get(W::NAME)
+            .ok_or_else(|| FlowError::UnknownWorkflow {
+                workflow: W::NAME.to_string(),
+            })?;
+        let input = codec::encode(&workflow.into_input(), || {
+            format!("input of workflow `{}`", W::NAME)
+        })?;
+        if let Some(existing) = core.store.header(&run_id)? {
+            let existing_input = core.store.input(&run_id)?;
+            same_start(
+                &run_id,
+                &existing,
+                existing_input.as_deref(),
+                W::NAME,
+                &input,
+            )?;
+            return Ok(RunHandle::new(self.clone(), run_id));
+        }
+
+        // The first step runs before the start is committed, so that the start and the
+        // first transition are one transaction; nothing it schedules runs before that.
+        let now = now_ms();
+        let header = RunRecord {
+            workflow: W::NAME.to_string(),
+            fingerprint: W::FINGERPRINT,
+            status: StoredStatus::Running,
+            pc: 0,
+            steps: 0,
+            started: false,
+            created_at_ms: now,
+            updated_at_ms: now,
+            parent: None,
+        };
+        let mut write = RunWrite::new(&run_id, &header);
+        write.events.push(EventKind::RunStarted {
+            workflow: W::NAME.to_string(),
+            input: input.clone(),
+            parent: None,
+        });
+        let mut machine = Machine::start(W::NAME, input.clone());
+        let (write, outcome) =
+            step_run(&core.registry, &entry, &mut machine, None, write, None, now);
+        let settled = write.header.status.is_settled();
+        let steps = write.header.steps;
+        let active = write.active;
+        let first_deadline = write.timers_add.iter().min().copied();
+        let start = StartWrite { input, write };
+        let started = core
+            .commits
+            .submit(move |tables, now| tables.apply_start(start, now))
+            .await?;
+        if let StartOutcome::Created(effects) = started {
+            for run in &effects.wake {
+                core.wake(run);
+            }
+            if let Some(deadline) = first_deadline {
+                core.timers.added(deadline);
+            }
+            if settled {
+                core.waiters.notify(&run_id);
+            } else if active {
+                let cached =
+                    (outcome == StepOutcome::Suspended).then_some(CachedMachine { machine, steps });
+                core.wake_with(&run_id, cached);
+            }
+        }
+        Ok(RunHandle::new(self.clone(), run_id))
+    }
+
+    /// A handle to the existing run `run_id` of workflow `W`.
+    pub fn handle<W: Workflow>(&self, run_id: &str) -> Result<RunHandle<W>, FlowError> {
+        let header = self
+            .core()
+            .store
+            .header(run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            })?;
+        if header.workflow != W::NAME {
+            return Err(FlowError::WrongWorkflow {
+                run_id: run_id.to_string(),
+                stored: header.workflow,
+                requested: W::NAME.to_string(),
+            });
+        }
+        Ok(RunHandle::new(self.clone(), run_id.to_string()))
+    }
+
+    /// Every run in the journal, in run ID order.
+    pub async fn list(&self) -> Result<Vec<RunSummary>, FlowError> {
+        let runs = self.core().store.all_runs()?;
+        Ok(runs
+            .into_iter()
+            .map(|(run_id, header)| RunSummary {
+                status: self.public_status(&header),
+                run_id,
+                workflow: header.workflow,
+                created_at_ms: header.created_at_ms,
+                updated_at_ms: header.updated_at_ms,
+                steps: header.steps,
+            })
+            .collect())
+    }
+
+    /// Where run `run_id` stands.
+    pub async fn status(&self, run_id: &str) -> Result<RunStatus, FlowError> {
+        let header = self
+            .core()
+            .store
+            .header(run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            })?;
+        Ok(self.public_status(&header))
+    }
+
+    fn public_status(&self, header: &RunRecord) -> RunStatus {
+        if !header.status.is_settled() {
+            if let Err(reason) = self.core().registry.driver_for(header) {
+                return RunStatus::Blocked { reason };
+            }
+        }
+        header.status.to_public()
+    }
+
+    /// The history of run `run_id`, oldest event first.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// for event in engine.history("order-42").await? {
+    ///     println!("{:>3} {:?}", event.seq, event.kind);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
+        let store = &self.core().store;
+        if store.header(run_id)?.is_none() {
+            return Err(FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            });
+        }
+        store.history(run_id)
+    }
+
+    /// Sends signal `name` with `value` to run `run_id`; returns once it is durable.
+    ///
+    /// The signal waits in the run's inbox until the workflow awaits `flow::signal(name)`;
+    /// each is delivered once, in order. Fails if the run is unknown or has finished.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// engine.signal("order-42", "approval", &true).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn signal<T: Serialize + ?Sized>(
+        &self,
+        run_id: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<(), FlowError> {
+        let payload = codec::encode(value, || format!("signal `{name}` for run `{run_id}`"))?;
+        let (run, signal) = (run_id.to_string(), name.to_string());
+        self.core()
+            .commits
+            .submit(move |tables, now| tables.append_signal(&run, &signal, &payload, now))
+            .await?;
+        self.core().wake(run_id);
+        Ok(())
+    }
+
+    /// Cancels run `run_id`; returns once the request is durable.
+    ///
+    /// A task the run awaits is stopped and, if its output type can carry it, the
+    /// workflow receives `Err(TaskFailure::Cancelled)` and may compensate; otherwise the
+    /// run ends as cancelled. Fails if the run is unknown or has finished.
+    pub async fn cancel(&self, run_id: &str) -> Result<(), FlowError> {
+        let run = run_id.to_string();
+        self.core()
+            .commits
+            .submit(move |tables, now| tables.request_cancel(&run, now))
+            .await?;
+        self.core().wake(run_id);
+        Ok(())
+    }
+
+    /// Stops the engine: running task attempts are aborted (they run again when the
+    /// journal is next opened), and the journal is closed once the last commit is done,
+    /// so the file can be opened again in this process right after.
+    pub async fn shutdown(&self) {
+        let core = self.core().clone();
+        if let Some(thread) = core.begin_shutdown("the engine was shut down") {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        let store = core.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
+}
+
+fn check_run_id(run_id: &str) -> Result<(), FlowError> {
+    let reason = if run_id.is_empty() {
+        "it is empty"
+    } else if run_id.len() > MAX_RUN_ID_BYTES {
+        "it is longer than 1024 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(FlowError::InvalidRunId {
+        run_id: run_id.to_string(),
+        reason,
+    })
+}
+
+/// Wall-clock time, milliseconds since the Unix epoch (how deadlines are stored).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random number in `[0, 1)` for retry jitter (std's per-process random hash keys).
+pub(crate) fn random_unit() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u64(now_ms());
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}

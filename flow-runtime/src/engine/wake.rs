@@ -1,0 +1,136 @@
+//! Which runs have a driver in memory, and who waits for which run to finish.
+//!
+//! At most one driver works on a run. Waking a run either nudges its live driver or
+//! spawns one; a driver leaves only after checking, under the same lock, that nobody woke
+//! it meanwhile, so no wake-up is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// Live drivers by run ID.
+#[derive(Default)]
+pub(crate) struct Drivers {
+    map: Mutex<HashMap<String, DriverSlot>>,
+    /// Signalled whenever a driver leaves (the timer service waits on it when too many
+    /// drivers are live).
+    pub left: Notify,
+}
+
+struct DriverSlot {
+    woken: bool,
+    notify: Arc<Notify>,
+}
+
+impl Drivers {
+    /// Wakes the run's driver; returns the new driver's notifier if one must be spawned.
+    pub(crate) fn wake(&self, run_id: &str) -> Option<Arc<Notify>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = map.get_mut(run_id) {
+            slot.woken = true;
+            slot.notify.notify_one();
+            return None;
+        }
+        let notify = Arc::new(Notify::new());
+        map.insert(
+            run_id.to_string(),
+            DriverSlot {
+                woken: false,
+                notify: notify.clone(),
+            },
+        );
+        Some(notify)
+    }
+
+    /// Called by a driver before it reads the run: wake-ups until now are covered.
+    pub(crate) fn clear_woken(&self, run_id: &str) {
+        if let Some(slot) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(run_id)
+        {
+            slot.woken = false;
+        }
+    }
+
+    /// Removes the driver unless it was woken since its last read; true if it left.
+    pub(crate) fn try_leave(&self, run_id: &str) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(run_id) {
+            Some(slot) if slot.woken => false,
+            _ => {
+                map.remove(run_id);
+                drop(map);
+                self.left.notify_waiters();
+                true
+            }
+        }
+    }
+
+    /// Removes the driver whatever happened (it stopped or failed).
+    pub(crate) fn leave(&self, run_id: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(run_id);
+        self.left.notify_waiters();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Notifiers for callers waiting on a run's result; entries exist only while someone waits.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    map: Mutex<HashMap<String, (usize, Arc<Notify>)>>,
+}
+
+/// A registration in [`Waiters`]; unregisters on drop.
+pub(crate) struct WaiterGuard<'a> {
+    waiters: &'a Waiters,
+    run_id: String,
+    pub notify: Arc<Notify>,
+}
+
+impl Waiters {
+    pub(crate) fn subscribe(&self, run_id: &str) -> WaiterGuard<'_> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map
+            .entry(run_id.to_string())
+            .or_insert_with(|| (0, Arc::new(Notify::new())));
+        entry.0 += 1;
+        WaiterGuard {
+            waiters: self,
+            run_id: run_id.to_string(),
+            notify: entry.1.clone(),
+        }
+    }
+
+    /// Wakes everyone waiting on the run.
+    pub(crate) fn notify(&self, run_id: &str) {
+        if let Some((_, notify)) = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run_id)
+        {
+            notify.notify_waiters();
+        }
+    }
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.waiters.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = map.get_mut(&self.run_id) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                map.remove(&self.run_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The one error type of the engine's public API.
+
+use crate::codec::CodecError;
+
+/// Everything that can go wrong when opening a journal or working with runs.
+///
+/// Every variant says what happened and what to do about it. None of them is reported
+/// after committed data was deleted or overwritten: an error leaves the journal as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// The file exists but is not a redb database at all.
+    #[error(
+        "`{path}` is not a flow journal (not a redb database: {message}); \
+         check the path, or move the file away to start a new journal there"
+    )]
+    NotARedbFile {
+        /// The file.
+        path: String,
+        /// What redb said.
+        message: String,
+    },
+    /// The file is a redb database written by another program.
+    #[error(
+        "`{path}` is a redb database but not a flow journal (it has no `flow_meta` table; \
+         its tables are: {tables}); point the engine at its own file"
+    )]
+    ForeignDatabase {
+        /// The file.
+        path: String,
+        /// The names of the tables it holds.
+        tables: String,
+    },
+    /// The journal was written by a newer (or unknown) version of flow.
+    #[error(
+        "`{path}` is a flow journal in format {found}, but this build reads format {expected}; \
+         open it with the flow version that wrote it"
+    )]
+    UnsupportedFormat {
+        /// The file.
+        path: String,
+        /// The format version found in the file.
+        found: u32,
+        /// The format version this build reads and writes.
+        expected: u32,
+    },
+    /// The file is damaged.
+    #[error(
+        "the journal `{path}` is corrupt ({message}); nothing was changed: restore it from a \
+         backup, or keep it for inspection and start a new journal"
+    )]
+    Corrupt {
+        /// The file (or "journal" when the failure was found later).
+        path: String,
+        /// What is damaged.
+        message: String,
+    },
+    /// Another engine (in this or another process) has the file open.
+    #[error(
+        "another engine has `{path}` open; shut that engine down first (Engine::shutdown), \
+         or give this engine its own file"
+    )]
+    DatabaseAlreadyOpen {
+        /// The file.
+        path: String,
+    },
+    /// An I/O or storage failure (disk full, permissions, ...).
+    #[error("journal storage failed: {message}; fix the storage problem and reopen the journal")]
+    Storage {
+        /// What failed.
+        message: String,
+    },
+    /// No run with this ID exists in the journal.
+    #[error("no run `{run_id}` in this journal; check the run ID (Engine::list shows the runs)")]
+    UnknownRun {
+        /// The run ID asked for.
+        run_id: String,
+    },
+    /// The workflow was not registered with the engine.
+    #[error(
+        "workflow `{workflow}` is not registered in this engine; add \
+         `.register::<{workflow}>()` to the EngineBuilder"
+    )]
+    UnknownWorkflow {
+        /// The workflow's registered name.
+        workflow: String,
+    },
+    /// The run exists but belongs to another workflow than the one asked for.
+    #[error("run `{run_id}` is a run of workflow `{stored}`, not of `{requested}`")]
+    WrongWorkflow {
+        /// The run.
+        run_id: String,
+        /// The run's workflow.
+        stored: String,
+        /// The workflow the caller expected.
+        requested: String,
+    },
+    /// A run with this ID exists already and was started differently.
+    #[error(
+        "run `{run_id}` already exists with {difference}; starting a run is idempotent only \
+         with the same workflow and input: use a new run ID, or Engine::handle to follow \
+         the existing run"
+    )]
+    RunIdConflict {
+        /// The run ID.
+        run_id: String,
+        /// What differs from the existing run.
+        difference: String,
+    },
+    /// A payload could not be encoded or decoded, or is too large.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The run ended with an error: a panic in the workflow, or a task failure its output
+    /// type cannot carry.
+    #[error("run `{run_id}` failed: {error}")]
+    RunFailed {
+        /// The run.
+        run_id: String,
+        /// Why it failed.
+        error: String,
+    },
+    /// The run cannot go on: its stored state does not fit the code (see the message).
+    /// It is kept in the journal unchanged.
+    #[error("run `{run_id}` is faulted and kept in the journal unchanged: {error}")]
+    RunFaulted {
+        /// The run.
+        run_id: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// The run was cancelled.
+    #[error("run `{run_id}` was cancelled")]
+    RunCancelled {
+        /// The run.
+        run_id: String,
+    },
+    /// The run has finished, so it cannot receive signals or be cancelled.
+    #[error("run `{run_id}` has already finished ({status}); it no longer takes {what}")]
+    RunFinished {
+        /// The run.
+        run_id: String,
+        /// Its final status.
+        status: String,
+        /// What was refused ("signals", "cancellation").
+        what: &'static str,
+    },
+    /// A run ID is empty or too long.
+    #[error("invalid run ID {run_id:?}: {reason}")]
+    InvalidRunId {
+        /// The run ID.
+        run_id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The engine was shut down (or halted by a test hook) before the request completed.
+    #[error("the engine has stopped ({reason}); open the journal again to continue")]
+    EngineStopped {
+        /// Why it stopped.
+        reason: String,
+    },
+}
+
+impl FlowError {
+    pub(crate) fn storage(error: impl std::fmt::Display) -> Self {
+        FlowError::Storage {
+            message: error.to_string(),
+        }
+    }
+
+    pub(crate) fn stopped(reason: impl Into<String>) -> Self {
+        FlowError::EngineStopped {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<redb::Error> for FlowError {
+    fn from(error: redb::Error) -> Self {
+        match error {
+            redb::Error::Corrupted(message) => FlowError::Corrupt {
+                path: "journal".into(),
+                message,
+            },
+            redb::Error::DatabaseAlreadyOpen => FlowError::DatabaseAlreadyOpen {
+                path: "journal".into(),
+            },
+            other => FlowError::storage(other),
+        }
+    }
+}
+
+macro_rules! via_redb_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for FlowError {
+            fn from(error: $t) -> Self {
+                redb::Error::from(error).into()
+            }
+        }
+    )*};
+}
+
+via_redb_error!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}

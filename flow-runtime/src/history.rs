@@ -1,0 +1,190 @@
+//! What the journal shows about runs: their history events, status and summaries.
+
+use serde::{Deserialize, Serialize};
+
+/// One entry of a run's history, as returned by [`Engine::history`](crate::Engine::history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// Position in the run's history, from 0.
+    pub seq: u64,
+    /// When the event was committed, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened in a run. Payloads (`input`, `output`) are postcard-encoded bytes.
+///
+/// `step` numbers the run's durable operations from 0 in the order the workflow awaited
+/// them; `branch` numbers the operations of a join (0 for a single operation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// The run was created.
+    RunStarted {
+        /// Workflow name.
+        workflow: String,
+        /// Encoded input.
+        input: Vec<u8>,
+        /// The parent run, for a child workflow.
+        parent: Option<String>,
+    },
+    /// The workflow awaited a durable operation.
+    StepScheduled {
+        /// Step number.
+        step: u64,
+        /// The await site's index in the workflow's state graph.
+        state: u32,
+        /// What is awaited (task or workflow name, `sleep`, `signal:NAME`, `join(N)`).
+        name: String,
+        /// The operation with its encoded arguments (the state's input, as Step
+        /// Functions' history shows it); `flow::testing::RecordedRun` compares them.
+        request: crate::OpRequest,
+    },
+    /// A task attempt started (written together with the attempt's outcome).
+    AttemptStarted {
+        /// Step number.
+        step: u64,
+        /// Branch within the step.
+        branch: u32,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// A task attempt failed.
+    AttemptFailed {
+        /// Step number.
+        step: u64,
+        /// Branch within the step.
+        branch: u32,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// What went wrong.
+        error: String,
+        /// When the next attempt runs (ms since the Unix epoch); `None` when none will.
+        retry_at_ms: Option<u64>,
+    },
+    /// One branch of a join finished; the join goes on until all have.
+    BranchCompleted {
+        /// Step number.
+        step: u64,
+        /// Branch within the step.
+        branch: u32,
+        /// The branch's encoded output.
+        output: Vec<u8>,
+    },
+    /// The awaited operation finished; the workflow resumes with `output`.
+    StepCompleted {
+        /// Step number.
+        step: u64,
+        /// Encoded output of the operation.
+        output: Vec<u8>,
+    },
+    /// A signal arrived in the run's inbox.
+    SignalReceived {
+        /// Signal name.
+        name: String,
+        /// Position in the inbox.
+        seq: u64,
+    },
+    /// A durable sleep or a signal timeout expired.
+    TimerFired {
+        /// Step number.
+        step: u64,
+        /// Branch within the step.
+        branch: u32,
+        /// The deadline, ms since the Unix epoch.
+        deadline_ms: u64,
+    },
+    /// Cancellation was requested.
+    CancelRequested,
+    /// The workflow returned.
+    RunCompleted {
+        /// Encoded workflow output.
+        output: Vec<u8>,
+    },
+    /// The run failed (panic in the workflow, or a task failure the workflow cannot
+    /// receive).
+    RunFailed {
+        /// Why.
+        error: String,
+    },
+    /// The run cannot go on with this code; it is kept unchanged.
+    RunFaulted {
+        /// Why.
+        error: String,
+    },
+    /// The run ended because it was cancelled.
+    RunCancelled,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunStatus {
+    /// A task attempt is running or about to start.
+    Running,
+    /// The run waits for a sleep, a signal, a child run or a retry back-off.
+    Waiting,
+    /// The workflow returned.
+    Completed,
+    /// The run failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+    /// The run was cancelled.
+    Cancelled,
+    /// The run cannot go on with this code (e.g. stored state no longer decodes); it is
+    /// kept in the journal unchanged.
+    Faulted {
+        /// Why.
+        error: String,
+    },
+    /// The run waits for something this engine lacks (its workflow is not registered, or
+    /// registered with a different body); it resumes when an engine that has it opens the
+    /// journal.
+    Blocked {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl RunStatus {
+    /// True once the run has ended (completed, failed or cancelled). Faulted and blocked
+    /// runs have not ended: they may go on with other code.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed { .. } | RunStatus::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunStatus::Running => f.write_str("running"),
+            RunStatus::Waiting => f.write_str("waiting"),
+            RunStatus::Completed => f.write_str("completed"),
+            RunStatus::Failed { error } => write!(f, "failed: {error}"),
+            RunStatus::Cancelled => f.write_str("cancelled"),
+            RunStatus::Faulted { error } => write!(f, "faulted: {error}"),
+            RunStatus::Blocked { reason } => write!(f, "blocked: {reason}"),
+        }
+    }
+}
+
+/// One run, as listed by [`Engine::list`](crate::Engine::list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run ID.
+    pub run_id: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// When the run was started, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When the run last changed, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+    /// How many durable operations the run has awaited so far.
+    pub steps: u64,
+}

@@ -1,0 +1,246 @@
+//! Opening a journal: telling a flow journal from other files, and creating a new one.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+
+use redb::{
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageBackend, StorageError,
+    TableError,
+};
+
+use super::tables::*;
+use crate::error::{panic_message, FlowError};
+
+/// How to open a journal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenOptions {
+    pub cache_bytes: usize,
+    pub check_integrity: bool,
+}
+
+impl OpenOptions {
+    fn builder(self) -> redb::Builder {
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(self.cache_bytes);
+        builder.set_check_integrity_on_open(self.check_integrity);
+        builder
+    }
+}
+
+/// Opens (or creates) the journal at `path` and checks that it is one.
+///
+/// An existing file is first inspected read-only, so that a file that is not a flow
+/// journal is refused without a single byte of it changing (a writable open would). Only
+/// a file that needs crash recovery is opened writable straight away: redb must repair it
+/// before anything can be read.
+pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Database, FlowError> {
+    let name = path.display().to_string();
+    let builder = options.builder();
+    let exists = std::fs::metadata(path)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false);
+    if exists {
+        match guarded(&name, || builder.open_read_only(path)) {
+            Ok(db) => {
+                let txn = db.begin_read()?;
+                check(&txn, &name)?;
+            }
+            Err(FlowError::Corrupt { message, .. }) if message == NEEDS_REPAIR => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let db = guarded(&name, || builder.create(path))?;
+    check_or_init(&db, &name)?;
+    Ok(db)
+}
+
+/// Opens (or initializes) a journal on a custom storage backend.
+pub(crate) fn open_backend(
+    backend: Box<dyn StorageBackend>,
+    name: &str,
+    options: OpenOptions,
+) -> Result<Database, FlowError> {
+    let builder = options.builder();
+    let db = guarded(name, || builder.create_with_backend(BoxedBackend(backend)))?;
+    check_or_init(&db, name)?;
+    Ok(db)
+}
+
+/// `Box<dyn StorageBackend>` as a `StorageBackend` (redb wants a sized type).
+#[derive(Debug)]
+struct BoxedBackend(Box<dyn StorageBackend>);
+
+impl StorageBackend for BoxedBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.0.write(offset, data)
+    }
+    fn close(&self) -> Result<(), std::io::Error> {
+        self.0.close()
+    }
+    fn try_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.try_lock_shared_range(start, end)
+    }
+    fn lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.0.lock_range(start, end)
+    }
+    fn lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.0.lock_shared_range(start, end)
+    }
+}
+
+/// How a read-only open reports a file that was not closed cleanly.
+const NEEDS_REPAIR: &str = "it needs repair and the repair was aborted";
+
+/// Runs redb's open, turning its errors (and a panic on a damaged file) into `FlowError`s.
+fn guarded<D>(name: &str, open: impl FnOnce() -> Result<D, DatabaseError>) -> Result<D, FlowError> {
+    match catch_unwind(AssertUnwindSafe(open)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) => Err(open_error(name, error)),
+        Err(panic) => Err(FlowError::Corrupt {
+            path: name.to_string(),
+            message: format!("redb could not read it: {}", panic_message(&*panic)),
+        }),
+    }
+}
+
+fn open_error(name: &str, error: DatabaseError) -> FlowError {
+    let path = name.to_string();
+    match error {
+        DatabaseError::DatabaseAlreadyOpen => FlowError::DatabaseAlreadyOpen { path },
+        DatabaseError::Storage(StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            FlowError::NotARedbFile {
+                path,
+                message: e.to_string(),
+            }
+        }
+        DatabaseError::Storage(StorageError::Corrupted(message)) => {
+            FlowError::Corrupt { path, message }
+        }
+        DatabaseError::RepairAborted => FlowError::Corrupt {
+            path,
+            message: NEEDS_REPAIR.into(),
+        },
+        DatabaseError::UpgradeRequired(version) => FlowError::NotARedbFile {
+            path,
+            message: format!(
+                "it is in the old redb file format {version}, which must be upgraded first"
+            ),
+        },
+        other => FlowError::Storage {
+            message: format!("could not open `{path}`: {other}"),
+        },
+    }
+}
+
+/// Checks that a database is a flow journal, or initializes it if it holds no tables.
+fn check_or_init(db: &Database, name: &str) -> Result<(), FlowError> {
+    let txn = db.begin_read()?;
+    if check(&txn, name)? {
+        Ok(())
+    } else {
+        drop(txn);
+        init(db)
+    }
+}
+
+/// True if the database is a flow journal this build reads, false if it is empty (no
+/// tables at all); an error for anything else.
+fn check(txn: &ReadTransaction, name: &str) -> Result<bool, FlowError> {
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(TableError::TableDoesNotExist(_)) => {
+            let tables = table_names(txn)?;
+            return if tables.is_empty() {
+                Ok(false)
+            } else {
+                Err(FlowError::ForeignDatabase {
+                    path: name.to_string(),
+                    tables: tables.join(", "),
+                })
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if meta.get("magic")?.as_ref().map(|m| m.value()) != Some(MAGIC) {
+        return Err(FlowError::ForeignDatabase {
+            path: name.to_string(),
+            tables: table_names(txn)?.join(", "),
+        });
+    }
+    let found = meta
+        .get("format")?
+        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0);
+    if found != FORMAT_VERSION {
+        return Err(FlowError::UnsupportedFormat {
+            path: name.to_string(),
+            found,
+            expected: FORMAT_VERSION,
+        });
+    }
+    Ok(true)
+}
+
+fn table_names(txn: &ReadTransaction) -> Result<Vec<String>, FlowError> {
+    use redb::{MultimapTableHandle, TableHandle};
+    let mut names: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+    names.extend(txn.list_multimap_tables()?.map(|t| t.name().to_string()));
+    Ok(names)
+}
+
+/// Creates every table and the meta entries in one transaction.
+fn init(db: &Database) -> Result<(), FlowError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert("magic", MAGIC)?;
+        meta.insert("format", FORMAT_VERSION.to_le_bytes().as_slice())?;
+        txn.open_table(RUNS)?;
+        txn.open_table(INPUTS)?;
+        txn.open_table(OUTPUTS)?;
+        txn.open_table(PENDING)?;
+        txn.open_table(BRANCHES)?;
+        txn.open_table(SLOTS)?;
+        txn.open_table(HISTORY)?;
+        txn.open_table(TIMERS)?;
+        txn.open_table(ACTIVE)?;
+        txn.open_table(INBOX)?;
+        txn.open_table(CANCELS)?;
+    }
+    txn.commit()?;
+    Ok(())
+}

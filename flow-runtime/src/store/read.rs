@@ -1,0 +1,224 @@
+//! Reads: one run's state for its driver, lists, histories, timers.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use redb::{ReadTransaction, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::records::{decode_record, BranchRecord, PendingOp, RunRecord};
+use super::tables::*;
+use super::Store;
+use crate::error::FlowError;
+use crate::history::{EventKind, HistoryEvent};
+
+/// A history event as stored (its seq is the key).
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredEvent {
+    pub at_ms: u64,
+    pub kind: EventKind,
+}
+
+/// Everything a driver needs to decide a run's next move.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub header: RunRecord,
+    pub pending: Option<PendingOp>,
+    /// Records of the pending step's branches, by branch.
+    pub branches: BTreeMap<u32, BranchRecord>,
+    pub cancel_requested: bool,
+}
+
+/// The timers the timer service found due, and the next deadline after them.
+#[derive(Debug, Default)]
+pub(crate) struct TimerScan {
+    pub due: Vec<(u64, String)>,
+    /// The first deadline not yet due, when the scan got that far.
+    pub next: Option<u64>,
+}
+
+fn header(txn: &ReadTransaction, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
+    let runs = txn.open_table(RUNS)?;
+    let record = runs.get(run_id)?;
+    record
+        .map(|r| decode_record(r.value(), "run header"))
+        .transpose()
+}
+
+impl Store {
+    /// The run's header, if the run exists.
+    pub(crate) fn header(&self, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
+        self.read(|txn| header(txn, run_id))
+    }
+
+    /// The run's header, pending operation and branch records.
+    pub(crate) fn snapshot(&self, run_id: &str) -> Result<Option<Snapshot>, FlowError> {
+        self.read(|txn| {
+            let Some(header) = header(txn, run_id)? else {
+                return Ok(None);
+            };
+            let pending: Option<PendingOp> = txn
+                .open_table(PENDING)?
+                .get(run_id)?
+                .map(|p| decode_record(p.value(), "pending step"))
+                .transpose()?;
+            let mut branches = BTreeMap::new();
+            if let Some(op) = &pending {
+                let table = txn.open_table(BRANCHES)?;
+                for entry in table.range((run_id, op.step, 0)..=(run_id, op.step, u32::MAX))? {
+                    let (key, value) = entry?;
+                    branches.insert(
+                        key.value().2,
+                        decode_record(value.value(), "branch record")?,
+                    );
+                }
+            }
+            let cancel_requested = txn.open_table(CANCELS)?.get(run_id)?.is_some();
+            Ok(Some(Snapshot {
+                header,
+                pending,
+                branches,
+                cancel_requested,
+            }))
+        })
+    }
+
+    /// Every stored local slot of the run.
+    pub(crate) fn slots(&self, run_id: &str) -> Result<Vec<(u32, Vec<u8>)>, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(SLOTS)?;
+            let mut slots = Vec::new();
+            for entry in table.range((run_id, 0)..=(run_id, u32::MAX))? {
+                let (key, value) = entry?;
+                slots.push((key.value().1, value.value().to_vec()));
+            }
+            Ok(slots)
+        })
+    }
+
+    /// The run's encoded input.
+    pub(crate) fn input(&self, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
+        self.read(|txn| {
+            Ok(txn
+                .open_table(INPUTS)?
+                .get(run_id)?
+                .map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// The run's encoded output, once it completed.
+    pub(crate) fn output(&self, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
+        self.read(|txn| {
+            Ok(txn
+                .open_table(OUTPUTS)?
+                .get(run_id)?
+                .map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// The oldest signal called `name` not in `skip`: its inbox seq and payload.
+    pub(crate) fn oldest_signal(
+        &self,
+        run_id: &str,
+        name: &str,
+        skip: &[u64],
+    ) -> Result<Option<(u64, Vec<u8>)>, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(INBOX)?;
+            for entry in table.range((run_id, 0)..=(run_id, u64::MAX))? {
+                let (key, value) = entry?;
+                let (signal, payload): (String, Vec<u8>) =
+                    decode_record(value.value(), "inbox message")?;
+                if signal == name && !skip.contains(&key.value().1) {
+                    return Ok(Some((key.value().1, payload)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Every run's ID and header, in run ID order.
+    pub(crate) fn all_runs(&self) -> Result<Vec<(String, RunRecord)>, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(RUNS)?;
+            let mut runs = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                runs.push((
+                    key.value().to_string(),
+                    decode_record(value.value(), "run header")?,
+                ));
+            }
+            Ok(runs)
+        })
+    }
+
+    /// The run's history, oldest first.
+    pub(crate) fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(HISTORY)?;
+            let mut events = Vec::new();
+            for entry in table.range((run_id, 0)..=(run_id, u64::MAX))? {
+                let (key, value) = entry?;
+                let event: StoredEvent = decode_record(value.value(), "history event")?;
+                events.push(HistoryEvent {
+                    seq: key.value().1,
+                    at_ms: event.at_ms,
+                    kind: event.kind,
+                });
+            }
+            Ok(events)
+        })
+    }
+
+    /// Runs with work that needs no deadline.
+    pub(crate) fn active_runs(&self) -> Result<Vec<String>, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(ACTIVE)?;
+            let mut runs = Vec::new();
+            for entry in table.iter()? {
+                runs.push(entry?.0.value().to_string());
+            }
+            Ok(runs)
+        })
+    }
+
+    /// Up to `limit` timers due at `now_ms`, starting after `after` (or at `from_ms`).
+    pub(crate) fn scan_timers(
+        &self,
+        start: &TimerStart,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<TimerScan, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(TIMERS)?;
+            let lower = match start {
+                TimerStart::From(ms) => Bound::Included((*ms, "")),
+                TimerStart::After(ms, run) => Bound::Excluded((*ms, run.as_str())),
+            };
+            let mut scan = TimerScan::default();
+            for entry in table.range::<(u64, &str)>((lower, Bound::Unbounded))? {
+                let (key, ()) = entry.map(|(k, _)| (k, ()))?;
+                let (deadline, run) = key.value();
+                if deadline > now_ms {
+                    scan.next = Some(deadline);
+                    break;
+                }
+                scan.due.push((deadline, run.to_string()));
+                if scan.due.len() >= limit {
+                    break;
+                }
+            }
+            Ok(scan)
+        })
+    }
+}
+
+/// Where a timer scan starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TimerStart {
+    /// At the first timer with this deadline or later.
+    From(u64),
+    /// After this timer.
+    After(u64, String),
+}

@@ -1,0 +1,40 @@
+//! The journal's redb tables. Values are postcard-encoded records (see `records`).
+//!
+//! Per-run data is keyed by run ID first, so one run's rows sit together and a step
+//! touches a handful of small rows: never all of a run's slots or history.
+
+use redb::TableDefinition;
+
+/// `"magic"` → [`MAGIC`], `"format"` → format version (u32, little endian).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_meta");
+/// run ID → `RunRecord`: the small header rewritten by each transition.
+pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_runs");
+/// run ID → encoded workflow input, written once (idempotent start compares it).
+pub(crate) const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_inputs");
+/// run ID → encoded workflow output, written when the run completes.
+pub(crate) const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_outputs");
+/// run ID → `PendingOp`: the durable operation the run awaits.
+pub(crate) const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_pending");
+/// (run ID, step, branch) → `BranchRecord`: progress and results of the pending operation.
+pub(crate) const BRANCHES: TableDefinition<(&str, u64, u32), &[u8]> =
+    TableDefinition::new("flow_branches");
+/// (run ID, slot) → encoded local; a later write of a slot replaces the earlier one.
+pub(crate) const SLOTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("flow_slots");
+/// (run ID, seq) → `HistoryEvent` without its seq.
+pub(crate) const HISTORY: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("flow_history");
+/// (deadline ms since the epoch, run ID): the run has something due at the deadline
+/// (a sleep, a signal timeout, a retry). Read in order by the timer service.
+pub(crate) const TIMERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("flow_timers");
+/// run ID: the run has work that needs no deadline (a task attempt to run, a first step);
+/// scanned when the journal is opened.
+pub(crate) const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("flow_active");
+/// (run ID, seq) → (signal name, encoded payload): signals not yet consumed.
+pub(crate) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("flow_inbox");
+/// run ID: cancellation requested and not yet delivered.
+pub(crate) const CANCELS: TableDefinition<&str, ()> = TableDefinition::new("flow_cancels");
+
+/// Identifies a flow journal among redb files.
+pub(crate) const MAGIC: &[u8] = b"flow journal";
+/// Version of the table layout and record encoding.
+pub(crate) const FORMAT_VERSION: u32 = 1;

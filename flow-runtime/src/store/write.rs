@@ -1,0 +1,448 @@
+//! Writes, applied inside the commit thread's write transaction.
+//!
+//! A `RunWrite` is one transition of one run: everything it changes, computed by the run's
+//! driver, applied here in one go. Checks come before writes, so a request refused with a
+//! logical error (conflict, unknown run) leaves the shared transaction untouched.
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::read::StoredEvent;
+use super::records::{
+    decode_record, encode_record, Branch, BranchRecord, ChildStart, PendingOp, RunRecord,
+    StoredStatus,
+};
+use super::tables::*;
+use crate::error::FlowError;
+use crate::history::EventKind;
+
+/// The journal's tables, opened once per write transaction.
+pub(crate) struct Tables<'t> {
+    runs: Table<'t, &'static str, &'static [u8]>,
+    inputs: Table<'t, &'static str, &'static [u8]>,
+    outputs: Table<'t, &'static str, &'static [u8]>,
+    pending: Table<'t, &'static str, &'static [u8]>,
+    branches: Table<'t, (&'static str, u64, u32), &'static [u8]>,
+    slots: Table<'t, (&'static str, u32), &'static [u8]>,
+    history: Table<'t, (&'static str, u64), &'static [u8]>,
+    timers: Table<'t, (u64, &'static str), ()>,
+    active: Table<'t, &'static str, ()>,
+    inbox: Table<'t, (&'static str, u64), &'static [u8]>,
+    cancels: Table<'t, &'static str, ()>,
+}
+
+/// What happens to the run's pending operation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum PendingChange {
+    Keep,
+    Set(PendingOp),
+    Remove,
+}
+
+/// One transition of one run.
+#[derive(Debug, Clone)]
+pub(crate) struct RunWrite {
+    pub run_id: String,
+    /// `(pc, steps, started)` of the header the driver read: the write is refused if the
+    /// stored header moved on (a guard against two drivers for one run).
+    pub expect: (u32, u64, bool),
+    /// The new header (`updated_at_ms` is set here).
+    pub header: RunRecord,
+    pub events: Vec<EventKind>,
+    /// Slots the step changed.
+    pub slots: Vec<(u32, Vec<u8>)>,
+    pub pending: PendingChange,
+    pub branch_puts: Vec<(u64, u32, BranchRecord)>,
+    /// Deletes the branch records of this step (it finished).
+    pub clear_branches: Option<u64>,
+    pub timers_add: Vec<u64>,
+    pub timers_remove: Vec<u64>,
+    /// Inbox messages the transition consumed.
+    pub inbox_consume: Vec<u64>,
+    /// Whether the run has deadline-free work after this transition.
+    pub active: bool,
+    /// The workflow's output, when the run completes.
+    pub output: Option<Vec<u8>>,
+    pub children: Vec<ChildStart>,
+    /// The transition delivered a pending cancellation.
+    pub consume_cancel: bool,
+}
+
+impl RunWrite {
+    /// A write that changes nothing but what the caller sets.
+    pub(crate) fn new(run_id: &str, header: &RunRecord) -> Self {
+        RunWrite {
+            run_id: run_id.to_string(),
+            expect: (header.pc, header.steps, header.started),
+            header: header.clone(),
+            events: Vec::new(),
+            slots: Vec::new(),
+            pending: PendingChange::Keep,
+            branch_puts: Vec::new(),
+            clear_branches: None,
+            timers_add: Vec::new(),
+            timers_remove: Vec::new(),
+            inbox_consume: Vec::new(),
+            active: false,
+            output: None,
+            children: Vec::new(),
+            consume_cancel: false,
+        }
+    }
+}
+
+/// A new run: its first transition, plus the input.
+#[derive(Debug, Clone)]
+pub(crate) struct StartWrite {
+    pub input: Vec<u8>,
+    pub write: RunWrite,
+}
+
+/// Runs to wake once the transaction is durable.
+#[derive(Debug, Default)]
+pub(crate) struct WriteEffects {
+    pub wake: Vec<String>,
+}
+
+/// What a start did.
+#[derive(Debug)]
+pub(crate) enum StartOutcome {
+    Created(WriteEffects),
+    /// A run with this ID, workflow and input existed already; nothing was written.
+    Existing,
+}
+
+impl<'t> Tables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, FlowError> {
+        Ok(Tables {
+            runs: txn.open_table(RUNS)?,
+            inputs: txn.open_table(INPUTS)?,
+            outputs: txn.open_table(OUTPUTS)?,
+            pending: txn.open_table(PENDING)?,
+            branches: txn.open_table(BRANCHES)?,
+            slots: txn.open_table(SLOTS)?,
+            history: txn.open_table(HISTORY)?,
+            timers: txn.open_table(TIMERS)?,
+            active: txn.open_table(ACTIVE)?,
+            inbox: txn.open_table(INBOX)?,
+            cancels: txn.open_table(CANCELS)?,
+        })
+    }
+
+    fn header(&self, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
+        self.runs
+            .get(run_id)?
+            .map(|r| decode_record(r.value(), "run header"))
+            .transpose()
+    }
+
+    fn put_header(&mut self, run_id: &str, header: &RunRecord) -> Result<(), FlowError> {
+        self.runs
+            .insert(run_id, encode_record(header, "run header")?.as_slice())?;
+        Ok(())
+    }
+
+    fn append_events(
+        &mut self,
+        run_id: &str,
+        now_ms: u64,
+        events: Vec<EventKind>,
+    ) -> Result<(), FlowError> {
+        let next = match self
+            .history
+            .range((run_id, 0)..=(run_id, u64::MAX))?
+            .next_back()
+        {
+            Some(last) => last?.0.value().1 + 1,
+            None => 0,
+        };
+        for (seq, kind) in (next..).zip(events) {
+            let event = StoredEvent {
+                at_ms: now_ms,
+                kind,
+            };
+            self.history.insert(
+                (run_id, seq),
+                encode_record(&event, "history event")?.as_slice(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Creates a run from its first transition, or finds the same run already there.
+    pub(crate) fn apply_start(
+        &mut self,
+        start: StartWrite,
+        now_ms: u64,
+    ) -> Result<StartOutcome, FlowError> {
+        let run_id = start.write.run_id.clone();
+        if let Some(existing) = self.header(&run_id)? {
+            let input = self
+                .inputs
+                .get(run_id.as_str())?
+                .map(|v| v.value().to_vec());
+            same_start(
+                &run_id,
+                &existing,
+                input.as_deref(),
+                &start.write.header.workflow,
+                &start.input,
+            )?;
+            return Ok(StartOutcome::Existing);
+        }
+        let effects = self.apply_unchecked(start.write, now_ms)?;
+        self.inputs
+            .insert(run_id.as_str(), start.input.as_slice())?;
+        Ok(StartOutcome::Created(effects))
+    }
+
+    /// Applies one transition of an existing run.
+    pub(crate) fn apply_run_write(
+        &mut self,
+        write: RunWrite,
+        now_ms: u64,
+    ) -> Result<WriteEffects, FlowError> {
+        let stored = self
+            .header(&write.run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: write.run_id.clone(),
+            })?;
+        if (stored.pc, stored.steps, stored.started) != write.expect || stored.status.is_settled() {
+            return Err(FlowError::storage(format!(
+                "internal: run `{}` changed while its transition was computed; it will be \
+                 retried when the run is next woken",
+                write.run_id
+            )));
+        }
+        self.apply_unchecked(write, now_ms)
+    }
+
+    /// Applies a transition whose header was checked; refuses (before writing) to create
+    /// a child run over an existing run.
+    fn apply_unchecked(&mut self, write: RunWrite, now_ms: u64) -> Result<WriteEffects, FlowError> {
+        for child in &write.children {
+            if self.runs.get(child.run_id.as_str())?.is_some() {
+                return Err(FlowError::RunIdConflict {
+                    run_id: child.run_id.clone(),
+                    difference: format!(
+                        "another origin: it cannot be created as the child run of `{}`",
+                        write.run_id
+                    ),
+                });
+            }
+        }
+        let mut effects = WriteEffects::default();
+        let run_id = write.run_id.as_str();
+        let mut header = write.header;
+        header.updated_at_ms = now_ms;
+        self.put_header(run_id, &header)?;
+        self.append_events(run_id, now_ms, write.events)?;
+        for (slot, bytes) in &write.slots {
+            self.slots.insert((run_id, *slot), bytes.as_slice())?;
+        }
+        if let Some(step) = write.clear_branches {
+            self.branches
+                .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
+        }
+        for (step, branch, record) in &write.branch_puts {
+            self.branches.insert(
+                (run_id, *step, *branch),
+                encode_record(record, "branch record")?.as_slice(),
+            )?;
+        }
+        match &write.pending {
+            PendingChange::Keep => {}
+            PendingChange::Set(op) => {
+                self.pending
+                    .insert(run_id, encode_record(op, "pending step")?.as_slice())?;
+            }
+            PendingChange::Remove => {
+                self.pending.remove(run_id)?;
+            }
+        }
+        for deadline in &write.timers_remove {
+            self.timers.remove((*deadline, run_id))?;
+        }
+        for deadline in &write.timers_add {
+            self.timers.insert((*deadline, run_id), ())?;
+        }
+        for seq in &write.inbox_consume {
+            self.inbox.remove((run_id, *seq))?;
+        }
+        if write.consume_cancel || header.status.is_settled() {
+            self.cancels.remove(run_id)?;
+        }
+        if write.active {
+            self.active.insert(run_id, ())?;
+        } else {
+            self.active.remove(run_id)?;
+        }
+        if let Some(output) = &write.output {
+            self.outputs.insert(run_id, output.as_slice())?;
+        }
+        for child in write.children {
+            self.create_child(&child, now_ms)?;
+            effects.wake.push(child.run_id);
+        }
+        if header.status.is_finished() {
+            if let Some(parent) = &header.parent {
+                if self.deliver_to_parent(
+                    parent,
+                    run_id,
+                    &header.status,
+                    write.output.as_deref(),
+                )? {
+                    effects.wake.push(parent.run_id.clone());
+                }
+            }
+        }
+        Ok(effects)
+    }
+
+    fn create_child(&mut self, child: &ChildStart, now_ms: u64) -> Result<(), FlowError> {
+        let header = RunRecord {
+            workflow: child.workflow.clone(),
+            fingerprint: child.fingerprint,
+            status: StoredStatus::Running,
+            pc: 0,
+            steps: 0,
+            started: false,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            parent: Some(child.parent.clone()),
+        };
+        let id = child.run_id.as_str();
+        self.put_header(id, &header)?;
+        self.inputs.insert(id, child.input.as_slice())?;
+        self.append_events(
+            id,
+            now_ms,
+            vec![EventKind::RunStarted {
+                workflow: child.workflow.clone(),
+                input: child.input.clone(),
+                parent: Some(child.parent.run_id.clone()),
+            }],
+        )?;
+        self.active.insert(id, ())?;
+        Ok(())
+    }
+
+    /// Records a finished child's outcome as its parent's branch result; true if the
+    /// parent still waits for it.
+    fn deliver_to_parent(
+        &mut self,
+        parent: &super::records::ParentLink,
+        child_id: &str,
+        status: &StoredStatus,
+        output: Option<&[u8]>,
+    ) -> Result<bool, FlowError> {
+        let waiting = match self.pending.get(parent.run_id.as_str())? {
+            Some(op) => decode_record::<PendingOp>(op.value(), "pending step")?.step == parent.step,
+            None => false,
+        };
+        if !waiting {
+            return Ok(false);
+        }
+        let record = match (status, output) {
+            (StoredStatus::Completed, Some(output)) => BranchRecord::Done(output.to_vec()),
+            (StoredStatus::Failed(error), _) => {
+                BranchRecord::Failed(format!("child run `{child_id}` failed: {error}"))
+            }
+            _ => BranchRecord::Failed(format!("child run `{child_id}` was cancelled")),
+        };
+        let pid = parent.run_id.as_str();
+        self.branches.insert(
+            (pid, parent.step, parent.branch),
+            encode_record(&record, "branch record")?.as_slice(),
+        )?;
+        self.active.insert(pid, ())?;
+        Ok(true)
+    }
+
+    /// Appends a signal to the run's inbox.
+    pub(crate) fn append_signal(
+        &mut self,
+        run_id: &str,
+        name: &str,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<(), FlowError> {
+        self.check_open(run_id, "signals")?;
+        let seq = match self
+            .inbox
+            .range((run_id, 0)..=(run_id, u64::MAX))?
+            .next_back()
+        {
+            Some(last) => last?.0.value().1 + 1,
+            None => 0,
+        };
+        let message = encode_record(&(name, payload), "inbox message")?;
+        self.inbox.insert((run_id, seq), message.as_slice())?;
+        // A run waiting for this signal now has deadline-free work: recovery must wake it
+        // even if the process dies before its driver consumes the message.
+        let waits = match self.pending.get(run_id)? {
+            Some(op) => decode_record::<PendingOp>(op.value(), "pending step")?
+                .branches
+                .iter()
+                .any(|b| matches!(b, Branch::Signal { name: wanted, .. } if wanted == name)),
+            None => false,
+        };
+        if waits {
+            self.active.insert(run_id, ())?;
+        }
+        self.append_events(
+            run_id,
+            now_ms,
+            vec![EventKind::SignalReceived {
+                name: name.to_string(),
+                seq,
+            }],
+        )
+    }
+
+    /// Records a cancellation request for the run's driver.
+    pub(crate) fn request_cancel(&mut self, run_id: &str, now_ms: u64) -> Result<(), FlowError> {
+        self.check_open(run_id, "cancellation")?;
+        if self.cancels.insert(run_id, ())?.is_none() {
+            self.append_events(run_id, now_ms, vec![EventKind::CancelRequested])?;
+        }
+        Ok(())
+    }
+
+    fn check_open(&self, run_id: &str, what: &'static str) -> Result<RunRecord, FlowError> {
+        let header = self.header(run_id)?.ok_or_else(|| FlowError::UnknownRun {
+            run_id: run_id.to_string(),
+        })?;
+        if header.status.is_finished() {
+            return Err(FlowError::RunFinished {
+                run_id: run_id.to_string(),
+                status: header.status.to_public().to_string(),
+                what,
+            });
+        }
+        Ok(header)
+    }
+}
+
+/// Checks that a start asks for the run that exists: same workflow, same input.
+pub(crate) fn same_start(
+    run_id: &str,
+    existing: &RunRecord,
+    existing_input: Option<&[u8]>,
+    workflow: &str,
+    input: &[u8],
+) -> Result<(), FlowError> {
+    let difference = if existing.workflow != workflow {
+        format!(
+            "workflow `{}` (this start asks for `{workflow}`)",
+            existing.workflow
+        )
+    } else if existing_input != Some(input) {
+        "the same workflow but a different input".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(FlowError::RunIdConflict {
+        run_id: run_id.to_string(),
+        difference,
+    })
+}

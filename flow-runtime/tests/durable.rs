@@ -1,0 +1,354 @@
+//! Durable sleep, signals, child workflows, joins and cancellation.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use flow_runtime::{Engine, EventKind, FlowError, RunStatus, SignalTimeout};
+
+fn builder() -> flow_runtime::EngineBuilder {
+    Engine::builder()
+        .register::<Nap>()
+        .register::<AwaitApproval>()
+        .register::<AwaitWithTimeout>()
+        .register::<TwoSignals>()
+        .register::<Parent>()
+        .register::<Pipeline>()
+        .register::<Fanout>()
+        .register::<CallPatient>()
+        .register::<CallPlainBoom>()
+        .register::<NapThenApproval>()
+}
+
+#[tokio::test]
+async fn sleep_resumes_after_the_deadline() {
+    let engine = builder().open_in_memory().await.unwrap();
+    let started = Instant::now();
+    let run = engine.start("nap", Nap(80)).await.unwrap();
+    assert_eq!(run.status().await.unwrap(), RunStatus::Waiting);
+    run.result().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(75));
+    let fired = run
+        .history()
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::TimerFired { .. }));
+    assert!(fired);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn sleep_survives_a_restart() {
+    let journal = TempJournal::new("sleep");
+    let engine = builder().open(journal.path()).await.unwrap();
+    let started = Instant::now();
+    engine.start("nap", Nap(300)).await.unwrap();
+    engine.shutdown().await;
+
+    let engine = builder().open(journal.path()).await.unwrap();
+    let run = engine.handle::<Nap>("nap").unwrap();
+    assert_eq!(run.status().await.unwrap(), RunStatus::Waiting);
+    run.result().await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(295),
+        "the stored deadline was honoured"
+    );
+    engine.shutdown().await;
+
+    // A deadline that passed while no engine ran fires at once on open.
+    let engine = builder().open(journal.path()).await.unwrap();
+    engine.start("past", Nap(50)).await.unwrap();
+    engine.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let engine = builder().open(journal.path()).await.unwrap();
+    let reopened = Instant::now();
+    engine
+        .handle::<Nap>("past")
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert!(reopened.elapsed() < Duration::from_millis(1000));
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn signal_sent_after_the_wait() {
+    let engine = builder().open_in_memory().await.unwrap();
+    let run = engine.start("s", AwaitApproval(())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(run.status().await.unwrap(), RunStatus::Waiting);
+    engine
+        .signal("s", "other", &"ignored".to_string())
+        .await
+        .unwrap();
+    engine
+        .signal("s", "approval", &"yes".to_string())
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), "yes");
+    let history = run.history().await.unwrap();
+    let received = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::SignalReceived { .. }))
+        .count();
+    assert_eq!(received, 2);
+
+    let finished = engine
+        .signal("s", "approval", &"late".to_string())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(finished, FlowError::RunFinished { .. }),
+        "{finished}"
+    );
+    let unknown = engine.signal("nobody", "approval", &1).await.unwrap_err();
+    assert!(matches!(unknown, FlowError::UnknownRun { .. }), "{unknown}");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn signals_sent_before_the_wait_are_delivered_in_order_once_each() {
+    let engine = builder().open_in_memory().await.unwrap();
+    // Sent while the run sleeps: they wait in its inbox.
+    let run = engine.start("later", NapThenApproval(60)).await.unwrap();
+    engine
+        .signal("later", "approval", &"first".to_string())
+        .await
+        .unwrap();
+    engine
+        .signal("later", "approval", &"second".to_string())
+        .await
+        .unwrap();
+    assert_eq!(run.status().await.unwrap(), RunStatus::Waiting);
+    assert_eq!(run.result().await.unwrap(), "first");
+
+    // Two waits for the same signal in one join take the oldest two, in order.
+    let run = engine.start("two", TwoSignals(())).await.unwrap();
+    engine.signal("two", "n", &1u32).await.unwrap();
+    engine.signal("two", "n", &2u32).await.unwrap();
+    engine.signal("two", "n", &3u32).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), (1, 2));
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn signal_in_the_inbox_before_the_run_waits_survives_a_restart() {
+    let journal = TempJournal::new("inbox");
+    // Commit 1: start (the run waits). Commit 2: the signal. Then halt: not consumed yet.
+    let engine = builder()
+        .halt_after_commits(2)
+        .open(journal.path())
+        .await
+        .unwrap();
+    engine.start("inbox", AwaitApproval(())).await.unwrap();
+    engine
+        .signal("inbox", "approval", &"kept".to_string())
+        .await
+        .unwrap();
+    engine.shutdown().await;
+
+    let engine = builder().open(journal.path()).await.unwrap();
+    let run = engine.handle::<AwaitApproval>("inbox").unwrap();
+    assert_eq!(run.result().await.unwrap(), "kept");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn signal_timeout_outputs_err_and_signal_in_time_outputs_ok() {
+    let engine = builder().open_in_memory().await.unwrap();
+    let late = engine.start("late", AwaitWithTimeout(40)).await.unwrap();
+    assert_eq!(
+        late.result().await.unwrap(),
+        Err(SignalTimeout {
+            signal: "approval".into(),
+            after: Duration::from_millis(40)
+        })
+    );
+    let on_time = engine
+        .start("on-time", AwaitWithTimeout(5_000))
+        .await
+        .unwrap();
+    engine
+        .signal("on-time", "approval", &"ok".to_string())
+        .await
+        .unwrap();
+    assert_eq!(on_time.result().await.unwrap(), Ok("ok".to_string()));
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn child_workflow_output_resumes_the_parent() {
+    let journal = TempJournal::new("child");
+    let engine = builder().open(journal.path()).await.unwrap();
+    let run = engine
+        .start(
+            "parent",
+            Parent(PipelineInput {
+                label: "child".into(),
+                n: 1,
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), 11);
+    let child = engine.handle::<Pipeline>("parent/0").unwrap();
+    assert_eq!(child.result().await.unwrap(), 11);
+    match &engine.history("parent/0").await.unwrap()[0].kind {
+        EventKind::RunStarted { parent, .. } => assert_eq!(parent.as_deref(), Some("parent")),
+        other => panic!("unexpected {other:?}"),
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn child_workflow_survives_a_restart() {
+    let journal = TempJournal::new("child-restart");
+    // 1: parent start (creates the child). 2: child's first step. 3: child's step 0 result.
+    let engine = builder()
+        .halt_after_commits(3)
+        .open(journal.path())
+        .await
+        .unwrap();
+    let run = engine
+        .start(
+            "p",
+            Parent(PipelineInput {
+                label: "child-restart".into(),
+                n: 1,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        run.result().await,
+        Err(FlowError::EngineStopped { .. })
+    ));
+    engine.shutdown().await;
+    assert_eq!(runs("child-restart"), 1);
+
+    let engine = builder().open(journal.path()).await.unwrap();
+    assert_eq!(
+        engine
+            .handle::<Parent>("p")
+            .unwrap()
+            .result()
+            .await
+            .unwrap(),
+        11
+    );
+    assert_eq!(runs("child-restart"), 3);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn join_runs_branches_concurrently_and_concatenates_outputs() {
+    let engine = builder().open_in_memory().await.unwrap();
+    let run = engine.start("fan", Fanout("fanout".into())).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), (11, (Ok(2), ())));
+    let history = run.history().await.unwrap();
+    let branches = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::BranchCompleted { .. }))
+        .count();
+    assert_eq!(branches, 3);
+    let keys: Vec<String> = contexts("fanout")
+        .into_iter()
+        .map(|c| c.idempotency_key)
+        .collect();
+    assert_eq!(keys, ["fan/0.0", "fan/0.1", "fan/0.1"]);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn finished_join_branches_are_not_rerun_after_a_restart() {
+    let journal = TempJournal::new("join-restart");
+    // 1: start. 2: the first branch to finish (the count task) is committed.
+    let engine = builder()
+        .halt_after_commits(2)
+        .open(journal.path())
+        .await
+        .unwrap();
+    let run = engine
+        .start("fan", Fanout("join-restart".into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        run.result().await,
+        Err(FlowError::EngineStopped { .. })
+    ));
+    engine.shutdown().await;
+    let before = runs("join-restart");
+
+    let engine = builder().open(journal.path()).await.unwrap();
+    let run = engine.handle::<Fanout>("fan").unwrap();
+    assert_eq!(run.result().await.unwrap(), (11, (Ok(2), ())));
+    let counted: Vec<_> = contexts("join-restart")
+        .into_iter()
+        .filter(|c| c.idempotency_key == "fan/0.0")
+        .collect();
+    assert_eq!(
+        counted.len(),
+        1,
+        "the committed branch did not run again ({before} runs before)"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_delivers_cancelled_to_the_pending_task() {
+    let engine = builder().open_in_memory().await.unwrap();
+    let run = engine
+        .start(
+            "c",
+            CallPatient(Patient {
+                label: "cancel".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    eventually("the task to start", || runs("cancel") == 1).await;
+    engine.cancel("c").await.unwrap();
+    let out = run.result().await.unwrap();
+    assert_eq!(
+        out,
+        Err("run was cancelled while `tests::patient` was pending".to_string())
+    );
+
+    // A sleeping run just ends cancelled.
+    let nap = engine.start("n", Nap(60_000)).await.unwrap();
+    engine.cancel("n").await.unwrap();
+    assert!(matches!(
+        nap.result().await,
+        Err(FlowError::RunCancelled { .. })
+    ));
+    assert_eq!(nap.status().await.unwrap(), RunStatus::Cancelled);
+    assert!(matches!(
+        engine.cancel("n").await,
+        Err(FlowError::RunFinished { .. })
+    ));
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_sleeping_runs_live_in_the_journal_only() {
+    let engine = builder().open_in_memory().await.unwrap();
+    for i in 0..300 {
+        engine.start(format!("z-{i}"), Nap(150)).await.unwrap();
+    }
+    let list = engine.list().await.unwrap();
+    assert!(list
+        .iter()
+        .all(|r| r.status == RunStatus::Waiting || r.status == RunStatus::Completed));
+    for i in 0..300 {
+        engine
+            .handle::<Nap>(&format!("z-{i}"))
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
+    }
+    engine.shutdown().await;
+}

@@ -1,0 +1,399 @@
+//! Bad input gets a clear error and loses nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flow_runtime::{CodecError, Engine, EventKind, FlowError, RunStatus};
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_untouched() {
+    let journal = TempJournal::new("not-redb");
+    let content = "name,qty\nwidget,3\n".repeat(500);
+    std::fs::write(journal.path(), &content).unwrap();
+    let err = Engine::builder().open(journal.path()).await.unwrap_err();
+    assert!(matches!(err, FlowError::NotARedbFile { .. }), "{err}");
+    assert!(err.to_string().contains("is not a flow journal"), "{err}");
+    assert_eq!(std::fs::read_to_string(journal.path()).unwrap(), content);
+}
+
+#[tokio::test]
+async fn another_programs_redb_file_is_refused_untouched() {
+    let journal = TempJournal::new("foreign");
+    {
+        let db = redb::Database::create(journal.path()).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("inventory");
+            let mut t = txn.open_table(table).unwrap();
+            t.insert("widgets", 3).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(journal.path()).unwrap();
+    let err = Engine::builder().open(journal.path()).await.unwrap_err();
+    assert!(matches!(err, FlowError::ForeignDatabase { .. }), "{err}");
+    assert!(err.to_string().contains("inventory"), "{err}");
+    assert!(
+        std::fs::read(journal.path()).unwrap() == before,
+        "the file changed"
+    );
+}
+
+#[tokio::test]
+async fn a_second_engine_on_the_same_file_gets_a_clear_error() {
+    let journal = TempJournal::new("twice");
+    let first = Engine::builder().open(journal.path()).await.unwrap();
+    let err = Engine::builder().open(journal.path()).await.unwrap_err();
+    assert!(
+        matches!(err, FlowError::DatabaseAlreadyOpen { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("another engine has"), "{err}");
+    first.shutdown().await;
+    // Released on shutdown, and on drop.
+    let second = Engine::builder().open(journal.path()).await.unwrap();
+    drop(second);
+    Engine::builder()
+        .open(journal.path())
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
+}
+
+#[tokio::test]
+async fn unregistered_workflow_waits_in_the_journal_and_resumes_later() {
+    let journal = TempJournal::new("unregistered");
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .register::<Nap>()
+        .halt_after_commits(2)
+        .open(journal.path())
+        .await
+        .unwrap();
+    // 1: the nap starts. 2: the pipeline starts; the halt comes before its task could.
+    engine.start("nap", Nap(20)).await.unwrap();
+    engine
+        .start("task", pipeline("unregistered", 1))
+        .await
+        .unwrap();
+    engine.shutdown().await;
+    assert_eq!(runs("unregistered"), 0);
+
+    let engine = Engine::builder().open(journal.path()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for run in engine.list().await.unwrap() {
+        match run.status {
+            RunStatus::Blocked { reason } => {
+                assert!(
+                    reason.contains("is not registered in this engine"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{} is {other:?}", run.run_id),
+        }
+    }
+    assert_eq!(runs("unregistered"), 0);
+    let err = engine
+        .start("new", pipeline("unregistered", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FlowError::UnknownWorkflow { .. }), "{err}");
+    engine.shutdown().await;
+
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .register::<Nap>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        engine
+            .handle::<Pipeline>("task")
+            .unwrap()
+            .result()
+            .await
+            .unwrap(),
+        11
+    );
+    engine.handle::<Nap>("nap").unwrap().result().await.unwrap();
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn changed_workflow_code_leaves_the_run_waiting_with_both_fingerprints() {
+    let journal = TempJournal::new("fingerprint");
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .halt_after_commits(1)
+        .open(journal.path())
+        .await
+        .unwrap();
+    engine.start("f", pipeline("fingerprint", 1)).await.unwrap();
+    engine.shutdown().await;
+    assert!(runs("fingerprint") <= 1);
+
+    let engine = Engine::builder()
+        .register::<PipelineV2>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    let status = engine.status("f").await.unwrap();
+    let RunStatus::Blocked { reason } = status else {
+        panic!("{status:?}")
+    };
+    assert!(reason.contains("tests::pipeline"), "{reason}");
+    assert!(
+        reason.contains("0000000000001111") && reason.contains("0000000000002222"),
+        "{reason}"
+    );
+    let err = engine
+        .handle::<PipelineV2>("f")
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("changed since this run was stored"),
+        "{err}"
+    );
+    engine.shutdown().await;
+
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    assert_eq!(
+        engine
+            .handle::<Pipeline>("f")
+            .unwrap()
+            .result()
+            .await
+            .unwrap(),
+        11
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_that_no_longer_decodes_faults_the_run_and_keeps_it() {
+    let journal = TempJournal::new("fault");
+    // 1: start. 2: step 0 done, slot `a` written.
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .halt_after_commits(2)
+        .open(journal.path())
+        .await
+        .unwrap();
+    let run = engine.start("bad", pipeline("fault", 1)).await.unwrap();
+    assert!(matches!(
+        run.result().await,
+        Err(FlowError::EngineStopped { .. })
+    ));
+    engine.shutdown().await;
+
+    let engine = Engine::builder()
+        .register::<PipelineBadSlots>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    let err = engine
+        .handle::<PipelineBadSlots>("bad")
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FlowError::RunFaulted { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("local `label` of workflow `tests::pipeline`"),
+        "{err}"
+    );
+    let status = engine.status("bad").await.unwrap();
+    assert!(matches!(status, RunStatus::Faulted { .. }), "{status:?}");
+    let history = engine.history("bad").await.unwrap();
+    assert!(matches!(
+        history.last().unwrap().kind,
+        EventKind::RunFaulted { .. }
+    ));
+    let completed_steps = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StepCompleted { .. }))
+        .count();
+    assert!(completed_steps >= 1, "committed results are kept");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn output_that_no_longer_decodes_is_a_clear_error() {
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .open_in_memory()
+        .await
+        .unwrap();
+    engine
+        .start("o", pipeline("output-decode", 1))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    let err = engine
+        .handle::<PipelineStringOutput>("o")
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FlowError::Codec(CodecError::Decode { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("output of run `o`"), "{err}");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_payloads_and_bad_run_ids_are_refused() {
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .register::<AwaitApproval>()
+        .open_in_memory()
+        .await
+        .unwrap();
+    engine.start("w", AwaitApproval(())).await.unwrap();
+    let huge = vec![7u8; flow_runtime::MAX_PAYLOAD_BYTES + 1];
+    let err = engine.signal("w", "approval", &huge).await.unwrap_err();
+    assert!(
+        matches!(err, FlowError::Codec(CodecError::TooLarge { .. })),
+        "{err}"
+    );
+    let big_label = "x".repeat(flow_runtime::MAX_PAYLOAD_BYTES + 1);
+    let err = engine
+        .start("big", pipeline(&big_label, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FlowError::Codec(CodecError::TooLarge { .. })),
+        "{err}"
+    );
+    assert!(matches!(
+        engine.start("", pipeline("x", 1)).await,
+        Err(FlowError::InvalidRunId { .. })
+    ));
+    assert_eq!(engine.list().await.unwrap().len(), 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_task_faults_the_run_with_a_clear_error() {
+    let engine = Engine::builder()
+        .register::<CallGhost>()
+        .open_in_memory()
+        .await
+        .unwrap();
+    let err = engine
+        .start("g", CallGhost(()))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FlowError::RunFaulted { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("task `tests::ghost` is not registered"),
+        "{err}"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_taken_child_run_id_faults_the_parent() {
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .register::<SpawnsChild>()
+        .open_in_memory()
+        .await
+        .unwrap();
+    // The child of run "s" would be "s/0": take that ID first.
+    engine
+        .start("s/0", pipeline("taken", 1))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    let err = engine
+        .start(
+            "s",
+            SpawnsChild(PipelineInput {
+                label: "taken".into(),
+                n: 2,
+            }),
+        )
+        .await
+        .unwrap_err();
+    // The start itself is refused: it would create the child over the existing run.
+    assert!(matches!(err, FlowError::RunIdConflict { .. }), "{err}");
+    assert!(matches!(
+        engine.status("s").await,
+        Err(FlowError::UnknownRun { .. })
+    ));
+    engine.shutdown().await;
+}
+
+/// A journal with a few finished runs, then damaged: 4 KiB XORed at fraction `at` of the
+/// file (past redb's magic number, so it is still recognisably a redb file).
+async fn damaged_journal(name: &str, at: f64) -> (TempJournal, Vec<u8>) {
+    let journal = TempJournal::new(name);
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        engine
+            .start(format!("r{i}"), pipeline(name, i))
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
+    }
+    engine.shutdown().await;
+    let mut bytes = std::fs::read(journal.path()).unwrap();
+    let start = ((bytes.len() as f64 * at) as usize).max(16);
+    // Damage a wide region so it cannot fall entirely into free pages.
+    let end = (start + 4096.max(bytes.len() / 3)).min(bytes.len());
+    bytes[start..end].iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::write(journal.path(), &bytes).unwrap();
+    (journal, bytes)
+}
+
+#[tokio::test]
+async fn a_damaged_journal_is_refused_untouched() {
+    let (journal, bytes) = damaged_journal("damaged-header", 0.0).await;
+    let err = Engine::builder().open(journal.path()).await.unwrap_err();
+    assert!(matches!(err, FlowError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("is corrupt"), "{err}");
+    assert!(
+        std::fs::read(journal.path()).unwrap() == bytes,
+        "the file changed"
+    );
+
+    let (journal, bytes) = damaged_journal("damaged-body", 0.3).await;
+    let err = Engine::builder()
+        .check_integrity_on_open(true)
+        .open(journal.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FlowError::Corrupt { .. }), "{err}");
+    assert!(
+        std::fs::read(journal.path()).unwrap() == bytes,
+        "the file changed"
+    );
+}
