@@ -45,7 +45,8 @@ impl From<flow::TaskFailure> for OrderError {
 
 /// Prints what runs, with the idempotency key a real payment API would receive.
 fn say(what: &str) {
-    let key = TaskContext::current().map(|c| format!("  [key {}, attempt {}]", c.idempotency_key, c.attempt));
+    let key = TaskContext::current()
+        .map(|c| format!("  [key {}, attempt {}]", c.idempotency_key, c.attempt));
     println!("  ran   {what}{}", key.unwrap_or_default());
 }
 
@@ -128,10 +129,15 @@ fn parse_args() -> Result<Args, String> {
             "--db" => args.db = it.next().ok_or("--db needs a path")?,
             "--crash-after" => {
                 let n = it.next().ok_or("--crash-after needs a number")?;
-                args.crash_after = Some(n.parse().map_err(|_| format!("--crash-after: `{n}` is not a number"))?);
+                args.crash_after = Some(
+                    n.parse()
+                        .map_err(|_| format!("--crash-after: `{n}` is not a number"))?,
+                );
             }
             "--fresh" => args.fresh = true,
-            "-h" | "--help" => return Err("usage: order [--db PATH] [--crash-after N] [--fresh]".into()),
+            "-h" | "--help" => {
+                return Err("usage: order [--db PATH] [--crash-after N] [--fresh]".into())
+            }
             other => return Err(format!("unknown argument `{other}`; try --help")),
         }
     }
@@ -150,7 +156,9 @@ async fn committed_steps(engine: &Engine, run_id: &str) -> Vec<String> {
             EventKind::StepScheduled { step, name, .. } => {
                 names.insert(step, name);
             }
-            EventKind::StepCompleted { step, .. } => done.push(names.get(&step).cloned().unwrap_or_default()),
+            EventKind::StepCompleted { step, .. } => {
+                done.push(names.get(&step).cloned().unwrap_or_default())
+            }
             _ => {}
         }
     }
@@ -173,7 +181,9 @@ async fn main() {
     if let Some(n) = args.crash_after {
         builder = builder.on_commit(move |total| {
             if total >= n {
-                println!("  !! crashing on purpose after {total} committed transitions (like kill -9)");
+                println!(
+                    "  !! crashing on purpose after {total} committed transitions (like kill -9)"
+                );
                 std::process::abort();
             }
         });
@@ -188,21 +198,30 @@ async fn main() {
     println!("flow order demo on {}", args.db);
 
     let orders = [
-        ("order-1001", Order {
-            card: "4242-4242".into(),
-            items: vec!["keyboard".into(), "mouse".into(), "monitor".into()],
-            total_cents: 45_900,
-        }),
-        ("order-1002", Order {
-            card: "5555-4444".into(),
-            items: vec!["lamp".into(), "unicorn plush".into()],
-            total_cents: 7_450,
-        }),
+        (
+            "order-1001",
+            Order {
+                card: "4242-4242".into(),
+                items: vec!["keyboard".into(), "mouse".into(), "monitor".into()],
+                total_cents: 45_900,
+            },
+        ),
+        (
+            "order-1002",
+            Order {
+                card: "5555-4444".into(),
+                items: vec!["lamp".into(), "unicorn plush".into()],
+                total_cents: 7_450,
+            },
+        ),
     ];
     for (id, _) in &orders {
         let done = committed_steps(&engine, id).await;
         if !done.is_empty() {
-            println!("{id}: resuming from the journal; already committed (will not rerun): {}", done.join(", "));
+            println!(
+                "{id}: resuming from the journal; already committed (will not rerun): {}",
+                done.join(", ")
+            );
         }
     }
     let mut handles = Vec::new();
@@ -224,8 +243,14 @@ async fn main() {
     }
     println!("\nruns in {}:", args.db);
     for run in engine.list().await.unwrap_or_default() {
-        println!("  {:<12} {:<12} {:>2} steps  {}", run.run_id, run.workflow, run.steps, run.status);
+        println!(
+            "  {:<12} {:<12} {:>2} steps  {}",
+            run.run_id, run.workflow, run.steps, run.status
+        );
     }
-    println!("\nstate graph of place_order (Mermaid):\n{}", <place_order as flow::Workflow>::graph().to_mermaid());
+    println!(
+        "\nstate graph of place_order (Mermaid):\n{}",
+        <place_order as flow::Workflow>::graph().to_mermaid()
+    );
     engine.shutdown().await;
 }

@@ -56,7 +56,9 @@ async fn order_v5(sku: String, qty: u32) -> Result<String, String> {
 
 #[tokio::test]
 async fn compatible_code_replays_cleanly() {
-    let recorded = RecordedRun::capture(order_v1("kb".into(), 2)).await.unwrap();
+    let recorded = RecordedRun::capture(order_v1("kb".into(), 2))
+        .await
+        .unwrap();
     assert_eq!(recorded.steps.len(), 2);
     recorded.replay::<order_v1>().unwrap();
     recorded.replay::<order_v2>().unwrap();
@@ -64,26 +66,50 @@ async fn compatible_code_replays_cleanly() {
 
 #[tokio::test]
 async fn divergences_are_reported_at_the_first_difference() {
-    let recorded = RecordedRun::capture(order_v1("kb".into(), 2)).await.unwrap();
+    let recorded = RecordedRun::capture(order_v1("kb".into(), 2))
+        .await
+        .unwrap();
     assert!(matches!(
         recorded.replay::<order_v3>(),
         Err(Divergence::DifferentArguments { index: 0, .. })
     ));
     let e = recorded.replay::<order_v4>().unwrap_err();
-    assert!(matches!(&e, Divergence::DifferentStep { index: 0, .. }), "{e:?}");
-    assert!(e.to_string().contains("`reserve`") && e.to_string().contains("`notify`"), "{e}");
-    assert_eq!(recorded.replay::<order_v5>(), Err(Divergence::DifferentOutcome));
+    assert!(
+        matches!(&e, Divergence::DifferentStep { index: 0, .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("`reserve`") && e.to_string().contains("`notify`"),
+        "{e}"
+    );
+    assert_eq!(
+        recorded.replay::<order_v5>(),
+        Err(Divergence::DifferentOutcome)
+    );
 }
 
 #[tokio::test]
 async fn a_history_from_the_engine_replays() {
-    let engine = Engine::builder().register::<order_v1>().open_in_memory().await.unwrap();
-    let run = engine.start("o-1", order_v1("mouse".into(), 1)).await.unwrap();
+    let engine = Engine::builder()
+        .register::<order_v1>()
+        .open_in_memory()
+        .await
+        .unwrap();
+    let run = engine
+        .start("o-1", order_v1("mouse".into(), 1))
+        .await
+        .unwrap();
     run.result().await.unwrap().unwrap();
     let recorded = RecordedRun::from_history(&engine.history("o-1").await.unwrap());
     assert_eq!(recorded.steps.len(), 2);
     recorded.replay::<order_v2>().unwrap();
-    assert!(matches!(recorded.replay::<order_v4>(), Err(Divergence::DifferentStep { .. })));
-    assert_eq!(recorded.replay::<order_v5>(), Err(Divergence::DifferentOutcome));
+    assert!(matches!(
+        recorded.replay::<order_v4>(),
+        Err(Divergence::DifferentStep { .. })
+    ));
+    assert_eq!(
+        recorded.replay::<order_v5>(),
+        Err(Divergence::DifferentOutcome)
+    );
     engine.shutdown().await;
 }

@@ -21,16 +21,28 @@ where
 {
     let plain = make().await;
     let mut reference = Driver::new();
-    let compiled = reference.run(make(), Restore::Never).await.expect("uninterrupted run");
-    assert_eq!(compiled, plain, "state machine differs from the plain async function");
+    let compiled = reference
+        .run(make(), Restore::Never)
+        .await
+        .expect("uninterrupted run");
+    assert_eq!(
+        compiled, plain,
+        "state machine differs from the plain async function"
+    );
     let steps = reference.steps.len();
     let mut modes = vec![Restore::EveryStep];
     modes.extend((0..steps).map(Restore::AtStep));
     for mode in modes {
         let mut d = Driver::new();
-        let out = d.run(make(), mode).await.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let out = d
+            .run(make(), mode)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
         assert_eq!(out, plain, "output differs when resumed ({mode:?})");
-        assert_eq!(d.steps, reference.steps, "steps differ when resumed ({mode:?})");
+        assert_eq!(
+            d.steps, reference.steps,
+            "steps differ when resumed ({mode:?})"
+        );
     }
     (plain, steps)
 }
