@@ -62,7 +62,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
         _ => quote!(let (#(#idents,)*) = self.__input;),
     };
     let reg_name = opts.name.clone().unwrap_or_else(|| name.to_string());
-    let fp = fingerprint(&item.to_string());
 
     // The state machine.
     let mut lowerer = Lowerer::new(output);
@@ -76,6 +75,9 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
         return Err(e);
     }
     let step_body = emit::step_body(&cfg, &plan, &reg_name);
+    // The compiled machine and the types it stores decide whether a stored state fits
+    // this code; doc comments and formatting do not.
+    let fp = fingerprint(&format!("{input_ty} -> {output} {step_body}"));
     let state_infos = cfg.states.iter().map(|s| {
         let (n, l) = (&s.name, s.line);
         quote!(::flow::StateInfo { name: #n, line: #l })
@@ -157,4 +159,29 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    fn fingerprint_of(item: proc_macro2::TokenStream) -> String {
+        let out = super::expand(quote!(), item).unwrap().to_string();
+        let at = out.find("FINGERPRINT").unwrap();
+        out[at..at + 60].to_string()
+    }
+
+    #[test]
+    fn fingerprint_ignores_docs_but_not_code() {
+        let base = fingerprint_of(quote!(async fn w(x: u8) -> u8 { let y = t(x).await; y }));
+        let documented = fingerprint_of(quote!(
+            /// Now with docs.
+            async fn w(x: u8) -> u8 { let y = t(x).await; y }
+        ));
+        let changed = fingerprint_of(quote!(async fn w(x: u8) -> u8 { let y = t(x + 1).await; y }));
+        let retyped = fingerprint_of(quote!(async fn w(x: u16) -> u8 { let y = t(x).await; y }));
+        assert_eq!(base, documented);
+        assert_ne!(base, changed);
+        assert_ne!(base, retyped);
+    }
 }

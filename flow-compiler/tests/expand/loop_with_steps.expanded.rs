@@ -36,7 +36,7 @@ impl ::core::future::IntoFuture for restock {
 }
 impl ::flow::Workflow for restock {
     const NAME: &'static str = "restock";
-    const FINGERPRINT: u64 = 554858395574550055u64;
+    const FINGERPRINT: u64 = 7945695616676210886u64;
     type Input = (Vec<String>, u64);
     type Output = Result<u64, String>;
     fn into_input(self) -> Self::Input {
