@@ -82,7 +82,7 @@ corpus_tests!(
     let_else,
     child_plain_call,
     while_with_break_value_and_return,
-    parallel_join,
+    parallel_join, shadowed_by_patterns, places_across_steps, labelled_break_value,
 );
 
 #[tokio::test]

@@ -8,17 +8,17 @@
 //! ```
 //! the step function is, in outline:
 //! ```text
-//! struct __Frame<T0, P0> { s0: Option<T0>, p0: PhantomData<P0> }
-//! let (__pc, __frame, __ctl) = __machine.parts();
-//! let __f = frame(__frame, || __Frame { s0: None, p0: PhantomData });
-//! for (i, bytes) in __ctl.take_persisted() { /* decode journaled slots after a restart */ }
+//! struct __FlowFrame<T0, P0> { s0: Option<T0>, p0: PhantomData<P0> }
+//! let (__flow_pc, __flow_frame, __flow_ctl) = __flow_machine.parts();
+//! let __flow_f = frame(__flow_frame, || __FlowFrame { s0: None, p0: PhantomData });
+//! for (i, bytes) in __flow_ctl.take_persisted() { /* decode journaled slots after a restart */ }
 //! loop {
-//!     match *__pc {
-//!         0 => { let n: u32 = __ctl.take_input()?;
-//!                { let __op = inc(n); *__pc = 1; return __ctl.suspend(&mut __f.p0, __op, 0); } }
-//!         1 => { let __flow_await_1 = __ctl.take_output(&__f.p0, "inc")?;
-//!                let a = __flow_await_1; return __ctl.complete::<u32>(&(a * 2)); }
-//!         other => return Err(__ctl.unknown_state(other)),
+//!     match *__flow_pc {
+//!         0 => { let n: u32 = __flow_ctl.take_input()?;
+//!                { let __flow_op = inc(n); *__flow_pc = 1; return __flow_ctl.suspend(&mut __flow_f.p0, __flow_op, 0); } }
+//!         1 => { let __flow_await_1 = __flow_ctl.take_output(&__flow_f.p0, "inc")?;
+//!                let a = __flow_await_1; return __flow_ctl.complete::<u32>(&(a * 2)); }
+//!         other => return Err(__flow_ctl.unknown_state(other)),
 //!     }
 //! }
 //! ```
@@ -141,7 +141,7 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
         let slot = &cfg.slots[s];
         let (f, idx, name) = (field(s), s as u32, slot.name.to_string());
         quote_spanned!(slot.span=>
-            #idx => __f.#f = ::core::option::Option::Some(__ctl.decode_slot(&__bytes, #name)?),)
+            #idx => __flow_f.#f = ::core::option::Option::Some(__flow_ctl.decode_slot(&__flow_bytes, #name)?),)
     });
 
     let mut order: Vec<BlockId> = (0..cfg.blocks.len())
@@ -155,26 +155,26 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
     quote! {
         #(#items)*
         #[allow(non_camel_case_types, non_snake_case)]
-        struct __Frame<#(#slot_params,)* #(#state_params,)*> {
+        struct __FlowFrame<#(#slot_params,)* #(#state_params,)*> {
             #(#slot_fields: ::core::option::Option<#slot_params>,)*
             #(#state_fields: ::flow::__private::PhantomData<#state_params>,)*
         }
-        let (__pc, __frame, __ctl) = __machine.parts();
-        let __f = ::flow::__private::frame(__frame, || __Frame {
+        let (__flow_pc, __flow_frame, __flow_ctl) = __flow_machine.parts();
+        let __flow_f = ::flow::__private::frame(__flow_frame, || __FlowFrame {
             #(#slot_fields: ::core::option::Option::None,)*
             #(#state_fields: ::flow::__private::PhantomData,)*
         });
-        for (__index, __bytes) in __ctl.take_persisted() {
-            match __index {
+        for (__flow_index, __flow_bytes) in __flow_ctl.take_persisted() {
+            match __flow_index {
                 #(#loads)*
                 // A slot of a local no longer live: nothing reads it.
                 _ => {}
             }
         }
         loop {
-            match *__pc {
+            match *__flow_pc {
                 #(#arms)*
-                __other => return ::core::result::Result::Err(__ctl.unknown_state(__other)),
+                __flow_other => return ::core::result::Result::Err(__flow_ctl.unknown_state(__flow_other)),
             }
         }
     }
@@ -185,13 +185,13 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
     let takes = plan.prologue[b].iter().map(|&s| {
         let slot = &cfg.slots[s];
         let (f, name, text) = (field(s), &slot.name, slot.name.to_string());
-        quote!(let mut #name = __ctl.take_slot(&mut __f.#f, #text)?;)
+        quote!(let mut #name = __flow_ctl.take_slot(&mut __flow_f.#f, #text)?;)
     });
     let code = fill_placeholders(block.code.clone(), cfg, plan);
     let end = if block.terminated {
         TokenStream::new()
     } else {
-        quote!(return ::core::result::Result::Err(__ctl.unknown_state(*__pc));)
+        quote!(return ::core::result::Result::Err(__flow_ctl.unknown_state(*__flow_pc));)
     };
     let pc = b as u32;
     quote!(#pc => { #(#takes)* #code #end })
@@ -231,8 +231,8 @@ fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
 fn put_back(cfg: &Cfg, s: SlotId, defined_here: bool) -> TokenStream {
     let slot = &cfg.slots[s];
     let (f, name, idx) = (field(s), &slot.name, s as u32);
-    let dirty = (defined_here || slot.mutable).then(|| quote!(__ctl.mark_dirty(#idx);));
-    quote!(__f.#f = ::core::option::Option::Some(#name); #dirty)
+    let dirty = (defined_here || slot.mutable).then(|| quote!(__flow_ctl.mark_dirty(#idx);));
+    quote!(__flow_f.#f = ::core::option::Option::Some(#name); #dirty)
 }
 
 fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
@@ -244,22 +244,22 @@ fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
         .map(|&s| put_back(cfg, s, exit.defined.contains(&s)));
     let target = exit.target as u32;
     match &exit.kind {
-        ExitKind::Goto => quote!(#(#puts)* *__pc = #target; continue;),
+        ExitKind::Goto => quote!(#(#puts)* *__flow_pc = #target; continue;),
         ExitKind::Suspend { op, state } => {
             let saves = plan.persistent.iter().map(|&s| {
                 let slot = &cfg.slots[s];
                 let (f, idx, name) = (field(s), s as u32, slot.name.to_string());
-                quote_spanned!(slot.span=> __ctl.save_slot(#idx, &__f.#f, #name)?;)
+                quote_spanned!(slot.span=> __flow_ctl.save_slot(#idx, &__flow_f.#f, #name)?;)
             });
             let phantom = format_ident!("p{}", state);
             let state = *state as u32;
             let span = cfg.states[state as usize].span;
-            let suspend = quote_spanned!(span=> __ctl.suspend(&mut __f.#phantom, __op, #state));
+            let suspend = quote_spanned!(span=> __flow_ctl.suspend(&mut __flow_f.#phantom, __flow_op, #state));
             quote! {
-                let __op = #op;
+                let __flow_op = #op;
                 #(#puts)*
                 #(#saves)*
-                *__pc = #target;
+                *__flow_pc = #target;
                 return #suspend;
             }
         }

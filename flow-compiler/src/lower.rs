@@ -84,7 +84,7 @@ impl<'a> Lowerer<'a> {
 
     /// Binds the workflow's arguments from its input at the start of the entry block.
     pub fn bind_input(&mut self, pat: &Pat, input_ty: &TokenStream) {
-        let code = quote!(let #pat: #input_ty = __ctl.take_input::<#input_ty>()?;);
+        let code = quote!(let #pat: #input_ty = __flow_ctl.take_input::<#input_ty>()?;);
         self.push(code);
         self.declare_pattern(pat, false);
     }
@@ -331,7 +331,7 @@ impl<'a> Lowerer<'a> {
         let slot = self.temp("await", span);
         let out = self.cfg.slots[slot].name.clone();
         let phantom = format_ident!("p{}", state);
-        self.push(quote_spanned!(span=> let #out = __ctl.take_output(&__f.#phantom, #name)?;));
+        self.push(quote_spanned!(span=> let #out = __flow_ctl.take_output(&__flow_f.#phantom, #name)?;));
         self.define(slot);
         out.into_token_stream()
     }
@@ -938,6 +938,8 @@ impl<'a> Lowerer<'a> {
         join: BlockId,
         force_blocks: bool,
     ) {
+        let lowered: Vec<bool> = arms.iter().map(|a| force_blocks || self.needs_lowering(a.body)).collect();
+        self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
         let scrut = self.lower_expr(scrutinee, true).tokens;
         self.note_tokens(&scrut);
         let shadows: Vec<TokenStream> = arms.iter().map(|a| self.shadow_points(&a.pat)).collect();
@@ -986,6 +988,26 @@ impl<'a> Lowerer<'a> {
             self.push_frame(frame);
             self.lower_branch_block(b, &body, temp, join);
             self.pop_scope();
+        }
+    }
+
+    /// Patterns matched against a borrow bind references; an arm that then reaches a
+    /// step would carry them across it (and through the frame, which owns its values).
+    fn check_not_borrowed<'p>(&mut self, scrutinee: &Expr, arms: impl Iterator<Item = (&'p Pat, bool)>) {
+        let mut inner = scrutinee;
+        while let Expr::Paren(p) = inner {
+            inner = &p.expr;
+        }
+        let Expr::Reference(r) = inner else { return };
+        let binds_in_lowered_arm = arms.into_iter().any(|(pat, lowered)| lowered && !names::bindings(pat).is_empty());
+        if binds_in_lowered_arm {
+            self.error(
+                r.span(),
+                "this pattern matches a borrow, and an arm that binds from it reaches a step: \
+                 the bindings would be references held across the step; match on an owned \
+                 value instead (e.g. `name.clone()` instead of `&name`), or clone what you \
+                 need before the `.await`",
+            );
         }
     }
 
@@ -1067,6 +1089,7 @@ impl<'a> Lowerer<'a> {
         exit: BlockId,
     ) -> (BlockId, Vec<(String, SlotId)>) {
         if let Expr::Let(l) = cond {
+            self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
             let scrut = self.lower_expr(&l.expr, true).tokens;
             self.note_tokens(&scrut);
             let shadows = self.shadow_points(&l.pat);

@@ -3,10 +3,10 @@
 //! the step function.
 //!
 //! ```text
-//! return e;   =>  return __ctl.complete::<Out>(&(e));
+//! return e;   =>  return __flow_ctl.complete::<Out>(&(e));
 //! e?          =>  match QuestionMark::branch(e) {
 //!                     Continue(v) => v,
-//!                     Break(r) => return __ctl.complete::<Out>(&FromQuestionResidual::from_residual(r)),
+//!                     Break(r) => return __flow_ctl.complete::<Out>(&FromQuestionResidual::from_residual(r)),
 //!                 }
 //! ```
 //! Closures, async blocks and nested items keep their own `return` and `?`.
@@ -73,7 +73,7 @@ impl ExitRewriter<'_> {
     /// The tokens that end the run with `value`.
     pub fn complete(&self, value: TokenStream, span: proc_macro2::Span) -> TokenStream {
         let output = self.output;
-        quote_spanned!(span=> return __ctl.complete::<#output>(&(#value)))
+        quote_spanned!(span=> return __flow_ctl.complete::<#output>(&(#value)))
     }
 }
 
@@ -98,12 +98,12 @@ impl VisitMut for ExitRewriter<'_> {
                 let inner = &t.expr;
                 let span = t.question_token.span();
                 let residual = quote_spanned!(span=>
-                    ::flow::__private::FromQuestionResidual::from_residual(__residual));
+                    ::flow::__private::FromQuestionResidual::from_residual(__flow_residual));
                 let done = self.complete(residual, span);
                 *e = syn::parse_quote_spanned!(span=>
                     match ::flow::__private::QuestionMark::branch(#inner) {
-                        ::core::ops::ControlFlow::Continue(__value) => __value,
-                        ::core::ops::ControlFlow::Break(__residual) => #done,
+                        ::core::ops::ControlFlow::Continue(__flow_value) => __flow_value,
+                        ::core::ops::ControlFlow::Break(__flow_residual) => #done,
                     }
                 );
                 self.exits = true;

@@ -61,35 +61,35 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
     let policy = policy_tokens(&opts);
     let (classify, from_failure) = if is_result {
         let permanent = match &opts.non_retryable {
-            Some(p) => quote!(#p(__error)),
+            Some(p) => quote!(#p(__flow_error)),
             None => quote!(false),
         };
         (
             quote! {
-                match __output {
+                match __flow_output {
                     ::core::result::Result::Ok(_) => ::flow::AttemptClass::Success,
-                    ::core::result::Result::Err(__error) => {
-                        let __text = ::std::format!("{:?}", __error);
+                    ::core::result::Result::Err(__flow_error) => {
+                        let __flow_text = ::std::format!("{:?}", __flow_error);
                         if #permanent {
-                            ::flow::AttemptClass::NonRetryable(__text)
+                            ::flow::AttemptClass::NonRetryable(__flow_text)
                         } else {
-                            ::flow::AttemptClass::Retryable(__text)
+                            ::flow::AttemptClass::Retryable(__flow_text)
                         }
                     }
                 }
             },
             quote!(::core::option::Option::Some(::core::result::Result::Err(
-                ::core::convert::From::from(__failure)
+                ::core::convert::From::from(__flow_failure)
             ))),
         )
     } else {
         (
             quote!({
-                let _ = __output;
+                let _ = __flow_output;
                 ::flow::AttemptClass::Success
             }),
             quote!({
-                let _ = __failure;
+                let _ = __flow_failure;
                 ::core::option::Option::None
             }),
         )
@@ -130,11 +130,11 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
             }
 
             #[allow(unused_variables)]
-            fn classify(__output: &#output) -> ::flow::AttemptClass {
+            fn classify(__flow_output: &#output) -> ::flow::AttemptClass {
                 #classify
             }
 
-            fn from_failure(__failure: ::flow::TaskFailure) -> ::core::option::Option<#output> {
+            fn from_failure(__flow_failure: ::flow::TaskFailure) -> ::core::option::Option<#output> {
                 #from_failure
             }
         }

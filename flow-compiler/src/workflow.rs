@@ -135,7 +135,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
                 unused_assignments, redundant_semicolons, non_snake_case, dependency_on_unit_never_type_fallback,
                 clippy::all, clippy::pedantic, clippy::nursery
             )]
-            fn step(__machine: &mut ::flow::Machine) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
+            fn step(__flow_machine: &mut ::flow::Machine) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
                 #step_body
             }
 

@@ -513,3 +513,55 @@ pub async fn parallel_join(x: i64) -> (i64, String, i64) {
     let (c,) = flow::join!(double(a)).await;
     (a, b, c)
 }
+
+#[workflow]
+pub async fn shadowed_by_patterns(x: i64) -> (i64, i64, i64) {
+    let v = x * 3;
+    if let Some(v) = maybe_half(x).await {
+        double(v).await;
+    }
+    let h = x - 1;
+    match maybe_half(x + 1).await {
+        Some(h) => {
+            inc(h).await;
+        }
+        None => {}
+    }
+    let i = 100;
+    for i in 0..2 {
+        add(i, x).await;
+    }
+    (v, h, i)
+}
+
+#[workflow]
+pub async fn places_across_steps(x: i64) -> (Vec<i64>, super::tasks::Account) {
+    let mut v = vec![x, x + 1];
+    v[0] = inc(v[0]).await;
+    v.push(double(v[1]).await);
+    let mut acct = super::tasks::Account {
+        id: "a".into(),
+        balance: x,
+        history: vec![],
+    };
+    acct.balance += inc(acct.balance).await;
+    acct.history.push(label(acct.balance).await.len() as i64);
+    (v, acct)
+}
+
+#[workflow]
+pub async fn labelled_break_value(x: i64) -> i64 {
+    let mut n = 0;
+    let found = 'outer: loop {
+        loop {
+            n = inc(n).await;
+            if n > x.rem_euclid(5) + 2 {
+                break 'outer n * 2;
+            }
+            if n % 2 == 0 {
+                continue 'outer;
+            }
+        }
+    };
+    found + n
+}

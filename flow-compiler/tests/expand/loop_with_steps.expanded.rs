@@ -36,7 +36,7 @@ impl ::core::future::IntoFuture for restock {
 }
 impl ::flow::Workflow for restock {
     const NAME: &'static str = "restock";
-    const FINGERPRINT: u64 = 7945695616676210886u64;
+    const FINGERPRINT: u64 = 5500823536362270474u64;
     type Input = (Vec<String>, u64);
     type Output = Result<u64, String>;
     fn into_input(self) -> Self::Input {
@@ -60,10 +60,10 @@ impl ::flow::Workflow for restock {
         clippy::nursery
     )]
     fn step(
-        __machine: &mut ::flow::Machine,
+        __flow_machine: &mut ::flow::Machine,
     ) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
         #[allow(non_camel_case_types, non_snake_case)]
-        struct __Frame<T1, T2, T3, T4, T5, T7, P0, P1> {
+        struct __FlowFrame<T1, T2, T3, T4, T5, T7, P0, P1> {
             s1: ::core::option::Option<T1>,
             s2: ::core::option::Option<T2>,
             s3: ::core::option::Option<T3>,
@@ -73,10 +73,10 @@ impl ::flow::Workflow for restock {
             p0: ::flow::__private::PhantomData<P0>,
             p1: ::flow::__private::PhantomData<P1>,
         }
-        let (__pc, __frame, __ctl) = __machine.parts();
-        let __f = ::flow::__private::frame(
-            __frame,
-            || __Frame {
+        let (__flow_pc, __flow_frame, __flow_ctl) = __flow_machine.parts();
+        let __flow_f = ::flow::__private::frame(
+            __flow_frame,
+            || __FlowFrame {
                 s1: ::core::option::Option::None,
                 s2: ::core::option::Option::None,
                 s3: ::core::option::Option::None,
@@ -87,171 +87,172 @@ impl ::flow::Workflow for restock {
                 p1: ::flow::__private::PhantomData,
             },
         );
-        for (__index, __bytes) in __ctl.take_persisted() {
-            match __index {
+        for (__flow_index, __flow_bytes) in __flow_ctl.take_persisted() {
+            match __flow_index {
                 1u32 => {
-                    __f.s1 = ::core::option::Option::Some(
-                        __ctl.decode_slot(&__bytes, "budget")?,
+                    __flow_f.s1 = ::core::option::Option::Some(
+                        __flow_ctl.decode_slot(&__flow_bytes, "budget")?,
                     );
                 }
                 2u32 => {
-                    __f.s2 = ::core::option::Option::Some(
-                        __ctl.decode_slot(&__bytes, "spent")?,
+                    __flow_f.s2 = ::core::option::Option::Some(
+                        __flow_ctl.decode_slot(&__flow_bytes, "spent")?,
                     );
                 }
                 3u32 => {
-                    __f.s3 = ::core::option::Option::Some(
-                        __ctl.decode_slot(&__bytes, "__flow_items_1")?,
+                    __flow_f.s3 = ::core::option::Option::Some(
+                        __flow_ctl.decode_slot(&__flow_bytes, "__flow_items_1")?,
                     );
                 }
                 4u32 => {
-                    __f.s4 = ::core::option::Option::Some(
-                        __ctl.decode_slot(&__bytes, "__flow_pos_2")?,
+                    __flow_f.s4 = ::core::option::Option::Some(
+                        __flow_ctl.decode_slot(&__flow_bytes, "__flow_pos_2")?,
                     );
                 }
                 5u32 => {
-                    __f.s5 = ::core::option::Option::Some(
-                        __ctl.decode_slot(&__bytes, "item")?,
+                    __flow_f.s5 = ::core::option::Option::Some(
+                        __flow_ctl.decode_slot(&__flow_bytes, "item")?,
                     );
                 }
                 7u32 => {
-                    __f.s7 = ::core::option::Option::Some(
-                        __ctl.decode_slot(&__bytes, "price")?,
+                    __flow_f.s7 = ::core::option::Option::Some(
+                        __flow_ctl.decode_slot(&__flow_bytes, "price")?,
                     );
                 }
                 _ => {}
             }
         }
         loop {
-            match *__pc {
+            match *__flow_pc {
                 0u32 => {
-                    let (items, mut budget): (Vec<String>, u64) = __ctl
+                    let (items, mut budget): (Vec<String>, u64) = __flow_ctl
                         .take_input::<(Vec<String>, u64)>()?;
                     let mut spent = 0;
                     let mut __flow_items_1 = ::flow::__private::for_items(items);
                     let mut __flow_pos_2: usize = 0;
                     {
-                        __f.s1 = ::core::option::Option::Some(budget);
-                        __ctl.mark_dirty(1u32);
-                        __f.s2 = ::core::option::Option::Some(spent);
-                        __ctl.mark_dirty(2u32);
-                        __f.s3 = ::core::option::Option::Some(__flow_items_1);
-                        __ctl.mark_dirty(3u32);
-                        __f.s4 = ::core::option::Option::Some(__flow_pos_2);
-                        __ctl.mark_dirty(4u32);
-                        *__pc = 2u32;
+                        __flow_f.s1 = ::core::option::Option::Some(budget);
+                        __flow_ctl.mark_dirty(1u32);
+                        __flow_f.s2 = ::core::option::Option::Some(spent);
+                        __flow_ctl.mark_dirty(2u32);
+                        __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
+                        __flow_ctl.mark_dirty(3u32);
+                        __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                        __flow_ctl.mark_dirty(4u32);
+                        *__flow_pc = 2u32;
                         continue;
                     }
                 }
                 2u32 => {
-                    let mut __flow_items_1 = __ctl
-                        .take_slot(&mut __f.s3, "__flow_items_1")?;
-                    let mut __flow_pos_2 = __ctl.take_slot(&mut __f.s4, "__flow_pos_2")?;
+                    let mut __flow_items_1 = __flow_ctl
+                        .take_slot(&mut __flow_f.s3, "__flow_items_1")?;
+                    let mut __flow_pos_2 = __flow_ctl
+                        .take_slot(&mut __flow_f.s4, "__flow_pos_2")?;
                     match ::flow::__private::for_next(
                         &mut __flow_items_1,
                         &mut __flow_pos_2,
                     ) {
                         ::core::option::Option::Some(item) => {
-                            __f.s3 = ::core::option::Option::Some(__flow_items_1);
-                            __f.s4 = ::core::option::Option::Some(__flow_pos_2);
-                            __ctl.mark_dirty(4u32);
-                            __f.s5 = ::core::option::Option::Some(item);
-                            __ctl.mark_dirty(5u32);
-                            *__pc = 3u32;
+                            __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
+                            __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                            __flow_ctl.mark_dirty(4u32);
+                            __flow_f.s5 = ::core::option::Option::Some(item);
+                            __flow_ctl.mark_dirty(5u32);
+                            *__flow_pc = 3u32;
                             continue;
                         }
                         _ => {
-                            *__pc = 1u32;
+                            *__flow_pc = 1u32;
                             continue;
                         }
                     }
                 }
                 3u32 => {
-                    let mut item = __ctl.take_slot(&mut __f.s5, "item")?;
+                    let mut item = __flow_ctl.take_slot(&mut __flow_f.s5, "item")?;
                     {
-                        let __op = quote(item.clone());
-                        __f.s5 = ::core::option::Option::Some(item);
-                        __ctl.save_slot(1u32, &__f.s1, "budget")?;
-                        __ctl.save_slot(2u32, &__f.s2, "spent")?;
-                        __ctl.save_slot(3u32, &__f.s3, "__flow_items_1")?;
-                        __ctl.save_slot(4u32, &__f.s4, "__flow_pos_2")?;
-                        __ctl.save_slot(5u32, &__f.s5, "item")?;
-                        __ctl.save_slot(7u32, &__f.s7, "price")?;
-                        *__pc = 4u32;
-                        return __ctl.suspend(&mut __f.p0, __op, 0u32);
+                        let __flow_op = quote(item.clone());
+                        __flow_f.s5 = ::core::option::Option::Some(item);
+                        __flow_ctl.save_slot(1u32, &__flow_f.s1, "budget")?;
+                        __flow_ctl.save_slot(2u32, &__flow_f.s2, "spent")?;
+                        __flow_ctl.save_slot(3u32, &__flow_f.s3, "__flow_items_1")?;
+                        __flow_ctl.save_slot(4u32, &__flow_f.s4, "__flow_pos_2")?;
+                        __flow_ctl.save_slot(5u32, &__flow_f.s5, "item")?;
+                        __flow_ctl.save_slot(7u32, &__flow_f.s7, "price")?;
+                        *__flow_pc = 4u32;
+                        return __flow_ctl.suspend(&mut __flow_f.p0, __flow_op, 0u32);
                     }
                 }
                 4u32 => {
-                    let mut budget = __ctl.take_slot(&mut __f.s1, "budget")?;
-                    let __flow_await_3 = __ctl.take_output(&__f.p0, "quote")?;
+                    let mut budget = __flow_ctl.take_slot(&mut __flow_f.s1, "budget")?;
+                    let __flow_await_3 = __flow_ctl.take_output(&__flow_f.p0, "quote")?;
                     let price = match ::flow::__private::QuestionMark::branch(
                         __flow_await_3,
                     ) {
-                        ::core::ops::ControlFlow::Continue(__value) => __value,
-                        ::core::ops::ControlFlow::Break(__residual) => {
-                            return __ctl
+                        ::core::ops::ControlFlow::Continue(__flow_value) => __flow_value,
+                        ::core::ops::ControlFlow::Break(__flow_residual) => {
+                            return __flow_ctl
                                 .complete::<
                                     Result<u64, String>,
                                 >(
                                     &(::flow::__private::FromQuestionResidual::from_residual(
-                                        __residual,
+                                        __flow_residual,
                                     )),
                                 );
                         }
                     };
                     if price > budget {
                         {
-                            __f.s1 = ::core::option::Option::Some(budget);
-                            __ctl.mark_dirty(1u32);
-                            *__pc = 6u32;
+                            __flow_f.s1 = ::core::option::Option::Some(budget);
+                            __flow_ctl.mark_dirty(1u32);
+                            *__flow_pc = 6u32;
                             continue;
                         }
                     } else {
                         ();
                         {
-                            __f.s1 = ::core::option::Option::Some(budget);
-                            __ctl.mark_dirty(1u32);
-                            __f.s7 = ::core::option::Option::Some(price);
-                            __ctl.mark_dirty(7u32);
-                            *__pc = 5u32;
+                            __flow_f.s1 = ::core::option::Option::Some(budget);
+                            __flow_ctl.mark_dirty(1u32);
+                            __flow_f.s7 = ::core::option::Option::Some(price);
+                            __flow_ctl.mark_dirty(7u32);
+                            *__flow_pc = 5u32;
                             continue;
                         }
                     }
                 }
                 6u32 => {
-                    *__pc = 2u32;
+                    *__flow_pc = 2u32;
                     continue;
                 }
                 5u32 => {
-                    let mut item = __ctl.take_slot(&mut __f.s5, "item")?;
-                    let mut price = __ctl.take_slot(&mut __f.s7, "price")?;
+                    let mut item = __flow_ctl.take_slot(&mut __flow_f.s5, "item")?;
+                    let mut price = __flow_ctl.take_slot(&mut __flow_f.s7, "price")?;
                     {
-                        let __op = buy(item, price);
-                        __f.s7 = ::core::option::Option::Some(price);
-                        __ctl.save_slot(1u32, &__f.s1, "budget")?;
-                        __ctl.save_slot(2u32, &__f.s2, "spent")?;
-                        __ctl.save_slot(3u32, &__f.s3, "__flow_items_1")?;
-                        __ctl.save_slot(4u32, &__f.s4, "__flow_pos_2")?;
-                        __ctl.save_slot(5u32, &__f.s5, "item")?;
-                        __ctl.save_slot(7u32, &__f.s7, "price")?;
-                        *__pc = 7u32;
-                        return __ctl.suspend(&mut __f.p1, __op, 1u32);
+                        let __flow_op = buy(item, price);
+                        __flow_f.s7 = ::core::option::Option::Some(price);
+                        __flow_ctl.save_slot(1u32, &__flow_f.s1, "budget")?;
+                        __flow_ctl.save_slot(2u32, &__flow_f.s2, "spent")?;
+                        __flow_ctl.save_slot(3u32, &__flow_f.s3, "__flow_items_1")?;
+                        __flow_ctl.save_slot(4u32, &__flow_f.s4, "__flow_pos_2")?;
+                        __flow_ctl.save_slot(5u32, &__flow_f.s5, "item")?;
+                        __flow_ctl.save_slot(7u32, &__flow_f.s7, "price")?;
+                        *__flow_pc = 7u32;
+                        return __flow_ctl.suspend(&mut __flow_f.p1, __flow_op, 1u32);
                     }
                 }
                 7u32 => {
-                    let mut budget = __ctl.take_slot(&mut __f.s1, "budget")?;
-                    let mut spent = __ctl.take_slot(&mut __f.s2, "spent")?;
-                    let mut price = __ctl.take_slot(&mut __f.s7, "price")?;
-                    let __flow_await_4 = __ctl.take_output(&__f.p1, "buy")?;
+                    let mut budget = __flow_ctl.take_slot(&mut __flow_f.s1, "budget")?;
+                    let mut spent = __flow_ctl.take_slot(&mut __flow_f.s2, "spent")?;
+                    let mut price = __flow_ctl.take_slot(&mut __flow_f.s7, "price")?;
+                    let __flow_await_4 = __flow_ctl.take_output(&__flow_f.p1, "buy")?;
                     match ::flow::__private::QuestionMark::branch(__flow_await_4) {
-                        ::core::ops::ControlFlow::Continue(__value) => __value,
-                        ::core::ops::ControlFlow::Break(__residual) => {
-                            return __ctl
+                        ::core::ops::ControlFlow::Continue(__flow_value) => __flow_value,
+                        ::core::ops::ControlFlow::Break(__flow_residual) => {
+                            return __flow_ctl
                                 .complete::<
                                     Result<u64, String>,
                                 >(
                                     &(::flow::__private::FromQuestionResidual::from_residual(
-                                        __residual,
+                                        __flow_residual,
                                     )),
                                 );
                         }
@@ -259,20 +260,22 @@ impl ::flow::Workflow for restock {
                     budget -= price;
                     spent += price;
                     {
-                        __f.s1 = ::core::option::Option::Some(budget);
-                        __ctl.mark_dirty(1u32);
-                        __f.s2 = ::core::option::Option::Some(spent);
-                        __ctl.mark_dirty(2u32);
-                        *__pc = 2u32;
+                        __flow_f.s1 = ::core::option::Option::Some(budget);
+                        __flow_ctl.mark_dirty(1u32);
+                        __flow_f.s2 = ::core::option::Option::Some(spent);
+                        __flow_ctl.mark_dirty(2u32);
+                        *__flow_pc = 2u32;
                         continue;
                     }
                 }
                 1u32 => {
-                    let mut spent = __ctl.take_slot(&mut __f.s2, "spent")?;
-                    return __ctl.complete::<Result<u64, String>>(&(Ok(spent)));
+                    let mut spent = __flow_ctl.take_slot(&mut __flow_f.s2, "spent")?;
+                    return __flow_ctl.complete::<Result<u64, String>>(&(Ok(spent)));
                 }
-                __other => {
-                    return ::core::result::Result::Err(__ctl.unknown_state(__other));
+                __flow_other => {
+                    return ::core::result::Result::Err(
+                        __flow_ctl.unknown_state(__flow_other),
+                    );
                 }
             }
         }

@@ -40,24 +40,24 @@ impl ::flow::Task for charge {
         ::std::boxed::Box::pin(__flow_task_body(card, cents))
     }
     #[allow(unused_variables)]
-    fn classify(__output: &Result<String, PaymentError>) -> ::flow::AttemptClass {
-        match __output {
+    fn classify(__flow_output: &Result<String, PaymentError>) -> ::flow::AttemptClass {
+        match __flow_output {
             ::core::result::Result::Ok(_) => ::flow::AttemptClass::Success,
-            ::core::result::Result::Err(__error) => {
-                let __text = ::std::format!("{:?}", __error);
-                if is_declined(__error) {
-                    ::flow::AttemptClass::NonRetryable(__text)
+            ::core::result::Result::Err(__flow_error) => {
+                let __flow_text = ::std::format!("{:?}", __flow_error);
+                if is_declined(__flow_error) {
+                    ::flow::AttemptClass::NonRetryable(__flow_text)
                 } else {
-                    ::flow::AttemptClass::Retryable(__text)
+                    ::flow::AttemptClass::Retryable(__flow_text)
                 }
             }
         }
     }
     fn from_failure(
-        __failure: ::flow::TaskFailure,
+        __flow_failure: ::flow::TaskFailure,
     ) -> ::core::option::Option<Result<String, PaymentError>> {
         ::core::option::Option::Some(
-            ::core::result::Result::Err(::core::convert::From::from(__failure)),
+            ::core::result::Result::Err(::core::convert::From::from(__flow_failure)),
         )
     }
 }
