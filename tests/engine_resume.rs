@@ -22,24 +22,6 @@ fn temp_db(name: &str) -> PathBuf {
     path
 }
 
-fn builder() -> flow::EngineBuilder {
-    Engine::builder()
-        .register::<straight_line>()
-        .register::<nested_awaits>()
-        .register::<shadowing>()
-        .register::<match_scrutinee>()
-        .register::<loop_break_value>()
-        .register::<while_let_await>()
-        .register::<for_from_task>()
-        .register::<labelled_nested>()
-        .register::<try_in_loop>()
-        .register::<match_errors>()
-        .register::<moves_between_steps>()
-        .register::<loop_in_match_in_loop>()
-        .register::<while_with_break_value_and_return>()
-        .register::<parallel_join>()
-}
-
 /// Asserts that each step number appears in exactly one `StepCompleted`, contiguously.
 fn assert_steps_committed_once(history: &[flow::HistoryEvent], what: &str) {
     let mut completed: BTreeMap<u64, usize> = BTreeMap::new();
@@ -131,6 +113,11 @@ where
 
 macro_rules! engine_crash_tests {
     ($($name:ident($input:expr)),* $(,)?) => {
+        /// An engine with every corpus workflow registered.
+        fn builder() -> flow::EngineBuilder {
+            Engine::builder()$(.register::<$name>())*
+        }
+
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
@@ -141,18 +128,15 @@ macro_rules! engine_crash_tests {
 }
 
 engine_crash_tests!(
-    straight_line(4),
-    nested_awaits(3),
-    shadowing(5),
-    match_scrutinee(6),
-    loop_break_value(4),
-    while_let_await(12),
-    for_from_task(5),
-    labelled_nested(2),
-    try_in_loop(1),
-    match_errors(14),
-    moves_between_steps(9),
-    loop_in_match_in_loop(1),
-    while_with_break_value_and_return(2),
-    parallel_join(8),
+    straight_line(4), nested_awaits(3), shadowing(5), if_else(6), if_value(-3), if_let_await(8),
+    match_scrutinee(6), match_value(2), loop_counter(1), loop_break_value(4),
+    while_cond_await(5), while_plain(1), while_let_await(12), for_owned(2), for_from_task(5),
+    for_range_tuple(3), continue_in_loop(1), labelled_nested(2), try_in_loop(1),
+    early_return(3), return_in_loop(4), match_errors(14), question_conversion(2),
+    option_workflow(8), block_expression(2), in_condition(6), format_args(3),
+    evaluation_order(5), moves_between_steps(9), reassign_across(2), loop_in_match_in_loop(1),
+    tuple_destructure(17), closures_untouched(2), inner_plain_loop(7), unit_workflow(3),
+    compound_assign(4), struct_and_index(2), labelled_block(4), let_else(10),
+    child_plain_call(2), while_with_break_value_and_return(2), parallel_join(8),
+    shadowed_by_patterns(6), places_across_steps(3), labelled_break_value(2),
 );
