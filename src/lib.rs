@@ -6,7 +6,7 @@
 //! embedded redb file, so after `kill -9` or a power cut each run continues from its last
 //! committed state and never redoes a finished step.
 //!
-//! ```no_run
+//! ```
 //! use flow::{task, workflow, Engine};
 //!
 //! #[task(retry(max_attempts = 5, initial = "200ms", backoff = 2.0), timeout = "30s")]
@@ -20,10 +20,13 @@
 //!     Ok(payment)
 //! }
 //!
-//! # async fn run() -> Result<(), flow::FlowError> {
-//! let engine = Engine::builder().register::<checkout>().open("orders.redb").await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), flow::FlowError> {
+//! // `open("orders.redb")` for a file; in memory for this example.
+//! let engine = Engine::builder().register::<checkout>().open_in_memory().await?;
 //! let run = engine.start("order-1", checkout("4242".into(), 1999)).await?;
-//! println!("{:?}", run.result().await?);
+//! assert_eq!(run.result().await?, Ok("payment for 1999 on 4242".to_string()));
+//! # engine.shutdown().await;
 //! # Ok(()) }
 //! ```
 //!
@@ -34,7 +37,71 @@
 
 extern crate self as flow;
 
-pub use flow_macros::{task, workflow};
+/// Compiles an `async fn` into a durable state machine: one state per `.await`.
+///
+/// The function becomes a type of the same name (register it with
+/// [`EngineBuilder::register`]) and a constructor function (its call is what you pass to
+/// [`Engine::start`], or `.await` directly to run the body as plain async code, or
+/// `.await` inside another workflow to start a child run). Inside, `.await` is allowed on
+/// durable operations only: task calls, child workflows, [`sleep`], [`signal`],
+/// [`join!`]. Locals that live across an `.await` must be serde types.
+///
+/// Option: `#[workflow(name = "registered_name")]` (default: the function name).
+///
+/// ```
+/// use flow::{task, workflow};
+///
+/// #[task]
+/// async fn double(x: u64) -> u64 { x * 2 }
+///
+/// #[workflow]
+/// async fn doubled_sum(xs: Vec<u64>) -> u64 {
+///     let mut total = 0;
+///     for x in xs {
+///         total += double(x).await;
+///     }
+///     total
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Awaited directly, a workflow runs as the plain async function it reads as.
+/// assert_eq!(doubled_sum(vec![1, 2, 3]).await, 12);
+/// // Its state graph, for documentation or a console:
+/// let graph = <doubled_sum as flow::Workflow>::graph();
+/// assert_eq!(graph.states[0].name, "double");
+/// # }
+/// ```
+pub use flow_macros::workflow;
+
+/// Marks an `async fn` as a task: a journaled, retried unit of side-effecting work.
+///
+/// Arguments and the result are serde types. Options:
+/// `retry(max_attempts = 5, initial = "200ms", backoff = 2.0, max_interval = "1m",
+/// jitter = 0.1, non_retryable = predicate)` where `predicate: fn(&E) -> bool` marks
+/// errors not worth retrying; `timeout = "30s"` (per attempt); `name = "..."`. A task
+/// returning `Result<T, E>` needs `E: From<TaskFailure>` (timeouts, panics and
+/// cancellation reach the workflow as an `Err`). The body reads its
+/// [`TaskContext`] (idempotency key, attempt) with [`TaskContext::current`].
+///
+/// ```
+/// use flow::{task, TaskContext};
+///
+/// fn is_permanent(e: &String) -> bool { e.starts_with("declined") }
+///
+/// #[task(retry(max_attempts = 3, initial = "100ms", non_retryable = is_permanent), timeout = "10s")]
+/// async fn charge(card: String, cents: u64) -> Result<String, String> {
+///     let key = TaskContext::current().map(|c| c.idempotency_key);
+///     Ok(format!("charged {cents} on {card} with key {key:?}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Awaited outside a workflow, a task call just runs its body.
+/// assert_eq!(charge("4242".into(), 5).await.unwrap(), "charged 5 on 4242 with key None");
+/// # }
+/// ```
+pub use flow_macros::task;
 pub use flow_runtime::*;
 
 /// The README's examples, compiled as doctests so they never rot.
