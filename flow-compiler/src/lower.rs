@@ -331,7 +331,9 @@ impl<'a> Lowerer<'a> {
         let slot = self.temp("await", span);
         let out = self.cfg.slots[slot].name.clone();
         let phantom = format_ident!("p{}", state);
-        self.push(quote_spanned!(span=> let #out = __flow_ctl.take_output(&__flow_f.#phantom, #name)?;));
+        self.push(
+            quote_spanned!(span=> let #out = __flow_ctl.take_output(&__flow_f.#phantom, #name)?;),
+        );
         self.define(slot);
         out.into_token_stream()
     }
@@ -938,7 +940,10 @@ impl<'a> Lowerer<'a> {
         join: BlockId,
         force_blocks: bool,
     ) {
-        let lowered: Vec<bool> = arms.iter().map(|a| force_blocks || self.needs_lowering(a.body)).collect();
+        let lowered: Vec<bool> = arms
+            .iter()
+            .map(|a| force_blocks || self.needs_lowering(a.body))
+            .collect();
         self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
         let scrut = self.lower_expr(scrutinee, true).tokens;
         self.note_tokens(&scrut);
@@ -993,13 +998,19 @@ impl<'a> Lowerer<'a> {
 
     /// Patterns matched against a borrow bind references; an arm that then reaches a
     /// step would carry them across it (and through the frame, which owns its values).
-    fn check_not_borrowed<'p>(&mut self, scrutinee: &Expr, arms: impl Iterator<Item = (&'p Pat, bool)>) {
+    fn check_not_borrowed<'p>(
+        &mut self,
+        scrutinee: &Expr,
+        arms: impl Iterator<Item = (&'p Pat, bool)>,
+    ) {
         let mut inner = scrutinee;
         while let Expr::Paren(p) = inner {
             inner = &p.expr;
         }
         let Expr::Reference(r) = inner else { return };
-        let binds_in_lowered_arm = arms.into_iter().any(|(pat, lowered)| lowered && !names::bindings(pat).is_empty());
+        let binds_in_lowered_arm = arms
+            .into_iter()
+            .any(|(pat, lowered)| lowered && !names::bindings(pat).is_empty());
         if binds_in_lowered_arm {
             self.error(
                 r.span(),
@@ -1058,20 +1069,34 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_while(&mut self, w: &syn::ExprWhile) -> Lowered {
+        self.lower_conditional_loop(&w.label, &w.cond, &w.body, |_| ())
+    }
+
+    /// A `while`/`while let`/`for` loop: a head block that tests `cond` (built by
+    /// `in_head` once the head exists, for loops that need setup there) and a body that
+    /// goes back to the head.
+    fn lower_conditional_loop(
+        &mut self,
+        label: &Option<syn::Label>,
+        cond: &Expr,
+        body: &syn::Block,
+        in_head: impl FnOnce(&mut Self),
+    ) -> Lowered {
         let exit = self.new_block();
         let head = self.new_block();
         self.goto(head);
         self.switch_to(head);
         self.loops.push(LoopCtx {
-            label: Self::label_of(&w.label),
+            label: Self::label_of(label),
             cont: Some(head),
             exit,
             result: None,
         });
-        let (body, frame) = self.new_block_after_cond(&w.cond, exit);
-        self.switch_to(body);
+        in_head(self);
+        let (body_block, frame) = self.new_block_after_cond(cond, exit);
+        self.switch_to(body_block);
         self.push_frame(frame);
-        self.lower_block(&w.body, false);
+        self.lower_block(body, false);
         if !self.block().terminated {
             self.goto(head);
         }
@@ -1160,32 +1185,13 @@ impl<'a> Lowerer<'a> {
         ));
         self.define(items_slot);
         self.define(pos_slot);
-        let exit = self.new_block();
-        let head = self.new_block();
-        self.goto(head);
-        self.switch_to(head);
-        self.loops.push(LoopCtx {
-            label: Self::label_of(&f.label),
-            cont: Some(head),
-            exit,
-            result: None,
-        });
-        self.note_uses(vec![items_name.clone(), pos_name.clone()]);
         let pat = &f.pat;
         let next: Expr = syn::parse_quote_spanned!(span=>
             ::flow::__private::for_next(&mut #items_name, &mut #pos_name));
         let cond: Expr = syn::parse_quote!(let ::core::option::Option::Some(#pat) = #next);
-        let (body, frame) = self.new_block_after_cond(&cond, exit);
-        self.switch_to(body);
-        self.push_frame(frame);
-        self.lower_block(&f.body, false);
-        if !self.block().terminated {
-            self.goto(head);
-        }
-        self.pop_scope();
-        self.loops.pop();
-        self.switch_to(exit);
-        self.result_of(None)
+        self.lower_conditional_loop(&f.label, &cond, &f.body, |l| {
+            l.note_uses(vec![items_name.clone(), pos_name.clone()]);
+        })
     }
 
     fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {

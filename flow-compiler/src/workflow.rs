@@ -173,13 +173,31 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_docs_but_not_code() {
-        let base = fingerprint_of(quote!(async fn w(x: u8) -> u8 { let y = t(x).await; y }));
+        let base = fingerprint_of(quote!(
+            async fn w(x: u8) -> u8 {
+                let y = t(x).await;
+                y
+            }
+        ));
         let documented = fingerprint_of(quote!(
             /// Now with docs.
-            async fn w(x: u8) -> u8 { let y = t(x).await; y }
+            async fn w(x: u8) -> u8 {
+                let y = t(x).await;
+                y
+            }
         ));
-        let changed = fingerprint_of(quote!(async fn w(x: u8) -> u8 { let y = t(x + 1).await; y }));
-        let retyped = fingerprint_of(quote!(async fn w(x: u16) -> u8 { let y = t(x).await; y }));
+        let changed = fingerprint_of(quote!(
+            async fn w(x: u8) -> u8 {
+                let y = t(x + 1).await;
+                y
+            }
+        ));
+        let retyped = fingerprint_of(quote!(
+            async fn w(x: u16) -> u8 {
+                let y = t(x).await;
+                y
+            }
+        ));
         assert_eq!(base, documented);
         assert_ne!(base, changed);
         assert_ne!(base, retyped);
