@@ -83,6 +83,7 @@ corpus_tests!(
     child_plain_call,
     while_with_break_value_and_return,
     parallel_join, shadowed_by_patterns, places_across_steps, labelled_break_value,
+    shadow_in_loop_body,
 );
 
 #[tokio::test]

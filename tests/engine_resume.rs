@@ -139,4 +139,5 @@ engine_crash_tests!(
     compound_assign(4), struct_and_index(2), labelled_block(4), let_else(10),
     child_plain_call(2), while_with_break_value_and_return(2), parallel_join(8),
     shadowed_by_patterns(6), places_across_steps(3), labelled_break_value(2),
+    shadow_in_loop_body(1),
 );

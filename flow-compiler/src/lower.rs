@@ -415,13 +415,19 @@ impl<'a> Lowerer<'a> {
         } else {
             value
         };
-        let shadowed = self.pop_scope();
+        let shadowed = self.shadowed.last().copied().unwrap_or(false);
         if shadowed && !self.block().terminated {
-            // The flat code of this block still sees the inner bindings: continue in a
-            // new block whose prologue rebinds the outer ones.
+            // The flat code of this block still sees the inner bindings: hand over while
+            // the scope is still in force (so an inner binding is never stored as the
+            // outer one it shadows), then continue in a new block whose prologue rebinds
+            // the outer names.
             let next = self.new_block();
             self.goto(next);
+            self.pop_scope();
+            self.cfg.blocks[next].entry_visible = self.visible();
             self.switch_to(next);
+        } else {
+            self.pop_scope();
         }
         value
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod tasks;
+pub mod generated;
 pub mod workflows;
 
 use flow::testing::{Driver, Restore};

@@ -565,3 +565,22 @@ pub async fn labelled_break_value(x: i64) -> i64 {
     };
     found + n
 }
+
+/// Regression: a `let` inside a loop body, after a step, shadows an outer local that the
+/// next iteration reads again (the inner value was once handed over as the outer one).
+#[workflow]
+pub async fn shadow_in_loop_body(x: i64) -> Vec<i64> {
+    let c = x;
+    let mut seen = Vec::new();
+    let mut n = 0;
+    loop {
+        n += 1;
+        if n > 3 {
+            break;
+        }
+        seen.push(c);
+        let c = add(c, 100).await * 2 + c;
+        seen.push(c);
+    }
+    seen
+}
