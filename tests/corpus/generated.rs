@@ -6,3692 +6,6992 @@ use super::tasks::*;
 use flow::workflow;
 
 #[workflow]
-pub async fn generated_00(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_00(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
-    x = add(1i64, if 9i64 % 3 == 0 { x } else { 6i64 }).await;
-    match (3i64).rem_euclid(3) {
-        0 => {
-            let mut d = 9i64;
-            let mut b = add(add(9i64, 0i64).await, x).await;
-        }
-        1 => {
-            let mut guard1 = 0;
-            loop {
-                guard1 += 1;
-                if guard1 > 1 {
-                    break;
-                }
-                trace.push(
-                    ((inc(8i64).await) + (if 9i64 % 3 == 2 { x } else { 8i64 })).rem_euclid(1000),
-                );
-                if is_even(9i64).await {
-                    break;
-                }
+    let mut side: Vec<i64> = Vec::new();
+    x = 1i64;
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if 3i64 % 3 == 2 {
+                break 'outer;
             }
-            for mut j in 0..3 {
-                trace.push(j);
-                if is_even(5i64).await {
-                    continue;
-                }
-                trace.push(x);
+            if 9i64 % 3 == 2 {
+                continue 'outer;
             }
-        }
-        mut b => {
-            trace.push(b);
-            let mut c = double(double(9i64).await).await;
-        }
-    }
-    let mut a = double(x).await;
-    a = ((add(8i64, 5i64).await) + (add(9i64, 9i64).await)).rem_euclid(1000);
-    for mut i in 0..2 {
-        trace.push(i);
-        if is_even(0i64).await {
-            return (-1, trace);
-        }
-        if 4i64 % 3 == 2 {
-            break;
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_01(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    let mut d = inc(inc(0i64).await).await;
-    trace.push(if is_even(d).await {
-        ((2i64) - (6i64)).rem_euclid(1000)
-    } else {
-        double(d).await
-    });
-    let mut guard1 = 0;
-    loop {
-        guard1 += 1;
-        if guard1 > 1 {
-            break;
-        }
-        if 6i64 % 3 == 0 {
-            break;
-        }
-        x = x;
-    }
-    {
-        trace.push(7i64);
-        let mut count2 = 0;
-        while count2 < 3 {
-            count2 += 1;
-            trace.push(inc(d).await);
-            let mut guard3 = 0;
-            loop {
-                guard3 += 1;
-                if guard3 > 2 {
-                    break;
-                }
-                if 7i64 % 3 == 2 {
-                    break;
-                }
-                if is_even(1i64).await {
-                    continue;
-                }
-            }
-        }
-    }
-    match (3i64).rem_euclid(3) {
-        0 => {
-            let mut b = ((5i64) + (inc(0i64).await)).rem_euclid(1000);
-            let mut count4 = 0;
-            while count4 < 2 {
-                count4 += 1;
-                let mut guard5 = 0;
-                loop {
-                    guard5 += 1;
-                    if guard5 > 3 {
-                        break;
-                    }
-                    if 3i64 % 3 == 2 {
-                        break;
-                    }
-                    if is_even(5i64).await {
-                        continue;
-                    }
-                }
-                if 1i64 % 3 == 2 {
-                    trace.push(double(d).await);
-                    trace.push(double(add(b, x).await).await);
-                } else {
-                    let mut d = ((((2i64) - (5i64)).rem_euclid(1000)) - (add(7i64, b).await))
-                        .rem_euclid(1000);
-                    let mut b = double(x).await;
-                }
-            }
-        }
-        1 => {
-            trace.push(d);
-            if 7i64 % 3 == 1 {
-                trace.push(add(double(5i64).await, inc(x).await).await);
-                trace.push(((inc(9i64).await) + (inc(5i64).await)).rem_euclid(1000));
-            }
-        }
-        mut a => {
-            trace.push(a);
-            {
-                let mut d = if d % 3 == 0 {
-                    ((1i64) * (7i64)).rem_euclid(1000)
-                } else {
-                    ((2i64) * (x)).rem_euclid(1000)
-                };
-                let mut b = double(if 5i64 % 3 == 0 { x } else { 1i64 }).await;
-            }
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_02(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    match (if x % 3 == 1 { x } else { x }).rem_euclid(3) {
-        0 => {
-            trace.push(double(if 7i64 % 3 == 2 { 8i64 } else { x }).await);
-            let mut guard1 = 0;
-            loop {
-                guard1 += 1;
-                if guard1 > 3 {
-                    break;
-                }
-                trace.push(x);
-                if x % 3 == 1 {
-                    continue;
-                }
-            }
-        }
-        1 => {
-            if is_even(1i64).await {
-                return (-1, trace);
-            }
-            let mut guard2 = 0;
-            loop {
-                guard2 += 1;
-                if guard2 > 2 {
-                    break;
-                }
-                trace.push(x);
-                let mut a = double(inc(7i64).await).await;
-            }
-        }
-        mut b => {
-            trace.push(b);
-            if 8i64 % 3 == 0 {
-                return (-1, trace);
-            }
-        }
-    }
-    trace.push(inc(if 1i64 % 3 == 1 { 5i64 } else { 3i64 }).await);
-    match (3i64).rem_euclid(3) {
-        0 => {
-            {
-                trace.push(if is_even(x).await { x } else { x });
-                trace.push(add(6i64, ((x) + (8i64)).rem_euclid(1000)).await);
-            }
-            match (double(x).await).rem_euclid(3) {
-                0 => {
-                    if 1i64 % 3 == 1 {
-                        x = if is_even(x).await {
-                            if 6i64 % 3 == 0 {
-                                5i64
-                            } else {
-                                4i64
-                            }
-                        } else {
-                            2i64
-                        };
-                        trace.push(4i64);
-                    } else {
-                        x = double(((6i64) * (8i64)).rem_euclid(1000)).await;
-                        trace.push(inc(3i64).await);
-                    }
-                    let mut a = if is_even(x).await {
-                        inc(0i64).await
-                    } else {
-                        double(9i64).await
-                    };
-                }
-                1 => {
-                    x = inc(2i64).await;
-                    trace.push(2i64);
-                }
-                mut b => {
-                    trace.push(b);
-                    trace.push(add(inc(7i64).await, inc(5i64).await).await);
-                }
-            }
-        }
-        1 => {
-            let mut c = 0i64;
-            let mut b = double(c).await;
-        }
-        mut a => {
-            trace.push(a);
-            {
-                {
-                    trace.push(add(((8i64) * (3i64)).rem_euclid(1000), a).await);
-                    let mut b = ((2i64) - (1i64)).rem_euclid(1000);
-                }
-                {
-                    trace.push(((1i64) + (add(8i64, 9i64).await)).rem_euclid(1000));
-                    let mut c = 7i64;
-                }
-            }
-        }
-    }
-    x = double(4i64).await;
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_03(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    if x % 3 == 1 {
-        trace.push(inc(5i64).await);
-        match (7i64).rem_euclid(3) {
-            0 => {
-                trace.push(inc(x).await);
-                let mut c = if is_even(9i64).await { 6i64 } else { 4i64 };
-            }
-            1 => {
-                trace.push(add(x, inc(5i64).await).await);
-                trace.push(x);
-            }
-            mut b => {
-                trace.push(b);
-                let mut d = add(add(x, x).await, 0i64).await;
-            }
-        }
-    }
-    x = 6i64;
-    for mut i in 0..1 {
-        trace.push(i);
-        {
-            let mut b = ((7i64) - (if 8i64 % 3 == 0 { 4i64 } else { 4i64 })).rem_euclid(1000);
-            trace.push(add(if 7i64 % 3 == 1 { 7i64 } else { 0i64 }, inc(9i64).await).await);
-        }
-        i = double(inc(7i64).await).await;
-    }
-    for mut j in 0..2 {
-        trace.push(j);
-        {
-            let mut b = add(
-                ((7i64) - (7i64)).rem_euclid(1000),
-                if j % 3 == 0 { 0i64 } else { 7i64 },
-            )
-            .await;
-            let mut d = double(x).await;
-        }
-        let mut a = j;
-    }
-    x = 5i64;
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_04(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    for mut j in 0..2 {
-        trace.push(j);
-        match (2i64).rem_euclid(3) {
-            0 => {
-                let mut d = add(
-                    ((2i64) - (5i64)).rem_euclid(1000),
-                    ((5i64) - (5i64)).rem_euclid(1000),
-                )
-                .await;
-                if is_even(1i64).await {
-                    continue;
-                }
-            }
-            1 => {
-                trace.push(add(4i64, double(6i64).await).await);
-                match (if 6i64 % 3 == 1 { 4i64 } else { 0i64 }).rem_euclid(3) {
-                    0 => {
-                        trace.push(add(x, double(3i64).await).await);
-                        if 0i64 % 3 == 2 {
-                            break;
-                        }
-                    }
-                    1 => {
-                        if x % 3 == 0 {
-                            continue;
-                        }
-                        if j % 3 == 1 {
-                            continue;
-                        }
-                    }
-                    mut a => {
-                        trace.push(a);
-                        x = ((double(4i64).await) - (add(6i64, j).await)).rem_euclid(1000);
-                    }
-                }
-            }
-            mut d => {
-                trace.push(d);
-                let mut guard1 = 0;
-                loop {
-                    guard1 += 1;
-                    if guard1 > 1 {
-                        break;
-                    }
-                    let mut b = add(x, d).await;
-                    trace.push(((if j % 3 == 0 { 2i64 } else { 8i64 }) - (5i64)).rem_euclid(1000));
-                }
-            }
-        }
-        if is_even(8i64).await {
             trace.push(
-                ((if x % 3 == 2 { 7i64 } else { 8i64 }) + (if x % 3 == 2 { 4i64 } else { j }))
-                    .rem_euclid(1000),
+                add(
+                    loop {
+                        if x % 3 == 0 {
+                            break 6i64;
+                        }
+                        break 3i64;
+                    },
+                    j,
+                )
+                .await,
             );
-            let mut guard3 = 0;
-            loop {
-                guard3 += 1;
-                if guard3 > 3 {
-                    break;
-                }
-                let mut a = 4i64;
-                trace.push(((a) - (0i64)).rem_euclid(1000));
-            }
-        } else {
-            let mut count2 = 0;
-            while count2 < 2 {
-                count2 += 1;
-                let mut d = ((add(j, 5i64).await) - (if 9i64 % 3 == 1 { x } else { 4i64 }))
-                    .rem_euclid(1000);
-                trace.push(((add(6i64, 0i64).await) - (x)).rem_euclid(1000));
-            }
-            if 9i64 % 3 == 1 {
-                break;
-            }
         }
     }
-    for mut j in 0..1 {
-        trace.push(j);
-        if 8i64 % 3 == 0 {
-            let mut guard4 = 0;
-            loop {
-                guard4 += 1;
-                if guard4 > 3 {
-                    break;
-                }
-                let mut d = add(add(0i64, 3i64).await, ((1i64) * (3i64)).rem_euclid(1000)).await;
-                if j % 3 == 0 {
-                    continue;
-                }
-            }
-            if is_even(3i64).await {
-                let mut c = add(if j % 3 == 0 { 3i64 } else { j }, j).await;
-                trace.push(9i64);
-            }
-        }
-        for mut i in 0..2 {
-            trace.push(i);
-            trace.push(((add(9i64, j).await) - (3i64)).rem_euclid(1000));
-            let mut b = ((add(2i64, 7i64).await) + (add(1i64, 2i64).await)).rem_euclid(1000);
-        }
-    }
-    x = 4i64;
-    {
-        trace.push(double(((0i64) + (4i64)).rem_euclid(1000)).await);
-        let mut c =
-            ((inc(5i64).await) + (if 1i64 % 3 == 0 { 3i64 } else { 8i64 })).rem_euclid(1000);
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_05(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(double(add(0i64, 3i64).await).await);
-    {
-        match (6i64).rem_euclid(3) {
-            0 => {
-                let mut d = 0i64;
-                trace.push(x);
-            }
-            1 => {
-                let mut count1 = 0;
-                while count1 < 3 {
-                    count1 += 1;
-                    if is_even(4i64).await {
-                        break;
-                    }
-                    if 0i64 % 3 == 2 {
-                        break;
-                    }
-                }
-                {
-                    let mut a = if is_even(7i64).await {
-                        if 6i64 % 3 == 1 {
-                            x
-                        } else {
-                            x
-                        }
-                    } else {
-                        if 2i64 % 3 == 2 {
-                            x
-                        } else {
-                            7i64
-                        }
-                    };
-                    x = inc(((a) + (0i64)).rem_euclid(1000)).await;
-                }
-            }
-            mut d => {
-                trace.push(d);
-                let mut guard2 = 0;
-                loop {
-                    guard2 += 1;
-                    if guard2 > 2 {
-                        break;
-                    }
-                    d = 1i64;
-                    trace.push(inc(x).await);
-                }
-            }
-        }
-        for mut j in 0..1 {
-            trace.push(j);
-            x = j;
-            for mut i in 0..1 {
-                trace.push(i);
-                let mut c = double(double(4i64).await).await;
-                trace.push(c);
-            }
-        }
-    }
-    trace.push(x);
-    trace.push(inc(inc(4i64).await).await);
-    trace.push(inc(add(7i64, 1i64).await).await);
-    let mut d = if is_even(5i64).await { 4i64 } else { x };
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_06(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(inc(5i64).await);
-    let mut guard1 = 0;
-    loop {
-        guard1 += 1;
-        if guard1 > 2 {
-            break;
-        }
-        for mut j in 0..3 {
-            trace.push(j);
-            if 1i64 % 3 == 2 {
-                continue;
-            }
-            let mut count2 = 0;
-            while count2 < 1 {
-                count2 += 1;
-                trace.push(5i64);
-                if is_even(j).await {
-                    break;
-                }
-            }
-        }
-        if x % 3 == 1 {
-            break;
-        }
-    }
-    {
-        if is_even(8i64).await {
-            x = add(x, add(6i64, 4i64).await).await;
-            match (4i64).rem_euclid(3) {
-                0 => {
-                    trace.push(double(((3i64) + (6i64)).rem_euclid(1000)).await);
-                    let mut a = ((((6i64) + (7i64)).rem_euclid(1000))
-                        + (if 0i64 % 3 == 2 { x } else { 9i64 }))
-                    .rem_euclid(1000);
-                }
-                1 => {
-                    trace.push(inc(x).await);
-                    x = inc(1i64).await;
-                }
-                mut d => {
-                    trace.push(d);
-                    trace.push(if d % 3 == 0 {
-                        if 5i64 % 3 == 0 {
-                            1i64
-                        } else {
-                            x
-                        }
-                    } else {
-                        double(d).await
-                    });
-                }
-            }
-        } else {
-            trace.push(3i64);
-            let mut d = double(6i64).await;
-        }
-        x = 6i64;
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_07(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    match (inc(x).await).rem_euclid(3) {
+    match (3i64).rem_euclid(3) {
         0 => {
-            trace.push(x);
-            let mut guard1 = 0;
-            loop {
-                guard1 += 1;
-                if guard1 > 2 {
-                    break;
-                }
-                {
-                    if is_even(8i64).await {
-                        break;
+            let mut b = double(inc(8i64).await).await;
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if 2i64 % 3 == 2 {
+                        break 'outer;
                     }
-                    trace.push(
-                        add(
-                            ((x) - (5i64)).rem_euclid(1000),
-                            ((2i64) * (0i64)).rem_euclid(1000),
+                    if is_even(3i64).await {
+                        continue 'outer;
+                    }
+                    if j % 3 == 1 {
+                        let mut a = add(
+                            {
+                                side.push(5i64);
+                                9i64
+                            },
+                            {
+                                let d = 1i64;
+                                ((d) + (7i64)).rem_euclid(1000)
+                            },
                         )
-                        .await,
-                    );
-                }
-                let mut count2 = 0;
-                while count2 < 2 {
-                    count2 += 1;
-                    if 2i64 % 3 == 1 {
-                        return (-1, trace);
-                    }
-                    if is_even(x).await {
-                        continue;
-                    }
-                }
-            }
-        }
-        1 => {
-            let mut d = inc(2i64).await;
-            let mut c = if 0i64 % 3 == 2 {
-                ((x) * (9i64)).rem_euclid(1000)
-            } else {
-                add(3i64, d).await
-            };
-        }
-        mut c => {
-            trace.push(c);
-            x = 5i64;
-        }
-    }
-    let mut count3 = 0;
-    while count3 < 1 {
-        count3 += 1;
-        x = double(if 8i64 % 3 == 1 { x } else { x }).await;
-        if 3i64 % 3 == 0 {
-            let mut count4 = 0;
-            while count4 < 2 {
-                count4 += 1;
-                trace.push(if 9i64 % 3 == 2 { inc(3i64).await } else { x });
-                if 0i64 % 3 == 0 {
-                    continue;
-                }
-            }
-            trace.push(inc(0i64).await);
-        } else {
-            x = x;
-            {
-                if x % 3 == 0 {
-                    break;
-                }
-                let mut c = if 4i64 % 3 == 2 {
-                    add(5i64, 6i64).await
-                } else {
-                    inc(5i64).await
-                };
-            }
-        }
-    }
-    let mut count5 = 0;
-    while count5 < 1 {
-        count5 += 1;
-        trace.push(8i64);
-        if 9i64 % 3 == 0 {
-            let mut guard6 = 0;
-            loop {
-                guard6 += 1;
-                if guard6 > 1 {
-                    break;
-                }
-                let mut c = add(7i64, add(6i64, 7i64).await).await;
-                let mut d = x;
-            }
-            trace.push(x);
-        } else {
-            match (double(x).await).rem_euclid(3) {
-                0 => {
-                    if 2i64 % 3 == 0 {
-                        break;
-                    }
-                    let mut b = add(x, 1i64).await;
-                }
-                1 => {
-                    x = ((0i64) - (add(9i64, 9i64).await)).rem_euclid(1000);
-                    if 0i64 % 3 == 2 {
-                        return (-1, trace);
-                    }
-                }
-                mut a => {
-                    trace.push(a);
-                    if is_even(x).await {
-                        continue;
-                    }
-                }
-            }
-            if is_even(x).await {
-                continue;
-            }
-        }
-    }
-    if 0i64 % 3 == 1 {
-        {
-            let mut guard7 = 0;
-            loop {
-                guard7 += 1;
-                if guard7 > 3 {
-                    break;
-                }
-                trace.push(inc(8i64).await);
-                let mut b = inc(if x % 3 == 0 { 5i64 } else { x }).await;
-            }
-            trace.push(if 7i64 % 3 == 2 {
-                add(0i64, 3i64).await
-            } else {
-                double(x).await
-            });
-        }
-        let mut count8 = 0;
-        while count8 < 1 {
-            count8 += 1;
-            let mut count9 = 0;
-            while count9 < 3 {
-                count9 += 1;
-                x = 1i64;
-                let mut b = inc(add(0i64, 2i64).await).await;
-            }
-            {
-                let mut a = add(1i64, if 3i64 % 3 == 2 { 6i64 } else { 3i64 }).await;
-                trace.push(x);
-            }
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_08(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    {
-        let mut c = ((x) + (if x % 3 == 1 { 6i64 } else { 0i64 })).rem_euclid(1000);
-        if c % 3 == 0 {
-            let mut guard1 = 0;
-            loop {
-                guard1 += 1;
-                if guard1 > 3 {
-                    break;
-                }
-                trace.push(if 0i64 % 3 == 1 {
-                    ((2i64) + (9i64)).rem_euclid(1000)
-                } else {
-                    double(c).await
-                });
-                trace.push(add(c, x).await);
-            }
-            let mut d = if 5i64 % 3 == 1 {
-                6i64
-            } else {
-                ((6i64) * (5i64)).rem_euclid(1000)
-            };
-        } else {
-            trace.push(5i64);
-            if 4i64 % 3 == 2 {
-                if 8i64 % 3 == 0 {
-                    return (-1, trace);
-                }
-                c = add(8i64, inc(9i64).await).await;
-            }
-        }
-    }
-    trace.push(double(((x) * (x)).rem_euclid(1000)).await);
-    x = double(inc(8i64).await).await;
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_09(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    x = ((if x % 3 == 1 { 3i64 } else { x }) * (inc(x).await)).rem_euclid(1000);
-    trace.push(double(x).await);
-    if is_even(2i64).await {
-        {
-            let mut b = ((x) + (add(6i64, 3i64).await)).rem_euclid(1000);
-            let mut a = inc(((0i64) - (6i64)).rem_euclid(1000)).await;
-        }
-        if 7i64 % 3 == 0 {
-            return (-1, trace);
-        }
-    }
-    x = double(3i64).await;
-    match (add(3i64, x).await).rem_euclid(3) {
-        0 => {
-            {
-                let mut d =
-                    ((inc(3i64).await) - (if x % 3 == 1 { 7i64 } else { 9i64 })).rem_euclid(1000);
-                match (inc(0i64).await).rem_euclid(3) {
-                    0 => {
-                        trace.push(if 0i64 % 3 == 1 {
-                            inc(x).await
-                        } else {
-                            double(9i64).await
-                        });
-                        trace.push(inc(add(8i64, 5i64).await).await);
-                    }
-                    1 => {
-                        trace.push(double(add(3i64, d).await).await);
-                        trace.push(if 0i64 % 3 == 1 {
-                            double(0i64).await
-                        } else {
-                            1i64
-                        });
-                    }
-                    mut d => {
-                        trace.push(d);
-                        trace.push(add(add(9i64, 1i64).await, d).await);
-                    }
-                }
-            }
-            trace.push(inc(if 3i64 % 3 == 0 { x } else { x }).await);
-        }
-        1 => {
-            {
-                let mut guard1 = 0;
-                loop {
-                    guard1 += 1;
-                    if guard1 > 2 {
-                        break;
-                    }
-                    x = add(add(7i64, 8i64).await, add(x, 3i64).await).await;
-                    trace.push(add(((6i64) * (x)).rem_euclid(1000), 4i64).await);
-                }
-                trace.push(add(double(7i64).await, ((5i64) * (x)).rem_euclid(1000)).await);
-            }
-            match (1i64).rem_euclid(3) {
-                0 => {
-                    let mut count2 = 0;
-                    while count2 < 2 {
-                        count2 += 1;
-                        x = add(inc(3i64).await, 4i64).await;
-                        trace.push(inc(inc(x).await).await);
-                    }
-                    if is_even(8i64).await {
-                        let mut a = add(double(x).await, add(x, 1i64).await).await;
-                        trace.push(4i64);
-                    }
-                }
-                1 => {
-                    match (x).rem_euclid(3) {
-                        0 => {
-                            trace.push(
-                                ((7i64) * (((3i64) + (2i64)).rem_euclid(1000))).rem_euclid(1000),
-                            );
-                            trace.push(inc(x).await);
-                        }
-                        1 => {
-                            trace.push(add(double(7i64).await, double(1i64).await).await);
-                            let mut c = add(
-                                add(0i64, 5i64).await,
-                                if 7i64 % 3 == 0 { 3i64 } else { 2i64 },
+                        .await;
+                        let mut a = double(double(0i64).await).await;
+                    } else {
+                        trace.push(
+                            add(
+                                x,
+                                loop {
+                                    if j % 3 == 2 {
+                                        break 5i64;
+                                    }
+                                    break 9i64;
+                                },
                             )
-                            .await;
-                        }
-                        mut c => {
-                            trace.push(c);
-                            let mut c = double(if c % 3 == 1 { 6i64 } else { 8i64 }).await;
-                        }
+                            .await,
+                        );
+                        trace.push(
+                            ((((8i64) + (5i64)).rem_euclid(1000))
+                                + ({
+                                    let c = 1i64;
+                                    ((c) + (2i64)).rem_euclid(1000)
+                                }))
+                            .rem_euclid(1000),
+                        );
                     }
-                    let mut c = double(if 8i64 % 3 == 1 { 3i64 } else { 1i64 }).await;
                 }
-                mut c => {
-                    trace.push(c);
-                    trace.push(double(x).await);
+            }
+        }
+        1 => {
+            let mut w1 = loop {
+                if 0i64 % 3 == 0 {
+                    break 8i64;
+                }
+                break 9i64;
+            } + 64;
+            let mut g2 = 0;
+            while let Some(h) = maybe_half(w1).await {
+                g2 += 1;
+                if g2 > 3 {
+                    break;
+                }
+                w1 = h;
+                trace.push(h);
+                let mut count3 = 0;
+                while count3 < 2 {
+                    count3 += 1;
+                    trace.push(if is_even(1i64).await {
+                        double(8i64).await
+                    } else {
+                        inc(8i64).await
+                    });
+                    trace.push(if 3i64 % 3 == 0 { x } else { inc(x).await });
+                }
+            }
+            let mut count4 = 0;
+            while count4 < 1 {
+                count4 += 1;
+                trace.push(
+                    add(
+                        {
+                            side.push(7i64);
+                            6i64
+                        },
+                        if 6i64 % 3 == 0 { x } else { x },
+                    )
+                    .await,
+                );
+                if 7i64 % 3 == 1 {
+                    trace.push(x);
+                    let mut c = double(inc(x).await).await;
+                } else {
+                    let mut a = 9i64;
+                    x = add(
+                        loop {
+                            if a % 3 == 0 {
+                                break 5i64;
+                            }
+                            break 7i64;
+                        },
+                        x,
+                    )
+                    .await;
                 }
             }
         }
         mut a => {
             trace.push(a);
-            match (add(8i64, 6i64).await).rem_euclid(3) {
-                0 => {
-                    trace.push(0i64);
-                    let mut b = if 8i64 % 3 == 2 { double(x).await } else { x };
+            let mut w5 = add(a, a).await + 64;
+            let mut g6 = 0;
+            while let Some(h) = maybe_half(w5).await {
+                g6 += 1;
+                if g6 > 3 {
+                    break;
                 }
-                1 => {
-                    {
-                        trace.push(if is_even(x).await {
-                            ((5i64) + (a)).rem_euclid(1000)
-                        } else {
-                            double(2i64).await
-                        });
-                        trace.push(5i64);
-                    }
-                    let mut d = inc(((1i64) * (9i64)).rem_euclid(1000)).await;
-                }
-                mut d => {
-                    trace.push(d);
-                    for mut i in 0..3 {
-                        trace.push(i);
-                        let mut d = inc(((1i64) - (3i64)).rem_euclid(1000)).await;
-                        x = ((1i64) + (if 2i64 % 3 == 1 { 4i64 } else { i })).rem_euclid(1000);
-                    }
+                w5 = h;
+                trace.push(h);
+                if 4i64 % 3 == 2 {
+                    return (-1, trace, side);
                 }
             }
         }
     }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_10(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    let mut c = if x % 3 == 1 {
-        add(7i64, 0i64).await
-    } else {
-        add(0i64, 0i64).await
-    };
     {
-        {
-            let mut count1 = 0;
-            while count1 < 3 {
-                count1 += 1;
-                if is_even(c).await {
-                    continue;
+        trace.push(loop {
+            if x % 3 == 1 {
+                break ((5i64) + (0i64)).rem_euclid(1000);
+            }
+            break 7i64;
+        });
+        trace.push(
+            ((loop {
+                if 5i64 % 3 == 1 {
+                    break 3i64;
                 }
-                let mut c = double(((x) * (5i64)).rem_euclid(1000)).await;
-            }
-            c = ((if 9i64 % 3 == 1 { 4i64 } else { 9i64 }) - (add(9i64, 2i64).await))
-                .rem_euclid(1000);
-        }
-        let mut count2 = 0;
-        while count2 < 3 {
-            count2 += 1;
-            let mut count3 = 0;
-            while count3 < 3 {
-                count3 += 1;
-                trace.push(((add(9i64, c).await) - (inc(4i64).await)).rem_euclid(1000));
-                trace.push(
-                    ((inc(2i64).await) + (if c % 3 == 2 { 5i64 } else { 8i64 })).rem_euclid(1000),
-                );
-            }
-            for mut j in 0..3 {
-                trace.push(j);
-                trace.push(if c % 3 == 2 {
-                    6i64
-                } else {
-                    ((c) * (6i64)).rem_euclid(1000)
-                });
-                trace.push(double(if 9i64 % 3 == 2 { 8i64 } else { 7i64 }).await);
-            }
-        }
+                break 3i64;
+            }) * ({
+                let b = 3i64;
+                ((b) + (9i64)).rem_euclid(1000)
+            }))
+            .rem_euclid(1000),
+        );
     }
-    trace.push(x);
-    trace.push(2i64);
-    (x, trace)
+    trace.push(7i64);
+    (x, trace, side)
 }
 
 #[workflow]
-pub async fn generated_11(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_01(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
-    if 1i64 % 3 == 1 {
-        if 4i64 % 3 == 0 {
-            if 2i64 % 3 == 2 {
-                let mut d = if x % 3 == 0 {
-                    if 2i64 % 3 == 1 {
-                        0i64
-                    } else {
-                        3i64
-                    }
-                } else {
-                    inc(x).await
-                };
-                trace.push(if is_even(x).await {
-                    inc(9i64).await
-                } else {
-                    add(4i64, x).await
-                });
-            } else {
-                x = x;
-                trace.push(double(x).await);
-            }
-            x = double(x).await;
-        } else {
-            match (5i64).rem_euclid(3) {
-                0 => {
-                    trace.push(
-                        ((((x) + (3i64)).rem_euclid(1000))
-                            + (if x % 3 == 2 { 2i64 } else { 1i64 }))
-                        .rem_euclid(1000),
-                    );
-                    trace.push(if is_even(7i64).await {
-                        double(x).await
-                    } else {
-                        5i64
-                    });
-                }
-                1 => {
-                    let mut c = x;
-                    let mut d = inc(((6i64) + (3i64)).rem_euclid(1000)).await;
-                }
-                mut b => {
-                    trace.push(b);
-                    let mut c = double(inc(7i64).await).await;
-                }
-            }
-            let mut c = ((2i64) - (inc(x).await)).rem_euclid(1000);
+    let mut side: Vec<i64> = Vec::new();
+    let mut w1 = double(x).await + 64;
+    let mut g2 = 0;
+    while let Some(h) = maybe_half(w1).await {
+        g2 += 1;
+        if g2 > 3 {
+            break;
         }
-        let mut d = if 8i64 % 3 == 1 {
-            double(1i64).await
-        } else {
-            6i64
-        };
-    } else {
-        if 7i64 % 3 == 0 {
-            let mut count2 = 0;
-            while count2 < 1 {
-                count2 += 1;
-                let mut a = double(inc(8i64).await).await;
-                if is_even(a).await {
-                    continue;
-                }
-            }
-            if is_even(5i64).await {
-                return (-1, trace);
-            }
-        } else {
-            let mut guard1 = 0;
-            loop {
-                guard1 += 1;
-                if guard1 > 1 {
-                    break;
-                }
-                trace.push(7i64);
-                if 7i64 % 3 == 0 {
-                    break;
-                }
-            }
-            if x % 3 == 0 {
-                x = x;
-                let mut a = 0i64;
+        w1 = h;
+        trace.push(h);
+        x = if x % 3 == 0 {
+            if 1i64 % 3 == 2 {
+                7i64
             } else {
-                x = inc(0i64).await;
-                let mut d = inc(double(1i64).await).await;
+                1i64
             }
-        }
-        let mut a = if 8i64 % 3 == 2 {
-            add(0i64, 2i64).await
         } else {
             inc(x).await
         };
     }
-    for mut i in 0..2 {
-        trace.push(i);
-        trace.push(x);
-        let mut count3 = 0;
-        while count3 < 3 {
-            count3 += 1;
-            let mut b = add(inc(8i64).await, ((1i64) * (3i64)).rem_euclid(1000)).await;
-            trace.push(double(inc(1i64).await).await);
-        }
+    {
+        trace.push(
+            add(
+                {
+                    side.push(x);
+                    1i64
+                },
+                add(
+                    {
+                        side.push(x);
+                        x
+                    },
+                    4i64,
+                )
+                .await,
+            )
+            .await,
+        );
+        trace.push(
+            inc(loop {
+                if 2i64 % 3 == 0 {
+                    break 7i64;
+                }
+                break 8i64;
+            })
+            .await,
+        );
     }
-    for mut i in 0..2 {
-        trace.push(i);
-        let mut guard4 = 0;
-        loop {
-            guard4 += 1;
-            if guard4 > 1 {
-                break;
-            }
-            let mut b = 3i64;
-            let mut count5 = 0;
-            while count5 < 3 {
-                count5 += 1;
-                x = double(inc(1i64).await).await;
-                trace.push(inc(if 8i64 % 3 == 0 { 1i64 } else { 1i64 }).await);
-            }
-        }
-        let mut c = 7i64;
-    }
-    let mut count6 = 0;
-    while count6 < 1 {
-        count6 += 1;
-        let mut a = 6i64;
-        x = if is_even(6i64).await {
+    x = add(
+        {
+            side.push(7i64);
             x
-        } else {
-            add(6i64, 6i64).await
+        },
+        inc(x).await,
+    )
+    .await;
+    let mut count3 = 0;
+    while count3 < 2 {
+        count3 += 1;
+        let mut c = add(
+            {
+                side.push(1i64);
+                3i64
+            },
+            ((1i64) - (8i64)).rem_euclid(1000),
+        )
+        .await;
+        let mut a = {
+            let c = loop {
+                if c % 3 == 1 {
+                    break 8i64;
+                }
+                break c;
+            };
+            ((c) + (add(
+                {
+                    side.push(c);
+                    c
+                },
+                6i64,
+            )
+            .await))
+                .rem_euclid(1000)
         };
     }
-    if 0i64 % 3 == 0 {
-        let mut c = add(double(9i64).await, 4i64).await;
-        let mut a = ((4i64) + (4i64)).rem_euclid(1000);
+    if 9i64 % 3 == 2 {
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if is_even(9i64).await {
+                    break 'outer;
+                }
+                if x % 3 == 0 {
+                    continue 'outer;
+                }
+                trace.push(loop {
+                    if is_even(7i64).await {
+                        break double(x).await;
+                    }
+                    break 8i64;
+                });
+            }
+        }
+        let mut b = add(x, {
+            let a = 8i64;
+            ((a) + (a)).rem_euclid(1000)
+        })
+        .await;
     } else {
-        trace.push(if is_even(9i64).await {
-            if 6i64 % 3 == 2 {
-                5i64
-            } else {
-                x
-            }
+        trace.push(if is_even(1i64).await {
+            double(x).await
         } else {
-            x
+            double(x).await
         });
+        match ({
+            let b = x;
+            ((b) + (8i64)).rem_euclid(1000)
+        })
+        .rem_euclid(3)
         {
-            {
-                let mut c = 8i64;
-                let mut a = double(x).await;
+            0 => {
+                match (add(3i64, 5i64).await).rem_euclid(3) {
+                    0 => {
+                        let mut c = 5i64;
+                        trace.push({
+                            let d = 6i64;
+                            ((d) + (add(8i64, 1i64).await)).rem_euclid(1000)
+                        });
+                    }
+                    1 => {
+                        let mut a = x;
+                        x = double(double(6i64).await).await;
+                    }
+                    mut b => {
+                        trace.push(b);
+                        trace.push(
+                            add(
+                                {
+                                    side.push(5i64);
+                                    4i64
+                                },
+                                2i64,
+                            )
+                            .await,
+                        );
+                    }
+                }
+                match (x).rem_euclid(3) {
+                    0 => {
+                        let mut a = inc(loop {
+                            if 4i64 % 3 == 0 {
+                                break 0i64;
+                            }
+                            break 8i64;
+                        })
+                        .await;
+                        trace.push(inc(8i64).await);
+                    }
+                    1 => {
+                        if is_even(x).await {
+                            return (-1, trace, side);
+                        }
+                        let mut b = ((inc(7i64).await)
+                            - (add(
+                                {
+                                    side.push(x);
+                                    0i64
+                                },
+                                0i64,
+                            )
+                            .await))
+                            .rem_euclid(1000);
+                    }
+                    mut a => {
+                        trace.push(a);
+                        let mut b = add(
+                            {
+                                side.push(3i64);
+                                1i64
+                            },
+                            if 8i64 % 3 == 1 { x } else { 3i64 },
+                        )
+                        .await;
+                    }
+                }
             }
-            trace.push(x);
+            1 => {
+                'outer: for mut i in 0..2 {
+                    for mut j in 0..2 {
+                        trace.push(i * 10 + j);
+                        if 6i64 % 3 == 0 {
+                            break 'outer;
+                        }
+                        if is_even(8i64).await {
+                            continue 'outer;
+                        }
+                        i = add(2i64, 1i64).await;
+                    }
+                }
+                {
+                    x = inc({
+                        let b = x;
+                        ((b) + (0i64)).rem_euclid(1000)
+                    })
+                    .await;
+                    x = add(
+                        add(
+                            {
+                                side.push(3i64);
+                                4i64
+                            },
+                            x,
+                        )
+                        .await,
+                        inc(6i64).await,
+                    )
+                    .await;
+                }
+            }
+            mut a => {
+                trace.push(a);
+                for mut j in 0..2 {
+                    trace.push(j);
+                    trace.push(((1i64) * (inc(a).await)).rem_euclid(1000));
+                    let mut d = 4i64;
+                }
+            }
         }
     }
-    (x, trace)
+    (x, trace, side)
 }
 
 #[workflow]
-pub async fn generated_12(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_02(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut d = x;
     {
-        x = 9i64;
         let mut guard1 = 0;
         loop {
             guard1 += 1;
-            if guard1 > 3 {
+            if guard1 > 2 {
                 break;
             }
-            let mut d = inc(((x) + (9i64)).rem_euclid(1000)).await;
-            trace.push(inc(add(8i64, 7i64).await).await);
+            if is_even(4i64).await {
+                continue;
+            }
+            for mut i in 0..3 {
+                trace.push(i);
+                trace.push({
+                    let d = if 0i64 % 3 == 2 { x } else { d };
+                    ((d) + (double(x).await)).rem_euclid(1000)
+                });
+                if is_even(3i64).await {
+                    return (-1, trace, side);
+                }
+            }
+        }
+        trace.push(
+            add(
+                {
+                    side.push(7i64);
+                    7i64
+                },
+                x,
+            )
+            .await,
+        );
+    }
+    trace.push(d);
+    let mut c = {
+        let a = add(
+            {
+                side.push(4i64);
+                3i64
+            },
+            x,
+        )
+        .await;
+        ((a) + (loop {
+            if 5i64 % 3 == 0 {
+                break 1i64;
+            }
+            break 3i64;
+        }))
+        .rem_euclid(1000)
+    };
+    for mut j in 0..2 {
+        trace.push(j);
+        let mut w2 = {
+            let d = 2i64;
+            ((d) + (5i64)).rem_euclid(1000)
+        } + 64;
+        let mut g3 = 0;
+        while let Some(h) = maybe_half(w2).await {
+            g3 += 1;
+            if g3 > 3 {
+                break;
+            }
+            w2 = h;
+            trace.push(h);
+            let mut b = 7i64;
+        }
+        let mut w4 = 4i64 + 64;
+        let mut g5 = 0;
+        while let Some(h) = maybe_half(w4).await {
+            g5 += 1;
+            if g5 > 3 {
+                break;
+            }
+            w4 = h;
+            trace.push(h);
+            {
+                let mut c = 5i64;
+                if 3i64 % 3 == 2 {
+                    break;
+                }
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_03(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut d = if 5i64 % 3 == 1 { inc(1i64).await } else { 4i64 };
+    {
+        if 8i64 % 3 == 1 {
+            return (-1, trace, side);
+        }
+        trace.push(
+            add(if 8i64 % 3 == 2 { x } else { 6i64 }, {
+                let b = 7i64;
+                ((b) + (8i64)).rem_euclid(1000)
+            })
+            .await,
+        );
+    }
+    x = {
+        let d = add(4i64, 4i64).await;
+        ((d) + (if 7i64 % 3 == 2 { 1i64 } else { d })).rem_euclid(1000)
+    };
+    x = (({
+        let b = 5i64;
+        ((b) + (6i64)).rem_euclid(1000)
+    }) * (inc(x).await))
+        .rem_euclid(1000);
+    d = add(
+        {
+            side.push(5i64);
+            d
+        },
+        inc(6i64).await,
+    )
+    .await;
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_04(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    match (add(
+        {
+            side.push(x);
+            5i64
+        },
+        7i64,
+    )
+    .await)
+        .rem_euclid(3)
+    {
+        0 => {
+            trace.push(loop {
+                if x % 3 == 0 {
+                    break inc(6i64).await;
+                }
+                break 6i64;
+            });
+            trace.push(2i64);
+        }
+        1 => {
+            let mut d = {
+                let d = 1i64;
+                ((d) + (if 7i64 % 3 == 0 { 3i64 } else { x })).rem_euclid(1000)
+            };
+            let mut guard1 = 0;
+            loop {
+                guard1 += 1;
+                if guard1 > 1 {
+                    break;
+                }
+                if is_even(0i64).await {
+                    break;
+                }
+                trace.push(((4i64) * (double(1i64).await)).rem_euclid(1000));
+            }
+        }
+        mut a => {
+            trace.push(a);
+            trace.push(
+                add(
+                    {
+                        side.push(a);
+                        3i64
+                    },
+                    loop {
+                        if 7i64 % 3 == 1 {
+                            break 3i64;
+                        }
+                        break 8i64;
+                    },
+                )
+                .await,
+            );
         }
     }
     trace.push(
         add(
-            ((7i64) + (9i64)).rem_euclid(1000),
-            ((0i64) - (x)).rem_euclid(1000),
+            {
+                side.push(x);
+                4i64
+            },
+            0i64,
         )
         .await,
     );
-    trace.push(x);
+    trace.push({
+        let d = x;
+        ((d) + (((5i64) * (d)).rem_euclid(1000))).rem_euclid(1000)
+    });
+    let mut c = if is_even(3i64).await {
+        4i64
+    } else {
+        add(
+            {
+                side.push(3i64);
+                3i64
+            },
+            3i64,
+        )
+        .await
+    };
+    trace.push({
+        let b = double(9i64).await;
+        ((b) + ({
+            let b = c;
+            ((b) + (0i64)).rem_euclid(1000)
+        }))
+        .rem_euclid(1000)
+    });
     let mut count2 = 0;
     while count2 < 2 {
         count2 += 1;
-        let mut c = x;
-        if 7i64 % 3 == 1 {
-            let mut count4 = 0;
-            while count4 < 3 {
-                count4 += 1;
-                if 9i64 % 3 == 2 {
-                    continue;
-                }
-                let mut d = if 4i64 % 3 == 2 {
-                    double(6i64).await
-                } else {
-                    double(0i64).await
-                };
+        let mut w3 = double(0i64).await + 64;
+        let mut g4 = 0;
+        while let Some(h) = maybe_half(w3).await {
+            g4 += 1;
+            if g4 > 3 {
+                break;
             }
-            trace.push(((inc(2i64).await) - (((9i64) * (x)).rem_euclid(1000))).rem_euclid(1000));
+            w3 = h;
+            trace.push(h);
+            let mut b = 9i64;
+        }
+        if is_even(6i64).await {
+            x = {
+                let b = add(3i64, 5i64).await;
+                ((b) + ({
+                    let a = 3i64;
+                    ((a) + (0i64)).rem_euclid(1000)
+                }))
+                .rem_euclid(1000)
+            };
+            let mut w5 = inc(9i64).await + 64;
+            let mut g6 = 0;
+            while let Some(h) = maybe_half(w5).await {
+                g6 += 1;
+                if g6 > 3 {
+                    break;
+                }
+                w5 = h;
+                trace.push(h);
+                let mut d = x;
+            }
         } else {
-            for mut j in 0..1 {
-                trace.push(j);
-                trace.push(c);
-                let mut a = j;
+            {
+                let mut a = double(((0i64) + (6i64)).rem_euclid(1000)).await;
+                if 2i64 % 3 == 0 {
+                    break;
+                }
             }
-            let mut count3 = 0;
-            while count3 < 2 {
-                count3 += 1;
-                trace.push(double(if 8i64 % 3 == 0 { c } else { 5i64 }).await);
-                x = double(if 7i64 % 3 == 1 { c } else { 0i64 }).await;
-            }
+            let mut a = inc(add(1i64, c).await).await;
         }
     }
-    if x % 3 == 0 {
-        match (0i64).rem_euclid(3) {
-            0 => {
-                let mut c = double(double(8i64).await).await;
-                let mut guard5 = 0;
-                loop {
-                    guard5 += 1;
-                    if guard5 > 1 {
-                        break;
-                    }
-                    if 9i64 % 3 == 2 {
-                        continue;
-                    }
-                    if 1i64 % 3 == 2 {
-                        break;
-                    }
-                }
-            }
-            1 => {
-                let mut d = double(add(x, 7i64).await).await;
-                match (((8i64) * (2i64)).rem_euclid(1000)).rem_euclid(3) {
-                    0 => {
-                        d = inc(if x % 3 == 2 { 5i64 } else { 2i64 }).await;
-                        trace.push(inc(inc(2i64).await).await);
-                    }
-                    1 => {
-                        let mut a = inc(add(0i64, 4i64).await).await;
-                        trace.push(4i64);
-                    }
-                    mut d => {
-                        trace.push(d);
-                        let mut a = add(3i64, d).await;
-                    }
-                }
-            }
-            mut c => {
-                trace.push(c);
-                {
-                    trace.push(inc(inc(9i64).await).await);
-                    let mut b = x;
-                }
-            }
-        }
-        let mut a = 2i64;
-    }
-    (x, trace)
+    (x, trace, side)
 }
 
 #[workflow]
-pub async fn generated_13(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_05(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
-    for mut j in 0..2 {
-        trace.push(j);
-        if 9i64 % 3 == 1 {
-            continue;
-        }
-        x = double(x).await;
-    }
-    {
-        let mut a = inc(((0i64) * (3i64)).rem_euclid(1000)).await;
-        match (inc(0i64).await).rem_euclid(3) {
+    let mut side: Vec<i64> = Vec::new();
+    trace.push(
+        add(
+            loop {
+                if 4i64 % 3 == 1 {
+                    break 9i64;
+                }
+                break 0i64;
+            },
+            ((7i64) + (4i64)).rem_euclid(1000),
+        )
+        .await,
+    );
+    trace.push({
+        let b = {
+            let b = 4i64;
+            ((b) + (x)).rem_euclid(1000)
+        };
+        ((b) + (add(7i64, 9i64).await)).rem_euclid(1000)
+    });
+    let mut b = if x % 3 == 0 {
+        7i64
+    } else {
+        add(
+            {
+                side.push(2i64);
+                1i64
+            },
+            4i64,
+        )
+        .await
+    };
+    let mut count1 = 0;
+    while count1 < 3 {
+        count1 += 1;
+        match (b).rem_euclid(3) {
             0 => {
-                let mut count1 = 0;
-                while count1 < 3 {
-                    count1 += 1;
-                    trace.push(x);
-                    x = inc(if 6i64 % 3 == 2 { 7i64 } else { 3i64 }).await;
+                if 2i64 % 3 == 0 {
+                    continue;
                 }
-                match (add(a, 6i64).await).rem_euclid(3) {
-                    0 => {
-                        trace.push(if 2i64 % 3 == 0 {
-                            double(x).await
-                        } else {
-                            double(1i64).await
-                        });
-                        a = double(add(1i64, 5i64).await).await;
-                    }
-                    1 => {
-                        trace.push(a);
-                        let mut d = double(a).await;
-                    }
-                    mut a => {
-                        trace.push(a);
-                        a = 5i64;
-                    }
-                }
+                trace.push(if x % 3 == 1 {
+                    double(5i64).await
+                } else {
+                    double(b).await
+                });
             }
             1 => {
-                x = add(x, a).await;
+                for mut i in 0..1 {
+                    trace.push(i);
+                    trace.push(
+                        ((inc(1i64).await) + (if i % 3 == 2 { i } else { 7i64 })).rem_euclid(1000),
+                    );
+                    let mut a = 7i64;
+                }
+                if 4i64 % 3 == 0 {
+                    break;
+                }
+            }
+            mut a => {
+                trace.push(a);
+                let mut b = loop {
+                    if x % 3 == 1 {
+                        break add(
+                            {
+                                side.push(b);
+                                0i64
+                            },
+                            9i64,
+                        )
+                        .await;
+                    }
+                    break 3i64;
+                };
+            }
+        }
+        let mut c = add(inc(b).await, 9i64).await;
+    }
+    {
+        if is_even(6i64).await {
+            return (-1, trace, side);
+        }
+        {
+            if 7i64 % 3 == 0 {
+                let mut a = 8i64;
+                let mut d = a;
+            } else {
+                x = (({
+                    let d = 6i64;
+                    ((d) + (6i64)).rem_euclid(1000)
+                }) + (add(
+                    {
+                        side.push(x);
+                        b
+                    },
+                    6i64,
+                )
+                .await))
+                    .rem_euclid(1000);
+                b = if 9i64 % 3 == 1 {
+                    if 3i64 % 3 == 1 {
+                        3i64
+                    } else {
+                        6i64
+                    }
+                } else {
+                    double(1i64).await
+                };
+            }
+            let mut count2 = 0;
+            while count2 < 3 {
+                count2 += 1;
+                x = add(inc(x).await, b).await;
+                trace.push(((inc(5i64).await) - (9i64)).rem_euclid(1000));
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_06(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut b = ((if x % 3 == 0 { x } else { 8i64 }) * (double(1i64).await)).rem_euclid(1000);
+    x = ((add(
+        {
+            side.push(5i64);
+            6i64
+        },
+        8i64,
+    )
+    .await)
+        + (double(9i64).await))
+        .rem_euclid(1000);
+    trace.push(if is_even(7i64).await {
+        add(
+            {
+                side.push(2i64);
+                0i64
+            },
+            7i64,
+        )
+        .await
+    } else {
+        ((2i64) - (6i64)).rem_euclid(1000)
+    });
+    let mut a = double(if 8i64 % 3 == 2 { 0i64 } else { x }).await;
+    trace.push(
+        add(
+            {
+                side.push(0i64);
+                2i64
+            },
+            1i64,
+        )
+        .await,
+    );
+    let mut count1 = 0;
+    while count1 < 3 {
+        count1 += 1;
+        match (double(2i64).await).rem_euclid(3) {
+            0 => {
+                for mut i in 0..3 {
+                    trace.push(i);
+                    if 2i64 % 3 == 1 {
+                        break;
+                    }
+                    trace.push({
+                        let b = double(a).await;
+                        ((b) + (loop {
+                            if 5i64 % 3 == 0 {
+                                break b;
+                            }
+                            break 2i64;
+                        }))
+                        .rem_euclid(1000)
+                    });
+                }
                 let mut guard2 = 0;
                 loop {
                     guard2 += 1;
                     if guard2 > 3 {
                         break;
                     }
-                    trace.push(if a % 3 == 1 {
-                        a
-                    } else {
-                        ((a) * (8i64)).rem_euclid(1000)
-                    });
-                    trace.push(a);
-                }
-            }
-            mut b => {
-                trace.push(b);
-                trace.push(double(double(a).await).await);
-            }
-        }
-    }
-    let mut count3 = 0;
-    while count3 < 3 {
-        count3 += 1;
-        x = add(inc(6i64).await, 9i64).await;
-        x = 6i64;
-    }
-    let mut b = if 3i64 % 3 == 2 {
-        1i64
-    } else {
-        double(3i64).await
-    };
-    let mut c = 3i64;
-    trace.push(c);
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_14(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(double(if x % 3 == 0 { 5i64 } else { 6i64 }).await);
-    let mut d = x;
-    if is_even(1i64).await {
-        trace.push(inc(add(6i64, 9i64).await).await);
-        d = d;
-    }
-    d = add(8i64, inc(d).await).await;
-    trace.push(((add(0i64, 4i64).await) * (9i64)).rem_euclid(1000));
-    let mut count1 = 0;
-    while count1 < 2 {
-        count1 += 1;
-        trace.push(add(0i64, if 1i64 % 3 == 1 { 9i64 } else { d }).await);
-        let mut guard2 = 0;
-        loop {
-            guard2 += 1;
-            if guard2 > 3 {
-                break;
-            }
-            if 8i64 % 3 == 2 {
-                trace.push(add(add(d, d).await, if 2i64 % 3 == 2 { x } else { 3i64 }).await);
-                let mut b = double(((d) + (x)).rem_euclid(1000)).await;
-            }
-            {
-                trace.push(x);
-                let mut d = d;
-            }
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_15(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    if 1i64 % 3 == 2 {
-        return (-1, trace);
-    }
-    match (if x % 3 == 1 { x } else { 0i64 }).rem_euclid(3) {
-        0 => {
-            if is_even(9i64).await {
-                if 9i64 % 3 == 2 {
-                    trace.push(add(x, x).await);
-                    let mut d = if is_even(2i64).await {
-                        add(x, 9i64).await
-                    } else {
-                        double(x).await
-                    };
-                } else {
-                    trace.push(0i64);
-                    let mut d = if 9i64 % 3 == 1 {
-                        7i64
-                    } else {
-                        ((x) - (5i64)).rem_euclid(1000)
-                    };
-                }
-                if is_even(6i64).await {
-                    let mut a = if x % 3 == 2 {
-                        inc(9i64).await
-                    } else {
-                        if 2i64 % 3 == 1 {
-                            0i64
-                        } else {
-                            5i64
-                        }
-                    };
-                    let mut d = 2i64;
-                } else {
-                    let mut c = if x % 3 == 0 {
-                        9i64
-                    } else {
-                        if 0i64 % 3 == 0 {
-                            6i64
-                        } else {
-                            2i64
-                        }
-                    };
-                    x = x;
-                }
-            } else {
-                let mut a = double(x).await;
-                trace.push(2i64);
-            }
-            if is_even(9i64).await {
-                return (-1, trace);
-            }
-        }
-        1 => {
-            {
-                if 7i64 % 3 == 2 {
-                    if 3i64 % 3 == 0 {
-                        return (-1, trace);
+                    if is_even(1i64).await {
+                        continue;
                     }
-                    trace.push(add(2i64, add(8i64, 5i64).await).await);
-                } else {
-                    trace.push(8i64);
-                    x = ((add(x, 0i64).await) * (add(9i64, 9i64).await)).rem_euclid(1000);
+                    let mut c = {
+                        let a = double(4i64).await;
+                        ((a) + (if a % 3 == 1 { 7i64 } else { b })).rem_euclid(1000)
+                    };
                 }
-                let mut guard1 = 0;
-                loop {
-                    guard1 += 1;
-                    if guard1 > 3 {
-                        break;
-                    }
-                    trace.push(3i64);
-                    x = inc(x).await;
-                }
-            }
-            let mut b = double(add(3i64, 3i64).await).await;
-        }
-        mut a => {
-            trace.push(a);
-            trace.push(inc(if 7i64 % 3 == 0 { 8i64 } else { 7i64 }).await);
-        }
-    }
-    {
-        match (inc(x).await).rem_euclid(3) {
-            0 => {
-                let mut b = inc(((5i64) + (0i64)).rem_euclid(1000)).await;
-                trace.push(b);
             }
             1 => {
-                trace.push(2i64);
-                match (9i64).rem_euclid(3) {
-                    0 => {
-                        let mut a =
-                            add(if 5i64 % 3 == 2 { 4i64 } else { 3i64 }, double(0i64).await).await;
-                        trace.push(inc(double(0i64).await).await);
-                    }
-                    1 => {
-                        if is_even(0i64).await {
-                            return (-1, trace);
+                let mut c = add(
+                    {
+                        side.push(4i64);
+                        0i64
+                    },
+                    3i64,
+                )
+                .await;
+                trace.push(double(if 2i64 % 3 == 1 { x } else { 0i64 }).await);
+            }
+            mut a => {
+                trace.push(a);
+                if let Some(mut c) = maybe_half(a).await {
+                    trace.push(c);
+                    trace.push(if b % 3 == 1 {
+                        loop {
+                            if b % 3 == 0 {
+                                break b;
+                            }
+                            break 1i64;
                         }
-                        trace.push(
-                            ((if 1i64 % 3 == 1 { x } else { 6i64 })
-                                + (if 8i64 % 3 == 2 { 7i64 } else { 0i64 }))
-                            .rem_euclid(1000),
-                        );
-                    }
-                    mut c => {
-                        trace.push(c);
-                        let mut d = double(if 1i64 % 3 == 0 { 7i64 } else { c }).await;
-                    }
+                    } else {
+                        b
+                    });
+                    trace.push(if 0i64 % 3 == 2 {
+                        add(
+                            {
+                                side.push(9i64);
+                                9i64
+                            },
+                            3i64,
+                        )
+                        .await
+                    } else {
+                        inc(0i64).await
+                    });
                 }
-            }
-            mut d => {
-                trace.push(d);
-                trace.push(if 5i64 % 3 == 1 {
-                    inc(2i64).await
-                } else {
-                    inc(x).await
-                });
             }
         }
-        if is_even(6i64).await {
-            if is_even(5i64).await {
-                trace.push(inc(add(8i64, 3i64).await).await);
-                trace.push(add(inc(4i64).await, if x % 3 == 1 { 5i64 } else { x }).await);
-            } else {
-                x = inc(3i64).await;
-                trace.push(inc(add(x, 6i64).await).await);
-            }
-            let mut guard2 = 0;
-            loop {
-                guard2 += 1;
-                if guard2 > 2 {
-                    break;
-                }
-                if is_even(5i64).await {
-                    break;
-                }
-                trace.push(x);
-            }
-        }
+        let mut d = inc(inc(0i64).await).await;
     }
-    x = x;
-    (x, trace)
+    (x, trace, side)
 }
 
 #[workflow]
-pub async fn generated_16(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_07(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
-    match (((2i64) - (2i64)).rem_euclid(1000)).rem_euclid(3) {
-        0 => {
-            trace.push(add(double(1i64).await, x).await);
-            let mut count1 = 0;
-            while count1 < 2 {
-                count1 += 1;
-                trace.push(double(((1i64) - (5i64)).rem_euclid(1000)).await);
-                x = inc(if 3i64 % 3 == 2 { 3i64 } else { 6i64 }).await;
-            }
+    let mut side: Vec<i64> = Vec::new();
+    x = ((loop {
+        if 9i64 % 3 == 0 {
+            break 1i64;
         }
-        1 => {
-            trace.push(double(if 3i64 % 3 == 0 { 2i64 } else { 1i64 }).await);
-            let mut c = add(x, x).await;
-        }
-        mut a => {
-            trace.push(a);
+        break 0i64;
+    }) * ({
+        let a = 6i64;
+        ((a) + (1i64)).rem_euclid(1000)
+    }))
+    .rem_euclid(1000);
+    if let Some(mut d) = maybe_half(inc(4i64).await).await {
+        trace.push(d);
+        trace.push(1i64);
+        if 0i64 % 3 == 1 {
             {
-                if is_even(0i64).await {
-                    trace.push(double(x).await);
-                    trace.push(if is_even(7i64).await {
-                        double(7i64).await
-                    } else {
-                        if 9i64 % 3 == 2 {
+                trace.push(if 4i64 % 3 == 2 {
+                    ((2i64) + (3i64)).rem_euclid(1000)
+                } else {
+                    ((3i64) + (5i64)).rem_euclid(1000)
+                });
+                trace.push(
+                    ((add(
+                        {
+                            side.push(7i64);
                             0i64
-                        } else {
-                            9i64
-                        }
-                    });
-                }
-                trace.push(inc(0i64).await);
+                        },
+                        3i64,
+                    )
+                    .await)
+                        - (loop {
+                            if d % 3 == 2 {
+                                break 9i64;
+                            }
+                            break x;
+                        }))
+                    .rem_euclid(1000),
+                );
             }
+            let mut a = x;
         }
     }
-    x = x;
-    if x % 3 == 0 {
-        trace.push(if 4i64 % 3 == 2 {
-            if 8i64 % 3 == 1 {
-                8i64
-            } else {
-                2i64
-            }
-        } else {
-            inc(1i64).await
-        });
-        {
-            if x % 3 == 2 {
-                x = x;
-                trace.push(5i64);
-            } else {
-                if 0i64 % 3 == 2 {
-                    return (-1, trace);
+    let mut count1 = 0;
+    while count1 < 1 {
+        count1 += 1;
+        if let Some(mut b) = maybe_half(0i64).await {
+            trace.push(b);
+            let mut b = 1i64;
+            let mut a = loop {
+                if b % 3 == 2 {
+                    break b;
                 }
-                let mut a = 8i64;
-            }
-            if 3i64 % 3 == 2 {
-                return (-1, trace);
-            }
+                break 1i64;
+            };
         }
-    }
-    if is_even(x).await {
-        let mut a = add(add(1i64, 5i64).await, 3i64).await;
-        let mut count2 = 0;
-        while count2 < 3 {
-            count2 += 1;
-            match (((x) * (0i64)).rem_euclid(1000)).rem_euclid(3) {
+        for mut i in 0..3 {
+            trace.push(i);
+            match (x).rem_euclid(3) {
                 0 => {
-                    trace.push(
-                        add(
-                            ((a) + (a)).rem_euclid(1000),
-                            if 4i64 % 3 == 1 { x } else { 4i64 },
-                        )
-                        .await,
-                    );
-                    a = inc(inc(3i64).await).await;
+                    let mut a = double(x).await;
+                    let mut b = double(add(4i64, 5i64).await).await;
                 }
                 1 => {
-                    a = add(double(x).await, if 0i64 % 3 == 1 { a } else { a }).await;
-                    let mut a = x;
+                    trace.push(inc(add(9i64, 4i64).await).await);
+                    let mut d = 6i64;
                 }
-                mut b => {
-                    trace.push(b);
-                    trace.push(b);
-                }
-            }
-            if is_even(a).await {
-                break;
-            }
-        }
-    }
-    match (6i64).rem_euclid(3) {
-        0 => {
-            if 5i64 % 3 == 0 {
-                let mut count3 = 0;
-                while count3 < 3 {
-                    count3 += 1;
-                    trace.push(if 0i64 % 3 == 0 {
-                        inc(1i64).await
-                    } else {
-                        add(0i64, 1i64).await
-                    });
-                    let mut a = ((double(2i64).await) + (x)).rem_euclid(1000);
-                }
-                trace.push(8i64);
-            }
-            if 5i64 % 3 == 0 {
-                trace.push(add(4i64, add(x, 4i64).await).await);
-                let mut a = x;
-            }
-        }
-        1 => {
-            match (if 4i64 % 3 == 0 { 0i64 } else { 8i64 }).rem_euclid(3) {
-                0 => {
-                    trace.push(double(add(4i64, 6i64).await).await);
-                    if is_even(0i64).await {
-                        trace.push(add(double(8i64).await, add(7i64, 7i64).await).await);
-                        trace.push(((double(x).await) * (inc(8i64).await)).rem_euclid(1000));
-                    } else {
-                        trace.push(x);
-                        trace.push(
-                            ((add(3i64, 9i64).await) + (add(3i64, x).await)).rem_euclid(1000),
-                        );
+                mut a => {
+                    trace.push(a);
+                    if 8i64 % 3 == 2 {
+                        break;
                     }
                 }
+            }
+            match (i).rem_euclid(3) {
+                0 => {
+                    i = 8i64;
+                    trace.push(inc(5i64).await);
+                }
                 1 => {
-                    trace.push(double(8i64).await);
-                    {
-                        let mut c = double(if 9i64 % 3 == 0 { x } else { 8i64 }).await;
-                        let mut b = if is_even(x).await {
-                            if x % 3 == 1 {
-                                5i64
-                            } else {
-                                1i64
-                            }
-                        } else {
-                            ((6i64) + (5i64)).rem_euclid(1000)
-                        };
+                    if i % 3 == 2 {
+                        return (-1, trace, side);
+                    }
+                    if 9i64 % 3 == 0 {
+                        break;
                     }
                 }
                 mut c => {
                     trace.push(c);
-                    {
-                        trace.push(double(((4i64) * (4i64)).rem_euclid(1000)).await);
-                        trace.push(add(7i64, add(2i64, x).await).await);
-                    }
-                }
-            }
-            {
-                x = ((add(x, 6i64).await) * (inc(x).await)).rem_euclid(1000);
-                let mut count4 = 0;
-                while count4 < 2 {
-                    count4 += 1;
-                    let mut b = double(double(x).await).await;
-                    if 3i64 % 3 == 0 {
-                        return (-1, trace);
-                    }
-                }
-            }
-        }
-        mut c => {
-            trace.push(c);
-            let mut count5 = 0;
-            while count5 < 2 {
-                count5 += 1;
-                let mut d = ((4i64) - (((5i64) - (c)).rem_euclid(1000))).rem_euclid(1000);
-                trace.push(inc(if 1i64 % 3 == 2 { c } else { 1i64 }).await);
-            }
-        }
-    }
-    match (((7i64) * (1i64)).rem_euclid(1000)).rem_euclid(3) {
-        0 => {
-            let mut count6 = 0;
-            while count6 < 2 {
-                count6 += 1;
-                for mut j in 0..1 {
-                    trace.push(j);
-                    if x % 3 == 1 {
-                        continue;
-                    }
-                    if 3i64 % 3 == 2 {
-                        continue;
-                    }
-                }
-                match (inc(8i64).await).rem_euclid(3) {
-                    0 => {
-                        if 1i64 % 3 == 0 {
-                            break;
-                        }
-                        trace.push(if is_even(1i64).await {
-                            ((x) + (3i64)).rem_euclid(1000)
-                        } else {
-                            add(7i64, 8i64).await
-                        });
-                    }
-                    1 => {
-                        if x % 3 == 0 {
-                            continue;
-                        }
-                        x = inc(inc(x).await).await;
-                    }
-                    mut c => {
-                        trace.push(c);
-                        let mut c = ((add(8i64, 8i64).await)
-                            - (((4i64) * (3i64)).rem_euclid(1000)))
-                        .rem_euclid(1000);
-                    }
-                }
-            }
-            match (if 3i64 % 3 == 0 { 3i64 } else { 7i64 }).rem_euclid(3) {
-                0 => {
-                    {
-                        trace.push(add(inc(5i64).await, x).await);
-                        trace.push(5i64);
-                    }
-                    let mut a = ((if 3i64 % 3 == 1 { 3i64 } else { x })
-                        * (((3i64) * (x)).rem_euclid(1000)))
-                    .rem_euclid(1000);
-                }
-                1 => {
-                    x = if 2i64 % 3 == 0 {
-                        if x % 3 == 2 {
-                            x
-                        } else {
-                            x
-                        }
-                    } else {
-                        if x % 3 == 2 {
-                            x
-                        } else {
-                            1i64
-                        }
-                    };
-                    trace.push(if is_even(6i64).await {
-                        x
-                    } else {
-                        add(6i64, x).await
-                    });
-                }
-                mut b => {
-                    trace.push(b);
-                    let mut b = if b % 3 == 2 {
-                        inc(4i64).await
-                    } else {
-                        inc(x).await
-                    };
-                }
-            }
-        }
-        1 => {
-            match (5i64).rem_euclid(3) {
-                0 => {
-                    match (x).rem_euclid(3) {
-                        0 => {
-                            let mut a = x;
-                            let mut b = ((add(1i64, 5i64).await) - (3i64)).rem_euclid(1000);
-                        }
-                        1 => {
-                            trace.push(inc(double(0i64).await).await);
-                            trace.push(3i64);
-                        }
-                        mut d => {
-                            trace.push(d);
-                            d = inc(x).await;
-                        }
-                    }
-                    for mut j in 0..1 {
-                        trace.push(j);
-                        trace.push(double(9i64).await);
-                        let mut a = inc(j).await;
-                    }
-                }
-                1 => {
-                    x = double(((5i64) + (x)).rem_euclid(1000)).await;
-                    trace.push(if is_even(1i64).await {
-                        add(2i64, 7i64).await
-                    } else {
-                        0i64
-                    });
-                }
-                mut a => {
-                    trace.push(a);
-                    let mut guard7 = 0;
-                    loop {
-                        guard7 += 1;
-                        if guard7 > 1 {
-                            break;
-                        }
-                        if a % 3 == 2 {
-                            continue;
-                        }
-                        if is_even(a).await {
-                            break;
-                        }
-                    }
-                }
-            }
-            {
-                let mut c = 7i64;
-                trace.push(c);
-            }
-        }
-        mut a => {
-            trace.push(a);
-            let mut b = 2i64;
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_17(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(inc(double(x).await).await);
-    let mut count1 = 0;
-    while count1 < 3 {
-        count1 += 1;
-        let mut guard2 = 0;
-        loop {
-            guard2 += 1;
-            if guard2 > 3 {
-                break;
-            }
-            if is_even(x).await {
-                trace.push(add(if x % 3 == 0 { 0i64 } else { 9i64 }, x).await);
-                let mut b = x;
-            }
-            let mut d = ((inc(9i64).await) * (1i64)).rem_euclid(1000);
-        }
-        let mut count3 = 0;
-        while count3 < 3 {
-            count3 += 1;
-            trace.push(x);
-            if 0i64 % 3 == 0 {
-                return (-1, trace);
-            }
-        }
-    }
-    x = inc(if x % 3 == 1 { 6i64 } else { 1i64 }).await;
-    trace.push(x);
-    x = if is_even(x).await {
-        add(1i64, 7i64).await
-    } else {
-        7i64
-    };
-    let mut guard4 = 0;
-    loop {
-        guard4 += 1;
-        if guard4 > 1 {
-            break;
-        }
-        let mut a = x;
-        trace.push(((add(9i64, a).await) + (add(2i64, 4i64).await)).rem_euclid(1000));
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_18(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    {
-        let mut count1 = 0;
-        while count1 < 2 {
-            count1 += 1;
-            match (((9i64) * (1i64)).rem_euclid(1000)).rem_euclid(3) {
-                0 => {
-                    trace.push(if x % 3 == 0 {
-                        double(x).await
-                    } else {
-                        inc(6i64).await
-                    });
-                    if 1i64 % 3 == 0 {
-                        break;
-                    }
-                }
-                1 => {
-                    if 4i64 % 3 == 0 {
-                        break;
-                    }
                     trace.push(
-                        ((1i64) * (if 9i64 % 3 == 1 { 2i64 } else { 8i64 })).rem_euclid(1000),
-                    );
-                }
-                mut b => {
-                    trace.push(b);
-                    let mut c = ((inc(5i64).await) - (4i64)).rem_euclid(1000);
-                }
-            }
-            x = ((inc(3i64).await) * (add(6i64, x).await)).rem_euclid(1000);
-        }
-        if is_even(x).await {
-            let mut count2 = 0;
-            while count2 < 3 {
-                count2 += 1;
-                trace.push(((inc(x).await) - (inc(2i64).await)).rem_euclid(1000));
-                let mut b = ((if 1i64 % 3 == 2 { 2i64 } else { 6i64 }) * (8i64)).rem_euclid(1000);
-            }
-            if 4i64 % 3 == 2 {
-                let mut d = 5i64;
-                trace.push(x);
-            } else {
-                x = double(inc(7i64).await).await;
-                x = 1i64;
-            }
-        }
-    }
-    trace.push(x);
-    let mut count3 = 0;
-    while count3 < 2 {
-        count3 += 1;
-        match (x).rem_euclid(3) {
-            0 => {
-                {
-                    trace.push(inc(((1i64) * (7i64)).rem_euclid(1000)).await);
-                    if 5i64 % 3 == 0 {
-                        break;
-                    }
-                }
-                trace.push(if is_even(2i64).await { x } else { x });
-            }
-            1 => {
-                if 0i64 % 3 == 2 {
-                    break;
-                }
-                trace.push(((add(x, 7i64).await) - (x)).rem_euclid(1000));
-            }
-            mut d => {
-                trace.push(d);
-                match (4i64).rem_euclid(3) {
-                    0 => {
-                        if is_even(7i64).await {
-                            break;
-                        }
-                        trace.push(3i64);
-                    }
-                    1 => {
-                        trace.push(((d) * (2i64)).rem_euclid(1000));
-                        trace.push(if 1i64 % 3 == 1 {
-                            ((8i64) - (1i64)).rem_euclid(1000)
-                        } else {
-                            double(0i64).await
-                        });
-                    }
-                    mut c => {
-                        trace.push(c);
-                        if 4i64 % 3 == 0 {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        let mut a = if 1i64 % 3 == 1 {
-            x
-        } else {
-            add(6i64, 5i64).await
-        };
-    }
-    match (((2i64) - (x)).rem_euclid(1000)).rem_euclid(3) {
-        0 => {
-            {
-                trace.push(x);
-                if 8i64 % 3 == 0 {
-                    trace.push(add(x, ((2i64) + (x)).rem_euclid(1000)).await);
-                    trace.push(x);
-                }
-            }
-            trace.push(6i64);
-        }
-        1 => {
-            trace.push(x);
-            let mut count4 = 0;
-            while count4 < 1 {
-                count4 += 1;
-                if is_even(9i64).await {
-                    break;
-                }
-                trace.push(x);
-            }
-        }
-        mut c => {
-            trace.push(c);
-            {
-                let mut count5 = 0;
-                while count5 < 2 {
-                    count5 += 1;
-                    if is_even(1i64).await {
-                        break;
-                    }
-                    if is_even(2i64).await {
-                        break;
-                    }
-                }
-                trace.push(inc(((0i64) * (1i64)).rem_euclid(1000)).await);
-            }
-        }
-    }
-    for mut i in 0..1 {
-        trace.push(i);
-        trace.push(add(double(x).await, inc(9i64).await).await);
-        let mut guard6 = 0;
-        loop {
-            guard6 += 1;
-            if guard6 > 1 {
-                break;
-            }
-            trace.push(if is_even(6i64).await {
-                inc(1i64).await
-            } else {
-                inc(6i64).await
-            });
-            let mut guard7 = 0;
-            loop {
-                guard7 += 1;
-                if guard7 > 2 {
-                    break;
-                }
-                trace.push(add(if 5i64 % 3 == 2 { 4i64 } else { 7i64 }, inc(7i64).await).await);
-                if 6i64 % 3 == 0 {
-                    return (-1, trace);
-                }
-            }
-        }
-    }
-    trace.push(7i64);
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_19(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(if is_even(0i64).await {
-        add(1i64, 3i64).await
-    } else {
-        ((8i64) + (2i64)).rem_euclid(1000)
-    });
-    let mut count1 = 0;
-    while count1 < 1 {
-        count1 += 1;
-        if 8i64 % 3 == 1 {
-            trace.push(double(add(3i64, 8i64).await).await);
-            match (if 2i64 % 3 == 1 { x } else { 1i64 }).rem_euclid(3) {
-                0 => {
-                    trace.push(add(double(0i64).await, if 7i64 % 3 == 0 { x } else { 5i64 }).await);
-                    trace.push(add(x, x).await);
-                }
-                1 => {
-                    if is_even(1i64).await {
-                        break;
-                    }
-                    x = ((double(9i64).await) - (add(7i64, x).await)).rem_euclid(1000);
-                }
-                mut b => {
-                    trace.push(b);
-                    trace.push(((x) * (((1i64) * (x)).rem_euclid(1000))).rem_euclid(1000));
-                }
-            }
-        } else {
-            let mut b = add(double(7i64).await, if 2i64 % 3 == 1 { 7i64 } else { 5i64 }).await;
-            if is_even(x).await {
-                continue;
-            }
-        }
-        let mut d = inc(add(3i64, 3i64).await).await;
-    }
-    let mut d = 6i64;
-    trace.push(x);
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(2i64);
-    for mut i in 0..3 {
-        trace.push(i);
-        for mut i in 0..2 {
-            trace.push(i);
-            if 2i64 % 3 == 0 {
-                continue;
-            }
-            if 1i64 % 3 == 2 {
-                continue;
-            }
-        }
-        let mut a = if is_even(8i64).await {
-            inc(8i64).await
-        } else {
-            double(6i64).await
-        };
-    }
-    let mut b = 2i64;
-    let mut guard1 = 0;
-    loop {
-        guard1 += 1;
-        if guard1 > 2 {
-            break;
-        }
-        trace.push(3i64);
-        {
-            match (9i64).rem_euclid(3) {
-                0 => {
-                    let mut c = add(1i64, add(x, 5i64).await).await;
-                    trace.push(double(if 9i64 % 3 == 2 { 3i64 } else { 1i64 }).await);
-                }
-                1 => {
-                    let mut a = 9i64;
-                    trace.push(double(((a) - (0i64)).rem_euclid(1000)).await);
-                }
-                mut a => {
-                    trace.push(a);
-                    let mut b = if 2i64 % 3 == 2 {
-                        double(2i64).await
-                    } else {
-                        double(0i64).await
-                    };
-                }
-            }
-            if 5i64 % 3 == 0 {
-                if 0i64 % 3 == 0 {
-                    break;
-                }
-                if x % 3 == 0 {
-                    break;
-                }
-            } else {
-                b = b;
-                if is_even(x).await {
-                    break;
-                }
-            }
-        }
-    }
-    match (add(5i64, 8i64).await).rem_euclid(3) {
-        0 => {
-            let mut d = x;
-            let mut guard2 = 0;
-            loop {
-                guard2 += 1;
-                if guard2 > 3 {
-                    break;
-                }
-                {
-                    trace.push(
-                        ((add(3i64, b).await) * (if 4i64 % 3 == 1 { 2i64 } else { 9i64 }))
+                        ((inc(7i64).await)
+                            - (add(
+                                {
+                                    side.push(5i64);
+                                    1i64
+                                },
+                                6i64,
+                            )
+                            .await))
                             .rem_euclid(1000),
                     );
-                    d = add(double(b).await, inc(3i64).await).await;
-                }
-                {
-                    trace.push(inc(add(9i64, 6i64).await).await);
-                    trace.push(1i64);
                 }
             }
         }
-        1 => {
-            let mut a = 5i64;
-            let mut b = inc(add(8i64, 7i64).await).await;
-        }
-        mut b => {
-            trace.push(b);
-            let mut c = double(((b) * (7i64)).rem_euclid(1000)).await;
-        }
     }
-    if 4i64 % 3 == 2 {
-        let mut b = 1i64;
-        b = add(double(2i64).await, 2i64).await;
-    } else {
-        trace.push(6i64);
-        trace.push(3i64);
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_21(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    let mut a = ((add(9i64, x).await) - (4i64)).rem_euclid(1000);
-    let mut c = if 5i64 % 3 == 2 {
-        add(x, 4i64).await
-    } else {
-        double(x).await
-    };
-    trace.push(if is_even(0i64).await { c } else { x });
-    match (if 4i64 % 3 == 0 { 1i64 } else { 5i64 }).rem_euclid(3) {
+    match (5i64).rem_euclid(3) {
         0 => {
-            trace.push(inc(((1i64) - (7i64)).rem_euclid(1000)).await);
-            let mut guard1 = 0;
-            loop {
-                guard1 += 1;
-                if guard1 > 1 {
-                    break;
-                }
-                let mut d = 7i64;
-                for mut i in 0..3 {
-                    trace.push(i);
-                    trace.push(((1i64) - (x)).rem_euclid(1000));
-                    trace.push(double(((8i64) + (1i64)).rem_euclid(1000)).await);
-                }
-            }
-        }
-        1 => {
-            for mut i in 0..3 {
-                trace.push(i);
-                let mut count2 = 0;
-                while count2 < 2 {
-                    count2 += 1;
-                    let mut a = ((3i64) * (inc(3i64).await)).rem_euclid(1000);
-                    let mut a = ((((x) - (5i64)).rem_euclid(1000)) - (3i64)).rem_euclid(1000);
-                }
-                {
-                    if is_even(7i64).await {
-                        break;
-                    }
-                    trace.push(x);
-                }
-            }
-            {
+            trace.push(double(if x % 3 == 2 { x } else { x }).await);
+            if is_even(3i64).await {
                 let mut guard3 = 0;
                 loop {
                     guard3 += 1;
                     if guard3 > 3 {
                         break;
                     }
-                    trace.push(8i64);
-                    trace.push(if c % 3 == 1 {
-                        a
+                    if is_even(0i64).await {
+                        return (-1, trace, side);
+                    }
+                    trace.push(if 3i64 % 3 == 2 {
+                        loop {
+                            if x % 3 == 1 {
+                                break 5i64;
+                            }
+                            break 1i64;
+                        }
                     } else {
-                        if 0i64 % 3 == 1 {
-                            c
+                        if 2i64 % 3 == 1 {
+                            7i64
                         } else {
-                            x
+                            0i64
                         }
                     });
                 }
-                for mut i in 0..1 {
-                    trace.push(i);
-                    if is_even(2i64).await {
-                        return (-1, trace);
-                    }
-                    trace.push(double(inc(6i64).await).await);
-                }
-            }
-        }
-        mut b => {
-            trace.push(b);
-            let mut c = ((7i64) + (double(a).await)).rem_euclid(1000);
-        }
-    }
-    trace.push(if 7i64 % 3 == 1 { a } else { 6i64 });
-    a = ((add(9i64, 2i64).await) * (x)).rem_euclid(1000);
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_22(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    let mut count1 = 0;
-    while count1 < 3 {
-        count1 += 1;
-        let mut count2 = 0;
-        while count2 < 2 {
-            count2 += 1;
-            for mut j in 0..1 {
-                trace.push(j);
-                j = x;
-                trace.push(((x) + (double(2i64).await)).rem_euclid(1000));
-            }
-            match (x).rem_euclid(3) {
-                0 => {
-                    trace.push(inc(if 6i64 % 3 == 0 { 6i64 } else { 0i64 }).await);
-                    trace.push(4i64);
-                }
-                1 => {
-                    x = ((double(8i64).await) + (inc(3i64).await)).rem_euclid(1000);
-                    trace.push(double(inc(1i64).await).await);
-                }
-                mut c => {
-                    trace.push(c);
-                    if is_even(3i64).await {
-                        continue;
+                'outer: for mut i in 0..2 {
+                    for mut j in 0..2 {
+                        trace.push(i * 10 + j);
+                        if 7i64 % 3 == 0 {
+                            break 'outer;
+                        }
+                        if is_even(x).await {
+                            continue 'outer;
+                        }
+                        if j % 3 == 1 {
+                            continue;
+                        }
                     }
                 }
-            }
-        }
-        if is_even(0i64).await {
-            let mut count3 = 0;
-            while count3 < 3 {
-                count3 += 1;
-                trace.push(add(inc(7i64).await, inc(5i64).await).await);
-                trace.push(((x) + (((x) + (6i64)).rem_euclid(1000))).rem_euclid(1000));
-            }
-            for mut j in 0..3 {
-                trace.push(j);
-                x = add(j, 0i64).await;
-                j = double(add(7i64, 5i64).await).await;
-            }
-        }
-    }
-    if is_even(x).await {
-        trace.push(add(inc(x).await, x).await);
-        if 6i64 % 3 == 1 {
-            let mut guard7 = 0;
-            loop {
-                guard7 += 1;
-                if guard7 > 3 {
-                    break;
+            } else {
+                let mut guard2 = 0;
+                loop {
+                    guard2 += 1;
+                    if guard2 > 2 {
+                        break;
+                    }
+                    trace.push(
+                        add(
+                            double(4i64).await,
+                            loop {
+                                if 7i64 % 3 == 2 {
+                                    break x;
+                                }
+                                break 4i64;
+                            },
+                        )
+                        .await,
+                    );
+                    x = ((add(2i64, x).await) * (((2i64) - (3i64)).rem_euclid(1000)))
+                        .rem_euclid(1000);
                 }
-                let mut c = 4i64;
-                let mut c = inc(x).await;
+                x = double(if 1i64 % 3 == 1 { x } else { 0i64 }).await;
             }
-            trace.push(((x) + (8i64)).rem_euclid(1000));
         }
-    } else {
-        match (inc(0i64).await).rem_euclid(3) {
-            0 => {
-                {
-                    trace.push(((4i64) - (if x % 3 == 2 { x } else { 4i64 })).rem_euclid(1000));
-                    let mut a = double(if 3i64 % 3 == 0 { 8i64 } else { 0i64 }).await;
-                }
-                let mut a = if is_even(x).await { x } else { x };
-            }
-            1 => {
-                trace.push(x);
-                let mut a = 1i64;
-            }
-            mut b => {
+        1 => {
+            if let Some(mut b) = maybe_half(
+                add(
+                    {
+                        side.push(1i64);
+                        8i64
+                    },
+                    x,
+                )
+                .await,
+            )
+            .await
+            {
                 trace.push(b);
-                b = inc(double(4i64).await).await;
-            }
-        }
-        match (add(4i64, 0i64).await).rem_euclid(3) {
-            0 => {
-                let mut c = x;
-                let mut a = inc(add(2i64, 5i64).await).await;
-            }
-            1 => {
                 let mut guard4 = 0;
                 loop {
                     guard4 += 1;
                     if guard4 > 1 {
                         break;
                     }
-                    x = inc(if 6i64 % 3 == 1 { 3i64 } else { 1i64 }).await;
-                    if x % 3 == 1 {
-                        return (-1, trace);
+                    if 7i64 % 3 == 0 {
+                        break;
                     }
+                    b = add(
+                        {
+                            side.push(9i64);
+                            0i64
+                        },
+                        double(6i64).await,
+                    )
+                    .await;
                 }
-                let mut count5 = 0;
-                while count5 < 1 {
-                    count5 += 1;
-                    trace.push(x);
-                    trace.push(inc(7i64).await);
-                }
+                let mut a = if 9i64 % 3 == 1 { x } else { double(b).await };
             }
-            mut c => {
-                trace.push(c);
+            for mut i in 0..2 {
+                trace.push(i);
+                if is_even(5i64).await {
+                    trace.push(
+                        double({
+                            let d = 9i64;
+                            ((d) + (5i64)).rem_euclid(1000)
+                        })
+                        .await,
+                    );
+                    i = if is_even(2i64).await {
+                        add(
+                            {
+                                side.push(9i64);
+                                0i64
+                            },
+                            x,
+                        )
+                        .await
+                    } else {
+                        double(9i64).await
+                    };
+                } else {
+                    let mut b = {
+                        let b = double(7i64).await;
+                        ((b) + (inc(5i64).await)).rem_euclid(1000)
+                    };
+                    trace.push(double(double(i).await).await);
+                }
+                trace.push(
+                    (({
+                        let c = x;
+                        ((c) + (8i64)).rem_euclid(1000)
+                    }) + (inc(3i64).await))
+                        .rem_euclid(1000),
+                );
+            }
+        }
+        mut b => {
+            trace.push(b);
+            let mut guard5 = 0;
+            loop {
+                guard5 += 1;
+                if guard5 > 2 {
+                    break;
+                }
+                if 8i64 % 3 == 0 {
+                    break;
+                }
                 let mut guard6 = 0;
                 loop {
                     guard6 += 1;
-                    if guard6 > 3 {
+                    if guard6 > 2 {
                         break;
                     }
-                    if 3i64 % 3 == 2 {
-                        break;
+                    trace.push(
+                        double({
+                            let a = 7i64;
+                            ((a) + (a)).rem_euclid(1000)
+                        })
+                        .await,
+                    );
+                    if is_even(2i64).await {
+                        return (-1, trace, side);
                     }
-                    let mut b = double(c).await;
                 }
             }
         }
     }
-    trace.push(double(double(1i64).await).await);
-    {
-        let mut d = ((4i64) - (if x % 3 == 1 { 6i64 } else { 8i64 })).rem_euclid(1000);
-        for mut j in 0..3 {
-            trace.push(j);
-            let mut count8 = 0;
-            while count8 < 3 {
-                count8 += 1;
-                let mut d = 4i64;
-                x = if x % 3 == 1 {
-                    add(4i64, 5i64).await
-                } else {
-                    ((2i64) * (1i64)).rem_euclid(1000)
-                };
-            }
-            if is_even(2i64).await {
-                break;
-            }
-        }
-    }
-    (x, trace)
+    (x, trace, side)
 }
 
 #[workflow]
-pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_08(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
-    if is_even(2i64).await {
-        return (-1, trace);
-    }
-    trace.push(x);
-    match (add(5i64, 3i64).await).rem_euclid(3) {
-        0 => {
-            for mut i in 0..1 {
-                trace.push(i);
-                let mut c = add(add(7i64, x).await, double(6i64).await).await;
-                if is_even(c).await {
-                    break;
-                }
-            }
-            for mut i in 0..1 {
-                trace.push(i);
-                trace.push(inc(4i64).await);
-                let mut guard1 = 0;
-                loop {
-                    guard1 += 1;
-                    if guard1 > 3 {
-                        break;
-                    }
-                    i = inc(add(3i64, 0i64).await).await;
-                    let mut b = double(4i64).await;
-                }
-            }
-        }
-        1 => {
-            let mut c = x;
-            trace.push(double(double(6i64).await).await);
-        }
-        mut c => {
-            trace.push(c);
-            let mut b = 6i64;
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_24(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
     {
-        let mut b = if is_even(4i64).await {
-            double(6i64).await
-        } else {
-            if x % 3 == 2 {
-                5i64
-            } else {
-                x
-            }
-        };
-        x = if 5i64 % 3 == 1 {
-            if b % 3 == 1 {
-                x
-            } else {
-                1i64
-            }
-        } else {
-            inc(3i64).await
-        };
-    }
-    if 2i64 % 3 == 2 {
-        trace.push(if 1i64 % 3 == 0 {
-            if 3i64 % 3 == 1 {
-                2i64
-            } else {
-                1i64
-            }
-        } else {
-            ((4i64) + (8i64)).rem_euclid(1000)
+        trace.push({
+            let c = if 2i64 % 3 == 2 { 0i64 } else { 9i64 };
+            ((c) + (5i64)).rem_euclid(1000)
         });
-        trace.push(
-            ((if x % 3 == 2 { x } else { 8i64 }) * (if 0i64 % 3 == 0 { x } else { x }))
-                .rem_euclid(1000),
-        );
-    } else {
-        let mut d = add(3i64, if 4i64 % 3 == 1 { 4i64 } else { 5i64 }).await;
-        if is_even(9i64).await {
-            let mut a = ((((x) + (d)).rem_euclid(1000)) - (double(9i64).await)).rem_euclid(1000);
-            let mut d = double(2i64).await;
-        }
-    }
-    x = x;
-    {
-        for mut i in 0..2 {
-            trace.push(i);
-            match (i).rem_euclid(3) {
-                0 => {
-                    trace.push(i);
-                    trace.push(double(1i64).await);
-                }
-                1 => {
-                    let mut c = add(x, double(x).await).await;
-                    trace.push(inc(if 7i64 % 3 == 2 { i } else { 8i64 }).await);
-                }
-                mut a => {
-                    trace.push(a);
-                    trace.push(
-                        ((if 2i64 % 3 == 1 { 2i64 } else { a }) + (double(x).await))
-                            .rem_euclid(1000),
-                    );
-                }
-            }
-            trace.push(i);
-        }
-        let mut count1 = 0;
-        while count1 < 2 {
-            count1 += 1;
-            trace.push(inc(add(x, 2i64).await).await);
-            trace.push(double(8i64).await);
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_25(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    match (((7i64) - (7i64)).rem_euclid(1000)).rem_euclid(3) {
-        0 => {
-            let mut guard1 = 0;
-            loop {
-                guard1 += 1;
-                if guard1 > 2 {
-                    break;
-                }
-                for mut i in 0..3 {
-                    trace.push(i);
-                    x = 5i64;
-                    if 1i64 % 3 == 1 {
-                        continue;
-                    }
-                }
-                match (double(2i64).await).rem_euclid(3) {
-                    0 => {
-                        trace.push(inc(7i64).await);
-                        if 6i64 % 3 == 2 {
-                            break;
-                        }
-                    }
-                    1 => {
-                        trace.push(x);
-                        x = add(if 9i64 % 3 == 2 { x } else { x }, add(x, 2i64).await).await;
-                    }
-                    mut a => {
-                        trace.push(a);
-                        if 7i64 % 3 == 1 {
-                            break;
-                        }
-                    }
-                }
-            }
-            let mut guard2 = 0;
-            loop {
-                guard2 += 1;
-                if guard2 > 3 {
-                    break;
-                }
-                if is_even(0i64).await {
-                    let mut b = x;
-                    x = inc(x).await;
-                } else {
-                    if 1i64 % 3 == 1 {
-                        break;
-                    }
-                    trace.push(
-                        ((double(5i64).await) * (if 8i64 % 3 == 0 { 5i64 } else { 7i64 }))
-                            .rem_euclid(1000),
-                    );
-                }
-                match (inc(2i64).await).rem_euclid(3) {
-                    0 => {
-                        let mut b =
-                            ((7i64) + (if 1i64 % 3 == 2 { x } else { 0i64 })).rem_euclid(1000);
-                        let mut a = x;
-                    }
-                    1 => {
-                        let mut a = inc(7i64).await;
-                        x = x;
-                    }
-                    mut c => {
-                        trace.push(c);
-                        trace.push(inc(if 6i64 % 3 == 1 { 3i64 } else { 0i64 }).await);
-                    }
-                }
-            }
-        }
-        1 => {
-            trace.push(x);
-            x = add(add(7i64, 7i64).await, inc(7i64).await).await;
-        }
-        mut a => {
-            trace.push(a);
-            let mut count3 = 0;
-            while count3 < 3 {
-                count3 += 1;
-                {
-                    if x % 3 == 2 {
-                        continue;
-                    }
-                    a = a;
-                }
-                x = inc(if 3i64 % 3 == 2 { 6i64 } else { 7i64 }).await;
-            }
-        }
-    }
-    let mut count4 = 0;
-    while count4 < 2 {
-        count4 += 1;
-        if is_even(x).await {
-            let mut count5 = 0;
-            while count5 < 2 {
-                count5 += 1;
-                if 9i64 % 3 == 1 {
-                    break;
-                }
-                x = inc(((x) + (9i64)).rem_euclid(1000)).await;
-            }
-            trace.push(double(add(1i64, x).await).await);
-        }
-        match (inc(7i64).await).rem_euclid(3) {
-            0 => {
-                if 7i64 % 3 == 2 {
-                    break;
-                }
-                if 0i64 % 3 == 2 {
-                    x = add(if x % 3 == 2 { 7i64 } else { 0i64 }, 1i64).await;
-                    let mut b = ((((4i64) * (9i64)).rem_euclid(1000)) * (x)).rem_euclid(1000);
-                } else {
-                    trace.push(inc(4i64).await);
-                    trace.push(if is_even(9i64).await {
-                        add(7i64, 6i64).await
-                    } else {
-                        add(1i64, 2i64).await
-                    });
-                }
-            }
-            1 => {
-                {
-                    let mut b = if 2i64 % 3 == 0 {
-                        x
-                    } else {
-                        if 4i64 % 3 == 0 {
-                            x
-                        } else {
-                            1i64
-                        }
-                    };
-                    if 3i64 % 3 == 0 {
-                        continue;
-                    }
-                }
-                match (((6i64) - (x)).rem_euclid(1000)).rem_euclid(3) {
-                    0 => {
-                        trace.push(x);
-                        x = double(((x) + (7i64)).rem_euclid(1000)).await;
-                    }
-                    1 => {
-                        trace.push(double(8i64).await);
-                        trace.push(double(x).await);
-                    }
-                    mut a => {
-                        trace.push(a);
-                        if is_even(2i64).await {
-                            break;
-                        }
-                    }
-                }
-            }
-            mut d => {
-                trace.push(d);
-                let mut count6 = 0;
-                while count6 < 1 {
-                    count6 += 1;
-                    if is_even(d).await {
-                        break;
-                    }
-                    let mut c = d;
-                }
-            }
-        }
-    }
-    for mut j in 0..3 {
-        trace.push(j);
-        let mut count7 = 0;
-        while count7 < 1 {
-            count7 += 1;
-            for mut i in 0..1 {
-                trace.push(i);
-                j = i;
-                trace.push(double(add(i, 6i64).await).await);
-            }
-            trace.push(inc(x).await);
-        }
-        {
-            let mut c = 3i64;
-            {
-                let mut c = 6i64;
-                let mut c = inc(double(9i64).await).await;
-            }
-        }
-    }
-    x = inc(x).await;
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_26(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(4i64);
-    let mut count1 = 0;
-    while count1 < 1 {
-        count1 += 1;
-        {
-            match (((1i64) * (1i64)).rem_euclid(1000)).rem_euclid(3) {
-                0 => {
-                    trace.push(inc(((0i64) - (6i64)).rem_euclid(1000)).await);
-                    if is_even(8i64).await {
-                        continue;
-                    }
-                }
-                1 => {
-                    x = double(inc(x).await).await;
-                    x = 9i64;
-                }
-                mut a => {
-                    trace.push(a);
-                    a = inc(double(7i64).await).await;
-                }
-            }
-            let mut guard2 = 0;
-            loop {
-                guard2 += 1;
-                if guard2 > 3 {
-                    break;
-                }
-                let mut b = ((x) + (x)).rem_euclid(1000);
-                trace.push(if is_even(9i64).await {
-                    ((7i64) - (3i64)).rem_euclid(1000)
-                } else {
-                    add(7i64, x).await
-                });
-            }
-        }
-        x = 4i64;
-    }
-    if is_even(6i64).await {
-        trace.push(8i64);
-        for mut i in 0..3 {
-            trace.push(i);
-            {
-                x = double(inc(2i64).await).await;
-                let mut d = 2i64;
-            }
-            trace.push(4i64);
-        }
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_27(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    if 6i64 % 3 == 2 {
-        let mut count3 = 0;
-        while count3 < 2 {
-            count3 += 1;
-            let mut c = inc(if 5i64 % 3 == 2 { 3i64 } else { 8i64 }).await;
-            trace.push(double(if 7i64 % 3 == 1 { c } else { 4i64 }).await);
-        }
-        if 4i64 % 3 == 1 {
-            x = x;
-            if is_even(x).await {
-                return (-1, trace);
-            }
-        } else {
-            if is_even(x).await {
-                trace.push(double(add(4i64, 5i64).await).await);
-                x = 6i64;
-            }
-            let mut count4 = 0;
-            while count4 < 2 {
-                count4 += 1;
-                trace.push(double(((x) + (5i64)).rem_euclid(1000)).await);
-                trace.push(double(2i64).await);
-            }
-        }
-    } else {
-        let mut guard1 = 0;
-        loop {
-            guard1 += 1;
-            if guard1 > 1 {
+        let mut w1 = add(7i64, x).await + 64;
+        let mut g2 = 0;
+        while let Some(h) = maybe_half(w1).await {
+            g2 += 1;
+            if g2 > 3 {
                 break;
             }
-            let mut guard2 = 0;
-            loop {
-                guard2 += 1;
-                if guard2 > 1 {
-                    break;
+            w1 = h;
+            trace.push(h);
+            trace.push(
+                add(
+                    {
+                        side.push(7i64);
+                        x
+                    },
+                    ((2i64) * (1i64)).rem_euclid(1000),
+                )
+                .await,
+            );
+        }
+    }
+    match (add(4i64, 4i64).await).rem_euclid(3) {
+        0 => {
+            trace.push(
+                add(
+                    {
+                        let d = 8i64;
+                        ((d) + (8i64)).rem_euclid(1000)
+                    },
+                    add(x, 5i64).await,
+                )
+                .await,
+            );
+            trace.push(add(inc(0i64).await, if 8i64 % 3 == 2 { 6i64 } else { 1i64 }).await);
+        }
+        1 => {
+            let mut a = ((loop {
+                if 8i64 % 3 == 2 {
+                    break 9i64;
                 }
-                x = add(x, double(3i64).await).await;
-                if is_even(1i64).await {
-                    return (-1, trace);
-                }
-            }
-            match (8i64).rem_euclid(3) {
-                0 => {
-                    trace.push(double(x).await);
-                    if is_even(6i64).await {
-                        break;
+                break x;
+            }) - (((2i64) + (2i64)).rem_euclid(1000)))
+            .rem_euclid(1000);
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if is_even(a).await {
+                        break 'outer;
                     }
-                }
-                1 => {
-                    if is_even(1i64).await {
-                        continue;
+                    if 4i64 % 3 == 0 {
+                        continue 'outer;
                     }
-                    let mut b = inc(((4i64) * (x)).rem_euclid(1000)).await;
-                }
-                mut d => {
-                    trace.push(d);
-                    if 2i64 % 3 == 0 {
-                        return (-1, trace);
-                    }
+                    let mut d = x;
                 }
             }
         }
-        for mut j in 0..1 {
-            trace.push(j);
-            x = add(x, if 1i64 % 3 == 1 { x } else { j }).await;
-            if j % 3 == 2 {
-                let mut a = if is_even(x).await {
-                    x
-                } else {
-                    if 9i64 % 3 == 1 {
-                        9i64
-                    } else {
-                        j
-                    }
-                };
-                trace.push(((inc(5i64).await) * (inc(8i64).await)).rem_euclid(1000));
-            } else {
-                if 2i64 % 3 == 1 {
+        mut d => {
+            trace.push(d);
+            let mut c = 6i64;
+        }
+    }
+    let mut count3 = 0;
+    while count3 < 1 {
+        count3 += 1;
+        if 1i64 % 3 == 1 {
+            continue;
+        }
+        let mut w4 = loop {
+            if x % 3 == 1 {
+                break 1i64;
+            }
+            break 3i64;
+        } + 64;
+        let mut g5 = 0;
+        while let Some(h) = maybe_half(w4).await {
+            g5 += 1;
+            if g5 > 3 {
+                break;
+            }
+            w4 = h;
+            trace.push(h);
+            if is_even(9i64).await {
+                break;
+            }
+        }
+    }
+    {
+        let mut d = 0i64;
+        {
+            {
+                let mut a = ((double(4i64).await)
+                    + (loop {
+                        if x % 3 == 1 {
+                            break x;
+                        }
+                        break 8i64;
+                    }))
+                .rem_euclid(1000);
+                trace.push(inc(0i64).await);
+            }
+            let mut a = loop {
+                if is_even(4i64).await {
+                    break loop {
+                        if 9i64 % 3 == 0 {
+                            break 5i64;
+                        }
+                        break 7i64;
+                    };
+                }
+                break x;
+            };
+        }
+    }
+    let mut w6 = loop {
+        if 9i64 % 3 == 2 {
+            break 2i64;
+        }
+        break 9i64;
+    } + 64;
+    let mut g7 = 0;
+    while let Some(h) = maybe_half(w6).await {
+        g7 += 1;
+        if g7 > 3 {
+            break;
+        }
+        w6 = h;
+        trace.push(h);
+        trace.push(
+            add(double(6i64).await, {
+                let c = 4i64;
+                ((c) + (0i64)).rem_euclid(1000)
+            })
+            .await,
+        );
+    }
+    match (((6i64) - (x)).rem_euclid(1000)).rem_euclid(3) {
+        0 => {
+            trace.push(5i64);
+            trace.push(double(inc(2i64).await).await);
+        }
+        1 => {
+            let mut w8 = ((x) * (6i64)).rem_euclid(1000) + 64;
+            let mut g9 = 0;
+            while let Some(h) = maybe_half(w8).await {
+                g9 += 1;
+                if g9 > 3 {
                     break;
                 }
-                if is_even(3i64).await {
-                    return (-1, trace);
+                w8 = h;
+                trace.push(h);
+                trace.push(double(add(8i64, 6i64).await).await);
+            }
+            for mut i in 0..1 {
+                trace.push(i);
+                let mut guard10 = 0;
+                loop {
+                    guard10 += 1;
+                    if guard10 > 3 {
+                        break;
+                    }
+                    if 8i64 % 3 == 1 {
+                        continue;
+                    }
+                    let mut b = if 8i64 % 3 == 1 {
+                        {
+                            let b = x;
+                            ((b) + (x)).rem_euclid(1000)
+                        }
+                    } else {
+                        double(9i64).await
+                    };
+                }
+                if let Some(mut d) = maybe_half(
+                    add(
+                        {
+                            side.push(x);
+                            7i64
+                        },
+                        1i64,
+                    )
+                    .await,
+                )
+                .await
+                {
+                    trace.push(d);
+                    if 2i64 % 3 == 1 {
+                        break;
+                    }
+                    let mut c = inc(x).await;
+                }
+            }
+        }
+        mut d => {
+            trace.push(d);
+            let mut count11 = 0;
+            while count11 < 2 {
+                count11 += 1;
+                let mut guard12 = 0;
+                loop {
+                    guard12 += 1;
+                    if guard12 > 1 {
+                        break;
+                    }
+                    if is_even(9i64).await {
+                        continue;
+                    }
+                    d = 5i64;
+                }
+                if 1i64 % 3 == 2 {
+                    let mut c = add(
+                        loop {
+                            if 8i64 % 3 == 1 {
+                                break d;
+                            }
+                            break d;
+                        },
+                        ((x) * (4i64)).rem_euclid(1000),
+                    )
+                    .await;
+                    if is_even(0i64).await {
+                        break;
+                    }
+                } else {
+                    let mut a = 8i64;
+                    if 7i64 % 3 == 0 {
+                        break;
+                    }
                 }
             }
         }
     }
-    let mut b = 6i64;
-    match (x).rem_euclid(3) {
-        0 => {
-            if is_even(9i64).await {
-                if is_even(b).await {
-                    return (-1, trace);
-                }
-                let mut b = add(if x % 3 == 1 { 1i64 } else { 9i64 }, inc(1i64).await).await;
-            } else {
-                let mut c = ((((0i64) * (6i64)).rem_euclid(1000)) * (b)).rem_euclid(1000);
-                let mut c = 5i64;
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_09(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut a = double(3i64).await;
+    {
+        if let Some(mut c) = maybe_half(loop {
+            if 7i64 % 3 == 1 {
+                break 4i64;
             }
-            trace.push(b);
+            break 1i64;
+        })
+        .await
+        {
+            trace.push(c);
+            if is_even(8i64).await {
+                let mut d = double(if x % 3 == 1 { 5i64 } else { a }).await;
+                trace.push(c);
+            } else {
+                let mut d = ((7i64) + (((x) + (9i64)).rem_euclid(1000))).rem_euclid(1000);
+                a = {
+                    let a = if 7i64 % 3 == 1 { 3i64 } else { 1i64 };
+                    ((a) + (add(c, x).await)).rem_euclid(1000)
+                };
+            }
+            for mut j in 0..1 {
+                trace.push(j);
+                let mut b = add(
+                    {
+                        side.push(3i64);
+                        4i64
+                    },
+                    c,
+                )
+                .await;
+                trace.push(add(if a % 3 == 0 { 4i64 } else { 2i64 }, 4i64).await);
+            }
         }
-        1 => {
-            trace.push(((3i64) - (5i64)).rem_euclid(1000));
-            match (b).rem_euclid(3) {
+        {
+            let mut d = add(
+                {
+                    side.push(8i64);
+                    a
+                },
+                8i64,
+            )
+            .await;
+            trace.push(double(if 3i64 % 3 == 1 { x } else { d }).await);
+        }
+    }
+    let mut w1 = loop {
+        if 8i64 % 3 == 0 {
+            break 1i64;
+        }
+        break 1i64;
+    } + 64;
+    let mut g2 = 0;
+    while let Some(h) = maybe_half(w1).await {
+        g2 += 1;
+        if g2 > 3 {
+            break;
+        }
+        w1 = h;
+        trace.push(h);
+        for mut i in 0..1 {
+            trace.push(i);
+            match (loop {
+                if 9i64 % 3 == 2 {
+                    break 4i64;
+                }
+                break x;
+            })
+            .rem_euclid(3)
+            {
                 0 => {
-                    trace.push(inc(((8i64) * (4i64)).rem_euclid(1000)).await);
-                    for mut j in 0..1 {
-                        trace.push(j);
-                        trace.push(6i64);
-                        if 8i64 % 3 == 1 {
-                            return (-1, trace);
-                        }
-                    }
+                    i = ((inc(1i64).await)
+                        * (add(
+                            {
+                                side.push(0i64);
+                                5i64
+                            },
+                            7i64,
+                        )
+                        .await))
+                        .rem_euclid(1000);
+                    let mut a = if 2i64 % 3 == 2 {
+                        inc(i).await
+                    } else {
+                        add(2i64, 9i64).await
+                    };
                 }
                 1 => {
-                    let mut c = if 1i64 % 3 == 1 {
-                        ((1i64) + (1i64)).rem_euclid(1000)
-                    } else {
-                        b
-                    };
-                    let mut d = ((((8i64) - (2i64)).rem_euclid(1000)) * (8i64)).rem_euclid(1000);
-                }
-                mut d => {
-                    trace.push(d);
-                    let mut c = inc(b).await;
-                }
-            }
-        }
-        mut c => {
-            trace.push(c);
-            if 4i64 % 3 == 0 {
-                let mut count5 = 0;
-                while count5 < 1 {
-                    count5 += 1;
-                    let mut c = add(double(b).await, add(5i64, b).await).await;
+                    let mut c = add(
+                        {
+                            side.push(8i64);
+                            1i64
+                        },
+                        add(a, 9i64).await,
+                    )
+                    .await;
                     let mut c = c;
                 }
-                c = c;
+                mut d => {
+                    trace.push(d);
+                    let mut b = 3i64;
+                }
             }
+            x = loop {
+                if is_even(4i64).await {
+                    break inc(1i64).await;
+                }
+                break a;
+            };
         }
     }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_28(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    if is_even(x).await {
-        trace.push(if x % 3 == 2 {
-            double(8i64).await
-        } else {
-            inc(9i64).await
-        });
-        let mut b = double(inc(x).await).await;
-    } else {
-        trace.push(x);
-        x = if 6i64 % 3 == 0 {
+    if let Some(mut b) = maybe_half(4i64).await {
+        trace.push(b);
+        let mut d = {
+            let c = x;
+            ((c) + (c)).rem_euclid(1000)
+        };
+        if a % 3 == 2 {
+            return (-1, trace, side);
+        }
+    }
+    let mut count3 = 0;
+    while count3 < 3 {
+        count3 += 1;
+        let mut w4 = add(8i64, 5i64).await + 64;
+        let mut g5 = 0;
+        while let Some(h) = maybe_half(w4).await {
+            g5 += 1;
+            if g5 > 3 {
+                break;
+            }
+            w4 = h;
+            trace.push(h);
+            if is_even(6i64).await {
+                let mut d = 5i64;
+                if 6i64 % 3 == 2 {
+                    break;
+                }
+            }
+        }
+        if 3i64 % 3 == 1 {
+            return (-1, trace, side);
+        }
+    }
+    {
+        let mut c = x;
+        let mut c = if is_even(3i64).await {
             double(7i64).await
         } else {
-            double(x).await
+            0i64
         };
     }
-    trace.push(inc(if 7i64 % 3 == 2 { x } else { 1i64 }).await);
-    let mut count1 = 0;
-    while count1 < 3 {
-        count1 += 1;
-        let mut count2 = 0;
-        while count2 < 2 {
-            count2 += 1;
-            trace.push(if x % 3 == 0 {
-                inc(1i64).await
-            } else {
-                if 8i64 % 3 == 0 {
-                    x
-                } else {
-                    5i64
-                }
-            });
-            let mut count3 = 0;
-            while count3 < 3 {
-                count3 += 1;
-                x = inc(0i64).await;
-                let mut a = x;
-            }
-        }
-        trace.push(add(3i64, ((8i64) * (0i64)).rem_euclid(1000)).await);
-    }
-    trace.push(x);
-    let mut d = inc(((6i64) * (3i64)).rem_euclid(1000)).await;
-    trace.push(double(add(x, 6i64).await).await);
-    (x, trace)
+    (x, trace, side)
 }
 
 #[workflow]
-pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_10(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
-    trace.push(3i64);
-    for mut j in 0..3 {
-        trace.push(j);
-        for mut j in 0..1 {
-            trace.push(j);
+    let mut side: Vec<i64> = Vec::new();
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if 1i64 % 3 == 2 {
+                break 'outer;
+            }
+            if is_even(6i64).await {
+                continue 'outer;
+            }
             let mut guard1 = 0;
             loop {
                 guard1 += 1;
                 if guard1 > 3 {
                     break;
                 }
-                let mut c = ((j) + (((2i64) * (j)).rem_euclid(1000))).rem_euclid(1000);
-                c = inc(if j % 3 == 2 { 4i64 } else { 5i64 }).await;
-            }
-            let mut d = double(inc(6i64).await).await;
-        }
-        trace.push(inc(inc(j).await).await);
-    }
-    let mut d = if 3i64 % 3 == 0 { x } else { x };
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_30(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(add(if 2i64 % 3 == 0 { x } else { x }, inc(8i64).await).await);
-    for mut i in 0..2 {
-        trace.push(i);
-        let mut b =
-            ((if 8i64 % 3 == 1 { i } else { x }) + (add(5i64, 7i64).await)).rem_euclid(1000);
-        if is_even(b).await {
-            continue;
-        }
-    }
-    x = inc(9i64).await;
-    let mut b = x;
-    let mut c = inc(double(b).await).await;
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_31(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(((inc(1i64).await) + (if 1i64 % 3 == 1 { 7i64 } else { 0i64 })).rem_euclid(1000));
-    trace.push(x);
-    let mut c = if is_even(3i64).await {
-        double(9i64).await
-    } else {
-        if 6i64 % 3 == 2 {
-            4i64
-        } else {
-            x
-        }
-    };
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_32(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(add(8i64, x).await);
-    let mut count1 = 0;
-    while count1 < 2 {
-        count1 += 1;
-        let mut guard2 = 0;
-        loop {
-            guard2 += 1;
-            if guard2 > 3 {
-                break;
-            }
-            let mut c = ((4i64) + (add(2i64, x).await)).rem_euclid(1000);
-            if is_even(x).await {
-                return (-1, trace);
-            }
-        }
-        match (add(4i64, 6i64).await).rem_euclid(3) {
-            0 => {
-                for mut j in 0..2 {
-                    trace.push(j);
-                    trace.push(inc(x).await);
-                    let mut c = 4i64;
-                }
-                if x % 3 == 0 {
-                    continue;
-                }
-            }
-            1 => {
-                if 0i64 % 3 == 2 {
-                    break;
-                }
-                if 1i64 % 3 == 0 {
-                    trace.push(((6i64) - (x)).rem_euclid(1000));
-                    trace.push(double(add(6i64, 1i64).await).await);
-                }
-            }
-            mut a => {
-                trace.push(a);
-                {
-                    if a % 3 == 1 {
-                        return (-1, trace);
-                    }
-                    trace.push(inc(inc(2i64).await).await);
-                }
-            }
-        }
-    }
-    trace.push(8i64);
-    let mut d = 0i64;
-    let mut count3 = 0;
-    while count3 < 3 {
-        count3 += 1;
-        {
-            if is_even(1i64).await {
-                continue;
-            }
-            let mut a = ((inc(5i64).await) - (d)).rem_euclid(1000);
-        }
-        let mut a = 2i64;
-    }
-    trace.push(add(1i64, inc(2i64).await).await);
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_33(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    match (((x) - (9i64)).rem_euclid(1000)).rem_euclid(3) {
-        0 => {
-            trace.push(double(inc(1i64).await).await);
-            match (9i64).rem_euclid(3) {
-                0 => {
-                    if 7i64 % 3 == 1 {
-                        return (-1, trace);
-                    }
-                    x = 4i64;
-                }
-                1 => {
-                    for mut j in 0..1 {
-                        trace.push(j);
-                        trace.push(double(add(1i64, 5i64).await).await);
-                        trace.push(inc(double(5i64).await).await);
-                    }
-                    match (double(x).await).rem_euclid(3) {
-                        0 => {
-                            trace.push(inc(x).await);
-                            trace.push(1i64);
-                        }
-                        1 => {
-                            x = double(add(x, 2i64).await).await;
-                            trace.push(inc(x).await);
-                        }
-                        mut d => {
-                            trace.push(d);
-                            let mut b = ((add(3i64, 8i64).await) - (add(6i64, 8i64).await))
-                                .rem_euclid(1000);
-                        }
-                    }
-                }
-                mut d => {
-                    trace.push(d);
-                    trace.push(
-                        ((double(0i64).await) + (if 8i64 % 3 == 0 { 4i64 } else { 7i64 }))
-                            .rem_euclid(1000),
-                    );
-                }
-            }
-        }
-        1 => {
-            if 1i64 % 3 == 2 {
-                let mut d = inc(if 4i64 % 3 == 1 { 2i64 } else { x }).await;
-                trace.push(if 9i64 % 3 == 1 { d } else { double(8i64).await });
-            } else {
-                if x % 3 == 0 {
-                    let mut b = inc(((8i64) - (x)).rem_euclid(1000)).await;
-                    trace.push(if 4i64 % 3 == 0 {
-                        inc(0i64).await
-                    } else {
-                        ((7i64) + (7i64)).rem_euclid(1000)
-                    });
-                }
-                {
-                    trace.push(if is_even(x).await {
-                        inc(9i64).await
-                    } else {
-                        7i64
-                    });
-                    trace.push(add(inc(x).await, inc(5i64).await).await);
-                }
-            }
-            if x % 3 == 2 {
-                for mut j in 0..2 {
-                    trace.push(j);
-                    let mut b = if j % 3 == 0 { 7i64 } else { 0i64 };
-                    trace.push(inc(((x) + (3i64)).rem_euclid(1000)).await);
-                }
-                trace.push(add(((0i64) - (5i64)).rem_euclid(1000), 9i64).await);
-            } else {
-                let mut c = double(add(6i64, 7i64).await).await;
-                for mut j in 0..2 {
-                    trace.push(j);
-                    if x % 3 == 0 {
-                        break;
-                    }
-                    x = x;
-                }
-            }
-        }
-        mut d => {
-            trace.push(d);
-            trace.push(d);
-        }
-    }
-    let mut a = 0i64;
-    match (if 5i64 % 3 == 0 { 9i64 } else { 0i64 }).rem_euclid(3) {
-        0 => {
-            match (add(6i64, 7i64).await).rem_euclid(3) {
-                0 => {
-                    let mut guard1 = 0;
-                    loop {
-                        guard1 += 1;
-                        if guard1 > 2 {
-                            break;
-                        }
-                        let mut d = 6i64;
-                        let mut d = add(((1i64) * (4i64)).rem_euclid(1000), 9i64).await;
-                    }
+                let mut a = inc(add(
                     {
-                        trace.push(inc(if a % 3 == 2 { 6i64 } else { 4i64 }).await);
-                        trace.push(inc(double(a).await).await);
-                    }
-                }
-                1 => {
-                    let mut count2 = 0;
-                    while count2 < 3 {
-                        count2 += 1;
-                        if a % 3 == 1 {
-                            continue;
-                        }
-                        let mut c = add(2i64, inc(x).await).await;
-                    }
-                    a = a;
-                }
-                mut b => {
-                    trace.push(b);
-                    trace.push(double(inc(3i64).await).await);
-                }
-            }
-            for mut j in 0..2 {
-                trace.push(j);
-                if is_even(8i64).await {
-                    let mut a = if a % 3 == 0 {
+                        side.push(6i64);
                         x
-                    } else {
-                        if 0i64 % 3 == 1 {
-                            2i64
-                        } else {
-                            8i64
-                        }
-                    };
-                    if a % 3 == 1 {
-                        break;
-                    }
-                } else {
-                    if 5i64 % 3 == 0 {
-                        return (-1, trace);
-                    }
-                    trace.push(if 2i64 % 3 == 0 {
-                        ((5i64) * (1i64)).rem_euclid(1000)
-                    } else {
-                        a
-                    });
-                }
-                if j % 3 == 2 {
-                    break;
-                }
-            }
-        }
-        1 => {
-            trace.push(if is_even(x).await {
-                double(x).await
-            } else {
-                add(1i64, a).await
-            });
-            let mut c = inc(add(7i64, a).await).await;
-        }
-        mut a => {
-            trace.push(a);
-            let mut c = ((x) + (0i64)).rem_euclid(1000);
-        }
-    }
-    let mut d = 2i64;
-    trace.push(((6i64) * (add(1i64, 6i64).await)).rem_euclid(1000));
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_34(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    trace.push(x);
-    trace.push(((inc(1i64).await) * (double(4i64).await)).rem_euclid(1000));
-    if 4i64 % 3 == 0 {
-        return (-1, trace);
-    }
-    {
-        for mut j in 0..3 {
-            trace.push(j);
-            match (inc(7i64).await).rem_euclid(3) {
-                0 => {
-                    let mut d = if 4i64 % 3 == 1 { 3i64 } else { inc(3i64).await };
-                    let mut d = ((((8i64) * (6i64)).rem_euclid(1000)) - (add(j, 8i64).await))
-                        .rem_euclid(1000);
-                }
-                1 => {
-                    j = double(if 9i64 % 3 == 2 { x } else { 8i64 }).await;
-                    let mut d =
-                        add(if 5i64 % 3 == 0 { 0i64 } else { 6i64 }, add(x, 3i64).await).await;
-                }
-                mut c => {
-                    trace.push(c);
-                    if is_even(9i64).await {
-                        continue;
-                    }
-                }
-            }
-            {
-                trace.push(double(3i64).await);
-                let mut c = inc(double(5i64).await).await;
-            }
-        }
-        match (add(x, 5i64).await).rem_euclid(3) {
-            0 => {
-                trace.push(
-                    ((((0i64) * (9i64)).rem_euclid(1000)) - (inc(2i64).await)).rem_euclid(1000),
-                );
-                let mut c = inc(x).await;
-            }
-            1 => {
-                for mut j in 0..1 {
-                    trace.push(j);
-                    trace.push(((0i64) * (add(2i64, x).await)).rem_euclid(1000));
-                    if is_even(5i64).await {
-                        continue;
-                    }
-                }
-                x = add(((0i64) + (7i64)).rem_euclid(1000), inc(4i64).await).await;
-            }
-            mut c => {
-                trace.push(c);
-                for mut i in 0..1 {
-                    trace.push(i);
-                    trace.push(c);
-                    x = if 2i64 % 3 == 2 {
-                        add(8i64, 3i64).await
-                    } else {
-                        double(8i64).await
-                    };
+                    },
+                    1i64,
+                )
+                .await)
+                .await;
+                let mut count2 = 0;
+                while count2 < 3 {
+                    count2 += 1;
+                    x = 9i64;
+                    trace.push(a);
                 }
             }
         }
     }
-    {
-        let mut c = ((double(0i64).await) + (((5i64) * (7i64)).rem_euclid(1000))).rem_euclid(1000);
-        trace.push(inc(inc(8i64).await).await);
-    }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_35(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    let mut count1 = 0;
-    while count1 < 3 {
-        count1 += 1;
-        trace.push(
-            ((if 9i64 % 3 == 2 { 5i64 } else { 3i64 }) + (((x) * (7i64)).rem_euclid(1000)))
-                .rem_euclid(1000),
-        );
-        if 7i64 % 3 == 0 {
-            continue;
-        }
-    }
-    trace.push(inc(add(9i64, x).await).await);
-    let mut guard2 = 0;
-    loop {
-        guard2 += 1;
-        if guard2 > 3 {
-            break;
-        }
-        let mut count3 = 0;
-        while count3 < 3 {
-            count3 += 1;
-            if 6i64 % 3 == 1 {
-                break;
-            }
-            let mut a = double(add(x, x).await).await;
-        }
-        trace.push(5i64);
-    }
-    x = double(if 7i64 % 3 == 1 { 4i64 } else { 3i64 }).await;
-    if is_even(7i64).await {
-        let mut count4 = 0;
-        while count4 < 1 {
-            count4 += 1;
-            trace.push(6i64);
-            let mut count5 = 0;
-            while count5 < 3 {
-                count5 += 1;
-                let mut c = x;
-                trace.push(add(if x % 3 == 2 { 2i64 } else { 6i64 }, inc(6i64).await).await);
-            }
-        }
-        let mut guard6 = 0;
+    let mut count3 = 0;
+    while count3 < 2 {
+        count3 += 1;
+        let mut guard4 = 0;
         loop {
-            guard6 += 1;
-            if guard6 > 2 {
+            guard4 += 1;
+            if guard4 > 3 {
                 break;
             }
-            for mut i in 0..3 {
+            x = {
+                let b = if 7i64 % 3 == 2 { 9i64 } else { 7i64 };
+                ((b) + (inc(b).await)).rem_euclid(1000)
+            };
+            for mut i in 0..1 {
                 trace.push(i);
-                if 7i64 % 3 == 0 {
+                if 0i64 % 3 == 1 {
                     continue;
                 }
-                i = if 4i64 % 3 == 1 { 3i64 } else { 7i64 };
-            }
-            if is_even(6i64).await {
-                x = 7i64;
-                trace.push(add(add(x, 3i64).await, x).await);
-            } else {
-                x = x;
-                let mut c = x;
-            }
-        }
-    } else {
-        trace.push(if 0i64 % 3 == 2 {
-            if 0i64 % 3 == 2 {
-                2i64
-            } else {
-                x
-            }
-        } else {
-            5i64
-        });
-        if 1i64 % 3 == 1 {
-            if is_even(7i64).await {
-                let mut b = inc(add(3i64, 5i64).await).await;
-                let mut a = b;
-            } else {
-                let mut b = if x % 3 == 0 { inc(7i64).await } else { 7i64 };
-                b = b;
-            }
-            if 4i64 % 3 == 2 {
-                trace.push(if 4i64 % 3 == 1 { inc(x).await } else { x });
-                let mut c = add(double(x).await, add(8i64, 9i64).await).await;
-            }
-        } else {
-            x = inc(double(4i64).await).await;
-            if 3i64 % 3 == 2 {
-                trace.push(x);
-                trace.push(add(if 5i64 % 3 == 2 { 3i64 } else { x }, double(x).await).await);
-            } else {
-                if 8i64 % 3 == 0 {
-                    return (-1, trace);
-                }
-                trace.push(((x) - (inc(x).await)).rem_euclid(1000));
+                x = add(
+                    add(
+                        {
+                            side.push(7i64);
+                            4i64
+                        },
+                        i,
+                    )
+                    .await,
+                    0i64,
+                )
+                .await;
             }
         }
+        x = {
+            let a = add(
+                {
+                    side.push(7i64);
+                    1i64
+                },
+                x,
+            )
+            .await;
+            ((a) + (if 2i64 % 3 == 2 { a } else { 7i64 })).rem_euclid(1000)
+        };
     }
-    x = inc(if 3i64 % 3 == 1 { 1i64 } else { 8i64 }).await;
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_36(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    {
-        {
-            let mut c = inc(((9i64) * (2i64)).rem_euclid(1000)).await;
-            if is_even(9i64).await {
-                let mut d = 5i64;
-                if d % 3 == 0 {
-                    return (-1, trace);
-                }
-            } else {
-                trace.push(6i64);
-                let mut c = double(c).await;
-            }
-        }
-        if is_even(2i64).await {
-            let mut d = add(x, add(9i64, 9i64).await).await;
-            x = add(inc(6i64).await, x).await;
-        } else {
-            let mut count1 = 0;
-            while count1 < 1 {
-                count1 += 1;
-                x = add(double(0i64).await, x).await;
-                if 7i64 % 3 == 1 {
-                    return (-1, trace);
-                }
-            }
-            trace.push(x);
-        }
-    }
-    let mut count2 = 0;
-    while count2 < 3 {
-        count2 += 1;
-        for mut j in 0..1 {
-            trace.push(j);
-            trace.push(double(7i64).await);
-            let mut count3 = 0;
-            while count3 < 2 {
-                count3 += 1;
-                if 5i64 % 3 == 2 {
-                    break;
-                }
-                let mut a = double(inc(0i64).await).await;
-            }
-        }
-        if 6i64 % 3 == 1 {
-            match (x).rem_euclid(3) {
-                0 => {
-                    let mut d = if 2i64 % 3 == 2 {
-                        inc(4i64).await
-                    } else {
-                        if 7i64 % 3 == 2 {
-                            x
-                        } else {
-                            x
-                        }
-                    };
-                    trace.push(6i64);
-                }
-                1 => {
-                    x = inc(x).await;
-                    trace.push(double(inc(4i64).await).await);
-                }
-                mut c => {
-                    trace.push(c);
-                    let mut a = inc(2i64).await;
-                }
-            }
-            let mut count4 = 0;
-            while count4 < 2 {
-                count4 += 1;
-                let mut d = x;
-                trace.push(if 0i64 % 3 == 1 {
-                    inc(5i64).await
-                } else {
-                    if 1i64 % 3 == 2 {
-                        d
-                    } else {
-                        4i64
-                    }
-                });
-            }
-        } else {
-            x = inc(double(9i64).await).await;
-            {
-                trace.push(((x) * (double(x).await)).rem_euclid(1000));
-                trace.push(((x) + (x)).rem_euclid(1000));
-            }
-        }
-    }
-    let mut b = if is_even(5i64).await {
-        inc(5i64).await
-    } else {
-        inc(x).await
-    };
-    x = inc(3i64).await;
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_37(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    let mut guard1 = 0;
-    loop {
-        guard1 += 1;
-        if guard1 > 2 {
+    let mut w5 = if 5i64 % 3 == 0 { 6i64 } else { 4i64 } + 64;
+    let mut g6 = 0;
+    while let Some(h) = maybe_half(w5).await {
+        g6 += 1;
+        if g6 > 3 {
             break;
         }
-        x = double(x).await;
-        if is_even(2i64).await {
-            let mut a = if is_even(4i64).await {
-                if 8i64 % 3 == 2 {
-                    x
-                } else {
-                    x
+        w5 = h;
+        trace.push(h);
+        trace.push(if 6i64 % 3 == 2 {
+            loop {
+                if 9i64 % 3 == 0 {
+                    break 4i64;
                 }
-            } else {
-                inc(x).await
-            };
-            a = ((a) + (((8i64) + (a)).rem_euclid(1000))).rem_euclid(1000);
-        }
+                break 6i64;
+            }
+        } else {
+            {
+                let d = 5i64;
+                ((d) + (5i64)).rem_euclid(1000)
+            }
+        });
     }
-    let mut c = double(if 8i64 % 3 == 2 { 9i64 } else { 9i64 }).await;
-    let mut b = double(if 1i64 % 3 == 0 { 4i64 } else { 0i64 }).await;
-    b = if is_even(5i64).await {
-        double(c).await
-    } else {
-        ((5i64) * (5i64)).rem_euclid(1000)
-    };
-    trace.push(add(inc(8i64).await, ((8i64) * (7i64)).rem_euclid(1000)).await);
-    (x, trace)
+    (x, trace, side)
 }
 
 #[workflow]
-pub async fn generated_38(mut x: i64) -> (i64, Vec<i64>) {
+pub async fn generated_11(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
-    x = if 3i64 % 3 == 2 {
-        ((8i64) + (8i64)).rem_euclid(1000)
-    } else {
-        inc(8i64).await
-    };
+    let mut side: Vec<i64> = Vec::new();
     let mut guard1 = 0;
     loop {
         guard1 += 1;
         if guard1 > 3 {
             break;
         }
-        x = 2i64;
-        {
-            for mut i in 0..2 {
-                trace.push(i);
-                trace.push(3i64);
-                let mut b = if i % 3 == 2 {
-                    if 7i64 % 3 == 1 {
-                        3i64
-                    } else {
-                        4i64
-                    }
-                } else {
-                    double(5i64).await
-                };
+        trace.push(if x % 3 == 1 { add(x, x).await } else { 0i64 });
+        let mut c = loop {
+            if 8i64 % 3 == 1 {
+                break add(
+                    {
+                        side.push(8i64);
+                        6i64
+                    },
+                    5i64,
+                )
+                .await;
             }
-            x = x;
+            break 9i64;
+        };
+    }
+    if is_even(2i64).await {
+        let mut c = if 5i64 % 3 == 2 {
+            if 1i64 % 3 == 1 {
+                8i64
+            } else {
+                x
+            }
+        } else {
+            ((5i64) - (x)).rem_euclid(1000)
+        };
+        let mut c = 5i64;
+    } else {
+        let mut a = add(
+            {
+                side.push(x);
+                5i64
+            },
+            add(
+                {
+                    side.push(8i64);
+                    x
+                },
+                7i64,
+            )
+            .await,
+        )
+        .await;
+        match ({
+            let c = 2i64;
+            ((c) + (5i64)).rem_euclid(1000)
+        })
+        .rem_euclid(3)
+        {
+            0 => {
+                if x % 3 == 2 {
+                    a = add(
+                        {
+                            side.push(2i64);
+                            8i64
+                        },
+                        ((a) * (x)).rem_euclid(1000),
+                    )
+                    .await;
+                    trace.push(a);
+                }
+                let mut count2 = 0;
+                while count2 < 1 {
+                    count2 += 1;
+                    if is_even(4i64).await {
+                        continue;
+                    }
+                    let mut c = if 0i64 % 3 == 0 {
+                        double(8i64).await
+                    } else {
+                        add(
+                            {
+                                side.push(x);
+                                9i64
+                            },
+                            2i64,
+                        )
+                        .await
+                    };
+                }
+            }
+            1 => {
+                let mut guard3 = 0;
+                loop {
+                    guard3 += 1;
+                    if guard3 > 1 {
+                        break;
+                    }
+                    let mut a = x;
+                    trace.push(loop {
+                        if 0i64 % 3 == 2 {
+                            break loop {
+                                if a % 3 == 1 {
+                                    break x;
+                                }
+                                break 1i64;
+                            };
+                        }
+                        break 5i64;
+                    });
+                }
+                for mut j in 0..3 {
+                    trace.push(j);
+                    let mut a = ((loop {
+                        if 7i64 % 3 == 0 {
+                            break x;
+                        }
+                        break x;
+                    }) - (inc(0i64).await))
+                        .rem_euclid(1000);
+                    trace.push(loop {
+                        if is_even(1i64).await {
+                            break ((9i64) * (a)).rem_euclid(1000);
+                        }
+                        break 6i64;
+                    });
+                }
+            }
+            mut d => {
+                trace.push(d);
+                let mut b = x;
+            }
         }
     }
-    let mut d = inc(5i64).await;
-    for mut j in 0..3 {
-        trace.push(j);
-        if j % 3 == 1 {
-            {
-                trace.push(x);
-                trace.push(d);
+    let mut w4 = add(x, 9i64).await + 64;
+    let mut g5 = 0;
+    while let Some(h) = maybe_half(w4).await {
+        g5 += 1;
+        if g5 > 3 {
+            break;
+        }
+        w4 = h;
+        trace.push(h);
+        trace.push(
+            ((inc(x).await)
+                * (add(
+                    {
+                        side.push(x);
+                        3i64
+                    },
+                    x,
+                )
+                .await))
+                .rem_euclid(1000),
+        );
+    }
+    trace.push(
+        double(
+            add(
+                {
+                    side.push(x);
+                    2i64
+                },
+                9i64,
+            )
+            .await,
+        )
+        .await,
+    );
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_12(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut count1 = 0;
+    while count1 < 2 {
+        count1 += 1;
+        for mut j in 0..2 {
+            trace.push(j);
+            if 8i64 % 3 == 0 {
+                return (-1, trace, side);
             }
-            let mut d = double(0i64).await;
-        } else {
-            let mut d = 1i64;
-            for mut i in 0..1 {
-                trace.push(i);
-                let mut d = inc(double(7i64).await).await;
-                trace.push(double(((d) * (6i64)).rem_euclid(1000)).await);
+            let mut guard2 = 0;
+            loop {
+                guard2 += 1;
+                if guard2 > 3 {
+                    break;
+                }
+                let mut b = inc(if x % 3 == 1 { x } else { 8i64 }).await;
+                if 3i64 % 3 == 0 {
+                    break;
+                }
             }
         }
-        let mut guard2 = 0;
-        loop {
-            guard2 += 1;
-            if guard2 > 1 {
+        x = inc(if 7i64 % 3 == 2 { x } else { x }).await;
+    }
+    {
+        let mut w3 = add(
+            {
+                side.push(6i64);
+                0i64
+            },
+            4i64,
+        )
+        .await
+            + 64;
+        let mut g4 = 0;
+        while let Some(h) = maybe_half(w3).await {
+            g4 += 1;
+            if g4 > 3 {
                 break;
             }
-            trace.push(
-                add(
-                    if 9i64 % 3 == 2 { d } else { 7i64 },
-                    if 1i64 % 3 == 1 { 2i64 } else { 7i64 },
-                )
-                .await,
-            );
-            if is_even(5i64).await {
-                return (-1, trace);
+            w3 = h;
+            trace.push(h);
+            if let Some(mut d) = maybe_half(7i64).await {
+                trace.push(d);
+                trace.push(if is_even(2i64).await {
+                    inc(9i64).await
+                } else {
+                    ((6i64) * (9i64)).rem_euclid(1000)
+                });
+                d = ((double(8i64).await) - (inc(d).await)).rem_euclid(1000);
+            }
+        }
+        if 3i64 % 3 == 2 {
+            return (-1, trace, side);
+        }
+    }
+    let mut a = add(
+        ((6i64) - (9i64)).rem_euclid(1000),
+        ((5i64) - (7i64)).rem_euclid(1000),
+    )
+    .await;
+    trace.push(
+        add(
+            {
+                side.push(8i64);
+                3i64
+            },
+            if a % 3 == 0 { 8i64 } else { 2i64 },
+        )
+        .await,
+    );
+    let mut guard5 = 0;
+    loop {
+        guard5 += 1;
+        if guard5 > 1 {
+            break;
+        }
+        for mut j in 0..2 {
+            trace.push(j);
+            for mut i in 0..1 {
+                trace.push(i);
+                j = add(if 2i64 % 3 == 0 { 7i64 } else { a }, 8i64).await;
+                if 2i64 % 3 == 2 {
+                    return (-1, trace, side);
+                }
+            }
+            for mut j in 0..2 {
+                trace.push(j);
+                let mut d = inc(loop {
+                    if 3i64 % 3 == 0 {
+                        break 0i64;
+                    }
+                    break 7i64;
+                })
+                .await;
+                trace.push(0i64);
+            }
+        }
+        match (a).rem_euclid(3) {
+            0 => {
+                if a % 3 == 1 {
+                    break;
+                }
+                if 2i64 % 3 == 2 {
+                    break;
+                }
+            }
+            1 => {
+                x = 7i64;
+                if is_even(9i64).await {
+                    continue;
+                }
+            }
+            mut c => {
+                trace.push(c);
+                trace.push({
+                    let d = {
+                        let b = 0i64;
+                        ((b) + (1i64)).rem_euclid(1000)
+                    };
+                    ((d) + (double(x).await)).rem_euclid(1000)
+                });
             }
         }
     }
-    if is_even(5i64).await {
-        if is_even(2i64).await {
-            x = inc(((3i64) * (0i64)).rem_euclid(1000)).await;
-            if 9i64 % 3 == 1 {
-                let mut c = ((double(5i64).await) + (9i64)).rem_euclid(1000);
-                let mut b = double(9i64).await;
-            } else {
-                trace.push(double(double(1i64).await).await);
-                trace.push(double(9i64).await);
+    if let Some(mut a) = maybe_half(6i64).await {
+        trace.push(a);
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if 6i64 % 3 == 0 {
+                    break 'outer;
+                }
+                if 5i64 % 3 == 0 {
+                    continue 'outer;
+                }
+                trace.push(double(inc(4i64).await).await);
             }
         }
         if 2i64 % 3 == 1 {
-            if is_even(x).await {
-                trace.push(x);
-                trace.push(3i64);
-            } else {
-                trace.push(if 3i64 % 3 == 0 {
-                    add(8i64, x).await
-                } else {
-                    double(x).await
-                });
-                let mut c = inc(6i64).await;
+            let mut count6 = 0;
+            while count6 < 3 {
+                count6 += 1;
+                a = ((double(1i64).await) + (7i64)).rem_euclid(1000);
+                if 0i64 % 3 == 2 {
+                    return (-1, trace, side);
+                }
             }
-            trace.push(7i64);
+            match (double(0i64).await).rem_euclid(3) {
+                0 => {
+                    trace.push(if 7i64 % 3 == 0 { inc(4i64).await } else { 7i64 });
+                    trace.push(
+                        add(
+                            loop {
+                                if 8i64 % 3 == 1 {
+                                    break 6i64;
+                                }
+                                break a;
+                            },
+                            loop {
+                                if 5i64 % 3 == 2 {
+                                    break 9i64;
+                                }
+                                break 5i64;
+                            },
+                        )
+                        .await,
+                    );
+                }
+                1 => {
+                    trace.push(double(add(3i64, a).await).await);
+                    trace.push(x);
+                }
+                mut c => {
+                    trace.push(c);
+                    trace.push(loop {
+                        if 8i64 % 3 == 0 {
+                            break loop {
+                                if 1i64 % 3 == 0 {
+                                    break a;
+                                }
+                                break 3i64;
+                            };
+                        }
+                        break 1i64;
+                    });
+                }
+            }
         } else {
-            if is_even(7i64).await {
-                return (-1, trace);
+            trace.push(inc(0i64).await);
+            let mut d = 3i64;
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_13(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut guard1 = 0;
+    loop {
+        guard1 += 1;
+        if guard1 > 3 {
+            break;
+        }
+        if is_even(3i64).await {
+            continue;
+        }
+        trace.push(
+            add(
+                {
+                    side.push(6i64);
+                    7i64
+                },
+                inc(7i64).await,
+            )
+            .await,
+        );
+    }
+    match (add(
+        {
+            side.push(x);
+            1i64
+        },
+        x,
+    )
+    .await)
+        .rem_euclid(3)
+    {
+        0 => {
+            let mut w2 = x + 64;
+            let mut g3 = 0;
+            while let Some(h) = maybe_half(w2).await {
+                g3 += 1;
+                if g3 > 3 {
+                    break;
+                }
+                w2 = h;
+                trace.push(h);
+                let mut d = ((add(0i64, x).await) + (inc(x).await)).rem_euclid(1000);
             }
-            for mut i in 0..3 {
-                trace.push(i);
-                i = double(double(4i64).await).await;
+            let mut count4 = 0;
+            while count4 < 2 {
+                count4 += 1;
+                if let Some(mut b) = maybe_half(add(0i64, 1i64).await).await {
+                    trace.push(b);
+                    trace.push(
+                        add(
+                            add(
+                                {
+                                    side.push(7i64);
+                                    9i64
+                                },
+                                1i64,
+                            )
+                            .await,
+                            add(9i64, 0i64).await,
+                        )
+                        .await,
+                    );
+                    trace.push(double(((0i64) * (1i64)).rem_euclid(1000)).await);
+                }
+                let mut d = x;
+            }
+        }
+        1 => {
+            x = add(
+                {
+                    side.push(6i64);
+                    x
+                },
+                add(
+                    {
+                        side.push(7i64);
+                        0i64
+                    },
+                    2i64,
+                )
+                .await,
+            )
+            .await;
+            for mut j in 0..2 {
+                trace.push(j);
+                let mut a = x;
+                let mut w5 = add(5i64, 6i64).await + 64;
+                let mut g6 = 0;
+                while let Some(h) = maybe_half(w5).await {
+                    g6 += 1;
+                    if g6 > 3 {
+                        break;
+                    }
+                    w5 = h;
+                    trace.push(h);
+                    trace.push({
+                        let d = ((5i64) * (8i64)).rem_euclid(1000);
+                        ((d) + (((x) - (j)).rem_euclid(1000))).rem_euclid(1000)
+                    });
+                }
+            }
+        }
+        mut c => {
+            trace.push(c);
+            let mut c = loop {
                 if x % 3 == 0 {
+                    break {
+                        let a = x;
+                        ((a) + (6i64)).rem_euclid(1000)
+                    };
+                }
+                break 1i64;
+            };
+        }
+    }
+    let mut guard7 = 0;
+    loop {
+        guard7 += 1;
+        if guard7 > 3 {
+            break;
+        }
+        if let Some(mut b) = maybe_half(8i64).await {
+            trace.push(b);
+            trace.push(
+                ((loop {
+                    if 4i64 % 3 == 0 {
+                        break x;
+                    }
+                    break 5i64;
+                }) - (add(b, 5i64).await))
+                    .rem_euclid(1000),
+            );
+            let mut c = add(
+                {
+                    let c = x;
+                    ((c) + (2i64)).rem_euclid(1000)
+                },
+                inc(7i64).await,
+            )
+            .await;
+        }
+        let mut w8 = loop {
+            if 4i64 % 3 == 1 {
+                break 1i64;
+            }
+            break x;
+        } + 64;
+        let mut g9 = 0;
+        while let Some(h) = maybe_half(w8).await {
+            g9 += 1;
+            if g9 > 3 {
+                break;
+            }
+            w8 = h;
+            trace.push(h);
+            if is_even(2i64).await {
+                break;
+            }
+        }
+    }
+    x = loop {
+        if is_even(5i64).await {
+            break if 7i64 % 3 == 1 { x } else { 8i64 };
+        }
+        break 2i64;
+    };
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_14(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    trace.push(3i64);
+    let mut d = {
+        let b = loop {
+            if 3i64 % 3 == 0 {
+                break 2i64;
+            }
+            break 1i64;
+        };
+        ((b) + (b)).rem_euclid(1000)
+    };
+    if let Some(mut b) = maybe_half(3i64).await {
+        trace.push(b);
+        trace.push(
+            add(
+                {
+                    side.push(5i64);
+                    3i64
+                },
+                add(0i64, 6i64).await,
+            )
+            .await,
+        );
+        let mut count1 = 0;
+        while count1 < 3 {
+            count1 += 1;
+            if is_even(b).await {
+                let mut c = add(if b % 3 == 2 { 3i64 } else { 7i64 }, 4i64).await;
+                trace.push(
+                    add(
+                        add(
+                            {
+                                side.push(2i64);
+                                0i64
+                            },
+                            1i64,
+                        )
+                        .await,
+                        add(d, 1i64).await,
+                    )
+                    .await,
+                );
+            } else {
+                if 9i64 % 3 == 1 {
+                    continue;
+                }
+                trace.push(if is_even(0i64).await {
+                    5i64
+                } else {
+                    loop {
+                        if 0i64 % 3 == 1 {
+                            break 2i64;
+                        }
+                        break 0i64;
+                    }
+                });
+            }
+            let mut b = x;
+        }
+    }
+    let mut guard2 = 0;
+    loop {
+        guard2 += 1;
+        if guard2 > 1 {
+            break;
+        }
+        if is_even(3i64).await {
+            {
+                if 7i64 % 3 == 0 {
+                    continue;
+                }
+                d = inc(double(5i64).await).await;
+            }
+            let mut d = ((add(3i64, 3i64).await) + (add(7i64, d).await)).rem_euclid(1000);
+        } else {
+            if let Some(mut b) = maybe_half(inc(5i64).await).await {
+                trace.push(b);
+                trace.push({
+                    let d = ((6i64) * (3i64)).rem_euclid(1000);
+                    ((d) + (add(1i64, 1i64).await)).rem_euclid(1000)
+                });
+                if 0i64 % 3 == 0 {
+                    continue;
+                }
+            }
+            let mut w3 = inc(6i64).await + 64;
+            let mut g4 = 0;
+            while let Some(h) = maybe_half(w3).await {
+                g4 += 1;
+                if g4 > 3 {
+                    break;
+                }
+                w3 = h;
+                trace.push(h);
+                if 3i64 % 3 == 0 {
+                    continue;
+                }
+            }
+        }
+        trace.push(inc(x).await);
+    }
+    d = double(x).await;
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_15(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    {
+        match (x).rem_euclid(3) {
+            0 => {
+                if 5i64 % 3 == 0 {
+                    trace.push(((0i64) + (inc(1i64).await)).rem_euclid(1000));
+                    if 1i64 % 3 == 0 {
+                        return (-1, trace, side);
+                    }
+                }
+                let mut d = double(2i64).await;
+            }
+            1 => {
+                trace.push(
+                    add(
+                        {
+                            side.push(x);
+                            7i64
+                        },
+                        x,
+                    )
+                    .await,
+                );
+                trace.push(((x) * (inc(4i64).await)).rem_euclid(1000));
+            }
+            mut a => {
+                trace.push(a);
+                let mut b = add(
+                    {
+                        side.push(6i64);
+                        4i64
+                    },
+                    5i64,
+                )
+                .await;
+            }
+        }
+        if let Some(mut a) = maybe_half({
+            let c = 6i64;
+            ((c) + (6i64)).rem_euclid(1000)
+        })
+        .await
+        {
+            trace.push(a);
+            match (add(6i64, a).await).rem_euclid(3) {
+                0 => {
+                    trace.push(if 3i64 % 3 == 2 {
+                        add(
+                            {
+                                side.push(9i64);
+                                3i64
+                            },
+                            x,
+                        )
+                        .await
+                    } else {
+                        x
+                    });
+                    if 7i64 % 3 == 2 {
+                        return (-1, trace, side);
+                    }
+                }
+                1 => {
+                    trace.push(loop {
+                        if is_even(8i64).await {
+                            break add(3i64, 5i64).await;
+                        }
+                        break 6i64;
+                    });
+                    trace.push(double(x).await);
+                }
+                mut c => {
+                    trace.push(c);
+                    a = add(
+                        add(
+                            {
+                                side.push(9i64);
+                                x
+                            },
+                            8i64,
+                        )
+                        .await,
+                        add(c, a).await,
+                    )
+                    .await;
+                }
+            }
+            trace.push(
+                inc({
+                    let b = 5i64;
+                    ((b) + (5i64)).rem_euclid(1000)
+                })
+                .await,
+            );
+        }
+    }
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if is_even(x).await {
+                break 'outer;
+            }
+            if x % 3 == 2 {
+                continue 'outer;
+            }
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if is_even(1i64).await {
+                        break 'outer;
+                    }
+                    if 2i64 % 3 == 2 {
+                        continue 'outer;
+                    }
+                    trace.push(if is_even(6i64).await {
+                        j
+                    } else {
+                        add(7i64, 4i64).await
+                    });
+                }
+            }
+        }
+    }
+    if is_even(x).await {
+        let mut count1 = 0;
+        while count1 < 1 {
+            count1 += 1;
+            let mut b = double(add(3i64, 7i64).await).await;
+            b = x;
+        }
+        match (double(7i64).await).rem_euclid(3) {
+            0 => {
+                match (add(4i64, 6i64).await).rem_euclid(3) {
+                    0 => {
+                        trace.push(double(((x) - (1i64)).rem_euclid(1000)).await);
+                        if 7i64 % 3 == 1 {
+                            return (-1, trace, side);
+                        }
+                    }
+                    1 => {
+                        trace.push(
+                            add(
+                                {
+                                    side.push(7i64);
+                                    1i64
+                                },
+                                loop {
+                                    if 6i64 % 3 == 1 {
+                                        break 2i64;
+                                    }
+                                    break 7i64;
+                                },
+                            )
+                            .await,
+                        );
+                        trace.push({
+                            let b = add(
+                                {
+                                    side.push(3i64);
+                                    x
+                                },
+                                4i64,
+                            )
+                            .await;
+                            ((b) + (add(
+                                {
+                                    side.push(6i64);
+                                    1i64
+                                },
+                                3i64,
+                            )
+                            .await))
+                                .rem_euclid(1000)
+                        });
+                    }
+                    mut a => {
+                        trace.push(a);
+                        trace.push(1i64);
+                    }
+                }
+                for mut i in 0..2 {
+                    trace.push(i);
+                    trace.push(loop {
+                        if i % 3 == 1 {
+                            break 8i64;
+                        }
+                        break 9i64;
+                    });
+                    i = 2i64;
+                }
+            }
+            1 => {
+                if is_even(3i64).await {
+                    trace.push(
+                        add(
+                            {
+                                let d = x;
+                                ((d) + (3i64)).rem_euclid(1000)
+                            },
+                            {
+                                let a = 0i64;
+                                ((a) + (6i64)).rem_euclid(1000)
+                            },
+                        )
+                        .await,
+                    );
+                    trace.push(add(4i64, ((3i64) - (x)).rem_euclid(1000)).await);
+                } else {
+                    let mut b = add(
+                        {
+                            side.push(8i64);
+                            1i64
+                        },
+                        add(4i64, 8i64).await,
+                    )
+                    .await;
+                    trace.push(
+                        add(
+                            {
+                                side.push(0i64);
+                                4i64
+                            },
+                            ((8i64) - (4i64)).rem_euclid(1000),
+                        )
+                        .await,
+                    );
+                }
+                match ({
+                    let b = x;
+                    ((b) + (b)).rem_euclid(1000)
+                })
+                .rem_euclid(3)
+                {
+                    0 => {
+                        if is_even(9i64).await {
+                            return (-1, trace, side);
+                        }
+                        trace.push(
+                            inc(add(
+                                {
+                                    side.push(x);
+                                    x
+                                },
+                                x,
+                            )
+                            .await)
+                            .await,
+                        );
+                    }
+                    1 => {
+                        let mut b = add(
+                            {
+                                side.push(7i64);
+                                3i64
+                            },
+                            x,
+                        )
+                        .await;
+                        trace.push(((double(2i64).await) * (2i64)).rem_euclid(1000));
+                    }
+                    mut a => {
+                        trace.push(a);
+                        let mut d = inc(loop {
+                            if a % 3 == 1 {
+                                break 8i64;
+                            }
+                            break x;
+                        })
+                        .await;
+                    }
+                }
+            }
+            mut b => {
+                trace.push(b);
+                match (5i64).rem_euclid(3) {
+                    0 => {
+                        trace.push(double(((3i64) * (2i64)).rem_euclid(1000)).await);
+                        if is_even(1i64).await {
+                            return (-1, trace, side);
+                        }
+                    }
+                    1 => {
+                        let mut c = x;
+                        trace.push(
+                            add(
+                                {
+                                    side.push(4i64);
+                                    5i64
+                                },
+                                7i64,
+                            )
+                            .await,
+                        );
+                    }
+                    mut a => {
+                        trace.push(a);
+                        let mut d = double(loop {
+                            if 3i64 % 3 == 0 {
+                                break 4i64;
+                            }
+                            break a;
+                        })
+                        .await;
+                    }
+                }
+            }
+        }
+    }
+    if 0i64 % 3 == 1 {
+        return (-1, trace, side);
+    }
+    trace.push(double(2i64).await);
+    if is_even(4i64).await {
+        x = x;
+        if is_even(8i64).await {
+            return (-1, trace, side);
+        }
+    } else {
+        for mut i in 0..3 {
+            trace.push(i);
+            {
+                if is_even(1i64).await {
+                    break;
+                }
+                if i % 3 == 1 {
+                    return (-1, trace, side);
+                }
+            }
+            let mut a = 8i64;
+        }
+        let mut d = double(loop {
+            if 5i64 % 3 == 2 {
+                break x;
+            }
+            break x;
+        })
+        .await;
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_16(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    if 4i64 % 3 == 2 {
+        if x % 3 == 0 {
+            return (-1, trace, side);
+        }
+        let mut count1 = 0;
+        while count1 < 3 {
+            count1 += 1;
+            for mut i in 0..1 {
+                trace.push(i);
+                if 3i64 % 3 == 2 {
+                    break;
+                }
+                i = add(
+                    i,
+                    loop {
+                        if 5i64 % 3 == 1 {
+                            break 0i64;
+                        }
+                        break 3i64;
+                    },
+                )
+                .await;
+            }
+            trace.push(double(inc(x).await).await);
+        }
+    } else {
+        x = add(
+            {
+                side.push(5i64);
+                x
+            },
+            if x % 3 == 2 { x } else { 1i64 },
+        )
+        .await;
+        let mut d = loop {
+            if is_even(x).await {
+                break inc(0i64).await;
+            }
+            break 6i64;
+        };
+    }
+    if is_even(7i64).await {
+        let mut d = add(
+            {
+                side.push(1i64);
+                3i64
+            },
+            5i64,
+        )
+        .await;
+        let mut w2 = inc(x).await + 64;
+        let mut g3 = 0;
+        while let Some(h) = maybe_half(w2).await {
+            g3 += 1;
+            if g3 > 3 {
+                break;
+            }
+            w2 = h;
+            trace.push(h);
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if is_even(8i64).await {
+                        break 'outer;
+                    }
+                    if is_even(1i64).await {
+                        continue 'outer;
+                    }
+                    let mut c = loop {
+                        if is_even(7i64).await {
+                            break double(0i64).await;
+                        }
+                        break 9i64;
+                    };
+                }
+            }
+        }
+    }
+    let mut count4 = 0;
+    while count4 < 3 {
+        count4 += 1;
+        for mut j in 0..2 {
+            trace.push(j);
+            let mut d = if 6i64 % 3 == 1 {
+                x
+            } else {
+                add(4i64, 4i64).await
+            };
+            if 7i64 % 3 == 1 {
+                continue;
+            }
+        }
+        let mut count5 = 0;
+        while count5 < 3 {
+            count5 += 1;
+            trace.push(
+                add(
+                    add(
+                        {
+                            side.push(x);
+                            6i64
+                        },
+                        9i64,
+                    )
+                    .await,
+                    4i64,
+                )
+                .await,
+            );
+            {
+                let mut c = double(if x % 3 == 0 { 6i64 } else { x }).await;
+                trace.push(add(double(x).await, add(4i64, 5i64).await).await);
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_17(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if 1i64 % 3 == 1 {
+                break 'outer;
+            }
+            if is_even(8i64).await {
+                continue 'outer;
+            }
+            if 7i64 % 3 == 1 {
+                if let Some(mut a) = maybe_half(1i64).await {
+                    trace.push(a);
+                    if a % 3 == 0 {
+                        continue;
+                    }
+                    if 4i64 % 3 == 0 {
+                        break;
+                    }
+                }
+                match (loop {
+                    if 6i64 % 3 == 0 {
+                        break 3i64;
+                    }
+                    break 8i64;
+                })
+                .rem_euclid(3)
+                {
+                    0 => {
+                        let mut d = add(
+                            {
+                                side.push(1i64);
+                                7i64
+                            },
+                            add(5i64, j).await,
+                        )
+                        .await;
+                        trace.push(
+                            add(
+                                {
+                                    side.push(2i64);
+                                    x
+                                },
+                                double(j).await,
+                            )
+                            .await,
+                        );
+                    }
+                    1 => {
+                        let mut c = if 2i64 % 3 == 1 {
+                            double(j).await
+                        } else {
+                            add(6i64, 4i64).await
+                        };
+                        if is_even(7i64).await {
+                            break;
+                        }
+                    }
+                    mut c => {
+                        trace.push(c);
+                        let mut b = loop {
+                            if 2i64 % 3 == 1 {
+                                break 2i64;
+                            }
+                            break 8i64;
+                        };
+                    }
+                }
+            } else {
+                let mut a = inc(((5i64) - (8i64)).rem_euclid(1000)).await;
+                trace.push(double(if 7i64 % 3 == 1 { 5i64 } else { 6i64 }).await);
+            }
+        }
+    }
+    let mut w1 = loop {
+        if 6i64 % 3 == 0 {
+            break 2i64;
+        }
+        break x;
+    } + 64;
+    let mut g2 = 0;
+    while let Some(h) = maybe_half(w1).await {
+        g2 += 1;
+        if g2 > 3 {
+            break;
+        }
+        w1 = h;
+        trace.push(h);
+        let mut count3 = 0;
+        while count3 < 1 {
+            count3 += 1;
+            let mut guard4 = 0;
+            loop {
+                guard4 += 1;
+                if guard4 > 2 {
+                    break;
+                }
+                let mut a = add(
+                    {
+                        side.push(5i64);
+                        4i64
+                    },
+                    ((9i64) + (1i64)).rem_euclid(1000),
+                )
+                .await;
+                trace.push(inc(a).await);
+            }
+            {
+                if is_even(5i64).await {
+                    continue;
+                }
+                x = add(
+                    {
+                        side.push(4i64);
+                        x
+                    },
+                    add(6i64, 8i64).await,
+                )
+                .await;
+            }
+        }
+    }
+    {
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if is_even(5i64).await {
+                    break 'outer;
+                }
+                if is_even(1i64).await {
+                    continue 'outer;
+                }
+                for mut i in 0..2 {
+                    trace.push(i);
+                    trace.push(6i64);
+                    trace.push(
+                        double(loop {
+                            if 9i64 % 3 == 2 {
+                                break 9i64;
+                            }
+                            break i;
+                        })
+                        .await,
+                    );
+                }
+            }
+        }
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if 5i64 % 3 == 1 {
+                    break 'outer;
+                }
+                if x % 3 == 2 {
+                    continue 'outer;
+                }
+                {
+                    trace.push(7i64);
+                    i = inc({
+                        let a = 8i64;
+                        ((a) + (1i64)).rem_euclid(1000)
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+    let mut w5 = ((6i64) + (x)).rem_euclid(1000) + 64;
+    let mut g6 = 0;
+    while let Some(h) = maybe_half(w5).await {
+        g6 += 1;
+        if g6 > 3 {
+            break;
+        }
+        w5 = h;
+        trace.push(h);
+        match (inc(x).await).rem_euclid(3) {
+            0 => {
+                let mut c = if is_even(1i64).await {
+                    loop {
+                        if 8i64 % 3 == 2 {
+                            break 3i64;
+                        }
+                        break 5i64;
+                    }
+                } else {
+                    add(
+                        {
+                            side.push(4i64);
+                            7i64
+                        },
+                        x,
+                    )
+                    .await
+                };
+                if 3i64 % 3 == 1 {
+                    break;
+                }
+            }
+            1 => {
+                match (x).rem_euclid(3) {
+                    0 => {
+                        x = ((add(
+                            {
+                                side.push(7i64);
+                                x
+                            },
+                            3i64,
+                        )
+                        .await)
+                            + (add(
+                                {
+                                    side.push(0i64);
+                                    1i64
+                                },
+                                3i64,
+                            )
+                            .await))
+                            .rem_euclid(1000);
+                        if is_even(8i64).await {
+                            continue;
+                        }
+                    }
+                    1 => {
+                        if 5i64 % 3 == 1 {
+                            break;
+                        }
+                        let mut a = double(if 1i64 % 3 == 1 { 2i64 } else { 7i64 }).await;
+                    }
+                    mut d => {
+                        trace.push(d);
+                        let mut c = add(
+                            {
+                                let b = 8i64;
+                                ((b) + (8i64)).rem_euclid(1000)
+                            },
+                            if 0i64 % 3 == 0 { 8i64 } else { 6i64 },
+                        )
+                        .await;
+                    }
+                }
+                if x % 3 == 0 {
+                    let mut b = loop {
+                        if 0i64 % 3 == 0 {
+                            break {
+                                let a = x;
+                                ((a) + (5i64)).rem_euclid(1000)
+                            };
+                        }
+                        break 7i64;
+                    };
+                    trace.push(3i64);
+                }
+            }
+            mut b => {
+                trace.push(b);
+                if let Some(mut d) = maybe_half(x).await {
+                    trace.push(d);
+                    x = {
+                        let d = loop {
+                            if 1i64 % 3 == 2 {
+                                break 7i64;
+                            }
+                            break b;
+                        };
+                        ((d) + (((7i64) * (x)).rem_euclid(1000))).rem_euclid(1000)
+                    };
+                    trace.push(d);
+                }
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_18(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut b = 0i64;
+    for mut i in 0..3 {
+        trace.push(i);
+        let mut w1 = 8i64 + 64;
+        let mut g2 = 0;
+        while let Some(h) = maybe_half(w1).await {
+            g2 += 1;
+            if g2 > 3 {
+                break;
+            }
+            w1 = h;
+            trace.push(h);
+            for mut i in 0..1 {
+                trace.push(i);
+                let mut d = inc(double(7i64).await).await;
+                let mut a = inc(add(
+                    {
+                        side.push(d);
+                        1i64
+                    },
+                    0i64,
+                )
+                .await)
+                .await;
+            }
+        }
+        i = add(
+            {
+                side.push(0i64);
+                7i64
+            },
+            if x % 3 == 0 { 3i64 } else { 3i64 },
+        )
+        .await;
+    }
+    match (x).rem_euclid(3) {
+        0 => {
+            let mut guard3 = 0;
+            loop {
+                guard3 += 1;
+                if guard3 > 2 {
+                    break;
+                }
+                trace.push(x);
+                trace.push(b);
+            }
+            trace.push(double(double(3i64).await).await);
+        }
+        1 => {
+            let mut a = x;
+            let mut b = add(
+                {
+                    side.push(7i64);
+                    9i64
+                },
+                loop {
+                    if 0i64 % 3 == 0 {
+                        break 2i64;
+                    }
+                    break 0i64;
+                },
+            )
+            .await;
+        }
+        mut b => {
+            trace.push(b);
+            let mut count4 = 0;
+            while count4 < 2 {
+                count4 += 1;
+                if is_even(b).await {
+                    break;
+                }
+                let mut count5 = 0;
+                while count5 < 2 {
+                    count5 += 1;
+                    let mut c = if is_even(2i64).await {
+                        {
+                            let c = 3i64;
+                            ((c) + (6i64)).rem_euclid(1000)
+                        }
+                    } else {
+                        add(
+                            {
+                                side.push(5i64);
+                                b
+                            },
+                            5i64,
+                        )
+                        .await
+                    };
+                    let mut b = add(b, x).await;
+                }
+            }
+        }
+    }
+    {
+        if b % 3 == 2 {
+            {
+                trace.push(
+                    inc(loop {
+                        if 4i64 % 3 == 0 {
+                            break 1i64;
+                        }
+                        break 1i64;
+                    })
+                    .await,
+                );
+                x = inc({
+                    let c = 2i64;
+                    ((c) + (4i64)).rem_euclid(1000)
+                })
+                .await;
+            }
+            trace.push(if b % 3 == 2 { b } else { add(3i64, 6i64).await });
+        } else {
+            let mut guard6 = 0;
+            loop {
+                guard6 += 1;
+                if guard6 > 2 {
+                    break;
+                }
+                if b % 3 == 2 {
+                    return (-1, trace, side);
+                }
+                let mut b = ((4i64) - (if b % 3 == 2 { b } else { 3i64 })).rem_euclid(1000);
+            }
+            trace.push(1i64);
+        }
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if 6i64 % 3 == 1 {
+                    break 'outer;
+                }
+                if x % 3 == 0 {
+                    continue 'outer;
+                }
+                for mut i in 0..1 {
+                    trace.push(i);
+                    trace.push(add(add(9i64, 3i64).await, x).await);
+                    i = double(inc(j).await).await;
+                }
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_19(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut c = double(add(x, 4i64).await).await;
+    if is_even(3i64).await {
+        let mut a = {
+            let c = {
+                let d = x;
+                ((d) + (5i64)).rem_euclid(1000)
+            };
+            ((c) + (x)).rem_euclid(1000)
+        };
+        trace.push(
+            add(x, {
+                let d = 2i64;
+                ((d) + (8i64)).rem_euclid(1000)
+            })
+            .await,
+        );
+    } else {
+        let mut guard1 = 0;
+        loop {
+            guard1 += 1;
+            if guard1 > 3 {
+                break;
+            }
+            for mut i in 0..2 {
+                trace.push(i);
+                trace.push(if 3i64 % 3 == 2 {
+                    ((5i64) + (i)).rem_euclid(1000)
+                } else {
+                    {
+                        let c = 0i64;
+                        ((c) + (6i64)).rem_euclid(1000)
+                    }
+                });
+                if is_even(7i64).await {
+                    break;
+                }
+            }
+            if is_even(8i64).await {
+                continue;
+            }
+        }
+        for mut i in 0..3 {
+            trace.push(i);
+            let mut w2 = add(7i64, c).await + 64;
+            let mut g3 = 0;
+            while let Some(h) = maybe_half(w2).await {
+                g3 += 1;
+                if g3 > 3 {
+                    break;
+                }
+                w2 = h;
+                trace.push(h);
+                let mut d = {
+                    let b = ((0i64) - (3i64)).rem_euclid(1000);
+                    ((b) + (i)).rem_euclid(1000)
+                };
+            }
+            let mut a = add(
+                {
+                    side.push(c);
+                    i
+                },
+                loop {
+                    if 1i64 % 3 == 0 {
+                        break 8i64;
+                    }
+                    break 3i64;
+                },
+            )
+            .await;
+        }
+    }
+    if 8i64 % 3 == 2 {
+        return (-1, trace, side);
+    }
+    trace.push({
+        let b = add(c, 0i64).await;
+        ((b) + (add(b, x).await)).rem_euclid(1000)
+    });
+    let mut count4 = 0;
+    while count4 < 3 {
+        count4 += 1;
+        c = ((double(x).await) + (double(x).await)).rem_euclid(1000);
+        let mut w5 = {
+            let b = 7i64;
+            ((b) + (8i64)).rem_euclid(1000)
+        } + 64;
+        let mut g6 = 0;
+        while let Some(h) = maybe_half(w5).await {
+            g6 += 1;
+            if g6 > 3 {
+                break;
+            }
+            w5 = h;
+            trace.push(h);
+            let mut b = 5i64;
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    {
+        trace.push(loop {
+            if x % 3 == 0 {
+                break double(3i64).await;
+            }
+            break 0i64;
+        });
+        match (double(0i64).await).rem_euclid(3) {
+            0 => {
+                let mut count1 = 0;
+                while count1 < 3 {
+                    count1 += 1;
+                    x = 2i64;
+                    trace.push(loop {
+                        if 2i64 % 3 == 1 {
+                            break ((4i64) * (2i64)).rem_euclid(1000);
+                        }
+                        break x;
+                    });
+                }
+                if is_even(x).await {
+                    let mut a = loop {
+                        if 4i64 % 3 == 2 {
+                            break ((6i64) + (0i64)).rem_euclid(1000);
+                        }
+                        break 1i64;
+                    };
+                    let mut c = a;
+                }
+            }
+            1 => {
+                let mut w2 = if 3i64 % 3 == 1 { 8i64 } else { 1i64 } + 64;
+                let mut g3 = 0;
+                while let Some(h) = maybe_half(w2).await {
+                    g3 += 1;
+                    if g3 > 3 {
+                        break;
+                    }
+                    w2 = h;
+                    trace.push(h);
+                    x = if is_even(4i64).await {
+                        add(
+                            {
+                                side.push(7i64);
+                                x
+                            },
+                            8i64,
+                        )
+                        .await
+                    } else {
+                        add(
+                            {
+                                side.push(x);
+                                9i64
+                            },
+                            9i64,
+                        )
+                        .await
+                    };
+                }
+                if let Some(mut a) = maybe_half(loop {
+                    if x % 3 == 0 {
+                        break 7i64;
+                    }
+                    break 2i64;
+                })
+                .await
+                {
+                    trace.push(a);
+                    trace.push(add(((3i64) - (6i64)).rem_euclid(1000), inc(5i64).await).await);
+                    trace.push({
+                        let c = inc(a).await;
+                        ((c) + (x)).rem_euclid(1000)
+                    });
+                }
+            }
+            mut b => {
+                trace.push(b);
+                trace.push(if 9i64 % 3 == 1 {
+                    add(5i64, 5i64).await
+                } else {
+                    double(2i64).await
+                });
+            }
+        }
+    }
+    match (add(4i64, x).await).rem_euclid(3) {
+        0 => {
+            if let Some(mut b) = maybe_half(add(4i64, x).await).await {
+                trace.push(b);
+                let mut count4 = 0;
+                while count4 < 1 {
+                    count4 += 1;
+                    let mut b = 9i64;
+                    if 0i64 % 3 == 0 {
+                        continue;
+                    }
+                }
+                'outer: for mut i in 0..2 {
+                    for mut j in 0..2 {
+                        trace.push(i * 10 + j);
+                        if b % 3 == 1 {
+                            break 'outer;
+                        }
+                        if is_even(5i64).await {
+                            continue 'outer;
+                        }
+                        x = ((inc(i).await) + (((1i64) + (1i64)).rem_euclid(1000)))
+                            .rem_euclid(1000);
+                    }
+                }
+            }
+            trace.push(if 5i64 % 3 == 0 { x } else { double(1i64).await });
+        }
+        1 => {
+            let mut count5 = 0;
+            while count5 < 2 {
+                count5 += 1;
+                let mut guard6 = 0;
+                loop {
+                    guard6 += 1;
+                    if guard6 > 3 {
+                        break;
+                    }
+                    if is_even(2i64).await {
+                        break;
+                    }
+                    trace.push(loop {
+                        if 2i64 % 3 == 2 {
+                            break if 3i64 % 3 == 1 { 7i64 } else { 1i64 };
+                        }
+                        break x;
+                    });
+                }
+                if x % 3 == 2 {
+                    break;
+                }
+            }
+            let mut count7 = 0;
+            while count7 < 3 {
+                count7 += 1;
+                trace.push(3i64);
+                match (x).rem_euclid(3) {
+                    0 => {
+                        trace.push(
+                            double(
+                                add(
+                                    {
+                                        side.push(0i64);
+                                        3i64
+                                    },
+                                    3i64,
+                                )
+                                .await,
+                            )
+                            .await,
+                        );
+                        trace.push(
+                            (({
+                                let b = x;
+                                ((b) + (4i64)).rem_euclid(1000)
+                            }) * (inc(3i64).await))
+                                .rem_euclid(1000),
+                        );
+                    }
+                    1 => {
+                        trace.push(double(add(0i64, 1i64).await).await);
+                        trace.push(5i64);
+                    }
+                    mut b => {
+                        trace.push(b);
+                        x = ((3i64) - (add(8i64, 7i64).await)).rem_euclid(1000);
+                    }
+                }
+            }
+        }
+        mut c => {
+            trace.push(c);
+            let mut w8 = if 8i64 % 3 == 0 { 5i64 } else { 6i64 } + 64;
+            let mut g9 = 0;
+            while let Some(h) = maybe_half(w8).await {
+                g9 += 1;
+                if g9 > 3 {
+                    break;
+                }
+                w8 = h;
+                trace.push(h);
+                x = c;
+            }
+        }
+    }
+    let mut w10 = add(
+        {
+            side.push(1i64);
+            6i64
+        },
+        3i64,
+    )
+    .await
+        + 64;
+    let mut g11 = 0;
+    while let Some(h) = maybe_half(w10).await {
+        g11 += 1;
+        if g11 > 3 {
+            break;
+        }
+        w10 = h;
+        trace.push(h);
+        if let Some(mut d) = maybe_half(add(1i64, 1i64).await).await {
+            trace.push(d);
+            let mut guard12 = 0;
+            loop {
+                guard12 += 1;
+                if guard12 > 2 {
+                    break;
+                }
+                let mut b = d;
+                let mut c = b;
+            }
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if is_even(5i64).await {
+                        break 'outer;
+                    }
+                    if is_even(d).await {
+                        continue 'outer;
+                    }
+                    let mut b = if 0i64 % 3 == 1 {
+                        inc(5i64).await
+                    } else {
+                        double(d).await
+                    };
+                }
+            }
+        }
+    }
+    x = {
+        let d = ((x) * (1i64)).rem_euclid(1000);
+        ((d) + (add(
+            {
+                side.push(3i64);
+                4i64
+            },
+            2i64,
+        )
+        .await))
+            .rem_euclid(1000)
+    };
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if x % 3 == 2 {
+                break 'outer;
+            }
+            if 5i64 % 3 == 0 {
+                continue 'outer;
+            }
+            {
+                {
+                    j = add(
+                        ((0i64) * (3i64)).rem_euclid(1000),
+                        loop {
+                            if 9i64 % 3 == 0 {
+                                break 5i64;
+                            }
+                            break i;
+                        },
+                    )
+                    .await;
+                    trace.push(add(double(6i64).await, if x % 3 == 2 { 9i64 } else { j }).await);
+                }
+                let mut b = double(double(6i64).await).await;
+            }
+        }
+    }
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if 7i64 % 3 == 1 {
+                break 'outer;
+            }
+            if x % 3 == 0 {
+                continue 'outer;
+            }
+            {
+                trace.push(
+                    add(
+                        {
+                            side.push(8i64);
+                            5i64
+                        },
+                        {
+                            let d = j;
+                            ((d) + (5i64)).rem_euclid(1000)
+                        },
+                    )
+                    .await,
+                );
+                for mut i in 0..3 {
+                    trace.push(i);
+                    let mut a = add(0i64, ((9i64) - (7i64)).rem_euclid(1000)).await;
+                    let mut b = {
+                        let d = double(4i64).await;
+                        ((d) + (loop {
+                            if 4i64 % 3 == 2 {
+                                break 9i64;
+                            }
+                            break 9i64;
+                        }))
+                        .rem_euclid(1000)
+                    };
+                }
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_21(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut guard1 = 0;
+    loop {
+        guard1 += 1;
+        if guard1 > 1 {
+            break;
+        }
+        trace.push(loop {
+            if is_even(0i64).await {
+                break double(2i64).await;
+            }
+            break 8i64;
+        });
+        if let Some(mut a) = maybe_half(((3i64) * (6i64)).rem_euclid(1000)).await {
+            trace.push(a);
+            if is_even(0i64).await {
+                if is_even(9i64).await {
+                    continue;
+                }
+                trace.push(
+                    ((((0i64) * (0i64)).rem_euclid(1000)) - (add(x, 3i64).await)).rem_euclid(1000),
+                );
+            } else {
+                let mut d = ((double(a).await)
+                    - (add(
+                        {
+                            side.push(2i64);
+                            8i64
+                        },
+                        x,
+                    )
+                    .await))
+                    .rem_euclid(1000);
+                let mut a = loop {
+                    if is_even(3i64).await {
+                        break add(
+                            {
+                                side.push(8i64);
+                                d
+                            },
+                            2i64,
+                        )
+                        .await;
+                    }
+                    break x;
+                };
+            }
+            trace.push(
+                ((inc(7i64).await)
+                    * (loop {
+                        if 6i64 % 3 == 2 {
+                            break 7i64;
+                        }
+                        break 7i64;
+                    }))
+                .rem_euclid(1000),
+            );
+        }
+    }
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if is_even(x).await {
+                break 'outer;
+            }
+            if is_even(x).await {
+                continue 'outer;
+            }
+            j = if is_even(2i64).await {
+                ((6i64) * (x)).rem_euclid(1000)
+            } else {
+                ((5i64) + (4i64)).rem_euclid(1000)
+            };
+        }
+    }
+    let mut c = double({
+        let d = 7i64;
+        ((d) + (7i64)).rem_euclid(1000)
+    })
+    .await;
+    let mut guard2 = 0;
+    loop {
+        guard2 += 1;
+        if guard2 > 3 {
+            break;
+        }
+        if x % 3 == 0 {
+            continue;
+        }
+        c = if 1i64 % 3 == 1 {
+            if 2i64 % 3 == 1 {
+                0i64
+            } else {
+                5i64
+            }
+        } else {
+            add(
+                {
+                    side.push(6i64);
+                    2i64
+                },
+                2i64,
+            )
+            .await
+        };
+    }
+    if is_even(9i64).await {
+        let mut count3 = 0;
+        while count3 < 1 {
+            count3 += 1;
+            {
+                c = double(x).await;
+                let mut c = {
+                    let d = {
+                        let c = 8i64;
+                        ((c) + (5i64)).rem_euclid(1000)
+                    };
+                    ((d) + (add(
+                        {
+                            side.push(7i64);
+                            5i64
+                        },
+                        6i64,
+                    )
+                    .await))
+                        .rem_euclid(1000)
+                };
+            }
+            let mut guard4 = 0;
+            loop {
+                guard4 += 1;
+                if guard4 > 1 {
+                    break;
+                }
+                if 5i64 % 3 == 2 {
+                    break;
+                }
+                let mut c = add(double(c).await, 1i64).await;
+            }
+        }
+        let mut b = double(((6i64) + (1i64)).rem_euclid(1000)).await;
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_22(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    x = double(((6i64) + (1i64)).rem_euclid(1000)).await;
+    {
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if is_even(7i64).await {
+                    break 'outer;
+                }
+                if is_even(2i64).await {
+                    continue 'outer;
+                }
+                if is_even(x).await {
+                    if is_even(3i64).await {
+                        return (-1, trace, side);
+                    }
+                    if is_even(5i64).await {
+                        break;
+                    }
+                } else {
+                    trace.push(1i64);
+                    let mut b = x;
+                }
+            }
+        }
+        x = double(7i64).await;
+    }
+    let mut guard1 = 0;
+    loop {
+        guard1 += 1;
+        if guard1 > 2 {
+            break;
+        }
+        if 7i64 % 3 == 1 {
+            break;
+        }
+        let mut c = if x % 3 == 2 {
+            add(
+                {
+                    side.push(x);
+                    x
+                },
+                x,
+            )
+            .await
+        } else {
+            add(
+                {
+                    side.push(5i64);
+                    3i64
+                },
+                6i64,
+            )
+            .await
+        };
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut count1 = 0;
+    while count1 < 2 {
+        count1 += 1;
+        {
+            let mut w2 = loop {
+                if 4i64 % 3 == 0 {
+                    break 0i64;
+                }
+                break x;
+            } + 64;
+            let mut g3 = 0;
+            while let Some(h) = maybe_half(w2).await {
+                g3 += 1;
+                if g3 > 3 {
+                    break;
+                }
+                w2 = h;
+                trace.push(h);
+                trace.push(
+                    inc(loop {
+                        if 5i64 % 3 == 2 {
+                            break 9i64;
+                        }
+                        break 2i64;
+                    })
+                    .await,
+                );
+            }
+            x = double(1i64).await;
+        }
+        trace.push(x);
+    }
+    if 4i64 % 3 == 0 {
+        return (-1, trace, side);
+    }
+    if let Some(mut d) = maybe_half(add(0i64, 4i64).await).await {
+        trace.push(d);
+        trace.push(d);
+        trace.push(add(((9i64) * (7i64)).rem_euclid(1000), add(7i64, 0i64).await).await);
+    }
+    if let Some(mut b) = maybe_half(inc(x).await).await {
+        trace.push(b);
+        {
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if 1i64 % 3 == 0 {
+                        break 'outer;
+                    }
+                    if 3i64 % 3 == 1 {
+                        continue 'outer;
+                    }
+                    if 8i64 % 3 == 0 {
+                        continue;
+                    }
+                }
+            }
+            let mut count4 = 0;
+            while count4 < 3 {
+                count4 += 1;
+                let mut c = add(
+                    loop {
+                        if x % 3 == 2 {
+                            break b;
+                        }
+                        break 2i64;
+                    },
+                    inc(3i64).await,
+                )
+                .await;
+                trace.push(inc(((1i64) + (8i64)).rem_euclid(1000)).await);
+            }
+        }
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if 6i64 % 3 == 0 {
+                    break 'outer;
+                }
+                if 8i64 % 3 == 0 {
+                    continue 'outer;
+                }
+                if is_even(7i64).await {
+                    break;
+                }
+            }
+        }
+    }
+    if 8i64 % 3 == 1 {
+        return (-1, trace, side);
+    }
+    match (inc(7i64).await).rem_euclid(3) {
+        0 => {
+            for mut j in 0..3 {
+                trace.push(j);
+                if let Some(mut a) = maybe_half(
+                    add(
+                        {
+                            side.push(9i64);
+                            2i64
+                        },
+                        1i64,
+                    )
+                    .await,
+                )
+                .await
+                {
+                    trace.push(a);
+                    if is_even(2i64).await {
+                        break;
+                    }
+                    trace.push(add(if j % 3 == 0 { 3i64 } else { 1i64 }, double(9i64).await).await);
+                }
+                if let Some(mut d) = maybe_half(((j) * (x)).rem_euclid(1000)).await {
+                    trace.push(d);
+                    trace.push(
+                        inc(loop {
+                            if 3i64 % 3 == 2 {
+                                break 3i64;
+                            }
+                            break 3i64;
+                        })
+                        .await,
+                    );
+                    let mut c = x;
+                }
+            }
+            let mut count5 = 0;
+            while count5 < 1 {
+                count5 += 1;
+                let mut guard6 = 0;
+                loop {
+                    guard6 += 1;
+                    if guard6 > 2 {
+                        break;
+                    }
+                    if is_even(5i64).await {
+                        continue;
+                    }
+                    let mut d = add(
+                        loop {
+                            if x % 3 == 2 {
+                                break x;
+                            }
+                            break x;
+                        },
+                        ((9i64) + (6i64)).rem_euclid(1000),
+                    )
+                    .await;
+                }
+                let mut a = loop {
+                    if 1i64 % 3 == 2 {
+                        break inc(5i64).await;
+                    }
+                    break 0i64;
+                };
+            }
+        }
+        1 => {
+            match (loop {
+                if 2i64 % 3 == 1 {
+                    break 8i64;
+                }
+                break x;
+            })
+            .rem_euclid(3)
+            {
+                0 => {
+                    trace.push(inc(inc(x).await).await);
+                    let mut a = double(
+                        add(
+                            {
+                                side.push(8i64);
+                                6i64
+                            },
+                            8i64,
+                        )
+                        .await,
+                    )
+                    .await;
+                }
+                1 => {
+                    let mut w7 = if 0i64 % 3 == 0 { 7i64 } else { x } + 64;
+                    let mut g8 = 0;
+                    while let Some(h) = maybe_half(w7).await {
+                        g8 += 1;
+                        if g8 > 3 {
+                            break;
+                        }
+                        w7 = h;
+                        trace.push(h);
+                        let mut a = ((inc(3i64).await) - (add(x, 9i64).await)).rem_euclid(1000);
+                    }
+                    let mut count9 = 0;
+                    while count9 < 3 {
+                        count9 += 1;
+                        trace.push(x);
+                        let mut c = x;
+                    }
+                }
+                mut a => {
+                    trace.push(a);
+                    match (inc(3i64).await).rem_euclid(3) {
+                        0 => {
+                            if is_even(1i64).await {
+                                return (-1, trace, side);
+                            }
+                            trace.push(
+                                inc({
+                                    let a = x;
+                                    ((a) + (8i64)).rem_euclid(1000)
+                                })
+                                .await,
+                            );
+                        }
+                        1 => {
+                            let mut c = 1i64;
+                            trace.push(
+                                ((if a % 3 == 1 { 1i64 } else { a }) * (3i64)).rem_euclid(1000),
+                            );
+                        }
+                        mut d => {
+                            trace.push(d);
+                            let mut b = if is_even(5i64).await {
+                                add(a, 3i64).await
+                            } else {
+                                6i64
+                            };
+                        }
+                    }
+                }
+            }
+            match (if 1i64 % 3 == 0 { x } else { 6i64 }).rem_euclid(3) {
+                0 => {
+                    let mut guard10 = 0;
+                    loop {
+                        guard10 += 1;
+                        if guard10 > 2 {
+                            break;
+                        }
+                        trace.push(
+                            (({
+                                let d = 1i64;
+                                ((d) + (2i64)).rem_euclid(1000)
+                            }) + (inc(6i64).await))
+                                .rem_euclid(1000),
+                        );
+                        x = inc(x).await;
+                    }
+                    trace.push(3i64);
+                }
+                1 => {
+                    let mut count11 = 0;
+                    while count11 < 3 {
+                        count11 += 1;
+                        if is_even(6i64).await {
+                            break;
+                        }
+                        trace.push(
+                            double({
+                                let b = 2i64;
+                                ((b) + (8i64)).rem_euclid(1000)
+                            })
+                            .await,
+                        );
+                    }
+                    match (((x) * (1i64)).rem_euclid(1000)).rem_euclid(3) {
+                        0 => {
+                            trace.push(x);
+                            let mut b = 5i64;
+                        }
+                        1 => {
+                            let mut c = loop {
+                                if is_even(9i64).await {
+                                    break add(
+                                        {
+                                            side.push(x);
+                                            x
+                                        },
+                                        2i64,
+                                    )
+                                    .await;
+                                }
+                                break 5i64;
+                            };
+                            trace.push(
+                                add(
+                                    {
+                                        side.push(c);
+                                        x
+                                    },
+                                    if x % 3 == 2 { 4i64 } else { 7i64 },
+                                )
+                                .await,
+                            );
+                        }
+                        mut c => {
+                            trace.push(c);
+                            trace.push({
+                                let b = add(
+                                    {
+                                        side.push(8i64);
+                                        4i64
+                                    },
+                                    0i64,
+                                )
+                                .await;
+                                ((b) + (double(3i64).await)).rem_euclid(1000)
+                            });
+                        }
+                    }
+                }
+                mut d => {
+                    trace.push(d);
+                    'outer: for mut i in 0..2 {
+                        for mut j in 0..2 {
+                            trace.push(i * 10 + j);
+                            if x % 3 == 1 {
+                                break 'outer;
+                            }
+                            if 5i64 % 3 == 2 {
+                                continue 'outer;
+                            }
+                            if 5i64 % 3 == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        mut a => {
+            trace.push(a);
+            trace.push(
+                add(
+                    {
+                        side.push(5i64);
+                        6i64
+                    },
+                    6i64,
+                )
+                .await,
+            );
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_24(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut w1 = ((2i64) - (6i64)).rem_euclid(1000) + 64;
+    let mut g2 = 0;
+    while let Some(h) = maybe_half(w1).await {
+        g2 += 1;
+        if g2 > 3 {
+            break;
+        }
+        w1 = h;
+        trace.push(h);
+        for mut j in 0..3 {
+            trace.push(j);
+            {
+                if j % 3 == 0 {
+                    return (-1, trace, side);
+                }
+                if is_even(0i64).await {
+                    break;
+                }
+            }
+            trace.push(add(if 4i64 % 3 == 1 { j } else { x }, double(0i64).await).await);
+        }
+    }
+    match (((8i64) + (1i64)).rem_euclid(1000)).rem_euclid(3) {
+        0 => {
+            if 0i64 % 3 == 1 {
+                return (-1, trace, side);
+            }
+            match (double(5i64).await).rem_euclid(3) {
+                0 => {
+                    let mut c = add(inc(x).await, 9i64).await;
+                    {
+                        trace.push(loop {
+                            if is_even(3i64).await {
+                                break ((9i64) + (1i64)).rem_euclid(1000);
+                            }
+                            break 9i64;
+                        });
+                        x = add(
+                            {
+                                side.push(1i64);
+                                x
+                            },
+                            {
+                                let c = 5i64;
+                                ((c) + (3i64)).rem_euclid(1000)
+                            },
+                        )
+                        .await;
+                    }
+                }
+                1 => {
+                    let mut c = if is_even(3i64).await {
+                        add(x, 8i64).await
+                    } else {
+                        add(
+                            {
+                                side.push(4i64);
+                                7i64
+                            },
+                            0i64,
+                        )
+                        .await
+                    };
+                    let mut d = {
+                        let b = loop {
+                            if 8i64 % 3 == 1 {
+                                break x;
+                            }
+                            break 7i64;
+                        };
+                        ((b) + (c)).rem_euclid(1000)
+                    };
+                }
+                mut d => {
+                    trace.push(d);
+                    'outer: for mut i in 0..2 {
+                        for mut j in 0..2 {
+                            trace.push(i * 10 + j);
+                            if is_even(2i64).await {
+                                break 'outer;
+                            }
+                            if is_even(6i64).await {
+                                continue 'outer;
+                            }
+                            trace.push(1i64);
+                        }
+                    }
+                }
+            }
+        }
+        1 => {
+            let mut guard3 = 0;
+            loop {
+                guard3 += 1;
+                if guard3 > 1 {
+                    break;
+                }
+                let mut count4 = 0;
+                while count4 < 2 {
+                    count4 += 1;
+                    if x % 3 == 2 {
+                        break;
+                    }
+                    if is_even(x).await {
+                        return (-1, trace, side);
+                    }
+                }
+                if let Some(mut c) = maybe_half(loop {
+                    if 4i64 % 3 == 0 {
+                        break 1i64;
+                    }
+                    break 8i64;
+                })
+                .await
+                {
+                    trace.push(c);
+                    if is_even(5i64).await {
+                        break;
+                    }
+                    c = 5i64;
+                }
+            }
+            match (2i64).rem_euclid(3) {
+                0 => {
+                    {
+                        let mut d = add(
+                            if x % 3 == 0 { 0i64 } else { 6i64 },
+                            ((0i64) - (8i64)).rem_euclid(1000),
+                        )
+                        .await;
+                        trace.push(((inc(x).await) * (inc(d).await)).rem_euclid(1000));
+                    }
+                    trace.push(
+                        add(
+                            {
+                                side.push(x);
+                                2i64
+                            },
+                            double(3i64).await,
+                        )
+                        .await,
+                    );
+                }
+                1 => {
+                    let mut guard5 = 0;
+                    loop {
+                        guard5 += 1;
+                        if guard5 > 1 {
+                            break;
+                        }
+                        trace.push(
+                            add(
+                                loop {
+                                    if 7i64 % 3 == 1 {
+                                        break x;
+                                    }
+                                    break 1i64;
+                                },
+                                loop {
+                                    if x % 3 == 0 {
+                                        break x;
+                                    }
+                                    break 9i64;
+                                },
+                            )
+                            .await,
+                        );
+                        trace.push({
+                            let a = {
+                                let b = x;
+                                ((b) + (5i64)).rem_euclid(1000)
+                            };
+                            ((a) + (loop {
+                                if 5i64 % 3 == 0 {
+                                    break 0i64;
+                                }
+                                break 0i64;
+                            }))
+                            .rem_euclid(1000)
+                        });
+                    }
+                    if let Some(mut c) = maybe_half(double(3i64).await).await {
+                        trace.push(c);
+                        trace.push(loop {
+                            if 8i64 % 3 == 0 {
+                                break 4i64;
+                            }
+                            break c;
+                        });
+                        let mut d = loop {
+                            if c % 3 == 2 {
+                                break add(
+                                    {
+                                        side.push(6i64);
+                                        3i64
+                                    },
+                                    c,
+                                )
+                                .await;
+                            }
+                            break 8i64;
+                        };
+                    }
+                }
+                mut b => {
+                    trace.push(b);
+                    b = if is_even(3i64).await {
+                        {
+                            let c = 8i64;
+                            ((c) + (8i64)).rem_euclid(1000)
+                        }
+                    } else {
+                        {
+                            let a = 6i64;
+                            ((a) + (x)).rem_euclid(1000)
+                        }
+                    };
+                }
+            }
+        }
+        mut c => {
+            trace.push(c);
+            for mut j in 0..3 {
+                trace.push(j);
+                if 4i64 % 3 == 1 {
+                    j = add(
+                        {
+                            side.push(j);
+                            c
+                        },
+                        j,
+                    )
+                    .await;
+                    if 6i64 % 3 == 0 {
+                        continue;
+                    }
+                } else {
+                    c = double(
+                        add(
+                            {
+                                side.push(x);
+                                c
+                            },
+                            4i64,
+                        )
+                        .await,
+                    )
+                    .await;
+                    trace.push(add(c, double(c).await).await);
+                }
+                trace.push(double(inc(3i64).await).await);
+            }
+        }
+    }
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if x % 3 == 1 {
+                break 'outer;
+            }
+            if is_even(2i64).await {
+                continue 'outer;
+            }
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if is_even(8i64).await {
+                        break 'outer;
+                    }
+                    if 9i64 % 3 == 0 {
+                        continue 'outer;
+                    }
+                    let mut w6 = loop {
+                        if 8i64 % 3 == 1 {
+                            break 0i64;
+                        }
+                        break i;
+                    } + 64;
+                    let mut g7 = 0;
+                    while let Some(h) = maybe_half(w6).await {
+                        g7 += 1;
+                        if g7 > 3 {
+                            break;
+                        }
+                        w6 = h;
+                        trace.push(h);
+                        trace.push(inc(inc(i).await).await);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(mut c) = maybe_half(double(0i64).await).await {
+        trace.push(c);
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if is_even(4i64).await {
+                    break 'outer;
+                }
+                if c % 3 == 0 {
+                    continue 'outer;
+                }
+                let mut b = ((i) + (inc(7i64).await)).rem_euclid(1000);
+            }
+        }
+        let mut w8 = add(5i64, 6i64).await + 64;
+        let mut g9 = 0;
+        while let Some(h) = maybe_half(w8).await {
+            g9 += 1;
+            if g9 > 3 {
+                break;
+            }
+            w8 = h;
+            trace.push(h);
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if is_even(7i64).await {
+                        break 'outer;
+                    }
+                    if 3i64 % 3 == 0 {
+                        continue 'outer;
+                    }
+                    let mut b = 1i64;
+                }
+            }
+        }
+    }
+    {
+        trace.push(
+            ((if 6i64 % 3 == 2 { 4i64 } else { x }) - (if 8i64 % 3 == 0 { 9i64 } else { x }))
+                .rem_euclid(1000),
+        );
+        let mut c = if 4i64 % 3 == 2 {
+            {
+                let b = x;
+                ((b) + (b)).rem_euclid(1000)
+            }
+        } else {
+            if x % 3 == 2 {
+                0i64
+            } else {
+                0i64
+            }
+        };
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_25(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    for mut j in 0..3 {
+        trace.push(j);
+        trace.push(add(x, 1i64).await);
+        let mut count1 = 0;
+        while count1 < 1 {
+            count1 += 1;
+            let mut count2 = 0;
+            while count2 < 3 {
+                count2 += 1;
+                x = x;
+                trace.push(5i64);
+            }
+            if 1i64 % 3 == 0 {
+                trace.push({
+                    let d = j;
+                    ((d) + (((j) - (6i64)).rem_euclid(1000))).rem_euclid(1000)
+                });
+                if 1i64 % 3 == 2 {
                     continue;
                 }
             }
         }
     }
-    (x, trace)
-}
-
-#[workflow]
-pub async fn generated_39(mut x: i64) -> (i64, Vec<i64>) {
-    let mut trace: Vec<i64> = Vec::new();
-    if is_even(7i64).await {
-        x = add(add(0i64, 1i64).await, inc(3i64).await).await;
-        let mut b = x;
-    } else {
-        for mut i in 0..3 {
-            trace.push(i);
-            if i % 3 == 1 {
-                continue;
+    for mut j in 0..2 {
+        trace.push(j);
+        match (double(9i64).await).rem_euclid(3) {
+            0 => {
+                let mut guard3 = 0;
+                loop {
+                    guard3 += 1;
+                    if guard3 > 2 {
+                        break;
+                    }
+                    x = if is_even(3i64).await {
+                        x
+                    } else {
+                        if 4i64 % 3 == 2 {
+                            1i64
+                        } else {
+                            1i64
+                        }
+                    };
+                    if is_even(6i64).await {
+                        continue;
+                    }
+                }
+                trace.push({
+                    let a = 0i64;
+                    ((a) + (inc(1i64).await)).rem_euclid(1000)
+                });
             }
-            if 1i64 % 3 == 1 {
-                continue;
+            1 => {
+                match (loop {
+                    if j % 3 == 1 {
+                        break 4i64;
+                    }
+                    break j;
+                })
+                .rem_euclid(3)
+                {
+                    0 => {
+                        let mut a = add(
+                            {
+                                side.push(4i64);
+                                1i64
+                            },
+                            j,
+                        )
+                        .await;
+                        let mut b = loop {
+                            if 7i64 % 3 == 1 {
+                                break double(4i64).await;
+                            }
+                            break 9i64;
+                        };
+                    }
+                    1 => {
+                        if is_even(8i64).await {
+                            break;
+                        }
+                        let mut a = add(
+                            {
+                                side.push(5i64);
+                                j
+                            },
+                            j,
+                        )
+                        .await;
+                    }
+                    mut c => {
+                        trace.push(c);
+                        trace.push(
+                            add(((9i64) - (j)).rem_euclid(1000), {
+                                let c = x;
+                                ((c) + (x)).rem_euclid(1000)
+                            })
+                            .await,
+                        );
+                    }
+                }
+                j = double(inc(7i64).await).await;
+            }
+            mut b => {
+                trace.push(b);
+                trace.push(inc(double(0i64).await).await);
             }
         }
-        for mut i in 0..1 {
-            trace.push(i);
-            let mut b = add(if x % 3 == 2 { 7i64 } else { 6i64 }, add(i, 2i64).await).await;
-            for mut j in 0..2 {
-                trace.push(j);
-                let mut b = double(i).await;
-                trace.push(((if 8i64 % 3 == 1 { 8i64 } else { i }) * (b)).rem_euclid(1000));
+        match (if 3i64 % 3 == 1 { 6i64 } else { 8i64 }).rem_euclid(3) {
+            0 => {
+                let mut w4 = double(5i64).await + 64;
+                let mut g5 = 0;
+                while let Some(h) = maybe_half(w4).await {
+                    g5 += 1;
+                    if g5 > 3 {
+                        break;
+                    }
+                    w4 = h;
+                    trace.push(h);
+                    trace.push(if 8i64 % 3 == 1 {
+                        1i64
+                    } else {
+                        ((8i64) * (j)).rem_euclid(1000)
+                    });
+                }
+                let mut count6 = 0;
+                while count6 < 1 {
+                    count6 += 1;
+                    x = inc(inc(5i64).await).await;
+                    let mut b = inc(add(4i64, 4i64).await).await;
+                }
+            }
+            1 => {
+                let mut w7 = j + 64;
+                let mut g8 = 0;
+                while let Some(h) = maybe_half(w7).await {
+                    g8 += 1;
+                    if g8 > 3 {
+                        break;
+                    }
+                    w7 = h;
+                    trace.push(h);
+                    let mut d = (({
+                        let a = 6i64;
+                        ((a) + (1i64)).rem_euclid(1000)
+                    }) - (((3i64) - (9i64)).rem_euclid(1000)))
+                    .rem_euclid(1000);
+                }
+                'outer: for mut i in 0..2 {
+                    for mut j in 0..2 {
+                        trace.push(i * 10 + j);
+                        if is_even(x).await {
+                            break 'outer;
+                        }
+                        if is_even(9i64).await {
+                            continue 'outer;
+                        }
+                        let mut b = {
+                            let c = ((9i64) + (1i64)).rem_euclid(1000);
+                            ((c) + (loop {
+                                if 8i64 % 3 == 0 {
+                                    break 2i64;
+                                }
+                                break 4i64;
+                            }))
+                            .rem_euclid(1000)
+                        };
+                    }
+                }
+            }
+            mut d => {
+                trace.push(d);
+                match (double(8i64).await).rem_euclid(3) {
+                    0 => {
+                        if 5i64 % 3 == 1 {
+                            break;
+                        }
+                        trace.push(
+                            double(
+                                add(
+                                    {
+                                        side.push(7i64);
+                                        7i64
+                                    },
+                                    1i64,
+                                )
+                                .await,
+                            )
+                            .await,
+                        );
+                    }
+                    1 => {
+                        x = ((inc(x).await)
+                            * ({
+                                let c = j;
+                                ((c) + (7i64)).rem_euclid(1000)
+                            }))
+                        .rem_euclid(1000);
+                        let mut b = 2i64;
+                    }
+                    mut d => {
+                        trace.push(d);
+                        let mut a = {
+                            let a = 7i64;
+                            ((a) + (if 6i64 % 3 == 0 { x } else { 3i64 })).rem_euclid(1000)
+                        };
+                    }
+                }
             }
         }
     }
-    match (inc(9i64).await).rem_euclid(3) {
+    trace.push({
+        let d = if 5i64 % 3 == 0 { 3i64 } else { x };
+        ((d) + (0i64)).rem_euclid(1000)
+    });
+    let mut a = if 7i64 % 3 == 1 {
+        x
+    } else {
+        loop {
+            if 4i64 % 3 == 1 {
+                break 7i64;
+            }
+            break 1i64;
+        }
+    };
+    for mut i in 0..3 {
+        trace.push(i);
+        let mut w9 = a + 64;
+        let mut g10 = 0;
+        while let Some(h) = maybe_half(w9).await {
+            g10 += 1;
+            if g10 > 3 {
+                break;
+            }
+            w9 = h;
+            trace.push(h);
+            trace.push({
+                let d = add(
+                    {
+                        side.push(1i64);
+                        4i64
+                    },
+                    9i64,
+                )
+                .await;
+                ((d) + (if 0i64 % 3 == 1 { i } else { 6i64 })).rem_euclid(1000)
+            });
+        }
+        let mut c = inc(loop {
+            if 6i64 % 3 == 1 {
+                break i;
+            }
+            break 4i64;
+        })
+        .await;
+    }
+    trace.push(inc(double(3i64).await).await);
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_26(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    trace.push(inc(if 9i64 % 3 == 2 { x } else { x }).await);
+    let mut guard1 = 0;
+    loop {
+        guard1 += 1;
+        if guard1 > 1 {
+            break;
+        }
+        if let Some(mut b) = maybe_half({
+            let b = 5i64;
+            ((b) + (8i64)).rem_euclid(1000)
+        })
+        .await
+        {
+            trace.push(b);
+            let mut guard2 = 0;
+            loop {
+                guard2 += 1;
+                if guard2 > 1 {
+                    break;
+                }
+                let mut a = inc(if 5i64 % 3 == 1 { 2i64 } else { 2i64 }).await;
+                trace.push(
+                    add(
+                        {
+                            side.push(9i64);
+                            7i64
+                        },
+                        add(
+                            {
+                                side.push(b);
+                                3i64
+                            },
+                            b,
+                        )
+                        .await,
+                    )
+                    .await,
+                );
+            }
+            let mut a = inc(double(2i64).await).await;
+        }
+        if x % 3 == 0 {
+            let mut a = if is_even(x).await {
+                6i64
+            } else {
+                {
+                    let a = 6i64;
+                    ((a) + (3i64)).rem_euclid(1000)
+                }
+            };
+            for mut j in 0..2 {
+                trace.push(j);
+                if 2i64 % 3 == 1 {
+                    break;
+                }
+                let mut c = if is_even(3i64).await {
+                    if 3i64 % 3 == 2 {
+                        4i64
+                    } else {
+                        9i64
+                    }
+                } else {
+                    x
+                };
+            }
+        } else {
+            let mut w3 = inc(5i64).await + 64;
+            let mut g4 = 0;
+            while let Some(h) = maybe_half(w3).await {
+                g4 += 1;
+                if g4 > 3 {
+                    break;
+                }
+                w3 = h;
+                trace.push(h);
+                x = double(loop {
+                    if x % 3 == 0 {
+                        break x;
+                    }
+                    break 3i64;
+                })
+                .await;
+            }
+            trace.push(
+                double(
+                    add(
+                        {
+                            side.push(x);
+                            1i64
+                        },
+                        6i64,
+                    )
+                    .await,
+                )
+                .await,
+            );
+        }
+    }
+    let mut count5 = 0;
+    while count5 < 1 {
+        count5 += 1;
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if 5i64 % 3 == 0 {
+                    break 'outer;
+                }
+                if 7i64 % 3 == 1 {
+                    continue 'outer;
+                }
+                let mut guard6 = 0;
+                loop {
+                    guard6 += 1;
+                    if guard6 > 2 {
+                        break;
+                    }
+                    trace.push(if is_even(j).await {
+                        if 7i64 % 3 == 1 {
+                            6i64
+                        } else {
+                            8i64
+                        }
+                    } else {
+                        i
+                    });
+                    i = if 5i64 % 3 == 1 {
+                        {
+                            let c = 9i64;
+                            ((c) + (i)).rem_euclid(1000)
+                        }
+                    } else {
+                        inc(0i64).await
+                    };
+                }
+            }
+        }
+        match (x).rem_euclid(3) {
+            0 => {
+                for mut j in 0..2 {
+                    trace.push(j);
+                    if is_even(9i64).await {
+                        continue;
+                    }
+                    trace.push(
+                        add(if 4i64 % 3 == 2 { 9i64 } else { 6i64 }, add(2i64, j).await).await,
+                    );
+                }
+                let mut guard7 = 0;
+                loop {
+                    guard7 += 1;
+                    if guard7 > 1 {
+                        break;
+                    }
+                    if 0i64 % 3 == 1 {
+                        break;
+                    }
+                    trace.push(2i64);
+                }
+            }
+            1 => {
+                if let Some(mut c) = maybe_half(x).await {
+                    trace.push(c);
+                    trace.push({
+                        let c = {
+                            let d = 0i64;
+                            ((d) + (2i64)).rem_euclid(1000)
+                        };
+                        ((c) + (((6i64) * (c)).rem_euclid(1000))).rem_euclid(1000)
+                    });
+                    trace.push(
+                        add(
+                            x,
+                            add(
+                                {
+                                    side.push(6i64);
+                                    x
+                                },
+                                1i64,
+                            )
+                            .await,
+                        )
+                        .await,
+                    );
+                }
+                if is_even(4i64).await {
+                    continue;
+                }
+            }
+            mut c => {
+                trace.push(c);
+                if 2i64 % 3 == 1 {
+                    break;
+                }
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_27(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if 8i64 % 3 == 0 {
+                break 'outer;
+            }
+            if is_even(4i64).await {
+                continue 'outer;
+            }
+            if 2i64 % 3 == 2 {
+                break;
+            }
+        }
+    }
+    let mut guard1 = 0;
+    loop {
+        guard1 += 1;
+        if guard1 > 2 {
+            break;
+        }
+        trace.push(
+            add(
+                {
+                    side.push(6i64);
+                    x
+                },
+                0i64,
+            )
+            .await,
+        );
+        if 5i64 % 3 == 1 {
+            break;
+        }
+    }
+    trace.push(loop {
+        if 3i64 % 3 == 2 {
+            break add(9i64, 6i64).await;
+        }
+        break 0i64;
+    });
+    let mut count2 = 0;
+    while count2 < 1 {
+        count2 += 1;
+        let mut w3 = double(0i64).await + 64;
+        let mut g4 = 0;
+        while let Some(h) = maybe_half(w3).await {
+            g4 += 1;
+            if g4 > 3 {
+                break;
+            }
+            w3 = h;
+            trace.push(h);
+            {
+                if x % 3 == 0 {
+                    return (-1, trace, side);
+                }
+                trace.push(
+                    (({
+                        let a = 4i64;
+                        ((a) + (a)).rem_euclid(1000)
+                    }) - (loop {
+                        if x % 3 == 2 {
+                            break 9i64;
+                        }
+                        break x;
+                    }))
+                    .rem_euclid(1000),
+                );
+            }
+        }
+        trace.push(double(((x) * (4i64)).rem_euclid(1000)).await);
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_28(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut w1 = double(7i64).await + 64;
+    let mut g2 = 0;
+    while let Some(h) = maybe_half(w1).await {
+        g2 += 1;
+        if g2 > 3 {
+            break;
+        }
+        w1 = h;
+        trace.push(h);
+        trace.push(x);
+    }
+    if 4i64 % 3 == 2 {
+        return (-1, trace, side);
+    }
+    if let Some(mut a) = maybe_half(((x) - (x)).rem_euclid(1000)).await {
+        trace.push(a);
+        trace.push(add(4i64, inc(2i64).await).await);
+        trace.push(add(a, add(8i64, a).await).await);
+    }
+    trace.push(x);
+    for mut j in 0..3 {
+        trace.push(j);
+        if let Some(mut a) = maybe_half(add(9i64, 8i64).await).await {
+            trace.push(a);
+            if a % 3 == 2 {
+                trace.push(if 3i64 % 3 == 0 {
+                    add(1i64, 5i64).await
+                } else {
+                    j
+                });
+                a = add(
+                    {
+                        side.push(a);
+                        8i64
+                    },
+                    loop {
+                        if 2i64 % 3 == 1 {
+                            break a;
+                        }
+                        break 7i64;
+                    },
+                )
+                .await;
+            } else {
+                if j % 3 == 2 {
+                    break;
+                }
+                let mut b = ((3i64)
+                    + (add(
+                        {
+                            side.push(x);
+                            5i64
+                        },
+                        5i64,
+                    )
+                    .await))
+                    .rem_euclid(1000);
+            }
+            j = add(
+                if 0i64 % 3 == 1 { 3i64 } else { a },
+                add(
+                    {
+                        side.push(7i64);
+                        a
+                    },
+                    5i64,
+                )
+                .await,
+            )
+            .await;
+        }
+        trace.push(x);
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    if 4i64 % 3 == 2 {
+        match ({
+            let d = 5i64;
+            ((d) + (8i64)).rem_euclid(1000)
+        })
+        .rem_euclid(3)
+        {
+            0 => {
+                'outer: for mut i in 0..2 {
+                    for mut j in 0..2 {
+                        trace.push(i * 10 + j);
+                        if 9i64 % 3 == 0 {
+                            break 'outer;
+                        }
+                        if is_even(7i64).await {
+                            continue 'outer;
+                        }
+                        let mut b = {
+                            let b = x;
+                            ((b) + (add(3i64, 1i64).await)).rem_euclid(1000)
+                        };
+                    }
+                }
+                let mut count1 = 0;
+                while count1 < 3 {
+                    count1 += 1;
+                    trace.push(6i64);
+                    trace.push(
+                        add(
+                            {
+                                side.push(4i64);
+                                x
+                            },
+                            ((x) * (x)).rem_euclid(1000),
+                        )
+                        .await,
+                    );
+                }
+            }
+            1 => {
+                {
+                    trace.push(double(if 6i64 % 3 == 1 { 8i64 } else { 7i64 }).await);
+                    trace.push(6i64);
+                }
+                if let Some(mut b) = maybe_half({
+                    let d = x;
+                    ((d) + (2i64)).rem_euclid(1000)
+                })
+                .await
+                {
+                    trace.push(b);
+                    trace.push(if is_even(3i64).await {
+                        b
+                    } else {
+                        add(8i64, x).await
+                    });
+                    let mut a = b;
+                }
+            }
+            mut b => {
+                trace.push(b);
+                if 3i64 % 3 == 1 {
+                    let mut a = add(
+                        add(
+                            {
+                                side.push(x);
+                                9i64
+                            },
+                            7i64,
+                        )
+                        .await,
+                        loop {
+                            if 2i64 % 3 == 1 {
+                                break 6i64;
+                            }
+                            break 6i64;
+                        },
+                    )
+                    .await;
+                    let mut c = add(
+                        {
+                            side.push(2i64);
+                            4i64
+                        },
+                        add(9i64, 7i64).await,
+                    )
+                    .await;
+                } else {
+                    let mut d = inc(b).await;
+                    trace.push(
+                        ((inc(d).await)
+                            - (loop {
+                                if 2i64 % 3 == 0 {
+                                    break 8i64;
+                                }
+                                break b;
+                            }))
+                        .rem_euclid(1000),
+                    );
+                }
+            }
+        }
+        let mut c = x;
+    }
+    for mut j in 0..1 {
+        trace.push(j);
+        if is_even(j).await {
+            j = loop {
+                if is_even(6i64).await {
+                    break loop {
+                        if 0i64 % 3 == 1 {
+                            break 5i64;
+                        }
+                        break x;
+                    };
+                }
+                break 8i64;
+            };
+            trace.push(
+                add(
+                    {
+                        side.push(4i64);
+                        7i64
+                    },
+                    double(7i64).await,
+                )
+                .await,
+            );
+        } else {
+            if let Some(mut a) = maybe_half(((2i64) * (4i64)).rem_euclid(1000)).await {
+                trace.push(a);
+                trace.push(3i64);
+                trace.push({
+                    let c = {
+                        let d = 1i64;
+                        ((d) + (j)).rem_euclid(1000)
+                    };
+                    ((c) + (add(5i64, 2i64).await)).rem_euclid(1000)
+                });
+            }
+            let mut d = (({
+                let d = x;
+                ((d) + (6i64)).rem_euclid(1000)
+            }) + (if 9i64 % 3 == 0 { 5i64 } else { j }))
+            .rem_euclid(1000);
+        }
+        match (loop {
+            if j % 3 == 0 {
+                break j;
+            }
+            break j;
+        })
+        .rem_euclid(3)
+        {
+            0 => {
+                let mut count2 = 0;
+                while count2 < 3 {
+                    count2 += 1;
+                    trace.push(double(6i64).await);
+                    trace.push(double(((2i64) - (j)).rem_euclid(1000)).await);
+                }
+                if x % 3 == 0 {
+                    break;
+                }
+            }
+            1 => {
+                {
+                    trace.push(6i64);
+                    x = inc(((8i64) + (5i64)).rem_euclid(1000)).await;
+                }
+                for mut j in 0..3 {
+                    trace.push(j);
+                    trace.push(add(9i64, j).await);
+                    let mut a = double(
+                        add(
+                            {
+                                side.push(9i64);
+                                3i64
+                            },
+                            j,
+                        )
+                        .await,
+                    )
+                    .await;
+                }
+            }
+            mut c => {
+                trace.push(c);
+                if is_even(4i64).await {
+                    break;
+                }
+            }
+        }
+    }
+    match (add(1i64, x).await).rem_euclid(3) {
         0 => {
-            trace.push(double(x).await);
-            trace.push(inc(4i64).await);
+            trace.push(
+                double(loop {
+                    if 1i64 % 3 == 2 {
+                        break 5i64;
+                    }
+                    break x;
+                })
+                .await,
+            );
+            if is_even(x).await {
+                x = add(
+                    {
+                        side.push(x);
+                        x
+                    },
+                    add(
+                        {
+                            side.push(2i64);
+                            9i64
+                        },
+                        2i64,
+                    )
+                    .await,
+                )
+                .await;
+                let mut c = x;
+            }
         }
         1 => {
-            let mut a = 6i64;
+            {
+                if is_even(2i64).await {
+                    let mut c = inc(add(
+                        {
+                            side.push(x);
+                            x
+                        },
+                        2i64,
+                    )
+                    .await)
+                    .await;
+                    let mut d = double(if 6i64 % 3 == 0 { 8i64 } else { c }).await;
+                }
+                if is_even(9i64).await {
+                    trace.push(x);
+                    trace.push(inc(double(6i64).await).await);
+                }
+            }
+            let mut a = x;
+        }
+        mut d => {
+            trace.push(d);
+            let mut w3 = add(5i64, 5i64).await + 64;
+            let mut g4 = 0;
+            while let Some(h) = maybe_half(w3).await {
+                g4 += 1;
+                if g4 > 3 {
+                    break;
+                }
+                w3 = h;
+                trace.push(h);
+                let mut guard5 = 0;
+                loop {
+                    guard5 += 1;
+                    if guard5 > 2 {
+                        break;
+                    }
+                    let mut b = inc(add(5i64, d).await).await;
+                    trace.push(5i64);
+                }
+            }
+        }
+    }
+    if let Some(mut d) = maybe_half(add(7i64, 2i64).await).await {
+        trace.push(d);
+        if 3i64 % 3 == 2 {
+            return (-1, trace, side);
+        }
+        match (0i64).rem_euclid(3) {
+            0 => {
+                let mut w6 = 3i64 + 64;
+                let mut g7 = 0;
+                while let Some(h) = maybe_half(w6).await {
+                    g7 += 1;
+                    if g7 > 3 {
+                        break;
+                    }
+                    w6 = h;
+                    trace.push(h);
+                    trace.push(
+                        add(
+                            {
+                                side.push(d);
+                                2i64
+                            },
+                            ((d) + (3i64)).rem_euclid(1000),
+                        )
+                        .await,
+                    );
+                }
+                let mut b = double(
+                    add(
+                        {
+                            side.push(x);
+                            7i64
+                        },
+                        0i64,
+                    )
+                    .await,
+                )
+                .await;
+            }
+            1 => {
+                'outer: for mut i in 0..2 {
+                    for mut j in 0..2 {
+                        trace.push(i * 10 + j);
+                        if x % 3 == 1 {
+                            break 'outer;
+                        }
+                        if 5i64 % 3 == 2 {
+                            continue 'outer;
+                        }
+                        trace.push(
+                            add(double(5i64).await, if 2i64 % 3 == 2 { 0i64 } else { 8i64 }).await,
+                        );
+                    }
+                }
+                let mut d = 1i64;
+            }
+            mut d => {
+                trace.push(d);
+                let mut a = loop {
+                    if d % 3 == 2 {
+                        break {
+                            let a = 8i64;
+                            ((a) + (9i64)).rem_euclid(1000)
+                        };
+                    }
+                    break 8i64;
+                };
+            }
+        }
+    }
+    let mut count8 = 0;
+    while count8 < 3 {
+        count8 += 1;
+        if x % 3 == 0 {
+            continue;
+        }
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if 0i64 % 3 == 0 {
+                    break 'outer;
+                }
+                if 8i64 % 3 == 1 {
+                    continue 'outer;
+                }
+                trace.push(
+                    add(
+                        {
+                            side.push(2i64);
+                            3i64
+                        },
+                        ((x) + (0i64)).rem_euclid(1000),
+                    )
+                    .await,
+                );
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_30(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut w1 = inc(8i64).await + 64;
+    let mut g2 = 0;
+    while let Some(h) = maybe_half(w1).await {
+        g2 += 1;
+        if g2 > 3 {
+            break;
+        }
+        w1 = h;
+        trace.push(h);
+        if 7i64 % 3 == 0 {
+            for mut j in 0..2 {
+                trace.push(j);
+                if 5i64 % 3 == 0 {
+                    break;
+                }
+                if 9i64 % 3 == 0 {
+                    break;
+                }
+            }
+            {
+                if x % 3 == 0 {
+                    break;
+                }
+                let mut d = add(
+                    {
+                        side.push(3i64);
+                        0i64
+                    },
+                    add(x, 5i64).await,
+                )
+                .await;
+            }
+        } else {
+            if 0i64 % 3 == 0 {
+                break;
+            }
+            if 2i64 % 3 == 2 {
+                break;
+            }
+        }
+    }
+    trace.push(
+        add(
+            {
+                side.push(1i64);
+                9i64
+            },
+            inc(6i64).await,
+        )
+        .await,
+    );
+    let mut c = inc(add(9i64, 3i64).await).await;
+    let mut guard3 = 0;
+    loop {
+        guard3 += 1;
+        if guard3 > 2 {
+            break;
+        }
+        trace.push(loop {
+            if 8i64 % 3 == 2 {
+                break double(2i64).await;
+            }
+            break 7i64;
+        });
+        if c % 3 == 2 {
+            break;
+        }
+    }
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if x % 3 == 0 {
+                break 'outer;
+            }
+            if 2i64 % 3 == 1 {
+                continue 'outer;
+            }
+            if 6i64 % 3 == 2 {
+                continue;
+            }
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_31(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    x = if 6i64 % 3 == 0 {
+        1i64
+    } else {
+        add(
+            {
+                side.push(x);
+                7i64
+            },
+            x,
+        )
+        .await
+    };
+    let mut w1 = ((7i64) + (5i64)).rem_euclid(1000) + 64;
+    let mut g2 = 0;
+    while let Some(h) = maybe_half(w1).await {
+        g2 += 1;
+        if g2 > 3 {
+            break;
+        }
+        w1 = h;
+        trace.push(h);
+        let mut c = add(0i64, if x % 3 == 1 { x } else { x }).await;
+    }
+    match (add(2i64, 7i64).await).rem_euclid(3) {
+        0 => {
+            if let Some(mut b) = maybe_half(add(7i64, x).await).await {
+                trace.push(b);
+                {
+                    if 1i64 % 3 == 0 {
+                        return (-1, trace, side);
+                    }
+                    if x % 3 == 2 {
+                        return (-1, trace, side);
+                    }
+                }
+                {
+                    trace.push({
+                        let d = if 7i64 % 3 == 0 { 4i64 } else { 9i64 };
+                        ((d) + (add(
+                            {
+                                side.push(b);
+                                3i64
+                            },
+                            x,
+                        )
+                        .await))
+                            .rem_euclid(1000)
+                    });
+                    trace.push(if 6i64 % 3 == 2 {
+                        inc(b).await
+                    } else {
+                        add(1i64, 1i64).await
+                    });
+                }
+            }
+            for mut i in 0..2 {
+                trace.push(i);
+                if 0i64 % 3 == 1 {
+                    break;
+                }
+                x = add(
+                    {
+                        side.push(3i64);
+                        8i64
+                    },
+                    inc(6i64).await,
+                )
+                .await;
+            }
+        }
+        1 => {
+            trace.push(
+                add(
+                    loop {
+                        if 3i64 % 3 == 0 {
+                            break x;
+                        }
+                        break 0i64;
+                    },
+                    inc(0i64).await,
+                )
+                .await,
+            );
+            let mut w3 = {
+                let a = 5i64;
+                ((a) + (0i64)).rem_euclid(1000)
+            } + 64;
+            let mut g4 = 0;
+            while let Some(h) = maybe_half(w3).await {
+                g4 += 1;
+                if g4 > 3 {
+                    break;
+                }
+                w3 = h;
+                trace.push(h);
+                let mut w5 = loop {
+                    if x % 3 == 0 {
+                        break 5i64;
+                    }
+                    break 8i64;
+                } + 64;
+                let mut g6 = 0;
+                while let Some(h) = maybe_half(w5).await {
+                    g6 += 1;
+                    if g6 > 3 {
+                        break;
+                    }
+                    w5 = h;
+                    trace.push(h);
+                    if 0i64 % 3 == 2 {
+                        continue;
+                    }
+                }
+            }
+        }
+        mut a => {
+            trace.push(a);
+            let mut w7 = if 1i64 % 3 == 0 { 0i64 } else { 1i64 } + 64;
+            let mut g8 = 0;
+            while let Some(h) = maybe_half(w7).await {
+                g8 += 1;
+                if g8 > 3 {
+                    break;
+                }
+                w7 = h;
+                trace.push(h);
+                a = 8i64;
+            }
+        }
+    }
+    trace.push(
+        add(
+            {
+                side.push(x);
+                x
+            },
+            add(8i64, 9i64).await,
+        )
+        .await,
+    );
+    let mut count9 = 0;
+    while count9 < 1 {
+        count9 += 1;
+        trace.push(1i64);
+        if is_even(5i64).await {
+            let mut w10 = ((1i64) - (1i64)).rem_euclid(1000) + 64;
+            let mut g11 = 0;
+            while let Some(h) = maybe_half(w10).await {
+                g11 += 1;
+                if g11 > 3 {
+                    break;
+                }
+                w10 = h;
+                trace.push(h);
+                let mut c = if 3i64 % 3 == 2 {
+                    inc(x).await
+                } else {
+                    if 3i64 % 3 == 1 {
+                        5i64
+                    } else {
+                        9i64
+                    }
+                };
+            }
+            trace.push(
+                inc({
+                    let a = 9i64;
+                    ((a) + (3i64)).rem_euclid(1000)
+                })
+                .await,
+            );
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_32(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if is_even(7i64).await {
+                break 'outer;
+            }
+            if x % 3 == 1 {
+                continue 'outer;
+            }
+            if 3i64 % 3 == 1 {
+                return (-1, trace, side);
+            }
+        }
+    }
+    let mut guard1 = 0;
+    loop {
+        guard1 += 1;
+        if guard1 > 1 {
+            break;
+        }
+        let mut c = ((((9i64) - (0i64)).rem_euclid(1000))
+            * (add(
+                {
+                    side.push(x);
+                    3i64
+                },
+                x,
+            )
+            .await))
+            .rem_euclid(1000);
+        if 0i64 % 3 == 2 {
+            for mut i in 0..3 {
+                trace.push(i);
+                trace.push(((inc(8i64).await) - (x)).rem_euclid(1000));
+                if is_even(i).await {
+                    break;
+                }
+            }
+            let mut w2 = ((9i64) - (6i64)).rem_euclid(1000) + 64;
+            let mut g3 = 0;
+            while let Some(h) = maybe_half(w2).await {
+                g3 += 1;
+                if g3 > 3 {
+                    break;
+                }
+                w2 = h;
+                trace.push(h);
+                let mut a = ((inc(2i64).await)
+                    * ({
+                        let c = 3i64;
+                        ((c) + (4i64)).rem_euclid(1000)
+                    }))
+                .rem_euclid(1000);
+            }
+        } else {
+            let mut c = add(if 0i64 % 3 == 1 { c } else { c }, double(5i64).await).await;
+            trace.push(8i64);
+        }
+    }
+    trace.push(if 8i64 % 3 == 0 {
+        inc(2i64).await
+    } else {
+        inc(8i64).await
+    });
+    x = ((double(7i64).await) + (add(1i64, x).await)).rem_euclid(1000);
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_33(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    let mut a = loop {
+        if 1i64 % 3 == 1 {
+            break ((8i64) * (5i64)).rem_euclid(1000);
+        }
+        break 9i64;
+    };
+    match (add(
+        {
+            side.push(x);
+            3i64
+        },
+        x,
+    )
+    .await)
+        .rem_euclid(3)
+    {
+        0 => {
+            let mut count1 = 0;
+            while count1 < 2 {
+                count1 += 1;
+                if 7i64 % 3 == 0 {
+                    break;
+                }
+                a = if 4i64 % 3 == 1 {
+                    double(7i64).await
+                } else {
+                    {
+                        let c = 7i64;
+                        ((c) + (c)).rem_euclid(1000)
+                    }
+                };
+            }
+            trace.push(a);
+        }
+        1 => {
+            for mut i in 0..1 {
+                trace.push(i);
+                x = {
+                    let d = add(8i64, 8i64).await;
+                    ((d) + (add(9i64, d).await)).rem_euclid(1000)
+                };
+                let mut a = add(inc(5i64).await, add(7i64, 2i64).await).await;
+            }
+            trace.push(
+                add(
+                    ((6i64) - (a)).rem_euclid(1000),
+                    loop {
+                        if 9i64 % 3 == 2 {
+                            break a;
+                        }
+                        break 2i64;
+                    },
+                )
+                .await,
+            );
+        }
+        mut a => {
+            trace.push(a);
+            trace.push(
+                add(
+                    if 6i64 % 3 == 2 { 3i64 } else { 8i64 },
+                    ((4i64) + (a)).rem_euclid(1000),
+                )
+                .await,
+            );
+        }
+    }
+    if let Some(mut a) = maybe_half(((6i64) - (1i64)).rem_euclid(1000)).await {
+        trace.push(a);
+        let mut a = add(
+            {
+                let b = 1i64;
+                ((b) + (5i64)).rem_euclid(1000)
+            },
+            inc(2i64).await,
+        )
+        .await;
+        let mut b = (({
+            let b = a;
+            ((b) + (7i64)).rem_euclid(1000)
+        }) * (1i64))
+            .rem_euclid(1000);
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_34(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    trace.push(
+        ((loop {
+            if 4i64 % 3 == 2 {
+                break 4i64;
+            }
+            break x;
+        }) * (double(x).await))
+            .rem_euclid(1000),
+    );
+    let mut b = ((add(
+        {
+            side.push(4i64);
+            0i64
+        },
+        7i64,
+    )
+    .await)
+        * (x))
+        .rem_euclid(1000);
+    match (double(b).await).rem_euclid(3) {
+        0 => {
+            let mut w1 = add(2i64, x).await + 64;
+            let mut g2 = 0;
+            while let Some(h) = maybe_half(w1).await {
+                g2 += 1;
+                if g2 > 3 {
+                    break;
+                }
+                w1 = h;
+                trace.push(h);
+                trace.push(
+                    inc(add(
+                        {
+                            side.push(b);
+                            x
+                        },
+                        7i64,
+                    )
+                    .await)
+                    .await,
+                );
+            }
+            trace.push(if is_even(1i64).await {
+                x
+            } else {
+                if x % 3 == 2 {
+                    3i64
+                } else {
+                    x
+                }
+            });
+        }
+        1 => {
+            if 3i64 % 3 == 0 {
+                if let Some(mut b) = maybe_half(9i64).await {
+                    trace.push(b);
+                    let mut a = 1i64;
+                    let mut c = loop {
+                        if is_even(1i64).await {
+                            break add(x, b).await;
+                        }
+                        break 8i64;
+                    };
+                }
+                let mut guard3 = 0;
+                loop {
+                    guard3 += 1;
+                    if guard3 > 3 {
+                        break;
+                    }
+                    let mut a = ((1i64) + (b)).rem_euclid(1000);
+                    trace.push(if 7i64 % 3 == 0 {
+                        loop {
+                            if 9i64 % 3 == 1 {
+                                break 5i64;
+                            }
+                            break 7i64;
+                        }
+                    } else {
+                        loop {
+                            if 2i64 % 3 == 0 {
+                                break 9i64;
+                            }
+                            break 0i64;
+                        }
+                    });
+                }
+            } else {
+                let mut d = add(
+                    {
+                        side.push(1i64);
+                        8i64
+                    },
+                    inc(9i64).await,
+                )
+                .await;
+                if let Some(mut d) = maybe_half(add(5i64, 1i64).await).await {
+                    trace.push(d);
+                    trace.push(d);
+                    let mut b = inc(add(1i64, 3i64).await).await;
+                }
+            }
+            x = add(
+                {
+                    side.push(5i64);
+                    7i64
+                },
+                b,
+            )
+            .await;
+        }
+        mut a => {
+            trace.push(a);
+            trace.push(
+                inc(add(
+                    {
+                        side.push(b);
+                        3i64
+                    },
+                    5i64,
+                )
+                .await)
+                .await,
+            );
+        }
+    }
+    trace.push(double(add(b, 9i64).await).await);
+    {
+        let mut count4 = 0;
+        while count4 < 3 {
+            count4 += 1;
+            let mut c = add(
+                loop {
+                    if 2i64 % 3 == 1 {
+                        break 3i64;
+                    }
+                    break 7i64;
+                },
+                loop {
+                    if 3i64 % 3 == 2 {
+                        break 0i64;
+                    }
+                    break 9i64;
+                },
+            )
+            .await;
+            if 7i64 % 3 == 0 {
+                continue;
+            }
+        }
+        if 5i64 % 3 == 2 {
+            x = loop {
+                if 1i64 % 3 == 0 {
+                    break add(
+                        {
+                            side.push(1i64);
+                            2i64
+                        },
+                        2i64,
+                    )
+                    .await;
+                }
+                break 0i64;
+            };
+            trace.push(
+                ((x) + (loop {
+                    if 7i64 % 3 == 0 {
+                        break 2i64;
+                    }
+                    break b;
+                }))
+                .rem_euclid(1000),
+            );
+        } else {
+            for mut i in 0..1 {
+                trace.push(i);
+                trace.push(
+                    add(
+                        add(x, 8i64).await,
+                        add(
+                            {
+                                side.push(5i64);
+                                x
+                            },
+                            6i64,
+                        )
+                        .await,
+                    )
+                    .await,
+                );
+                let mut c = if 0i64 % 3 == 1 {
+                    {
+                        let a = x;
+                        ((a) + (1i64)).rem_euclid(1000)
+                    }
+                } else {
+                    i
+                };
+            }
+            trace.push(b);
+        }
+    }
+    let mut guard5 = 0;
+    loop {
+        guard5 += 1;
+        if guard5 > 1 {
+            break;
+        }
+        let mut guard6 = 0;
+        loop {
+            guard6 += 1;
+            if guard6 > 3 {
+                break;
+            }
+            for mut j in 0..2 {
+                trace.push(j);
+                trace.push(if is_even(x).await {
+                    double(5i64).await
+                } else {
+                    if 7i64 % 3 == 0 {
+                        4i64
+                    } else {
+                        1i64
+                    }
+                });
+                let mut d = double(9i64).await;
+            }
+            if x % 3 == 0 {
+                continue;
+            }
+        }
+        if is_even(4i64).await {
+            continue;
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_35(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    for mut i in 0..1 {
+        trace.push(i);
+        let mut w1 = ((6i64) - (5i64)).rem_euclid(1000) + 64;
+        let mut g2 = 0;
+        while let Some(h) = maybe_half(w1).await {
+            g2 += 1;
+            if g2 > 3 {
+                break;
+            }
+            w1 = h;
+            trace.push(h);
+            let mut c = if is_even(5i64).await {
+                double(i).await
+            } else {
+                {
+                    let a = i;
+                    ((a) + (8i64)).rem_euclid(1000)
+                }
+            };
+        }
+        i = {
+            let d = add(
+                {
+                    side.push(1i64);
+                    5i64
+                },
+                2i64,
+            )
+            .await;
+            ((d) + (add(
+                {
+                    side.push(7i64);
+                    3i64
+                },
+                5i64,
+            )
+            .await))
+                .rem_euclid(1000)
+        };
+    }
+    trace.push(add(inc(1i64).await, add(1i64, 7i64).await).await);
+    let mut w3 = add(
+        {
+            side.push(x);
+            2i64
+        },
+        3i64,
+    )
+    .await
+        + 64;
+    let mut g4 = 0;
+    while let Some(h) = maybe_half(w3).await {
+        g4 += 1;
+        if g4 > 3 {
+            break;
+        }
+        w3 = h;
+        trace.push(h);
+        for mut j in 0..3 {
+            trace.push(j);
+            let mut guard5 = 0;
+            loop {
+                guard5 += 1;
+                if guard5 > 3 {
+                    break;
+                }
+                trace.push(x);
+                if 9i64 % 3 == 1 {
+                    continue;
+                }
+            }
+            if let Some(mut c) = maybe_half(((7i64) + (3i64)).rem_euclid(1000)).await {
+                trace.push(c);
+                if 3i64 % 3 == 2 {
+                    break;
+                }
+                trace.push(5i64);
+            }
+        }
+    }
+    let mut guard6 = 0;
+    loop {
+        guard6 += 1;
+        if guard6 > 1 {
+            break;
+        }
+        if is_even(3i64).await {
+            let mut count7 = 0;
+            while count7 < 2 {
+                count7 += 1;
+                let mut a = 7i64;
+                if a % 3 == 1 {
+                    break;
+                }
+            }
+            x = {
+                let d = add(
+                    {
+                        side.push(8i64);
+                        2i64
+                    },
+                    x,
+                )
+                .await;
+                ((d) + (add(
+                    {
+                        side.push(6i64);
+                        0i64
+                    },
+                    6i64,
+                )
+                .await))
+                    .rem_euclid(1000)
+            };
+        }
+        trace.push(8i64);
+    }
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if x % 3 == 0 {
+                break 'outer;
+            }
+            if 1i64 % 3 == 0 {
+                continue 'outer;
+            }
+            let mut guard8 = 0;
+            loop {
+                guard8 += 1;
+                if guard8 > 1 {
+                    break;
+                }
+                trace.push({
+                    let d = if 0i64 % 3 == 2 { j } else { j };
+                    ((d) + (add(j, 5i64).await)).rem_euclid(1000)
+                });
+                if let Some(mut b) = maybe_half(double(i).await).await {
+                    trace.push(b);
+                    let mut c = {
+                        let d = add(3i64, 9i64).await;
+                        ((d) + (add(
+                            {
+                                side.push(9i64);
+                                6i64
+                            },
+                            4i64,
+                        )
+                        .await))
+                            .rem_euclid(1000)
+                    };
+                    let mut d = double(inc(3i64).await).await;
+                }
+            }
+        }
+    }
+    {
+        for mut j in 0..2 {
+            trace.push(j);
+            if 7i64 % 3 == 1 {
+                break;
+            }
+            trace.push(x);
+        }
+        let mut w9 = ((2i64) - (0i64)).rem_euclid(1000) + 64;
+        let mut g10 = 0;
+        while let Some(h) = maybe_half(w9).await {
+            g10 += 1;
+            if g10 > 3 {
+                break;
+            }
+            w9 = h;
+            trace.push(h);
+            x = double(
+                add(
+                    {
+                        side.push(0i64);
+                        x
+                    },
+                    8i64,
+                )
+                .await,
+            )
+            .await;
+        }
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_36(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    trace.push(add(double(6i64).await, double(x).await).await);
+    trace.push(((double(9i64).await) + (inc(3i64).await)).rem_euclid(1000));
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if x % 3 == 2 {
+                break 'outer;
+            }
+            if is_even(8i64).await {
+                continue 'outer;
+            }
+            trace.push(
+                add(
+                    {
+                        side.push(0i64);
+                        2i64
+                    },
+                    {
+                        let b = 2i64;
+                        ((b) + (3i64)).rem_euclid(1000)
+                    },
+                )
+                .await,
+            );
+        }
+    }
+    for mut j in 0..2 {
+        trace.push(j);
+        trace.push(
+            add(
+                {
+                    side.push(5i64);
+                    8i64
+                },
+                6i64,
+            )
+            .await,
+        );
+        trace.push(if 0i64 % 3 == 1 {
+            double(8i64).await
+        } else {
+            ((2i64) * (x)).rem_euclid(1000)
+        });
+    }
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_37(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    'outer: for mut i in 0..2 {
+        for mut j in 0..2 {
+            trace.push(i * 10 + j);
+            if x % 3 == 1 {
+                break 'outer;
+            }
+            if x % 3 == 1 {
+                continue 'outer;
+            }
+            if is_even(7i64).await {
+                if 6i64 % 3 == 2 {
+                    break;
+                }
+                match (0i64).rem_euclid(3) {
+                    0 => {
+                        trace.push({
+                            let a = add(
+                                {
+                                    side.push(x);
+                                    9i64
+                                },
+                                x,
+                            )
+                            .await;
+                            ((a) + (double(9i64).await)).rem_euclid(1000)
+                        });
+                        let mut c = add(
+                            {
+                                side.push(8i64);
+                                7i64
+                            },
+                            double(j).await,
+                        )
+                        .await;
+                    }
+                    1 => {
+                        let mut d = j;
+                        trace.push(x);
+                    }
+                    mut b => {
+                        trace.push(b);
+                        if b % 3 == 0 {
+                            break;
+                        }
+                    }
+                }
+            } else {
+                trace.push(
+                    add(
+                        {
+                            side.push(8i64);
+                            x
+                        },
+                        if 0i64 % 3 == 0 { 1i64 } else { x },
+                    )
+                    .await,
+                );
+                let mut w1 = x + 64;
+                let mut g2 = 0;
+                while let Some(h) = maybe_half(w1).await {
+                    g2 += 1;
+                    if g2 > 3 {
+                        break;
+                    }
+                    w1 = h;
+                    trace.push(h);
+                    let mut d = (({
+                        let b = 7i64;
+                        ((b) + (6i64)).rem_euclid(1000)
+                    }) + (loop {
+                        if 6i64 % 3 == 1 {
+                            break i;
+                        }
+                        break 0i64;
+                    }))
+                    .rem_euclid(1000);
+                }
+            }
+        }
+    }
+    trace.push({
+        let d = 6i64;
+        ((d) + (if 6i64 % 3 == 2 { 5i64 } else { 0i64 })).rem_euclid(1000)
+    });
+    trace.push(add(double(x).await, x).await);
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_38(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    if x % 3 == 1 {
+        let mut d = double({
+            let a = 8i64;
+            ((a) + (2i64)).rem_euclid(1000)
+        })
+        .await;
+        for mut i in 0..2 {
+            trace.push(i);
+            for mut i in 0..2 {
+                trace.push(i);
+                d = add(d, ((5i64) - (5i64)).rem_euclid(1000)).await;
+                if is_even(8i64).await {
+                    break;
+                }
+            }
+            for mut j in 0..3 {
+                trace.push(j);
+                trace.push(inc(inc(i).await).await);
+                let mut c = 7i64;
+            }
+        }
+    } else {
+        'outer: for mut i in 0..2 {
+            for mut j in 0..2 {
+                trace.push(i * 10 + j);
+                if is_even(8i64).await {
+                    break 'outer;
+                }
+                if is_even(1i64).await {
+                    continue 'outer;
+                }
+                j = inc(double(j).await).await;
+            }
+        }
+        {
             let mut guard1 = 0;
             loop {
                 guard1 += 1;
                 if guard1 > 3 {
                     break;
                 }
-                if 9i64 % 3 == 2 {
-                    break;
-                }
-                for mut i in 0..3 {
-                    trace.push(i);
-                    let mut b = if 5i64 % 3 == 2 {
-                        double(4i64).await
-                    } else {
-                        double(1i64).await
-                    };
-                    let mut d = if 1i64 % 3 == 2 {
-                        ((4i64) + (6i64)).rem_euclid(1000)
-                    } else {
-                        8i64
-                    };
-                }
+                let mut d = inc(loop {
+                    if 2i64 % 3 == 0 {
+                        break x;
+                    }
+                    break 0i64;
+                })
+                .await;
+                trace.push({
+                    let a = add(
+                        {
+                            side.push(1i64);
+                            4i64
+                        },
+                        1i64,
+                    )
+                    .await;
+                    ((a) + (add(
+                        {
+                            side.push(x);
+                            2i64
+                        },
+                        5i64,
+                    )
+                    .await))
+                        .rem_euclid(1000)
+                });
             }
-        }
-        mut b => {
-            trace.push(b);
-            match (if 9i64 % 3 == 0 { 9i64 } else { x }).rem_euclid(3) {
-                0 => {
-                    let mut b = if is_even(b).await {
-                        double(5i64).await
-                    } else {
-                        ((b) * (b)).rem_euclid(1000)
-                    };
-                    let mut guard2 = 0;
-                    loop {
-                        guard2 += 1;
-                        if guard2 > 1 {
-                            break;
-                        }
-                        trace.push(double(b).await);
-                        trace.push(b);
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if is_even(2i64).await {
+                        break 'outer;
                     }
-                }
-                1 => {
-                    if 9i64 % 3 == 1 {
-                        let mut a = 1i64;
-                        a = 7i64;
+                    if is_even(0i64).await {
+                        continue 'outer;
                     }
-                    let mut a = add(add(3i64, 2i64).await, if b % 3 == 1 { b } else { 2i64 }).await;
-                }
-                mut c => {
-                    trace.push(c);
-                    {
-                        trace.push(b);
-                        c = ((if b % 3 == 1 { 0i64 } else { x }) + (3i64)).rem_euclid(1000);
+                    if 2i64 % 3 == 0 {
+                        break;
                     }
                 }
             }
         }
     }
+    let mut guard2 = 0;
+    loop {
+        guard2 += 1;
+        if guard2 > 3 {
+            break;
+        }
+        if 7i64 % 3 == 0 {
+            return (-1, trace, side);
+        }
+        if 6i64 % 3 == 1 {
+            if 9i64 % 3 == 1 {
+                trace.push(double(double(1i64).await).await);
+                x = {
+                    let c = if 0i64 % 3 == 0 { 4i64 } else { 2i64 };
+                    ((c) + (4i64)).rem_euclid(1000)
+                };
+            }
+            'outer: for mut i in 0..2 {
+                for mut j in 0..2 {
+                    trace.push(i * 10 + j);
+                    if 1i64 % 3 == 0 {
+                        break 'outer;
+                    }
+                    if x % 3 == 2 {
+                        continue 'outer;
+                    }
+                    i = add(
+                        {
+                            side.push(5i64);
+                            8i64
+                        },
+                        add(1i64, 0i64).await,
+                    )
+                    .await;
+                }
+            }
+        } else {
+            if let Some(mut a) = maybe_half(double(1i64).await).await {
+                trace.push(a);
+                trace.push(double(x).await);
+                trace.push(double(a).await);
+            }
+            let mut a = inc(8i64).await;
+        }
+    }
+    if 1i64 % 3 == 2 {
+        trace.push(add(((7i64) + (x)).rem_euclid(1000), x).await);
+        trace.push(8i64);
+    }
+    let mut a = {
+        let b = inc(5i64).await;
+        ((b) + (add(
+            {
+                side.push(9i64);
+                8i64
+            },
+            4i64,
+        )
+        .await))
+            .rem_euclid(1000)
+    };
+    (x, trace, side)
+}
+
+#[workflow]
+pub async fn generated_39(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
+    let mut trace: Vec<i64> = Vec::new();
+    let mut side: Vec<i64> = Vec::new();
+    {
+        match (add(2i64, 4i64).await).rem_euclid(3) {
+            0 => {
+                let mut count1 = 0;
+                while count1 < 3 {
+                    count1 += 1;
+                    if 1i64 % 3 == 1 {
+                        break;
+                    }
+                    trace.push(loop {
+                        if 5i64 % 3 == 1 {
+                            break double(4i64).await;
+                        }
+                        break 2i64;
+                    });
+                }
+                let mut a = ((add(8i64, 4i64).await) + (double(3i64).await)).rem_euclid(1000);
+            }
+            1 => {
+                trace.push(
+                    add(
+                        {
+                            side.push(9i64);
+                            7i64
+                        },
+                        loop {
+                            if x % 3 == 2 {
+                                break 1i64;
+                            }
+                            break x;
+                        },
+                    )
+                    .await,
+                );
+                if let Some(mut a) = maybe_half(loop {
+                    if 3i64 % 3 == 2 {
+                        break 1i64;
+                    }
+                    break 1i64;
+                })
+                .await
+                {
+                    trace.push(a);
+                    trace.push(1i64);
+                    x = inc(loop {
+                        if a % 3 == 2 {
+                            break 3i64;
+                        }
+                        break 7i64;
+                    })
+                    .await;
+                }
+            }
+            mut b => {
+                trace.push(b);
+                match (loop {
+                    if 9i64 % 3 == 2 {
+                        break b;
+                    }
+                    break 4i64;
+                })
+                .rem_euclid(3)
+                {
+                    0 => {
+                        let mut b = {
+                            let a = if x % 3 == 2 { 7i64 } else { 0i64 };
+                            ((a) + (add(
+                                {
+                                    side.push(0i64);
+                                    1i64
+                                },
+                                6i64,
+                            )
+                            .await))
+                                .rem_euclid(1000)
+                        };
+                        b = add(((7i64) - (b)).rem_euclid(1000), double(2i64).await).await;
+                    }
+                    1 => {
+                        if 5i64 % 3 == 2 {
+                            return (-1, trace, side);
+                        }
+                        let mut d = loop {
+                            if 5i64 % 3 == 1 {
+                                break if 2i64 % 3 == 1 { x } else { 3i64 };
+                            }
+                            break 5i64;
+                        };
+                    }
+                    mut b => {
+                        trace.push(b);
+                        trace.push(double(((0i64) + (4i64)).rem_euclid(1000)).await);
+                    }
+                }
+            }
+        }
+        let mut b = double(((2i64) * (0i64)).rem_euclid(1000)).await;
+    }
+    let mut guard2 = 0;
+    loop {
+        guard2 += 1;
+        if guard2 > 3 {
+            break;
+        }
+        let mut a = double(inc(x).await).await;
+        if 9i64 % 3 == 1 {
+            let mut guard4 = 0;
+            loop {
+                guard4 += 1;
+                if guard4 > 3 {
+                    break;
+                }
+                let mut b = inc({
+                    let c = 0i64;
+                    ((c) + (c)).rem_euclid(1000)
+                })
+                .await;
+                if b % 3 == 1 {
+                    break;
+                }
+            }
+            trace.push({
+                let a = ((6i64) * (a)).rem_euclid(1000);
+                ((a) + (if 3i64 % 3 == 2 { 3i64 } else { x })).rem_euclid(1000)
+            });
+        } else {
+            x = add(
+                {
+                    side.push(3i64);
+                    x
+                },
+                1i64,
+            )
+            .await;
+            let mut count3 = 0;
+            while count3 < 1 {
+                count3 += 1;
+                let mut b = inc(if 1i64 % 3 == 0 { 5i64 } else { 0i64 }).await;
+                let mut b = add(
+                    {
+                        side.push(a);
+                        3i64
+                    },
+                    x,
+                )
+                .await;
+            }
+        }
+    }
     trace.push(x);
-    (x, trace)
+    for mut i in 0..3 {
+        trace.push(i);
+        if 1i64 % 3 == 0 {
+            continue;
+        }
+        if x % 3 == 1 {
+            trace.push(
+                ((add(
+                    {
+                        side.push(3i64);
+                        i
+                    },
+                    1i64,
+                )
+                .await)
+                    + (loop {
+                        if 0i64 % 3 == 2 {
+                            break x;
+                        }
+                        break 9i64;
+                    }))
+                .rem_euclid(1000),
+            );
+            let mut d = x;
+        } else {
+            let mut count5 = 0;
+            while count5 < 3 {
+                count5 += 1;
+                x = loop {
+                    if x % 3 == 0 {
+                        break double(4i64).await;
+                    }
+                    break 1i64;
+                };
+                trace.push(0i64);
+            }
+            {
+                let mut c = if 1i64 % 3 == 2 {
+                    loop {
+                        if 8i64 % 3 == 1 {
+                            break x;
+                        }
+                        break x;
+                    }
+                } else {
+                    if 8i64 % 3 == 0 {
+                        6i64
+                    } else {
+                        1i64
+                    }
+                };
+                if is_even(2i64).await {
+                    continue;
+                }
+            }
+        }
+    }
+    let mut guard6 = 0;
+    loop {
+        guard6 += 1;
+        if guard6 > 1 {
+            break;
+        }
+        let mut guard7 = 0;
+        loop {
+            guard7 += 1;
+            if guard7 > 2 {
+                break;
+            }
+            if is_even(4i64).await {
+                break;
+            }
+            trace.push(9i64);
+        }
+        x = inc(if 6i64 % 3 == 2 { 6i64 } else { 3i64 }).await;
+    }
+    (x, trace, side)
 }
 
 /// Runs every generated workflow through `$check`.

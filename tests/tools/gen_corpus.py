@@ -26,7 +26,7 @@ class Gen:
     def expr(self, scope, depth):
         choices = ["lit", "var", "await", "arith"]
         if depth > 0:
-            choices += ["await", "await2", "ifexpr"]
+            choices += ["await", "await2", "ifexpr", "block", "effect", "loopval"]
         kind = rng.choice(choices)
         if kind == "var" and scope:
             return rng.choice(scope)
@@ -41,6 +41,14 @@ class Gen:
         if kind == "ifexpr" and depth > 0:
             return (f"if {self.cond(scope, depth - 1)} {{ {self.expr(scope, depth - 1)} }} "
                     f"else {{ {self.expr(scope, depth - 1)} }}")
+        if kind == "block" and depth > 0:
+            name = rng.choice(NAMES)
+            return (f"{{ let {name} = {self.expr(scope, depth - 1)}; "
+                    f"(({name}) + ({self.expr(scope + [name], depth - 1)})).rem_euclid(1000) }}")
+        if kind == "effect" and depth > 0:
+            return f"add({{ side.push({self.expr(scope, 0)}); {self.expr(scope, 0)} }}, {self.expr(scope, depth - 1)}).await"
+        if kind == "loopval" and depth > 0:
+            return f"loop {{ if {self.cond(scope, depth - 1)} {{ break {self.expr(scope, depth - 1)}; }} break {self.expr(scope, 0)}; }}"
         return f"{rng.randint(0, 9)}i64"
 
     def cond(self, scope, depth):
@@ -59,7 +67,7 @@ class Gen:
     def stmt(self, scope, depth):
         kinds = ["let", "let", "assign", "trace", "trace"]
         if depth > 0:
-            kinds += ["if", "match", "for", "loop", "while", "block"]
+            kinds += ["if", "match", "for", "loop", "while", "block", "iflet", "whilelet", "labelled"]
         if self.loop_depth > 0:
             kinds += ["break", "continue"]
         kinds += ["ret"]
@@ -98,6 +106,25 @@ class Gen:
                 s = f"let mut {g} = 0; while {g} < {rng.randint(1, 3)} {{ {g} += 1; {body} }}"
             self.loop_depth -= 1
             return s, scope
+        if kind == "iflet":
+            name = rng.choice(NAMES)
+            return (f"if let Some(mut {name}) = maybe_half({self.expr(scope, 1)}).await "
+                    f"{{ trace.push({name}); {self.stmts(scope + [name], depth - 1, 2)} }}"), scope
+        if kind == "whilelet":
+            w, g = self.fresh("w"), self.fresh("g")
+            self.loop_depth += 1
+            body = self.stmts(scope, depth - 1, 1)
+            self.loop_depth -= 1
+            return (f"let mut {w} = {self.expr(scope, 1)} + 64; let mut {g} = 0; "
+                    f"while let Some(h) = maybe_half({w}).await {{ {g} += 1; if {g} > 3 {{ break; }} "
+                    f"{w} = h; trace.push(h); {body} }}"), scope
+        if kind == "labelled":
+            self.loop_depth += 1
+            body = self.stmts(scope + ["i", "j"], depth - 1, 1)
+            self.loop_depth -= 1
+            return (f"'outer: for mut i in 0..2 {{ for mut j in 0..2 {{ trace.push(i * 10 + j); "
+                    f"if {self.cond(scope, 1)} {{ break 'outer; }} if {self.cond(scope, 1)} {{ continue 'outer; }} "
+                    f"{body} }} }}"), scope
         if kind == "block":
             return f"{{ {self.stmts(scope, depth - 1, 2)} }}", scope
         if kind == "break":
@@ -105,7 +132,7 @@ class Gen:
         if kind == "continue":
             return f"if {self.cond(scope, 1)} {{ continue; }}", scope
         if kind == "ret" and rng.random() < 0.3:
-            return f"if {self.cond(scope, 1)} {{ return (-1, trace); }}", scope
+            return f"if {self.cond(scope, 1)} {{ return (-1, trace, side); }}", scope
         return f"trace.push({self.expr(scope, 2)});", scope
 
 
@@ -123,10 +150,11 @@ for n in range(COUNT):
     name = f"generated_{n:02}"
     names.append(name)
     print("#[workflow]")
-    print(f"pub async fn {name}(mut x: i64) -> (i64, Vec<i64>) {{")
+    print(f"pub async fn {name}(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {{")
     print("    let mut trace: Vec<i64> = Vec::new();")
+    print("    let mut side: Vec<i64> = Vec::new();")
     print(f"    {body}")
-    print("    (x, trace)")
+    print("    (x, trace, side)")
     print("}")
     print()
 print("/// Runs every generated workflow through `$check`.")
