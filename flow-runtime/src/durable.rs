@@ -120,3 +120,73 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> DurableOp for SignalWithT
         })
     }
 }
+
+/// Restarts the run with `input` as a new generation (Temporal's continue-as-new): the
+/// way for a workflow that loops forever (a poller, an entity) to keep its history short.
+///
+/// `input` is the workflow's input type (its single argument, or a tuple of its
+/// arguments). The run keeps its ID, inbox (undelivered signals) and run-level deadline;
+/// the current generation's history, saved locals and branch records are dropped, not
+/// archived: the new history starts with `ContinuedAsNew`. Step numbers keep counting, so
+/// child runs and idempotency keys of different generations never collide.
+///
+/// The await never returns in a workflow (write `return flow::continue_as_new(x).await`).
+/// Awaited outside an engine it panics: plain calls have no run to restart.
+pub fn continue_as_new<O>(input: impl Serialize) -> ContinueAsNew<O> {
+    ContinueAsNew {
+        input: crate::codec::encode(&input, || "continue-as-new input".to_string()),
+        _type: PhantomData,
+    }
+}
+
+/// A restart of the run, created by [`continue_as_new`].
+#[must_use = "continue-as-new does nothing unless awaited"]
+pub struct ContinueAsNew<O> {
+    input: Result<Vec<u8>, CodecError>,
+    _type: PhantomData<fn() -> O>,
+}
+
+#[diagnostic::do_not_recommend]
+impl<O: Serialize + DeserializeOwned + Send + 'static> DurableOp for ContinueAsNew<O> {
+    type Output = O;
+    fn into_request(self) -> Result<OpRequest, CodecError> {
+        Ok(OpRequest::ContinueAsNew { input: self.input? })
+    }
+}
+
+impl<O: Send + 'static> std::future::IntoFuture for ContinueAsNew<O> {
+    type Output = O;
+    type IntoFuture = crate::task::BoxFuture<O>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async {
+            panic!(
+                "flow::continue_as_new only works in a run driven by an engine; a workflow \
+                 awaited as a plain function has no run to restart"
+            )
+        })
+    }
+}
+
+/// Awaited outside an engine nobody can send the signal: the wait never ends.
+impl<T: Send + 'static> std::future::IntoFuture for Signal<T> {
+    type Output = T;
+    type IntoFuture = crate::task::BoxFuture<T>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Awaited outside an engine nobody can send the signal: the wait times out.
+impl<T: Send + 'static> std::future::IntoFuture for SignalWithTimeout<T> {
+    type Output = Result<T, SignalTimeout>;
+    type IntoFuture = crate::task::BoxFuture<Self::Output>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            tokio::time::sleep(self.timeout).await;
+            Err(SignalTimeout {
+                signal: self.name,
+                after: self.timeout,
+            })
+        })
+    }
+}

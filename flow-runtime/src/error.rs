@@ -70,6 +70,15 @@ pub enum FlowError {
         /// What failed.
         message: String,
     },
+    /// `Engine::complete` was given a token that no waiting callback holds.
+    #[error(
+        "invalid callback token: {reason}; a token completes the callback that issued it, \
+         once, while its step still waits"
+    )]
+    InvalidCallbackToken {
+        /// Why the token was refused (unknown, used, or its step is over).
+        reason: String,
+    },
     /// No run with this ID exists in the journal.
     #[error("no run `{run_id}` in this journal; check the run ID (Engine::list shows the runs)")]
     UnknownRun {

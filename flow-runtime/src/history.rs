@@ -114,6 +114,62 @@ pub enum EventKind {
     },
     /// The run ended because it was cancelled.
     RunCancelled,
+    /// One item of a map finished (its output is in the map's `StepCompleted`).
+    MapItemCompleted {
+        /// Step number.
+        step: u64,
+        /// The item's index.
+        item: u32,
+        /// Its failure, when it counts as failed (a task whose last attempt failed, or a
+        /// failed child run).
+        failure: Option<String>,
+    },
+    /// A map had more failed items than it tolerates; the open items were cancelled and
+    /// the workflow receives `Err(MapFailed)`.
+    MapFailed {
+        /// Step number.
+        step: u64,
+        /// Failed items so far.
+        failed: u32,
+        /// Failed items tolerated.
+        tolerated: u32,
+    },
+    /// A callback token was completed through `Engine::complete`.
+    CallbackCompleted {
+        /// Step number.
+        step: u64,
+        /// Branch within the step.
+        branch: u32,
+        /// Completed with `Ok` (false: with `Err`).
+        ok: bool,
+    },
+    /// A callback's task succeeded and handed its token out; the step waits for it.
+    CallbackWaiting {
+        /// Step number.
+        step: u64,
+        /// Branch within the step.
+        branch: u32,
+    },
+    /// A race was decided: `winner` finished first, the other branches were cancelled.
+    RaceWon {
+        /// Step number.
+        step: u64,
+        /// The winning branch.
+        winner: u32,
+    },
+    /// The run-level timeout expired; cancellation was requested.
+    RunTimedOut {
+        /// The deadline, ms since the Unix epoch.
+        deadline_ms: u64,
+    },
+    /// The run continued as new: the previous generation's history and state were
+    /// dropped, and the run restarted with `input` under the same run ID.
+    ContinuedAsNew {
+        /// The new generation's encoded input.
+        input: Vec<u8>,
+        /// Steps taken by the run before this generation (step numbers keep counting).
+        steps_before: u64,
+    },
 }
 
 /// Where a run stands.

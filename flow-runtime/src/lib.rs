@@ -4,27 +4,37 @@
 
 #![warn(missing_docs)]
 
+mod callback;
 pub mod codec;
 mod durable;
 mod engine;
 mod error;
+pub mod fuzz_hooks;
 mod history;
 mod join;
 mod machine;
+mod map;
 mod op;
+mod race;
 mod store;
 mod task;
 pub mod testing;
 mod workflow;
 
+pub use callback::{Callback, CallbackError, WaitForCallback};
 pub use codec::{CodecError, MAX_PAYLOAD_BYTES};
-pub use durable::{signal, sleep, sleep_until, Signal, SignalTimeout, SignalWithTimeout, Sleep};
+pub use durable::{
+    continue_as_new, signal, sleep, sleep_until, ContinueAsNew, Signal, SignalTimeout,
+    SignalWithTimeout, Sleep,
+};
 pub use engine::{Engine, EngineBuilder, RunHandle};
 pub use error::FlowError;
 pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;
 pub use machine::{Journaled, Machine, StepFault, Transition};
-pub use op::{DurableOp, OpRequest};
+pub use map::{map, Map, MapFailed, TolerantMap};
+pub use op::{DurableOp, OpRequest, Tolerance};
+pub use race::{race, Either, OneOf3, Race};
 pub use task::{AttemptClass, RetryPolicy, Task, TaskContext, TaskFailure, TaskPolicy};
 pub use workflow::{StateGraph, StateInfo, Workflow};
 

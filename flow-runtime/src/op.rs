@@ -59,10 +59,62 @@ pub enum OpRequest {
     /// Run every branch concurrently; the output is the branches' outputs in order
     /// (postcard encodes a tuple as its fields back to back, so it is their concatenation).
     All(Vec<OpRequest>),
+    /// Run one operation per item, at most `max_in_flight` at a time; the output is the
+    /// items' outputs in order as a postcard `Vec` (a varint length, then the outputs),
+    /// wrapped in `Ok` when a `tolerance` is set.
+    Map {
+        /// One leaf operation (task call, child workflow or sleep) per item.
+        items: Vec<OpRequest>,
+        /// Most items running at once (at least 1).
+        max_in_flight: u32,
+        /// Failures tolerated before the map fails; `None`: item failures are values.
+        tolerance: Option<Tolerance>,
+    },
+    /// Run a task that hands a callback token to an outside system, then wait until the
+    /// token is completed with `Engine::complete` or `timeout` expires.
+    Callback {
+        /// The task call (an `OpRequest::Task`).
+        task: Box<OpRequest>,
+        /// How long to wait in all, from scheduling.
+        timeout: Option<Duration>,
+        /// Once the task handed the token out, the longest gap allowed between
+        /// `Engine::heartbeat` calls.
+        heartbeat: Option<Duration>,
+    },
+    /// Run every branch at once; the first to finish wins and the others are cancelled.
+    /// The output is the winner's index (a varint) followed by its output.
+    Race(Vec<OpRequest>),
+    /// Restart the run with a new input, dropping the history of its current generation.
+    ContinueAsNew {
+        /// postcard-encoded workflow input for the next generation.
+        input: Vec<u8>,
+    },
+}
+
+/// How many failed items a [`OpRequest::Map`] tolerates; the smaller limit wins.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Tolerance {
+    /// Most failed items tolerated.
+    pub max_failures: Option<u32>,
+    /// Largest tolerated fraction of failed items (0.1 = 10%).
+    pub max_failure_rate: Option<f64>,
+}
+
+impl Tolerance {
+    /// The most failed items tolerated among `len`.
+    pub fn allowed(&self, len: u32) -> u32 {
+        let by_count = self.max_failures.unwrap_or(u32::MAX);
+        let by_rate = match self.max_failure_rate {
+            Some(rate) => (rate.clamp(0.0, 1.0) * len as f64).floor() as u32,
+            None => u32::MAX,
+        };
+        by_count.min(by_rate)
+    }
 }
 
 impl OpRequest {
-    /// A short human name: the task or workflow name, `sleep`, `signal:NAME` or `join`.
+    /// A short human name: the task or workflow name, `sleep`, `signal:NAME`, `join(N)`,
+    /// `map(N)`, `callback:TASK`, `race(N)` or `continue_as_new`.
     pub fn label(&self) -> String {
         match self {
             OpRequest::Task { name, .. } => short_name(name).to_string(),
@@ -70,6 +122,10 @@ impl OpRequest {
             OpRequest::Signal { name, .. } => format!("signal:{name}"),
             OpRequest::Child { workflow, .. } => short_name(workflow).to_string(),
             OpRequest::All(branches) => format!("join({})", branches.len()),
+            OpRequest::Map { items, .. } => format!("map({})", items.len()),
+            OpRequest::Callback { task, .. } => format!("callback:{}", task.label()),
+            OpRequest::Race(branches) => format!("race({})", branches.len()),
+            OpRequest::ContinueAsNew { .. } => "continue_as_new".into(),
         }
     }
 }

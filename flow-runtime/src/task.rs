@@ -106,11 +106,19 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The delay after failed attempt number `attempt` (1-based), before jitter.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = flow_runtime::RetryPolicy { initial_interval: Duration::from_millis(100), backoff_rate: 2.0, ..Default::default() };
+    /// assert_eq!(p.delay_after(3), Duration::from_millis(400));
+    /// let broken = flow_runtime::RetryPolicy { backoff_rate: f64::NAN, jitter: 1e300, ..p };
+    /// let _ = broken.jittered_delay_after(9, 0.99); // a damaged policy never panics
+    /// ```
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(64) as i32;
         let secs = self.initial_interval.as_secs_f64() * self.backoff_rate.powi(exponent);
         let capped = secs.min(self.max_interval.as_secs_f64()).max(0.0);
-        Duration::from_secs_f64(capped)
+        secs_to_duration(capped, self.max_interval)
     }
 
     /// The delay after failed attempt `attempt`, spread by `jitter` using `unit`, a number
@@ -118,8 +126,17 @@ impl RetryPolicy {
     pub fn jittered_delay_after(&self, attempt: u32, unit: f64) -> Duration {
         let base = self.delay_after(attempt).as_secs_f64();
         let spread = base * self.jitter * (unit * 2.0 - 1.0);
-        Duration::from_secs_f64((base + spread).max(0.0))
+        secs_to_duration((base + spread).max(0.0), self.max_interval)
     }
+}
+
+/// Seconds as a `Duration`, never panicking: a policy read back from a damaged journal
+/// can hold any float, so NaN falls back to `fallback` and huge values saturate.
+fn secs_to_duration(secs: f64, fallback: Duration) -> Duration {
+    if secs.is_nan() {
+        return fallback;
+    }
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 /// Retry and timeout policy of one task.
@@ -143,6 +160,7 @@ pub struct TaskContext {
     /// 1 for the first attempt.
     pub attempt: u32,
     cancel: tokio::sync::watch::Receiver<bool>,
+    callback_token: Option<String>,
 }
 
 // The cancellation channel has no meaningful equality; two contexts are equal when they
@@ -174,7 +192,22 @@ impl TaskContext {
             idempotency_key,
             attempt,
             cancel,
+            callback_token: None,
         }
+    }
+
+    /// The same context, carrying the callback token of a
+    /// [`wait_for_callback`](crate::WaitForCallback::wait_for_callback) call.
+    pub fn with_callback_token(mut self, token: String) -> Self {
+        self.callback_token = Some(token);
+        self
+    }
+
+    /// The token to hand to the outside system that completes this callback (with
+    /// `Engine::complete`); `None` unless the task was awaited with `wait_for_callback`.
+    /// Same for every attempt of the call.
+    pub fn callback_token(&self) -> Option<&str> {
+        self.callback_token.as_deref()
     }
 
     /// The context of the task attempt this code runs in, or `None` when the task was

@@ -149,6 +149,29 @@ impl Driver {
                 }
                 Ok(out)
             }
+            OpRequest::Map {
+                items, tolerance, ..
+            } => {
+                // Items one after another: a varint length, then their outputs.
+                let mut out = Vec::new();
+                if tolerance.is_some() {
+                    out.push(0);
+                }
+                let mut n = items.len() as u64;
+                loop {
+                    let byte = (n & 0x7f) as u8;
+                    n >>= 7;
+                    if n == 0 {
+                        out.push(byte);
+                        break;
+                    }
+                    out.push(byte | 0x80);
+                }
+                for item in items {
+                    out.extend(Box::pin(Self::perform(item)).await?);
+                }
+                Ok(out)
+            }
             other => Err(DriveError::Unsupported(other.label())),
         }
     }
@@ -265,7 +288,12 @@ impl RecordedRun {
         for e in events {
             match &e.kind {
                 EventKind::RunStarted { input, .. } => run.input = input.clone(),
-                EventKind::StepScheduled { step, name, request, .. } => {
+                EventKind::StepScheduled {
+                    step,
+                    name,
+                    request,
+                    ..
+                } => {
                     scheduled.insert(*step, (name.clone(), Some(request.clone())));
                 }
                 EventKind::StepCompleted { step, output } => {

@@ -23,12 +23,26 @@ pub(crate) enum AttemptEnd {
     BadArguments(CodecError),
 }
 
-/// Aborts the task when dropped (on timeout, or when the driver drops the attempt).
-pub(crate) struct AbortOnDrop<T>(pub JoinHandle<T>);
+/// Aborts the task when dropped (on timeout, or when the driver drops the attempt),
+/// unless it was detached.
+pub(crate) struct AbortOnDrop<T>(pub JoinHandle<T>, bool);
+
+impl<T> AbortOnDrop<T> {
+    pub(crate) fn new(handle: JoinHandle<T>) -> Self {
+        AbortOnDrop(handle, true)
+    }
+
+    /// Lets the task run on (e.g. a race loser told to stop through its context).
+    pub(crate) fn detach(mut self) {
+        self.1 = false;
+    }
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if self.1 {
+            self.0.abort();
+        }
     }
 }
 
@@ -43,7 +57,7 @@ pub(crate) async fn run_attempt(
         Ok(body) => body,
         Err(e) => return AttemptEnd::BadArguments(e),
     };
-    let mut handle = AbortOnDrop(tokio::spawn(ctx.scope(body)));
+    let mut handle = AbortOnDrop::new(tokio::spawn(ctx.scope(body)));
     let joined = match timeout {
         Some(after) => match tokio::time::timeout(after, &mut handle.0).await {
             Ok(joined) => joined,

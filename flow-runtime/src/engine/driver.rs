@@ -11,17 +11,21 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::callback::CallbackError;
 use crate::codec;
 use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd};
 use crate::engine::plan::{
-    self, end_run, needs, set_needs, step_run, Ending, Finished, StepOutcome,
+    self, end_run, map_needs, needs, push_varint, set_needs, step_run, Ending, Finished,
+    StepOutcome,
 };
 use crate::engine::registry::WorkflowEntry;
 use crate::engine::{now_ms, random_unit, Core};
 use crate::error::FlowError;
 use crate::history::EventKind;
 use crate::machine::Machine;
-use crate::store::records::{Branch, BranchRecord, PendingOp};
+use crate::map::MapFailed;
+use crate::op::OpRequest;
+use crate::store::records::{Branch, BranchRecord, MapSpec, PendingOp, Shape, MAP_PROGRESS};
 use crate::store::{RunWrite, Snapshot};
 use crate::task::{
     find_task, AttemptClass, TaskContext, TaskFailure, TaskPolicy, TaskRegistration,
@@ -72,11 +76,25 @@ pub(crate) fn spawn(
         outcomes: BTreeMap::new(),
         results_tx,
         results_rx,
-        cancel: watch::channel(false).0,
         left: false,
         fault: None,
     };
     tokio::spawn(async move { driver.run().await });
+}
+
+/// A running attempt.
+struct Inflight {
+    handle: AbortOnDrop<()>,
+    /// Tells the task body (`TaskContext::is_cancelled`) that it should stop.
+    cancel: watch::Sender<bool>,
+}
+
+impl Inflight {
+    /// Tells the body to stop and lets it finish on its own; its result is ignored.
+    fn cancel_and_detach(self) {
+        self.cancel.send_replace(true);
+        self.handle.detach();
+    }
 }
 
 struct Driver {
@@ -84,13 +102,12 @@ struct Driver {
     run_id: String,
     notify: Arc<Notify>,
     machine: Option<CachedMachine>,
-    /// Attempts running now, by branch; dropping one aborts it.
-    inflight: HashMap<u32, AbortOnDrop<()>>,
-    outcomes: BTreeMap<u32, AttemptOutcome>,
+    /// Attempts running now, by (step, branch); dropping one aborts it.
+    inflight: HashMap<(u64, u32), Inflight>,
+    /// Finished attempts not yet judged, by (step, branch).
+    outcomes: BTreeMap<(u64, u32), AttemptOutcome>,
     results_tx: mpsc::UnboundedSender<(u32, AttemptOutcome)>,
     results_rx: mpsc::UnboundedReceiver<(u32, AttemptOutcome)>,
-    /// Tells running task bodies (`TaskContext::is_cancelled`) that the run was cancelled.
-    cancel: watch::Sender<bool>,
     left: bool,
     /// A fault found while committing, to record on the next turn.
     fault: Option<String>,
@@ -148,13 +165,38 @@ impl Driver {
                 Decision::Wait => {
                     tokio::select! {
                         Some((branch, outcome)) = self.results_rx.recv() => {
-                            self.inflight.remove(&branch);
-                            self.outcomes.insert(branch, outcome);
+                            self.received(branch, outcome);
+                            // Judge every attempt that finished meanwhile in one turn.
+                            while let Ok((branch, outcome)) = self.results_rx.try_recv() {
+                                self.received(branch, outcome);
+                            }
                         }
                         _ = self.notify.notified() => {}
                         _ = stop.changed() => return,
                     }
                 }
+            }
+        }
+    }
+
+    fn received(&mut self, branch: u32, outcome: AttemptOutcome) {
+        let key = (outcome.step, branch);
+        self.inflight.remove(&key);
+        self.outcomes.insert(key, outcome);
+    }
+
+    /// Cancels the attempts of step `step` (except branch `keep`): told through their
+    /// context, then left to finish on their own.
+    fn cancel_attempts(&mut self, step: u64, keep: Option<u32>) {
+        let losers: Vec<_> = self
+            .inflight
+            .keys()
+            .filter(|(s, b)| *s == step && Some(*b) != keep)
+            .copied()
+            .collect();
+        for key in losers {
+            if let Some(inflight) = self.inflight.remove(&key) {
+                inflight.cancel_and_detach();
             }
         }
     }
@@ -204,6 +246,7 @@ impl Driver {
         let now = now_ms();
         let header = &snap.header;
         let mut write = RunWrite::new(&self.run_id, header);
+        write.seen_nudges = Some(snap.nudges);
         if let Some(error) = self.fault.take() {
             let before = snap
                 .pending
@@ -216,12 +259,27 @@ impl Driver {
             });
             return self.settle(end_run(write, finished, Ending::Faulted(error)));
         }
+        if let Some(deadline) = snap.run_deadline {
+            if deadline <= now && !snap.cancel_requested {
+                // The run-level timeout: from here on it is an ordinary cancellation.
+                write.run_timed_out = true;
+                write.active = true;
+                write.events.push(EventKind::RunTimedOut {
+                    deadline_ms: deadline,
+                });
+                write.events.push(EventKind::CancelRequested);
+                return Decision::Commit(Box::new(Plan {
+                    write,
+                    machine: self.machine.take().map(|c| c.machine),
+                }));
+            }
+        }
         if !header.started {
             if snap.cancel_requested {
                 write.consume_cancel = true;
                 return self.settle(end_run(write, None, Ending::Cancelled));
             }
-            let input = match self.core.store.input(&self.run_id) {
+            let input = match self.core.store.generation_input(&self.run_id) {
                 Ok(Some(input)) => input,
                 Ok(None) => {
                     let error = "the run's input is missing from the journal".to_string();
@@ -248,6 +306,12 @@ impl Driver {
             let error = "the run has no pending step in the journal".to_string();
             return self.settle(end_run(write, None, Ending::Faulted(error)));
         };
+        // Attempts of earlier steps (race losers, callbacks completed before their task
+        // returned) are of no use any more.
+        self.outcomes.retain(|(step, _), _| *step == op.step);
+        if let Shape::Map(spec) = &op.shape {
+            return self.decide_map(snap, op, spec, entry, write, now);
+        }
         let before = needs(op, &snap.branches);
         if snap.cancel_requested {
             return self.cancel(snap, op, entry, write, &before);
@@ -258,74 +322,44 @@ impl Driver {
         let mut resolved: Vec<(u32, Vec<u8>)> = Vec::new();
         let mut consumed: Vec<u64> = Vec::new();
         let mut changed = false;
+        macro_rules! end {
+            ($ending:expr) => {{
+                let finished = Finished {
+                    op,
+                    deadlines: &before.deadlines,
+                    resolved,
+                };
+                return self.settle(end_run(write, Some(finished), $ending));
+            }};
+        }
         for (i, branch) in op.branches.iter().enumerate() {
             let i = i as u32;
             match records.get(&i) {
                 Some(BranchRecord::Done(_)) => continue,
                 Some(BranchRecord::Failed(error)) => {
-                    let finished = Finished {
-                        op,
-                        deadlines: &before.deadlines,
-                        resolved,
-                    };
-                    return self.settle(end_run(
-                        write,
-                        Some(finished),
-                        Ending::Failed(error.clone()),
-                    ));
+                    let error = error.clone();
+                    end!(Ending::Failed(error))
                 }
                 _ => {}
             }
             let output = match branch {
                 Branch::Task { name, args, policy } => {
-                    if let Some(outcome) = self.outcomes.remove(&i) {
-                        if outcome.step != op.step {
-                            continue;
+                    let progress = self.drive_task(
+                        op,
+                        i,
+                        (name, args, policy),
+                        None,
+                        &mut records,
+                        &mut write,
+                        now,
+                    );
+                    match progress {
+                        TaskProgress::Pending { changed: c } => {
+                            changed |= c;
+                            None
                         }
-                        changed = true;
-                        match settle_attempt(op, i, name, policy, outcome, &mut write.events, now) {
-                            Verdict::Done(output) => Some(output),
-                            Verdict::Retry(record) => {
-                                records.insert(i, record.clone());
-                                write.branch_puts.push((op.step, i, record));
-                                None
-                            }
-                            Verdict::End(ending) => {
-                                let finished = Finished {
-                                    op,
-                                    deadlines: &before.deadlines,
-                                    resolved,
-                                };
-                                return self.settle(end_run(write, Some(finished), ending));
-                            }
-                        }
-                    } else {
-                        if !self.inflight.contains_key(&i) {
-                            let (failed, due) = match records.get(&i) {
-                                Some(BranchRecord::Retrying {
-                                    failed_attempts,
-                                    retry_at_ms,
-                                }) => (*failed_attempts, *retry_at_ms <= now),
-                                _ => (0, true),
-                            };
-                            if due {
-                                if let Err(error) =
-                                    self.start_attempt(op, i, name, args, policy, failed + 1)
-                                {
-                                    let finished = Finished {
-                                        op,
-                                        deadlines: &before.deadlines,
-                                        resolved,
-                                    };
-                                    return self.settle(end_run(
-                                        write,
-                                        Some(finished),
-                                        Ending::Faulted(error),
-                                    ));
-                                }
-                            }
-                        }
-                        None
+                        TaskProgress::Finished { output, .. } => Some(output),
+                        TaskProgress::End(ending) => end!(ending),
                     }
                 }
                 Branch::Sleep { until_ms } if *until_ms <= now => {
@@ -356,24 +390,95 @@ impl Driver {
                             });
                             match plan::signal_timed_out(name, *timeout) {
                                 Ok(output) => Some(output),
-                                Err(e) => {
-                                    let finished = Finished {
-                                        op,
-                                        deadlines: &before.deadlines,
-                                        resolved,
-                                    };
-                                    return self.settle(end_run(
-                                        write,
-                                        Some(finished),
-                                        Ending::Faulted(e.to_string()),
-                                    ));
-                                }
+                                Err(e) => end!(Ending::Faulted(e.to_string())),
                             }
                         }
                         _ => None,
                     },
                 },
                 Branch::Child { .. } => None,
+                Branch::Callback {
+                    name,
+                    args,
+                    policy,
+                    token,
+                    timeout,
+                    deadline_ms,
+                    heartbeat,
+                } => {
+                    let heartbeat_due = match records.get(&i) {
+                        Some(BranchRecord::Awaiting {
+                            heartbeat_deadline_ms: Some(due),
+                        }) if *due <= now => Some(*due),
+                        _ => None,
+                    };
+                    let expired = match (deadline_ms, heartbeat_due) {
+                        (Some(deadline), _) if *deadline <= now => Some((
+                            *deadline,
+                            CallbackError::TimedOut {
+                                after: timeout.unwrap_or_default(),
+                            },
+                        )),
+                        (_, Some(due)) => Some((
+                            due,
+                            CallbackError::HeartbeatTimedOut {
+                                after: heartbeat.unwrap_or_default(),
+                            },
+                        )),
+                        _ => None,
+                    };
+                    if let Some((deadline_ms, error)) = expired {
+                        write.events.push(EventKind::TimerFired {
+                            step: op.step,
+                            branch: i,
+                            deadline_ms,
+                        });
+                        match plan::encoded_err(&error) {
+                            Ok(output) => Some(output),
+                            Err(e) => end!(Ending::Faulted(e.to_string())),
+                        }
+                    } else if matches!(records.get(&i), Some(BranchRecord::Awaiting { .. })) {
+                        None
+                    } else {
+                        let progress = self.drive_task(
+                            op,
+                            i,
+                            (name, args, policy),
+                            Some(token),
+                            &mut records,
+                            &mut write,
+                            now,
+                        );
+                        match progress {
+                            TaskProgress::Pending { changed: c } => {
+                                changed |= c;
+                                None
+                            }
+                            TaskProgress::Finished { failure: None, .. } => {
+                                changed = true;
+                                let record = BranchRecord::Awaiting {
+                                    heartbeat_deadline_ms: heartbeat
+                                        .map(|h| now.saturating_add(h.as_millis() as u64)),
+                                };
+                                records.insert(i, record.clone());
+                                write.branch_puts.push((op.step, i, record));
+                                write.events.push(EventKind::CallbackWaiting {
+                                    step: op.step,
+                                    branch: i,
+                                });
+                                None
+                            }
+                            TaskProgress::Finished {
+                                failure: Some(error),
+                                ..
+                            } => match plan::encoded_err(&CallbackError::TaskFailed(error)) {
+                                Ok(output) => Some(output),
+                                Err(e) => end!(Ending::Faulted(e.to_string())),
+                            },
+                            TaskProgress::End(ending) => end!(ending),
+                        }
+                    }
+                }
             };
             if let Some(output) = output {
                 changed = true;
@@ -383,7 +488,7 @@ impl Driver {
         }
         write.inbox_consume = consumed;
 
-        if op.join {
+        if op.shape == Shape::Join {
             for (branch, output) in &resolved {
                 write.events.push(EventKind::BranchCompleted {
                     step: op.step,
@@ -392,17 +497,55 @@ impl Driver {
                 });
             }
         }
-        let all_done = (0..op.branches.len() as u32)
-            .all(|i| matches!(records.get(&i), Some(BranchRecord::Done(_))));
-        if all_done {
-            // Resume the workflow with the outputs in branch order (a join's output is
-            // their concatenation).
-            let mut output = Vec::new();
-            for i in 0..op.branches.len() as u32 {
-                if let Some(BranchRecord::Done(bytes)) = records.get(&i) {
-                    output.extend_from_slice(bytes);
+        let output = if op.shape == Shape::Race {
+            // The first branch (in branch order) with a result wins.
+            let winner = (0..op.branches.len() as u32).find_map(|i| match records.get(&i) {
+                Some(BranchRecord::Done(bytes)) => Some((i, bytes.clone())),
+                _ => None,
+            });
+            winner.map(|(winner, bytes)| {
+                write.events.push(EventKind::RaceWon {
+                    step: op.step,
+                    winner,
+                });
+                self.cancel_attempts(op.step, Some(winner));
+                write.cancel_runs = open_children(op, &records);
+                // Only the winner's result is consumed: a losing signal stays in the inbox.
+                let winner_seq = resolved.iter().position(|(b, _)| *b == winner);
+                if !matches!(op.branches[winner as usize], Branch::Signal { .. }) {
+                    write.inbox_consume.clear();
+                } else if let Some(pos) = winner_seq {
+                    // Signals were consumed in branch order; keep only the winner's.
+                    let signal_index = resolved[..pos]
+                        .iter()
+                        .filter(|(b, _)| matches!(op.branches[*b as usize], Branch::Signal { .. }))
+                        .count();
+                    let seq = write.inbox_consume.get(signal_index).copied();
+                    write.inbox_consume = seq.into_iter().collect();
                 }
-            }
+                let mut output = Vec::with_capacity(bytes.len() + 1);
+                push_varint(winner as u64, &mut output);
+                output.extend_from_slice(&bytes);
+                output
+            })
+        } else {
+            let all_done = (0..op.branches.len() as u32)
+                .all(|i| matches!(records.get(&i), Some(BranchRecord::Done(_))));
+            all_done.then(|| {
+                // The outputs in branch order (a join's output is their concatenation).
+                let mut output = Vec::new();
+                for i in 0..op.branches.len() as u32 {
+                    if let Some(BranchRecord::Done(bytes)) = records.get(&i) {
+                        output.extend_from_slice(bytes);
+                    }
+                }
+                output
+            })
+        };
+        if let Some(output) = output {
+            // Attempts still running for this step (a callback's task after its token was
+            // completed or timed out) are told to stop.
+            self.cancel_attempts(op.step, None);
             let mut machine = match self.take_machine(snap, entry) {
                 Some(machine) => machine,
                 None => return Decision::Abandon,
@@ -442,7 +585,318 @@ impl Driver {
         }))
     }
 
-    /// Ends the run (or delivers `TaskFailure::Cancelled` to its pending task).
+    /// One turn of a pending map: judge finished items, start items while there is room,
+    /// resume the workflow when all are done. Reads and writes only the open items.
+    fn decide_map(
+        &mut self,
+        snap: &Snapshot,
+        op: &PendingOp,
+        spec: &MapSpec,
+        entry: &WorkflowEntry,
+        mut write: RunWrite,
+        now: u64,
+    ) -> Decision {
+        let view = snap.map.clone().unwrap_or_default();
+        let mut progress = view.progress;
+        let mut items = view.items;
+        let mut records = snap.branches.clone();
+        let before = map_needs(&items, &records, &progress.open);
+        if snap.cancel_requested {
+            return self.cancel(snap, op, entry, write, &before);
+        }
+        macro_rules! end {
+            ($ending:expr) => {{
+                let finished = Finished {
+                    op,
+                    deadlines: &before.deadlines,
+                    resolved: Vec::new(),
+                };
+                return self.settle(end_run(write, Some(finished), $ending));
+            }};
+        }
+        let tolerant = spec.tolerance.is_some();
+        let mut changed = false;
+        loop {
+            let mut finished: Vec<(u32, BranchRecord)> = Vec::new();
+            for &i in &progress.open {
+                if let Some(record) = records.get(&i).filter(|r| r.is_finished()) {
+                    finished.push((i, record.clone()));
+                    continue;
+                }
+                match items.get(&i) {
+                    Some(OpRequest::Task { name, args, policy }) => {
+                        let (name, args, policy) = (name.clone(), args.clone(), policy.clone());
+                        let progress = self.drive_task(
+                            op,
+                            i,
+                            (&name, &args, &policy),
+                            None,
+                            &mut records,
+                            &mut write,
+                            now,
+                        );
+                        match progress {
+                            TaskProgress::Pending { changed: c } => changed |= c,
+                            TaskProgress::Finished { output, failure } => finished.push((
+                                i,
+                                match failure {
+                                    Some(error) if tolerant => BranchRecord::Erred(output, error),
+                                    _ => BranchRecord::Done(output),
+                                },
+                            )),
+                            TaskProgress::End(ending) => end!(ending),
+                        }
+                    }
+                    Some(OpRequest::Sleep { until_ms }) if *until_ms <= now => {
+                        write.events.push(EventKind::TimerFired {
+                            step: op.step,
+                            branch: i,
+                            deadline_ms: *until_ms,
+                        });
+                        let unit = codec::encode(&(), String::new).unwrap_or_default();
+                        finished.push((i, BranchRecord::Done(unit)));
+                    }
+                    Some(_) => {}
+                    None => end!(Ending::Faulted(format!(
+                        "item {i} of the map in step {} is missing from the journal",
+                        op.step
+                    ))),
+                }
+            }
+            let mut child_failed = None;
+            for (i, record) in finished {
+                changed = true;
+                progress.open.retain(|x| *x != i);
+                progress.done += 1;
+                items.remove(&i);
+                let failure = match &record {
+                    BranchRecord::Erred(_, error) => Some(error.clone()),
+                    BranchRecord::Failed(error) => {
+                        child_failed = Some(error.clone());
+                        Some(error.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(error) = &failure {
+                    progress.failed += 1;
+                    progress.first_error.get_or_insert_with(|| error.clone());
+                }
+                write.events.push(EventKind::MapItemCompleted {
+                    step: op.step,
+                    item: i,
+                    failure,
+                });
+                records.insert(i, record.clone());
+                write.branch_puts.push((op.step, i, record));
+            }
+            let tolerated = spec.tolerance.map(|t| t.allowed(spec.len));
+            match (tolerated, child_failed) {
+                // Without a tolerance a failed child run fails the run, as in a join.
+                (None, Some(error)) => end!(Ending::Failed(error)),
+                (Some(tolerated), child_failed)
+                    if progress.failed > tolerated || child_failed.is_some() =>
+                {
+                    write.events.push(EventKind::MapFailed {
+                        step: op.step,
+                        failed: progress.failed,
+                        tolerated,
+                    });
+                    self.cancel_attempts(op.step, None);
+                    write.cancel_runs = progress
+                        .open
+                        .iter()
+                        .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
+                        .map(|i| plan::child_id(&self.run_id, op.step, *i, true))
+                        .collect();
+                    let failed = MapFailed {
+                        failed: progress.failed,
+                        total: spec.len,
+                        tolerated,
+                        first_error: progress.first_error.clone().unwrap_or_default(),
+                    };
+                    let output = match plan::encoded_err(&failed) {
+                        Ok(output) => output,
+                        Err(e) => end!(Ending::Faulted(e.to_string())),
+                    };
+                    return self.resume(snap, op, entry, write, &before, output, now);
+                }
+                _ => {}
+            }
+            if progress.done == spec.len {
+                break;
+            }
+            // Start items while there is room; newly started tasks are started at once
+            // by another pass of the loop.
+            let room = spec
+                .max_in_flight
+                .saturating_sub(progress.open.len() as u32);
+            if room == 0 || progress.next >= spec.len {
+                break;
+            }
+            let count = room.min(spec.len - progress.next);
+            let new = match self
+                .core
+                .store
+                .map_items(&self.run_id, op.step, progress.next, count)
+            {
+                Ok(new) => new,
+                Err(_) => return Decision::Abandon,
+            };
+            if new.len() as u32 != count {
+                end!(Ending::Faulted(format!(
+                    "items of the map in step {} are missing from the journal",
+                    op.step
+                )));
+            }
+            for (i, item) in new {
+                if let OpRequest::Child { workflow, input } = &item {
+                    match plan::child_start(
+                        &self.core.registry,
+                        &self.run_id,
+                        op.step,
+                        i,
+                        true,
+                        workflow.clone(),
+                        input.clone(),
+                    ) {
+                        Ok((child, _)) => write.children.push(child),
+                        Err(error) => end!(Ending::Faulted(error)),
+                    }
+                }
+                progress.open.push(i);
+                items.insert(i, item);
+            }
+            progress.next += count;
+            changed = true;
+        }
+
+        if progress.done == spec.len {
+            // Every item is done: read their records once and resume with the Vec.
+            let stored = match self.core.store.map_records(&self.run_id, op.step) {
+                Ok(stored) => stored,
+                Err(_) => return Decision::Abandon,
+            };
+            let mut all: BTreeMap<u32, BranchRecord> = stored.into_iter().collect();
+            for (_, i, record) in write.branch_puts.drain(..) {
+                all.insert(i, record);
+            }
+            let mut output = Vec::new();
+            if tolerant {
+                output.push(0); // Ok
+            }
+            push_varint(spec.len as u64, &mut output);
+            for i in 0..spec.len {
+                match all.get(&i) {
+                    Some(BranchRecord::Done(bytes) | BranchRecord::Erred(bytes, _)) => {
+                        output.extend_from_slice(bytes)
+                    }
+                    _ => end!(Ending::Faulted(format!(
+                        "the result of item {i} of the map in step {} is missing",
+                        op.step
+                    ))),
+                }
+            }
+            return self.resume(snap, op, entry, write, &before, output, now);
+        }
+        if !changed {
+            return Decision::Wait;
+        }
+        write.branch_puts.push((
+            op.step,
+            MAP_PROGRESS,
+            BranchRecord::MapProgress(progress.clone()),
+        ));
+        set_needs(
+            &mut write,
+            &before,
+            &map_needs(&items, &records, &progress.open),
+        );
+        Decision::Commit(Box::new(Plan {
+            write,
+            machine: self.machine.take().map(|c| c.machine),
+        }))
+    }
+
+    /// Resumes the workflow with `output`, the pending step's result.
+    #[allow(clippy::too_many_arguments)]
+    fn resume(
+        &mut self,
+        snap: &Snapshot,
+        op: &PendingOp,
+        entry: &WorkflowEntry,
+        mut write: RunWrite,
+        before: &plan::Needs,
+        output: Vec<u8>,
+        now: u64,
+    ) -> Decision {
+        let Some(mut machine) = self.take_machine(snap, entry) else {
+            return Decision::Abandon;
+        };
+        write.branch_puts.clear();
+        let finished = Finished {
+            op,
+            deadlines: &before.deadlines,
+            resolved: Vec::new(),
+        };
+        let (write, outcome) = step_run(
+            &self.core.registry,
+            entry,
+            &mut machine,
+            Some(output),
+            write,
+            Some(finished),
+            now,
+        );
+        Decision::Commit(Box::new(Plan {
+            write,
+            machine: (outcome == StepOutcome::Suspended).then_some(machine),
+        }))
+    }
+
+    /// Moves the task of branch `i` on: judges its finished attempt, or starts the next
+    /// one when it is due.
+    #[allow(clippy::too_many_arguments)]
+    fn drive_task(
+        &mut self,
+        op: &PendingOp,
+        i: u32,
+        (name, args, policy): (&str, &[u8], &TaskPolicy),
+        token: Option<&str>,
+        records: &mut BTreeMap<u32, BranchRecord>,
+        write: &mut RunWrite,
+        now: u64,
+    ) -> TaskProgress {
+        if let Some(outcome) = self.outcomes.remove(&(op.step, i)) {
+            return match settle_attempt(op, i, name, policy, outcome, &mut write.events, now) {
+                Verdict::Done(output, failure) => TaskProgress::Finished { output, failure },
+                Verdict::Retry(record) => {
+                    records.insert(i, record.clone());
+                    write.branch_puts.push((op.step, i, record));
+                    TaskProgress::Pending { changed: true }
+                }
+                Verdict::End(ending) => TaskProgress::End(ending),
+            };
+        }
+        if !self.inflight.contains_key(&(op.step, i)) {
+            let (failed, due) = match records.get(&i) {
+                Some(BranchRecord::Retrying {
+                    failed_attempts,
+                    retry_at_ms,
+                }) => (*failed_attempts, *retry_at_ms <= now),
+                _ => (0, true),
+            };
+            if due {
+                if let Err(error) = self.start_attempt(op, i, name, args, policy, failed + 1, token)
+                {
+                    return TaskProgress::End(Ending::Faulted(error));
+                }
+            }
+        }
+        TaskProgress::Pending { changed: false }
+    }
+
+    /// Ends the run (or delivers `TaskFailure::Cancelled` to its pending task); child
+    /// runs it waits for are cancelled too.
     fn cancel(
         &mut self,
         snap: &Snapshot,
@@ -451,22 +905,32 @@ impl Driver {
         mut write: RunWrite,
         before: &plan::Needs,
     ) -> Decision {
-        self.cancel.send_replace(true);
-        self.inflight.clear();
+        for (_, inflight) in self.inflight.drain() {
+            inflight.cancel.send_replace(true);
+        }
         self.outcomes.clear();
         write.consume_cancel = true;
+        write.cancel_runs = match (&op.shape, &snap.map) {
+            (Shape::Map(_), Some(view)) => view
+                .progress
+                .open
+                .iter()
+                .filter(|i| matches!(view.items.get(i), Some(OpRequest::Child { .. })))
+                .map(|i| plan::child_id(&self.run_id, op.step, *i, true))
+                .collect(),
+            _ => open_children(op, &snap.branches),
+        };
         let finished = || Finished {
             op,
             deadlines: &before.deadlines,
             resolved: Vec::new(),
         };
-        if let ([Branch::Task { name, .. }], false) = (op.branches.as_slice(), op.join) {
+        if let ([Branch::Task { name, .. }], Shape::Single) = (op.branches.as_slice(), &op.shape) {
             let failure = TaskFailure::Cancelled { task: name.clone() };
             match find_task(name).and_then(|task| (task.failure_output)(failure)) {
                 Some(Ok(output)) => {
                     // The workflow gets `Err(Cancelled)` and may compensate; tasks it
                     // calls from here on run normally.
-                    self.cancel.send_replace(false);
                     let Some(mut machine) = self.take_machine(snap, entry) else {
                         return Decision::Abandon;
                     };
@@ -498,7 +962,9 @@ impl Driver {
     }
 
     fn settle(&mut self, write: RunWrite) -> Decision {
-        self.inflight.clear();
+        for (_, inflight) in self.inflight.drain() {
+            inflight.cancel.send_replace(true);
+        }
         Decision::Commit(Box::new(Plan {
             write,
             machine: None,
@@ -520,6 +986,7 @@ impl Driver {
     }
 
     /// Starts attempt `attempt` of the task in branch `branch`; `Err` if the task is unknown.
+    #[allow(clippy::too_many_arguments)]
     fn start_attempt(
         &mut self,
         op: &PendingOp,
@@ -528,6 +995,7 @@ impl Driver {
         args: &[u8],
         policy: &TaskPolicy,
         attempt: u32,
+        token: Option<&str>,
     ) -> Result<(), String> {
         if self.core.is_stopped() {
             return Ok(());
@@ -538,12 +1006,12 @@ impl Driver {
                  program; the run is kept and can go on once the task exists again"
             ));
         };
-        let key = if op.join {
-            format!("{}/{}.{}", self.run_id, op.step, branch)
-        } else {
-            format!("{}/{}", self.run_id, op.step)
-        };
-        let ctx = TaskContext::new(self.run_id.clone(), key, attempt, self.cancel.subscribe());
+        let key = plan::child_id(&self.run_id, op.step, branch, op.is_multi());
+        let cancel = watch::channel(false).0;
+        let mut ctx = TaskContext::new(self.run_id.clone(), key, attempt, cancel.subscribe());
+        if let Some(token) = token {
+            ctx = ctx.with_callback_token(token.to_string());
+        }
         let results = self.results_tx.clone();
         let args = args.to_vec();
         let timeout = policy.timeout;
@@ -560,13 +1028,46 @@ impl Driver {
                 },
             ));
         });
-        self.inflight.insert(branch, AbortOnDrop(handle));
+        self.inflight.insert(
+            (step, branch),
+            Inflight {
+                handle: AbortOnDrop::new(handle),
+                cancel,
+            },
+        );
         Ok(())
     }
 }
 
+/// The child runs of `op` that have not finished.
+fn open_children(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Vec<String> {
+    op.branches
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !records.get(&(*i as u32)).is_some_and(|r| r.is_finished()))
+        .filter_map(|(_, b)| match b {
+            Branch::Child { run_id, .. } => Some(run_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where a task branch stands after a turn.
+enum TaskProgress {
+    /// Still running or waiting to retry; `changed` if a record was written.
+    Pending { changed: bool },
+    /// Finished with this output; `failure` when its last attempt was not a success.
+    Finished {
+        output: Vec<u8>,
+        failure: Option<String>,
+    },
+    /// The run cannot go on.
+    End(Ending),
+}
+
 enum Verdict {
-    Done(Vec<u8>),
+    /// The output, and the failure when the last attempt was not a success.
+    Done(Vec<u8>, Option<String>),
     Retry(BranchRecord),
     End(Ending),
 }
@@ -603,8 +1104,9 @@ fn settle_attempt(
         });
         retry_at_ms
     };
-    let output = |output: Result<Vec<u8>, codec::CodecError>| match output {
-        Ok(bytes) => Verdict::Done(bytes),
+    let output = |output: Result<Vec<u8>, codec::CodecError>, failure: Option<String>| match output
+    {
+        Ok(bytes) => Verdict::Done(bytes, failure),
         Err(e) => Verdict::End(Ending::Faulted(e.to_string())),
     };
     match outcome.end {
@@ -612,24 +1114,24 @@ fn settle_attempt(
         AttemptEnd::Returned {
             class: AttemptClass::Success,
             output: out,
-        } => output(out),
+        } => output(out, None),
         AttemptEnd::Returned {
             class: AttemptClass::NonRetryable(error),
             output: out,
         } => {
-            failed(error, false);
-            output(out)
+            failed(error.clone(), false);
+            output(out, Some(error))
         }
         AttemptEnd::Returned {
             class: AttemptClass::Retryable(error),
             output: out,
-        } => match failed(error, retries_left) {
+        } => match failed(error.clone(), retries_left) {
             Some(retry_at_ms) => Verdict::Retry(BranchRecord::Retrying {
                 failed_attempts: attempt,
                 retry_at_ms,
             }),
             // Exhausted: the last attempt's `Err` reaches the workflow.
-            None => output(out),
+            None => output(out, Some(error)),
         },
         AttemptEnd::Failed(failure) => match failed(failure.to_string(), retries_left) {
             Some(retry_at_ms) => Verdict::Retry(BranchRecord::Retrying {
@@ -637,7 +1139,7 @@ fn settle_attempt(
                 retry_at_ms,
             }),
             None => match (outcome.task.failure_output)(failure.clone()) {
-                Some(out) => output(out),
+                Some(out) => output(out, Some(failure.to_string())),
                 None => Verdict::End(Ending::Failed(format!(
                     "{failure} (task `{name}` has no error type to report it to the workflow)"
                 ))),

@@ -194,7 +194,41 @@ impl Engine {
         run_id: impl Into<String>,
         workflow: W,
     ) -> Result<RunHandle<W>, FlowError> {
-        let run_id = run_id.into();
+        self.start_inner(run_id.into(), workflow, None).await
+    }
+
+    /// Starts a run like [`start`](Self::start) with a run-level timeout: if the run has
+    /// not finished `timeout` after its start, it is cancelled as by
+    /// [`cancel`](Self::cancel) (its pending task gets `Err(TaskFailure::Cancelled)` and
+    /// may compensate; child runs it waits for are cancelled). The deadline is stored as
+    /// wall-clock time in the journal, so it holds across restarts, and it stays with the
+    /// run through continue-as-new. History: `RunTimedOut`, then `CancelRequested`.
+    ///
+    /// Idempotent like `start`: for an existing run the timeout is not changed.
+    ///
+    /// ```no_run
+    /// # async fn demo<W: flow_runtime::Workflow>(engine: flow_runtime::Engine, call: W) -> Result<(), flow_runtime::FlowError> {
+    /// use std::time::Duration;
+    /// let run = engine.start_with_timeout("order-42", call, Duration::from_secs(3600)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_with_timeout<W: Workflow>(
+        &self,
+        run_id: impl Into<String>,
+        workflow: W,
+        timeout: std::time::Duration,
+    ) -> Result<RunHandle<W>, FlowError> {
+        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
+        self.start_inner(run_id.into(), workflow, Some(deadline))
+            .await
+    }
+
+    async fn start_inner<W: Workflow>(
+        &self,
+        run_id: String,
+        workflow: W,
+        deadline: Option<u64>,
+    ) -> Result<RunHandle<W>, FlowError> {
         check_run_id(&run_id)?;
         let core = self.core();
         let entry = *core
@@ -239,12 +273,20 @@ impl Engine {
             parent: None,
         });
         let mut machine = Machine::start(W::NAME, input.clone());
-        let (write, outcome) =
+        let (mut write, outcome) =
             step_run(&core.registry, &entry, &mut machine, None, write, None, now);
+        if !write.header.status.is_settled() {
+            write.run_deadline = deadline;
+        }
         let settled = write.header.status.is_settled();
         let steps = write.header.steps;
         let active = write.active;
-        let first_deadline = write.timers_add.iter().min().copied();
+        let first_deadline = write
+            .timers_add
+            .iter()
+            .chain(write.run_deadline.iter())
+            .min()
+            .copied();
         let start = StartWrite { input, write };
         let started = core
             .commits
@@ -369,11 +411,68 @@ impl Engine {
         Ok(())
     }
 
+    /// Completes the callback that issued `token` (see
+    /// [`WaitForCallback`](crate::WaitForCallback)): the waiting step resumes with
+    /// `Ok(value)`, or with `Err(CallbackError::Rejected(error))`. Returns once durable.
+    ///
+    /// Tokens are single-use: an unknown token, one completed already, or one whose step
+    /// is over (timed out, cancelled, lost a race) is a
+    /// [`FlowError::InvalidCallbackToken`].
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine, token: String) -> Result<(), flow_runtime::FlowError> {
+    /// engine.complete(&token, Ok::<_, String>("approved")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn complete<T: Serialize>(
+        &self,
+        token: &str,
+        result: Result<T, String>,
+    ) -> Result<(), FlowError> {
+        let (output, ok) = match &result {
+            Ok(value) => {
+                let mut out = vec![0];
+                out.extend(codec::encode(value, || "callback value".to_string())?);
+                (out, true)
+            }
+            Err(error) => (
+                plan::encoded_err(&crate::CallbackError::Rejected(error.clone()))?,
+                false,
+            ),
+        };
+        let token = token.to_string();
+        let run_id = self
+            .core()
+            .commits
+            .submit(move |tables, now| tables.complete_callback(&token, output, ok, now))
+            .await?;
+        self.core().wake(&run_id);
+        Ok(())
+    }
+
+    /// Records a sign of life for the callback that issued `token` (see
+    /// [`Callback::heartbeat`](crate::Callback::heartbeat)): its heartbeat deadline moves to
+    /// one interval from now. Returns once durable. Refused like
+    /// [`complete`](Self::complete) for unknown, used or expired tokens.
+    pub async fn heartbeat(&self, token: &str) -> Result<(), FlowError> {
+        let token = token.to_string();
+        let deadline = self
+            .core()
+            .commits
+            .submit(move |tables, now| tables.heartbeat_callback(&token, now))
+            .await?;
+        if let Some(deadline) = deadline {
+            self.core().timers.added(deadline);
+        }
+        Ok(())
+    }
+
     /// Cancels run `run_id`; returns once the request is durable.
     ///
     /// A task the run awaits is stopped and, if its output type can carry it, the
     /// workflow receives `Err(TaskFailure::Cancelled)` and may compensate; otherwise the
-    /// run ends as cancelled. Fails if the run is unknown or has finished.
+    /// run ends as cancelled. Child runs it waits for are cancelled too. Fails if the run
+    /// is unknown or has finished.
     pub async fn cancel(&self, run_id: &str) -> Result<(), FlowError> {
         let run = run_id.to_string();
         self.core()

@@ -13,7 +13,8 @@ use crate::history::EventKind;
 use crate::machine::{Machine, Transition};
 use crate::op::OpRequest;
 use crate::store::records::{
-    flatten, Branch, BranchRecord, ChildStart, ParentLink, PendingOp, StoredStatus,
+    flatten, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink, PendingOp, Shape,
+    StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 use crate::store::{PendingChange, RunWrite};
 
@@ -49,10 +50,73 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
             (Branch::Signal { deadline_ms, .. }, _) => needs.deadlines.extend(*deadline_ms),
             // A finishing child writes the result and marks this run active itself.
             (Branch::Child { .. }, _) => {}
+            (Branch::Callback { deadline_ms, .. }, record) => {
+                needs.deadlines.extend(*deadline_ms);
+                match record {
+                    // `Engine::complete` marks the run active itself.
+                    Some(BranchRecord::Awaiting {
+                        heartbeat_deadline_ms,
+                    }) => needs.deadlines.extend(*heartbeat_deadline_ms),
+                    Some(BranchRecord::Retrying { retry_at_ms, .. }) => {
+                        needs.deadlines.insert(*retry_at_ms);
+                    }
+                    _ => needs.active = true,
+                }
+            }
         }
     }
     needs.active |= open == 0;
     needs
+}
+
+/// What a pending map needs: only its open items count (the rest are not started or
+/// done), so this is O(max_in_flight).
+pub(crate) fn map_needs(
+    items: &BTreeMap<u32, OpRequest>,
+    records: &BTreeMap<u32, BranchRecord>,
+    open: &[u32],
+) -> Needs {
+    let mut needs = Needs::default();
+    for i in open {
+        let record = records.get(i);
+        if record.is_some_and(BranchRecord::is_finished) {
+            needs.active = true;
+            continue;
+        }
+        match (items.get(i), record) {
+            (Some(OpRequest::Task { .. }), Some(BranchRecord::Retrying { retry_at_ms, .. })) => {
+                needs.deadlines.insert(*retry_at_ms);
+            }
+            (Some(OpRequest::Sleep { until_ms }), _) => {
+                needs.deadlines.insert(*until_ms);
+            }
+            (Some(OpRequest::Child { .. }), _) => {}
+            _ => needs.active = true,
+        }
+    }
+    needs.active |= open.is_empty();
+    needs
+}
+
+/// Appends `n` as a postcard varint (how postcard encodes lengths, `usize` and enum
+/// variant indexes).
+pub(crate) fn push_varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The encoded `Err(error)` of an output typed `Result<_, E>`.
+pub(crate) fn encoded_err<E: serde::Serialize>(error: &E) -> Result<Vec<u8>, codec::CodecError> {
+    let mut out = vec![1];
+    out.extend(codec::encode(error, || "an error outcome".to_string())?);
+    Ok(out)
 }
 
 /// Sets the timer and active changes of `write` for going from `before` to `after`.
@@ -111,6 +175,8 @@ pub(crate) enum StepOutcome {
     Suspended,
     /// The run is settled (completed, failed or faulted).
     Settled,
+    /// The run continues as new: it starts over from its first step on the next turn.
+    Restarted,
 }
 
 /// The run's pending operation before the step, with the deadlines it had.
@@ -187,12 +253,41 @@ pub(crate) fn step_run(
             write.output = Some(output);
             (write, StepOutcome::Settled)
         }
+        Transition::Suspend {
+            request: OpRequest::ContinueAsNew { input },
+            ..
+        } => {
+            // Slot writes of this step are dropped with the rest of the generation.
+            write.events = vec![EventKind::ContinuedAsNew {
+                input: input.clone(),
+                steps_before: write.header.steps,
+            }];
+            write.header.pc = 0;
+            write.header.started = false;
+            write.header.status = StoredStatus::Running;
+            write.pending = PendingChange::Remove;
+            write.branch_puts.clear();
+            write.timers_remove = old_deadlines.into_iter().collect();
+            write.timers_add.clear();
+            write.active = true;
+            write.continue_as_new = Some(input);
+            (write, StepOutcome::Restarted)
+        }
         Transition::Suspend { request, state } => {
             let step = write.header.steps;
             let op = match schedule(registry, &write.run_id, step, state, &request, now_ms) {
-                Ok((op, children)) => {
-                    write.children = children;
-                    op
+                Ok(scheduled) => {
+                    write.children = scheduled.children;
+                    write.tokens = scheduled.tokens;
+                    if let Some(items) = scheduled.map_items {
+                        write.map_items = Some((step, items));
+                        write.branch_puts.push((
+                            step,
+                            MAP_PROGRESS,
+                            BranchRecord::MapProgress(MapProgress::default()),
+                        ));
+                    }
+                    scheduled.op
                 }
                 Err(error) => {
                     write.clear_branches = None;
@@ -206,6 +301,20 @@ pub(crate) fn step_run(
             write.header.pc = machine.pc();
             write.header.steps = step + 1;
             write.header.started = true;
+            // A map's items are journaled once, in their own table: the history shows
+            // the map without them.
+            let request = match request {
+                OpRequest::Map {
+                    max_in_flight,
+                    tolerance,
+                    ..
+                } => OpRequest::Map {
+                    items: Vec::new(),
+                    max_in_flight,
+                    tolerance,
+                },
+                other => other,
+            };
             write.events.push(EventKind::StepScheduled {
                 step,
                 state,
@@ -223,7 +332,16 @@ pub(crate) fn step_run(
     }
 }
 
-/// The pending operation for `request`, and the child runs it starts.
+/// A scheduled operation: the pending record and what it creates with it.
+struct Scheduled {
+    op: PendingOp,
+    children: Vec<ChildStart>,
+    tokens: Vec<(String, TokenRecord)>,
+    /// A map's encoded items.
+    map_items: Option<Vec<Vec<u8>>>,
+}
+
+/// The pending operation for `request`, and the child runs and tokens it creates.
 fn schedule(
     registry: &Registry,
     run_id: &str,
@@ -231,14 +349,72 @@ fn schedule(
     state: u32,
     request: &OpRequest,
     now_ms: u64,
-) -> Result<(PendingOp, Vec<ChildStart>), String> {
-    let join = matches!(request, OpRequest::All(_));
-    let mut leaves = Vec::new();
-    flatten(request, &mut leaves);
-    let mut children = Vec::new();
-    let mut branches = Vec::with_capacity(leaves.len());
+) -> Result<Scheduled, String> {
+    let mut scheduled = Scheduled {
+        op: PendingOp {
+            step,
+            state,
+            name: request.label(),
+            scheduled_at_ms: now_ms,
+            shape: Shape::Single,
+            branches: Vec::new(),
+        },
+        children: Vec::new(),
+        tokens: Vec::new(),
+        map_items: None,
+    };
+    let leaves = match request {
+        OpRequest::All(_) => {
+            scheduled.op.shape = Shape::Join;
+            let mut leaves = Vec::new();
+            flatten(request, &mut leaves);
+            leaves
+        }
+        OpRequest::Race(arms) => {
+            scheduled.op.shape = Shape::Race;
+            if arms.is_empty() {
+                return Err("a race needs at least one operation".into());
+            }
+            arms.clone()
+        }
+        OpRequest::Map {
+            items,
+            max_in_flight,
+            tolerance,
+        } => {
+            let mut encoded = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    OpRequest::Task { .. } | OpRequest::Sleep { .. } => {}
+                    OpRequest::Child { workflow, .. } => check_child(registry, workflow)?,
+                    other => {
+                        return Err(format!(
+                            "map item {i} is `{}`: a map item must be a task call, a child \
+                             workflow or a sleep",
+                            other.label()
+                        ))
+                    }
+                }
+                encoded.push(
+                    crate::store::records::encode_record(item, "map item")
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let len = u32::try_from(items.len())
+                .map_err(|_| "a map has more than u32::MAX items".to_string())?;
+            scheduled.op.shape = Shape::Map(MapSpec {
+                len,
+                max_in_flight: (*max_in_flight).max(1),
+                tolerance: *tolerance,
+            });
+            scheduled.map_items = Some(encoded);
+            return Ok(scheduled);
+        }
+        other => vec![other.clone()],
+    };
+    let multi = scheduled.op.is_multi();
     for (i, leaf) in leaves.into_iter().enumerate() {
-        branches.push(match leaf {
+        let branch = match leaf {
             OpRequest::Task { name, args, policy } => Branch::Task { name, args, policy },
             OpRequest::Sleep { until_ms } => Branch::Sleep { until_ms },
             OpRequest::Signal { name, timeout } => Branch::Signal {
@@ -247,45 +423,105 @@ fn schedule(
                 timeout,
             },
             OpRequest::Child { workflow, input } => {
-                let Some(entry) = registry.get(&workflow) else {
+                let (child, branch) =
+                    child_start(registry, run_id, step, i as u32, multi, workflow, input)?;
+                scheduled.children.push(child);
+                branch
+            }
+            OpRequest::Callback {
+                task,
+                timeout,
+                heartbeat,
+            } => {
+                let OpRequest::Task { name, args, policy } = *task else {
                     return Err(format!(
-                        "child workflow `{workflow}` is not registered in this engine; add \
-                         `.register::<{workflow}>()` to the EngineBuilder"
+                        "`wait_for_callback` needs a #[task] call, not `{}`",
+                        task.label()
                     ));
                 };
-                let child_id = if join {
-                    format!("{run_id}/{step}.{i}")
-                } else {
-                    format!("{run_id}/{step}")
-                };
-                children.push(ChildStart {
-                    run_id: child_id.clone(),
-                    workflow: workflow.clone(),
-                    fingerprint: entry.fingerprint,
-                    input,
-                    parent: ParentLink {
+                let token = crate::callback::new_token()?;
+                scheduled.tokens.push((
+                    token.clone(),
+                    TokenRecord {
                         run_id: run_id.to_string(),
                         step,
                         branch: i as u32,
+                        used: false,
                     },
-                });
-                Branch::Child {
-                    run_id: child_id,
-                    workflow,
+                ));
+                Branch::Callback {
+                    name,
+                    args,
+                    policy,
+                    token,
+                    deadline_ms: timeout.map(|t| now_ms.saturating_add(t.as_millis() as u64)),
+                    timeout,
+                    heartbeat,
                 }
             }
-            OpRequest::All(_) => unreachable!("flatten removes joins"),
-        });
+            other => {
+                return Err(format!(
+                    "`{}` cannot be a branch of `{}`: race and join branches must be task \
+                     calls, child workflows, sleeps, signals or callbacks",
+                    other.label(),
+                    request.label()
+                ))
+            }
+        };
+        scheduled.op.branches.push(branch);
     }
-    let op = PendingOp {
-        step,
-        state,
-        name: request.label(),
-        scheduled_at_ms: now_ms,
-        join,
-        branches,
-    };
-    Ok((op, children))
+    Ok(scheduled)
+}
+
+fn check_child(registry: &Registry, workflow: &str) -> Result<(), String> {
+    match registry.get(workflow) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "child workflow `{workflow}` is not registered in this engine; add \
+             `.register::<{workflow}>()` to the EngineBuilder"
+        )),
+    }
+}
+
+/// The child run of branch (or map item) `branch` of step `step`, and its branch.
+pub(crate) fn child_start(
+    registry: &Registry,
+    run_id: &str,
+    step: u64,
+    branch: u32,
+    multi: bool,
+    workflow: String,
+    input: Vec<u8>,
+) -> Result<(ChildStart, Branch), String> {
+    check_child(registry, &workflow)?;
+    let fingerprint = registry.get(&workflow).map(|e| e.fingerprint).unwrap_or(0);
+    let child_id = child_id(run_id, step, branch, multi);
+    Ok((
+        ChildStart {
+            run_id: child_id.clone(),
+            workflow: workflow.clone(),
+            fingerprint,
+            input,
+            parent: ParentLink {
+                run_id: run_id.to_string(),
+                step,
+                branch,
+            },
+        },
+        Branch::Child {
+            run_id: child_id,
+            workflow,
+        },
+    ))
+}
+
+/// The run ID of a child started by branch `branch` of step `step`.
+pub(crate) fn child_id(run_id: &str, step: u64, branch: u32, multi: bool) -> String {
+    if multi {
+        format!("{run_id}/{step}.{branch}")
+    } else {
+        format!("{run_id}/{step}")
+    }
 }
 
 /// How a run ends abnormally.
@@ -365,13 +601,28 @@ mod tests {
     }
 
     #[test]
+    fn varints_match_postcard() {
+        for n in [0u64, 1, 127, 128, 300, 16_384, u32::MAX as u64, u64::MAX] {
+            let mut out = Vec::new();
+            push_varint(n, &mut out);
+            assert_eq!(out, postcard::to_stdvec(&n).unwrap(), "{n}");
+        }
+        let v: Vec<u32> = vec![5, 6];
+        let mut out = Vec::new();
+        push_varint(2, &mut out);
+        out.extend(postcard::to_stdvec(&5u32).unwrap());
+        out.extend(postcard::to_stdvec(&6u32).unwrap());
+        assert_eq!(out, postcard::to_stdvec(&v).unwrap());
+    }
+
+    #[test]
     fn needs_tracks_deadlines_and_active_work() {
         let op = PendingOp {
             step: 3,
             state: 0,
             name: "join(3)".into(),
             scheduled_at_ms: 0,
-            join: true,
+            shape: Shape::Join,
             branches: vec![
                 Branch::Task {
                     name: "t".into(),

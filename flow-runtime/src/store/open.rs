@@ -46,12 +46,75 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Database, F
                 check(&txn, &name)?;
             }
             Err(FlowError::Corrupt { message, .. }) if message == NEEDS_REPAIR => {}
+            Err(e @ FlowError::NotARedbFile { .. }) => {
+                if !interrupted_creation(path) {
+                    return Err(e);
+                }
+                // Nothing was ever committed to it: start the journal afresh.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(0))
+                    .map_err(|io| FlowError::Storage {
+                        message: format!("could not reset `{name}`: {io}"),
+                    })?;
+            }
             Err(e) => return Err(e),
         }
     }
     let db = guarded(&name, || builder.create(path))?;
     check_or_init(&db, &name)?;
     Ok(db)
+}
+
+/// redb's magic number, the first bytes of every redb file.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// Largest file an interrupted creation can leave (redb's initial layout is ~100 KiB).
+const MAX_INTERRUPTED_CREATION: u64 = 4 << 20;
+
+/// True if `path` is what a process killed while redb created the file leaves: redb writes
+/// its magic number last, so such a file has zeros where the magic goes and is either all
+/// zeros or an empty database once the magic is put back. Anything else is refused as
+/// before (a foreign file is never reset).
+fn interrupted_creation(path: &Path) -> bool {
+    let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_INTERRUPTED_CREATION);
+    let Some(bytes) = small.then(|| std::fs::read(path).ok()).flatten() else {
+        return false;
+    };
+    is_interrupted_creation(bytes)
+}
+
+/// [`interrupted_creation`] for the contents of a custom storage backend.
+fn backend_interrupted_creation(backend: &dyn StorageBackend) -> bool {
+    let Ok(len) = backend.len() else { return false };
+    if len == 0 || len > MAX_INTERRUPTED_CREATION {
+        return false;
+    }
+    let mut bytes = vec![0; len as usize];
+    backend.read(0, &mut bytes).is_ok() && is_interrupted_creation(bytes)
+}
+
+fn is_interrupted_creation(mut bytes: Vec<u8>) -> bool {
+    if bytes.len() < REDB_MAGIC.len() || bytes[..REDB_MAGIC.len()].iter().any(|b| *b != 0) {
+        return false;
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        return true;
+    }
+    bytes[..REDB_MAGIC.len()].copy_from_slice(&REDB_MAGIC);
+    let backend = redb::backends::InMemoryBackend::new();
+    if backend.set_len(bytes.len() as u64).is_err() || backend.write(0, &bytes).is_err() {
+        return false;
+    }
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        let db = redb::Builder::new().create_with_backend(backend).ok()?;
+        let txn = db.begin_read().ok()?;
+        let empty = txn.list_tables().ok()?.next().is_none()
+            && txn.list_multimap_tables().ok()?.next().is_none();
+        Some(empty)
+    }));
+    matches!(opened, Ok(Some(true)))
 }
 
 /// Opens (or initializes) a journal on a custom storage backend.
@@ -61,6 +124,12 @@ pub(crate) fn open_backend(
     options: OpenOptions,
 ) -> Result<Database, FlowError> {
     let builder = options.builder();
+    if backend_interrupted_creation(&*backend) {
+        // Nothing was ever committed to it: start the journal afresh.
+        backend.set_len(0).map_err(|io| FlowError::Storage {
+            message: format!("could not reset `{name}`: {io}"),
+        })?;
+    }
     let db = guarded(name, || builder.create_with_backend(BoxedBackend(backend)))?;
     check_or_init(&db, name)?;
     Ok(db)
@@ -169,7 +238,8 @@ fn open_error(name: &str, error: DatabaseError) -> FlowError {
 fn check_or_init(db: &Database, name: &str) -> Result<(), FlowError> {
     let txn = db.begin_read()?;
     if check(&txn, name)? {
-        Ok(())
+        drop(txn);
+        add_new_tables(db)
     } else {
         drop(txn);
         init(db)
@@ -241,6 +311,35 @@ fn init(db: &Database) -> Result<(), FlowError> {
         txn.open_table(INBOX)?;
         txn.open_table(CANCELS)?;
     }
+    txn.commit()?;
+    add_new_tables(db)
+}
+
+/// Creates the tables added after format 1 was fixed (map items, callback tokens, run
+/// deadlines, generation inputs, nudges) when a journal lacks them; a no-op otherwise.
+fn add_new_tables(db: &Database) -> Result<(), FlowError> {
+    let missing = {
+        let txn = db.begin_read()?;
+        let names = table_names(&txn)?;
+        [
+            MAP_ITEMS.to_string(),
+            TOKENS.to_string(),
+            RUN_DEADLINES.to_string(),
+            GENERATION_INPUTS.to_string(),
+            NUDGES.to_string(),
+        ]
+        .iter()
+        .any(|t| !names.contains(t))
+    };
+    if !missing {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    txn.open_table(MAP_ITEMS)?;
+    txn.open_table(TOKENS)?;
+    txn.open_table(RUN_DEADLINES)?;
+    txn.open_table(GENERATION_INPUTS)?;
+    txn.open_table(NUDGES)?;
     txn.commit()?;
     Ok(())
 }

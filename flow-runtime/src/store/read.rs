@@ -6,11 +6,14 @@ use std::ops::Bound;
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use super::records::{decode_record, BranchRecord, PendingOp, RunRecord};
+use super::records::{
+    decode_record, BranchRecord, MapProgress, PendingOp, RunRecord, Shape, MAP_PROGRESS,
+};
 use super::tables::*;
 use super::Store;
 use crate::error::FlowError;
 use crate::history::{EventKind, HistoryEvent};
+use crate::op::OpRequest;
 
 /// A history event as stored (its seq is the key).
 #[derive(Serialize, Deserialize)]
@@ -27,6 +30,20 @@ pub(crate) struct Snapshot {
     /// Records of the pending step's branches, by branch.
     pub branches: BTreeMap<u32, BranchRecord>,
     pub cancel_requested: bool,
+    /// For a pending map: its progress and its open items.
+    pub map: Option<MapView>,
+    /// The run-level deadline, if the run has one.
+    pub run_deadline: Option<u64>,
+    /// Outside events that reached the run so far (see `NUDGES`).
+    pub nudges: u64,
+}
+
+/// What a driver reads of a pending map each turn: the progress record, and the requests
+/// of the open items (their records are in `Snapshot::branches`). Never the whole map.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MapView {
+    pub progress: MapProgress,
+    pub items: BTreeMap<u32, OpRequest>,
 }
 
 /// The timers the timer service found due, and the next deadline after them.
@@ -63,7 +80,34 @@ impl Store {
                 .map(|p| decode_record(p.value(), "pending step"))
                 .transpose()?;
             let mut branches = BTreeMap::new();
-            if let Some(op) = &pending {
+            let mut map = None;
+            if let Some(
+                op @ PendingOp {
+                    shape: Shape::Map(_),
+                    ..
+                },
+            ) = &pending
+            {
+                let table = txn.open_table(BRANCHES)?;
+                let progress = match table.get((run_id, op.step, MAP_PROGRESS))? {
+                    Some(v) => match decode_record(v.value(), "branch record")? {
+                        BranchRecord::MapProgress(p) => p,
+                        _ => MapProgress::default(),
+                    },
+                    None => MapProgress::default(),
+                };
+                let items_table = txn.open_table(MAP_ITEMS)?;
+                let mut items = BTreeMap::new();
+                for &i in &progress.open {
+                    if let Some(v) = table.get((run_id, op.step, i))? {
+                        branches.insert(i, decode_record(v.value(), "branch record")?);
+                    }
+                    if let Some(v) = items_table.get((run_id, op.step, i))? {
+                        items.insert(i, decode_record(v.value(), "map item")?);
+                    }
+                }
+                map = Some(MapView { progress, items });
+            } else if let Some(op) = &pending {
                 let table = txn.open_table(BRANCHES)?;
                 for entry in table.range((run_id, op.step, 0)..=(run_id, op.step, u32::MAX))? {
                     let (key, value) = entry?;
@@ -74,11 +118,23 @@ impl Store {
                 }
             }
             let cancel_requested = txn.open_table(CANCELS)?.get(run_id)?.is_some();
+            let run_deadline = txn
+                .open_table(RUN_DEADLINES)?
+                .get(run_id)?
+                .map(|d| d.value());
+            let nudges = txn
+                .open_table(NUDGES)?
+                .get(run_id)?
+                .map(|n| n.value())
+                .unwrap_or(0);
             Ok(Some(Snapshot {
                 header,
                 pending,
                 branches,
                 cancel_requested,
+                map,
+                run_deadline,
+                nudges,
             }))
         })
     }
@@ -103,6 +159,61 @@ impl Store {
                 .open_table(INPUTS)?
                 .get(run_id)?
                 .map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// The input of the run's current generation (differs from `input` after a
+    /// continue-as-new).
+    pub(crate) fn generation_input(&self, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
+        let current = self.read(|txn| {
+            Ok(txn
+                .open_table(GENERATION_INPUTS)?
+                .get(run_id)?
+                .map(|v| v.value().to_vec()))
+        })?;
+        match current {
+            Some(input) => Ok(Some(input)),
+            None => self.input(run_id),
+        }
+    }
+
+    /// Up to `count` items of a pending map from item `from`, with their index.
+    pub(crate) fn map_items(
+        &self,
+        run_id: &str,
+        step: u64,
+        from: u32,
+        count: u32,
+    ) -> Result<Vec<(u32, OpRequest)>, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(MAP_ITEMS)?;
+            let end = from.saturating_add(count.saturating_sub(1));
+            let mut items = Vec::new();
+            for entry in table.range((run_id, step, from)..=(run_id, step, end))? {
+                let (key, value) = entry?;
+                items.push((key.value().2, decode_record(value.value(), "map item")?));
+            }
+            Ok(items)
+        })
+    }
+
+    /// Every item record of a map step (read once, when the map is done), by item.
+    pub(crate) fn map_records(
+        &self,
+        run_id: &str,
+        step: u64,
+    ) -> Result<Vec<(u32, BranchRecord)>, FlowError> {
+        self.read(|txn| {
+            let table = txn.open_table(BRANCHES)?;
+            let mut records = Vec::new();
+            for entry in table.range((run_id, step, 0)..(run_id, step, MAP_PROGRESS))? {
+                let (key, value) = entry?;
+                records.push((
+                    key.value().2,
+                    decode_record(value.value(), "branch record")?,
+                ));
+            }
+            Ok(records)
         })
     }
 

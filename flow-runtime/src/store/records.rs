@@ -83,9 +83,67 @@ pub(crate) struct PendingOp {
     pub state: u32,
     pub name: String,
     pub scheduled_at_ms: u64,
-    /// The operation is a join: its branches get their own idempotency keys and events.
-    pub join: bool,
+    /// How the branches combine. (Replaced a `join: bool`; postcard encodes `false`/`true`
+    /// and the variant indexes 0/1 alike, so older records still decode.)
+    pub shape: Shape,
+    /// The leaf operations; empty for a map, whose items are in their own table.
     pub branches: Vec<Branch>,
+}
+
+impl PendingOp {
+    /// More than a single operation: branches get their own idempotency keys and events.
+    pub fn is_multi(&self) -> bool {
+        self.shape != Shape::Single
+    }
+}
+
+/// How a pending step's branches combine into its output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Shape {
+    /// One operation.
+    Single,
+    /// All branches; the output is their outputs concatenated.
+    Join,
+    /// The first branch to finish wins.
+    Race,
+    /// One item per index, run `max_in_flight` at a time (`flow_map_items` holds them).
+    Map(MapSpec),
+}
+
+/// A pending map's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MapSpec {
+    pub len: u32,
+    pub max_in_flight: u32,
+    pub tolerance: Option<crate::op::Tolerance>,
+}
+
+/// Where a pending map stands, kept as the branch record at index [`MAP_PROGRESS`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub(crate) struct MapProgress {
+    /// The next item to start.
+    pub next: u32,
+    /// Items started and not finished (at most `max_in_flight`).
+    pub open: Vec<u32>,
+    /// Items finished.
+    pub done: u32,
+    /// Items finished with a failure.
+    pub failed: u32,
+    /// The first failure, for the `MapFailed` report.
+    pub first_error: Option<String>,
+}
+
+/// The branch index under which a map keeps its progress.
+pub(crate) const MAP_PROGRESS: u32 = u32::MAX;
+
+/// Where a callback token points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TokenRecord {
+    pub run_id: String,
+    pub step: u64,
+    pub branch: u32,
+    /// Completed already (kept so a second completion gets a clear error).
+    pub used: bool,
 }
 
 /// One leaf operation of a pending step.
@@ -108,6 +166,16 @@ pub(crate) enum Branch {
         run_id: String,
         workflow: String,
     },
+    /// A task handed `token`; the branch finishes when the token is completed.
+    Callback {
+        name: String,
+        args: Vec<u8>,
+        policy: TaskPolicy,
+        token: String,
+        timeout: Option<Duration>,
+        deadline_ms: Option<u64>,
+        heartbeat: Option<Duration>,
+    },
 }
 
 /// Progress or result of one branch of the pending step. No record: not started or first
@@ -123,6 +191,24 @@ pub(crate) enum BranchRecord {
     Done(Vec<u8>),
     /// Finished in a way the workflow cannot receive (a failed child run).
     Failed(String),
+    /// A map item finished with this output, counted as a failure (its task's final
+    /// attempt failed).
+    Erred(Vec<u8>, String),
+    /// A callback's task succeeded; the branch waits for its token to be completed, and
+    /// for a heartbeat before `heartbeat_deadline_ms` when it has a heartbeat interval.
+    Awaiting { heartbeat_deadline_ms: Option<u64> },
+    /// A map's progress (at branch index [`MAP_PROGRESS`]).
+    MapProgress(MapProgress),
+}
+
+impl BranchRecord {
+    /// The branch finished (with an output or a failure).
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            BranchRecord::Done(_) | BranchRecord::Failed(_) | BranchRecord::Erred(..)
+        )
+    }
 }
 
 /// A child run to create in the same transaction as its parent's step.

@@ -34,6 +34,24 @@ pub(crate) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 /// run ID: cancellation requested and not yet delivered.
 pub(crate) const CANCELS: TableDefinition<&str, ()> = TableDefinition::new("flow_cancels");
 
+/// (run ID, step, item) → encoded `OpRequest`: a pending map's items, written once.
+pub(crate) const MAP_ITEMS: TableDefinition<(&str, u64, u32), &[u8]> =
+    TableDefinition::new("flow_map_items");
+/// callback token → `TokenRecord`.
+pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_tokens");
+/// run ID → run-level deadline (ms since the epoch, little endian); also in `TIMERS`.
+pub(crate) const RUN_DEADLINES: TableDefinition<&str, u64> =
+    TableDefinition::new("flow_run_deadlines");
+/// run ID → the input of the run's current generation, after a continue-as-new
+/// (`INPUTS` keeps the original, which idempotent starts compare).
+pub(crate) const GENERATION_INPUTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("flow_generation_inputs");
+
+/// run ID → how many outside events (a child's result, a callback completion, a signal
+/// the run waits for, a cancellation) reached the run. A transition computed before the
+/// latest of them keeps the run active, so no wake-up is lost across a crash.
+pub(crate) const NUDGES: TableDefinition<&str, u64> = TableDefinition::new("flow_nudges");
+
 /// Identifies a flow journal among redb files.
 pub(crate) const MAGIC: &[u8] = b"flow journal";
 /// Version of the table layout and record encoding.

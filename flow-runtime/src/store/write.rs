@@ -9,7 +9,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use super::read::StoredEvent;
 use super::records::{
     decode_record, encode_record, Branch, BranchRecord, ChildStart, PendingOp, RunRecord,
-    StoredStatus,
+    StoredStatus, TokenRecord,
 };
 use super::tables::*;
 use crate::error::FlowError;
@@ -28,6 +28,11 @@ pub(crate) struct Tables<'t> {
     active: Table<'t, &'static str, ()>,
     inbox: Table<'t, (&'static str, u64), &'static [u8]>,
     cancels: Table<'t, &'static str, ()>,
+    map_items: Table<'t, (&'static str, u64, u32), &'static [u8]>,
+    tokens: Table<'t, &'static str, &'static [u8]>,
+    run_deadlines: Table<'t, &'static str, u64>,
+    generation_inputs: Table<'t, &'static str, &'static [u8]>,
+    nudges: Table<'t, &'static str, u64>,
 }
 
 /// What happens to the run's pending operation.
@@ -65,6 +70,21 @@ pub(crate) struct RunWrite {
     pub children: Vec<ChildStart>,
     /// The transition delivered a pending cancellation.
     pub consume_cancel: bool,
+    /// A map scheduled in this transition: its step and encoded items, written once.
+    pub map_items: Option<(u64, Vec<Vec<u8>>)>,
+    /// Callback tokens issued by this transition.
+    pub tokens: Vec<(String, TokenRecord)>,
+    /// Runs (children this run no longer waits for) to cancel.
+    pub cancel_runs: Vec<String>,
+    /// A run-level deadline to set (at start).
+    pub run_deadline: Option<u64>,
+    /// The run-level deadline passed: record it and request cancellation.
+    pub run_timed_out: bool,
+    /// The run continues as new with this input: its history, slots and pending step of
+    /// the current generation are deleted.
+    pub continue_as_new: Option<Vec<u8>>,
+    /// The run's nudge count the driver saw; a higher stored count keeps the run active.
+    pub seen_nudges: Option<u64>,
 }
 
 impl RunWrite {
@@ -86,6 +106,13 @@ impl RunWrite {
             output: None,
             children: Vec::new(),
             consume_cancel: false,
+            map_items: None,
+            tokens: Vec::new(),
+            cancel_runs: Vec::new(),
+            run_deadline: None,
+            run_timed_out: false,
+            continue_as_new: None,
+            seen_nudges: None,
         }
     }
 }
@@ -125,6 +152,11 @@ impl<'t> Tables<'t> {
             active: txn.open_table(ACTIVE)?,
             inbox: txn.open_table(INBOX)?,
             cancels: txn.open_table(CANCELS)?,
+            map_items: txn.open_table(MAP_ITEMS)?,
+            tokens: txn.open_table(TOKENS)?,
+            run_deadlines: txn.open_table(RUN_DEADLINES)?,
+            generation_inputs: txn.open_table(GENERATION_INPUTS)?,
+            nudges: txn.open_table(NUDGES)?,
         })
     }
 
@@ -189,9 +221,9 @@ impl<'t> Tables<'t> {
             )?;
             return Ok(StartOutcome::Existing);
         }
-        let effects = self.apply_unchecked(start.write, now_ms)?;
         self.inputs
             .insert(run_id.as_str(), start.input.as_slice())?;
+        let effects = self.apply_unchecked(start.write, now_ms)?;
         Ok(StartOutcome::Created(effects))
     }
 
@@ -235,19 +267,83 @@ impl<'t> Tables<'t> {
         let mut header = write.header;
         header.updated_at_ms = now_ms;
         self.put_header(run_id, &header)?;
+        if let Some(input) = &write.continue_as_new {
+            // The old generation is dropped, not archived: history, slots, branch
+            // records and map items go; the inbox and the run ID stay.
+            self.history
+                .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+            self.slots
+                .retain_in((run_id, 0)..=(run_id, u32::MAX), |_, _| false)?;
+            self.branches
+                .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
+            self.map_items
+                .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
+            self.generation_inputs.insert(run_id, input.as_slice())?;
+        }
         self.append_events(run_id, now_ms, write.events)?;
+        if let Some((step, items)) = &write.map_items {
+            for (i, item) in items.iter().enumerate() {
+                self.map_items
+                    .insert((run_id, *step, i as u32), item.as_slice())?;
+            }
+        }
+        for (token, record) in &write.tokens {
+            self.tokens.insert(
+                token.as_str(),
+                encode_record(record, "callback token")?.as_slice(),
+            )?;
+        }
+        if let Some(deadline) = write.run_deadline {
+            self.run_deadlines.insert(run_id, deadline)?;
+            self.timers.insert((deadline, run_id), ())?;
+        }
+        if write.run_timed_out || header.status.is_settled() {
+            let deadline = self.run_deadlines.remove(run_id)?.map(|d| d.value());
+            if let Some(deadline) = deadline {
+                self.timers.remove((deadline, run_id))?;
+            }
+        }
+        if write.run_timed_out && !header.status.is_settled() {
+            self.cancels.insert(run_id, ())?;
+        }
         for (slot, bytes) in &write.slots {
             self.slots.insert((run_id, *slot), bytes.as_slice())?;
         }
         if let Some(step) = write.clear_branches {
             self.branches
                 .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
+            self.map_items
+                .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
         }
+        // A branch finished by someone else meanwhile (a callback completed, a child run
+        // delivered its result) stays finished: the driver's older view must not turn it
+        // back into `Awaiting` or `Retrying`, and the run must get to see it.
+        let mut revived = false;
         for (step, branch, record) in &write.branch_puts {
-            self.branches.insert(
-                (run_id, *step, *branch),
-                encode_record(record, "branch record")?.as_slice(),
-            )?;
+            let key = (run_id, *step, *branch);
+            if !record.is_finished() {
+                let finished = match self.branches.get(key)? {
+                    Some(old) => {
+                        decode_record::<BranchRecord>(old.value(), "branch record")?.is_finished()
+                    }
+                    None => false,
+                };
+                if finished {
+                    revived = true;
+                    continue;
+                }
+            }
+            self.branches
+                .insert(key, encode_record(record, "branch record")?.as_slice())?;
+        }
+        if let Some(seen) = write.seen_nudges {
+            let now = self.nudges.get(run_id)?.map(|n| n.value()).unwrap_or(0);
+            // Something reached the run after the driver read it: it must look again.
+            revived |= now != seen;
+        }
+        if revived && !write.active && !header.status.is_settled() {
+            header.status = StoredStatus::Running;
+            self.put_header(run_id, &header)?;
         }
         match &write.pending {
             PendingChange::Keep => {}
@@ -271,7 +367,10 @@ impl<'t> Tables<'t> {
         if write.consume_cancel || header.status.is_settled() {
             self.cancels.remove(run_id)?;
         }
-        if write.active {
+        if header.status.is_finished() {
+            self.nudges.remove(run_id)?;
+        }
+        if write.active || (revived && !header.status.is_settled()) {
             self.active.insert(run_id, ())?;
         } else {
             self.active.remove(run_id)?;
@@ -282,6 +381,11 @@ impl<'t> Tables<'t> {
         for child in write.children {
             self.create_child(&child, now_ms)?;
             effects.wake.push(child.run_id);
+        }
+        for other in &write.cancel_runs {
+            if self.cancel_if_open(other, now_ms)? {
+                effects.wake.push(other.clone());
+            }
         }
         if header.status.is_finished() {
             if let Some(parent) = &header.parent {
@@ -335,6 +439,15 @@ impl<'t> Tables<'t> {
         status: &StoredStatus,
         output: Option<&[u8]>,
     ) -> Result<bool, FlowError> {
+        // A finished parent no longer waits (a faulted one is kept as it is, with the
+        // results that reach it).
+        let parent_open = match self.header(&parent.run_id)? {
+            Some(header) => !header.status.is_finished(),
+            None => false,
+        };
+        if !parent_open {
+            return Ok(false);
+        }
         let waiting = match self.pending.get(parent.run_id.as_str())? {
             Some(op) => decode_record::<PendingOp>(op.value(), "pending step")?.step == parent.step,
             None => false,
@@ -354,7 +467,7 @@ impl<'t> Tables<'t> {
             (pid, parent.step, parent.branch),
             encode_record(&record, "branch record")?.as_slice(),
         )?;
-        self.active.insert(pid, ())?;
+        self.nudge(pid)?;
         Ok(true)
     }
 
@@ -387,7 +500,7 @@ impl<'t> Tables<'t> {
             None => false,
         };
         if waits {
-            self.active.insert(run_id, ())?;
+            self.nudge(run_id)?;
         }
         self.append_events(
             run_id,
@@ -405,7 +518,156 @@ impl<'t> Tables<'t> {
         if self.cancels.insert(run_id, ())?.is_none() {
             self.append_events(run_id, now_ms, vec![EventKind::CancelRequested])?;
         }
+        // Recovery must wake the run for it, even if it waits for nothing else.
+        self.nudge(run_id)?;
         Ok(())
+    }
+
+    /// Records that an outside event reached `run_id` and marks it active.
+    fn nudge(&mut self, run_id: &str) -> Result<(), FlowError> {
+        let n = self.nudges.get(run_id)?.map(|n| n.value()).unwrap_or(0);
+        self.nudges.insert(run_id, n + 1)?;
+        self.active.insert(run_id, ())?;
+        Ok(())
+    }
+
+    /// Requests cancellation of `run_id` if it exists and has not finished; true if so.
+    fn cancel_if_open(&mut self, run_id: &str, now_ms: u64) -> Result<bool, FlowError> {
+        match self.header(run_id)? {
+            Some(header) if !header.status.is_settled() => {}
+            _ => return Ok(false),
+        }
+        if self.cancels.insert(run_id, ())?.is_none() {
+            self.append_events(run_id, now_ms, vec![EventKind::CancelRequested])?;
+        }
+        self.nudge(run_id)?;
+        Ok(true)
+    }
+
+    /// Completes callback `token` with `output` (the encoded `Result<T, CallbackError>`);
+    /// returns the run to wake.
+    pub(crate) fn complete_callback(
+        &mut self,
+        token: &str,
+        output: Vec<u8>,
+        ok: bool,
+        now_ms: u64,
+    ) -> Result<String, FlowError> {
+        let refused = |reason: &str| FlowError::InvalidCallbackToken {
+            reason: reason.to_string(),
+        };
+        let mut record: TokenRecord = match self.tokens.get(token)? {
+            Some(r) => decode_record(r.value(), "callback token")?,
+            None => return Err(refused("no callback was issued with this token")),
+        };
+        if record.used {
+            return Err(refused(
+                "this token was completed already (tokens are single-use)",
+            ));
+        }
+        let run_id = record.run_id.clone();
+        let waiting = match self.pending.get(run_id.as_str())? {
+            Some(op) => decode_record::<PendingOp>(op.value(), "pending step")?.step == record.step,
+            None => false,
+        };
+        let open = self
+            .header(&run_id)?
+            .is_some_and(|h| !h.status.is_settled());
+        let finished = self
+            .branches
+            .get((run_id.as_str(), record.step, record.branch))?
+            .map(|r| decode_record::<BranchRecord>(r.value(), "branch record"))
+            .transpose()?
+            .is_some_and(|r| r.is_finished());
+        if !waiting || !open || finished {
+            return Err(refused(
+                "the step that issued it is over (it timed out, was cancelled or lost a race)",
+            ));
+        }
+        record.used = true;
+        self.tokens
+            .insert(token, encode_record(&record, "callback token")?.as_slice())?;
+        self.branches.insert(
+            (run_id.as_str(), record.step, record.branch),
+            encode_record(&BranchRecord::Done(output), "branch record")?.as_slice(),
+        )?;
+        self.nudge(&run_id)?;
+        self.append_events(
+            &run_id,
+            now_ms,
+            vec![EventKind::CallbackCompleted {
+                step: record.step,
+                branch: record.branch,
+                ok,
+            }],
+        )?;
+        Ok(run_id)
+    }
+
+    /// Records a heartbeat for callback `token`; returns the run and the new heartbeat
+    /// deadline, if the callback has a heartbeat interval and its task handed the token out.
+    pub(crate) fn heartbeat_callback(
+        &mut self,
+        token: &str,
+        now_ms: u64,
+    ) -> Result<Option<u64>, FlowError> {
+        let refused = |reason: &str| FlowError::InvalidCallbackToken {
+            reason: reason.to_string(),
+        };
+        let record: TokenRecord = match self.tokens.get(token)? {
+            Some(r) => decode_record(r.value(), "callback token")?,
+            None => return Err(refused("no callback was issued with this token")),
+        };
+        if record.used {
+            return Err(refused(
+                "this token was completed already (tokens are single-use)",
+            ));
+        }
+        let run_id = record.run_id.as_str();
+        let open = self.header(run_id)?.is_some_and(|h| !h.status.is_settled());
+        let op = match self.pending.get(run_id)? {
+            Some(op) => Some(decode_record::<PendingOp>(op.value(), "pending step")?),
+            None => None,
+        };
+        let interval = match op.as_ref().filter(|op| open && op.step == record.step) {
+            Some(op) => match op.branches.get(record.branch as usize) {
+                Some(Branch::Callback { heartbeat, .. }) => *heartbeat,
+                _ => None,
+            },
+            None => {
+                return Err(refused(
+                    "the step that issued it is over (it timed out, was cancelled or lost a \
+                     race)",
+                ))
+            }
+        };
+        let key = (run_id, record.step, record.branch);
+        let current = self
+            .branches
+            .get(key)?
+            .map(|r| decode_record::<BranchRecord>(r.value(), "branch record"))
+            .transpose()?;
+        let (
+            Some(interval),
+            Some(BranchRecord::Awaiting {
+                heartbeat_deadline_ms,
+            }),
+        ) = (interval, current)
+        else {
+            // No interval, or the task has not handed the token out yet: nothing to extend.
+            return Ok(None);
+        };
+        let deadline = now_ms.saturating_add(interval.as_millis() as u64);
+        if let Some(old) = heartbeat_deadline_ms {
+            self.timers.remove((old, run_id))?;
+        }
+        self.timers.insert((deadline, run_id), ())?;
+        let renewed = BranchRecord::Awaiting {
+            heartbeat_deadline_ms: Some(deadline),
+        };
+        self.branches
+            .insert(key, encode_record(&renewed, "branch record")?.as_slice())?;
+        Ok(Some(deadline))
     }
 
     fn check_open(&self, run_id: &str, what: &'static str) -> Result<RunRecord, FlowError> {

@@ -1,0 +1,131 @@
+//! Callback tokens (Step Functions' `.waitForTaskToken`): a task hands a token to an
+//! outside system and the step waits until someone completes it.
+
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::codec::CodecError;
+use crate::op::{DurableOp, OpRequest};
+use crate::task::BoxFuture;
+
+/// A task call that finishes only when its callback token is completed, built by
+/// [`WaitForCallback::wait_for_callback`]; awaits to `Result<T, CallbackError>`.
+#[must_use = "a callback wait does nothing unless awaited"]
+pub struct Callback<O, T> {
+    task: O,
+    timeout: Duration,
+    heartbeat: Option<Duration>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<O, T> Callback<O, T> {
+    /// Requires a sign of life: once the task handed the token out, the outside system
+    /// must call [`Engine::heartbeat`](crate::Engine::heartbeat) with it at least every
+    /// `interval`, or the step ends with `Err(CallbackError::HeartbeatTimedOut)` (Step
+    /// Functions' `HeartbeatSeconds`).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = Some(interval);
+        self
+    }
+}
+
+/// Turns a `#[task]` call into a callback wait.
+///
+/// The engine issues an unguessable single-use token (128 random bits from the OS) when
+/// the step is scheduled. The task body reads it with
+/// [`TaskContext::callback_token`](crate::TaskContext::callback_token) and hands it out
+/// (in an email link, a queue message, ...); the task's own output is ignored unless it
+/// fails. The step completes when
+/// [`Engine::complete`](crate::Engine::complete) is called with the token, or with
+/// `Err(CallbackError::TimedOut)` after `timeout` (counted from scheduling, task included),
+/// or with `Err(CallbackError::HeartbeatTimedOut)` when a [`Callback::heartbeat`] interval
+/// passes without [`Engine::heartbeat`](crate::Engine::heartbeat).
+///
+/// ```ignore
+/// #[workflow]
+/// async fn order(addr: String) -> Result<Approval, flow::CallbackError> {
+///     send_approval_email(addr).wait_for_callback::<Approval>(Duration::from_secs(3600)).await
+/// }
+/// ```
+pub trait WaitForCallback: DurableOp + Sized {
+    /// Waits for the token this task hands out to be completed with a `T`.
+    fn wait_for_callback<T>(self, timeout: Duration) -> Callback<Self, T> {
+        Callback {
+            task: self,
+            timeout,
+            heartbeat: None,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<O: DurableOp> WaitForCallback for O {}
+
+/// Why a callback wait ended without a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CallbackError {
+    /// Nobody completed the token in time.
+    #[error("the callback was not completed within {after:?}")]
+    TimedOut {
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// The outside system completed the token with an error.
+    #[error("the callback was completed with an error: {0}")]
+    Rejected(String),
+    /// The task that should hand out the token failed (after its retries).
+    #[error("the callback's task failed: {0}")]
+    TaskFailed(String),
+    /// Awaited outside an engine: there is no one to complete a token.
+    #[error("callbacks need an engine; this task ran as a plain function")]
+    NoEngine,
+    /// The outside system stopped sending heartbeats.
+    #[error("no heartbeat for the callback within {after:?}")]
+    HeartbeatTimedOut {
+        /// The heartbeat interval that passed without one.
+        after: Duration,
+    },
+}
+
+#[diagnostic::do_not_recommend]
+impl<O: DurableOp, T: Serialize + DeserializeOwned + Send + 'static> DurableOp for Callback<O, T> {
+    type Output = Result<T, CallbackError>;
+    fn into_request(self) -> Result<OpRequest, CodecError> {
+        Ok(OpRequest::Callback {
+            task: Box::new(self.task.into_request()?),
+            timeout: Some(self.timeout),
+            heartbeat: self.heartbeat,
+        })
+    }
+}
+
+impl<O, T> IntoFuture for Callback<O, T>
+where
+    O: IntoFuture + Send + 'static,
+    O::IntoFuture: Send + 'static,
+    T: Send + 'static,
+{
+    type Output = Result<T, CallbackError>;
+    type IntoFuture = BoxFuture<Self::Output>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            self.task.into_future().await;
+            Err(CallbackError::NoEngine)
+        })
+    }
+}
+
+/// A fresh callback token: 128 bits from the OS random source, hex-encoded.
+pub(crate) fn new_token() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| format!("the OS random source failed: {e}"))?;
+    let mut token = String::with_capacity(39);
+    token.push_str("flowcb_");
+    for b in bytes {
+        token.push_str(&format!("{b:02x}"));
+    }
+    Ok(token)
+}
