@@ -10,14 +10,14 @@ pub async fn generated_00(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     x = 1i64;
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if 3i64 % 3 == 2 {
-                break 'outer;
+                break 'outer1;
             }
             if 9i64 % 3 == 2 {
-                continue 'outer;
+                continue 'outer1;
             }
             trace.push(
                 add(
@@ -36,14 +36,14 @@ pub async fn generated_00(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     match (3i64).rem_euclid(3) {
         0 => {
             let mut b = double(inc(8i64).await).await;
-            'outer: for mut i in 0..2 {
+            'outer2: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if 2i64 % 3 == 2 {
-                        break 'outer;
+                        break 'outer2;
                     }
                     if is_even(3i64).await {
-                        continue 'outer;
+                        continue 'outer2;
                     }
                     if j % 3 == 1 {
                         let mut a = add(
@@ -84,23 +84,23 @@ pub async fn generated_00(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
         1 => {
-            let mut w1 = loop {
+            let mut w3 = loop {
                 if 0i64 % 3 == 0 {
                     break 8i64;
                 }
                 break 9i64;
             } + 64;
-            let mut g2 = 0;
-            while let Some(h) = maybe_half(w1).await {
-                g2 += 1;
-                if g2 > 3 {
+            let mut g4 = 0;
+            while let Some(h) = maybe_half(w3).await {
+                g4 += 1;
+                if g4 > 3 {
                     break;
                 }
-                w1 = h;
+                w3 = h;
                 trace.push(h);
-                let mut count3 = 0;
-                while count3 < 2 {
-                    count3 += 1;
+                let mut count5 = 0;
+                while count5 < 2 {
+                    count5 += 1;
                     trace.push(if is_even(1i64).await {
                         double(8i64).await
                     } else {
@@ -109,9 +109,9 @@ pub async fn generated_00(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     trace.push(if 3i64 % 3 == 0 { x } else { inc(x).await });
                 }
             }
-            let mut count4 = 0;
-            while count4 < 1 {
-                count4 += 1;
+            let mut count6 = 0;
+            while count6 < 1 {
+                count6 += 1;
                 trace.push(
                     add(
                         {
@@ -142,14 +142,14 @@ pub async fn generated_00(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         mut a => {
             trace.push(a);
-            let mut w5 = add(a, a).await + 64;
-            let mut g6 = 0;
-            while let Some(h) = maybe_half(w5).await {
-                g6 += 1;
-                if g6 > 3 {
+            let mut w7 = add(a, a).await + 64;
+            let mut g8 = 0;
+            while let Some(h) = maybe_half(w7).await {
+                g8 += 1;
+                if g8 > 3 {
                     break;
                 }
-                w5 = h;
+                w7 = h;
                 trace.push(h);
                 if 4i64 % 3 == 2 {
                     return (-1, trace, side);
@@ -270,14 +270,14 @@ pub async fn generated_01(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         };
     }
     if 9i64 % 3 == 2 {
-        'outer: for mut i in 0..2 {
+        'outer5: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if is_even(9i64).await {
-                    break 'outer;
+                    break 'outer5;
                 }
                 if x % 3 == 0 {
-                    continue 'outer;
+                    continue 'outer5;
                 }
                 trace.push(loop {
                     if is_even(7i64).await {
@@ -371,14 +371,14 @@ pub async fn generated_01(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 }
             }
             1 => {
-                'outer: for mut i in 0..2 {
+                'outer4: for mut i in 0..2 {
                     for mut j in 0..2 {
                         trace.push(i * 10 + j);
                         if 6i64 % 3 == 0 {
-                            break 'outer;
+                            break 'outer4;
                         }
                         if is_even(8i64).await {
-                            continue 'outer;
+                            continue 'outer4;
                         }
                         i = add(2i64, 1i64).await;
                     }
@@ -1060,14 +1060,14 @@ pub async fn generated_07(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                         }
                     });
                 }
-                'outer: for mut i in 0..2 {
+                'outer4: for mut i in 0..2 {
                     for mut j in 0..2 {
                         trace.push(i * 10 + j);
                         if 7i64 % 3 == 0 {
-                            break 'outer;
+                            break 'outer4;
                         }
                         if is_even(x).await {
-                            continue 'outer;
+                            continue 'outer4;
                         }
                         if j % 3 == 1 {
                             continue;
@@ -1113,10 +1113,10 @@ pub async fn generated_07(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             .await
             {
                 trace.push(b);
-                let mut guard4 = 0;
+                let mut guard5 = 0;
                 loop {
-                    guard4 += 1;
-                    if guard4 > 1 {
+                    guard5 += 1;
+                    if guard5 > 1 {
                         break;
                     }
                     if 7i64 % 3 == 0 {
@@ -1173,19 +1173,19 @@ pub async fn generated_07(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         mut b => {
             trace.push(b);
-            let mut guard5 = 0;
+            let mut guard6 = 0;
             loop {
-                guard5 += 1;
-                if guard5 > 2 {
+                guard6 += 1;
+                if guard6 > 2 {
                     break;
                 }
                 if 8i64 % 3 == 0 {
                     break;
                 }
-                let mut guard6 = 0;
+                let mut guard7 = 0;
                 loop {
-                    guard6 += 1;
-                    if guard6 > 2 {
+                    guard7 += 1;
+                    if guard7 > 2 {
                         break;
                     }
                     trace.push(
@@ -1257,14 +1257,14 @@ pub async fn generated_08(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 break x;
             }) - (((2i64) + (2i64)).rem_euclid(1000)))
             .rem_euclid(1000);
-            'outer: for mut i in 0..2 {
+            'outer3: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if is_even(a).await {
-                        break 'outer;
+                        break 'outer3;
                     }
                     if 4i64 % 3 == 0 {
-                        continue 'outer;
+                        continue 'outer3;
                     }
                     let mut d = x;
                 }
@@ -1275,25 +1275,25 @@ pub async fn generated_08(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             let mut c = 6i64;
         }
     }
-    let mut count3 = 0;
-    while count3 < 1 {
-        count3 += 1;
+    let mut count4 = 0;
+    while count4 < 1 {
+        count4 += 1;
         if 1i64 % 3 == 1 {
             continue;
         }
-        let mut w4 = loop {
+        let mut w5 = loop {
             if x % 3 == 1 {
                 break 1i64;
             }
             break 3i64;
         } + 64;
-        let mut g5 = 0;
-        while let Some(h) = maybe_half(w4).await {
-            g5 += 1;
-            if g5 > 3 {
+        let mut g6 = 0;
+        while let Some(h) = maybe_half(w5).await {
+            g6 += 1;
+            if g6 > 3 {
                 break;
             }
-            w4 = h;
+            w5 = h;
             trace.push(h);
             if is_even(9i64).await {
                 break;
@@ -1327,19 +1327,19 @@ pub async fn generated_08(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             };
         }
     }
-    let mut w6 = loop {
+    let mut w7 = loop {
         if 9i64 % 3 == 2 {
             break 2i64;
         }
         break 9i64;
     } + 64;
-    let mut g7 = 0;
-    while let Some(h) = maybe_half(w6).await {
-        g7 += 1;
-        if g7 > 3 {
+    let mut g8 = 0;
+    while let Some(h) = maybe_half(w7).await {
+        g8 += 1;
+        if g8 > 3 {
             break;
         }
-        w6 = h;
+        w7 = h;
         trace.push(h);
         trace.push(
             add(double(6i64).await, {
@@ -1355,23 +1355,23 @@ pub async fn generated_08(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             trace.push(double(inc(2i64).await).await);
         }
         1 => {
-            let mut w8 = ((x) * (6i64)).rem_euclid(1000) + 64;
-            let mut g9 = 0;
-            while let Some(h) = maybe_half(w8).await {
-                g9 += 1;
-                if g9 > 3 {
+            let mut w9 = ((x) * (6i64)).rem_euclid(1000) + 64;
+            let mut g10 = 0;
+            while let Some(h) = maybe_half(w9).await {
+                g10 += 1;
+                if g10 > 3 {
                     break;
                 }
-                w8 = h;
+                w9 = h;
                 trace.push(h);
                 trace.push(double(add(8i64, 6i64).await).await);
             }
             for mut i in 0..1 {
                 trace.push(i);
-                let mut guard10 = 0;
+                let mut guard11 = 0;
                 loop {
-                    guard10 += 1;
-                    if guard10 > 3 {
+                    guard11 += 1;
+                    if guard11 > 3 {
                         break;
                     }
                     if 8i64 % 3 == 1 {
@@ -1408,13 +1408,13 @@ pub async fn generated_08(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         mut d => {
             trace.push(d);
-            let mut count11 = 0;
-            while count11 < 2 {
-                count11 += 1;
-                let mut guard12 = 0;
+            let mut count12 = 0;
+            while count12 < 2 {
+                count12 += 1;
+                let mut guard13 = 0;
                 loop {
-                    guard12 += 1;
-                    if guard12 > 1 {
+                    guard13 += 1;
+                    if guard13 > 1 {
                         break;
                     }
                     if is_even(9i64).await {
@@ -1611,19 +1611,19 @@ pub async fn generated_09(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
 pub async fn generated_10(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if 1i64 % 3 == 2 {
-                break 'outer;
+                break 'outer1;
             }
             if is_even(6i64).await {
-                continue 'outer;
+                continue 'outer1;
             }
-            let mut guard1 = 0;
+            let mut guard2 = 0;
             loop {
-                guard1 += 1;
-                if guard1 > 3 {
+                guard2 += 1;
+                if guard2 > 3 {
                     break;
                 }
                 let mut a = inc(add(
@@ -1635,22 +1635,22 @@ pub async fn generated_10(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 )
                 .await)
                 .await;
-                let mut count2 = 0;
-                while count2 < 3 {
-                    count2 += 1;
+                let mut count3 = 0;
+                while count3 < 3 {
+                    count3 += 1;
                     x = 9i64;
                     trace.push(a);
                 }
             }
         }
     }
-    let mut count3 = 0;
-    while count3 < 2 {
-        count3 += 1;
-        let mut guard4 = 0;
+    let mut count4 = 0;
+    while count4 < 2 {
+        count4 += 1;
+        let mut guard5 = 0;
         loop {
-            guard4 += 1;
-            if guard4 > 3 {
+            guard5 += 1;
+            if guard5 > 3 {
                 break;
             }
             x = {
@@ -1688,14 +1688,14 @@ pub async fn generated_10(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             ((a) + (if 2i64 % 3 == 2 { a } else { 7i64 })).rem_euclid(1000)
         };
     }
-    let mut w5 = if 5i64 % 3 == 0 { 6i64 } else { 4i64 } + 64;
-    let mut g6 = 0;
-    while let Some(h) = maybe_half(w5).await {
-        g6 += 1;
-        if g6 > 3 {
+    let mut w6 = if 5i64 % 3 == 0 { 6i64 } else { 4i64 } + 64;
+    let mut g7 = 0;
+    while let Some(h) = maybe_half(w6).await {
+        g7 += 1;
+        if g7 > 3 {
             break;
         }
-        w5 = h;
+        w6 = h;
         trace.push(h);
         trace.push(if 6i64 % 3 == 2 {
             loop {
@@ -2014,22 +2014,22 @@ pub async fn generated_12(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     }
     if let Some(mut a) = maybe_half(6i64).await {
         trace.push(a);
-        'outer: for mut i in 0..2 {
+        'outer6: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if 6i64 % 3 == 0 {
-                    break 'outer;
+                    break 'outer6;
                 }
                 if 5i64 % 3 == 0 {
-                    continue 'outer;
+                    continue 'outer6;
                 }
                 trace.push(double(inc(4i64).await).await);
             }
         }
         if 2i64 % 3 == 1 {
-            let mut count6 = 0;
-            while count6 < 3 {
-                count6 += 1;
+            let mut count7 = 0;
+            while count7 < 3 {
+                count7 += 1;
                 a = ((double(1i64).await) + (7i64)).rem_euclid(1000);
                 if 0i64 % 3 == 2 {
                     return (-1, trace, side);
@@ -2462,23 +2462,23 @@ pub async fn generated_15(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             );
         }
     }
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if is_even(x).await {
-                break 'outer;
+                break 'outer1;
             }
             if x % 3 == 2 {
-                continue 'outer;
+                continue 'outer1;
             }
-            'outer: for mut i in 0..2 {
+            'outer2: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if is_even(1i64).await {
-                        break 'outer;
+                        break 'outer2;
                     }
                     if 2i64 % 3 == 2 {
-                        continue 'outer;
+                        continue 'outer2;
                     }
                     trace.push(if is_even(6i64).await {
                         j
@@ -2490,9 +2490,9 @@ pub async fn generated_15(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
     }
     if is_even(x).await {
-        let mut count1 = 0;
-        while count1 < 1 {
-            count1 += 1;
+        let mut count3 = 0;
+        while count3 < 1 {
+            count3 += 1;
             let mut b = double(add(3i64, 7i64).await).await;
             b = x;
         }
@@ -2770,14 +2770,14 @@ pub async fn generated_16(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
             w2 = h;
             trace.push(h);
-            'outer: for mut i in 0..2 {
+            'outer4: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if is_even(8i64).await {
-                        break 'outer;
+                        break 'outer4;
                     }
                     if is_even(1i64).await {
-                        continue 'outer;
+                        continue 'outer4;
                     }
                     let mut c = loop {
                         if is_even(7i64).await {
@@ -2789,9 +2789,9 @@ pub async fn generated_16(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     }
-    let mut count4 = 0;
-    while count4 < 3 {
-        count4 += 1;
+    let mut count5 = 0;
+    while count5 < 3 {
+        count5 += 1;
         for mut j in 0..2 {
             trace.push(j);
             let mut d = if 6i64 % 3 == 1 {
@@ -2803,9 +2803,9 @@ pub async fn generated_16(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 continue;
             }
         }
-        let mut count5 = 0;
-        while count5 < 3 {
-            count5 += 1;
+        let mut count6 = 0;
+        while count6 < 3 {
+            count6 += 1;
             trace.push(
                 add(
                     add(
@@ -2833,14 +2833,14 @@ pub async fn generated_16(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
 pub async fn generated_17(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if 1i64 % 3 == 1 {
-                break 'outer;
+                break 'outer1;
             }
             if is_even(8i64).await {
-                continue 'outer;
+                continue 'outer1;
             }
             if 7i64 % 3 == 1 {
                 if let Some(mut a) = maybe_half(1i64).await {
@@ -2906,27 +2906,27 @@ pub async fn generated_17(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     }
-    let mut w1 = loop {
+    let mut w2 = loop {
         if 6i64 % 3 == 0 {
             break 2i64;
         }
         break x;
     } + 64;
-    let mut g2 = 0;
-    while let Some(h) = maybe_half(w1).await {
-        g2 += 1;
-        if g2 > 3 {
+    let mut g3 = 0;
+    while let Some(h) = maybe_half(w2).await {
+        g3 += 1;
+        if g3 > 3 {
             break;
         }
-        w1 = h;
+        w2 = h;
         trace.push(h);
-        let mut count3 = 0;
-        while count3 < 1 {
-            count3 += 1;
-            let mut guard4 = 0;
+        let mut count4 = 0;
+        while count4 < 1 {
+            count4 += 1;
+            let mut guard5 = 0;
             loop {
-                guard4 += 1;
-                if guard4 > 2 {
+                guard5 += 1;
+                if guard5 > 2 {
                     break;
                 }
                 let mut a = add(
@@ -2955,14 +2955,14 @@ pub async fn generated_17(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
     }
     {
-        'outer: for mut i in 0..2 {
+        'outer6: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if is_even(5i64).await {
-                    break 'outer;
+                    break 'outer6;
                 }
                 if is_even(1i64).await {
-                    continue 'outer;
+                    continue 'outer6;
                 }
                 for mut i in 0..2 {
                     trace.push(i);
@@ -2979,14 +2979,14 @@ pub async fn generated_17(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 }
             }
         }
-        'outer: for mut i in 0..2 {
+        'outer7: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if 5i64 % 3 == 1 {
-                    break 'outer;
+                    break 'outer7;
                 }
                 if x % 3 == 2 {
-                    continue 'outer;
+                    continue 'outer7;
                 }
                 {
                     trace.push(7i64);
@@ -2999,14 +2999,14 @@ pub async fn generated_17(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     }
-    let mut w5 = ((6i64) + (x)).rem_euclid(1000) + 64;
-    let mut g6 = 0;
-    while let Some(h) = maybe_half(w5).await {
-        g6 += 1;
-        if g6 > 3 {
+    let mut w8 = ((6i64) + (x)).rem_euclid(1000) + 64;
+    let mut g9 = 0;
+    while let Some(h) = maybe_half(w8).await {
+        g9 += 1;
+        if g9 > 3 {
             break;
         }
-        w5 = h;
+        w8 = h;
         trace.push(h);
         match (inc(x).await).rem_euclid(3) {
             0 => {
@@ -3239,14 +3239,14 @@ pub async fn generated_18(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
             trace.push(1i64);
         }
-        'outer: for mut i in 0..2 {
+        'outer7: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if 6i64 % 3 == 1 {
-                    break 'outer;
+                    break 'outer7;
                 }
                 if x % 3 == 0 {
-                    continue 'outer;
+                    continue 'outer7;
                 }
                 for mut i in 0..1 {
                     trace.push(i);
@@ -3466,14 +3466,14 @@ pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                         continue;
                     }
                 }
-                'outer: for mut i in 0..2 {
+                'outer5: for mut i in 0..2 {
                     for mut j in 0..2 {
                         trace.push(i * 10 + j);
                         if b % 3 == 1 {
-                            break 'outer;
+                            break 'outer5;
                         }
                         if is_even(5i64).await {
-                            continue 'outer;
+                            continue 'outer5;
                         }
                         x = ((inc(i).await) + (((1i64) + (1i64)).rem_euclid(1000)))
                             .rem_euclid(1000);
@@ -3483,13 +3483,13 @@ pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             trace.push(if 5i64 % 3 == 0 { x } else { double(1i64).await });
         }
         1 => {
-            let mut count5 = 0;
-            while count5 < 2 {
-                count5 += 1;
-                let mut guard6 = 0;
+            let mut count6 = 0;
+            while count6 < 2 {
+                count6 += 1;
+                let mut guard7 = 0;
                 loop {
-                    guard6 += 1;
-                    if guard6 > 3 {
+                    guard7 += 1;
+                    if guard7 > 3 {
                         break;
                     }
                     if is_even(2i64).await {
@@ -3506,9 +3506,9 @@ pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     break;
                 }
             }
-            let mut count7 = 0;
-            while count7 < 3 {
-                count7 += 1;
+            let mut count8 = 0;
+            while count8 < 3 {
+                count8 += 1;
                 trace.push(3i64);
                 match (x).rem_euclid(3) {
                     0 => {
@@ -3546,20 +3546,20 @@ pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         mut c => {
             trace.push(c);
-            let mut w8 = if 8i64 % 3 == 0 { 5i64 } else { 6i64 } + 64;
-            let mut g9 = 0;
-            while let Some(h) = maybe_half(w8).await {
-                g9 += 1;
-                if g9 > 3 {
+            let mut w9 = if 8i64 % 3 == 0 { 5i64 } else { 6i64 } + 64;
+            let mut g10 = 0;
+            while let Some(h) = maybe_half(w9).await {
+                g10 += 1;
+                if g10 > 3 {
                     break;
                 }
-                w8 = h;
+                w9 = h;
                 trace.push(h);
                 x = c;
             }
         }
     }
-    let mut w10 = add(
+    let mut w11 = add(
         {
             side.push(1i64);
             6i64
@@ -3568,33 +3568,33 @@ pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     )
     .await
         + 64;
-    let mut g11 = 0;
-    while let Some(h) = maybe_half(w10).await {
-        g11 += 1;
-        if g11 > 3 {
+    let mut g12 = 0;
+    while let Some(h) = maybe_half(w11).await {
+        g12 += 1;
+        if g12 > 3 {
             break;
         }
-        w10 = h;
+        w11 = h;
         trace.push(h);
         if let Some(mut d) = maybe_half(add(1i64, 1i64).await).await {
             trace.push(d);
-            let mut guard12 = 0;
+            let mut guard13 = 0;
             loop {
-                guard12 += 1;
-                if guard12 > 2 {
+                guard13 += 1;
+                if guard13 > 2 {
                     break;
                 }
                 let mut b = d;
                 let mut c = b;
             }
-            'outer: for mut i in 0..2 {
+            'outer14: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if is_even(5i64).await {
-                        break 'outer;
+                        break 'outer14;
                     }
                     if is_even(d).await {
-                        continue 'outer;
+                        continue 'outer14;
                     }
                     let mut b = if 0i64 % 3 == 1 {
                         inc(5i64).await
@@ -3617,14 +3617,14 @@ pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         .await))
             .rem_euclid(1000)
     };
-    'outer: for mut i in 0..2 {
+    'outer15: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if x % 3 == 2 {
-                break 'outer;
+                break 'outer15;
             }
             if 5i64 % 3 == 0 {
-                continue 'outer;
+                continue 'outer15;
             }
             {
                 {
@@ -3644,14 +3644,14 @@ pub async fn generated_20(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     }
-    'outer: for mut i in 0..2 {
+    'outer16: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if 7i64 % 3 == 1 {
-                break 'outer;
+                break 'outer16;
             }
             if x % 3 == 0 {
-                continue 'outer;
+                continue 'outer16;
             }
             {
                 trace.push(
@@ -3749,14 +3749,14 @@ pub async fn generated_21(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             );
         }
     }
-    'outer: for mut i in 0..2 {
+    'outer2: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if is_even(x).await {
-                break 'outer;
+                break 'outer2;
             }
             if is_even(x).await {
-                continue 'outer;
+                continue 'outer2;
             }
             j = if is_even(2i64).await {
                 ((6i64) * (x)).rem_euclid(1000)
@@ -3770,10 +3770,10 @@ pub async fn generated_21(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         ((d) + (7i64)).rem_euclid(1000)
     })
     .await;
-    let mut guard2 = 0;
+    let mut guard3 = 0;
     loop {
-        guard2 += 1;
-        if guard2 > 3 {
+        guard3 += 1;
+        if guard3 > 3 {
             break;
         }
         if x % 3 == 0 {
@@ -3797,9 +3797,9 @@ pub async fn generated_21(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         };
     }
     if is_even(9i64).await {
-        let mut count3 = 0;
-        while count3 < 1 {
-            count3 += 1;
+        let mut count4 = 0;
+        while count4 < 1 {
+            count4 += 1;
             {
                 c = double(x).await;
                 let mut c = {
@@ -3818,10 +3818,10 @@ pub async fn generated_21(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                         .rem_euclid(1000)
                 };
             }
-            let mut guard4 = 0;
+            let mut guard5 = 0;
             loop {
-                guard4 += 1;
-                if guard4 > 1 {
+                guard5 += 1;
+                if guard5 > 1 {
                     break;
                 }
                 if 5i64 % 3 == 2 {
@@ -3841,14 +3841,14 @@ pub async fn generated_22(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut side: Vec<i64> = Vec::new();
     x = double(((6i64) + (1i64)).rem_euclid(1000)).await;
     {
-        'outer: for mut i in 0..2 {
+        'outer1: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if is_even(7i64).await {
-                    break 'outer;
+                    break 'outer1;
                 }
                 if is_even(2i64).await {
-                    continue 'outer;
+                    continue 'outer1;
                 }
                 if is_even(x).await {
                     if is_even(3i64).await {
@@ -3865,10 +3865,10 @@ pub async fn generated_22(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         x = double(7i64).await;
     }
-    let mut guard1 = 0;
+    let mut guard2 = 0;
     loop {
-        guard1 += 1;
-        if guard1 > 2 {
+        guard2 += 1;
+        if guard2 > 2 {
             break;
         }
         if 7i64 % 3 == 1 {
@@ -3944,23 +3944,23 @@ pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     if let Some(mut b) = maybe_half(inc(x).await).await {
         trace.push(b);
         {
-            'outer: for mut i in 0..2 {
+            'outer4: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if 1i64 % 3 == 0 {
-                        break 'outer;
+                        break 'outer4;
                     }
                     if 3i64 % 3 == 1 {
-                        continue 'outer;
+                        continue 'outer4;
                     }
                     if 8i64 % 3 == 0 {
                         continue;
                     }
                 }
             }
-            let mut count4 = 0;
-            while count4 < 3 {
-                count4 += 1;
+            let mut count5 = 0;
+            while count5 < 3 {
+                count5 += 1;
                 let mut c = add(
                     loop {
                         if x % 3 == 2 {
@@ -3974,14 +3974,14 @@ pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 trace.push(inc(((1i64) + (8i64)).rem_euclid(1000)).await);
             }
         }
-        'outer: for mut i in 0..2 {
+        'outer6: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if 6i64 % 3 == 0 {
-                    break 'outer;
+                    break 'outer6;
                 }
                 if 8i64 % 3 == 0 {
-                    continue 'outer;
+                    continue 'outer6;
                 }
                 if is_even(7i64).await {
                     break;
@@ -4028,13 +4028,13 @@ pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     let mut c = x;
                 }
             }
-            let mut count5 = 0;
-            while count5 < 1 {
-                count5 += 1;
-                let mut guard6 = 0;
+            let mut count7 = 0;
+            while count7 < 1 {
+                count7 += 1;
+                let mut guard8 = 0;
                 loop {
-                    guard6 += 1;
-                    if guard6 > 2 {
+                    guard8 += 1;
+                    if guard8 > 2 {
                         break;
                     }
                     if is_even(5i64).await {
@@ -4083,20 +4083,20 @@ pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     .await;
                 }
                 1 => {
-                    let mut w7 = if 0i64 % 3 == 0 { 7i64 } else { x } + 64;
-                    let mut g8 = 0;
-                    while let Some(h) = maybe_half(w7).await {
-                        g8 += 1;
-                        if g8 > 3 {
+                    let mut w9 = if 0i64 % 3 == 0 { 7i64 } else { x } + 64;
+                    let mut g10 = 0;
+                    while let Some(h) = maybe_half(w9).await {
+                        g10 += 1;
+                        if g10 > 3 {
                             break;
                         }
-                        w7 = h;
+                        w9 = h;
                         trace.push(h);
                         let mut a = ((inc(3i64).await) - (add(x, 9i64).await)).rem_euclid(1000);
                     }
-                    let mut count9 = 0;
-                    while count9 < 3 {
-                        count9 += 1;
+                    let mut count11 = 0;
+                    while count11 < 3 {
+                        count11 += 1;
                         trace.push(x);
                         let mut c = x;
                     }
@@ -4135,10 +4135,10 @@ pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
             match (if 1i64 % 3 == 0 { x } else { 6i64 }).rem_euclid(3) {
                 0 => {
-                    let mut guard10 = 0;
+                    let mut guard12 = 0;
                     loop {
-                        guard10 += 1;
-                        if guard10 > 2 {
+                        guard12 += 1;
+                        if guard12 > 2 {
                             break;
                         }
                         trace.push(
@@ -4153,9 +4153,9 @@ pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     trace.push(3i64);
                 }
                 1 => {
-                    let mut count11 = 0;
-                    while count11 < 3 {
-                        count11 += 1;
+                    let mut count13 = 0;
+                    while count13 < 3 {
+                        count13 += 1;
                         if is_even(6i64).await {
                             break;
                         }
@@ -4215,14 +4215,14 @@ pub async fn generated_23(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 }
                 mut d => {
                     trace.push(d);
-                    'outer: for mut i in 0..2 {
+                    'outer14: for mut i in 0..2 {
                         for mut j in 0..2 {
                             trace.push(i * 10 + j);
                             if x % 3 == 1 {
-                                break 'outer;
+                                break 'outer14;
                             }
                             if 5i64 % 3 == 2 {
-                                continue 'outer;
+                                continue 'outer14;
                             }
                             if 5i64 % 3 == 0 {
                                 break;
@@ -4328,14 +4328,14 @@ pub async fn generated_24(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 }
                 mut d => {
                     trace.push(d);
-                    'outer: for mut i in 0..2 {
+                    'outer3: for mut i in 0..2 {
                         for mut j in 0..2 {
                             trace.push(i * 10 + j);
                             if is_even(2i64).await {
-                                break 'outer;
+                                break 'outer3;
                             }
                             if is_even(6i64).await {
-                                continue 'outer;
+                                continue 'outer3;
                             }
                             trace.push(1i64);
                         }
@@ -4344,15 +4344,15 @@ pub async fn generated_24(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
         1 => {
-            let mut guard3 = 0;
+            let mut guard4 = 0;
             loop {
-                guard3 += 1;
-                if guard3 > 1 {
+                guard4 += 1;
+                if guard4 > 1 {
                     break;
                 }
-                let mut count4 = 0;
-                while count4 < 2 {
-                    count4 += 1;
+                let mut count5 = 0;
+                while count5 < 2 {
+                    count5 += 1;
                     if x % 3 == 2 {
                         break;
                     }
@@ -4397,10 +4397,10 @@ pub async fn generated_24(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     );
                 }
                 1 => {
-                    let mut guard5 = 0;
+                    let mut guard6 = 0;
                     loop {
-                        guard5 += 1;
-                        if guard5 > 1 {
+                        guard6 += 1;
+                        if guard6 > 1 {
                             break;
                         }
                         trace.push(
@@ -4507,37 +4507,37 @@ pub async fn generated_24(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     }
-    'outer: for mut i in 0..2 {
+    'outer7: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if x % 3 == 1 {
-                break 'outer;
+                break 'outer7;
             }
             if is_even(2i64).await {
-                continue 'outer;
+                continue 'outer7;
             }
-            'outer: for mut i in 0..2 {
+            'outer8: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if is_even(8i64).await {
-                        break 'outer;
+                        break 'outer8;
                     }
                     if 9i64 % 3 == 0 {
-                        continue 'outer;
+                        continue 'outer8;
                     }
-                    let mut w6 = loop {
+                    let mut w9 = loop {
                         if 8i64 % 3 == 1 {
                             break 0i64;
                         }
                         break i;
                     } + 64;
-                    let mut g7 = 0;
-                    while let Some(h) = maybe_half(w6).await {
-                        g7 += 1;
-                        if g7 > 3 {
+                    let mut g10 = 0;
+                    while let Some(h) = maybe_half(w9).await {
+                        g10 += 1;
+                        if g10 > 3 {
                             break;
                         }
-                        w6 = h;
+                        w9 = h;
                         trace.push(h);
                         trace.push(inc(inc(i).await).await);
                     }
@@ -4547,35 +4547,35 @@ pub async fn generated_24(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     }
     if let Some(mut c) = maybe_half(double(0i64).await).await {
         trace.push(c);
-        'outer: for mut i in 0..2 {
+        'outer11: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if is_even(4i64).await {
-                    break 'outer;
+                    break 'outer11;
                 }
                 if c % 3 == 0 {
-                    continue 'outer;
+                    continue 'outer11;
                 }
                 let mut b = ((i) + (inc(7i64).await)).rem_euclid(1000);
             }
         }
-        let mut w8 = add(5i64, 6i64).await + 64;
-        let mut g9 = 0;
-        while let Some(h) = maybe_half(w8).await {
-            g9 += 1;
-            if g9 > 3 {
+        let mut w12 = add(5i64, 6i64).await + 64;
+        let mut g13 = 0;
+        while let Some(h) = maybe_half(w12).await {
+            g13 += 1;
+            if g13 > 3 {
                 break;
             }
-            w8 = h;
+            w12 = h;
             trace.push(h);
-            'outer: for mut i in 0..2 {
+            'outer14: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if is_even(7i64).await {
-                        break 'outer;
+                        break 'outer14;
                     }
                     if 3i64 % 3 == 0 {
-                        continue 'outer;
+                        continue 'outer14;
                     }
                     let mut b = 1i64;
                 }
@@ -4754,14 +4754,14 @@ pub async fn generated_25(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     }) - (((3i64) - (9i64)).rem_euclid(1000)))
                     .rem_euclid(1000);
                 }
-                'outer: for mut i in 0..2 {
+                'outer9: for mut i in 0..2 {
                     for mut j in 0..2 {
                         trace.push(i * 10 + j);
                         if is_even(x).await {
-                            break 'outer;
+                            break 'outer9;
                         }
                         if is_even(9i64).await {
-                            continue 'outer;
+                            continue 'outer9;
                         }
                         let mut b = {
                             let c = ((9i64) + (1i64)).rem_euclid(1000);
@@ -4833,14 +4833,14 @@ pub async fn generated_25(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     };
     for mut i in 0..3 {
         trace.push(i);
-        let mut w9 = a + 64;
-        let mut g10 = 0;
-        while let Some(h) = maybe_half(w9).await {
-            g10 += 1;
-            if g10 > 3 {
+        let mut w10 = a + 64;
+        let mut g11 = 0;
+        while let Some(h) = maybe_half(w10).await {
+            g11 += 1;
+            if g11 > 3 {
                 break;
             }
-            w9 = h;
+            w10 = h;
             trace.push(h);
             trace.push({
                 let d = add(
@@ -4971,19 +4971,19 @@ pub async fn generated_26(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut count5 = 0;
     while count5 < 1 {
         count5 += 1;
-        'outer: for mut i in 0..2 {
+        'outer6: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if 5i64 % 3 == 0 {
-                    break 'outer;
+                    break 'outer6;
                 }
                 if 7i64 % 3 == 1 {
-                    continue 'outer;
+                    continue 'outer6;
                 }
-                let mut guard6 = 0;
+                let mut guard7 = 0;
                 loop {
-                    guard6 += 1;
-                    if guard6 > 2 {
+                    guard7 += 1;
+                    if guard7 > 2 {
                         break;
                     }
                     trace.push(if is_even(j).await {
@@ -5017,10 +5017,10 @@ pub async fn generated_26(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                         add(if 4i64 % 3 == 2 { 9i64 } else { 6i64 }, add(2i64, j).await).await,
                     );
                 }
-                let mut guard7 = 0;
+                let mut guard8 = 0;
                 loop {
-                    guard7 += 1;
-                    if guard7 > 1 {
+                    guard8 += 1;
+                    if guard8 > 1 {
                         break;
                     }
                     if 0i64 % 3 == 1 {
@@ -5073,24 +5073,24 @@ pub async fn generated_26(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
 pub async fn generated_27(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if 8i64 % 3 == 0 {
-                break 'outer;
+                break 'outer1;
             }
             if is_even(4i64).await {
-                continue 'outer;
+                continue 'outer1;
             }
             if 2i64 % 3 == 2 {
                 break;
             }
         }
     }
-    let mut guard1 = 0;
+    let mut guard2 = 0;
     loop {
-        guard1 += 1;
-        if guard1 > 2 {
+        guard2 += 1;
+        if guard2 > 2 {
             break;
         }
         trace.push(
@@ -5113,17 +5113,17 @@ pub async fn generated_27(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         break 0i64;
     });
-    let mut count2 = 0;
-    while count2 < 1 {
-        count2 += 1;
-        let mut w3 = double(0i64).await + 64;
-        let mut g4 = 0;
-        while let Some(h) = maybe_half(w3).await {
-            g4 += 1;
-            if g4 > 3 {
+    let mut count3 = 0;
+    while count3 < 1 {
+        count3 += 1;
+        let mut w4 = double(0i64).await + 64;
+        let mut g5 = 0;
+        while let Some(h) = maybe_half(w4).await {
+            g5 += 1;
+            if g5 > 3 {
                 break;
             }
-            w3 = h;
+            w4 = h;
             trace.push(h);
             {
                 if x % 3 == 0 {
@@ -5240,14 +5240,14 @@ pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         .rem_euclid(3)
         {
             0 => {
-                'outer: for mut i in 0..2 {
+                'outer1: for mut i in 0..2 {
                     for mut j in 0..2 {
                         trace.push(i * 10 + j);
                         if 9i64 % 3 == 0 {
-                            break 'outer;
+                            break 'outer1;
                         }
                         if is_even(7i64).await {
-                            continue 'outer;
+                            continue 'outer1;
                         }
                         let mut b = {
                             let b = x;
@@ -5255,9 +5255,9 @@ pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                         };
                     }
                 }
-                let mut count1 = 0;
-                while count1 < 3 {
-                    count1 += 1;
+                let mut count2 = 0;
+                while count2 < 3 {
+                    count2 += 1;
                     trace.push(6i64);
                     trace.push(
                         add(
@@ -5387,9 +5387,9 @@ pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         .rem_euclid(3)
         {
             0 => {
-                let mut count2 = 0;
-                while count2 < 3 {
-                    count2 += 1;
+                let mut count3 = 0;
+                while count3 < 3 {
+                    count3 += 1;
                     trace.push(double(6i64).await);
                     trace.push(double(((2i64) - (j)).rem_euclid(1000)).await);
                 }
@@ -5479,19 +5479,19 @@ pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         mut d => {
             trace.push(d);
-            let mut w3 = add(5i64, 5i64).await + 64;
-            let mut g4 = 0;
-            while let Some(h) = maybe_half(w3).await {
-                g4 += 1;
-                if g4 > 3 {
+            let mut w4 = add(5i64, 5i64).await + 64;
+            let mut g5 = 0;
+            while let Some(h) = maybe_half(w4).await {
+                g5 += 1;
+                if g5 > 3 {
                     break;
                 }
-                w3 = h;
+                w4 = h;
                 trace.push(h);
-                let mut guard5 = 0;
+                let mut guard6 = 0;
                 loop {
-                    guard5 += 1;
-                    if guard5 > 2 {
+                    guard6 += 1;
+                    if guard6 > 2 {
                         break;
                     }
                     let mut b = inc(add(5i64, d).await).await;
@@ -5507,14 +5507,14 @@ pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         match (0i64).rem_euclid(3) {
             0 => {
-                let mut w6 = 3i64 + 64;
-                let mut g7 = 0;
-                while let Some(h) = maybe_half(w6).await {
-                    g7 += 1;
-                    if g7 > 3 {
+                let mut w7 = 3i64 + 64;
+                let mut g8 = 0;
+                while let Some(h) = maybe_half(w7).await {
+                    g8 += 1;
+                    if g8 > 3 {
                         break;
                     }
-                    w6 = h;
+                    w7 = h;
                     trace.push(h);
                     trace.push(
                         add(
@@ -5540,14 +5540,14 @@ pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                 .await;
             }
             1 => {
-                'outer: for mut i in 0..2 {
+                'outer9: for mut i in 0..2 {
                     for mut j in 0..2 {
                         trace.push(i * 10 + j);
                         if x % 3 == 1 {
-                            break 'outer;
+                            break 'outer9;
                         }
                         if 5i64 % 3 == 2 {
-                            continue 'outer;
+                            continue 'outer9;
                         }
                         trace.push(
                             add(double(5i64).await, if 2i64 % 3 == 2 { 0i64 } else { 8i64 }).await,
@@ -5570,20 +5570,20 @@ pub async fn generated_29(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     }
-    let mut count8 = 0;
-    while count8 < 3 {
-        count8 += 1;
+    let mut count10 = 0;
+    while count10 < 3 {
+        count10 += 1;
         if x % 3 == 0 {
             continue;
         }
-        'outer: for mut i in 0..2 {
+        'outer11: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if 0i64 % 3 == 0 {
-                    break 'outer;
+                    break 'outer11;
                 }
                 if 8i64 % 3 == 1 {
-                    continue 'outer;
+                    continue 'outer11;
                 }
                 trace.push(
                     add(
@@ -5673,14 +5673,14 @@ pub async fn generated_30(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             break;
         }
     }
-    'outer: for mut i in 0..2 {
+    'outer4: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if x % 3 == 0 {
-                break 'outer;
+                break 'outer4;
             }
             if 2i64 % 3 == 1 {
-                continue 'outer;
+                continue 'outer4;
             }
             if 6i64 % 3 == 2 {
                 continue;
@@ -5874,24 +5874,24 @@ pub async fn generated_31(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
 pub async fn generated_32(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if is_even(7i64).await {
-                break 'outer;
+                break 'outer1;
             }
             if x % 3 == 1 {
-                continue 'outer;
+                continue 'outer1;
             }
             if 3i64 % 3 == 1 {
                 return (-1, trace, side);
             }
         }
     }
-    let mut guard1 = 0;
+    let mut guard2 = 0;
     loop {
-        guard1 += 1;
-        if guard1 > 1 {
+        guard2 += 1;
+        if guard2 > 1 {
             break;
         }
         let mut c = ((((9i64) - (0i64)).rem_euclid(1000))
@@ -5912,14 +5912,14 @@ pub async fn generated_32(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     break;
                 }
             }
-            let mut w2 = ((9i64) - (6i64)).rem_euclid(1000) + 64;
-            let mut g3 = 0;
-            while let Some(h) = maybe_half(w2).await {
-                g3 += 1;
-                if g3 > 3 {
+            let mut w3 = ((9i64) - (6i64)).rem_euclid(1000) + 64;
+            let mut g4 = 0;
+            while let Some(h) = maybe_half(w3).await {
+                g4 += 1;
+                if g4 > 3 {
                     break;
                 }
-                w2 = h;
+                w3 = h;
                 trace.push(h);
                 let mut a = ((inc(2i64).await)
                     * ({
@@ -6395,19 +6395,19 @@ pub async fn generated_35(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
         }
         trace.push(8i64);
     }
-    'outer: for mut i in 0..2 {
+    'outer8: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if x % 3 == 0 {
-                break 'outer;
+                break 'outer8;
             }
             if 1i64 % 3 == 0 {
-                continue 'outer;
+                continue 'outer8;
             }
-            let mut guard8 = 0;
+            let mut guard9 = 0;
             loop {
-                guard8 += 1;
-                if guard8 > 1 {
+                guard9 += 1;
+                if guard9 > 1 {
                     break;
                 }
                 trace.push({
@@ -6441,14 +6441,14 @@ pub async fn generated_35(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
             trace.push(x);
         }
-        let mut w9 = ((2i64) - (0i64)).rem_euclid(1000) + 64;
-        let mut g10 = 0;
-        while let Some(h) = maybe_half(w9).await {
-            g10 += 1;
-            if g10 > 3 {
+        let mut w10 = ((2i64) - (0i64)).rem_euclid(1000) + 64;
+        let mut g11 = 0;
+        while let Some(h) = maybe_half(w10).await {
+            g11 += 1;
+            if g11 > 3 {
                 break;
             }
-            w9 = h;
+            w10 = h;
             trace.push(h);
             x = double(
                 add(
@@ -6472,14 +6472,14 @@ pub async fn generated_36(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut side: Vec<i64> = Vec::new();
     trace.push(add(double(6i64).await, double(x).await).await);
     trace.push(((double(9i64).await) + (inc(3i64).await)).rem_euclid(1000));
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if x % 3 == 2 {
-                break 'outer;
+                break 'outer1;
             }
             if is_even(8i64).await {
-                continue 'outer;
+                continue 'outer1;
             }
             trace.push(
                 add(
@@ -6521,14 +6521,14 @@ pub async fn generated_36(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
 pub async fn generated_37(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
-    'outer: for mut i in 0..2 {
+    'outer1: for mut i in 0..2 {
         for mut j in 0..2 {
             trace.push(i * 10 + j);
             if x % 3 == 1 {
-                break 'outer;
+                break 'outer1;
             }
             if x % 3 == 1 {
-                continue 'outer;
+                continue 'outer1;
             }
             if is_even(7i64).await {
                 if 6i64 % 3 == 2 {
@@ -6578,14 +6578,14 @@ pub async fn generated_37(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     )
                     .await,
                 );
-                let mut w1 = x + 64;
-                let mut g2 = 0;
-                while let Some(h) = maybe_half(w1).await {
-                    g2 += 1;
-                    if g2 > 3 {
+                let mut w2 = x + 64;
+                let mut g3 = 0;
+                while let Some(h) = maybe_half(w2).await {
+                    g3 += 1;
+                    if g3 > 3 {
                         break;
                     }
-                    w1 = h;
+                    w2 = h;
                     trace.push(h);
                     let mut d = (({
                         let b = 7i64;
@@ -6635,23 +6635,23 @@ pub async fn generated_38(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     } else {
-        'outer: for mut i in 0..2 {
+        'outer1: for mut i in 0..2 {
             for mut j in 0..2 {
                 trace.push(i * 10 + j);
                 if is_even(8i64).await {
-                    break 'outer;
+                    break 'outer1;
                 }
                 if is_even(1i64).await {
-                    continue 'outer;
+                    continue 'outer1;
                 }
                 j = inc(double(j).await).await;
             }
         }
         {
-            let mut guard1 = 0;
+            let mut guard2 = 0;
             loop {
-                guard1 += 1;
-                if guard1 > 3 {
+                guard2 += 1;
+                if guard2 > 3 {
                     break;
                 }
                 let mut d = inc(loop {
@@ -6681,14 +6681,14 @@ pub async fn generated_38(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                         .rem_euclid(1000)
                 });
             }
-            'outer: for mut i in 0..2 {
+            'outer3: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if is_even(2i64).await {
-                        break 'outer;
+                        break 'outer3;
                     }
                     if is_even(0i64).await {
-                        continue 'outer;
+                        continue 'outer3;
                     }
                     if 2i64 % 3 == 0 {
                         break;
@@ -6697,10 +6697,10 @@ pub async fn generated_38(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
             }
         }
     }
-    let mut guard2 = 0;
+    let mut guard4 = 0;
     loop {
-        guard2 += 1;
-        if guard2 > 3 {
+        guard4 += 1;
+        if guard4 > 3 {
             break;
         }
         if 7i64 % 3 == 0 {
@@ -6714,14 +6714,14 @@ pub async fn generated_38(mut x: i64) -> (i64, Vec<i64>, Vec<i64>) {
                     ((c) + (4i64)).rem_euclid(1000)
                 };
             }
-            'outer: for mut i in 0..2 {
+            'outer5: for mut i in 0..2 {
                 for mut j in 0..2 {
                     trace.push(i * 10 + j);
                     if 1i64 % 3 == 0 {
-                        break 'outer;
+                        break 'outer5;
                     }
                     if x % 3 == 2 {
-                        continue 'outer;
+                        continue 'outer5;
                     }
                     i = add(
                         {

@@ -119,11 +119,12 @@ class Gen:
                     f"while let Some(h) = maybe_half({w}).await {{ {g} += 1; if {g} > 3 {{ break; }} "
                     f"{w} = h; trace.push(h); {body} }}"), scope
         if kind == "labelled":
+            label = self.fresh("'outer")
             self.loop_depth += 1
             body = self.stmts(scope + ["i", "j"], depth - 1, 1)
             self.loop_depth -= 1
-            return (f"'outer: for mut i in 0..2 {{ for mut j in 0..2 {{ trace.push(i * 10 + j); "
-                    f"if {self.cond(scope, 1)} {{ break 'outer; }} if {self.cond(scope, 1)} {{ continue 'outer; }} "
+            return (f"{label}: for mut i in 0..2 {{ for mut j in 0..2 {{ trace.push(i * 10 + j); "
+                    f"if {self.cond(scope, 1)} {{ break {label}; }} if {self.cond(scope, 1)} {{ continue {label}; }} "
                     f"{body} }} }}"), scope
         if kind == "block":
             return f"{{ {self.stmts(scope, depth - 1, 2)} }}", scope
