@@ -82,8 +82,14 @@ corpus_tests!(
     let_else,
     child_plain_call,
     while_with_break_value_and_return,
-    parallel_join, shadowed_by_patterns, places_across_steps, labelled_break_value,
+    parallel_join,
+    shadowed_by_patterns,
+    places_across_steps,
+    labelled_break_value,
     shadow_in_loop_body,
+    fan_out,
+    fan_out_tolerant,
+    fan_out_over_tolerance,
 );
 
 #[tokio::test]

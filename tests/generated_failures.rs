@@ -11,7 +11,9 @@ use proptest::prelude::*;
 /// Fails while the attempt number is at most `fail_first`, then adds `x + 1`.
 #[task(retry(max_attempts = 4, initial = "1ms", backoff = 1.0))]
 async fn flaky_inc(x: i64, fail_first: u32) -> Result<i64, String> {
-    let attempt = TaskContext::current().map(|c| c.attempt).unwrap_or(u32::MAX);
+    let attempt = TaskContext::current()
+        .map(|c| c.attempt)
+        .unwrap_or(u32::MAX);
     if attempt <= fail_first {
         return Err(format!("transient failure on attempt {attempt}"));
     }
@@ -44,8 +46,14 @@ fn expected(start: i64, failures: &[u32]) -> Result<i64, String> {
 
 #[test]
 fn retried_runs_match_failure_free_runs() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let engine = rt.block_on(Engine::builder().register::<accumulate>().open_in_memory()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = rt
+        .block_on(Engine::builder().register::<accumulate>().open_in_memory())
+        .unwrap();
     let case = std::sync::atomic::AtomicU32::new(0);
     proptest!(ProptestConfig::with_cases(32), |(start in -50i64..50, failures in proptest::collection::vec(0u32..4, 0..6))| {
         let n = case.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -141,6 +141,13 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
 
         impl ::flow::DurableOp for #name {
             type Output = #output;
+            fn failure(__flow_output: &#output) -> ::core::option::Option<::std::string::String> {
+                match <Self as ::flow::Task>::classify(__flow_output) {
+                    ::flow::AttemptClass::Success => ::core::option::Option::None,
+                    ::flow::AttemptClass::Retryable(__flow_text)
+                    | ::flow::AttemptClass::NonRetryable(__flow_text) => ::core::option::Option::Some(__flow_text),
+                }
+            }
             fn into_request(self) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {
                 ::core::result::Result::Ok(::flow::OpRequest::Task {
                     name: ::std::string::ToString::to_string(<Self as ::flow::Task>::NAME),

@@ -27,7 +27,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 pub fn sleep_until(deadline: SystemTime) -> Sleep {
     let until_ms = deadline
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
     Sleep { until_ms }
 }
@@ -47,7 +47,7 @@ impl std::future::IntoFuture for Sleep {
     fn into_future(self) -> Self::IntoFuture {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
         let wait = Duration::from_millis(self.until_ms.saturating_sub(now));
         Box::pin(tokio::time::sleep(wait))

@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 use crate::error::FlowError;
 use crate::history::EventKind;
 use crate::op::OpRequest;
-use crate::store::records::{decode_record, BranchRecord, PendingOp, RunRecord, TokenRecord};
+use crate::store::records::{
+    decode_record, decode_run_header, BranchRecord, PendingOp, TokenRecord,
+};
 
 /// A history row as stored (mirrors `store::read::StoredEvent`: the seq is the key).
 #[derive(serde::Deserialize)]
@@ -39,9 +41,12 @@ pub fn decode_stored(bytes: &[u8]) -> Vec<(&'static str, Result<(), FlowError>)>
         )
     }
     vec![
-        run(bytes, "run header", |r: RunRecord| {
-            (r.status.is_settled(), r.status.to_public().to_string())
-        }),
+        (
+            "run header",
+            decode_run_header(bytes).map(|r| {
+                black_box((r.status.is_settled(), r.status.to_public().to_string()));
+            }),
+        ),
         run(bytes, "pending step", |op: PendingOp| op.is_multi()),
         run(bytes, "branch record", |r: BranchRecord| r.is_finished()),
         run(bytes, "map item", |op: OpRequest| op.label()),

@@ -196,13 +196,28 @@ where
 
 impl<O> IntoFuture for TolerantMap<O>
 where
-    O: IntoFuture + Send + 'static,
-    O::IntoFuture: Send + 'static,
-    O::Output: Send + 'static,
+    O: DurableOp + IntoFuture<Output = <O as DurableOp>::Output> + Send + 'static,
+    <O as IntoFuture>::IntoFuture: Send + 'static,
 {
-    type Output = Result<Vec<O::Output>, MapFailed>;
+    type Output = Result<Vec<<O as DurableOp>::Output>, MapFailed>;
     type IntoFuture = BoxFuture<Self::Output>;
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { Ok(run_limited(self.map.ops, self.map.max_in_flight).await) })
+        Box::pin(async move {
+            let total = self.map.ops.len() as u32;
+            let outputs = run_limited(self.map.ops, self.map.max_in_flight).await;
+            // As plain code every item runs; the engine stops at the first failure over
+            // the tolerance, so `failed` can be larger here. Ok/Err is the same.
+            let failures: Vec<String> = outputs.iter().filter_map(O::failure).collect();
+            let tolerated = self.tolerance.allowed(total);
+            if failures.len() as u32 > tolerated {
+                return Err(MapFailed {
+                    failed: failures.len() as u32,
+                    total,
+                    tolerated,
+                    first_error: failures.into_iter().next().unwrap_or_default(),
+                });
+            }
+            Ok(outputs)
+        })
     }
 }

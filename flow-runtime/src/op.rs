@@ -23,6 +23,13 @@ pub trait DurableOp: Send + 'static {
 
     /// Describes the operation so the engine can journal and perform it.
     fn into_request(self) -> Result<OpRequest, CodecError>;
+
+    /// Whether an output counts as a failure (a task's final `Err`), with its text: what
+    /// a tolerant [`map`](crate::map) counts when it runs as plain code.
+    fn failure(output: &Self::Output) -> Option<String> {
+        let _ = output;
+        None
+    }
 }
 
 /// A serialized description of a durable operation, as journaled.
@@ -58,12 +65,13 @@ pub enum OpRequest {
     },
     /// Run every branch concurrently; the output is the branches' outputs in order
     /// (postcard encodes a tuple as its fields back to back, so it is their concatenation).
-    All(Vec<OpRequest>),
+    All(#[serde(deserialize_with = "nested")] Vec<OpRequest>),
     /// Run one operation per item, at most `max_in_flight` at a time; the output is the
     /// items' outputs in order as a postcard `Vec` (a varint length, then the outputs),
     /// wrapped in `Ok` when a `tolerance` is set.
     Map {
         /// One leaf operation (task call, child workflow or sleep) per item.
+        #[serde(deserialize_with = "nested")]
         items: Vec<OpRequest>,
         /// Most items running at once (at least 1).
         max_in_flight: u32,
@@ -74,6 +82,7 @@ pub enum OpRequest {
     /// token is completed with `Engine::complete` or `timeout` expires.
     Callback {
         /// The task call (an `OpRequest::Task`).
+        #[serde(deserialize_with = "nested")]
         task: Box<OpRequest>,
         /// How long to wait in all, from scheduling.
         timeout: Option<Duration>,
@@ -83,12 +92,60 @@ pub enum OpRequest {
     },
     /// Run every branch at once; the first to finish wins and the others are cancelled.
     /// The output is the winner's index (a varint) followed by its output.
-    Race(Vec<OpRequest>),
+    Race(#[serde(deserialize_with = "nested")] Vec<OpRequest>),
     /// Restart the run with a new input, dropping the history of its current generation.
     ContinueAsNew {
         /// postcard-encoded workflow input for the next generation.
         input: Vec<u8>,
     },
+}
+
+/// How deeply operations may nest inside a decoded [`OpRequest`]. Workflows nest a few
+/// levels (a join of races of tasks); the limit exists so that a damaged or hostile
+/// journal gets a decode error instead of overflowing the decoding thread's stack.
+pub(crate) const MAX_OP_NESTING: u32 = 64;
+
+thread_local! {
+    /// Nesting depth of the `OpRequest` being decoded on this thread.
+    static OP_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Leaves one nesting level when dropped (also when decoding fails part way).
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter() -> Option<DepthGuard> {
+        OP_DEPTH.with(|depth| {
+            let now = depth.get();
+            if now >= MAX_OP_NESTING {
+                None
+            } else {
+                depth.set(now + 1);
+                Some(DepthGuard)
+            }
+        })
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        OP_DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
+/// Decodes the operations nested in an `OpRequest` one level deeper, refusing more than
+/// [`MAX_OP_NESTING`] levels.
+fn nested<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    let Some(_guard) = DepthGuard::enter() else {
+        return Err(<D::Error as serde::de::Error>::custom(format_args!(
+            "operations nested more than {MAX_OP_NESTING} levels deep"
+        )));
+    };
+    T::deserialize(deserializer)
 }
 
 /// How many failed items a [`OpRequest::Map`] tolerates; the smaller limit wins.
@@ -133,4 +190,33 @@ impl OpRequest {
 /// The last `::` segment of a qualified name.
 pub fn short_name(name: &str) -> &str {
     name.rsplit("::").next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nest(levels: u32) -> OpRequest {
+        let mut op = OpRequest::Sleep { until_ms: 1 };
+        for i in 0..levels {
+            op = if i % 2 == 0 {
+                OpRequest::All(vec![op])
+            } else {
+                OpRequest::Race(vec![op])
+            };
+        }
+        op
+    }
+
+    #[test]
+    fn nesting_is_limited_at_decode() {
+        let ok = nest(MAX_OP_NESTING);
+        let bytes = postcard::to_allocvec(&ok).unwrap();
+        assert_eq!(postcard::from_bytes::<OpRequest>(&bytes).unwrap(), ok);
+        let deep = postcard::to_allocvec(&nest(MAX_OP_NESTING + 1)).unwrap();
+        assert!(postcard::from_bytes::<OpRequest>(&deep).is_err());
+        // A refused decode leaves the depth counter where it was.
+        assert_eq!(OP_DEPTH.with(|d| d.get()), 0);
+        assert_eq!(postcard::from_bytes::<OpRequest>(&bytes).unwrap(), ok);
+    }
 }

@@ -133,7 +133,7 @@ impl Driver {
             OpRequest::Sleep { until_ms } => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
                     .unwrap_or(0);
                 tokio::time::sleep(std::time::Duration::from_millis(
                     until_ms.saturating_sub(now),
@@ -154,19 +154,36 @@ impl Driver {
             } => {
                 // Items one after another: a varint length, then their outputs.
                 let mut out = Vec::new();
-                if tolerance.is_some() {
-                    out.push(0);
-                }
-                let mut n = items.len() as u64;
-                loop {
-                    let byte = (n & 0x7f) as u8;
-                    n >>= 7;
-                    if n == 0 {
-                        out.push(byte);
-                        break;
+                if let Some(tolerance) = tolerance {
+                    let total = items.len() as u32;
+                    let mut failures = Vec::new();
+                    let mut outputs = Vec::new();
+                    for item in items {
+                        let (bytes, failure) = Box::pin(Self::perform_classified(item)).await?;
+                        failures.extend(failure);
+                        outputs.push(bytes);
                     }
-                    out.push(byte | 0x80);
+                    let tolerated = tolerance.allowed(total);
+                    if failures.len() as u32 > tolerated {
+                        let failed = crate::map::MapFailed {
+                            failed: failures.len() as u32,
+                            total,
+                            tolerated,
+                            first_error: failures.into_iter().next().unwrap_or_default(),
+                        };
+                        let mut err = vec![1];
+                        err.extend(
+                            codec::encode(&failed, || "map failure".into())
+                                .map_err(StepFault::from)?,
+                        );
+                        return Ok(err);
+                    }
+                    out.push(0);
+                    out.extend(varint(total as u64));
+                    outputs.into_iter().for_each(|o| out.extend(o));
+                    return Ok(out);
                 }
+                out.extend(varint(items.len() as u64));
                 for item in items {
                     out.extend(Box::pin(Self::perform(item)).await?);
                 }
@@ -174,6 +191,40 @@ impl Driver {
             }
             other => Err(DriveError::Unsupported(other.label())),
         }
+    }
+
+    /// Performs `request`; for a task, also says whether its output is a failure.
+    async fn perform_classified(
+        request: &OpRequest,
+    ) -> Result<(Vec<u8>, Option<String>), DriveError> {
+        let OpRequest::Task { name, args, .. } = request else {
+            return Ok((Self::perform(request).await?, None));
+        };
+        let task = find_task(name).ok_or_else(|| DriveError::UnknownTask(name.clone()))?;
+        let attempt = (task.run)(args).map_err(StepFault::from)?;
+        let result = tokio::spawn(attempt)
+            .await
+            .map_err(|_| DriveError::TaskPanicked(name.clone()))?;
+        let failure = match result.class {
+            crate::task::AttemptClass::Success => None,
+            crate::task::AttemptClass::Retryable(t)
+            | crate::task::AttemptClass::NonRetryable(t) => Some(t),
+        };
+        Ok((result.output.map_err(StepFault::from)?, failure))
+    }
+}
+
+/// postcard's varint encoding of a length.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
     }
 }
 

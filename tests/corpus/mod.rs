@@ -1,8 +1,8 @@
 //! Shared by the differential tests: deterministic tasks and the workflow corpus.
 #![allow(dead_code)]
 
-pub mod tasks;
 pub mod generated;
+pub mod tasks;
 pub mod workflows;
 
 use flow::testing::{Driver, Restore};

@@ -584,3 +584,32 @@ pub async fn shadow_in_loop_body(x: i64) -> Vec<i64> {
     }
     seen
 }
+
+#[workflow]
+pub async fn fan_out(x: i64) -> (Vec<i64>, i64) {
+    let n = x.rem_euclid(7) + 3;
+    let doubled = flow::map(0..n, 2, |i| double(i + x)).await;
+    let total: i64 = doubled.iter().sum();
+    (doubled, inc(total).await)
+}
+
+#[workflow]
+pub async fn fan_out_tolerant(x: i64) -> Result<Vec<Result<i64, String>>, String> {
+    let items: Vec<i64> = (0..6).map(|i| x + i).collect();
+    flow::map(items, 3, checked)
+        .tolerate_failures(2)
+        .await
+        // How many failed when the map stopped depends on timing on an engine; whether it
+        // failed does not.
+        .map_err(|e| format!("more than {} of {} failed", e.tolerated, e.total))
+}
+
+/// More failures than tolerated: the map fails (on an engine, the rest are cancelled).
+#[workflow]
+pub async fn fan_out_over_tolerance(x: i64) -> Result<Vec<Result<i64, String>>, String> {
+    let items: Vec<i64> = (0..6).map(|i| i - 3 - x.abs()).collect();
+    flow::map(items, 2, checked)
+        .tolerate_failures(1)
+        .await
+        .map_err(|e| format!("more than {} of {} failed", e.tolerated, e.total))
+}

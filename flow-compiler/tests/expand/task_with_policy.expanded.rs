@@ -63,6 +63,17 @@ impl ::flow::Task for charge {
 }
 impl ::flow::DurableOp for charge {
     type Output = Result<String, PaymentError>;
+    fn failure(
+        __flow_output: &Result<String, PaymentError>,
+    ) -> ::core::option::Option<::std::string::String> {
+        match <Self as ::flow::Task>::classify(__flow_output) {
+            ::flow::AttemptClass::Success => ::core::option::Option::None,
+            ::flow::AttemptClass::Retryable(__flow_text)
+            | ::flow::AttemptClass::NonRetryable(__flow_text) => {
+                ::core::option::Option::Some(__flow_text)
+            }
+        }
+    }
     fn into_request(
         self,
     ) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {

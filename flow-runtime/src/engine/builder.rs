@@ -116,12 +116,13 @@ impl EngineBuilder {
         let name = path.display().to_string();
         let options = self.store_options();
         let backend = self.backend.take();
+        let journal = name.clone();
         let db = tokio::task::spawn_blocking(move || match backend {
             Some(backend) => store::open_backend(backend, &name, options),
             None => store::open_file(&path, options),
         })
         .await
-        .map_err(|e| FlowError::storage(format!("opening the journal failed: {e}")))??;
+        .map_err(|e| open_failed(&journal, e))??;
         Engine::launch(db, self).await
     }
 
@@ -137,7 +138,7 @@ impl EngineBuilder {
             store::open_backend(backend, "in-memory journal", options)
         })
         .await
-        .map_err(|e| FlowError::storage(format!("opening the journal failed: {e}")))??;
+        .map_err(|e| open_failed("in-memory journal", e))??;
         Engine::launch(db, self).await
     }
 
@@ -146,5 +147,20 @@ impl EngineBuilder {
             cache_bytes: self.cache_bytes,
             check_integrity: self.check_integrity,
         }
+    }
+}
+
+/// The open task did not return: a panic there is redb (or a record decoder) tripping over
+/// a damaged file, so the journal is reported corrupt.
+fn open_failed(journal: &str, error: tokio::task::JoinError) -> FlowError {
+    match error.try_into_panic() {
+        Ok(panic) => FlowError::Corrupt {
+            path: journal.to_string(),
+            message: format!(
+                "reading it failed: {}",
+                crate::error::panic_message(&*panic)
+            ),
+        },
+        Err(error) => FlowError::storage(format!("opening the journal failed: {error}")),
     }
 }

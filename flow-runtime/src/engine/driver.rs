@@ -458,7 +458,7 @@ impl Driver {
                                 changed = true;
                                 let record = BranchRecord::Awaiting {
                                     heartbeat_deadline_ms: heartbeat
-                                        .map(|h| now.saturating_add(h.as_millis() as u64)),
+                                        .map(|h| now.saturating_add(super::millis(h))),
                                 };
                                 records.insert(i, record.clone());
                                 write.branch_puts.push((op.step, i, record));
@@ -886,8 +886,15 @@ impl Driver {
                 _ => (0, true),
             };
             if due {
-                if let Err(error) = self.start_attempt(op, i, name, args, policy, failed + 1, token)
-                {
+                // Only a damaged journal holds `u32::MAX` failed attempts: never wrap to 0.
+                let Some(attempt) = failed.checked_add(1) else {
+                    return TaskProgress::End(Ending::Faulted(format!(
+                        "task `{name}` (step {}, branch {i}): the attempt counter is exhausted \
+                         ({failed} failed attempts): the journal is damaged",
+                        op.step
+                    )));
+                };
+                if let Err(error) = self.start_attempt(op, i, name, args, policy, attempt, token) {
                     return TaskProgress::End(Ending::Faulted(error));
                 }
             }
@@ -1093,7 +1100,7 @@ fn settle_attempt(
     let mut failed = |error: String, retry: bool| -> Option<u64> {
         let retry_at_ms = retry.then(|| {
             let delay = policy.retry.jittered_delay_after(attempt, random_unit());
-            now.saturating_add(delay.as_millis() as u64)
+            now.saturating_add(super::millis(delay))
         });
         events.push(EventKind::AttemptFailed {
             step,

@@ -19,7 +19,7 @@ mod wake;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -218,7 +218,7 @@ impl Engine {
         workflow: W,
         timeout: std::time::Duration,
     ) -> Result<RunHandle<W>, FlowError> {
-        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
+        let deadline = now_ms().saturating_add(millis(timeout));
         self.start_inner(run_id.into(), workflow, Some(deadline))
             .await
     }
@@ -265,6 +265,7 @@ impl Engine {
             created_at_ms: now,
             updated_at_ms: now,
             parent: None,
+            next_seq: Some(0),
         };
         let mut write = RunWrite::new(&run_id, &header);
         write.events.push(EventKind::RunStarted {
@@ -514,8 +515,14 @@ fn check_run_id(run_id: &str) -> Result<(), FlowError> {
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(millis)
         .unwrap_or(0)
+}
+
+/// A duration in whole milliseconds, saturating at `u64::MAX` (a stored policy or timeout
+/// may hold any `Duration`: never truncate it to a short one).
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A random number in `[0, 1)` for retry jitter (std's per-process random hash keys).

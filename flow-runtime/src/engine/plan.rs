@@ -275,6 +275,16 @@ pub(crate) fn step_run(
         }
         Transition::Suspend { request, state } => {
             let step = write.header.steps;
+            let Some(next_step) = step.checked_add(1) else {
+                // Only a damaged journal gets here: never wrap onto step 0's records.
+                let error = format!(
+                    "the run's step counter is exhausted (step {step}): the journal is damaged"
+                );
+                return (
+                    end_run(write, finished, Ending::Faulted(error)),
+                    StepOutcome::Settled,
+                );
+            };
             let op = match schedule(registry, &write.run_id, step, state, &request, now_ms) {
                 Ok(scheduled) => {
                     write.children = scheduled.children;
@@ -299,7 +309,7 @@ pub(crate) fn step_run(
             };
             write.slots = slot_writes;
             write.header.pc = machine.pc();
-            write.header.steps = step + 1;
+            write.header.steps = next_step;
             write.header.started = true;
             // A map's items are journaled once, in their own table: the history shows
             // the map without them.
@@ -419,7 +429,7 @@ fn schedule(
             OpRequest::Sleep { until_ms } => Branch::Sleep { until_ms },
             OpRequest::Signal { name, timeout } => Branch::Signal {
                 name,
-                deadline_ms: timeout.map(|t| now_ms.saturating_add(t.as_millis() as u64)),
+                deadline_ms: timeout.map(|t| now_ms.saturating_add(super::millis(t))),
                 timeout,
             },
             OpRequest::Child { workflow, input } => {
@@ -454,7 +464,7 @@ fn schedule(
                     args,
                     policy,
                     token,
-                    deadline_ms: timeout.map(|t| now_ms.saturating_add(t.as_millis() as u64)),
+                    deadline_ms: timeout.map(|t| now_ms.saturating_add(super::millis(t))),
                     timeout,
                     heartbeat,
                 }

@@ -135,7 +135,9 @@ pub(crate) fn open_backend(
     Ok(db)
 }
 
-/// `Box<dyn StorageBackend>` as a `StorageBackend` (redb wants a sized type).
+/// `Box<dyn StorageBackend>` as a `StorageBackend` (redb wants a sized type). Every
+/// method, the provided ones included, is forwarded: the wrapped backend's own lock
+/// methods must be the ones redb calls.
 #[derive(Debug)]
 struct BoxedBackend(Box<dyn StorageBackend>);
 
@@ -185,6 +187,20 @@ impl StorageBackend for BoxedBackend {
         end: std::ops::Bound<u64>,
     ) -> Result<(), redb::BackendError> {
         self.0.lock_shared_range(start, end)
+    }
+    fn unlock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.0.unlock_range(start, end)
+    }
+    fn query_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.0.query_lock_range(start, end)
     }
 }
 

@@ -7,7 +7,8 @@ use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::records::{
-    decode_record, BranchRecord, MapProgress, PendingOp, RunRecord, Shape, MAP_PROGRESS,
+    decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, Shape,
+    MAP_PROGRESS,
 };
 use super::tables::*;
 use super::Store;
@@ -57,9 +58,7 @@ pub(crate) struct TimerScan {
 fn header(txn: &ReadTransaction, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
     let runs = txn.open_table(RUNS)?;
     let record = runs.get(run_id)?;
-    record
-        .map(|r| decode_record(r.value(), "run header"))
-        .transpose()
+    record.map(|r| decode_run_header(r.value())).transpose()
 }
 
 impl Store {
@@ -255,10 +254,7 @@ impl Store {
             let mut runs = Vec::new();
             for entry in table.iter()? {
                 let (key, value) = entry?;
-                runs.push((
-                    key.value().to_string(),
-                    decode_record(value.value(), "run header")?,
-                ));
+                runs.push((key.value().to_string(), decode_run_header(value.value())?));
             }
             Ok(runs)
         })

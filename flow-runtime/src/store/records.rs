@@ -25,6 +25,48 @@ pub(crate) struct RunRecord {
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
     pub parent: Option<ParentLink>,
+    /// The sequence number of the run's next history event, so that appending needs no
+    /// scan of the history. `None` in headers written before it existed (they are read
+    /// with [`decode_run_header`]): the next append finds it by scanning, once.
+    #[serde(default)]
+    pub next_seq: Option<u64>,
+}
+
+/// `RunRecord` as written before `next_seq`: postcard is not self-describing, so an older
+/// header is recognised by its length (it ends where the new field would start).
+#[derive(Deserialize)]
+struct RunRecordV1 {
+    workflow: String,
+    fingerprint: u64,
+    status: StoredStatus,
+    pc: u32,
+    steps: u64,
+    started: bool,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    parent: Option<ParentLink>,
+}
+
+/// Decodes a run header, in its current layout or the one before `next_seq`.
+pub(crate) fn decode_run_header(bytes: &[u8]) -> Result<RunRecord, FlowError> {
+    match decode_record::<RunRecord>(bytes, "run header") {
+        Ok(header) => Ok(header),
+        Err(error) => match codec::decode::<RunRecordV1>(bytes, || "run header".into()) {
+            Ok(old) => Ok(RunRecord {
+                workflow: old.workflow,
+                fingerprint: old.fingerprint,
+                status: old.status,
+                pc: old.pc,
+                steps: old.steps,
+                started: old.started,
+                created_at_ms: old.created_at_ms,
+                updated_at_ms: old.updated_at_ms,
+                parent: old.parent,
+                next_seq: None,
+            }),
+            Err(_) => Err(error),
+        },
+    }
 }
 
 /// The status as stored; `Blocked` is derived when reading (it depends on the engine).
@@ -243,4 +285,37 @@ pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Re
         path: "journal".into(),
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_written_before_next_seq_still_decode() {
+        let header = RunRecord {
+            workflow: "w".into(),
+            fingerprint: 7,
+            status: StoredStatus::Waiting,
+            pc: 3,
+            steps: 4,
+            started: true,
+            created_at_ms: 5,
+            updated_at_ms: 6,
+            parent: None,
+            next_seq: None,
+        };
+        let mut bytes = encode_record(&header, "run header").unwrap();
+        assert_eq!(decode_run_header(&bytes).unwrap(), header);
+        // The old layout is the new one without the trailing `Option` (0 = None).
+        assert_eq!(bytes.pop(), Some(0));
+        assert_eq!(decode_run_header(&bytes).unwrap(), header);
+        let current = RunRecord {
+            next_seq: Some(300),
+            ..header
+        };
+        let bytes = encode_record(&current, "run header").unwrap();
+        assert_eq!(decode_run_header(&bytes).unwrap(), current);
+        assert!(decode_run_header(&bytes[..bytes.len() - 1]).is_err());
+    }
 }

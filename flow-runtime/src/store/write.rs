@@ -8,8 +8,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::read::StoredEvent;
 use super::records::{
-    decode_record, encode_record, Branch, BranchRecord, ChildStart, PendingOp, RunRecord,
-    StoredStatus, TokenRecord,
+    decode_record, decode_run_header, encode_record, Branch, BranchRecord, ChildStart, PendingOp,
+    RunRecord, StoredStatus, TokenRecord,
 };
 use super::tables::*;
 use crate::error::FlowError;
@@ -163,7 +163,7 @@ impl<'t> Tables<'t> {
     fn header(&self, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
         self.runs
             .get(run_id)?
-            .map(|r| decode_record(r.value(), "run header"))
+            .map(|r| decode_run_header(r.value()))
             .transpose()
     }
 
@@ -173,20 +173,49 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// Appends events to the history of `run_id` from outside its transitions (signals,
+    /// cancellations, callbacks, child results), keeping the header's `next_seq`.
     fn append_events(
         &mut self,
         run_id: &str,
         now_ms: u64,
         events: Vec<EventKind>,
     ) -> Result<(), FlowError> {
-        let next = match self
-            .history
-            .range((run_id, 0)..=(run_id, u64::MAX))?
-            .next_back()
-        {
-            Some(last) => last?.0.value().1 + 1,
-            None => 0,
+        match self.header(run_id)? {
+            Some(mut header) => {
+                header.next_seq =
+                    Some(self.insert_events(run_id, header.next_seq, now_ms, events)?);
+                self.put_header(run_id, &header)
+            }
+            None => self.insert_events(run_id, None, now_ms, events).map(|_| ()),
+        }
+    }
+
+    /// Inserts events at `next` (the header's `next_seq`; found by a scan of the history
+    /// when unknown); returns the sequence number after them.
+    fn insert_events(
+        &mut self,
+        run_id: &str,
+        next: Option<u64>,
+        now_ms: u64,
+        events: Vec<EventKind>,
+    ) -> Result<u64, FlowError> {
+        let next = match next {
+            Some(next) => next,
+            None => match self
+                .history
+                .range((run_id, 0)..=(run_id, u64::MAX))?
+                .next_back()
+            {
+                Some(last) => next_seq(last?.0.value().1, "history", run_id)?,
+                None => 0,
+            },
         };
+        // Every new event needs a sequence number below `u64::MAX`: never wrap onto the
+        // run's first events.
+        let after = next
+            .checked_add(events.len() as u64)
+            .ok_or_else(|| seq_exhausted("history", run_id))?;
         for (seq, kind) in (next..).zip(events) {
             let event = StoredEvent {
                 at_ms: now_ms,
@@ -197,7 +226,7 @@ impl<'t> Tables<'t> {
                 encode_record(&event, "history event")?.as_slice(),
             )?;
         }
-        Ok(())
+        Ok(after)
     }
 
     /// Creates a run from its first transition, or finds the same run already there.
@@ -223,7 +252,7 @@ impl<'t> Tables<'t> {
         }
         self.inputs
             .insert(run_id.as_str(), start.input.as_slice())?;
-        let effects = self.apply_unchecked(start.write, now_ms)?;
+        let effects = self.apply_unchecked(start.write, now_ms, Some(0))?;
         Ok(StartOutcome::Created(effects))
     }
 
@@ -245,12 +274,18 @@ impl<'t> Tables<'t> {
                 write.run_id
             )));
         }
-        self.apply_unchecked(write, now_ms)
+        self.apply_unchecked(write, now_ms, stored.next_seq)
     }
 
     /// Applies a transition whose header was checked; refuses (before writing) to create
-    /// a child run over an existing run.
-    fn apply_unchecked(&mut self, write: RunWrite, now_ms: u64) -> Result<WriteEffects, FlowError> {
+    /// a child run over an existing run. `next_seq` is the stored header's (the driver's
+    /// copy may be older: signals and callbacks append events too).
+    fn apply_unchecked(
+        &mut self,
+        write: RunWrite,
+        now_ms: u64,
+        next_seq: Option<u64>,
+    ) -> Result<WriteEffects, FlowError> {
         for child in &write.children {
             if self.runs.get(child.run_id.as_str())?.is_some() {
                 return Err(FlowError::RunIdConflict {
@@ -266,7 +301,7 @@ impl<'t> Tables<'t> {
         let run_id = write.run_id.as_str();
         let mut header = write.header;
         header.updated_at_ms = now_ms;
-        self.put_header(run_id, &header)?;
+        let mut next_seq = next_seq;
         if let Some(input) = &write.continue_as_new {
             // The old generation is dropped, not archived: history, slots, branch
             // records and map items go; the inbox and the run ID stay.
@@ -279,8 +314,10 @@ impl<'t> Tables<'t> {
             self.map_items
                 .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
             self.generation_inputs.insert(run_id, input.as_slice())?;
+            next_seq = Some(0);
         }
-        self.append_events(run_id, now_ms, write.events)?;
+        header.next_seq = Some(self.insert_events(run_id, next_seq, now_ms, write.events)?);
+        self.put_header(run_id, &header)?;
         if let Some((step, items)) = &write.map_items {
             for (i, item) in items.iter().enumerate() {
                 self.map_items
@@ -413,6 +450,7 @@ impl<'t> Tables<'t> {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             parent: Some(child.parent.clone()),
+            next_seq: Some(0),
         };
         let id = child.run_id.as_str();
         self.put_header(id, &header)?;
@@ -485,7 +523,7 @@ impl<'t> Tables<'t> {
             .range((run_id, 0)..=(run_id, u64::MAX))?
             .next_back()
         {
-            Some(last) => last?.0.value().1 + 1,
+            Some(last) => next_seq(last?.0.value().1, "inbox", run_id)?,
             None => 0,
         };
         let message = encode_record(&(name, payload), "inbox message")?;
@@ -526,7 +564,7 @@ impl<'t> Tables<'t> {
     /// Records that an outside event reached `run_id` and marks it active.
     fn nudge(&mut self, run_id: &str) -> Result<(), FlowError> {
         let n = self.nudges.get(run_id)?.map(|n| n.value()).unwrap_or(0);
-        self.nudges.insert(run_id, n + 1)?;
+        self.nudges.insert(run_id, n.saturating_add(1))?;
         self.active.insert(run_id, ())?;
         Ok(())
     }
@@ -657,7 +695,7 @@ impl<'t> Tables<'t> {
             // No interval, or the task has not handed the token out yet: nothing to extend.
             return Ok(None);
         };
-        let deadline = now_ms.saturating_add(interval.as_millis() as u64);
+        let deadline = now_ms.saturating_add(crate::engine::millis(interval));
         if let Some(old) = heartbeat_deadline_ms {
             self.timers.remove((old, run_id))?;
         }
@@ -707,4 +745,21 @@ pub(crate) fn same_start(
         run_id: run_id.to_string(),
         difference,
     })
+}
+
+/// The sequence number after `last` in a run's `what` (history, inbox), or a corrupt-journal
+/// error at `u64::MAX`: a damaged journal must never wrap onto the run's first entries.
+fn next_seq(last: u64, what: &str, run_id: &str) -> Result<u64, FlowError> {
+    last.checked_add(1)
+        .ok_or_else(|| seq_exhausted(what, run_id))
+}
+
+fn seq_exhausted(what: &str, run_id: &str) -> FlowError {
+    FlowError::Corrupt {
+        path: "journal".into(),
+        message: format!(
+            "the {what} of run `{run_id}` has no sequence numbers left (an entry is keyed at \
+             u64::MAX)"
+        ),
+    }
 }
