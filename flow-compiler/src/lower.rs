@@ -538,7 +538,7 @@ impl<'a> Lowerer<'a> {
                     expr: Box::new(inner),
                     question_token: t.question_token,
                 });
-                self.plain_tokens(q)
+                self.plain(&q)
             }
             Expr::Paren(p) => {
                 let inner = self.lower_expr(&p.expr, want_value);
@@ -686,19 +686,6 @@ impl<'a> Lowerer<'a> {
             ),
             other => self.error(other.span(), unsupported_position()),
         }
-    }
-
-    fn plain_tokens(&mut self, e: Expr) -> Lowered {
-        let mut e = e;
-        let mut r = ExitRewriter {
-            output: self.output,
-            exits: false,
-        };
-        r.visit_expr_mut(&mut e);
-        if r.exits {
-            self.block_mut().completes = true;
-        }
-        impure(e.into_token_stream())
     }
 
     /// Lowers operands evaluated left to right; an operand that comes before a later
@@ -955,15 +942,7 @@ impl<'a> Lowerer<'a> {
         self.note_tokens(&scrut);
         let shadows: Vec<TokenStream> = arms.iter().map(|a| self.shadow_points(&a.pat)).collect();
         let any_shadow = shadows.iter().any(|s| !s.is_empty());
-        let (prefix, scrut) = if any_shadow {
-            let all: TokenStream = shadows.into_iter().collect();
-            (
-                quote!(let __flow_scrutinee = #scrut; #all),
-                quote!(__flow_scrutinee),
-            )
-        } else {
-            (TokenStream::new(), scrut)
-        };
+        let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows.into_iter().collect());
         let mut arm_code = Vec::new();
         let mut lowered_arms = Vec::new();
         for arm in &arms {
@@ -1124,14 +1103,7 @@ impl<'a> Lowerer<'a> {
             let scrut = self.lower_expr(&l.expr, true).tokens;
             self.note_tokens(&scrut);
             let shadows = self.shadow_points(&l.pat);
-            let (prefix, scrut) = if shadows.is_empty() {
-                (TokenStream::new(), scrut)
-            } else {
-                (
-                    quote!(let __flow_scrutinee = #scrut; #shadows),
-                    quote!(__flow_scrutinee),
-                )
-            };
+            let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows);
             let saved = self.defined.clone();
             self.push_scope();
             self.declare_pattern(&l.pat, false);
@@ -1265,6 +1237,23 @@ struct PendingBranch {
     body: Expr,
     temp: Option<SlotId>,
     join: BlockId,
+}
+
+/// When patterns shadow locals the block holds, the scrutinee is evaluated first (it may
+/// read them), then the shadowed values go back to their slots, then the `match` binds.
+/// Returns the code to emit before the `match` and the scrutinee to match on.
+fn scrutinee_before_shadows(
+    scrut: TokenStream,
+    shadows: TokenStream,
+) -> (TokenStream, TokenStream) {
+    if shadows.is_empty() {
+        (TokenStream::new(), scrut)
+    } else {
+        (
+            quote!(let __flow_scrutinee = #scrut; #shadows),
+            quote!(__flow_scrutinee),
+        )
+    }
 }
 
 fn impure(tokens: TokenStream) -> Lowered {

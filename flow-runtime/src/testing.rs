@@ -122,14 +122,10 @@ impl Driver {
 
     async fn perform(request: &OpRequest) -> Result<Vec<u8>, DriveError> {
         match request {
-            OpRequest::Task { name, args, .. } => {
-                let task = find_task(name).ok_or_else(|| DriveError::UnknownTask(name.clone()))?;
-                let attempt = (task.run)(args).map_err(StepFault::from)?;
-                let result = tokio::spawn(attempt)
-                    .await
-                    .map_err(|_| DriveError::TaskPanicked(name.clone()))?;
-                Ok(result.output.map_err(StepFault::from)?)
-            }
+            OpRequest::Task { name, args, .. } => Ok(Self::run_task(name, args)
+                .await?
+                .output
+                .map_err(StepFault::from)?),
             OpRequest::Sleep { until_ms } => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -200,17 +196,24 @@ impl Driver {
         let OpRequest::Task { name, args, .. } = request else {
             return Ok((Self::perform(request).await?, None));
         };
-        let task = find_task(name).ok_or_else(|| DriveError::UnknownTask(name.clone()))?;
-        let attempt = (task.run)(args).map_err(StepFault::from)?;
-        let result = tokio::spawn(attempt)
-            .await
-            .map_err(|_| DriveError::TaskPanicked(name.clone()))?;
+        let result = Self::run_task(name, args).await?;
         let failure = match result.class {
             crate::task::AttemptClass::Success => None,
             crate::task::AttemptClass::Retryable(t)
             | crate::task::AttemptClass::NonRetryable(t) => Some(t),
         };
         Ok((result.output.map_err(StepFault::from)?, failure))
+    }
+}
+
+impl Driver {
+    /// Runs one attempt of the registered task `name` (no retries).
+    async fn run_task(name: &str, args: &[u8]) -> Result<crate::task::AttemptResult, DriveError> {
+        let task = find_task(name).ok_or_else(|| DriveError::UnknownTask(name.to_string()))?;
+        let attempt = (task.run)(args).map_err(StepFault::from)?;
+        tokio::spawn(attempt)
+            .await
+            .map_err(|_| DriveError::TaskPanicked(name.to_string()))
     }
 }
 
