@@ -21,9 +21,16 @@ struct StoredEvent {
     _kind: EventKind,
 }
 
+/// A batch of history events as stored (mirrors `store::read::StoredEvents`).
+#[derive(serde::Deserialize)]
+struct StoredEvents {
+    _at_ms: u64,
+    _kinds: Vec<EventKind>,
+}
+
 /// Runs every decoder the engine applies to bytes read from its journal (run header,
-/// pending step, branch record, map item, callback token, history row, inbox message) on
-/// `bytes`.
+/// pending step, branch record, map item, callback token, history row and batch, inbox
+/// message) on `bytes`.
 ///
 /// Returns each decoder's name and its outcome; a decoder must return `Ok` or a
 /// [`FlowError`], never panic.
@@ -52,6 +59,7 @@ pub fn decode_stored(bytes: &[u8]) -> Vec<(&'static str, Result<(), FlowError>)>
         run(bytes, "map item", |op: OpRequest| op.label()),
         run(bytes, "callback token", |t: TokenRecord| t.used),
         run(bytes, "history event", |_: StoredEvent| ()),
+        run(bytes, "history events", |_: StoredEvents| ()),
         run(bytes, "inbox message", |_: (String, Vec<u8>)| ()),
     ]
 }

@@ -1,6 +1,11 @@
-//! One task attempt: the body runs in its own tokio task, so a panic is a failed attempt
+//! One task attempt: the body runs in a tokio task of its own, a panic is a failed attempt
 //! (not a crash of the engine), and a timeout aborts it.
 
+use std::any::Any;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -47,6 +52,11 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// Runs one attempt of `task` with `args` in `ctx`.
+///
+/// The body is polled right here, inside the attempt's own tokio task (one spawn per
+/// attempt, not two): a panic while polling is caught and becomes a failed attempt, and
+/// the timeout drops the body. Dropping this future (the driver aborting the attempt)
+/// drops the body with it.
 pub(crate) async fn run_attempt(
     task: &'static TaskRegistration,
     args: &[u8],
@@ -57,10 +67,10 @@ pub(crate) async fn run_attempt(
         Ok(body) => body,
         Err(e) => return AttemptEnd::BadArguments(e),
     };
-    let mut handle = AbortOnDrop::new(tokio::spawn(ctx.scope(body)));
-    let joined = match timeout {
-        Some(after) => match tokio::time::timeout(after, &mut handle.0).await {
-            Ok(joined) => joined,
+    let guarded = CatchPanic(Box::pin(ctx.scope(body)));
+    let finished = match timeout {
+        Some(after) => match tokio::time::timeout(after, guarded).await {
+            Ok(finished) => finished,
             Err(_) => {
                 return AttemptEnd::Failed(TaskFailure::TimedOut {
                     task: task.name.to_string(),
@@ -68,19 +78,32 @@ pub(crate) async fn run_attempt(
                 })
             }
         },
-        None => (&mut handle.0).await,
+        None => guarded.await,
     };
-    match joined {
+    match finished {
         Ok(result) => AttemptEnd::Returned {
             class: result.class,
             output: result.output,
         },
-        Err(e) if e.is_panic() => AttemptEnd::Failed(TaskFailure::Panicked {
+        Err(panic) => AttemptEnd::Failed(TaskFailure::Panicked {
             task: task.name.to_string(),
-            message: panic_message(&*e.into_panic()),
+            message: panic_message(&*panic),
         }),
-        Err(_) => AttemptEnd::Failed(TaskFailure::Cancelled {
-            task: task.name.to_string(),
-        }),
+    }
+}
+
+/// Polls a future, turning a panic inside `poll` into `Err` with the panic's payload.
+struct CatchPanic<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let body = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| body.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
     }
 }

@@ -5,6 +5,11 @@
 //! the journal only. Each turn the driver reads the run from the journal, decides, and
 //! commits one transition; so whatever woke it (a timer, a signal, a child, recovery), it
 //! acts on durable state only.
+//!
+//! The read is skipped when nothing but the driver itself changed the run since: after
+//! its own commit of a simple transition (task steps) it keeps the snapshot the journal
+//! now holds (`project`). Anything else that changes a run wakes it (`Core::wake`), and a
+//! wake-up always makes the next turn read the journal.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use crate::machine::Machine;
 use crate::map::MapFailed;
 use crate::op::OpRequest;
 use crate::store::records::{Branch, BranchRecord, MapSpec, PendingOp, Shape, MAP_PROGRESS};
-use crate::store::{RunWrite, Snapshot};
+use crate::store::{PendingChange, RunWrite, Snapshot};
 use crate::task::{
     find_task, AttemptClass, TaskContext, TaskFailure, TaskPolicy, TaskRegistration,
 };
@@ -59,6 +64,64 @@ enum Decision {
     Abandon,
 }
 
+/// Whether a snapshot is simple enough to keep between turns: a pending step made of task
+/// calls only (no map, callback, signal, sleep or child: their records are also changed by
+/// others, e.g. a heartbeat), no cancellation asked for.
+fn cacheable(snap: &Snapshot) -> bool {
+    snap.map.is_none()
+        && !snap.cancel_requested
+        && !snap.header.status.is_settled()
+        && snap.pending.as_ref().is_some_and(|op| {
+            !matches!(op.shape, Shape::Map(_))
+                && op.branches.iter().all(|b| matches!(b, Branch::Task { .. }))
+        })
+}
+
+/// The run as the journal holds it once `write`, computed from `snap`, has committed (and
+/// nothing else changed the run: whatever else changes it wakes it, which makes the next
+/// turn read the journal); `None` when that is not simple to know.
+fn project(mut snap: Snapshot, write: &RunWrite) -> Option<Snapshot> {
+    if write.continue_as_new.is_some()
+        || write.map_items.is_some()
+        || !write.children.is_empty()
+        || !write.tokens.is_empty()
+        || !write.cancel_runs.is_empty()
+        || write.run_deadline.is_some()
+        || write.run_timed_out
+        || write.consume_cancel
+        || write.header.status.is_settled()
+        || snap.map.is_some()
+    {
+        return None;
+    }
+    match &write.pending {
+        PendingChange::Keep => {}
+        PendingChange::Set(op) => {
+            if snap.pending.as_ref().map(|p| p.step) != Some(op.step) {
+                snap.branches.clear();
+            }
+            snap.pending = Some(op.clone());
+        }
+        PendingChange::Remove => return None,
+    }
+    let step = snap.pending.as_ref()?.step;
+    if write.clear_branches == Some(step) {
+        snap.branches.clear();
+    }
+    // As `Tables::apply_unchecked` does: a finished branch stays finished.
+    for (at, branch, record) in &write.branch_puts {
+        if *at != step {
+            continue;
+        }
+        if !record.is_finished() && snap.branches.get(branch).is_some_and(|r| r.is_finished()) {
+            continue;
+        }
+        snap.branches.insert(*branch, record.clone());
+    }
+    snap.header = write.header.clone();
+    cacheable(&snap).then_some(snap)
+}
+
 /// Spawns the driver of `run_id`; `notify` is its slot's notifier from `Drivers::wake`.
 pub(crate) fn spawn(
     core: Arc<Core>,
@@ -78,6 +141,7 @@ pub(crate) fn spawn(
         results_rx,
         left: false,
         fault: None,
+        cache: None,
     };
     tokio::spawn(async move { driver.run().await });
 }
@@ -111,6 +175,9 @@ struct Driver {
     left: bool,
     /// A fault found while committing, to record on the next turn.
     fault: Option<String>,
+    /// The run as the journal holds it, when only this driver changed it since it was
+    /// read (or written); used instead of a read unless the run was woken.
+    cache: Option<Snapshot>,
 }
 
 impl Drop for Driver {
@@ -130,14 +197,17 @@ impl Driver {
             if stop.borrow().is_some() {
                 return;
             }
-            self.core.drivers.clear_woken(&self.run_id);
-            let snap = match self.core.store.snapshot(&self.run_id) {
-                Ok(Some(snap)) => snap,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(run = %self.run_id, error = %e, "could not read run");
-                    return;
-                }
+            let woken = self.core.drivers.take_woken(&self.run_id);
+            let snap = match self.cache.take() {
+                Some(snap) if !woken => snap,
+                _ => match self.core.store.snapshot(&self.run_id) {
+                    Ok(Some(snap)) => snap,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(run = %self.run_id, error = %e, "could not read run");
+                        return;
+                    }
+                },
             };
             if snap.header.status.is_settled() {
                 return;
@@ -151,7 +221,7 @@ impl Driver {
             };
             match self.decide(&snap, &entry) {
                 Decision::Commit(plan) => {
-                    if !self.commit(*plan).await {
+                    if !self.commit(*plan, snap).await {
                         return;
                     }
                 }
@@ -163,9 +233,15 @@ impl Driver {
                     }
                 }
                 Decision::Wait => {
+                    if cacheable(&snap) {
+                        self.cache = Some(snap);
+                    }
                     tokio::select! {
                         Some((branch, outcome)) = self.results_rx.recv() => {
                             self.received(branch, outcome);
+                            // Attempts run inside their own tasks on this runtime: give
+                            // the others that are ready a chance to finish first, so
+                            // that attempts started together are judged together.
                             // Judge every attempt that finished meanwhile in one turn.
                             while let Ok((branch, outcome)) = self.results_rx.try_recv() {
                                 self.received(branch, outcome);
@@ -202,11 +278,12 @@ impl Driver {
     }
 
     /// Commits `plan`; false if the driver must stop.
-    async fn commit(&mut self, plan: Plan) -> bool {
+    async fn commit(&mut self, plan: Plan, snap: Snapshot) -> bool {
         let Plan { write, machine } = plan;
         let settled = write.header.status.is_settled();
         let steps = write.header.steps;
         let first_deadline = write.timers_add.iter().min().copied();
+        let projected = project(snap, &write);
         let result = self
             .core
             .commits
@@ -224,6 +301,7 @@ impl Driver {
                     self.core.waiters.notify(&self.run_id);
                 }
                 self.machine = machine.map(|machine| CachedMachine { machine, steps });
+                self.cache = projected;
                 !settled
             }
             Err(e @ FlowError::RunIdConflict { .. }) => {

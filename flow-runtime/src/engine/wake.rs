@@ -43,15 +43,18 @@ impl Drivers {
         Some(notify)
     }
 
-    /// Called by a driver before it reads the run: wake-ups until now are covered.
-    pub(crate) fn clear_woken(&self, run_id: &str) {
-        if let Some(slot) = self
+    /// Called by a driver before it reads the run: wake-ups until now are covered. Returns
+    /// whether the run was woken since the last call (its journal state may have changed
+    /// under the driver, so the driver must read it).
+    pub(crate) fn take_woken(&self, run_id: &str) -> bool {
+        match self
             .map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(run_id)
         {
-            slot.woken = false;
+            Some(slot) => std::mem::replace(&mut slot.woken, false),
+            None => true,
         }
     }
 

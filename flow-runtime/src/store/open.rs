@@ -332,7 +332,7 @@ fn init(db: &Database) -> Result<(), FlowError> {
 }
 
 /// Creates the tables added after format 1 was fixed (map items, callback tokens, run
-/// deadlines, generation inputs, nudges) when a journal lacks them; a no-op otherwise.
+/// deadlines, generation inputs, nudges, history batches) when a journal lacks them; a no-op otherwise.
 fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     let missing = {
         let txn = db.begin_read()?;
@@ -343,6 +343,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
             RUN_DEADLINES.to_string(),
             GENERATION_INPUTS.to_string(),
             NUDGES.to_string(),
+            HISTORY_BATCHES.to_string(),
         ]
         .iter()
         .any(|t| !names.contains(t))
@@ -356,6 +357,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     txn.open_table(RUN_DEADLINES)?;
     txn.open_table(GENERATION_INPUTS)?;
     txn.open_table(NUDGES)?;
+    txn.open_table(HISTORY_BATCHES)?;
     txn.commit()?;
     Ok(())
 }

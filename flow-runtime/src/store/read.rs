@@ -16,11 +16,19 @@ use crate::error::FlowError;
 use crate::history::{EventKind, HistoryEvent};
 use crate::op::OpRequest;
 
-/// A history event as stored (its seq is the key).
+/// A history event as stored in `HISTORY` by older journals (its seq is the key).
 #[derive(Serialize, Deserialize)]
 pub(super) struct StoredEvent {
     pub at_ms: u64,
     pub kind: EventKind,
+}
+
+/// The events one write appended, as stored in `HISTORY_BATCHES` (the key holds the
+/// first event's seq; the others follow it).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredEvents {
+    pub at_ms: u64,
+    pub kinds: Vec<EventKind>,
 }
 
 /// Everything a driver needs to decide a run's next move.
@@ -263,9 +271,10 @@ impl Store {
     /// The run's history, oldest first.
     pub(crate) fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
         self.read(|txn| {
-            let table = txn.open_table(HISTORY)?;
             let mut events = Vec::new();
-            for entry in table.range((run_id, 0)..=(run_id, u64::MAX))? {
+            // Events from before `HISTORY_BATCHES` existed come first.
+            let single = txn.open_table(HISTORY)?;
+            for entry in single.range((run_id, 0)..=(run_id, u64::MAX))? {
                 let (key, value) = entry?;
                 let event: StoredEvent = decode_record(value.value(), "history event")?;
                 events.push(HistoryEvent {
@@ -274,6 +283,20 @@ impl Store {
                     kind: event.kind,
                 });
             }
+            let batches = txn.open_table(HISTORY_BATCHES)?;
+            for entry in batches.range((run_id, 0)..=(run_id, u64::MAX))? {
+                let (key, value) = entry?;
+                let batch: StoredEvents = decode_record(value.value(), "history events")?;
+                let first = key.value().1;
+                for (seq, kind) in (first..).zip(batch.kinds) {
+                    events.push(HistoryEvent {
+                        seq,
+                        at_ms: batch.at_ms,
+                        kind,
+                    });
+                }
+            }
+            events.sort_by_key(|e| e.seq);
             Ok(events)
         })
     }

@@ -20,9 +20,14 @@ pub(crate) const BRANCHES: TableDefinition<(&str, u64, u32), &[u8]> =
     TableDefinition::new("flow_branches");
 /// (run ID, slot) → encoded local; a later write of a slot replaces the earlier one.
 pub(crate) const SLOTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("flow_slots");
-/// (run ID, seq) → `HistoryEvent` without its seq.
+/// (run ID, seq) → `StoredEvent`: one history event. Journals written before
+/// `HISTORY_BATCHES` existed keep their events here; nothing new is written to it.
 pub(crate) const HISTORY: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("flow_history");
+/// (run ID, seq of the first event) → `StoredEvents`: the events one write appended
+/// (a transition's two or three events are one B-tree insert, not three).
+pub(crate) const HISTORY_BATCHES: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("flow_history_batches");
 /// (deadline ms since the epoch, run ID): the run has something due at the deadline
 /// (a sleep, a signal timeout, a retry). Read in order by the timer service.
 pub(crate) const TIMERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("flow_timers");

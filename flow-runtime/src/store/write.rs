@@ -6,7 +6,7 @@
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
-use super::read::StoredEvent;
+use super::read::StoredEvents;
 use super::records::{
     decode_record, decode_run_header, encode_record, Branch, BranchRecord, ChildStart, PendingOp,
     RunRecord, StoredStatus, TokenRecord,
@@ -24,6 +24,7 @@ pub(crate) struct Tables<'t> {
     branches: Table<'t, (&'static str, u64, u32), &'static [u8]>,
     slots: Table<'t, (&'static str, u32), &'static [u8]>,
     history: Table<'t, (&'static str, u64), &'static [u8]>,
+    history_batches: Table<'t, (&'static str, u64), &'static [u8]>,
     timers: Table<'t, (u64, &'static str), ()>,
     active: Table<'t, &'static str, ()>,
     inbox: Table<'t, (&'static str, u64), &'static [u8]>,
@@ -148,6 +149,7 @@ impl<'t> Tables<'t> {
             branches: txn.open_table(BRANCHES)?,
             slots: txn.open_table(SLOTS)?,
             history: txn.open_table(HISTORY)?,
+            history_batches: txn.open_table(HISTORY_BATCHES)?,
             timers: txn.open_table(TIMERS)?,
             active: txn.open_table(ACTIVE)?,
             inbox: txn.open_table(INBOX)?,
@@ -192,7 +194,7 @@ impl<'t> Tables<'t> {
     }
 
     /// Inserts events at `next` (the header's `next_seq`; found by a scan of the history
-    /// when unknown); returns the sequence number after them.
+    /// when unknown) as one record; returns the sequence number after them.
     fn insert_events(
         &mut self,
         run_id: &str,
@@ -202,31 +204,44 @@ impl<'t> Tables<'t> {
     ) -> Result<u64, FlowError> {
         let next = match next {
             Some(next) => next,
-            None => match self
-                .history
-                .range((run_id, 0)..=(run_id, u64::MAX))?
-                .next_back()
-            {
-                Some(last) => next_seq(last?.0.value().1, "history", run_id)?,
-                None => 0,
-            },
+            None => self.scan_next_seq(run_id)?,
         };
+        if events.is_empty() {
+            return Ok(next);
+        }
         // Every new event needs a sequence number below `u64::MAX`: never wrap onto the
         // run's first events.
         let after = next
             .checked_add(events.len() as u64)
             .ok_or_else(|| seq_exhausted("history", run_id))?;
-        for (seq, kind) in (next..).zip(events) {
-            let event = StoredEvent {
-                at_ms: now_ms,
-                kind,
-            };
-            self.history.insert(
-                (run_id, seq),
-                encode_record(&event, "history event")?.as_slice(),
-            )?;
-        }
+        let batch = StoredEvents {
+            at_ms: now_ms,
+            kinds: events,
+        };
+        self.history_batches.insert(
+            (run_id, next),
+            encode_record(&batch, "history events")?.as_slice(),
+        )?;
         Ok(after)
+    }
+
+    /// The seq after the run's last history event, read from the history itself (for runs
+    /// whose header predates `next_seq`).
+    fn scan_next_seq(&self, run_id: &str) -> Result<u64, FlowError> {
+        let range = (run_id, 0)..=(run_id, u64::MAX);
+        if let Some(last) = self.history_batches.range(range.clone())?.next_back() {
+            let (key, value) = last?;
+            let batch: StoredEvents = decode_record(value.value(), "history events")?;
+            return key
+                .value()
+                .1
+                .checked_add(batch.kinds.len() as u64)
+                .ok_or_else(|| seq_exhausted("history", run_id));
+        }
+        match self.history.range(range)?.next_back() {
+            Some(last) => next_seq(last?.0.value().1, "history", run_id),
+            None => Ok(0),
+        }
     }
 
     /// Creates a run from its first transition, or finds the same run already there.
@@ -306,6 +321,8 @@ impl<'t> Tables<'t> {
             // The old generation is dropped, not archived: history, slots, branch
             // records and map items go; the inbox and the run ID stay.
             self.history
+                .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+            self.history_batches
                 .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
             self.slots
                 .retain_in((run_id, 0)..=(run_id, u32::MAX), |_, _| false)?;
@@ -407,10 +424,14 @@ impl<'t> Tables<'t> {
         if header.status.is_finished() {
             self.nudges.remove(run_id)?;
         }
-        if write.active || (revived && !header.status.is_settled()) {
-            self.active.insert(run_id, ())?;
-        } else {
-            self.active.remove(run_id)?;
+        // Most transitions leave this unchanged; a lookup is cheaper than a rewrite.
+        let active = write.active || (revived && !header.status.is_settled());
+        if active != self.active.get(run_id)?.is_some() {
+            if active {
+                self.active.insert(run_id, ())?;
+            } else {
+                self.active.remove(run_id)?;
+            }
         }
         if let Some(output) = &write.output {
             self.outputs.insert(run_id, output.as_slice())?;
@@ -761,5 +782,52 @@ fn seq_exhausted(what: &str, run_id: &str) -> FlowError {
             "the {what} of run `{run_id}` has no sequence numbers left (an entry is keyed at \
              u64::MAX)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::backends::InMemoryBackend;
+
+    use super::super::read::StoredEvent;
+    use super::super::{open_backend, OpenOptions, Store};
+    use super::*;
+
+    /// A journal written before `HISTORY_BATCHES` holds one row per event in `HISTORY`
+    /// and headers without `next_seq`: appends continue after its last event, and the
+    /// history reads as one sequence.
+    #[test]
+    fn batches_continue_an_older_per_event_history() {
+        let options = OpenOptions {
+            cache_bytes: 1 << 20,
+            check_integrity: false,
+        };
+        let db = open_backend(Box::new(InMemoryBackend::new()), "test", options).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut tables = Tables::open(&txn).unwrap();
+            for seq in 0..2 {
+                let old = StoredEvent {
+                    at_ms: 1,
+                    kind: EventKind::CancelRequested,
+                };
+                let bytes = encode_record(&old, "history event").unwrap();
+                tables.history.insert(("r", seq), bytes.as_slice()).unwrap();
+            }
+            let after = tables
+                .insert_events("r", None, 2, vec![EventKind::RunCancelled; 2])
+                .unwrap();
+            assert_eq!(after, 4);
+            assert_eq!(tables.scan_next_seq("r").unwrap(), 4);
+            let after = tables
+                .insert_events("r", Some(after), 3, vec![EventKind::CancelRequested])
+                .unwrap();
+            assert_eq!(after, 5);
+        }
+        txn.commit().unwrap();
+        let history = Store::new(db).history("r").unwrap();
+        let seen: Vec<_> = history.iter().map(|e| (e.seq, e.at_ms)).collect();
+        assert_eq!(seen, [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3)]);
+        assert_eq!(history[2].kind, EventKind::RunCancelled);
     }
 }
