@@ -8,10 +8,11 @@
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
@@ -22,16 +23,70 @@ use crate::store::{Store, Tables};
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 4096;
 
-/// Applies a request's writes at the given time; true if it hit a storage error (the
-/// whole batch is then aborted).
-type Apply = Box<dyn FnOnce(&mut Tables<'_>, u64) -> bool + Send>;
-/// Learns whether the commit of the request's batch succeeded.
-type Finish = Box<dyn FnOnce(Result<(), FlowError>) + Send>;
-
 /// A request to the commit thread.
-struct Job {
-    apply: Apply,
-    finish: Finish,
+trait Request: Send {
+    /// Applies the request's writes at time `now`; true if it hit a storage error (the
+    /// whole batch is then aborted).
+    fn apply(&mut self, tables: &mut Tables<'_>, now: u64) -> bool;
+    /// Answers the requester once the batch's commit is known (`Ok` if it is durable).
+    fn finish(self: Box<Self>, committed: Result<(), FlowError>);
+}
+
+type Job = Box<dyn Request>;
+
+/// A request built by [`CommitPipeline::submit`]: one allocation holds the writes, their
+/// result and the reply.
+struct Submitted<F, T> {
+    writes: Option<F>,
+    result: Option<Result<T, FlowError>>,
+    reply: oneshot::Sender<Result<T, FlowError>>,
+    _outstanding: Outstanding,
+}
+
+impl<F, T> Request for Submitted<F, T>
+where
+    F: FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send,
+    T: Send,
+{
+    fn apply(&mut self, tables: &mut Tables<'_>, now: u64) -> bool {
+        let Some(writes) = self.writes.take() else {
+            return false;
+        };
+        let result = writes(tables, now);
+        let fatal = matches!(
+            result,
+            Err(FlowError::Storage { .. } | FlowError::Corrupt { .. })
+        );
+        self.result = Some(result);
+        fatal
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), FlowError>) {
+        let result = match committed {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(FlowError::storage("internal: request was not applied"))),
+            Err(e) => Err(e),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Counts a request as outstanding until it is answered or dropped.
+struct Outstanding(Arc<AtomicUsize>);
+
+impl Outstanding {
+    /// Counts one more; also returns whether no other request was outstanding.
+    fn count(counter: &Arc<AtomicUsize>) -> (Self, bool) {
+        let before = counter.fetch_add(1, Ordering::Relaxed);
+        (Outstanding(counter.clone()), before == 0)
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Test and demo hooks run by the commit thread.
@@ -45,12 +100,14 @@ pub(crate) struct CommitHooks {
 /// The sending side of the commit thread.
 pub(crate) struct CommitPipeline {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Requests submitted and not yet answered.
+    outstanding: Arc<AtomicUsize>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: std::thread::ThreadId,
 }
 
 impl CommitPipeline {
-    /// Starts the commit thread. When a halt is configured and reached, it sets `halted`
+    /// Starts the commit thread (within a tokio runtime: answers go out through it). When a halt is configured and reached, it sets `halted`
     /// and `stop` before answering anyone, so nothing else happens afterwards.
     pub(crate) fn start(
         store: Arc<Store>,
@@ -59,12 +116,14 @@ impl CommitPipeline {
         stop: Arc<watch::Sender<Option<String>>>,
     ) -> Result<Self, FlowError> {
         let (sender, receiver) = mpsc::channel::<Job>();
+        let runtime = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
             .name("flow-commit".into())
-            .spawn(move || commit_loop(&store, &receiver, &hooks, &halted, &stop))
+            .spawn(move || commit_loop(&store, &receiver, &hooks, &halted, &stop, &runtime))
             .map_err(|e| FlowError::storage(format!("could not start the commit thread: {e}")))?;
         Ok(CommitPipeline {
             sender: Mutex::new(Some(sender)),
+            outstanding: Arc::default(),
             thread_id: thread.thread().id(),
             thread: Mutex::new(Some(thread)),
         })
@@ -78,33 +137,14 @@ impl CommitPipeline {
         &self,
         apply: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send + 'static,
     ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
-        let (reply_tx, reply_rx) = oneshot::channel::<Result<T, FlowError>>();
-        let slot: Arc<Mutex<Option<Result<T, FlowError>>>> = Arc::new(Mutex::new(None));
-        let applied = slot.clone();
-        let job = Job {
-            apply: Box::new(move |tables, now| {
-                let result = apply(tables, now);
-                let fatal = matches!(
-                    result,
-                    Err(FlowError::Storage { .. } | FlowError::Corrupt { .. })
-                );
-                *applied.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-                fatal
-            }),
-            finish: Box::new(move |committed| {
-                let result = match committed {
-                    Ok(()) => slot
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take()
-                        .unwrap_or_else(|| {
-                            Err(FlowError::storage("internal: request was not applied"))
-                        }),
-                    Err(e) => Err(e),
-                };
-                let _ = reply_tx.send(result);
-            }),
-        };
+        let (reply, mut reply_rx) = oneshot::channel::<Result<T, FlowError>>();
+        let (outstanding, lone) = Outstanding::count(&self.outstanding);
+        let job: Job = Box::new(Submitted {
+            writes: Some(apply),
+            result: None,
+            reply,
+            _outstanding: outstanding,
+        });
         let sent = match &*self.sender.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(sender) => sender.send(job).is_ok(),
             None => false,
@@ -112,6 +152,19 @@ impl CommitPipeline {
         async move {
             if !sent {
                 return Err(FlowError::stopped("the engine was shut down"));
+            }
+            if lone {
+                // Nobody else is waiting for the journal: poll for the answer (yielding to
+                // any other task) rather than have the commit thread wake a parked worker,
+                // which costs as much as the rest of the step on a virtual machine.
+                let polling = Instant::now();
+                while polling.elapsed() < LONE_REPLY_POLL {
+                    match reply_rx.try_recv() {
+                        Ok(reply) => return reply,
+                        Err(oneshot::error::TryRecvError::Closed) => break,
+                        Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
+                    }
+                }
             }
             // A dropped reply means the thread froze (halt hook) or stopped before this
             // request was written.
@@ -140,9 +193,10 @@ fn commit_loop(
     hooks: &CommitHooks,
     halted: &AtomicBool,
     stop: &watch::Sender<Option<String>>,
+    runtime: &tokio::runtime::Handle,
 ) {
     let mut total: u64 = 0;
-    while let Ok(first) = receiver.recv() {
+    while let Some(first) = next_request(receiver) {
         if halted.load(Ordering::SeqCst) {
             // Frozen "as if the process died": requests are dropped unwritten.
             drop(first);
@@ -162,7 +216,7 @@ fn commit_loop(
             }
         }
         let count = batch.len() as u64;
-        let (finishes, result) = match store.with_db(|db| commit_batch(db, batch)) {
+        let (batch, result) = match store.with_db(|db| commit_batch(db, batch)) {
             Some(outcome) => outcome,
             None => return,
         };
@@ -180,43 +234,86 @@ fn commit_loop(
                         "halted after {total} commits by the halt_after_commits test hook"
                     )));
                 }
-                for finish in finishes {
-                    finish(Ok(()));
-                }
+                answer(batch, runtime);
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal commit failed");
-                for finish in finishes {
-                    finish(Err(e.clone()));
+                for job in batch {
+                    job.finish(Err(e.clone()));
                 }
             }
         }
     }
 }
 
-/// Applies and commits one batch; returns each request's `finish` and the commit result.
-fn commit_batch(db: &redb::Database, batch: Vec<Job>) -> (Vec<Finish>, Result<(), FlowError>) {
-    let mut finishes = Vec::with_capacity(batch.len());
+/// How long the thread polls for the next request after a batch before it sleeps.
+///
+/// A lone run sends its next transition a few tens of microseconds after its last one
+/// was answered (the driver's turn and a short task); waking a sleeping thread costs
+/// about as much again on a virtual machine, on every step. Polling this long keeps a
+/// lone run's step at one commit plus the engine's own work; under load the queue is
+/// never empty and the thread never polls.
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
+
+/// Most answers the commit thread sends itself; larger batches are answered by a tokio task.
+const ANSWER_INLINE: usize = 2;
+
+/// Answers the requests of a durable batch.
+///
+/// Each answer wakes a driver; from this thread, a wake-up goes through the runtime's
+/// shared queue and often a futex call to unpark a worker, and a large batch's wake-ups
+/// would take the commit thread as long as its writes. One task spawned on the runtime
+/// answers them instead (its wake-ups are local to a worker), and the thread goes on to
+/// the next batch. A small batch, typically one lone run polling for its answer, is
+/// answered here.
+fn answer(batch: Vec<Job>, runtime: &tokio::runtime::Handle) {
+    if batch.len() <= ANSWER_INLINE {
+        for job in batch {
+            job.finish(Ok(()));
+        }
+        return;
+    }
+    runtime.spawn(async move {
+        for job in batch {
+            job.finish(Ok(()));
+        }
+    });
+}
+
+/// How long a request that was alone in the pipeline polls for its answer before it
+/// waits to be woken: about one durable commit on a local SSD.
+const LONE_REPLY_POLL: Duration = Duration::from_micros(500);
+
+/// The next request: polled for `POLL_BEFORE_SLEEP`, then waited for; `None` once every
+/// sender is gone.
+fn next_request(receiver: &mpsc::Receiver<Job>) -> Option<Job> {
+    let polling = Instant::now();
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if polling.elapsed() < POLL_BEFORE_SLEEP => {
+                std::hint::spin_loop();
+            }
+            Err(mpsc::TryRecvError::Empty) => return receiver.recv().ok(),
+        }
+    }
+}
+
+/// Applies and commits one batch; returns its requests and the commit result.
+fn commit_batch(db: &redb::Database, mut batch: Vec<Job>) -> (Vec<Job>, Result<(), FlowError>) {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
-        Err(e) => {
-            finishes.extend(batch.into_iter().map(|j| j.finish));
-            return (finishes, Err(e.into()));
-        }
+        Err(e) => return (batch, Err(e.into())),
     };
     let now = now_ms();
     let mut fatal = None;
     match Tables::open(&txn) {
         Ok(mut tables) => {
-            for job in batch {
-                let Job { apply, finish } = job;
-                finishes.push(finish);
-                if fatal.is_some() {
-                    continue;
-                }
+            for job in &mut batch {
                 // redb may panic on a damaged page (debug builds): fail the batch, not
                 // the commit thread.
-                match catch_unwind(AssertUnwindSafe(|| apply(&mut tables, now))) {
+                match catch_unwind(AssertUnwindSafe(|| job.apply(&mut tables, now))) {
                     Ok(false) => {}
                     Ok(true) => fatal = Some(FlowError::storage("a write in this commit failed")),
                     Err(panic) => {
@@ -226,17 +323,17 @@ fn commit_batch(db: &redb::Database, batch: Vec<Job>) -> (Vec<Finish>, Result<()
                         })
                     }
                 }
+                if fatal.is_some() {
+                    break;
+                }
             }
         }
-        Err(e) => {
-            fatal = Some(e);
-            finishes.extend(batch.into_iter().map(|j| j.finish));
-        }
+        Err(e) => fatal = Some(e),
     }
     if let Some(e) = fatal {
         let _ = txn.abort();
-        return (finishes, Err(e));
+        return (batch, Err(e));
     }
     let result = txn.commit().map_err(FlowError::from);
-    (finishes, result)
+    (batch, result)
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use crate::callback::CallbackError;
 use crate::codec;
@@ -24,6 +24,7 @@ use crate::engine::plan::{
     StepOutcome,
 };
 use crate::engine::registry::WorkflowEntry;
+use crate::engine::wake::DriverSlot;
 use crate::engine::{now_ms, random_unit, Core};
 use crate::error::FlowError;
 use crate::history::EventKind;
@@ -80,7 +81,7 @@ fn cacheable(snap: &Snapshot) -> bool {
 /// The run as the journal holds it once `write`, computed from `snap`, has committed (and
 /// nothing else changed the run: whatever else changes it wakes it, which makes the next
 /// turn read the journal); `None` when that is not simple to know.
-fn project(mut snap: Snapshot, write: &RunWrite) -> Option<Snapshot> {
+pub(crate) fn project(mut snap: Snapshot, write: &RunWrite) -> Option<Snapshot> {
     if write.continue_as_new.is_some()
         || write.map_items.is_some()
         || !write.children.is_empty()
@@ -122,18 +123,30 @@ fn project(mut snap: Snapshot, write: &RunWrite) -> Option<Snapshot> {
     cacheable(&snap).then_some(snap)
 }
 
-/// Spawns the driver of `run_id`; `notify` is its slot's notifier from `Drivers::wake`.
+/// What the committer of a run's first transition hands its new driver, so that the
+/// driver's first turn neither reads the run nor rebuilds its machine.
+pub(crate) struct Handover {
+    pub machine: CachedMachine,
+    /// The run as the journal holds it after that transition (see [`project`]).
+    pub snapshot: Option<Snapshot>,
+}
+
+/// Spawns the driver of `run_id`; `slot` is how it is woken, from `Drivers::wake`.
 pub(crate) fn spawn(
     core: Arc<Core>,
     run_id: String,
-    notify: Arc<Notify>,
-    machine: Option<CachedMachine>,
+    slot: Arc<DriverSlot>,
+    handover: Option<Handover>,
 ) {
+    let (machine, cache) = match handover {
+        Some(h) => (Some(h.machine), h.snapshot),
+        None => (None, None),
+    };
     let (results_tx, results_rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         core,
         run_id,
-        notify,
+        slot,
         machine,
         inflight: HashMap::new(),
         outcomes: BTreeMap::new(),
@@ -141,7 +154,7 @@ pub(crate) fn spawn(
         results_rx,
         left: false,
         fault: None,
-        cache: None,
+        cache,
     };
     tokio::spawn(async move { driver.run().await });
 }
@@ -164,7 +177,7 @@ impl Inflight {
 struct Driver {
     core: Arc<Core>,
     run_id: String,
-    notify: Arc<Notify>,
+    slot: Arc<DriverSlot>,
     machine: Option<CachedMachine>,
     /// Attempts running now, by (step, branch); dropping one aborts it.
     inflight: HashMap<(u64, u32), Inflight>,
@@ -197,7 +210,7 @@ impl Driver {
             if stop.borrow().is_some() {
                 return;
             }
-            let woken = self.core.drivers.take_woken(&self.run_id);
+            let woken = self.slot.take_woken();
             let snap = match self.cache.take() {
                 Some(snap) if !woken => snap,
                 _ => match self.core.store.snapshot(&self.run_id) {
@@ -247,7 +260,7 @@ impl Driver {
                                 self.received(branch, outcome);
                             }
                         }
-                        _ = self.notify.notified() => {}
+                        _ = self.slot.notified() => {}
                         _ = stop.changed() => return,
                     }
                 }
@@ -634,7 +647,7 @@ impl Driver {
                 deadlines: &before.deadlines,
                 resolved,
             };
-            let (write, outcome) = step_run(
+            let (mut write, outcome) = step_run(
                 &self.core.registry,
                 entry,
                 &mut machine,
@@ -643,6 +656,7 @@ impl Driver {
                 Some(finished),
                 now,
             );
+            keep_empty_records(snap, op, &mut write);
             return Decision::Commit(Box::new(Plan {
                 write,
                 machine: (outcome == StepOutcome::Suspended).then_some(machine),
@@ -916,7 +930,7 @@ impl Driver {
             deadlines: &before.deadlines,
             resolved: Vec::new(),
         };
-        let (write, outcome) = step_run(
+        let (mut write, outcome) = step_run(
             &self.core.registry,
             entry,
             &mut machine,
@@ -925,6 +939,7 @@ impl Driver {
             Some(finished),
             now,
         );
+        keep_empty_records(snap, op, &mut write);
         Decision::Commit(Box::new(Plan {
             write,
             machine: (outcome == StepOutcome::Suspended).then_some(machine),
@@ -1121,6 +1136,17 @@ impl Driver {
             },
         );
         Ok(())
+    }
+}
+
+/// Drops the deletion of a finished step's branch records when it has none: only the
+/// run's driver writes the records of a step made of task calls, and it wrote none (a
+/// range delete is not free for the commit thread, and this is every plain task step).
+fn keep_empty_records(snap: &Snapshot, op: &PendingOp, write: &mut RunWrite) {
+    let tasks_only = !matches!(op.shape, Shape::Map(_))
+        && op.branches.iter().all(|b| matches!(b, Branch::Task { .. }));
+    if tasks_only && snap.branches.is_empty() && write.clear_branches == Some(op.step) {
+        write.clear_branches = None;
     }
 }
 

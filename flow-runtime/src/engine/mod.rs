@@ -32,10 +32,10 @@ use crate::error::FlowError;
 use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
 use crate::store::records::{RunRecord, StoredStatus};
-use crate::store::{same_start, RunWrite, StartOutcome, StartWrite, Store};
+use crate::store::{RunWrite, Snapshot, StartOutcome, StartWrite, Store};
 use crate::workflow::Workflow;
 use commit::{CommitHooks, CommitPipeline};
-use driver::CachedMachine;
+use driver::{CachedMachine, Handover};
 use plan::{step_run, StepOutcome};
 use registry::Registry;
 use timers::Timers;
@@ -101,12 +101,12 @@ impl Core {
         self.wake_with(run_id, None);
     }
 
-    fn wake_with(self: &Arc<Self>, run_id: &str, machine: Option<CachedMachine>) {
+    fn wake_with(self: &Arc<Self>, run_id: &str, handover: Option<Handover>) {
         if self.is_stopped() {
             return;
         }
-        if let Some(notify) = self.drivers.wake(run_id) {
-            driver::spawn(self.clone(), run_id.to_string(), notify, machine);
+        if let Some(slot) = self.drivers.wake(run_id) {
+            driver::spawn(self.clone(), run_id.to_string(), slot, handover);
         }
     }
 
@@ -240,18 +240,8 @@ impl Engine {
         let input = codec::encode(&workflow.into_input(), || {
             format!("input of workflow `{}`", W::NAME)
         })?;
-        if let Some(existing) = core.store.header(&run_id)? {
-            let existing_input = core.store.input(&run_id)?;
-            same_start(
-                &run_id,
-                &existing,
-                existing_input.as_deref(),
-                W::NAME,
-                &input,
-            )?;
-            return Ok(RunHandle::new(self.clone(), run_id));
-        }
-
+        // An existing run with this ID is found by the commit thread (which has to look
+        // anyway, atomically with the write): a repeated start costs one first step.
         // The first step runs before the start is committed, so that the start and the
         // first transition are one transaction; nothing it schedules runs before that.
         let now = now_ms();
@@ -288,6 +278,7 @@ impl Engine {
             .chain(write.run_deadline.iter())
             .min()
             .copied();
+        let snapshot = driver::project(Snapshot::new_run(header), &write);
         let start = StartWrite { input, write };
         let started = core
             .commits
@@ -303,9 +294,11 @@ impl Engine {
             if settled {
                 core.waiters.notify(&run_id);
             } else if active {
-                let cached =
-                    (outcome == StepOutcome::Suspended).then_some(CachedMachine { machine, steps });
-                core.wake_with(&run_id, cached);
+                let handover = (outcome == StepOutcome::Suspended).then_some(Handover {
+                    machine: CachedMachine { machine, steps },
+                    snapshot,
+                });
+                core.wake_with(&run_id, handover);
             }
         }
         Ok(RunHandle::new(self.clone(), run_id))

@@ -5,6 +5,7 @@
 //! it meanwhile, so no wake-up is lost.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -12,57 +13,53 @@ use tokio::sync::Notify;
 /// Live drivers by run ID.
 #[derive(Default)]
 pub(crate) struct Drivers {
-    map: Mutex<HashMap<String, DriverSlot>>,
+    map: Mutex<HashMap<String, Arc<DriverSlot>>>,
     /// Signalled whenever a driver leaves (the timer service waits on it when too many
     /// drivers are live).
     pub left: Notify,
 }
 
-struct DriverSlot {
-    woken: bool,
-    notify: Arc<Notify>,
+/// How a live driver is woken: shared by the driver and its entry in [`Drivers`].
+#[derive(Default)]
+pub(crate) struct DriverSlot {
+    /// Set by every wake-up (under the map's lock); cleared by the driver's next turn.
+    woken: AtomicBool,
+    notify: Notify,
 }
 
-impl Drivers {
-    /// Wakes the run's driver; returns the new driver's notifier if one must be spawned.
-    pub(crate) fn wake(&self, run_id: &str) -> Option<Arc<Notify>> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = map.get_mut(run_id) {
-            slot.woken = true;
-            slot.notify.notify_one();
-            return None;
-        }
-        let notify = Arc::new(Notify::new());
-        map.insert(
-            run_id.to_string(),
-            DriverSlot {
-                woken: false,
-                notify: notify.clone(),
-            },
-        );
-        Some(notify)
-    }
-
+impl DriverSlot {
     /// Called by a driver before it reads the run: wake-ups until now are covered. Returns
     /// whether the run was woken since the last call (its journal state may have changed
     /// under the driver, so the driver must read it).
-    pub(crate) fn take_woken(&self, run_id: &str) -> bool {
-        match self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(run_id)
-        {
-            Some(slot) => std::mem::replace(&mut slot.woken, false),
-            None => true,
+    pub(crate) fn take_woken(&self) -> bool {
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+
+    /// Resolves at the next wake-up (or at once if one came since the last wait).
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
+impl Drivers {
+    /// Wakes the run's driver; returns the new driver's slot if one must be spawned.
+    pub(crate) fn wake(&self, run_id: &str) -> Option<Arc<DriverSlot>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = map.get(run_id) {
+            slot.woken.store(true, Ordering::Release);
+            slot.notify.notify_one();
+            return None;
         }
+        let slot = Arc::new(DriverSlot::default());
+        map.insert(run_id.to_string(), slot.clone());
+        Some(slot)
     }
 
     /// Removes the driver unless it was woken since its last read; true if it left.
     pub(crate) fn try_leave(&self, run_id: &str) -> bool {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(run_id) {
-            Some(slot) if slot.woken => false,
+            Some(slot) if slot.woken.load(Ordering::Acquire) => false,
             _ => {
                 map.remove(run_id);
                 drop(map);

@@ -47,6 +47,21 @@ pub(crate) struct Snapshot {
     pub nudges: u64,
 }
 
+impl Snapshot {
+    /// A run about to be created with `header`: nothing pending, nothing received.
+    pub(crate) fn new_run(header: RunRecord) -> Self {
+        Snapshot {
+            header,
+            pending: None,
+            branches: BTreeMap::new(),
+            cancel_requested: false,
+            map: None,
+            run_deadline: None,
+            nudges: 0,
+        }
+    }
+}
+
 /// What a driver reads of a pending map each turn: the progress record, and the requests
 /// of the open items (their records are in `Snapshot::branches`). Never the whole map.
 #[derive(Debug, Clone, Default)]

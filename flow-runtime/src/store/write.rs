@@ -745,7 +745,7 @@ impl<'t> Tables<'t> {
 }
 
 /// Checks that a start asks for the run that exists: same workflow, same input.
-pub(crate) fn same_start(
+fn same_start(
     run_id: &str,
     existing: &RunRecord,
     existing_input: Option<&[u8]>,
