@@ -196,7 +196,8 @@ fn commit_loop(
     runtime: &tokio::runtime::Handle,
 ) {
     let mut total: u64 = 0;
-    while let Some(first) = next_request(receiver) {
+    let mut last_batch = 0;
+    while let Some(first) = next_request(receiver, last_batch <= ANSWER_INLINE) {
         if halted.load(Ordering::SeqCst) {
             // Frozen "as if the process died": requests are dropped unwritten.
             drop(first);
@@ -216,6 +217,7 @@ fn commit_loop(
             }
         }
         let count = batch.len() as u64;
+        last_batch = batch.len();
         let (batch, result) = match store.with_db(|db| commit_batch(db, batch)) {
             Some(outcome) => outcome,
             None => return,
@@ -251,8 +253,9 @@ fn commit_loop(
 /// A lone run sends its next transition a few tens of microseconds after its last one
 /// was answered (the driver's turn and a short task); waking a sleeping thread costs
 /// about as much again on a virtual machine, on every step. Polling this long keeps a
-/// lone run's step at one commit plus the engine's own work; under load the queue is
-/// never empty and the thread never polls.
+/// lone run's step at one commit plus the engine's own work. After a large batch the
+/// thread does not poll: the wake-up is shared by the next batch's many requests, and
+/// the CPU is better left to the workers preparing them.
 const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
 
 /// Most answers the commit thread sends itself; larger batches are answered by a tokio task.
@@ -284,9 +287,12 @@ fn answer(batch: Vec<Job>, runtime: &tokio::runtime::Handle) {
 /// waits to be woken: about one durable commit on a local SSD.
 const LONE_REPLY_POLL: Duration = Duration::from_micros(500);
 
-/// The next request: polled for `POLL_BEFORE_SLEEP`, then waited for; `None` once every
-/// sender is gone.
-fn next_request(receiver: &mpsc::Receiver<Job>) -> Option<Job> {
+/// The next request: polled for `POLL_BEFORE_SLEEP` if `poll`, then waited for; `None`
+/// once every sender is gone.
+fn next_request(receiver: &mpsc::Receiver<Job>, poll: bool) -> Option<Job> {
+    if !poll {
+        return receiver.recv().ok();
+    }
     let polling = Instant::now();
     loop {
         match receiver.try_recv() {

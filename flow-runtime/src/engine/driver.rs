@@ -292,18 +292,26 @@ impl Driver {
 
     /// Commits `plan`; false if the driver must stop.
     async fn commit(&mut self, plan: Plan, snap: Snapshot) -> bool {
-        let Plan { write, machine } = plan;
+        let Plan { mut write, machine } = plan;
         let settled = write.header.status.is_settled();
         let steps = write.header.steps;
         let first_deadline = write.timers_add.iter().min().copied();
         let projected = project(snap, &write);
+        // Encoding fails only if a serde impl does; the commit thread then tries again and
+        // reports the error through the usual path.
+        let _ = write.encode();
+        // The write comes back to be dropped here: freeing memory on the thread that
+        // allocated it is cheaper, and it keeps that work off the commit thread.
         let result = self
             .core
             .commits
-            .submit(move |tables, now| tables.apply_run_write(write, now))
+            .submit(move |tables, now| {
+                let effects = tables.apply_run_write(&write, now)?;
+                Ok((effects, write))
+            })
             .await;
         match result {
-            Ok(effects) => {
+            Ok((effects, _write)) => {
                 for run in &effects.wake {
                     self.core.wake(run);
                 }

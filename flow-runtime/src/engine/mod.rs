@@ -279,10 +279,14 @@ impl Engine {
             .min()
             .copied();
         let snapshot = driver::project(Snapshot::new_run(header), &write);
+        let _ = write.encode(); // see `Driver::commit`
         let start = StartWrite { input, write };
-        let started = core
+        let (started, _start) = core
             .commits
-            .submit(move |tables, now| tables.apply_start(start, now))
+            .submit(move |tables, now| {
+                let outcome = tables.apply_start(&start, now)?;
+                Ok((outcome, start))
+            })
             .await?;
         if let StartOutcome::Created(effects) = started {
             for run in &effects.wake {

@@ -4,7 +4,11 @@
 //! driver, applied here in one go. Checks come before writes, so a request refused with a
 //! logical error (conflict, unknown run) leaves the shared transaction untouched.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+
 use redb::{ReadableTable, Table, WriteTransaction};
+use serde::Serialize;
 
 use super::read::StoredEvents;
 use super::records::{
@@ -86,6 +90,32 @@ pub(crate) struct RunWrite {
     pub continue_as_new: Option<Vec<u8>>,
     /// The run's nudge count the driver saw; a higher stored count keeps the run active.
     pub seen_nudges: Option<u64>,
+    /// `events` and the new pending step, encoded by [`RunWrite::encode`] before the
+    /// write goes to the commit thread (whose time is the engine's serial bottleneck).
+    pub encoded: Option<EncodedParts>,
+}
+
+/// The parts of a [`RunWrite`] encoded ahead of the commit.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedParts {
+    /// `events` as postcard encodes a `Vec<EventKind>` (a length, then each event).
+    events: Vec<u8>,
+    events_len: u64,
+    /// The pending step of `PendingChange::Set`.
+    pending: Option<Vec<u8>>,
+}
+
+impl EncodedParts {
+    fn of(events: &[EventKind], pending: &PendingChange) -> Result<Self, FlowError> {
+        Ok(EncodedParts {
+            events: encode_record(&events, "history events")?,
+            events_len: events.len() as u64,
+            pending: match pending {
+                PendingChange::Set(op) => Some(encode_record(op, "pending step")?),
+                _ => None,
+            },
+        })
+    }
 }
 
 impl RunWrite {
@@ -114,6 +144,22 @@ impl RunWrite {
             run_timed_out: false,
             continue_as_new: None,
             seen_nudges: None,
+            encoded: None,
+        }
+    }
+
+    /// Encodes the events and the pending step now, off the commit thread. Changing
+    /// either afterwards is a bug: the commit writes what was encoded here.
+    pub(crate) fn encode(&mut self) -> Result<(), FlowError> {
+        self.encoded = Some(EncodedParts::of(&self.events, &self.pending)?);
+        Ok(())
+    }
+
+    /// The encoded parts: those from [`RunWrite::encode`], or encoded now.
+    fn encoded_parts(&self) -> Result<Cow<'_, EncodedParts>, FlowError> {
+        match &self.encoded {
+            Some(parts) => Ok(Cow::Borrowed(parts)),
+            None => EncodedParts::of(&self.events, &self.pending).map(Cow::Owned),
         }
     }
 }
@@ -129,6 +175,32 @@ pub(crate) struct StartWrite {
 #[derive(Debug, Default)]
 pub(crate) struct WriteEffects {
     pub wake: Vec<String>,
+}
+
+thread_local! {
+    /// The commit thread encodes thousands of records per batch: into this buffer, not
+    /// a new allocation each.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's empty scratch buffer.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> Result<R, FlowError>) -> Result<R, FlowError> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            f(&mut buf)
+        }
+        // Only a nested use finds it taken: give that one a buffer of its own.
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Appends the encoding of `value` to `buf`.
+fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T, what: &str) -> Result<(), FlowError> {
+    let taken = std::mem::take(buf);
+    *buf = postcard::to_extend(value, taken)
+        .map_err(|e| FlowError::storage(format!("could not encode {what}: {e}")))?;
+    Ok(())
 }
 
 /// What a start did.
@@ -170,9 +242,12 @@ impl<'t> Tables<'t> {
     }
 
     fn put_header(&mut self, run_id: &str, header: &RunRecord) -> Result<(), FlowError> {
-        self.runs
-            .insert(run_id, encode_record(header, "run header")?.as_slice())?;
-        Ok(())
+        let runs = &mut self.runs;
+        with_scratch(|buf| {
+            encode_into(buf, header, "run header")?;
+            runs.insert(run_id, buf.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Appends events to the history of `run_id` from outside its transitions (signals,
@@ -183,45 +258,46 @@ impl<'t> Tables<'t> {
         now_ms: u64,
         events: Vec<EventKind>,
     ) -> Result<(), FlowError> {
+        let parts = EncodedParts::of(&events, &PendingChange::Keep)?;
         match self.header(run_id)? {
             Some(mut header) => {
                 header.next_seq =
-                    Some(self.insert_events(run_id, header.next_seq, now_ms, events)?);
+                    Some(self.insert_events(run_id, header.next_seq, now_ms, &parts)?);
                 self.put_header(run_id, &header)
             }
-            None => self.insert_events(run_id, None, now_ms, events).map(|_| ()),
+            None => self.insert_events(run_id, None, now_ms, &parts).map(|_| ()),
         }
     }
 
-    /// Inserts events at `next` (the header's `next_seq`; found by a scan of the history
-    /// when unknown) as one record; returns the sequence number after them.
+    /// Inserts the encoded events of `parts` at `next` (the header's `next_seq`; found by
+    /// a scan of the history when unknown) as one record; returns the seq after them.
     fn insert_events(
         &mut self,
         run_id: &str,
         next: Option<u64>,
         now_ms: u64,
-        events: Vec<EventKind>,
+        parts: &EncodedParts,
     ) -> Result<u64, FlowError> {
         let next = match next {
             Some(next) => next,
             None => self.scan_next_seq(run_id)?,
         };
-        if events.is_empty() {
+        if parts.events_len == 0 {
             return Ok(next);
         }
         // Every new event needs a sequence number below `u64::MAX`: never wrap onto the
         // run's first events.
         let after = next
-            .checked_add(events.len() as u64)
+            .checked_add(parts.events_len)
             .ok_or_else(|| seq_exhausted("history", run_id))?;
-        let batch = StoredEvents {
-            at_ms: now_ms,
-            kinds: events,
-        };
-        self.history_batches.insert(
-            (run_id, next),
-            encode_record(&batch, "history events")?.as_slice(),
-        )?;
+        let batches = &mut self.history_batches;
+        with_scratch(|buf| {
+            // A `StoredEvents`: postcard writes a struct's fields one after the other.
+            encode_into(buf, &now_ms, "history events")?;
+            buf.extend_from_slice(&parts.events);
+            batches.insert((run_id, next), buf.as_slice())?;
+            Ok(())
+        })?;
         Ok(after)
     }
 
@@ -247,17 +323,14 @@ impl<'t> Tables<'t> {
     /// Creates a run from its first transition, or finds the same run already there.
     pub(crate) fn apply_start(
         &mut self,
-        start: StartWrite,
+        start: &StartWrite,
         now_ms: u64,
     ) -> Result<StartOutcome, FlowError> {
-        let run_id = start.write.run_id.clone();
-        if let Some(existing) = self.header(&run_id)? {
-            let input = self
-                .inputs
-                .get(run_id.as_str())?
-                .map(|v| v.value().to_vec());
+        let run_id = start.write.run_id.as_str();
+        if let Some(existing) = self.header(run_id)? {
+            let input = self.inputs.get(run_id)?.map(|v| v.value().to_vec());
             same_start(
-                &run_id,
+                run_id,
                 &existing,
                 input.as_deref(),
                 &start.write.header.workflow,
@@ -265,16 +338,15 @@ impl<'t> Tables<'t> {
             )?;
             return Ok(StartOutcome::Existing);
         }
-        self.inputs
-            .insert(run_id.as_str(), start.input.as_slice())?;
-        let effects = self.apply_unchecked(start.write, now_ms, Some(0))?;
+        self.inputs.insert(run_id, start.input.as_slice())?;
+        let effects = self.apply_unchecked(&start.write, now_ms, Some(0))?;
         Ok(StartOutcome::Created(effects))
     }
 
     /// Applies one transition of an existing run.
     pub(crate) fn apply_run_write(
         &mut self,
-        write: RunWrite,
+        write: &RunWrite,
         now_ms: u64,
     ) -> Result<WriteEffects, FlowError> {
         let stored = self
@@ -297,7 +369,7 @@ impl<'t> Tables<'t> {
     /// copy may be older: signals and callbacks append events too).
     fn apply_unchecked(
         &mut self,
-        write: RunWrite,
+        write: &RunWrite,
         now_ms: u64,
         next_seq: Option<u64>,
     ) -> Result<WriteEffects, FlowError> {
@@ -314,7 +386,8 @@ impl<'t> Tables<'t> {
         }
         let mut effects = WriteEffects::default();
         let run_id = write.run_id.as_str();
-        let mut header = write.header;
+        let parts = write.encoded_parts()?;
+        let mut header = write.header.clone();
         header.updated_at_ms = now_ms;
         let mut next_seq = next_seq;
         if let Some(input) = &write.continue_as_new {
@@ -333,7 +406,7 @@ impl<'t> Tables<'t> {
             self.generation_inputs.insert(run_id, input.as_slice())?;
             next_seq = Some(0);
         }
-        header.next_seq = Some(self.insert_events(run_id, next_seq, now_ms, write.events)?);
+        header.next_seq = Some(self.insert_events(run_id, next_seq, now_ms, &parts)?);
         self.put_header(run_id, &header)?;
         if let Some((step, items)) = &write.map_items {
             for (i, item) in items.iter().enumerate() {
@@ -401,9 +474,9 @@ impl<'t> Tables<'t> {
         }
         match &write.pending {
             PendingChange::Keep => {}
-            PendingChange::Set(op) => {
-                self.pending
-                    .insert(run_id, encode_record(op, "pending step")?.as_slice())?;
+            PendingChange::Set(_) => {
+                let op = parts.pending.as_deref().unwrap_or_default();
+                self.pending.insert(run_id, op)?;
             }
             PendingChange::Remove => {
                 self.pending.remove(run_id)?;
@@ -436,9 +509,9 @@ impl<'t> Tables<'t> {
         if let Some(output) = &write.output {
             self.outputs.insert(run_id, output.as_slice())?;
         }
-        for child in write.children {
-            self.create_child(&child, now_ms)?;
-            effects.wake.push(child.run_id);
+        for child in &write.children {
+            self.create_child(child, now_ms)?;
+            effects.wake.push(child.run_id.clone());
         }
         for other in &write.cancel_runs {
             if self.cancel_if_open(other, now_ms)? {
@@ -793,9 +866,14 @@ mod tests {
     use super::super::{open_backend, OpenOptions, Store};
     use super::*;
 
+    fn parts(events: &[EventKind]) -> EncodedParts {
+        EncodedParts::of(events, &PendingChange::Keep).unwrap()
+    }
+
     /// A journal written before `HISTORY_BATCHES` holds one row per event in `HISTORY`
     /// and headers without `next_seq`: appends continue after its last event, and the
-    /// history reads as one sequence.
+    /// history reads as one sequence (which also checks that a batch assembled from
+    /// pre-encoded events decodes as `StoredEvents`).
     #[test]
     fn batches_continue_an_older_per_event_history() {
         let options = OpenOptions {
@@ -815,12 +893,17 @@ mod tests {
                 tables.history.insert(("r", seq), bytes.as_slice()).unwrap();
             }
             let after = tables
-                .insert_events("r", None, 2, vec![EventKind::RunCancelled; 2])
+                .insert_events(
+                    "r",
+                    None,
+                    2,
+                    &parts(&[EventKind::RunCancelled, EventKind::RunCancelled]),
+                )
                 .unwrap();
             assert_eq!(after, 4);
             assert_eq!(tables.scan_next_seq("r").unwrap(), 4);
             let after = tables
-                .insert_events("r", Some(after), 3, vec![EventKind::CancelRequested])
+                .insert_events("r", Some(after), 3, &parts(&[EventKind::CancelRequested]))
                 .unwrap();
             assert_eq!(after, 5);
         }
