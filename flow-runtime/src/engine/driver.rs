@@ -12,7 +12,10 @@
 //! wake-up always makes the next turn read the journal.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::sync::{mpsc, watch};
 
@@ -149,6 +152,7 @@ pub(crate) fn spawn(
         slot,
         machine,
         inflight: HashMap::new(),
+        inline: None,
         outcomes: BTreeMap::new(),
         results_tx,
         results_rx,
@@ -161,17 +165,38 @@ pub(crate) fn spawn(
 
 /// A running attempt.
 struct Inflight {
-    handle: AbortOnDrop<()>,
+    /// The attempt's own tokio task; `None` for the attempt in [`Driver::inline`].
+    handle: Option<AbortOnDrop<()>>,
     /// Tells the task body (`TaskContext::is_cancelled`) that it should stop.
     cancel: watch::Sender<bool>,
 }
 
-impl Inflight {
-    /// Tells the body to stop and lets it finish on its own; its result is ignored.
-    fn cancel_and_detach(self) {
-        self.cancel.send_replace(true);
-        self.handle.detach();
-    }
+/// An attempt the driver polls itself, while it waits: the task of a step that awaits a
+/// single task call (most steps). It needs no tokio task of its own and no channel, and
+/// its result is judged in the same poll that finishes it; the attempts of joins, races
+/// and maps get tasks of their own so that they run in parallel.
+struct InlineAttempt {
+    key: (u64, u32),
+    body: Pin<Box<dyn Future<Output = AttemptOutcome> + Send>>,
+}
+
+/// Resolves when the inline attempt finishes (taking it out); never while there is none.
+fn inline_finished(
+    inline: &mut Option<InlineAttempt>,
+) -> impl Future<Output = (u32, AttemptOutcome)> + '_ {
+    std::future::poll_fn(move |cx| {
+        let Some(attempt) = inline.as_mut() else {
+            return Poll::Pending;
+        };
+        match attempt.body.as_mut().poll(cx) {
+            Poll::Ready(outcome) => {
+                let branch = attempt.key.1;
+                *inline = None;
+                Poll::Ready((branch, outcome))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
 }
 
 struct Driver {
@@ -181,6 +206,8 @@ struct Driver {
     machine: Option<CachedMachine>,
     /// Attempts running now, by (step, branch); dropping one aborts it.
     inflight: HashMap<(u64, u32), Inflight>,
+    /// The running attempt this driver polls itself, if any (also in `inflight`).
+    inline: Option<InlineAttempt>,
     /// Finished attempts not yet judged, by (step, branch).
     outcomes: BTreeMap<(u64, u32), AttemptOutcome>,
     results_tx: mpsc::UnboundedSender<(u32, AttemptOutcome)>,
@@ -250,11 +277,11 @@ impl Driver {
                         self.cache = Some(snap);
                     }
                     tokio::select! {
+                        (branch, outcome) = inline_finished(&mut self.inline) => {
+                            self.received(branch, outcome);
+                        }
                         Some((branch, outcome)) = self.results_rx.recv() => {
                             self.received(branch, outcome);
-                            // Attempts run inside their own tasks on this runtime: give
-                            // the others that are ready a chance to finish first, so
-                            // that attempts started together are judged together.
                             // Judge every attempt that finished meanwhile in one turn.
                             while let Ok((branch, outcome)) = self.results_rx.try_recv() {
                                 self.received(branch, outcome);
@@ -285,9 +312,33 @@ impl Driver {
             .collect();
         for key in losers {
             if let Some(inflight) = self.inflight.remove(&key) {
-                inflight.cancel_and_detach();
+                self.cancel_and_detach(key, inflight);
             }
         }
+    }
+
+    /// Tells an attempt's body to stop and lets it finish on its own; its result is
+    /// ignored. An inline attempt gets a task of its own for that.
+    fn cancel_and_detach(&mut self, key: (u64, u32), inflight: Inflight) {
+        inflight.cancel.send_replace(true);
+        match inflight.handle {
+            Some(handle) => handle.detach(),
+            None => {
+                if let Some(attempt) = self.inline.take_if(|a| a.key == key) {
+                    tokio::spawn(async move {
+                        attempt.body.await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Aborts every running attempt, after telling their bodies to stop.
+    fn abort_attempts(&mut self) {
+        for (_, inflight) in self.inflight.drain() {
+            inflight.cancel.send_replace(true);
+        }
+        self.inline = None;
     }
 
     /// Commits `plan`; false if the driver must stop.
@@ -1013,9 +1064,7 @@ impl Driver {
         mut write: RunWrite,
         before: &plan::Needs,
     ) -> Decision {
-        for (_, inflight) in self.inflight.drain() {
-            inflight.cancel.send_replace(true);
-        }
+        self.abort_attempts();
         self.outcomes.clear();
         write.consume_cancel = true;
         write.cancel_runs = match (&op.shape, &snap.map) {
@@ -1070,9 +1119,7 @@ impl Driver {
     }
 
     fn settle(&mut self, write: RunWrite) -> Decision {
-        for (_, inflight) in self.inflight.drain() {
-            inflight.cancel.send_replace(true);
-        }
+        self.abort_attempts();
         Decision::Commit(Box::new(Plan {
             write,
             machine: None,
@@ -1120,29 +1167,33 @@ impl Driver {
         if let Some(token) = token {
             ctx = ctx.with_callback_token(token.to_string());
         }
-        let results = self.results_tx.clone();
         let args = args.to_vec();
         let timeout = policy.timeout;
         let step = op.step;
-        let handle = tokio::spawn(async move {
+        let body = async move {
             let end = run_attempt(task, &args, timeout, ctx).await;
-            let _ = results.send((
-                branch,
-                AttemptOutcome {
-                    step,
-                    attempt,
-                    task,
-                    end,
-                },
-            ));
-        });
-        self.inflight.insert(
-            (step, branch),
-            Inflight {
-                handle: AbortOnDrop::new(handle),
-                cancel,
-            },
-        );
+            AttemptOutcome {
+                step,
+                attempt,
+                task,
+                end,
+            }
+        };
+        let handle = if op.shape == Shape::Single && op.branches.len() == 1 && self.inline.is_none()
+        {
+            self.inline = Some(InlineAttempt {
+                key: (step, branch),
+                body: Box::pin(body),
+            });
+            None
+        } else {
+            let results = self.results_tx.clone();
+            Some(AbortOnDrop::new(tokio::spawn(async move {
+                let _ = results.send((branch, body.await));
+            })))
+        };
+        self.inflight
+            .insert((step, branch), Inflight { handle, cancel });
         Ok(())
     }
 }
