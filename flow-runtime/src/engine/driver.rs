@@ -145,7 +145,6 @@ pub(crate) fn spawn(
         Some(h) => (Some(h.machine), h.snapshot),
         None => (None, None),
     };
-    let (results_tx, results_rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         core,
         run_id,
@@ -154,8 +153,7 @@ pub(crate) fn spawn(
         inflight: HashMap::new(),
         inline: None,
         outcomes: BTreeMap::new(),
-        results_tx,
-        results_rx,
+        results: None,
         left: false,
         fault: None,
         cache,
@@ -178,6 +176,20 @@ struct Inflight {
 struct InlineAttempt {
     key: (u64, u32),
     body: Pin<Box<dyn Future<Output = AttemptOutcome> + Send>>,
+}
+
+/// Results of attempts with tasks of their own, by branch.
+type ResultsChannel = (
+    mpsc::UnboundedSender<(u32, AttemptOutcome)>,
+    mpsc::UnboundedReceiver<(u32, AttemptOutcome)>,
+);
+
+/// The next result of an attempt with a task of its own; never if none was started.
+async fn spawned_finished(results: &mut Option<ResultsChannel>) -> Option<(u32, AttemptOutcome)> {
+    match results {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the inline attempt finishes (taking it out); never while there is none.
@@ -210,8 +222,9 @@ struct Driver {
     inline: Option<InlineAttempt>,
     /// Finished attempts not yet judged, by (step, branch).
     outcomes: BTreeMap<(u64, u32), AttemptOutcome>,
-    results_tx: mpsc::UnboundedSender<(u32, AttemptOutcome)>,
-    results_rx: mpsc::UnboundedReceiver<(u32, AttemptOutcome)>,
+    /// Where attempts with tasks of their own report; made for the first such attempt
+    /// (most runs never need one).
+    results: Option<ResultsChannel>,
     left: bool,
     /// A fault found while committing, to record on the next turn.
     fault: Option<String>,
@@ -280,10 +293,12 @@ impl Driver {
                         (branch, outcome) = inline_finished(&mut self.inline) => {
                             self.received(branch, outcome);
                         }
-                        Some((branch, outcome)) = self.results_rx.recv() => {
+                        Some((branch, outcome)) = spawned_finished(&mut self.results) => {
                             self.received(branch, outcome);
                             // Judge every attempt that finished meanwhile in one turn.
-                            while let Ok((branch, outcome)) = self.results_rx.try_recv() {
+                            while let Some((branch, outcome)) =
+                                self.results.as_mut().and_then(|(_, rx)| rx.try_recv().ok())
+                            {
                                 self.received(branch, outcome);
                             }
                         }
@@ -1187,7 +1202,11 @@ impl Driver {
             });
             None
         } else {
-            let results = self.results_tx.clone();
+            let results = self
+                .results
+                .get_or_insert_with(mpsc::unbounded_channel)
+                .0
+                .clone();
             Some(AbortOnDrop::new(tokio::spawn(async move {
                 let _ = results.send((branch, body.await));
             })))

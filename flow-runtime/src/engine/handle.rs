@@ -89,22 +89,19 @@ impl<W: Workflow> RunHandle<W> {
     /// The run's result if it has one now.
     fn outcome(&self) -> Result<Option<Result<W::Output, FlowError>>, FlowError> {
         let core = self.engine.core();
-        let header = core
-            .store
-            .header(&self.run_id)?
-            .ok_or_else(|| FlowError::UnknownRun {
-                run_id: self.run_id.clone(),
-            })?;
+        let (header, output) =
+            core.store
+                .header_and_output(&self.run_id)?
+                .ok_or_else(|| FlowError::UnknownRun {
+                    run_id: self.run_id.clone(),
+                })?;
         let run_id = self.run_id.clone();
         Ok(Some(match header.status {
             StoredStatus::Completed => {
-                let bytes = core
-                    .store
-                    .output(&self.run_id)?
-                    .ok_or_else(|| FlowError::Corrupt {
-                        path: "journal".into(),
-                        message: format!("the output of completed run `{run_id}` is missing"),
-                    })?;
+                let bytes = output.ok_or_else(|| FlowError::Corrupt {
+                    path: "journal".into(),
+                    message: format!("the output of completed run `{run_id}` is missing"),
+                })?;
                 codec::decode(&bytes, || {
                     format!("output of run `{run_id}` (workflow `{}`)", W::NAME)
                 })

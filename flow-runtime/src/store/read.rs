@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, Shape,
-    MAP_PROGRESS,
+    StoredStatus, MAP_PROGRESS,
 };
 use super::tables::*;
 use super::Store;
@@ -240,12 +240,23 @@ impl Store {
     }
 
     /// The run's encoded output, once it completed.
-    pub(crate) fn output(&self, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
+    /// The run's header and, once it completed, its output: one read transaction.
+    pub(crate) fn header_and_output(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<(RunRecord, Option<Vec<u8>>)>, FlowError> {
         self.read(|txn| {
-            Ok(txn
-                .open_table(OUTPUTS)?
-                .get(run_id)?
-                .map(|v| v.value().to_vec()))
+            let Some(header) = header(txn, run_id)? else {
+                return Ok(None);
+            };
+            let output = match header.status {
+                StoredStatus::Completed => txn
+                    .open_table(OUTPUTS)?
+                    .get(run_id)?
+                    .map(|v| v.value().to_vec()),
+                _ => None,
+            };
+            Ok(Some((header, output)))
         })
     }
 
