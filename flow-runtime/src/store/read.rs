@@ -32,7 +32,7 @@ pub(crate) struct StoredEvents {
 }
 
 /// A run's header, and its output if it completed.
-pub(crate) type Ended = (RunRecord, Option<Vec<u8>>);
+pub(crate) type HeaderAndOutput = (RunRecord, Option<Vec<u8>>);
 
 /// Everything a driver needs to decide a run's next move.
 #[derive(Debug, Clone)]
@@ -244,7 +244,7 @@ impl Store {
 
     /// The run's encoded output, once it completed.
     /// The run's header and, once it completed, its output: one read transaction.
-    pub(crate) fn header_and_output(&self, run_id: &str) -> Result<Option<Ended>, FlowError> {
+    pub(crate) fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError> {
         self.read(|txn| {
             let Some(header) = header(txn, run_id)? else {
                 return Ok(None);
