@@ -59,6 +59,17 @@ pub async fn sequential(steps: u64) -> u64 {
     acc
 }
 
+/// Row 4: row 2's loop with row 3's task, so the cost of many steps is not mixed with
+/// that of starting and finishing a run.
+#[workflow]
+pub async fn hundred_steps(x: u64) -> u64 {
+    let mut acc = x;
+    for _ in 0..100 {
+        acc = inc(acc).await;
+    }
+    acc
+}
+
 /// Rows 3 and 4: three steps in a row.
 #[workflow]
 pub async fn three_steps(x: u64) -> u64 {

@@ -102,16 +102,20 @@ pub(crate) struct CommitPipeline {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     /// Requests submitted and not yet answered.
     outstanding: Arc<AtomicUsize>,
+    /// How long a lone request polls for its answer (`EngineBuilder::commit_poll`).
+    lone_poll: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: std::thread::ThreadId,
 }
 
 impl CommitPipeline {
-    /// Starts the commit thread (within a tokio runtime: answers go out through it). When a halt is configured and reached, it sets `halted`
-    /// and `stop` before answering anyone, so nothing else happens afterwards.
+    /// Starts the commit thread (within a tokio runtime: answers go out through it). When
+    /// a halt is configured and reached, it sets `halted` and `stop` before answering
+    /// anyone, so nothing else happens afterwards.
     pub(crate) fn start(
         store: Arc<Store>,
         hooks: CommitHooks,
+        lone_poll: Duration,
         halted: Arc<AtomicBool>,
         stop: Arc<watch::Sender<Option<String>>>,
     ) -> Result<Self, FlowError> {
@@ -124,6 +128,7 @@ impl CommitPipeline {
         Ok(CommitPipeline {
             sender: Mutex::new(Some(sender)),
             outstanding: Arc::default(),
+            lone_poll,
             thread_id: thread.thread().id(),
             thread: Mutex::new(Some(thread)),
         })
@@ -139,6 +144,7 @@ impl CommitPipeline {
     ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
         let (reply, mut reply_rx) = oneshot::channel::<Result<T, FlowError>>();
         let (outstanding, lone) = Outstanding::count(&self.outstanding);
+        let lone_poll = self.lone_poll;
         let job: Job = Box::new(Submitted {
             writes: Some(apply),
             result: None,
@@ -153,12 +159,11 @@ impl CommitPipeline {
             if !sent {
                 return Err(FlowError::stopped("the engine was shut down"));
             }
-            if lone {
+            if lone && !lone_poll.is_zero() {
                 // Nobody else is waiting for the journal: poll for the answer (yielding to
-                // any other task) rather than have the commit thread wake a parked worker,
-                // which costs as much as the rest of the step on a virtual machine.
+                // any other task) rather than have the commit thread wake a parked worker.
                 let polling = Instant::now();
-                while polling.elapsed() < LONE_REPLY_POLL {
+                while polling.elapsed() < lone_poll {
                     match reply_rx.try_recv() {
                         Ok(reply) => return reply,
                         Err(oneshot::error::TryRecvError::Closed) => break,
@@ -256,7 +261,7 @@ fn commit_loop(
 /// lone run's step at one commit plus the engine's own work. After a large batch the
 /// thread does not poll: the wake-up is shared by the next batch's many requests, and
 /// the CPU is better left to the workers preparing them.
-const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(200);
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
 /// Most answers the commit thread sends itself; larger batches are answered by a tokio task.
 const ANSWER_INLINE: usize = 2;
@@ -282,10 +287,6 @@ fn answer(batch: Vec<Job>, runtime: &tokio::runtime::Handle) {
         }
     });
 }
-
-/// How long a request that was alone in the pipeline polls for its answer before it
-/// waits to be woken: about one durable commit on a local SSD.
-const LONE_REPLY_POLL: Duration = Duration::from_micros(500);
 
 /// The next request: polled for `POLL_BEFORE_SLEEP` if `poll`, then waited for; `None`
 /// once every sender is gone.

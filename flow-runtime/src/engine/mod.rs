@@ -155,7 +155,13 @@ impl Engine {
             on_commit: builder.on_commit,
         };
         let halted = Arc::new(AtomicBool::new(false));
-        let commits = CommitPipeline::start(store.clone(), hooks, halted, stop.clone())?;
+        let commits = CommitPipeline::start(
+            store.clone(),
+            hooks,
+            builder.commit_poll,
+            halted,
+            stop.clone(),
+        )?;
         let core = Arc::new(Core {
             store,
             commits,

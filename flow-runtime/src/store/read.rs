@@ -244,7 +244,10 @@ impl Store {
 
     /// The run's encoded output, once it completed.
     /// The run's header and, once it completed, its output: one read transaction.
-    pub(crate) fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError> {
+    pub(crate) fn header_and_output(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<HeaderAndOutput>, FlowError> {
         self.read(|txn| {
             let Some(header) = header(txn, run_id)? else {
                 return Ok(None);
