@@ -109,52 +109,8 @@ pub async fn sequential_row(cfg: &Config, floor: &Floor, report: &mut Report) ->
         ),
     );
 
-    // The same on a file with `EngineBuilder::commit_poll`: the driver polls through each
-    // commit instead of being woken after it (latency for CPU).
-    let sync = SyncRef::before(cfg)?;
-    let path = fresh_journal(&cfg.dir, "sequential-poll");
-    let engine = Engine::builder()
-        .register::<sequential>()
-        .commit_poll(COMMIT_POLL)
-        .open(&path)
-        .await?;
-    let phase = Phase::start();
-    let (wall, intervals) = sequential_runs(&engine, cfg).await?;
-    let cost = phase.finish();
-    engine.shutdown().await;
-    let _ = std::fs::remove_file(&path);
-    let sync = sync.after(cfg, "Row 2 with commit_poll", report)?;
-    let steps_per_s = steps / wall.as_secs_f64();
-    let vs_sync = steps_per_s / sync.per_s;
-    report.push(
-        "2",
-        format!("  with commit_poll({}): steps/s", dur(COMMIT_POLL)),
-        rate(steps_per_s),
-        sync.label(),
-        ratio(vs_sync),
-        ">= 0.77x",
-        judge(vs_sync >= 1.0 / 1.3),
-    );
-    let p50 = percentile(&intervals, 0.5);
-    report.push(
-        "2",
-        "    step latency p50 / p99; CPU / step",
-        format!(
-            "{} / {}; {}",
-            dur(p50),
-            dur(percentile(&intervals, 0.99)),
-            dur(Duration::from_secs_f64(cost.cpu_seconds / steps))
-        ),
-        format!("sync p50 {}", dur(sync.p50)),
-        ratio(p50.as_secs_f64() / sync.p50.as_secs_f64()),
-        "p50 <= 1.3x",
-        judge(p50.as_secs_f64() <= 1.3 * sync.p50.as_secs_f64()),
-    );
     Ok(())
 }
-
-/// What row 2's second engine passes to `EngineBuilder::commit_poll`: about one commit.
-const COMMIT_POLL: Duration = Duration::from_micros(500);
 
 /// Runs `cfg.seq_runs` sequential runs one after another; returns their summed wall time
 /// and the sorted intervals between consecutive task starts within each run.

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use redb::StorageBackend;
 
@@ -34,7 +33,6 @@ pub struct EngineBuilder {
     pub(crate) backend: Option<Box<dyn StorageBackend>>,
     pub(crate) cache_bytes: usize,
     pub(crate) check_integrity: bool,
-    pub(crate) commit_poll: Duration,
 }
 
 impl Default for EngineBuilder {
@@ -46,7 +44,6 @@ impl Default for EngineBuilder {
             backend: None,
             cache_bytes: DEFAULT_CACHE_BYTES,
             check_integrity: false,
-            commit_poll: Duration::ZERO,
         }
     }
 }
@@ -57,7 +54,6 @@ impl std::fmt::Debug for EngineBuilder {
             .field("halt_after", &self.halt_after)
             .field("custom_backend", &self.backend.is_some())
             .field("cache_bytes", &self.cache_bytes)
-            .field("commit_poll", &self.commit_poll)
             .finish_non_exhaustive()
     }
 }
@@ -80,9 +76,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Test and demo hook: `hook(total)` runs on the commit thread after each durable
-    /// transition, with the number of transitions committed so far (e.g. to
-    /// `std::process::abort()` at a chosen point).
+    /// Test and demo hook: `hook(total)` runs after each durable transition, on the
+    /// thread that committed it (the commit thread, or the driver of a run that was
+    /// alone), with the number of transitions committed so far (e.g. to
+    /// `std::process::abort()` at a chosen point). Calls never overlap.
     pub fn on_commit(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
         self.on_commit = Some(Arc::new(hook));
         self
@@ -107,20 +104,6 @@ impl EngineBuilder {
     /// failing later (default off: the check reads the whole file).
     pub fn check_integrity_on_open(mut self, enabled: bool) -> Self {
         self.check_integrity = enabled;
-        self
-    }
-
-    /// How long a driver whose commit is the only one in flight polls for the answer
-    /// before it parks (default zero: it parks at once and is woken).
-    ///
-    /// Polling keeps the worker thread awake through the commit's `fdatasync` instead of
-    /// having it woken afterwards; on a virtual machine that takes about 50 µs (20%) off
-    /// each step of a run that is alone, at the price of a busy core while it waits. Set
-    /// it to about one commit (e.g. 500 µs) where the latency of few concurrent runs
-    /// matters more than CPU; under load it changes nothing, as a driver polls only when
-    /// no other commit is outstanding.
-    pub fn commit_poll(mut self, wait: Duration) -> Self {
-        self.commit_poll = wait;
         self
     }
 

@@ -1,16 +1,26 @@
-//! Group commit: one OS thread owns the journal's write side.
+//! Group commit: one OS thread writes the journal for everyone.
 //!
-//! Requests arrive on a channel. The thread blocks for the first, drains whatever else is
-//! already queued (it never waits for a batch to fill, so a lone request costs exactly one
-//! commit), applies them all in one write transaction, commits once (durably), and only
-//! then answers each requester. `commit()` blocks on fsync, which is why it never runs on
-//! an async worker thread.
+//! Requests arrive on a channel. The thread takes the first (polling briefly after a
+//! small batch, see `POLL_BEFORE_SLEEP`), drains whatever else is already queued (it never
+//! waits for a batch to fill, so a lone request costs exactly one commit), applies them
+//! all in one write transaction, commits once (durably), and only then answers each
+//! requester. `commit()` blocks on fsync, which is why it never runs on an async worker
+//! thread.
+//!
+//! This thread is the engine's one serial stage, so it does as little as it can: the
+//! drivers encode their records before submitting, the records it encodes itself go
+//! into a reused buffer, the writes go back to their drivers to be freed, and a large
+//! batch's answers are sent from the runtime (`answer`).
+//!
+//! A request that is alone, from a driver, is committed by the driver's own thread
+//! instead (`CommitPipeline::submit_here`): with nothing to batch, the thread hand-offs
+//! would cost as much as the rest of the step. `Writer::total` decides who writes.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,7 +99,7 @@ impl Drop for Outstanding {
     }
 }
 
-/// Test and demo hooks run by the commit thread.
+/// Test and demo hooks, run by whoever commits (see `Writer`).
 pub(crate) struct CommitHooks {
     /// Freeze after this many transitions are durable.
     pub halt_after: Option<u64>,
@@ -97,13 +107,68 @@ pub(crate) struct CommitHooks {
     pub on_commit: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
+/// The journal's write side. Whoever holds `total` writes: the commit thread for each
+/// batch, or a driver committing its own transition when it is alone (`submit_here`).
+struct Writer {
+    store: Arc<Store>,
+    hooks: CommitHooks,
+    halted: Arc<AtomicBool>,
+    stop: Arc<watch::Sender<Option<String>>>,
+    /// Transitions committed so far; holding its lock is the right to write.
+    total: Mutex<u64>,
+}
+
+impl Writer {
+    fn is_halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+
+    /// How many requests the next batch may hold: never past a configured halt, so a
+    /// test halts at an exact point.
+    fn room(&self, total: u64) -> usize {
+        self.hooks
+            .halt_after
+            .map(|n| n.saturating_sub(total).max(1) as usize)
+            .unwrap_or(MAX_BATCH)
+            .min(MAX_BATCH)
+    }
+
+    /// Applies and commits `batch`, then runs the hooks (setting the halt, when it is
+    /// reached, before anyone is answered); `None` once the journal is closed.
+    fn write(&self, total: &mut u64, batch: Vec<Job>) -> Option<(Vec<Job>, Result<(), FlowError>)> {
+        let count = batch.len() as u64;
+        let (batch, result) = self.store.with_db(|db| commit_batch(db, batch))?;
+        match &result {
+            Ok(()) => {
+                for _ in 0..count {
+                    *total += 1;
+                    if let Some(hook) = &self.hooks.on_commit {
+                        hook(*total);
+                    }
+                }
+                if self.hooks.halt_after.is_some_and(|n| *total >= n) {
+                    self.halted.store(true, Ordering::SeqCst);
+                    self.stop.send_replace(Some(format!(
+                        "halted after {total} commits by the halt_after_commits test hook"
+                    )));
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "journal commit failed"),
+        }
+        Some((batch, result))
+    }
+
+    fn lock_total(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.total.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The sending side of the commit thread.
 pub(crate) struct CommitPipeline {
+    writer: Arc<Writer>,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     /// Requests submitted and not yet answered.
     outstanding: Arc<AtomicUsize>,
-    /// How long a lone request polls for its answer (`EngineBuilder::commit_poll`).
-    lone_poll: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: std::thread::ThreadId,
 }
@@ -115,20 +180,27 @@ impl CommitPipeline {
     pub(crate) fn start(
         store: Arc<Store>,
         hooks: CommitHooks,
-        lone_poll: Duration,
         halted: Arc<AtomicBool>,
         stop: Arc<watch::Sender<Option<String>>>,
     ) -> Result<Self, FlowError> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let runtime = tokio::runtime::Handle::current();
+        let writer = Arc::new(Writer {
+            store,
+            hooks,
+            halted,
+            stop,
+            total: Mutex::new(0),
+        });
+        let thread_writer = writer.clone();
         let thread = std::thread::Builder::new()
             .name("flow-commit".into())
-            .spawn(move || commit_loop(&store, &receiver, &hooks, &halted, &stop, &runtime))
+            .spawn(move || commit_loop(&thread_writer, &receiver, &runtime))
             .map_err(|e| FlowError::storage(format!("could not start the commit thread: {e}")))?;
         Ok(CommitPipeline {
+            writer,
             sender: Mutex::new(Some(sender)),
             outstanding: Arc::default(),
-            lone_poll,
             thread_id: thread.thread().id(),
             thread: Mutex::new(Some(thread)),
         })
@@ -142,34 +214,52 @@ impl CommitPipeline {
         &self,
         apply: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send + 'static,
     ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
-        let (reply, mut reply_rx) = oneshot::channel::<Result<T, FlowError>>();
+        self.submit_with(apply, false)
+    }
+
+    /// As [`submit`](Self::submit), but when no other request is in flight and the caller
+    /// runs on a worker of a multi-thread runtime, the transaction is committed right here
+    /// (in `tokio::task::block_in_place`) instead of by the commit thread.
+    ///
+    /// A lone run's step then costs its commit and its own work, without waking the
+    /// commit thread and then being woken by it (on a virtual machine each wake-up costs
+    /// tens of microseconds, as much as the rest of the step). Under load requests are
+    /// never alone and go to the commit thread, whose batches are what makes many runs
+    /// cheap. Only drivers call this: their tasks are spawned on the engine's runtime, and
+    /// blocking one of them blocks nothing else of the caller's.
+    pub(crate) fn submit_here<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send + 'static,
+    ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
+        self.submit_with(apply, true)
+    }
+
+    fn submit_with<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send + 'static,
+        here: bool,
+    ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
+        let (reply, reply_rx) = oneshot::channel::<Result<T, FlowError>>();
         let (outstanding, lone) = Outstanding::count(&self.outstanding);
-        let lone_poll = self.lone_poll;
         let job: Job = Box::new(Submitted {
             writes: Some(apply),
             result: None,
             reply,
             _outstanding: outstanding,
         });
-        let sent = match &*self.sender.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(sender) => sender.send(job).is_ok(),
-            None => false,
+        let job = if here && lone {
+            self.commit_here(job)
+        } else {
+            Some(job)
+        };
+        let sent = match job {
+            // Committed (or, past a halt, dropped) right here.
+            None => true,
+            Some(job) => self.send(job),
         };
         async move {
             if !sent {
                 return Err(FlowError::stopped("the engine was shut down"));
-            }
-            if lone && !lone_poll.is_zero() {
-                // Nobody else is waiting for the journal: poll for the answer (yielding to
-                // any other task) rather than have the commit thread wake a parked worker.
-                let polling = Instant::now();
-                while polling.elapsed() < lone_poll {
-                    match reply_rx.try_recv() {
-                        Ok(reply) => return reply,
-                        Err(oneshot::error::TryRecvError::Closed) => break,
-                        Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
-                    }
-                }
             }
             // A dropped reply means the thread froze (halt hook) or stopped before this
             // request was written.
@@ -179,6 +269,45 @@ impl CommitPipeline {
                 ))
             })
         }
+    }
+    /// Queues `job` for the commit thread; false once the engine is shut down.
+    fn send(&self, job: Job) -> bool {
+        match &*self.sender.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(sender) => sender.send(job).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Commits `job` on this thread if it may block here and nobody else is writing;
+    /// gives the job back otherwise.
+    fn commit_here(&self, job: Job) -> Option<Job> {
+        let may_block = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let open = self
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !may_block || !open {
+            return Some(job);
+        }
+        let mut total = match self.writer.total.try_lock() {
+            Ok(total) => total,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Some(job),
+        };
+        if self.writer.is_halted() {
+            // Frozen "as if the process died": the request is dropped unwritten.
+            return None;
+        }
+        let written = tokio::task::block_in_place(|| self.writer.write(&mut total, vec![job]));
+        drop(total);
+        if let Some((batch, result)) = written {
+            for job in batch {
+                job.finish(result.clone());
+            }
+        }
+        None
     }
 
     /// Closes the channel; the thread finishes its current batch and exits.
@@ -192,28 +321,16 @@ impl CommitPipeline {
     }
 }
 
-fn commit_loop(
-    store: &Store,
-    receiver: &mpsc::Receiver<Job>,
-    hooks: &CommitHooks,
-    halted: &AtomicBool,
-    stop: &watch::Sender<Option<String>>,
-    runtime: &tokio::runtime::Handle,
-) {
-    let mut total: u64 = 0;
+fn commit_loop(writer: &Writer, receiver: &mpsc::Receiver<Job>, runtime: &tokio::runtime::Handle) {
     let mut last_batch = 0;
     while let Some(first) = next_request(receiver, last_batch <= ANSWER_INLINE) {
-        if halted.load(Ordering::SeqCst) {
+        if writer.is_halted() {
             // Frozen "as if the process died": requests are dropped unwritten.
             drop(first);
             continue;
         }
-        // With a halt configured, never commit past it, so a test halts at an exact point.
-        let room = hooks
-            .halt_after
-            .map(|n| n.saturating_sub(total).max(1) as usize)
-            .unwrap_or(MAX_BATCH)
-            .min(MAX_BATCH);
+        let mut total = writer.lock_total();
+        let room = writer.room(*total);
         let mut batch = vec![first];
         while batch.len() < room {
             match receiver.try_recv() {
@@ -221,30 +338,14 @@ fn commit_loop(
                 Err(_) => break,
             }
         }
-        let count = batch.len() as u64;
         last_batch = batch.len();
-        let (batch, result) = match store.with_db(|db| commit_batch(db, batch)) {
-            Some(outcome) => outcome,
-            None => return,
+        let Some((batch, result)) = writer.write(&mut total, batch) else {
+            return;
         };
+        drop(total);
         match result {
-            Ok(()) => {
-                for _ in 0..count {
-                    total += 1;
-                    if let Some(hook) = &hooks.on_commit {
-                        hook(total);
-                    }
-                }
-                if hooks.halt_after.is_some_and(|n| total >= n) {
-                    halted.store(true, Ordering::SeqCst);
-                    stop.send_replace(Some(format!(
-                        "halted after {total} commits by the halt_after_commits test hook"
-                    )));
-                }
-                answer(batch, runtime);
-            }
+            Ok(()) => answer(batch, runtime),
             Err(e) => {
-                tracing::error!(error = %e, "journal commit failed");
                 for job in batch {
                     job.finish(Err(e.clone()));
                 }
@@ -263,7 +364,7 @@ fn commit_loop(
 /// the CPU is better left to the workers preparing them.
 const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
-/// Most answers the commit thread sends itself; larger batches are answered by a tokio task.
+/// Largest batch the commit thread answers itself; larger ones are answered by a tokio task.
 const ANSWER_INLINE: usize = 2;
 
 /// Answers the requests of a durable batch.
@@ -272,8 +373,8 @@ const ANSWER_INLINE: usize = 2;
 /// shared queue and often a futex call to unpark a worker, and a large batch's wake-ups
 /// would take the commit thread as long as its writes. One task spawned on the runtime
 /// answers them instead (its wake-ups are local to a worker), and the thread goes on to
-/// the next batch. A small batch, typically one lone run polling for its answer, is
-/// answered here.
+/// the next batch. A small batch (a lone run, whose single wake-up a task would only
+/// delay) is answered here.
 fn answer(batch: Vec<Job>, runtime: &tokio::runtime::Handle) {
     if batch.len() <= ANSWER_INLINE {
         for job in batch {

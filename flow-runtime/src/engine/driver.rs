@@ -8,8 +8,13 @@
 //!
 //! The read is skipped when nothing but the driver itself changed the run since: after
 //! its own commit of a simple transition (task steps) it keeps the snapshot the journal
-//! now holds (`project`). Anything else that changes a run wakes it (`Core::wake`), and a
-//! wake-up always makes the next turn read the journal.
+//! now holds (`project`), and a new run's driver gets the one its start committed
+//! (`Handover`). Anything else that changes a run wakes it (`Core::wake`), and a wake-up
+//! always makes the next turn read the journal.
+//!
+//! The attempt of a step that awaits one task call is polled by the driver itself while
+//! it waits (`InlineAttempt`); attempts of joins, races and maps run in tasks of their own
+//! so that they run in parallel.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -371,7 +376,7 @@ impl Driver {
         let result = self
             .core
             .commits
-            .submit(move |tables, now| {
+            .submit_here(move |tables, now| {
                 let effects = tables.apply_run_write(&write, now)?;
                 Ok((effects, write))
             })

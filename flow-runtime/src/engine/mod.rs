@@ -1,7 +1,7 @@
 //! The engine: starts runs, drives them through their durable operations, and answers
 //! questions about them.
 //!
-//! Parts, one per file: `commit` (the group-commit thread, the only writer), `driver`
+//! Parts, one per file: `commit` (the journal's writer: group commit), `driver`
 //! (moves one run forward), `plan` (turns a step into one journal write), `attempt` (runs
 //! one task attempt), `timers` (wakes runs whose deadline came), `wake` (which runs have a
 //! driver, who waits for which result), `registry` (workflows by name).
@@ -155,13 +155,7 @@ impl Engine {
             on_commit: builder.on_commit,
         };
         let halted = Arc::new(AtomicBool::new(false));
-        let commits = CommitPipeline::start(
-            store.clone(),
-            hooks,
-            builder.commit_poll,
-            halted,
-            stop.clone(),
-        )?;
+        let commits = CommitPipeline::start(store.clone(), hooks, halted, stop.clone())?;
         let core = Arc::new(Core {
             store,
             commits,

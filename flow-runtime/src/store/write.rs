@@ -5,9 +5,9 @@
 //! logical error (conflict, unknown run) leaves the shared transaction untouched.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
 use serde::Serialize;
 
 use super::read::StoredEvents;
@@ -19,25 +19,25 @@ use super::tables::*;
 use crate::error::FlowError;
 use crate::history::EventKind;
 
-/// The journal's tables, opened once per write transaction.
+/// The journal's tables, opened once per write transaction when first used.
 pub(crate) struct Tables<'t> {
-    runs: Table<'t, &'static str, &'static [u8]>,
-    inputs: Table<'t, &'static str, &'static [u8]>,
-    outputs: Table<'t, &'static str, &'static [u8]>,
-    pending: Table<'t, &'static str, &'static [u8]>,
-    branches: Table<'t, (&'static str, u64, u32), &'static [u8]>,
-    slots: Table<'t, (&'static str, u32), &'static [u8]>,
-    history: Table<'t, (&'static str, u64), &'static [u8]>,
-    history_batches: Table<'t, (&'static str, u64), &'static [u8]>,
-    timers: Table<'t, (u64, &'static str), ()>,
-    active: Table<'t, &'static str, ()>,
-    inbox: Table<'t, (&'static str, u64), &'static [u8]>,
-    cancels: Table<'t, &'static str, ()>,
-    map_items: Table<'t, (&'static str, u64, u32), &'static [u8]>,
-    tokens: Table<'t, &'static str, &'static [u8]>,
-    run_deadlines: Table<'t, &'static str, u64>,
-    generation_inputs: Table<'t, &'static str, &'static [u8]>,
-    nudges: Table<'t, &'static str, u64>,
+    runs: Lazy<'t, &'static str, &'static [u8]>,
+    inputs: Lazy<'t, &'static str, &'static [u8]>,
+    outputs: Lazy<'t, &'static str, &'static [u8]>,
+    pending: Lazy<'t, &'static str, &'static [u8]>,
+    branches: Lazy<'t, (&'static str, u64, u32), &'static [u8]>,
+    slots: Lazy<'t, (&'static str, u32), &'static [u8]>,
+    history: Lazy<'t, (&'static str, u64), &'static [u8]>,
+    history_batches: Lazy<'t, (&'static str, u64), &'static [u8]>,
+    timers: Lazy<'t, (u64, &'static str), ()>,
+    active: Lazy<'t, &'static str, ()>,
+    inbox: Lazy<'t, (&'static str, u64), &'static [u8]>,
+    cancels: Lazy<'t, &'static str, ()>,
+    map_items: Lazy<'t, (&'static str, u64, u32), &'static [u8]>,
+    tokens: Lazy<'t, &'static str, &'static [u8]>,
+    run_deadlines: Lazy<'t, &'static str, u64>,
+    generation_inputs: Lazy<'t, &'static str, &'static [u8]>,
+    nudges: Lazy<'t, &'static str, u64>,
 }
 
 /// What happens to the run's pending operation.
@@ -203,6 +203,39 @@ fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T, what: &str) -> Result
     Ok(())
 }
 
+/// A table of a write transaction, opened when first used: redb's commit does work for
+/// every table a transaction opened, and most transactions touch a few of the journal's.
+struct Lazy<'t, K: Key + 'static, V: Value + 'static> {
+    txn: &'t WriteTransaction,
+    definition: TableDefinition<'static, K, V>,
+    table: OnceCell<Table<'t, K, V>>,
+}
+
+impl<'t, K: Key + 'static, V: Value + 'static> Lazy<'t, K, V> {
+    fn new(txn: &'t WriteTransaction, definition: TableDefinition<'static, K, V>) -> Self {
+        Lazy {
+            txn,
+            definition,
+            table: OnceCell::new(),
+        }
+    }
+
+    /// The table, for reading.
+    fn read(&self) -> Result<&Table<'t, K, V>, FlowError> {
+        if let Some(table) = self.table.get() {
+            return Ok(table);
+        }
+        let table = self.txn.open_table(self.definition)?;
+        Ok(self.table.get_or_init(|| table))
+    }
+
+    /// The table, for writing.
+    fn write(&mut self) -> Result<&mut Table<'t, K, V>, FlowError> {
+        self.read()?;
+        Ok(self.table.get_mut().expect("opened by `read`"))
+    }
+}
+
 /// What a start did.
 #[derive(Debug)]
 pub(crate) enum StartOutcome {
@@ -212,37 +245,39 @@ pub(crate) enum StartOutcome {
 }
 
 impl<'t> Tables<'t> {
+    /// The journal's tables in `txn`, each opened when first used.
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, FlowError> {
         Ok(Tables {
-            runs: txn.open_table(RUNS)?,
-            inputs: txn.open_table(INPUTS)?,
-            outputs: txn.open_table(OUTPUTS)?,
-            pending: txn.open_table(PENDING)?,
-            branches: txn.open_table(BRANCHES)?,
-            slots: txn.open_table(SLOTS)?,
-            history: txn.open_table(HISTORY)?,
-            history_batches: txn.open_table(HISTORY_BATCHES)?,
-            timers: txn.open_table(TIMERS)?,
-            active: txn.open_table(ACTIVE)?,
-            inbox: txn.open_table(INBOX)?,
-            cancels: txn.open_table(CANCELS)?,
-            map_items: txn.open_table(MAP_ITEMS)?,
-            tokens: txn.open_table(TOKENS)?,
-            run_deadlines: txn.open_table(RUN_DEADLINES)?,
-            generation_inputs: txn.open_table(GENERATION_INPUTS)?,
-            nudges: txn.open_table(NUDGES)?,
+            runs: Lazy::new(txn, RUNS),
+            inputs: Lazy::new(txn, INPUTS),
+            outputs: Lazy::new(txn, OUTPUTS),
+            pending: Lazy::new(txn, PENDING),
+            branches: Lazy::new(txn, BRANCHES),
+            slots: Lazy::new(txn, SLOTS),
+            history: Lazy::new(txn, HISTORY),
+            history_batches: Lazy::new(txn, HISTORY_BATCHES),
+            timers: Lazy::new(txn, TIMERS),
+            active: Lazy::new(txn, ACTIVE),
+            inbox: Lazy::new(txn, INBOX),
+            cancels: Lazy::new(txn, CANCELS),
+            map_items: Lazy::new(txn, MAP_ITEMS),
+            tokens: Lazy::new(txn, TOKENS),
+            run_deadlines: Lazy::new(txn, RUN_DEADLINES),
+            generation_inputs: Lazy::new(txn, GENERATION_INPUTS),
+            nudges: Lazy::new(txn, NUDGES),
         })
     }
 
     fn header(&self, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
         self.runs
+            .read()?
             .get(run_id)?
             .map(|r| decode_run_header(r.value()))
             .transpose()
     }
 
     fn put_header(&mut self, run_id: &str, header: &RunRecord) -> Result<(), FlowError> {
-        let runs = &mut self.runs;
+        let runs = self.runs.write()?;
         with_scratch(|buf| {
             encode_into(buf, header, "run header")?;
             runs.insert(run_id, buf.as_slice())?;
@@ -290,7 +325,7 @@ impl<'t> Tables<'t> {
         let after = next
             .checked_add(parts.events_len)
             .ok_or_else(|| seq_exhausted("history", run_id))?;
-        let batches = &mut self.history_batches;
+        let batches = self.history_batches.write()?;
         with_scratch(|buf| {
             // A `StoredEvents`: postcard writes a struct's fields one after the other.
             encode_into(buf, &now_ms, "history events")?;
@@ -305,7 +340,12 @@ impl<'t> Tables<'t> {
     /// whose header predates `next_seq`).
     fn scan_next_seq(&self, run_id: &str) -> Result<u64, FlowError> {
         let range = (run_id, 0)..=(run_id, u64::MAX);
-        if let Some(last) = self.history_batches.range(range.clone())?.next_back() {
+        if let Some(last) = self
+            .history_batches
+            .read()?
+            .range(range.clone())?
+            .next_back()
+        {
             let (key, value) = last?;
             let batch: StoredEvents = decode_record(value.value(), "history events")?;
             return key
@@ -314,7 +354,7 @@ impl<'t> Tables<'t> {
                 .checked_add(batch.kinds.len() as u64)
                 .ok_or_else(|| seq_exhausted("history", run_id));
         }
-        match self.history.range(range)?.next_back() {
+        match self.history.read()?.range(range)?.next_back() {
             Some(last) => next_seq(last?.0.value().1, "history", run_id),
             None => Ok(0),
         }
@@ -328,7 +368,7 @@ impl<'t> Tables<'t> {
     ) -> Result<StartOutcome, FlowError> {
         let run_id = start.write.run_id.as_str();
         if let Some(existing) = self.header(run_id)? {
-            let input = self.inputs.get(run_id)?.map(|v| v.value().to_vec());
+            let input = self.inputs.read()?.get(run_id)?.map(|v| v.value().to_vec());
             same_start(
                 run_id,
                 &existing,
@@ -338,7 +378,9 @@ impl<'t> Tables<'t> {
             )?;
             return Ok(StartOutcome::Existing);
         }
-        self.inputs.insert(run_id, start.input.as_slice())?;
+        self.inputs
+            .write()?
+            .insert(run_id, start.input.as_slice())?;
         let effects = self.apply_unchecked(&start.write, now_ms, Some(0))?;
         Ok(StartOutcome::Created(effects))
     }
@@ -374,7 +416,7 @@ impl<'t> Tables<'t> {
         next_seq: Option<u64>,
     ) -> Result<WriteEffects, FlowError> {
         for child in &write.children {
-            if self.runs.get(child.run_id.as_str())?.is_some() {
+            if self.runs.read()?.get(child.run_id.as_str())?.is_some() {
                 return Err(FlowError::RunIdConflict {
                     run_id: child.run_id.clone(),
                     difference: format!(
@@ -394,16 +436,23 @@ impl<'t> Tables<'t> {
             // The old generation is dropped, not archived: history, slots, branch
             // records and map items go; the inbox and the run ID stay.
             self.history
+                .write()?
                 .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
             self.history_batches
+                .write()?
                 .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
             self.slots
+                .write()?
                 .retain_in((run_id, 0)..=(run_id, u32::MAX), |_, _| false)?;
             self.branches
+                .write()?
                 .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
             self.map_items
+                .write()?
                 .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
-            self.generation_inputs.insert(run_id, input.as_slice())?;
+            self.generation_inputs
+                .write()?
+                .insert(run_id, input.as_slice())?;
             next_seq = Some(0);
         }
         header.next_seq = Some(self.insert_events(run_id, next_seq, now_ms, &parts)?);
@@ -411,35 +460,44 @@ impl<'t> Tables<'t> {
         if let Some((step, items)) = &write.map_items {
             for (i, item) in items.iter().enumerate() {
                 self.map_items
+                    .write()?
                     .insert((run_id, *step, i as u32), item.as_slice())?;
             }
         }
         for (token, record) in &write.tokens {
-            self.tokens.insert(
+            self.tokens.write()?.insert(
                 token.as_str(),
                 encode_record(record, "callback token")?.as_slice(),
             )?;
         }
         if let Some(deadline) = write.run_deadline {
-            self.run_deadlines.insert(run_id, deadline)?;
-            self.timers.insert((deadline, run_id), ())?;
+            self.run_deadlines.write()?.insert(run_id, deadline)?;
+            self.timers.write()?.insert((deadline, run_id), ())?;
         }
         if write.run_timed_out || header.status.is_settled() {
-            let deadline = self.run_deadlines.remove(run_id)?.map(|d| d.value());
+            let deadline = self
+                .run_deadlines
+                .write()?
+                .remove(run_id)?
+                .map(|d| d.value());
             if let Some(deadline) = deadline {
-                self.timers.remove((deadline, run_id))?;
+                self.timers.write()?.remove((deadline, run_id))?;
             }
         }
         if write.run_timed_out && !header.status.is_settled() {
-            self.cancels.insert(run_id, ())?;
+            self.cancels.write()?.insert(run_id, ())?;
         }
         for (slot, bytes) in &write.slots {
-            self.slots.insert((run_id, *slot), bytes.as_slice())?;
+            self.slots
+                .write()?
+                .insert((run_id, *slot), bytes.as_slice())?;
         }
         if let Some(step) = write.clear_branches {
             self.branches
+                .write()?
                 .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
             self.map_items
+                .write()?
                 .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
         }
         // A branch finished by someone else meanwhile (a callback completed, a child run
@@ -449,7 +507,7 @@ impl<'t> Tables<'t> {
         for (step, branch, record) in &write.branch_puts {
             let key = (run_id, *step, *branch);
             if !record.is_finished() {
-                let finished = match self.branches.get(key)? {
+                let finished = match self.branches.read()?.get(key)? {
                     Some(old) => {
                         decode_record::<BranchRecord>(old.value(), "branch record")?.is_finished()
                     }
@@ -461,10 +519,16 @@ impl<'t> Tables<'t> {
                 }
             }
             self.branches
+                .write()?
                 .insert(key, encode_record(record, "branch record")?.as_slice())?;
         }
         if let Some(seen) = write.seen_nudges {
-            let now = self.nudges.get(run_id)?.map(|n| n.value()).unwrap_or(0);
+            let now = self
+                .nudges
+                .read()?
+                .get(run_id)?
+                .map(|n| n.value())
+                .unwrap_or(0);
             // Something reached the run after the driver read it: it must look again.
             revived |= now != seen;
         }
@@ -476,38 +540,38 @@ impl<'t> Tables<'t> {
             PendingChange::Keep => {}
             PendingChange::Set(_) => {
                 let op = parts.pending.as_deref().unwrap_or_default();
-                self.pending.insert(run_id, op)?;
+                self.pending.write()?.insert(run_id, op)?;
             }
             PendingChange::Remove => {
-                self.pending.remove(run_id)?;
+                self.pending.write()?.remove(run_id)?;
             }
         }
         for deadline in &write.timers_remove {
-            self.timers.remove((*deadline, run_id))?;
+            self.timers.write()?.remove((*deadline, run_id))?;
         }
         for deadline in &write.timers_add {
-            self.timers.insert((*deadline, run_id), ())?;
+            self.timers.write()?.insert((*deadline, run_id), ())?;
         }
         for seq in &write.inbox_consume {
-            self.inbox.remove((run_id, *seq))?;
+            self.inbox.write()?.remove((run_id, *seq))?;
         }
         if write.consume_cancel || header.status.is_settled() {
-            self.cancels.remove(run_id)?;
+            self.cancels.write()?.remove(run_id)?;
         }
         if header.status.is_finished() {
-            self.nudges.remove(run_id)?;
+            self.nudges.write()?.remove(run_id)?;
         }
         // Most transitions leave this unchanged; a lookup is cheaper than a rewrite.
         let active = write.active || (revived && !header.status.is_settled());
-        if active != self.active.get(run_id)?.is_some() {
+        if active != self.active.read()?.get(run_id)?.is_some() {
             if active {
-                self.active.insert(run_id, ())?;
+                self.active.write()?.insert(run_id, ())?;
             } else {
-                self.active.remove(run_id)?;
+                self.active.write()?.remove(run_id)?;
             }
         }
         if let Some(output) = &write.output {
-            self.outputs.insert(run_id, output.as_slice())?;
+            self.outputs.write()?.insert(run_id, output.as_slice())?;
         }
         for child in &write.children {
             self.create_child(child, now_ms)?;
@@ -548,7 +612,7 @@ impl<'t> Tables<'t> {
         };
         let id = child.run_id.as_str();
         self.put_header(id, &header)?;
-        self.inputs.insert(id, child.input.as_slice())?;
+        self.inputs.write()?.insert(id, child.input.as_slice())?;
         self.append_events(
             id,
             now_ms,
@@ -558,7 +622,7 @@ impl<'t> Tables<'t> {
                 parent: Some(child.parent.run_id.clone()),
             }],
         )?;
-        self.active.insert(id, ())?;
+        self.active.write()?.insert(id, ())?;
         Ok(())
     }
 
@@ -580,7 +644,7 @@ impl<'t> Tables<'t> {
         if !parent_open {
             return Ok(false);
         }
-        let waiting = match self.pending.get(parent.run_id.as_str())? {
+        let waiting = match self.pending.read()?.get(parent.run_id.as_str())? {
             Some(op) => decode_record::<PendingOp>(op.value(), "pending step")?.step == parent.step,
             None => false,
         };
@@ -595,7 +659,7 @@ impl<'t> Tables<'t> {
             _ => BranchRecord::Failed(format!("child run `{child_id}` was cancelled")),
         };
         let pid = parent.run_id.as_str();
-        self.branches.insert(
+        self.branches.write()?.insert(
             (pid, parent.step, parent.branch),
             encode_record(&record, "branch record")?.as_slice(),
         )?;
@@ -614,6 +678,7 @@ impl<'t> Tables<'t> {
         self.check_open(run_id, "signals")?;
         let seq = match self
             .inbox
+            .read()?
             .range((run_id, 0)..=(run_id, u64::MAX))?
             .next_back()
         {
@@ -621,10 +686,12 @@ impl<'t> Tables<'t> {
             None => 0,
         };
         let message = encode_record(&(name, payload), "inbox message")?;
-        self.inbox.insert((run_id, seq), message.as_slice())?;
+        self.inbox
+            .write()?
+            .insert((run_id, seq), message.as_slice())?;
         // A run waiting for this signal now has deadline-free work: recovery must wake it
         // even if the process dies before its driver consumes the message.
-        let waits = match self.pending.get(run_id)? {
+        let waits = match self.pending.read()?.get(run_id)? {
             Some(op) => decode_record::<PendingOp>(op.value(), "pending step")?
                 .branches
                 .iter()
@@ -647,7 +714,7 @@ impl<'t> Tables<'t> {
     /// Records a cancellation request for the run's driver.
     pub(crate) fn request_cancel(&mut self, run_id: &str, now_ms: u64) -> Result<(), FlowError> {
         self.check_open(run_id, "cancellation")?;
-        if self.cancels.insert(run_id, ())?.is_none() {
+        if self.cancels.write()?.insert(run_id, ())?.is_none() {
             self.append_events(run_id, now_ms, vec![EventKind::CancelRequested])?;
         }
         // Recovery must wake the run for it, even if it waits for nothing else.
@@ -657,9 +724,14 @@ impl<'t> Tables<'t> {
 
     /// Records that an outside event reached `run_id` and marks it active.
     fn nudge(&mut self, run_id: &str) -> Result<(), FlowError> {
-        let n = self.nudges.get(run_id)?.map(|n| n.value()).unwrap_or(0);
-        self.nudges.insert(run_id, n.saturating_add(1))?;
-        self.active.insert(run_id, ())?;
+        let n = self
+            .nudges
+            .read()?
+            .get(run_id)?
+            .map(|n| n.value())
+            .unwrap_or(0);
+        self.nudges.write()?.insert(run_id, n.saturating_add(1))?;
+        self.active.write()?.insert(run_id, ())?;
         Ok(())
     }
 
@@ -669,7 +741,7 @@ impl<'t> Tables<'t> {
             Some(header) if !header.status.is_settled() => {}
             _ => return Ok(false),
         }
-        if self.cancels.insert(run_id, ())?.is_none() {
+        if self.cancels.write()?.insert(run_id, ())?.is_none() {
             self.append_events(run_id, now_ms, vec![EventKind::CancelRequested])?;
         }
         self.nudge(run_id)?;
@@ -688,7 +760,7 @@ impl<'t> Tables<'t> {
         let refused = |reason: &str| FlowError::InvalidCallbackToken {
             reason: reason.to_string(),
         };
-        let mut record: TokenRecord = match self.tokens.get(token)? {
+        let mut record: TokenRecord = match self.tokens.read()?.get(token)? {
             Some(r) => decode_record(r.value(), "callback token")?,
             None => return Err(refused("no callback was issued with this token")),
         };
@@ -698,7 +770,7 @@ impl<'t> Tables<'t> {
             ));
         }
         let run_id = record.run_id.clone();
-        let waiting = match self.pending.get(run_id.as_str())? {
+        let waiting = match self.pending.read()?.get(run_id.as_str())? {
             Some(op) => decode_record::<PendingOp>(op.value(), "pending step")?.step == record.step,
             None => false,
         };
@@ -707,6 +779,7 @@ impl<'t> Tables<'t> {
             .is_some_and(|h| !h.status.is_settled());
         let finished = self
             .branches
+            .read()?
             .get((run_id.as_str(), record.step, record.branch))?
             .map(|r| decode_record::<BranchRecord>(r.value(), "branch record"))
             .transpose()?
@@ -718,8 +791,9 @@ impl<'t> Tables<'t> {
         }
         record.used = true;
         self.tokens
+            .write()?
             .insert(token, encode_record(&record, "callback token")?.as_slice())?;
-        self.branches.insert(
+        self.branches.write()?.insert(
             (run_id.as_str(), record.step, record.branch),
             encode_record(&BranchRecord::Done(output), "branch record")?.as_slice(),
         )?;
@@ -746,7 +820,7 @@ impl<'t> Tables<'t> {
         let refused = |reason: &str| FlowError::InvalidCallbackToken {
             reason: reason.to_string(),
         };
-        let record: TokenRecord = match self.tokens.get(token)? {
+        let record: TokenRecord = match self.tokens.read()?.get(token)? {
             Some(r) => decode_record(r.value(), "callback token")?,
             None => return Err(refused("no callback was issued with this token")),
         };
@@ -757,7 +831,7 @@ impl<'t> Tables<'t> {
         }
         let run_id = record.run_id.as_str();
         let open = self.header(run_id)?.is_some_and(|h| !h.status.is_settled());
-        let op = match self.pending.get(run_id)? {
+        let op = match self.pending.read()?.get(run_id)? {
             Some(op) => Some(decode_record::<PendingOp>(op.value(), "pending step")?),
             None => None,
         };
@@ -776,6 +850,7 @@ impl<'t> Tables<'t> {
         let key = (run_id, record.step, record.branch);
         let current = self
             .branches
+            .read()?
             .get(key)?
             .map(|r| decode_record::<BranchRecord>(r.value(), "branch record"))
             .transpose()?;
@@ -791,13 +866,14 @@ impl<'t> Tables<'t> {
         };
         let deadline = now_ms.saturating_add(crate::engine::millis(interval));
         if let Some(old) = heartbeat_deadline_ms {
-            self.timers.remove((old, run_id))?;
+            self.timers.write()?.remove((old, run_id))?;
         }
-        self.timers.insert((deadline, run_id), ())?;
+        self.timers.write()?.insert((deadline, run_id), ())?;
         let renewed = BranchRecord::Awaiting {
             heartbeat_deadline_ms: Some(deadline),
         };
         self.branches
+            .write()?
             .insert(key, encode_record(&renewed, "branch record")?.as_slice())?;
         Ok(Some(deadline))
     }
@@ -890,7 +966,12 @@ mod tests {
                     kind: EventKind::CancelRequested,
                 };
                 let bytes = encode_record(&old, "history event").unwrap();
-                tables.history.insert(("r", seq), bytes.as_slice()).unwrap();
+                tables
+                    .history
+                    .write()
+                    .unwrap()
+                    .insert(("r", seq), bytes.as_slice())
+                    .unwrap();
             }
             let after = tables
                 .insert_events(
