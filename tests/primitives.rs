@@ -1291,3 +1291,98 @@ async fn callback_heartbeats_keep_it_alive_and_silence_times_it_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
     engine.shutdown().await;
 }
+
+/// A finished run leaves no bookkeeping behind: no cancellation, nudge count, run
+/// deadline, timer or `ACTIVE` mark, however it ended, and no pending step once it
+/// completed (the commit skips deleting rows a run cannot have, so this checks that it
+/// never skips one it has).
+/// Read with redb directly, by the journal's table names.
+#[tokio::test]
+async fn finished_runs_leave_no_bookkeeping_rows() {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+    let path = temp_db("tidy");
+    let engine = builder().open(&path).await.unwrap();
+    let plain = engine.start("plain", square_child(3)).await.unwrap();
+    let in_time = engine
+        .start_with_timeout("in-time", long_sleep(10), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let timed_out = engine
+        .start_with_timeout("timed-out", long_sleep(60_000), Duration::from_millis(50))
+        .await
+        .unwrap();
+    let compensated = engine
+        .start_with_timeout(
+            "compensated",
+            compensating(60_000),
+            Duration::from_millis(50),
+        )
+        .await
+        .unwrap();
+    let cancelled = engine.start("cancelled", long_sleep(60_000)).await.unwrap();
+    let signalled = engine
+        .start("signalled", race_signal_timer(60_000))
+        .await
+        .unwrap();
+    engine.cancel("cancelled").await.unwrap();
+    engine
+        .signal("signalled", "go", &"now".to_string())
+        .await
+        .unwrap();
+    assert_eq!(plain.result().await.unwrap(), 9);
+    assert_eq!(in_time.result().await.unwrap(), 10);
+    assert!(timed_out.result().await.is_err());
+    assert_eq!(
+        compensated.result().await.unwrap(),
+        Err("compensated 60001".to_string())
+    );
+    assert!(cancelled.result().await.is_err());
+    assert_eq!(signalled.result().await.unwrap(), Some("now".into()));
+    engine.shutdown().await;
+
+    let ids = [
+        "plain",
+        "in-time",
+        "timed-out",
+        "compensated",
+        "cancelled",
+        "signalled",
+    ];
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let mut left = Vec::new();
+    for table in ["flow_cancels", "flow_active"] {
+        let def: TableDefinition<&str, ()> = TableDefinition::new(table);
+        for id in ids {
+            if txn.open_table(def).unwrap().get(id).unwrap().is_some() {
+                left.push(format!("{table}: {id}"));
+            }
+        }
+    }
+    for table in ["flow_nudges", "flow_run_deadlines"] {
+        let def: TableDefinition<&str, u64> = TableDefinition::new(table);
+        for id in ids {
+            if txn.open_table(def).unwrap().get(id).unwrap().is_some() {
+                left.push(format!("{table}: {id}"));
+            }
+        }
+    }
+    // A run that ends without completing keeps its pending step (what it was waiting
+    // for when it ended); a completed one has none.
+    let pending: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_pending");
+    for id in ["plain", "in-time", "compensated", "signalled"] {
+        if txn.open_table(pending).unwrap().get(id).unwrap().is_some() {
+            left.push(format!("flow_pending: {id}"));
+        }
+    }
+    let timers: TableDefinition<(u64, &str), ()> = TableDefinition::new("flow_timers");
+    for entry in txn.open_table(timers).unwrap().iter().unwrap() {
+        let (key, _) = entry.unwrap();
+        let (_, run) = key.value();
+        if ids.contains(&run) {
+            left.push(format!("flow_timers: {run}"));
+        }
+    }
+    assert!(left.is_empty(), "rows left by finished runs: {left:?}");
+}

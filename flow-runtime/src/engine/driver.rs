@@ -40,7 +40,7 @@ use crate::machine::Machine;
 use crate::map::MapFailed;
 use crate::op::OpRequest;
 use crate::store::records::{Branch, BranchRecord, MapSpec, PendingOp, Shape, MAP_PROGRESS};
-use crate::store::{PendingChange, RunWrite, Snapshot};
+use crate::store::{PendingChange, RunWrite, Seen, Snapshot};
 use crate::task::{
     find_task, AttemptClass, TaskContext, TaskFailure, TaskPolicy, TaskRegistration,
 };
@@ -416,7 +416,11 @@ impl Driver {
         let now = now_ms();
         let header = &snap.header;
         let mut write = RunWrite::new(&self.run_id, header);
-        write.seen_nudges = Some(snap.nudges);
+        write.seen = Some(Seen {
+            nudges: snap.nudges,
+            run_deadline: snap.run_deadline.is_some(),
+            cancel: snap.cancel_requested,
+        });
         if let Some(error) = self.fault.take() {
             let before = snap
                 .pending

@@ -16,7 +16,7 @@ use crate::error::{panic_message, FlowError};
 
 pub(crate) use open::{open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
-pub(crate) use write::{PendingChange, RunWrite, StartOutcome, StartWrite, Tables};
+pub(crate) use write::{PendingChange, RunWrite, Seen, StartOutcome, StartWrite, Tables};
 
 /// The open journal, shared by the engine's tasks and its commit thread.
 ///

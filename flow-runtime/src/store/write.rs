@@ -88,11 +88,22 @@ pub(crate) struct RunWrite {
     /// The run continues as new with this input: its history, slots and pending step of
     /// the current generation are deleted.
     pub continue_as_new: Option<Vec<u8>>,
-    /// The run's nudge count the driver saw; a higher stored count keeps the run active.
-    pub seen_nudges: Option<u64>,
+    /// What the driver saw of the run when it computed this write (`None` for a start).
+    pub seen: Option<Seen>,
     /// `events` and the new pending step, encoded by [`RunWrite::encode`] before the
     /// write goes to the commit thread (whose time is the engine's serial bottleneck).
     pub encoded: Option<EncodedParts>,
+}
+
+/// What a driver saw of the parts of its run that others change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen {
+    /// The run's nudge count; a higher stored count keeps the run active.
+    pub nudges: u64,
+    /// The run had a run-level deadline.
+    pub run_deadline: bool,
+    /// A cancellation was requested and not yet delivered.
+    pub cancel: bool,
 }
 
 /// The parts of a [`RunWrite`] encoded ahead of the commit.
@@ -143,7 +154,7 @@ impl RunWrite {
             run_deadline: None,
             run_timed_out: false,
             continue_as_new: None,
-            seen_nudges: None,
+            seen: None,
             encoded: None,
         }
     }
@@ -474,7 +485,11 @@ impl<'t> Tables<'t> {
             self.run_deadlines.write()?.insert(run_id, deadline)?;
             self.timers.write()?.insert((deadline, run_id), ())?;
         }
-        if write.run_timed_out || header.status.is_settled() {
+        // A run-level deadline is set at start only, so the driver knows whether there is
+        // one to delete.
+        let had_deadline =
+            write.run_deadline.is_some() || write.seen.is_none_or(|seen| seen.run_deadline);
+        if (write.run_timed_out || header.status.is_settled()) && had_deadline {
             let deadline = self
                 .run_deadlines
                 .write()?
@@ -522,7 +537,10 @@ impl<'t> Tables<'t> {
                 .write()?
                 .insert(key, encode_record(record, "branch record")?.as_slice())?;
         }
-        if let Some(seen) = write.seen_nudges {
+        // Every outside event (a cancellation among them) nudges the run, so a run never
+        // reached from outside has no cancellation or nudge count to delete when it ends.
+        let mut reached = true;
+        if let Some(seen) = write.seen {
             let now = self
                 .nudges
                 .read()?
@@ -530,7 +548,8 @@ impl<'t> Tables<'t> {
                 .map(|n| n.value())
                 .unwrap_or(0);
             // Something reached the run after the driver read it: it must look again.
-            revived |= now != seen;
+            revived |= now != seen.nudges;
+            reached = now > 0 || seen.cancel || write.run_timed_out;
         }
         if revived && !write.active && !header.status.is_settled() {
             header.status = StoredStatus::Running;
@@ -555,10 +574,10 @@ impl<'t> Tables<'t> {
         for seq in &write.inbox_consume {
             self.inbox.write()?.remove((run_id, *seq))?;
         }
-        if write.consume_cancel || header.status.is_settled() {
+        if write.consume_cancel || (header.status.is_settled() && reached) {
             self.cancels.write()?.remove(run_id)?;
         }
-        if header.status.is_finished() {
+        if header.status.is_finished() && reached {
             self.nudges.write()?.remove(run_id)?;
         }
         // Most transitions leave this unchanged; a lookup is cheaper than a rewrite.
