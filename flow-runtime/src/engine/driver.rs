@@ -382,7 +382,7 @@ impl Driver {
             })
             .await;
         match result {
-            Ok((effects, _write)) => {
+            Ok((effects, write)) => {
                 for run in &effects.wake {
                     self.core.wake(run);
                 }
@@ -390,7 +390,8 @@ impl Driver {
                     self.core.timers.added(deadline);
                 }
                 if settled {
-                    self.core.waiters.notify(&self.run_id);
+                    let end = (write.header.status, write.output);
+                    self.core.waiters.notify(&self.run_id, Some(end));
                 }
                 self.machine = machine.map(|machine| CachedMachine { machine, steps });
                 self.cache = projected;

@@ -69,11 +69,15 @@ impl<W: Workflow> RunHandle<W> {
         let waiter = core.waiters.subscribe(&self.run_id);
         let mut stop = core.stop_receiver();
         loop {
-            let notified = waiter.notify.notified();
+            let notified = waiter.waiting.notify.notified();
             tokio::pin!(notified);
             // Registered before reading, so an end committed in between is not missed.
             notified.as_mut().enable();
-            if let Some(result) = self.outcome()? {
+            let outcome = match waiter.waiting.ended() {
+                Some((status, output)) => self.judge(status, output),
+                None => self.outcome(),
+            };
+            if let Some(result) = outcome? {
                 return result;
             }
             if let Some(reason) = stop.borrow().clone() {
@@ -86,7 +90,7 @@ impl<W: Workflow> RunHandle<W> {
         }
     }
 
-    /// The run's result if it has one now.
+    /// The run's result if it has one now, read from the journal.
     fn outcome(&self) -> Result<Option<Result<W::Output, FlowError>>, FlowError> {
         let core = self.engine.core();
         let (header, output) =
@@ -95,8 +99,34 @@ impl<W: Workflow> RunHandle<W> {
                 .ok_or_else(|| FlowError::UnknownRun {
                     run_id: self.run_id.clone(),
                 })?;
+        match header.status {
+            StoredStatus::Running | StoredStatus::Waiting => {
+                let core = self.engine.core();
+                match core.registry.driver_for(&header) {
+                    Ok(_) => Ok(None),
+                    Err(_) if core.registry.get(&header.workflow).is_none() => {
+                        Ok(Some(Err(FlowError::UnknownWorkflow {
+                            workflow: header.workflow,
+                        })))
+                    }
+                    Err(reason) => Ok(Some(Err(FlowError::RunFaulted {
+                        run_id: self.run_id.clone(),
+                        error: reason,
+                    }))),
+                }
+            }
+            status => self.judge(status, output),
+        }
+    }
+
+    /// The result of a run that ended with `status` (and `output`, if it completed).
+    fn judge(
+        &self,
+        status: StoredStatus,
+        output: Option<Vec<u8>>,
+    ) -> Result<Option<Result<W::Output, FlowError>>, FlowError> {
         let run_id = self.run_id.clone();
-        Ok(Some(match header.status {
+        Ok(Some(match status {
             StoredStatus::Completed => {
                 let bytes = output.ok_or_else(|| FlowError::Corrupt {
                     path: "journal".into(),
@@ -110,20 +140,7 @@ impl<W: Workflow> RunHandle<W> {
             StoredStatus::Failed(error) => Err(FlowError::RunFailed { run_id, error }),
             StoredStatus::Faulted(error) => Err(FlowError::RunFaulted { run_id, error }),
             StoredStatus::Cancelled => Err(FlowError::RunCancelled { run_id }),
-            StoredStatus::Running | StoredStatus::Waiting => {
-                match core.registry.driver_for(&header) {
-                    Ok(_) => return Ok(None),
-                    Err(_) if core.registry.get(&header.workflow).is_none() => {
-                        Err(FlowError::UnknownWorkflow {
-                            workflow: header.workflow,
-                        })
-                    }
-                    Err(reason) => Err(FlowError::RunFaulted {
-                        run_id,
-                        error: reason,
-                    }),
-                }
-            }
+            StoredStatus::Running | StoredStatus::Waiting => return Ok(None),
         }))
     }
 

@@ -296,7 +296,7 @@ impl Engine {
                 core.timers.added(deadline);
             }
             if settled {
-                core.waiters.notify(&run_id);
+                core.waiters.notify(&run_id, None);
             } else if active {
                 let handover = (outcome == StepOutcome::Suspended).then_some(Handover {
                     machine: CachedMachine { machine, steps },

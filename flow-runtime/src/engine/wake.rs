@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::store::records::StoredStatus;
+
 /// Live drivers by run ID.
 #[derive(Default)]
 pub(crate) struct Drivers {
@@ -86,14 +88,32 @@ impl Drivers {
 /// Notifiers for callers waiting on a run's result; entries exist only while someone waits.
 #[derive(Default)]
 pub(crate) struct Waiters {
-    map: Mutex<HashMap<String, (usize, Arc<Notify>)>>,
+    map: Mutex<HashMap<String, (usize, Arc<Waiting>)>>,
 }
+
+/// What the waiters on one run share.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    pub notify: Notify,
+    /// The run's end, as committed, when whoever ended it handed it over.
+    ended: Mutex<Option<RunEnd>>,
+}
+
+impl Waiting {
+    /// The run's end, if it was handed over.
+    pub(crate) fn ended(&self) -> Option<RunEnd> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How a run ended: its status and, if it completed, its encoded output.
+pub(crate) type RunEnd = (StoredStatus, Option<Vec<u8>>);
 
 /// A registration in [`Waiters`]; unregisters on drop.
 pub(crate) struct WaiterGuard<'a> {
     waiters: &'a Waiters,
     run_id: String,
-    pub notify: Arc<Notify>,
+    pub waiting: Arc<Waiting>,
 }
 
 impl Waiters {
@@ -101,24 +121,28 @@ impl Waiters {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map
             .entry(run_id.to_string())
-            .or_insert_with(|| (0, Arc::new(Notify::new())));
+            .or_insert_with(|| (0, Arc::default()));
         entry.0 += 1;
         WaiterGuard {
             waiters: self,
             run_id: run_id.to_string(),
-            notify: entry.1.clone(),
+            waiting: entry.1.clone(),
         }
     }
 
-    /// Wakes everyone waiting on the run.
-    pub(crate) fn notify(&self, run_id: &str) {
-        if let Some((_, notify)) = self
+    /// Wakes everyone waiting on the run, which ended (durably) as `end` if given: they
+    /// need not read it from the journal.
+    pub(crate) fn notify(&self, run_id: &str, end: Option<RunEnd>) {
+        if let Some((_, waiting)) = self
             .map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(run_id)
         {
-            notify.notify_waiters();
+            if end.is_some() {
+                *waiting.ended.lock().unwrap_or_else(|e| e.into_inner()) = end;
+            }
+            waiting.notify.notify_waiters();
         }
     }
 }
