@@ -245,6 +245,9 @@ impl Drop for Driver {
         if !self.left {
             self.core.drivers.leave(&self.run_id);
         }
+        // Waiters skip reading a run while it has a driver (see `RunHandle::result`):
+        // they must look again once it is gone.
+        self.core.waiters.notify(&self.run_id, None);
     }
 }
 
@@ -390,6 +393,10 @@ impl Driver {
                     self.core.timers.added(deadline);
                 }
                 if settled {
+                    // Leave first: a waiter that finds the run's driver live relies on
+                    // being told when it ends.
+                    self.core.drivers.leave(&self.run_id);
+                    self.left = true;
                     let end = (write.header.status, write.output);
                     self.core.waiters.notify(&self.run_id, Some(end));
                 }

@@ -75,6 +75,8 @@ impl<W: Workflow> RunHandle<W> {
             notified.as_mut().enable();
             let outcome = match waiter.waiting.ended() {
                 Some((status, output)) => self.judge(status, output),
+                // A run with a live driver has not ended: it leaves before it notifies.
+                None if core.drivers.is_live(&self.run_id) => Ok(None),
                 None => self.outcome(),
             };
             if let Some(result) = outcome? {

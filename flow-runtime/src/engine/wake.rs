@@ -80,6 +80,16 @@ impl Drivers {
         self.left.notify_waiters();
     }
 
+    /// Whether the run has a driver now. A driver leaves before it tells the run's
+    /// waiters that the run ended (or that it is gone), so a waiter subscribed before
+    /// asking learns of the end from the notification.
+    pub(crate) fn is_live(&self, run_id: &str) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(run_id)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
