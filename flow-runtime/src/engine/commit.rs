@@ -270,6 +270,7 @@ impl CommitPipeline {
             })
         }
     }
+
     /// Queues `job` for the commit thread; false once the engine is shut down.
     fn send(&self, job: Job) -> bool {
         match &*self.sender.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -356,12 +357,11 @@ fn commit_loop(writer: &Writer, receiver: &mpsc::Receiver<Job>, runtime: &tokio:
 
 /// How long the thread polls for the next request after a batch before it sleeps.
 ///
-/// A lone run sends its next transition a few tens of microseconds after its last one
-/// was answered (the driver's turn and a short task); waking a sleeping thread costs
-/// about as much again on a virtual machine, on every step. Polling this long keeps a
-/// lone run's step at one commit plus the engine's own work. After a large batch the
-/// thread does not poll: the wake-up is shared by the next batch's many requests, and
-/// the CPU is better left to the workers preparing them.
+/// With few runs going, the next request often follows within tens of microseconds
+/// (a caller starting runs one after another, a few runs taking turns), and waking a
+/// sleeping thread costs about as much again on a virtual machine. After a large batch
+/// the thread does not poll: the wake-up is shared by the next batch's many requests,
+/// and the CPU is better left to the workers preparing them.
 const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
 /// Largest batch the commit thread answers itself; larger ones are answered by a tokio task.

@@ -541,12 +541,7 @@ impl<'t> Tables<'t> {
         // reached from outside has no cancellation or nudge count to delete when it ends.
         let mut reached = true;
         if let Some(seen) = write.seen {
-            let now = self
-                .nudges
-                .read()?
-                .get(run_id)?
-                .map(|n| n.value())
-                .unwrap_or(0);
+            let now = self.nudge_count(run_id)?;
             // Something reached the run after the driver read it: it must look again.
             revived |= now != seen.nudges;
             reached = now > 0 || seen.cancel || write.run_timed_out;
@@ -741,14 +736,19 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Records that an outside event reached `run_id` and marks it active.
-    fn nudge(&mut self, run_id: &str) -> Result<(), FlowError> {
-        let n = self
+    /// How many outside events reached `run_id` (see `NUDGES`).
+    fn nudge_count(&self, run_id: &str) -> Result<u64, FlowError> {
+        Ok(self
             .nudges
             .read()?
             .get(run_id)?
             .map(|n| n.value())
-            .unwrap_or(0);
+            .unwrap_or(0))
+    }
+
+    /// Records that an outside event reached `run_id` and marks it active.
+    fn nudge(&mut self, run_id: &str) -> Result<(), FlowError> {
+        let n = self.nudge_count(run_id)?;
         self.nudges.write()?.insert(run_id, n.saturating_add(1))?;
         self.active.write()?.insert(run_id, ())?;
         Ok(())
