@@ -1,6 +1,11 @@
 //! Durable primitives on the real engine: map (fan-out with a concurrency limit and
 //! tolerated failures), callback tokens, races, run-level timeouts, cancellation of child
 //! runs and continue-as-new; each with a crash (halt after k commits, reopen the file).
+//!
+//! They run on a two-worker multi-thread runtime, as servers do, where a run that is
+//! alone commits on its driver's thread (`block_in_place`); the engine's own tests
+//! (`flow-runtime/tests`) use current-thread runtimes, where every commit goes through
+//! the commit thread.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,6 +49,21 @@ fn builder() -> flow::EngineBuilder {
         .register::<signals_in_a_map>()
         .register::<callback_on_a_sleep>()
         .register::<approval_with_heartbeat>()
+}
+
+/// Waits until the engine halted after its `k`-th commit (`reached` counts them), or
+/// until run `id` ended first: a run can take fewer commits than the reference run, when
+/// items or branches that finish together are judged in one transition.
+async fn wait_for_halt(engine: &Engine, id: &str, reached: &AtomicU64, k: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reached.load(Ordering::SeqCst) < k && Instant::now() < deadline {
+        if let Ok(status) = engine.status(id).await {
+            if !matches!(status, RunStatus::Running | RunStatus::Waiting) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Counts task executions per (test, item).
@@ -158,12 +178,7 @@ async fn map_resumes_after_a_crash_without_rerunning_finished_items() {
             .await
             .unwrap();
         let _ = engine.start("run", crashy_map(test.clone(), n)).await;
-        for _ in 0..5000 {
-            if reached.load(Ordering::SeqCst) >= k {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_for_halt(&engine, "run", &reached, k).await;
         engine.shutdown().await;
         // Which items were committed at the crash: read with an engine that cannot drive
         // the run (its workflow is not registered, so the run waits untouched).
@@ -260,7 +275,7 @@ async fn tolerant_counts(
     out.map_err(|e| (e.failed, e.total, e.tolerated))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tolerated_failures_are_values_and_too_many_fail_the_map() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine.start("ok", tolerant(vec![2, 5], 2)).await.unwrap();
@@ -334,7 +349,7 @@ async fn child_map(n: u64) -> Vec<u64> {
     out
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_over_child_workflows() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine.start("parent", child_map(5)).await.unwrap();
@@ -389,7 +404,7 @@ async fn token_of(run: &str) -> String {
     panic!("no token for {run}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_completes_once_and_bad_tokens_are_refused() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine.start("cb-ok", approval(7, 60_000)).await.unwrap();
@@ -461,7 +476,7 @@ async fn callback_completes_once_and_bad_tokens_are_refused() {
     engine.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_token_survives_a_restart() {
     let path = temp_db("callback-restart");
     let engine = builder().open(&path).await.unwrap();
@@ -526,7 +541,7 @@ async fn race_task_timer(task_ms: u64, timer_ms: u64) -> String {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_first_wins_and_the_losing_task_is_told() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
@@ -573,7 +588,7 @@ async fn race_signal_timer(timer_ms: u64) -> Option<String> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_signal_against_timer_survives_a_restart() {
     let path = temp_db("race-restart");
     let engine = builder().open(&path).await.unwrap();
@@ -608,7 +623,7 @@ async fn race_children(a: u64, b: u64) -> (usize, u64) {
     winner
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_cancels_losing_child_runs() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
@@ -659,7 +674,7 @@ async fn compensating(ms: u64) -> Result<u64, String> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_timeout_cancels_and_survives_a_restart() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
@@ -714,7 +729,7 @@ async fn parent_of_slow(ms: u64) -> u64 {
     out
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_parent_cancels_its_child() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine.start("p", parent_of_slow(60_000)).await.unwrap();
@@ -755,7 +770,7 @@ async fn poller(round: u64, total: u64) -> u64 {
     flow::continue_as_new((round + 1, total)).await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continue_as_new_keeps_the_history_short() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine.start("poll", poller(0, 50)).await.unwrap();
@@ -903,7 +918,7 @@ async fn empty_and_sleeps(naps: Vec<u64>) -> (usize, usize) {
     (none.len(), slept.len())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_maps_and_maps_of_sleeps() {
     let engine = builder().open_in_memory().await.unwrap();
     let started = Instant::now();
@@ -925,7 +940,7 @@ async fn slow_children_map(n: u64) -> Vec<u64> {
     out
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_map_cancels_its_open_child_runs() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine.start("m", slow_children_map(10)).await.unwrap();
@@ -967,7 +982,7 @@ async fn callback_or_timer(ms: u64) -> Option<String> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_that_loses_a_race_refuses_its_token() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
@@ -1059,12 +1074,7 @@ where
             .unwrap();
         let _ = start(&engine, &id, make(), timeout).await;
         let poker = tokio::spawn(poke(engine.clone(), id.clone()));
-        for _ in 0..5000 {
-            if reached.load(Ordering::SeqCst) >= k {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_for_halt(&engine, &id, &reached, k).await;
         poker.abort();
         engine.shutdown().await;
 
@@ -1189,7 +1199,7 @@ async fn callback_on_a_sleep(ms: u64) -> Result<u32, CallbackError> {
     out
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_map_items_and_callbacks_fault_with_a_clear_error() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
@@ -1253,7 +1263,7 @@ async fn approval_with_heartbeat(order: u64) -> Result<String, CallbackError> {
     answer
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_heartbeats_keep_it_alive_and_silence_times_it_out() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
@@ -1297,7 +1307,7 @@ async fn callback_heartbeats_keep_it_alive_and_silence_times_it_out() {
 /// completed (the commit skips deleting rows a run cannot have, so this checks that it
 /// never skips one it has).
 /// Read with redb directly, by the journal's table names.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_runs_leave_no_bookkeeping_rows() {
     use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
