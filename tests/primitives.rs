@@ -815,12 +815,7 @@ async fn continue_as_new_resumes_after_a_crash_at_every_commit() {
             .await
             .unwrap();
         let _ = engine.start("run", poller(0, 4)).await;
-        for _ in 0..2000 {
-            if reached.load(Ordering::SeqCst) >= k {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        wait_for_halt(&engine, "run", &reached, k).await;
         engine.shutdown().await;
         let engine = builder().open(&path).await.unwrap();
         let run = engine.handle::<poller>("run").unwrap();
