@@ -1391,3 +1391,58 @@ async fn finished_runs_leave_no_bookkeeping_rows() {
     }
     assert!(left.is_empty(), "rows left by finished runs: {left:?}");
 }
+
+/// `RunHandle::result` never misses a run's end, however the call races with it: before
+/// the run's first step, while its driver is live (the waiter then skips reading and
+/// relies on being told), after the driver left for a timer or a signal, after the end;
+/// from the handle `start` returned and from a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_never_missed_whenever_they_are_asked_for() {
+    const RUNS: u64 = 1_500;
+    let engine = builder().open_in_memory().await.unwrap();
+    let mut waits = tokio::task::JoinSet::new();
+    for i in 0..RUNS {
+        let engine = engine.clone();
+        // Spread the calls over the runs' lifetimes (deterministically).
+        let delay = Duration::from_micros((i * 7919) % 3000);
+        waits.spawn(async move {
+            let id = format!("r{i}");
+            let right = match i % 3 {
+                0 => {
+                    let run = engine.start(id, square_child(i)).await.unwrap();
+                    tokio::time::sleep(delay).await;
+                    run.result().await.unwrap() == i * i
+                }
+                1 => {
+                    engine.start(id.clone(), long_sleep(i % 4)).await.unwrap();
+                    tokio::time::sleep(delay).await;
+                    let run = engine.handle::<long_sleep>(&id).unwrap();
+                    run.result().await.unwrap() == i % 4
+                }
+                _ => {
+                    let run = engine
+                        .start(id.clone(), race_signal_timer(60_000))
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(delay).await;
+                    engine.signal(&id, "go", &"x".to_string()).await.unwrap();
+                    run.result().await.unwrap() == Some("x".to_string())
+                }
+            };
+            (i, right)
+        });
+    }
+    let finished = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut finished = 0;
+        while let Some(joined) = waits.join_next().await {
+            let (i, right) = joined.unwrap();
+            assert!(right, "run {i}: wrong result");
+            finished += 1;
+        }
+        finished
+    })
+    .await
+    .expect("a result() call missed its run's end");
+    assert_eq!(finished, RUNS);
+    engine.shutdown().await;
+}
