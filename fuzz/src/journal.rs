@@ -122,6 +122,13 @@ struct StoredEvent {
     kind: EventKind,
 }
 
+/// A transition's events as one history record (`flow_history_batches`).
+#[derive(Serialize)]
+struct StoredEvents {
+    at_ms: u64,
+    kinds: Vec<EventKind>,
+}
+
 /// A redb backend whose bytes outlive the database (to hand them to the engine after).
 #[derive(Debug, Default, Clone)]
 struct SharedBackend(Arc<RwLock<Vec<u8>>>);
@@ -690,6 +697,13 @@ pub fn mirror_samples() -> Vec<(&'static str, Vec<u8>)> {
         ("branch record", enc(&BranchRecord::Failed("x".into()))),
         ("callback token", enc(&token)),
         ("history event", enc(&event)),
+        (
+            "history events",
+            enc(&StoredEvents {
+                at_ms: 1,
+                kinds: vec![event.kind.clone(), EventKind::CancelRequested],
+            }),
+        ),
         ("inbox message", enc(&("go".to_string(), enc(&1u64)))),
     ]
 }
