@@ -728,30 +728,7 @@ impl Driver {
             // Attempts still running for this step (a callback's task after its token was
             // completed or timed out) are told to stop.
             self.cancel_attempts(op.step, None);
-            let mut machine = match self.take_machine(snap, entry) {
-                Some(machine) => machine,
-                None => return Decision::Abandon,
-            };
-            write.branch_puts.clear();
-            let finished = Finished {
-                op,
-                deadlines: &before.deadlines,
-                resolved,
-            };
-            let (mut write, outcome) = step_run(
-                &self.core.registry,
-                entry,
-                &mut machine,
-                Some(output),
-                write,
-                Some(finished),
-                now,
-            );
-            keep_empty_records(snap, op, &mut write);
-            return Decision::Commit(Box::new(Plan {
-                write,
-                machine: (outcome == StepOutcome::Suspended).then_some(machine),
-            }));
+            return self.resume(snap, op, entry, write, &before, output, resolved, now);
         }
         if !changed {
             return Decision::Wait;
@@ -901,7 +878,7 @@ impl Driver {
                         Ok(output) => output,
                         Err(e) => end!(Ending::Faulted(e.to_string())),
                     };
-                    return self.resume(snap, op, entry, write, &before, output, now);
+                    return self.resume(snap, op, entry, write, &before, output, Vec::new(), now);
                 }
                 _ => {}
             }
@@ -979,7 +956,7 @@ impl Driver {
                     ))),
                 }
             }
-            return self.resume(snap, op, entry, write, &before, output, now);
+            return self.resume(snap, op, entry, write, &before, output, Vec::new(), now);
         }
         if !changed {
             return Decision::Wait;
@@ -1000,7 +977,8 @@ impl Driver {
         }))
     }
 
-    /// Resumes the workflow with `output`, the pending step's result.
+    /// Resumes the workflow with `output`, the pending step's result; `resolved` are the
+    /// branch outputs first known in this turn (kept if the step fails).
     #[allow(clippy::too_many_arguments)]
     fn resume(
         &mut self,
@@ -1010,6 +988,7 @@ impl Driver {
         mut write: RunWrite,
         before: &plan::Needs,
         output: Vec<u8>,
+        resolved: Vec<(u32, Vec<u8>)>,
         now: u64,
     ) -> Decision {
         let Some(mut machine) = self.take_machine(snap, entry) else {
@@ -1019,7 +998,7 @@ impl Driver {
         let finished = Finished {
             op,
             deadlines: &before.deadlines,
-            resolved: Vec::new(),
+            resolved,
         };
         let (mut write, outcome) = step_run(
             &self.core.registry,
