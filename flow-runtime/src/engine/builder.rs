@@ -31,6 +31,7 @@ pub struct EngineBuilder {
     pub(crate) halt_after: Option<u64>,
     pub(crate) on_commit: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     pub(crate) backend: Option<Box<dyn StorageBackend>>,
+    pub(crate) log_backend: Option<Box<dyn StorageBackend>>,
     pub(crate) cache_bytes: usize,
     pub(crate) check_integrity: bool,
 }
@@ -42,6 +43,7 @@ impl Default for EngineBuilder {
             halt_after: None,
             on_commit: None,
             backend: None,
+            log_backend: None,
             cache_bytes: DEFAULT_CACHE_BYTES,
             check_integrity: false,
         }
@@ -53,6 +55,7 @@ impl std::fmt::Debug for EngineBuilder {
         f.debug_struct("EngineBuilder")
             .field("halt_after", &self.halt_after)
             .field("custom_backend", &self.backend.is_some())
+            .field("custom_log_backend", &self.log_backend.is_some())
             .field("cache_bytes", &self.cache_bytes)
             .finish_non_exhaustive()
     }
@@ -88,8 +91,35 @@ impl EngineBuilder {
     /// Stores the journal on a custom redb storage backend (e.g. one that simulates power
     /// loss) instead of a file. [`open`](Self::open) then uses the path only to name the
     /// journal in messages, and [`open_in_memory`](Self::open_in_memory) uses this backend.
+    ///
+    /// Without a [`log_backend`](Self::log_backend) every commit on a custom backend is
+    /// a durable redb commit.
     pub fn backend(mut self, backend: impl StorageBackend) -> Self {
         self.backend = Some(Box::new(backend));
+        self
+    }
+
+    /// Puts the journal's write-ahead log on a custom storage backend, for a journal on
+    /// a custom [`backend`](Self::backend). A journal file opened with
+    /// [`open`](Self::open) always has its log in the file beside it (its name with
+    /// `-wal` appended): a commit appends its changes to the log and syncs the log alone,
+    /// and redb's file is made durable every few megabytes of log.
+    ///
+    /// ```
+    /// use redb::backends::InMemoryBackend;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), flow_runtime::FlowError> {
+    /// let engine = flow_runtime::Engine::builder()
+    ///     .backend(InMemoryBackend::new())
+    ///     .log_backend(InMemoryBackend::new())
+    ///     .open_in_memory()
+    ///     .await?;
+    /// engine.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn log_backend(mut self, log: impl StorageBackend) -> Self {
+        self.log_backend = Some(Box::new(log));
         self
     }
 
@@ -117,14 +147,15 @@ impl EngineBuilder {
         let name = path.display().to_string();
         let options = self.store_options();
         let backend = self.backend.take();
+        let log = self.log_backend.take();
         let journal = name.clone();
-        let db = tokio::task::spawn_blocking(move || match backend {
-            Some(backend) => store::open_backend(backend, &name, options),
+        let store = tokio::task::spawn_blocking(move || match backend {
+            Some(backend) => store::open_backend(backend, log, &name, options),
             None => store::open_file(&path, options),
         })
         .await
         .map_err(|e| open_failed(&journal, e))??;
-        Engine::launch(db, self).await
+        Engine::launch(store, self).await
     }
 
     /// Opens a journal held in memory (or on the custom [`backend`](Self::backend)): for
@@ -134,13 +165,14 @@ impl EngineBuilder {
             .backend
             .take()
             .unwrap_or_else(|| Box::new(redb::backends::InMemoryBackend::new()));
+        let log = self.log_backend.take();
         let options = self.store_options();
-        let db = tokio::task::spawn_blocking(move || {
-            store::open_backend(backend, "in-memory journal", options)
+        let store = tokio::task::spawn_blocking(move || {
+            store::open_backend(backend, log, "in-memory journal", options)
         })
         .await
         .map_err(|e| open_failed("in-memory journal", e))??;
-        Engine::launch(db, self).await
+        Engine::launch(store, self).await
     }
 
     fn store_options(&self) -> store::OpenOptions {

@@ -28,14 +28,18 @@ use tokio::sync::{oneshot, watch};
 
 use crate::engine::now_ms;
 use crate::error::{panic_message, FlowError};
-use crate::store::{Store, Tables};
+use redb::Durability;
+
+use crate::store::{log_error, Applied, Change, Log, LogPosition, LoggedBatch, Store, Tables};
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 4096;
 
 /// A request to the commit thread.
 trait Request: Send {
-    /// Applies the request's writes at time `now`; true if it hit a storage error (the
+    /// The request's change as the write-ahead log holds it (empty without a log).
+    fn logged(&self) -> &[u8];
+    /// Applies the request's change at time `now`; true if it hit a storage error (the
     /// whole batch is then aborted).
     fn apply(&mut self, tables: &mut Tables<'_>, now: u64) -> bool;
     /// Answers the requester once the batch's commit is known (`Ok` if it is durable).
@@ -44,25 +48,27 @@ trait Request: Send {
 
 type Job = Box<dyn Request>;
 
-/// A request built by [`CommitPipeline::submit`]: one allocation holds the writes, their
-/// result and the reply.
-struct Submitted<F, T> {
-    writes: Option<F>,
-    result: Option<Result<T, FlowError>>,
-    reply: oneshot::Sender<Result<T, FlowError>>,
+/// What a requester gets back: what its change did, and the change itself (to be freed,
+/// or read, on the requester's thread).
+pub(crate) type Committed = (Applied, Change);
+
+/// A request built by [`CommitPipeline::submit`]: one allocation holds the change, its
+/// encoding for the log, its result and the reply.
+struct Submitted {
+    change: Change,
+    logged: Vec<u8>,
+    result: Option<Result<Applied, FlowError>>,
+    reply: oneshot::Sender<Result<Committed, FlowError>>,
     _outstanding: Outstanding,
 }
 
-impl<F, T> Request for Submitted<F, T>
-where
-    F: FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send,
-    T: Send,
-{
+impl Request for Submitted {
+    fn logged(&self) -> &[u8] {
+        &self.logged
+    }
+
     fn apply(&mut self, tables: &mut Tables<'_>, now: u64) -> bool {
-        let Some(writes) = self.writes.take() else {
-            return false;
-        };
-        let result = writes(tables, now);
+        let result = self.change.apply(tables, now);
         let fatal = matches!(
             result,
             Err(FlowError::Storage { .. } | FlowError::Corrupt { .. })
@@ -72,13 +78,19 @@ where
     }
 
     fn finish(self: Box<Self>, committed: Result<(), FlowError>) {
+        let Submitted {
+            change,
+            result,
+            reply,
+            ..
+        } = *self;
         let result = match committed {
-            Ok(()) => self
-                .result
-                .unwrap_or_else(|| Err(FlowError::storage("internal: request was not applied"))),
+            Ok(()) => result
+                .unwrap_or_else(|| Err(FlowError::storage("internal: request was not applied")))
+                .map(|applied| (applied, change)),
             Err(e) => Err(e),
         };
-        let _ = self.reply.send(result);
+        let _ = reply.send(result);
     }
 }
 
@@ -133,11 +145,34 @@ impl Writer {
             .min(MAX_BATCH)
     }
 
-    /// Applies and commits `batch`, then runs the hooks (setting the halt, when it is
-    /// reached, before anyone is answered); `None` once the journal is closed.
+    /// Logs (if the journal has a log), applies and commits `batch`, then runs the hooks
+    /// (setting the halt, when it is reached, before anyone is answered); `None` once the
+    /// journal is closed.
     fn write(&self, total: &mut u64, batch: Vec<Job>) -> Option<(Vec<Job>, Result<(), FlowError>)> {
         let count = batch.len() as u64;
-        let (batch, result) = self.store.with_db(|db| commit_batch(db, batch))?;
+        let now = now_ms();
+        let (batch, result) = self.store.with_writer(|db, log| match log {
+            Log::Absent => commit_batch(db, batch, now, None),
+            Log::Failed => (batch, Err(log_failed())),
+            Log::Open(wal) => {
+                let logged = wal.append_with(|out| {
+                    LoggedBatch::begin(out, now);
+                    for job in &batch {
+                        LoggedBatch::push(out, job.logged());
+                    }
+                });
+                if let Err(e) = logged {
+                    *log = Log::Failed;
+                    return (batch, Err(log_error(e)));
+                }
+                let (batch, result) = commit_batch(db, batch, now, Some(wal.position()));
+                if result.is_err() {
+                    // The log holds a batch that redb does not.
+                    *log = Log::Failed;
+                }
+                (batch, result)
+            }
+        })?;
         match &result {
             Ok(()) => {
                 for _ in 0..count {
@@ -161,11 +196,28 @@ impl Writer {
     fn lock_total(&self) -> std::sync::MutexGuard<'_, u64> {
         self.total.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Checkpoints the journal if its log has grown enough (see `store::recovery`); run
+    /// after a batch is answered, so that no requester waits for it.
+    fn checkpoint_if_due(&self) {
+        let _writing = self.lock_total();
+        self.store.checkpoint_if_due();
+    }
+}
+
+/// The error for writes after a failed one.
+fn log_failed() -> FlowError {
+    FlowError::storage(
+        "an earlier write to the journal failed; shut the engine down and open the journal \
+         again (opening replays the write-ahead log)",
+    )
 }
 
 /// The sending side of the commit thread.
 pub(crate) struct CommitPipeline {
     writer: Arc<Writer>,
+    /// Whether requests are logged (and so encoded when submitted).
+    logged: bool,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     /// Requests submitted and not yet answered.
     outstanding: Arc<AtomicUsize>,
@@ -192,6 +244,7 @@ impl CommitPipeline {
             stop,
             total: Mutex::new(0),
         });
+        let logged = writer.store.is_logged();
         let thread_writer = writer.clone();
         let thread = std::thread::Builder::new()
             .name("flow-commit".into())
@@ -199,6 +252,7 @@ impl CommitPipeline {
             .map_err(|e| FlowError::storage(format!("could not start the commit thread: {e}")))?;
         Ok(CommitPipeline {
             writer,
+            logged,
             sender: Mutex::new(Some(sender)),
             outstanding: Arc::default(),
             thread_id: thread.thread().id(),
@@ -206,15 +260,13 @@ impl CommitPipeline {
         })
     }
 
-    /// Queues `apply` for the next transaction; resolves once that transaction is durable.
-    ///
-    /// `apply` must return logical errors (conflicts, unknown runs) before writing anything:
-    /// the transaction is shared with other requests.
-    pub(crate) fn submit<T: Send + 'static>(
+    /// Queues `change` for the next transaction; resolves once that transaction is
+    /// durable.
+    pub(crate) fn submit(
         &self,
-        apply: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send + 'static,
-    ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
-        self.submit_with(apply, false)
+        change: Change,
+    ) -> impl Future<Output = Result<Committed, FlowError>> + Send + 'static {
+        self.submit_with(change, false)
     }
 
     /// As [`submit`](Self::submit), but when no other request is in flight and the caller
@@ -227,30 +279,40 @@ impl CommitPipeline {
     /// never alone and go to the commit thread, whose batches are what makes many runs
     /// cheap. Only drivers call this: their tasks are spawned on the engine's runtime, and
     /// blocking one of them blocks nothing else of the caller's.
-    pub(crate) fn submit_here<T: Send + 'static>(
+    pub(crate) fn submit_here(
         &self,
-        apply: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send + 'static,
-    ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
-        self.submit_with(apply, true)
+        change: Change,
+    ) -> impl Future<Output = Result<Committed, FlowError>> + Send + 'static {
+        self.submit_with(change, true)
     }
 
-    fn submit_with<T: Send + 'static>(
+    fn submit_with(
         &self,
-        apply: impl FnOnce(&mut Tables<'_>, u64) -> Result<T, FlowError> + Send + 'static,
+        change: Change,
         here: bool,
-    ) -> impl Future<Output = Result<T, FlowError>> + Send + 'static {
-        let (reply, reply_rx) = oneshot::channel::<Result<T, FlowError>>();
+    ) -> impl Future<Output = Result<Committed, FlowError>> + Send + 'static {
+        let (reply, reply_rx) = oneshot::channel();
+        // Encoded here, on the requester's thread: the commit thread only copies it.
+        let mut logged = Vec::new();
+        let encoded = match self.logged {
+            true => change.encode_into(&mut logged),
+            false => Ok(()),
+        };
         let (outstanding, lone) = Outstanding::count(&self.outstanding);
         let job: Job = Box::new(Submitted {
-            writes: Some(apply),
+            change,
+            logged,
             result: None,
             reply,
             _outstanding: outstanding,
         });
-        let job = if here && lone {
-            self.commit_here(job)
-        } else {
-            Some(job)
+        let job = match encoded {
+            Err(e) => {
+                job.finish(Err(e));
+                None
+            }
+            Ok(()) if here && lone => self.commit_here(job),
+            Ok(()) => Some(job),
         };
         let sent = match job {
             // Committed (or, past a halt, dropped) right here.
@@ -301,13 +363,16 @@ impl CommitPipeline {
             // Frozen "as if the process died": the request is dropped unwritten.
             return None;
         }
-        let written = tokio::task::block_in_place(|| self.writer.write(&mut total, vec![job]));
-        drop(total);
-        if let Some((batch, result)) = written {
-            for job in batch {
-                job.finish(result.clone());
+        tokio::task::block_in_place(|| {
+            let written = self.writer.write(&mut total, vec![job]);
+            drop(total);
+            if let Some((batch, result)) = written {
+                for job in batch {
+                    job.finish(result.clone());
+                }
             }
-        }
+            self.writer.checkpoint_if_due();
+        });
         None
     }
 
@@ -352,6 +417,7 @@ fn commit_loop(writer: &Writer, receiver: &mpsc::Receiver<Job>, runtime: &tokio:
                 }
             }
         }
+        writer.checkpoint_if_due();
     }
 }
 
@@ -408,17 +474,32 @@ fn next_request(receiver: &mpsc::Receiver<Job>, poll: bool) -> Option<Job> {
     }
 }
 
-/// Applies and commits one batch; returns its requests and the commit result.
-fn commit_batch(db: &redb::Database, mut batch: Vec<Job>) -> (Vec<Job>, Result<(), FlowError>) {
-    let txn = match db.begin_write() {
+/// Applies and commits one batch at time `now`; returns its requests and the commit
+/// result. A batch already in the write-ahead log at `logged` is committed without
+/// durability (and records that position); any other durably.
+fn commit_batch(
+    db: &redb::Database,
+    mut batch: Vec<Job>,
+    now: u64,
+    logged: Option<LogPosition>,
+) -> (Vec<Job>, Result<(), FlowError>) {
+    let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => return (batch, Err(e.into())),
     };
-    let now = now_ms();
-    let mut fatal = None;
+    if logged.is_some() {
+        if let Err(e) = txn.set_durability(Durability::None) {
+            return (batch, Err(FlowError::storage(e)));
+        }
+    }
+    let mut fatal;
     match Tables::open(&txn) {
         Ok(mut tables) => {
+            fatal = logged.and_then(|position| tables.set_log_position(position).err());
             for job in &mut batch {
+                if fatal.is_some() {
+                    break;
+                }
                 // redb may panic on a damaged page (debug builds): fail the batch, not
                 // the commit thread.
                 match catch_unwind(AssertUnwindSafe(|| job.apply(&mut tables, now))) {
@@ -430,9 +511,6 @@ fn commit_batch(db: &redb::Database, mut batch: Vec<Job>) -> (Vec<Job>, Result<(
                             message: format!("writing it failed: {}", panic_message(&*panic)),
                         })
                     }
-                }
-                if fatal.is_some() {
-                    break;
                 }
             }
         }

@@ -40,7 +40,7 @@ use crate::machine::Machine;
 use crate::map::MapFailed;
 use crate::op::OpRequest;
 use crate::store::records::{Branch, BranchRecord, MapSpec, PendingOp, Shape, MAP_PROGRESS};
-use crate::store::{PendingChange, RunWrite, Seen, Snapshot};
+use crate::store::{Applied, Change, PendingChange, RunWrite, Seen, Snapshot};
 use crate::task::{
     find_task, AttemptClass, TaskContext, TaskFailure, TaskPolicy, TaskRegistration,
 };
@@ -376,16 +376,9 @@ impl Driver {
         let _ = write.encode();
         // The write comes back to be dropped here: freeing memory on the thread that
         // allocated it is cheaper, and it keeps that work off the commit thread.
-        let result = self
-            .core
-            .commits
-            .submit_here(move |tables, now| {
-                let effects = tables.apply_run_write(&write, now)?;
-                Ok((effects, write))
-            })
-            .await;
+        let result = self.core.commits.submit_here(Change::Run(write)).await;
         match result {
-            Ok((effects, write)) => {
+            Ok((Applied::Ran(effects), Change::Run(write))) => {
                 for run in &effects.wake {
                     self.core.wake(run);
                 }
@@ -417,6 +410,7 @@ impl Driver {
                 self.machine = None;
                 false
             }
+            Ok(_) => unreachable!("a run's write is applied as one"),
         }
     }
 

@@ -32,7 +32,7 @@ use crate::error::FlowError;
 use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
 use crate::store::records::{RunRecord, StoredStatus};
-use crate::store::{RunWrite, Snapshot, StartOutcome, StartWrite, Store};
+use crate::store::{Applied, Change, RunWrite, Snapshot, StartOutcome, StartWrite, Store};
 use crate::workflow::Workflow;
 use commit::{CommitHooks, CommitPipeline};
 use driver::{CachedMachine, Handover};
@@ -144,11 +144,8 @@ impl Engine {
         &self.shared.core
     }
 
-    pub(crate) async fn launch(
-        db: redb::Database,
-        builder: EngineBuilder,
-    ) -> Result<Engine, FlowError> {
-        let store = Arc::new(Store::new(db));
+    pub(crate) async fn launch(store: Store, builder: EngineBuilder) -> Result<Engine, FlowError> {
+        let store = Arc::new(store);
         let stop = Arc::new(watch::channel(None).0);
         let hooks = CommitHooks {
             halt_after: builder.halt_after,
@@ -281,14 +278,8 @@ impl Engine {
         let snapshot = driver::project(Snapshot::new_run(header), &write);
         let _ = write.encode(); // see `Driver::commit`
         let start = StartWrite { input, write };
-        let (started, _start) = core
-            .commits
-            .submit(move |tables, now| {
-                let outcome = tables.apply_start(&start, now)?;
-                Ok((outcome, start))
-            })
-            .await?;
-        if let StartOutcome::Created(effects) = started {
+        let (started, _start) = core.commits.submit(Change::Start(start)).await?;
+        if let Applied::Started(StartOutcome::Created(effects)) = started {
             for run in &effects.wake {
                 core.wake(run);
             }
@@ -400,11 +391,12 @@ impl Engine {
         value: &T,
     ) -> Result<(), FlowError> {
         let payload = codec::encode(value, || format!("signal `{name}` for run `{run_id}`"))?;
-        let (run, signal) = (run_id.to_string(), name.to_string());
-        self.core()
-            .commits
-            .submit(move |tables, now| tables.append_signal(&run, &signal, &payload, now))
-            .await?;
+        let change = Change::Signal {
+            run: run_id.to_string(),
+            signal: name.to_string(),
+            payload,
+        };
+        self.core().commits.submit(change).await?;
         self.core().wake(run_id);
         Ok(())
     }
@@ -439,12 +431,10 @@ impl Engine {
             ),
         };
         let token = token.to_string();
-        let run_id = self
-            .core()
-            .commits
-            .submit(move |tables, now| tables.complete_callback(&token, output, ok, now))
-            .await?;
-        self.core().wake(&run_id);
+        let change = Change::Complete { token, output, ok };
+        if let (Applied::Completed(run_id), _) = self.core().commits.submit(change).await? {
+            self.core().wake(&run_id);
+        }
         Ok(())
     }
 
@@ -453,13 +443,11 @@ impl Engine {
     /// one interval from now. Returns once durable. Refused like
     /// [`complete`](Self::complete) for unknown, used or expired tokens.
     pub async fn heartbeat(&self, token: &str) -> Result<(), FlowError> {
-        let token = token.to_string();
-        let deadline = self
-            .core()
-            .commits
-            .submit(move |tables, now| tables.heartbeat_callback(&token, now))
-            .await?;
-        if let Some(deadline) = deadline {
+        let change = Change::Heartbeat {
+            token: token.to_string(),
+        };
+        let applied = self.core().commits.submit(change).await?;
+        if let (Applied::Heartbeat(Some(deadline)), _) = applied {
             self.core().timers.added(deadline);
         }
         Ok(())
@@ -472,11 +460,10 @@ impl Engine {
     /// run ends as cancelled. Child runs it waits for are cancelled too. Fails if the run
     /// is unknown or has finished.
     pub async fn cancel(&self, run_id: &str) -> Result<(), FlowError> {
-        let run = run_id.to_string();
-        self.core()
-            .commits
-            .submit(move |tables, now| tables.request_cancel(&run, now))
-            .await?;
+        let change = Change::Cancel {
+            run: run_id.to_string(),
+        };
+        self.core().commits.submit(change).await?;
         self.core().wake(run_id);
         Ok(())
     }

@@ -1,20 +1,28 @@
 //! The redb journal: opening and validating the file, reading runs, and the writes a
 //! transition makes (applied by the commit thread, see `engine::commit`).
 
+mod change;
 mod open;
 mod read;
 pub(crate) mod records;
+mod recovery;
 mod tables;
+mod wal;
 mod write;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
+
+use recovery::checkpoint;
+pub(crate) use recovery::log_error;
+pub(crate) use wal::{LogPosition, WriteAheadLog};
 
 use crate::error::{panic_message, FlowError};
 
 pub(crate) use open::{open_backend, open_file, OpenOptions};
+pub(crate) use change::{Applied, Change, LoggedBatch};
 pub(crate) use read::{Snapshot, TimerStart};
 pub(crate) use write::{PendingChange, RunWrite, Seen, StartOutcome, StartWrite, Tables};
 
@@ -25,13 +33,47 @@ pub(crate) use write::{PendingChange, RunWrite, Seen, StartOutcome, StartWrite, 
 /// thread take the lock shared, for the length of one transaction.
 pub(crate) struct Store {
     db: RwLock<Option<Database>>,
+    /// The write-ahead log; locked by whoever writes.
+    log: Mutex<Log>,
+}
+
+/// The journal's write-ahead log, if it has one (see `store::wal`).
+pub(crate) enum Log {
+    /// No log (in-memory journals, custom backends without a log backend): every
+    /// commit is a durable redb commit.
+    Absent,
+    Open(WriteAheadLog),
+    /// A write failed after the log took a batch that redb may lack: nothing more may be
+    /// written until the journal is reopened (which replays the log).
+    Failed,
+}
+
+/// Log size past which the writer checkpoints (see `store::recovery`): bounds the
+/// changes redb holds in memory only and the replay after a crash.
+const CHECKPOINT_LOG_BYTES: u64 = 8 << 20;
+
+impl Log {
+    /// Whether the log has grown enough for a checkpoint.
+    pub(crate) fn checkpoint_due(&self) -> bool {
+        matches!(self, Log::Open(log) if log.bytes() >= CHECKPOINT_LOG_BYTES)
+    }
 }
 
 impl Store {
-    pub(crate) fn new(db: Database) -> Self {
+    pub(crate) fn new(db: Database, log: Option<WriteAheadLog>) -> Self {
         Store {
             db: RwLock::new(Some(db)),
+            log: Mutex::new(log.map_or(Log::Absent, Log::Open)),
         }
+    }
+
+    /// Whether commits go through a write-ahead log.
+    pub(crate) fn is_logged(&self) -> bool {
+        !matches!(*self.lock_log(), Log::Absent)
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `f` in a read transaction.
@@ -54,15 +96,43 @@ impl Store {
         })
     }
 
-    /// Runs `f` with the database (for the commit thread's write transactions).
-    pub(crate) fn with_db<T>(&self, f: impl FnOnce(&Database) -> T) -> Option<T> {
+    /// Runs `f` with the database and the log (for the writer's transactions); `None`
+    /// once the journal is closed.
+    pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&Database, &mut Log) -> T) -> Option<T> {
         let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().map(f)
+        let db = guard.as_ref()?;
+        Some(f(db, &mut self.lock_log()))
     }
 
-    /// Drops the database, releasing the file; later reads fail with `EngineStopped`.
+    /// Checkpoints if the log has grown enough; a failure leaves the log `Failed`.
+    pub(crate) fn checkpoint_if_due(&self) {
+        self.with_writer(|db, log| {
+            if !log.checkpoint_due() {
+                return;
+            }
+            if let Log::Open(wal) = log {
+                if let Err(e) = checkpoint(db, wal) {
+                    tracing::error!(error = %e, "journal checkpoint failed");
+                    *log = Log::Failed;
+                }
+            }
+        });
+    }
+
+    /// Checkpoints and empties the log (so that the journal file alone is the whole
+    /// journal), then drops the database, releasing the file; later reads fail with
+    /// `EngineStopped`.
     pub(crate) fn close(&self) {
         let db = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        let mut log = self.lock_log();
+        if let (Some(db), Log::Open(wal)) = (&db, &mut *log) {
+            let closed = checkpoint(db, wal).and_then(|()| wal.empty().map_err(log_error));
+            if let Err(e) = closed {
+                tracing::error!(error = %e, "could not checkpoint the journal at shutdown");
+            }
+        }
+        *log = Log::Absent;
+        drop(log);
         drop(db);
     }
 }

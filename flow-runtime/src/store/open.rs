@@ -1,14 +1,18 @@
 //! Opening a journal: telling a flow journal from other files, and creating a new one.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageBackend, StorageError,
     TableError,
 };
 
+use redb::backends::FileBackend;
+
+use super::recovery::attach_log;
 use super::tables::*;
+use super::Store;
 use crate::error::{panic_message, FlowError};
 
 /// How to open a journal.
@@ -27,13 +31,14 @@ impl OpenOptions {
     }
 }
 
-/// Opens (or creates) the journal at `path` and checks that it is one.
+/// Opens (or creates) the journal at `path`, checks that it is one, and attaches its
+/// write-ahead log (`log_path`), replaying what the log holds beyond the file.
 ///
 /// An existing file is first inspected read-only, so that a file that is not a flow
 /// journal is refused without a single byte of it changing (a writable open would). Only
 /// a file that needs crash recovery is opened writable straight away: redb must repair it
 /// before anything can be read.
-pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Database, FlowError> {
+pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, FlowError> {
     let name = path.display().to_string();
     let builder = options.builder();
     let exists = std::fs::metadata(path)
@@ -64,7 +69,39 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Database, F
     }
     let db = guarded(&name, || builder.create(path))?;
     check_or_init(&db, &name)?;
-    Ok(db)
+    let log = open_log_file(&log_path(path), &name)?;
+    let log = attach_log(&db, Box::new(log))?;
+    Ok(Store::new(db, Some(log)))
+}
+
+/// The write-ahead log of the journal at `path`: the same name with `-wal` appended.
+pub(crate) fn log_path(path: &Path) -> PathBuf {
+    let mut log = path.as_os_str().to_owned();
+    log.push("-wal");
+    PathBuf::from(log)
+}
+
+/// Opens (or creates) the log file and locks it, so that no second engine of an older
+/// or a foreign build can write it while this one does.
+fn open_log_file(log: &Path, name: &str) -> Result<FileBackend, FlowError> {
+    let failed = |what: &str, io: std::io::Error| FlowError::Storage {
+        message: format!("could not {what} `{}`: {io}", log.display()),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(log)
+        .map_err(|io| failed("open", io))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(FlowError::DatabaseAlreadyOpen { path: name.into() })
+        }
+        Err(std::fs::TryLockError::Error(io)) => return Err(failed("lock", io)),
+    }
+    FileBackend::new(file).map_err(|e| open_error(name, e))
 }
 
 /// redb's magic number, the first bytes of every redb file.
@@ -117,12 +154,14 @@ fn is_interrupted_creation(mut bytes: Vec<u8>) -> bool {
     matches!(opened, Ok(Some(true)))
 }
 
-/// Opens (or initializes) a journal on a custom storage backend.
+/// Opens (or initializes) a journal on a custom storage backend, with its write-ahead
+/// log on `log` if there is one.
 pub(crate) fn open_backend(
     backend: Box<dyn StorageBackend>,
+    log: Option<Box<dyn StorageBackend>>,
     name: &str,
     options: OpenOptions,
-) -> Result<Database, FlowError> {
+) -> Result<Store, FlowError> {
     let builder = options.builder();
     if backend_interrupted_creation(&*backend) {
         // Nothing was ever committed to it: start the journal afresh.
@@ -132,7 +171,8 @@ pub(crate) fn open_backend(
     }
     let db = guarded(name, || builder.create_with_backend(BoxedBackend(backend)))?;
     check_or_init(&db, name)?;
-    Ok(db)
+    let log = log.map(|log| attach_log(&db, log)).transpose()?;
+    Ok(Store::new(db, log))
 }
 
 /// `Box<dyn StorageBackend>` as a `StorageBackend` (redb wants a sized type). Every

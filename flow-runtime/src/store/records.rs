@@ -254,7 +254,7 @@ impl BranchRecord {
 }
 
 /// A child run to create in the same transaction as its parent's step.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ChildStart {
     pub run_id: String,
     pub workflow: String,

@@ -5,7 +5,8 @@
 
 use redb::TableDefinition;
 
-/// `"magic"` → [`MAGIC`], `"format"` → format version (u32, little endian).
+/// `"magic"` → [`MAGIC`], `"format"` → format version (u32, little endian),
+/// [`LOG_POSITION`] → the write-ahead log position the journal holds.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_meta");
 /// run ID → `RunRecord`: the small header rewritten by each transition.
 pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_runs");
@@ -56,6 +57,10 @@ pub(crate) const GENERATION_INPUTS: TableDefinition<&str, &[u8]> =
 /// the run waits for, a cancellation) reached the run. A transition computed before the
 /// latest of them keeps the run active, so no wake-up is lost across a crash.
 pub(crate) const NUDGES: TableDefinition<&str, u64> = TableDefinition::new("flow_nudges");
+
+/// The meta key of the write-ahead log position (epoch, seq; u64 each, little endian)
+/// that the journal holds: written with every logged batch (see `store::recovery`).
+pub(crate) const LOG_POSITION: &str = "log_position";
 
 /// Identifies a flow journal among redb files.
 pub(crate) const MAGIC: &[u8] = b"flow journal";

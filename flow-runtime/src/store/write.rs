@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 
 use redb::{Key, ReadableTable, Table, TableDefinition, Value, WriteTransaction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::read::StoredEvents;
 use super::records::{
@@ -38,10 +38,11 @@ pub(crate) struct Tables<'t> {
     run_deadlines: Lazy<'t, &'static str, u64>,
     generation_inputs: Lazy<'t, &'static str, &'static [u8]>,
     nudges: Lazy<'t, &'static str, u64>,
+    meta: Lazy<'t, &'static str, &'static [u8]>,
 }
 
 /// What happens to the run's pending operation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum PendingChange {
     Keep,
     Set(PendingOp),
@@ -49,7 +50,7 @@ pub(crate) enum PendingChange {
 }
 
 /// One transition of one run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RunWrite {
     pub run_id: String,
     /// `(pc, steps, started)` of the header the driver read: the write is refused if the
@@ -92,11 +93,13 @@ pub(crate) struct RunWrite {
     pub seen: Option<Seen>,
     /// `events` and the new pending step, encoded by [`RunWrite::encode`] before the
     /// write goes to the commit thread (whose time is the engine's serial bottleneck).
+    /// Not logged: replay encodes them again, to the same bytes.
+    #[serde(skip)]
     pub encoded: Option<EncodedParts>,
 }
 
 /// What a driver saw of the parts of its run that others change.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Seen {
     /// The run's nudge count; a higher stored count keeps the run active.
     pub nudges: u64,
@@ -176,7 +179,7 @@ impl RunWrite {
 }
 
 /// A new run: its first transition, plus the input.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StartWrite {
     pub input: Vec<u8>,
     pub write: RunWrite,
@@ -276,7 +279,18 @@ impl<'t> Tables<'t> {
             run_deadlines: Lazy::new(txn, RUN_DEADLINES),
             generation_inputs: Lazy::new(txn, GENERATION_INPUTS),
             nudges: Lazy::new(txn, NUDGES),
+            meta: Lazy::new(txn, META),
         })
+    }
+
+    /// Records that this transaction holds the write-ahead log up to `position` (see
+    /// `store::recovery`): whenever redb makes it durable, the position goes with it.
+    pub(crate) fn set_log_position(&mut self, position: (u64, u64)) -> Result<(), FlowError> {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&position.0.to_le_bytes());
+        bytes[8..].copy_from_slice(&position.1.to_le_bytes());
+        self.meta.write()?.insert(LOG_POSITION, bytes.as_slice())?;
+        Ok(())
     }
 
     fn header(&self, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
@@ -958,7 +972,7 @@ mod tests {
     use redb::backends::InMemoryBackend;
 
     use super::super::read::StoredEvent;
-    use super::super::{open_backend, OpenOptions, Store};
+    use super::super::{open_backend, OpenOptions};
     use super::*;
 
     fn parts(events: &[EventKind]) -> EncodedParts {
@@ -975,8 +989,8 @@ mod tests {
             cache_bytes: 1 << 20,
             check_integrity: false,
         };
-        let db = open_backend(Box::new(InMemoryBackend::new()), "test", options).unwrap();
-        let txn = db.begin_write().unwrap();
+        let store = open_backend(Box::new(InMemoryBackend::new()), None, "test", options).unwrap();
+        let txn = store.with_writer(|db, _| db.begin_write().unwrap()).unwrap();
         {
             let mut tables = Tables::open(&txn).unwrap();
             for seq in 0..2 {
@@ -1008,7 +1022,7 @@ mod tests {
             assert_eq!(after, 5);
         }
         txn.commit().unwrap();
-        let history = Store::new(db).history("r").unwrap();
+        let history = store.history("r").unwrap();
         let seen: Vec<_> = history.iter().map(|e| (e.seq, e.at_ms)).collect();
         assert_eq!(seen, [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3)]);
         assert_eq!(history[2].kind, EventKind::RunCancelled);

@@ -1,0 +1,131 @@
+//! Changes: everything the engine writes to the journal, as data.
+//!
+//! The commit pipeline logs a batch of changes to the write-ahead log (`store::wal`)
+//! before applying it to redb, and opening a journal replays logged changes that redb
+//! had not made durable. Replay is exact because a change's effect depends only on
+//! itself, the journal's state and the batch's recorded time, and changes are replayed
+//! in the order they were first applied.
+
+use serde::{Deserialize, Serialize};
+
+use super::write::{RunWrite, StartOutcome, StartWrite, Tables, WriteEffects};
+use crate::error::FlowError;
+
+/// One request to change the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Change {
+    /// A new run (or the same start again, which changes nothing).
+    Start(StartWrite),
+    /// A transition of a run, computed by its driver.
+    Run(RunWrite),
+    /// A signal for a run's inbox.
+    Signal {
+        run: String,
+        signal: String,
+        payload: Vec<u8>,
+    },
+    /// A callback's completion (`output` is the encoded result).
+    Complete {
+        token: String,
+        output: Vec<u8>,
+        ok: bool,
+    },
+    /// A callback's sign of life.
+    Heartbeat { token: String },
+    /// A request to cancel a run.
+    Cancel { run: String },
+}
+
+/// What applying a [`Change`] did, variant for variant.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    Started(StartOutcome),
+    Ran(WriteEffects),
+    Signalled,
+    /// The run that waits for the completed callback.
+    Completed(String),
+    /// The callback's new heartbeat deadline, if it has one.
+    Heartbeat(Option<u64>),
+    Cancelled,
+}
+
+impl Change {
+    /// Applies the change at time `now_ms` (ms since the Unix epoch). Logical errors
+    /// (conflicts, unknown runs, refused tokens) come before any write.
+    pub(crate) fn apply(&self, tables: &mut Tables<'_>, now_ms: u64) -> Result<Applied, FlowError> {
+        Ok(match self {
+            Change::Start(start) => Applied::Started(tables.apply_start(start, now_ms)?),
+            Change::Run(write) => Applied::Ran(tables.apply_run_write(write, now_ms)?),
+            Change::Signal {
+                run,
+                signal,
+                payload,
+            } => {
+                tables.append_signal(run, signal, payload, now_ms)?;
+                Applied::Signalled
+            }
+            Change::Complete { token, output, ok } => {
+                Applied::Completed(tables.complete_callback(token, output.clone(), *ok, now_ms)?)
+            }
+            Change::Heartbeat { token } => {
+                Applied::Heartbeat(tables.heartbeat_callback(token, now_ms)?)
+            }
+            Change::Cancel { run } => {
+                tables.request_cancel(run, now_ms)?;
+                Applied::Cancelled
+            }
+        })
+    }
+
+    /// Appends the change's log encoding to `out`.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), FlowError> {
+        let taken = std::mem::take(out);
+        *out = postcard::to_extend(self, taken)
+            .map_err(|e| FlowError::storage(format!("could not encode a change for the log: {e}")))?;
+        Ok(())
+    }
+}
+
+/// A batch of changes as the log holds it: the batch's time, then each change's
+/// encoding behind its length.
+pub(crate) struct LoggedBatch;
+
+impl LoggedBatch {
+    /// Starts a batch at `now_ms` at the end of `out`.
+    pub(crate) fn begin(out: &mut Vec<u8>, now_ms: u64) {
+        out.extend_from_slice(&now_ms.to_le_bytes());
+    }
+
+    /// Adds one encoded change.
+    pub(crate) fn push(out: &mut Vec<u8>, change: &[u8]) {
+        out.extend_from_slice(&(change.len() as u32).to_le_bytes());
+        out.extend_from_slice(change);
+    }
+
+    /// The batch's time and changes.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, Vec<Change>), FlowError> {
+        let damaged = |what: &str| FlowError::Corrupt {
+            path: "write-ahead log".into(),
+            message: format!(
+                "a logged batch {what}; the log was checksummed, so it was written by an \
+                 incompatible version of flow: open the journal with that version"
+            ),
+        };
+        let (now, mut rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| damaged("is too short"))?;
+        let mut changes = Vec::new();
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            let body = tail.get(..len).ok_or_else(|| damaged("is cut short"))?;
+            let change = postcard::from_bytes(body)
+                .map_err(|e| damaged(&format!("holds a change that does not decode ({e})")))?;
+            changes.push(change);
+            rest = &tail[len..];
+        }
+        if !rest.is_empty() {
+            return Err(damaged("has trailing bytes"));
+        }
+        Ok((u64::from_le_bytes(*now), changes))
+    }
+}

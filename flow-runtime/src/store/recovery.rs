@@ -1,0 +1,103 @@
+//! Keeping redb and the write-ahead log in step: replaying the log when a journal is
+//! opened, and checkpoints.
+//!
+//! Each logged batch's transaction also records its log position in the meta table
+//! (`LOG_POSITION`), so whatever redb has made durable carries the position of the
+//! last batch it holds. Replay applies the records past that position: each batch takes
+//! effect exactly once, whenever the process died. A checkpoint is a durable redb
+//! commit (making every earlier non-durable one durable too), after which the log
+//! starts a new epoch: its old records are all at or before the recorded position.
+
+use redb::{Database, Durability, ReadableDatabase, StorageBackend};
+
+use super::change::LoggedBatch;
+use super::tables::{LOG_POSITION, META};
+use super::wal::{LogPosition, WriteAheadLog};
+use super::write::Tables;
+use crate::error::FlowError;
+
+/// Opens the journal's log on `file`, replays into `db` what `db` lacks, checkpoints,
+/// and returns the log ready for appending.
+pub(crate) fn attach_log(
+    db: &Database,
+    file: Box<dyn StorageBackend>,
+) -> Result<WriteAheadLog, FlowError> {
+    let (mut log, recovered) = WriteAheadLog::open(file).map_err(log_error)?;
+    let position = stored_position(db)?;
+    let mut replayed = None;
+    let mut batches = 0;
+    for (seq, payload) in &recovered.records {
+        if (recovered.epoch, *seq) <= position {
+            continue;
+        }
+        let (now, changes) = LoggedBatch::decode(payload)?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| FlowError::storage(format!("could not replay the log: {e}")))?;
+        {
+            let mut tables = Tables::open(&txn)?;
+            for change in &changes {
+                match change.apply(&mut tables, now) {
+                    Err(e @ (FlowError::Storage { .. } | FlowError::Corrupt { .. })) => {
+                        return Err(e)
+                    }
+                    // Refused the first time too (a conflict, an unknown run): it wrote
+                    // nothing then and writes nothing now.
+                    Ok(_) | Err(_) => {}
+                }
+            }
+            tables.set_log_position((recovered.epoch, *seq))?;
+        }
+        txn.commit()?;
+        replayed = Some((recovered.epoch, *seq));
+        batches += 1;
+    }
+    if let Some(last) = replayed {
+        record_position(db, last)?;
+        tracing::info!(batches, "replayed the journal's write-ahead log");
+    }
+    log.start_over(recovered.epoch.max(position.0))
+        .map_err(log_error)?;
+    Ok(log)
+}
+
+/// Makes everything applied so far durable in redb and starts the log over.
+pub(crate) fn checkpoint(db: &Database, log: &mut WriteAheadLog) -> Result<(), FlowError> {
+    let position = log.position();
+    record_position(db, position)?;
+    log.start_over(position.0).map_err(log_error)
+}
+
+/// Commits, durably, that the journal holds the log up to `position` (and with it
+/// every earlier non-durable commit).
+fn record_position(db: &Database, position: LogPosition) -> Result<(), FlowError> {
+    let txn = db.begin_write()?;
+    Tables::open(&txn)?.set_log_position(position)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The log position the journal holds ((0, 0) if it never had a log).
+fn stored_position(db: &Database) -> Result<LogPosition, FlowError> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let Some(bytes) = meta.get(LOG_POSITION)? else {
+        return Ok((0, 0));
+    };
+    let bytes = bytes.value();
+    let word = |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok());
+    match (word(0), word(8)) {
+        (Some(epoch), Some(seq)) => Ok((u64::from_le_bytes(epoch), u64::from_le_bytes(seq))),
+        _ => Err(FlowError::Corrupt {
+            path: "journal".into(),
+            message: "its log position record is damaged".into(),
+        }),
+    }
+}
+
+/// An I/O error of the log, as the engine reports it.
+pub(crate) fn log_error(e: std::io::Error) -> FlowError {
+    FlowError::Storage {
+        message: format!("the journal's write-ahead log failed: {e}"),
+    }
+}
