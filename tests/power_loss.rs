@@ -1,7 +1,9 @@
 //! Crash safety under simulated power loss.
 //!
-//! The journal lives on a simulated disk (`support/disk.rs`): writes sit in a volatile
-//! cache until `sync_data`. At a random write/sync call the power goes: that call and all
+//! The journal and its write-ahead log live on a simulated disk (`support/disk.rs`):
+//! writes sit in a volatile cache until `sync_data`. The log is made to checkpoint every
+//! few commits, so that cuts also land in checkpoints; one test runs without a log (every
+//! commit a durable redb commit, as on a custom backend without a log backend). At a random write/sync call the power goes: that call and all
 //! later ones fail, and the cache is lost — entirely, with its last write torn, or with
 //! a random subset of it reaching the disk (three tests, one per mode). A new engine then
 //! boots from what survived, resumes, and may lose power again; a last one finishes.
@@ -32,8 +34,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use disk::{CutMode, Disk};
-use flow::Engine;
+use disk::{CutMode, Disk, Image};
+use flow::{Engine, EngineBuilder};
 use support::exec_log;
 use support::journal::{
     audit_executions, check_run, committed_attempts, inspect, AttemptId, JournalView,
@@ -48,6 +50,26 @@ const RUNS: u64 = 24;
 const CUTS_PER_SCENARIO: usize = 3;
 /// How long one engine may take to finish the whole workload.
 const EPOCH_DEADLINE: Duration = Duration::from_secs(60);
+/// Log size that makes the engines checkpoint: every few commits.
+const CHECKPOINT_BYTES: u64 = 8 << 10;
+
+/// Whether the journal has a write-ahead log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    Logged,
+    Unlogged,
+}
+
+/// An engine builder for the journal on `disk`.
+fn on_disk(builder: EngineBuilder, disk: &Disk, log: Log) -> EngineBuilder {
+    let builder = builder.backend(disk.backend());
+    match log {
+        Log::Logged => builder
+            .log_backend(disk.log_backend())
+            .checkpoint_every(CHECKPOINT_BYTES),
+        Log::Unlogged => builder,
+    }
+}
 
 /// What the runs of a scenario have shown the outside world so far.
 #[derive(Default)]
@@ -85,6 +107,7 @@ struct Totals {
 struct Scenario {
     prefix: String,
     mode: CutMode,
+    log: Log,
     jobs: Vec<(Kind, Job)>,
     references: HashMap<String, Reference>,
     acknowledged: Arc<Mutex<Acknowledged>>,
@@ -92,7 +115,7 @@ struct Scenario {
 }
 
 impl Scenario {
-    async fn new(prefix: String, mode: CutMode) -> Self {
+    async fn new(prefix: String, mode: CutMode, log: Log) -> Self {
         let mut jobs = Vec::new();
         let mut references = HashMap::new();
         for i in 0..RUNS {
@@ -103,6 +126,7 @@ impl Scenario {
         Scenario {
             prefix,
             mode,
+            log,
             jobs,
             references,
             acknowledged: Arc::default(),
@@ -112,18 +136,18 @@ impl Scenario {
 
     /// Inspects a copy of `image` and checks it against everything acknowledged so far;
     /// records its committed attempts as those the next engine starts from.
-    async fn check_image(&mut self, image: &[u8], complete: bool) -> JournalView {
-        let copy = Disk::new(image.to_vec(), self.mode, 0);
-        let engine = Engine::builder()
-            .backend(copy.backend())
+    async fn check_image(&mut self, image: &Image, complete: bool) -> JournalView {
+        let copy = Disk::new(image.clone(), self.mode, 0);
+        let engine = on_disk(Engine::builder(), &copy, self.log)
             .open_in_memory()
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "the journal does not open after a power cut: {e} (image of {} bytes, {} \
-                     non-zero; {} commits acknowledged before the cut)",
-                    image.len(),
-                    image.iter().filter(|b| **b != 0).count(),
+                    "the journal does not open after a power cut: {e} (image of {} + {} \
+                     bytes, {} non-zero; {} commits acknowledged before the cut)",
+                    image.journal.len(),
+                    image.log.len(),
+                    image.journal.iter().filter(|b| **b != 0).count(),
                     self.acknowledged.lock().unwrap().started.len()
                 )
             });
@@ -165,8 +189,7 @@ impl Scenario {
     /// Boots an engine on `disk`, starts every run (idempotently) and waits until they
     /// all finished or the power went.
     async fn run_engine(&self, disk: &Disk) -> EngineEnd {
-        let engine = match workload::register(Engine::builder())
-            .backend(disk.backend())
+        let engine = match on_disk(workload::register(Engine::builder()), disk, self.log)
             .open_in_memory()
             .await
         {
@@ -251,12 +274,13 @@ impl Scenario {
 async fn scenario(
     prefix: String,
     mode: CutMode,
+    log: Log,
     rng: &mut XorShift,
     calls: Calls,
     totals: &mut Totals,
 ) {
-    let mut s = Scenario::new(prefix.clone(), mode).await;
-    let mut image = Vec::new();
+    let mut s = Scenario::new(prefix.clone(), mode, log).await;
+    let mut image = Image::default();
     let mut cuts = 0;
     let mut epoch: u32 = 0;
     loop {
@@ -284,9 +308,10 @@ async fn scenario(
         image = disk.boot_image();
         if std::env::var("FLOW_POWER_DEBUG").is_ok() {
             eprintln!(
-                "{prefix} epoch {epoch}: {end:?} {} -> image {} bytes",
+                "{prefix} epoch {epoch}: {end:?} {} -> image {} + {} bytes",
                 disk.cut_note(),
-                image.len()
+                image.journal.len(),
+                image.log.len()
             );
         }
         epoch += 1;
@@ -321,11 +346,11 @@ struct Calls {
     full_run: u64,
 }
 
-async fn measure_calls(prefix: &str) -> Calls {
-    let creation = creation_calls().await;
-    let s = Scenario::new(prefix.to_string(), CutMode::DropUnsynced).await;
+async fn measure_calls(prefix: &str, log: Log) -> Calls {
+    let creation = creation_calls(log).await;
+    let s = Scenario::new(prefix.to_string(), CutMode::DropUnsynced, log).await;
     exec_log::set_epoch(prefix, 0);
-    let disk = Disk::new(Vec::new(), CutMode::DropUnsynced, 1);
+    let disk = Disk::new(Image::default(), CutMode::DropUnsynced, 1);
     let end = s.run_engine(&disk).await;
     assert_eq!(end, EngineEnd::Finished, "uncut calibration run");
     Calls {
@@ -348,17 +373,18 @@ impl Drop for SeedReport {
     }
 }
 
-async fn power_loss(label: &str, mode: CutMode) {
+async fn power_loss(label: &str, mode: CutMode, log: Log) {
     exec_log::log_to_memory();
     let scenarios = env_number("FLOW_POWER_SCENARIOS", if torture() { 40 } else { 6 });
     let seed = XorShift::seed_from_env_or_time();
     let _report = SeedReport(seed);
     let mut rng = XorShift::new(seed);
     let started = Instant::now();
-    let calls = measure_calls(&format!("{label}calibrate-")).await;
+    let calls = measure_calls(&format!("{label}calibrate-"), log).await;
     let mut totals = Totals::default();
     for n in 0..scenarios {
-        scenario(format!("{label}{n}-"), mode, &mut rng, calls, &mut totals).await;
+        let prefix = format!("{label}{n}-");
+        scenario(prefix, mode, log, &mut rng, calls, &mut totals).await;
     }
     assert!(
         totals.cuts as u64 >= scenarios * CUTS_PER_SCENARIO as u64,
@@ -366,7 +392,7 @@ async fn power_loss(label: &str, mode: CutMode) {
         totals.cuts
     );
     eprintln!(
-        "power loss ({mode:?}): {} cuts ({} during open/recovery) over {} engines in {scenarios} \
+        "power loss ({mode:?}, {log:?}): {} cuts ({} during open/recovery) over {} engines in {scenarios} \
          scenarios of {RUNS} runs, {} steps checked, {} task executions redone, {} \
          disk calls per full run, seed {seed}, {:.1?}; e.g. {:?}",
         totals.cuts,
@@ -382,24 +408,28 @@ async fn power_loss(label: &str, mode: CutMode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cut_loses_unsynced_writes() {
-    power_loss("pl-drop-", CutMode::DropUnsynced).await;
+    power_loss("pl-drop-", CutMode::DropUnsynced, Log::Logged).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cut_tears_the_last_write() {
-    power_loss("pl-tear-", CutMode::TearLastWrite).await;
+    power_loss("pl-tear-", CutMode::TearLastWrite, Log::Logged).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cut_keeps_a_random_part_of_unsynced_writes() {
-    power_loss("pl-scramble-", CutMode::ScrambleUnsynced).await;
+    power_loss("pl-scramble-", CutMode::ScrambleUnsynced, Log::Logged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_cut_without_a_log_keeps_a_random_part_of_unsynced_writes() {
+    power_loss("pl-nolog-", CutMode::ScrambleUnsynced, Log::Unlogged).await;
 }
 
 /// How many mutating calls creating a journal (opening an engine on an empty disk) takes.
-async fn creation_calls() -> u64 {
-    let disk = Disk::new(Vec::new(), CutMode::DropUnsynced, 1);
-    let engine = Engine::builder()
-        .backend(disk.backend())
+async fn creation_calls(log: Log) -> u64 {
+    let disk = Disk::new(Image::default(), CutMode::DropUnsynced, 1);
+    let engine = on_disk(Engine::builder(), &disk, log)
         .open_in_memory()
         .await
         .expect("create a journal");
@@ -415,11 +445,11 @@ async fn creation_calls() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_creation_interrupted_at_any_call_opens_again() {
     let dir = support::ScratchDir::new("creation");
-    let calls = creation_calls().await;
+    let calls = creation_calls(Log::Unlogged).await;
     let mut failures = Vec::new();
     for k in 1..=calls {
         for mode in [CutMode::DropUnsynced, CutMode::TearLastWrite] {
-            let disk = Disk::new(Vec::new(), mode, k);
+            let disk = Disk::new(Image::default(), mode, k);
             disk.cut_after_calls(k);
             let created = Engine::builder()
                 .backend(disk.backend())
@@ -440,7 +470,7 @@ async fn journal_creation_interrupted_at_any_call_opens_again() {
                     .open_in_memory()
                     .await;
                 let path = dir.file(&format!("journal-{k}.redb"));
-                std::fs::write(&path, &image).unwrap();
+                std::fs::write(&path, &image.journal).unwrap();
                 let on_file = Engine::builder().open(&path).await;
                 for (backend, opened) in [("backend", in_memory), ("file", on_file)] {
                     match opened {

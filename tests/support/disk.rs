@@ -1,7 +1,10 @@
-//! A simulated disk with a volatile write cache, for power-loss tests: a
-//! `redb::StorageBackend` whose writes are visible to reads at once but survive a power
-//! cut only once `sync_data` returned. Included by `tests/power_loss.rs` only (it needs
-//! `redb`).
+//! A simulated disk with a volatile write cache, for power-loss tests: two files (the
+//! journal and its write-ahead log), each a `redb::StorageBackend` whose writes are
+//! visible to reads at once but survive a power cut only once that file's `sync_data`
+//! returned. One power supply: a cut hits both files at once, and a sync of one file
+//! orders nothing of the other's. Included by `tests/power_loss.rs` and
+//! `tests/write_ahead_log.rs` only (it needs `redb`); each uses part of it.
+#![allow(dead_code)]
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,13 +35,43 @@ enum Pending {
     SetLen(usize),
 }
 
+/// The files on the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum File {
+    Journal = 0,
+    Log = 1,
+}
+
+/// The contents of both files.
+#[derive(Debug, Clone, Default)]
+pub struct Image {
+    pub journal: Vec<u8>,
+    pub log: Vec<u8>,
+}
+
+impl Image {
+    fn file(&self, file: File) -> &Vec<u8> {
+        match file {
+            File::Journal => &self.journal,
+            File::Log => &self.log,
+        }
+    }
+
+    fn file_mut(&mut self, file: File) -> &mut Vec<u8> {
+        match file {
+            File::Journal => &mut self.journal,
+            File::Log => &mut self.log,
+        }
+    }
+}
+
 struct DiskState {
     /// What reads see: the durable image plus the cached writes.
-    visible: Vec<u8>,
+    visible: Image,
     /// What survives a power cut.
-    durable: Vec<u8>,
-    /// Writes and length changes since the last `sync_data`, oldest first.
-    pending: Vec<Pending>,
+    durable: Image,
+    /// Writes and length changes not yet synced (by their file), oldest first.
+    pending: Vec<(File, Pending)>,
     /// `write`, `set_len` and `sync_data` calls so far.
     calls: u64,
     /// The call that cuts the power (it fails, and so does everything after it).
@@ -59,7 +92,8 @@ impl std::fmt::Debug for Disk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.lock();
         f.debug_struct("Disk")
-            .field("len", &s.visible.len())
+            .field("journal_len", &s.visible.journal.len())
+            .field("log_len", &s.visible.log.len())
             .field("calls", &s.calls)
             .field("powered", &s.powered)
             .finish()
@@ -68,7 +102,7 @@ impl std::fmt::Debug for Disk {
 
 impl Disk {
     /// A disk holding `image`, all of it durable.
-    pub fn new(image: Vec<u8>, mode: CutMode, seed: u64) -> Self {
+    pub fn new(image: Image, mode: CutMode, seed: u64) -> Self {
         Disk(Arc::new(Mutex::new(DiskState {
             visible: image.clone(),
             durable: image,
@@ -92,9 +126,14 @@ impl Disk {
         s.cut_at = Some(s.calls + n.max(1));
     }
 
-    /// A storage backend on this disk, for `Engine::builder().backend(..)`.
+    /// A storage backend on the journal file, for `Engine::builder().backend(..)`.
     pub fn backend(&self) -> DiskBackend {
-        DiskBackend(self.clone())
+        DiskBackend(self.clone(), File::Journal)
+    }
+
+    /// A storage backend on the log file, for `Engine::builder().log_backend(..)`.
+    pub fn log_backend(&self) -> DiskBackend {
+        DiskBackend(self.clone(), File::Log)
     }
 
     pub fn is_cut(&self) -> bool {
@@ -111,13 +150,13 @@ impl Disk {
 
     /// What a killed process leaves (the OS still writes back its cache): every write
     /// the disk accepted, without the call the cut failed.
-    pub fn written_image(&self) -> Vec<u8> {
+    pub fn written_image(&self) -> Image {
         self.lock().visible.clone()
     }
 
     /// What a fresh boot finds: after a cut, the durable image; without one, everything
     /// written (a clean shutdown lets the OS write its cache back).
-    pub fn boot_image(&self) -> Vec<u8> {
+    pub fn boot_image(&self) -> Image {
         let s = self.lock();
         if s.powered {
             s.visible.clone()
@@ -156,14 +195,14 @@ fn apply(image: &mut Vec<u8>, op: &Pending) {
 impl DiskState {
     /// Counts a mutating call; the one chosen cuts the power. `in_flight` is the write
     /// this call is making, which the cut may tear.
-    fn tick(&mut self, in_flight: Option<&Pending>) -> io::Result<()> {
+    fn tick(&mut self, in_flight: Option<(File, &Pending)>) -> io::Result<()> {
         if !self.powered {
             return Err(dead());
         }
         self.calls += 1;
         if self.cut_at == Some(self.calls) {
-            if let Some(op) = in_flight {
-                self.pending.push(op.clone());
+            if let Some((file, op)) = in_flight {
+                self.pending.push((file, op.clone()));
             }
             self.power_cut();
             return Err(dead());
@@ -176,7 +215,7 @@ impl DiskState {
         let pending = std::mem::take(&mut self.pending);
         let writes = pending
             .iter()
-            .filter(|p| matches!(p, Pending::Write { .. }))
+            .filter(|(_, p)| matches!(p, Pending::Write { .. }))
             .count();
         let mut durable = std::mem::take(&mut self.durable);
         let mut kept = 0;
@@ -186,31 +225,33 @@ impl DiskState {
             CutMode::TearLastWrite => {
                 let last_write = pending
                     .iter()
-                    .rposition(|p| matches!(p, Pending::Write { .. }));
-                for (i, op) in pending.iter().enumerate() {
+                    .rposition(|(_, p)| matches!(p, Pending::Write { .. }));
+                for (i, (file, op)) in pending.iter().enumerate() {
+                    let image = durable.file_mut(*file);
                     if Some(i) == last_write {
                         let torn_op = self.tear(op);
-                        apply(&mut durable, &torn_op);
+                        apply(image, &torn_op);
                         torn += 1;
                     } else {
-                        apply(&mut durable, op);
+                        apply(image, op);
                         kept += usize::from(matches!(op, Pending::Write { .. }));
                     }
                 }
             }
             CutMode::ScrambleUnsynced => {
-                for op in &pending {
+                for (file, op) in &pending {
+                    let image = durable.file_mut(*file);
                     match op {
                         // Length changes are file-system metadata: kept.
-                        Pending::SetLen(_) => apply(&mut durable, op),
+                        Pending::SetLen(_) => apply(image, op),
                         Pending::Write { .. } if self.rng.chance(1, 2) => {}
                         Pending::Write { .. } if self.rng.chance(1, 4) => {
                             let torn_op = self.tear(op);
-                            apply(&mut durable, &torn_op);
+                            apply(image, &torn_op);
                             torn += 1;
                         }
                         Pending::Write { .. } => {
-                            apply(&mut durable, op);
+                            apply(image, op);
                             kept += 1;
                         }
                     }
@@ -241,9 +282,9 @@ impl DiskState {
     }
 }
 
-/// The engine's side of a [`Disk`].
+/// The engine's side of one file of a [`Disk`].
 #[derive(Debug)]
-pub struct DiskBackend(Disk);
+pub struct DiskBackend(Disk, File);
 
 impl StorageBackend for DiskBackend {
     fn len(&self) -> Result<u64, io::Error> {
@@ -251,7 +292,7 @@ impl StorageBackend for DiskBackend {
         if !s.powered {
             return Err(dead());
         }
-        Ok(s.visible.len() as u64)
+        Ok(s.visible.file(self.1).len() as u64)
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
@@ -262,6 +303,7 @@ impl StorageBackend for DiskBackend {
         let offset = usize::try_from(offset).map_err(|_| out_of_range())?;
         let source = s
             .visible
+            .file(self.1)
             .get(offset..offset + out.len())
             .ok_or_else(out_of_range)?;
         out.copy_from_slice(source);
@@ -273,17 +315,20 @@ impl StorageBackend for DiskBackend {
         let mut s = self.0.lock();
         let op = Pending::SetLen(len);
         s.tick(None)?;
-        apply(&mut s.visible, &op);
-        s.pending.push(op);
+        apply(s.visible.file_mut(self.1), &op);
+        s.pending.push((self.1, op));
         Ok(())
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
         let mut s = self.0.lock();
         s.tick(None)?;
-        let pending = std::mem::take(&mut s.pending);
-        for op in &pending {
-            apply(&mut s.durable, op);
+        let (synced, others) = std::mem::take(&mut s.pending)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(file, _)| *file == self.1);
+        s.pending = others;
+        for (_, op) in &synced {
+            apply(s.durable.file_mut(self.1), op);
         }
         Ok(())
     }
@@ -291,16 +336,16 @@ impl StorageBackend for DiskBackend {
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
         let offset = usize::try_from(offset).map_err(|_| out_of_range())?;
         let mut s = self.0.lock();
-        if s.powered && offset + data.len() > s.visible.len() {
+        if s.powered && offset + data.len() > s.visible.file(self.1).len() {
             return Err(out_of_range());
         }
         let op = Pending::Write {
             offset,
             data: data.to_vec(),
         };
-        s.tick(Some(&op))?;
-        apply(&mut s.visible, &op);
-        s.pending.push(op);
+        s.tick(Some((self.1, &op)))?;
+        apply(s.visible.file_mut(self.1), &op);
+        s.pending.push((self.1, op));
         Ok(())
     }
 

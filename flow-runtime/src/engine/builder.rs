@@ -14,6 +14,8 @@ use crate::workflow::Workflow;
 /// redb's page cache default here: small, so memory stays flat however many runs the
 /// journal holds.
 const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Default log size that triggers a checkpoint (see `store::recovery`).
+const DEFAULT_CHECKPOINT_BYTES: u64 = 8 << 20;
 
 /// Configures an [`Engine`]: the workflows it drives and where its journal lives.
 ///
@@ -34,6 +36,7 @@ pub struct EngineBuilder {
     pub(crate) log_backend: Option<Box<dyn StorageBackend>>,
     pub(crate) cache_bytes: usize,
     pub(crate) check_integrity: bool,
+    pub(crate) checkpoint_bytes: u64,
 }
 
 impl Default for EngineBuilder {
@@ -46,6 +49,7 @@ impl Default for EngineBuilder {
             log_backend: None,
             cache_bytes: DEFAULT_CACHE_BYTES,
             check_integrity: false,
+            checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
         }
     }
 }
@@ -137,6 +141,15 @@ impl EngineBuilder {
         self
     }
 
+    /// How much the write-ahead log may hold before redb's file is made durable and the
+    /// log starts over (default 8 MiB). A larger log means fewer of those checkpoints
+    /// (each a durable redb commit of everything changed since the last) but a longer
+    /// replay after a crash and more changed pages held in memory meanwhile.
+    pub fn checkpoint_every(mut self, log_bytes: u64) -> Self {
+        self.checkpoint_bytes = log_bytes.max(1);
+        self
+    }
+
     /// Opens the journal at `path`, creating it if missing, and resumes every run in it
     /// that this engine can drive.
     ///
@@ -179,6 +192,7 @@ impl EngineBuilder {
         store::OpenOptions {
             cache_bytes: self.cache_bytes,
             check_integrity: self.check_integrity,
+            checkpoint_bytes: self.checkpoint_bytes,
         }
     }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Store {
     db: RwLock<Option<Database>>,
     /// The write-ahead log; locked by whoever writes.
     log: Mutex<Log>,
+    /// Log size past which the writer checkpoints (see `store::recovery`): bounds the
+    /// changes redb holds in memory only and the replay after a crash.
+    checkpoint_bytes: u64,
 }
 
 /// The journal's write-ahead log, if it has one (see `store::wal`).
@@ -48,22 +51,13 @@ pub(crate) enum Log {
     Failed,
 }
 
-/// Log size past which the writer checkpoints (see `store::recovery`): bounds the
-/// changes redb holds in memory only and the replay after a crash.
-const CHECKPOINT_LOG_BYTES: u64 = 8 << 20;
-
-impl Log {
-    /// Whether the log has grown enough for a checkpoint.
-    pub(crate) fn checkpoint_due(&self) -> bool {
-        matches!(self, Log::Open(log) if log.bytes() >= CHECKPOINT_LOG_BYTES)
-    }
-}
 
 impl Store {
-    pub(crate) fn new(db: Database, log: Option<WriteAheadLog>) -> Self {
+    pub(crate) fn new(db: Database, log: Option<WriteAheadLog>, checkpoint_bytes: u64) -> Self {
         Store {
             db: RwLock::new(Some(db)),
             log: Mutex::new(log.map_or(Log::Absent, Log::Open)),
+            checkpoint_bytes,
         }
     }
 
@@ -107,10 +101,8 @@ impl Store {
     /// Checkpoints if the log has grown enough; a failure leaves the log `Failed`.
     pub(crate) fn checkpoint_if_due(&self) {
         self.with_writer(|db, log| {
-            if !log.checkpoint_due() {
-                return;
-            }
-            if let Log::Open(wal) = log {
+            let Log::Open(wal) = log else { return };
+            if wal.bytes() >= self.checkpoint_bytes {
                 if let Err(e) = checkpoint(db, wal) {
                     tracing::error!(error = %e, "journal checkpoint failed");
                     *log = Log::Failed;

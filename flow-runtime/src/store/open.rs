@@ -20,6 +20,8 @@ use crate::error::{panic_message, FlowError};
 pub(crate) struct OpenOptions {
     pub cache_bytes: usize,
     pub check_integrity: bool,
+    /// Log size that triggers a checkpoint.
+    pub checkpoint_bytes: u64,
 }
 
 impl OpenOptions {
@@ -71,7 +73,7 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, Flow
     check_or_init(&db, &name)?;
     let log = open_log_file(&log_path(path), &name)?;
     let log = attach_log(&db, Box::new(log))?;
-    Ok(Store::new(db, Some(log)))
+    Ok(Store::new(db, Some(log), options.checkpoint_bytes))
 }
 
 /// The write-ahead log of the journal at `path`: the same name with `-wal` appended.
@@ -172,7 +174,7 @@ pub(crate) fn open_backend(
     let db = guarded(name, || builder.create_with_backend(BoxedBackend(backend)))?;
     check_or_init(&db, name)?;
     let log = log.map(|log| attach_log(&db, log)).transpose()?;
-    Ok(Store::new(db, log))
+    Ok(Store::new(db, log, options.checkpoint_bytes))
 }
 
 /// `Box<dyn StorageBackend>` as a `StorageBackend` (redb wants a sized type). Every

@@ -988,6 +988,7 @@ mod tests {
         let options = OpenOptions {
             cache_bytes: 1 << 20,
             check_integrity: false,
+            checkpoint_bytes: 1 << 20,
         };
         let store = open_backend(Box::new(InMemoryBackend::new()), None, "test", options).unwrap();
         let txn = store.with_writer(|db, _| db.begin_write().unwrap()).unwrap();
