@@ -28,9 +28,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::engine::now_ms;
 use crate::error::{panic_message, FlowError};
-use redb::Durability;
-
-use crate::store::{log_error, Applied, Change, Log, LogPosition, LoggedBatch, Store, Tables};
+use crate::store::{Applied, BatchWrites, Change, LoggedBatch, Store, Tables};
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -150,29 +148,11 @@ impl Writer {
     /// journal is closed.
     fn write(&self, total: &mut u64, batch: Vec<Job>) -> Option<(Vec<Job>, Result<(), FlowError>)> {
         let count = batch.len() as u64;
-        let now = now_ms();
-        let (batch, result) = self.store.with_writer(|db, log| match log {
-            Log::Absent => commit_batch(db, batch, now, None),
-            Log::Failed => (batch, Err(log_failed())),
-            Log::Open(wal) => {
-                let logged = wal.append_with(|out| {
-                    LoggedBatch::begin(out, now);
-                    for job in &batch {
-                        LoggedBatch::push(out, job.logged());
-                    }
-                });
-                if let Err(e) = logged {
-                    *log = Log::Failed;
-                    return (batch, Err(log_error(e)));
-                }
-                let (batch, result) = commit_batch(db, batch, now, Some(wal.position()));
-                if result.is_err() {
-                    // The log holds a batch that redb does not.
-                    *log = Log::Failed;
-                }
-                (batch, result)
-            }
-        })?;
+        let mut batch = Batch(batch);
+        let result = self
+            .store
+            .with_writer(|db, writer| writer.write_batch(db, now_ms(), &mut batch))?;
+        let Batch(batch) = batch;
         match &result {
             Ok(()) => {
                 for _ in 0..count {
@@ -205,13 +185,7 @@ impl Writer {
     }
 }
 
-/// The error for writes after a failed one.
-fn log_failed() -> FlowError {
-    FlowError::storage(
-        "an earlier write to the journal failed; shut the engine down and open the journal \
-         again (opening replays the write-ahead log)",
-    )
-}
+
 
 /// The sending side of the commit thread.
 pub(crate) struct CommitPipeline {
@@ -474,52 +448,33 @@ fn next_request(receiver: &mpsc::Receiver<Job>, poll: bool) -> Option<Job> {
     }
 }
 
-/// Applies and commits one batch at time `now`; returns its requests and the commit
-/// result. A batch already in the write-ahead log at `logged` is committed without
-/// durability (and records that position); any other durably.
-fn commit_batch(
-    db: &redb::Database,
-    mut batch: Vec<Job>,
-    now: u64,
-    logged: Option<LogPosition>,
-) -> (Vec<Job>, Result<(), FlowError>) {
-    let mut txn = match db.begin_write() {
-        Ok(txn) => txn,
-        Err(e) => return (batch, Err(e.into())),
-    };
-    if logged.is_some() {
-        if let Err(e) = txn.set_durability(Durability::None) {
-            return (batch, Err(FlowError::storage(e)));
+/// The requests of one transaction.
+struct Batch(Vec<Job>);
+
+impl BatchWrites for Batch {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for job in &self.0 {
+            LoggedBatch::push(out, job.logged());
         }
     }
-    let mut fatal;
-    match Tables::open(&txn) {
-        Ok(mut tables) => {
-            fatal = logged.and_then(|position| tables.set_log_position(position).err());
-            for job in &mut batch {
-                if fatal.is_some() {
-                    break;
-                }
-                // redb may panic on a damaged page (debug builds): fail the batch, not
-                // the commit thread.
-                match catch_unwind(AssertUnwindSafe(|| job.apply(&mut tables, now))) {
-                    Ok(false) => {}
-                    Ok(true) => fatal = Some(FlowError::storage("a write in this commit failed")),
-                    Err(panic) => {
-                        fatal = Some(FlowError::Corrupt {
-                            path: "journal".into(),
-                            message: format!("writing it failed: {}", panic_message(&*panic)),
-                        })
-                    }
+
+    /// Fails (and with it the batch) on the first storage error; each request keeps its
+    /// own logical result.
+    fn apply(&mut self, tables: &mut Tables<'_>, now: u64) -> Result<(), FlowError> {
+        for job in &mut self.0 {
+            // redb may panic on a damaged page (debug builds): fail the batch, not the
+            // thread.
+            match catch_unwind(AssertUnwindSafe(|| job.apply(tables, now))) {
+                Ok(false) => {}
+                Ok(true) => return Err(FlowError::storage("a write in this commit failed")),
+                Err(panic) => {
+                    return Err(FlowError::Corrupt {
+                        path: "journal".into(),
+                        message: format!("writing it failed: {}", panic_message(&*panic)),
+                    })
                 }
             }
         }
-        Err(e) => fatal = Some(e),
+        Ok(())
     }
-    if let Some(e) = fatal {
-        let _ = txn.abort();
-        return (batch, Err(e));
-    }
-    let result = txn.commit().map_err(FlowError::from);
-    (batch, result)
 }

@@ -9,15 +9,16 @@ mod recovery;
 mod tables;
 mod wal;
 mod write;
+mod writer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
-use recovery::checkpoint;
-pub(crate) use recovery::log_error;
-pub(crate) use wal::{LogPosition, WriteAheadLog};
+pub(crate) use wal::WriteAheadLog;
+pub(crate) use writer::{BatchWrites, JournalWriter};
 
 use crate::error::{panic_message, FlowError};
 
@@ -33,41 +34,31 @@ pub(crate) use write::{PendingChange, RunWrite, Seen, StartOutcome, StartWrite, 
 /// thread take the lock shared, for the length of one transaction.
 pub(crate) struct Store {
     db: RwLock<Option<Database>>,
-    /// The write-ahead log; locked by whoever writes.
-    log: Mutex<Log>,
-    /// Log size past which the writer checkpoints (see `store::recovery`): bounds the
-    /// changes redb holds in memory only and the replay after a crash.
-    checkpoint_bytes: u64,
+    /// The write side; locked by whoever writes (after `db`, if both are taken).
+    writer: Mutex<JournalWriter>,
+    /// Batches wait in the writer's open transaction: a read must publish them first.
+    unpublished: AtomicBool,
+    logged: bool,
 }
-
-/// The journal's write-ahead log, if it has one (see `store::wal`).
-pub(crate) enum Log {
-    /// No log (in-memory journals, custom backends without a log backend): every
-    /// commit is a durable redb commit.
-    Absent,
-    Open(WriteAheadLog),
-    /// A write failed after the log took a batch that redb may lack: nothing more may be
-    /// written until the journal is reopened (which replays the log).
-    Failed,
-}
-
 
 impl Store {
     pub(crate) fn new(db: Database, log: Option<WriteAheadLog>, checkpoint_bytes: u64) -> Self {
+        let writer = JournalWriter::new(log, checkpoint_bytes);
         Store {
             db: RwLock::new(Some(db)),
-            log: Mutex::new(log.map_or(Log::Absent, Log::Open)),
-            checkpoint_bytes,
+            logged: writer.is_logged(),
+            writer: Mutex::new(writer),
+            unpublished: AtomicBool::new(false),
         }
     }
 
     /// Whether commits go through a write-ahead log.
     pub(crate) fn is_logged(&self) -> bool {
-        !matches!(*self.lock_log(), Log::Absent)
+        self.logged
     }
 
-    fn lock_log(&self) -> std::sync::MutexGuard<'_, Log> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_writer(&self) -> MutexGuard<'_, JournalWriter> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `f` in a read transaction.
@@ -82,6 +73,12 @@ impl Store {
         let db = guard
             .as_ref()
             .ok_or_else(|| FlowError::stopped("the journal is closed"))?;
+        // A read sees every batch whose writer was answered: publish those waiting.
+        if self.unpublished.load(Ordering::Acquire) {
+            let mut writer = self.lock_writer();
+            writer.publish()?;
+            self.unpublished.store(false, Ordering::Release);
+        }
         catch_unwind(AssertUnwindSafe(|| f(&db.begin_read()?))).unwrap_or_else(|panic| {
             Err(FlowError::Corrupt {
                 path: "journal".into(),
@@ -90,25 +87,24 @@ impl Store {
         })
     }
 
-    /// Runs `f` with the database and the log (for the writer's transactions); `None`
-    /// once the journal is closed.
-    pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&Database, &mut Log) -> T) -> Option<T> {
+    /// Runs `f` with the database and the writer; `None` once the journal is closed.
+    pub(crate) fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&Database, &mut JournalWriter) -> T,
+    ) -> Option<T> {
         let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
         let db = guard.as_ref()?;
-        Some(f(db, &mut self.lock_log()))
+        let mut writer = self.lock_writer();
+        let result = f(db, &mut writer);
+        // Set before the writer's requesters are answered (they are, after this returns).
+        self.unpublished
+            .store(writer.has_unpublished(), Ordering::Release);
+        Some(result)
     }
 
-    /// Checkpoints if the log has grown enough; a failure leaves the log `Failed`.
+    /// Checkpoints if the log has grown enough.
     pub(crate) fn checkpoint_if_due(&self) {
-        self.with_writer(|db, log| {
-            let Log::Open(wal) = log else { return };
-            if wal.bytes() >= self.checkpoint_bytes {
-                if let Err(e) = checkpoint(db, wal) {
-                    tracing::error!(error = %e, "journal checkpoint failed");
-                    *log = Log::Failed;
-                }
-            }
-        });
+        self.with_writer(|db, writer| writer.checkpoint_if_due(db));
     }
 
     /// Checkpoints and empties the log (so that the journal file alone is the whole
@@ -116,15 +112,10 @@ impl Store {
     /// `EngineStopped`.
     pub(crate) fn close(&self) {
         let db = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
-        let mut log = self.lock_log();
-        if let (Some(db), Log::Open(wal)) = (&db, &mut *log) {
-            let closed = checkpoint(db, wal).and_then(|()| wal.empty().map_err(log_error));
-            if let Err(e) = closed {
-                tracing::error!(error = %e, "could not checkpoint the journal at shutdown");
-            }
+        if let Some(db) = &db {
+            self.lock_writer().close(db);
         }
-        *log = Log::Absent;
-        drop(log);
+        self.unpublished.store(false, Ordering::Release);
         drop(db);
     }
 }

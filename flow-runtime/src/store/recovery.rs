@@ -8,12 +8,13 @@
 //! commit (making every earlier non-durable one durable too), after which the log
 //! starts a new epoch: its old records are all at or before the recorded position.
 
-use redb::{Database, Durability, ReadableDatabase, StorageBackend};
+use redb::{Database, Durability, ReadableDatabase, StorageBackend, WriteTransaction};
 
 use super::change::LoggedBatch;
 use super::tables::{LOG_POSITION, META};
 use super::wal::{LogPosition, WriteAheadLog};
 use super::write::Tables;
+use super::writer::begin_unlogged;
 use crate::error::FlowError;
 
 /// Opens the journal's log on `file`, replays into `db` what `db` lacks, checkpoints,
@@ -24,54 +25,61 @@ pub(crate) fn attach_log(
 ) -> Result<WriteAheadLog, FlowError> {
     let (mut log, recovered) = WriteAheadLog::open(file).map_err(log_error)?;
     let position = stored_position(db)?;
-    let mut replayed = None;
-    let mut batches = 0;
-    for (seq, payload) in &recovered.records {
-        if (recovered.epoch, *seq) <= position {
-            continue;
-        }
-        let (now, changes) = LoggedBatch::decode(payload)?;
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| FlowError::storage(format!("could not replay the log: {e}")))?;
+    let missing: Vec<_> = recovered
+        .records
+        .iter()
+        .filter(|(seq, _)| (recovered.epoch, *seq) > position)
+        .collect();
+    if let Some((last, _)) = missing.last() {
+        let txn = begin_unlogged(db)?;
         {
             let mut tables = Tables::open(&txn)?;
-            for change in &changes {
-                match change.apply(&mut tables, now) {
-                    Err(e @ (FlowError::Storage { .. } | FlowError::Corrupt { .. })) => {
-                        return Err(e)
+            for (_, payload) in &missing {
+                let (now, changes) = LoggedBatch::decode(payload)?;
+                for change in &changes {
+                    match change.apply(&mut tables, now) {
+                        Err(e @ (FlowError::Storage { .. } | FlowError::Corrupt { .. })) => {
+                            return Err(e)
+                        }
+                        // Refused the first time too (a conflict, an unknown run): it
+                        // wrote nothing then and writes nothing now.
+                        Ok(_) | Err(_) => {}
                     }
-                    // Refused the first time too (a conflict, an unknown run): it wrote
-                    // nothing then and writes nothing now.
-                    Ok(_) | Err(_) => {}
                 }
             }
-            tables.set_log_position((recovered.epoch, *seq))?;
         }
-        txn.commit()?;
-        replayed = Some((recovered.epoch, *seq));
-        batches += 1;
-    }
-    if let Some(last) = replayed {
-        record_position(db, last)?;
-        tracing::info!(batches, "replayed the journal's write-ahead log");
+        commit_durably_at(txn, (recovered.epoch, *last))?;
+        tracing::info!(
+            batches = missing.len(),
+            "replayed the journal's write-ahead log"
+        );
     }
     log.start_over(recovered.epoch.max(position.0))
         .map_err(log_error)?;
     Ok(log)
 }
 
-/// Makes everything applied so far durable in redb and starts the log over.
-pub(crate) fn checkpoint(db: &Database, log: &mut WriteAheadLog) -> Result<(), FlowError> {
+/// Makes everything applied so far durable in redb, with the batches of `open` if
+/// given, and starts the log over.
+pub(crate) fn checkpoint(
+    db: &Database,
+    open: Option<WriteTransaction>,
+    log: &mut WriteAheadLog,
+) -> Result<(), FlowError> {
     let position = log.position();
-    record_position(db, position)?;
+    let txn = match open {
+        Some(txn) => txn,
+        None => db.begin_write()?,
+    };
+    commit_durably_at(txn, position)?;
     log.start_over(position.0).map_err(log_error)
 }
 
-/// Commits, durably, that the journal holds the log up to `position` (and with it
-/// every earlier non-durable commit).
-fn record_position(db: &Database, position: LogPosition) -> Result<(), FlowError> {
-    let txn = db.begin_write()?;
+/// Commits `txn` durably, recording that the journal holds the log up to `position`
+/// (with every earlier non-durable commit).
+fn commit_durably_at(mut txn: WriteTransaction, position: LogPosition) -> Result<(), FlowError> {
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| FlowError::storage(format!("could not checkpoint: {e}")))?;
     Tables::open(&txn)?.set_log_position(position)?;
     txn.commit()?;
     Ok(())

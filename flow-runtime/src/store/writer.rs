@@ -1,0 +1,210 @@
+//! The journal's write side: each batch of changes goes to redb, through the
+//! write-ahead log when the journal has one.
+//!
+//! Without a log, a batch is one durable redb commit. With one, a batch is durable once
+//! the log holds it, and redb only has to show it to readers: batches are applied to one
+//! open write transaction, which is committed (without durability) when a reader needs
+//! it, every `PUBLISH_EVERY` batches, or at a checkpoint (durably). A step then costs one
+//! log append and its share of B-tree updates; the pages a transition changes are copied
+//! once per redb commit, not once per step.
+
+use redb::{Database, Durability, WriteTransaction};
+
+use super::change::LoggedBatch;
+use super::recovery::{checkpoint, log_error};
+use super::wal::WriteAheadLog;
+use super::write::Tables;
+use crate::error::FlowError;
+
+/// A batch of changes, as the writer needs it.
+pub(crate) trait BatchWrites {
+    /// Appends the changes' log encoding (see `LoggedBatch`).
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Applies the changes at time `now`; an error fails the whole batch.
+    fn apply(&mut self, tables: &mut Tables<'_>, now: u64) -> Result<(), FlowError>;
+}
+
+/// Most batches the open transaction holds before it is committed anyway: keeps redb's
+/// commit (and the memory it holds until then) small.
+const PUBLISH_EVERY: u32 = 64;
+
+/// The journal's write-ahead log, if it has one (see `store::wal`).
+pub(crate) enum Log {
+    /// No log (in-memory journals, custom backends without a log backend): every batch
+    /// is a durable redb commit.
+    Absent,
+    Open(WriteAheadLog),
+    /// A write failed after the log took batches that redb may lack: nothing more may
+    /// be written until the journal is reopened (which replays the log).
+    Failed,
+}
+
+/// Writes batches; one per journal, behind the store's lock.
+pub(crate) struct JournalWriter {
+    log: Log,
+    /// Logged batches not yet committed to redb (readers do not see them yet).
+    open: Option<WriteTransaction>,
+    open_batches: u32,
+    /// Log size past which the writer checkpoints (see `store::recovery`).
+    checkpoint_bytes: u64,
+}
+
+impl JournalWriter {
+    pub(crate) fn new(log: Option<WriteAheadLog>, checkpoint_bytes: u64) -> Self {
+        JournalWriter {
+            log: log.map_or(Log::Absent, Log::Open),
+            open: None,
+            open_batches: 0,
+            checkpoint_bytes,
+        }
+    }
+
+    pub(crate) fn is_logged(&self) -> bool {
+        !matches!(self.log, Log::Absent)
+    }
+
+    /// Whether batches wait in the open transaction for readers.
+    pub(crate) fn has_unpublished(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Writes `batch` at time `now`; returns once it is durable.
+    pub(crate) fn write_batch(
+        &mut self,
+        db: &Database,
+        now: u64,
+        batch: &mut impl BatchWrites,
+    ) -> Result<(), FlowError> {
+        let wal = match &mut self.log {
+            Log::Failed => return Err(failed()),
+            Log::Absent => return commit_durably(db, |tables| batch.apply(tables, now)),
+            Log::Open(wal) => wal,
+        };
+        let appended = wal.append_with(|out| {
+            LoggedBatch::begin(out, now);
+            batch.encode(out);
+        });
+        if let Err(e) = appended {
+            self.fail();
+            return Err(log_error(e));
+        }
+        let position = wal.position();
+        let txn = match self.open.take() {
+            Some(txn) => txn,
+            None => match begin_unlogged(db) {
+                Ok(txn) => txn,
+                Err(e) => {
+                    self.fail();
+                    return Err(e);
+                }
+            },
+        };
+        let applied = Tables::open(&txn).and_then(|mut tables| {
+            tables.set_log_position(position)?;
+            batch.apply(&mut tables, now)
+        });
+        if let Err(e) = applied {
+            // The open transaction is lost with this batch, and with it batches the
+            // log holds.
+            let _ = txn.abort();
+            self.fail();
+            return Err(e);
+        }
+        self.open = Some(txn);
+        self.open_batches += 1;
+        if self.open_batches >= PUBLISH_EVERY {
+            // The batch is durable already: a failure here fails later writes only.
+            let _ = self.publish();
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction (without durability: the log has its batches),
+    /// making them visible to readers.
+    pub(crate) fn publish(&mut self) -> Result<(), FlowError> {
+        self.open_batches = 0;
+        let Some(txn) = self.open.take() else {
+            return Ok(());
+        };
+        txn.commit().map_err(|e| {
+            self.fail();
+            FlowError::from(e)
+        })
+    }
+
+    /// Checkpoints if the log has grown enough; a failure fails later writes.
+    pub(crate) fn checkpoint_if_due(&mut self, db: &Database) {
+        let due = matches!(&self.log, Log::Open(wal) if wal.bytes() >= self.checkpoint_bytes);
+        if due {
+            if let Err(e) = self.checkpoint(db) {
+                tracing::error!(error = %e, "journal checkpoint failed");
+            }
+        }
+    }
+
+    /// Makes everything in redb durable and starts the log over.
+    fn checkpoint(&mut self, db: &Database) -> Result<(), FlowError> {
+        let open = self.open.take();
+        self.open_batches = 0;
+        let Log::Open(wal) = &mut self.log else {
+            return Ok(());
+        };
+        if let Err(e) = checkpoint(db, open, wal) {
+            self.fail();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// For shutdown: checkpoints and empties the log, so that the journal file alone is
+    /// the whole journal. A failed journal is left as it is, for the next open to replay.
+    pub(crate) fn close(&mut self, db: &Database) {
+        let closed = self.checkpoint(db).and_then(|()| match &mut self.log {
+            Log::Open(wal) => wal.empty().map_err(log_error),
+            _ => Ok(()),
+        });
+        if let Err(e) = closed {
+            tracing::error!(error = %e, "could not checkpoint the journal at shutdown");
+        }
+        self.open = None;
+        self.log = Log::Absent;
+    }
+
+    fn fail(&mut self) {
+        self.open = None;
+        self.open_batches = 0;
+        if self.is_logged() {
+            self.log = Log::Failed;
+        }
+    }
+}
+
+/// A write transaction for logged batches: its commit needs no durability.
+pub(crate) fn begin_unlogged(db: &Database) -> Result<WriteTransaction, FlowError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)
+        .map_err(|e| FlowError::storage(format!("could not start a transaction: {e}")))?;
+    Ok(txn)
+}
+
+/// One batch as one durable redb commit (a journal without a log).
+fn commit_durably(
+    db: &Database,
+    apply: impl FnOnce(&mut Tables<'_>) -> Result<(), FlowError>,
+) -> Result<(), FlowError> {
+    let txn = db.begin_write()?;
+    if let Err(e) = Tables::open(&txn).and_then(|mut tables| apply(&mut tables)) {
+        let _ = txn.abort();
+        return Err(e);
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// The error for writes after a failed one.
+fn failed() -> FlowError {
+    FlowError::storage(
+        "an earlier write to the journal failed; shut the engine down and open the journal \
+         again (opening replays the write-ahead log)",
+    )
+}
