@@ -208,7 +208,13 @@ proptest! {
 }
 
 fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flow-fuzz-smoke-{}", std::process::id()));
+    scratch_dir_for("journals")
+}
+
+/// A directory of this process for `test` (tests run in parallel and each removes its
+/// own directory when done).
+fn scratch_dir_for(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flow-fuzz-smoke-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -288,6 +294,76 @@ fn engine_opens_garbage_and_damaged_journals() {
         opened.get() > 0,
         "no damaged journal opened at all: the mutations are too coarse"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A real journal and its write-ahead log as a killed engine leaves them (copied while
+/// the engine ran, after runs whose changes are in the log only).
+fn real_journal_and_log() -> &'static (Vec<u8>, Vec<u8>) {
+    static FILES: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let path = scratch_dir_for("logs").join("killed.redb");
+        let log = scratch_dir_for("logs").join("killed.redb-wal");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&log);
+        let files = runtime().block_on(async {
+            let engine = harness::builder().open(&path).await.unwrap();
+            for (id, x) in [("even", 8), ("odd", 3)] {
+                let run = engine.start(id, fuzz_flow(x)).await.unwrap();
+                let _ = run.result().await;
+            }
+            engine.start("pending", fuzz_flow(4)).await.unwrap();
+            let files = (std::fs::read(&path).unwrap(), std::fs::read(&log).unwrap());
+            engine.shutdown().await;
+            files
+        });
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&log);
+        files
+    })
+}
+
+/// A damaged, truncated or garbage write-ahead log beside an intact journal: the engine
+/// replays what is whole of it and opens, or refuses it with a `FlowError`; nothing
+/// panics. Undamaged, the log brings back every run.
+#[test]
+fn engine_opens_journals_with_damaged_logs() {
+    install_panic_policy(false);
+    let (journal, log) = real_journal_and_log();
+    let dir = scratch_dir_for("logs");
+    let rt = runtime();
+    let whole = rt.block_on(harness::open_bytes_with_log(
+        journal,
+        log,
+        &dir,
+        Duration::ZERO,
+    ));
+    assert_eq!(whole.runs, 3, "the log replays every run");
+    let mut runner = proptest::test_runner::TestRunner::new(config(60));
+    let damaged = prop_oneof![
+        1 => proptest::collection::vec(any::<u8>(), 0..8192),
+        4 => proptest::collection::vec(in_place_edit(), 1..8)
+            .prop_map(|edits| damage_in_place(log, &edits)),
+        2 => (any::<usize>(), proptest::collection::vec(edit(), 0..4)).prop_map(|(cut, edits)| {
+            let head = log[..cut % (log.len() + 1)].to_vec();
+            apply(head, &edits)
+        }),
+    ];
+    let opened = std::cell::Cell::new(0);
+    runner
+        .run(&damaged, |bytes| {
+            let out = rt.block_on(harness::open_bytes_with_log(
+                journal,
+                &bytes,
+                &dir,
+                Duration::from_millis(2),
+            ));
+            opened.set(opened.get() + usize::from(out.opened));
+            assert_no_panics();
+            Ok(())
+        })
+        .unwrap();
+    assert!(opened.get() > 0, "no journal with a damaged log opened");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -127,7 +127,10 @@ async fn a_clean_shutdown_leaves_the_journal_file_whole() {
     engine.signal("c", "item", &2u32).await.unwrap();
     let run = engine.handle::<collect>("c").unwrap();
     assert_eq!(run.result().await.unwrap(), [1, 2]);
-    assert!(std::fs::metadata(&log).unwrap().len() > 0, "commits use the log");
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > 0,
+        "commits use the log"
+    );
     engine.shutdown().await;
     assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
 
@@ -201,7 +204,10 @@ async fn a_failed_log_write_stops_writes_until_the_journal_is_reopened() {
     // The log may hold the refused batch (its write went through, its sync did not):
     // nothing more is written until a reopen has replayed it.
     let after = engine.start("d", collect(1)).await.unwrap_err();
-    assert!(after.to_string().contains("open the journal again"), "{after}");
+    assert!(
+        after.to_string().contains("open the journal again"),
+        "{after}"
+    );
     engine.shutdown().await;
 
     let engine = open().await.unwrap();
@@ -212,4 +218,68 @@ async fn a_failed_log_write_stops_writes_until_the_journal_is_reopened() {
     assert!(items == [1, 2] || items == [1, 3], "collected {items:?}");
     assert!(engine.status("d").await.is_err());
     engine.shutdown().await;
+}
+
+/// The journal and log a killed engine leaves after starting "c" and sending `items`,
+/// on a disk holding `image`.
+async fn killed_after(image: Image, items: &[u32]) -> Image {
+    let disk = Disk::new(image, CutMode::DropUnsynced, 0);
+    let engine = on_disk(&disk).open_in_memory().await.unwrap();
+    engine.start("c", collect(5)).await.unwrap();
+    for item in items {
+        engine.signal("c", "item", item).await.unwrap();
+    }
+    let killed = disk.written_image();
+    drop(engine);
+    killed
+}
+
+/// What a clean shutdown leaves after sending `items` to "c", on a disk holding `image`.
+async fn shut_down_after(image: Image, items: &[u32]) -> Image {
+    let disk = Disk::new(image, CutMode::DropUnsynced, 0);
+    let engine = on_disk(&disk).open_in_memory().await.unwrap();
+    engine.start("c", collect(5)).await.unwrap();
+    for item in items {
+        engine.signal("c", "item", item).await.unwrap();
+    }
+    engine.shutdown().await;
+    disk.written_image()
+}
+
+fn reason_of(error: FlowError) -> String {
+    match error {
+        FlowError::LogMismatch { reason, .. } => reason,
+        other => panic!("expected a log mismatch, got: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_beside_a_new_journal_is_refused_and_left_alone() {
+    let killed = killed_after(Image::default(), &[1, 2]).await;
+    // The journal file was deleted (a new one is created), its log was not.
+    let stray = Image {
+        journal: Vec::new(),
+        log: killed.log.clone(),
+    };
+    let disk = Disk::new(stray, CutMode::DropUnsynced, 0);
+    let error = on_disk(&disk).open_in_memory().await.unwrap_err();
+    assert!(error.to_string().contains("delete the log"), "{error}");
+    assert_eq!(reason_of(error), "the log belongs to another journal");
+    assert_eq!(disk.written_image().log, killed.log, "the log was changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_older_than_its_log_is_refused() {
+    let first = shut_down_after(Image::default(), &[1]).await;
+    let second = shut_down_after(first.clone(), &[2]).await;
+    let killed = killed_after(second, &[3]).await;
+    let restored = Image {
+        journal: first.journal,
+        log: killed.log.clone(),
+    };
+    let disk = Disk::new(restored, CutMode::DropUnsynced, 0);
+    let error = on_disk(&disk).open_in_memory().await.unwrap_err();
+    assert!(reason_of(error).contains("older"));
+    // With the journal file that goes with it, the same log replays.
+    assert_eq!(finish_on(killed).await, [1, 2, 3, 4, 5]);
 }

@@ -129,13 +129,14 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Counts durable transitions and redb write transactions through `on_commit`.
+/// Counts durable transitions and durable commits through `on_commit`.
 ///
-/// The hook runs on the engine's commit thread once per committed *transition* (a start,
-/// a step result, a signal...), all the transitions of one redb transaction back to back
-/// right after its commit returned. So it counts transitions exactly, and redb commits by
-/// the gaps between calls: calls within one batch are nanoseconds apart, while two
-/// batches are separated by at least one `begin_write` + `fdatasync`. A gap can also be
+/// The hook runs once per committed *transition* (a start, a step result, a signal...),
+/// all the transitions of one batch back to back right after the batch became durable
+/// (its write-ahead log append synced, or, for a journal without a log, its redb commit
+/// returned). So it counts transitions exactly, and durable commits by the gaps between
+/// calls: calls within one batch are nanoseconds apart, while two batches are separated
+/// by at least one `fdatasync`. A gap can also be
 /// a preemption of the commit thread inside one batch's loop, so the commit count is an
 /// upper bound, off by at most the thread's preemptions (reported beside it).
 pub struct CommitCounter {
@@ -145,8 +146,8 @@ pub struct CommitCounter {
     last_ns: AtomicU64,
 }
 
-/// A gap longer than this between two hook calls starts a new batch. An empty durable
-/// redb commit takes far longer than this on any disk (see row 1).
+/// A gap longer than this between two hook calls starts a new batch. A sync takes far
+/// longer than this on any disk (see row 1).
 const BATCH_GAP: Duration = Duration::from_micros(20);
 
 impl CommitCounter {
@@ -177,7 +178,7 @@ impl CommitCounter {
         self.transitions.load(Ordering::Relaxed)
     }
 
-    /// redb write transactions committed so far (see the type's docs).
+    /// Durable commits (syncs) so far (see the type's docs).
     pub fn commits(&self) -> u64 {
         self.batches.load(Ordering::Relaxed)
     }

@@ -83,7 +83,7 @@ pub async fn sequential_row(cfg: &Config, floor: &Floor, report: &mut Report) ->
     );
     report.info(
         "2",
-        "  redb commits / step; bytes written / step; CPU / step",
+        "  durable commits / step; bytes written / step; CPU / step",
         format!(
             "{:.2}; {}; {}",
             counter.commits() as f64 / steps,
@@ -212,7 +212,7 @@ pub async fn concurrent_row(cfg: &Config, report: &mut Report) -> Res<()> {
         );
         report.info(
             "3",
-            "  redb commits / step (transitions / step)",
+            "  durable commits / step (transitions / step)",
             format!(
                 "{:.3} ({:.2}); commit thread preempted {}x",
                 counter.commits() as f64 / steps,

@@ -55,6 +55,21 @@ pub enum FlowError {
         /// What is damaged.
         message: String,
     },
+    /// The write-ahead log beside the journal holds changes that cannot apply to it: the
+    /// journal file was deleted, replaced or restored from a backup, but not its log.
+    #[error(
+        "the write-ahead log `{log}` does not go with `{path}`: {reason}; nothing was \
+         changed: put back the journal file that goes with the log, or, if that journal is \
+         gone for good, delete the log"
+    )]
+    LogMismatch {
+        /// The journal.
+        path: String,
+        /// The log.
+        log: String,
+        /// How they differ.
+        reason: String,
+    },
     /// Another engine (in this or another process) has the file open.
     #[error(
         "another engine has `{path}` open; shut that engine down first (Engine::shutdown), \

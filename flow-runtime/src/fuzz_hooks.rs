@@ -13,6 +13,7 @@ use crate::op::OpRequest;
 use crate::store::records::{
     decode_record, decode_run_header, BranchRecord, PendingOp, TokenRecord,
 };
+use crate::store::LoggedBatch;
 
 /// A history row as stored (mirrors `store::read::StoredEvent`: the seq is the key).
 #[derive(serde::Deserialize)]
@@ -30,7 +31,7 @@ struct StoredEvents {
 
 /// Runs every decoder the engine applies to bytes read from its journal (run header,
 /// pending step, branch record, map item, callback token, history row and batch, inbox
-/// message) on `bytes`.
+/// message, and a batch of the write-ahead log) on `bytes`.
 ///
 /// Returns each decoder's name and its outcome; a decoder must return `Ok` or a
 /// [`FlowError`], never panic.
@@ -61,5 +62,11 @@ pub fn decode_stored(bytes: &[u8]) -> Vec<(&'static str, Result<(), FlowError>)>
         run(bytes, "history event", |_: StoredEvent| ()),
         run(bytes, "history events", |_: StoredEvents| ()),
         run(bytes, "inbox message", |_: (String, Vec<u8>)| ()),
+        (
+            "logged batch",
+            LoggedBatch::decode(bytes).map(|(now, changes)| {
+                black_box((now, changes.len()));
+            }),
+        ),
     ]
 }

@@ -220,9 +220,29 @@ pub fn temp_path(dir: &Path) -> PathBuf {
 /// Writes `bytes` as a file and opens an engine on it (the engine's own file path, with
 /// its read-only inspection first); the file is removed afterwards.
 pub async fn open_bytes_as_file(bytes: &[u8], dir: &Path, settle: Duration) -> Inspected {
+    open_files(bytes, None, dir, settle).await
+}
+
+/// Writes `journal` as a file and `log` as its write-ahead log beside it, and opens an
+/// engine on them (the log is replayed first); both files are removed afterwards.
+pub async fn open_bytes_with_log(
+    journal: &[u8],
+    log: &[u8],
+    dir: &Path,
+    settle: Duration,
+) -> Inspected {
+    open_files(journal, Some(log), dir, settle).await
+}
+
+async fn open_files(journal: &[u8], log: Option<&[u8]>, dir: &Path, settle: Duration) -> Inspected {
     let path = temp_path(dir);
-    std::fs::write(&path, bytes).expect("write the fuzz input");
+    let log_path = path.with_extension("redb-wal");
+    std::fs::write(&path, journal).expect("write the fuzz input");
+    if let Some(log) = log {
+        std::fs::write(&log_path, log).expect("write the fuzz input");
+    }
     let out = inspect(builder().open(&path).await, settle).await;
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&log_path);
     out
 }

@@ -65,7 +65,7 @@ pub async fn flaky(run: String, call: u32, acc: u64) -> Result<u64, String> {
 #[task(retry(max_attempts = 3, initial = "3ms", non_retryable = is_declined))]
 pub async fn charge(run: String, call: u32, seed: u64) -> Result<String, ShopError> {
     executed("charge", &run, call, format!("{seed}")).await;
-    if seed % 11 == 0 {
+    if seed.is_multiple_of(11) {
         return Err(ShopError::Declined(format!("card {seed}")));
     }
     Ok(format!("pay-{seed:x}"))
@@ -76,7 +76,7 @@ pub async fn charge(run: String, call: u32, seed: u64) -> Result<String, ShopErr
 #[task(retry(max_attempts = 3, initial = "2ms"))]
 pub async fn reserve(run: String, call: u32, seed: u64, items: u32) -> Result<String, ShopError> {
     executed("reserve", &run, call, format!("{seed} {items}")).await;
-    if seed % 5 == 0 {
+    if seed.is_multiple_of(5) {
         return Err(ShopError::OutOfStock(format!("item {}", seed % 97)));
     }
     Ok(format!("res-{items}"))
@@ -110,7 +110,7 @@ pub async fn plan_batch(run: String, call: u32, seed: u64, len: u32) -> Vec<u64>
 #[task(retry(max_attempts = 2, initial = "2ms"))]
 pub async fn checked(run: String, call: u32, item: u64) -> Result<u64, String> {
     executed("checked", &run, call, format!("{item}")).await;
-    if item % 3 == 0 {
+    if item.is_multiple_of(3) {
         return Err(format!("{item} rejected"));
     }
     Ok(item * item)

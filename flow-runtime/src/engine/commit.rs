@@ -185,8 +185,6 @@ impl Writer {
     }
 }
 
-
-
 /// The sending side of the commit thread.
 pub(crate) struct CommitPipeline {
     writer: Arc<Writer>,

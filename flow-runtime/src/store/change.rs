@@ -80,8 +80,9 @@ impl Change {
     /// Appends the change's log encoding to `out`.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), FlowError> {
         let taken = std::mem::take(out);
-        *out = postcard::to_extend(self, taken)
-            .map_err(|e| FlowError::storage(format!("could not encode a change for the log: {e}")))?;
+        *out = postcard::to_extend(self, taken).map_err(|e| {
+            FlowError::storage(format!("could not encode a change for the log: {e}"))
+        })?;
         Ok(())
     }
 }

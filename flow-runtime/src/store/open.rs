@@ -71,8 +71,9 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, Flow
     }
     let db = guarded(&name, || builder.create(path))?;
     check_or_init(&db, &name)?;
-    let log = open_log_file(&log_path(path), &name)?;
-    let log = attach_log(&db, Box::new(log))?;
+    let log_path = log_path(path);
+    let log = open_log_file(&log_path, &name)?;
+    let log = attach_log(&db, Box::new(log), (&name, &log_path.display().to_string()))?;
     Ok(Store::new(db, Some(log), options.checkpoint_bytes))
 }
 
@@ -173,7 +174,9 @@ pub(crate) fn open_backend(
     }
     let db = guarded(name, || builder.create_with_backend(BoxedBackend(backend)))?;
     check_or_init(&db, name)?;
-    let log = log.map(|log| attach_log(&db, log)).transpose()?;
+    let log = log
+        .map(|log| attach_log(&db, log, (name, "its log backend")))
+        .transpose()?;
     Ok(Store::new(db, log, options.checkpoint_bytes))
 }
 

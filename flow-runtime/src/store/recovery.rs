@@ -11,20 +11,38 @@
 use redb::{Database, Durability, ReadableDatabase, StorageBackend, WriteTransaction};
 
 use super::change::LoggedBatch;
-use super::tables::{LOG_POSITION, META};
+use super::tables::{JOURNAL_ID, LOG_POSITION, META};
 use super::wal::{LogPosition, WriteAheadLog};
 use super::write::Tables;
 use super::writer::begin_unlogged;
 use crate::error::FlowError;
 
 /// Opens the journal's log on `file`, replays into `db` what `db` lacks, checkpoints,
-/// and returns the log ready for appending.
+/// and returns the log ready for appending. `names` name the journal and the log in
+/// errors.
 pub(crate) fn attach_log(
     db: &Database,
     file: Box<dyn StorageBackend>,
+    names: (&str, &str),
 ) -> Result<WriteAheadLog, FlowError> {
-    let (mut log, recovered) = WriteAheadLog::open(file).map_err(log_error)?;
+    let journal = journal_id(db)?;
+    let (mut log, recovered) = WriteAheadLog::open(file, journal).map_err(log_error)?;
     let position = stored_position(db)?;
+    let mismatch = |reason: &str| FlowError::LogMismatch {
+        path: names.0.to_string(),
+        log: names.1.to_string(),
+        reason: reason.to_string(),
+    };
+    if !recovered.records.is_empty() {
+        if recovered.journal != journal {
+            return Err(mismatch("the log belongs to another journal"));
+        }
+        if position < recovered.base {
+            return Err(mismatch(
+                "the journal file is older than the log expects (restored from a backup?)",
+            ));
+        }
+    }
     let missing: Vec<_> = recovered
         .records
         .iter()
@@ -37,25 +55,26 @@ pub(crate) fn attach_log(
             for (_, payload) in &missing {
                 let (now, changes) = LoggedBatch::decode(payload)?;
                 for change in &changes {
-                    match change.apply(&mut tables, now) {
-                        Err(e @ (FlowError::Storage { .. } | FlowError::Corrupt { .. })) => {
-                            return Err(e)
-                        }
-                        // Refused the first time too (a conflict, an unknown run): it
-                        // wrote nothing then and writes nothing now.
-                        Ok(_) | Err(_) => {}
+                    // A change refused the first time (a conflict, an unknown run) wrote
+                    // nothing then and is refused, writing nothing, again.
+                    if let Err(e @ (FlowError::Storage { .. } | FlowError::Corrupt { .. })) =
+                        change.apply(&mut tables, now)
+                    {
+                        return Err(e);
                     }
                 }
             }
         }
-        commit_durably_at(txn, (recovered.epoch, *last))?;
+        let replayed = (recovered.epoch, *last);
+        commit_durably_at(txn, replayed)?;
         tracing::info!(
             batches = missing.len(),
             "replayed the journal's write-ahead log"
         );
+        log.start_over(replayed).map_err(log_error)?;
+    } else {
+        log.start_over(position).map_err(log_error)?;
     }
-    log.start_over(recovered.epoch.max(position.0))
-        .map_err(log_error)?;
     Ok(log)
 }
 
@@ -72,7 +91,7 @@ pub(crate) fn checkpoint(
         None => db.begin_write()?,
     };
     commit_durably_at(txn, position)?;
-    log.start_over(position.0).map_err(log_error)
+    log.start_over(position).map_err(log_error)
 }
 
 /// Commits `txn` durably, recording that the journal holds the log up to `position`
@@ -83,6 +102,27 @@ fn commit_durably_at(mut txn: WriteTransaction, position: LogPosition) -> Result
     Tables::open(&txn)?.set_log_position(position)?;
     txn.commit()?;
     Ok(())
+}
+
+/// The journal's ID (given to it when it first got a log): what tells its log from
+/// another journal's.
+fn journal_id(db: &Database) -> Result<u64, FlowError> {
+    let stored = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let id = meta.get(JOURNAL_ID)?;
+        id.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+    };
+    if let Some(id) = stored {
+        return Ok(id);
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| FlowError::storage(format!("the OS random source failed: {e}")))?;
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert(JOURNAL_ID, bytes.as_slice())?;
+    txn.commit()?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// The log position the journal holds ((0, 0) if it never had a log).

@@ -6,7 +6,8 @@
 use redb::TableDefinition;
 
 /// `"magic"` → [`MAGIC`], `"format"` → format version (u32, little endian),
-/// [`LOG_POSITION`] → the write-ahead log position the journal holds.
+/// [`LOG_POSITION`] → the write-ahead log position the journal holds, [`JOURNAL_ID`] →
+/// the ID its write-ahead log is written for.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_meta");
 /// run ID → `RunRecord`: the small header rewritten by each transition.
 pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_runs");
@@ -61,6 +62,10 @@ pub(crate) const NUDGES: TableDefinition<&str, u64> = TableDefinition::new("flow
 /// The meta key of the write-ahead log position (epoch, seq; u64 each, little endian)
 /// that the journal holds: written with every logged batch (see `store::recovery`).
 pub(crate) const LOG_POSITION: &str = "log_position";
+
+/// The meta key of the journal's ID (u64, little endian), which its write-ahead log's
+/// header repeats (see `store::recovery`).
+pub(crate) const JOURNAL_ID: &str = "journal_id";
 
 /// Identifies a flow journal among redb files.
 pub(crate) const MAGIC: &[u8] = b"flow journal";

@@ -15,7 +15,9 @@
 //!
 //! # Layout
 //! ```text
-//! 0      header: b"flow-wal", version u32, crc32 u32 of the epoch, epoch u64
+//! 0      header: b"flow-wal", version u32, crc32 u32 of the next 16 bytes, epoch u64,
+//!          journal ID u64 (the journal the log belongs to), base epoch u64, base seq
+//!          u64 (the log position the journal held durably when this epoch began)
 //! 4096   record, record, ...  each:
 //!          magic u32, crc32 u32 of everything after it, epoch u64, seq u64,
 //!          payload length u64, payload
@@ -50,6 +52,8 @@ pub(crate) type LogPosition = (u64, u64);
 /// The log file, positioned after its last whole record.
 pub(crate) struct WriteAheadLog {
     file: Box<dyn StorageBackend>,
+    /// The journal's ID, written into every header.
+    journal: u64,
     epoch: u64,
     /// Sequence number of the next record (they start at 1).
     next_seq: u64,
@@ -63,24 +67,36 @@ pub(crate) struct WriteAheadLog {
 /// The records a log held when it was opened.
 pub(crate) struct Recovered {
     pub epoch: u64,
+    /// The ID of the journal the log belongs to.
+    pub journal: u64,
+    /// The position the journal held when the log's epoch began.
+    pub base: LogPosition,
     /// `(seq, payload)`, in order.
     pub records: Vec<(u64, Vec<u8>)>,
 }
 
 impl WriteAheadLog {
     /// Reads the log's whole records; the log is not usable for appending until
-    /// [`start_over`](Self::start_over).
-    pub(crate) fn open(file: Box<dyn StorageBackend>) -> io::Result<(Self, Recovered)> {
+    /// [`start_over`](Self::start_over). `journal` is the ID of the journal it is opened
+    /// for (what the log was written for is in `Recovered::journal`).
+    pub(crate) fn open(
+        file: Box<dyn StorageBackend>,
+        journal: u64,
+    ) -> io::Result<(Self, Recovered)> {
         let len = file.len()?;
         let mut recovered = Recovered {
             epoch: 0,
+            journal,
+            base: (0, 0),
             records: Vec::new(),
         };
         if len >= HEADER_BYTES {
-            let mut header = [0u8; 24];
+            let mut header = [0u8; HEADER_LEN];
             file.read(0, &mut header)?;
-            if let Some(epoch) = decode_header(&header) {
+            if let Some((epoch, owner, base)) = decode_header(&header) {
                 recovered.epoch = epoch;
+                recovered.journal = owner;
+                recovered.base = base;
                 let mut at = HEADER_BYTES;
                 let mut seq = 1;
                 while let Some(payload) = read_record(&*file, len, at, epoch, seq)? {
@@ -92,6 +108,7 @@ impl WriteAheadLog {
         }
         let log = WriteAheadLog {
             file,
+            journal,
             epoch: recovered.epoch,
             next_seq: u64::MAX,
             end: u64::MAX,
@@ -137,8 +154,10 @@ impl WriteAheadLog {
             // Zeros, not a hole: a hole would be allocated (and journaled) by each sync.
             let grown = needed.div_ceil(GROWTH) * GROWTH;
             self.file.set_len(grown)?;
-            self.file
-                .write(self.allocated, &vec![0u8; (grown - self.allocated) as usize])?;
+            self.file.write(
+                self.allocated,
+                &vec![0u8; (grown - self.allocated) as usize],
+            )?;
             self.allocated = grown;
         }
         self.file.write(self.end, &self.record)?;
@@ -148,11 +167,12 @@ impl WriteAheadLog {
         Ok(())
     }
 
-    /// Starts a new epoch after `after` (the newest epoch the journal has seen), with no
-    /// records. The header is not synced: the next record's sync carries it, and until
-    /// then the old epoch's records stay valid and their position is what the journal
-    /// records at a checkpoint, so replaying them skips them all.
-    pub(crate) fn start_over(&mut self, after: u64) -> io::Result<()> {
+    /// Starts a new epoch with no records, after the journal made `base` durable. The
+    /// header is not synced: the next record's sync carries it, and until then the old
+    /// epoch's records stay valid and are all at or before `base`, so replaying them
+    /// skips them all.
+    pub(crate) fn start_over(&mut self, base: LogPosition) -> io::Result<()> {
+        let after = base.0;
         // A fresh number even if the header was unreadable (old records may carry any).
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -161,7 +181,7 @@ impl WriteAheadLog {
         self.epoch = after.max(self.epoch).saturating_add(1).max(clock);
         self.next_seq = 1;
         self.end = HEADER_BYTES;
-        let header = encode_header(self.epoch);
+        let header = encode_header(self.epoch, self.journal, base);
         if self.allocated < HEADER_BYTES {
             let mut first = vec![0u8; HEADER_BYTES as usize];
             first[..header.len()].copy_from_slice(&header);
@@ -185,25 +205,30 @@ impl WriteAheadLog {
     }
 }
 
-fn encode_header(epoch: u64) -> [u8; 24] {
-    let mut header = [0u8; 24];
+/// Bytes of the header that are used.
+const HEADER_LEN: usize = 48;
+
+fn encode_header(epoch: u64, journal: u64, base: LogPosition) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(HEADER_MAGIC);
     header[8..12].copy_from_slice(&LOG_VERSION.to_le_bytes());
-    header[16..24].copy_from_slice(&epoch.to_le_bytes());
-    let crc = crc32fast::hash(&header[16..24]);
+    for (at, word) in [(16, epoch), (24, journal), (32, base.0), (40, base.1)] {
+        header[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&header[16..]);
     header[12..16].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
-/// The epoch in a header, if the header is whole.
-fn decode_header(header: &[u8; 24]) -> Option<u64> {
-    let word = |range: std::ops::Range<usize>| header[range].try_into().ok();
-    let version = u32::from_le_bytes(word(8..12)?);
-    let crc = u32::from_le_bytes(word(12..16)?);
+/// The epoch, journal ID and base position in a header, if the header is whole.
+fn decode_header(header: &[u8; HEADER_LEN]) -> Option<(u64, u64, LogPosition)> {
+    let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap());
+    let version = u32::from_le_bytes(header[8..12].try_into().unwrap());
+    let crc = u32::from_le_bytes(header[12..16].try_into().unwrap());
     let whole = header[..8] == *HEADER_MAGIC
         && version == LOG_VERSION
-        && crc == crc32fast::hash(&header[16..24]);
-    whole.then(|| u64::from_le_bytes(header[16..24].try_into().unwrap()))
+        && crc == crc32fast::hash(&header[16..]);
+    whole.then(|| (word(16), word(24), (word(32), word(40))))
 }
 
 /// The payload of the whole record at `at`, if there is one with this epoch and
@@ -268,7 +293,7 @@ mod tests {
     }
 
     fn reopen(file: &Shared) -> (WriteAheadLog, Recovered) {
-        WriteAheadLog::open(Box::new(file.clone())).unwrap()
+        WriteAheadLog::open(Box::new(file.clone()), 42).unwrap()
     }
 
     #[test]
@@ -276,8 +301,10 @@ mod tests {
         let file = Shared::default();
         let (mut log, recovered) = reopen(&file);
         assert!(recovered.records.is_empty());
-        log.start_over(recovered.epoch).unwrap();
-        let payloads: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; i as usize * 37]).collect();
+        log.start_over((recovered.epoch, 0)).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| vec![i as u8; i as usize * 37])
+            .collect();
         for p in &payloads {
             log.append(p).unwrap();
         }
@@ -285,12 +312,18 @@ mod tests {
         assert_eq!(log.position(), (epoch, 300));
         let (mut log, recovered) = reopen(&file);
         assert_eq!(recovered.epoch, epoch);
+        assert_eq!(recovered.journal, 42);
+        let (_, other) = WriteAheadLog::open(Box::new(file.clone()), 7).unwrap();
+        assert_eq!(
+            other.journal, 42,
+            "the header names the journal it was written for"
+        );
         let seqs: Vec<u64> = recovered.records.iter().map(|r| r.0).collect();
         assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
         assert!(recovered.records.iter().map(|r| &r.1).eq(payloads.iter()));
 
         // A new epoch hides the old records even where they were not overwritten.
-        log.start_over(recovered.epoch).unwrap();
+        log.start_over((recovered.epoch, 300)).unwrap();
         assert!(log.position().0 > epoch);
         log.append(b"only").unwrap();
         let (_, recovered) = reopen(&file);
@@ -301,7 +334,7 @@ mod tests {
     fn a_damaged_record_ends_the_log() {
         let file = Shared::default();
         let (mut log, recovered) = reopen(&file);
-        log.start_over(recovered.epoch).unwrap();
+        log.start_over((recovered.epoch, 0)).unwrap();
         for i in 0..5u8 {
             log.append(&[i; 100]).unwrap();
         }
@@ -323,7 +356,7 @@ mod tests {
     fn an_emptied_log_holds_nothing() {
         let file = Shared::default();
         let (mut log, recovered) = reopen(&file);
-        log.start_over(recovered.epoch).unwrap();
+        log.start_over((recovered.epoch, 0)).unwrap();
         log.append(b"x").unwrap();
         log.empty().unwrap();
         assert_eq!(file.len().unwrap(), 0);

@@ -991,7 +991,9 @@ mod tests {
             checkpoint_bytes: 1 << 20,
         };
         let store = open_backend(Box::new(InMemoryBackend::new()), None, "test", options).unwrap();
-        let txn = store.with_writer(|db, _| db.begin_write().unwrap()).unwrap();
+        let txn = store
+            .with_writer(|db, _| db.begin_write().unwrap())
+            .unwrap();
         {
             let mut tables = Tables::open(&txn).unwrap();
             for seq in 0..2 {
