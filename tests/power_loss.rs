@@ -19,8 +19,8 @@
 //! At the end every run has the right output, and the in-memory execution log shows that
 //! no attempt committed before a cut ran again after it.
 //!
-//! A fourth test (ignored: it fails, see its attribute) cuts the power, or kills the
-//! process, at every call of a journal's creation and reopens what is left.
+//! A last test cuts the power, or kills the process, at every call of a journal's
+//! creation and reopens what is left.
 //!
 //! Knobs: `FLOW_TORTURE=1` (hundreds of cuts), `FLOW_POWER_SCENARIOS=N` (scenarios per
 //! mode), `FLOW_CRASH_SEED=S` (replay the cut points; the seed is printed on failure),

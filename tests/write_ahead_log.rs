@@ -201,12 +201,18 @@ async fn a_failed_log_write_stops_writes_until_the_journal_is_reopened() {
     let refused = engine.signal("c", "item", &2u32).await.unwrap_err();
     assert!(matches!(refused, FlowError::Storage { .. }), "{refused}");
     log.failing.store(false, Ordering::SeqCst);
-    // The log may hold the refused batch (its write went through, its sync did not):
-    // nothing more is written until a reopen has replayed it.
+    // The log may hold the refused batch (its write went through, its sync did not), and
+    // redb lacks the batches that were waiting to be shown to readers: nothing more is
+    // written or read until a reopen has replayed the log.
     let after = engine.start("d", collect(1)).await.unwrap_err();
     assert!(
         after.to_string().contains("open the journal again"),
         "{after}"
+    );
+    let read = engine.status("c").await.unwrap_err();
+    assert!(
+        read.to_string().contains("open the journal again"),
+        "{read}"
     );
     engine.shutdown().await;
 

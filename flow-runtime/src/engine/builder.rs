@@ -153,8 +153,13 @@ impl EngineBuilder {
     /// Opens the journal at `path`, creating it if missing, and resumes every run in it
     /// that this engine can drive.
     ///
-    /// Fails with a clear [`FlowError`] if the file is not a flow journal, is damaged, or
-    /// is open in another engine; the file is left as it was.
+    /// The journal's write-ahead log is the file beside it with `-wal` appended to the
+    /// name; what it holds beyond the journal file (after a crash) is replayed first. A
+    /// clean [`Engine::shutdown`] leaves the log empty and the journal file whole.
+    ///
+    /// Fails with a clear [`FlowError`] if the file is not a flow journal, is damaged, is
+    /// open in another engine, or has a log that does not go with it; the file is left
+    /// as it was.
     pub async fn open(mut self, path: impl AsRef<Path>) -> Result<Engine, FlowError> {
         let path = path.as_ref().to_path_buf();
         let name = path.display().to_string();

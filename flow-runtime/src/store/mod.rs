@@ -38,6 +38,9 @@ pub(crate) struct Store {
     writer: Mutex<JournalWriter>,
     /// Batches wait in the writer's open transaction: a read must publish them first.
     unpublished: AtomicBool,
+    /// The writer failed: redb may lack acknowledged batches, so reads fail too until
+    /// the journal is reopened (which replays them from the log).
+    failed: AtomicBool,
     logged: bool,
 }
 
@@ -49,6 +52,7 @@ impl Store {
             logged: writer.is_logged(),
             writer: Mutex::new(writer),
             unpublished: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -59,6 +63,14 @@ impl Store {
 
     fn lock_writer(&self) -> MutexGuard<'_, JournalWriter> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mirrors the writer's state for readers (called with the writer locked, before
+    /// its requesters are answered).
+    fn mirror(&self, writer: &JournalWriter) {
+        self.unpublished
+            .store(writer.has_unpublished(), Ordering::Release);
+        self.failed.store(writer.is_failed(), Ordering::Release);
     }
 
     /// Runs `f` in a read transaction.
@@ -76,8 +88,12 @@ impl Store {
         // A read sees every batch whose writer was answered: publish those waiting.
         if self.unpublished.load(Ordering::Acquire) {
             let mut writer = self.lock_writer();
-            writer.publish()?;
-            self.unpublished.store(false, Ordering::Release);
+            let published = writer.publish();
+            self.mirror(&writer);
+            published?;
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return Err(writer::failed());
         }
         catch_unwind(AssertUnwindSafe(|| f(&db.begin_read()?))).unwrap_or_else(|panic| {
             Err(FlowError::Corrupt {
@@ -96,9 +112,7 @@ impl Store {
         let db = guard.as_ref()?;
         let mut writer = self.lock_writer();
         let result = f(db, &mut writer);
-        // Set before the writer's requesters are answered (they are, after this returns).
-        self.unpublished
-            .store(writer.has_unpublished(), Ordering::Release);
+        self.mirror(&writer);
         Some(result)
     }
 

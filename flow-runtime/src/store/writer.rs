@@ -63,6 +63,11 @@ impl JournalWriter {
         !matches!(self.log, Log::Absent)
     }
 
+    /// Whether a failure stopped the writer.
+    pub(crate) fn is_failed(&self) -> bool {
+        matches!(self.log, Log::Failed)
+    }
+
     /// Whether batches wait in the open transaction for readers.
     pub(crate) fn has_unpublished(&self) -> bool {
         self.open.is_some()
@@ -201,8 +206,8 @@ fn commit_durably(
     Ok(())
 }
 
-/// The error for writes after a failed one.
-fn failed() -> FlowError {
+/// The error for reads and writes after a failed write.
+pub(crate) fn failed() -> FlowError {
     FlowError::storage(
         "an earlier write to the journal failed; shut the engine down and open the journal \
          again (opening replays the write-ahead log)",
