@@ -187,7 +187,10 @@ async fn main() {
         }
     };
     if args.fresh {
-        let _ = std::fs::remove_file(&args.db);
+        if let Err(e) = Engine::remove_journal(&args.db) {
+            eprintln!("could not delete {}: {e}", args.db);
+            std::process::exit(1);
+        }
     }
     let engine = match Engine::builder()
         .register::<approve_order>()

@@ -102,7 +102,10 @@ async fn main() {
         }
     };
     if args.fresh {
-        let _ = std::fs::remove_file(&args.db);
+        if let Err(e) = Engine::remove_journal(&args.db) {
+            eprintln!("could not delete {}: {e}", args.db);
+            std::process::exit(1);
+        }
     }
     let commits = Arc::new(AtomicU64::new(0));
     let counter = commits.clone();

@@ -175,7 +175,10 @@ async fn main() {
         }
     };
     if args.fresh {
-        let _ = std::fs::remove_file(&args.db);
+        if let Err(e) = Engine::remove_journal(&args.db) {
+            eprintln!("could not delete {}: {e}", args.db);
+            std::process::exit(1);
+        }
     }
     let mut builder = Engine::builder().register::<place_order>();
     if let Some(n) = args.crash_after {

@@ -18,7 +18,7 @@ fn temp_db(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flow-engine-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.redb"));
-    let _ = std::fs::remove_file(&path);
+    Engine::remove_journal(&path).unwrap();
     path
 }
 
@@ -107,7 +107,7 @@ where
         let history = engine.history("run").await.unwrap();
         assert_steps_committed_once(&history, &format!("{name} crashed at commit {k}"));
         engine.shutdown().await;
-        let _ = std::fs::remove_file(&path);
+        Engine::remove_journal(&path).unwrap();
     }
 }
 

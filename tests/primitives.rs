@@ -20,7 +20,7 @@ fn temp_db(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flow-primitives-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.redb"));
-    let _ = std::fs::remove_file(&path);
+    Engine::remove_journal(&path).unwrap();
     path
 }
 
@@ -235,7 +235,7 @@ async fn map_resumes_after_a_crash_without_rerunning_finished_items() {
             );
         }
         engine.shutdown().await;
-        let _ = std::fs::remove_file(&path);
+        Engine::remove_journal(&path).unwrap();
     }
 }
 
@@ -825,7 +825,7 @@ async fn continue_as_new_resumes_after_a_crash_at_every_commit() {
             .unwrap();
         assert_eq!(out, 6, "crash at {k}");
         engine.shutdown().await;
-        let _ = std::fs::remove_file(&path);
+        Engine::remove_journal(&path).unwrap();
     }
 }
 
@@ -1111,7 +1111,7 @@ where
             outputs.push(out);
         }
         engine.shutdown().await;
-        let _ = std::fs::remove_file(&path);
+        Engine::remove_journal(&path).unwrap();
     }
     outputs
 }

@@ -135,6 +135,28 @@ impl Core {
 }
 
 impl Engine {
+    /// Deletes the journal at `path`: the file and its write-ahead log (the file beside
+    /// it, its name with `-wal` appended), whichever exist. For starting over; never on a
+    /// journal an engine has open. Deleting the file alone would leave a log that a new
+    /// journal at the same path refuses ([`FlowError::LogMismatch`]) if a crash left
+    /// changes in it.
+    ///
+    /// ```no_run
+    /// # fn demo() -> std::io::Result<()> {
+    /// flow_runtime::Engine::remove_journal("orders.redb")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn remove_journal(path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        let path = path.as_ref();
+        for file in [path.to_path_buf(), crate::store::log_path(path)] {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Starts configuring an engine.
     pub fn builder() -> EngineBuilder {
         EngineBuilder::default()

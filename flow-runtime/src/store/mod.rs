@@ -23,7 +23,7 @@ pub(crate) use writer::{BatchWrites, JournalWriter};
 use crate::error::{panic_message, FlowError};
 
 pub(crate) use change::{Applied, Change, LoggedBatch};
-pub(crate) use open::{open_backend, open_file, OpenOptions};
+pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
 pub(crate) use write::{PendingChange, RunWrite, Seen, StartOutcome, StartWrite, Tables};
 
