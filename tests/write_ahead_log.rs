@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use disk::{CutMode, Disk, Image};
-use flow::{workflow, Engine, EngineBuilder, FlowError};
+use flow::{workflow, Engine, EngineBuilder, FlowError, HistoryEvent};
 use redb::backends::InMemoryBackend;
 use redb::StorageBackend;
+use support::{exec_log, workload};
 
 /// Collects `count` signals called "item", in the order they came.
 #[workflow]
@@ -288,4 +289,70 @@ async fn a_journal_older_than_its_log_is_refused() {
     assert!(reason_of(error).contains("older"));
     // With the journal file that goes with it, the same log replays.
     assert_eq!(finish_on(killed).await, [1, 2, 3, 4, 5]);
+}
+
+/// Every run's summary (status, step count, times) and whole history, by run ID.
+async fn journal_contents(engine: &Engine) -> Vec<(String, String, Vec<HistoryEvent>)> {
+    let mut contents = Vec::new();
+    for run in engine.list().await.unwrap() {
+        let history = engine.history(&run.run_id).await.unwrap();
+        contents.push((run.run_id.clone(), format!("{run:?}"), history));
+    }
+    contents.sort_by(|a, b| a.0.cmp(&b.0));
+    contents
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_log_rebuilds_the_journal_exactly() {
+    exec_log::log_to_memory();
+    exec_log::set_epoch("replay-", 0);
+    let disk = Disk::new(Image::default(), CutMode::DropUnsynced, 0);
+    let engine = workload::register(on_disk(&disk))
+        .open_in_memory()
+        .await
+        .unwrap();
+    // Concurrent runs (batches of several changes, retries, compensations) and signals.
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let engine = engine.clone();
+        runs.spawn(async move {
+            let (kind, job) = workload::job("replay-", i);
+            workload::start(&engine, kind, &job).await.unwrap();
+            workload::result(&engine, kind, &job.run).await.unwrap();
+        });
+    }
+    let collected = engine.start("c", collect(5)).await.unwrap();
+    for item in 1..=5u32 {
+        engine.signal("c", "item", &item).await.unwrap();
+    }
+    assert_eq!(collected.result().await.unwrap(), [1, 2, 3, 4, 5]);
+    while let Some(run) = runs.join_next().await {
+        run.unwrap();
+    }
+    let killed = disk.written_image();
+    let live = journal_contents(&engine).await;
+    engine.shutdown().await;
+    assert_eq!(live.len(), 31);
+
+    // The journal file alone has none of it: everything below comes from the log.
+    let journal_only = Image {
+        journal: killed.journal.clone(),
+        log: Vec::new(),
+    };
+    let disk = Disk::new(journal_only, CutMode::DropUnsynced, 0);
+    let engine = on_disk(&disk).open_in_memory().await.unwrap();
+    assert!(engine.list().await.unwrap().is_empty());
+    engine.shutdown().await;
+
+    let disk = Disk::new(killed, CutMode::DropUnsynced, 0);
+    let engine = workload::register(on_disk(&disk))
+        .open_in_memory()
+        .await
+        .unwrap();
+    let replayed = journal_contents(&engine).await;
+    engine.shutdown().await;
+    assert_eq!(replayed.len(), live.len());
+    for (live, replayed) in live.iter().zip(&replayed) {
+        assert_eq!(live, replayed, "run {} differs after the replay", live.0);
+    }
 }
