@@ -227,30 +227,30 @@ async fn a_failed_log_write_stops_writes_until_the_journal_is_reopened() {
     engine.shutdown().await;
 }
 
-/// The journal and log a killed engine leaves after starting "c" and sending `items`,
-/// on a disk holding `image`.
-async fn killed_after(image: Image, items: &[u32]) -> Image {
-    let disk = Disk::new(image, CutMode::DropUnsynced, 0);
-    let engine = on_disk(&disk).open_in_memory().await.unwrap();
-    engine.start("c", collect(5)).await.unwrap();
-    for item in items {
-        engine.signal("c", "item", item).await.unwrap();
-    }
-    let killed = disk.written_image();
-    drop(engine);
-    killed
+/// How an engine's life ends.
+#[derive(Clone, Copy)]
+enum End {
+    /// Like `kill -9`: every write it made, no shutdown.
+    Killed,
+    ShutDown,
 }
 
-/// What a clean shutdown leaves after sending `items` to "c", on a disk holding `image`.
-async fn shut_down_after(image: Image, items: &[u32]) -> Image {
+/// The journal and log an engine leaves, on a disk holding `image`, after starting "c"
+/// and sending it `items`.
+async fn left_after(image: Image, items: &[u32], end: End) -> Image {
     let disk = Disk::new(image, CutMode::DropUnsynced, 0);
     let engine = on_disk(&disk).open_in_memory().await.unwrap();
     engine.start("c", collect(5)).await.unwrap();
     for item in items {
         engine.signal("c", "item", item).await.unwrap();
     }
-    engine.shutdown().await;
-    disk.written_image()
+    match end {
+        End::Killed => disk.written_image(),
+        End::ShutDown => {
+            engine.shutdown().await;
+            disk.written_image()
+        }
+    }
 }
 
 fn reason_of(error: FlowError) -> String {
@@ -262,7 +262,7 @@ fn reason_of(error: FlowError) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_beside_a_new_journal_is_refused_and_left_alone() {
-    let killed = killed_after(Image::default(), &[1, 2]).await;
+    let killed = left_after(Image::default(), &[1, 2], End::Killed).await;
     // The journal file was deleted (a new one is created), its log was not.
     let stray = Image {
         journal: Vec::new(),
@@ -277,9 +277,9 @@ async fn a_log_beside_a_new_journal_is_refused_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_older_than_its_log_is_refused() {
-    let first = shut_down_after(Image::default(), &[1]).await;
-    let second = shut_down_after(first.clone(), &[2]).await;
-    let killed = killed_after(second, &[3]).await;
+    let first = left_after(Image::default(), &[1], End::ShutDown).await;
+    let second = left_after(first.clone(), &[2], End::ShutDown).await;
+    let killed = left_after(second, &[3], End::Killed).await;
     let restored = Image {
         journal: first.journal,
         log: killed.log.clone(),

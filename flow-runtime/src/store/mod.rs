@@ -1,5 +1,8 @@
-//! The redb journal: opening and validating the file, reading runs, and the writes a
-//! transition makes (applied by the commit thread, see `engine::commit`).
+//! The journal: a redb file and its write-ahead log. Opening and validating them
+//! (`open`, `recovery`), reading runs (`read`), the changes the engine makes as data
+//! (`change`) and as writes to redb's tables (`write`), the log itself (`wal`), and the
+//! writer that puts batches of changes through both (`writer`, driven by the commit
+//! pipeline, see `engine::commit`).
 
 mod change;
 mod open;
@@ -17,15 +20,14 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
-pub(crate) use wal::WriteAheadLog;
-pub(crate) use writer::{BatchWrites, JournalWriter};
-
 use crate::error::{panic_message, FlowError};
 
 pub(crate) use change::{Applied, Change, LoggedBatch};
 pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
+pub(crate) use wal::WriteAheadLog;
 pub(crate) use write::{PendingChange, RunWrite, Seen, StartOutcome, StartWrite, Tables};
+pub(crate) use writer::{BatchWrites, JournalWriter};
 
 /// The open journal, shared by the engine's tasks and its commit thread.
 ///

@@ -73,7 +73,9 @@ impl JournalWriter {
         self.open.is_some()
     }
 
-    /// Writes `batch` at time `now`; returns once it is durable.
+    /// Writes `batch` at time `now`; returns once it is durable. After an error the
+    /// batch's fate is unknown to its requesters, as after any failed commit: the log may
+    /// hold it, and reopening the journal then replays it.
     pub(crate) fn write_batch(
         &mut self,
         db: &Database,
