@@ -16,20 +16,20 @@ pub struct Floor {
     /// 4 KiB write + `fdatasync` pairs per second.
     pub syncs_per_s: f64,
     /// 40 KiB (ten scattered 4 KiB pages) + `fdatasync` per second: about what one
-    /// transition writes (rows 2 and 6).
+    /// transition wrote as a durable redb commit, before the write-ahead log.
     pub pages10_per_s: f64,
-    /// Empty durable redb commits per second.
+    /// Empty durable commits through the engine per second.
     pub commits_per_s: f64,
 }
 
 /// Row 1: (a) durable 4 KiB writes (`File::sync_data` after each) per second on a file
-/// in the journal directory; (b) empty durable redb commits per second on a fresh journal.
+/// in the journal directory; (b) empty durable commits per second on a fresh journal.
 ///
-/// (b) goes through the engine, because this example can only reach redb through it (the
-/// `flow` package has no `redb` dev-dependency): a signal to a run that does not exist
-/// is one request to the commit thread, which opens a redb write transaction, finds no
-/// such run, writes nothing and commits durably anyway. So (b) is one empty redb commit
-/// plus the engine's channel round trip (a few µs).
+/// (b) goes through the engine, as users' commits do: a signal to a run that does not
+/// exist is one request to the commit thread, which appends it to the write-ahead log,
+/// syncs the log, and applies it to a transaction that finds no such run and writes
+/// nothing. So (b) is the floor of a durable commit plus the engine's channel round trip
+/// (a few µs).
 pub async fn row(cfg: &Config, report: &mut Report) -> Res<Floor> {
     let (syncs_per_s, sync_p50, sync_p99) =
         fdatasync_loop(&cfg.dir.join("floor.dat"), 1, cfg.floor_time)?;
@@ -65,7 +65,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<Floor> {
         empty_commits(&cfg.dir.join("floor.redb"), cfg.floor_time).await?;
     report.push(
         "1",
-        "empty durable redb commit",
+        "empty durable commit (engine)",
         rate(commits_per_s),
         format!("{} syncs", rate(syncs_per_s)),
         ratio(commits_per_s / syncs_per_s),
@@ -80,7 +80,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<Floor> {
     if bytes_per_commit < 1.0 && crate::probe::io_counters_readable() {
         report.note(
             "Row 1: the empty commits wrote nothing: the engine no longer commits a batch whose \
-             requests all failed, so the redb-commit floor above is not a durable commit.",
+             requests all failed, so the commit floor above is not a durable commit.",
         );
     }
     Ok(Floor {

@@ -18,7 +18,7 @@ use crate::{Config, Res};
 ///
 /// Step latency is the time between the starts of two consecutive task bodies (the task
 /// stamps `Instant::now()`): it spans committing step k's result together with scheduling
-/// step k+1 (one redb commit), the driver's turn and the spawn of the next attempt, which
+/// step k+1 (one durable commit), the driver's turn and the spawn of the next attempt, which
 /// is all the engine does per step. Steps/s is steps divided by each run's wall time from
 /// `start` to `result`, which also holds the start's and the completion's commits.
 pub async fn sequential_row(cfg: &Config, floor: &Floor, report: &mut Report) -> Res<()> {
@@ -65,7 +65,7 @@ pub async fn sequential_row(cfg: &Config, floor: &Floor, report: &mut Report) ->
     );
     report.push(
         "2",
-        "  steps/s vs empty redb commits",
+        "  steps/s vs empty durable commits",
         rate(steps_per_s),
         format!("{} commits", rate(floor.commits_per_s)),
         ratio(steps_per_s / floor.commits_per_s),
@@ -142,7 +142,7 @@ async fn sequential_runs(engine: &Engine, cfg: &Config) -> Res<(Duration, Vec<Du
 /// journal file.
 ///
 /// Commits per step come from `CommitCounter` (the `on_commit` hook reports transitions,
-/// not redb commits; see there). Bytes per step are what the process wrote with `pwrite`
+/// not commits; see there). Bytes per step are what the process wrote with `pwrite`
 /// during the phase (all of it the journal's), beside the file's growth. CPU per step is
 /// the process's user + system time over the phase.
 pub async fn concurrent_row(cfg: &Config, report: &mut Report) -> Res<()> {
