@@ -43,6 +43,8 @@ pub(crate) struct Store {
     /// The writer failed: redb may lack acknowledged batches, so reads fail too until
     /// the journal is reopened (which replays them from the log).
     failed: AtomicBool,
+    /// Whether the journal has a log (fixed at open; kept here so that submitting a
+    /// change need not lock the writer to know whether to encode it).
     logged: bool,
 }
 

@@ -151,11 +151,12 @@ impl JournalWriter {
 
     /// Makes everything in redb durable and starts the log over.
     fn checkpoint(&mut self, db: &Database) -> Result<(), FlowError> {
-        let open = self.open.take();
-        self.open_batches = 0;
+        // Without a log there is never an open transaction; a failed writer has none left.
         let Log::Open(wal) = &mut self.log else {
             return Ok(());
         };
+        let open = self.open.take();
+        self.open_batches = 0;
         if let Err(e) = checkpoint(db, open, wal) {
             self.fail();
             return Err(e);
