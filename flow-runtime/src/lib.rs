@@ -19,6 +19,7 @@ mod race;
 mod store;
 mod task;
 pub mod testing;
+mod time;
 mod workflow;
 
 pub use callback::{Callback, CallbackError, WaitForCallback};

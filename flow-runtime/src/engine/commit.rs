@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::engine::now_ms;
 use crate::error::{panic_message, FlowError};
 use crate::store::{Applied, BatchWrites, Change, LoggedBatch, Store, Tables};
+use crate::time::now_ms;
 
 /// Most requests applied in one transaction.
 const MAX_BATCH: usize = 4096;

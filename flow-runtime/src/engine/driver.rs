@@ -33,7 +33,7 @@ use crate::engine::plan::{
 };
 use crate::engine::registry::WorkflowEntry;
 use crate::engine::wake::DriverSlot;
-use crate::engine::{now_ms, random_unit, Core};
+use crate::engine::{random_unit, Core};
 use crate::error::FlowError;
 use crate::history::EventKind;
 use crate::machine::Machine;
@@ -44,6 +44,7 @@ use crate::store::{Applied, Change, PendingChange, RunWrite, Seen, Snapshot};
 use crate::task::{
     find_task, AttemptClass, TaskContext, TaskFailure, TaskPolicy, TaskRegistration,
 };
+use crate::time::now_ms;
 
 /// A machine kept in memory between steps, valid while the run's header has `steps`.
 pub(crate) struct CachedMachine {
@@ -634,7 +635,7 @@ impl Driver {
                                 changed = true;
                                 let record = BranchRecord::Awaiting {
                                     heartbeat_deadline_ms: heartbeat
-                                        .map(|h| now.saturating_add(super::millis(h))),
+                                        .map(|h| now.saturating_add(crate::time::millis(h))),
                                 };
                                 records.insert(i, record.clone());
                                 write.branch_puts.push((op.step, i, record));
@@ -1272,7 +1273,7 @@ fn settle_attempt(
     let mut failed = |error: String, retry: bool| -> Option<u64> {
         let retry_at_ms = retry.then(|| {
             let delay = policy.retry.jittered_delay_after(attempt, random_unit());
-            now.saturating_add(super::millis(delay))
+            now.saturating_add(crate::time::millis(delay))
         });
         events.push(EventKind::AttemptFailed {
             step,

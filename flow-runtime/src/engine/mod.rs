@@ -16,10 +16,10 @@ mod registry;
 mod timers;
 mod wake;
 
+use crate::time::{millis, now_ms};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -515,20 +515,6 @@ fn check_run_id(run_id: &str) -> Result<(), FlowError> {
         run_id: run_id.to_string(),
         reason,
     })
-}
-
-/// Wall-clock time, milliseconds since the Unix epoch (how deadlines are stored).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or(0)
-}
-
-/// A duration in whole milliseconds, saturating at `u64::MAX` (a stored policy or timeout
-/// may hold any `Duration`: never truncate it to a short one).
-pub(crate) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A random number in `[0, 1)` for retry jitter (std's per-process random hash keys).

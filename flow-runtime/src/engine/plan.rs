@@ -429,7 +429,7 @@ fn schedule(
             OpRequest::Sleep { until_ms } => Branch::Sleep { until_ms },
             OpRequest::Signal { name, timeout } => Branch::Signal {
                 name,
-                deadline_ms: timeout.map(|t| now_ms.saturating_add(super::millis(t))),
+                deadline_ms: timeout.map(|t| now_ms.saturating_add(crate::time::millis(t))),
                 timeout,
             },
             OpRequest::Child { workflow, input } => {
@@ -464,7 +464,7 @@ fn schedule(
                     args,
                     policy,
                     token,
-                    deadline_ms: timeout.map(|t| now_ms.saturating_add(super::millis(t))),
+                    deadline_ms: timeout.map(|t| now_ms.saturating_add(crate::time::millis(t))),
                     timeout,
                     heartbeat,
                 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::engine::{now_ms, Core};
+use crate::engine::Core;
 use crate::store::TimerStart;
+use crate::time::now_ms;
 
 /// Timers read per journal read.
 const BATCH: usize = 256;

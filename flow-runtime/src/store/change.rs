@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::write::{RunWrite, StartOutcome, StartWrite, Tables, WriteEffects};
+use super::apply::{StartOutcome, WriteEffects};
+use super::transition::{RunWrite, StartWrite};
+use super::txn_tables::Tables;
 use crate::error::FlowError;
 
 /// One request to change the journal.

@@ -1,17 +1,29 @@
-//! The journal: a redb file and its write-ahead log. Opening and validating them
-//! (`open`, `recovery`), reading runs (`read`), the changes the engine makes as data
-//! (`change`) and as writes to redb's tables (`write`), the log itself (`wal`), and the
-//! writer that puts batches of changes through both (`writer`, driven by the commit
-//! pipeline, see `engine::commit`).
+//! The journal: a redb file and its write-ahead log.
+//!
+//! - opening and validating them: `open`, `recovery`;
+//! - the storage schema: `tables` (redb's tables), `records` (their values);
+//! - reading runs: `read`;
+//! - changes as data: `transition` (a run's transition), `change` (every change, as
+//!   logged);
+//! - changes as writes to redb's tables: `txn_tables` (the tables of one write
+//!   transaction), `apply` (starts and transitions), `external_events` (signals,
+//!   cancellations, callbacks);
+//! - the log itself: `wal`; the writer that puts batches of changes through both:
+//!   `writer`, driven by the commit pipeline (`engine::commit`).
+//!
+//! The store never depends on the engine.
 
+mod apply;
 mod change;
+mod external_events;
 mod open;
 mod read;
 pub(crate) mod records;
 mod recovery;
 mod tables;
+mod transition;
+mod txn_tables;
 mod wal;
-mod write;
 mod writer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -22,11 +34,13 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 
 use crate::error::{panic_message, FlowError};
 
+pub(crate) use apply::StartOutcome;
 pub(crate) use change::{Applied, Change, LoggedBatch};
 pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
+pub(crate) use transition::{PendingChange, RunWrite, Seen, StartWrite};
+pub(crate) use txn_tables::Tables;
 pub(crate) use wal::WriteAheadLog;
-pub(crate) use write::{PendingChange, RunWrite, Seen, StartOutcome, StartWrite, Tables};
 pub(crate) use writer::{BatchWrites, JournalWriter};
 
 /// The open journal, shared by the engine's tasks and its commit thread.

@@ -12,8 +12,8 @@ use redb::{Database, Durability, ReadableDatabase, StorageBackend, WriteTransact
 
 use super::change::LoggedBatch;
 use super::tables::{JOURNAL_ID, LOG_POSITION, META};
+use super::txn_tables::Tables;
 use super::wal::{LogPosition, WriteAheadLog};
-use super::write::Tables;
 use super::writer::begin_unlogged;
 use crate::error::FlowError;
 

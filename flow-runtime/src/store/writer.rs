@@ -12,8 +12,8 @@ use redb::{Database, Durability, WriteTransaction};
 
 use super::change::LoggedBatch;
 use super::recovery::{checkpoint, log_error};
+use super::txn_tables::Tables;
 use super::wal::WriteAheadLog;
-use super::write::Tables;
 use crate::error::FlowError;
 
 /// A batch of changes, as the writer needs it.

@@ -1,0 +1,158 @@
+//! Transitions as data: what one turn of a run's driver asks the journal to change.
+//!
+//! A [`RunWrite`] is one transition of one run (a [`StartWrite`] a run's first, with its
+//! input), computed by the engine and applied by `store::apply` inside the commit thread's
+//! write transaction. These types are logged to the write-ahead log as they are (postcard,
+//! field after field), so their fields' order and types are part of the on-disk format.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::records::{encode_record, BranchRecord, ChildStart, PendingOp, RunRecord, TokenRecord};
+use crate::error::FlowError;
+use crate::history::EventKind;
+
+/// What happens to the run's pending operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum PendingChange {
+    Keep,
+    Set(PendingOp),
+    Remove,
+}
+
+/// One transition of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RunWrite {
+    pub run_id: String,
+    /// `(pc, steps, started)` of the header the driver read: the write is refused if the
+    /// stored header moved on (a guard against two drivers for one run).
+    pub expect: (u32, u64, bool),
+    /// The new header (`updated_at_ms` is set here).
+    pub header: RunRecord,
+    pub events: Vec<EventKind>,
+    /// Slots the step changed.
+    pub slots: Vec<(u32, Vec<u8>)>,
+    pub pending: PendingChange,
+    pub branch_puts: Vec<(u64, u32, BranchRecord)>,
+    /// Deletes the branch records of this step (it finished).
+    pub clear_branches: Option<u64>,
+    pub timers_add: Vec<u64>,
+    pub timers_remove: Vec<u64>,
+    /// Inbox messages the transition consumed.
+    pub inbox_consume: Vec<u64>,
+    /// Whether the run has deadline-free work after this transition.
+    pub active: bool,
+    /// The workflow's output, when the run completes.
+    pub output: Option<Vec<u8>>,
+    pub children: Vec<ChildStart>,
+    /// The transition delivered a pending cancellation.
+    pub consume_cancel: bool,
+    /// A map scheduled in this transition: its step and encoded items, written once.
+    pub map_items: Option<(u64, Vec<Vec<u8>>)>,
+    /// Callback tokens issued by this transition.
+    pub tokens: Vec<(String, TokenRecord)>,
+    /// Runs (children this run no longer waits for) to cancel.
+    pub cancel_runs: Vec<String>,
+    /// A run-level deadline to set (at start).
+    pub run_deadline: Option<u64>,
+    /// The run-level deadline passed: record it and request cancellation.
+    pub run_timed_out: bool,
+    /// The run continues as new with this input: its history, slots and pending step of
+    /// the current generation are deleted.
+    pub continue_as_new: Option<Vec<u8>>,
+    /// What the driver saw of the run when it computed this write (`None` for a start).
+    pub seen: Option<Seen>,
+    /// `events` and the new pending step, encoded by [`RunWrite::encode`] before the
+    /// write goes to the commit thread (whose time is the engine's serial bottleneck).
+    /// Not logged: replay encodes them again, to the same bytes.
+    #[serde(skip)]
+    pub encoded: Option<EncodedParts>,
+}
+
+/// What a driver saw of the parts of its run that others change.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Seen {
+    /// The run's nudge count; a higher stored count keeps the run active.
+    pub nudges: u64,
+    /// The run had a run-level deadline.
+    pub run_deadline: bool,
+    /// A cancellation was requested and not yet delivered.
+    pub cancel: bool,
+}
+
+/// The parts of a [`RunWrite`] encoded ahead of the commit.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedParts {
+    /// `events` as postcard encodes a `Vec<EventKind>` (a length, then each event).
+    pub(super) events: Vec<u8>,
+    pub(super) events_len: u64,
+    /// The pending step of `PendingChange::Set`.
+    pub(super) pending: Option<Vec<u8>>,
+}
+
+impl EncodedParts {
+    pub(super) fn of(events: &[EventKind], pending: &PendingChange) -> Result<Self, FlowError> {
+        Ok(EncodedParts {
+            events: encode_record(&events, "history events")?,
+            events_len: events.len() as u64,
+            pending: match pending {
+                PendingChange::Set(op) => Some(encode_record(op, "pending step")?),
+                _ => None,
+            },
+        })
+    }
+}
+
+impl RunWrite {
+    /// A write that changes nothing but what the caller sets.
+    pub(crate) fn new(run_id: &str, header: &RunRecord) -> Self {
+        RunWrite {
+            run_id: run_id.to_string(),
+            expect: (header.pc, header.steps, header.started),
+            header: header.clone(),
+            events: Vec::new(),
+            slots: Vec::new(),
+            pending: PendingChange::Keep,
+            branch_puts: Vec::new(),
+            clear_branches: None,
+            timers_add: Vec::new(),
+            timers_remove: Vec::new(),
+            inbox_consume: Vec::new(),
+            active: false,
+            output: None,
+            children: Vec::new(),
+            consume_cancel: false,
+            map_items: None,
+            tokens: Vec::new(),
+            cancel_runs: Vec::new(),
+            run_deadline: None,
+            run_timed_out: false,
+            continue_as_new: None,
+            seen: None,
+            encoded: None,
+        }
+    }
+
+    /// Encodes the events and the pending step now, off the commit thread. Changing
+    /// either afterwards is a bug: the commit writes what was encoded here.
+    pub(crate) fn encode(&mut self) -> Result<(), FlowError> {
+        self.encoded = Some(EncodedParts::of(&self.events, &self.pending)?);
+        Ok(())
+    }
+
+    /// The encoded parts: those from [`RunWrite::encode`], or encoded now.
+    pub(super) fn encoded_parts(&self) -> Result<Cow<'_, EncodedParts>, FlowError> {
+        match &self.encoded {
+            Some(parts) => Ok(Cow::Borrowed(parts)),
+            None => EncodedParts::of(&self.events, &self.pending).map(Cow::Owned),
+        }
+    }
+}
+
+/// A new run: its first transition, plus the input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StartWrite {
+    pub input: Vec<u8>,
+    pub write: RunWrite,
+}
