@@ -1,0 +1,175 @@
+//! Attempts in flight: starting a task's attempt (polled by the driver itself, or in a
+//! tokio task of its own), collecting their results, and cancelling them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::sync::{mpsc, watch};
+
+use super::{RunDriver, TaskCall};
+use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd};
+use crate::engine::plan;
+use crate::store::records::{PendingOp, Shape};
+use crate::task::{find_task, TaskContext, TaskRegistration};
+
+/// A finished attempt, waiting to be committed.
+pub(super) struct AttemptOutcome {
+    pub step: u64,
+    pub attempt: u32,
+    pub task: &'static TaskRegistration,
+    pub end: AttemptEnd,
+}
+
+/// A running attempt.
+pub(super) struct Inflight {
+    /// The attempt's own tokio task; `None` for the attempt in [`RunDriver::inline`].
+    handle: Option<AbortOnDrop<()>>,
+    /// Tells the task body (`TaskContext::is_cancelled`) that it should stop.
+    cancel: watch::Sender<bool>,
+}
+
+/// An attempt the driver polls itself, while it waits: the task of a step that awaits a
+/// single task call (most steps). It needs no tokio task of its own and no channel, and
+/// its result is judged in the same poll that finishes it; the attempts of joins, races
+/// and maps get tasks of their own so that they run in parallel.
+pub(super) struct InlineAttempt {
+    key: (u64, u32),
+    body: Pin<Box<dyn Future<Output = AttemptOutcome> + Send>>,
+}
+
+/// Results of attempts with tasks of their own, by branch.
+pub(super) type ResultsChannel = (
+    mpsc::UnboundedSender<(u32, AttemptOutcome)>,
+    mpsc::UnboundedReceiver<(u32, AttemptOutcome)>,
+);
+
+/// The next result of an attempt with a task of its own; never if none was started.
+pub(super) async fn spawned_finished(
+    results: &mut Option<ResultsChannel>,
+) -> Option<(u32, AttemptOutcome)> {
+    match results {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the inline attempt finishes (taking it out); never while there is none.
+pub(super) fn inline_finished(
+    inline: &mut Option<InlineAttempt>,
+) -> impl Future<Output = (u32, AttemptOutcome)> + '_ {
+    std::future::poll_fn(move |cx| {
+        let Some(attempt) = inline.as_mut() else {
+            return Poll::Pending;
+        };
+        match attempt.body.as_mut().poll(cx) {
+            Poll::Ready(outcome) => {
+                let branch = attempt.key.1;
+                *inline = None;
+                Poll::Ready((branch, outcome))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
+impl RunDriver {
+    /// Cancels the attempts of step `step` (except branch `keep`): told through their
+    /// context, then left to finish on their own.
+    pub(super) fn cancel_attempts(&mut self, step: u64, keep: Option<u32>) {
+        let losers: Vec<_> = self
+            .inflight
+            .keys()
+            .filter(|(s, b)| *s == step && Some(*b) != keep)
+            .copied()
+            .collect();
+        for key in losers {
+            if let Some(inflight) = self.inflight.remove(&key) {
+                self.cancel_and_detach(key, inflight);
+            }
+        }
+    }
+
+    /// Tells an attempt's body to stop and lets it finish on its own; its result is
+    /// ignored. An inline attempt gets a task of its own for that.
+    fn cancel_and_detach(&mut self, key: (u64, u32), inflight: Inflight) {
+        inflight.cancel.send_replace(true);
+        match inflight.handle {
+            Some(handle) => handle.detach(),
+            None => {
+                if let Some(attempt) = self.inline.take_if(|a| a.key == key) {
+                    tokio::spawn(async move {
+                        attempt.body.await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Aborts every running attempt, after telling their bodies to stop.
+    pub(super) fn abort_attempts(&mut self) {
+        for (_, inflight) in self.inflight.drain() {
+            inflight.cancel.send_replace(true);
+        }
+        self.inline = None;
+    }
+
+    /// Starts attempt `attempt` of the task in branch `branch`; `Err` if the task is unknown.
+    pub(super) fn start_attempt(
+        &mut self,
+        op: &PendingOp,
+        branch: u32,
+        call: TaskCall<'_>,
+        attempt: u32,
+        token: Option<&str>,
+    ) -> Result<(), String> {
+        let TaskCall { name, args, policy } = call;
+        if self.core.is_stopped() {
+            return Ok(());
+        }
+        let Some(task) = find_task(name) else {
+            return Err(format!(
+                "task `{name}` is not registered: no #[task] with this name is linked into this \
+                 program; the run is kept and can go on once the task exists again"
+            ));
+        };
+        let key = plan::child_id(&self.run_id, op.step, branch, op.is_multi());
+        let cancel = watch::channel(false).0;
+        let mut ctx = TaskContext::new(self.run_id.clone(), key, attempt, cancel.subscribe());
+        if let Some(token) = token {
+            ctx = ctx.with_callback_token(token.to_string());
+        }
+        let args = args.to_vec();
+        let timeout = policy.timeout;
+        let step = op.step;
+        let body = async move {
+            let end = run_attempt(task, &args, timeout, ctx).await;
+            AttemptOutcome {
+                step,
+                attempt,
+                task,
+                end,
+            }
+        };
+        let handle = if op.shape == Shape::Single && op.branches.len() == 1 && self.inline.is_none()
+        {
+            self.inline = Some(InlineAttempt {
+                key: (step, branch),
+                body: Box::pin(body),
+            });
+            None
+        } else {
+            let results = self
+                .results
+                .get_or_insert_with(mpsc::unbounded_channel)
+                .0
+                .clone();
+            Some(AbortOnDrop::new(tokio::spawn(async move {
+                let _ = results.send((branch, body.await));
+            })))
+        };
+        self.inflight
+            .insert((step, branch), Inflight { handle, cancel });
+        Ok(())
+    }
+}
