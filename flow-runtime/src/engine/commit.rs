@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::{panic_message, FlowError};
-use crate::store::{Applied, BatchWrites, Change, LoggedBatch, Store, Tables};
+use crate::store::{Applied, BatchWrites, Change, Journal, LoggedBatch, Store, Tables};
 use crate::time::now_ms;
 
 /// Most requests applied in one transaction.
@@ -149,9 +149,7 @@ impl Writer {
     fn write(&self, total: &mut u64, batch: Vec<Job>) -> Option<(Vec<Job>, Result<(), FlowError>)> {
         let count = batch.len() as u64;
         let mut batch = Batch(batch);
-        let result = self
-            .store
-            .with_writer(|db, writer| writer.write_batch(db, now_ms(), &mut batch))?;
+        let result = self.store.write_batch(now_ms(), &mut batch)?;
         let Batch(batch) = batch;
         match &result {
             Ok(()) => {

@@ -16,7 +16,7 @@ use crate::store::records::{
     flatten, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink, PendingOp, Shape,
     StoredStatus, TokenRecord, MAP_PROGRESS,
 };
-use crate::store::{PendingChange, RunWrite};
+use crate::store::{BranchPut, PendingChange, RunWrite};
 
 /// What a pending operation needs from the engine in a given state of its branches.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -291,7 +291,7 @@ pub(crate) fn step_run(
                     write.tokens = scheduled.tokens;
                     if let Some(items) = scheduled.map_items {
                         write.map_items = Some((step, items));
-                        write.branch_puts.push((
+                        write.branch_puts.push(BranchPut::new(
                             step,
                             MAP_PROGRESS,
                             BranchRecord::MapProgress(MapProgress::default()),
@@ -557,9 +557,11 @@ pub(crate) fn end_run(
     if let Some(done) = finished {
         write.timers_remove = done.deadlines.iter().copied().collect();
         for (branch, output) in done.resolved {
-            write
-                .branch_puts
-                .push((done.op.step, branch, BranchRecord::Done(output)));
+            write.branch_puts.push(BranchPut::new(
+                done.op.step,
+                branch,
+                BranchRecord::Done(output),
+            ));
         }
     }
     let (status, event) = match ending {

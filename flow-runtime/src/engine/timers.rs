@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::engine::Core;
-use crate::store::TimerStart;
+use crate::store::{Journal, TimerStart};
 use crate::time::now_ms;
 
 /// Timers read per journal read.

@@ -10,7 +10,7 @@ use super::records::{
     decode_record, encode_record, BranchRecord, ChildStart, ParentLink, PendingOp, RunRecord,
     StoredStatus,
 };
-use super::transition::{PendingChange, RunWrite, StartWrite};
+use super::transition::{ExpectedHeader, PendingChange, RunWrite, StartWrite};
 use super::txn_tables::Tables;
 use crate::error::FlowError;
 use crate::history::EventKind;
@@ -66,7 +66,7 @@ impl Tables<'_> {
             .ok_or_else(|| FlowError::UnknownRun {
                 run_id: write.run_id.clone(),
             })?;
-        if (stored.pc, stored.steps, stored.started) != write.expect || stored.status.is_settled() {
+        if ExpectedHeader::of(&stored) != write.expect || stored.status.is_settled() {
             return Err(FlowError::storage(format!(
                 "internal: run `{}` changed while its transition was computed; it will be \
                  retried when the run is next woken",
@@ -174,27 +174,24 @@ impl Tables<'_> {
                 .write()?
                 .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
         }
-        // A branch finished by someone else meanwhile (a callback completed, a child run
-        // delivered its result) stays finished: the driver's older view must not turn it
-        // back into `Awaiting` or `Retrying`, and the run must get to see it.
+        // A branch finished by someone else meanwhile stays finished (see
+        // `BranchPut::replaces`), and the run must get to see it.
         let mut revived = false;
-        for (step, branch, record) in &write.branch_puts {
-            let key = (run_id, *step, *branch);
-            if !record.is_finished() {
-                let finished = match self.branches.read()?.get(key)? {
-                    Some(old) => {
-                        decode_record::<BranchRecord>(old.value(), "branch record")?.is_finished()
-                    }
-                    None => false,
-                };
-                if finished {
-                    revived = true;
-                    continue;
+        for put in &write.branch_puts {
+            let key = (run_id, put.step, put.branch);
+            let replaces = put.replaces(|| match self.branches.read()?.get(key)? {
+                Some(old) => {
+                    Ok(decode_record::<BranchRecord>(old.value(), "branch record")?.is_finished())
                 }
+                None => Ok::<_, FlowError>(false),
+            })?;
+            if !replaces {
+                revived = true;
+                continue;
             }
             self.branches
                 .write()?
-                .insert(key, encode_record(record, "branch record")?.as_slice())?;
+                .insert(key, encode_record(&put.record, "branch record")?.as_slice())?;
         }
         // Every outside event (a cancellation among them) nudges the run, so a run never
         // reached from outside has no cancellation or nudge count to delete when it ends.

@@ -16,6 +16,7 @@
 mod apply;
 mod change;
 mod external_events;
+mod journal;
 mod open;
 mod read;
 pub(crate) mod records;
@@ -36,9 +37,10 @@ use crate::error::{panic_message, FlowError};
 
 pub(crate) use apply::StartOutcome;
 pub(crate) use change::{Applied, Change, LoggedBatch};
+pub(crate) use journal::Journal;
 pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
-pub(crate) use transition::{PendingChange, RunWrite, Seen, StartWrite};
+pub(crate) use transition::{BranchPut, PendingChange, RunWrite, Seen, StartWrite};
 pub(crate) use txn_tables::Tables;
 pub(crate) use wal::WriteAheadLog;
 pub(crate) use writer::{BatchWrites, JournalWriter};
@@ -74,11 +76,6 @@ impl Store {
         }
     }
 
-    /// Whether commits go through a write-ahead log.
-    pub(crate) fn is_logged(&self) -> bool {
-        self.logged
-    }
-
     fn lock_writer(&self) -> MutexGuard<'_, JournalWriter> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -95,7 +92,7 @@ impl Store {
     ///
     /// A damaged page can make redb panic (debug builds) instead of returning an error;
     /// that is reported as a corrupt journal rather than taking the caller down.
-    pub(crate) fn read<T>(
+    pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, FlowError>,
     ) -> Result<T, FlowError> {
@@ -122,7 +119,7 @@ impl Store {
     }
 
     /// Runs `f` with the database and the writer; `None` once the journal is closed.
-    pub(crate) fn with_writer<T>(
+    pub(super) fn with_writer<T>(
         &self,
         f: impl FnOnce(&Database, &mut JournalWriter) -> T,
     ) -> Option<T> {
@@ -132,22 +129,5 @@ impl Store {
         let result = f(db, &mut writer);
         self.mirror(&writer);
         Some(result)
-    }
-
-    /// Checkpoints if the log has grown enough.
-    pub(crate) fn checkpoint_if_due(&self) {
-        self.with_writer(|db, writer| writer.checkpoint_if_due(db));
-    }
-
-    /// Checkpoints and empties the log (so that the journal file alone is the whole
-    /// journal), then drops the database, releasing the file; later reads fail with
-    /// `EngineStopped`.
-    pub(crate) fn close(&self) {
-        let db = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(db) = &db {
-            self.lock_writer().close(db);
-        }
-        self.unpublished.store(false, Ordering::Release);
-        drop(db);
     }
 }

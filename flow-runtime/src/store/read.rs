@@ -81,296 +81,296 @@ pub(crate) struct TimerScan {
     pub next: Option<u64>,
 }
 
-fn header(txn: &ReadTransaction, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
+/// The run's header in `txn`.
+fn header_in(txn: &ReadTransaction, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
     let runs = txn.open_table(RUNS)?;
     let record = runs.get(run_id)?;
     record.map(|r| decode_run_header(r.value())).transpose()
 }
 
-impl Store {
-    /// The run's header, if the run exists.
-    pub(crate) fn header(&self, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
-        self.read(|txn| header(txn, run_id))
-    }
+// The store's reads, as `Journal` offers them (see `store::journal`).
 
-    /// The run's header, pending operation and branch records.
-    pub(crate) fn snapshot(&self, run_id: &str) -> Result<Option<Snapshot>, FlowError> {
-        self.read(|txn| {
-            let Some(header) = header(txn, run_id)? else {
-                return Ok(None);
-            };
-            let pending: Option<PendingOp> = txn
-                .open_table(PENDING)?
-                .get(run_id)?
-                .map(|p| decode_record(p.value(), "pending step"))
-                .transpose()?;
-            let mut branches = BTreeMap::new();
-            let mut map = None;
-            if let Some(
-                op @ PendingOp {
-                    shape: Shape::Map(_),
-                    ..
-                },
-            ) = &pending
-            {
-                let table = txn.open_table(BRANCHES)?;
-                let progress = match table.get((run_id, op.step, MAP_PROGRESS))? {
-                    Some(v) => match decode_record(v.value(), "branch record")? {
-                        BranchRecord::MapProgress(p) => p,
-                        _ => MapProgress::default(),
-                    },
-                    None => MapProgress::default(),
-                };
-                let items_table = txn.open_table(MAP_ITEMS)?;
-                let mut items = BTreeMap::new();
-                for &i in &progress.open {
-                    if let Some(v) = table.get((run_id, op.step, i))? {
-                        branches.insert(i, decode_record(v.value(), "branch record")?);
-                    }
-                    if let Some(v) = items_table.get((run_id, op.step, i))? {
-                        items.insert(i, decode_record(v.value(), "map item")?);
-                    }
-                }
-                map = Some(MapView { progress, items });
-            } else if let Some(op) = &pending {
-                let table = txn.open_table(BRANCHES)?;
-                for entry in table.range((run_id, op.step, 0)..=(run_id, op.step, u32::MAX))? {
-                    let (key, value) = entry?;
-                    branches.insert(
-                        key.value().2,
-                        decode_record(value.value(), "branch record")?,
-                    );
-                }
-            }
-            let cancel_requested = txn.open_table(CANCELS)?.get(run_id)?.is_some();
-            let run_deadline = txn
-                .open_table(RUN_DEADLINES)?
-                .get(run_id)?
-                .map(|d| d.value());
-            let nudges = txn
-                .open_table(NUDGES)?
-                .get(run_id)?
-                .map(|n| n.value())
-                .unwrap_or(0);
-            Ok(Some(Snapshot {
-                header,
-                pending,
-                branches,
-                cancel_requested,
-                map,
-                run_deadline,
-                nudges,
-            }))
-        })
-    }
+/// The run's header, if the run exists.
+pub(super) fn header(store: &Store, run_id: &str) -> Result<Option<RunRecord>, FlowError> {
+    store.read(|txn| header_in(txn, run_id))
+}
 
-    /// Every stored local slot of the run.
-    pub(crate) fn slots(&self, run_id: &str) -> Result<Vec<(u32, Vec<u8>)>, FlowError> {
-        self.read(|txn| {
-            let table = txn.open_table(SLOTS)?;
-            let mut slots = Vec::new();
-            for entry in table.range((run_id, 0)..=(run_id, u32::MAX))? {
-                let (key, value) = entry?;
-                slots.push((key.value().1, value.value().to_vec()));
-            }
-            Ok(slots)
-        })
-    }
-
-    /// The run's encoded input.
-    pub(crate) fn input(&self, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
-        self.read(|txn| {
-            Ok(txn
-                .open_table(INPUTS)?
-                .get(run_id)?
-                .map(|v| v.value().to_vec()))
-        })
-    }
-
-    /// The input of the run's current generation (differs from `input` after a
-    /// continue-as-new).
-    pub(crate) fn generation_input(&self, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
-        let current = self.read(|txn| {
-            Ok(txn
-                .open_table(GENERATION_INPUTS)?
-                .get(run_id)?
-                .map(|v| v.value().to_vec()))
-        })?;
-        match current {
-            Some(input) => Ok(Some(input)),
-            None => self.input(run_id),
-        }
-    }
-
-    /// Up to `count` items of a pending map from item `from`, with their index.
-    pub(crate) fn map_items(
-        &self,
-        run_id: &str,
-        step: u64,
-        from: u32,
-        count: u32,
-    ) -> Result<Vec<(u32, OpRequest)>, FlowError> {
-        self.read(|txn| {
-            let table = txn.open_table(MAP_ITEMS)?;
-            let end = from.saturating_add(count.saturating_sub(1));
-            let mut items = Vec::new();
-            for entry in table.range((run_id, step, from)..=(run_id, step, end))? {
-                let (key, value) = entry?;
-                items.push((key.value().2, decode_record(value.value(), "map item")?));
-            }
-            Ok(items)
-        })
-    }
-
-    /// Every item record of a map step (read once, when the map is done), by item.
-    pub(crate) fn map_records(
-        &self,
-        run_id: &str,
-        step: u64,
-    ) -> Result<Vec<(u32, BranchRecord)>, FlowError> {
-        self.read(|txn| {
+/// The run's header, pending operation and branch records.
+pub(super) fn snapshot(store: &Store, run_id: &str) -> Result<Option<Snapshot>, FlowError> {
+    store.read(|txn| {
+        let Some(header) = header_in(txn, run_id)? else {
+            return Ok(None);
+        };
+        let pending: Option<PendingOp> = txn
+            .open_table(PENDING)?
+            .get(run_id)?
+            .map(|p| decode_record(p.value(), "pending step"))
+            .transpose()?;
+        let mut branches = BTreeMap::new();
+        let mut map = None;
+        if let Some(
+            op @ PendingOp {
+                shape: Shape::Map(_),
+                ..
+            },
+        ) = &pending
+        {
             let table = txn.open_table(BRANCHES)?;
-            let mut records = Vec::new();
-            for entry in table.range((run_id, step, 0)..(run_id, step, MAP_PROGRESS))? {
+            let progress = match table.get((run_id, op.step, MAP_PROGRESS))? {
+                Some(v) => match decode_record(v.value(), "branch record")? {
+                    BranchRecord::MapProgress(p) => p,
+                    _ => MapProgress::default(),
+                },
+                None => MapProgress::default(),
+            };
+            let items_table = txn.open_table(MAP_ITEMS)?;
+            let mut items = BTreeMap::new();
+            for &i in &progress.open {
+                if let Some(v) = table.get((run_id, op.step, i))? {
+                    branches.insert(i, decode_record(v.value(), "branch record")?);
+                }
+                if let Some(v) = items_table.get((run_id, op.step, i))? {
+                    items.insert(i, decode_record(v.value(), "map item")?);
+                }
+            }
+            map = Some(MapView { progress, items });
+        } else if let Some(op) = &pending {
+            let table = txn.open_table(BRANCHES)?;
+            for entry in table.range((run_id, op.step, 0)..=(run_id, op.step, u32::MAX))? {
                 let (key, value) = entry?;
-                records.push((
+                branches.insert(
                     key.value().2,
                     decode_record(value.value(), "branch record")?,
-                ));
+                );
             }
-            Ok(records)
-        })
-    }
+        }
+        let cancel_requested = txn.open_table(CANCELS)?.get(run_id)?.is_some();
+        let run_deadline = txn
+            .open_table(RUN_DEADLINES)?
+            .get(run_id)?
+            .map(|d| d.value());
+        let nudges = txn
+            .open_table(NUDGES)?
+            .get(run_id)?
+            .map(|n| n.value())
+            .unwrap_or(0);
+        Ok(Some(Snapshot {
+            header,
+            pending,
+            branches,
+            cancel_requested,
+            map,
+            run_deadline,
+            nudges,
+        }))
+    })
+}
 
-    /// The run's encoded output, once it completed.
-    /// The run's header and, once it completed, its output: one read transaction.
-    pub(crate) fn header_and_output(
-        &self,
-        run_id: &str,
-    ) -> Result<Option<HeaderAndOutput>, FlowError> {
-        self.read(|txn| {
-            let Some(header) = header(txn, run_id)? else {
-                return Ok(None);
-            };
-            let output = match header.status {
-                StoredStatus::Completed => txn
-                    .open_table(OUTPUTS)?
-                    .get(run_id)?
-                    .map(|v| v.value().to_vec()),
-                _ => None,
-            };
-            Ok(Some((header, output)))
-        })
-    }
+/// Every stored local slot of the run.
+pub(super) fn slots(store: &Store, run_id: &str) -> Result<Vec<(u32, Vec<u8>)>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(SLOTS)?;
+        let mut slots = Vec::new();
+        for entry in table.range((run_id, 0)..=(run_id, u32::MAX))? {
+            let (key, value) = entry?;
+            slots.push((key.value().1, value.value().to_vec()));
+        }
+        Ok(slots)
+    })
+}
 
-    /// The oldest signal called `name` not in `skip`: its inbox seq and payload.
-    pub(crate) fn oldest_signal(
-        &self,
-        run_id: &str,
-        name: &str,
-        skip: &[u64],
-    ) -> Result<Option<(u64, Vec<u8>)>, FlowError> {
-        self.read(|txn| {
-            let table = txn.open_table(INBOX)?;
-            for entry in table.range((run_id, 0)..=(run_id, u64::MAX))? {
-                let (key, value) = entry?;
-                let (signal, payload): (String, Vec<u8>) =
-                    decode_record(value.value(), "inbox message")?;
-                if signal == name && !skip.contains(&key.value().1) {
-                    return Ok(Some((key.value().1, payload)));
-                }
+/// The run's encoded input.
+pub(super) fn input(store: &Store, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
+    store.read(|txn| {
+        Ok(txn
+            .open_table(INPUTS)?
+            .get(run_id)?
+            .map(|v| v.value().to_vec()))
+    })
+}
+
+/// The input of the run's current generation (differs from `input` after a
+/// continue-as-new).
+pub(super) fn generation_input(store: &Store, run_id: &str) -> Result<Option<Vec<u8>>, FlowError> {
+    let current = store.read(|txn| {
+        Ok(txn
+            .open_table(GENERATION_INPUTS)?
+            .get(run_id)?
+            .map(|v| v.value().to_vec()))
+    })?;
+    match current {
+        Some(input) => Ok(Some(input)),
+        None => input(store, run_id),
+    }
+}
+
+/// Up to `count` items of a pending map from item `from`, with their index.
+pub(super) fn map_items(
+    store: &Store,
+    run_id: &str,
+    step: u64,
+    from: u32,
+    count: u32,
+) -> Result<Vec<(u32, OpRequest)>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(MAP_ITEMS)?;
+        let end = from.saturating_add(count.saturating_sub(1));
+        let mut items = Vec::new();
+        for entry in table.range((run_id, step, from)..=(run_id, step, end))? {
+            let (key, value) = entry?;
+            items.push((key.value().2, decode_record(value.value(), "map item")?));
+        }
+        Ok(items)
+    })
+}
+
+/// Every item record of a map step (read once, when the map is done), by item.
+pub(super) fn map_records(
+    store: &Store,
+    run_id: &str,
+    step: u64,
+) -> Result<Vec<(u32, BranchRecord)>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(BRANCHES)?;
+        let mut records = Vec::new();
+        for entry in table.range((run_id, step, 0)..(run_id, step, MAP_PROGRESS))? {
+            let (key, value) = entry?;
+            records.push((
+                key.value().2,
+                decode_record(value.value(), "branch record")?,
+            ));
+        }
+        Ok(records)
+    })
+}
+
+/// The run's header and, once it completed, its output: one read transaction.
+pub(super) fn header_and_output(
+    store: &Store,
+    run_id: &str,
+) -> Result<Option<HeaderAndOutput>, FlowError> {
+    store.read(|txn| {
+        let Some(header) = header_in(txn, run_id)? else {
+            return Ok(None);
+        };
+        let output = match header.status {
+            StoredStatus::Completed => txn
+                .open_table(OUTPUTS)?
+                .get(run_id)?
+                .map(|v| v.value().to_vec()),
+            _ => None,
+        };
+        Ok(Some((header, output)))
+    })
+}
+
+/// The oldest signal called `name` not in `skip`: its inbox seq and payload.
+pub(super) fn oldest_signal(
+    store: &Store,
+    run_id: &str,
+    name: &str,
+    skip: &[u64],
+) -> Result<Option<(u64, Vec<u8>)>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(INBOX)?;
+        for entry in table.range((run_id, 0)..=(run_id, u64::MAX))? {
+            let (key, value) = entry?;
+            let (signal, payload): (String, Vec<u8>) =
+                decode_record(value.value(), "inbox message")?;
+            if signal == name && !skip.contains(&key.value().1) {
+                return Ok(Some((key.value().1, payload)));
             }
-            Ok(None)
-        })
-    }
+        }
+        Ok(None)
+    })
+}
 
-    /// Every run's ID and header, in run ID order.
-    pub(crate) fn all_runs(&self) -> Result<Vec<(String, RunRecord)>, FlowError> {
-        self.read(|txn| {
-            let table = txn.open_table(RUNS)?;
-            let mut runs = Vec::new();
-            for entry in table.iter()? {
-                let (key, value) = entry?;
-                runs.push((key.value().to_string(), decode_run_header(value.value())?));
-            }
-            Ok(runs)
-        })
-    }
+/// Every run's ID and header, in run ID order.
+pub(super) fn all_runs(store: &Store) -> Result<Vec<(String, RunRecord)>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(RUNS)?;
+        let mut runs = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            runs.push((key.value().to_string(), decode_run_header(value.value())?));
+        }
+        Ok(runs)
+    })
+}
 
-    /// The run's history, oldest first.
-    pub(crate) fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
-        self.read(|txn| {
-            let mut events = Vec::new();
-            // Events from before `HISTORY_BATCHES` existed come first.
-            let single = txn.open_table(HISTORY)?;
-            for entry in single.range((run_id, 0)..=(run_id, u64::MAX))? {
-                let (key, value) = entry?;
-                let event: StoredEvent = decode_record(value.value(), "history event")?;
+/// The run's history, oldest first.
+pub(super) fn history(store: &Store, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
+    store.read(|txn| {
+        let mut events = Vec::new();
+        // Events from before `HISTORY_BATCHES` existed come first.
+        let single = txn.open_table(HISTORY)?;
+        for entry in single.range((run_id, 0)..=(run_id, u64::MAX))? {
+            let (key, value) = entry?;
+            let event: StoredEvent = decode_record(value.value(), "history event")?;
+            events.push(HistoryEvent {
+                seq: key.value().1,
+                at_ms: event.at_ms,
+                kind: event.kind,
+            });
+        }
+        let batches = txn.open_table(HISTORY_BATCHES)?;
+        for entry in batches.range((run_id, 0)..=(run_id, u64::MAX))? {
+            let (key, value) = entry?;
+            let batch: StoredEvents = decode_record(value.value(), "history events")?;
+            let first = key.value().1;
+            for (seq, kind) in (first..).zip(batch.kinds) {
                 events.push(HistoryEvent {
-                    seq: key.value().1,
-                    at_ms: event.at_ms,
-                    kind: event.kind,
+                    seq,
+                    at_ms: batch.at_ms,
+                    kind,
                 });
             }
-            let batches = txn.open_table(HISTORY_BATCHES)?;
-            for entry in batches.range((run_id, 0)..=(run_id, u64::MAX))? {
-                let (key, value) = entry?;
-                let batch: StoredEvents = decode_record(value.value(), "history events")?;
-                let first = key.value().1;
-                for (seq, kind) in (first..).zip(batch.kinds) {
-                    events.push(HistoryEvent {
-                        seq,
-                        at_ms: batch.at_ms,
-                        kind,
-                    });
-                }
-            }
-            events.sort_by_key(|e| e.seq);
-            Ok(events)
-        })
-    }
+        }
+        events.sort_by_key(|e| e.seq);
+        Ok(events)
+    })
+}
 
-    /// Runs with work that needs no deadline.
-    pub(crate) fn active_runs(&self) -> Result<Vec<String>, FlowError> {
-        self.read(|txn| {
-            let table = txn.open_table(ACTIVE)?;
-            let mut runs = Vec::new();
-            for entry in table.iter()? {
-                runs.push(entry?.0.value().to_string());
-            }
-            Ok(runs)
-        })
-    }
+/// Runs with work that needs no deadline.
+pub(super) fn active_runs(store: &Store) -> Result<Vec<String>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(ACTIVE)?;
+        let mut runs = Vec::new();
+        for entry in table.iter()? {
+            runs.push(entry?.0.value().to_string());
+        }
+        Ok(runs)
+    })
+}
 
-    /// Up to `limit` timers due at `now_ms`, starting after `after` (or at `from_ms`).
-    pub(crate) fn scan_timers(
-        &self,
-        start: &TimerStart,
-        now_ms: u64,
-        limit: usize,
-    ) -> Result<TimerScan, FlowError> {
-        self.read(|txn| {
-            let table = txn.open_table(TIMERS)?;
-            let lower = match start {
-                TimerStart::From(ms) => Bound::Included((*ms, "")),
-                TimerStart::After(ms, run) => Bound::Excluded((*ms, run.as_str())),
-            };
-            let mut scan = TimerScan::default();
-            for entry in table.range::<(u64, &str)>((lower, Bound::Unbounded))? {
-                let (key, ()) = entry.map(|(k, _)| (k, ()))?;
-                let (deadline, run) = key.value();
-                if deadline > now_ms {
-                    scan.next = Some(deadline);
-                    break;
-                }
-                scan.due.push((deadline, run.to_string()));
-                if scan.due.len() >= limit {
-                    break;
-                }
+/// Up to `limit` timers due at `now_ms`, starting after `after` (or at `from_ms`).
+pub(super) fn scan_timers(
+    store: &Store,
+    start: &TimerStart,
+    now_ms: u64,
+    limit: usize,
+) -> Result<TimerScan, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(TIMERS)?;
+        let lower = match start {
+            TimerStart::From(ms) => Bound::Included((*ms, "")),
+            TimerStart::After(ms, run) => Bound::Excluded((*ms, run.as_str())),
+        };
+        let mut scan = TimerScan::default();
+        for entry in table.range::<(u64, &str)>((lower, Bound::Unbounded))? {
+            let (key, ()) = entry.map(|(k, _)| (k, ()))?;
+            let (deadline, run) = key.value();
+            if deadline > now_ms {
+                scan.next = Some(deadline);
+                break;
             }
-            Ok(scan)
-        })
-    }
+            scan.due.push((deadline, run.to_string()));
+            if scan.due.len() >= limit {
+                break;
+            }
+        }
+        Ok(scan)
+    })
 }
 
 /// Where a timer scan starts.

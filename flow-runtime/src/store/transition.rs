@@ -25,16 +25,16 @@ pub(crate) enum PendingChange {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RunWrite {
     pub run_id: String,
-    /// `(pc, steps, started)` of the header the driver read: the write is refused if the
-    /// stored header moved on (a guard against two drivers for one run).
-    pub expect: (u32, u64, bool),
+    /// The header the driver read: the write is refused if the stored header moved on (a
+    /// guard against two drivers for one run).
+    pub expect: ExpectedHeader,
     /// The new header (`updated_at_ms` is set here).
     pub header: RunRecord,
     pub events: Vec<EventKind>,
     /// Slots the step changed.
     pub slots: Vec<(u32, Vec<u8>)>,
     pub pending: PendingChange,
-    pub branch_puts: Vec<(u64, u32, BranchRecord)>,
+    pub branch_puts: Vec<BranchPut>,
     /// Deletes the branch records of this step (it finished).
     pub clear_branches: Option<u64>,
     pub timers_add: Vec<u64>,
@@ -68,6 +68,59 @@ pub(crate) struct RunWrite {
     /// Not logged: replay encodes them again, to the same bytes.
     #[serde(skip)]
     pub encoded: Option<EncodedParts>,
+}
+
+/// The parts of a run's header that only its transitions move, as the driver read them.
+/// Logged as the tuple `(pc, steps, started)` was (postcard writes a struct's fields in
+/// order, as a tuple's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExpectedHeader {
+    pub pc: u32,
+    pub steps: u64,
+    pub started: bool,
+}
+
+impl ExpectedHeader {
+    /// What `header` holds of them.
+    pub(crate) fn of(header: &RunRecord) -> Self {
+        ExpectedHeader {
+            pc: header.pc,
+            steps: header.steps,
+            started: header.started,
+        }
+    }
+}
+
+/// The record of branch `branch` of step `step`, as a transition writes it. Logged as the
+/// tuple `(step, branch, record)` was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BranchPut {
+    pub step: u64,
+    pub branch: u32,
+    pub record: BranchRecord,
+}
+
+impl BranchPut {
+    pub(crate) fn new(step: u64, branch: u32, record: BranchRecord) -> Self {
+        BranchPut {
+            step,
+            branch,
+            record,
+        }
+    }
+
+    /// Whether this put is written over the stored record, whose finishedness
+    /// `stored_is_finished` tells (asked only when it matters): a branch finished by
+    /// someone else meanwhile (a callback completed, a child run delivered its result)
+    /// stays finished, so a driver's older view never turns it back into `Awaiting` or
+    /// `Retrying`. The one statement of this rule: the store applies it, and the engine's
+    /// projection of a committed transition (`engine::driver::project`) follows it.
+    pub(crate) fn replaces<E>(
+        &self,
+        stored_is_finished: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        Ok(self.record.is_finished() || !stored_is_finished()?)
+    }
 }
 
 /// What a driver saw of the parts of its run that others change.
@@ -109,7 +162,7 @@ impl RunWrite {
     pub(crate) fn new(run_id: &str, header: &RunRecord) -> Self {
         RunWrite {
             run_id: run_id.to_string(),
-            expect: (header.pc, header.steps, header.started),
+            expect: ExpectedHeader::of(header),
             header: header.clone(),
             events: Vec::new(),
             slots: Vec::new(),

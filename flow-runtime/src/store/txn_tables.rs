@@ -285,7 +285,7 @@ mod tests {
 
     use super::super::read::StoredEvent;
     use super::super::records::encode_record;
-    use super::super::{open_backend, OpenOptions};
+    use super::super::{open_backend, Journal, OpenOptions};
     use super::*;
 
     fn parts(events: &[EventKind]) -> EncodedParts {

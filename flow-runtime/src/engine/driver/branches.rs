@@ -10,7 +10,7 @@ use crate::codec;
 use crate::engine::plan::{self, end_run, needs, push_varint, set_needs, Ending, Finished};
 use crate::history::EventKind;
 use crate::store::records::{Branch, BranchRecord, PendingOp, Shape};
-use crate::store::RunWrite;
+use crate::store::{BranchPut, Journal, RunWrite};
 
 impl RunDriver {
     /// Sorts out each open branch of the pending step; resumes the workflow once the step
@@ -165,7 +165,7 @@ impl RunDriver {
                                         .map(|h| now.saturating_add(crate::time::millis(h))),
                                 };
                                 records.insert(i, record.clone());
-                                write.branch_puts.push((op.step, i, record));
+                                write.branch_puts.push(BranchPut::new(op.step, i, record));
                                 write.events.push(EventKind::CallbackWaiting {
                                     step: op.step,
                                     branch: i,
@@ -258,7 +258,7 @@ impl RunDriver {
         for (branch, output) in resolved {
             write
                 .branch_puts
-                .push((op.step, branch, BranchRecord::Done(output)));
+                .push(BranchPut::new(op.step, branch, BranchRecord::Done(output)));
         }
         set_needs(&mut write, &before, &needs(op, &records));
         Decision::Commit(Box::new(Proposal {

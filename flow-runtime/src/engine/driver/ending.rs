@@ -7,7 +7,7 @@ use crate::engine::registry::WorkflowEntry;
 use crate::machine::Machine;
 use crate::op::OpRequest;
 use crate::store::records::{Branch, PendingOp, Shape};
-use crate::store::{RunWrite, Snapshot};
+use crate::store::{Journal, RunWrite, Snapshot};
 use crate::task::{find_task, TaskFailure};
 use crate::time::now_ms;
 

@@ -2,6 +2,8 @@
 //! and the run as its own last commit left it (`project`); and what the committer of a
 //! run's first transition hands its new driver (`Handover`).
 
+use std::convert::Infallible;
+
 use crate::machine::Machine;
 use crate::store::records::{Branch, Shape};
 use crate::store::{PendingChange, RunWrite, Snapshot};
@@ -56,15 +58,17 @@ pub(crate) fn project(mut snap: Snapshot, write: &RunWrite) -> Option<Snapshot> 
     if write.clear_branches == Some(step) {
         snap.branches.clear();
     }
-    // As `Tables::apply_unchecked` does: a finished branch stays finished.
-    for (at, branch, record) in &write.branch_puts {
-        if *at != step {
+    // The store's rule for a put over a finished branch, followed as it is.
+    for put in &write.branch_puts {
+        if put.step != step {
             continue;
         }
-        if !record.is_finished() && snap.branches.get(branch).is_some_and(|r| r.is_finished()) {
-            continue;
+        let stored = snap.branches.get(&put.branch);
+        let Ok(replaces) =
+            put.replaces(|| Ok::<_, Infallible>(stored.is_some_and(|r| r.is_finished())));
+        if replaces {
+            snap.branches.insert(put.branch, put.record.clone());
         }
-        snap.branches.insert(*branch, record.clone());
     }
     snap.header = write.header.clone();
     cacheable(&snap).then_some(snap)

@@ -11,7 +11,7 @@ use crate::history::EventKind;
 use crate::map::MapFailed;
 use crate::op::OpRequest;
 use crate::store::records::{BranchRecord, MapSpec, MAP_PROGRESS};
-use crate::store::RunWrite;
+use crate::store::{BranchPut, Journal, RunWrite};
 
 impl RunDriver {
     /// One turn of a pending map: judge finished items, start items while there is room,
@@ -117,7 +117,7 @@ impl RunDriver {
                     failure,
                 });
                 records.insert(i, record.clone());
-                write.branch_puts.push((op.step, i, record));
+                write.branch_puts.push(BranchPut::new(op.step, i, record));
             }
             let tolerated = spec.tolerance.map(|t| t.allowed(spec.len));
             match (tolerated, child_failed) {
@@ -207,8 +207,8 @@ impl RunDriver {
                 Err(_) => return Decision::Abandon,
             };
             let mut all: BTreeMap<u32, BranchRecord> = stored.into_iter().collect();
-            for (_, i, record) in write.branch_puts.drain(..) {
-                all.insert(i, record);
+            for put in write.branch_puts.drain(..) {
+                all.insert(put.branch, put.record);
             }
             let mut output = Vec::new();
             if tolerant {
@@ -231,7 +231,7 @@ impl RunDriver {
         if !changed {
             return Decision::Wait;
         }
-        write.branch_puts.push((
+        write.branch_puts.push(BranchPut::new(
             op.step,
             MAP_PROGRESS,
             BranchRecord::MapProgress(progress.clone()),

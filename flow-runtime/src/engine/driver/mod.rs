@@ -28,7 +28,7 @@ use crate::engine::wake::DriverSlot;
 use crate::engine::Core;
 use crate::error::FlowError;
 use crate::machine::Machine;
-use crate::store::{Applied, Change, RunWrite, Snapshot};
+use crate::store::{Applied, Change, Journal, RunWrite, Snapshot};
 
 mod branches;
 mod ending;

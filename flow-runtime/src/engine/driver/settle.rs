@@ -10,7 +10,7 @@ use crate::engine::plan::Ending;
 use crate::engine::random_unit;
 use crate::history::EventKind;
 use crate::store::records::{BranchRecord, PendingOp};
-use crate::store::RunWrite;
+use crate::store::{BranchPut, RunWrite};
 use crate::task::{AttemptClass, TaskPolicy};
 
 /// A task call as a branch or a map item names it.
@@ -40,7 +40,7 @@ impl RunDriver {
                 Verdict::Done(output, failure) => TaskProgress::Finished { output, failure },
                 Verdict::Retry(record) => {
                     records.insert(i, record.clone());
-                    write.branch_puts.push((op.step, i, record));
+                    write.branch_puts.push(BranchPut::new(op.step, i, record));
                     TaskProgress::Pending { changed: true }
                 }
                 Verdict::End(ending) => TaskProgress::End(ending),
