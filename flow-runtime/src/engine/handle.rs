@@ -8,8 +8,7 @@ use crate::codec;
 use crate::engine::Engine;
 use crate::error::FlowError;
 use crate::history::{HistoryEvent, RunStatus};
-use crate::store::records::StoredStatus;
-use crate::store::Journal;
+use crate::store::{Journal, StoredStatus};
 use crate::workflow::Workflow;
 
 /// A run of workflow `W`, returned by [`Engine::start`] and [`Engine::handle`].

@@ -31,8 +31,10 @@ use crate::codec;
 use crate::error::FlowError;
 use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
-use crate::store::records::{RunRecord, StoredStatus};
-use crate::store::{Applied, Change, Journal, RunWrite, Snapshot, StartOutcome, StartWrite, Store};
+use crate::store::{
+    Applied, Change, Journal, RunRecord, RunWrite, Snapshot, StartOutcome, StartWrite, Store,
+    StoredStatus,
+};
 use crate::workflow::Workflow;
 use commit::{CommitHooks, CommitPipeline};
 use driver::{CachedMachine, Handover};

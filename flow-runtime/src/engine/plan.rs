@@ -12,11 +12,10 @@ use crate::error::panic_message;
 use crate::history::EventKind;
 use crate::machine::{Machine, Transition};
 use crate::op::OpRequest;
-use crate::store::records::{
-    flatten, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink, PendingOp, Shape,
-    StoredStatus, TokenRecord, MAP_PROGRESS,
+use crate::store::{
+    flatten, Branch, BranchPut, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
+    PendingChange, PendingOp, RunWrite, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
-use crate::store::{BranchPut, PendingChange, RunWrite};
 
 /// What a pending operation needs from the engine in a given state of its branches.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -405,10 +404,7 @@ fn schedule(
                         ))
                     }
                 }
-                encoded.push(
-                    crate::store::records::encode_record(item, "map item")
-                        .map_err(|e| e.to_string())?,
-                );
+                encoded.push(crate::store::encode_map_item(item).map_err(|e| e.to_string())?);
             }
             let len = u32::try_from(items.len())
                 .map_err(|_| "a map has more than u32::MAX items".to_string())?;

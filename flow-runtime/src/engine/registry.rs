@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::machine::{Machine, StepFault, Transition};
-use crate::store::records::RunRecord;
+use crate::store::RunRecord;
 use crate::workflow::Workflow;
 
 /// A registered workflow, type-erased.

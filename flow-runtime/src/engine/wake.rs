@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::store::records::StoredStatus;
+use crate::store::StoredStatus;
 
 /// Live drivers by run ID.
 #[derive(Default)]

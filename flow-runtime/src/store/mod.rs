@@ -38,9 +38,16 @@ use crate::error::{panic_message, FlowError};
 pub(crate) use apply::StartOutcome;
 pub(crate) use change::{Applied, Change, LoggedBatch};
 pub(crate) use journal::Journal;
+// The storage schema's values the engine decides with (see `Journal`).
 pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
-pub(crate) use transition::{BranchPut, PendingChange, RunWrite, Seen, StartWrite};
+pub(crate) use records::{
+    flatten, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink, PendingOp,
+    RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
+};
+pub(crate) use transition::{
+    encode_map_item, BranchPut, PendingChange, RunWrite, Seen, StartWrite,
+};
 pub(crate) use txn_tables::Tables;
 pub(crate) use wal::WriteAheadLog;
 pub(crate) use writer::{BatchWrites, JournalWriter};

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::records::{encode_record, BranchRecord, ChildStart, PendingOp, RunRecord, TokenRecord};
 use crate::error::FlowError;
 use crate::history::EventKind;
+use crate::op::OpRequest;
 
 /// What happens to the run's pending operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +202,12 @@ impl RunWrite {
             None => EncodedParts::of(&self.events, &self.pending).map(Cow::Owned),
         }
     }
+}
+
+/// The stored form of a map item: items are encoded once, when the map is scheduled
+/// (`RunWrite::map_items`), and read back a few at a time.
+pub(crate) fn encode_map_item(item: &OpRequest) -> Result<Vec<u8>, FlowError> {
+    encode_record(item, "map item")
 }
 
 /// A new run: its first transition, plus the input.

@@ -9,8 +9,7 @@ use crate::callback::CallbackError;
 use crate::codec;
 use crate::engine::plan::{self, end_run, needs, push_varint, set_needs, Ending, Finished};
 use crate::history::EventKind;
-use crate::store::records::{Branch, BranchRecord, PendingOp, Shape};
-use crate::store::{BranchPut, Journal, RunWrite};
+use crate::store::{Branch, BranchPut, BranchRecord, Journal, PendingOp, RunWrite, Shape};
 
 impl RunDriver {
     /// Sorts out each open branch of the pending step; resumes the workflow once the step

@@ -6,8 +6,7 @@ use crate::engine::plan::{self, end_run, step_run, Ending, Finished, StepOutcome
 use crate::engine::registry::WorkflowEntry;
 use crate::machine::Machine;
 use crate::op::OpRequest;
-use crate::store::records::{Branch, PendingOp, Shape};
-use crate::store::{Journal, RunWrite, Snapshot};
+use crate::store::{Branch, Journal, PendingOp, RunWrite, Shape, Snapshot};
 use crate::task::{find_task, TaskFailure};
 use crate::time::now_ms;
 

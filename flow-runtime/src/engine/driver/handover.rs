@@ -5,8 +5,7 @@
 use std::convert::Infallible;
 
 use crate::machine::Machine;
-use crate::store::records::{Branch, Shape};
-use crate::store::{PendingChange, RunWrite, Snapshot};
+use crate::store::{Branch, PendingChange, RunWrite, Shape, Snapshot};
 
 /// A machine kept in memory between steps, valid while the run's header has `steps`.
 pub(crate) struct CachedMachine {

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::{RunDriver, TaskCall};
 use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd};
 use crate::engine::plan;
-use crate::store::records::{PendingOp, Shape};
+use crate::store::{PendingOp, Shape};
 use crate::task::{find_task, TaskContext, TaskRegistration};
 
 /// A finished attempt, waiting to be committed.

@@ -10,8 +10,7 @@ use crate::engine::plan::{self, end_run, map_needs, push_varint, set_needs, Endi
 use crate::history::EventKind;
 use crate::map::MapFailed;
 use crate::op::OpRequest;
-use crate::store::records::{BranchRecord, MapSpec, MAP_PROGRESS};
-use crate::store::{BranchPut, Journal, RunWrite};
+use crate::store::{BranchPut, BranchRecord, Journal, MapSpec, RunWrite, MAP_PROGRESS};
 
 impl RunDriver {
     /// One turn of a pending map: judge finished items, start items while there is room,

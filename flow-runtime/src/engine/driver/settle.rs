@@ -9,8 +9,7 @@ use crate::engine::attempt::AttemptEnd;
 use crate::engine::plan::Ending;
 use crate::engine::random_unit;
 use crate::history::EventKind;
-use crate::store::records::{BranchRecord, PendingOp};
-use crate::store::{BranchPut, RunWrite};
+use crate::store::{BranchPut, BranchRecord, PendingOp, RunWrite};
 use crate::task::{AttemptClass, TaskPolicy};
 
 /// A task call as a branch or a map item names it.

@@ -8,8 +8,7 @@ use crate::engine::plan::{end_run, needs, step_run, Ending, Finished, StepOutcom
 use crate::engine::registry::WorkflowEntry;
 use crate::history::EventKind;
 use crate::machine::Machine;
-use crate::store::records::{PendingOp, Shape};
-use crate::store::{Journal, RunWrite, Seen, Snapshot};
+use crate::store::{Journal, PendingOp, RunWrite, Seen, Shape, Snapshot};
 use crate::time::now_ms;
 
 /// What a turn works from once the run has a pending step: the run as read, that step,
