@@ -15,6 +15,7 @@ mod join;
 mod machine;
 mod map;
 mod op;
+mod output;
 mod race;
 mod store;
 mod task;

@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::codec;
 use crate::machine::{Machine, StepFault, Transition};
 use crate::op::OpRequest;
+use crate::output;
 use crate::task::find_task;
 use crate::workflow::Workflow;
 
@@ -138,18 +139,17 @@ impl Driver {
                 Ok(codec::encode(&(), || "sleep".into()).map_err(StepFault::from)?)
             }
             OpRequest::All(branches) => {
-                // Branches one after another: their outputs concatenated are the tuple.
-                let mut out = Vec::new();
+                // Branches one after another.
+                let mut outputs = Vec::with_capacity(branches.len());
                 for b in branches {
-                    out.extend(Box::pin(Self::perform(b)).await?);
+                    outputs.push(Box::pin(Self::perform(b)).await?);
                 }
-                Ok(out)
+                Ok(output::join(outputs.iter().map(Vec::as_slice)))
             }
             OpRequest::Map {
                 items, tolerance, ..
             } => {
-                // Items one after another: a varint length, then their outputs.
-                let mut out = Vec::new();
+                // Items one after another.
                 if let Some(tolerance) = tolerance {
                     let total = items.len() as u32;
                     let mut failures = Vec::new();
@@ -167,23 +167,16 @@ impl Driver {
                             tolerated,
                             first_error: failures.into_iter().next().unwrap_or_default(),
                         };
-                        let mut err = vec![1];
-                        err.extend(
-                            codec::encode(&failed, || "map failure".into())
-                                .map_err(StepFault::from)?,
-                        );
-                        return Ok(err);
+                        return Ok(output::err(&failed, "map failure").map_err(StepFault::from)?);
                     }
-                    out.push(0);
-                    out.extend(varint(total as u64));
-                    outputs.into_iter().for_each(|o| out.extend(o));
-                    return Ok(out);
+                    return Ok(output::map(true, total, outputs.iter().map(Vec::as_slice)));
                 }
-                out.extend(varint(items.len() as u64));
+                let mut outputs = Vec::with_capacity(items.len());
                 for item in items {
-                    out.extend(Box::pin(Self::perform(item)).await?);
+                    outputs.push(Box::pin(Self::perform(item)).await?);
                 }
-                Ok(out)
+                let len = items.len() as u32;
+                Ok(output::map(false, len, outputs.iter().map(Vec::as_slice)))
             }
             other => Err(DriveError::Unsupported(other.label())),
         }
@@ -214,20 +207,6 @@ impl Driver {
         tokio::spawn(attempt)
             .await
             .map_err(|_| DriveError::TaskPanicked(name.to_string()))
-    }
-}
-
-/// postcard's varint encoding of a length.
-fn varint(mut n: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
     }
 }
 

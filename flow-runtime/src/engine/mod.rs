@@ -31,6 +31,7 @@ use crate::codec;
 use crate::error::FlowError;
 use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
+use crate::output;
 use crate::store::{
     Applied, Change, Journal, RunRecord, RunWrite, Snapshot, StartOutcome, StartWrite, Store,
     StoredStatus,
@@ -444,13 +445,12 @@ impl Engine {
         result: Result<T, String>,
     ) -> Result<(), FlowError> {
         let (output, ok) = match &result {
-            Ok(value) => {
-                let mut out = vec![0];
-                out.extend(codec::encode(value, || "callback value".to_string())?);
-                (out, true)
-            }
+            Ok(value) => (output::ok(value, "callback value")?, true),
             Err(error) => (
-                plan::encoded_err(&crate::CallbackError::Rejected(error.clone()))?,
+                output::err(
+                    &crate::CallbackError::Rejected(error.clone()),
+                    "an error outcome",
+                )?,
                 false,
             ),
         };

@@ -3,10 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
 
-use crate::codec;
-use crate::durable::SignalTimeout;
 use crate::engine::registry::{Registry, WorkflowEntry};
 use crate::error::panic_message;
 use crate::history::EventKind;
@@ -97,27 +94,6 @@ pub(crate) fn map_needs(
     needs
 }
 
-/// Appends `n` as a postcard varint (how postcard encodes lengths, `usize` and enum
-/// variant indexes).
-pub(crate) fn push_varint(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// The encoded `Err(error)` of an output typed `Result<_, E>`.
-pub(crate) fn encoded_err<E: serde::Serialize>(error: &E) -> Result<Vec<u8>, codec::CodecError> {
-    let mut out = vec![1];
-    out.extend(codec::encode(error, || "an error outcome".to_string())?);
-    Ok(out)
-}
-
 /// Sets the timer and active changes of `write` for going from `before` to `after`.
 pub(crate) fn set_needs(write: &mut RunWrite, before: &Needs, after: &Needs) {
     write.timers_remove = before
@@ -136,35 +112,6 @@ pub(crate) fn set_needs(write: &mut RunWrite, before: &Needs, after: &Needs) {
     } else {
         StoredStatus::Waiting
     };
-}
-
-/// The output of a signal wait that received `payload`.
-///
-/// A wait with a timeout outputs a `Result<T, SignalTimeout>`, which postcard encodes as
-/// the variant index (a varint: one byte 0 for `Ok`) followed by the value, so the payload
-/// bytes are reused as they are.
-pub(crate) fn signal_received(payload: Vec<u8>, with_timeout: bool) -> Vec<u8> {
-    if !with_timeout {
-        return payload;
-    }
-    let mut out = Vec::with_capacity(payload.len() + 1);
-    out.push(0);
-    out.extend_from_slice(&payload);
-    out
-}
-
-/// The output of a signal wait whose timeout expired: `Err(SignalTimeout)`.
-pub(crate) fn signal_timed_out(
-    signal: &str,
-    after: Duration,
-) -> Result<Vec<u8>, codec::CodecError> {
-    let timeout = SignalTimeout {
-        signal: signal.to_string(),
-        after,
-    };
-    let mut out = vec![1];
-    out.extend(codec::encode(&timeout, || "signal timeout".to_string())?);
-    Ok(out)
 }
 
 /// How a step ended.
@@ -579,49 +526,6 @@ pub(crate) fn end_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signal_outputs_match_postcard_results() {
-        let payload = codec::encode(&42u32, String::new).unwrap();
-        let ok: Result<u32, SignalTimeout> = Ok(42);
-        assert_eq!(
-            signal_received(payload.clone(), true),
-            postcard::to_stdvec(&ok).unwrap()
-        );
-        assert_eq!(signal_received(payload.clone(), false), payload);
-
-        let after = Duration::from_millis(1500);
-        let err: Result<u32, SignalTimeout> = Err(SignalTimeout {
-            signal: "approval".into(),
-            after,
-        });
-        assert_eq!(
-            signal_timed_out("approval", after).unwrap(),
-            postcard::to_stdvec(&err).unwrap()
-        );
-
-        let back: Result<String, SignalTimeout> = codec::decode(
-            &signal_received(codec::encode("yes", String::new).unwrap(), true),
-            String::new,
-        )
-        .unwrap();
-        assert_eq!(back, Ok("yes".to_string()));
-    }
-
-    #[test]
-    fn varints_match_postcard() {
-        for n in [0u64, 1, 127, 128, 300, 16_384, u32::MAX as u64, u64::MAX] {
-            let mut out = Vec::new();
-            push_varint(n, &mut out);
-            assert_eq!(out, postcard::to_stdvec(&n).unwrap(), "{n}");
-        }
-        let v: Vec<u32> = vec![5, 6];
-        let mut out = Vec::new();
-        push_varint(2, &mut out);
-        out.extend(postcard::to_stdvec(&5u32).unwrap());
-        out.extend(postcard::to_stdvec(&6u32).unwrap());
-        assert_eq!(out, postcard::to_stdvec(&v).unwrap());
-    }
 
     #[test]
     fn needs_tracks_deadlines_and_active_work() {

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use super::{Decision, Proposal, RunDriver, TaskCall, TaskProgress, Turn};
 use crate::callback::CallbackError;
-use crate::codec;
-use crate::engine::plan::{self, end_run, needs, push_varint, set_needs, Ending, Finished};
+use crate::engine::plan::{end_run, needs, set_needs, Ending, Finished};
 use crate::history::EventKind;
+use crate::output;
 use crate::store::{Branch, BranchPut, BranchRecord, Journal, PendingOp, RunWrite, Shape};
 
 impl RunDriver {
@@ -72,7 +72,7 @@ impl RunDriver {
                         branch: i,
                         deadline_ms: *until_ms,
                     });
-                    Some(codec::encode(&(), String::new).unwrap_or_default())
+                    Some(output::unit())
                 }
                 Branch::Sleep { .. } => None,
                 Branch::Signal {
@@ -83,7 +83,7 @@ impl RunDriver {
                     Err(_) => return Decision::Abandon,
                     Ok(Some((seq, payload))) => {
                         consumed.push(seq);
-                        Some(plan::signal_received(payload, timeout.is_some()))
+                        Some(output::signal_received(payload, timeout.is_some()))
                     }
                     Ok(None) => match (deadline_ms, timeout) {
                         (Some(deadline), Some(timeout)) if *deadline <= now => {
@@ -92,7 +92,7 @@ impl RunDriver {
                                 branch: i,
                                 deadline_ms: *deadline,
                             });
-                            match plan::signal_timed_out(name, *timeout) {
+                            match output::signal_timed_out(name, *timeout) {
                                 Ok(output) => Some(output),
                                 Err(e) => end!(Ending::Faulted(e.to_string())),
                             }
@@ -137,7 +137,7 @@ impl RunDriver {
                             branch: i,
                             deadline_ms,
                         });
-                        match plan::encoded_err(&error) {
+                        match output::err(&error, "an error outcome") {
                             Ok(output) => Some(output),
                             Err(e) => end!(Ending::Faulted(e.to_string())),
                         }
@@ -174,7 +174,10 @@ impl RunDriver {
                             TaskProgress::Finished {
                                 failure: Some(error),
                                 ..
-                            } => match plan::encoded_err(&CallbackError::TaskFailed(error)) {
+                            } => match output::err(
+                                &CallbackError::TaskFailed(error),
+                                "an error outcome",
+                            ) {
                                 Ok(output) => Some(output),
                                 Err(e) => end!(Ending::Faulted(e.to_string())),
                             },
@@ -226,23 +229,18 @@ impl RunDriver {
                     let seq = write.inbox_consume.get(signal_index).copied();
                     write.inbox_consume = seq.into_iter().collect();
                 }
-                let mut output = Vec::with_capacity(bytes.len() + 1);
-                push_varint(winner as u64, &mut output);
-                output.extend_from_slice(&bytes);
-                output
+                output::race(winner, &bytes)
             })
         } else {
             let all_done = (0..op.branches.len() as u32)
                 .all(|i| matches!(records.get(&i), Some(BranchRecord::Done(_))));
             all_done.then(|| {
-                // The outputs in branch order (a join's output is their concatenation).
-                let mut output = Vec::new();
-                for i in 0..op.branches.len() as u32 {
-                    if let Some(BranchRecord::Done(bytes)) = records.get(&i) {
-                        output.extend_from_slice(bytes);
-                    }
-                }
-                output
+                output::join(
+                    (0..op.branches.len() as u32).filter_map(|i| match records.get(&i) {
+                        Some(BranchRecord::Done(bytes)) => Some(bytes.as_slice()),
+                        _ => None,
+                    }),
+                )
             })
         };
         if let Some(output) = output {

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use super::{Decision, Proposal, RunDriver, TaskCall, TaskProgress, Turn};
-use crate::codec;
-use crate::engine::plan::{self, end_run, map_needs, push_varint, set_needs, Ending, Finished};
+use crate::engine::plan::{self, end_run, map_needs, set_needs, Ending, Finished};
 use crate::history::EventKind;
 use crate::map::MapFailed;
 use crate::op::OpRequest;
+use crate::output;
 use crate::store::{BranchPut, BranchRecord, Journal, MapSpec, RunWrite, MAP_PROGRESS};
 
 impl RunDriver {
@@ -82,7 +82,7 @@ impl RunDriver {
                             branch: i,
                             deadline_ms: *until_ms,
                         });
-                        let unit = codec::encode(&(), String::new).unwrap_or_default();
+                        let unit = output::unit();
                         finished.push((i, BranchRecord::Done(unit)));
                     }
                     Some(_) => {}
@@ -143,7 +143,7 @@ impl RunDriver {
                         tolerated,
                         first_error: progress.first_error.clone().unwrap_or_default(),
                     };
-                    let output = match plan::encoded_err(&failed) {
+                    let output = match output::err(&failed, "an error outcome") {
                         Ok(output) => output,
                         Err(e) => end!(Ending::Faulted(e.to_string())),
                     };
@@ -209,15 +209,11 @@ impl RunDriver {
             for put in write.branch_puts.drain(..) {
                 all.insert(put.branch, put.record);
             }
-            let mut output = Vec::new();
-            if tolerant {
-                output.push(0); // Ok
-            }
-            push_varint(spec.len as u64, &mut output);
+            let mut outputs = Vec::with_capacity(spec.len as usize);
             for i in 0..spec.len {
                 match all.get(&i) {
                     Some(BranchRecord::Done(bytes) | BranchRecord::Erred(bytes, _)) => {
-                        output.extend_from_slice(bytes)
+                        outputs.push(bytes.as_slice())
                     }
                     _ => end!(Ending::Faulted(format!(
                         "the result of item {i} of the map in step {} is missing",
@@ -225,6 +221,7 @@ impl RunDriver {
                     ))),
                 }
             }
+            let output = output::map(tolerant, spec.len, outputs);
             return self.resume(turn, write, &before, output, Vec::new());
         }
         if !changed {
