@@ -84,7 +84,7 @@ fn saved_decode_records_inputs() {
 /// `*.input`, with the `journal_image` example) opened and driven by an engine.
 ///
 /// `open_file-run-steps-u64-max.redb`: a run header whose `steps` is `u64::MAX`; when the
-/// run schedules its next step, `step + 1` (flow-runtime/src/engine/plan.rs, `step_run`)
+/// run schedules its next step, `step + 1` (flow-runtime/src/engine/step.rs, `step_run`)
 /// overflows: a panic in the run's driver task in debug builds (the run stalls), a wrap
 /// to step 0 in release builds (step numbers, idempotency keys and branch rows collide
 /// with the run's first step).
@@ -101,7 +101,7 @@ fn saved_open_file_inputs() {
 }
 
 /// A history row keyed at seq `u64::MAX` (found by `open_file`, twice): the next append
-/// computes `last + 1` (flow-runtime/src/store/write.rs, `append_events`): a panic in
+/// computes `last + 1` (flow-runtime/src/store/txn_tables.rs, `append_events`): a panic in
 /// debug builds (caught by the commit thread, reported as a corrupt journal), a wrap to
 /// seq 0 in release builds, where the insert overwrites the run's first history event.
 #[test]
@@ -148,7 +148,7 @@ fn huge_jitter_in_a_stored_policy() {
 }
 
 /// A branch record `Retrying { failed_attempts: u32::MAX }`: the driver's next attempt
-/// number `failed + 1` (flow-runtime/src/engine/driver.rs) overflows: a panic in the
+/// number `failed + 1` (flow-runtime/src/engine/driver/settle.rs) overflows: a panic in the
 /// driver task in debug builds, attempt number 0 in release builds.
 #[test]
 fn failed_attempts_at_u32_max_in_a_branch_record() {

@@ -14,7 +14,7 @@
 //!
 //! A request that is alone, from a driver, is committed by the driver's own thread
 //! instead (`CommitPipeline::submit_here`): with nothing to batch, the thread hand-offs
-//! would cost as much as the rest of the step. `Writer::total` decides who writes.
+//! would cost as much as the rest of the step. `Committer::total` decides who writes.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -109,7 +109,7 @@ impl Drop for Outstanding {
     }
 }
 
-/// Test and demo hooks, run by whoever commits (see `Writer`).
+/// Test and demo hooks, run by whoever commits (see `Committer`).
 pub(crate) struct CommitHooks {
     /// Freeze after this many transitions are durable.
     pub halt_after: Option<u64>,
@@ -117,9 +117,9 @@ pub(crate) struct CommitHooks {
     pub on_commit: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
-/// The journal's write side. Whoever holds `total` writes: the commit thread for each
+/// Who writes the journal, and how. Whoever holds `total` writes: the commit thread for each
 /// batch, or a driver committing its own transition when it is alone (`submit_here`).
-struct Writer {
+struct Committer {
     store: Arc<Store>,
     hooks: CommitHooks,
     halted: Arc<AtomicBool>,
@@ -128,7 +128,7 @@ struct Writer {
     total: Mutex<u64>,
 }
 
-impl Writer {
+impl Committer {
     fn is_halted(&self) -> bool {
         self.halted.load(Ordering::SeqCst)
     }
@@ -185,7 +185,7 @@ impl Writer {
 
 /// The sending side of the commit thread.
 pub(crate) struct CommitPipeline {
-    writer: Arc<Writer>,
+    committer: Arc<Committer>,
     /// Whether requests are logged (and so encoded when submitted).
     logged: bool,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
@@ -207,21 +207,21 @@ impl CommitPipeline {
     ) -> Result<Self, FlowError> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let runtime = tokio::runtime::Handle::current();
-        let writer = Arc::new(Writer {
+        let committer = Arc::new(Committer {
             store,
             hooks,
             halted,
             stop,
             total: Mutex::new(0),
         });
-        let logged = writer.store.is_logged();
-        let thread_writer = writer.clone();
+        let logged = committer.store.is_logged();
+        let thread_committer = committer.clone();
         let thread = std::thread::Builder::new()
             .name("flow-commit".into())
-            .spawn(move || commit_loop(&thread_writer, &receiver, &runtime))
+            .spawn(move || commit_loop(&thread_committer, &receiver, &runtime))
             .map_err(|e| FlowError::storage(format!("could not start the commit thread: {e}")))?;
         Ok(CommitPipeline {
-            writer,
+            committer,
             logged,
             sender: Mutex::new(Some(sender)),
             outstanding: Arc::default(),
@@ -324,24 +324,24 @@ impl CommitPipeline {
         if !may_block || !open {
             return Some(job);
         }
-        let mut total = match self.writer.total.try_lock() {
+        let mut total = match self.committer.total.try_lock() {
             Ok(total) => total,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Some(job),
         };
-        if self.writer.is_halted() {
+        if self.committer.is_halted() {
             // Frozen "as if the process died": the request is dropped unwritten.
             return None;
         }
         tokio::task::block_in_place(|| {
-            let written = self.writer.write(&mut total, vec![job]);
+            let written = self.committer.write(&mut total, vec![job]);
             drop(total);
             if let Some((batch, result)) = written {
                 for job in batch {
                     job.finish(result.clone());
                 }
             }
-            self.writer.checkpoint_if_due();
+            self.committer.checkpoint_if_due();
         });
         None
     }
@@ -357,16 +357,20 @@ impl CommitPipeline {
     }
 }
 
-fn commit_loop(writer: &Writer, receiver: &mpsc::Receiver<Job>, runtime: &tokio::runtime::Handle) {
+fn commit_loop(
+    committer: &Committer,
+    receiver: &mpsc::Receiver<Job>,
+    runtime: &tokio::runtime::Handle,
+) {
     let mut last_batch = 0;
     while let Some(first) = next_request(receiver, last_batch <= ANSWER_INLINE) {
-        if writer.is_halted() {
+        if committer.is_halted() {
             // Frozen "as if the process died": requests are dropped unwritten.
             drop(first);
             continue;
         }
-        let mut total = writer.lock_total();
-        let room = writer.room(*total);
+        let mut total = committer.lock_total();
+        let room = committer.room(*total);
         let mut batch = vec![first];
         while batch.len() < room {
             match receiver.try_recv() {
@@ -375,7 +379,7 @@ fn commit_loop(writer: &Writer, receiver: &mpsc::Receiver<Job>, runtime: &tokio:
             }
         }
         last_batch = batch.len();
-        let Some((batch, result)) = writer.write(&mut total, batch) else {
+        let Some((batch, result)) = committer.write(&mut total, batch) else {
             return;
         };
         drop(total);
@@ -387,7 +391,7 @@ fn commit_loop(writer: &Writer, receiver: &mpsc::Receiver<Job>, runtime: &tokio:
                 }
             }
         }
-        writer.checkpoint_if_due();
+        committer.checkpoint_if_due();
     }
 }
 

@@ -1,18 +1,26 @@
 //! The engine: starts runs, drives them through their durable operations, and answers
 //! questions about them.
 //!
-//! Parts, one per file: `commit` (the journal's writer: group commit), `driver`
-//! (moves one run forward), `plan` (turns a step into one journal write), `attempt` (runs
-//! one task attempt), `timers` (wakes runs whose deadline came), `wake` (which runs have a
-//! driver, who waits for which result), `registry` (workflows by name).
+//! Parts, one per file: `commit` (group commit: who writes the journal), `driver` (moves
+//! one run forward, turn by turn), `step` (runs one step of a run's machine and turns it
+//! into one transition), `attempt` (runs one task attempt), `timers` (wakes runs whose
+//! deadline came), `wake` (which runs have a driver, who waits for which result),
+//! `registry` (workflows by name), `builder`, `handle`.
+//!
+//! Terms, as the code uses them: a *step* is one run of the machine's step function, from
+//! one suspension point to the next; what it awaits is a durable *operation*; a *turn* is
+//! one iteration of a run's driver (read, decide, commit at most one *transition*).
+//! ARCHITECTURE.md at the repository's root has the whole glossary.
+//!
+//! The engine uses the store only through `store::Journal`.
 
 mod attempt;
 mod builder;
 mod commit;
 mod driver;
 mod handle;
-mod plan;
 mod registry;
+mod step;
 mod timers;
 mod wake;
 
@@ -39,8 +47,8 @@ use crate::store::{
 use crate::workflow::Workflow;
 use commit::{CommitHooks, CommitPipeline};
 use driver::{CachedMachine, Handover};
-use plan::{step_run, StepOutcome};
 use registry::Registry;
+use step::{step_run, StepOutcome};
 use timers::Timers;
 use wake::{Drivers, Waiters};
 
@@ -301,7 +309,7 @@ impl Engine {
             .min()
             .copied();
         let snapshot = driver::project(Snapshot::new_run(header), &write);
-        let _ = write.encode(); // see `Driver::commit`
+        let _ = write.encode(); // see `RunDriver::commit`
         let start = StartWrite { input, write };
         let (started, _start) = core.commits.submit(Change::Start(start)).await?;
         if let Applied::Started(StartOutcome::Created(effects)) = started {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Decision, Proposal, RunDriver, TaskCall, TaskProgress, Turn};
 use crate::callback::CallbackError;
-use crate::engine::plan::{end_run, needs, set_needs, Ending, Finished};
+use crate::engine::step::{end_run, needs, set_needs, Ending, Finished};
 use crate::history::EventKind;
 use crate::output;
 use crate::store::{Branch, BranchPut, BranchRecord, Journal, PendingOp, RunWrite, Shape};

@@ -2,8 +2,8 @@
 //! the run, or settling it; and the machine to resume (cached, or rebuilt from its slots).
 
 use super::{open_children, Decision, Proposal, RunDriver, Turn};
-use crate::engine::plan::{self, end_run, step_run, Ending, Finished, StepOutcome};
 use crate::engine::registry::WorkflowEntry;
+use crate::engine::step::{self, end_run, step_run, Ending, Finished, StepOutcome};
 use crate::machine::Machine;
 use crate::op::OpRequest;
 use crate::store::{Branch, Journal, PendingOp, RunWrite, Shape, Snapshot};
@@ -17,7 +17,7 @@ impl RunDriver {
         &mut self,
         turn: &Turn<'_>,
         mut write: RunWrite,
-        before: &plan::Needs,
+        before: &step::Needs,
         output: Vec<u8>,
         resolved: Vec<(u32, Vec<u8>)>,
     ) -> Decision {
@@ -58,7 +58,7 @@ impl RunDriver {
         &mut self,
         turn: &Turn<'_>,
         mut write: RunWrite,
-        before: &plan::Needs,
+        before: &step::Needs,
     ) -> Decision {
         let Turn {
             snap, op, entry, ..
@@ -72,7 +72,7 @@ impl RunDriver {
                 .open
                 .iter()
                 .filter(|i| matches!(view.items.get(i), Some(OpRequest::Child { .. })))
-                .map(|i| plan::child_id(&self.run_id, op.step, *i, true))
+                .map(|i| step::child_id(&self.run_id, op.step, *i, true))
                 .collect(),
             _ => open_children(op, &snap.branches),
         };

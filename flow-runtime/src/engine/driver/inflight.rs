@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{RunDriver, TaskCall};
 use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd};
-use crate::engine::plan;
+use crate::engine::step;
 use crate::store::{PendingOp, Shape};
 use crate::task::{find_task, TaskContext, TaskRegistration};
 
@@ -133,7 +133,7 @@ impl RunDriver {
                  program; the run is kept and can go on once the task exists again"
             ));
         };
-        let key = plan::child_id(&self.run_id, op.step, branch, op.is_multi());
+        let key = step::child_id(&self.run_id, op.step, branch, op.is_multi());
         let cancel = watch::channel(false).0;
         let mut ctx = TaskContext::new(self.run_id.clone(), key, attempt, cancel.subscribe());
         if let Some(token) = token {

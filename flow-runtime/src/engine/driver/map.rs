@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{Decision, Proposal, RunDriver, TaskCall, TaskProgress, Turn};
-use crate::engine::plan::{self, end_run, map_needs, set_needs, Ending, Finished};
+use crate::engine::step::{self, end_run, map_needs, set_needs, Ending, Finished};
 use crate::history::EventKind;
 use crate::map::MapFailed;
 use crate::op::OpRequest;
@@ -135,7 +135,7 @@ impl RunDriver {
                         .open
                         .iter()
                         .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
-                        .map(|i| plan::child_id(&self.run_id, op.step, *i, true))
+                        .map(|i| step::child_id(&self.run_id, op.step, *i, true))
                         .collect();
                     let failed = MapFailed {
                         failed: progress.failed,
@@ -179,7 +179,7 @@ impl RunDriver {
             }
             for (i, item) in new {
                 if let OpRequest::Child { workflow, input } = &item {
-                    match plan::child_start(
+                    match step::child_start(
                         &self.core.registry,
                         &self.run_id,
                         op.step,

@@ -152,8 +152,8 @@ impl RunDriver {
                 }
             };
             match self.decide(&snap, &entry) {
-                Decision::Commit(plan) => {
-                    if !self.commit(*plan, snap).await {
+                Decision::Commit(proposal) => {
+                    if !self.commit(*proposal, snap).await {
                         return;
                     }
                 }

@@ -4,8 +4,8 @@
 //! (`branches`) or item by item (`map`).
 
 use super::{Decision, Proposal, RunDriver};
-use crate::engine::plan::{end_run, needs, step_run, Ending, Finished, StepOutcome};
 use crate::engine::registry::WorkflowEntry;
+use crate::engine::step::{end_run, needs, step_run, Ending, Finished, StepOutcome};
 use crate::history::EventKind;
 use crate::machine::Machine;
 use crate::store::{Journal, PendingOp, RunWrite, Seen, Shape, Snapshot};

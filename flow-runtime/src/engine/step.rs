@@ -1,5 +1,7 @@
-//! Turning what happened to a run into one `RunWrite`: stepping the machine after an
-//! operation finished, scheduling the next operation, failing or faulting the run.
+//! A step and the transition it yields: running a run's machine from the output of the
+//! operation it awaited to its next suspension (or its end), and turning that into one
+//! `RunWrite` (new slots, events, the next pending operation and what it needs: timers,
+//! child runs, callback tokens); or ending the run (failed, faulted, cancelled).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
