@@ -13,6 +13,14 @@ use crate::engine::step;
 use crate::store::{PendingOp, Shape};
 use crate::task::{find_task, TaskContext, TaskRegistration};
 
+/// Which attempt: of branch `branch` of the operation of step `step`. Ordered by step,
+/// then branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct AttemptKey {
+    pub step: u64,
+    pub branch: u32,
+}
+
 /// A finished attempt, waiting to be committed.
 pub(super) struct AttemptOutcome {
     pub step: u64,
@@ -34,7 +42,7 @@ pub(super) struct Inflight {
 /// its result is judged in the same poll that finishes it; the attempts of joins, races
 /// and maps get tasks of their own so that they run in parallel.
 pub(super) struct InlineAttempt {
-    key: (u64, u32),
+    key: AttemptKey,
     body: Pin<Box<dyn Future<Output = AttemptOutcome> + Send>>,
 }
 
@@ -64,7 +72,7 @@ pub(super) fn inline_finished(
         };
         match attempt.body.as_mut().poll(cx) {
             Poll::Ready(outcome) => {
-                let branch = attempt.key.1;
+                let branch = attempt.key.branch;
                 *inline = None;
                 Poll::Ready((branch, outcome))
             }
@@ -80,7 +88,7 @@ impl RunDriver {
         let losers: Vec<_> = self
             .inflight
             .keys()
-            .filter(|(s, b)| *s == step && Some(*b) != keep)
+            .filter(|key| key.step == step && Some(key.branch) != keep)
             .copied()
             .collect();
         for key in losers {
@@ -92,7 +100,7 @@ impl RunDriver {
 
     /// Tells an attempt's body to stop and lets it finish on its own; its result is
     /// ignored. An inline attempt gets a task of its own for that.
-    fn cancel_and_detach(&mut self, key: (u64, u32), inflight: Inflight) {
+    fn cancel_and_detach(&mut self, key: AttemptKey, inflight: Inflight) {
         inflight.cancel.send_replace(true);
         match inflight.handle {
             Some(handle) => handle.detach(),
@@ -154,7 +162,7 @@ impl RunDriver {
         let handle = if op.shape == Shape::Single && op.branches.len() == 1 && self.inline.is_none()
         {
             self.inline = Some(InlineAttempt {
-                key: (step, branch),
+                key: AttemptKey { step, branch },
                 body: Box::pin(body),
             });
             None
@@ -169,7 +177,7 @@ impl RunDriver {
             })))
         };
         self.inflight
-            .insert((step, branch), Inflight { handle, cancel });
+            .insert(AttemptKey { step, branch }, Inflight { handle, cancel });
         Ok(())
     }
 }

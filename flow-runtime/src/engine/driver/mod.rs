@@ -42,7 +42,8 @@ use branches::open_children;
 use handover::cacheable;
 pub(crate) use handover::{project, CachedMachine, Handover};
 use inflight::{
-    inline_finished, spawned_finished, AttemptOutcome, Inflight, InlineAttempt, ResultsChannel,
+    inline_finished, spawned_finished, AttemptKey, AttemptOutcome, Inflight, InlineAttempt,
+    ResultsChannel,
 };
 use settle::{TaskCall, TaskProgress};
 use turn::Turn;
@@ -93,12 +94,12 @@ struct RunDriver {
     run_id: String,
     slot: Arc<DriverSlot>,
     machine: Option<CachedMachine>,
-    /// Attempts running now, by (step, branch); dropping one aborts it.
-    inflight: HashMap<(u64, u32), Inflight>,
+    /// Attempts running now; dropping one aborts it.
+    inflight: HashMap<AttemptKey, Inflight>,
     /// The running attempt this driver polls itself, if any (also in `inflight`).
     inline: Option<InlineAttempt>,
-    /// Finished attempts not yet judged, by (step, branch).
-    outcomes: BTreeMap<(u64, u32), AttemptOutcome>,
+    /// Finished attempts not yet judged.
+    outcomes: BTreeMap<AttemptKey, AttemptOutcome>,
     /// Where attempts with tasks of their own report; made for the first such attempt
     /// (most runs never need one).
     results: Option<ResultsChannel>,
@@ -190,7 +191,10 @@ impl RunDriver {
     }
 
     fn received(&mut self, branch: u32, outcome: AttemptOutcome) {
-        let key = (outcome.step, branch);
+        let key = AttemptKey {
+            step: outcome.step,
+            branch,
+        };
         self.inflight.remove(&key);
         self.outcomes.insert(key, outcome);
     }

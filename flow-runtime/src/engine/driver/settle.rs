@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AttemptOutcome, RunDriver, Turn};
+use super::{AttemptKey, AttemptOutcome, RunDriver, Turn};
 use crate::codec;
 use crate::engine::attempt::AttemptEnd;
 use crate::engine::random_unit;
@@ -34,7 +34,11 @@ impl RunDriver {
     ) -> TaskProgress {
         let Turn { op, now, .. } = *turn;
         let TaskCall { name, policy, .. } = call;
-        if let Some(outcome) = self.outcomes.remove(&(op.step, i)) {
+        let key = AttemptKey {
+            step: op.step,
+            branch: i,
+        };
+        if let Some(outcome) = self.outcomes.remove(&key) {
             return match settle_attempt(op, i, name, policy, outcome, &mut write.events, now) {
                 Verdict::Done(output, failure) => TaskProgress::Finished { output, failure },
                 Verdict::Retry(record) => {
@@ -45,7 +49,7 @@ impl RunDriver {
                 Verdict::End(ending) => TaskProgress::End(ending),
             };
         }
-        if !self.inflight.contains_key(&(op.step, i)) {
+        if !self.inflight.contains_key(&key) {
             let (failed, due) = match records.get(&i) {
                 Some(BranchRecord::Retrying {
                     failed_attempts,

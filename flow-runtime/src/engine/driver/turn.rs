@@ -92,7 +92,7 @@ impl RunDriver {
         };
         // Attempts of earlier steps (race losers, callbacks completed before their task
         // returned) are of no use any more.
-        self.outcomes.retain(|(step, _), _| *step == op.step);
+        self.outcomes.retain(|key, _| key.step == op.step);
 
         let turn = Turn {
             snap,
