@@ -24,9 +24,7 @@ mod step;
 mod timers;
 mod wake;
 
-use crate::time::{millis, now_ms};
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -44,6 +42,7 @@ use crate::store::{
     Applied, Change, Journal, RunRecord, RunWrite, Snapshot, StartOutcome, StartWrite, Store,
     StoredStatus,
 };
+use crate::time::{millis, now_ms};
 use crate::workflow::Workflow;
 use commit::{CommitHooks, CommitPipeline};
 use driver::{CachedMachine, Handover};
@@ -525,13 +524,4 @@ fn check_run_id(run_id: &str) -> Result<(), FlowError> {
         run_id: run_id.to_string(),
         reason,
     })
-}
-
-/// A random number in `[0, 1)` for retry jitter (std's per-process random hash keys).
-pub(crate) fn random_unit() -> f64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u64(now_ms());
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -39,7 +39,7 @@ pub(crate) type HeaderAndOutput = (RunRecord, Option<Vec<u8>>);
 pub(crate) struct Snapshot {
     pub header: RunRecord,
     pub pending: Option<PendingOp>,
-    /// Records of the pending step's branches, by branch.
+    /// Records of the pending operation's branches, by branch.
     pub branches: BTreeMap<u32, BranchRecord>,
     pub cancel_requested: bool,
     /// For a pending map: its progress and its open items.

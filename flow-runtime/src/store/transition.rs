@@ -59,12 +59,12 @@ pub(crate) struct RunWrite {
     pub run_deadline: Option<u64>,
     /// The run-level deadline passed: record it and request cancellation.
     pub run_timed_out: bool,
-    /// The run continues as new with this input: its history, slots and pending step of
+    /// The run continues as new with this input: its history, slots and pending operation of
     /// the current generation are deleted.
     pub continue_as_new: Option<Vec<u8>>,
     /// What the driver saw of the run when it computed this write (`None` for a start).
     pub seen: Option<Seen>,
-    /// `events` and the new pending step, encoded by [`RunWrite::encode`] before the
+    /// `events` and the new pending operation, encoded by [`RunWrite::encode`] before the
     /// write goes to the commit thread (whose time is the engine's serial bottleneck).
     /// Not logged: replay encodes them again, to the same bytes.
     #[serde(skip)]
@@ -141,7 +141,7 @@ pub(crate) struct EncodedParts {
     /// `events` as postcard encodes a `Vec<EventKind>` (a length, then each event).
     pub(super) events: Vec<u8>,
     pub(super) events_len: u64,
-    /// The pending step of `PendingChange::Set`.
+    /// The pending operation of `PendingChange::Set`.
     pub(super) pending: Option<Vec<u8>>,
 }
 
@@ -188,7 +188,7 @@ impl RunWrite {
         }
     }
 
-    /// Encodes the events and the pending step now, off the commit thread. Changing
+    /// Encodes the events and the pending operation now, off the commit thread. Changing
     /// either afterwards is a bug: the commit writes what was encoded here.
     pub(crate) fn encode(&mut self) -> Result<(), FlowError> {
         self.encoded = Some(EncodedParts::of(&self.events, &self.pending)?);

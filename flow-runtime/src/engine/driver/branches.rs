@@ -1,4 +1,4 @@
-//! A turn of a pending step made of branches (a single operation, a join or a race): new
+//! A turn of a pending operation made of branches (a single operation, a join or a race): new
 //! results, retries and attempts to start, branch by branch; then the step's output once
 //! it has one.
 
@@ -12,7 +12,7 @@ use crate::output;
 use crate::store::{Branch, BranchPut, BranchRecord, Journal, PendingOp, RunWrite, Shape};
 
 impl RunDriver {
-    /// Sorts out each open branch of the pending step; resumes the workflow once the step
+    /// Sorts out each open branch of the pending operation; resumes the workflow once the step
     /// has its output.
     pub(super) fn decide_branches(&mut self, turn: &Turn<'_>, mut write: RunWrite) -> Decision {
         let Turn { snap, op, now, .. } = *turn;

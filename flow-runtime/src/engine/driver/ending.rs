@@ -11,7 +11,7 @@ use crate::task::{find_task, TaskFailure};
 use crate::time::now_ms;
 
 impl RunDriver {
-    /// Resumes the workflow with `output`, the pending step's result; `resolved` are the
+    /// Resumes the workflow with `output`, the pending operation's result; `resolved` are the
     /// branch outputs first known in this turn (kept if the step fails).
     pub(super) fn resume(
         &mut self,

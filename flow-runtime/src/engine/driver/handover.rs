@@ -13,7 +13,7 @@ pub(crate) struct CachedMachine {
     pub steps: u64,
 }
 
-/// Whether a snapshot is simple enough to keep between turns: a pending step made of task
+/// Whether a snapshot is simple enough to keep between turns: a pending operation made of task
 /// calls only (no map, callback, signal, sleep or child: their records are also changed by
 /// others, e.g. a heartbeat), no cancellation asked for.
 pub(super) fn cacheable(snap: &Snapshot) -> bool {

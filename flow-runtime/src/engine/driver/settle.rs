@@ -2,15 +2,17 @@
 //! task's retry policy (done, retry later, or the run cannot go on).
 
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{AttemptKey, AttemptOutcome, RunDriver, Turn};
 use crate::codec;
 use crate::engine::attempt::AttemptEnd;
-use crate::engine::random_unit;
 use crate::engine::step::Ending;
 use crate::history::EventKind;
 use crate::store::{BranchPut, BranchRecord, PendingOp, RunWrite};
 use crate::task::{AttemptClass, TaskPolicy};
+use crate::time::now_ms;
 
 /// A task call as a branch or a map item names it.
 #[derive(Clone, Copy)]
@@ -169,4 +171,13 @@ pub(super) fn settle_attempt(
             },
         },
     }
+}
+
+/// A random number in `[0, 1)` for retry jitter (std's per-process random hash keys).
+fn random_unit() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u64(now_ms());
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }

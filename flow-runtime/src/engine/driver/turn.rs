@@ -1,6 +1,6 @@
 //! A turn: what the driver decides from the run as the journal holds it. The parts common
-//! to every step (a fault to record, the run-level deadline, the first step, a missing
-//! pending step) are here; a pending step is then sorted out branch by branch
+//! to every turn (a fault to record, the run-level deadline, the first step, a missing
+//! pending operation) are here; a pending operation is then sorted out branch by branch
 //! (`branches`) or item by item (`map`).
 
 use super::{Decision, Proposal, RunDriver};
@@ -11,8 +11,9 @@ use crate::machine::Machine;
 use crate::store::{Journal, PendingOp, RunWrite, Seen, Shape, Snapshot};
 use crate::time::now_ms;
 
-/// What a turn works from once the run has a pending step: the run as read, that step,
-/// the run's workflow, and the time the turn started (every deadline is judged by it).
+/// What a turn works from once the run has a pending operation: the run as read, that
+/// operation, the run's workflow, and the time the turn started (every deadline is judged
+/// by it).
 #[derive(Clone, Copy)]
 pub(super) struct Turn<'a> {
     pub snap: &'a Snapshot,
