@@ -1,5 +1,6 @@
 //! Entry points for the fuzz targets (`fuzz/`) and the fuzz smoke test: the journal's own
-//! record decoders, reachable from outside the crate. Not a public API.
+//! record decoders, reachable from outside the crate. Not a public API: only with the
+//! `test-hooks` cargo feature.
 
 #![doc(hidden)]
 

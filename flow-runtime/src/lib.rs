@@ -9,6 +9,7 @@ pub mod codec;
 mod durable;
 mod engine;
 mod error;
+#[cfg(feature = "test-hooks")]
 pub mod fuzz_hooks;
 mod history;
 mod join;

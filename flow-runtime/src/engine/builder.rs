@@ -78,6 +78,9 @@ impl EngineBuilder {
     /// Test hook: after the `n`-th transition is durable, the engine freezes as if the
     /// process had died: no further commits (later requests are dropped unwritten), no
     /// task starts. Shut it down (or drop it) and reopen the journal to recover.
+    ///
+    /// Only with the `test-hooks` cargo feature.
+    #[cfg(feature = "test-hooks")]
     pub fn halt_after_commits(mut self, n: u64) -> Self {
         self.halt_after = Some(n.max(1));
         self
@@ -87,6 +90,9 @@ impl EngineBuilder {
     /// thread that committed it (the commit thread, or the driver of a run that was
     /// alone), with the number of transitions committed so far (e.g. to
     /// `std::process::abort()` at a chosen point). Calls never overlap.
+    ///
+    /// Only with the `test-hooks` cargo feature.
+    #[cfg(feature = "test-hooks")]
     pub fn on_commit(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
         self.on_commit = Some(Arc::new(hook));
         self
