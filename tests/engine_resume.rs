@@ -4,23 +4,14 @@
 //! async function's, and every step must be committed exactly once in the history.
 
 mod corpus;
+mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use corpus::workflows::*;
 use flow::{Engine, EventKind, Workflow};
-
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flow-engine-resume-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.redb"));
-    Engine::remove_journal(&path).unwrap();
-    path
-}
+use support::{halting, Commits, ScratchDir};
 
 /// Asserts that each step number appears in exactly one `StepCompleted`, contiguously.
 fn assert_steps_committed_once(history: &[flow::HistoryEvent], what: &str) {
@@ -49,14 +40,10 @@ where
     F: Fn() -> W,
 {
     let expected = make().await;
-    let path = temp_db(&format!("{name}-reference"));
-    let commits = Arc::new(AtomicU64::new(0));
-    let counter = commits.clone();
-    let engine = builder()
-        .on_commit(move |total| counter.store(total, Ordering::SeqCst))
-        .open(&path)
-        .await
-        .unwrap();
+    let dir = ScratchDir::new(&format!("engine-resume-{name}"));
+    let path = dir.journal("reference");
+    let (builder_counting, commits) = Commits::counting(builder());
+    let engine = builder_counting.open(&path).await.unwrap();
     let out = engine
         .start("run", make())
         .await
@@ -66,32 +53,20 @@ where
         .unwrap();
     assert_eq!(out, expected, "{name}: uninterrupted engine run");
     engine.shutdown().await;
-    let total = commits.load(Ordering::SeqCst);
+    let total = commits.get();
     assert!(
         total >= 2,
         "{name}: a run commits at least its start and its end"
     );
 
     for k in 1..total {
-        let path = temp_db(&format!("{name}-{k}"));
-        let commits = Arc::new(AtomicU64::new(0));
-        let counter = commits.clone();
-        let engine = builder()
-            .halt_after_commits(k)
-            .on_commit(move |t| counter.store(t, Ordering::SeqCst))
-            .open(&path)
-            .await
-            .unwrap();
+        let path = dir.journal(&format!("crash-{k}"));
+        let (halting, commits) = halting(builder(), k);
+        let engine = halting.open(&path).await.unwrap();
         let _ = engine.start("run", make()).await;
         // The engine freezes after its k-th commit; wait for it to get there.
-        for _ in 0..2000 {
-            if commits.load(Ordering::SeqCst) >= k {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
         assert_eq!(
-            commits.load(Ordering::SeqCst),
+            commits.wait_for(k, Duration::from_secs(2)).await,
             k,
             "{name}: halted engine committed more than {k}"
         );
