@@ -4,7 +4,7 @@
 //!
 //! They run on a two-worker multi-thread runtime, as servers do, where a run that is
 //! alone commits on its driver's thread (`block_in_place`); the engine's own tests
-//! (`flow-runtime/tests`) use current-thread runtimes, where every commit goes through
+//! (`tests/engine`) use current-thread runtimes, where every commit goes through
 //! the commit thread.
 
 use std::collections::BTreeMap;

@@ -1,25 +1,28 @@
 //! Starting runs, results, recovery after a halt, retries, timeouts, panics, history.
 
-mod common;
+use flow::{Engine, EventKind, FlowError, RunStatus};
 
-use common::*;
-use flow_runtime::{Engine, EventKind, FlowError, RunStatus};
+use crate::support::TempJournal;
+use crate::workflows::*;
 
-fn builder() -> flow_runtime::EngineBuilder {
+fn builder() -> flow::EngineBuilder {
     Engine::builder()
-        .register::<Pipeline>()
-        .register::<CallFlaky>()
-        .register::<CallSlow>()
-        .register::<CallBoom>()
-        .register::<CallPlainBoom>()
-        .register::<Panics>()
+        .register::<pipeline>()
+        .register::<call_flaky>()
+        .register::<call_slow>()
+        .register::<call_boom>()
+        .register::<call_plain_boom>()
+        .register::<panics>()
 }
 
 #[tokio::test]
 async fn start_runs_to_completion() {
     let journal = TempJournal::new("complete");
     let engine = builder().open(journal.path()).await.unwrap();
-    let run = engine.start("p-1", pipeline("complete", 1)).await.unwrap();
+    let run = engine
+        .start("p-1", pipeline("complete".into(), 1))
+        .await
+        .unwrap();
     // a = 2, b = 3, c = 6
     assert_eq!(run.result().await.unwrap(), 11);
     assert_eq!(runs("complete"), 3);
@@ -39,7 +42,7 @@ async fn result_of_a_run_finished_before_a_restart() {
     let journal = TempJournal::new("finished");
     let engine = builder().open(journal.path()).await.unwrap();
     engine
-        .start("p", pipeline("finished", 5))
+        .start("p", pipeline("finished".into(), 5))
         .await
         .unwrap()
         .result()
@@ -48,15 +51,15 @@ async fn result_of_a_run_finished_before_a_restart() {
     engine.shutdown().await;
 
     let engine = builder().open(journal.path()).await.unwrap();
-    let run = engine.handle::<Pipeline>("p").unwrap();
+    let run = engine.handle::<pipeline>("p").unwrap();
     assert_eq!(run.result().await.unwrap(), 6 + 7 + 14);
     assert_eq!(runs("finished"), 3, "nothing reran");
     assert!(matches!(
-        engine.handle::<CallFlaky>("p"),
+        engine.handle::<call_flaky>("p"),
         Err(FlowError::WrongWorkflow { .. })
     ));
     assert!(matches!(
-        engine.handle::<Pipeline>("nope"),
+        engine.handle::<pipeline>("nope"),
         Err(FlowError::UnknownRun { .. })
     ));
     engine.shutdown().await;
@@ -71,7 +74,7 @@ async fn halted_engine_resumes_on_reopen_without_rerunning_committed_steps() {
         .open(journal.path())
         .await
         .unwrap();
-    let run = engine.start("h", pipeline("halt", 1)).await.unwrap();
+    let run = engine.start("h", pipeline("halt".into(), 1)).await.unwrap();
     assert!(matches!(
         run.result().await,
         Err(FlowError::EngineStopped { .. })
@@ -81,7 +84,7 @@ async fn halted_engine_resumes_on_reopen_without_rerunning_committed_steps() {
     engine.shutdown().await;
 
     let engine = builder().open(journal.path()).await.unwrap();
-    let run = engine.handle::<Pipeline>("h").unwrap();
+    let run = engine.handle::<pipeline>("h").unwrap();
     assert_eq!(run.result().await.unwrap(), 11);
     assert_eq!(runs("halt"), 3, "step 0 ran once, steps 1 and 2 once each");
     engine.shutdown().await;
@@ -96,14 +99,17 @@ async fn interrupted_attempt_runs_again_with_the_same_key() {
         .open(journal.path())
         .await
         .unwrap();
-    engine.start("i", pipeline("interrupt", 1)).await.unwrap();
+    engine
+        .start("i", pipeline("interrupt".into(), 1))
+        .await
+        .unwrap();
     engine.shutdown().await;
     let first = contexts("interrupt");
 
     let engine = builder().open(journal.path()).await.unwrap();
     assert_eq!(
         engine
-            .handle::<Pipeline>("i")
+            .handle::<pipeline>("i")
             .unwrap()
             .result()
             .await
@@ -120,8 +126,14 @@ async fn interrupted_attempt_runs_again_with_the_same_key() {
 #[tokio::test]
 async fn start_is_idempotent_by_run_id() {
     let engine = builder().open_in_memory().await.unwrap();
-    let a = engine.start("same", pipeline("idem", 1)).await.unwrap();
-    let b = engine.start("same", pipeline("idem", 1)).await.unwrap();
+    let a = engine
+        .start("same", pipeline("idem".into(), 1))
+        .await
+        .unwrap();
+    let b = engine
+        .start("same", pipeline("idem".into(), 1))
+        .await
+        .unwrap();
     assert_eq!(a.result().await.unwrap(), b.result().await.unwrap());
     assert_eq!(
         runs("idem"),
@@ -129,7 +141,10 @@ async fn start_is_idempotent_by_run_id() {
         "the second start did not start another run"
     );
 
-    let conflict = engine.start("same", pipeline("idem", 2)).await.unwrap_err();
+    let conflict = engine
+        .start("same", pipeline("idem".into(), 2))
+        .await
+        .unwrap_err();
     assert!(
         matches!(conflict, FlowError::RunIdConflict { .. }),
         "{conflict}"
@@ -140,13 +155,7 @@ async fn start_is_idempotent_by_run_id() {
     );
 
     let other = engine
-        .start(
-            "same",
-            CallFlaky(Flaky {
-                label: "idem-x".into(),
-                fail_first: 0,
-            }),
-        )
+        .start("same", call_flaky("idem-x".into(), 0))
         .await
         .unwrap_err();
     assert!(other.to_string().contains("tests::pipeline"), "{other}");
@@ -156,11 +165,10 @@ async fn start_is_idempotent_by_run_id() {
 #[tokio::test]
 async fn retries_with_back_off_then_succeeds() {
     let engine = builder().open_in_memory().await.unwrap();
-    let flaky = Flaky {
-        label: "retry-ok".into(),
-        fail_first: 2,
-    };
-    let run = engine.start("r", CallFlaky(flaky)).await.unwrap();
+    let run = engine
+        .start("r", call_flaky("retry-ok".into(), 2))
+        .await
+        .unwrap();
     assert_eq!(run.result().await.unwrap(), Ok(3));
     let attempts: Vec<u32> = contexts("retry-ok").iter().map(|c| c.attempt).collect();
     assert_eq!(attempts, [1, 2, 3]);
@@ -197,13 +205,7 @@ async fn retries_with_back_off_then_succeeds() {
 async fn exhausted_retries_reach_the_workflow_as_err() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
-        .start(
-            "x",
-            CallFlaky(Flaky {
-                label: "exhaust".into(),
-                fail_first: 10,
-            }),
-        )
+        .start("x", call_flaky("exhaust".into(), 10))
         .await
         .unwrap();
     assert_eq!(
@@ -239,13 +241,7 @@ async fn retry_back_off_survives_a_restart() {
         .await
         .unwrap();
     let run = engine
-        .start(
-            "rr",
-            CallFlaky(Flaky {
-                label: "retry-restart".into(),
-                fail_first: 1,
-            }),
-        )
+        .start("rr", call_flaky("retry-restart".into(), 1))
         .await
         .unwrap();
     assert!(matches!(
@@ -256,7 +252,7 @@ async fn retry_back_off_survives_a_restart() {
     assert_eq!(runs("retry-restart"), 1);
 
     let engine = builder().open(journal.path()).await.unwrap();
-    let run = engine.handle::<CallFlaky>("rr").unwrap();
+    let run = engine.handle::<call_flaky>("rr").unwrap();
     assert_eq!(run.result().await.unwrap(), Ok(2));
     assert_eq!(runs("retry-restart"), 2);
     engine.shutdown().await;
@@ -266,13 +262,7 @@ async fn retry_back_off_survives_a_restart() {
 async fn timeout_is_a_failed_attempt() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
-        .start(
-            "t",
-            CallSlow(Slow {
-                label: "timeout".into(),
-                ms: 5_000,
-            }),
-        )
+        .start("t", call_slow("timeout".into(), 5_000))
         .await
         .unwrap();
     let err = run.result().await.unwrap().unwrap_err();
@@ -285,25 +275,13 @@ async fn timeout_is_a_failed_attempt() {
 async fn panicking_task_is_a_failed_attempt() {
     let engine = builder().open_in_memory().await.unwrap();
     let recovers = engine
-        .start(
-            "b1",
-            CallBoom(Boom {
-                label: "boom-once".into(),
-                panic_first: 1,
-            }),
-        )
+        .start("b1", call_boom("boom-once".into(), 1))
         .await
         .unwrap();
     assert_eq!(recovers.result().await.unwrap(), Ok(2));
 
     let exhausted = engine
-        .start(
-            "b2",
-            CallBoom(Boom {
-                label: "boom-always".into(),
-                panic_first: 9,
-            }),
-        )
+        .start("b2", call_boom("boom-always".into(), 9))
         .await
         .unwrap();
     let err = exhausted.result().await.unwrap().unwrap_err();
@@ -311,12 +289,7 @@ async fn panicking_task_is_a_failed_attempt() {
 
     // A task whose output cannot carry the failure fails the run.
     let plain = engine
-        .start(
-            "b3",
-            CallPlainBoom(PlainBoom {
-                label: "plain".into(),
-            }),
-        )
+        .start("b3", call_plain_boom("plain".into()))
         .await
         .unwrap();
     let err = plain.result().await.unwrap_err();
@@ -332,7 +305,7 @@ async fn panicking_task_is_a_failed_attempt() {
 #[tokio::test]
 async fn panicking_workflow_fails_the_run_not_the_engine() {
     let engine = builder().open_in_memory().await.unwrap();
-    let run = engine.start("wp", Panics).await.unwrap();
+    let run = engine.start("wp", panics()).await.unwrap();
     let err = run.result().await.unwrap_err();
     assert!(
         err.to_string().contains("the workflow body panicked"),
@@ -341,7 +314,7 @@ async fn panicking_workflow_fails_the_run_not_the_engine() {
     // The engine still works.
     assert_eq!(
         engine
-            .start("ok", pipeline("after-panic", 0))
+            .start("ok", pipeline("after-panic".into(), 0))
             .await
             .unwrap()
             .result()
@@ -355,7 +328,10 @@ async fn panicking_workflow_fails_the_run_not_the_engine() {
 #[tokio::test]
 async fn history_and_list_show_what_happened() {
     let engine = builder().open_in_memory().await.unwrap();
-    let run = engine.start("hist", pipeline("history", 1)).await.unwrap();
+    let run = engine
+        .start("hist", pipeline("history".into(), 1))
+        .await
+        .unwrap();
     run.result().await.unwrap();
     let history = engine.history("hist").await.unwrap();
     let kinds: Vec<&str> = history
@@ -388,14 +364,14 @@ async fn history_and_list_show_what_happened() {
     assert!(history.iter().enumerate().all(|(i, e)| e.seq == i as u64));
     assert!(matches!(
         &history[1].kind,
-        EventKind::StepScheduled { step: 0, state: 0, name, request: flow_runtime::OpRequest::Task { .. } }
+        EventKind::StepScheduled { step: 0, state: 0, name, request: flow::OpRequest::Task { .. } }
             if name == "count"
     ));
     assert_eq!(
         history[3].kind,
         EventKind::StepCompleted {
             step: 0,
-            output: flow_runtime::codec::encode(&2u64, String::new).unwrap()
+            output: flow::codec::encode(&2u64, String::new).unwrap()
         }
     );
 
@@ -427,7 +403,7 @@ async fn on_commit_counts_every_transition() {
         .await
         .unwrap();
     engine
-        .start("c", pipeline("commits", 1))
+        .start("c", pipeline("commits".into(), 1))
         .await
         .unwrap()
         .result()
@@ -445,7 +421,7 @@ async fn many_concurrent_runs_share_commits() {
     for i in 0..200 {
         handles.push(
             engine
-                .start(format!("m-{i}"), pipeline("many", i))
+                .start(format!("m-{i}"), pipeline("many".into(), i))
                 .await
                 .unwrap(),
         );

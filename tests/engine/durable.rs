@@ -1,35 +1,35 @@
 //! Durable sleep, signals, child workflows, joins and cancellation.
 //!
 //! On a two-worker runtime, where a run that is alone commits on its driver's thread;
-//! `engine.rs` and `errors.rs` use current-thread runtimes, where every commit goes
+//! `basics.rs` and `errors.rs` use current-thread runtimes, where every commit goes
 //! through the commit thread.
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
-use flow_runtime::{Engine, EventKind, FlowError, RunStatus, SignalTimeout};
+use flow::{Engine, EventKind, FlowError, RunStatus, SignalTimeout};
 
-fn builder() -> flow_runtime::EngineBuilder {
+use crate::support::{eventually, TempJournal};
+use crate::workflows::*;
+
+fn builder() -> flow::EngineBuilder {
     Engine::builder()
-        .register::<Nap>()
-        .register::<AwaitApproval>()
-        .register::<AwaitWithTimeout>()
-        .register::<TwoSignals>()
-        .register::<Parent>()
-        .register::<Pipeline>()
-        .register::<Fanout>()
-        .register::<CallPatient>()
-        .register::<CallPlainBoom>()
-        .register::<NapThenApproval>()
+        .register::<nap>()
+        .register::<await_approval>()
+        .register::<await_with_timeout>()
+        .register::<two_signals>()
+        .register::<parent>()
+        .register::<pipeline>()
+        .register::<fanout>()
+        .register::<call_patient>()
+        .register::<call_plain_boom>()
+        .register::<nap_then_approval>()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleep_resumes_after_the_deadline() {
     let engine = builder().open_in_memory().await.unwrap();
     let started = Instant::now();
-    let run = engine.start("nap", Nap(80)).await.unwrap();
+    let run = engine.start("nap", nap(80)).await.unwrap();
     assert_eq!(run.status().await.unwrap(), RunStatus::Waiting);
     run.result().await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(75));
@@ -48,11 +48,11 @@ async fn sleep_survives_a_restart() {
     let journal = TempJournal::new("sleep");
     let engine = builder().open(journal.path()).await.unwrap();
     let started = Instant::now();
-    engine.start("nap", Nap(300)).await.unwrap();
+    engine.start("nap", nap(300)).await.unwrap();
     engine.shutdown().await;
 
     let engine = builder().open(journal.path()).await.unwrap();
-    let run = engine.handle::<Nap>("nap").unwrap();
+    let run = engine.handle::<nap>("nap").unwrap();
     assert_eq!(run.status().await.unwrap(), RunStatus::Waiting);
     run.result().await.unwrap();
     assert!(
@@ -63,13 +63,13 @@ async fn sleep_survives_a_restart() {
 
     // A deadline that passed while no engine ran fires at once on open.
     let engine = builder().open(journal.path()).await.unwrap();
-    engine.start("past", Nap(50)).await.unwrap();
+    engine.start("past", nap(50)).await.unwrap();
     engine.shutdown().await;
     tokio::time::sleep(Duration::from_millis(80)).await;
     let engine = builder().open(journal.path()).await.unwrap();
     let reopened = Instant::now();
     engine
-        .handle::<Nap>("past")
+        .handle::<nap>("past")
         .unwrap()
         .result()
         .await
@@ -81,7 +81,7 @@ async fn sleep_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_sent_after_the_wait() {
     let engine = builder().open_in_memory().await.unwrap();
-    let run = engine.start("s", AwaitApproval(())).await.unwrap();
+    let run = engine.start("s", await_approval()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(run.status().await.unwrap(), RunStatus::Waiting);
     engine
@@ -117,7 +117,7 @@ async fn signal_sent_after_the_wait() {
 async fn signals_sent_before_the_wait_are_delivered_in_order_once_each() {
     let engine = builder().open_in_memory().await.unwrap();
     // Sent while the run sleeps: they wait in its inbox.
-    let run = engine.start("later", NapThenApproval(60)).await.unwrap();
+    let run = engine.start("later", nap_then_approval(60)).await.unwrap();
     engine
         .signal("later", "approval", &"first".to_string())
         .await
@@ -130,7 +130,7 @@ async fn signals_sent_before_the_wait_are_delivered_in_order_once_each() {
     assert_eq!(run.result().await.unwrap(), "first");
 
     // Two waits for the same signal in one join take the oldest two, in order.
-    let run = engine.start("two", TwoSignals(())).await.unwrap();
+    let run = engine.start("two", two_signals()).await.unwrap();
     engine.signal("two", "n", &1u32).await.unwrap();
     engine.signal("two", "n", &2u32).await.unwrap();
     // The run may have taken the first two and ended already: then this one is refused.
@@ -151,7 +151,7 @@ async fn signal_in_the_inbox_before_the_run_waits_survives_a_restart() {
         .open(journal.path())
         .await
         .unwrap();
-    engine.start("inbox", AwaitApproval(())).await.unwrap();
+    engine.start("inbox", await_approval()).await.unwrap();
     engine
         .signal("inbox", "approval", &"kept".to_string())
         .await
@@ -159,7 +159,7 @@ async fn signal_in_the_inbox_before_the_run_waits_survives_a_restart() {
     engine.shutdown().await;
 
     let engine = builder().open(journal.path()).await.unwrap();
-    let run = engine.handle::<AwaitApproval>("inbox").unwrap();
+    let run = engine.handle::<await_approval>("inbox").unwrap();
     assert_eq!(run.result().await.unwrap(), "kept");
     engine.shutdown().await;
 }
@@ -167,7 +167,7 @@ async fn signal_in_the_inbox_before_the_run_waits_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signal_timeout_outputs_err_and_signal_in_time_outputs_ok() {
     let engine = builder().open_in_memory().await.unwrap();
-    let late = engine.start("late", AwaitWithTimeout(40)).await.unwrap();
+    let late = engine.start("late", await_with_timeout(40)).await.unwrap();
     assert_eq!(
         late.result().await.unwrap(),
         Err(SignalTimeout {
@@ -176,7 +176,7 @@ async fn signal_timeout_outputs_err_and_signal_in_time_outputs_ok() {
         })
     );
     let on_time = engine
-        .start("on-time", AwaitWithTimeout(5_000))
+        .start("on-time", await_with_timeout(5_000))
         .await
         .unwrap();
     engine
@@ -192,17 +192,11 @@ async fn child_workflow_output_resumes_the_parent() {
     let journal = TempJournal::new("child");
     let engine = builder().open(journal.path()).await.unwrap();
     let run = engine
-        .start(
-            "parent",
-            Parent(PipelineInput {
-                label: "child".into(),
-                n: 1,
-            }),
-        )
+        .start("parent", parent("child".into(), 1))
         .await
         .unwrap();
     assert_eq!(run.result().await.unwrap(), 11);
-    let child = engine.handle::<Pipeline>("parent/0").unwrap();
+    let child = engine.handle::<pipeline>("parent/0").unwrap();
     assert_eq!(child.result().await.unwrap(), 11);
     match &engine.history("parent/0").await.unwrap()[0].kind {
         EventKind::RunStarted { parent, .. } => assert_eq!(parent.as_deref(), Some("parent")),
@@ -221,13 +215,7 @@ async fn child_workflow_survives_a_restart() {
         .await
         .unwrap();
     let run = engine
-        .start(
-            "p",
-            Parent(PipelineInput {
-                label: "child-restart".into(),
-                n: 1,
-            }),
-        )
+        .start("p", parent("child-restart".into(), 1))
         .await
         .unwrap();
     assert!(matches!(
@@ -240,7 +228,7 @@ async fn child_workflow_survives_a_restart() {
     let engine = builder().open(journal.path()).await.unwrap();
     assert_eq!(
         engine
-            .handle::<Parent>("p")
+            .handle::<parent>("p")
             .unwrap()
             .result()
             .await
@@ -254,7 +242,7 @@ async fn child_workflow_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_runs_branches_concurrently_and_concatenates_outputs() {
     let engine = builder().open_in_memory().await.unwrap();
-    let run = engine.start("fan", Fanout("fanout".into())).await.unwrap();
+    let run = engine.start("fan", fanout("fanout".into())).await.unwrap();
     assert_eq!(run.result().await.unwrap(), (11, (Ok(2), ())));
     let history = run.history().await.unwrap();
     let branches = history
@@ -286,7 +274,7 @@ async fn finished_join_branches_are_not_rerun_after_a_restart() {
             .open(journal.path())
             .await
             .unwrap();
-        let run = engine.start("fan", Fanout(label.clone())).await.unwrap();
+        let run = engine.start("fan", fanout(label.clone())).await.unwrap();
         assert!(matches!(
             run.result().await,
             Err(FlowError::EngineStopped { .. })
@@ -314,7 +302,7 @@ async fn finished_join_branches_are_not_rerun_after_a_restart() {
         let before: Vec<usize> = committed.iter().map(|key| attempts(key)).collect();
 
         let engine = builder().open(journal.path()).await.unwrap();
-        let run = engine.handle::<Fanout>("fan").unwrap();
+        let run = engine.handle::<fanout>("fan").unwrap();
         assert_eq!(run.result().await.unwrap(), (11, (Ok(2), ())));
         let after: Vec<usize> = committed.iter().map(|key| attempts(key)).collect();
         assert_eq!(
@@ -330,12 +318,7 @@ async fn finished_join_branches_are_not_rerun_after_a_restart() {
 async fn cancel_delivers_cancelled_to_the_pending_task() {
     let engine = builder().open_in_memory().await.unwrap();
     let run = engine
-        .start(
-            "c",
-            CallPatient(Patient {
-                label: "cancel".into(),
-            }),
-        )
+        .start("c", call_patient("cancel".into()))
         .await
         .unwrap();
     eventually("the task to start", || runs("cancel") == 1).await;
@@ -347,7 +330,7 @@ async fn cancel_delivers_cancelled_to_the_pending_task() {
     );
 
     // A sleeping run just ends cancelled.
-    let nap = engine.start("n", Nap(60_000)).await.unwrap();
+    let nap = engine.start("n", nap(60_000)).await.unwrap();
     engine.cancel("n").await.unwrap();
     assert!(matches!(
         nap.result().await,
@@ -365,7 +348,7 @@ async fn cancel_delivers_cancelled_to_the_pending_task() {
 async fn many_sleeping_runs_live_in_the_journal_only() {
     let engine = builder().open_in_memory().await.unwrap();
     for i in 0..300 {
-        engine.start(format!("z-{i}"), Nap(150)).await.unwrap();
+        engine.start(format!("z-{i}"), nap(150)).await.unwrap();
     }
     let list = engine.list().await.unwrap();
     assert!(list
@@ -373,7 +356,7 @@ async fn many_sleeping_runs_live_in_the_journal_only() {
         .all(|r| r.status == RunStatus::Waiting || r.status == RunStatus::Completed));
     for i in 0..300 {
         engine
-            .handle::<Nap>(&format!("z-{i}"))
+            .handle::<nap>(&format!("z-{i}"))
             .unwrap()
             .result()
             .await

@@ -1,11 +1,11 @@
 //! Bad input gets a clear error and loses nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use flow_runtime::{CodecError, Engine, EventKind, FlowError, RunStatus};
+use flow::{CodecError, Engine, EventKind, FlowError, RunStatus, Workflow};
+
+use crate::support::TempJournal;
+use crate::workflows::*;
 
 #[tokio::test]
 async fn a_file_that_is_not_a_database_is_refused_untouched() {
@@ -67,16 +67,16 @@ async fn a_second_engine_on_the_same_file_gets_a_clear_error() {
 async fn unregistered_workflow_waits_in_the_journal_and_resumes_later() {
     let journal = TempJournal::new("unregistered");
     let engine = Engine::builder()
-        .register::<Pipeline>()
-        .register::<Nap>()
+        .register::<pipeline>()
+        .register::<nap>()
         .halt_after_commits(2)
         .open(journal.path())
         .await
         .unwrap();
     // 1: the nap starts. 2: the pipeline starts; the halt comes before its task could.
-    engine.start("nap", Nap(20)).await.unwrap();
+    engine.start("nap", nap(20)).await.unwrap();
     engine
-        .start("task", pipeline("unregistered", 1))
+        .start("task", pipeline("unregistered".into(), 1))
         .await
         .unwrap();
     engine.shutdown().await;
@@ -97,28 +97,28 @@ async fn unregistered_workflow_waits_in_the_journal_and_resumes_later() {
     }
     assert_eq!(runs("unregistered"), 0);
     let err = engine
-        .start("new", pipeline("unregistered", 1))
+        .start("new", pipeline("unregistered".into(), 1))
         .await
         .unwrap_err();
     assert!(matches!(err, FlowError::UnknownWorkflow { .. }), "{err}");
     engine.shutdown().await;
 
     let engine = Engine::builder()
-        .register::<Pipeline>()
-        .register::<Nap>()
+        .register::<pipeline>()
+        .register::<nap>()
         .open(journal.path())
         .await
         .unwrap();
     assert_eq!(
         engine
-            .handle::<Pipeline>("task")
+            .handle::<pipeline>("task")
             .unwrap()
             .result()
             .await
             .unwrap(),
         11
     );
-    engine.handle::<Nap>("nap").unwrap().result().await.unwrap();
+    engine.handle::<nap>("nap").unwrap().result().await.unwrap();
     engine.shutdown().await;
 }
 
@@ -126,17 +126,20 @@ async fn unregistered_workflow_waits_in_the_journal_and_resumes_later() {
 async fn changed_workflow_code_leaves_the_run_waiting_with_both_fingerprints() {
     let journal = TempJournal::new("fingerprint");
     let engine = Engine::builder()
-        .register::<Pipeline>()
+        .register::<pipeline>()
         .halt_after_commits(1)
         .open(journal.path())
         .await
         .unwrap();
-    engine.start("f", pipeline("fingerprint", 1)).await.unwrap();
+    engine
+        .start("f", pipeline("fingerprint".into(), 1))
+        .await
+        .unwrap();
     engine.shutdown().await;
     assert!(runs("fingerprint") <= 1);
 
     let engine = Engine::builder()
-        .register::<PipelineV2>()
+        .register::<pipeline_v2>()
         .open(journal.path())
         .await
         .unwrap();
@@ -145,12 +148,17 @@ async fn changed_workflow_code_leaves_the_run_waiting_with_both_fingerprints() {
         panic!("{status:?}")
     };
     assert!(reason.contains("tests::pipeline"), "{reason}");
+    let (stored, now) = (
+        format!("{:016x}", <pipeline as Workflow>::FINGERPRINT),
+        format!("{:016x}", <pipeline_v2 as Workflow>::FINGERPRINT),
+    );
+    assert_ne!(stored, now, "the two bodies have different fingerprints");
     assert!(
-        reason.contains("0000000000001111") && reason.contains("0000000000002222"),
+        reason.contains(&stored) && reason.contains(&now),
         "{reason}"
     );
     let err = engine
-        .handle::<PipelineV2>("f")
+        .handle::<pipeline_v2>("f")
         .unwrap()
         .result()
         .await
@@ -163,13 +171,13 @@ async fn changed_workflow_code_leaves_the_run_waiting_with_both_fingerprints() {
     engine.shutdown().await;
 
     let engine = Engine::builder()
-        .register::<Pipeline>()
+        .register::<pipeline>()
         .open(journal.path())
         .await
         .unwrap();
     assert_eq!(
         engine
-            .handle::<Pipeline>("f")
+            .handle::<pipeline>("f")
             .unwrap()
             .result()
             .await
@@ -184,12 +192,15 @@ async fn state_that_no_longer_decodes_faults_the_run_and_keeps_it() {
     let journal = TempJournal::new("fault");
     // 1: start. 2: step 0 done, slot `a` written.
     let engine = Engine::builder()
-        .register::<Pipeline>()
+        .register::<pipeline>()
         .halt_after_commits(2)
         .open(journal.path())
         .await
         .unwrap();
-    let run = engine.start("bad", pipeline("fault", 1)).await.unwrap();
+    let run = engine
+        .start("bad", pipeline("fault".into(), 1))
+        .await
+        .unwrap();
     assert!(matches!(
         run.result().await,
         Err(FlowError::EngineStopped { .. })
@@ -231,12 +242,12 @@ async fn state_that_no_longer_decodes_faults_the_run_and_keeps_it() {
 #[tokio::test]
 async fn output_that_no_longer_decodes_is_a_clear_error() {
     let engine = Engine::builder()
-        .register::<Pipeline>()
+        .register::<pipeline>()
         .open_in_memory()
         .await
         .unwrap();
     engine
-        .start("o", pipeline("output-decode", 1))
+        .start("o", pipeline("output-decode".into(), 1))
         .await
         .unwrap()
         .result()
@@ -259,21 +270,21 @@ async fn output_that_no_longer_decodes_is_a_clear_error() {
 #[tokio::test]
 async fn oversized_payloads_and_bad_run_ids_are_refused() {
     let engine = Engine::builder()
-        .register::<Pipeline>()
-        .register::<AwaitApproval>()
+        .register::<pipeline>()
+        .register::<await_approval>()
         .open_in_memory()
         .await
         .unwrap();
-    engine.start("w", AwaitApproval(())).await.unwrap();
-    let huge = vec![7u8; flow_runtime::MAX_PAYLOAD_BYTES + 1];
+    engine.start("w", await_approval()).await.unwrap();
+    let huge = vec![7u8; flow::MAX_PAYLOAD_BYTES + 1];
     let err = engine.signal("w", "approval", &huge).await.unwrap_err();
     assert!(
         matches!(err, FlowError::Codec(CodecError::TooLarge { .. })),
         "{err}"
     );
-    let big_label = "x".repeat(flow_runtime::MAX_PAYLOAD_BYTES + 1);
+    let big_label = "x".repeat(flow::MAX_PAYLOAD_BYTES + 1);
     let err = engine
-        .start("big", pipeline(&big_label, 1))
+        .start("big", pipeline(big_label.clone(), 1))
         .await
         .unwrap_err();
     assert!(
@@ -281,7 +292,7 @@ async fn oversized_payloads_and_bad_run_ids_are_refused() {
         "{err}"
     );
     assert!(matches!(
-        engine.start("", pipeline("x", 1)).await,
+        engine.start("", pipeline("x".into(), 1)).await,
         Err(FlowError::InvalidRunId { .. })
     ));
     assert_eq!(engine.list().await.unwrap().len(), 1);
@@ -291,12 +302,12 @@ async fn oversized_payloads_and_bad_run_ids_are_refused() {
 #[tokio::test]
 async fn unknown_task_faults_the_run_with_a_clear_error() {
     let engine = Engine::builder()
-        .register::<CallGhost>()
+        .register::<call_ghost>()
         .open_in_memory()
         .await
         .unwrap();
     let err = engine
-        .start("g", CallGhost(()))
+        .start("g", call_ghost())
         .await
         .unwrap()
         .result()
@@ -314,27 +325,21 @@ async fn unknown_task_faults_the_run_with_a_clear_error() {
 #[tokio::test]
 async fn a_taken_child_run_id_faults_the_parent() {
     let engine = Engine::builder()
-        .register::<Pipeline>()
-        .register::<SpawnsChild>()
+        .register::<pipeline>()
+        .register::<spawns_child>()
         .open_in_memory()
         .await
         .unwrap();
     // The child of run "s" would be "s/0": take that ID first.
     engine
-        .start("s/0", pipeline("taken", 1))
+        .start("s/0", pipeline("taken".into(), 1))
         .await
         .unwrap()
         .result()
         .await
         .unwrap();
     let err = engine
-        .start(
-            "s",
-            SpawnsChild(PipelineInput {
-                label: "taken".into(),
-                n: 2,
-            }),
-        )
+        .start("s", spawns_child("taken".into(), 2))
         .await
         .unwrap_err();
     // The start itself is refused: it would create the child over the existing run.
@@ -351,13 +356,13 @@ async fn a_taken_child_run_id_faults_the_parent() {
 async fn damaged_journal(name: &str, at: f64) -> (TempJournal, Vec<u8>) {
     let journal = TempJournal::new(name);
     let engine = Engine::builder()
-        .register::<Pipeline>()
+        .register::<pipeline>()
         .open(journal.path())
         .await
         .unwrap();
     for i in 0..20 {
         engine
-            .start(format!("r{i}"), pipeline(name, i))
+            .start(format!("r{i}"), pipeline(name.into(), i))
             .await
             .unwrap()
             .result()

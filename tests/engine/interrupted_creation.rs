@@ -2,19 +2,14 @@
 //! file, before redb wrote its magic number) opens as a new journal; other files that do
 //! not start with redb's magic number are still refused, byte for byte unchanged.
 
-use flow_runtime::{Engine, FlowError};
+use flow::{Engine, FlowError};
 
-fn temp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("flow-creation-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
-}
+use crate::support::ScratchDir;
 
 #[tokio::test]
 async fn a_zeroed_file_left_by_an_interrupted_creation_opens_as_a_new_journal() {
-    let path = temp("zeroed.redb");
+    let dir = ScratchDir::new("creation-zeroed");
+    let path = dir.file("zeroed.redb");
     std::fs::write(&path, vec![0u8; 100 * 1024]).unwrap();
     let engine = Engine::builder().open(&path).await.unwrap();
     assert!(engine.list().await.unwrap().is_empty());
@@ -26,7 +21,8 @@ async fn a_zeroed_file_left_by_an_interrupted_creation_opens_as_a_new_journal() 
 
 #[tokio::test]
 async fn a_foreign_file_starting_with_zeros_is_refused_unchanged() {
-    let path = temp("foreign.bin");
+    let dir = ScratchDir::new("creation-foreign");
+    let path = dir.file("foreign.bin");
     let mut bytes = vec![0u8; 64];
     bytes.extend_from_slice(b"someone else's data, not a journal");
     std::fs::write(&path, &bytes).unwrap();

@@ -1,15 +1,15 @@
 //! Memory stays flat however many runs sleep: they live in the journal only.
 //!
 //! Opt-in (it writes a large journal):
-//! `FLOW_SCALE_RUNS=1000000 cargo test --release -p flow-runtime --test scale -- --ignored --nocapture`
-
-mod common;
+//! `FLOW_SCALE_RUNS=1000000 cargo test --release --test engine scale -- --ignored --nocapture`
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::*;
-use flow_runtime::Engine;
+use flow::Engine;
+
+use crate::support::TempJournal;
+use crate::workflows::nap;
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -30,7 +30,7 @@ async fn sleeping_runs_do_not_grow_memory() {
         .unwrap_or(100_000);
     let journal = TempJournal::new("scale");
     let engine = Engine::builder()
-        .register::<Nap>()
+        .register::<nap>()
         .open(journal.path())
         .await
         .unwrap();
@@ -46,7 +46,7 @@ async fn sleeping_runs_do_not_grow_memory() {
             while i < total {
                 // An hour: they all stay asleep for the test.
                 engine
-                    .start(format!("sleeper-{i:08}"), Nap(3_600_000))
+                    .start(format!("sleeper-{i:08}"), nap(3_600_000))
                     .await
                     .unwrap();
                 i += workers;
@@ -70,7 +70,7 @@ async fn sleeping_runs_do_not_grow_memory() {
 
     // Reopening does not load them either.
     let engine = Engine::builder()
-        .register::<Nap>()
+        .register::<nap>()
         .open(journal.path())
         .await
         .unwrap();
