@@ -44,7 +44,12 @@ impl<O, T> Callback<O, T> {
 /// or with `Err(CallbackError::HeartbeatTimedOut)` when a [`Callback::heartbeat`] interval
 /// passes without [`Engine::heartbeat`](crate::Engine::heartbeat).
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use flow::{task, workflow, WaitForCallback};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Approval { by: String }
+/// # #[task] async fn send_approval_email(addr: String) {}
 /// #[workflow]
 /// async fn order(addr: String) -> Result<Approval, flow::CallbackError> {
 ///     send_approval_email(addr).wait_for_callback::<Approval>(Duration::from_secs(3600)).await

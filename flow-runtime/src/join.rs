@@ -17,7 +17,7 @@ pub struct Join<T>(pub T);
 /// Runs durable operations at once and waits for all of them (Step Functions' Parallel
 /// state); the await evaluates to a tuple of their outputs.
 ///
-/// ```ignore
+/// ```
 /// # use flow::{task, workflow};
 /// # #[task] async fn price(sku: String) -> u64 { 1 }
 /// # #[task] async fn stock(sku: String) -> u32 { 1 }

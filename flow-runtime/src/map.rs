@@ -19,7 +19,9 @@ use crate::task::BoxFuture;
 /// finished items are not rerun. By default an item's failure is just its output (e.g. a
 /// task's `Err`); see [`Map::tolerate_failures`] to fail the whole map instead.
 ///
-/// ```ignore
+/// ```
+/// # use flow::{task, workflow};
+/// # #[task] async fn resize(image: String) -> Result<u64, String> { Ok(1) }
 /// #[workflow]
 /// async fn resize_all(images: Vec<String>) -> Vec<Result<u64, String>> {
 ///     flow::map(images, 16, |image| resize(image)).await

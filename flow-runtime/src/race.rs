@@ -40,7 +40,10 @@ pub enum OneOf3<A, B, C> {
 /// Races two or three durable operations; the await evaluates to [`Either`] (two) or
 /// [`OneOf3`] (three), naming the winner with its output.
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use flow::workflow;
+/// # const HOUR: Duration = Duration::from_secs(3600);
 /// #[workflow]
 /// async fn approve(order: u64) -> bool {
 ///     match flow::select!(flow::signal::<bool>("approval"), flow::sleep(HOUR)).await {
