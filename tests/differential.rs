@@ -90,6 +90,15 @@ corpus_tests!(
     fan_out,
     fan_out_tolerant,
     fan_out_over_tolerance,
+    order_place_then_step,
+    order_call_args_and_arrays,
+    order_struct_binary_receiver,
+    scoped_fn,
+    scoped_consts_same_name,
+    scoped_fn_in_loop,
+    cell_across_steps,
+    refcell_across_steps,
+    atomic_and_mutex_across_steps,
 );
 
 #[tokio::test]

@@ -102,10 +102,10 @@ pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
             errors.push(syn::Error::new(
                 slot.span,
                 format!(
-                    "`{}` holds a borrow that is still used after a later step; a #[workflow] \
+                    "{} holds a borrow that is still used after a later step; a #[workflow] \
                      keeps only owned values across steps (they are journaled): clone or \
                      move the value instead of borrowing it, or borrow again after the step",
-                    slot.name
+                    slot.label
                 ),
             ));
         }
@@ -139,7 +139,7 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
 
     let loads = plan.persistent.iter().map(|&s| {
         let slot = &cfg.slots[s];
-        let (f, idx, name) = (field(s), s as u32, slot.name.to_string());
+        let (f, idx, name) = (field(s), s as u32, &slot.label);
         quote_spanned!(slot.span=>
             #idx => __flow_f.#f = ::core::option::Option::Some(__flow_ctl.decode_slot(&__flow_bytes, #name)?),)
     });
@@ -184,7 +184,7 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
     let block = &cfg.blocks[b];
     let takes = plan.prologue[b].iter().map(|&s| {
         let slot = &cfg.slots[s];
-        let (f, name, text) = (field(s), &slot.name, slot.name.to_string());
+        let (f, name, text) = (field(s), &slot.name, &slot.label);
         quote!(let mut #name = __flow_ctl.take_slot(&mut __flow_f.#f, #text)?;)
     });
     let code = fill_placeholders(block.code.clone(), cfg, plan);
@@ -194,7 +194,8 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
         quote!(return ::core::result::Result::Err(__flow_ctl.unknown_state(*__flow_pc));)
     };
     let pc = b as u32;
-    quote!(#pc => { #(#takes)* #code #end })
+    let items = block.items.iter().map(|&i| &cfg.scoped_items[i]);
+    quote!(#pc => { #(#items)* #(#takes)* #code #end })
 }
 
 fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
@@ -231,7 +232,8 @@ fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
 fn put_back(cfg: &Cfg, s: SlotId, defined_here: bool) -> TokenStream {
     let slot = &cfg.slots[s];
     let (f, name, idx) = (field(s), &slot.name, s as u32);
-    let dirty = (defined_here || slot.mutable).then(|| quote!(__flow_ctl.mark_dirty(#idx);));
+    // Other slots are compared by value when a step suspends (`save_slot`).
+    let dirty = (defined_here && slot.write_once).then(|| quote!(__flow_ctl.mark_dirty(#idx);));
     quote!(__flow_f.#f = ::core::option::Option::Some(#name); #dirty)
 }
 
@@ -248,8 +250,12 @@ fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
         ExitKind::Suspend { op, state } => {
             let saves = plan.persistent.iter().map(|&s| {
                 let slot = &cfg.slots[s];
-                let (f, idx, name) = (field(s), s as u32, slot.name.to_string());
-                quote_spanned!(slot.span=> __flow_ctl.save_slot(#idx, &__flow_f.#f, #name)?;)
+                let (f, idx, name) = (field(s), s as u32, &slot.label);
+                if slot.write_once {
+                    quote_spanned!(slot.span=> __flow_ctl.save_slot_once(#idx, &__flow_f.#f, #name)?;)
+                } else {
+                    quote_spanned!(slot.span=> __flow_ctl.save_slot(#idx, &__flow_f.#f, #name)?;)
+                }
             });
             let phantom = format_ident!("p{}", state);
             let state = *state as u32;

@@ -11,6 +11,7 @@ pub mod check;
 pub mod emit;
 pub mod lower;
 pub mod names;
+mod order;
 pub mod rewrite;
 pub mod signature;
 pub mod task;

@@ -20,6 +20,7 @@ use crate::cfg::{
     SlotId, State,
 };
 use crate::names;
+use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
 use crate::rewrite::{macro_args, ExitRewriter};
 
 /// A `loop`/`while`/`for`/labelled block being lowered.
@@ -52,6 +53,13 @@ pub struct Lowerer<'a> {
     temps: usize,
     /// Branches of an `if` whose blocks are lowered once the `if` is emitted.
     pending: Vec<PendingBranch>,
+    /// Per lowered nested block that declares them: its functions, constants and `use`s
+    /// (indices into [`Cfg::scoped_items`]), repeated in every block of its scope.
+    item_scopes: Vec<Vec<usize>>,
+    /// Lowered blocks we are inside (0: the body itself).
+    depth: usize,
+    /// The whole body, to tell whether a nested item's name is used outside its block.
+    body: TokenStream,
 }
 
 /// Result of lowering an expression: the residual expression and whether evaluating it
@@ -76,6 +84,9 @@ impl<'a> Lowerer<'a> {
             next_order: 0,
             temps: 0,
             pending: Vec::new(),
+            item_scopes: Vec::new(),
+            depth: 0,
+            body: TokenStream::new(),
         };
         let entry = l.new_block();
         l.switch_to(entry);
@@ -91,6 +102,7 @@ impl<'a> Lowerer<'a> {
 
     /// Lowers the body and ends the run with its value.
     pub fn lower_body(&mut self, body: &syn::Block) {
+        self.body = body.to_token_stream();
         // The arguments' scope is the body's scope, as in the function it reads as.
         let value = self.lower_stmts(&body.stmts, true);
         if !self.block().terminated {
@@ -114,8 +126,10 @@ impl<'a> Lowerer<'a> {
 
     fn new_block(&mut self) -> BlockId {
         let entry_visible = self.visible();
+        let items = self.item_scopes.iter().flatten().copied().collect();
         self.cfg.blocks.push(Block {
             entry_visible,
+            items,
             ..Block::default()
         });
         self.cfg.blocks.len() - 1
@@ -180,10 +194,12 @@ impl<'a> Lowerer<'a> {
         self.note_uses(names::mentioned_in_tokens(code));
     }
 
-    fn new_slot(&mut self, name: Ident, mutable: bool, span: Span) -> SlotId {
+    fn new_slot(&mut self, name: Ident, mutable: bool, span: Span, label: String) -> SlotId {
         self.cfg.slots.push(Slot {
             name,
             mutable,
+            write_once: false,
+            label,
             span,
             borrow: false,
         });
@@ -198,7 +214,8 @@ impl<'a> Lowerer<'a> {
 
     /// Adds a slot named `ident` to the innermost scope and binds it here.
     fn declare(&mut self, ident: &Ident, mutable: bool) -> SlotId {
-        let slot = self.new_slot(ident.clone(), mutable, ident.span());
+        let label = format!("`{ident}`");
+        let slot = self.new_slot(ident.clone(), mutable, ident.span(), label);
         self.scopes
             .last_mut()
             .expect("a scope")
@@ -242,7 +259,7 @@ impl<'a> Lowerer<'a> {
     fn temp(&mut self, what: &str, span: Span) -> SlotId {
         self.temps += 1;
         let ident = format_ident!("__flow_{}_{}", what, self.temps, span = span);
-        let slot = self.new_slot(ident.clone(), false, span);
+        let slot = self.new_slot(ident.clone(), false, span, describe_temp(what, span));
         self.scopes
             .last_mut()
             .expect("a scope")
@@ -383,8 +400,13 @@ impl<'a> Lowerer<'a> {
 
     // ----- statements ------------------------------------------------------------
 
+    // Input:  `{ fn helper() {..} stmts.. tail }` containing an `.await`
+    // Output: the statements lowered into the current block and the blocks after it;
+    //         the block's value (a temporary when it may read the block's locals or
+    //         items); a fresh block after it when its scope hid outer names.
     fn lower_block(&mut self, block: &syn::Block, want_value: bool) -> Lowered {
         self.push_scope();
+        let has_items = self.enter_item_scope(block);
         let value = self.lower_stmts(&block.stmts, want_value);
         let scoped: BTreeSet<String> = self
             .scopes
@@ -396,14 +418,20 @@ impl<'a> Lowerer<'a> {
         let mentions_scope = names::mentioned_in_tokens(&value.tokens)
             .iter()
             .any(|i| scoped.contains(&i.to_string()));
-        let needs_temp = want_value && (!value.pure || mentions_scope) && !self.block().terminated;
+        let needs_temp =
+            want_value && (!value.pure || mentions_scope || has_items) && !self.block().terminated;
         let value = if needs_temp {
             // The value may mention the scope's locals: evaluate it before they go.
             let slot = {
                 let frame = self.scopes.len() - 2;
                 self.temps += 1;
                 let ident = format_ident!("__flow_val_{}", self.temps);
-                let s = self.new_slot(ident.clone(), false, block.span());
+                let s = self.new_slot(
+                    ident.clone(),
+                    false,
+                    block.span(),
+                    describe_temp("val", block.span()),
+                );
                 self.scopes[frame].push((ident.to_string(), s));
                 s
             };
@@ -416,7 +444,10 @@ impl<'a> Lowerer<'a> {
             value
         };
         let shadowed = self.shadowed.last().copied().unwrap_or(false);
-        if shadowed && !self.block().terminated {
+        if has_items {
+            self.item_scopes.pop();
+        }
+        if (shadowed || has_items) && !self.block().terminated {
             // The flat code of this block still sees the inner bindings: hand over while
             // the scope is still in force (so an inner binding is never stored as the
             // outer one it shadows), then continue in a new block whose prologue rebinds
@@ -429,7 +460,72 @@ impl<'a> Lowerer<'a> {
         } else {
             self.pop_scope();
         }
+        self.depth -= 1;
         value
+    }
+
+    /// Items declared in a block are visible in the whole block and nowhere else. The
+    /// block's statements end up spread over several arms of the step function, so its
+    /// functions, constants and `use`s are repeated at the top of each of those arms
+    /// (and only those); this starts a fresh block for them. Returns whether it did.
+    fn enter_item_scope(&mut self, block: &syn::Block) -> bool {
+        self.depth += 1;
+        let repeated: Vec<usize> = block
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Item(item @ (syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_))) => {
+                    self.cfg.scoped_items.push(item.to_token_stream());
+                    Some(self.cfg.scoped_items.len() - 1)
+                }
+                _ => None,
+            })
+            .collect();
+        if repeated.is_empty() {
+            return false;
+        }
+        self.item_scopes.push(repeated);
+        let start = self.new_block();
+        if self.block().terminated {
+            self.switch_to(start);
+        } else {
+            self.goto(start);
+            self.switch_to(start);
+        }
+        true
+    }
+
+    /// Input:  an item statement of the body or of a lowered block.
+    /// Output: nothing for a nested function, constant or `use` (see
+    ///         [`Self::enter_item_scope`]); otherwise the item goes to the top of the
+    ///         step function, which is faithful at the body's top level, and in a nested
+    ///         block only if its name is used nowhere else in the body.
+    fn lower_item(&mut self, item: &syn::Item) {
+        let nested = self.depth > 0;
+        if nested && matches!(item, syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_)) {
+            return;
+        }
+        if nested {
+            if let Some(name) = item_name(item) {
+                let everywhere = count_mentions(&self.body, name);
+                let inside = count_mentions(&item.to_token_stream(), name);
+                if everywhere > inside {
+                    self.error(
+                        name.span(),
+                        format!(
+                            "`{name}` is declared in a block that contains `.await`, and the \
+                             name is also used outside that block: a #[workflow] compiles \
+                             such a {what} at the top of the function, where it would hide \
+                             the other `{name}`; give it a name of its own, or declare it \
+                             outside the workflow",
+                            what = item_kind(item),
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        self.cfg.items.push(item.to_token_stream());
     }
 
     fn lower_stmts(&mut self, stmts: &[Stmt], want_value: bool) -> Lowered {
@@ -444,7 +540,7 @@ impl<'a> Lowerer<'a> {
             let last = i + 1 == stmts.len();
             match stmt {
                 Stmt::Local(local) => self.lower_let(local),
-                Stmt::Item(item) => self.cfg.items.push(item.to_token_stream()),
+                Stmt::Item(item) => self.lower_item(item),
                 Stmt::Expr(e, None) if last && want_value => {
                     value = self.lower_expr(e, want_value);
                 }
@@ -550,16 +646,16 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Group(g) => self.lower_expr(&g.expr, want_value),
             Expr::Call(c) => {
-                let mut ops = vec![&*c.func];
-                ops.extend(c.args.iter());
+                let mut ops = vec![(&*c.func, Use::Operand)];
+                ops.extend(c.args.iter().map(|a| (a, Use::Value)));
                 let mut r = self.lower_operands(&ops).into_iter();
                 let f = r.next().unwrap_or_default();
                 let args: Vec<_> = r.collect();
                 impure(quote!(#f(#(#args),*)))
             }
             Expr::MethodCall(m) => {
-                let mut ops = vec![&*m.receiver];
-                ops.extend(m.args.iter());
+                let mut ops = vec![(&*m.receiver, Use::Operand)];
+                ops.extend(m.args.iter().map(|a| (a, Use::Value)));
                 let mut r = self.lower_operands(&ops).into_iter();
                 let recv = r.next().unwrap_or_default();
                 let args: Vec<_> = r.collect();
@@ -603,24 +699,24 @@ impl<'a> Lowerer<'a> {
                 }
             }
             Expr::Index(i) => {
-                let r = self.lower_operands(&[&*i.expr, &*i.index]);
+                let r = self.lower_operands(&[(&*i.expr, Use::Operand), (&*i.index, Use::Value)]);
                 let (a, b) = (&r[0], &r[1]);
                 impure(quote!(#a[#b]))
             }
             Expr::Tuple(t) => {
-                let ops: Vec<&Expr> = t.elems.iter().collect();
+                let ops: Vec<_> = t.elems.iter().map(|e| (e, Use::Value)).collect();
                 let r = self.lower_operands(&ops);
                 impure(quote!((#(#r,)*)))
             }
             Expr::Array(a) => {
-                let ops: Vec<&Expr> = a.elems.iter().collect();
+                let ops: Vec<_> = a.elems.iter().map(|e| (e, Use::Value)).collect();
                 let r = self.lower_operands(&ops);
                 impure(quote!([#(#r),*]))
             }
             Expr::Struct(s) => {
-                let mut ops: Vec<&Expr> = s.fields.iter().map(|f| &f.expr).collect();
+                let mut ops: Vec<_> = s.fields.iter().map(|f| (&f.expr, Use::Value)).collect();
                 if let Some(rest) = &s.rest {
-                    ops.push(rest);
+                    ops.push((rest, Use::Value));
                 }
                 let mut r = self.lower_operands(&ops);
                 let rest = s.rest.as_ref().map(|_| {
@@ -638,7 +734,12 @@ impl<'a> Lowerer<'a> {
                 impure(quote!(#path { #(#fields,)* #rest }))
             }
             Expr::Range(r) => {
-                let ops: Vec<&Expr> = r.start.iter().chain(r.end.iter()).map(|b| &**b).collect();
+                let ops: Vec<_> = r
+                    .start
+                    .iter()
+                    .chain(r.end.iter())
+                    .map(|b| (&**b, Use::Value))
+                    .collect();
                 let mut v = self.lower_operands(&ops).into_iter();
                 let start = r.start.as_ref().map(|_| v.next().unwrap_or_default());
                 let end = r.end.as_ref().map(|_| v.next().unwrap_or_default());
@@ -688,18 +789,36 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Lowers operands evaluated left to right; an operand that comes before a later
-    /// suspension and is not a plain read is bound to a temporary first.
-    fn lower_operands(&mut self, ops: &[&Expr]) -> Vec<TokenStream> {
-        let last = ops.iter().rposition(|e| self.needs_lowering(e));
+    /// Lowers operands evaluated left to right. Each operand before the last one that
+    /// awaits is evaluated before the step (bound to a temporary) unless leaving it in
+    /// place observes exactly the same: a read of a place that the operands in between
+    /// cannot change (see [`crate::order`]).
+    fn lower_operands(&mut self, ops: &[(&Expr, Use)]) -> Vec<TokenStream> {
+        let last = ops.iter().rposition(|(e, _)| self.needs_lowering(e));
         let mut out = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
+        for (i, &(op, how)) in ops.iter().enumerate() {
             let r = self.lower_expr(op, true);
-            if last.is_some_and(|l| i < l) && !r.pure {
-                out.push(self.bind_temp(r.tokens, op.span()));
-            } else {
+            let Some(last) = last.filter(|&l| i < l) else {
                 out.push(r.tokens);
+                continue;
+            };
+            let later: Vec<&Expr> = ops[i + 1..=last].iter().map(|(e, _)| *e).collect();
+            let deferrable = match place_root(op) {
+                Some(root) if !self.needs_lowering(op) => !changed_by(root, how, &later),
+                _ => r.pure,
+            };
+            if !deferrable {
+                out.push(self.bind_temp(r.tokens, op.span()));
+                continue;
             }
+            if indexes(op) {
+                // Index now, so an out-of-bounds panic comes before the step as in
+                // plain Rust; the value itself is read after it.
+                let t = &r.tokens;
+                self.note_tokens(t);
+                self.push(quote_spanned!(op.span()=> let _ = &#t;));
+            }
+            out.push(r.tokens);
         }
         out
     }
@@ -726,7 +845,7 @@ impl<'a> Lowerer<'a> {
                 impure(quote!(#l #op #r))
             }
             _ => {
-                let r = self.lower_operands(&[&**left, &**right]);
+                let r = self.lower_operands(&[(&**left, binary_use(op)), (&**right, Use::Value)]);
                 let (l, rr) = (&r[0], &r[1]);
                 impure(quote!(#l #op #rr))
             }
@@ -750,17 +869,18 @@ impl<'a> Lowerer<'a> {
             );
         };
         // `name = value` arguments of format macros: only the value is an expression.
+        let how = macro_use(mac);
         let mut names_of = Vec::new();
         let mut ops = Vec::new();
         for a in &args {
             match a {
                 Expr::Assign(asg) if matches!(&*asg.left, Expr::Path(_)) => {
                     names_of.push(Some(asg.left.clone()));
-                    ops.push(&*asg.right);
+                    ops.push((&*asg.right, how));
                 }
                 other => {
                     names_of.push(None);
-                    ops.push(other);
+                    ops.push((other, how));
                 }
             }
         }
@@ -1153,6 +1273,7 @@ impl<'a> Lowerer<'a> {
         let items_slot = self.temp("items", span);
         let pos_slot = self.temp("pos", span);
         self.cfg.slots[pos_slot].mutable = true;
+        self.cfg.slots[items_slot].write_once = true;
         let (items_name, pos_name) = (
             self.cfg.slots[items_slot].name.clone(),
             self.cfg.slots[pos_slot].name.clone(),
@@ -1253,6 +1374,57 @@ fn scrutinee_before_shadows(
             quote!(let __flow_scrutinee = #scrut; #shadows),
             quote!(__flow_scrutinee),
         )
+    }
+}
+
+/// The name an item declares, for the items whose name can clash.
+fn item_name(item: &syn::Item) -> Option<&Ident> {
+    match item {
+        syn::Item::Struct(i) => Some(&i.ident),
+        syn::Item::Enum(i) => Some(&i.ident),
+        syn::Item::Union(i) => Some(&i.ident),
+        syn::Item::Trait(i) => Some(&i.ident),
+        syn::Item::TraitAlias(i) => Some(&i.ident),
+        syn::Item::Type(i) => Some(&i.ident),
+        syn::Item::Static(i) => Some(&i.ident),
+        syn::Item::Mod(i) => Some(&i.ident),
+        syn::Item::Macro(i) => i.ident.as_ref(),
+        _ => None,
+    }
+}
+
+fn item_kind(item: &syn::Item) -> &'static str {
+    match item {
+        syn::Item::Static(_) => "static",
+        syn::Item::Mod(_) => "module",
+        syn::Item::Macro(_) => "macro",
+        syn::Item::Trait(_) | syn::Item::TraitAlias(_) => "trait",
+        _ => "type",
+    }
+}
+
+fn count_mentions(tokens: &TokenStream, name: &Ident) -> usize {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|tt| match tt {
+            proc_macro2::TokenTree::Ident(i) => usize::from(&i == name),
+            proc_macro2::TokenTree::Group(g) => count_mentions(&g.stream(), name),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// How messages name a generated local: by what it holds and where, never by its
+/// generated identifier.
+fn describe_temp(what: &str, span: Span) -> String {
+    let line = span.start().line;
+    match what {
+        "items" => format!("the items of the `for` loop at line {line}"),
+        "pos" => format!("the position of the `for` loop at line {line}"),
+        "await" => format!("the output of the `.await` at line {line}"),
+        "val" => format!("the value of the expression at line {line}"),
+        _ => format!("the operand evaluated before the step at line {line}"),
     }
 }
 

@@ -131,7 +131,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
             }
 
             #[allow(
-                unused_mut, unused_variables, unused_braces, unreachable_code, path_statements,
+                unused_mut, unused_variables, unused_imports, dead_code, unused_braces, unreachable_code, path_statements,
                 unused_assignments, redundant_semicolons, non_snake_case, dependency_on_unit_never_type_fallback,
                 clippy::all, clippy::pedantic, clippy::nursery
             )]

@@ -613,3 +613,171 @@ pub async fn fan_out_over_tolerance(x: i64) -> Result<Vec<Result<i64, String>>, 
         .await
         .map_err(|e| format!("more than {} of {} failed", e.tolerated, e.total))
 }
+
+// ----- operand evaluation order: places before a step are read before it -----------
+
+/// A place read before an operand that changes it and then awaits: plain Rust reads it
+/// first (issue 10's repro).
+#[workflow]
+pub async fn order_place_then_step(x: i64) -> (i64, i64) {
+    let mut n = x;
+    let pair = (n, {
+        n += 1;
+        inc(n).await
+    });
+    pair
+}
+
+/// The same in call arguments, array elements and `vec!`, with the step in between
+/// reassigning the place or calling a `&mut self` method on it.
+#[workflow]
+pub async fn order_call_args_and_arrays(x: i64) -> (i64, [i64; 2], Vec<i64>, i64) {
+    let mut n = x;
+    let sum = add(n, {
+        n *= 3;
+        double(n).await
+    })
+    .await;
+    let mut v = vec![x];
+    let arr = [v.len() as i64, {
+        v.push(1);
+        inc(v.len() as i64).await
+    }];
+    let listed = vec![n, {
+        n -= 1;
+        inc(n).await
+    }];
+    (sum, arr, listed, n)
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pair {
+    pub a: i64,
+    pub b: i64,
+}
+
+/// Struct fields, binary operators (by value and comparisons), a `Copy` receiver, and
+/// an indexed read borrowed by `format!` (read after the step, bounds-checked before).
+#[workflow]
+pub async fn order_struct_binary_receiver(x: i64) -> String {
+    let mut n = x;
+    let p = Pair {
+        a: n,
+        b: {
+            n += 5;
+            double(n).await
+        },
+    };
+    let diff = n - {
+        n = 100;
+        inc(n).await
+    };
+    let same = n == {
+        n += 1;
+        inc(n - 2).await
+    };
+    let bigger = n.max({
+        n = -50;
+        inc(n).await
+    });
+    let names = vec![format!("n{x}"), "other".to_string()];
+    let text = format!("{} of {}", names[0], label(n).await);
+    format!("{p:?} {diff} {same} {bigger} {text} {n}")
+}
+
+// ----- items keep their block's scope ------------------------------------------------
+
+fn fmt_id(x: i64) -> String {
+    format!("id-{x}")
+}
+
+/// A function declared in a block applies to that block only (issue 10's repro).
+#[workflow]
+pub async fn scoped_fn(x: i64) -> String {
+    let first = fmt_id(inc(x).await);
+    let second = {
+        fn fmt_id(x: i64) -> String {
+            format!("inner-{x}")
+        }
+        fmt_id(inc(x + 1).await)
+    };
+    let third = fmt_id(double(x).await);
+    format!("{first} {second} {third}")
+}
+
+/// Constants and `use`s of the same name in several blocks and at the top.
+#[workflow]
+pub async fn scoped_consts_same_name(x: i64) -> i64 {
+    const K: i64 = 1;
+    let a = {
+        const K: i64 = 10;
+        inc(x).await * K
+    };
+    let b = {
+        const K: i64 = 100;
+        let v = double(x).await;
+        v * K + K
+    };
+    let c = if x > 0 {
+        use std::cmp::max as pick;
+        pick(inc(x).await, K)
+    } else {
+        use std::cmp::min as pick;
+        pick(double(x).await, K)
+    };
+    a + b + c + K
+}
+
+/// A loop body's function, and one of the same name at the top of the body.
+#[workflow]
+pub async fn scoped_fn_in_loop(x: i64) -> i64 {
+    let mut total = 0;
+    for i in 0..3 {
+        fn weight(i: i64) -> i64 {
+            i * 7
+        }
+        total += weight(inc(i + x).await);
+    }
+    fn weight(i: i64) -> i64 {
+        i
+    }
+    total + weight(x)
+}
+
+// ----- interior mutability: what changed is decided by the value ---------------------
+
+/// A `Cell` that is not `mut` but changes between steps (issue 10's repro).
+#[workflow]
+pub async fn cell_across_steps(x: i64) -> i64 {
+    let total = std::cell::Cell::new(0);
+    let v = inc(x).await;
+    total.set(v);
+    double(0).await;
+    total.get() + 1
+}
+
+/// A `RefCell` filled in a loop of steps.
+#[workflow]
+pub async fn refcell_across_steps(x: i64) -> Vec<i64> {
+    let log = std::cell::RefCell::new(Vec::new());
+    for i in 0..3 {
+        let v = inc(x + i).await;
+        log.borrow_mut().push(v);
+    }
+    let last = double(x).await;
+    log.borrow_mut().push(last);
+    log.into_inner()
+}
+
+/// An atomic and a `Mutex`, changed through `&self` between steps.
+#[workflow]
+pub async fn atomic_and_mutex_across_steps(x: i64) -> (i64, String) {
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    let hits = AtomicI64::new(0);
+    let name = std::sync::Mutex::new(String::new());
+    hits.fetch_add(inc(x).await, SeqCst);
+    let l = label(x).await;
+    name.lock().unwrap().push_str(&l);
+    hits.fetch_add(double(x).await, SeqCst);
+    (hits.load(SeqCst), name.into_inner().unwrap())
+}
