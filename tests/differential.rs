@@ -99,6 +99,12 @@ corpus_tests!(
     cell_across_steps,
     refcell_across_steps,
     atomic_and_mutex_across_steps,
+    cfg_on_steps,
+    cfg_locals_and_lints,
+    cfg_in_loops_and_arms,
+    hash_map_lookups,
+    hash_set_sorted,
+    btree_map_order,
 );
 
 #[tokio::test]

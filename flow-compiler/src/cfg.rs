@@ -33,6 +33,10 @@ pub struct Slot {
     pub span: Span,
     /// Bound to a borrow (`let r = &x;`): it cannot outlive a suspension.
     pub borrow: bool,
+    /// `#[cfg]` predicates it exists under (declared in a `#[cfg]`'d statement).
+    pub cfg: Vec<TokenStream>,
+    /// Visibly a `HashMap`/`HashSet`: its iteration order changes when it is restored.
+    pub hash_ordered: bool,
 }
 
 /// How control leaves a block.
@@ -101,6 +105,8 @@ pub struct Block {
     pub terminated: bool,
     /// Items of the nested blocks it belongs to (indices into [`Cfg::scoped_items`]).
     pub items: Vec<usize>,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
 }
 
 /// An await site: a state of the compiled machine.
@@ -114,6 +120,8 @@ pub struct State {
     pub resume: BlockId,
     /// Span of the `.await`.
     pub span: Span,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
 }
 
 /// The lowered body.

@@ -14,6 +14,7 @@ pub mod names;
 mod order;
 pub mod rewrite;
 pub mod signature;
+mod stmt_attrs;
 pub mod task;
 pub mod workflow;
 

@@ -20,6 +20,7 @@ use crate::cfg::{
     SlotId, State,
 };
 use crate::names;
+use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
 use crate::rewrite::{macro_args, ExitRewriter};
 
@@ -60,6 +61,8 @@ pub struct Lowerer<'a> {
     depth: usize,
     /// The whole body, to tell whether a nested item's name is used outside its block.
     body: TokenStream,
+    /// `#[cfg]` predicates of the statements being lowered, outermost first.
+    cfg_stack: Vec<TokenStream>,
 }
 
 /// Result of lowering an expression: the residual expression and whether evaluating it
@@ -87,6 +90,7 @@ impl<'a> Lowerer<'a> {
             item_scopes: Vec::new(),
             depth: 0,
             body: TokenStream::new(),
+            cfg_stack: Vec::new(),
         };
         let entry = l.new_block();
         l.switch_to(entry);
@@ -130,6 +134,7 @@ impl<'a> Lowerer<'a> {
         self.cfg.blocks.push(Block {
             entry_visible,
             items,
+            cfg: self.cfg_stack.clone(),
             ..Block::default()
         });
         self.cfg.blocks.len() - 1
@@ -179,13 +184,17 @@ impl<'a> Lowerer<'a> {
     fn note_uses(&mut self, idents: Vec<Ident>) {
         for ident in idents {
             if let Some(slot) = self.lookup(&ident.to_string()) {
-                let defined = self.defined.contains(&slot);
-                let b = self.block_mut();
-                b.used.insert(slot);
-                if !defined {
-                    b.gen.insert(slot);
-                }
+                self.note_slot_use(slot);
             }
+        }
+    }
+
+    fn note_slot_use(&mut self, slot: SlotId) {
+        let defined = self.defined.contains(&slot);
+        let b = self.block_mut();
+        b.used.insert(slot);
+        if !defined {
+            b.gen.insert(slot);
         }
     }
 
@@ -202,6 +211,8 @@ impl<'a> Lowerer<'a> {
             label,
             span,
             borrow: false,
+            cfg: self.cfg_stack.clone(),
+            hash_ordered: false,
         });
         self.cfg.slots.len() - 1
     }
@@ -340,6 +351,7 @@ impl<'a> Lowerer<'a> {
             line: span.start().line as u32,
             resume,
             span,
+            cfg: self.cfg_stack.clone(),
         });
         let e = self.exit(resume, ExitKind::Suspend { op, state });
         self.push(e);
@@ -361,14 +373,18 @@ impl<'a> Lowerer<'a> {
         self.loops.iter().filter_map(|l| l.label.clone()).collect()
     }
 
-    /// Whether `e` must be lowered: it awaits, or jumps out to a lowered loop.
-    fn needs_lowering(&self, e: &Expr) -> bool {
-        let mut f = NeedsLowering {
+    fn needs_lowering_finder(&self) -> NeedsLowering {
+        NeedsLowering {
             labels: self.lowered_labels(),
             in_lowered_loop: !self.loops.is_empty(),
             depth: 0,
             found: false,
-        };
+        }
+    }
+
+    /// Whether `e` must be lowered: it awaits, or jumps out to a lowered loop.
+    fn needs_lowering(&self, e: &Expr) -> bool {
+        let mut f = self.needs_lowering_finder();
         f.visit_expr(e);
         f.found
     }
@@ -528,6 +544,8 @@ impl<'a> Lowerer<'a> {
         self.cfg.items.push(item.to_token_stream());
     }
 
+    // Input:  the statements of the body or of a lowered block.
+    // Output: each statement lowered in turn; the value of the tail expression.
     fn lower_stmts(&mut self, stmts: &[Stmt], want_value: bool) -> Lowered {
         let mut value = Lowered {
             tokens: quote!(()),
@@ -537,34 +555,156 @@ impl<'a> Lowerer<'a> {
             if self.block().terminated {
                 self.start_unreachable();
             }
-            let last = i + 1 == stmts.len();
-            match stmt {
-                Stmt::Local(local) => self.lower_let(local),
-                Stmt::Item(item) => self.lower_item(item),
-                Stmt::Expr(e, None) if last && want_value => {
-                    value = self.lower_expr(e, want_value);
-                }
-                Stmt::Expr(e, _) => {
-                    let r = self.lower_expr(e, false);
-                    if !r.pure && !self.block().terminated {
-                        self.note_tokens(&r.tokens);
-                        let t = r.tokens;
-                        self.push(quote!(#t;));
+            let tail = i + 1 == stmts.len() && want_value;
+            if !self.stmt_needs_lowering(stmt) {
+                // Kept verbatim, attributes included; a `#[cfg]`'d `let` binds locals
+                // that exist only under its predicate.
+                match gated_let(stmt) {
+                    Some((predicate, local)) => {
+                        let shadowed = self.shadowed_by(&local.pat);
+                        self.cfg_stack.push(predicate);
+                        self.lower_let(local);
+                        self.cfg_stack.pop();
+                        // Whichever binding is compiled in, the same code names it.
+                        for &(_, old) in &shadowed {
+                            self.note_slot_use(old);
+                        }
+                        let joins = self.rebind(&shadowed);
+                        self.push(joins);
+                        self.declare_joins(&shadowed);
                     }
+                    None => value = self.lower_stmt(stmt, tail),
                 }
-                Stmt::Macro(m) => {
-                    let e = Expr::Macro(syn::ExprMacro {
-                        attrs: m.attrs.clone(),
-                        mac: m.mac.clone(),
-                    });
-                    let r = self.lower_expr(&e, false);
+                continue;
+            }
+            let mut bare = stmt.clone();
+            let attrs = take_attrs(&mut bare);
+            match classify(&attrs) {
+                Ok(StmtAttrs::None) => value = self.lower_stmt(&bare, tail),
+                Ok(StmtAttrs::Cfg(predicate)) => {
+                    self.lower_cfg_gated(predicate, attrs[0].span(), &bare);
+                }
+                Err(e) => self.errors.push(e),
+            }
+        }
+        value
+    }
+
+    /// The visible locals a pattern's bindings would shadow: (name, slot).
+    fn shadowed_by(&self, pat: &Pat) -> Vec<(Ident, SlotId)> {
+        names::bindings(pat)
+            .into_iter()
+            .filter_map(|b| self.lookup(&b.ident.to_string()).map(|s| (b.ident, s)))
+            .collect()
+    }
+
+    /// `let mut x = x;` for each name: binds a join local from whichever `x` is in scope.
+    fn rebind(&mut self, names: &[(Ident, SlotId)]) -> TokenStream {
+        let idents: Vec<&Ident> = names.iter().map(|(i, _)| i).collect();
+        self.note_uses(idents.iter().map(|i| (*i).clone()).collect());
+        quote!(#(let mut #idents = #idents;)*)
+    }
+
+    /// Declares the join locals [`Self::rebind`] bound, so later code resolves the names
+    /// to them whether or not the `#[cfg]`'d binding was compiled in.
+    fn declare_joins(&mut self, names: &[(Ident, SlotId)]) -> Vec<SlotId> {
+        names.iter().map(|(i, _)| self.declare(i, true)).collect()
+    }
+
+    fn stmt_needs_lowering(&self, stmt: &Stmt) -> bool {
+        match stmt {
+            Stmt::Local(l) => l.init.as_ref().is_some_and(|init| {
+                self.needs_lowering(&init.expr)
+                    || init.diverge.as_ref().is_some_and(|(_, d)| self.needs_lowering(d))
+            }),
+            Stmt::Expr(e, _) => self.needs_lowering(e) || matches!(e, Expr::Return(_)),
+            Stmt::Macro(m) => {
+                let mut f = self.needs_lowering_finder();
+                f.visit_macro(&m.mac);
+                f.found
+            }
+            Stmt::Item(_) => false,
+        }
+    }
+
+    fn lower_stmt(&mut self, stmt: &Stmt, tail: bool) -> Lowered {
+        let unit = Lowered {
+            tokens: quote!(()),
+            pure: true,
+        };
+        match stmt {
+            Stmt::Local(local) => self.lower_let(local),
+            Stmt::Item(item) => self.lower_item(item),
+            Stmt::Expr(e, None) if tail => return self.lower_expr(e, true),
+            Stmt::Expr(e, _) => {
+                let r = self.lower_expr(e, false);
+                if !r.pure && !self.block().terminated {
                     self.note_tokens(&r.tokens);
                     let t = r.tokens;
                     self.push(quote!(#t;));
                 }
             }
+            Stmt::Macro(m) => {
+                let e = Expr::Macro(syn::ExprMacro {
+                    attrs: m.attrs.clone(),
+                    mac: m.mac.clone(),
+                });
+                let r = self.lower_expr(&e, false);
+                self.note_tokens(&r.tokens);
+                let t = r.tokens;
+                self.push(quote!(#t;));
+            }
         }
-        value
+        unit
+    }
+
+    // Input:  `#[cfg(P)] STATEMENT` where the statement contains `.await`.
+    // Output: `#[cfg(P)] { goto inside } #[cfg(not(P))] { goto after }`; the blocks,
+    //         locals and states of the statement are compiled in under `P` only. A `let`
+    //         that shadows a local: both paths bind a join local of that name, from the
+    //         new binding or from the old one, which code after the statement reads.
+    fn lower_cfg_gated(&mut self, predicate: TokenStream, span: Span, stmt: &Stmt) {
+        let shadowed = match stmt {
+            Stmt::Local(l) => self.shadowed_by(&l.pat),
+            _ => Vec::new(),
+        };
+        let after = self.new_block();
+        self.cfg_stack.push(predicate.clone());
+        let inside = self.new_block();
+        self.cfg_stack.pop();
+        let enter = self.exit(inside, ExitKind::Goto);
+        // The skip path keeps the old values under the join locals' names.
+        let saved = self.defined.clone();
+        self.push_scope();
+        let keep_old = self.rebind(&shadowed);
+        let joins = self.declare_joins(&shadowed);
+        let skip = self.exit(after, ExitKind::Goto);
+        self.pop_scope();
+        self.defined = saved;
+        self.push(quote_spanned!(span=>
+            #[cfg(#predicate)] { #enter }
+            #[cfg(not(#predicate))] { #keep_old #skip }
+        ));
+        self.block_mut().terminated = true;
+        self.switch_to(inside);
+        self.cfg_stack.push(predicate);
+        self.lower_stmt(stmt, false);
+        let reaches_after = !self.block().terminated;
+        if reaches_after {
+            let take_new = self.rebind(&shadowed);
+            self.push(take_new);
+        }
+        let frame = self.scopes.last_mut().expect("a scope");
+        frame.extend(shadowed.iter().map(|(i, _)| i.to_string()).zip(joins.iter().copied()));
+        if reaches_after {
+            for &j in &joins {
+                self.define(j);
+            }
+            self.goto(after);
+        }
+        self.cfg_stack.pop();
+        self.cfg.blocks[after].entry_visible = self.visible();
+        self.switch_to(after);
     }
 
     fn lower_let(&mut self, local: &syn::Local) {
@@ -608,10 +748,18 @@ impl<'a> Lowerer<'a> {
         if shadows.is_empty() {
             self.push(quote!(#(#attrs)* let #pat = #value #diverge;));
         } else {
-            self.push(quote!(let __flow_init = #value; #shadows #(#attrs)* let #pat = __flow_init #diverge;));
+            self.push(quote!(
+                #(#attrs)* let __flow_init = #value;
+                #(#attrs)* { #shadows }
+                #(#attrs)* let #pat = __flow_init #diverge;
+            ));
         }
         let borrow = matches!(&*init.expr, Expr::Reference(_));
-        self.declare_pattern(pat, borrow);
+        let hashed = mentions_hashed_collection(&pat.to_token_stream())
+            || mentions_hashed_collection(&init.expr.to_token_stream());
+        for slot in self.declare_pattern(pat, borrow) {
+            self.cfg.slots[slot].hash_ordered = hashed;
+        }
     }
 
     // ----- expressions -----------------------------------------------------------
@@ -966,11 +1114,13 @@ impl<'a> Lowerer<'a> {
         if let Expr::Let(l) = &*e.cond {
             let arms = vec![
                 ArmSpec {
+                    attrs: Vec::new(),
                     pat: (*l.pat).clone(),
                     guard: None,
                     body: &then_expr,
                 },
                 ArmSpec {
+                    attrs: Vec::new(),
                     pat: syn::parse_quote!(_),
                     guard: None,
                     body: else_expr,
@@ -1033,6 +1183,7 @@ impl<'a> Lowerer<'a> {
             .arms
             .iter()
             .map(|a| ArmSpec {
+                attrs: a.attrs.clone(),
                 pat: a.pat.clone(),
                 guard: a.guard.as_ref().map(|(_, g)| (**g).clone()),
                 body: &a.body,
@@ -1067,6 +1218,9 @@ impl<'a> Lowerer<'a> {
         let mut lowered_arms = Vec::new();
         for arm in &arms {
             let saved = self.defined.clone();
+            let gate = cfg_of(&arm.attrs);
+            let gated = gate.is_some();
+            self.cfg_stack.extend(gate.clone());
             self.push_scope();
             let bound = self.declare_pattern(&arm.pat, false);
             if let Some(g) = &arm.guard {
@@ -1082,22 +1236,31 @@ impl<'a> Lowerer<'a> {
                     b,
                     arm.body.clone(),
                     self.scopes.last().cloned().unwrap_or_default(),
+                    gate,
                 ));
                 let exit = self.exit(b, ExitKind::Goto);
                 quote!({ #exit })
             };
             self.pop_scope();
+            if gated {
+                self.cfg_stack.pop();
+            }
             self.defined = saved;
-            let pat = &arm.pat;
+            let (attrs, pat) = (&arm.attrs, &arm.pat);
             let guard = arm.guard.as_ref().map(|g| quote!(if #g));
-            arm_code.push(quote!(#pat #guard => #body));
+            arm_code.push(quote!(#(#attrs)* #pat #guard => #body));
         }
         self.push(quote!(#prefix match #scrut { #(#arm_code,)* }));
         self.block_mut().terminated = true;
-        for (b, body, frame) in lowered_arms {
+        for (b, body, frame, gate) in lowered_arms {
+            let gated = gate.is_some();
+            self.cfg_stack.extend(gate);
             self.push_frame(frame);
             self.lower_branch_block(b, &body, temp, join);
             self.pop_scope();
+            if gated {
+                self.cfg_stack.pop();
+            }
         }
     }
 
@@ -1347,6 +1510,8 @@ impl<'a> Lowerer<'a> {
 
 /// One arm of a `match` being lowered (or of the `match` an `if let` becomes).
 struct ArmSpec<'e> {
+    /// The arm's attributes (`#[cfg]` gates the arm and, if lowered, its blocks).
+    attrs: Vec<syn::Attribute>,
     pat: Pat,
     guard: Option<Expr>,
     body: &'e Expr,
@@ -1375,6 +1540,25 @@ fn scrutinee_before_shadows(
             quote!(__flow_scrutinee),
         )
     }
+}
+
+/// A `let` with a `#[cfg]`: its predicate and the statement.
+fn gated_let(stmt: &Stmt) -> Option<(TokenStream, &syn::Local)> {
+    let Stmt::Local(local) = stmt else { return None };
+    match classify(&local.attrs) {
+        Ok(StmtAttrs::Cfg(predicate)) => Some((predicate, local)),
+        _ => None,
+    }
+}
+
+/// Whether a `let` visibly builds or names a `HashMap`/`HashSet`, whose iteration order
+/// a restart does not keep.
+fn mentions_hashed_collection(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Ident(i) => i == "HashMap" || i == "HashSet",
+        proc_macro2::TokenTree::Group(g) => mentions_hashed_collection(&g.stream()),
+        _ => false,
+    })
 }
 
 /// The name an item declares, for the items whose name can clash.

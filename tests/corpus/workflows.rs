@@ -1,6 +1,9 @@
 //! The differential corpus: each workflow exercises constructs the compiler supports,
 //! alone and nested. Every one takes an `i64` so property tests can generate inputs.
 #![allow(clippy::all)]
+// Hash maps kept across steps warn (deprecation is how a macro warns); the corpus
+// uses them only in ways that do not depend on their order.
+#![allow(deprecated)]
 
 use super::tasks::*;
 use flow::workflow;
@@ -780,4 +783,100 @@ pub async fn atomic_and_mutex_across_steps(x: i64) -> (i64, String) {
     name.lock().unwrap().push_str(&l);
     hits.fetch_add(double(x).await, SeqCst);
     (hits.load(SeqCst), name.into_inner().unwrap())
+}
+
+// ----- attributes on statements mean what they mean in plain Rust --------------------
+
+/// A `#[cfg]`'d-out step is not run; a `#[cfg]`'d-in `let` binds (issue 10's repros).
+#[workflow]
+pub async fn cfg_on_steps(x: i64) -> i64 {
+    let a = inc(x).await;
+    #[cfg(any())]
+    double(a * 100).await;
+    #[cfg(all())]
+    let b = double(a).await;
+    #[cfg(any())]
+    let b = inc(b).await;
+    a + b
+}
+
+/// Locals bound under a false predicate, used only under it; lint attributes.
+#[workflow]
+pub async fn cfg_locals_and_lints(x: i64) -> i64 {
+    #[cfg(any())]
+    let extra = inc(x).await;
+    let base = double(x).await;
+    #[cfg(any())]
+    let base = base + extra;
+    #[cfg(not(any()))]
+    let kept = add(base, 1).await;
+    #[allow(unused_variables)]
+    let unused = inc(kept).await;
+    #[rustfmt::skip]
+    let z = add(kept,   base).await;
+    z
+}
+
+/// `#[cfg]` on blocks in a loop of steps and on match arms.
+#[workflow]
+pub async fn cfg_in_loops_and_arms(x: i64) -> i64 {
+    let mut total = 0;
+    for i in 0..3 {
+        #[cfg(any())]
+        {
+            total += inc(i).await;
+        }
+        #[cfg(not(any()))]
+        {
+            total += double(i + x).await;
+        }
+    }
+    let r = match x.rem_euclid(3) {
+        #[cfg(any())]
+        0 => inc(1000).await,
+        0 => double(x).await,
+        #[cfg(all())]
+        1 => inc(x).await,
+        _ => x,
+    };
+    total + r
+}
+
+// ----- hash maps across steps: only order-independent uses are exact -----------------
+
+/// Lookups in a `HashMap` kept across steps (its order is not used).
+#[workflow]
+pub async fn hash_map_lookups(x: i64) -> (i64, bool) {
+    let mut prices = std::collections::HashMap::new();
+    prices.insert("a".to_string(), inc(x).await);
+    prices.insert("b".to_string(), double(x).await);
+    let total = add(prices["a"], prices["b"]).await;
+    (total, prices.contains_key("c"))
+}
+
+/// A `HashSet` whose items are read back in sorted order after a step.
+#[workflow]
+pub async fn hash_set_sorted(x: i64) -> Vec<i64> {
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..4 {
+        seen.insert(inc(x + i % 2).await);
+    }
+    let _ = double(x).await;
+    let mut out: Vec<i64> = seen.into_iter().collect();
+    out.sort();
+    out
+}
+
+/// A `BTreeMap` (the fix the warning suggests): keys before a step and values after it
+/// line up.
+#[workflow]
+pub async fn btree_map_order(x: i64) -> Vec<(String, i64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for k in ["z", "a", "m"] {
+        m.insert(k.to_string(), x);
+    }
+    let keys: Vec<String> = m.keys().cloned().collect();
+    let bump = inc(x).await;
+    let values: Vec<i64> = m.values().map(|v| v + bump).collect();
+    keys.into_iter().zip(values).collect()
 }

@@ -36,7 +36,7 @@ impl ::core::future::IntoFuture for restock {
 }
 impl ::flow::Workflow for restock {
     const NAME: &'static str = "restock";
-    const FINGERPRINT: u64 = 8039703095179946846u64;
+    const FINGERPRINT: u64 = 11267205541739145372u64;
     type Input = (Vec<String>, u64);
     type Output = Result<u64, String>;
     fn into_input(self) -> Self::Input {
@@ -141,11 +141,19 @@ impl ::flow::Workflow for restock {
                     let mut __flow_items_1 = ::flow::__private::for_items(items);
                     let mut __flow_pos_2: usize = 0;
                     {
-                        __flow_f.s1 = ::core::option::Option::Some(budget);
-                        __flow_f.s2 = ::core::option::Option::Some(spent);
-                        __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
-                        __flow_ctl.mark_dirty(3u32);
-                        __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                        {
+                            __flow_f.s1 = ::core::option::Option::Some(budget);
+                        }
+                        {
+                            __flow_f.s2 = ::core::option::Option::Some(spent);
+                        }
+                        {
+                            __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
+                            __flow_ctl.mark_dirty(3u32);
+                        }
+                        {
+                            __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                        }
                         *__flow_pc = 2u32;
                         continue;
                     }
@@ -166,9 +174,15 @@ impl ::flow::Workflow for restock {
                         &mut __flow_pos_2,
                     ) {
                         ::core::option::Option::Some(item) => {
-                            __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
-                            __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
-                            __flow_f.s5 = ::core::option::Option::Some(item);
+                            {
+                                __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
+                            }
+                            {
+                                __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                            }
+                            {
+                                __flow_f.s5 = ::core::option::Option::Some(item);
+                            }
                             *__flow_pc = 3u32;
                             continue;
                         }
@@ -182,23 +196,37 @@ impl ::flow::Workflow for restock {
                     let mut item = __flow_ctl.take_slot(&mut __flow_f.s5, "`item`")?;
                     {
                         let __flow_op = quote(item.clone());
-                        __flow_f.s5 = ::core::option::Option::Some(item);
-                        __flow_ctl.save_slot(1u32, &__flow_f.s1, "`budget`")?;
-                        __flow_ctl.save_slot(2u32, &__flow_f.s2, "`spent`")?;
-                        __flow_ctl
-                            .save_slot_once(
-                                3u32,
-                                &__flow_f.s3,
-                                "the items of the `for` loop at line 4",
-                            )?;
-                        __flow_ctl
-                            .save_slot(
-                                4u32,
-                                &__flow_f.s4,
-                                "the position of the `for` loop at line 4",
-                            )?;
-                        __flow_ctl.save_slot(5u32, &__flow_f.s5, "`item`")?;
-                        __flow_ctl.save_slot(7u32, &__flow_f.s7, "`price`")?;
+                        {
+                            __flow_f.s5 = ::core::option::Option::Some(item);
+                        }
+                        {
+                            __flow_ctl.save_slot(1u32, &__flow_f.s1, "`budget`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(2u32, &__flow_f.s2, "`spent`")?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot_once(
+                                    3u32,
+                                    &__flow_f.s3,
+                                    "the items of the `for` loop at line 4",
+                                )?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot(
+                                    4u32,
+                                    &__flow_f.s4,
+                                    "the position of the `for` loop at line 4",
+                                )?;
+                        }
+                        {
+                            __flow_ctl.save_slot(5u32, &__flow_f.s5, "`item`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(7u32, &__flow_f.s7, "`price`")?;
+                        }
                         *__flow_pc = 4u32;
                         return __flow_ctl.suspend(&mut __flow_f.p0, __flow_op, 0u32);
                     }
@@ -223,15 +251,21 @@ impl ::flow::Workflow for restock {
                     };
                     if price > budget {
                         {
-                            __flow_f.s1 = ::core::option::Option::Some(budget);
+                            {
+                                __flow_f.s1 = ::core::option::Option::Some(budget);
+                            }
                             *__flow_pc = 6u32;
                             continue;
                         }
                     } else {
                         ();
                         {
-                            __flow_f.s1 = ::core::option::Option::Some(budget);
-                            __flow_f.s7 = ::core::option::Option::Some(price);
+                            {
+                                __flow_f.s1 = ::core::option::Option::Some(budget);
+                            }
+                            {
+                                __flow_f.s7 = ::core::option::Option::Some(price);
+                            }
                             *__flow_pc = 5u32;
                             continue;
                         }
@@ -246,23 +280,37 @@ impl ::flow::Workflow for restock {
                     let mut price = __flow_ctl.take_slot(&mut __flow_f.s7, "`price`")?;
                     {
                         let __flow_op = buy(item, price);
-                        __flow_f.s7 = ::core::option::Option::Some(price);
-                        __flow_ctl.save_slot(1u32, &__flow_f.s1, "`budget`")?;
-                        __flow_ctl.save_slot(2u32, &__flow_f.s2, "`spent`")?;
-                        __flow_ctl
-                            .save_slot_once(
-                                3u32,
-                                &__flow_f.s3,
-                                "the items of the `for` loop at line 4",
-                            )?;
-                        __flow_ctl
-                            .save_slot(
-                                4u32,
-                                &__flow_f.s4,
-                                "the position of the `for` loop at line 4",
-                            )?;
-                        __flow_ctl.save_slot(5u32, &__flow_f.s5, "`item`")?;
-                        __flow_ctl.save_slot(7u32, &__flow_f.s7, "`price`")?;
+                        {
+                            __flow_f.s7 = ::core::option::Option::Some(price);
+                        }
+                        {
+                            __flow_ctl.save_slot(1u32, &__flow_f.s1, "`budget`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(2u32, &__flow_f.s2, "`spent`")?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot_once(
+                                    3u32,
+                                    &__flow_f.s3,
+                                    "the items of the `for` loop at line 4",
+                                )?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot(
+                                    4u32,
+                                    &__flow_f.s4,
+                                    "the position of the `for` loop at line 4",
+                                )?;
+                        }
+                        {
+                            __flow_ctl.save_slot(5u32, &__flow_f.s5, "`item`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(7u32, &__flow_f.s7, "`price`")?;
+                        }
                         *__flow_pc = 7u32;
                         return __flow_ctl.suspend(&mut __flow_f.p1, __flow_op, 1u32);
                     }
@@ -288,8 +336,12 @@ impl ::flow::Workflow for restock {
                     budget -= price;
                     spent += price;
                     {
-                        __flow_f.s1 = ::core::option::Option::Some(budget);
-                        __flow_f.s2 = ::core::option::Option::Some(spent);
+                        {
+                            __flow_f.s1 = ::core::option::Option::Some(budget);
+                        }
+                        {
+                            __flow_f.s2 = ::core::option::Option::Some(spent);
+                        }
                         *__flow_pc = 2u32;
                         continue;
                     }
