@@ -105,6 +105,12 @@ corpus_tests!(
     hash_map_lookups,
     hash_set_sorted,
     btree_map_order,
+    move_into_step_and_reassign,
+    field_named_like_moved_local,
+    format_spec_captures,
+    let_else_with_steps,
+    huge_range_early_return,
+    range_bounds_from_steps,
 );
 
 #[tokio::test]

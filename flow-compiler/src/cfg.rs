@@ -107,6 +107,9 @@ pub struct Block {
     pub items: Vec<usize>,
     /// `#[cfg]` predicates it is compiled in under.
     pub cfg: Vec<TokenStream>,
+    /// Slots first assigned (`x = ..;`) in the block without being taken from the frame:
+    /// declared, unassigned, at its start.
+    pub declared: BTreeSet<SlotId>,
 }
 
 /// An await site: a state of the compiled machine.

@@ -219,6 +219,11 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
         let gate = cfg_attr(&slot.cfg);
         quote!(#gate let mut #name = __flow_ctl.take_slot(&mut __flow_f.#f, #text)?;)
     });
+    let declares = block.declared.iter().map(|&s| {
+        let slot = &cfg.slots[s];
+        let (gate, name) = (cfg_attr(&slot.cfg), &slot.name);
+        quote!(#gate let mut #name;)
+    });
     let code = fill_placeholders(block.code.clone(), cfg, plan);
     let end = if block.terminated {
         TokenStream::new()
@@ -228,7 +233,7 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
     let pc = b as u32;
     let items = block.items.iter().map(|&i| &cfg.scoped_items[i]);
     let gate = cfg_attr(&block.cfg);
-    quote!(#gate #pc => { #(#items)* #(#takes)* #code #end })
+    quote!(#gate #pc => { #(#items)* #(#takes)* #(#declares)* #code #end })
 }
 
 fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {

@@ -20,9 +20,9 @@ use crate::cfg::{
     SlotId, State,
 };
 use crate::names;
-use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
 use crate::rewrite::{macro_args, ExitRewriter};
+use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 
 /// A `loop`/`while`/`for`/labelled block being lowered.
 struct LoopCtx {
@@ -236,8 +236,12 @@ impl<'a> Lowerer<'a> {
     }
 
     fn declare_pattern(&mut self, pat: &Pat, borrow: bool) -> Vec<SlotId> {
+        self.declare_bindings(names::bindings(pat), borrow)
+    }
+
+    fn declare_bindings(&mut self, bindings: Vec<names::Binding>, borrow: bool) -> Vec<SlotId> {
         let mut slots = Vec::new();
-        for b in names::bindings(pat) {
+        for b in bindings {
             if self.lookup(&b.ident.to_string()).is_some() {
                 *self.shadowed.last_mut().expect("a scope") = true;
             }
@@ -250,8 +254,12 @@ impl<'a> Lowerer<'a> {
 
     /// Placeholders that hand shadowed locals back to their slots before `pat` binds.
     fn shadow_points(&mut self, pat: &Pat) -> TokenStream {
+        self.shadow_points_of(names::bindings(pat))
+    }
+
+    fn shadow_points_of(&mut self, bindings: Vec<names::Binding>) -> TokenStream {
         let mut out = TokenStream::new();
-        for b in names::bindings(pat) {
+        for b in bindings {
             if let Some(old) = self.lookup(&b.ident.to_string()) {
                 let k = self.cfg.shadows.len();
                 self.cfg.shadows.push(Shadow {
@@ -518,7 +526,12 @@ impl<'a> Lowerer<'a> {
     ///         block only if its name is used nowhere else in the body.
     fn lower_item(&mut self, item: &syn::Item) {
         let nested = self.depth > 0;
-        if nested && matches!(item, syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_)) {
+        if nested
+            && matches!(
+                item,
+                syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_)
+            )
+        {
             return;
         }
         if nested {
@@ -615,7 +628,10 @@ impl<'a> Lowerer<'a> {
         match stmt {
             Stmt::Local(l) => l.init.as_ref().is_some_and(|init| {
                 self.needs_lowering(&init.expr)
-                    || init.diverge.as_ref().is_some_and(|(_, d)| self.needs_lowering(d))
+                    || init
+                        .diverge
+                        .as_ref()
+                        .is_some_and(|(_, d)| self.needs_lowering(d))
             }),
             Stmt::Expr(e, _) => self.needs_lowering(e) || matches!(e, Expr::Return(_)),
             Stmt::Macro(m) => {
@@ -636,6 +652,9 @@ impl<'a> Lowerer<'a> {
             Stmt::Local(local) => self.lower_let(local),
             Stmt::Item(item) => self.lower_item(item),
             Stmt::Expr(e, None) if tail => return self.lower_expr(e, true),
+            Stmt::Expr(Expr::Assign(a), _) if self.whole_local(&a.left).is_some() => {
+                self.lower_assign_local(a);
+            }
             Stmt::Expr(e, _) => {
                 let r = self.lower_expr(e, false);
                 if !r.pure && !self.block().terminated {
@@ -656,6 +675,38 @@ impl<'a> Lowerer<'a> {
             }
         }
         unit
+    }
+
+    /// The slot a place names when it is a whole local (`x`, not `x.f` or `x[i]`).
+    fn whole_local(&self, place: &Expr) -> Option<SlotId> {
+        match place {
+            Expr::Path(p) if p.qself.is_none() => self.lookup(&p.path.get_ident()?.to_string()),
+            Expr::Paren(p) => self.whole_local(&p.expr),
+            _ => None,
+        }
+    }
+
+    // Input:  `x = VALUE;` as a statement, `x` a whole local.
+    // Output: `x = value;` that defines `x` rather than reading it: the old value is not
+    //         kept alive up to here (it may have been moved into VALUE's step), and a
+    //         block that did not take `x` from the frame declares it.
+    fn lower_assign_local(&mut self, a: &syn::ExprAssign) {
+        let right = self.lower_expr(&a.right, true);
+        if self.block().terminated {
+            return;
+        }
+        let Some(slot) = self.whole_local(&a.left) else {
+            return;
+        };
+        self.note_tokens(&right.tokens);
+        let held = self.defined.contains(&slot) || self.block().gen.contains(&slot);
+        if !held {
+            self.block_mut().declared.insert(slot);
+        }
+        let (name, value) = (&self.cfg.slots[slot].name, &right.tokens);
+        let attrs = &a.attrs;
+        self.push(quote!(#(#attrs)* #name = #value;));
+        self.define(slot);
     }
 
     // Input:  `#[cfg(P)] STATEMENT` where the statement contains `.await`.
@@ -695,7 +746,12 @@ impl<'a> Lowerer<'a> {
             self.push(take_new);
         }
         let frame = self.scopes.last_mut().expect("a scope");
-        frame.extend(shadowed.iter().map(|(i, _)| i.to_string()).zip(joins.iter().copied()));
+        frame.extend(
+            shadowed
+                .iter()
+                .map(|(i, _)| i.to_string())
+                .zip(joins.iter().copied()),
+        );
         if reaches_after {
             for &j in &joins {
                 self.define(j);
@@ -705,6 +761,42 @@ impl<'a> Lowerer<'a> {
         self.cfg_stack.pop();
         self.cfg.blocks[after].entry_visible = self.visible();
         self.switch_to(after);
+    }
+
+    // Input:  `let PAT = INIT else { ..await.. };` binding `a`, `mut b`
+    // Output: `let (a, mut b) = match INIT { PAT => (a, b), _ => { ..await.. } };`
+    //         lowered as any `let` with a `match`; the `else` block diverges, as Rust
+    //         requires, so the `match` has the bindings' type.
+    fn lower_let_else_with_steps(&mut self, local: &syn::Local, init: &Expr, diverge: &Expr) {
+        let bindings = names::let_bindings(&local.pat);
+        if let Some(b) = bindings.iter().find(|b| b.by_ref) {
+            self.error(
+                b.ident.span(),
+                "a `ref` binding in a `let ... else` whose `else` contains `.await` is not \
+                 supported in a #[workflow]; bind by value (clone what you need)",
+            );
+            return;
+        }
+        let names: Vec<&Ident> = bindings.iter().map(|b| &b.ident).collect();
+        let outer: Vec<TokenStream> = bindings
+            .iter()
+            .map(|b| {
+                let (m, i) = (b.mutable.then(|| quote!(mut)), &b.ident);
+                quote!(#m #i)
+            })
+            .collect();
+        let pat = &local.pat;
+        let attrs = &local.attrs;
+        let desugared: Stmt = syn::parse_quote_spanned!(local.span()=>
+            #(#attrs)* let (#(#outer,)*) = match #init {
+                #[allow(unused_mut)]
+                #pat => (#(#names,)*),
+                _ => #diverge,
+            };
+        );
+        if let Stmt::Local(desugared) = desugared {
+            self.lower_let(&desugared);
+        }
     }
 
     fn lower_let(&mut self, local: &syn::Local) {
@@ -718,12 +810,7 @@ impl<'a> Lowerer<'a> {
         };
         if let Some((_, diverge)) = &init.diverge {
             if self.needs_lowering(diverge) {
-                self.error(
-                    diverge.span(),
-                    "`.await` in the `else` of a `let ... else` is not supported in a \
-                     #[workflow]; use a `match` instead",
-                );
-                return;
+                return self.lower_let_else_with_steps(local, &init.expr, diverge);
             }
         }
         let value = self.lower_expr(&init.expr, true);
@@ -743,7 +830,7 @@ impl<'a> Lowerer<'a> {
             self.note_uses(names::mentioned(d));
             self.block_mut().completes = true;
         }
-        let shadows = self.shadow_points(pat);
+        let shadows = self.shadow_points_of(names::let_bindings(pat));
         let attrs = &local.attrs;
         if shadows.is_empty() {
             self.push(quote!(#(#attrs)* let #pat = #value #diverge;));
@@ -757,7 +844,7 @@ impl<'a> Lowerer<'a> {
         let borrow = matches!(&*init.expr, Expr::Reference(_));
         let hashed = mentions_hashed_collection(&pat.to_token_stream())
             || mentions_hashed_collection(&init.expr.to_token_stream());
-        for slot in self.declare_pattern(pat, borrow) {
+        for slot in self.declare_bindings(names::let_bindings(pat), borrow) {
             self.cfg.slots[slot].hash_ordered = hashed;
         }
     }
@@ -1434,26 +1521,39 @@ impl<'a> Lowerer<'a> {
         self.note_tokens(&items);
         let span = f.expr.span();
         let items_slot = self.temp("items", span);
-        let pos_slot = self.temp("pos", span);
-        self.cfg.slots[pos_slot].mutable = true;
-        self.cfg.slots[items_slot].write_once = true;
-        let (items_name, pos_name) = (
-            self.cfg.slots[items_slot].name.clone(),
-            self.cfg.slots[pos_slot].name.clone(),
-        );
-        self.push(quote_spanned!(span=>
-            let mut #items_name = ::flow::__private::for_items(#items);
-            let mut #pos_name: usize = 0;
-        ));
-        self.define(items_slot);
-        self.define(pos_slot);
+        let items_name = self.cfg.slots[items_slot].name.clone();
+        let half_open = matches!(&*f.expr, Expr::Range(r)
+            if r.start.is_some() && matches!(r.limits, syn::RangeLimits::HalfOpen(_)));
+        let (next, in_head): (Expr, Vec<Ident>) = if half_open {
+            // A range is journaled as its bounds, and advances by itself: `start` is the
+            // position (never materialized, whatever its length).
+            self.push(quote_spanned!(span=> let mut #items_name = #items;));
+            self.define(items_slot);
+            (
+                syn::parse_quote_spanned!(span=>
+                    ::core::iter::Iterator::next(&mut #items_name)),
+                vec![items_name],
+            )
+        } else {
+            let pos_slot = self.temp("pos", span);
+            self.cfg.slots[pos_slot].mutable = true;
+            self.cfg.slots[items_slot].write_once = true;
+            let pos_name = self.cfg.slots[pos_slot].name.clone();
+            self.push(quote_spanned!(span=>
+                let mut #items_name = ::flow::__private::for_items(#items);
+                let mut #pos_name: usize = 0;
+            ));
+            self.define(items_slot);
+            self.define(pos_slot);
+            (
+                syn::parse_quote_spanned!(span=>
+                    ::flow::__private::for_next(&mut #items_name, &mut #pos_name)),
+                vec![items_name, pos_name],
+            )
+        };
         let pat = &f.pat;
-        let next: Expr = syn::parse_quote_spanned!(span=>
-            ::flow::__private::for_next(&mut #items_name, &mut #pos_name));
         let cond: Expr = syn::parse_quote!(let ::core::option::Option::Some(#pat) = #next);
-        self.lower_conditional_loop(&f.label, &cond, &f.body, |l| {
-            l.note_uses(vec![items_name.clone(), pos_name.clone()]);
-        })
+        self.lower_conditional_loop(&f.label, &cond, &f.body, |l| l.note_uses(in_head))
     }
 
     fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {
@@ -1544,7 +1644,9 @@ fn scrutinee_before_shadows(
 
 /// A `let` with a `#[cfg]`: its predicate and the statement.
 fn gated_let(stmt: &Stmt) -> Option<(TokenStream, &syn::Local)> {
-    let Stmt::Local(local) = stmt else { return None };
+    let Stmt::Local(local) = stmt else {
+        return None;
+    };
     match classify(&local.attrs) {
         Ok(StmtAttrs::Cfg(predicate)) => Some((predicate, local)),
         _ => None,
@@ -1604,7 +1706,7 @@ fn count_mentions(tokens: &TokenStream, name: &Ident) -> usize {
 fn describe_temp(what: &str, span: Span) -> String {
     let line = span.start().line;
     match what {
-        "items" => format!("the items of the `for` loop at line {line}"),
+        "items" => format!("what the `for` loop at line {line} iterates over"),
         "pos" => format!("the position of the `for` loop at line {line}"),
         "await" => format!("the output of the `.await` at line {line}"),
         "val" => format!("the value of the expression at line {line}"),

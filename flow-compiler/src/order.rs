@@ -197,14 +197,56 @@ mod tests {
     fn later_operands_that_change_a_place() {
         let n: Ident = syn::parse_quote!(n);
         let check = |how, e: Expr| changed_by(&n, how, &[&e]);
-        assert!(check(Use::Value, syn::parse_quote!({ n += 1; t(n).await })));
-        assert!(check(Use::Value, syn::parse_quote!({ n = 2; t(n).await })));
+        assert!(check(
+            Use::Value,
+            syn::parse_quote!({
+                n += 1;
+                t(n).await
+            })
+        ));
+        assert!(check(
+            Use::Value,
+            syn::parse_quote!({
+                n = 2;
+                t(n).await
+            })
+        ));
         assert!(check(Use::Value, syn::parse_quote!(t(bump(&mut n)).await)));
-        assert!(check(Use::Value, syn::parse_quote!({ n.bump(); t(1).await })));
-        assert!(check(Use::Value, syn::parse_quote!({ (|| n += 1)(); t(1).await })));
-        assert!(!check(Use::Operand, syn::parse_quote!({ n.len(); t(1).await })));
-        assert!(check(Use::Operand, syn::parse_quote!({ n.0 = 1; t(1).await })));
+        assert!(check(
+            Use::Value,
+            syn::parse_quote!({
+                n.bump();
+                t(1).await
+            })
+        ));
+        assert!(check(
+            Use::Value,
+            syn::parse_quote!({
+                (|| n += 1)();
+                t(1).await
+            })
+        ));
+        assert!(!check(
+            Use::Operand,
+            syn::parse_quote!({
+                n.len();
+                t(1).await
+            })
+        ));
+        assert!(check(
+            Use::Operand,
+            syn::parse_quote!({
+                n.0 = 1;
+                t(1).await
+            })
+        ));
         assert!(!check(Use::Value, syn::parse_quote!(t(n + 1).await)));
-        assert!(!check(Use::Borrow, syn::parse_quote!({ n += 1; t(n).await })));
+        assert!(!check(
+            Use::Borrow,
+            syn::parse_quote!({
+                n += 1;
+                t(n).await
+            })
+        ));
     }
 }

@@ -64,15 +64,15 @@ pub(crate) fn classify(attrs: &[Attribute]) -> Result<StmtAttrs, syn::Error> {
             };
             let parts = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
             if !parts.iter().skip(1).all(|m| is_lint(m.path())) {
-                return Err(syn::Error::new(
-                    attr.span(),
+                return Err(syn::Error::new_spanned(
+                    attr,
                     "`#[cfg_attr]` on a statement that contains `.await` can only add lint \
                      attributes in a #[workflow]; write `#[cfg(..)]` on the statement instead",
                 ));
             }
         } else if !is_lint(path) {
-            return Err(syn::Error::new(
-                attr.span(),
+            return Err(syn::Error::new_spanned(
+                attr,
                 "this attribute cannot be kept on a statement that contains `.await` in a \
                  #[workflow] (only `#[cfg]` and lint attributes can); move the statement's \
                  work into a function and put the attribute there",
@@ -173,7 +173,10 @@ mod tests {
         }
         let lint: Stmt = syn::parse_quote!(#[rustfmt::skip] let a = f().await;);
         let mut lint = lint;
-        assert!(matches!(classify(&take_attrs(&mut lint)).unwrap(), StmtAttrs::None));
+        assert!(matches!(
+            classify(&take_attrs(&mut lint)).unwrap(),
+            StmtAttrs::None
+        ));
         let other: Stmt = syn::parse_quote!(#[inline] f().await;);
         let mut other = other;
         assert!(classify(&take_attrs(&mut other)).is_err());
@@ -181,7 +184,14 @@ mod tests {
 
     #[test]
     fn predicates_are_found_at_any_depth() {
-        let t: TokenStream = syn::parse_quote!({ #[cfg(a)] x; { #[cfg_attr(b, allow(c))] y; } });
+        let t: TokenStream = syn::parse_quote!({
+            #[cfg(a)]
+            x;
+            {
+                #[cfg_attr(b, allow(c))]
+                y;
+            }
+        });
         assert_eq!(cfg_predicates(&t), ["a", "b"]);
     }
 }

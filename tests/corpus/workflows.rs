@@ -880,3 +880,89 @@ pub async fn btree_map_order(x: i64) -> Vec<(String, i64)> {
     let values: Vec<i64> = m.values().map(|v| v + bump).collect();
     keys.into_iter().zip(values).collect()
 }
+
+// ----- ordinary Rust: liveness and scoping follow Rust's rules -------------------------
+
+/// A local moved into a step and reassigned from its result (issue 10's first shape).
+#[workflow]
+pub async fn move_into_step_and_reassign(x: i64) -> Result<(Vec<i64>, Account), String> {
+    let xs = vec![x, 2, 3];
+    let mut acc = Vec::new();
+    for v in xs {
+        acc = append(acc, v).await?;
+    }
+    let mut account = Account {
+        id: format!("a{x}"),
+        balance: 0,
+        history: Vec::new(),
+    };
+    account = deposit(account, 10).await;
+    account = deposit(account, x).await;
+    Ok((acc, account))
+}
+
+/// A field and a method named like a local moved into a step.
+#[workflow]
+pub async fn field_named_like_moved_local(x: i64) -> String {
+    let user = Account {
+        id: format!("u{x}"),
+        balance: x,
+        history: vec![x],
+    };
+    let id = user.id.clone();
+    let g = greet(id).await;
+    let history = user.history.len();
+    g + &user.id + &history.to_string()
+}
+
+/// Format-spec captures (`{label:>width$}`, `{:.prec$}`) and an upper-case `let`
+/// across steps.
+#[workflow]
+pub async fn format_spec_captures(x: i64) -> String {
+    let width = (x.rem_euclid(5) + 3) as usize;
+    let prec = 2usize;
+    let label = inc(x).await.to_string();
+    #[allow(non_snake_case)]
+    let N = double(x).await;
+    let ratio = N as f64 / 3.0;
+    format!("[{label:>width$}] {:.prec$} {ratio:.1$} {N}", ratio, prec)
+}
+
+/// Steps in the `else` of a `let ... else`.
+#[workflow]
+pub async fn let_else_with_steps(x: i64) -> i64 {
+    let Some(half) = maybe_half(x).await else {
+        let noted = inc(x).await;
+        return noted * 100;
+    };
+    let Some(mut q) = maybe_half(half).await else {
+        return double(half).await;
+    };
+    q += 1;
+    half + q
+}
+
+/// A range of 2^40 items with an early return: journaled as its bounds, never
+/// materialized.
+#[workflow]
+pub async fn huge_range_early_return(x: i64) -> i64 {
+    let n: i64 = 1 << 40;
+    let mut acc = 0;
+    for i in x..n {
+        acc += inc(i).await;
+        if i >= x + 3 {
+            return acc;
+        }
+    }
+    acc
+}
+
+/// Range bounds computed by steps.
+#[workflow]
+pub async fn range_bounds_from_steps(x: i64) -> Vec<i64> {
+    let mut out = vec![];
+    for i in inc(x).await..double(x.rem_euclid(4) + 2).await + x {
+        out.push(inc(i).await);
+    }
+    out
+}
