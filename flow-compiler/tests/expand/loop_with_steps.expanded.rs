@@ -36,7 +36,7 @@ impl ::core::future::IntoFuture for restock {
 }
 impl ::flow::Workflow for restock {
     const NAME: &'static str = "restock";
-    const FINGERPRINT: u64 = 11267205541739145372u64;
+    const FINGERPRINT: u64 = 5732302838760465490u64;
     type Input = (Vec<String>, u64);
     type Output = Result<u64, String>;
     fn into_input(self) -> Self::Input {
@@ -106,7 +106,7 @@ impl ::flow::Workflow for restock {
                         __flow_ctl
                             .decode_slot(
                                 &__flow_bytes,
-                                "the items of the `for` loop at line 4",
+                                "what the `for` loop at line 4 iterates over",
                             )?,
                     );
                 }
@@ -162,7 +162,7 @@ impl ::flow::Workflow for restock {
                     let mut __flow_items_1 = __flow_ctl
                         .take_slot(
                             &mut __flow_f.s3,
-                            "the items of the `for` loop at line 4",
+                            "what the `for` loop at line 4 iterates over",
                         )?;
                     let mut __flow_pos_2 = __flow_ctl
                         .take_slot(
@@ -210,7 +210,7 @@ impl ::flow::Workflow for restock {
                                 .save_slot_once(
                                     3u32,
                                     &__flow_f.s3,
-                                    "the items of the `for` loop at line 4",
+                                    "what the `for` loop at line 4 iterates over",
                                 )?;
                         }
                         {
@@ -294,7 +294,7 @@ impl ::flow::Workflow for restock {
                                 .save_slot_once(
                                     3u32,
                                     &__flow_f.s3,
-                                    "the items of the `for` loop at line 4",
+                                    "what the `for` loop at line 4 iterates over",
                                 )?;
                         }
                         {
