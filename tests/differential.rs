@@ -111,6 +111,8 @@ corpus_tests!(
     let_else_with_steps,
     huge_range_early_return,
     range_bounds_from_steps,
+    diverging_tail,
+    vec_repeat_step,
 );
 
 #[tokio::test]

@@ -17,7 +17,7 @@
 //!         0 => { let n: u32 = __flow_ctl.take_input()?;
 //!                { let __flow_op = inc(n); *__flow_pc = 1; return __flow_ctl.suspend(&mut __flow_f.p0, __flow_op, 0); } }
 //!         1 => { let __flow_await_1 = __flow_ctl.take_output(&__flow_f.p0, "inc")?;
-//!                let a = __flow_await_1; return __flow_ctl.complete::<u32>(&(a * 2)); }
+//!                let a = __flow_await_1; return { let out: u32 = a * 2; __flow_ctl.complete::<u32>(&out) }; }
 //!         other => return Err(__flow_ctl.unknown_state(other)),
 //!     }
 //! }

@@ -21,7 +21,7 @@ use crate::cfg::{
 };
 use crate::names;
 use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
-use crate::rewrite::{macro_args, ExitRewriter};
+use crate::rewrite::{macro_args, vec_repeat, ExitRewriter};
 use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 
 /// A `loop`/`while`/`for`/labelled block being lowered.
@@ -1087,7 +1087,14 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `name!(a, b.await, ..)` for the expression-list macros, `vec![e; n]`.
+    // Output: the macro with its operands lowered in Rust's order.
     fn lower_macro(&mut self, mac: &syn::Macro) -> Lowered {
+        if let Some((elem, count)) = vec_repeat(mac) {
+            let r = self.lower_operands(&[(&elem, Use::Value), (&count, Use::Value)]);
+            let (path, e, n) = (&mac.path, &r[0], &r[1]);
+            return impure(quote!(#path![#e; #n]));
+        }
         let Some(args) = macro_args(mac) else {
             let name = mac
                 .path
@@ -1830,6 +1837,9 @@ impl<'ast> Visit<'ast> for NeedsLowering {
             for a in &args {
                 self.visit_expr(a);
             }
+        } else if let Some((elem, count)) = vec_repeat(mac) {
+            self.visit_expr(&elem);
+            self.visit_expr(&count);
         } else if tokens_await(&mac.tokens) {
             self.found = true;
         }

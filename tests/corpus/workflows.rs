@@ -966,3 +966,38 @@ pub async fn range_bounds_from_steps(x: i64) -> Vec<i64> {
     }
     out
 }
+
+// ----- diverging bodies (issue 18) ----------------------------------------------------
+
+/// A tail expression that diverges: a `loop` that only returns.
+#[workflow]
+pub async fn diverging_tail(x: i64) -> Result<i64, String> {
+    let mut n = x;
+    loop {
+        n = inc(n).await;
+        if n > x + 2 {
+            return Ok(n);
+        }
+    }
+}
+
+/// Bodies that only panic compile (never run by the tests).
+#[workflow]
+pub async fn only_todo(_x: i64) -> String {
+    todo!()
+}
+
+#[workflow]
+pub async fn step_then_panic(x: i64) -> String {
+    let v = inc(x).await;
+    panic!("not written yet: {v}")
+}
+
+/// `vec![elem; n]` with a step (and `?`) in the element.
+#[workflow]
+pub async fn vec_repeat_step(x: i64) -> Result<Vec<i64>, String> {
+    let n = x.rem_euclid(4) as usize;
+    let v = vec![checked(x.abs()).await?; n];
+    let w = vec![inc(x).await; 2];
+    Ok([v, w].concat())
+}
