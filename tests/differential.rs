@@ -113,6 +113,8 @@ corpus_tests!(
     range_bounds_from_steps,
     diverging_tail,
     vec_repeat_step,
+    for_over_borrows,
+    vec_list_step,
 );
 
 #[tokio::test]

@@ -37,6 +37,20 @@ pub struct Slot {
     pub cfg: Vec<TokenStream>,
     /// Visibly a `HashMap`/`HashSet`: its iteration order changes when it is restored.
     pub hash_ordered: bool,
+    /// A borrowed `for` item: blocks that read it bind it again ([`Cfg::rebinds`]).
+    pub rebound_by: Option<usize>,
+}
+
+/// How a block binds again the item of a `for` loop over a borrowed collection, from
+/// the collection and the loop's position, instead of taking a borrow from the frame.
+#[derive(Clone, Debug)]
+pub struct Rebind {
+    /// `let PAT = <the item at the loop's position>;`
+    pub code: TokenStream,
+    /// The slots the code reads (the collection's local and the position).
+    pub deps: Vec<SlotId>,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
 }
 
 /// How control leaves a block.
@@ -110,6 +124,8 @@ pub struct Block {
     /// Slots first assigned (`x = ..;`) in the block without being taken from the frame:
     /// declared, unassigned, at its start.
     pub declared: BTreeSet<SlotId>,
+    /// Borrowed `for` items bound again at its start (indices into [`Cfg::rebinds`]).
+    pub rebinds: BTreeSet<usize>,
 }
 
 /// An await site: a state of the compiled machine.
@@ -145,6 +161,8 @@ pub struct Cfg {
     /// Functions, constants and `use`s of lowered nested blocks, repeated in the arms of
     /// their blocks.
     pub scoped_items: Vec<TokenStream>,
+    /// Borrowed `for` items, bound again where they are read.
+    pub rebinds: Vec<Rebind>,
 }
 
 /// Placeholder identifier for exit `k`.

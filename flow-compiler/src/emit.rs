@@ -224,6 +224,11 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
         let (gate, name) = (cfg_attr(&slot.cfg), &slot.name);
         quote!(#gate let mut #name;)
     });
+    let rebinds = block.rebinds.iter().map(|&g| {
+        let rebind = &cfg.rebinds[g];
+        let (gate, code) = (cfg_attr(&rebind.cfg), &rebind.code);
+        quote!(#gate #code)
+    });
     let code = fill_placeholders(block.code.clone(), cfg, plan);
     let end = if block.terminated {
         TokenStream::new()
@@ -233,7 +238,7 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
     let pc = b as u32;
     let items = block.items.iter().map(|&i| &cfg.scoped_items[i]);
     let gate = cfg_attr(&block.cfg);
-    quote!(#gate #pc => { #(#items)* #(#takes)* #(#declares)* #code #end })
+    quote!(#gate #pc => { #(#items)* #(#takes)* #(#rebinds)* #(#declares)* #code #end })
 }
 
 fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {

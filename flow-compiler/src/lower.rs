@@ -16,8 +16,8 @@ use syn::visit_mut::VisitMut;
 use syn::{Expr, Ident, Pat, Stmt};
 
 use crate::cfg::{
-    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Shadow, Slot,
-    SlotId, State,
+    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Rebind, Shadow,
+    Slot, SlotId, State,
 };
 use crate::names;
 use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
@@ -191,6 +191,27 @@ impl<'a> Lowerer<'a> {
 
     fn note_slot_use(&mut self, slot: SlotId) {
         let defined = self.defined.contains(&slot);
+        if let (Some(g), false) = (self.cfg.slots[slot].rebound_by, defined) {
+            // Bound again from what it borrows rather than taken from the frame.
+            self.block_mut().used.insert(slot);
+            if self.block_mut().rebinds.insert(g) {
+                for dep in self.cfg.rebinds[g].deps.clone() {
+                    let name = self.cfg.slots[dep].name.to_string();
+                    if self.lookup(&name) != Some(dep) {
+                        let span = self.cfg.slots[slot].span;
+                        self.error(
+                            span,
+                            format!(
+                                "this item borrows from `{name}`, which is shadowed where the \
+                                 item is used again; give the inner `{name}` another name"
+                            ),
+                        );
+                    }
+                    self.note_slot_use(dep);
+                }
+            }
+            return;
+        }
         let b = self.block_mut();
         b.used.insert(slot);
         if !defined {
@@ -213,6 +234,7 @@ impl<'a> Lowerer<'a> {
             borrow: false,
             cfg: self.cfg_stack.clone(),
             hash_ordered: false,
+            rebound_by: None,
         });
         self.cfg.slots.len() - 1
     }
@@ -841,11 +863,35 @@ impl<'a> Lowerer<'a> {
                 #(#attrs)* let #pat = __flow_init #diverge;
             ));
         }
-        let borrow = matches!(&*init.expr, Expr::Reference(_));
+        let borrow = matches!(&*init.expr, Expr::Reference(_)) || is_borrowed_item(&init.expr);
         let hashed = mentions_hashed_collection(&pat.to_token_stream())
             || mentions_hashed_collection(&init.expr.to_token_stream());
-        for slot in self.declare_bindings(names::let_bindings(pat), borrow) {
+        let bindings = names::let_bindings(pat);
+        let rebindable =
+            is_borrowed_item(&init.expr) && bindings.iter().all(|b| !b.mutable && !b.by_ref);
+        let slots = self.declare_bindings(bindings, borrow);
+        for &slot in &slots {
             self.cfg.slots[slot].hash_ordered = hashed;
+        }
+        if rebindable {
+            // A borrowed `for` item: later blocks bind it again from the collection and
+            // the loop's position instead of carrying a borrow through the frame.
+            let deps = names::mentioned_in_tokens(&value)
+                .iter()
+                .filter_map(|i| self.lookup(&i.to_string()))
+                .filter(|d| !slots.contains(d))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let g = self.cfg.rebinds.len();
+            self.cfg.rebinds.push(Rebind {
+                code: quote!(let #pat = #value;),
+                deps,
+                cfg: self.cfg_stack.clone(),
+            });
+            for &slot in &slots {
+                self.cfg.slots[slot].rebound_by = Some(g);
+            }
         }
     }
 
@@ -1506,7 +1552,17 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `for PAT in EXPR { BODY }` with a step in BODY.
+    // Output: a half-open range journaled as its bounds; a borrowed collection read again
+    //         at each item (see `lower_for_borrowed`); otherwise the items collected
+    //         once into a journaled vector and a journaled position:
+    //         `let items = for_items(EXPR); let pos = 0;
+    //          head: match for_next(&mut items, &mut pos) { Some(PAT) => BODY; goto head,
+    //                                                       None => goto exit }`
     fn lower_for(&mut self, f: &syn::ExprForLoop) -> Lowered {
+        if is_borrowed_iteration(&f.expr) {
+            return self.lower_for_borrowed(f);
+        }
         if let Expr::Reference(r) = &*f.expr {
             return self.error(
                 r.span(),
@@ -1561,6 +1617,43 @@ impl<'a> Lowerer<'a> {
         let pat = &f.pat;
         let cond: Expr = syn::parse_quote!(let ::core::option::Option::Some(#pat) = #next);
         self.lower_conditional_loop(&f.label, &cond, &f.body, |l| l.note_uses(in_head))
+    }
+
+    // Input:  `for PAT in &xs { BODY }` (or `&mut xs`, `xs.iter()`, `xs.values()`, ..).
+    // Output: `{ let mut next = 0usize;
+    //           loop { if (&xs).into_iter().nth(next).is_none() { break; }
+    //                  next += 1;
+    //                  let PAT = (&xs).into_iter().nth(next - 1).unwrap(); BODY } }`
+    //         Only the position is journaled; the collection is borrowed afresh for each
+    //         item, and a block after a step or a jump binds the item again the same way
+    //         (`Cfg::rebinds`), so no borrow is held across a step.
+    fn lower_for_borrowed(&mut self, f: &syn::ExprForLoop) -> Lowered {
+        self.temps += 1;
+        let next = format_ident!("__flow_next_{}", self.temps, span = f.expr.span());
+        let (label, pat, source, body) = (&f.label, &f.pat, &f.expr, &f.body);
+        // The end test borrows only inside its condition, and the item is bound in the
+        // same block as the start of the body, so no borrow travels through the frame.
+        let desugared: Expr = syn::parse_quote_spanned!(f.expr.span()=> {
+            let mut #next: usize = 0;
+            #label loop {
+                if ::core::option::Option::is_none(&::core::iter::Iterator::nth(
+                    &mut ::core::iter::IntoIterator::into_iter(#source),
+                    #next,
+                )) {
+                    break;
+                }
+                #next += 1;
+                let #pat = match ::core::iter::Iterator::nth(
+                    &mut ::core::iter::IntoIterator::into_iter(#source),
+                    #next - 1,
+                ) {
+                    ::core::option::Option::Some(__flow_borrowed_item) => __flow_borrowed_item,
+                    ::core::option::Option::None => ::core::unreachable!(),
+                };
+                #body
+            }
+        });
+        self.lower_expr(&desugared, false)
     }
 
     fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {
@@ -1647,6 +1740,42 @@ fn scrutinee_before_shadows(
             quote!(__flow_scrutinee),
         )
     }
+}
+
+/// `&xs`, `&mut xs.f`, `xs.iter()`, `xs.values()`, ...: iterating borrows a local.
+fn is_borrowed_iteration(e: &Expr) -> bool {
+    const BORROWING: &[&str] = &[
+        "iter",
+        "iter_mut",
+        "keys",
+        "values",
+        "values_mut",
+        "chars",
+        "char_indices",
+        "bytes",
+        "lines",
+    ];
+    match e {
+        Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) => {
+            m.args.is_empty()
+                && BORROWING.contains(&m.method.to_string().as_str())
+                && place_root(&m.receiver).is_some()
+        }
+        Expr::Paren(p) => is_borrowed_iteration(&p.expr),
+        _ => false,
+    }
+}
+
+/// The item of a borrowed iteration (see `Lowerer::lower_for_borrowed`).
+fn is_borrowed_item(e: &Expr) -> bool {
+    let Expr::Match(m) = e else { return false };
+    m.arms.first().is_some_and(|arm| {
+        arm.pat
+            .to_token_stream()
+            .into_iter()
+            .any(|t| matches!(&t, proc_macro2::TokenTree::Group(g) if g.stream().to_string() == "__flow_borrowed_item"))
+    })
 }
 
 /// A `let` with a `#[cfg]`: its predicate and the statement.

@@ -1001,3 +1001,50 @@ pub async fn vec_repeat_step(x: i64) -> Result<Vec<i64>, String> {
     let w = vec![inc(x).await; 2];
     Ok([v, w].concat())
 }
+
+/// `for` over borrowed collections: a borrow dead at the step is no borrow across it.
+#[workflow]
+pub async fn for_over_borrows(x: i64) -> (i64, Vec<i64>) {
+    let xs = vec![x, x + 1, x + 2];
+    let mut total = 0;
+    for v in &xs {
+        total += inc(*v).await;
+    }
+    'outer: for v in xs.iter() {
+        if *v == x {
+            continue 'outer;
+        }
+        total += double(*v).await;
+        if total > 1000 {
+            break;
+        }
+    }
+    let m: std::collections::BTreeMap<i64, i64> = xs.iter().map(|v| (*v, v * 10)).collect();
+    for (k, v) in &m {
+        total += add(*k, *v).await;
+    }
+    for v in m.values() {
+        total += inc(*v).await;
+    }
+    // Items read again after a step, and written through `&mut`.
+    for id in &xs {
+        total += inc(*id).await;
+        total += *id;
+    }
+    let mut ys = xs.clone();
+    for y in &mut ys {
+        *y = double(*y).await;
+    }
+    (total, ys)
+}
+
+fn fold_vec(v: Vec<i64>) -> i64 {
+    v.iter().sum()
+}
+
+/// A step among `vec!` elements passed to a function.
+#[workflow]
+pub async fn vec_list_step(x: i64) -> Result<i64, String> {
+    let (a, c) = (x, x * 3);
+    Ok(fold_vec(vec![a, checked(x.abs()).await?, c]))
+}
