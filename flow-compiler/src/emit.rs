@@ -29,6 +29,7 @@ use proc_macro2::{Group, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 
 use crate::cfg::{BlockId, Cfg, ExitKind, SlotId};
+use crate::ctxt::Ctxt;
 use crate::stmt_attrs::cfg_attr;
 
 /// Live slots at the start and end of each block.
@@ -78,7 +79,7 @@ pub struct Plan {
 }
 
 /// Computes the [`Plan`]; reports borrows that would be held across a step.
-pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
+pub(crate) fn plan(cfg: &Cfg, cx: &Ctxt) -> Plan {
     let live = liveness(cfg);
     let prologue = cfg
         .blocks
@@ -100,7 +101,7 @@ pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
     for &s in &persistent {
         let slot = &cfg.slots[s];
         if slot.borrow {
-            errors.push(syn::Error::new(
+            cx.error_at(
                 slot.span,
                 format!(
                     "{} holds a borrow that is still used after a later step; a #[workflow] \
@@ -108,7 +109,7 @@ pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
                      move the value instead of borrowing it, or borrow again after the step",
                     slot.label
                 ),
-            ));
+            );
         }
     }
     Plan {

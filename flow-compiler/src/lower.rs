@@ -19,6 +19,7 @@ use crate::cfg::{
     exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Rebind, Shadow,
     Slot, SlotId, State,
 };
+use crate::ctxt::Ctxt;
 use crate::names;
 use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
 use crate::rewrite::{macro_args, vec_repeat, ExitRewriter};
@@ -39,8 +40,8 @@ struct LoopCtx {
 pub struct Lowerer<'a> {
     /// The graph being built.
     pub cfg: Cfg,
-    /// Errors found so far (all are reported, not just the first).
-    pub errors: Vec<syn::Error>,
+    /// Where errors go (all are reported, not just the first).
+    cx: &'a Ctxt,
     output: &'a TokenStream,
     cur: BlockId,
     /// Scope frames: name → slot, innermost last.
@@ -74,10 +75,10 @@ struct Lowered {
 
 impl<'a> Lowerer<'a> {
     /// A lowerer for a workflow returning `output`, positioned at the entry block.
-    pub fn new(output: &'a TokenStream) -> Self {
+    pub(crate) fn new(output: &'a TokenStream, cx: &'a Ctxt) -> Self {
         let mut l = Lowerer {
             cfg: Cfg::default(),
-            errors: Vec::new(),
+            cx,
             output,
             cur: 0,
             scopes: vec![Vec::new()],
@@ -437,7 +438,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn error(&mut self, span: Span, msg: impl std::fmt::Display) -> Lowered {
-        self.errors.push(syn::Error::new(span, msg));
+        self.cx.error_at(span, msg);
         Lowered {
             tokens: quote!(()),
             pure: true,
@@ -619,7 +620,7 @@ impl<'a> Lowerer<'a> {
                 Ok(StmtAttrs::Cfg(predicate)) => {
                     self.lower_cfg_gated(predicate, attrs[0].span(), &bare);
                 }
-                Err(e) => self.errors.push(e),
+                Err(e) => self.cx.syn_error(e),
             }
         }
         value
@@ -1052,16 +1053,8 @@ impl<'a> Lowerer<'a> {
                     pure: true,
                 }
             }
-            Expr::Closure(c) => self.error(
-                c.span(),
-                "`.await` inside a closure cannot be compiled into a #[workflow]'s state \
-                 machine; use a `for` loop or `flow::join!` instead of the closure",
-            ),
-            Expr::Async(a) => self.error(
-                a.span(),
-                "async blocks cannot be compiled into a #[workflow]'s state machine; await \
-                 the durable operations directly in the workflow body",
-            ),
+            // `.await` in closures and async blocks was reported by `check`, which stops
+            // the expansion before lowering.
             Expr::Let(l) => self.error(
                 l.span(),
                 "`let` conditions are supported only directly in `if` and `while`",
@@ -1564,12 +1557,13 @@ impl<'a> Lowerer<'a> {
             return self.lower_for_borrowed(f);
         }
         if let Expr::Reference(r) = &*f.expr {
-            return self.error(
-                r.span(),
+            self.cx.error_spanned_by(
+                r,
                 "a `for` loop with steps in its body must own what it iterates: items \
                  borrowed here would be held across a step; iterate over an owned \
                  collection (e.g. `items.clone()` or `items`)",
             );
+            return self.result_of(None);
         }
         if let Expr::Range(r) = &*f.expr {
             if r.end.is_none() {

@@ -15,13 +15,6 @@ pub fn mentioned(expr: &Expr) -> Vec<Ident> {
     v.0
 }
 
-/// Like [`mentioned`], for a whole statement.
-pub fn mentioned_in_stmt(stmt: &syn::Stmt) -> Vec<Ident> {
-    let mut v = Mentions(Vec::new());
-    v.visit_stmt(stmt);
-    v.0
-}
-
 /// Like [`mentioned`], for raw tokens (macro arguments).
 pub fn mentioned_in_tokens(tokens: &TokenStream) -> Vec<Ident> {
     let mut out = Vec::new();

@@ -62,7 +62,7 @@ pub fn macro_args(mac: &syn::Macro) -> Option<Punctuated<Expr, Token![,]>> {
 
 /// The element and count of `vec![elem; count]`.
 pub fn vec_repeat(mac: &syn::Macro) -> Option<(Expr, Expr)> {
-    if !mac.path.segments.last().is_some_and(|s| s.ident == "vec") {
+    if mac.path.segments.last().is_none_or(|s| s.ident != "vec") {
         return None;
     }
     mac.parse_body_with(|input: syn::parse::ParseStream| {
