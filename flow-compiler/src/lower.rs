@@ -105,6 +105,9 @@ impl<'a> Lowerer<'a> {
         self.declare_pattern(pat, false);
     }
 
+    // Input:  the body `{ stmts.. tail }` of `async fn wf(args) -> Out`.
+    // Output: the body's blocks; the block that reaches its end completes the run with
+    //         `tail` (`return __flow_ctl.complete::<Out>(..)`).
     /// Lowers the body and ends the run with its value.
     pub fn lower_body(&mut self, body: &syn::Block) {
         self.body = body.to_token_stream();
@@ -372,6 +375,10 @@ impl<'a> Lowerer<'a> {
         .complete(value, span)
     }
 
+    // Input:  `op.await`, with `op` already lowered.
+    // Output: `{ let __flow_op = op; <hand over live locals>; pc = resume; return suspend(..) }`
+    //         ending the current block; the resume block starts with
+    //         `let __flow_await_k = take_output(..)?;` and that name is the value.
     /// Suspends on `op`; continues in the resume block and returns the output's name.
     fn suspend(&mut self, op: TokenStream, name: String, span: Span) -> TokenStream {
         self.note_tokens(&op);
@@ -666,6 +673,9 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  one statement, its attributes already handled.
+    // Output: its code in the current block (and any blocks it needs); the value when it
+    //         is the tail expression of a block whose value is used.
     fn lower_stmt(&mut self, stmt: &Stmt, tail: bool) -> Lowered {
         let unit = Lowered {
             tokens: quote!(()),
@@ -822,6 +832,10 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `let PAT = INIT;` or `let PAT = INIT else { DIVERGE };`
+    // Output: INIT lowered, then `let PAT = init;` in the block INIT ends in, after
+    //         handing back the locals PAT shadows; PAT's names become locals (slots) of
+    //         the current scope.
     fn lower_let(&mut self, local: &syn::Local) {
         let Some(init) = &local.init else {
             self.error(
@@ -898,6 +912,10 @@ impl<'a> Lowerer<'a> {
 
     // ----- expressions -----------------------------------------------------------
 
+    // Input:  an expression; `want_value` when its value is used.
+    // Output: the expression unchanged (but `return`/`?` rewritten) if it neither awaits
+    //         nor jumps out of a lowered loop; otherwise its awaits become suspensions
+    //         and its control flow blocks, and the residual expression is returned.
     fn lower_expr(&mut self, e: &Expr, want_value: bool) -> Lowered {
         if !self.needs_lowering(e) && !matches!(e, Expr::Return(_)) {
             return self.plain(e);
@@ -1097,6 +1115,10 @@ impl<'a> Lowerer<'a> {
         out
     }
 
+    // Input:  `a OP b` with an `.await` in it.
+    // Output: `a && b` / `a || b` with a step on the right: the `if` they mean;
+    //         `a OP= b`: `b` lowered, then the assignment; other operators: both
+    //         operands in Rust's order (`lower_operands`).
     fn lower_binary(&mut self, b: &syn::ExprBinary, want_value: bool) -> Lowered {
         use syn::BinOp::*;
         let (left, right, op) = (&b.left, &b.right, &b.op);
@@ -1199,6 +1221,8 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  a branch body and the block `b` created for it.
+    // Output: `b` holds the body; its value goes to `temp`; it ends with a goto `join`.
     /// Lowers one branch (then/else/arm body) into its own block, storing its value in
     /// `temp` and going to `join`.
     fn lower_branch_block(&mut self, b: BlockId, body: &Expr, temp: Option<SlotId>, join: BlockId) {
@@ -1216,6 +1240,8 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  a branch body without `.await`.
+    // Output: `{ let temp = body; goto join }` (or `{ body; goto join }`), inline.
     /// Code for a branch that needs no lowering, inlined in the dispatching block.
     fn inline_branch(&mut self, body: &Expr, temp: Option<SlotId>, join: BlockId) -> TokenStream {
         let saved = self.defined.clone();
@@ -1234,6 +1260,11 @@ impl<'a> Lowerer<'a> {
         quote!({ #code #exit })
     }
 
+    // Input:  `if COND { THEN } else { ELSE }` with a step somewhere in it.
+    // Output: COND lowered, then `if cond { goto then } else { goto else }` (a branch
+    //         without steps stays inline); both branches store the value in a
+    //         temporary and go to a join block, where lowering continues.
+    //         `if let PAT = E`: the `match E { PAT => .., _ => .. }` it means.
     fn lower_if(&mut self, e: &syn::ExprIf, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value && e.else_branch.is_some(), e.span());
         let join = self.new_block();
@@ -1298,6 +1329,10 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `match E { PAT if GUARD => BODY, .. }` with a step somewhere in it.
+    // Output: E lowered, then `match e { PAT if GUARD => { goto arm }, .. }`; each arm
+    //         that binds or steps gets a block (its bindings handed over), the others
+    //         stay inline; all store the value in a temporary and go to a join block.
     fn lower_match(&mut self, m: &syn::ExprMatch, want_value: bool) -> Lowered {
         for arm in &m.arms {
             if let Some((_, g)) = &arm.guard {
@@ -1327,6 +1362,9 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  a scrutinee and arms (of a `match`, or of the `match` an `if let` is).
+    // Output: `prefix; match scrut { PAT => { goto arm_block } | { inline body }, .. }`
+    //         ending the current block; arm blocks lowered after it.
     /// Emits `match scrutinee { arms }` where each arm's bindings are handed to the arm's
     /// block (or the arm runs inline when it needs no lowering).
     fn dispatch_match(
@@ -1427,6 +1465,9 @@ impl<'a> Lowerer<'a> {
         label.as_ref().map(|l| l.name.ident.to_string())
     }
 
+    // Input:  `'label: loop { BODY }` with a step or a lowered jump in it.
+    // Output: goto head; head: BODY; goto head. `break v` stores `v` in the loop's
+    //         temporary and goes to the exit block, `continue` to the head.
     fn lower_loop(&mut self, l: &syn::ExprLoop, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value, l.span());
         let exit = self.new_block();
@@ -1448,6 +1489,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  `'label: { BODY }` with a step in it.
+    // Output: BODY; its value or a `break 'label v` goes to a temporary and the exit.
     fn lower_labelled_block(&mut self, b: &syn::ExprBlock, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value, b.span());
         let exit = self.new_block();
@@ -1469,10 +1512,16 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  `'label: while COND { BODY }` (or `while let PAT = E`).
+    // Output: see `lower_conditional_loop`.
     fn lower_while(&mut self, w: &syn::ExprWhile) -> Lowered {
         self.lower_conditional_loop(&w.label, &w.cond, &w.body, |_| ())
     }
 
+    // Input:  a loop's label, condition and body.
+    // Output: goto head; head: `if cond { goto body } else { goto exit }` (or the
+    //         `match` of a `let` condition); body: BODY; goto head. Lowering continues
+    //         in the exit block.
     /// A `while`/`while let`/`for` loop: a head block that tests `cond` (built by
     /// `in_head` once the head exists, for loops that need setup there) and a body that
     /// goes back to the head.
@@ -1507,6 +1556,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(None)
     }
 
+    // Input:  `COND` or `let PAT = E` at the end of a loop head.
+    // Output: the test ending the head block; the body block and PAT's bindings.
     /// Emits the condition test of a `while`/`while let`; returns the body block and the
     /// scope frame of the pattern's bindings, which the body sees.
     fn new_block_after_cond(
@@ -1669,6 +1720,8 @@ impl<'a> Lowerer<'a> {
         found
     }
 
+    // Input:  `break 'label VALUE` out of a lowered loop or labelled block.
+    // Output: VALUE into the loop's temporary (or evaluated and dropped); goto exit.
     fn lower_break(&mut self, b: &syn::ExprBreak) -> Lowered {
         let value = b.expr.as_ref().map(|v| self.lower_expr(v, true).tokens);
         let Some(i) = self.find_loop(&b.label, b.span()) else {
@@ -1688,6 +1741,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(None)
     }
 
+    // Input:  `continue 'label` in a lowered loop.
+    // Output: goto the loop's head.
     fn lower_continue(&mut self, c: &syn::ExprContinue) -> Lowered {
         let Some(i) = self.find_loop(&c.label, c.span()) else {
             return self.result_of(None);
