@@ -361,3 +361,198 @@ pub fn transitions(cfg: &Cfg) -> Vec<(u32, u32)> {
     }
     edges.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use super::*;
+    use crate::lower::Lowerer;
+
+    /// Lowers `async fn wf(x: i64) -> i64 { body }`.
+    fn lower(body: TokenStream) -> (Cfg, Plan) {
+        let block: syn::Block = syn::parse2(quote!({ #body })).expect("a block");
+        let output = quote!(i64);
+        let cx = Ctxt::new();
+        let mut lowerer = Lowerer::new(&output, &cx);
+        lowerer.bind_input(&syn::parse_quote!(x), &quote!(i64));
+        lowerer.lower_body(&block);
+        let cfg = lowerer.cfg;
+        let plan = plan(&cfg, &cx);
+        cx.check().expect("lowers without errors");
+        (cfg, plan)
+    }
+
+    fn slot(cfg: &Cfg, name: &str) -> SlotId {
+        cfg.slots
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no slot `{name}`"))
+    }
+
+    /// The user locals journaled across some step.
+    fn journaled(cfg: &Cfg, plan: &Plan) -> Vec<String> {
+        plan.persistent
+            .iter()
+            .map(|&s| cfg.slots[s].name.to_string())
+            .filter(|n| !n.starts_with("__flow"))
+            .collect()
+    }
+
+    #[test]
+    fn only_locals_read_after_a_step_are_journaled() {
+        let (cfg, plan) = lower(quote! {
+            let a = t(x).await;
+            let b = a + 1;
+            let c = t(b).await;
+            c + a
+        });
+        assert_eq!(journaled(&cfg, &plan), ["a"]);
+    }
+
+    #[test]
+    fn an_assignment_defines_the_local_it_does_not_read_it() {
+        let (cfg, plan) = lower(quote! {
+            let mut acc = vec![x];
+            acc = t(acc).await;
+            acc.len() as i64
+        });
+        let acc = slot(&cfg, "acc");
+        assert!(!plan.live.live_in[cfg.states[0].resume].contains(&acc));
+        assert!(journaled(&cfg, &plan).is_empty());
+    }
+
+    #[test]
+    fn fields_and_methods_named_like_a_local_are_not_that_local() {
+        let (cfg, plan) = lower(quote! {
+            let name = user.name.clone();
+            let g = t(name).await;
+            g + user.name.len() as i64
+        });
+        assert_eq!(journaled(&cfg, &plan), Vec::<String>::new());
+        let (cfg, plan) = lower(quote! {
+            let user = make(x);
+            let name = user.name.clone();
+            let g = t(name).await;
+            g + user.name.len() as i64
+        });
+        assert_eq!(journaled(&cfg, &plan), ["user"]);
+    }
+
+    #[test]
+    fn format_spec_arguments_are_reads() {
+        let (cfg, plan) = lower(quote! {
+            let width = 3usize;
+            let prec = 2usize;
+            let s = t(x).await;
+            format!("{s:>width$} {:.prec$}", 1.5).len() as i64
+        });
+        assert_eq!(journaled(&cfg, &plan), ["width", "prec"]);
+    }
+
+    #[test]
+    fn liveness_reaches_a_fixpoint_around_loops() {
+        let (cfg, plan) = lower(quote! {
+            let mut n = x;
+            let k = 7;
+            loop {
+                n = t(n).await + k;
+                if n > 30 {
+                    break;
+                }
+            }
+            n
+        });
+        let (n, k) = (slot(&cfg, "n"), slot(&cfg, "k"));
+        let resume = cfg.states[0].resume;
+        // `k` is read in every iteration, so it lives across the step; `n` is assigned
+        // from the step's output before it is read again.
+        assert!(plan.live.live_in[resume].contains(&k));
+        assert!(!plan.live.live_in[resume].contains(&n));
+        assert!(plan.persistent.contains(&k) && !plan.persistent.contains(&n));
+        // Around the loop `n` is live: the head reads it.
+        assert!(plan.live.live_in.iter().any(|l| l.contains(&n)));
+    }
+
+    #[test]
+    fn one_state_per_await_and_transitions_between_them() {
+        let (cfg, _) = lower(quote! {
+            let a = first(x).await;
+            let b = if a > 0 { second(a).await } else { a };
+            third(b).await
+        });
+        let names: Vec<&str> = cfg.states.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["first", "second", "third"]);
+        let (start, end) = (u32::MAX - 1, u32::MAX);
+        let edges = transitions(&cfg);
+        for edge in [(start, 0), (0, 1), (0, 2), (1, 2), (2, end)] {
+            assert!(edges.contains(&edge), "{edge:?} missing from {edges:?}");
+        }
+        assert!(!edges.contains(&(start, end)));
+    }
+
+    #[test]
+    fn code_without_awaits_stays_in_the_entry_block() {
+        let (cfg, plan) = lower(quote! {
+            let a = x + 1;
+            let b = if a > 2 { a } else { 0 };
+            for i in 0..b { let _ = i; }
+            b
+        });
+        assert_eq!(cfg.blocks.len(), 1);
+        assert!(cfg.states.is_empty() && plan.persistent.is_empty());
+    }
+
+    #[test]
+    fn a_cfg_gated_step_belongs_to_its_predicate() {
+        let (cfg, _) = lower(quote! {
+            #[cfg(any())]
+            t(x).await;
+            x
+        });
+        assert_eq!(cfg.states.len(), 1);
+        assert_eq!(cfg.states[0].cfg.len(), 1);
+        assert_eq!(cfg.states[0].cfg[0].to_string(), "any ()");
+        assert!(cfg.blocks[cfg.states[0].resume].cfg.len() == 1);
+        assert!(cfg.blocks[0].cfg.is_empty());
+    }
+
+    #[test]
+    fn a_borrowed_for_item_is_bound_again_not_framed() {
+        let (cfg, plan) = lower(quote! {
+            let xs = vec![x];
+            let mut total = 0;
+            for v in &xs {
+                total += t(*v).await;
+                total += *v;
+            }
+            total
+        });
+        let v = slot(&cfg, "v");
+        assert!(!plan.framed.contains(&v));
+        assert_eq!(cfg.rebinds.len(), 1);
+        assert!(cfg.blocks[cfg.states[0].resume].rebinds.contains(&0));
+        assert_eq!(journaled(&cfg, &plan), ["xs", "total"]);
+    }
+
+    #[test]
+    fn a_half_open_range_is_journaled_as_itself() {
+        let (cfg, plan) = lower(quote! {
+            let mut acc = 0;
+            for i in 0..x { acc += t(i).await; }
+            acc
+        });
+        let items: Vec<_> = plan
+            .persistent
+            .iter()
+            .filter(|&&s| cfg.slots[s].name.to_string().starts_with("__flow_items"))
+            .collect();
+        assert_eq!(items.len(), 1);
+        assert!(!cfg.slots[*items[0]].write_once);
+        assert!(!cfg
+            .slots
+            .iter()
+            .any(|s| s.name.to_string().starts_with("__flow_pos")));
+    }
+}
