@@ -115,6 +115,7 @@ corpus_tests!(
     vec_repeat_step,
     for_over_borrows,
     vec_list_step,
+    borrowed_scrutinees,
 );
 
 #[tokio::test]

@@ -891,13 +891,7 @@ impl<'a> Lowerer<'a> {
         if rebindable {
             // A borrowed `for` item: later blocks bind it again from the collection and
             // the loop's position instead of carrying a borrow through the frame.
-            let deps = names::mentioned_in_tokens(&value)
-                .iter()
-                .filter_map(|i| self.lookup(&i.to_string()))
-                .filter(|d| !slots.contains(d))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            let deps = self.deps_of(&value, &slots);
             let g = self.cfg.rebinds.len();
             self.cfg.rebinds.push(Rebind {
                 code: quote!(let #pat = #value;),
@@ -1379,11 +1373,17 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|a| force_blocks || self.needs_lowering(a.body))
             .collect();
-        self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
+        let reevaluable = is_reevaluable_borrow(scrutinee);
+        if !reevaluable {
+            self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
+        }
         let scrut = self.lower_expr(scrutinee, true).tokens;
         self.note_tokens(&scrut);
         let shadows: Vec<TokenStream> = arms.iter().map(|a| self.shadow_points(&a.pat)).collect();
         let any_shadow = shadows.iter().any(|s| !s.is_empty());
+        // Bindings that borrow from the scrutinee are matched again in the arm's blocks
+        // rather than carried through the frame (which owns its values).
+        let rebind_from = (reevaluable && !any_shadow).then(|| scrut.clone());
         let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows.into_iter().collect());
         let mut arm_code = Vec::new();
         let mut lowered_arms = Vec::new();
@@ -1402,6 +1402,9 @@ impl<'a> Lowerer<'a> {
             let body = if inline {
                 self.inline_branch(arm.body, temp, join)
             } else {
+                if let Some(scrut) = &rebind_from {
+                    self.rebind_arm(scrut, &arm.pat, &bound);
+                }
                 let b = self.new_block();
                 lowered_arms.push((
                     b,
@@ -1435,6 +1438,44 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Makes the bindings of an arm matched against a borrow (`&x`, `m.get(&k)`) bound
+    /// again, by matching the scrutinee again, in the blocks that read them.
+    fn rebind_arm(&mut self, scrut: &TokenStream, pat: &Pat, bound: &[SlotId]) {
+        let bindings = names::bindings(pat);
+        if bound.is_empty() || bindings.iter().any(|b| b.mutable || b.by_ref) {
+            return;
+        }
+        let names: Vec<&Ident> = bindings.iter().map(|b| &b.ident).collect();
+        let deps = self.deps_of(scrut, bound);
+        let g = self.cfg.rebinds.len();
+        self.cfg.rebinds.push(Rebind {
+            code: quote! {
+                #[allow(unreachable_patterns)]
+                let (#(#names,)*) = match #scrut {
+                    #pat => (#(#names,)*),
+                    _ => ::core::unreachable!(),
+                };
+            },
+            deps,
+            cfg: self.cfg_stack.clone(),
+        });
+        for &slot in bound {
+            self.cfg.slots[slot].rebound_by = Some(g);
+            self.cfg.slots[slot].borrow = true;
+        }
+    }
+
+    /// The slots `code` reads, other than `own`.
+    fn deps_of(&self, code: &TokenStream, own: &[SlotId]) -> Vec<SlotId> {
+        names::mentioned_in_tokens(code)
+            .iter()
+            .filter_map(|i| self.lookup(&i.to_string()))
+            .filter(|d| !own.contains(d))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
     /// Patterns matched against a borrow bind references; an arm that then reaches a
     /// step would carry them across it (and through the frame, which owns its values).
     fn check_not_borrowed<'p>(
@@ -1454,9 +1495,9 @@ impl<'a> Lowerer<'a> {
             self.error(
                 r.span(),
                 "this pattern matches a borrow, and an arm that binds from it reaches a step: \
-                 the bindings would be references held across the step; match on an owned \
-                 value instead (e.g. `name.clone()` instead of `&name`), or clone what you \
-                 need before the `.await`",
+                 the bindings would be references to a temporary held across the step; match \
+                 on the owned value instead (without the `&`), or clone what you need before \
+                 the `.await`",
             );
         }
     }
@@ -1812,6 +1853,35 @@ fn is_borrowed_iteration(e: &Expr) -> bool {
                 && place_root(&m.receiver).is_some()
         }
         Expr::Paren(p) => is_borrowed_iteration(&p.expr),
+        _ => false,
+    }
+}
+
+/// A scrutinee that borrows from locals and can be evaluated again to the same value:
+/// `&x`, `&mut x.f`, or a lookup such as `m.get(&k)` / `v.first()` on a local.
+fn is_reevaluable_borrow(e: &Expr) -> bool {
+    const LOOKUPS: &[&str] = &[
+        "get",
+        "get_mut",
+        "first",
+        "last",
+        "first_mut",
+        "last_mut",
+        "as_ref",
+        "as_mut",
+        "as_deref",
+        "as_deref_mut",
+        "get_key_value",
+    ];
+    let simple_arg = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+    match e {
+        Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) => {
+            LOOKUPS.contains(&m.method.to_string().as_str())
+                && place_root(&m.receiver).is_some()
+                && m.args.iter().all(simple_arg)
+        }
+        Expr::Paren(p) => is_reevaluable_borrow(&p.expr),
         _ => false,
     }
 }

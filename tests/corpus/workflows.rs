@@ -1048,3 +1048,29 @@ pub async fn vec_list_step(x: i64) -> Result<i64, String> {
     let (a, c) = (x, x * 3);
     Ok(fold_vec(vec![a, checked(x.abs()).await?, c]))
 }
+
+/// Matching a borrow of a local (`&name`, `prices.get(&k)`, `v.first()`) with steps in
+/// the arm: the bindings are matched again after the step instead of held across it.
+#[workflow]
+pub async fn borrowed_scrutinees(x: i64) -> (i64, String) {
+    let prices = std::collections::BTreeMap::from([(0, 5i64), (1, x)]);
+    let mut total = 0;
+    let k = x.rem_euclid(3);
+    if let Some(p) = prices.get(&k) {
+        total += inc(*p).await;
+        total += *p;
+    }
+    let name = if x > 0 { Some(format!("n{x}")) } else { None };
+    let greeting = match &name {
+        Some(n) => greet(n.clone()).await + n,
+        None => "nobody".to_string(),
+    };
+    let v = vec![x, 2];
+    match v.first() {
+        Some(f) if *f > 0 => {
+            total += double(*f).await;
+        }
+        _ => {}
+    }
+    (total, greeting)
+}
