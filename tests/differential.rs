@@ -116,6 +116,7 @@ corpus_tests!(
     for_over_borrows,
     vec_list_step,
     borrowed_scrutinees,
+    partial_move_then_rest,
 );
 
 #[tokio::test]

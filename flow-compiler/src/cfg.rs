@@ -41,6 +41,21 @@ pub struct Slot {
     pub rebound_by: Option<usize>,
 }
 
+/// A `for` loop whose items are a field of a local (`for x in bag.items`).
+#[derive(Clone, Debug)]
+pub struct PartialMove {
+    /// The block that evaluates the items.
+    pub block: BlockId,
+    /// The local the field belongs to.
+    pub root: SlotId,
+    /// The field, as lowered (`bag.items`).
+    pub field: TokenStream,
+    /// The slot holding the loop's items.
+    pub items: SlotId,
+    /// The iterated expression's span.
+    pub span: Span,
+}
+
 /// How a block binds again the item of a `for` loop over a borrowed collection, from
 /// the collection and the loop's position, instead of taking a borrow from the frame.
 #[derive(Clone, Debug)]
@@ -163,6 +178,8 @@ pub struct Cfg {
     pub scoped_items: Vec<TokenStream>,
     /// Borrowed `for` items, bound again where they are read.
     pub rebinds: Vec<Rebind>,
+    /// `for` loops over a field of a local.
+    pub partial_moves: Vec<PartialMove>,
 }
 
 /// Placeholder identifier for exit `k`.

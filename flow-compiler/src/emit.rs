@@ -243,34 +243,54 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
 }
 
 fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
+    let braced = |code: TokenStream| {
+        TokenStream::from(TokenTree::Group(Group::new(
+            proc_macro2::Delimiter::Brace,
+            code,
+        )))
+    };
     code.into_iter()
-        .map(|tt| match tt {
+        .flat_map(|tt| match tt {
             TokenTree::Group(g) => {
                 let mut ng = Group::new(g.delimiter(), fill_placeholders(g.stream(), cfg, plan));
                 ng.set_span(g.span());
-                TokenTree::Group(ng)
+                TokenStream::from(TokenTree::Group(ng))
             }
             TokenTree::Ident(i) => {
                 let s = i.to_string();
                 if let Some(k) = s.strip_prefix("__flow_exit_") {
                     let k: usize = k.parse().expect("exit placeholder");
-                    TokenTree::Group(Group::new(
-                        proc_macro2::Delimiter::Brace,
-                        exit_code(cfg, plan, k),
-                    ))
+                    braced(exit_code(cfg, plan, k))
                 } else if let Some(k) = s.strip_prefix("__flow_shadow_") {
                     let k: usize = k.parse().expect("shadow placeholder");
-                    TokenTree::Group(Group::new(
-                        proc_macro2::Delimiter::Brace,
-                        shadow_code(cfg, plan, k),
-                    ))
+                    braced(shadow_code(cfg, plan, k))
+                } else if let Some(k) = s.strip_prefix("__flow_partial_") {
+                    let k: usize = k.parse().expect("partial move placeholder");
+                    partial_move_code(cfg, plan, k)
                 } else {
-                    TokenTree::Ident(i)
+                    TokenStream::from(TokenTree::Ident(i))
                 }
             }
-            other => other,
+            other => TokenStream::from(other),
         })
         .collect()
+}
+
+/// A `for` loop over a field of a local (`for x in bag.items`): moving the field out
+/// would leave the local partially moved, so if the local is still needed after the
+/// loop the field is taken instead (`mem::take`, the field's type must be `Default`).
+fn partial_move_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
+    let m = &cfg.partial_moves[k];
+    let (items, field) = (&cfg.slots[m.items].name, &m.field);
+    if plan.live.live_out[m.block].contains(&m.root) {
+        let root = &cfg.slots[m.root].name;
+        quote_spanned!(m.span=>
+            let mut #root = #root;
+            let mut #items = ::flow::__private::for_items(::core::mem::take(&mut #field));
+        )
+    } else {
+        quote_spanned!(m.span=> let mut #items = ::flow::__private::for_items(#field);)
+    }
 }
 
 fn put_back(cfg: &Cfg, s: SlotId, defined_here: bool) -> TokenStream {

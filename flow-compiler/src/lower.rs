@@ -16,8 +16,8 @@ use syn::visit_mut::VisitMut;
 use syn::{Expr, Ident, Pat, Stmt};
 
 use crate::cfg::{
-    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Rebind, Shadow,
-    Slot, SlotId, State,
+    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, PartialMove, Rebind,
+    Shadow, Slot, SlotId, State,
 };
 use crate::ctxt::Ctxt;
 use crate::names;
@@ -1688,10 +1688,29 @@ impl<'a> Lowerer<'a> {
             self.cfg.slots[pos_slot].mutable = true;
             self.cfg.slots[items_slot].write_once = true;
             let pos_name = self.cfg.slots[pos_slot].name.clone();
-            self.push(quote_spanned!(span=>
-                let mut #items_name = ::flow::__private::for_items(#items);
-                let mut #pos_name: usize = 0;
-            ));
+            let root = match &*f.expr {
+                Expr::Field(_) => place_root(&f.expr).and_then(|r| self.lookup(&r.to_string())),
+                _ => None,
+            };
+            match root {
+                Some(root) => {
+                    // Decided once liveness is known (see `emit::partial_move_code`).
+                    let k = self.cfg.partial_moves.len();
+                    self.cfg.partial_moves.push(PartialMove {
+                        block: self.cur,
+                        root,
+                        field: items,
+                        items: items_slot,
+                        span,
+                    });
+                    let placeholder = format_ident!("__flow_partial_{}", k);
+                    self.push(quote!(#placeholder));
+                }
+                None => self.push(quote_spanned!(span=>
+                    let mut #items_name = ::flow::__private::for_items(#items);
+                )),
+            }
+            self.push(quote_spanned!(span=> let mut #pos_name: usize = 0;));
             self.define(items_slot);
             self.define(pos_slot);
             (

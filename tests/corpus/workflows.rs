@@ -1074,3 +1074,34 @@ pub async fn borrowed_scrutinees(x: i64) -> (i64, String) {
     }
     (total, greeting)
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Bag {
+    pub id: i64,
+    pub items: Vec<i64>,
+    pub name: String,
+}
+
+/// A `for` loop over a field of a local, and the rest of the local used after it.
+#[workflow]
+pub async fn partial_move_then_rest(x: i64) -> (Vec<i64>, i64, String) {
+    let bag = Bag {
+        id: x,
+        items: vec![x, x + 1],
+        name: format!("b{x}"),
+    };
+    let mut trace = Vec::new();
+    for item in bag.items {
+        trace.push(inc(item).await);
+    }
+    trace.push(bag.id);
+    let other = Bag {
+        id: 1,
+        items: vec![2, 3],
+        name: "o".into(),
+    };
+    for item in other.items {
+        trace.push(double(item).await);
+    }
+    (trace, bag.id, bag.name)
+}
