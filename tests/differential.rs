@@ -117,6 +117,7 @@ corpus_tests!(
     vec_list_step,
     borrowed_scrutinees,
     partial_move_then_rest,
+    generator_findings_8_to_10,
 );
 
 #[tokio::test]

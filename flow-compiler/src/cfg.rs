@@ -132,8 +132,9 @@ pub struct Block {
     pub order: Option<usize>,
     /// Control leaves the block on every path.
     pub terminated: bool,
-    /// Items of the nested blocks it belongs to (indices into [`Cfg::scoped_items`]).
-    pub items: Vec<usize>,
+    /// Items of the nested blocks it belongs to, outermost block first (indices into
+    /// [`Cfg::scoped_items`]).
+    pub items: Vec<Vec<usize>>,
     /// `#[cfg]` predicates it is compiled in under.
     pub cfg: Vec<TokenStream>,
     /// Slots first assigned (`x = ..;`) in the block without being taken from the frame:

@@ -237,9 +237,15 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
         quote!(return ::core::result::Result::Err(__flow_ctl.unknown_state(*__flow_pc));)
     };
     let pc = b as u32;
-    let items = block.items.iter().map(|&i| &cfg.scoped_items[i]);
+    let mut body = quote!(#(#takes)* #(#rebinds)* #(#declares)* #code #end);
+    // Each nested block's items in a Rust block of their own, so an inner item hides an
+    // outer one of the same name, as in the source.
+    for scope in block.items.iter().rev() {
+        let items = scope.iter().map(|&i| &cfg.scoped_items[i]);
+        body = quote!({ #(#items)* #body });
+    }
     let gate = cfg_attr(&block.cfg);
-    quote!(#gate #pc => { #(#items)* #(#takes)* #(#rebinds)* #(#declares)* #code #end })
+    quote!(#gate #pc => { #body })
 }
 
 fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {

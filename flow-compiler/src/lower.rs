@@ -134,7 +134,7 @@ impl<'a> Lowerer<'a> {
 
     fn new_block(&mut self) -> BlockId {
         let entry_visible = self.visible();
-        let items = self.item_scopes.iter().flatten().copied().collect();
+        let items = self.item_scopes.clone();
         self.cfg.blocks.push(Block {
             entry_visible,
             items,
@@ -1373,6 +1373,8 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|a| force_blocks || self.needs_lowering(a.body))
             .collect();
+        let hoisted = self.hoist_lookup_args(scrutinee);
+        let scrutinee = hoisted.as_ref().unwrap_or(scrutinee);
         let reevaluable = is_reevaluable_borrow(scrutinee);
         if !reevaluable {
             self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
@@ -1436,6 +1438,36 @@ impl<'a> Lowerer<'a> {
                 self.cfg_stack.pop();
             }
         }
+    }
+
+    /// `m.get(&key_of(x))`: the computed key is bound to a temporary first
+    /// (`let t = key_of(x); m.get(&t)`), so the lookup can be evaluated again.
+    fn hoist_lookup_args(&mut self, scrutinee: &Expr) -> Option<Expr> {
+        let Expr::MethodCall(m) = scrutinee else {
+            return None;
+        };
+        let computed_ref =
+            |a: &Expr| matches!(a, Expr::Reference(r) if place_root(&r.expr).is_none());
+        let simple = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+        if self.needs_lowering(scrutinee)
+            || !LOOKUPS.contains(&m.method.to_string().as_str())
+            || place_root(&m.receiver).is_none()
+            || !m.args.iter().any(computed_ref)
+            || !m.args.iter().all(|a| computed_ref(a) || simple(a))
+        {
+            return None;
+        }
+        let mut hoisted = m.clone();
+        for arg in hoisted.args.iter_mut() {
+            if let Expr::Reference(r) = arg {
+                if place_root(&r.expr).is_none() {
+                    let value = self.plain(&r.expr).tokens;
+                    let temp = self.bind_temp(value, r.expr.span());
+                    *r.expr = syn::parse_quote!(#temp);
+                }
+            }
+        }
+        Some(Expr::MethodCall(hoisted))
     }
 
     /// Makes the bindings of an arm matched against a borrow (`&x`, `m.get(&k)`) bound
@@ -1876,22 +1908,24 @@ fn is_borrowed_iteration(e: &Expr) -> bool {
     }
 }
 
+/// Methods that look up a borrow inside their receiver, without side effects.
+const LOOKUPS: &[&str] = &[
+    "get",
+    "get_mut",
+    "first",
+    "last",
+    "first_mut",
+    "last_mut",
+    "as_ref",
+    "as_mut",
+    "as_deref",
+    "as_deref_mut",
+    "get_key_value",
+];
+
 /// A scrutinee that borrows from locals and can be evaluated again to the same value:
 /// `&x`, `&mut x.f`, or a lookup such as `m.get(&k)` / `v.first()` on a local.
 fn is_reevaluable_borrow(e: &Expr) -> bool {
-    const LOOKUPS: &[&str] = &[
-        "get",
-        "get_mut",
-        "first",
-        "last",
-        "first_mut",
-        "last_mut",
-        "as_ref",
-        "as_mut",
-        "as_deref",
-        "as_deref_mut",
-        "get_key_value",
-    ];
     let simple_arg = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
     match e {
         Expr::Reference(r) => place_root(&r.expr).is_some(),

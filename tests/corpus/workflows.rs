@@ -1105,3 +1105,41 @@ pub async fn partial_move_then_rest(x: i64) -> (Vec<i64>, i64, String) {
     }
     (trace, bag.id, bag.name)
 }
+
+/// Generator findings 8-10: a struct literal's field named like a moved local; a block's
+/// function hiding the same function of an enclosing block; a lookup with a computed key
+/// matched with a step in the arm.
+#[workflow]
+pub async fn generator_findings_8_to_10(x: i64) -> (String, Vec<i64>, i64) {
+    let name = format!("n{x}");
+    let g = greet(name).await;
+    let bag = Bag {
+        id: inc(x).await,
+        items: vec![],
+        name: format!("m{x}"),
+    };
+    let mut trace = Vec::new();
+    {
+        fn tweak(v: i64) -> i64 {
+            v + 42
+        }
+        trace.push(tweak(x));
+        {
+            fn tweak(v: i64) -> i64 {
+                v + 76
+            }
+            trace.push(tweak(inc(x).await));
+        }
+        trace.push(tweak(double(x).await));
+    }
+    let prices = std::collections::BTreeMap::from([(0, 5i64), (1, x)]);
+    let mut total = bag.id;
+    if let Some(p) = prices.get(&x.rem_euclid(3)) {
+        total += inc(*p).await;
+    }
+    match prices.get(&x.rem_euclid(3)) {
+        Some(p) => trace.push(inc(*p).await),
+        None => trace.push(-3),
+    }
+    (g + &bag.name, trace, total)
+}
