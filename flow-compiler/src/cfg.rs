@@ -37,6 +37,8 @@ pub struct Slot {
     pub cfg: Vec<TokenStream>,
     /// Visibly a `HashMap`/`HashSet`: its iteration order changes when it is restored.
     pub hash_ordered: bool,
+    /// Bound to string literals (a `&'static str`), which the journal cannot restore.
+    pub static_str: bool,
     /// A borrowed `for` item: blocks that read it bind it again ([`Cfg::rebinds`]).
     pub rebound_by: Option<usize>,
 }

@@ -100,7 +100,18 @@ pub(crate) fn plan(cfg: &Cfg, cx: &Ctxt) -> Plan {
         .collect();
     for &s in &persistent {
         let slot = &cfg.slots[s];
-        if slot.borrow {
+        if slot.static_str {
+            cx.error_at(
+                slot.span,
+                format!(
+                    "{} is a `&'static str` that is still used after a later step; a \
+                     #[workflow] keeps only owned values across steps (they are journaled): \
+                     make it a `String` (`.to_string()` on the literals) and borrow it \
+                     (`&name`) where a `&str` is needed",
+                    slot.label
+                ),
+            );
+        } else if slot.borrow {
             cx.error_at(
                 slot.span,
                 format!(

@@ -238,6 +238,7 @@ impl<'a> Lowerer<'a> {
             borrow: false,
             cfg: self.cfg_stack.clone(),
             hash_ordered: false,
+            static_str: false,
             rebound_by: None,
         });
         self.cfg.slots.len() - 1
@@ -884,9 +885,11 @@ impl<'a> Lowerer<'a> {
         let bindings = names::let_bindings(pat);
         let rebindable =
             is_borrowed_item(&init.expr) && bindings.iter().all(|b| !b.mutable && !b.by_ref);
+        let static_str = matches!(pat, Pat::Ident(_)) && is_str_literal(&init.expr);
         let slots = self.declare_bindings(bindings, borrow);
         for &slot in &slots {
             self.cfg.slots[slot].hash_ordered = hashed;
+            self.cfg.slots[slot].static_str = static_str;
         }
         if rebindable {
             // A borrowed `for` item: later blocks bind it again from the collection and
@@ -1958,6 +1961,27 @@ fn gated_let(stmt: &Stmt) -> Option<(TokenStream, &syn::Local)> {
     match classify(&local.attrs) {
         Ok(StmtAttrs::Cfg(predicate)) => Some((predicate, local)),
         _ => None,
+    }
+}
+
+/// A string literal, or an `if`/`match`/block whose every value is one: a `&'static str`.
+fn is_str_literal(e: &Expr) -> bool {
+    let tail_is_str = |b: &syn::Block| match b.stmts.last() {
+        Some(Stmt::Expr(e, None)) => is_str_literal(e),
+        _ => false,
+    };
+    match e {
+        Expr::Lit(l) => matches!(l.lit, syn::Lit::Str(_)),
+        Expr::Paren(p) => is_str_literal(&p.expr),
+        Expr::Block(b) => tail_is_str(&b.block),
+        Expr::If(i) => {
+            tail_is_str(&i.then_branch)
+                && i.else_branch
+                    .as_ref()
+                    .is_some_and(|(_, e)| is_str_literal(e))
+        }
+        Expr::Match(m) => !m.arms.is_empty() && m.arms.iter().all(|a| is_str_literal(&a.body)),
+        _ => false,
     }
 }
 
