@@ -118,6 +118,7 @@ corpus_tests!(
     borrowed_scrutinees,
     partial_move_then_rest,
     generator_findings_8_to_10,
+    while_let_on_a_borrow,
 );
 
 #[tokio::test]

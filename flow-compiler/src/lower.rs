@@ -1642,14 +1642,22 @@ impl<'a> Lowerer<'a> {
         exit: BlockId,
     ) -> (BlockId, Vec<(String, SlotId)>) {
         if let Expr::Let(l) = cond {
-            self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+            let reevaluable = is_reevaluable_borrow(&l.expr);
+            if !reevaluable {
+                self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+            }
             let scrut = self.lower_expr(&l.expr, true).tokens;
             self.note_tokens(&scrut);
             let shadows = self.shadow_points(&l.pat);
+            let rebind_from = (reevaluable && shadows.is_empty()).then(|| scrut.clone());
             let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows);
             let saved = self.defined.clone();
             self.push_scope();
-            self.declare_pattern(&l.pat, false);
+            let bound = self.declare_pattern(&l.pat, false);
+            if let Some(scrut) = &rebind_from {
+                // `while let Some(top) = stack.last()`: matched again where it is read.
+                self.rebind_arm(scrut, &l.pat, &bound);
+            }
             let body = self.new_block();
             let frame = self.scopes.last().cloned().unwrap_or_default();
             let enter = self.exit(body, ExitKind::Goto);

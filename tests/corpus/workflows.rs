@@ -1143,3 +1143,16 @@ pub async fn generator_findings_8_to_10(x: i64) -> (String, Vec<i64>, i64) {
     }
     (g + &bag.name, trace, total)
 }
+
+/// `while let` on a lookup of a local, with a step in the body.
+#[workflow]
+pub async fn while_let_on_a_borrow(x: i64) -> (Vec<i64>, i64) {
+    let mut stack = vec![x, x + 1, x + 2];
+    let mut total = 0;
+    while let Some(top) = stack.last() {
+        total += inc(*top).await;
+        total += *top;
+        stack.pop();
+    }
+    (stack, total)
+}
