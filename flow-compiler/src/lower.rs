@@ -606,16 +606,17 @@ impl<'a> Lowerer<'a> {
                 match gated_let(stmt) {
                     Some((predicate, local)) => {
                         let shadowed = self.shadowed_by(&local.pat);
-                        self.cfg_stack.push(predicate);
+                        self.cfg_stack.push(predicate.clone());
                         self.lower_let(local);
                         self.cfg_stack.pop();
                         // Whichever binding is compiled in, the same code names it.
                         for &(_, old) in &shadowed {
                             self.note_slot_use(old);
                         }
-                        let joins = self.rebind(&shadowed);
+                        let p = &predicate;
+                        let joins = self.rebind(&shadowed, |l, old| l.join_gate(p, old));
                         self.push(joins);
-                        self.declare_joins(&shadowed);
+                        self.declare_joins(&shadowed, p);
                     }
                     None => value = self.lower_stmt(stmt, tail),
                 }
@@ -635,6 +636,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The visible locals a pattern's bindings would shadow: (name, slot).
+    /// The visible locals a pattern's bindings would shadow: (name, slot).
     fn shadowed_by(&self, pat: &Pat) -> Vec<(Ident, SlotId)> {
         names::bindings(pat)
             .into_iter()
@@ -642,17 +644,69 @@ impl<'a> Lowerer<'a> {
             .collect()
     }
 
+    /// The predicate under which `slot` exists beyond those in force here, if any (it
+    /// was bound by a `#[cfg]`'d `let` itself).
+    fn extra_gate(&self, slot: SlotId) -> Option<TokenStream> {
+        let here: BTreeSet<String> = self.cfg_stack.iter().map(|p| p.to_string()).collect();
+        let own = &self.cfg.slots[slot].cfg;
+        let extra: Vec<&TokenStream> = own
+            .iter()
+            .filter(|p| !here.contains(&p.to_string()))
+            .collect();
+        (!extra.is_empty()).then(|| quote!(all(#(#extra),*)))
+    }
+
     /// `let mut x = x;` for each name: binds a join local from whichever `x` is in scope.
-    fn rebind(&mut self, names: &[(Ident, SlotId)]) -> TokenStream {
-        let idents: Vec<&Ident> = names.iter().map(|(i, _)| i).collect();
-        self.note_uses(idents.iter().map(|i| (*i).clone()).collect());
-        quote!(#(let mut #idents = #idents;)*)
+    /// `gate(slot)` says under which `#[cfg]` each rebinding is compiled in.
+    fn rebind(
+        &mut self,
+        names: &[(Ident, SlotId)],
+        gate: impl Fn(&Self, SlotId) -> TokenStream,
+    ) -> TokenStream {
+        let code = names
+            .iter()
+            .map(|(ident, old)| {
+                let gate = gate(self, *old);
+                quote!(#gate let mut #ident = #ident;)
+            })
+            .collect();
+        self.note_uses(names.iter().map(|(i, _)| i.clone()).collect());
+        code
     }
 
     /// Declares the join locals [`Self::rebind`] bound, so later code resolves the names
-    /// to them whether or not the `#[cfg]`'d binding was compiled in.
-    fn declare_joins(&mut self, names: &[(Ident, SlotId)]) -> Vec<SlotId> {
-        names.iter().map(|(i, _)| self.declare(i, true)).collect()
+    /// to them whether or not the `#[cfg(predicate)]` binding was compiled in. A join of
+    /// a local that is itself `#[cfg]`'d exists only if one of the two does.
+    fn declare_joins(&mut self, names: &[(Ident, SlotId)], predicate: &TokenStream) -> Vec<SlotId> {
+        names
+            .iter()
+            .map(|(ident, old)| {
+                let old_gate = self.extra_gate(*old);
+                let join = self.declare(ident, true);
+                if let Some(old_gate) = old_gate {
+                    self.cfg.slots[join]
+                        .cfg
+                        .push(quote!(any(#predicate, #old_gate)));
+                }
+                join
+            })
+            .collect()
+    }
+
+    /// `#[cfg(any(P, old))]` for a join of a `#[cfg]`'d local, nothing otherwise.
+    fn join_gate(&self, predicate: &TokenStream, old: SlotId) -> TokenStream {
+        match self.extra_gate(old) {
+            Some(old_gate) => quote!(#[cfg(any(#predicate, #old_gate))]),
+            None => TokenStream::new(),
+        }
+    }
+
+    /// `#[cfg(old)]` for reading a `#[cfg]`'d local, nothing otherwise.
+    fn old_gate(&self, old: SlotId) -> TokenStream {
+        match self.extra_gate(old) {
+            Some(old_gate) => quote!(#[cfg(#old_gate)]),
+            None => TokenStream::new(),
+        }
     }
 
     fn stmt_needs_lowering(&self, stmt: &Stmt) -> bool {
@@ -761,8 +815,8 @@ impl<'a> Lowerer<'a> {
         // The skip path keeps the old values under the join locals' names.
         let saved = self.defined.clone();
         self.push_scope();
-        let keep_old = self.rebind(&shadowed);
-        let joins = self.declare_joins(&shadowed);
+        let keep_old = self.rebind(&shadowed, |l, old| l.old_gate(old));
+        let joins = self.declare_joins(&shadowed, &predicate);
         let skip = self.exit(after, ExitKind::Goto);
         self.pop_scope();
         self.defined = saved;
@@ -776,7 +830,7 @@ impl<'a> Lowerer<'a> {
         self.lower_stmt(stmt, false);
         let reaches_after = !self.block().terminated;
         if reaches_after {
-            let take_new = self.rebind(&shadowed);
+            let take_new = self.rebind(&shadowed, |_, _| TokenStream::new());
             self.push(take_new);
         }
         let frame = self.scopes.last_mut().expect("a scope");

@@ -1156,3 +1156,21 @@ pub async fn while_let_on_a_borrow(x: i64) -> (Vec<i64>, i64) {
     }
     (stack, total)
 }
+
+/// Generator findings 11-12: a `#[cfg]`'d-out step that reads a local no other code
+/// reads; two `#[cfg]`'d-out `let`s of the same name.
+#[workflow]
+pub async fn generator_findings_11_12(x: i64) -> Result<(Vec<i64>, i64), String> {
+    let mut trace: Vec<i64> = Vec::new();
+    let k = inc(x).await;
+    #[allow(unused_variables)]
+    let seen = x + 1;
+    #[cfg(any())]
+    trace.push(checked(seen).await?);
+    #[cfg(any())]
+    let n = checked(x).await?;
+    #[cfg(any())]
+    let n = checked(x + 1).await?;
+    trace.push(k);
+    Ok((trace, inc(x).await))
+}
