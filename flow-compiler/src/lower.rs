@@ -1963,10 +1963,17 @@ fn is_borrowed_iteration(e: &Expr) -> bool {
     ];
     match e {
         Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) if BORROWING.contains(&m.method.to_string().as_str()) => {
+            m.args.is_empty() && place_root(&m.receiver).is_some()
+        }
+        // Adapters that keep the iteration a pure function of the position.
         Expr::MethodCall(m) => {
-            m.args.is_empty()
-                && BORROWING.contains(&m.method.to_string().as_str())
-                && place_root(&m.receiver).is_some()
+            const ADAPTERS: &[&str] = &["enumerate", "rev", "skip", "take", "step_by"];
+            ADAPTERS.contains(&m.method.to_string().as_str())
+                && m.args
+                    .iter()
+                    .all(|a| matches!(a, Expr::Lit(_)) || place_root(a).is_some())
+                && is_borrowed_iteration(&m.receiver)
         }
         Expr::Paren(p) => is_borrowed_iteration(&p.expr),
         _ => false,

@@ -1035,6 +1035,9 @@ pub async fn for_over_borrows(x: i64) -> (i64, Vec<i64>) {
     for y in &mut ys {
         *y = double(*y).await;
     }
+    for (i, y) in ys.iter().enumerate().rev().skip(1) {
+        total += add(i as i64, *y).await;
+    }
     (total, ys)
 }
 
