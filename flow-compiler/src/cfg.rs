@@ -21,13 +21,53 @@ pub type SlotId = usize;
 pub struct Slot {
     /// The Rust name it has inside blocks.
     pub name: Ident,
-    /// Changes after it is bound (`mut`, or a generated counter), so every hand-over
-    /// rewrites it; immutable locals are written to the journal once.
+    /// Declared `mut` (or a generated counter).
     pub mutable: bool,
+    /// Written to the journal only when bound, never compared: a `for` loop's items,
+    /// which the loop takes out one by one while only its position is journaled.
+    pub write_once: bool,
+    /// How errors and stored-state messages name it (a generated local is described,
+    /// never named).
+    pub label: String,
     /// Where it was bound (errors about it point here).
     pub span: Span,
     /// Bound to a borrow (`let r = &x;`): it cannot outlive a suspension.
     pub borrow: bool,
+    /// `#[cfg]` predicates it exists under (declared in a `#[cfg]`'d statement).
+    pub cfg: Vec<TokenStream>,
+    /// Visibly a `HashMap`/`HashSet`: its iteration order changes when it is restored.
+    pub hash_ordered: bool,
+    /// Bound to string literals (a `&'static str`), which the journal cannot restore.
+    pub static_str: bool,
+    /// A borrowed `for` item: blocks that read it bind it again ([`Cfg::rebinds`]).
+    pub rebound_by: Option<usize>,
+}
+
+/// A `for` loop whose items are a field of a local (`for x in bag.items`).
+#[derive(Clone, Debug)]
+pub struct PartialMove {
+    /// The block that evaluates the items.
+    pub block: BlockId,
+    /// The local the field belongs to.
+    pub root: SlotId,
+    /// The field, as lowered (`bag.items`).
+    pub field: TokenStream,
+    /// The slot holding the loop's items.
+    pub items: SlotId,
+    /// The iterated expression's span.
+    pub span: Span,
+}
+
+/// How a block binds again the item of a `for` loop over a borrowed collection, from
+/// the collection and the loop's position, instead of taking a borrow from the frame.
+#[derive(Clone, Debug)]
+pub struct Rebind {
+    /// `let PAT = <the item at the loop's position>;`
+    pub code: TokenStream,
+    /// The slots the code reads (the collection's local and the position).
+    pub deps: Vec<SlotId>,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
 }
 
 /// How control leaves a block.
@@ -94,6 +134,16 @@ pub struct Block {
     pub order: Option<usize>,
     /// Control leaves the block on every path.
     pub terminated: bool,
+    /// Items of the nested blocks it belongs to, outermost block first (indices into
+    /// [`Cfg::scoped_items`]).
+    pub items: Vec<Vec<usize>>,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
+    /// Slots first assigned (`x = ..;`) in the block without being taken from the frame:
+    /// declared, unassigned, at its start.
+    pub declared: BTreeSet<SlotId>,
+    /// Borrowed `for` items bound again at its start (indices into [`Cfg::rebinds`]).
+    pub rebinds: BTreeSet<usize>,
 }
 
 /// An await site: a state of the compiled machine.
@@ -107,6 +157,8 @@ pub struct State {
     pub resume: BlockId,
     /// Span of the `.await`.
     pub span: Span,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
 }
 
 /// The lowered body.
@@ -124,6 +176,13 @@ pub struct Cfg {
     pub states: Vec<State>,
     /// Items declared in the body, hoisted to the step function.
     pub items: Vec<TokenStream>,
+    /// Functions, constants and `use`s of lowered nested blocks, repeated in the arms of
+    /// their blocks.
+    pub scoped_items: Vec<TokenStream>,
+    /// Borrowed `for` items, bound again where they are read.
+    pub rebinds: Vec<Rebind>,
+    /// `for` loops over a field of a local.
+    pub partial_moves: Vec<PartialMove>,
 }
 
 /// Placeholder identifier for exit `k`.

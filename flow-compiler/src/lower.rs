@@ -16,11 +16,14 @@ use syn::visit_mut::VisitMut;
 use syn::{Expr, Ident, Pat, Stmt};
 
 use crate::cfg::{
-    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Shadow, Slot,
-    SlotId, State,
+    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, PartialMove, Rebind,
+    Shadow, Slot, SlotId, State,
 };
+use crate::ctxt::Ctxt;
 use crate::names;
-use crate::rewrite::{macro_args, ExitRewriter};
+use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
+use crate::rewrite::{macro_args, vec_repeat, ExitRewriter};
+use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 
 /// A `loop`/`while`/`for`/labelled block being lowered.
 struct LoopCtx {
@@ -37,8 +40,8 @@ struct LoopCtx {
 pub struct Lowerer<'a> {
     /// The graph being built.
     pub cfg: Cfg,
-    /// Errors found so far (all are reported, not just the first).
-    pub errors: Vec<syn::Error>,
+    /// Where errors go (all are reported, not just the first).
+    cx: &'a Ctxt,
     output: &'a TokenStream,
     cur: BlockId,
     /// Scope frames: name → slot, innermost last.
@@ -52,6 +55,15 @@ pub struct Lowerer<'a> {
     temps: usize,
     /// Branches of an `if` whose blocks are lowered once the `if` is emitted.
     pending: Vec<PendingBranch>,
+    /// Per lowered nested block that declares them: its functions, constants and `use`s
+    /// (indices into [`Cfg::scoped_items`]), repeated in every block of its scope.
+    item_scopes: Vec<Vec<usize>>,
+    /// Lowered blocks we are inside (0: the body itself).
+    depth: usize,
+    /// The whole body, to tell whether a nested item's name is used outside its block.
+    body: TokenStream,
+    /// `#[cfg]` predicates of the statements being lowered, outermost first.
+    cfg_stack: Vec<TokenStream>,
 }
 
 /// Result of lowering an expression: the residual expression and whether evaluating it
@@ -63,10 +75,10 @@ struct Lowered {
 
 impl<'a> Lowerer<'a> {
     /// A lowerer for a workflow returning `output`, positioned at the entry block.
-    pub fn new(output: &'a TokenStream) -> Self {
+    pub(crate) fn new(output: &'a TokenStream, cx: &'a Ctxt) -> Self {
         let mut l = Lowerer {
             cfg: Cfg::default(),
-            errors: Vec::new(),
+            cx,
             output,
             cur: 0,
             scopes: vec![Vec::new()],
@@ -76,6 +88,10 @@ impl<'a> Lowerer<'a> {
             next_order: 0,
             temps: 0,
             pending: Vec::new(),
+            item_scopes: Vec::new(),
+            depth: 0,
+            body: TokenStream::new(),
+            cfg_stack: Vec::new(),
         };
         let entry = l.new_block();
         l.switch_to(entry);
@@ -89,8 +105,12 @@ impl<'a> Lowerer<'a> {
         self.declare_pattern(pat, false);
     }
 
+    // Input:  the body `{ stmts.. tail }` of `async fn wf(args) -> Out`.
+    // Output: the body's blocks; the block that reaches its end completes the run with
+    //         `tail` (`return __flow_ctl.complete::<Out>(..)`).
     /// Lowers the body and ends the run with its value.
     pub fn lower_body(&mut self, body: &syn::Block) {
+        self.body = body.to_token_stream();
         // The arguments' scope is the body's scope, as in the function it reads as.
         let value = self.lower_stmts(&body.stmts, true);
         if !self.block().terminated {
@@ -114,8 +134,11 @@ impl<'a> Lowerer<'a> {
 
     fn new_block(&mut self) -> BlockId {
         let entry_visible = self.visible();
+        let items = self.item_scopes.clone();
         self.cfg.blocks.push(Block {
             entry_visible,
+            items,
+            cfg: self.cfg_stack.clone(),
             ..Block::default()
         });
         self.cfg.blocks.len() - 1
@@ -165,13 +188,38 @@ impl<'a> Lowerer<'a> {
     fn note_uses(&mut self, idents: Vec<Ident>) {
         for ident in idents {
             if let Some(slot) = self.lookup(&ident.to_string()) {
-                let defined = self.defined.contains(&slot);
-                let b = self.block_mut();
-                b.used.insert(slot);
-                if !defined {
-                    b.gen.insert(slot);
+                self.note_slot_use(slot);
+            }
+        }
+    }
+
+    fn note_slot_use(&mut self, slot: SlotId) {
+        let defined = self.defined.contains(&slot);
+        if let (Some(g), false) = (self.cfg.slots[slot].rebound_by, defined) {
+            // Bound again from what it borrows rather than taken from the frame.
+            self.block_mut().used.insert(slot);
+            if self.block_mut().rebinds.insert(g) {
+                for dep in self.cfg.rebinds[g].deps.clone() {
+                    let name = self.cfg.slots[dep].name.to_string();
+                    if self.lookup(&name) != Some(dep) {
+                        let span = self.cfg.slots[slot].span;
+                        self.error(
+                            span,
+                            format!(
+                                "this item borrows from `{name}`, which is shadowed where the \
+                                 item is used again; give the inner `{name}` another name"
+                            ),
+                        );
+                    }
+                    self.note_slot_use(dep);
                 }
             }
+            return;
+        }
+        let b = self.block_mut();
+        b.used.insert(slot);
+        if !defined {
+            b.gen.insert(slot);
         }
     }
 
@@ -180,12 +228,18 @@ impl<'a> Lowerer<'a> {
         self.note_uses(names::mentioned_in_tokens(code));
     }
 
-    fn new_slot(&mut self, name: Ident, mutable: bool, span: Span) -> SlotId {
+    fn new_slot(&mut self, name: Ident, mutable: bool, span: Span, label: String) -> SlotId {
         self.cfg.slots.push(Slot {
             name,
             mutable,
+            write_once: false,
+            label,
             span,
             borrow: false,
+            cfg: self.cfg_stack.clone(),
+            hash_ordered: false,
+            static_str: false,
+            rebound_by: None,
         });
         self.cfg.slots.len() - 1
     }
@@ -198,7 +252,8 @@ impl<'a> Lowerer<'a> {
 
     /// Adds a slot named `ident` to the innermost scope and binds it here.
     fn declare(&mut self, ident: &Ident, mutable: bool) -> SlotId {
-        let slot = self.new_slot(ident.clone(), mutable, ident.span());
+        let label = format!("`{ident}`");
+        let slot = self.new_slot(ident.clone(), mutable, ident.span(), label);
         self.scopes
             .last_mut()
             .expect("a scope")
@@ -208,8 +263,12 @@ impl<'a> Lowerer<'a> {
     }
 
     fn declare_pattern(&mut self, pat: &Pat, borrow: bool) -> Vec<SlotId> {
+        self.declare_bindings(names::bindings(pat), borrow)
+    }
+
+    fn declare_bindings(&mut self, bindings: Vec<names::Binding>, borrow: bool) -> Vec<SlotId> {
         let mut slots = Vec::new();
-        for b in names::bindings(pat) {
+        for b in bindings {
             if self.lookup(&b.ident.to_string()).is_some() {
                 *self.shadowed.last_mut().expect("a scope") = true;
             }
@@ -222,8 +281,12 @@ impl<'a> Lowerer<'a> {
 
     /// Placeholders that hand shadowed locals back to their slots before `pat` binds.
     fn shadow_points(&mut self, pat: &Pat) -> TokenStream {
+        self.shadow_points_of(names::bindings(pat))
+    }
+
+    fn shadow_points_of(&mut self, bindings: Vec<names::Binding>) -> TokenStream {
         let mut out = TokenStream::new();
-        for b in names::bindings(pat) {
+        for b in bindings {
             if let Some(old) = self.lookup(&b.ident.to_string()) {
                 let k = self.cfg.shadows.len();
                 self.cfg.shadows.push(Shadow {
@@ -242,7 +305,7 @@ impl<'a> Lowerer<'a> {
     fn temp(&mut self, what: &str, span: Span) -> SlotId {
         self.temps += 1;
         let ident = format_ident!("__flow_{}_{}", what, self.temps, span = span);
-        let slot = self.new_slot(ident.clone(), false, span);
+        let slot = self.new_slot(ident.clone(), false, span, describe_temp(what, span));
         self.scopes
             .last_mut()
             .expect("a scope")
@@ -313,6 +376,10 @@ impl<'a> Lowerer<'a> {
         .complete(value, span)
     }
 
+    // Input:  `op.await`, with `op` already lowered.
+    // Output: `{ let __flow_op = op; <hand over live locals>; pc = resume; return suspend(..) }`
+    //         ending the current block; the resume block starts with
+    //         `let __flow_await_k = take_output(..)?;` and that name is the value.
     /// Suspends on `op`; continues in the resume block and returns the output's name.
     fn suspend(&mut self, op: TokenStream, name: String, span: Span) -> TokenStream {
         self.note_tokens(&op);
@@ -323,6 +390,7 @@ impl<'a> Lowerer<'a> {
             line: span.start().line as u32,
             resume,
             span,
+            cfg: self.cfg_stack.clone(),
         });
         let e = self.exit(resume, ExitKind::Suspend { op, state });
         self.push(e);
@@ -344,14 +412,18 @@ impl<'a> Lowerer<'a> {
         self.loops.iter().filter_map(|l| l.label.clone()).collect()
     }
 
-    /// Whether `e` must be lowered: it awaits, or jumps out to a lowered loop.
-    fn needs_lowering(&self, e: &Expr) -> bool {
-        let mut f = NeedsLowering {
+    fn needs_lowering_finder(&self) -> NeedsLowering {
+        NeedsLowering {
             labels: self.lowered_labels(),
             in_lowered_loop: !self.loops.is_empty(),
             depth: 0,
             found: false,
-        };
+        }
+    }
+
+    /// Whether `e` must be lowered: it awaits, or jumps out to a lowered loop.
+    fn needs_lowering(&self, e: &Expr) -> bool {
+        let mut f = self.needs_lowering_finder();
         f.visit_expr(e);
         f.found
     }
@@ -374,7 +446,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn error(&mut self, span: Span, msg: impl std::fmt::Display) -> Lowered {
-        self.errors.push(syn::Error::new(span, msg));
+        self.cx.error_at(span, msg);
         Lowered {
             tokens: quote!(()),
             pure: true,
@@ -383,8 +455,13 @@ impl<'a> Lowerer<'a> {
 
     // ----- statements ------------------------------------------------------------
 
+    // Input:  `{ fn helper() {..} stmts.. tail }` containing an `.await`
+    // Output: the statements lowered into the current block and the blocks after it;
+    //         the block's value (a temporary when it may read the block's locals or
+    //         items); a fresh block after it when its scope hid outer names.
     fn lower_block(&mut self, block: &syn::Block, want_value: bool) -> Lowered {
         self.push_scope();
+        let has_items = self.enter_item_scope(block);
         let value = self.lower_stmts(&block.stmts, want_value);
         let scoped: BTreeSet<String> = self
             .scopes
@@ -396,14 +473,20 @@ impl<'a> Lowerer<'a> {
         let mentions_scope = names::mentioned_in_tokens(&value.tokens)
             .iter()
             .any(|i| scoped.contains(&i.to_string()));
-        let needs_temp = want_value && (!value.pure || mentions_scope) && !self.block().terminated;
+        let needs_temp =
+            want_value && (!value.pure || mentions_scope || has_items) && !self.block().terminated;
         let value = if needs_temp {
             // The value may mention the scope's locals: evaluate it before they go.
             let slot = {
                 let frame = self.scopes.len() - 2;
                 self.temps += 1;
                 let ident = format_ident!("__flow_val_{}", self.temps);
-                let s = self.new_slot(ident.clone(), false, block.span());
+                let s = self.new_slot(
+                    ident.clone(),
+                    false,
+                    block.span(),
+                    describe_temp("val", block.span()),
+                );
                 self.scopes[frame].push((ident.to_string(), s));
                 s
             };
@@ -416,7 +499,10 @@ impl<'a> Lowerer<'a> {
             value
         };
         let shadowed = self.shadowed.last().copied().unwrap_or(false);
-        if shadowed && !self.block().terminated {
+        if has_items {
+            self.item_scopes.pop();
+        }
+        if (shadowed || has_items) && !self.block().terminated {
             // The flat code of this block still sees the inner bindings: hand over while
             // the scope is still in force (so an inner binding is never stored as the
             // outer one it shadows), then continue in a new block whose prologue rebinds
@@ -429,9 +515,81 @@ impl<'a> Lowerer<'a> {
         } else {
             self.pop_scope();
         }
+        self.depth -= 1;
         value
     }
 
+    /// Items declared in a block are visible in the whole block and nowhere else. The
+    /// block's statements end up spread over several arms of the step function, so its
+    /// functions, constants and `use`s are repeated at the top of each of those arms
+    /// (and only those); this starts a fresh block for them. Returns whether it did.
+    fn enter_item_scope(&mut self, block: &syn::Block) -> bool {
+        self.depth += 1;
+        let repeated: Vec<usize> = block
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Item(item @ (syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_))) => {
+                    self.cfg.scoped_items.push(item.to_token_stream());
+                    Some(self.cfg.scoped_items.len() - 1)
+                }
+                _ => None,
+            })
+            .collect();
+        if repeated.is_empty() {
+            return false;
+        }
+        self.item_scopes.push(repeated);
+        let start = self.new_block();
+        if self.block().terminated {
+            self.switch_to(start);
+        } else {
+            self.goto(start);
+            self.switch_to(start);
+        }
+        true
+    }
+
+    /// Input:  an item statement of the body or of a lowered block.
+    /// Output: nothing for a nested function, constant or `use` (see
+    ///         [`Self::enter_item_scope`]); otherwise the item goes to the top of the
+    ///         step function, which is faithful at the body's top level, and in a nested
+    ///         block only if its name is used nowhere else in the body.
+    fn lower_item(&mut self, item: &syn::Item) {
+        let nested = self.depth > 0;
+        if nested
+            && matches!(
+                item,
+                syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_)
+            )
+        {
+            return;
+        }
+        if nested {
+            if let Some(name) = item_name(item) {
+                let everywhere = count_mentions(&self.body, name);
+                let inside = count_mentions(&item.to_token_stream(), name);
+                if everywhere > inside {
+                    self.error(
+                        name.span(),
+                        format!(
+                            "`{name}` is declared in a block that contains `.await`, and the \
+                             name is also used outside that block: a #[workflow] compiles \
+                             such a {what} at the top of the function, where it would hide \
+                             the other `{name}`; give it a name of its own, or declare it \
+                             outside the workflow",
+                            what = item_kind(item),
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        self.cfg.items.push(item.to_token_stream());
+    }
+
+    // Input:  the statements of the body or of a lowered block.
+    // Output: each statement lowered in turn; the value of the tail expression.
     fn lower_stmts(&mut self, stmts: &[Stmt], want_value: bool) -> Lowered {
         let mut value = Lowered {
             tokens: quote!(()),
@@ -441,36 +599,298 @@ impl<'a> Lowerer<'a> {
             if self.block().terminated {
                 self.start_unreachable();
             }
-            let last = i + 1 == stmts.len();
-            match stmt {
-                Stmt::Local(local) => self.lower_let(local),
-                Stmt::Item(item) => self.cfg.items.push(item.to_token_stream()),
-                Stmt::Expr(e, None) if last && want_value => {
-                    value = self.lower_expr(e, want_value);
-                }
-                Stmt::Expr(e, _) => {
-                    let r = self.lower_expr(e, false);
-                    if !r.pure && !self.block().terminated {
-                        self.note_tokens(&r.tokens);
-                        let t = r.tokens;
-                        self.push(quote!(#t;));
+            let tail = i + 1 == stmts.len() && want_value;
+            if !self.stmt_needs_lowering(stmt) {
+                // Kept verbatim, attributes included; a `#[cfg]`'d `let` binds locals
+                // that exist only under its predicate.
+                match gated_let(stmt) {
+                    Some((predicate, local)) => {
+                        let shadowed = self.shadowed_by(&local.pat);
+                        self.cfg_stack.push(predicate.clone());
+                        self.lower_let(local);
+                        self.cfg_stack.pop();
+                        // Whichever binding is compiled in, the same code names it.
+                        for &(_, old) in &shadowed {
+                            self.note_slot_use(old);
+                        }
+                        let p = &predicate;
+                        let joins = self.rebind(&shadowed, |l, old| l.join_gate(p, old));
+                        self.push(joins);
+                        self.declare_joins(&shadowed, p);
                     }
+                    None => value = self.lower_stmt(stmt, tail),
                 }
-                Stmt::Macro(m) => {
-                    let e = Expr::Macro(syn::ExprMacro {
-                        attrs: m.attrs.clone(),
-                        mac: m.mac.clone(),
-                    });
-                    let r = self.lower_expr(&e, false);
-                    self.note_tokens(&r.tokens);
-                    let t = r.tokens;
-                    self.push(quote!(#t;));
+                continue;
+            }
+            let mut bare = stmt.clone();
+            let attrs = take_attrs(&mut bare);
+            match classify(&attrs) {
+                Ok(StmtAttrs::None) => value = self.lower_stmt(&bare, tail),
+                Ok(StmtAttrs::Cfg(predicate)) => {
+                    self.lower_cfg_gated(predicate, attrs[0].span(), &bare);
                 }
+                Err(e) => self.cx.syn_error(e),
             }
         }
         value
     }
 
+    /// The visible locals a pattern's bindings would shadow: (name, slot).
+    /// The visible locals a pattern's bindings would shadow: (name, slot).
+    fn shadowed_by(&self, pat: &Pat) -> Vec<(Ident, SlotId)> {
+        names::bindings(pat)
+            .into_iter()
+            .filter_map(|b| self.lookup(&b.ident.to_string()).map(|s| (b.ident, s)))
+            .collect()
+    }
+
+    /// The predicate under which `slot` exists beyond those in force here, if any (it
+    /// was bound by a `#[cfg]`'d `let` itself).
+    fn extra_gate(&self, slot: SlotId) -> Option<TokenStream> {
+        let here: BTreeSet<String> = self.cfg_stack.iter().map(|p| p.to_string()).collect();
+        let own = &self.cfg.slots[slot].cfg;
+        let extra: Vec<&TokenStream> = own
+            .iter()
+            .filter(|p| !here.contains(&p.to_string()))
+            .collect();
+        (!extra.is_empty()).then(|| quote!(all(#(#extra),*)))
+    }
+
+    /// `let mut x = x;` for each name: binds a join local from whichever `x` is in scope.
+    /// `gate(slot)` says under which `#[cfg]` each rebinding is compiled in.
+    fn rebind(
+        &mut self,
+        names: &[(Ident, SlotId)],
+        gate: impl Fn(&Self, SlotId) -> TokenStream,
+    ) -> TokenStream {
+        let code = names
+            .iter()
+            .map(|(ident, old)| {
+                let gate = gate(self, *old);
+                quote!(#gate let mut #ident = #ident;)
+            })
+            .collect();
+        self.note_uses(names.iter().map(|(i, _)| i.clone()).collect());
+        code
+    }
+
+    /// Declares the join locals [`Self::rebind`] bound, so later code resolves the names
+    /// to them whether or not the `#[cfg(predicate)]` binding was compiled in. A join of
+    /// a local that is itself `#[cfg]`'d exists only if one of the two does.
+    fn declare_joins(&mut self, names: &[(Ident, SlotId)], predicate: &TokenStream) -> Vec<SlotId> {
+        names
+            .iter()
+            .map(|(ident, old)| {
+                let old_gate = self.extra_gate(*old);
+                let join = self.declare(ident, true);
+                if let Some(old_gate) = old_gate {
+                    self.cfg.slots[join]
+                        .cfg
+                        .push(quote!(any(#predicate, #old_gate)));
+                }
+                join
+            })
+            .collect()
+    }
+
+    /// `#[cfg(any(P, old))]` for a join of a `#[cfg]`'d local, nothing otherwise.
+    fn join_gate(&self, predicate: &TokenStream, old: SlotId) -> TokenStream {
+        match self.extra_gate(old) {
+            Some(old_gate) => quote!(#[cfg(any(#predicate, #old_gate))]),
+            None => TokenStream::new(),
+        }
+    }
+
+    /// `#[cfg(old)]` for reading a `#[cfg]`'d local, nothing otherwise.
+    fn old_gate(&self, old: SlotId) -> TokenStream {
+        match self.extra_gate(old) {
+            Some(old_gate) => quote!(#[cfg(#old_gate)]),
+            None => TokenStream::new(),
+        }
+    }
+
+    fn stmt_needs_lowering(&self, stmt: &Stmt) -> bool {
+        match stmt {
+            Stmt::Local(l) => l.init.as_ref().is_some_and(|init| {
+                self.needs_lowering(&init.expr)
+                    || init
+                        .diverge
+                        .as_ref()
+                        .is_some_and(|(_, d)| self.needs_lowering(d))
+            }),
+            Stmt::Expr(e, _) => self.needs_lowering(e) || matches!(e, Expr::Return(_)),
+            Stmt::Macro(m) => {
+                let mut f = self.needs_lowering_finder();
+                f.visit_macro(&m.mac);
+                f.found
+            }
+            Stmt::Item(_) => false,
+        }
+    }
+
+    // Input:  one statement, its attributes already handled.
+    // Output: its code in the current block (and any blocks it needs); the value when it
+    //         is the tail expression of a block whose value is used.
+    fn lower_stmt(&mut self, stmt: &Stmt, tail: bool) -> Lowered {
+        let unit = Lowered {
+            tokens: quote!(()),
+            pure: true,
+        };
+        match stmt {
+            Stmt::Local(local) => self.lower_let(local),
+            Stmt::Item(item) => self.lower_item(item),
+            Stmt::Expr(e, None) if tail => return self.lower_expr(e, true),
+            Stmt::Expr(Expr::Assign(a), _) if self.whole_local(&a.left).is_some() => {
+                self.lower_assign_local(a);
+            }
+            Stmt::Expr(e, _) => {
+                let r = self.lower_expr(e, false);
+                if !r.pure && !self.block().terminated {
+                    self.note_tokens(&r.tokens);
+                    let t = r.tokens;
+                    self.push(quote!(#t;));
+                }
+            }
+            Stmt::Macro(m) => {
+                let e = Expr::Macro(syn::ExprMacro {
+                    attrs: m.attrs.clone(),
+                    mac: m.mac.clone(),
+                });
+                let r = self.lower_expr(&e, false);
+                self.note_tokens(&r.tokens);
+                let t = r.tokens;
+                self.push(quote!(#t;));
+            }
+        }
+        unit
+    }
+
+    /// The slot a place names when it is a whole local (`x`, not `x.f` or `x[i]`).
+    fn whole_local(&self, place: &Expr) -> Option<SlotId> {
+        match place {
+            Expr::Path(p) if p.qself.is_none() => self.lookup(&p.path.get_ident()?.to_string()),
+            Expr::Paren(p) => self.whole_local(&p.expr),
+            _ => None,
+        }
+    }
+
+    // Input:  `x = VALUE;` as a statement, `x` a whole local.
+    // Output: `x = value;` that defines `x` rather than reading it: the old value is not
+    //         kept alive up to here (it may have been moved into VALUE's step), and a
+    //         block that did not take `x` from the frame declares it.
+    fn lower_assign_local(&mut self, a: &syn::ExprAssign) {
+        let right = self.lower_expr(&a.right, true);
+        if self.block().terminated {
+            return;
+        }
+        let Some(slot) = self.whole_local(&a.left) else {
+            return;
+        };
+        self.note_tokens(&right.tokens);
+        let held = self.defined.contains(&slot) || self.block().gen.contains(&slot);
+        if !held {
+            self.block_mut().declared.insert(slot);
+        }
+        let (name, value) = (&self.cfg.slots[slot].name, &right.tokens);
+        let attrs = &a.attrs;
+        self.push(quote!(#(#attrs)* #name = #value;));
+        self.define(slot);
+    }
+
+    // Input:  `#[cfg(P)] STATEMENT` where the statement contains `.await`.
+    // Output: `#[cfg(P)] { goto inside } #[cfg(not(P))] { goto after }`; the blocks,
+    //         locals and states of the statement are compiled in under `P` only. A `let`
+    //         that shadows a local: both paths bind a join local of that name, from the
+    //         new binding or from the old one, which code after the statement reads.
+    fn lower_cfg_gated(&mut self, predicate: TokenStream, span: Span, stmt: &Stmt) {
+        let shadowed = match stmt {
+            Stmt::Local(l) => self.shadowed_by(&l.pat),
+            _ => Vec::new(),
+        };
+        let after = self.new_block();
+        self.cfg_stack.push(predicate.clone());
+        let inside = self.new_block();
+        self.cfg_stack.pop();
+        let enter = self.exit(inside, ExitKind::Goto);
+        // The skip path keeps the old values under the join locals' names.
+        let saved = self.defined.clone();
+        self.push_scope();
+        let keep_old = self.rebind(&shadowed, |l, old| l.old_gate(old));
+        let joins = self.declare_joins(&shadowed, &predicate);
+        let skip = self.exit(after, ExitKind::Goto);
+        self.pop_scope();
+        self.defined = saved;
+        self.push(quote_spanned!(span=>
+            #[cfg(#predicate)] { #enter }
+            #[cfg(not(#predicate))] { #keep_old #skip }
+        ));
+        self.block_mut().terminated = true;
+        self.switch_to(inside);
+        self.cfg_stack.push(predicate);
+        self.lower_stmt(stmt, false);
+        let reaches_after = !self.block().terminated;
+        if reaches_after {
+            let take_new = self.rebind(&shadowed, |_, _| TokenStream::new());
+            self.push(take_new);
+        }
+        let frame = self.scopes.last_mut().expect("a scope");
+        frame.extend(
+            shadowed
+                .iter()
+                .map(|(i, _)| i.to_string())
+                .zip(joins.iter().copied()),
+        );
+        if reaches_after {
+            for &j in &joins {
+                self.define(j);
+            }
+            self.goto(after);
+        }
+        self.cfg_stack.pop();
+        self.cfg.blocks[after].entry_visible = self.visible();
+        self.switch_to(after);
+    }
+
+    // Input:  `let PAT = INIT else { ..await.. };` binding `a`, `mut b`
+    // Output: `let (a, mut b) = match INIT { PAT => (a, b), _ => { ..await.. } };`
+    //         lowered as any `let` with a `match`; the `else` block diverges, as Rust
+    //         requires, so the `match` has the bindings' type.
+    fn lower_let_else_with_steps(&mut self, local: &syn::Local, init: &Expr, diverge: &Expr) {
+        let bindings = names::let_bindings(&local.pat);
+        if let Some(b) = bindings.iter().find(|b| b.by_ref) {
+            self.error(
+                b.ident.span(),
+                "a `ref` binding in a `let ... else` whose `else` contains `.await` is not \
+                 supported in a #[workflow]; bind by value (clone what you need)",
+            );
+            return;
+        }
+        let names: Vec<&Ident> = bindings.iter().map(|b| &b.ident).collect();
+        let outer: Vec<TokenStream> = bindings
+            .iter()
+            .map(|b| {
+                let (m, i) = (b.mutable.then(|| quote!(mut)), &b.ident);
+                quote!(#m #i)
+            })
+            .collect();
+        let pat = &local.pat;
+        let attrs = &local.attrs;
+        let desugared: Stmt = syn::parse_quote_spanned!(local.span()=>
+            #(#attrs)* let (#(#outer,)*) = match #init {
+                #[allow(unused_mut)]
+                #pat => (#(#names,)*),
+                _ => #diverge,
+            };
+        );
+        if let Stmt::Local(desugared) = desugared {
+            self.lower_let(&desugared);
+        }
+    }
+
+    // Input:  `let PAT = INIT;` or `let PAT = INIT else { DIVERGE };`
+    // Output: INIT lowered, then `let PAT = init;` in the block INIT ends in, after
+    //         handing back the locals PAT shadows; PAT's names become locals (slots) of
+    //         the current scope.
     fn lower_let(&mut self, local: &syn::Local) {
         let Some(init) = &local.init else {
             self.error(
@@ -482,12 +902,7 @@ impl<'a> Lowerer<'a> {
         };
         if let Some((_, diverge)) = &init.diverge {
             if self.needs_lowering(diverge) {
-                self.error(
-                    diverge.span(),
-                    "`.await` in the `else` of a `let ... else` is not supported in a \
-                     #[workflow]; use a `match` instead",
-                );
-                return;
+                return self.lower_let_else_with_steps(local, &init.expr, diverge);
             }
         }
         let value = self.lower_expr(&init.expr, true);
@@ -507,19 +922,51 @@ impl<'a> Lowerer<'a> {
             self.note_uses(names::mentioned(d));
             self.block_mut().completes = true;
         }
-        let shadows = self.shadow_points(pat);
+        let shadows = self.shadow_points_of(names::let_bindings(pat));
         let attrs = &local.attrs;
         if shadows.is_empty() {
             self.push(quote!(#(#attrs)* let #pat = #value #diverge;));
         } else {
-            self.push(quote!(let __flow_init = #value; #shadows #(#attrs)* let #pat = __flow_init #diverge;));
+            self.push(quote!(
+                #(#attrs)* let __flow_init = #value;
+                #(#attrs)* { #shadows }
+                #(#attrs)* let #pat = __flow_init #diverge;
+            ));
         }
-        let borrow = matches!(&*init.expr, Expr::Reference(_));
-        self.declare_pattern(pat, borrow);
+        let borrow = matches!(&*init.expr, Expr::Reference(_)) || is_borrowed_item(&init.expr);
+        let hashed = mentions_hashed_collection(&pat.to_token_stream())
+            || mentions_hashed_collection(&init.expr.to_token_stream());
+        let bindings = names::let_bindings(pat);
+        let rebindable =
+            is_borrowed_item(&init.expr) && bindings.iter().all(|b| !b.mutable && !b.by_ref);
+        let static_str = matches!(pat, Pat::Ident(_)) && is_str_literal(&init.expr);
+        let slots = self.declare_bindings(bindings, borrow);
+        for &slot in &slots {
+            self.cfg.slots[slot].hash_ordered = hashed;
+            self.cfg.slots[slot].static_str = static_str;
+        }
+        if rebindable {
+            // A borrowed `for` item: later blocks bind it again from the collection and
+            // the loop's position instead of carrying a borrow through the frame.
+            let deps = self.deps_of(&value, &slots);
+            let g = self.cfg.rebinds.len();
+            self.cfg.rebinds.push(Rebind {
+                code: quote!(let #pat = #value;),
+                deps,
+                cfg: self.cfg_stack.clone(),
+            });
+            for &slot in &slots {
+                self.cfg.slots[slot].rebound_by = Some(g);
+            }
+        }
     }
 
     // ----- expressions -----------------------------------------------------------
 
+    // Input:  an expression; `want_value` when its value is used.
+    // Output: the expression unchanged (but `return`/`?` rewritten) if it neither awaits
+    //         nor jumps out of a lowered loop; otherwise its awaits become suspensions
+    //         and its control flow blocks, and the residual expression is returned.
     fn lower_expr(&mut self, e: &Expr, want_value: bool) -> Lowered {
         if !self.needs_lowering(e) && !matches!(e, Expr::Return(_)) {
             return self.plain(e);
@@ -550,16 +997,16 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Group(g) => self.lower_expr(&g.expr, want_value),
             Expr::Call(c) => {
-                let mut ops = vec![&*c.func];
-                ops.extend(c.args.iter());
+                let mut ops = vec![(&*c.func, Use::Operand)];
+                ops.extend(c.args.iter().map(|a| (a, Use::Value)));
                 let mut r = self.lower_operands(&ops).into_iter();
                 let f = r.next().unwrap_or_default();
                 let args: Vec<_> = r.collect();
                 impure(quote!(#f(#(#args),*)))
             }
             Expr::MethodCall(m) => {
-                let mut ops = vec![&*m.receiver];
-                ops.extend(m.args.iter());
+                let mut ops = vec![(&*m.receiver, Use::Operand)];
+                ops.extend(m.args.iter().map(|a| (a, Use::Value)));
                 let mut r = self.lower_operands(&ops).into_iter();
                 let recv = r.next().unwrap_or_default();
                 let args: Vec<_> = r.collect();
@@ -603,24 +1050,24 @@ impl<'a> Lowerer<'a> {
                 }
             }
             Expr::Index(i) => {
-                let r = self.lower_operands(&[&*i.expr, &*i.index]);
+                let r = self.lower_operands(&[(&*i.expr, Use::Operand), (&*i.index, Use::Value)]);
                 let (a, b) = (&r[0], &r[1]);
                 impure(quote!(#a[#b]))
             }
             Expr::Tuple(t) => {
-                let ops: Vec<&Expr> = t.elems.iter().collect();
+                let ops: Vec<_> = t.elems.iter().map(|e| (e, Use::Value)).collect();
                 let r = self.lower_operands(&ops);
                 impure(quote!((#(#r,)*)))
             }
             Expr::Array(a) => {
-                let ops: Vec<&Expr> = a.elems.iter().collect();
+                let ops: Vec<_> = a.elems.iter().map(|e| (e, Use::Value)).collect();
                 let r = self.lower_operands(&ops);
                 impure(quote!([#(#r),*]))
             }
             Expr::Struct(s) => {
-                let mut ops: Vec<&Expr> = s.fields.iter().map(|f| &f.expr).collect();
+                let mut ops: Vec<_> = s.fields.iter().map(|f| (&f.expr, Use::Value)).collect();
                 if let Some(rest) = &s.rest {
-                    ops.push(rest);
+                    ops.push((rest, Use::Value));
                 }
                 let mut r = self.lower_operands(&ops);
                 let rest = s.rest.as_ref().map(|_| {
@@ -638,7 +1085,12 @@ impl<'a> Lowerer<'a> {
                 impure(quote!(#path { #(#fields,)* #rest }))
             }
             Expr::Range(r) => {
-                let ops: Vec<&Expr> = r.start.iter().chain(r.end.iter()).map(|b| &**b).collect();
+                let ops: Vec<_> = r
+                    .start
+                    .iter()
+                    .chain(r.end.iter())
+                    .map(|b| (&**b, Use::Value))
+                    .collect();
                 let mut v = self.lower_operands(&ops).into_iter();
                 let start = r.start.as_ref().map(|_| v.next().unwrap_or_default());
                 let end = r.end.as_ref().map(|_| v.next().unwrap_or_default());
@@ -670,16 +1122,8 @@ impl<'a> Lowerer<'a> {
                     pure: true,
                 }
             }
-            Expr::Closure(c) => self.error(
-                c.span(),
-                "`.await` inside a closure cannot be compiled into a #[workflow]'s state \
-                 machine; use a `for` loop or `flow::join!` instead of the closure",
-            ),
-            Expr::Async(a) => self.error(
-                a.span(),
-                "async blocks cannot be compiled into a #[workflow]'s state machine; await \
-                 the durable operations directly in the workflow body",
-            ),
+            // `.await` in closures and async blocks was reported by `check`, which stops
+            // the expansion before lowering.
             Expr::Let(l) => self.error(
                 l.span(),
                 "`let` conditions are supported only directly in `if` and `while`",
@@ -688,22 +1132,44 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Lowers operands evaluated left to right; an operand that comes before a later
-    /// suspension and is not a plain read is bound to a temporary first.
-    fn lower_operands(&mut self, ops: &[&Expr]) -> Vec<TokenStream> {
-        let last = ops.iter().rposition(|e| self.needs_lowering(e));
+    /// Lowers operands evaluated left to right. Each operand before the last one that
+    /// awaits is evaluated before the step (bound to a temporary) unless leaving it in
+    /// place observes exactly the same: a read of a place that the operands in between
+    /// cannot change (see [`crate::order`]).
+    fn lower_operands(&mut self, ops: &[(&Expr, Use)]) -> Vec<TokenStream> {
+        let last = ops.iter().rposition(|(e, _)| self.needs_lowering(e));
         let mut out = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
+        for (i, &(op, how)) in ops.iter().enumerate() {
             let r = self.lower_expr(op, true);
-            if last.is_some_and(|l| i < l) && !r.pure {
-                out.push(self.bind_temp(r.tokens, op.span()));
-            } else {
+            let Some(last) = last.filter(|&l| i < l) else {
                 out.push(r.tokens);
+                continue;
+            };
+            let later: Vec<&Expr> = ops[i + 1..=last].iter().map(|(e, _)| *e).collect();
+            let deferrable = match place_root(op) {
+                Some(root) if !self.needs_lowering(op) => !changed_by(root, how, &later),
+                _ => r.pure,
+            };
+            if !deferrable {
+                out.push(self.bind_temp(r.tokens, op.span()));
+                continue;
             }
+            if indexes(op) {
+                // Index now, so an out-of-bounds panic comes before the step as in
+                // plain Rust; the value itself is read after it.
+                let t = &r.tokens;
+                self.note_tokens(t);
+                self.push(quote_spanned!(op.span()=> let _ = &#t;));
+            }
+            out.push(r.tokens);
         }
         out
     }
 
+    // Input:  `a OP b` with an `.await` in it.
+    // Output: `a && b` / `a || b` with a step on the right: the `if` they mean;
+    //         `a OP= b`: `b` lowered, then the assignment; other operators: both
+    //         operands in Rust's order (`lower_operands`).
     fn lower_binary(&mut self, b: &syn::ExprBinary, want_value: bool) -> Lowered {
         use syn::BinOp::*;
         let (left, right, op) = (&b.left, &b.right, &b.op);
@@ -726,14 +1192,21 @@ impl<'a> Lowerer<'a> {
                 impure(quote!(#l #op #r))
             }
             _ => {
-                let r = self.lower_operands(&[&**left, &**right]);
+                let r = self.lower_operands(&[(&**left, binary_use(op)), (&**right, Use::Value)]);
                 let (l, rr) = (&r[0], &r[1]);
                 impure(quote!(#l #op #rr))
             }
         }
     }
 
+    // Input:  `name!(a, b.await, ..)` for the expression-list macros, `vec![e; n]`.
+    // Output: the macro with its operands lowered in Rust's order.
     fn lower_macro(&mut self, mac: &syn::Macro) -> Lowered {
+        if let Some((elem, count)) = vec_repeat(mac) {
+            let r = self.lower_operands(&[(&elem, Use::Value), (&count, Use::Value)]);
+            let (path, e, n) = (&mac.path, &r[0], &r[1]);
+            return impure(quote!(#path![#e; #n]));
+        }
         let Some(args) = macro_args(mac) else {
             let name = mac
                 .path
@@ -750,17 +1223,18 @@ impl<'a> Lowerer<'a> {
             );
         };
         // `name = value` arguments of format macros: only the value is an expression.
+        let how = macro_use(mac);
         let mut names_of = Vec::new();
         let mut ops = Vec::new();
         for a in &args {
             match a {
                 Expr::Assign(asg) if matches!(&*asg.left, Expr::Path(_)) => {
                     names_of.push(Some(asg.left.clone()));
-                    ops.push(&*asg.right);
+                    ops.push((&*asg.right, how));
                 }
                 other => {
                     names_of.push(None);
-                    ops.push(other);
+                    ops.push((other, how));
                 }
             }
         }
@@ -798,6 +1272,8 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  a branch body and the block `b` created for it.
+    // Output: `b` holds the body; its value goes to `temp`; it ends with a goto `join`.
     /// Lowers one branch (then/else/arm body) into its own block, storing its value in
     /// `temp` and going to `join`.
     fn lower_branch_block(&mut self, b: BlockId, body: &Expr, temp: Option<SlotId>, join: BlockId) {
@@ -815,6 +1291,8 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  a branch body without `.await`.
+    // Output: `{ let temp = body; goto join }` (or `{ body; goto join }`), inline.
     /// Code for a branch that needs no lowering, inlined in the dispatching block.
     fn inline_branch(&mut self, body: &Expr, temp: Option<SlotId>, join: BlockId) -> TokenStream {
         let saved = self.defined.clone();
@@ -833,6 +1311,11 @@ impl<'a> Lowerer<'a> {
         quote!({ #code #exit })
     }
 
+    // Input:  `if COND { THEN } else { ELSE }` with a step somewhere in it.
+    // Output: COND lowered, then `if cond { goto then } else { goto else }` (a branch
+    //         without steps stays inline); both branches store the value in a
+    //         temporary and go to a join block, where lowering continues.
+    //         `if let PAT = E`: the `match E { PAT => .., _ => .. }` it means.
     fn lower_if(&mut self, e: &syn::ExprIf, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value && e.else_branch.is_some(), e.span());
         let join = self.new_block();
@@ -846,11 +1329,13 @@ impl<'a> Lowerer<'a> {
         if let Expr::Let(l) = &*e.cond {
             let arms = vec![
                 ArmSpec {
+                    attrs: Vec::new(),
                     pat: (*l.pat).clone(),
                     guard: None,
                     body: &then_expr,
                 },
                 ArmSpec {
+                    attrs: Vec::new(),
                     pat: syn::parse_quote!(_),
                     guard: None,
                     body: else_expr,
@@ -895,6 +1380,10 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `match E { PAT if GUARD => BODY, .. }` with a step somewhere in it.
+    // Output: E lowered, then `match e { PAT if GUARD => { goto arm }, .. }`; each arm
+    //         that binds or steps gets a block (its bindings handed over), the others
+    //         stay inline; all store the value in a temporary and go to a join block.
     fn lower_match(&mut self, m: &syn::ExprMatch, want_value: bool) -> Lowered {
         for arm in &m.arms {
             if let Some((_, g)) = &arm.guard {
@@ -913,6 +1402,7 @@ impl<'a> Lowerer<'a> {
             .arms
             .iter()
             .map(|a| ArmSpec {
+                attrs: a.attrs.clone(),
                 pat: a.pat.clone(),
                 guard: a.guard.as_ref().map(|(_, g)| (**g).clone()),
                 body: &a.body,
@@ -923,6 +1413,9 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  a scrutinee and arms (of a `match`, or of the `match` an `if let` is).
+    // Output: `prefix; match scrut { PAT => { goto arm_block } | { inline body }, .. }`
+    //         ending the current block; arm blocks lowered after it.
     /// Emits `match scrutinee { arms }` where each arm's bindings are handed to the arm's
     /// block (or the arm runs inline when it needs no lowering).
     fn dispatch_match(
@@ -937,16 +1430,27 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|a| force_blocks || self.needs_lowering(a.body))
             .collect();
-        self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
+        let hoisted = self.hoist_lookup_args(scrutinee);
+        let scrutinee = hoisted.as_ref().unwrap_or(scrutinee);
+        let reevaluable = is_reevaluable_borrow(scrutinee);
+        if !reevaluable {
+            self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
+        }
         let scrut = self.lower_expr(scrutinee, true).tokens;
         self.note_tokens(&scrut);
         let shadows: Vec<TokenStream> = arms.iter().map(|a| self.shadow_points(&a.pat)).collect();
         let any_shadow = shadows.iter().any(|s| !s.is_empty());
+        // Bindings that borrow from the scrutinee are matched again in the arm's blocks
+        // rather than carried through the frame (which owns its values).
+        let rebind_from = (reevaluable && !any_shadow).then(|| scrut.clone());
         let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows.into_iter().collect());
         let mut arm_code = Vec::new();
         let mut lowered_arms = Vec::new();
         for arm in &arms {
             let saved = self.defined.clone();
+            let gate = cfg_of(&arm.attrs);
+            let gated = gate.is_some();
+            self.cfg_stack.extend(gate.clone());
             self.push_scope();
             let bound = self.declare_pattern(&arm.pat, false);
             if let Some(g) = &arm.guard {
@@ -957,28 +1461,108 @@ impl<'a> Lowerer<'a> {
             let body = if inline {
                 self.inline_branch(arm.body, temp, join)
             } else {
+                if let Some(scrut) = &rebind_from {
+                    self.rebind_arm(scrut, &arm.pat, &bound);
+                }
                 let b = self.new_block();
                 lowered_arms.push((
                     b,
                     arm.body.clone(),
                     self.scopes.last().cloned().unwrap_or_default(),
+                    gate,
                 ));
                 let exit = self.exit(b, ExitKind::Goto);
                 quote!({ #exit })
             };
             self.pop_scope();
+            if gated {
+                self.cfg_stack.pop();
+            }
             self.defined = saved;
-            let pat = &arm.pat;
+            let (attrs, pat) = (&arm.attrs, &arm.pat);
             let guard = arm.guard.as_ref().map(|g| quote!(if #g));
-            arm_code.push(quote!(#pat #guard => #body));
+            arm_code.push(quote!(#(#attrs)* #pat #guard => #body));
         }
         self.push(quote!(#prefix match #scrut { #(#arm_code,)* }));
         self.block_mut().terminated = true;
-        for (b, body, frame) in lowered_arms {
+        for (b, body, frame, gate) in lowered_arms {
+            let gated = gate.is_some();
+            self.cfg_stack.extend(gate);
             self.push_frame(frame);
             self.lower_branch_block(b, &body, temp, join);
             self.pop_scope();
+            if gated {
+                self.cfg_stack.pop();
+            }
         }
+    }
+
+    /// `m.get(&key_of(x))`: the computed key is bound to a temporary first
+    /// (`let t = key_of(x); m.get(&t)`), so the lookup can be evaluated again.
+    fn hoist_lookup_args(&mut self, scrutinee: &Expr) -> Option<Expr> {
+        let Expr::MethodCall(m) = scrutinee else {
+            return None;
+        };
+        let computed_ref =
+            |a: &Expr| matches!(a, Expr::Reference(r) if place_root(&r.expr).is_none());
+        let simple = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+        if self.needs_lowering(scrutinee)
+            || !LOOKUPS.contains(&m.method.to_string().as_str())
+            || place_root(&m.receiver).is_none()
+            || !m.args.iter().any(computed_ref)
+            || !m.args.iter().all(|a| computed_ref(a) || simple(a))
+        {
+            return None;
+        }
+        let mut hoisted = m.clone();
+        for arg in hoisted.args.iter_mut() {
+            if let Expr::Reference(r) = arg {
+                if place_root(&r.expr).is_none() {
+                    let value = self.plain(&r.expr).tokens;
+                    let temp = self.bind_temp(value, r.expr.span());
+                    *r.expr = syn::parse_quote!(#temp);
+                }
+            }
+        }
+        Some(Expr::MethodCall(hoisted))
+    }
+
+    /// Makes the bindings of an arm matched against a borrow (`&x`, `m.get(&k)`) bound
+    /// again, by matching the scrutinee again, in the blocks that read them.
+    fn rebind_arm(&mut self, scrut: &TokenStream, pat: &Pat, bound: &[SlotId]) {
+        let bindings = names::bindings(pat);
+        if bound.is_empty() || bindings.iter().any(|b| b.mutable || b.by_ref) {
+            return;
+        }
+        let names: Vec<&Ident> = bindings.iter().map(|b| &b.ident).collect();
+        let deps = self.deps_of(scrut, bound);
+        let g = self.cfg.rebinds.len();
+        self.cfg.rebinds.push(Rebind {
+            code: quote! {
+                #[allow(unreachable_patterns)]
+                let (#(#names,)*) = match #scrut {
+                    #pat => (#(#names,)*),
+                    _ => ::core::unreachable!(),
+                };
+            },
+            deps,
+            cfg: self.cfg_stack.clone(),
+        });
+        for &slot in bound {
+            self.cfg.slots[slot].rebound_by = Some(g);
+            self.cfg.slots[slot].borrow = true;
+        }
+    }
+
+    /// The slots `code` reads, other than `own`.
+    fn deps_of(&self, code: &TokenStream, own: &[SlotId]) -> Vec<SlotId> {
+        names::mentioned_in_tokens(code)
+            .iter()
+            .filter_map(|i| self.lookup(&i.to_string()))
+            .filter(|d| !own.contains(d))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 
     /// Patterns matched against a borrow bind references; an arm that then reaches a
@@ -1000,9 +1584,9 @@ impl<'a> Lowerer<'a> {
             self.error(
                 r.span(),
                 "this pattern matches a borrow, and an arm that binds from it reaches a step: \
-                 the bindings would be references held across the step; match on an owned \
-                 value instead (e.g. `name.clone()` instead of `&name`), or clone what you \
-                 need before the `.await`",
+                 the bindings would be references to a temporary held across the step; match \
+                 on the owned value instead (without the `&`), or clone what you need before \
+                 the `.await`",
             );
         }
     }
@@ -1011,6 +1595,9 @@ impl<'a> Lowerer<'a> {
         label.as_ref().map(|l| l.name.ident.to_string())
     }
 
+    // Input:  `'label: loop { BODY }` with a step or a lowered jump in it.
+    // Output: goto head; head: BODY; goto head. `break v` stores `v` in the loop's
+    //         temporary and goes to the exit block, `continue` to the head.
     fn lower_loop(&mut self, l: &syn::ExprLoop, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value, l.span());
         let exit = self.new_block();
@@ -1032,6 +1619,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  `'label: { BODY }` with a step in it.
+    // Output: BODY; its value or a `break 'label v` goes to a temporary and the exit.
     fn lower_labelled_block(&mut self, b: &syn::ExprBlock, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value, b.span());
         let exit = self.new_block();
@@ -1053,10 +1642,16 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  `'label: while COND { BODY }` (or `while let PAT = E`).
+    // Output: see `lower_conditional_loop`.
     fn lower_while(&mut self, w: &syn::ExprWhile) -> Lowered {
         self.lower_conditional_loop(&w.label, &w.cond, &w.body, |_| ())
     }
 
+    // Input:  a loop's label, condition and body.
+    // Output: goto head; head: `if cond { goto body } else { goto exit }` (or the
+    //         `match` of a `let` condition); body: BODY; goto head. Lowering continues
+    //         in the exit block.
     /// A `while`/`while let`/`for` loop: a head block that tests `cond` (built by
     /// `in_head` once the head exists, for loops that need setup there) and a body that
     /// goes back to the head.
@@ -1091,6 +1686,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(None)
     }
 
+    // Input:  `COND` or `let PAT = E` at the end of a loop head.
+    // Output: the test ending the head block; the body block and PAT's bindings.
     /// Emits the condition test of a `while`/`while let`; returns the body block and the
     /// scope frame of the pattern's bindings, which the body sees.
     fn new_block_after_cond(
@@ -1099,14 +1696,22 @@ impl<'a> Lowerer<'a> {
         exit: BlockId,
     ) -> (BlockId, Vec<(String, SlotId)>) {
         if let Expr::Let(l) = cond {
-            self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+            let reevaluable = is_reevaluable_borrow(&l.expr);
+            if !reevaluable {
+                self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+            }
             let scrut = self.lower_expr(&l.expr, true).tokens;
             self.note_tokens(&scrut);
             let shadows = self.shadow_points(&l.pat);
+            let rebind_from = (reevaluable && shadows.is_empty()).then(|| scrut.clone());
             let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows);
             let saved = self.defined.clone();
             self.push_scope();
-            self.declare_pattern(&l.pat, false);
+            let bound = self.declare_pattern(&l.pat, false);
+            if let Some(scrut) = &rebind_from {
+                // `while let Some(top) = stack.last()`: matched again where it is read.
+                self.rebind_arm(scrut, &l.pat, &bound);
+            }
             let body = self.new_block();
             let frame = self.scopes.last().cloned().unwrap_or_default();
             let enter = self.exit(body, ExitKind::Goto);
@@ -1129,14 +1734,25 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `for PAT in EXPR { BODY }` with a step in BODY.
+    // Output: a half-open range journaled as its bounds; a borrowed collection read again
+    //         at each item (see `lower_for_borrowed`); otherwise the items collected
+    //         once into a journaled vector and a journaled position:
+    //         `let items = for_items(EXPR); let pos = 0;
+    //          head: match for_next(&mut items, &mut pos) { Some(PAT) => BODY; goto head,
+    //                                                       None => goto exit }`
     fn lower_for(&mut self, f: &syn::ExprForLoop) -> Lowered {
+        if is_borrowed_iteration(&f.expr) {
+            return self.lower_for_borrowed(f);
+        }
         if let Expr::Reference(r) = &*f.expr {
-            return self.error(
-                r.span(),
+            self.cx.error_spanned_by(
+                r,
                 "a `for` loop with steps in its body must own what it iterates: items \
                  borrowed here would be held across a step; iterate over an owned \
                  collection (e.g. `items.clone()` or `items`)",
             );
+            return self.result_of(None);
         }
         if let Expr::Range(r) = &*f.expr {
             if r.end.is_none() {
@@ -1151,25 +1767,95 @@ impl<'a> Lowerer<'a> {
         self.note_tokens(&items);
         let span = f.expr.span();
         let items_slot = self.temp("items", span);
-        let pos_slot = self.temp("pos", span);
-        self.cfg.slots[pos_slot].mutable = true;
-        let (items_name, pos_name) = (
-            self.cfg.slots[items_slot].name.clone(),
-            self.cfg.slots[pos_slot].name.clone(),
-        );
-        self.push(quote_spanned!(span=>
-            let mut #items_name = ::flow::__private::for_items(#items);
-            let mut #pos_name: usize = 0;
-        ));
-        self.define(items_slot);
-        self.define(pos_slot);
+        let items_name = self.cfg.slots[items_slot].name.clone();
+        let half_open = matches!(&*f.expr, Expr::Range(r)
+            if r.start.is_some() && matches!(r.limits, syn::RangeLimits::HalfOpen(_)));
+        let (next, in_head): (Expr, Vec<Ident>) = if half_open {
+            // A range is journaled as its bounds, and advances by itself: `start` is the
+            // position (never materialized, whatever its length).
+            self.push(quote_spanned!(span=> let mut #items_name = #items;));
+            self.define(items_slot);
+            (
+                syn::parse_quote_spanned!(span=>
+                    ::core::iter::Iterator::next(&mut #items_name)),
+                vec![items_name],
+            )
+        } else {
+            let pos_slot = self.temp("pos", span);
+            self.cfg.slots[pos_slot].mutable = true;
+            self.cfg.slots[items_slot].write_once = true;
+            let pos_name = self.cfg.slots[pos_slot].name.clone();
+            let root = match &*f.expr {
+                Expr::Field(_) => place_root(&f.expr).and_then(|r| self.lookup(&r.to_string())),
+                _ => None,
+            };
+            match root {
+                Some(root) => {
+                    // Decided once liveness is known (see `emit::partial_move_code`).
+                    let k = self.cfg.partial_moves.len();
+                    self.cfg.partial_moves.push(PartialMove {
+                        block: self.cur,
+                        root,
+                        field: items,
+                        items: items_slot,
+                        span,
+                    });
+                    let placeholder = format_ident!("__flow_partial_{}", k);
+                    self.push(quote!(#placeholder));
+                }
+                None => self.push(quote_spanned!(span=>
+                    let mut #items_name = ::flow::__private::for_items(#items);
+                )),
+            }
+            self.push(quote_spanned!(span=> let mut #pos_name: usize = 0;));
+            self.define(items_slot);
+            self.define(pos_slot);
+            (
+                syn::parse_quote_spanned!(span=>
+                    ::flow::__private::for_next(&mut #items_name, &mut #pos_name)),
+                vec![items_name, pos_name],
+            )
+        };
         let pat = &f.pat;
-        let next: Expr = syn::parse_quote_spanned!(span=>
-            ::flow::__private::for_next(&mut #items_name, &mut #pos_name));
         let cond: Expr = syn::parse_quote!(let ::core::option::Option::Some(#pat) = #next);
-        self.lower_conditional_loop(&f.label, &cond, &f.body, |l| {
-            l.note_uses(vec![items_name.clone(), pos_name.clone()]);
-        })
+        self.lower_conditional_loop(&f.label, &cond, &f.body, |l| l.note_uses(in_head))
+    }
+
+    // Input:  `for PAT in &xs { BODY }` (or `&mut xs`, `xs.iter()`, `xs.values()`, ..).
+    // Output: `{ let mut next = 0usize;
+    //           loop { if (&xs).into_iter().nth(next).is_none() { break; }
+    //                  next += 1;
+    //                  let PAT = (&xs).into_iter().nth(next - 1).unwrap(); BODY } }`
+    //         Only the position is journaled; the collection is borrowed afresh for each
+    //         item, and a block after a step or a jump binds the item again the same way
+    //         (`Cfg::rebinds`), so no borrow is held across a step.
+    fn lower_for_borrowed(&mut self, f: &syn::ExprForLoop) -> Lowered {
+        self.temps += 1;
+        let next = format_ident!("__flow_next_{}", self.temps, span = f.expr.span());
+        let (label, pat, source, body) = (&f.label, &f.pat, &f.expr, &f.body);
+        // The end test borrows only inside its condition, and the item is bound in the
+        // same block as the start of the body, so no borrow travels through the frame.
+        let desugared: Expr = syn::parse_quote_spanned!(f.expr.span()=> {
+            let mut #next: usize = 0;
+            #label loop {
+                if ::core::option::Option::is_none(&::core::iter::Iterator::nth(
+                    &mut ::core::iter::IntoIterator::into_iter(#source),
+                    #next,
+                )) {
+                    break;
+                }
+                #next += 1;
+                let #pat = match ::core::iter::Iterator::nth(
+                    &mut ::core::iter::IntoIterator::into_iter(#source),
+                    #next - 1,
+                ) {
+                    ::core::option::Option::Some(__flow_borrowed_item) => __flow_borrowed_item,
+                    ::core::option::Option::None => ::core::unreachable!(),
+                };
+                #body
+            }
+        });
+        self.lower_expr(&desugared, false)
     }
 
     fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {
@@ -1191,6 +1877,8 @@ impl<'a> Lowerer<'a> {
         found
     }
 
+    // Input:  `break 'label VALUE` out of a lowered loop or labelled block.
+    // Output: VALUE into the loop's temporary (or evaluated and dropped); goto exit.
     fn lower_break(&mut self, b: &syn::ExprBreak) -> Lowered {
         let value = b.expr.as_ref().map(|v| self.lower_expr(v, true).tokens);
         let Some(i) = self.find_loop(&b.label, b.span()) else {
@@ -1210,6 +1898,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(None)
     }
 
+    // Input:  `continue 'label` in a lowered loop.
+    // Output: goto the loop's head.
     fn lower_continue(&mut self, c: &syn::ExprContinue) -> Lowered {
         let Some(i) = self.find_loop(&c.label, c.span()) else {
             return self.result_of(None);
@@ -1226,6 +1916,8 @@ impl<'a> Lowerer<'a> {
 
 /// One arm of a `match` being lowered (or of the `match` an `if let` becomes).
 struct ArmSpec<'e> {
+    /// The arm's attributes (`#[cfg]` gates the arm and, if lowered, its blocks).
+    attrs: Vec<syn::Attribute>,
     pat: Pat,
     guard: Option<Expr>,
     body: &'e Expr,
@@ -1253,6 +1945,173 @@ fn scrutinee_before_shadows(
             quote!(let __flow_scrutinee = #scrut; #shadows),
             quote!(__flow_scrutinee),
         )
+    }
+}
+
+/// `&xs`, `&mut xs.f`, `xs.iter()`, `xs.values()`, ...: iterating borrows a local.
+fn is_borrowed_iteration(e: &Expr) -> bool {
+    const BORROWING: &[&str] = &[
+        "iter",
+        "iter_mut",
+        "keys",
+        "values",
+        "values_mut",
+        "chars",
+        "char_indices",
+        "bytes",
+        "lines",
+    ];
+    match e {
+        Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) if BORROWING.contains(&m.method.to_string().as_str()) => {
+            m.args.is_empty() && place_root(&m.receiver).is_some()
+        }
+        // Adapters that keep the iteration a pure function of the position.
+        Expr::MethodCall(m) => {
+            const ADAPTERS: &[&str] = &["enumerate", "rev", "skip", "take", "step_by"];
+            ADAPTERS.contains(&m.method.to_string().as_str())
+                && m.args
+                    .iter()
+                    .all(|a| matches!(a, Expr::Lit(_)) || place_root(a).is_some())
+                && is_borrowed_iteration(&m.receiver)
+        }
+        Expr::Paren(p) => is_borrowed_iteration(&p.expr),
+        _ => false,
+    }
+}
+
+/// Methods that look up a borrow inside their receiver, without side effects.
+const LOOKUPS: &[&str] = &[
+    "get",
+    "get_mut",
+    "first",
+    "last",
+    "first_mut",
+    "last_mut",
+    "as_ref",
+    "as_mut",
+    "as_deref",
+    "as_deref_mut",
+    "get_key_value",
+];
+
+/// A scrutinee that borrows from locals and can be evaluated again to the same value:
+/// `&x`, `&mut x.f`, or a lookup such as `m.get(&k)` / `v.first()` on a local.
+fn is_reevaluable_borrow(e: &Expr) -> bool {
+    let simple_arg = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+    match e {
+        Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) => {
+            LOOKUPS.contains(&m.method.to_string().as_str())
+                && place_root(&m.receiver).is_some()
+                && m.args.iter().all(simple_arg)
+        }
+        Expr::Paren(p) => is_reevaluable_borrow(&p.expr),
+        _ => false,
+    }
+}
+
+/// The item of a borrowed iteration (see `Lowerer::lower_for_borrowed`).
+fn is_borrowed_item(e: &Expr) -> bool {
+    let Expr::Match(m) = e else { return false };
+    m.arms.first().is_some_and(|arm| {
+        arm.pat
+            .to_token_stream()
+            .into_iter()
+            .any(|t| matches!(&t, proc_macro2::TokenTree::Group(g) if g.stream().to_string() == "__flow_borrowed_item"))
+    })
+}
+
+/// A `let` with a `#[cfg]`: its predicate and the statement.
+fn gated_let(stmt: &Stmt) -> Option<(TokenStream, &syn::Local)> {
+    let Stmt::Local(local) = stmt else {
+        return None;
+    };
+    match classify(&local.attrs) {
+        Ok(StmtAttrs::Cfg(predicate)) => Some((predicate, local)),
+        _ => None,
+    }
+}
+
+/// A string literal, or an `if`/`match`/block whose every value is one: a `&'static str`.
+fn is_str_literal(e: &Expr) -> bool {
+    let tail_is_str = |b: &syn::Block| match b.stmts.last() {
+        Some(Stmt::Expr(e, None)) => is_str_literal(e),
+        _ => false,
+    };
+    match e {
+        Expr::Lit(l) => matches!(l.lit, syn::Lit::Str(_)),
+        Expr::Paren(p) => is_str_literal(&p.expr),
+        Expr::Block(b) => tail_is_str(&b.block),
+        Expr::If(i) => {
+            tail_is_str(&i.then_branch)
+                && i.else_branch
+                    .as_ref()
+                    .is_some_and(|(_, e)| is_str_literal(e))
+        }
+        Expr::Match(m) => !m.arms.is_empty() && m.arms.iter().all(|a| is_str_literal(&a.body)),
+        _ => false,
+    }
+}
+
+/// Whether a `let` visibly builds or names a `HashMap`/`HashSet`, whose iteration order
+/// a restart does not keep.
+fn mentions_hashed_collection(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Ident(i) => i == "HashMap" || i == "HashSet",
+        proc_macro2::TokenTree::Group(g) => mentions_hashed_collection(&g.stream()),
+        _ => false,
+    })
+}
+
+/// The name an item declares, for the items whose name can clash.
+fn item_name(item: &syn::Item) -> Option<&Ident> {
+    match item {
+        syn::Item::Struct(i) => Some(&i.ident),
+        syn::Item::Enum(i) => Some(&i.ident),
+        syn::Item::Union(i) => Some(&i.ident),
+        syn::Item::Trait(i) => Some(&i.ident),
+        syn::Item::TraitAlias(i) => Some(&i.ident),
+        syn::Item::Type(i) => Some(&i.ident),
+        syn::Item::Static(i) => Some(&i.ident),
+        syn::Item::Mod(i) => Some(&i.ident),
+        syn::Item::Macro(i) => i.ident.as_ref(),
+        _ => None,
+    }
+}
+
+fn item_kind(item: &syn::Item) -> &'static str {
+    match item {
+        syn::Item::Static(_) => "static",
+        syn::Item::Mod(_) => "module",
+        syn::Item::Macro(_) => "macro",
+        syn::Item::Trait(_) | syn::Item::TraitAlias(_) => "trait",
+        _ => "type",
+    }
+}
+
+fn count_mentions(tokens: &TokenStream, name: &Ident) -> usize {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|tt| match tt {
+            proc_macro2::TokenTree::Ident(i) => usize::from(&i == name),
+            proc_macro2::TokenTree::Group(g) => count_mentions(&g.stream(), name),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// How messages name a generated local: by what it holds and where, never by its
+/// generated identifier.
+fn describe_temp(what: &str, span: Span) -> String {
+    let line = span.start().line;
+    match what {
+        "items" => format!("what the `for` loop at line {line} iterates over"),
+        "pos" => format!("the position of the `for` loop at line {line}"),
+        "await" => format!("the output of the `.await` at line {line}"),
+        "val" => format!("the value of the expression at line {line}"),
+        _ => format!("the operand evaluated before the step at line {line}"),
     }
 }
 
@@ -1372,6 +2231,9 @@ impl<'ast> Visit<'ast> for NeedsLowering {
             for a in &args {
                 self.visit_expr(a);
             }
+        } else if let Some((elem, count)) = vec_repeat(mac) {
+            self.visit_expr(&elem);
+            self.visit_expr(&count);
         } else if tokens_await(&mac.tokens) {
             self.found = true;
         }

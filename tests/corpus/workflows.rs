@@ -1,6 +1,9 @@
 //! The differential corpus: each workflow exercises constructs the compiler supports,
 //! alone and nested. Every one takes an `i64` so property tests can generate inputs.
 #![allow(clippy::all)]
+// Hash maps kept across steps warn (deprecation is how a macro warns); the corpus
+// uses them only in ways that do not depend on their order.
+#![allow(deprecated)]
 
 use super::tasks::*;
 use flow::workflow;
@@ -612,4 +615,565 @@ pub async fn fan_out_over_tolerance(x: i64) -> Result<Vec<Result<i64, String>>, 
         .tolerate_failures(1)
         .await
         .map_err(|e| format!("more than {} of {} failed", e.tolerated, e.total))
+}
+
+// ----- operand evaluation order: places before a step are read before it -----------
+
+/// A place read before an operand that changes it and then awaits: plain Rust reads it
+/// first (issue 10's repro).
+#[workflow]
+pub async fn order_place_then_step(x: i64) -> (i64, i64) {
+    let mut n = x;
+    let pair = (n, {
+        n += 1;
+        inc(n).await
+    });
+    pair
+}
+
+/// The same in call arguments, array elements and `vec!`, with the step in between
+/// reassigning the place or calling a `&mut self` method on it.
+#[workflow]
+pub async fn order_call_args_and_arrays(x: i64) -> (i64, [i64; 2], Vec<i64>, i64) {
+    let mut n = x;
+    let sum = add(n, {
+        n *= 3;
+        double(n).await
+    })
+    .await;
+    let mut v = vec![x];
+    let arr = [v.len() as i64, {
+        v.push(1);
+        inc(v.len() as i64).await
+    }];
+    let listed = vec![n, {
+        n -= 1;
+        inc(n).await
+    }];
+    (sum, arr, listed, n)
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pair {
+    pub a: i64,
+    pub b: i64,
+}
+
+/// Struct fields, binary operators (by value and comparisons), a `Copy` receiver, and
+/// an indexed read borrowed by `format!` (read after the step, bounds-checked before).
+#[workflow]
+pub async fn order_struct_binary_receiver(x: i64) -> String {
+    let mut n = x;
+    let p = Pair {
+        a: n,
+        b: {
+            n += 5;
+            double(n).await
+        },
+    };
+    let diff = n - {
+        n = 100;
+        inc(n).await
+    };
+    let same = n == {
+        n += 1;
+        inc(n - 2).await
+    };
+    let bigger = n.max({
+        n = -50;
+        inc(n).await
+    });
+    let names = vec![format!("n{x}"), "other".to_string()];
+    let text = format!("{} of {}", names[0], label(n).await);
+    format!("{p:?} {diff} {same} {bigger} {text} {n}")
+}
+
+// ----- items keep their block's scope ------------------------------------------------
+
+fn fmt_id(x: i64) -> String {
+    format!("id-{x}")
+}
+
+/// A function declared in a block applies to that block only (issue 10's repro).
+#[workflow]
+pub async fn scoped_fn(x: i64) -> String {
+    let first = fmt_id(inc(x).await);
+    let second = {
+        fn fmt_id(x: i64) -> String {
+            format!("inner-{x}")
+        }
+        fmt_id(inc(x + 1).await)
+    };
+    let third = fmt_id(double(x).await);
+    format!("{first} {second} {third}")
+}
+
+/// Constants and `use`s of the same name in several blocks and at the top.
+#[workflow]
+pub async fn scoped_consts_same_name(x: i64) -> i64 {
+    const K: i64 = 1;
+    let a = {
+        const K: i64 = 10;
+        inc(x).await * K
+    };
+    let b = {
+        const K: i64 = 100;
+        let v = double(x).await;
+        v * K + K
+    };
+    let c = if x > 0 {
+        use std::cmp::max as pick;
+        pick(inc(x).await, K)
+    } else {
+        use std::cmp::min as pick;
+        pick(double(x).await, K)
+    };
+    a + b + c + K
+}
+
+/// A loop body's function, and one of the same name at the top of the body.
+#[workflow]
+pub async fn scoped_fn_in_loop(x: i64) -> i64 {
+    let mut total = 0;
+    for i in 0..3 {
+        fn weight(i: i64) -> i64 {
+            i * 7
+        }
+        total += weight(inc(i + x).await);
+    }
+    fn weight(i: i64) -> i64 {
+        i
+    }
+    total + weight(x)
+}
+
+// ----- interior mutability: what changed is decided by the value ---------------------
+
+/// A `Cell` that is not `mut` but changes between steps (issue 10's repro).
+#[workflow]
+pub async fn cell_across_steps(x: i64) -> i64 {
+    let total = std::cell::Cell::new(0);
+    let v = inc(x).await;
+    total.set(v);
+    double(0).await;
+    total.get() + 1
+}
+
+/// A `RefCell` filled in a loop of steps.
+#[workflow]
+pub async fn refcell_across_steps(x: i64) -> Vec<i64> {
+    let log = std::cell::RefCell::new(Vec::new());
+    for i in 0..3 {
+        let v = inc(x + i).await;
+        log.borrow_mut().push(v);
+    }
+    let last = double(x).await;
+    log.borrow_mut().push(last);
+    log.into_inner()
+}
+
+/// An atomic and a `Mutex`, changed through `&self` between steps.
+#[workflow]
+pub async fn atomic_and_mutex_across_steps(x: i64) -> (i64, String) {
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    let hits = AtomicI64::new(0);
+    let name = std::sync::Mutex::new(String::new());
+    hits.fetch_add(inc(x).await, SeqCst);
+    let l = label(x).await;
+    name.lock().unwrap().push_str(&l);
+    hits.fetch_add(double(x).await, SeqCst);
+    (hits.load(SeqCst), name.into_inner().unwrap())
+}
+
+// ----- attributes on statements mean what they mean in plain Rust --------------------
+
+/// A `#[cfg]`'d-out step is not run; a `#[cfg]`'d-in `let` binds (issue 10's repros).
+#[workflow]
+pub async fn cfg_on_steps(x: i64) -> i64 {
+    let a = inc(x).await;
+    #[cfg(any())]
+    double(a * 100).await;
+    #[cfg(all())]
+    let b = double(a).await;
+    #[cfg(any())]
+    let b = inc(b).await;
+    a + b
+}
+
+/// Locals bound under a false predicate, used only under it; lint attributes.
+#[workflow]
+pub async fn cfg_locals_and_lints(x: i64) -> i64 {
+    #[cfg(any())]
+    let extra = inc(x).await;
+    let base = double(x).await;
+    #[cfg(any())]
+    let base = base + extra;
+    #[cfg(not(any()))]
+    let kept = add(base, 1).await;
+    #[allow(unused_variables)]
+    let unused = inc(kept).await;
+    #[rustfmt::skip]
+    let z = add(kept,   base).await;
+    z
+}
+
+/// `#[cfg]` on blocks in a loop of steps and on match arms.
+#[workflow]
+pub async fn cfg_in_loops_and_arms(x: i64) -> i64 {
+    let mut total = 0;
+    for i in 0..3 {
+        #[cfg(any())]
+        {
+            total += inc(i).await;
+        }
+        #[cfg(not(any()))]
+        {
+            total += double(i + x).await;
+        }
+    }
+    let r = match x.rem_euclid(3) {
+        #[cfg(any())]
+        0 => inc(1000).await,
+        0 => double(x).await,
+        #[cfg(all())]
+        1 => inc(x).await,
+        _ => x,
+    };
+    total + r
+}
+
+// ----- hash maps across steps: only order-independent uses are exact -----------------
+
+/// Lookups in a `HashMap` kept across steps (its order is not used).
+#[workflow]
+pub async fn hash_map_lookups(x: i64) -> (i64, bool) {
+    let mut prices = std::collections::HashMap::new();
+    prices.insert("a".to_string(), inc(x).await);
+    prices.insert("b".to_string(), double(x).await);
+    let total = add(prices["a"], prices["b"]).await;
+    (total, prices.contains_key("c"))
+}
+
+/// A `HashSet` whose items are read back in sorted order after a step.
+#[workflow]
+pub async fn hash_set_sorted(x: i64) -> Vec<i64> {
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..4 {
+        seen.insert(inc(x + i % 2).await);
+    }
+    let _ = double(x).await;
+    let mut out: Vec<i64> = seen.into_iter().collect();
+    out.sort();
+    out
+}
+
+/// A `BTreeMap` (the fix the warning suggests): keys before a step and values after it
+/// line up.
+#[workflow]
+pub async fn btree_map_order(x: i64) -> Vec<(String, i64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for k in ["z", "a", "m"] {
+        m.insert(k.to_string(), x);
+    }
+    let keys: Vec<String> = m.keys().cloned().collect();
+    let bump = inc(x).await;
+    let values: Vec<i64> = m.values().map(|v| v + bump).collect();
+    keys.into_iter().zip(values).collect()
+}
+
+// ----- ordinary Rust: liveness and scoping follow Rust's rules -------------------------
+
+/// A local moved into a step and reassigned from its result (issue 10's first shape).
+#[workflow]
+pub async fn move_into_step_and_reassign(x: i64) -> Result<(Vec<i64>, Account), String> {
+    let xs = vec![x, 2, 3];
+    let mut acc = Vec::new();
+    for v in xs {
+        acc = append(acc, v).await?;
+    }
+    let mut account = Account {
+        id: format!("a{x}"),
+        balance: 0,
+        history: Vec::new(),
+    };
+    account = deposit(account, 10).await;
+    account = deposit(account, x).await;
+    Ok((acc, account))
+}
+
+/// A field and a method named like a local moved into a step.
+#[workflow]
+pub async fn field_named_like_moved_local(x: i64) -> String {
+    let user = Account {
+        id: format!("u{x}"),
+        balance: x,
+        history: vec![x],
+    };
+    let id = user.id.clone();
+    let g = greet(id).await;
+    let history = user.history.len();
+    g + &user.id + &history.to_string()
+}
+
+/// Format-spec captures (`{label:>width$}`, `{:.prec$}`) and an upper-case `let`
+/// across steps.
+#[workflow]
+pub async fn format_spec_captures(x: i64) -> String {
+    let width = (x.rem_euclid(5) + 3) as usize;
+    let prec = 2usize;
+    let label = inc(x).await.to_string();
+    #[allow(non_snake_case)]
+    let N = double(x).await;
+    let ratio = N as f64 / 3.0;
+    format!("[{label:>width$}] {:.prec$} {ratio:.1$} {N}", ratio, prec)
+}
+
+/// Steps in the `else` of a `let ... else`.
+#[workflow]
+pub async fn let_else_with_steps(x: i64) -> i64 {
+    let Some(half) = maybe_half(x).await else {
+        let noted = inc(x).await;
+        return noted * 100;
+    };
+    let Some(mut q) = maybe_half(half).await else {
+        return double(half).await;
+    };
+    q += 1;
+    half + q
+}
+
+/// A range of 2^40 items with an early return: journaled as its bounds, never
+/// materialized.
+#[workflow]
+pub async fn huge_range_early_return(x: i64) -> i64 {
+    let n: i64 = 1 << 40;
+    let mut acc = 0;
+    for i in x..n {
+        acc += inc(i).await;
+        if i >= x + 3 {
+            return acc;
+        }
+    }
+    acc
+}
+
+/// Range bounds computed by steps.
+#[workflow]
+pub async fn range_bounds_from_steps(x: i64) -> Vec<i64> {
+    let mut out = vec![];
+    for i in inc(x).await..double(x.rem_euclid(4) + 2).await + x {
+        out.push(inc(i).await);
+    }
+    out
+}
+
+// ----- diverging bodies (issue 18) ----------------------------------------------------
+
+/// A tail expression that diverges: a `loop` that only returns.
+#[workflow]
+pub async fn diverging_tail(x: i64) -> Result<i64, String> {
+    let mut n = x;
+    loop {
+        n = inc(n).await;
+        if n > x + 2 {
+            return Ok(n);
+        }
+    }
+}
+
+/// Bodies that only panic compile (never run by the tests).
+#[workflow]
+pub async fn only_todo(_x: i64) -> String {
+    todo!()
+}
+
+#[workflow]
+pub async fn step_then_panic(x: i64) -> String {
+    let v = inc(x).await;
+    panic!("not written yet: {v}")
+}
+
+/// `vec![elem; n]` with a step (and `?`) in the element.
+#[workflow]
+pub async fn vec_repeat_step(x: i64) -> Result<Vec<i64>, String> {
+    let n = x.rem_euclid(4) as usize;
+    let v = vec![checked(x.abs()).await?; n];
+    let w = vec![inc(x).await; 2];
+    Ok([v, w].concat())
+}
+
+/// `for` over borrowed collections: a borrow dead at the step is no borrow across it.
+#[workflow]
+pub async fn for_over_borrows(x: i64) -> (i64, Vec<i64>) {
+    let xs = vec![x, x + 1, x + 2];
+    let mut total = 0;
+    for v in &xs {
+        total += inc(*v).await;
+    }
+    'outer: for v in xs.iter() {
+        if *v == x {
+            continue 'outer;
+        }
+        total += double(*v).await;
+        if total > 1000 {
+            break;
+        }
+    }
+    let m: std::collections::BTreeMap<i64, i64> = xs.iter().map(|v| (*v, v * 10)).collect();
+    for (k, v) in &m {
+        total += add(*k, *v).await;
+    }
+    for v in m.values() {
+        total += inc(*v).await;
+    }
+    // Items read again after a step, and written through `&mut`.
+    for id in &xs {
+        total += inc(*id).await;
+        total += *id;
+    }
+    let mut ys = xs.clone();
+    for y in &mut ys {
+        *y = double(*y).await;
+    }
+    for (i, y) in ys.iter().enumerate().rev().skip(1) {
+        total += add(i as i64, *y).await;
+    }
+    (total, ys)
+}
+
+fn fold_vec(v: Vec<i64>) -> i64 {
+    v.iter().sum()
+}
+
+/// A step among `vec!` elements passed to a function.
+#[workflow]
+pub async fn vec_list_step(x: i64) -> Result<i64, String> {
+    let (a, c) = (x, x * 3);
+    Ok(fold_vec(vec![a, checked(x.abs()).await?, c]))
+}
+
+/// Matching a borrow of a local (`&name`, `prices.get(&k)`, `v.first()`) with steps in
+/// the arm: the bindings are matched again after the step instead of held across it.
+#[workflow]
+pub async fn borrowed_scrutinees(x: i64) -> (i64, String) {
+    let prices = std::collections::BTreeMap::from([(0, 5i64), (1, x)]);
+    let mut total = 0;
+    let k = x.rem_euclid(3);
+    if let Some(p) = prices.get(&k) {
+        total += inc(*p).await;
+        total += *p;
+    }
+    let name = if x > 0 { Some(format!("n{x}")) } else { None };
+    let greeting = match &name {
+        Some(n) => greet(n.clone()).await + n,
+        None => "nobody".to_string(),
+    };
+    let v = vec![x, 2];
+    match v.first() {
+        Some(f) if *f > 0 => {
+            total += double(*f).await;
+        }
+        _ => {}
+    }
+    (total, greeting)
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Bag {
+    pub id: i64,
+    pub items: Vec<i64>,
+    pub name: String,
+}
+
+/// A `for` loop over a field of a local, and the rest of the local used after it.
+#[workflow]
+pub async fn partial_move_then_rest(x: i64) -> (Vec<i64>, i64, String) {
+    let bag = Bag {
+        id: x,
+        items: vec![x, x + 1],
+        name: format!("b{x}"),
+    };
+    let mut trace = Vec::new();
+    for item in bag.items {
+        trace.push(inc(item).await);
+    }
+    trace.push(bag.id);
+    let other = Bag {
+        id: 1,
+        items: vec![2, 3],
+        name: "o".into(),
+    };
+    for item in other.items {
+        trace.push(double(item).await);
+    }
+    (trace, bag.id, bag.name)
+}
+
+/// Generator findings 8-10: a struct literal's field named like a moved local; a block's
+/// function hiding the same function of an enclosing block; a lookup with a computed key
+/// matched with a step in the arm.
+#[workflow]
+pub async fn generator_findings_8_to_10(x: i64) -> (String, Vec<i64>, i64) {
+    let name = format!("n{x}");
+    let g = greet(name).await;
+    let bag = Bag {
+        id: inc(x).await,
+        items: vec![],
+        name: format!("m{x}"),
+    };
+    let mut trace = Vec::new();
+    {
+        fn tweak(v: i64) -> i64 {
+            v + 42
+        }
+        trace.push(tweak(x));
+        {
+            fn tweak(v: i64) -> i64 {
+                v + 76
+            }
+            trace.push(tweak(inc(x).await));
+        }
+        trace.push(tweak(double(x).await));
+    }
+    let prices = std::collections::BTreeMap::from([(0, 5i64), (1, x)]);
+    let mut total = bag.id;
+    if let Some(p) = prices.get(&x.rem_euclid(3)) {
+        total += inc(*p).await;
+    }
+    match prices.get(&x.rem_euclid(3)) {
+        Some(p) => trace.push(inc(*p).await),
+        None => trace.push(-3),
+    }
+    (g + &bag.name, trace, total)
+}
+
+/// `while let` on a lookup of a local, with a step in the body.
+#[workflow]
+pub async fn while_let_on_a_borrow(x: i64) -> (Vec<i64>, i64) {
+    let mut stack = vec![x, x + 1, x + 2];
+    let mut total = 0;
+    while let Some(top) = stack.last() {
+        total += inc(*top).await;
+        total += *top;
+        stack.pop();
+    }
+    (stack, total)
+}
+
+/// Generator findings 11-12: a `#[cfg]`'d-out step that reads a local no other code
+/// reads; two `#[cfg]`'d-out `let`s of the same name.
+#[workflow]
+pub async fn generator_findings_11_12(x: i64) -> Result<(Vec<i64>, i64), String> {
+    let mut trace: Vec<i64> = Vec::new();
+    let k = inc(x).await;
+    #[allow(unused_variables)]
+    let seen = x + 1;
+    #[cfg(any())]
+    trace.push(checked(seen).await?);
+    #[cfg(any())]
+    let n = checked(x).await?;
+    #[cfg(any())]
+    let n = checked(x + 1).await?;
+    trace.push(k);
+    Ok((trace, inc(x).await))
 }
