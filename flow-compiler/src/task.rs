@@ -8,7 +8,7 @@
 //! ```text
 //! #[derive(Serialize, Deserialize)] struct charge { card: String, cents: u64 }
 //! fn charge(card: String, cents: u64) -> charge { charge { card, cents } }
-//! impl flow::Task for charge { NAME, Output, policy(), run() -> BODY, classify(), from_failure() }
+//! impl flow::__private::Task for charge { NAME, Output, policy(), run() -> BODY, classify(), from_failure() }
 //! impl flow::DurableOp for charge { ... OpRequest::Task { .. } }     // awaited in a workflow
 //! impl IntoFuture for charge { ... runs BODY directly }              // awaited elsewhere
 //! inventory::submit!(TaskRegistration { .. })                        // found by name on recovery
@@ -70,13 +70,13 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         (
             quote! {
                 match __flow_output {
-                    ::core::result::Result::Ok(_) => ::flow::AttemptClass::Success,
+                    ::core::result::Result::Ok(_) => ::flow::__private::AttemptClass::Success,
                     ::core::result::Result::Err(__flow_error) => {
                         let __flow_text = ::std::format!("{:?}", __flow_error);
                         if #permanent {
-                            ::flow::AttemptClass::NonRetryable(__flow_text)
+                            ::flow::__private::AttemptClass::NonRetryable(__flow_text)
                         } else {
-                            ::flow::AttemptClass::Retryable(__flow_text)
+                            ::flow::__private::AttemptClass::Retryable(__flow_text)
                         }
                     }
                 }
@@ -89,7 +89,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         (
             quote!({
                 let _ = __flow_output;
-                ::flow::AttemptClass::Success
+                ::flow::__private::AttemptClass::Success
             }),
             quote!({
                 let _ = __flow_failure;
@@ -117,7 +117,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             #name { #(#idents,)* }
         }
 
-        impl ::flow::Task for #name {
+        impl ::flow::__private::Task for #name {
             const NAME: &'static str = #reg_name;
             type Output = #output;
 
@@ -133,7 +133,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             }
 
             #[allow(unused_variables)]
-            fn classify(__flow_output: &#output) -> ::flow::AttemptClass {
+            fn classify(__flow_output: &#output) -> ::flow::__private::AttemptClass {
                 #classify
             }
 
@@ -145,17 +145,17 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         impl ::flow::DurableOp for #name {
             type Output = #output;
             fn failure(__flow_output: &#output) -> ::core::option::Option<::std::string::String> {
-                match <Self as ::flow::Task>::classify(__flow_output) {
-                    ::flow::AttemptClass::Success => ::core::option::Option::None,
-                    ::flow::AttemptClass::Retryable(__flow_text)
-                    | ::flow::AttemptClass::NonRetryable(__flow_text) => ::core::option::Option::Some(__flow_text),
+                match <Self as ::flow::__private::Task>::classify(__flow_output) {
+                    ::flow::__private::AttemptClass::Success => ::core::option::Option::None,
+                    ::flow::__private::AttemptClass::Retryable(__flow_text)
+                    | ::flow::__private::AttemptClass::NonRetryable(__flow_text) => ::core::option::Option::Some(__flow_text),
                 }
             }
             fn into_request(self) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {
                 ::core::result::Result::Ok(::flow::OpRequest::Task {
-                    name: ::std::string::ToString::to_string(<Self as ::flow::Task>::NAME),
-                    args: ::flow::codec::encode(&self, || ::std::format!("arguments of task `{}`", <Self as ::flow::Task>::NAME))?,
-                    policy: <Self as ::flow::Task>::policy(),
+                    name: ::std::string::ToString::to_string(<Self as ::flow::__private::Task>::NAME),
+                    args: ::flow::codec::encode(&self, || ::std::format!("arguments of task `{}`", <Self as ::flow::__private::Task>::NAME))?,
+                    policy: <Self as ::flow::__private::Task>::policy(),
                 })
             }
         }
@@ -164,13 +164,13 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             type Output = #output;
             type IntoFuture = ::flow::__private::BoxFuture<#output>;
             fn into_future(self) -> Self::IntoFuture {
-                ::flow::Task::run(self)
+                ::flow::__private::Task::run(self)
             }
         }
 
         ::flow::__private::inventory::submit! {
             ::flow::__private::TaskRegistration {
-                name: <#name as ::flow::Task>::NAME,
+                name: <#name as ::flow::__private::Task>::NAME,
                 run: ::flow::__private::erased_run::<#name>,
                 failure_output: ::flow::__private::erased_failure_output::<#name>,
             }

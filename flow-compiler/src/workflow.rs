@@ -153,7 +153,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
                 unused_assignments, redundant_semicolons, non_snake_case, dependency_on_unit_never_type_fallback,
                 clippy::all, clippy::pedantic, clippy::nursery
             )]
-            fn step(__flow_machine: &mut ::flow::Machine) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
+            fn step(__flow_machine: &mut ::flow::__private::Machine) -> ::core::result::Result<::flow::__private::Transition, ::flow::__private::StepFault> {
                 #step_body
             }
 

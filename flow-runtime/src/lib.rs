@@ -34,18 +34,21 @@ pub use engine::{Engine, EngineBuilder, RunHandle};
 pub use error::FlowError;
 pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;
-pub use machine::{Journaled, Machine, StepFault, Transition};
 pub use map::{map, Map, MapFailed, TolerantMap};
 pub use op::{DurableOp, OpRequest, Tolerance};
 pub use race::{race, Either, OneOf3, Race};
-pub use task::{AttemptClass, RetryPolicy, Task, TaskContext, TaskFailure, TaskPolicy};
+pub use task::{RetryPolicy, TaskContext, TaskFailure, TaskPolicy};
 pub use workflow::{StateGraph, StateInfo, Workflow};
 
-/// Items the macros' generated code uses. Not a public API: it changes without notice.
+/// The contract between the runtime and the code `#[workflow]` and `#[task]` generate: a
+/// run's state machine and the transition each step yields, the task trait and how an
+/// attempt is judged. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::machine::{frame, MachineCtl};
-    pub use crate::task::{erased_failure_output, erased_run, BoxFuture, TaskRegistration};
+    pub use crate::machine::{frame, Journaled, Machine, MachineCtl, StepFault, Transition};
+    pub use crate::task::{
+        erased_failure_output, erased_run, AttemptClass, BoxFuture, Task, TaskRegistration,
+    };
     pub use inventory;
     pub use serde;
     pub use std::marker::PhantomData;

@@ -12,7 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
-use flow::{EventKind, OpRequest, Task, TaskPolicy, Workflow};
+use flow::__private::Task;
+use flow::{EventKind, OpRequest, TaskPolicy, Workflow};
 use redb::backends::InMemoryBackend;
 use redb::{Database, StorageBackend, TableDefinition};
 use serde::Serialize;

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use flow::__private::{Machine, StepFault, Transition};
 use flow::{
-    task, workflow, CodecError, DurableOp, Machine, OpRequest, StateGraph, StepFault, TaskContext,
-    TaskPolicy, Transition, Workflow,
+    task, workflow, CodecError, DurableOp, OpRequest, StateGraph, TaskContext, TaskPolicy, Workflow,
 };
 
 // ---------------------------------------------------------------------------------------

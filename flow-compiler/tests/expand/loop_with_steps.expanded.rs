@@ -62,8 +62,11 @@ impl ::flow::Workflow for restock {
         clippy::nursery
     )]
     fn step(
-        __flow_machine: &mut ::flow::Machine,
-    ) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
+        __flow_machine: &mut ::flow::__private::Machine,
+    ) -> ::core::result::Result<
+        ::flow::__private::Transition,
+        ::flow::__private::StepFault,
+    > {
         #[allow(non_camel_case_types, non_snake_case)]
         struct __FlowFrame<T1, T2, T3, T4, T5, T7, P0, P1> {
             s1: ::core::option::Option<T1>,

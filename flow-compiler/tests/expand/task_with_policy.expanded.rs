@@ -10,7 +10,7 @@ struct charge {
 fn charge(card: String, cents: u64) -> charge {
     charge { card, cents }
 }
-impl ::flow::Task for charge {
+impl ::flow::__private::Task for charge {
     const NAME: &'static str = ::core::concat!(
         ::core::module_path!(), "::", ::core::stringify!(charge)
     );
@@ -40,15 +40,17 @@ impl ::flow::Task for charge {
         ::std::boxed::Box::pin(__flow_task_body(card, cents))
     }
     #[allow(unused_variables)]
-    fn classify(__flow_output: &Result<String, PaymentError>) -> ::flow::AttemptClass {
+    fn classify(
+        __flow_output: &Result<String, PaymentError>,
+    ) -> ::flow::__private::AttemptClass {
         match __flow_output {
-            ::core::result::Result::Ok(_) => ::flow::AttemptClass::Success,
+            ::core::result::Result::Ok(_) => ::flow::__private::AttemptClass::Success,
             ::core::result::Result::Err(__flow_error) => {
                 let __flow_text = ::std::format!("{:?}", __flow_error);
                 if is_declined(__flow_error) {
-                    ::flow::AttemptClass::NonRetryable(__flow_text)
+                    ::flow::__private::AttemptClass::NonRetryable(__flow_text)
                 } else {
-                    ::flow::AttemptClass::Retryable(__flow_text)
+                    ::flow::__private::AttemptClass::Retryable(__flow_text)
                 }
             }
         }
@@ -66,10 +68,10 @@ impl ::flow::DurableOp for charge {
     fn failure(
         __flow_output: &Result<String, PaymentError>,
     ) -> ::core::option::Option<::std::string::String> {
-        match <Self as ::flow::Task>::classify(__flow_output) {
-            ::flow::AttemptClass::Success => ::core::option::Option::None,
-            ::flow::AttemptClass::Retryable(__flow_text)
-            | ::flow::AttemptClass::NonRetryable(__flow_text) => {
+        match <Self as ::flow::__private::Task>::classify(__flow_output) {
+            ::flow::__private::AttemptClass::Success => ::core::option::Option::None,
+            ::flow::__private::AttemptClass::Retryable(__flow_text)
+            | ::flow::__private::AttemptClass::NonRetryable(__flow_text) => {
                 ::core::option::Option::Some(__flow_text)
             }
         }
@@ -78,16 +80,19 @@ impl ::flow::DurableOp for charge {
         self,
     ) -> ::core::result::Result<::flow::OpRequest, ::flow::CodecError> {
         ::core::result::Result::Ok(::flow::OpRequest::Task {
-            name: ::std::string::ToString::to_string(<Self as ::flow::Task>::NAME),
+            name: ::std::string::ToString::to_string(
+                <Self as ::flow::__private::Task>::NAME,
+            ),
             args: ::flow::codec::encode(
                 &self,
                 || {
                     ::std::format!(
-                        "arguments of task `{}`", < Self as ::flow::Task > ::NAME
+                        "arguments of task `{}`", < Self as ::flow::__private::Task >
+                        ::NAME
                     )
                 },
             )?,
-            policy: <Self as ::flow::Task>::policy(),
+            policy: <Self as ::flow::__private::Task>::policy(),
         })
     }
 }
@@ -95,11 +100,11 @@ impl ::core::future::IntoFuture for charge {
     type Output = Result<String, PaymentError>;
     type IntoFuture = ::flow::__private::BoxFuture<Result<String, PaymentError>>;
     fn into_future(self) -> Self::IntoFuture {
-        ::flow::Task::run(self)
+        ::flow::__private::Task::run(self)
     }
 }
 ::flow::__private::inventory::submit! {
-    ::flow::__private::TaskRegistration { name : < charge as ::flow::Task > ::NAME, run :
-    ::flow::__private::erased_run:: < charge >, failure_output :
+    ::flow::__private::TaskRegistration { name : < charge as ::flow::__private::Task >
+    ::NAME, run : ::flow::__private::erased_run:: < charge >, failure_output :
     ::flow::__private::erased_failure_output:: < charge >, }
 }
