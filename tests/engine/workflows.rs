@@ -56,15 +56,10 @@ pub async fn count(label: String, value: u64) -> u64 {
 }
 
 /// Fails (retryably) on its first `fail_first` attempts, then returns the attempt number.
+/// No jitter (the default), so the tests know when retries come.
 #[task(
     name = "tests::flaky",
-    retry(
-        max_attempts = 3,
-        initial = "20ms",
-        backoff = 2.0,
-        max_interval = "1s",
-        jitter = 0.0
-    )
+    retry(max_attempts = 3, initial = "20ms", backoff = 2.0, max_interval = "1s")
 )]
 pub async fn flaky(label: String, fail_first: u32) -> Result<u32, String> {
     let ctx = record(&label);
