@@ -9,6 +9,7 @@
 #[path = "../fuzz/src/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+mod support;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -19,6 +20,7 @@ use flow::{EventKind, HistoryEvent, OpRequest, RunStatus, RunSummary, TaskPolicy
 use harness::{decode_all, fuzz_flow, install_panic_policy, open_bytes_as_file, take_panics};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
+use support::ScratchDir;
 
 fn config(cases: u32) -> Config {
     Config {
@@ -207,18 +209,6 @@ proptest! {
     }
 }
 
-fn scratch_dir() -> PathBuf {
-    scratch_dir_for("journals")
-}
-
-/// A directory of this process for `test` (tests run in parallel and each removes its
-/// own directory when done).
-fn scratch_dir_for(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flow-fuzz-smoke-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -232,8 +222,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn real_journal() -> &'static [u8] {
     static JOURNAL: OnceLock<Vec<u8>> = OnceLock::new();
     JOURNAL.get_or_init(|| {
-        let path = scratch_dir().join("real.redb");
-        let _ = std::fs::remove_file(&path);
+        let dir = ScratchDir::new("fuzz-smoke-real");
+        let path = dir.file("real.redb");
         runtime().block_on(async {
             let engine = harness::builder().open(&path).await.unwrap();
             for (id, x) in [("even", 8), ("odd", 3)] {
@@ -243,9 +233,7 @@ fn real_journal() -> &'static [u8] {
             engine.start("pending", fuzz_flow(4)).await.unwrap();
             engine.shutdown().await;
         });
-        let bytes = std::fs::read(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
-        bytes
+        std::fs::read(&path).unwrap()
     })
 }
 
@@ -256,7 +244,7 @@ fn real_journal() -> &'static [u8] {
 fn engine_opens_garbage_and_damaged_journals() {
     install_panic_policy(false);
     let journal = real_journal();
-    let dir = scratch_dir();
+    let dir = ScratchDir::new("fuzz-smoke-journals");
     let rt = runtime();
     let mut runner = proptest::test_runner::TestRunner::new(config(120));
     let damaged = prop_oneof![
@@ -272,7 +260,11 @@ fn engine_opens_garbage_and_damaged_journals() {
     let (runs, errors) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
     runner
         .run(&damaged, |bytes| {
-            let out = rt.block_on(open_bytes_as_file(&bytes, &dir, Duration::from_millis(2)));
+            let out = rt.block_on(open_bytes_as_file(
+                &bytes,
+                &dir.path,
+                Duration::from_millis(2),
+            ));
             opened.set(opened.get() + usize::from(out.opened));
             runs.set(runs.get() + out.runs);
             errors.set(errors.get() + out.errors);
@@ -294,7 +286,6 @@ fn engine_opens_garbage_and_damaged_journals() {
         opened.get() > 0,
         "no damaged journal opened at all: the mutations are too coarse"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A real journal and its write-ahead log as a killed engine leaves them (copied while
@@ -302,10 +293,9 @@ fn engine_opens_garbage_and_damaged_journals() {
 fn real_journal_and_log() -> &'static (Vec<u8>, Vec<u8>) {
     static FILES: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
     FILES.get_or_init(|| {
-        let path = scratch_dir_for("logs").join("killed.redb");
-        let log = scratch_dir_for("logs").join("killed.redb-wal");
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(&log);
+        let dir = ScratchDir::new("fuzz-smoke-killed");
+        let path = dir.file("killed.redb");
+        let log = dir.file("killed.redb-wal");
         let files = runtime().block_on(async {
             let engine = harness::builder().open(&path).await.unwrap();
             for (id, x) in [("even", 8), ("odd", 3)] {
@@ -317,8 +307,6 @@ fn real_journal_and_log() -> &'static (Vec<u8>, Vec<u8>) {
             engine.shutdown().await;
             files
         });
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(&log);
         files
     })
 }
@@ -330,12 +318,12 @@ fn real_journal_and_log() -> &'static (Vec<u8>, Vec<u8>) {
 fn engine_opens_journals_with_damaged_logs() {
     install_panic_policy(false);
     let (journal, log) = real_journal_and_log();
-    let dir = scratch_dir_for("logs");
+    let dir = ScratchDir::new("fuzz-smoke-logs");
     let rt = runtime();
     let whole = rt.block_on(harness::open_bytes_with_log(
         journal,
         log,
-        &dir,
+        &dir.path,
         Duration::ZERO,
     ));
     assert_eq!(whole.runs, 3, "the log replays every run");
@@ -355,7 +343,7 @@ fn engine_opens_journals_with_damaged_logs() {
             let out = rt.block_on(harness::open_bytes_with_log(
                 journal,
                 &bytes,
-                &dir,
+                &dir.path,
                 Duration::from_millis(2),
             ));
             opened.set(opened.get() + usize::from(out.opened));
@@ -364,7 +352,6 @@ fn engine_opens_journals_with_damaged_logs() {
         })
         .unwrap();
     assert!(opened.get() > 0, "no journal with a damaged log opened");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `FLOW_TORTURE=1`: coverage-guided fuzzing of both targets for a bounded time each
