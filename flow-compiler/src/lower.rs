@@ -927,9 +927,12 @@ impl<'a> Lowerer<'a> {
         if shadows.is_empty() {
             self.push(quote!(#(#attrs)* let #pat = #value #diverge;));
         } else {
+            // Only `#[cfg]` goes on the generated statements; every attribute stays on
+            // the `let` itself.
+            let cfgs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
             self.push(quote!(
-                #(#attrs)* let __flow_init = #value;
-                #(#attrs)* { #shadows }
+                #(#cfgs)* let __flow_init = #value;
+                #(#cfgs)* { #shadows }
                 #(#attrs)* let #pat = __flow_init #diverge;
             ));
         }
@@ -1768,9 +1771,33 @@ impl<'a> Lowerer<'a> {
         let span = f.expr.span();
         let items_slot = self.temp("items", span);
         let items_name = self.cfg.slots[items_slot].name.clone();
-        let half_open = matches!(&*f.expr, Expr::Range(r)
-            if r.start.is_some() && matches!(r.limits, syn::RangeLimits::HalfOpen(_)));
-        let (next, in_head): (Expr, Vec<Ident>) = if half_open {
+        let (half_open, inclusive) = match &*f.expr {
+            Expr::Range(r) if r.start.is_some() => (
+                matches!(r.limits, syn::RangeLimits::HalfOpen(_)),
+                matches!(r.limits, syn::RangeLimits::Closed(_)),
+            ),
+            _ => (false, false),
+        };
+        let (next, in_head): (Expr, Vec<Ident>) = if inclusive {
+            // `a..=b` is journaled as itself too, but a `RangeInclusive` that yielded its
+            // last item does not encode that it is exhausted: once empty it becomes `None`.
+            self.push(quote_spanned!(span=>
+                let mut #items_name = ::core::option::Option::Some(#items);));
+            self.define(items_slot);
+            (
+                syn::parse_quote_spanned!(span=> {
+                    let __flow_item = match &mut #items_name {
+                        ::core::option::Option::Some(range) => ::core::iter::Iterator::next(range),
+                        ::core::option::Option::None => ::core::option::Option::None,
+                    };
+                    if #items_name.as_ref().is_some_and(|range| range.is_empty()) {
+                        #items_name = ::core::option::Option::None;
+                    }
+                    __flow_item
+                }),
+                vec![items_name],
+            )
+        } else if half_open {
             // A range is journaled as its bounds, and advances by itself: `start` is the
             // position (never materialized, whatever its length).
             self.push(quote_spanned!(span=> let mut #items_name = #items;));
