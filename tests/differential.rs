@@ -121,6 +121,7 @@ corpus_tests!(
     while_let_on_a_borrow,
     generator_findings_11_12,
     generator_findings_13_14,
+    cfg_let_shadows_loop_item,
 );
 
 #[tokio::test]

@@ -48,6 +48,8 @@ pub struct Lowerer<'a> {
     scopes: Vec<Vec<(String, SlotId)>>,
     /// Per frame: a binding in it shadowed an outer one.
     shadowed: Vec<bool>,
+    /// Per frame: it holds a loop's or an arm's pattern bindings.
+    pattern_frames: Vec<bool>,
     /// Slots bound in the current block so far, on the current path.
     defined: BTreeSet<SlotId>,
     loops: Vec<LoopCtx>,
@@ -83,6 +85,7 @@ impl<'a> Lowerer<'a> {
             cur: 0,
             scopes: vec![Vec::new()],
             shadowed: vec![false],
+            pattern_frames: vec![false],
             defined: BTreeSet::new(),
             loops: Vec::new(),
             next_order: 0,
@@ -333,16 +336,21 @@ impl<'a> Lowerer<'a> {
     fn push_scope(&mut self) {
         self.scopes.push(Vec::new());
         self.shadowed.push(false);
+        self.pattern_frames.push(false);
     }
 
+    /// A scope holding a pattern's bindings (a loop's or an arm's), which end with the
+    /// body they belong to.
     fn push_frame(&mut self, frame: Vec<(String, SlotId)>) {
         self.scopes.push(frame);
         self.shadowed.push(false);
+        self.pattern_frames.push(true);
     }
 
     /// Pops a scope; returns whether a binding in it shadowed an outer one.
     fn pop_scope(&mut self) -> bool {
         self.scopes.pop();
+        self.pattern_frames.pop();
         self.shadowed.pop().unwrap_or(false)
     }
 
@@ -606,6 +614,7 @@ impl<'a> Lowerer<'a> {
                 match gated_let(stmt) {
                     Some((predicate, local)) => {
                         let shadowed = self.shadowed_by(&local.pat);
+                        self.check_gated_shadows(&shadowed);
                         self.cfg_stack.push(predicate.clone());
                         self.lower_let(local);
                         self.cfg_stack.pop();
@@ -642,6 +651,38 @@ impl<'a> Lowerer<'a> {
             .into_iter()
             .filter_map(|b| self.lookup(&b.ident.to_string()).map(|s| (b.ident, s)))
             .collect()
+    }
+
+    /// The locals a `#[cfg]`'d `let` shadows must belong to the same block: with the
+    /// `#[cfg]` off, the join local takes the old value, which an enclosing block could
+    /// not get back when this one ends.
+    fn check_gated_shadows(&mut self, shadowed: &[(Ident, SlotId)]) {
+        // The innermost block, and the pattern bindings of the loop or arm it is the body
+        // of (they end with it).
+        let mut frames = self.scopes.iter().zip(&self.pattern_frames).rev();
+        let mut innermost: Vec<SlotId> = frames
+            .next()
+            .map(|(f, _)| f.iter().map(|(_, s)| *s).collect())
+            .unwrap_or_default();
+        for (frame, &pattern) in frames {
+            if !pattern {
+                break;
+            }
+            innermost.extend(frame.iter().map(|(_, s)| *s));
+        }
+        for (ident, old) in shadowed {
+            if !innermost.contains(old) {
+                self.error(
+                    ident.span(),
+                    format!(
+                        "a `#[cfg]`'d `let` that shadows `{ident}` of an enclosing block is not \
+                         supported in a #[workflow] (with the `#[cfg]` off, the outer `{ident}` \
+                         could not be kept for after this block); give this binding another \
+                         name"
+                    ),
+                );
+            }
+        }
     }
 
     /// The predicate under which `slot` exists beyond those in force here, if any (it
@@ -807,6 +848,7 @@ impl<'a> Lowerer<'a> {
             Stmt::Local(l) => self.shadowed_by(&l.pat),
             _ => Vec::new(),
         };
+        self.check_gated_shadows(&shadowed);
         let after = self.new_block();
         self.cfg_stack.push(predicate.clone());
         let inside = self.new_block();

@@ -1200,3 +1200,15 @@ pub async fn generator_findings_13_14(x: i64) -> (Vec<i64>, i64) {
     }
     (trace, y)
 }
+
+/// A `#[cfg]`'d `let` with a step shadowing a loop's own binding (compiled out here).
+#[workflow]
+pub async fn cfg_let_shadows_loop_item(x: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    for v in vec![x, x + 1] {
+        #[cfg(any())]
+        let v = double(v).await;
+        out.push(inc(v).await);
+    }
+    out
+}
