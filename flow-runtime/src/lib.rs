@@ -15,6 +15,7 @@ mod join;
 mod machine;
 mod map;
 mod op;
+mod outcome;
 mod output;
 mod race;
 mod store;
@@ -29,7 +30,10 @@ pub use durable::{
     continue_as_new, signal, sleep, sleep_until, ContinueAsNew, Signal, SignalTimeout,
     SignalWithTimeout, Sleep,
 };
-pub use engine::{Engine, EngineBuilder, RunHandle};
+pub use engine::{
+    Engine, EngineBuilder, ListQuery, RunHandle, RunPage, StatusKind, DEFAULT_PAGE_RUNS,
+    MAX_PAGE_RUNS,
+};
 pub use error::FlowError;
 pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;

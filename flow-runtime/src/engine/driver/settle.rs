@@ -69,7 +69,7 @@ impl RunDriver {
                     )));
                 };
                 if let Err(error) = self.start_attempt(op, i, call, attempt, token) {
-                    return TaskProgress::End(Ending::Faulted(error));
+                    return TaskProgress::End(Ending::Blocked(error));
                 }
             }
         }
