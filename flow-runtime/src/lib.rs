@@ -41,7 +41,9 @@ pub use machine::{Journaled, Machine, StepFault, Transition};
 pub use map::{map, Map, MapFailed, TolerantMap};
 pub use op::{DurableOp, OpRequest, Tolerance};
 pub use race::{race, Either, OneOf3, Race};
-pub use task::{AttemptClass, RetryPolicy, Task, TaskContext, TaskFailure, TaskPolicy};
+pub use task::{
+    AttemptClass, RetryPolicy, Task, TaskContext, TaskFailure, TaskPolicy, DEFAULT_TASK_TIMEOUT,
+};
 pub use workflow::{StateGraph, StateInfo, Workflow};
 
 /// Items the macros' generated code uses. Not a public API: it changes without notice.

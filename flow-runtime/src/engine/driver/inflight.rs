@@ -149,7 +149,7 @@ impl RunDriver {
             ctx = ctx.with_callback_token(token.to_string());
         }
         let args = args.to_vec();
-        let timeout = policy.timeout;
+        let timeout = Some(policy.effective_timeout());
         let step = op.step;
         let body = async move {
             let end = run_attempt(task, &args, timeout, ctx).await;
