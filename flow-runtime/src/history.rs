@@ -23,7 +23,8 @@ pub enum EventKind {
     RunStarted {
         /// Workflow name.
         workflow: String,
-        /// Encoded input.
+        /// Encoded input (as `Engine::history` returns it; the journal stores it once, in
+        /// the run's input record).
         input: Vec<u8>,
         /// The parent run, for a child workflow.
         parent: Option<String>,
@@ -170,6 +171,12 @@ pub enum EventKind {
         /// Steps taken by the run before this generation (step numbers keep counting).
         steps_before: u64,
     },
+    /// A faulted run was set going again with `Engine::retry_faulted`: it resumes its
+    /// pending operation (or its first step) as it stood when it faulted.
+    FaultRetried {
+        /// The fault it had.
+        error: String,
+    },
 }
 
 /// Where a run stands.
@@ -194,8 +201,10 @@ pub enum RunStatus {
     },
     /// The run was cancelled.
     Cancelled,
-    /// The run cannot go on with this code (e.g. stored state no longer decodes); it is
-    /// kept in the journal unchanged.
+    /// The run met a state no code can continue (a damaged journal, a child run ID
+    /// already taken); it is kept in the journal unchanged, and
+    /// [`Engine::retry_faulted`](crate::Engine::retry_faulted) sets it going again once
+    /// the cause is dealt with.
     Faulted {
         /// Why.
         error: String,

@@ -69,6 +69,16 @@ pub enum TaskFailure {
         /// Task name.
         task: String,
     },
+    /// The attempt returned an output the journal cannot store: it is over
+    /// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES), or its serde impl failed. Retried
+    /// as the task's policy says, like any failed attempt.
+    #[error("task `{task}` returned an output that cannot be stored: {reason}")]
+    OutputNotStored {
+        /// Task name.
+        task: String,
+        /// Why (the size and the limit, or the serializer's message).
+        reason: String,
+    },
 }
 
 impl From<TaskFailure> for String {

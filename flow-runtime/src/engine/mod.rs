@@ -43,7 +43,7 @@ use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
 use crate::output;
 use crate::store::{
-    Applied, Change, Journal, RunRecord, RunWrite, Snapshot, StartOutcome, StartWrite, Store,
+    Applied, Change, Journal, RunRecord, RunWrite, Seen, Snapshot, StartOutcome, StartWrite, Store,
     StoredStatus,
 };
 use crate::time::{millis, now_ms};
@@ -306,9 +306,12 @@ impl Engine {
             next_seq: Some(0),
         };
         let mut write = RunWrite::new(&run_id, &header);
+        // The input is journaled once, in the start's own record; the event leaves it
+        // out (`store::read::history` puts it back), or a large input would be stored
+        // twice and copied again with every history page redb rewrites.
         write.events.push(EventKind::RunStarted {
             workflow: W::NAME.to_string(),
-            input: input.clone(),
+            input: Vec::new(),
             parent: None,
         });
         let mut machine = Machine::start(W::NAME, input.clone());
@@ -535,6 +538,65 @@ impl Engine {
         };
         self.core().commits.submit(change).await?;
         self.core().wake(run_id);
+        Ok(())
+    }
+
+    /// Sets faulted run `run_id` going again: it resumes its pending operation (a task
+    /// runs again, a sleep or a signal is waited for again) or its first step, as it
+    /// stood when it faulted; the history records `FaultRetried` with the fault. For a
+    /// run whose fault's cause was dealt with (runs faulted by older versions for lack
+    /// of code, which now block instead; a child run ID freed). A run-level timeout the
+    /// run had is not restored. Returns once durable.
+    ///
+    /// Errors: [`FlowError::UnknownRun`]; [`FlowError::NotFaulted`] for a run in any
+    /// other state (nothing is written).
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// engine.retry_faulted("order-42").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry_faulted(&self, run_id: &str) -> Result<(), FlowError> {
+        let core = self.core();
+        let snap = core
+            .store
+            .snapshot(run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            })?;
+        let StoredStatus::Faulted(error) = &snap.header.status else {
+            return Err(FlowError::NotFaulted {
+                run_id: run_id.to_string(),
+                status: self.status(run_id).await?.to_string(),
+            });
+        };
+        let mut write = RunWrite::new(run_id, &snap.header);
+        write.header.status = StoredStatus::Running;
+        write.active = true;
+        // Ending the run dropped its deadlines: the pending operation gets them back.
+        write.timers_add = match (&snap.pending, &snap.map) {
+            (Some(_), Some(map)) => {
+                step::map_needs(&map.items, &snap.branches, &map.progress.open).deadlines
+            }
+            (Some(op), None) => step::needs(op, &snap.branches).deadlines,
+            (None, _) => Default::default(),
+        }
+        .into_iter()
+        .collect();
+        write.events.push(EventKind::FaultRetried {
+            error: error.clone(),
+        });
+        write.seen = Some(Seen {
+            nudges: snap.nudges,
+            run_deadline: snap.run_deadline.is_some(),
+            cancel: snap.cancel_requested,
+        });
+        let first_deadline = write.timers_add.iter().min().copied();
+        core.commits.submit(Change::RetryFaulted(write)).await?;
+        if let Some(deadline) = first_deadline {
+            core.timers.added(deadline);
+        }
+        core.wake(run_id);
         Ok(())
     }
 

@@ -351,6 +351,17 @@ pub(super) fn history(store: &Store, run_id: &str) -> Result<Vec<HistoryEvent>, 
             }
         }
         events.sort_by_key(|e| e.seq);
+        // A run's start event leaves its input to the run's input record (see
+        // `Engine::start`); events written before that carry it and are left alone.
+        for event in &mut events {
+            if let EventKind::RunStarted { input, .. } = &mut event.kind {
+                if input.is_empty() {
+                    if let Some(stored) = txn.open_table(INPUTS)?.get(run_id)? {
+                        *input = stored.value().to_vec();
+                    }
+                }
+            }
+        }
         Ok(events)
     })
 }
