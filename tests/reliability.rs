@@ -32,6 +32,25 @@ fn fingerprint_files(journal: &Path) -> Vec<(PathBuf, Option<u64>)> {
         .collect()
 }
 
+/// How long a run may take before a test fails rather than hangs.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Awaits `future`, failing the test if it takes longer than [`PATIENCE`].
+async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("the run did not get there in time")
+}
+
+/// [`within`] as a method, for chains.
+trait Within: std::future::Future + Sized {
+    fn within(self) -> impl std::future::Future<Output = Self::Output> {
+        within(self)
+    }
+}
+
+impl<F: std::future::Future> Within for F {}
+
 // --- Dead ends: a run that lacks code waits for it ---------------------------------------
 
 #[task]
@@ -56,7 +75,7 @@ async fn a_task_missing_from_the_build_blocks_the_run_until_it_is_back() {
         .await
         .unwrap();
     let run = engine.start("r", rel_uses_fetch(20)).await.unwrap();
-    let err = run.result().await.unwrap_err();
+    let err = within(run.result()).await.unwrap_err();
     assert!(matches!(err, FlowError::RunBlocked { .. }), "{err}");
     assert!(
         err.to_string()
@@ -89,7 +108,7 @@ async fn a_task_missing_from_the_build_blocks_the_run_until_it_is_back() {
         .await
         .unwrap();
     let run = engine.handle::<rel_uses_fetch>("r").unwrap();
-    assert_eq!(run.result().await.unwrap(), 41);
+    assert_eq!(within(run.result()).await.unwrap(), 41);
     assert_eq!(engine.status("r").await.unwrap(), RunStatus::Completed);
     engine.shutdown().await;
 }
@@ -143,6 +162,7 @@ async fn a_stored_value_that_no_longer_decodes_blocks_the_run_until_the_type_is_
         .handle::<build_b::pay>("p")
         .unwrap()
         .result()
+        .within()
         .await
         .unwrap_err();
     assert!(matches!(err, FlowError::RunBlocked { .. }), "{err}");
@@ -162,6 +182,7 @@ async fn a_stored_value_that_no_longer_decodes_blocks_the_run_until_the_type_is_
         .handle::<build_a::pay>("p")
         .unwrap()
         .result()
+        .within()
         .await
         .unwrap();
     assert_eq!(output, 1234);
@@ -261,7 +282,7 @@ async fn listings_page_with_a_cursor_filter_and_tell_failed_from_succeeded() {
             .start(format!("j{i:02}"), rel_judge(i))
             .await
             .unwrap();
-        let result = run.result().await.unwrap();
+        let result = within(run.result()).await.unwrap();
         assert_eq!(result.is_err(), i % 3 == 0);
     }
     for i in 0..4u64 {
@@ -269,7 +290,7 @@ async fn listings_page_with_a_cursor_filter_and_tell_failed_from_succeeded() {
             .start(format!("f{i}"), rel_uses_fetch(i))
             .await
             .unwrap();
-        assert_eq!(run.result().await.unwrap(), i * 2 + 1);
+        assert_eq!(within(run.result()).await.unwrap(), i * 2 + 1);
     }
     // Pages of 10 cover every run once, in order, and end with no cursor.
     let mut query = ListQuery {
@@ -355,7 +376,7 @@ async fn run_ids_with_control_or_bidi_characters_are_refused_and_change_nothing(
         .start("plain-id ünïcode", rel_judge(1))
         .await
         .unwrap();
-    assert_eq!(run.result().await.unwrap(), Ok(1));
+    assert_eq!(within(run.result()).await.unwrap(), Ok(1));
     let before = fingerprint_files(&journal);
     let refused = [
         "line\nbreak",
@@ -415,7 +436,7 @@ async fn a_task_output_over_the_payload_limit_reaches_the_workflow_as_an_err() {
         .unwrap();
     let over = flow::MAX_PAYLOAD_BYTES as u64 + 1;
     let run = engine.start("h", rel_handles_huge(over)).await.unwrap();
-    let output = run.result().await.unwrap();
+    let output = within(run.result()).await.unwrap();
     assert!(
         output.starts_with("handled: task `rel_huge` returned an output that cannot be stored"),
         "{output}"
@@ -432,7 +453,7 @@ async fn a_task_output_over_the_payload_limit_reaches_the_workflow_as_an_err() {
     assert_eq!(failed_attempts, 2, "retried as the policy says");
     // Under the limit, the same task's output arrives whole.
     let run = engine.start("small", rel_handles_huge(1000)).await.unwrap();
-    assert_eq!(run.result().await.unwrap(), "got 1000 bytes");
+    assert_eq!(within(run.result()).await.unwrap(), "got 1000 bytes");
     engine.shutdown().await;
 }
 
@@ -457,7 +478,7 @@ async fn a_faulted_run_can_be_retried_and_a_run_that_is_not_faulted_is_refused()
         .unwrap();
     let over = flow::MAX_PAYLOAD_BYTES as u64 + 1;
     let run = engine.start("big", rel_hoards(over)).await.unwrap();
-    let err = run.result().await.unwrap_err();
+    let err = within(run.result()).await.unwrap_err();
     assert!(matches!(err, FlowError::RunFaulted { .. }), "{err}");
     let faults = |history: &[flow::HistoryEvent]| {
         history
@@ -469,7 +490,7 @@ async fn a_faulted_run_can_be_retried_and_a_run_that_is_not_faulted_is_refused()
 
     // Retried, it runs its first step again; the cause is still there, so it faults again.
     engine.retry_faulted("big").await.unwrap();
-    let err = run.result().await.unwrap_err();
+    let err = within(run.result()).await.unwrap_err();
     assert!(matches!(err, FlowError::RunFaulted { .. }), "{err}");
     let history = engine.history("big").await.unwrap();
     assert_eq!(faults(&history), 2);
@@ -479,7 +500,7 @@ async fn a_faulted_run_can_be_retried_and_a_run_that_is_not_faulted_is_refused()
 
     // A run that is not faulted is refused, and nothing is written.
     let small = engine.start("small", rel_hoards(10)).await.unwrap();
-    assert_eq!(small.result().await.unwrap(), 10);
+    assert_eq!(within(small.result()).await.unwrap(), 10);
     let before = fingerprint_files(&journal);
     for id in ["small", "nope"] {
         let err = engine.retry_faulted(id).await.unwrap_err();
@@ -531,14 +552,14 @@ async fn a_large_input_costs_the_journal_a_small_multiple_of_its_size() {
         .start("big", rel_big_input(data.clone()))
         .await
         .unwrap();
-    assert_eq!(run.result().await.unwrap(), payload as u64 * 8);
+    assert_eq!(within(run.result()).await.unwrap(), payload as u64 * 8);
     // Runs started after it share its tables' pages.
     for i in 0..5u64 {
         let run = engine
             .start(format!("z{i}"), rel_judge(3 * i + 1))
             .await
             .unwrap();
-        assert_eq!(run.result().await.unwrap(), Ok(3 * i + 1));
+        assert_eq!(within(run.result()).await.unwrap(), Ok(3 * i + 1));
     }
     let live = journal_bytes(&journal);
     engine.shutdown().await;
