@@ -260,7 +260,7 @@ impl From<TaskFailure> for Refused {
 
 #[workflow]
 async fn rel_judge(x: u64) -> Result<u64, Refused> {
-    if x % 3 == 0 {
+    if x.is_multiple_of(3) {
         Err(Refused(format!("{x} is a multiple of 3")))
     } else {
         Ok(x)
@@ -283,7 +283,7 @@ async fn listings_page_with_a_cursor_filter_and_tell_failed_from_succeeded() {
             .await
             .unwrap();
         let result = within(run.result()).await.unwrap();
-        assert_eq!(result.is_err(), i % 3 == 0);
+        assert_eq!(result.is_err(), i.is_multiple_of(3));
     }
     for i in 0..4u64 {
         let run = engine
@@ -315,7 +315,7 @@ async fn listings_page_with_a_cursor_filter_and_tell_failed_from_succeeded() {
     // Succeeded and failed runs are told apart.
     for run in &paged {
         let expected = match run.run_id.strip_prefix('j') {
-            Some(n) if n.parse::<u64>().unwrap() % 3 == 0 => RunStatus::ReturnedErr,
+            Some(n) if n.parse::<u64>().unwrap().is_multiple_of(3) => RunStatus::ReturnedErr,
             _ => RunStatus::Completed,
         };
         assert_eq!(run.status, expected, "{}", run.run_id);
