@@ -46,7 +46,11 @@ extern crate self as flow;
 /// durable operations only: task calls, child workflows, [`sleep`], [`signal`],
 /// [`join!`]. Locals that live across an `.await` must be serde types.
 ///
-/// Option: `#[workflow(name = "registered_name")]` (default: the function name).
+/// Option: `#[workflow(name = "registered_name")]`. The registered name is what the
+/// journal stores: it is the function's name unless `name` pins another, for workflows
+/// and tasks alike, so moving the function to another module keeps its runs. Two
+/// workflows registered under one name make [`EngineBuilder::open`] fail with
+/// [`FlowError::DuplicateName`]; rename one or pin distinct names.
 ///
 /// ```
 /// use flow::{task, workflow};
@@ -83,6 +87,20 @@ pub use flow_macros::workflow;
 /// returning `Result<T, E>` needs `E: From<TaskFailure>` (timeouts, panics and
 /// cancellation reach the workflow as an `Err`). The body reads its
 /// [`TaskContext`] (idempotency key, attempt) with [`TaskContext::current`].
+///
+/// Defaults of a bare `#[task]`: **3 attempts** in all (the first and 2 retries), 100 ms
+/// before the first retry, doubling up to 60 s, no jitter (see [`RetryPolicy`]); a
+/// start-to-close timeout of **5 minutes** per attempt ([`DEFAULT_TASK_TIMEOUT`]), so a
+/// hung call fails and is retried instead of holding its run forever. For comparison:
+/// Temporal retries activities without limit by default (1 s, doubling to 100 s) and
+/// requires a start-to-close or schedule-to-close timeout; Restate retries without limit
+/// by default; DBOS does not retry a step unless asked (then 3 attempts, 1 s, doubling)
+/// and sets no step timeout; Step Functions retries only with a `Retry` field (then 3
+/// attempts, 1 s, doubling) and its task timeout defaults to 99,999,999 s.
+///
+/// The registered name is the function's name unless `name` pins another (the rule
+/// workflows follow too). Two tasks linked under one name make every engine refuse to
+/// open ([`FlowError::DuplicateName`]): the engine would otherwise run the wrong body.
 ///
 /// ```
 /// use flow::{task, TaskContext};

@@ -53,13 +53,11 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
     let tys: Vec<_> = sig.args.iter().map(|a| &a.ty).collect();
     let pats: Vec<_> = sig.args.iter().map(|a| &a.pat).collect();
     let body = &f.block;
+    // The registration name is the function's name (stable when the task moves to
+    // another module), unless `name = "..."` pins one; workflows follow the same rule.
     let reg_name = match &opts.name {
         Some(n) => quote!(#n),
-        None => quote!(::core::concat!(
-            ::core::module_path!(),
-            "::",
-            ::core::stringify!(#name)
-        )),
+        None => quote!(::core::stringify!(#name)),
     };
     let policy = policy_tokens(&opts);
     let (classify, from_failure) = if is_result {

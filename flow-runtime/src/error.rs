@@ -152,6 +152,40 @@ pub enum FlowError {
         /// What went wrong.
         error: String,
     },
+    /// The run waits for code this engine lacks: its workflow is not registered (or with
+    /// a different body), a task it calls is not linked into the program, or a value it
+    /// stored no longer decodes as the code's type. Nothing was written: the run resumes
+    /// when an engine with that code opens the journal.
+    #[error("run `{run_id}` is blocked and kept in the journal unchanged: {reason}")]
+    RunBlocked {
+        /// The run.
+        run_id: String,
+        /// What it waits for.
+        reason: String,
+    },
+    /// Two definitions claim one registered name, so the engine could run the wrong one.
+    #[error(
+        "{kind} name `{name}` is registered twice ({first}; {second}); names must be unique: \
+         rename one function or pin distinct names with `#[{kind}(name = \"...\")]`"
+    )]
+    DuplicateName {
+        /// `task` or `workflow`.
+        kind: &'static str,
+        /// The name both claim.
+        name: String,
+        /// The first definition.
+        first: String,
+        /// The second definition.
+        second: String,
+    },
+    /// The run is not faulted, so there is nothing to retry.
+    #[error("run `{run_id}` is not faulted ({status}); only a faulted run can be retried")]
+    NotFaulted {
+        /// The run.
+        run_id: String,
+        /// Where it stands.
+        status: String,
+    },
     /// The run was cancelled.
     #[error("run `{run_id}` was cancelled")]
     RunCancelled {

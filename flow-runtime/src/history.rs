@@ -23,7 +23,8 @@ pub enum EventKind {
     RunStarted {
         /// Workflow name.
         workflow: String,
-        /// Encoded input.
+        /// Encoded input (as `Engine::history` returns it; the journal stores it once, in
+        /// the run's input record).
         input: Vec<u8>,
         /// The parent run, for a child workflow.
         parent: Option<String>,
@@ -170,6 +171,12 @@ pub enum EventKind {
         /// Steps taken by the run before this generation (step numbers keep counting).
         steps_before: u64,
     },
+    /// A faulted run was set going again with `Engine::retry_faulted`: it resumes its
+    /// pending operation (or its first step) as it stood when it faulted.
+    FaultRetried {
+        /// The fault it had.
+        error: String,
+    },
 }
 
 /// Where a run stands.
@@ -179,24 +186,33 @@ pub enum RunStatus {
     Running,
     /// The run waits for a sleep, a signal, a child run or a retry back-off.
     Waiting,
-    /// The workflow returned.
+    /// The workflow returned: `Ok`, or an output that is not a `Result`.
     Completed,
-    /// The run failed.
+    /// The workflow returned `Err`: the run ended, but failed; its result
+    /// ([`RunHandle::result`](crate::RunHandle::result)) is that `Err`. Told apart from
+    /// [`Completed`](Self::Completed) when this engine registers the workflow (it knows the
+    /// output's type); otherwise such a run shows as `Completed`.
+    ReturnedErr,
+    /// The run failed: the workflow panicked, or a task failure reached it that its
+    /// output type cannot carry.
     Failed {
         /// Why.
         error: String,
     },
     /// The run was cancelled.
     Cancelled,
-    /// The run cannot go on with this code (e.g. stored state no longer decodes); it is
-    /// kept in the journal unchanged.
+    /// The run met a state no code can continue (a damaged journal, a child run ID
+    /// already taken); it is kept in the journal unchanged, and
+    /// [`Engine::retry_faulted`](crate::Engine::retry_faulted) sets it going again once
+    /// the cause is dealt with.
     Faulted {
         /// Why.
         error: String,
     },
-    /// The run waits for something this engine lacks (its workflow is not registered, or
-    /// registered with a different body); it resumes when an engine that has it opens the
-    /// journal.
+    /// The run waits for something this engine lacks: its workflow is not registered (or
+    /// registered with a different body), a task it calls is not linked into the program,
+    /// or a value it stored no longer decodes as the code's type. Nothing was written; it
+    /// resumes when an engine that has that code opens the journal.
     Blocked {
         /// Why.
         reason: String,
@@ -204,12 +220,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    /// True once the run has ended (completed, failed or cancelled). Faulted and blocked
+    /// True once the run has ended (completed, returned `Err`, failed or cancelled). Faulted and blocked
     /// runs have not ended: they may go on with other code.
     pub fn is_finished(&self) -> bool {
         matches!(
             self,
-            RunStatus::Completed | RunStatus::Failed { .. } | RunStatus::Cancelled
+            RunStatus::Completed
+                | RunStatus::ReturnedErr
+                | RunStatus::Failed { .. }
+                | RunStatus::Cancelled
         )
     }
 }
@@ -220,6 +239,7 @@ impl std::fmt::Display for RunStatus {
             RunStatus::Running => f.write_str("running"),
             RunStatus::Waiting => f.write_str("waiting"),
             RunStatus::Completed => f.write_str("completed"),
+            RunStatus::ReturnedErr => f.write_str("returned Err"),
             RunStatus::Failed { error } => write!(f, "failed: {error}"),
             RunStatus::Cancelled => f.write_str("cancelled"),
             RunStatus::Faulted { error } => write!(f, "faulted: {error}"),

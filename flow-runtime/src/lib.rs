@@ -16,6 +16,7 @@ mod join;
 mod machine;
 mod map;
 mod op;
+mod outcome;
 mod output;
 mod race;
 mod store;
@@ -30,14 +31,17 @@ pub use durable::{
     continue_as_new, signal, sleep, sleep_until, ContinueAsNew, Signal, SignalTimeout,
     SignalWithTimeout, Sleep,
 };
-pub use engine::{Engine, EngineBuilder, RunHandle};
+pub use engine::{
+    Engine, EngineBuilder, ListQuery, RunHandle, RunPage, StatusKind, DEFAULT_PAGE_RUNS,
+    MAX_PAGE_RUNS,
+};
 pub use error::FlowError;
 pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;
 pub use map::{map, Map, MapFailed, TolerantMap};
 pub use op::{DurableOp, OpRequest, Tolerance};
 pub use race::{race, Either, OneOf3, Race};
-pub use task::{RetryPolicy, TaskContext, TaskFailure, TaskPolicy};
+pub use task::{RetryPolicy, TaskContext, TaskFailure, TaskPolicy, DEFAULT_TASK_TIMEOUT};
 pub use workflow::{StateGraph, StateInfo, Workflow};
 
 /// The contract between the runtime and the code `#[workflow]` and `#[task]` generate: a

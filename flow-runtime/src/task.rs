@@ -17,7 +17,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// directly (outside a workflow) it runs the body; awaited inside a `#[workflow]` it is
 /// journaled and run by the engine with retries and a timeout.
 pub trait Task: Serialize + DeserializeOwned + Send + 'static {
-    /// Registered name (module path + function name unless `#[task(name = "...")]`).
+    /// Registered name: the function's name unless `#[task(name = "...")]` pins another.
     const NAME: &'static str;
     /// The task function's return type.
     type Output: Serialize + DeserializeOwned + Send + 'static;
@@ -68,6 +68,16 @@ pub enum TaskFailure {
     Cancelled {
         /// Task name.
         task: String,
+    },
+    /// The attempt returned an output the journal cannot store: it is over
+    /// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES), or its serde impl failed. Retried
+    /// as the task's policy says, like any failed attempt.
+    #[error("task `{task}` returned an output that cannot be stored: {reason}")]
+    OutputNotStored {
+        /// Task name.
+        task: String,
+        /// Why (the size and the limit, or the serializer's message).
+        reason: String,
     },
 }
 
@@ -139,13 +149,28 @@ fn secs_to_duration(secs: f64, fallback: Duration) -> Duration {
     Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }
 
+/// The start-to-close timeout of an attempt of a task that declares none: 5 minutes.
+///
+/// Finite so that a hung call (a socket without a read timeout, a lock never released)
+/// ends as a failed attempt (retried, then reported to the workflow as
+/// `TaskFailure::TimedOut`) instead of holding its run forever; long enough for any
+/// ordinary request. Work that takes longer declares `timeout = "..."`.
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// Retry and timeout policy of one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TaskPolicy {
     /// Retries of failed attempts.
     pub retry: RetryPolicy,
-    /// Start-to-close timeout of one attempt.
+    /// Start-to-close timeout of one attempt; `None` means [`DEFAULT_TASK_TIMEOUT`].
     pub timeout: Option<Duration>,
+}
+
+impl TaskPolicy {
+    /// The timeout an attempt actually gets: the declared one, or the default.
+    pub fn effective_timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TASK_TIMEOUT)
+    }
 }
 
 /// What the engine knows about the task attempt that is running, readable from the task

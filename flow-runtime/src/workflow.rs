@@ -10,7 +10,7 @@ use crate::machine::{Machine, StepFault, Transition};
 /// the engine, start runs with it, or `.await` it: directly it runs as plain async code;
 /// inside another workflow it starts a child run.
 pub trait Workflow: Send + 'static {
-    /// Registered name (module path + function name unless `#[workflow(name = "...")]`).
+    /// Registered name: the function's name unless `#[workflow(name = "...")]` pins another.
     const NAME: &'static str;
     /// Hash of the compiled body; a stored state from a different body is not resumed.
     const FINGERPRINT: u64;

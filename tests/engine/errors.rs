@@ -188,7 +188,7 @@ async fn changed_workflow_code_leaves_the_run_waiting_with_both_fingerprints() {
 }
 
 #[tokio::test]
-async fn state_that_no_longer_decodes_faults_the_run_and_keeps_it() {
+async fn state_that_no_longer_decodes_blocks_the_run_until_the_type_is_back() {
     let journal = TempJournal::new("fault");
     // 1: start. 2: step 0 done, slot `a` written.
     let engine = Engine::builder()
@@ -218,24 +218,41 @@ async fn state_that_no_longer_decodes_faults_the_run_and_keeps_it() {
         .result()
         .await
         .unwrap_err();
-    assert!(matches!(err, FlowError::RunFaulted { .. }), "{err}");
+    assert!(matches!(err, FlowError::RunBlocked { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("local `label` of workflow `tests::pipeline`"),
         "{err}"
     );
+    // `status` and `result` agree.
     let status = engine.status("bad").await.unwrap();
-    assert!(matches!(status, RunStatus::Faulted { .. }), "{status:?}");
+    match &status {
+        RunStatus::Blocked { reason } => assert!(reason.contains("local `label`"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
     let history = engine.history("bad").await.unwrap();
-    assert!(matches!(
-        history.last().unwrap().kind,
-        EventKind::RunFaulted { .. }
-    ));
-    let completed_steps = history
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::StepCompleted { .. }))
-        .count();
-    assert!(completed_steps >= 1, "committed results are kept");
+    assert!(
+        !history
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::RunFaulted { .. })),
+        "a run blocked for lack of code is not faulted: {history:?}"
+    );
+    engine.shutdown().await;
+
+    // The original code is back: the run goes on from where it was and finishes.
+    let engine = Engine::builder()
+        .register::<Pipeline>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    let output = engine
+        .handle::<Pipeline>("bad")
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(output, 11);
+    assert_eq!(engine.status("bad").await.unwrap(), RunStatus::Completed);
     engine.shutdown().await;
 }
 
@@ -300,7 +317,7 @@ async fn oversized_payloads_and_bad_run_ids_are_refused() {
 }
 
 #[tokio::test]
-async fn unknown_task_faults_the_run_with_a_clear_error() {
+async fn unknown_task_blocks_the_run_with_a_clear_error() {
     let engine = Engine::builder()
         .register::<call_ghost>()
         .open_in_memory()
@@ -313,12 +330,16 @@ async fn unknown_task_faults_the_run_with_a_clear_error() {
         .result()
         .await
         .unwrap_err();
-    assert!(matches!(err, FlowError::RunFaulted { .. }), "{err}");
+    assert!(matches!(err, FlowError::RunBlocked { .. }), "{err}");
     assert!(
         err.to_string()
             .contains("task `tests::ghost` is not registered"),
         "{err}"
     );
+    assert!(matches!(
+        engine.status("g").await.unwrap(),
+        RunStatus::Blocked { .. }
+    ));
     engine.shutdown().await;
 }
 

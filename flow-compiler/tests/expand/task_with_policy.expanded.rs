@@ -11,9 +11,7 @@ fn charge(card: String, cents: u64) -> charge {
     charge { card, cents }
 }
 impl ::flow::__private::Task for charge {
-    const NAME: &'static str = ::core::concat!(
-        ::core::module_path!(), "::", ::core::stringify!(charge)
-    );
+    const NAME: &'static str = ::core::stringify!(charge);
     type Output = Result<String, PaymentError>;
     fn policy() -> ::flow::TaskPolicy {
         ::flow::TaskPolicy {

@@ -70,8 +70,21 @@ impl EngineBuilder {
     ///
     /// Runs of workflows that are not registered stay in the journal untouched and resume
     /// when an engine that registers them opens it.
+    ///
+    /// A workflow is registered under its function's name (or the `name = "..."` of its
+    /// attribute). Registering a second workflow under a taken name makes
+    /// [`open`](Self::open) fail with [`FlowError::DuplicateName`] naming both; so does a
+    /// program that links two `#[task]`s under one name.
     pub fn register<W: Workflow>(mut self) -> Self {
         self.registry.insert(WorkflowEntry::of::<W>());
+        self
+    }
+
+    /// Test hook: this engine acts as if no `#[task]` called `name` were linked into the
+    /// program, as a build without it would (runs that call it wait, blocked).
+    #[doc(hidden)]
+    pub fn hide_task_for_test(mut self, name: &str) -> Self {
+        self.registry.hide_task(name);
         self
     }
 
@@ -163,10 +176,12 @@ impl EngineBuilder {
     /// name; what it holds beyond the journal file (after a crash) is replayed first. A
     /// clean [`Engine::shutdown`] leaves the log empty and the journal file whole.
     ///
-    /// Fails with a clear [`FlowError`] if the file is not a flow journal, is damaged, is
+    /// Fails with a clear [`FlowError`] if two definitions claim one name
+    /// ([`FlowError::DuplicateName`], before the file is touched), if the file is not a flow journal, is damaged, is
     /// open in another engine, or has a log that does not go with it; the file is left
     /// as it was.
     pub async fn open(mut self, path: impl AsRef<Path>) -> Result<Engine, FlowError> {
+        self.registry.check()?;
         let path = path.as_ref().to_path_buf();
         let name = path.display().to_string();
         let options = self.store_options();
@@ -185,6 +200,7 @@ impl EngineBuilder {
     /// Opens a journal held in memory (or on the custom [`backend`](Self::backend)): for
     /// tests and examples; nothing survives the process.
     pub async fn open_in_memory(mut self) -> Result<Engine, FlowError> {
+        self.registry.check()?;
         let backend = self
             .backend
             .take()

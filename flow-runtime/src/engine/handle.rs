@@ -61,9 +61,11 @@ impl<W: Workflow> RunHandle<W> {
     /// Waits until the run ends and returns the workflow's output; returns at once for a
     /// run that ended earlier (even before the engine was restarted).
     ///
-    /// Errors: the run failed, was cancelled or is faulted; its workflow is not
-    /// registered here (or with different code); its stored output no longer decodes as
-    /// `W::Output`; the engine stopped.
+    /// Errors: the run failed, was cancelled or is faulted; it is blocked
+    /// ([`FlowError::RunBlocked`], as [`status`](Self::status) says
+    /// [`RunStatus::Blocked`]: its workflow is not registered here or has different code,
+    /// a task it calls is not linked, or its stored state no longer decodes); its stored
+    /// output no longer decodes as `W::Output`; the engine stopped.
     pub async fn result(&self) -> Result<W::Output, FlowError> {
         let core = self.engine.core();
         let waiter = core.waiters.subscribe(&self.run_id);
@@ -102,20 +104,15 @@ impl<W: Workflow> RunHandle<W> {
                     run_id: self.run_id.clone(),
                 })?;
         match header.status {
+            // Says what `status` says ([`RunStatus::Blocked`]): waiting in this engine
+            // would be forever.
             StoredStatus::Running | StoredStatus::Waiting => {
-                let core = self.engine.core();
-                match core.registry.driver_for(&header) {
-                    Ok(_) => Ok(None),
-                    Err(_) if core.registry.get(&header.workflow).is_none() => {
-                        Ok(Some(Err(FlowError::UnknownWorkflow {
-                            workflow: header.workflow,
-                        })))
-                    }
-                    Err(reason) => Ok(Some(Err(FlowError::RunFaulted {
+                Ok(core.blocked_reason(&self.run_id, &header).map(|reason| {
+                    Err(FlowError::RunBlocked {
                         run_id: self.run_id.clone(),
-                        error: reason,
-                    }))),
-                }
+                        reason,
+                    })
+                }))
             }
             status => self.judge(status, output),
         }

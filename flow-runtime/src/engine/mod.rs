@@ -5,7 +5,8 @@
 //! one run forward, turn by turn), `step` (runs one step of a run's machine and turns it
 //! into one transition), `attempt` (runs one task attempt), `timers` (wakes runs whose
 //! deadline came), `wake` (which runs have a driver, who waits for which result),
-//! `registry` (workflows by name), `builder`, `handle`.
+//! `registry` (workflows by name, and the tasks linked into the program), `blocked` (runs
+//! parked for lack of code), `listing` (pages of runs), `builder`, `handle`.
 //!
 //! Terms, as the code uses them: a *step* is one run of the machine's step function, from
 //! one suspension point to the next; what it awaits is a durable *operation*; a *turn* is
@@ -15,10 +16,12 @@
 //! The engine uses the store only through `store::Journal`.
 
 mod attempt;
+mod blocked;
 mod builder;
 mod commit;
 mod driver;
 mod handle;
+mod listing;
 mod registry;
 mod step;
 mod timers;
@@ -32,6 +35,7 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use handle::RunHandle;
+pub use listing::{ListQuery, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
 
 use crate::codec;
 use crate::error::FlowError;
@@ -39,11 +43,12 @@ use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
 use crate::output;
 use crate::store::{
-    Applied, Change, Journal, RunRecord, RunWrite, Snapshot, StartOutcome, StartWrite, Store,
+    Applied, Change, Journal, RunRecord, RunWrite, Seen, Snapshot, StartOutcome, StartWrite, Store,
     StoredStatus,
 };
 use crate::time::{millis, now_ms};
 use crate::workflow::Workflow;
+use blocked::BlockedRuns;
 use commit::{CommitHooks, CommitPipeline};
 use driver::{CachedMachine, Handover};
 use registry::Registry;
@@ -102,6 +107,7 @@ pub(crate) struct Core {
     pub drivers: Drivers,
     pub waiters: Waiters,
     pub timers: Timers,
+    pub blocked: BlockedRuns,
     stop: Arc<watch::Sender<Option<String>>>,
 }
 
@@ -112,11 +118,23 @@ impl Core {
     }
 
     fn wake_with(self: &Arc<Self>, run_id: &str, handover: Option<Handover>) {
-        if self.is_stopped() {
+        if self.is_stopped() || self.blocked.is_parked(run_id) {
             return;
         }
         if let Some(slot) = self.drivers.wake(run_id) {
             driver::spawn(self.clone(), run_id.to_string(), slot, handover);
+        }
+    }
+
+    /// Why this engine cannot drive the run stored with `header`, if it cannot: its
+    /// workflow is missing or changed, or the run was parked for lack of code.
+    pub(crate) fn blocked_reason(&self, run_id: &str, header: &RunRecord) -> Option<String> {
+        if header.status.is_settled() {
+            return None;
+        }
+        match self.registry.driver_for(header) {
+            Err(reason) => Some(reason),
+            Ok(_) => self.blocked.reason(run_id),
         }
     }
 
@@ -192,6 +210,7 @@ impl Engine {
             drivers: Drivers::default(),
             waiters: Waiters::default(),
             timers: Timers::new(),
+            blocked: BlockedRuns::default(),
             stop,
         });
         let engine = Engine {
@@ -287,9 +306,12 @@ impl Engine {
             next_seq: Some(0),
         };
         let mut write = RunWrite::new(&run_id, &header);
+        // The input is journaled once, in the start's own record; the event leaves it
+        // out (`store::read::history` puts it back), or a large input would be stored
+        // twice and copied again with every history page redb rewrites.
         write.events.push(EventKind::RunStarted {
             workflow: W::NAME.to_string(),
-            input: input.clone(),
+            input: Vec::new(),
             parent: None,
         });
         let mut machine = Machine::start(W::NAME, input.clone());
@@ -299,6 +321,7 @@ impl Engine {
             write.run_deadline = deadline;
         }
         let settled = write.header.status.is_settled();
+        let blocked = write.blocked.clone();
         let steps = write.header.steps;
         let active = write.active;
         let first_deadline = write
@@ -318,7 +341,9 @@ impl Engine {
             if let Some(deadline) = first_deadline {
                 core.timers.added(deadline);
             }
-            if settled {
+            if let Some(reason) = blocked {
+                core.blocked.park(&run_id, reason);
+            } else if settled {
                 core.waiters.notify(&run_id, None);
             } else if active {
                 let handover = (outcome == StepOutcome::Suspended).then_some(Handover {
@@ -350,38 +375,55 @@ impl Engine {
         Ok(RunHandle::new(self.clone(), run_id.to_string()))
     }
 
-    /// Every run in the journal, in run ID order.
+    /// Every run in the journal, in run ID order, read page by page with
+    /// [`list_page`](Self::list_page). Its result grows with the journal: for large
+    /// journals use `list_page` and go on from its cursor.
     pub async fn list(&self) -> Result<Vec<RunSummary>, FlowError> {
-        let runs = self.core().store.all_runs()?;
-        Ok(runs
-            .into_iter()
-            .map(|(run_id, header)| RunSummary {
-                status: self.public_status(&header),
-                run_id,
-                workflow: header.workflow,
-                created_at_ms: header.created_at_ms,
-                updated_at_ms: header.updated_at_ms,
-                steps: header.steps,
-            })
-            .collect())
+        let mut query = ListQuery {
+            limit: Some(MAX_PAGE_RUNS),
+            ..ListQuery::default()
+        };
+        let mut runs = Vec::new();
+        loop {
+            let page = self.list_page(&query).await?;
+            runs.extend(page.runs);
+            match page.next {
+                Some(cursor) => query.after = Some(cursor),
+                None => return Ok(runs),
+            }
+        }
     }
 
     /// Where run `run_id` stands.
     pub async fn status(&self, run_id: &str) -> Result<RunStatus, FlowError> {
-        let header = self
+        let (header, output) = self
             .core()
             .store
-            .header(run_id)?
+            .header_and_output(run_id)?
             .ok_or_else(|| FlowError::UnknownRun {
                 run_id: run_id.to_string(),
             })?;
-        Ok(self.public_status(&header))
+        Ok(self.status_of(run_id, &header, output.as_deref()))
     }
 
-    fn public_status(&self, header: &RunRecord) -> RunStatus {
-        if !header.status.is_settled() {
-            if let Err(reason) = self.core().registry.driver_for(header) {
-                return RunStatus::Blocked { reason };
+    /// The public status of a run stored with `header` (and `output`, if it completed):
+    /// what the journal holds, and what this engine can do about it.
+    pub(crate) fn status_of(
+        &self,
+        run_id: &str,
+        header: &RunRecord,
+        output: Option<&[u8]>,
+    ) -> RunStatus {
+        let core = self.core();
+        if let Some(reason) = core.blocked_reason(run_id, header) {
+            return RunStatus::Blocked { reason };
+        }
+        if header.status == StoredStatus::Completed {
+            let entry = core.registry.get(&header.workflow);
+            if let (Some(entry), Some(output)) = (entry, output) {
+                if (entry.returned_err)(output) == Some(true) {
+                    return RunStatus::ReturnedErr;
+                }
             }
         }
         header.status.to_public()
@@ -499,6 +541,65 @@ impl Engine {
         Ok(())
     }
 
+    /// Sets faulted run `run_id` going again: it resumes its pending operation (a task
+    /// runs again, a sleep or a signal is waited for again) or its first step, as it
+    /// stood when it faulted; the history records `FaultRetried` with the fault. For a
+    /// run whose fault's cause was dealt with (runs faulted by older versions for lack
+    /// of code, which now block instead; a child run ID freed). A run-level timeout the
+    /// run had is not restored. Returns once durable.
+    ///
+    /// Errors: [`FlowError::UnknownRun`]; [`FlowError::NotFaulted`] for a run in any
+    /// other state (nothing is written).
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// engine.retry_faulted("order-42").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry_faulted(&self, run_id: &str) -> Result<(), FlowError> {
+        let core = self.core();
+        let snap = core
+            .store
+            .snapshot(run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            })?;
+        let StoredStatus::Faulted(error) = &snap.header.status else {
+            return Err(FlowError::NotFaulted {
+                run_id: run_id.to_string(),
+                status: self.status(run_id).await?.to_string(),
+            });
+        };
+        let mut write = RunWrite::new(run_id, &snap.header);
+        write.header.status = StoredStatus::Running;
+        write.active = true;
+        // Ending the run dropped its deadlines: the pending operation gets them back.
+        write.timers_add = match (&snap.pending, &snap.map) {
+            (Some(_), Some(map)) => {
+                step::map_needs(&map.items, &snap.branches, &map.progress.open).deadlines
+            }
+            (Some(op), None) => step::needs(op, &snap.branches).deadlines,
+            (None, _) => Default::default(),
+        }
+        .into_iter()
+        .collect();
+        write.events.push(EventKind::FaultRetried {
+            error: error.clone(),
+        });
+        write.seen = Some(Seen {
+            nudges: snap.nudges,
+            run_deadline: snap.run_deadline.is_some(),
+            cancel: snap.cancel_requested,
+        });
+        let first_deadline = write.timers_add.iter().min().copied();
+        core.commits.submit(Change::RetryFaulted(write)).await?;
+        if let Some(deadline) = first_deadline {
+            core.timers.added(deadline);
+        }
+        core.wake(run_id);
+        Ok(())
+    }
+
     /// Stops the engine: running task attempts are aborted (they run again when the
     /// journal is next opened), and the journal is closed once the last commit is done,
     /// so the file can be opened again in this process right after.
@@ -517,6 +618,12 @@ fn check_run_id(run_id: &str) -> Result<(), FlowError> {
         "it is empty"
     } else if run_id.len() > MAX_RUN_ID_BYTES {
         "it is longer than 1024 bytes"
+    } else if run_id.chars().any(char::is_control) {
+        "it contains a control character (newline, tab, NUL, ...), which would corrupt \
+         listings and logs"
+    } else if run_id.chars().any(is_bidi_control) {
+        "it contains a bidirectional-text control character (U+061C, U+200E/F, \
+         U+202A-U+202E, U+2066-U+2069), which makes it display as a different ID"
     } else {
         return Ok(());
     };
@@ -524,4 +631,10 @@ fn check_run_id(run_id: &str) -> Result<(), FlowError> {
         run_id: run_id.to_string(),
         reason,
     })
+}
+
+/// Unicode's bidirectional formatting characters: invisible, they reorder how the text
+/// around them is shown.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }

@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::codec::CodecError;
 use crate::engine::registry::{Registry, WorkflowEntry};
 use crate::error::panic_message;
 use crate::history::EventKind;
-use crate::machine::{Machine, Transition};
+use crate::machine::{Machine, StepFault, Transition};
 use crate::op::OpRequest;
 use crate::store::{
     flatten, Branch, BranchPut, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
@@ -125,6 +126,19 @@ pub(crate) enum StepOutcome {
     Settled,
     /// The run continues as new: it starts over from its first step on the next turn.
     Restarted,
+    /// The run waits for code this engine lacks (see `Ending::Blocked`).
+    Blocked,
+}
+
+/// True when `fault` says the stored state needs other code than this program's (a type
+/// or body that changed), so the run must wait for that code rather than be faulted.
+fn fault_is_missing_code(fault: &StepFault) -> bool {
+    matches!(
+        fault,
+        StepFault::Codec(CodecError::Decode { .. })
+            | StepFault::UnknownState { .. }
+            | StepFault::MissingLocal { .. }
+    )
 }
 
 /// The run's pending operation before the step, with the deadlines it had.
@@ -161,10 +175,16 @@ pub(crate) fn step_run(
         Ok(Ok(transition)) => transition,
         Ok(Err(fault)) => {
             let error = format!("workflow `{}`: {fault}", entry.name);
-            return (
-                end_run(write, finished, Ending::Faulted(error)),
-                StepOutcome::Settled,
-            );
+            let ending = if fault_is_missing_code(&fault) {
+                Ending::Blocked(error)
+            } else {
+                Ending::Faulted(error)
+            };
+            let outcome = match ending {
+                Ending::Blocked(_) => StepOutcome::Blocked,
+                _ => StepOutcome::Settled,
+            };
+            return (end_run(write, finished, ending), outcome);
         }
         Err(panic) => {
             let error = format!(
@@ -484,6 +504,11 @@ pub(crate) enum Ending {
     Failed(String),
     Faulted(String),
     Cancelled,
+    /// Not an end: this engine lacks code the run needs (a task not linked, a type its
+    /// stored state no longer decodes as). The transition keeps what it learned (branch
+    /// outputs), leaves the run pending and active, and parks it until an engine with that
+    /// code opens the journal.
+    Blocked(String),
 }
 
 /// Ends the run without completing it. Nothing is deleted: the pending operation stays,
@@ -519,6 +544,14 @@ pub(crate) fn end_run(
             EventKind::RunFaulted { error },
         ),
         Ending::Cancelled => (StoredStatus::Cancelled, EventKind::RunCancelled),
+        Ending::Blocked(reason) => {
+            // Its deadlines stay: a timer that fires for nothing only wakes the run.
+            write.timers_remove.clear();
+            write.active = true;
+            write.header.status = StoredStatus::Running;
+            write.blocked = Some(reason);
+            return write;
+        }
     };
     write.header.status = status;
     write.events.push(event);

@@ -76,6 +76,29 @@ impl Tables<'_> {
         self.apply_unchecked(write, now_ms, stored.next_seq)
     }
 
+    /// Applies the write that sets faulted run `write.run_id` going again; refused
+    /// (before writing) unless the run is faulted and as the write expects.
+    pub(crate) fn apply_fault_retry(
+        &mut self,
+        write: &RunWrite,
+        now_ms: u64,
+    ) -> Result<WriteEffects, FlowError> {
+        let stored = self
+            .header(&write.run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: write.run_id.clone(),
+            })?;
+        if !matches!(stored.status, StoredStatus::Faulted(_))
+            || ExpectedHeader::of(&stored) != write.expect
+        {
+            return Err(FlowError::NotFaulted {
+                run_id: write.run_id.clone(),
+                status: format!("{:?}", stored.status.to_public()),
+            });
+        }
+        self.apply_unchecked(write, now_ms, stored.next_seq)
+    }
+
     /// Applies a transition whose header was checked; refuses (before writing) to create
     /// a child run over an existing run. `next_seq` is the stored header's (the driver's
     /// copy may be older: signals and callbacks append events too).

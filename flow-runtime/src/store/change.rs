@@ -36,6 +36,9 @@ pub(crate) enum Change {
     Heartbeat { token: String },
     /// A request to cancel a run.
     Cancel { run: String },
+    /// A faulted run set going again (`Engine::retry_faulted`): applied like a
+    /// transition, but only to a run that is faulted and as the write expects.
+    RetryFaulted(RunWrite),
 }
 
 /// What applying a [`Change`] did, variant for variant.
@@ -76,6 +79,7 @@ impl Change {
                 tables.request_cancel(run, now_ms)?;
                 Applied::Cancelled
             }
+            Change::RetryFaulted(write) => Applied::Ran(tables.apply_fault_retry(write, now_ms)?),
         })
     }
 

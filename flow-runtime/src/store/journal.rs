@@ -14,7 +14,7 @@
 //! The values it speaks in (`RunRecord`, `PendingOp`, `BranchRecord`, ...) are the
 //! storage schema of `store::records`; their encodings are the on-disk format.
 
-use super::read::{self, HeaderAndOutput, Snapshot, TimerScan, TimerStart};
+use super::read::{self, HeaderAndOutput, ListedRun, Snapshot, TimerScan, TimerStart};
 use super::records::{BranchRecord, RunRecord};
 use super::writer::BatchWrites;
 use std::sync::atomic::Ordering;
@@ -58,8 +58,9 @@ pub(crate) trait Journal: Send + Sync + 'static {
 
     /// The run's header and, once it completed, its output.
     fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError>;
-    /// Every run's ID and header, in run ID order.
-    fn all_runs(&self) -> Result<Vec<(String, RunRecord)>, FlowError>;
+    /// Up to `limit` runs after run ID `after` (from the first without one), in run ID
+    /// order: ID, header, and the output of a completed run.
+    fn runs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ListedRun>, FlowError>;
     /// The run's history, oldest first.
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError>;
     /// Runs with work that needs no deadline (their drivers start at open).
@@ -126,8 +127,8 @@ impl Journal for Store {
     fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError> {
         read::header_and_output(self, run_id)
     }
-    fn all_runs(&self) -> Result<Vec<(String, RunRecord)>, FlowError> {
-        read::all_runs(self)
+    fn runs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ListedRun>, FlowError> {
+        read::runs_after(self, after, limit)
     }
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
         read::history(self, run_id)

@@ -285,14 +285,38 @@ pub(super) fn oldest_signal(
     })
 }
 
-/// Every run's ID and header, in run ID order.
-pub(super) fn all_runs(store: &Store) -> Result<Vec<(String, RunRecord)>, FlowError> {
+/// A run as a listing reads it: its ID, header, and output if it completed.
+pub(crate) type ListedRun = (String, RunRecord, Option<Vec<u8>>);
+
+/// Up to `limit` runs after run ID `after` (from the first run without one), in run ID
+/// order: one read transaction, memory bounded by `limit`.
+pub(super) fn runs_after(
+    store: &Store,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ListedRun>, FlowError> {
     store.read(|txn| {
         let table = txn.open_table(RUNS)?;
+        let outputs = txn.open_table(OUTPUTS)?;
+        let lower = match after {
+            Some(id) => Bound::Excluded(id),
+            None => Bound::Unbounded,
+        };
         let mut runs = Vec::new();
-        for entry in table.iter()? {
+        for entry in table.range::<&str>((lower, Bound::Unbounded))? {
+            if runs.len() >= limit {
+                break;
+            }
             let (key, value) = entry?;
-            runs.push((key.value().to_string(), decode_run_header(value.value())?));
+            let run_id = key.value().to_string();
+            let header = decode_run_header(value.value())?;
+            let output = match header.status {
+                StoredStatus::Completed => {
+                    outputs.get(run_id.as_str())?.map(|v| v.value().to_vec())
+                }
+                _ => None,
+            };
+            runs.push((run_id, header, output));
         }
         Ok(runs)
     })
@@ -327,6 +351,17 @@ pub(super) fn history(store: &Store, run_id: &str) -> Result<Vec<HistoryEvent>, 
             }
         }
         events.sort_by_key(|e| e.seq);
+        // A run's start event leaves its input to the run's input record (see
+        // `Engine::start`); events written before that carry it and are left alone.
+        for event in &mut events {
+            if let EventKind::RunStarted { input, .. } = &mut event.kind {
+                if input.is_empty() {
+                    if let Some(stored) = txn.open_table(INPUTS)?.get(run_id)? {
+                        *input = stored.value().to_vec();
+                    }
+                }
+            }
+        }
         Ok(events)
     })
 }

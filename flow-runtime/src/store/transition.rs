@@ -69,6 +69,11 @@ pub(crate) struct RunWrite {
     /// Not logged: replay encodes them again, to the same bytes.
     #[serde(skip)]
     pub encoded: Option<EncodedParts>,
+    /// Set when the transition parks the run because this engine lacks code it needs
+    /// (a task, a type that decodes its state): why. The run stays pending and active, so
+    /// the next engine to open the journal drives it again. Not logged.
+    #[serde(skip)]
+    pub blocked: Option<String>,
 }
 
 /// The parts of a run's header that only its transitions move, as the driver read them.
@@ -185,6 +190,7 @@ impl RunWrite {
             continue_as_new: None,
             seen: None,
             encoded: None,
+            blocked: None,
         }
     }
 

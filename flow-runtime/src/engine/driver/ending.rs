@@ -7,7 +7,7 @@ use crate::engine::step::{self, end_run, step_run, Ending, Finished, StepOutcome
 use crate::machine::Machine;
 use crate::op::OpRequest;
 use crate::store::{Branch, Journal, PendingOp, RunWrite, Shape, Snapshot};
-use crate::task::{find_task, TaskFailure};
+use crate::task::TaskFailure;
 use crate::time::now_ms;
 
 impl RunDriver {
@@ -83,7 +83,12 @@ impl RunDriver {
         };
         if let ([Branch::Task { name, .. }], Shape::Single) = (op.branches.as_slice(), &op.shape) {
             let failure = TaskFailure::Cancelled { task: name.clone() };
-            match find_task(name).and_then(|task| (task.failure_output)(failure)) {
+            match self
+                .core
+                .registry
+                .find_task(name)
+                .and_then(|task| (task.failure_output)(failure))
+            {
                 Some(Ok(output)) => {
                     // The workflow gets `Err(Cancelled)` and may compensate; tasks it
                     // calls from here on run normally.

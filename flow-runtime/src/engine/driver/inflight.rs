@@ -11,7 +11,7 @@ use super::{RunDriver, TaskCall};
 use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd};
 use crate::engine::step;
 use crate::store::{PendingOp, Shape};
-use crate::task::{find_task, TaskContext, TaskRegistration};
+use crate::task::{TaskContext, TaskRegistration};
 
 /// Which attempt: of branch `branch` of the operation of step `step`. Ordered by step,
 /// then branch.
@@ -135,10 +135,11 @@ impl RunDriver {
         if self.core.is_stopped() {
             return Ok(());
         }
-        let Some(task) = find_task(name) else {
+        let Some(task) = self.core.registry.find_task(name) else {
             return Err(format!(
                 "task `{name}` is not registered: no #[task] with this name is linked into this \
-                 program; the run is kept and can go on once the task exists again"
+                 program; the run waits, unchanged, until an engine whose program links the \
+                 task opens the journal"
             ));
         };
         let key = step::child_id(&self.run_id, op.step, branch, op.is_multi());
@@ -148,7 +149,7 @@ impl RunDriver {
             ctx = ctx.with_callback_token(token.to_string());
         }
         let args = args.to_vec();
-        let timeout = policy.timeout;
+        let timeout = Some(policy.effective_timeout());
         let step = op.step;
         let body = async move {
             let end = run_attempt(task, &args, timeout, ctx).await;

@@ -203,6 +203,7 @@ impl RunDriver {
     async fn commit(&mut self, proposal: Proposal, snap: Snapshot) -> bool {
         let Proposal { mut write, machine } = proposal;
         let settled = write.header.status.is_settled();
+        let blocked = write.blocked.clone();
         let steps = write.header.steps;
         let first_deadline = write.timers_add.iter().min().copied();
         let projected = project(snap, &write);
@@ -227,6 +228,14 @@ impl RunDriver {
                     self.left = true;
                     let end = (write.header.status, write.output);
                     self.core.waiters.notify(&self.run_id, Some(end));
+                }
+                if let Some(reason) = blocked {
+                    tracing::warn!(run = %self.run_id, %reason, "run is blocked");
+                    // Parked before the driver leaves, so a waiter woken by its leaving
+                    // sees why.
+                    self.core.blocked.park(&self.run_id, reason);
+                    self.abort_attempts();
+                    return false;
                 }
                 self.machine = machine.map(|machine| CachedMachine { machine, steps });
                 self.cache = projected;

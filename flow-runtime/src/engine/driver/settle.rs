@@ -11,7 +11,7 @@ use crate::engine::attempt::AttemptEnd;
 use crate::engine::step::Ending;
 use crate::history::EventKind;
 use crate::store::{BranchPut, BranchRecord, PendingOp, RunWrite};
-use crate::task::{AttemptClass, TaskPolicy};
+use crate::task::{AttemptClass, TaskFailure, TaskPolicy};
 use crate::time::now_ms;
 
 /// A task call as a branch or a map item names it.
@@ -69,7 +69,7 @@ impl RunDriver {
                     )));
                 };
                 if let Err(error) = self.start_attempt(op, i, call, attempt, token) {
-                    return TaskProgress::End(Ending::Faulted(error));
+                    return TaskProgress::End(Ending::Blocked(error));
                 }
             }
         }
@@ -134,8 +134,20 @@ pub(super) fn settle_attempt(
         Ok(bytes) => Verdict::Done(bytes, failure),
         Err(e) => Verdict::End(Ending::Faulted(e.to_string())),
     };
-    match outcome.end {
-        AttemptEnd::BadArguments(e) => Verdict::End(Ending::Faulted(e.to_string())),
+    let end = match outcome.end {
+        // An output that cannot be stored (over the payload limit, or its serde impl
+        // failed) is the attempt's failure, which the workflow can handle like any other.
+        AttemptEnd::Returned { output: Err(e), .. } => {
+            AttemptEnd::Failed(TaskFailure::OutputNotStored {
+                task: name.to_string(),
+                reason: e.to_string(),
+            })
+        }
+        end => end,
+    };
+    match end {
+        // Arguments stored by other code: wait for that code, as for a missing task.
+        AttemptEnd::BadArguments(e) => Verdict::End(Ending::Blocked(e.to_string())),
         AttemptEnd::Returned {
             class: AttemptClass::Success,
             output: out,

@@ -1,0 +1,34 @@
+//! Runs this engine parked because it lacks code they need (a task not linked into the
+//! program, a type their stored state no longer decodes as). Such a run stays pending and
+//! active in the journal, unchanged; this engine no longer drives it (nothing it could do
+//! would differ), and the next engine that opens the journal tries again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Parked runs and why, for this engine's lifetime.
+#[derive(Default)]
+pub(crate) struct BlockedRuns {
+    reasons: Mutex<HashMap<String, String>>,
+}
+
+impl BlockedRuns {
+    /// Parks `run_id` for `reason`.
+    pub(crate) fn park(&self, run_id: &str, reason: String) {
+        self.lock().insert(run_id.to_string(), reason);
+    }
+
+    /// Why `run_id` is parked, if it is.
+    pub(crate) fn reason(&self, run_id: &str) -> Option<String> {
+        self.lock().get(run_id).cloned()
+    }
+
+    pub(crate) fn is_parked(&self, run_id: &str) -> bool {
+        self.lock().contains_key(run_id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // The map stays consistent even if a holder panicked: each operation is one call.
+        self.reasons.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
