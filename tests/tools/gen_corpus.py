@@ -66,7 +66,8 @@ class Gen:
         self.shapes = shapes
         self.counter = 0
         self.loop_depth = 0
-        self.labels = []
+        # Blocks entered: a move out of an outer local is only safe at the top level.
+        self.nesting = 0
         # Names whose value is borrowed by an enclosing construct: not mutated or moved.
         self.frozen = set()
         # Inside format! args: operands are borrowed, so no operand may mutate a place.
@@ -262,9 +263,11 @@ class Gen:
     # -- statements ---------------------------------------------------------------------
     def block(self, scope, depth, n):
         out, inner = [], list(scope)
+        self.nesting += 1
         for _ in range(n):
             s, inner = self.stmt(inner, depth)
             out.append(s)
+        self.nesting -= 1
         return " ".join(out)
 
     def int_name(self):
@@ -453,7 +456,7 @@ class Gen:
         if acc in self.frozen:
             return self.s_trace(scope, depth)
         rest = [v for v in scope if v.name != acc]  # after the move, the operand may not read it
-        form = self.pick(["once", "loop", "loop", "shadow"])
+        form = self.pick(["once", "loop", "loop"] + (["shadow"] if self.nesting == 0 else []))
         if form == "once":
             return f"{acc} = append({acc}, {self.expr(rest, 2)}).await?;", scope
         if form == "shadow":

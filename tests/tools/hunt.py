@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import gen_corpus  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-CRATE = os.path.join(ROOT, "target", "hunt")
+# The scratch crate; HUNT_DIR names another, so that two hunts can run side by side.
+CRATE = os.path.join(ROOT, "target", os.environ.get("HUNT_DIR", "hunt"))
 HANG_SECONDS = 60
 
 CARGO_TOML = """[package]
@@ -37,7 +38,7 @@ edition = "2021"
 publish = false
 
 [dependencies]
-flow = { path = "../.." }
+flow = { path = "%s" }
 serde = { version = "1", features = ["derive"] }
 tokio = { version = "1", features = ["rt", "macros", "time"] }
 
@@ -135,7 +136,7 @@ fn main() {
 def setup_crate():
     os.makedirs(os.path.join(CRATE, "src"), exist_ok=True)
     with open(os.path.join(CRATE, "Cargo.toml"), "w") as f:
-        f.write(CARGO_TOML)
+        f.write(CARGO_TOML % os.path.relpath(ROOT, CRATE))
     with open(os.path.join(CRATE, "src", "main.rs"), "w") as f:
         f.write(HARNESS)
     lock = os.path.join(CRATE, "Cargo.lock")
@@ -297,9 +298,31 @@ def hunt_batch(seed, first, count, shapes, findings, stats):
         record(findings, {"kind": kind, "seed": seed, "index": index, "name": name, "detail": detail})
 
 
+def run_repro(path, findings, stats):
+    """Builds and checks the workflows in `path` (named `gen_*`, written against the
+    prelude): for minimizing a finding by hand."""
+    with open(path) as f:
+        src = f.read()
+    names = re.findall(r"pub async fn (gen_\w+)", src)
+    head = gen_corpus.module(0, 0, 0, set(gen_corpus.SHAPES))[0].split("/// Runs every generated workflow")[0]
+    tail = "#[macro_export]\nmacro_rules! for_each_generated {\n    ($check:ident) => {\n" + \
+        "".join(f"        $check!({n});\n" for n in names) + "    };\n}\n"
+    failed, stray = build(head + src + tail)
+    for name, err in failed.items():
+        print(f"  refused: {name}\n{err['rendered']}")
+    if stray:
+        print("\n".join(stray))
+    if failed or stray:
+        return
+    for name, kind, detail in run_binary(names):
+        print(f"  {kind}: {name} {detail}")
+    print("  done")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--repro", help="check the hand-written workflows in this file instead")
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--first", type=int, default=0)
     p.add_argument("--batch", type=int, default=150)
@@ -309,6 +332,8 @@ def main():
     args = p.parse_args()
     shapes = gen_corpus.shapes_for(args)
     setup_crate()
+    if args.repro:
+        return run_repro(args.repro, None, None)
     stats = {"generated": 0, "built": 0, "refused": 0, "generator_bugs": 0, "harness_errors": 0}
     with open(os.path.join(CRATE, "findings.jsonl"), "a") as findings:
         for first in range(args.first, args.first + args.count, args.batch):
