@@ -21,13 +21,22 @@ pub type SlotId = usize;
 pub struct Slot {
     /// The Rust name it has inside blocks.
     pub name: Ident,
-    /// Changes after it is bound (`mut`, or a generated counter), so every hand-over
-    /// rewrites it; immutable locals are written to the journal once.
+    /// Declared `mut` (or a generated counter).
     pub mutable: bool,
+    /// Written to the journal only when bound, never compared: a `for` loop's items,
+    /// which the loop takes out one by one while only its position is journaled.
+    pub write_once: bool,
+    /// How errors and stored-state messages name it (a generated local is described,
+    /// never named).
+    pub label: String,
     /// Where it was bound (errors about it point here).
     pub span: Span,
     /// Bound to a borrow (`let r = &x;`): it cannot outlive a suspension.
     pub borrow: bool,
+    /// `#[cfg]` predicates it exists under (declared in a `#[cfg]`'d statement).
+    pub cfg: Vec<TokenStream>,
+    /// Visibly a `HashMap`/`HashSet`: its iteration order changes when it is restored.
+    pub hash_ordered: bool,
 }
 
 /// How control leaves a block.
@@ -94,6 +103,13 @@ pub struct Block {
     pub order: Option<usize>,
     /// Control leaves the block on every path.
     pub terminated: bool,
+    /// Items of the nested blocks it belongs to (indices into [`Cfg::scoped_items`]).
+    pub items: Vec<usize>,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
+    /// Slots first assigned (`x = ..;`) in the block without being taken from the frame:
+    /// declared, unassigned, at its start.
+    pub declared: BTreeSet<SlotId>,
 }
 
 /// An await site: a state of the compiled machine.
@@ -107,6 +123,8 @@ pub struct State {
     pub resume: BlockId,
     /// Span of the `.await`.
     pub span: Span,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
 }
 
 /// The lowered body.
@@ -124,6 +142,9 @@ pub struct Cfg {
     pub states: Vec<State>,
     /// Items declared in the body, hoisted to the step function.
     pub items: Vec<TokenStream>,
+    /// Functions, constants and `use`s of lowered nested blocks, repeated in the arms of
+    /// their blocks.
+    pub scoped_items: Vec<TokenStream>,
 }
 
 /// Placeholder identifier for exit `k`.

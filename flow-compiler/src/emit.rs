@@ -29,6 +29,7 @@ use proc_macro2::{Group, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 
 use crate::cfg::{BlockId, Cfg, ExitKind, SlotId};
+use crate::stmt_attrs::cfg_attr;
 
 /// Live slots at the start and end of each block.
 pub struct Liveness {
@@ -102,10 +103,10 @@ pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
             errors.push(syn::Error::new(
                 slot.span,
                 format!(
-                    "`{}` holds a borrow that is still used after a later step; a #[workflow] \
+                    "{} holds a borrow that is still used after a later step; a #[workflow] \
                      keeps only owned values across steps (they are journaled): clone or \
                      move the value instead of borrowing it, or borrow again after the step",
-                    slot.name
+                    slot.label
                 ),
             ));
         }
@@ -136,12 +137,20 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
     let state_fields: Vec<_> = (0..cfg.states.len())
         .map(|k| format_ident!("p{}", k))
         .collect();
+    // A local or state of a `#[cfg]`'d statement exists only under its predicate.
+    let slot_cfgs: Vec<_> = plan
+        .framed
+        .iter()
+        .map(|&s| cfg_attr(&cfg.slots[s].cfg))
+        .collect();
+    let state_cfgs: Vec<_> = cfg.states.iter().map(|s| cfg_attr(&s.cfg)).collect();
 
     let loads = plan.persistent.iter().map(|&s| {
         let slot = &cfg.slots[s];
-        let (f, idx, name) = (field(s), s as u32, slot.name.to_string());
+        let (f, idx, name) = (field(s), s as u32, &slot.label);
+        let gate = cfg_attr(&slot.cfg);
         quote_spanned!(slot.span=>
-            #idx => __flow_f.#f = ::core::option::Option::Some(__flow_ctl.decode_slot(&__flow_bytes, #name)?),)
+            #gate #idx => __flow_f.#f = ::core::option::Option::Some(__flow_ctl.decode_slot(&__flow_bytes, #name)?),)
     });
 
     let mut order: Vec<BlockId> = (0..cfg.blocks.len())
@@ -151,18 +160,40 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
     let arms = order.iter().map(|&b| block_arm(cfg, plan, b));
     let items = &cfg.items;
     let _ = workflow_name;
+    // A proc macro cannot emit a warning on stable; using a deprecated constant at the
+    // local's span makes rustc print one there.
+    let hash_warnings = plan
+        .persistent
+        .iter()
+        .filter(|&&s| cfg.slots[s].hash_ordered)
+        .map(|&s| {
+            let slot = &cfg.slots[s];
+            let note = format!(
+                "{} is kept across a step of this #[workflow]: a `HashMap`/`HashSet` restored \
+                 after a restart iterates in a different order than before it; use a \
+                 `BTreeMap`/`BTreeSet` (or `indexmap`) if the order matters",
+                slot.label
+            );
+            quote_spanned!(slot.span=> {
+                #[deprecated(note = #note)]
+                #[allow(non_upper_case_globals)]
+                const hash_iteration_order_changes_on_resume: () = ();
+                let _ = hash_iteration_order_changes_on_resume;
+            })
+        });
 
     quote! {
         #(#items)*
         #[allow(non_camel_case_types, non_snake_case)]
-        struct __FlowFrame<#(#slot_params,)* #(#state_params,)*> {
-            #(#slot_fields: ::core::option::Option<#slot_params>,)*
-            #(#state_fields: ::flow::__private::PhantomData<#state_params>,)*
+        struct __FlowFrame<#(#slot_cfgs #slot_params,)* #(#state_cfgs #state_params,)*> {
+            #(#slot_cfgs #slot_fields: ::core::option::Option<#slot_params>,)*
+            #(#state_cfgs #state_fields: ::flow::__private::PhantomData<#state_params>,)*
         }
+        #(#hash_warnings)*
         let (__flow_pc, __flow_frame, __flow_ctl) = __flow_machine.parts();
         let __flow_f = ::flow::__private::frame(__flow_frame, || __FlowFrame {
-            #(#slot_fields: ::core::option::Option::None,)*
-            #(#state_fields: ::flow::__private::PhantomData,)*
+            #(#slot_cfgs #slot_fields: ::core::option::Option::None,)*
+            #(#state_cfgs #state_fields: ::flow::__private::PhantomData,)*
         });
         for (__flow_index, __flow_bytes) in __flow_ctl.take_persisted() {
             match __flow_index {
@@ -184,8 +215,14 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
     let block = &cfg.blocks[b];
     let takes = plan.prologue[b].iter().map(|&s| {
         let slot = &cfg.slots[s];
-        let (f, name, text) = (field(s), &slot.name, slot.name.to_string());
-        quote!(let mut #name = __flow_ctl.take_slot(&mut __flow_f.#f, #text)?;)
+        let (f, name, text) = (field(s), &slot.name, &slot.label);
+        let gate = cfg_attr(&slot.cfg);
+        quote!(#gate let mut #name = __flow_ctl.take_slot(&mut __flow_f.#f, #text)?;)
+    });
+    let declares = block.declared.iter().map(|&s| {
+        let slot = &cfg.slots[s];
+        let (gate, name) = (cfg_attr(&slot.cfg), &slot.name);
+        quote!(#gate let mut #name;)
     });
     let code = fill_placeholders(block.code.clone(), cfg, plan);
     let end = if block.terminated {
@@ -194,7 +231,9 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
         quote!(return ::core::result::Result::Err(__flow_ctl.unknown_state(*__flow_pc));)
     };
     let pc = b as u32;
-    quote!(#pc => { #(#takes)* #code #end })
+    let items = block.items.iter().map(|&i| &cfg.scoped_items[i]);
+    let gate = cfg_attr(&block.cfg);
+    quote!(#gate #pc => { #(#items)* #(#takes)* #(#declares)* #code #end })
 }
 
 fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
@@ -231,8 +270,10 @@ fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
 fn put_back(cfg: &Cfg, s: SlotId, defined_here: bool) -> TokenStream {
     let slot = &cfg.slots[s];
     let (f, name, idx) = (field(s), &slot.name, s as u32);
-    let dirty = (defined_here || slot.mutable).then(|| quote!(__flow_ctl.mark_dirty(#idx);));
-    quote!(__flow_f.#f = ::core::option::Option::Some(#name); #dirty)
+    // Other slots are compared by value when a step suspends (`save_slot`).
+    let dirty = (defined_here && slot.write_once).then(|| quote!(__flow_ctl.mark_dirty(#idx);));
+    let gate = cfg_attr(&slot.cfg);
+    quote!(#gate { __flow_f.#f = ::core::option::Option::Some(#name); #dirty })
 }
 
 fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
@@ -248,8 +289,13 @@ fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
         ExitKind::Suspend { op, state } => {
             let saves = plan.persistent.iter().map(|&s| {
                 let slot = &cfg.slots[s];
-                let (f, idx, name) = (field(s), s as u32, slot.name.to_string());
-                quote_spanned!(slot.span=> __flow_ctl.save_slot(#idx, &__flow_f.#f, #name)?;)
+                let (f, idx, name) = (field(s), s as u32, &slot.label);
+                let gate = cfg_attr(&slot.cfg);
+                if slot.write_once {
+                    quote_spanned!(slot.span=> #gate { __flow_ctl.save_slot_once(#idx, &__flow_f.#f, #name)?; })
+                } else {
+                    quote_spanned!(slot.span=> #gate { __flow_ctl.save_slot(#idx, &__flow_f.#f, #name)?; })
+                }
             });
             let phantom = format_ident!("p{}", state);
             let state = *state as u32;

@@ -11,8 +11,10 @@ pub mod check;
 pub mod emit;
 pub mod lower;
 pub mod names;
+mod order;
 pub mod rewrite;
 pub mod signature;
+mod stmt_attrs;
 pub mod task;
 pub mod workflow;
 

@@ -20,7 +20,9 @@ use crate::cfg::{
     SlotId, State,
 };
 use crate::names;
+use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
 use crate::rewrite::{macro_args, ExitRewriter};
+use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 
 /// A `loop`/`while`/`for`/labelled block being lowered.
 struct LoopCtx {
@@ -52,6 +54,15 @@ pub struct Lowerer<'a> {
     temps: usize,
     /// Branches of an `if` whose blocks are lowered once the `if` is emitted.
     pending: Vec<PendingBranch>,
+    /// Per lowered nested block that declares them: its functions, constants and `use`s
+    /// (indices into [`Cfg::scoped_items`]), repeated in every block of its scope.
+    item_scopes: Vec<Vec<usize>>,
+    /// Lowered blocks we are inside (0: the body itself).
+    depth: usize,
+    /// The whole body, to tell whether a nested item's name is used outside its block.
+    body: TokenStream,
+    /// `#[cfg]` predicates of the statements being lowered, outermost first.
+    cfg_stack: Vec<TokenStream>,
 }
 
 /// Result of lowering an expression: the residual expression and whether evaluating it
@@ -76,6 +87,10 @@ impl<'a> Lowerer<'a> {
             next_order: 0,
             temps: 0,
             pending: Vec::new(),
+            item_scopes: Vec::new(),
+            depth: 0,
+            body: TokenStream::new(),
+            cfg_stack: Vec::new(),
         };
         let entry = l.new_block();
         l.switch_to(entry);
@@ -91,6 +106,7 @@ impl<'a> Lowerer<'a> {
 
     /// Lowers the body and ends the run with its value.
     pub fn lower_body(&mut self, body: &syn::Block) {
+        self.body = body.to_token_stream();
         // The arguments' scope is the body's scope, as in the function it reads as.
         let value = self.lower_stmts(&body.stmts, true);
         if !self.block().terminated {
@@ -114,8 +130,11 @@ impl<'a> Lowerer<'a> {
 
     fn new_block(&mut self) -> BlockId {
         let entry_visible = self.visible();
+        let items = self.item_scopes.iter().flatten().copied().collect();
         self.cfg.blocks.push(Block {
             entry_visible,
+            items,
+            cfg: self.cfg_stack.clone(),
             ..Block::default()
         });
         self.cfg.blocks.len() - 1
@@ -165,13 +184,17 @@ impl<'a> Lowerer<'a> {
     fn note_uses(&mut self, idents: Vec<Ident>) {
         for ident in idents {
             if let Some(slot) = self.lookup(&ident.to_string()) {
-                let defined = self.defined.contains(&slot);
-                let b = self.block_mut();
-                b.used.insert(slot);
-                if !defined {
-                    b.gen.insert(slot);
-                }
+                self.note_slot_use(slot);
             }
+        }
+    }
+
+    fn note_slot_use(&mut self, slot: SlotId) {
+        let defined = self.defined.contains(&slot);
+        let b = self.block_mut();
+        b.used.insert(slot);
+        if !defined {
+            b.gen.insert(slot);
         }
     }
 
@@ -180,12 +203,16 @@ impl<'a> Lowerer<'a> {
         self.note_uses(names::mentioned_in_tokens(code));
     }
 
-    fn new_slot(&mut self, name: Ident, mutable: bool, span: Span) -> SlotId {
+    fn new_slot(&mut self, name: Ident, mutable: bool, span: Span, label: String) -> SlotId {
         self.cfg.slots.push(Slot {
             name,
             mutable,
+            write_once: false,
+            label,
             span,
             borrow: false,
+            cfg: self.cfg_stack.clone(),
+            hash_ordered: false,
         });
         self.cfg.slots.len() - 1
     }
@@ -198,7 +225,8 @@ impl<'a> Lowerer<'a> {
 
     /// Adds a slot named `ident` to the innermost scope and binds it here.
     fn declare(&mut self, ident: &Ident, mutable: bool) -> SlotId {
-        let slot = self.new_slot(ident.clone(), mutable, ident.span());
+        let label = format!("`{ident}`");
+        let slot = self.new_slot(ident.clone(), mutable, ident.span(), label);
         self.scopes
             .last_mut()
             .expect("a scope")
@@ -208,8 +236,12 @@ impl<'a> Lowerer<'a> {
     }
 
     fn declare_pattern(&mut self, pat: &Pat, borrow: bool) -> Vec<SlotId> {
+        self.declare_bindings(names::bindings(pat), borrow)
+    }
+
+    fn declare_bindings(&mut self, bindings: Vec<names::Binding>, borrow: bool) -> Vec<SlotId> {
         let mut slots = Vec::new();
-        for b in names::bindings(pat) {
+        for b in bindings {
             if self.lookup(&b.ident.to_string()).is_some() {
                 *self.shadowed.last_mut().expect("a scope") = true;
             }
@@ -222,8 +254,12 @@ impl<'a> Lowerer<'a> {
 
     /// Placeholders that hand shadowed locals back to their slots before `pat` binds.
     fn shadow_points(&mut self, pat: &Pat) -> TokenStream {
+        self.shadow_points_of(names::bindings(pat))
+    }
+
+    fn shadow_points_of(&mut self, bindings: Vec<names::Binding>) -> TokenStream {
         let mut out = TokenStream::new();
-        for b in names::bindings(pat) {
+        for b in bindings {
             if let Some(old) = self.lookup(&b.ident.to_string()) {
                 let k = self.cfg.shadows.len();
                 self.cfg.shadows.push(Shadow {
@@ -242,7 +278,7 @@ impl<'a> Lowerer<'a> {
     fn temp(&mut self, what: &str, span: Span) -> SlotId {
         self.temps += 1;
         let ident = format_ident!("__flow_{}_{}", what, self.temps, span = span);
-        let slot = self.new_slot(ident.clone(), false, span);
+        let slot = self.new_slot(ident.clone(), false, span, describe_temp(what, span));
         self.scopes
             .last_mut()
             .expect("a scope")
@@ -323,6 +359,7 @@ impl<'a> Lowerer<'a> {
             line: span.start().line as u32,
             resume,
             span,
+            cfg: self.cfg_stack.clone(),
         });
         let e = self.exit(resume, ExitKind::Suspend { op, state });
         self.push(e);
@@ -344,14 +381,18 @@ impl<'a> Lowerer<'a> {
         self.loops.iter().filter_map(|l| l.label.clone()).collect()
     }
 
-    /// Whether `e` must be lowered: it awaits, or jumps out to a lowered loop.
-    fn needs_lowering(&self, e: &Expr) -> bool {
-        let mut f = NeedsLowering {
+    fn needs_lowering_finder(&self) -> NeedsLowering {
+        NeedsLowering {
             labels: self.lowered_labels(),
             in_lowered_loop: !self.loops.is_empty(),
             depth: 0,
             found: false,
-        };
+        }
+    }
+
+    /// Whether `e` must be lowered: it awaits, or jumps out to a lowered loop.
+    fn needs_lowering(&self, e: &Expr) -> bool {
+        let mut f = self.needs_lowering_finder();
         f.visit_expr(e);
         f.found
     }
@@ -383,8 +424,13 @@ impl<'a> Lowerer<'a> {
 
     // ----- statements ------------------------------------------------------------
 
+    // Input:  `{ fn helper() {..} stmts.. tail }` containing an `.await`
+    // Output: the statements lowered into the current block and the blocks after it;
+    //         the block's value (a temporary when it may read the block's locals or
+    //         items); a fresh block after it when its scope hid outer names.
     fn lower_block(&mut self, block: &syn::Block, want_value: bool) -> Lowered {
         self.push_scope();
+        let has_items = self.enter_item_scope(block);
         let value = self.lower_stmts(&block.stmts, want_value);
         let scoped: BTreeSet<String> = self
             .scopes
@@ -396,14 +442,20 @@ impl<'a> Lowerer<'a> {
         let mentions_scope = names::mentioned_in_tokens(&value.tokens)
             .iter()
             .any(|i| scoped.contains(&i.to_string()));
-        let needs_temp = want_value && (!value.pure || mentions_scope) && !self.block().terminated;
+        let needs_temp =
+            want_value && (!value.pure || mentions_scope || has_items) && !self.block().terminated;
         let value = if needs_temp {
             // The value may mention the scope's locals: evaluate it before they go.
             let slot = {
                 let frame = self.scopes.len() - 2;
                 self.temps += 1;
                 let ident = format_ident!("__flow_val_{}", self.temps);
-                let s = self.new_slot(ident.clone(), false, block.span());
+                let s = self.new_slot(
+                    ident.clone(),
+                    false,
+                    block.span(),
+                    describe_temp("val", block.span()),
+                );
                 self.scopes[frame].push((ident.to_string(), s));
                 s
             };
@@ -416,7 +468,10 @@ impl<'a> Lowerer<'a> {
             value
         };
         let shadowed = self.shadowed.last().copied().unwrap_or(false);
-        if shadowed && !self.block().terminated {
+        if has_items {
+            self.item_scopes.pop();
+        }
+        if (shadowed || has_items) && !self.block().terminated {
             // The flat code of this block still sees the inner bindings: hand over while
             // the scope is still in force (so an inner binding is never stored as the
             // outer one it shadows), then continue in a new block whose prologue rebinds
@@ -429,9 +484,81 @@ impl<'a> Lowerer<'a> {
         } else {
             self.pop_scope();
         }
+        self.depth -= 1;
         value
     }
 
+    /// Items declared in a block are visible in the whole block and nowhere else. The
+    /// block's statements end up spread over several arms of the step function, so its
+    /// functions, constants and `use`s are repeated at the top of each of those arms
+    /// (and only those); this starts a fresh block for them. Returns whether it did.
+    fn enter_item_scope(&mut self, block: &syn::Block) -> bool {
+        self.depth += 1;
+        let repeated: Vec<usize> = block
+            .stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Item(item @ (syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_))) => {
+                    self.cfg.scoped_items.push(item.to_token_stream());
+                    Some(self.cfg.scoped_items.len() - 1)
+                }
+                _ => None,
+            })
+            .collect();
+        if repeated.is_empty() {
+            return false;
+        }
+        self.item_scopes.push(repeated);
+        let start = self.new_block();
+        if self.block().terminated {
+            self.switch_to(start);
+        } else {
+            self.goto(start);
+            self.switch_to(start);
+        }
+        true
+    }
+
+    /// Input:  an item statement of the body or of a lowered block.
+    /// Output: nothing for a nested function, constant or `use` (see
+    ///         [`Self::enter_item_scope`]); otherwise the item goes to the top of the
+    ///         step function, which is faithful at the body's top level, and in a nested
+    ///         block only if its name is used nowhere else in the body.
+    fn lower_item(&mut self, item: &syn::Item) {
+        let nested = self.depth > 0;
+        if nested
+            && matches!(
+                item,
+                syn::Item::Fn(_) | syn::Item::Const(_) | syn::Item::Use(_)
+            )
+        {
+            return;
+        }
+        if nested {
+            if let Some(name) = item_name(item) {
+                let everywhere = count_mentions(&self.body, name);
+                let inside = count_mentions(&item.to_token_stream(), name);
+                if everywhere > inside {
+                    self.error(
+                        name.span(),
+                        format!(
+                            "`{name}` is declared in a block that contains `.await`, and the \
+                             name is also used outside that block: a #[workflow] compiles \
+                             such a {what} at the top of the function, where it would hide \
+                             the other `{name}`; give it a name of its own, or declare it \
+                             outside the workflow",
+                            what = item_kind(item),
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        self.cfg.items.push(item.to_token_stream());
+    }
+
+    // Input:  the statements of the body or of a lowered block.
+    // Output: each statement lowered in turn; the value of the tail expression.
     fn lower_stmts(&mut self, stmts: &[Stmt], want_value: bool) -> Lowered {
         let mut value = Lowered {
             tokens: quote!(()),
@@ -441,34 +568,235 @@ impl<'a> Lowerer<'a> {
             if self.block().terminated {
                 self.start_unreachable();
             }
-            let last = i + 1 == stmts.len();
-            match stmt {
-                Stmt::Local(local) => self.lower_let(local),
-                Stmt::Item(item) => self.cfg.items.push(item.to_token_stream()),
-                Stmt::Expr(e, None) if last && want_value => {
-                    value = self.lower_expr(e, want_value);
-                }
-                Stmt::Expr(e, _) => {
-                    let r = self.lower_expr(e, false);
-                    if !r.pure && !self.block().terminated {
-                        self.note_tokens(&r.tokens);
-                        let t = r.tokens;
-                        self.push(quote!(#t;));
+            let tail = i + 1 == stmts.len() && want_value;
+            if !self.stmt_needs_lowering(stmt) {
+                // Kept verbatim, attributes included; a `#[cfg]`'d `let` binds locals
+                // that exist only under its predicate.
+                match gated_let(stmt) {
+                    Some((predicate, local)) => {
+                        let shadowed = self.shadowed_by(&local.pat);
+                        self.cfg_stack.push(predicate);
+                        self.lower_let(local);
+                        self.cfg_stack.pop();
+                        // Whichever binding is compiled in, the same code names it.
+                        for &(_, old) in &shadowed {
+                            self.note_slot_use(old);
+                        }
+                        let joins = self.rebind(&shadowed);
+                        self.push(joins);
+                        self.declare_joins(&shadowed);
                     }
+                    None => value = self.lower_stmt(stmt, tail),
                 }
-                Stmt::Macro(m) => {
-                    let e = Expr::Macro(syn::ExprMacro {
-                        attrs: m.attrs.clone(),
-                        mac: m.mac.clone(),
-                    });
-                    let r = self.lower_expr(&e, false);
+                continue;
+            }
+            let mut bare = stmt.clone();
+            let attrs = take_attrs(&mut bare);
+            match classify(&attrs) {
+                Ok(StmtAttrs::None) => value = self.lower_stmt(&bare, tail),
+                Ok(StmtAttrs::Cfg(predicate)) => {
+                    self.lower_cfg_gated(predicate, attrs[0].span(), &bare);
+                }
+                Err(e) => self.errors.push(e),
+            }
+        }
+        value
+    }
+
+    /// The visible locals a pattern's bindings would shadow: (name, slot).
+    fn shadowed_by(&self, pat: &Pat) -> Vec<(Ident, SlotId)> {
+        names::bindings(pat)
+            .into_iter()
+            .filter_map(|b| self.lookup(&b.ident.to_string()).map(|s| (b.ident, s)))
+            .collect()
+    }
+
+    /// `let mut x = x;` for each name: binds a join local from whichever `x` is in scope.
+    fn rebind(&mut self, names: &[(Ident, SlotId)]) -> TokenStream {
+        let idents: Vec<&Ident> = names.iter().map(|(i, _)| i).collect();
+        self.note_uses(idents.iter().map(|i| (*i).clone()).collect());
+        quote!(#(let mut #idents = #idents;)*)
+    }
+
+    /// Declares the join locals [`Self::rebind`] bound, so later code resolves the names
+    /// to them whether or not the `#[cfg]`'d binding was compiled in.
+    fn declare_joins(&mut self, names: &[(Ident, SlotId)]) -> Vec<SlotId> {
+        names.iter().map(|(i, _)| self.declare(i, true)).collect()
+    }
+
+    fn stmt_needs_lowering(&self, stmt: &Stmt) -> bool {
+        match stmt {
+            Stmt::Local(l) => l.init.as_ref().is_some_and(|init| {
+                self.needs_lowering(&init.expr)
+                    || init
+                        .diverge
+                        .as_ref()
+                        .is_some_and(|(_, d)| self.needs_lowering(d))
+            }),
+            Stmt::Expr(e, _) => self.needs_lowering(e) || matches!(e, Expr::Return(_)),
+            Stmt::Macro(m) => {
+                let mut f = self.needs_lowering_finder();
+                f.visit_macro(&m.mac);
+                f.found
+            }
+            Stmt::Item(_) => false,
+        }
+    }
+
+    fn lower_stmt(&mut self, stmt: &Stmt, tail: bool) -> Lowered {
+        let unit = Lowered {
+            tokens: quote!(()),
+            pure: true,
+        };
+        match stmt {
+            Stmt::Local(local) => self.lower_let(local),
+            Stmt::Item(item) => self.lower_item(item),
+            Stmt::Expr(e, None) if tail => return self.lower_expr(e, true),
+            Stmt::Expr(Expr::Assign(a), _) if self.whole_local(&a.left).is_some() => {
+                self.lower_assign_local(a);
+            }
+            Stmt::Expr(e, _) => {
+                let r = self.lower_expr(e, false);
+                if !r.pure && !self.block().terminated {
                     self.note_tokens(&r.tokens);
                     let t = r.tokens;
                     self.push(quote!(#t;));
                 }
             }
+            Stmt::Macro(m) => {
+                let e = Expr::Macro(syn::ExprMacro {
+                    attrs: m.attrs.clone(),
+                    mac: m.mac.clone(),
+                });
+                let r = self.lower_expr(&e, false);
+                self.note_tokens(&r.tokens);
+                let t = r.tokens;
+                self.push(quote!(#t;));
+            }
         }
-        value
+        unit
+    }
+
+    /// The slot a place names when it is a whole local (`x`, not `x.f` or `x[i]`).
+    fn whole_local(&self, place: &Expr) -> Option<SlotId> {
+        match place {
+            Expr::Path(p) if p.qself.is_none() => self.lookup(&p.path.get_ident()?.to_string()),
+            Expr::Paren(p) => self.whole_local(&p.expr),
+            _ => None,
+        }
+    }
+
+    // Input:  `x = VALUE;` as a statement, `x` a whole local.
+    // Output: `x = value;` that defines `x` rather than reading it: the old value is not
+    //         kept alive up to here (it may have been moved into VALUE's step), and a
+    //         block that did not take `x` from the frame declares it.
+    fn lower_assign_local(&mut self, a: &syn::ExprAssign) {
+        let right = self.lower_expr(&a.right, true);
+        if self.block().terminated {
+            return;
+        }
+        let Some(slot) = self.whole_local(&a.left) else {
+            return;
+        };
+        self.note_tokens(&right.tokens);
+        let held = self.defined.contains(&slot) || self.block().gen.contains(&slot);
+        if !held {
+            self.block_mut().declared.insert(slot);
+        }
+        let (name, value) = (&self.cfg.slots[slot].name, &right.tokens);
+        let attrs = &a.attrs;
+        self.push(quote!(#(#attrs)* #name = #value;));
+        self.define(slot);
+    }
+
+    // Input:  `#[cfg(P)] STATEMENT` where the statement contains `.await`.
+    // Output: `#[cfg(P)] { goto inside } #[cfg(not(P))] { goto after }`; the blocks,
+    //         locals and states of the statement are compiled in under `P` only. A `let`
+    //         that shadows a local: both paths bind a join local of that name, from the
+    //         new binding or from the old one, which code after the statement reads.
+    fn lower_cfg_gated(&mut self, predicate: TokenStream, span: Span, stmt: &Stmt) {
+        let shadowed = match stmt {
+            Stmt::Local(l) => self.shadowed_by(&l.pat),
+            _ => Vec::new(),
+        };
+        let after = self.new_block();
+        self.cfg_stack.push(predicate.clone());
+        let inside = self.new_block();
+        self.cfg_stack.pop();
+        let enter = self.exit(inside, ExitKind::Goto);
+        // The skip path keeps the old values under the join locals' names.
+        let saved = self.defined.clone();
+        self.push_scope();
+        let keep_old = self.rebind(&shadowed);
+        let joins = self.declare_joins(&shadowed);
+        let skip = self.exit(after, ExitKind::Goto);
+        self.pop_scope();
+        self.defined = saved;
+        self.push(quote_spanned!(span=>
+            #[cfg(#predicate)] { #enter }
+            #[cfg(not(#predicate))] { #keep_old #skip }
+        ));
+        self.block_mut().terminated = true;
+        self.switch_to(inside);
+        self.cfg_stack.push(predicate);
+        self.lower_stmt(stmt, false);
+        let reaches_after = !self.block().terminated;
+        if reaches_after {
+            let take_new = self.rebind(&shadowed);
+            self.push(take_new);
+        }
+        let frame = self.scopes.last_mut().expect("a scope");
+        frame.extend(
+            shadowed
+                .iter()
+                .map(|(i, _)| i.to_string())
+                .zip(joins.iter().copied()),
+        );
+        if reaches_after {
+            for &j in &joins {
+                self.define(j);
+            }
+            self.goto(after);
+        }
+        self.cfg_stack.pop();
+        self.cfg.blocks[after].entry_visible = self.visible();
+        self.switch_to(after);
+    }
+
+    // Input:  `let PAT = INIT else { ..await.. };` binding `a`, `mut b`
+    // Output: `let (a, mut b) = match INIT { PAT => (a, b), _ => { ..await.. } };`
+    //         lowered as any `let` with a `match`; the `else` block diverges, as Rust
+    //         requires, so the `match` has the bindings' type.
+    fn lower_let_else_with_steps(&mut self, local: &syn::Local, init: &Expr, diverge: &Expr) {
+        let bindings = names::let_bindings(&local.pat);
+        if let Some(b) = bindings.iter().find(|b| b.by_ref) {
+            self.error(
+                b.ident.span(),
+                "a `ref` binding in a `let ... else` whose `else` contains `.await` is not \
+                 supported in a #[workflow]; bind by value (clone what you need)",
+            );
+            return;
+        }
+        let names: Vec<&Ident> = bindings.iter().map(|b| &b.ident).collect();
+        let outer: Vec<TokenStream> = bindings
+            .iter()
+            .map(|b| {
+                let (m, i) = (b.mutable.then(|| quote!(mut)), &b.ident);
+                quote!(#m #i)
+            })
+            .collect();
+        let pat = &local.pat;
+        let attrs = &local.attrs;
+        let desugared: Stmt = syn::parse_quote_spanned!(local.span()=>
+            #(#attrs)* let (#(#outer,)*) = match #init {
+                #[allow(unused_mut)]
+                #pat => (#(#names,)*),
+                _ => #diverge,
+            };
+        );
+        if let Stmt::Local(desugared) = desugared {
+            self.lower_let(&desugared);
+        }
     }
 
     fn lower_let(&mut self, local: &syn::Local) {
@@ -482,12 +810,7 @@ impl<'a> Lowerer<'a> {
         };
         if let Some((_, diverge)) = &init.diverge {
             if self.needs_lowering(diverge) {
-                self.error(
-                    diverge.span(),
-                    "`.await` in the `else` of a `let ... else` is not supported in a \
-                     #[workflow]; use a `match` instead",
-                );
-                return;
+                return self.lower_let_else_with_steps(local, &init.expr, diverge);
             }
         }
         let value = self.lower_expr(&init.expr, true);
@@ -507,15 +830,23 @@ impl<'a> Lowerer<'a> {
             self.note_uses(names::mentioned(d));
             self.block_mut().completes = true;
         }
-        let shadows = self.shadow_points(pat);
+        let shadows = self.shadow_points_of(names::let_bindings(pat));
         let attrs = &local.attrs;
         if shadows.is_empty() {
             self.push(quote!(#(#attrs)* let #pat = #value #diverge;));
         } else {
-            self.push(quote!(let __flow_init = #value; #shadows #(#attrs)* let #pat = __flow_init #diverge;));
+            self.push(quote!(
+                #(#attrs)* let __flow_init = #value;
+                #(#attrs)* { #shadows }
+                #(#attrs)* let #pat = __flow_init #diverge;
+            ));
         }
         let borrow = matches!(&*init.expr, Expr::Reference(_));
-        self.declare_pattern(pat, borrow);
+        let hashed = mentions_hashed_collection(&pat.to_token_stream())
+            || mentions_hashed_collection(&init.expr.to_token_stream());
+        for slot in self.declare_bindings(names::let_bindings(pat), borrow) {
+            self.cfg.slots[slot].hash_ordered = hashed;
+        }
     }
 
     // ----- expressions -----------------------------------------------------------
@@ -550,16 +881,16 @@ impl<'a> Lowerer<'a> {
             }
             Expr::Group(g) => self.lower_expr(&g.expr, want_value),
             Expr::Call(c) => {
-                let mut ops = vec![&*c.func];
-                ops.extend(c.args.iter());
+                let mut ops = vec![(&*c.func, Use::Operand)];
+                ops.extend(c.args.iter().map(|a| (a, Use::Value)));
                 let mut r = self.lower_operands(&ops).into_iter();
                 let f = r.next().unwrap_or_default();
                 let args: Vec<_> = r.collect();
                 impure(quote!(#f(#(#args),*)))
             }
             Expr::MethodCall(m) => {
-                let mut ops = vec![&*m.receiver];
-                ops.extend(m.args.iter());
+                let mut ops = vec![(&*m.receiver, Use::Operand)];
+                ops.extend(m.args.iter().map(|a| (a, Use::Value)));
                 let mut r = self.lower_operands(&ops).into_iter();
                 let recv = r.next().unwrap_or_default();
                 let args: Vec<_> = r.collect();
@@ -603,24 +934,24 @@ impl<'a> Lowerer<'a> {
                 }
             }
             Expr::Index(i) => {
-                let r = self.lower_operands(&[&*i.expr, &*i.index]);
+                let r = self.lower_operands(&[(&*i.expr, Use::Operand), (&*i.index, Use::Value)]);
                 let (a, b) = (&r[0], &r[1]);
                 impure(quote!(#a[#b]))
             }
             Expr::Tuple(t) => {
-                let ops: Vec<&Expr> = t.elems.iter().collect();
+                let ops: Vec<_> = t.elems.iter().map(|e| (e, Use::Value)).collect();
                 let r = self.lower_operands(&ops);
                 impure(quote!((#(#r,)*)))
             }
             Expr::Array(a) => {
-                let ops: Vec<&Expr> = a.elems.iter().collect();
+                let ops: Vec<_> = a.elems.iter().map(|e| (e, Use::Value)).collect();
                 let r = self.lower_operands(&ops);
                 impure(quote!([#(#r),*]))
             }
             Expr::Struct(s) => {
-                let mut ops: Vec<&Expr> = s.fields.iter().map(|f| &f.expr).collect();
+                let mut ops: Vec<_> = s.fields.iter().map(|f| (&f.expr, Use::Value)).collect();
                 if let Some(rest) = &s.rest {
-                    ops.push(rest);
+                    ops.push((rest, Use::Value));
                 }
                 let mut r = self.lower_operands(&ops);
                 let rest = s.rest.as_ref().map(|_| {
@@ -638,7 +969,12 @@ impl<'a> Lowerer<'a> {
                 impure(quote!(#path { #(#fields,)* #rest }))
             }
             Expr::Range(r) => {
-                let ops: Vec<&Expr> = r.start.iter().chain(r.end.iter()).map(|b| &**b).collect();
+                let ops: Vec<_> = r
+                    .start
+                    .iter()
+                    .chain(r.end.iter())
+                    .map(|b| (&**b, Use::Value))
+                    .collect();
                 let mut v = self.lower_operands(&ops).into_iter();
                 let start = r.start.as_ref().map(|_| v.next().unwrap_or_default());
                 let end = r.end.as_ref().map(|_| v.next().unwrap_or_default());
@@ -688,18 +1024,36 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Lowers operands evaluated left to right; an operand that comes before a later
-    /// suspension and is not a plain read is bound to a temporary first.
-    fn lower_operands(&mut self, ops: &[&Expr]) -> Vec<TokenStream> {
-        let last = ops.iter().rposition(|e| self.needs_lowering(e));
+    /// Lowers operands evaluated left to right. Each operand before the last one that
+    /// awaits is evaluated before the step (bound to a temporary) unless leaving it in
+    /// place observes exactly the same: a read of a place that the operands in between
+    /// cannot change (see [`crate::order`]).
+    fn lower_operands(&mut self, ops: &[(&Expr, Use)]) -> Vec<TokenStream> {
+        let last = ops.iter().rposition(|(e, _)| self.needs_lowering(e));
         let mut out = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
+        for (i, &(op, how)) in ops.iter().enumerate() {
             let r = self.lower_expr(op, true);
-            if last.is_some_and(|l| i < l) && !r.pure {
-                out.push(self.bind_temp(r.tokens, op.span()));
-            } else {
+            let Some(last) = last.filter(|&l| i < l) else {
                 out.push(r.tokens);
+                continue;
+            };
+            let later: Vec<&Expr> = ops[i + 1..=last].iter().map(|(e, _)| *e).collect();
+            let deferrable = match place_root(op) {
+                Some(root) if !self.needs_lowering(op) => !changed_by(root, how, &later),
+                _ => r.pure,
+            };
+            if !deferrable {
+                out.push(self.bind_temp(r.tokens, op.span()));
+                continue;
             }
+            if indexes(op) {
+                // Index now, so an out-of-bounds panic comes before the step as in
+                // plain Rust; the value itself is read after it.
+                let t = &r.tokens;
+                self.note_tokens(t);
+                self.push(quote_spanned!(op.span()=> let _ = &#t;));
+            }
+            out.push(r.tokens);
         }
         out
     }
@@ -726,7 +1080,7 @@ impl<'a> Lowerer<'a> {
                 impure(quote!(#l #op #r))
             }
             _ => {
-                let r = self.lower_operands(&[&**left, &**right]);
+                let r = self.lower_operands(&[(&**left, binary_use(op)), (&**right, Use::Value)]);
                 let (l, rr) = (&r[0], &r[1]);
                 impure(quote!(#l #op #rr))
             }
@@ -750,17 +1104,18 @@ impl<'a> Lowerer<'a> {
             );
         };
         // `name = value` arguments of format macros: only the value is an expression.
+        let how = macro_use(mac);
         let mut names_of = Vec::new();
         let mut ops = Vec::new();
         for a in &args {
             match a {
                 Expr::Assign(asg) if matches!(&*asg.left, Expr::Path(_)) => {
                     names_of.push(Some(asg.left.clone()));
-                    ops.push(&*asg.right);
+                    ops.push((&*asg.right, how));
                 }
                 other => {
                     names_of.push(None);
-                    ops.push(other);
+                    ops.push((other, how));
                 }
             }
         }
@@ -846,11 +1201,13 @@ impl<'a> Lowerer<'a> {
         if let Expr::Let(l) = &*e.cond {
             let arms = vec![
                 ArmSpec {
+                    attrs: Vec::new(),
                     pat: (*l.pat).clone(),
                     guard: None,
                     body: &then_expr,
                 },
                 ArmSpec {
+                    attrs: Vec::new(),
                     pat: syn::parse_quote!(_),
                     guard: None,
                     body: else_expr,
@@ -913,6 +1270,7 @@ impl<'a> Lowerer<'a> {
             .arms
             .iter()
             .map(|a| ArmSpec {
+                attrs: a.attrs.clone(),
                 pat: a.pat.clone(),
                 guard: a.guard.as_ref().map(|(_, g)| (**g).clone()),
                 body: &a.body,
@@ -947,6 +1305,9 @@ impl<'a> Lowerer<'a> {
         let mut lowered_arms = Vec::new();
         for arm in &arms {
             let saved = self.defined.clone();
+            let gate = cfg_of(&arm.attrs);
+            let gated = gate.is_some();
+            self.cfg_stack.extend(gate.clone());
             self.push_scope();
             let bound = self.declare_pattern(&arm.pat, false);
             if let Some(g) = &arm.guard {
@@ -962,22 +1323,31 @@ impl<'a> Lowerer<'a> {
                     b,
                     arm.body.clone(),
                     self.scopes.last().cloned().unwrap_or_default(),
+                    gate,
                 ));
                 let exit = self.exit(b, ExitKind::Goto);
                 quote!({ #exit })
             };
             self.pop_scope();
+            if gated {
+                self.cfg_stack.pop();
+            }
             self.defined = saved;
-            let pat = &arm.pat;
+            let (attrs, pat) = (&arm.attrs, &arm.pat);
             let guard = arm.guard.as_ref().map(|g| quote!(if #g));
-            arm_code.push(quote!(#pat #guard => #body));
+            arm_code.push(quote!(#(#attrs)* #pat #guard => #body));
         }
         self.push(quote!(#prefix match #scrut { #(#arm_code,)* }));
         self.block_mut().terminated = true;
-        for (b, body, frame) in lowered_arms {
+        for (b, body, frame, gate) in lowered_arms {
+            let gated = gate.is_some();
+            self.cfg_stack.extend(gate);
             self.push_frame(frame);
             self.lower_branch_block(b, &body, temp, join);
             self.pop_scope();
+            if gated {
+                self.cfg_stack.pop();
+            }
         }
     }
 
@@ -1151,25 +1521,39 @@ impl<'a> Lowerer<'a> {
         self.note_tokens(&items);
         let span = f.expr.span();
         let items_slot = self.temp("items", span);
-        let pos_slot = self.temp("pos", span);
-        self.cfg.slots[pos_slot].mutable = true;
-        let (items_name, pos_name) = (
-            self.cfg.slots[items_slot].name.clone(),
-            self.cfg.slots[pos_slot].name.clone(),
-        );
-        self.push(quote_spanned!(span=>
-            let mut #items_name = ::flow::__private::for_items(#items);
-            let mut #pos_name: usize = 0;
-        ));
-        self.define(items_slot);
-        self.define(pos_slot);
+        let items_name = self.cfg.slots[items_slot].name.clone();
+        let half_open = matches!(&*f.expr, Expr::Range(r)
+            if r.start.is_some() && matches!(r.limits, syn::RangeLimits::HalfOpen(_)));
+        let (next, in_head): (Expr, Vec<Ident>) = if half_open {
+            // A range is journaled as its bounds, and advances by itself: `start` is the
+            // position (never materialized, whatever its length).
+            self.push(quote_spanned!(span=> let mut #items_name = #items;));
+            self.define(items_slot);
+            (
+                syn::parse_quote_spanned!(span=>
+                    ::core::iter::Iterator::next(&mut #items_name)),
+                vec![items_name],
+            )
+        } else {
+            let pos_slot = self.temp("pos", span);
+            self.cfg.slots[pos_slot].mutable = true;
+            self.cfg.slots[items_slot].write_once = true;
+            let pos_name = self.cfg.slots[pos_slot].name.clone();
+            self.push(quote_spanned!(span=>
+                let mut #items_name = ::flow::__private::for_items(#items);
+                let mut #pos_name: usize = 0;
+            ));
+            self.define(items_slot);
+            self.define(pos_slot);
+            (
+                syn::parse_quote_spanned!(span=>
+                    ::flow::__private::for_next(&mut #items_name, &mut #pos_name)),
+                vec![items_name, pos_name],
+            )
+        };
         let pat = &f.pat;
-        let next: Expr = syn::parse_quote_spanned!(span=>
-            ::flow::__private::for_next(&mut #items_name, &mut #pos_name));
         let cond: Expr = syn::parse_quote!(let ::core::option::Option::Some(#pat) = #next);
-        self.lower_conditional_loop(&f.label, &cond, &f.body, |l| {
-            l.note_uses(vec![items_name.clone(), pos_name.clone()]);
-        })
+        self.lower_conditional_loop(&f.label, &cond, &f.body, |l| l.note_uses(in_head))
     }
 
     fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {
@@ -1226,6 +1610,8 @@ impl<'a> Lowerer<'a> {
 
 /// One arm of a `match` being lowered (or of the `match` an `if let` becomes).
 struct ArmSpec<'e> {
+    /// The arm's attributes (`#[cfg]` gates the arm and, if lowered, its blocks).
+    attrs: Vec<syn::Attribute>,
     pat: Pat,
     guard: Option<Expr>,
     body: &'e Expr,
@@ -1253,6 +1639,78 @@ fn scrutinee_before_shadows(
             quote!(let __flow_scrutinee = #scrut; #shadows),
             quote!(__flow_scrutinee),
         )
+    }
+}
+
+/// A `let` with a `#[cfg]`: its predicate and the statement.
+fn gated_let(stmt: &Stmt) -> Option<(TokenStream, &syn::Local)> {
+    let Stmt::Local(local) = stmt else {
+        return None;
+    };
+    match classify(&local.attrs) {
+        Ok(StmtAttrs::Cfg(predicate)) => Some((predicate, local)),
+        _ => None,
+    }
+}
+
+/// Whether a `let` visibly builds or names a `HashMap`/`HashSet`, whose iteration order
+/// a restart does not keep.
+fn mentions_hashed_collection(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|tt| match tt {
+        proc_macro2::TokenTree::Ident(i) => i == "HashMap" || i == "HashSet",
+        proc_macro2::TokenTree::Group(g) => mentions_hashed_collection(&g.stream()),
+        _ => false,
+    })
+}
+
+/// The name an item declares, for the items whose name can clash.
+fn item_name(item: &syn::Item) -> Option<&Ident> {
+    match item {
+        syn::Item::Struct(i) => Some(&i.ident),
+        syn::Item::Enum(i) => Some(&i.ident),
+        syn::Item::Union(i) => Some(&i.ident),
+        syn::Item::Trait(i) => Some(&i.ident),
+        syn::Item::TraitAlias(i) => Some(&i.ident),
+        syn::Item::Type(i) => Some(&i.ident),
+        syn::Item::Static(i) => Some(&i.ident),
+        syn::Item::Mod(i) => Some(&i.ident),
+        syn::Item::Macro(i) => i.ident.as_ref(),
+        _ => None,
+    }
+}
+
+fn item_kind(item: &syn::Item) -> &'static str {
+    match item {
+        syn::Item::Static(_) => "static",
+        syn::Item::Mod(_) => "module",
+        syn::Item::Macro(_) => "macro",
+        syn::Item::Trait(_) | syn::Item::TraitAlias(_) => "trait",
+        _ => "type",
+    }
+}
+
+fn count_mentions(tokens: &TokenStream, name: &Ident) -> usize {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|tt| match tt {
+            proc_macro2::TokenTree::Ident(i) => usize::from(&i == name),
+            proc_macro2::TokenTree::Group(g) => count_mentions(&g.stream(), name),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// How messages name a generated local: by what it holds and where, never by its
+/// generated identifier.
+fn describe_temp(what: &str, span: Span) -> String {
+    let line = span.start().line;
+    match what {
+        "items" => format!("what the `for` loop at line {line} iterates over"),
+        "pos" => format!("the position of the `for` loop at line {line}"),
+        "await" => format!("the output of the `.await` at line {line}"),
+        "val" => format!("the value of the expression at line {line}"),
+        _ => format!("the operand evaluated before the step at line {line}"),
     }
 }
 

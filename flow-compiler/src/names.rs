@@ -47,10 +47,27 @@ impl<'ast> Visit<'ast> for Mentions {
     fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
+/// Identifiers that may name a local: not a field or method after a single `.`, not a
+/// path segment next to `::`, not the name of a macro (`name!(..)`).
 fn scan_tokens(tokens: &TokenStream, out: &mut Vec<Ident>) {
-    for tt in tokens.clone() {
+    let tts: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let punct = |i: usize| match tts.get(i) {
+        Some(TokenTree::Punct(p)) => Some(p.as_char()),
+        _ => None,
+    };
+    for (k, tt) in tts.iter().enumerate() {
         match tt {
-            TokenTree::Ident(i) => out.push(i),
+            TokenTree::Ident(i) => {
+                let after_dot =
+                    k >= 1 && punct(k - 1) == Some('.') && (k < 2 || punct(k - 2) != Some('.'));
+                let after_path = k >= 2 && punct(k - 1) == Some(':') && punct(k - 2) == Some(':');
+                let before_path = punct(k + 1) == Some(':') && punct(k + 2) == Some(':');
+                let macro_name = punct(k + 1) == Some('!')
+                    && matches!(tts.get(k + 2), Some(TokenTree::Group(_)));
+                if !(after_dot || after_path || before_path || macro_name) {
+                    out.push(i.clone());
+                }
+            }
             TokenTree::Group(g) => scan_tokens(&g.stream(), out),
             TokenTree::Literal(lit) => format_captures(&lit.to_string(), lit.span(), out),
             TokenTree::Punct(_) => {}
@@ -58,32 +75,46 @@ fn scan_tokens(tokens: &TokenStream, out: &mut Vec<Ident>) {
     }
 }
 
-/// `{name}` / `{name:?}` inside a string literal (format-string implicit captures).
+/// Names a format string reads implicitly: `{name}`, `{name:?}`, and the `width$` /
+/// `.prec$` arguments of a format spec (`{x:>width$}`, `{:.prec$}`).
 fn format_captures(lit: &str, span: proc_macro2::Span, out: &mut Vec<Ident>) {
     if !lit.ends_with('"') {
         return;
     }
-    let bytes = lit.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'{' {
-            if bytes.get(i + 1) == Some(&b'{') {
-                i += 2;
-                continue;
+    let mut push = |name: &str| {
+        let starts_like_ident = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_');
+        if starts_like_ident {
+            if let Ok(ident) = syn::parse_str::<Ident>(name) {
+                out.push(Ident::new(&ident.to_string(), span));
             }
-            let start = i + 1;
-            let mut end = start;
-            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
-                end += 1;
+        }
+    };
+    let mut rest = lit;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(after) = rest.strip_prefix('{') {
+            rest = after;
+            continue;
+        }
+        let Some(close) = rest.find('}') else { break };
+        let field = &rest[..close];
+        rest = &rest[close + 1..];
+        let (name, spec) = field.split_once(':').unwrap_or((field, ""));
+        push(name.trim());
+        // Every `ident$` in the spec is a width or precision argument.
+        let mut word = String::new();
+        for c in spec.chars() {
+            if c == '$' {
+                push(&word);
             }
-            if end > start && !bytes[start].is_ascii_digit() {
-                if let Ok(ident) = syn::parse_str::<Ident>(&lit[start..end]) {
-                    out.push(Ident::new(&ident.to_string(), span));
-                }
+            if c.is_alphanumeric() || c == '_' {
+                word.push(c);
+            } else {
+                word.clear();
             }
-            i = end;
-        } else {
-            i += 1;
         }
     }
 }
@@ -107,11 +138,25 @@ pub fn bindings(pat: &Pat) -> Vec<Binding> {
     out
 }
 
+/// The names a `let` pattern binds. A `let` pattern must be irrefutable, so an
+/// identifier in it is a binding whatever its case (`let N = ..;`).
+pub fn let_bindings(pat: &Pat) -> Vec<Binding> {
+    let mut out = Vec::new();
+    collect_with(pat, true, &mut out);
+    out
+}
+
 fn collect(pat: &Pat, out: &mut Vec<Binding>) {
+    collect_with(pat, false, out)
+}
+
+fn collect_with(pat: &Pat, every_ident_binds: bool, out: &mut Vec<Binding>) {
+    let collect = |p: &Pat, out: &mut Vec<Binding>| collect_with(p, every_ident_binds, out);
     match pat {
         Pat::Ident(p) => {
             let name = p.ident.to_string();
-            let looks_constant = name.chars().next().is_some_and(|c| c.is_uppercase());
+            let looks_constant =
+                !every_ident_binds && name.chars().next().is_some_and(|c| c.is_uppercase());
             if !looks_constant || p.subpat.is_some() {
                 out.push(Binding {
                     ident: p.ident.clone(),
@@ -151,6 +196,27 @@ mod tests {
     fn finds_paths_macro_idents_and_format_captures() {
         let e: Expr = syn::parse_quote!(f(a, b.c, format!("{d} {{e}} {0}", g)));
         assert_eq!(names(mentioned(&e)), ["f", "a", "b", "d", "g"]);
+    }
+
+    #[test]
+    fn fields_methods_paths_and_macro_names_are_not_locals() {
+        let t: TokenStream = syn::parse_quote!(
+            user.name.clone() + m::x + Self::y + mac!(z) + s { ..rest } + (0..n) + a != b
+        );
+        assert_eq!(
+            names(mentioned_in_tokens(&t)),
+            ["user", "z", "s", "rest", "n", "a", "b"]
+        );
+    }
+
+    #[test]
+    fn format_specs_capture_width_and_precision() {
+        let t: TokenStream =
+            syn::parse_quote!(format!("[{label:>width$}] {:.prec$} {{no}} {0:1$}", v));
+        assert_eq!(
+            names(mentioned_in_tokens(&t)),
+            ["label", "width", "prec", "v"]
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::attr::{self, combine, Errors, WorkflowOptions};
 use crate::emit;
 use crate::lower::Lowerer;
 use crate::signature::{self, fingerprint};
+use crate::stmt_attrs;
 
 /// Expands `#[workflow(attr)] item`.
 pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::Error> {
@@ -78,6 +79,17 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
     // The compiled machine and the types it stores decide whether a stored state fits
     // this code; doc comments and formatting do not.
     let fp = fingerprint(&format!("{input_ty} -> {output} {step_body}"));
+    // What `#[cfg]` compiles in is part of the code: each predicate that holds changes
+    // the fingerprint.
+    let cfg_terms = stmt_attrs::cfg_predicates(&f.block.to_token_stream())
+        .into_iter()
+        .enumerate()
+        .map(|(i, predicate)| {
+            let term = fingerprint(&format!("cfg {i} {predicate}"));
+            let predicate: TokenStream = predicate.parse().unwrap_or_default();
+            quote!(^ if cfg!(#predicate) { #term } else { 0 })
+        });
+    let fp = quote!(#fp #(#cfg_terms)*);
     let state_infos = cfg.states.iter().map(|s| {
         let (n, l) = (&s.name, s.line);
         quote!(::flow::StateInfo { name: #n, line: #l })
@@ -131,7 +143,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
             }
 
             #[allow(
-                unused_mut, unused_variables, unused_braces, unreachable_code, path_statements,
+                unused_mut, unused_variables, unused_imports, dead_code, unused_braces, unreachable_code, path_statements,
                 unused_assignments, redundant_semicolons, non_snake_case, dependency_on_unit_never_type_fallback,
                 clippy::all, clippy::pedantic, clippy::nursery
             )]

@@ -93,6 +93,11 @@ pub struct MachineCtl {
     input: Option<Vec<u8>>,
     resume: Option<Vec<u8>>,
     persisted: Vec<(u32, Vec<u8>)>,
+    /// The bytes the journal holds for each slot, so a suspension writes exactly the
+    /// slots whose value changed, whether through a `mut` binding or through `&self`
+    /// (`Cell`, `RefCell`, atomics, `Mutex`).
+    journaled: Vec<Option<Vec<u8>>>,
+    /// Write-once slots (a `for` loop's items) bound since they were last written.
     dirty: Vec<bool>,
     writes: Vec<(u32, Vec<u8>)>,
 }
@@ -108,6 +113,7 @@ impl Machine {
                 input: Some(input),
                 resume: None,
                 persisted: Vec::new(),
+                journaled: Vec::new(),
                 dirty: Vec::new(),
                 writes: Vec::new(),
             },
@@ -123,6 +129,7 @@ impl Machine {
                 workflow,
                 input: None,
                 resume: None,
+                journaled: journaled_from(&slots),
                 persisted: slots,
                 dirty: Vec::new(),
                 writes: Vec::new(),
@@ -151,6 +158,7 @@ impl Machine {
     pub fn reset(&mut self, pc: u32, slots: Vec<(u32, Vec<u8>)>) {
         self.pc = pc;
         self.frame = None;
+        self.ctl.journaled = journaled_from(&slots);
         self.ctl.persisted = slots;
         self.ctl.dirty.clear();
         self.ctl.writes.clear();
@@ -161,6 +169,19 @@ impl Machine {
     pub fn parts(&mut self) -> (&mut u32, &mut Option<Box<dyn Any + Send>>, &mut MachineCtl) {
         (&mut self.pc, &mut self.frame, &mut self.ctl)
     }
+}
+
+/// What the journal holds, indexed by slot.
+fn journaled_from(slots: &[(u32, Vec<u8>)]) -> Vec<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    for (index, bytes) in slots {
+        let i = *index as usize;
+        if out.len() <= i {
+            out.resize(i + 1, None);
+        }
+        out[i] = Some(bytes.clone());
+    }
+    out
 }
 
 /// The frame in `slot`, created by `init` on the first step (or after a restart).
@@ -198,7 +219,7 @@ impl MachineCtl {
         })
     }
 
-    /// Records that slot `index` changed since it was last written.
+    /// Records that write-once slot `index` was bound since it was last written.
     pub fn mark_dirty(&mut self, index: u32) {
         let i = index as usize;
         if self.dirty.len() <= i {
@@ -207,8 +228,34 @@ impl MachineCtl {
         self.dirty[i] = true;
     }
 
-    /// Encodes slot `index` for the journal if it changed since it was last written.
+    /// Encodes slot `index` for the journal if its bytes differ from what the journal
+    /// holds. Deciding by the value, not by the binding, keeps changes made through
+    /// `&self` (interior mutability) across a restart.
     pub fn save_slot<T: Journaled>(
+        &mut self,
+        index: u32,
+        value: &Option<T>,
+        local: &str,
+    ) -> Result<(), StepFault> {
+        let Some(value) = value else { return Ok(()) };
+        let workflow = self.workflow;
+        let bytes = codec::encode(value, || {
+            format!("local `{local}` of workflow `{workflow}`")
+        })?;
+        let i = index as usize;
+        if self.journaled.len() <= i {
+            self.journaled.resize(i + 1, None);
+        }
+        if self.journaled[i].as_deref() != Some(bytes.as_slice()) {
+            self.journaled[i] = Some(bytes.clone());
+            self.writes.push((index, bytes));
+        }
+        Ok(())
+    }
+
+    /// Encodes write-once slot `index` (a `for` loop's items, which only the loop's
+    /// position advances through) if it was bound since it was last written.
+    pub fn save_slot_once<T: Journaled>(
         &mut self,
         index: u32,
         value: &Option<T>,

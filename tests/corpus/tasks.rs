@@ -104,3 +104,14 @@ impl From<flow::TaskFailure> for CorpusError {
         CorpusError::Engine(f.to_string())
     }
 }
+
+#[task]
+pub async fn greet(name: String) -> String {
+    format!("hello {name}")
+}
+
+#[task]
+pub async fn append(mut list: Vec<i64>, x: i64) -> Result<Vec<i64>, String> {
+    list.push(x);
+    Ok(list)
+}

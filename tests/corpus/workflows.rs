@@ -1,6 +1,9 @@
 //! The differential corpus: each workflow exercises constructs the compiler supports,
 //! alone and nested. Every one takes an `i64` so property tests can generate inputs.
 #![allow(clippy::all)]
+// Hash maps kept across steps warn (deprecation is how a macro warns); the corpus
+// uses them only in ways that do not depend on their order.
+#![allow(deprecated)]
 
 use super::tasks::*;
 use flow::workflow;
@@ -612,4 +615,354 @@ pub async fn fan_out_over_tolerance(x: i64) -> Result<Vec<Result<i64, String>>, 
         .tolerate_failures(1)
         .await
         .map_err(|e| format!("more than {} of {} failed", e.tolerated, e.total))
+}
+
+// ----- operand evaluation order: places before a step are read before it -----------
+
+/// A place read before an operand that changes it and then awaits: plain Rust reads it
+/// first (issue 10's repro).
+#[workflow]
+pub async fn order_place_then_step(x: i64) -> (i64, i64) {
+    let mut n = x;
+    let pair = (n, {
+        n += 1;
+        inc(n).await
+    });
+    pair
+}
+
+/// The same in call arguments, array elements and `vec!`, with the step in between
+/// reassigning the place or calling a `&mut self` method on it.
+#[workflow]
+pub async fn order_call_args_and_arrays(x: i64) -> (i64, [i64; 2], Vec<i64>, i64) {
+    let mut n = x;
+    let sum = add(n, {
+        n *= 3;
+        double(n).await
+    })
+    .await;
+    let mut v = vec![x];
+    let arr = [v.len() as i64, {
+        v.push(1);
+        inc(v.len() as i64).await
+    }];
+    let listed = vec![n, {
+        n -= 1;
+        inc(n).await
+    }];
+    (sum, arr, listed, n)
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pair {
+    pub a: i64,
+    pub b: i64,
+}
+
+/// Struct fields, binary operators (by value and comparisons), a `Copy` receiver, and
+/// an indexed read borrowed by `format!` (read after the step, bounds-checked before).
+#[workflow]
+pub async fn order_struct_binary_receiver(x: i64) -> String {
+    let mut n = x;
+    let p = Pair {
+        a: n,
+        b: {
+            n += 5;
+            double(n).await
+        },
+    };
+    let diff = n - {
+        n = 100;
+        inc(n).await
+    };
+    let same = n == {
+        n += 1;
+        inc(n - 2).await
+    };
+    let bigger = n.max({
+        n = -50;
+        inc(n).await
+    });
+    let names = vec![format!("n{x}"), "other".to_string()];
+    let text = format!("{} of {}", names[0], label(n).await);
+    format!("{p:?} {diff} {same} {bigger} {text} {n}")
+}
+
+// ----- items keep their block's scope ------------------------------------------------
+
+fn fmt_id(x: i64) -> String {
+    format!("id-{x}")
+}
+
+/// A function declared in a block applies to that block only (issue 10's repro).
+#[workflow]
+pub async fn scoped_fn(x: i64) -> String {
+    let first = fmt_id(inc(x).await);
+    let second = {
+        fn fmt_id(x: i64) -> String {
+            format!("inner-{x}")
+        }
+        fmt_id(inc(x + 1).await)
+    };
+    let third = fmt_id(double(x).await);
+    format!("{first} {second} {third}")
+}
+
+/// Constants and `use`s of the same name in several blocks and at the top.
+#[workflow]
+pub async fn scoped_consts_same_name(x: i64) -> i64 {
+    const K: i64 = 1;
+    let a = {
+        const K: i64 = 10;
+        inc(x).await * K
+    };
+    let b = {
+        const K: i64 = 100;
+        let v = double(x).await;
+        v * K + K
+    };
+    let c = if x > 0 {
+        use std::cmp::max as pick;
+        pick(inc(x).await, K)
+    } else {
+        use std::cmp::min as pick;
+        pick(double(x).await, K)
+    };
+    a + b + c + K
+}
+
+/// A loop body's function, and one of the same name at the top of the body.
+#[workflow]
+pub async fn scoped_fn_in_loop(x: i64) -> i64 {
+    let mut total = 0;
+    for i in 0..3 {
+        fn weight(i: i64) -> i64 {
+            i * 7
+        }
+        total += weight(inc(i + x).await);
+    }
+    fn weight(i: i64) -> i64 {
+        i
+    }
+    total + weight(x)
+}
+
+// ----- interior mutability: what changed is decided by the value ---------------------
+
+/// A `Cell` that is not `mut` but changes between steps (issue 10's repro).
+#[workflow]
+pub async fn cell_across_steps(x: i64) -> i64 {
+    let total = std::cell::Cell::new(0);
+    let v = inc(x).await;
+    total.set(v);
+    double(0).await;
+    total.get() + 1
+}
+
+/// A `RefCell` filled in a loop of steps.
+#[workflow]
+pub async fn refcell_across_steps(x: i64) -> Vec<i64> {
+    let log = std::cell::RefCell::new(Vec::new());
+    for i in 0..3 {
+        let v = inc(x + i).await;
+        log.borrow_mut().push(v);
+    }
+    let last = double(x).await;
+    log.borrow_mut().push(last);
+    log.into_inner()
+}
+
+/// An atomic and a `Mutex`, changed through `&self` between steps.
+#[workflow]
+pub async fn atomic_and_mutex_across_steps(x: i64) -> (i64, String) {
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    let hits = AtomicI64::new(0);
+    let name = std::sync::Mutex::new(String::new());
+    hits.fetch_add(inc(x).await, SeqCst);
+    let l = label(x).await;
+    name.lock().unwrap().push_str(&l);
+    hits.fetch_add(double(x).await, SeqCst);
+    (hits.load(SeqCst), name.into_inner().unwrap())
+}
+
+// ----- attributes on statements mean what they mean in plain Rust --------------------
+
+/// A `#[cfg]`'d-out step is not run; a `#[cfg]`'d-in `let` binds (issue 10's repros).
+#[workflow]
+pub async fn cfg_on_steps(x: i64) -> i64 {
+    let a = inc(x).await;
+    #[cfg(any())]
+    double(a * 100).await;
+    #[cfg(all())]
+    let b = double(a).await;
+    #[cfg(any())]
+    let b = inc(b).await;
+    a + b
+}
+
+/// Locals bound under a false predicate, used only under it; lint attributes.
+#[workflow]
+pub async fn cfg_locals_and_lints(x: i64) -> i64 {
+    #[cfg(any())]
+    let extra = inc(x).await;
+    let base = double(x).await;
+    #[cfg(any())]
+    let base = base + extra;
+    #[cfg(not(any()))]
+    let kept = add(base, 1).await;
+    #[allow(unused_variables)]
+    let unused = inc(kept).await;
+    #[rustfmt::skip]
+    let z = add(kept,   base).await;
+    z
+}
+
+/// `#[cfg]` on blocks in a loop of steps and on match arms.
+#[workflow]
+pub async fn cfg_in_loops_and_arms(x: i64) -> i64 {
+    let mut total = 0;
+    for i in 0..3 {
+        #[cfg(any())]
+        {
+            total += inc(i).await;
+        }
+        #[cfg(not(any()))]
+        {
+            total += double(i + x).await;
+        }
+    }
+    let r = match x.rem_euclid(3) {
+        #[cfg(any())]
+        0 => inc(1000).await,
+        0 => double(x).await,
+        #[cfg(all())]
+        1 => inc(x).await,
+        _ => x,
+    };
+    total + r
+}
+
+// ----- hash maps across steps: only order-independent uses are exact -----------------
+
+/// Lookups in a `HashMap` kept across steps (its order is not used).
+#[workflow]
+pub async fn hash_map_lookups(x: i64) -> (i64, bool) {
+    let mut prices = std::collections::HashMap::new();
+    prices.insert("a".to_string(), inc(x).await);
+    prices.insert("b".to_string(), double(x).await);
+    let total = add(prices["a"], prices["b"]).await;
+    (total, prices.contains_key("c"))
+}
+
+/// A `HashSet` whose items are read back in sorted order after a step.
+#[workflow]
+pub async fn hash_set_sorted(x: i64) -> Vec<i64> {
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..4 {
+        seen.insert(inc(x + i % 2).await);
+    }
+    let _ = double(x).await;
+    let mut out: Vec<i64> = seen.into_iter().collect();
+    out.sort();
+    out
+}
+
+/// A `BTreeMap` (the fix the warning suggests): keys before a step and values after it
+/// line up.
+#[workflow]
+pub async fn btree_map_order(x: i64) -> Vec<(String, i64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for k in ["z", "a", "m"] {
+        m.insert(k.to_string(), x);
+    }
+    let keys: Vec<String> = m.keys().cloned().collect();
+    let bump = inc(x).await;
+    let values: Vec<i64> = m.values().map(|v| v + bump).collect();
+    keys.into_iter().zip(values).collect()
+}
+
+// ----- ordinary Rust: liveness and scoping follow Rust's rules -------------------------
+
+/// A local moved into a step and reassigned from its result (issue 10's first shape).
+#[workflow]
+pub async fn move_into_step_and_reassign(x: i64) -> Result<(Vec<i64>, Account), String> {
+    let xs = vec![x, 2, 3];
+    let mut acc = Vec::new();
+    for v in xs {
+        acc = append(acc, v).await?;
+    }
+    let mut account = Account {
+        id: format!("a{x}"),
+        balance: 0,
+        history: Vec::new(),
+    };
+    account = deposit(account, 10).await;
+    account = deposit(account, x).await;
+    Ok((acc, account))
+}
+
+/// A field and a method named like a local moved into a step.
+#[workflow]
+pub async fn field_named_like_moved_local(x: i64) -> String {
+    let user = Account {
+        id: format!("u{x}"),
+        balance: x,
+        history: vec![x],
+    };
+    let id = user.id.clone();
+    let g = greet(id).await;
+    let history = user.history.len();
+    g + &user.id + &history.to_string()
+}
+
+/// Format-spec captures (`{label:>width$}`, `{:.prec$}`) and an upper-case `let`
+/// across steps.
+#[workflow]
+pub async fn format_spec_captures(x: i64) -> String {
+    let width = (x.rem_euclid(5) + 3) as usize;
+    let prec = 2usize;
+    let label = inc(x).await.to_string();
+    #[allow(non_snake_case)]
+    let N = double(x).await;
+    let ratio = N as f64 / 3.0;
+    format!("[{label:>width$}] {:.prec$} {ratio:.1$} {N}", ratio, prec)
+}
+
+/// Steps in the `else` of a `let ... else`.
+#[workflow]
+pub async fn let_else_with_steps(x: i64) -> i64 {
+    let Some(half) = maybe_half(x).await else {
+        let noted = inc(x).await;
+        return noted * 100;
+    };
+    let Some(mut q) = maybe_half(half).await else {
+        return double(half).await;
+    };
+    q += 1;
+    half + q
+}
+
+/// A range of 2^40 items with an early return: journaled as its bounds, never
+/// materialized.
+#[workflow]
+pub async fn huge_range_early_return(x: i64) -> i64 {
+    let n: i64 = 1 << 40;
+    let mut acc = 0;
+    for i in x..n {
+        acc += inc(i).await;
+        if i >= x + 3 {
+            return acc;
+        }
+    }
+    acc
+}
+
+/// Range bounds computed by steps.
+#[workflow]
+pub async fn range_bounds_from_steps(x: i64) -> Vec<i64> {
+    let mut out = vec![];
+    for i in inc(x).await..double(x.rem_euclid(4) + 2).await + x {
+        out.push(inc(i).await);
+    }
+    out
 }

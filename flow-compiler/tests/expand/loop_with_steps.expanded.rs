@@ -36,7 +36,7 @@ impl ::core::future::IntoFuture for restock {
 }
 impl ::flow::Workflow for restock {
     const NAME: &'static str = "restock";
-    const FINGERPRINT: u64 = 5500823536362270474u64;
+    const FINGERPRINT: u64 = 5732302838760465490u64;
     type Input = (Vec<String>, u64);
     type Output = Result<u64, String>;
     fn into_input(self) -> Self::Input {
@@ -48,6 +48,8 @@ impl ::flow::Workflow for restock {
     #[allow(
         unused_mut,
         unused_variables,
+        unused_imports,
+        dead_code,
         unused_braces,
         unreachable_code,
         path_statements,
@@ -91,32 +93,40 @@ impl ::flow::Workflow for restock {
             match __flow_index {
                 1u32 => {
                     __flow_f.s1 = ::core::option::Option::Some(
-                        __flow_ctl.decode_slot(&__flow_bytes, "budget")?,
+                        __flow_ctl.decode_slot(&__flow_bytes, "`budget`")?,
                     );
                 }
                 2u32 => {
                     __flow_f.s2 = ::core::option::Option::Some(
-                        __flow_ctl.decode_slot(&__flow_bytes, "spent")?,
+                        __flow_ctl.decode_slot(&__flow_bytes, "`spent`")?,
                     );
                 }
                 3u32 => {
                     __flow_f.s3 = ::core::option::Option::Some(
-                        __flow_ctl.decode_slot(&__flow_bytes, "__flow_items_1")?,
+                        __flow_ctl
+                            .decode_slot(
+                                &__flow_bytes,
+                                "what the `for` loop at line 4 iterates over",
+                            )?,
                     );
                 }
                 4u32 => {
                     __flow_f.s4 = ::core::option::Option::Some(
-                        __flow_ctl.decode_slot(&__flow_bytes, "__flow_pos_2")?,
+                        __flow_ctl
+                            .decode_slot(
+                                &__flow_bytes,
+                                "the position of the `for` loop at line 4",
+                            )?,
                     );
                 }
                 5u32 => {
                     __flow_f.s5 = ::core::option::Option::Some(
-                        __flow_ctl.decode_slot(&__flow_bytes, "item")?,
+                        __flow_ctl.decode_slot(&__flow_bytes, "`item`")?,
                     );
                 }
                 7u32 => {
                     __flow_f.s7 = ::core::option::Option::Some(
-                        __flow_ctl.decode_slot(&__flow_bytes, "price")?,
+                        __flow_ctl.decode_slot(&__flow_bytes, "`price`")?,
                     );
                 }
                 _ => {}
@@ -131,33 +141,48 @@ impl ::flow::Workflow for restock {
                     let mut __flow_items_1 = ::flow::__private::for_items(items);
                     let mut __flow_pos_2: usize = 0;
                     {
-                        __flow_f.s1 = ::core::option::Option::Some(budget);
-                        __flow_ctl.mark_dirty(1u32);
-                        __flow_f.s2 = ::core::option::Option::Some(spent);
-                        __flow_ctl.mark_dirty(2u32);
-                        __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
-                        __flow_ctl.mark_dirty(3u32);
-                        __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
-                        __flow_ctl.mark_dirty(4u32);
+                        {
+                            __flow_f.s1 = ::core::option::Option::Some(budget);
+                        }
+                        {
+                            __flow_f.s2 = ::core::option::Option::Some(spent);
+                        }
+                        {
+                            __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
+                            __flow_ctl.mark_dirty(3u32);
+                        }
+                        {
+                            __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                        }
                         *__flow_pc = 2u32;
                         continue;
                     }
                 }
                 2u32 => {
                     let mut __flow_items_1 = __flow_ctl
-                        .take_slot(&mut __flow_f.s3, "__flow_items_1")?;
+                        .take_slot(
+                            &mut __flow_f.s3,
+                            "what the `for` loop at line 4 iterates over",
+                        )?;
                     let mut __flow_pos_2 = __flow_ctl
-                        .take_slot(&mut __flow_f.s4, "__flow_pos_2")?;
+                        .take_slot(
+                            &mut __flow_f.s4,
+                            "the position of the `for` loop at line 4",
+                        )?;
                     match ::flow::__private::for_next(
                         &mut __flow_items_1,
                         &mut __flow_pos_2,
                     ) {
                         ::core::option::Option::Some(item) => {
-                            __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
-                            __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
-                            __flow_ctl.mark_dirty(4u32);
-                            __flow_f.s5 = ::core::option::Option::Some(item);
-                            __flow_ctl.mark_dirty(5u32);
+                            {
+                                __flow_f.s3 = ::core::option::Option::Some(__flow_items_1);
+                            }
+                            {
+                                __flow_f.s4 = ::core::option::Option::Some(__flow_pos_2);
+                            }
+                            {
+                                __flow_f.s5 = ::core::option::Option::Some(item);
+                            }
                             *__flow_pc = 3u32;
                             continue;
                         }
@@ -168,22 +193,46 @@ impl ::flow::Workflow for restock {
                     }
                 }
                 3u32 => {
-                    let mut item = __flow_ctl.take_slot(&mut __flow_f.s5, "item")?;
+                    let mut item = __flow_ctl.take_slot(&mut __flow_f.s5, "`item`")?;
                     {
                         let __flow_op = quote(item.clone());
-                        __flow_f.s5 = ::core::option::Option::Some(item);
-                        __flow_ctl.save_slot(1u32, &__flow_f.s1, "budget")?;
-                        __flow_ctl.save_slot(2u32, &__flow_f.s2, "spent")?;
-                        __flow_ctl.save_slot(3u32, &__flow_f.s3, "__flow_items_1")?;
-                        __flow_ctl.save_slot(4u32, &__flow_f.s4, "__flow_pos_2")?;
-                        __flow_ctl.save_slot(5u32, &__flow_f.s5, "item")?;
-                        __flow_ctl.save_slot(7u32, &__flow_f.s7, "price")?;
+                        {
+                            __flow_f.s5 = ::core::option::Option::Some(item);
+                        }
+                        {
+                            __flow_ctl.save_slot(1u32, &__flow_f.s1, "`budget`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(2u32, &__flow_f.s2, "`spent`")?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot_once(
+                                    3u32,
+                                    &__flow_f.s3,
+                                    "what the `for` loop at line 4 iterates over",
+                                )?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot(
+                                    4u32,
+                                    &__flow_f.s4,
+                                    "the position of the `for` loop at line 4",
+                                )?;
+                        }
+                        {
+                            __flow_ctl.save_slot(5u32, &__flow_f.s5, "`item`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(7u32, &__flow_f.s7, "`price`")?;
+                        }
                         *__flow_pc = 4u32;
                         return __flow_ctl.suspend(&mut __flow_f.p0, __flow_op, 0u32);
                     }
                 }
                 4u32 => {
-                    let mut budget = __flow_ctl.take_slot(&mut __flow_f.s1, "budget")?;
+                    let mut budget = __flow_ctl.take_slot(&mut __flow_f.s1, "`budget`")?;
                     let __flow_await_3 = __flow_ctl.take_output(&__flow_f.p0, "quote")?;
                     let price = match ::flow::__private::QuestionMark::branch(
                         __flow_await_3,
@@ -202,18 +251,21 @@ impl ::flow::Workflow for restock {
                     };
                     if price > budget {
                         {
-                            __flow_f.s1 = ::core::option::Option::Some(budget);
-                            __flow_ctl.mark_dirty(1u32);
+                            {
+                                __flow_f.s1 = ::core::option::Option::Some(budget);
+                            }
                             *__flow_pc = 6u32;
                             continue;
                         }
                     } else {
                         ();
                         {
-                            __flow_f.s1 = ::core::option::Option::Some(budget);
-                            __flow_ctl.mark_dirty(1u32);
-                            __flow_f.s7 = ::core::option::Option::Some(price);
-                            __flow_ctl.mark_dirty(7u32);
+                            {
+                                __flow_f.s1 = ::core::option::Option::Some(budget);
+                            }
+                            {
+                                __flow_f.s7 = ::core::option::Option::Some(price);
+                            }
                             *__flow_pc = 5u32;
                             continue;
                         }
@@ -224,25 +276,49 @@ impl ::flow::Workflow for restock {
                     continue;
                 }
                 5u32 => {
-                    let mut item = __flow_ctl.take_slot(&mut __flow_f.s5, "item")?;
-                    let mut price = __flow_ctl.take_slot(&mut __flow_f.s7, "price")?;
+                    let mut item = __flow_ctl.take_slot(&mut __flow_f.s5, "`item`")?;
+                    let mut price = __flow_ctl.take_slot(&mut __flow_f.s7, "`price`")?;
                     {
                         let __flow_op = buy(item, price);
-                        __flow_f.s7 = ::core::option::Option::Some(price);
-                        __flow_ctl.save_slot(1u32, &__flow_f.s1, "budget")?;
-                        __flow_ctl.save_slot(2u32, &__flow_f.s2, "spent")?;
-                        __flow_ctl.save_slot(3u32, &__flow_f.s3, "__flow_items_1")?;
-                        __flow_ctl.save_slot(4u32, &__flow_f.s4, "__flow_pos_2")?;
-                        __flow_ctl.save_slot(5u32, &__flow_f.s5, "item")?;
-                        __flow_ctl.save_slot(7u32, &__flow_f.s7, "price")?;
+                        {
+                            __flow_f.s7 = ::core::option::Option::Some(price);
+                        }
+                        {
+                            __flow_ctl.save_slot(1u32, &__flow_f.s1, "`budget`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(2u32, &__flow_f.s2, "`spent`")?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot_once(
+                                    3u32,
+                                    &__flow_f.s3,
+                                    "what the `for` loop at line 4 iterates over",
+                                )?;
+                        }
+                        {
+                            __flow_ctl
+                                .save_slot(
+                                    4u32,
+                                    &__flow_f.s4,
+                                    "the position of the `for` loop at line 4",
+                                )?;
+                        }
+                        {
+                            __flow_ctl.save_slot(5u32, &__flow_f.s5, "`item`")?;
+                        }
+                        {
+                            __flow_ctl.save_slot(7u32, &__flow_f.s7, "`price`")?;
+                        }
                         *__flow_pc = 7u32;
                         return __flow_ctl.suspend(&mut __flow_f.p1, __flow_op, 1u32);
                     }
                 }
                 7u32 => {
-                    let mut budget = __flow_ctl.take_slot(&mut __flow_f.s1, "budget")?;
-                    let mut spent = __flow_ctl.take_slot(&mut __flow_f.s2, "spent")?;
-                    let mut price = __flow_ctl.take_slot(&mut __flow_f.s7, "price")?;
+                    let mut budget = __flow_ctl.take_slot(&mut __flow_f.s1, "`budget`")?;
+                    let mut spent = __flow_ctl.take_slot(&mut __flow_f.s2, "`spent`")?;
+                    let mut price = __flow_ctl.take_slot(&mut __flow_f.s7, "`price`")?;
                     let __flow_await_4 = __flow_ctl.take_output(&__flow_f.p1, "buy")?;
                     match ::flow::__private::QuestionMark::branch(__flow_await_4) {
                         ::core::ops::ControlFlow::Continue(__flow_value) => __flow_value,
@@ -260,16 +336,18 @@ impl ::flow::Workflow for restock {
                     budget -= price;
                     spent += price;
                     {
-                        __flow_f.s1 = ::core::option::Option::Some(budget);
-                        __flow_ctl.mark_dirty(1u32);
-                        __flow_f.s2 = ::core::option::Option::Some(spent);
-                        __flow_ctl.mark_dirty(2u32);
+                        {
+                            __flow_f.s1 = ::core::option::Option::Some(budget);
+                        }
+                        {
+                            __flow_f.s2 = ::core::option::Option::Some(spent);
+                        }
                         *__flow_pc = 2u32;
                         continue;
                     }
                 }
                 1u32 => {
-                    let mut spent = __flow_ctl.take_slot(&mut __flow_f.s2, "spent")?;
+                    let mut spent = __flow_ctl.take_slot(&mut __flow_f.s2, "`spent`")?;
                     return __flow_ctl.complete::<Result<u64, String>>(&(Ok(spent)));
                 }
                 __flow_other => {
