@@ -35,7 +35,7 @@ SHAPES = {
     "user_macros": "macro_rules! whose expansion contains `return` or `?`",
     "await_in_user_macro": "`.await` inside the arguments of a user macro_rules!",
     "let_else": "let-else with a step in the else block",
-    "vec_repeat": "`vec![num(x).await?; n]`",
+    "await_in_vec": "`.await` inside `vec!`: `vec![num(x).await?; n]`, `vec![a, num(b).await?, c]`",
     "ranges": "`for i in 0..n` (and rev, inclusive, step_by) with an early exit",
     "huge_ranges": "`for i in 0..5_000_000` and `0..1 << 40` left after a few steps",
     "upper_case": "upper-case let bindings (`let N = num(x).await?;`)",
@@ -206,6 +206,10 @@ class Gen:
         if form == "binary":
             return f"(({a}) - ({b}) * 3 + ({c})).rem_euclid(1000)"
         if form == "vec_macro":
+            if not self.on("await_in_vec"):
+                saved, self.awaits_ok = self.awaits_ok, False
+                a, b, c = self.operands(scope, depth, 3)
+                self.awaits_ok = saved
             return f"fold_vec(vec![{a}, {b}, {c}])"
         # A user macro's arguments: an `.await` there is its own shape.
         saved = self.awaits_ok
@@ -310,7 +314,7 @@ class Gen:
         if self.on("control"):
             kinds.append("ret")
         for shape in ["move_reassign", "partial_move", "interior", "block_items", "format_captures",
-                      "borrow_before_step", "borrowed_iteration", "user_macros", "let_else", "vec_repeat",
+                      "borrow_before_step", "borrowed_iteration", "user_macros", "let_else", "await_in_vec",
                       "ranges", "errors"]:
             if self.on(shape) and (depth > 0 or shape not in ("borrowed_iteration", "ranges", "block_items")):
                 kinds.append(shape)
@@ -597,7 +601,7 @@ class Gen:
         els = f"note({self.expr(scope, 1)}).await?; trace.push({self.awaiting(scope, 1)}); {self.pick(exits)}"
         return f"let Some({name}) = half({self.expr(scope, 2)}).await? else {{ {els} }};", scope + [Var(name, "int")]
 
-    def s_vec_repeat(self, scope, depth):
+    def s_await_in_vec(self, scope, depth):
         rep = self.fresh("rep")
         return (f"let {rep} = vec![{self.awaiting(scope, 2)}; {self.rng.randint(0, 3)}]; "
                 f"trace.push({rep}.iter().sum::<i64>()); trace.push({rep}.len() as i64);"), scope
@@ -638,7 +642,7 @@ class Gen:
         scope = [Var("x", "int", True)]
         stmts = []
         for _ in range(self.rng.randint(3, 6)):
-            s, scope = self.stmt(scope, 3)
+            s, scope = self.stmt(scope, 2)
             stmts.append(s)
         body = "\n    ".join(stmts)
         return (f"#[workflow]\npub async fn {name}(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>), String> {{\n"
