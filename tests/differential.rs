@@ -111,6 +111,13 @@ corpus_tests!(
     let_else_with_steps,
     huge_range_early_return,
     range_bounds_from_steps,
+    diverging_tail,
+    vec_repeat_step,
+    for_over_borrows,
+    vec_list_step,
+    borrowed_scrutinees,
+    partial_move_then_rest,
+    generator_findings_8_to_10,
 );
 
 #[tokio::test]

@@ -1,9 +1,11 @@
 //! Options of `#[workflow(...)]` and `#[task(...)]`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Expr, Lit, Meta};
+
+use crate::ctxt::Ctxt;
 
 /// Parsed `#[task(...)]` options.
 #[derive(Default)]
@@ -33,54 +35,60 @@ pub struct WorkflowOptions {
     pub name: Option<String>,
 }
 
-/// Parses `#[workflow(...)]` options, collecting every error.
-pub fn workflow_options(attr: TokenStream) -> Result<WorkflowOptions, syn::Error> {
+/// Parses `#[workflow(...)]` options, reporting every error to `cx`.
+pub(crate) fn workflow_options(attr: TokenStream, cx: &Ctxt) -> WorkflowOptions {
     let mut opts = WorkflowOptions::default();
-    let mut errors = Errors::default();
-    for meta in metas(attr)? {
+    let errors = cx;
+    for meta in metas(attr).unwrap_or_else(|e| {
+        cx.syn_error(e);
+        Vec::new()
+    }) {
         match &meta {
             Meta::NameValue(nv) if nv.path.is_ident("name") => match string(&nv.value) {
                 Some(s) => opts.name = Some(s),
-                None => errors.push(
+                None => errors.error_at(
                     nv.value.span(),
                     "expected a string: `name = \"my_workflow\"`",
                 ),
             },
-            other => errors.push(
+            other => errors.error_at(
                 other.span(),
                 "unknown #[workflow] option; the only option is `name = \"...\"`",
             ),
         }
     }
-    errors.finish(opts)
+    opts
 }
 
-/// Parses `#[task(...)]` options, collecting every error.
-pub fn task_options(attr: TokenStream) -> Result<TaskOptions, syn::Error> {
+/// Parses `#[task(...)]` options, reporting every error to `cx`.
+pub(crate) fn task_options(attr: TokenStream, cx: &Ctxt) -> TaskOptions {
     let mut opts = TaskOptions::default();
-    let mut errors = Errors::default();
-    for meta in metas(attr)? {
+    let errors = cx;
+    for meta in metas(attr).unwrap_or_else(|e| {
+        cx.syn_error(e);
+        Vec::new()
+    }) {
         match &meta {
             Meta::NameValue(nv) if nv.path.is_ident("name") => match string(&nv.value) {
                 Some(s) => opts.name = Some(s),
-                None => errors.push(nv.value.span(), "expected a string: `name = \"charge_card\"`"),
+                None => errors.error_at(nv.value.span(), "expected a string: `name = \"charge_card\"`"),
             },
             Meta::NameValue(nv) if nv.path.is_ident("timeout") => {
-                opts.timeout_ms = duration(&nv.value, &mut errors);
+                opts.timeout_ms = duration(&nv.value, errors);
             }
             Meta::List(list) if list.path.is_ident("retry") => {
                 let inner = match metas(list.tokens.clone()) {
                     Ok(m) => m,
                     Err(e) => {
-                        errors.0.push(e);
+                        errors.syn_error(e);
                         continue;
                     }
                 };
                 for m in inner {
-                    retry_option(&m, &mut opts, &mut errors);
+                    retry_option(&m, &mut opts, errors);
                 }
             }
-            other => errors.push(
+            other => errors.error_at(
                 other.span(),
                 "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"` or \
                  `retry(max_attempts = 5, initial = \"200ms\", backoff = 2.0, max_interval = \"1m\", \
@@ -88,12 +96,12 @@ pub fn task_options(attr: TokenStream) -> Result<TaskOptions, syn::Error> {
             ),
         }
     }
-    errors.finish(opts)
+    opts
 }
 
-fn retry_option(m: &Meta, opts: &mut TaskOptions, errors: &mut Errors) {
+fn retry_option(m: &Meta, opts: &mut TaskOptions, errors: &Ctxt) {
     let Meta::NameValue(nv) = m else {
-        errors.push(m.span(), "expected `key = value` inside `retry(...)`");
+        errors.error_at(m.span(), "expected `key = value` inside `retry(...)`");
         return;
     };
     let key = nv
@@ -104,23 +112,23 @@ fn retry_option(m: &Meta, opts: &mut TaskOptions, errors: &mut Errors) {
     match key.as_str() {
         "max_attempts" => match int(&nv.value) {
             Some(n) if n >= 1 && n <= u32::MAX as u64 => opts.max_attempts = Some(n as u32),
-            _ => errors.push(nv.value.span(), "`max_attempts` must be a whole number of at least 1 (the first attempt counts)"),
+            _ => errors.error_at(nv.value.span(), "`max_attempts` must be a whole number of at least 1 (the first attempt counts)"),
         },
         "initial" => opts.initial_ms = duration(&nv.value, errors),
         "max_interval" => opts.max_interval_ms = duration(&nv.value, errors),
         "backoff" => match float(&nv.value) {
             Some(f) if f >= 1.0 => opts.backoff = Some(f),
-            _ => errors.push(nv.value.span(), "`backoff` must be a number of at least 1.0, e.g. `backoff = 2.0`"),
+            _ => errors.error_at(nv.value.span(), "`backoff` must be a number of at least 1.0, e.g. `backoff = 2.0`"),
         },
         "jitter" => match float(&nv.value) {
             Some(f) if (0.0..=1.0).contains(&f) => opts.jitter = Some(f),
-            _ => errors.push(nv.value.span(), "`jitter` must be a fraction between 0.0 and 1.0, e.g. `jitter = 0.1`"),
+            _ => errors.error_at(nv.value.span(), "`jitter` must be a fraction between 0.0 and 1.0, e.g. `jitter = 0.1`"),
         },
         "non_retryable" => match &nv.value {
             Expr::Path(p) => opts.non_retryable = Some(p.path.clone()),
-            other => errors.push(other.span(), "`non_retryable` takes a function path `fn(&E) -> bool`, e.g. `non_retryable = is_permanent`"),
+            other => errors.error_at(other.span(), "`non_retryable` takes a function path `fn(&E) -> bool`, e.g. `non_retryable = is_permanent`"),
         },
-        _ => errors.push(
+        _ => errors.error_at(
             nv.path.span(),
             "unknown retry option; expected max_attempts, initial, backoff, max_interval, jitter or non_retryable",
         ),
@@ -163,10 +171,10 @@ fn float(e: &Expr) -> Option<f64> {
     }
 }
 
-fn duration(e: &Expr, errors: &mut Errors) -> Option<u64> {
+fn duration(e: &Expr, errors: &Ctxt) -> Option<u64> {
     let parsed = string(e).and_then(|s| parse_duration_ms(&s));
     if parsed.is_none() {
-        errors.push(
+        errors.error_at(
             e.span(),
             "expected a duration string such as \"250ms\", \"30s\", \"5m\" or \"1h\"",
         );
@@ -190,32 +198,6 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
-/// Errors collected so all are reported at once.
-#[derive(Default)]
-pub struct Errors(pub Vec<syn::Error>);
-
-impl Errors {
-    /// Adds an error at `span`.
-    pub fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
-        self.0.push(syn::Error::new(span, msg));
-    }
-
-    /// `Ok(value)` if there were no errors, otherwise all of them combined.
-    pub fn finish<T>(self, value: T) -> Result<T, syn::Error> {
-        combine(self.0).map_or(Ok(value), Err)
-    }
-}
-
-/// Combines errors into one (rustc reports each at its own span).
-pub fn combine(errors: Vec<syn::Error>) -> Option<syn::Error> {
-    let mut it = errors.into_iter();
-    let mut first = it.next()?;
-    for e in it {
-        first.combine(e);
-    }
-    Some(first)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,18 +214,21 @@ mod tests {
 
     #[test]
     fn task_options_parse_and_errors_accumulate() {
-        let o = task_options(quote!(
-            timeout = "5s",
-            retry(max_attempts = 4, backoff = 1.5, non_retryable = is_fatal)
-        ))
-        .unwrap();
+        let cx = Ctxt::new();
+        let o = task_options(
+            quote!(
+                timeout = "5s",
+                retry(max_attempts = 4, backoff = 1.5, non_retryable = is_fatal)
+            ),
+            &cx,
+        );
+        cx.check().unwrap();
         assert_eq!(
             (o.timeout_ms, o.max_attempts, o.backoff),
             (Some(5000), Some(4), Some(1.5))
         );
-        let e = task_options(quote!(timeout = 5, retry(max_attempts = 0), bogus))
-            .err()
-            .unwrap();
-        assert_eq!(e.into_iter().count(), 3);
+        let cx = Ctxt::new();
+        task_options(quote!(timeout = 5, retry(max_attempts = 0), bogus), &cx);
+        assert_eq!(cx.check().unwrap_err().into_iter().count(), 3);
     }
 }

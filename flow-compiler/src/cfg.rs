@@ -37,6 +37,37 @@ pub struct Slot {
     pub cfg: Vec<TokenStream>,
     /// Visibly a `HashMap`/`HashSet`: its iteration order changes when it is restored.
     pub hash_ordered: bool,
+    /// Bound to string literals (a `&'static str`), which the journal cannot restore.
+    pub static_str: bool,
+    /// A borrowed `for` item: blocks that read it bind it again ([`Cfg::rebinds`]).
+    pub rebound_by: Option<usize>,
+}
+
+/// A `for` loop whose items are a field of a local (`for x in bag.items`).
+#[derive(Clone, Debug)]
+pub struct PartialMove {
+    /// The block that evaluates the items.
+    pub block: BlockId,
+    /// The local the field belongs to.
+    pub root: SlotId,
+    /// The field, as lowered (`bag.items`).
+    pub field: TokenStream,
+    /// The slot holding the loop's items.
+    pub items: SlotId,
+    /// The iterated expression's span.
+    pub span: Span,
+}
+
+/// How a block binds again the item of a `for` loop over a borrowed collection, from
+/// the collection and the loop's position, instead of taking a borrow from the frame.
+#[derive(Clone, Debug)]
+pub struct Rebind {
+    /// `let PAT = <the item at the loop's position>;`
+    pub code: TokenStream,
+    /// The slots the code reads (the collection's local and the position).
+    pub deps: Vec<SlotId>,
+    /// `#[cfg]` predicates it is compiled in under.
+    pub cfg: Vec<TokenStream>,
 }
 
 /// How control leaves a block.
@@ -103,13 +134,16 @@ pub struct Block {
     pub order: Option<usize>,
     /// Control leaves the block on every path.
     pub terminated: bool,
-    /// Items of the nested blocks it belongs to (indices into [`Cfg::scoped_items`]).
-    pub items: Vec<usize>,
+    /// Items of the nested blocks it belongs to, outermost block first (indices into
+    /// [`Cfg::scoped_items`]).
+    pub items: Vec<Vec<usize>>,
     /// `#[cfg]` predicates it is compiled in under.
     pub cfg: Vec<TokenStream>,
     /// Slots first assigned (`x = ..;`) in the block without being taken from the frame:
     /// declared, unassigned, at its start.
     pub declared: BTreeSet<SlotId>,
+    /// Borrowed `for` items bound again at its start (indices into [`Cfg::rebinds`]).
+    pub rebinds: BTreeSet<usize>,
 }
 
 /// An await site: a state of the compiled machine.
@@ -145,6 +179,10 @@ pub struct Cfg {
     /// Functions, constants and `use`s of lowered nested blocks, repeated in the arms of
     /// their blocks.
     pub scoped_items: Vec<TokenStream>,
+    /// Borrowed `for` items, bound again where they are read.
+    pub rebinds: Vec<Rebind>,
+    /// `for` loops over a field of a local.
+    pub partial_moves: Vec<PartialMove>,
 }
 
 /// Placeholder identifier for exit `k`.

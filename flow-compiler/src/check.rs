@@ -6,10 +6,10 @@ use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::Expr;
 
-use crate::attr::Errors;
+use crate::ctxt::Ctxt;
 
 /// Reports `.await` inside closures and async blocks of a workflow body.
-pub fn check_body(body: &syn::Block, errors: &mut Errors) {
+pub(crate) fn check_body(body: &syn::Block, errors: &Ctxt) {
     let mut v = AwaitPlacement {
         inside: None,
         errors,
@@ -20,7 +20,7 @@ pub fn check_body(body: &syn::Block, errors: &mut Errors) {
 struct AwaitPlacement<'a> {
     /// The enclosing closure or async block, if any.
     inside: Option<(&'static str, Span)>,
-    errors: &'a mut Errors,
+    errors: &'a Ctxt,
 }
 
 impl<'ast> Visit<'ast> for AwaitPlacement<'_> {
@@ -33,7 +33,7 @@ impl<'ast> Visit<'ast> for AwaitPlacement<'_> {
             }
             Expr::Async(a) => {
                 if self.inside.is_none() {
-                    self.errors.push(
+                    self.errors.error_at(
                         a.async_token.span(),
                         "async blocks cannot be compiled into a #[workflow]'s state machine: \
                          await durable operations directly in the body, or use `flow::join!` \
@@ -43,7 +43,7 @@ impl<'ast> Visit<'ast> for AwaitPlacement<'_> {
             }
             Expr::Await(a) => {
                 if let Some((what, _)) = self.inside {
-                    self.errors.push(
+                    self.errors.error_at(
                         a.await_token.span(),
                         format!(
                             "`.await` inside {what} cannot be compiled into a #[workflow]'s \

@@ -17,7 +17,7 @@
 //!         0 => { let n: u32 = __flow_ctl.take_input()?;
 //!                { let __flow_op = inc(n); *__flow_pc = 1; return __flow_ctl.suspend(&mut __flow_f.p0, __flow_op, 0); } }
 //!         1 => { let __flow_await_1 = __flow_ctl.take_output(&__flow_f.p0, "inc")?;
-//!                let a = __flow_await_1; return __flow_ctl.complete::<u32>(&(a * 2)); }
+//!                let a = __flow_await_1; return { let out: u32 = a * 2; __flow_ctl.complete::<u32>(&out) }; }
 //!         other => return Err(__flow_ctl.unknown_state(other)),
 //!     }
 //! }
@@ -29,6 +29,7 @@ use proc_macro2::{Group, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
 
 use crate::cfg::{BlockId, Cfg, ExitKind, SlotId};
+use crate::ctxt::Ctxt;
 use crate::stmt_attrs::cfg_attr;
 
 /// Live slots at the start and end of each block.
@@ -78,7 +79,7 @@ pub struct Plan {
 }
 
 /// Computes the [`Plan`]; reports borrows that would be held across a step.
-pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
+pub(crate) fn plan(cfg: &Cfg, cx: &Ctxt) -> Plan {
     let live = liveness(cfg);
     let prologue = cfg
         .blocks
@@ -99,8 +100,19 @@ pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
         .collect();
     for &s in &persistent {
         let slot = &cfg.slots[s];
-        if slot.borrow {
-            errors.push(syn::Error::new(
+        if slot.static_str {
+            cx.error_at(
+                slot.span,
+                format!(
+                    "{} is a `&'static str` that is still used after a later step; a \
+                     #[workflow] keeps only owned values across steps (they are journaled): \
+                     make it a `String` (`.to_string()` on the literals) and borrow it \
+                     (`&name`) where a `&str` is needed",
+                    slot.label
+                ),
+            );
+        } else if slot.borrow {
+            cx.error_at(
                 slot.span,
                 format!(
                     "{} holds a borrow that is still used after a later step; a #[workflow] \
@@ -108,7 +120,7 @@ pub fn plan(cfg: &Cfg, errors: &mut Vec<syn::Error>) -> Plan {
                      move the value instead of borrowing it, or borrow again after the step",
                     slot.label
                 ),
-            ));
+            );
         }
     }
     Plan {
@@ -224,6 +236,11 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
         let (gate, name) = (cfg_attr(&slot.cfg), &slot.name);
         quote!(#gate let mut #name;)
     });
+    let rebinds = block.rebinds.iter().map(|&g| {
+        let rebind = &cfg.rebinds[g];
+        let (gate, code) = (cfg_attr(&rebind.cfg), &rebind.code);
+        quote!(#gate #code)
+    });
     let code = fill_placeholders(block.code.clone(), cfg, plan);
     let end = if block.terminated {
         TokenStream::new()
@@ -231,40 +248,66 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
         quote!(return ::core::result::Result::Err(__flow_ctl.unknown_state(*__flow_pc));)
     };
     let pc = b as u32;
-    let items = block.items.iter().map(|&i| &cfg.scoped_items[i]);
+    let mut body = quote!(#(#takes)* #(#rebinds)* #(#declares)* #code #end);
+    // Each nested block's items in a Rust block of their own, so an inner item hides an
+    // outer one of the same name, as in the source.
+    for scope in block.items.iter().rev() {
+        let items = scope.iter().map(|&i| &cfg.scoped_items[i]);
+        body = quote!({ #(#items)* #body });
+    }
     let gate = cfg_attr(&block.cfg);
-    quote!(#gate #pc => { #(#items)* #(#takes)* #(#declares)* #code #end })
+    quote!(#gate #pc => { #body })
 }
 
 fn fill_placeholders(code: TokenStream, cfg: &Cfg, plan: &Plan) -> TokenStream {
+    let braced = |code: TokenStream| {
+        TokenStream::from(TokenTree::Group(Group::new(
+            proc_macro2::Delimiter::Brace,
+            code,
+        )))
+    };
     code.into_iter()
-        .map(|tt| match tt {
+        .flat_map(|tt| match tt {
             TokenTree::Group(g) => {
                 let mut ng = Group::new(g.delimiter(), fill_placeholders(g.stream(), cfg, plan));
                 ng.set_span(g.span());
-                TokenTree::Group(ng)
+                TokenStream::from(TokenTree::Group(ng))
             }
             TokenTree::Ident(i) => {
                 let s = i.to_string();
                 if let Some(k) = s.strip_prefix("__flow_exit_") {
                     let k: usize = k.parse().expect("exit placeholder");
-                    TokenTree::Group(Group::new(
-                        proc_macro2::Delimiter::Brace,
-                        exit_code(cfg, plan, k),
-                    ))
+                    braced(exit_code(cfg, plan, k))
                 } else if let Some(k) = s.strip_prefix("__flow_shadow_") {
                     let k: usize = k.parse().expect("shadow placeholder");
-                    TokenTree::Group(Group::new(
-                        proc_macro2::Delimiter::Brace,
-                        shadow_code(cfg, plan, k),
-                    ))
+                    braced(shadow_code(cfg, plan, k))
+                } else if let Some(k) = s.strip_prefix("__flow_partial_") {
+                    let k: usize = k.parse().expect("partial move placeholder");
+                    partial_move_code(cfg, plan, k)
                 } else {
-                    TokenTree::Ident(i)
+                    TokenStream::from(TokenTree::Ident(i))
                 }
             }
-            other => other,
+            other => TokenStream::from(other),
         })
         .collect()
+}
+
+/// A `for` loop over a field of a local (`for x in bag.items`): moving the field out
+/// would leave the local partially moved, so if the local is still needed after the
+/// loop the field is taken instead (`mem::take`, the field's type must be `Default`).
+fn partial_move_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
+    let m = &cfg.partial_moves[k];
+    let (items, field) = (&cfg.slots[m.items].name, &m.field);
+    if plan.live.live_out[m.block].contains(&m.root) {
+        let root = &cfg.slots[m.root].name;
+        quote_spanned!(m.span=>
+            let mut #root = #root;
+            let mut #items = ::flow::__private::for_items(::core::mem::take(&mut #field));
+        )
+    } else {
+        quote_spanned!(m.span=> let mut #items = ::flow::__private::for_items(#field);)
+    }
 }
 
 fn put_back(cfg: &Cfg, s: SlotId, defined_here: bool) -> TokenStream {
@@ -354,4 +397,199 @@ pub fn transitions(cfg: &Cfg) -> Vec<(u32, u32)> {
         }
     }
     edges.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use super::*;
+    use crate::lower::Lowerer;
+
+    /// Lowers `async fn wf(x: i64) -> i64 { body }`.
+    fn lower(body: TokenStream) -> (Cfg, Plan) {
+        let block: syn::Block = syn::parse2(quote!({ #body })).expect("a block");
+        let output = quote!(i64);
+        let cx = Ctxt::new();
+        let mut lowerer = Lowerer::new(&output, &cx);
+        lowerer.bind_input(&syn::parse_quote!(x), &quote!(i64));
+        lowerer.lower_body(&block);
+        let cfg = lowerer.cfg;
+        let plan = plan(&cfg, &cx);
+        cx.check().expect("lowers without errors");
+        (cfg, plan)
+    }
+
+    fn slot(cfg: &Cfg, name: &str) -> SlotId {
+        cfg.slots
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no slot `{name}`"))
+    }
+
+    /// The user locals journaled across some step.
+    fn journaled(cfg: &Cfg, plan: &Plan) -> Vec<String> {
+        plan.persistent
+            .iter()
+            .map(|&s| cfg.slots[s].name.to_string())
+            .filter(|n| !n.starts_with("__flow"))
+            .collect()
+    }
+
+    #[test]
+    fn only_locals_read_after_a_step_are_journaled() {
+        let (cfg, plan) = lower(quote! {
+            let a = t(x).await;
+            let b = a + 1;
+            let c = t(b).await;
+            c + a
+        });
+        assert_eq!(journaled(&cfg, &plan), ["a"]);
+    }
+
+    #[test]
+    fn an_assignment_defines_the_local_it_does_not_read_it() {
+        let (cfg, plan) = lower(quote! {
+            let mut acc = vec![x];
+            acc = t(acc).await;
+            acc.len() as i64
+        });
+        let acc = slot(&cfg, "acc");
+        assert!(!plan.live.live_in[cfg.states[0].resume].contains(&acc));
+        assert!(journaled(&cfg, &plan).is_empty());
+    }
+
+    #[test]
+    fn fields_and_methods_named_like_a_local_are_not_that_local() {
+        let (cfg, plan) = lower(quote! {
+            let name = user.name.clone();
+            let g = t(name).await;
+            g + user.name.len() as i64
+        });
+        assert_eq!(journaled(&cfg, &plan), Vec::<String>::new());
+        let (cfg, plan) = lower(quote! {
+            let user = make(x);
+            let name = user.name.clone();
+            let g = t(name).await;
+            g + user.name.len() as i64
+        });
+        assert_eq!(journaled(&cfg, &plan), ["user"]);
+    }
+
+    #[test]
+    fn format_spec_arguments_are_reads() {
+        let (cfg, plan) = lower(quote! {
+            let width = 3usize;
+            let prec = 2usize;
+            let s = t(x).await;
+            format!("{s:>width$} {:.prec$}", 1.5).len() as i64
+        });
+        assert_eq!(journaled(&cfg, &plan), ["width", "prec"]);
+    }
+
+    #[test]
+    fn liveness_reaches_a_fixpoint_around_loops() {
+        let (cfg, plan) = lower(quote! {
+            let mut n = x;
+            let k = 7;
+            loop {
+                n = t(n).await + k;
+                if n > 30 {
+                    break;
+                }
+            }
+            n
+        });
+        let (n, k) = (slot(&cfg, "n"), slot(&cfg, "k"));
+        let resume = cfg.states[0].resume;
+        // `k` is read in every iteration, so it lives across the step; `n` is assigned
+        // from the step's output before it is read again.
+        assert!(plan.live.live_in[resume].contains(&k));
+        assert!(!plan.live.live_in[resume].contains(&n));
+        assert!(plan.persistent.contains(&k) && !plan.persistent.contains(&n));
+        // Around the loop `n` is live: the head reads it.
+        assert!(plan.live.live_in.iter().any(|l| l.contains(&n)));
+    }
+
+    #[test]
+    fn one_state_per_await_and_transitions_between_them() {
+        let (cfg, _) = lower(quote! {
+            let a = first(x).await;
+            let b = if a > 0 { second(a).await } else { a };
+            third(b).await
+        });
+        let names: Vec<&str> = cfg.states.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["first", "second", "third"]);
+        let (start, end) = (u32::MAX - 1, u32::MAX);
+        let edges = transitions(&cfg);
+        for edge in [(start, 0), (0, 1), (0, 2), (1, 2), (2, end)] {
+            assert!(edges.contains(&edge), "{edge:?} missing from {edges:?}");
+        }
+        assert!(!edges.contains(&(start, end)));
+    }
+
+    #[test]
+    fn code_without_awaits_stays_in_the_entry_block() {
+        let (cfg, plan) = lower(quote! {
+            let a = x + 1;
+            let b = if a > 2 { a } else { 0 };
+            for i in 0..b { let _ = i; }
+            b
+        });
+        assert_eq!(cfg.blocks.len(), 1);
+        assert!(cfg.states.is_empty() && plan.persistent.is_empty());
+    }
+
+    #[test]
+    fn a_cfg_gated_step_belongs_to_its_predicate() {
+        let (cfg, _) = lower(quote! {
+            #[cfg(any())]
+            t(x).await;
+            x
+        });
+        assert_eq!(cfg.states.len(), 1);
+        assert_eq!(cfg.states[0].cfg.len(), 1);
+        assert_eq!(cfg.states[0].cfg[0].to_string(), "any ()");
+        assert!(cfg.blocks[cfg.states[0].resume].cfg.len() == 1);
+        assert!(cfg.blocks[0].cfg.is_empty());
+    }
+
+    #[test]
+    fn a_borrowed_for_item_is_bound_again_not_framed() {
+        let (cfg, plan) = lower(quote! {
+            let xs = vec![x];
+            let mut total = 0;
+            for v in &xs {
+                total += t(*v).await;
+                total += *v;
+            }
+            total
+        });
+        let v = slot(&cfg, "v");
+        assert!(!plan.framed.contains(&v));
+        assert_eq!(cfg.rebinds.len(), 1);
+        assert!(cfg.blocks[cfg.states[0].resume].rebinds.contains(&0));
+        assert_eq!(journaled(&cfg, &plan), ["xs", "total"]);
+    }
+
+    #[test]
+    fn a_half_open_range_is_journaled_as_itself() {
+        let (cfg, plan) = lower(quote! {
+            let mut acc = 0;
+            for i in 0..x { acc += t(i).await; }
+            acc
+        });
+        let items: Vec<_> = plan
+            .persistent
+            .iter()
+            .filter(|&&s| cfg.slots[s].name.to_string().starts_with("__flow_items"))
+            .collect();
+        assert_eq!(items.len(), 1);
+        assert!(!cfg.slots[*items[0]].write_once);
+        assert!(!cfg
+            .slots
+            .iter()
+            .any(|s| s.name.to_string().starts_with("__flow_pos")));
+    }
 }

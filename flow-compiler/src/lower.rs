@@ -16,12 +16,13 @@ use syn::visit_mut::VisitMut;
 use syn::{Expr, Ident, Pat, Stmt};
 
 use crate::cfg::{
-    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, Shadow, Slot,
-    SlotId, State,
+    exit_placeholder, shadow_placeholder, Block, BlockId, Cfg, Exit, ExitKind, PartialMove, Rebind,
+    Shadow, Slot, SlotId, State,
 };
+use crate::ctxt::Ctxt;
 use crate::names;
 use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
-use crate::rewrite::{macro_args, ExitRewriter};
+use crate::rewrite::{macro_args, vec_repeat, ExitRewriter};
 use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 
 /// A `loop`/`while`/`for`/labelled block being lowered.
@@ -39,8 +40,8 @@ struct LoopCtx {
 pub struct Lowerer<'a> {
     /// The graph being built.
     pub cfg: Cfg,
-    /// Errors found so far (all are reported, not just the first).
-    pub errors: Vec<syn::Error>,
+    /// Where errors go (all are reported, not just the first).
+    cx: &'a Ctxt,
     output: &'a TokenStream,
     cur: BlockId,
     /// Scope frames: name → slot, innermost last.
@@ -74,10 +75,10 @@ struct Lowered {
 
 impl<'a> Lowerer<'a> {
     /// A lowerer for a workflow returning `output`, positioned at the entry block.
-    pub fn new(output: &'a TokenStream) -> Self {
+    pub(crate) fn new(output: &'a TokenStream, cx: &'a Ctxt) -> Self {
         let mut l = Lowerer {
             cfg: Cfg::default(),
-            errors: Vec::new(),
+            cx,
             output,
             cur: 0,
             scopes: vec![Vec::new()],
@@ -104,6 +105,9 @@ impl<'a> Lowerer<'a> {
         self.declare_pattern(pat, false);
     }
 
+    // Input:  the body `{ stmts.. tail }` of `async fn wf(args) -> Out`.
+    // Output: the body's blocks; the block that reaches its end completes the run with
+    //         `tail` (`return __flow_ctl.complete::<Out>(..)`).
     /// Lowers the body and ends the run with its value.
     pub fn lower_body(&mut self, body: &syn::Block) {
         self.body = body.to_token_stream();
@@ -130,7 +134,7 @@ impl<'a> Lowerer<'a> {
 
     fn new_block(&mut self) -> BlockId {
         let entry_visible = self.visible();
-        let items = self.item_scopes.iter().flatten().copied().collect();
+        let items = self.item_scopes.clone();
         self.cfg.blocks.push(Block {
             entry_visible,
             items,
@@ -191,6 +195,27 @@ impl<'a> Lowerer<'a> {
 
     fn note_slot_use(&mut self, slot: SlotId) {
         let defined = self.defined.contains(&slot);
+        if let (Some(g), false) = (self.cfg.slots[slot].rebound_by, defined) {
+            // Bound again from what it borrows rather than taken from the frame.
+            self.block_mut().used.insert(slot);
+            if self.block_mut().rebinds.insert(g) {
+                for dep in self.cfg.rebinds[g].deps.clone() {
+                    let name = self.cfg.slots[dep].name.to_string();
+                    if self.lookup(&name) != Some(dep) {
+                        let span = self.cfg.slots[slot].span;
+                        self.error(
+                            span,
+                            format!(
+                                "this item borrows from `{name}`, which is shadowed where the \
+                                 item is used again; give the inner `{name}` another name"
+                            ),
+                        );
+                    }
+                    self.note_slot_use(dep);
+                }
+            }
+            return;
+        }
         let b = self.block_mut();
         b.used.insert(slot);
         if !defined {
@@ -213,6 +238,8 @@ impl<'a> Lowerer<'a> {
             borrow: false,
             cfg: self.cfg_stack.clone(),
             hash_ordered: false,
+            static_str: false,
+            rebound_by: None,
         });
         self.cfg.slots.len() - 1
     }
@@ -349,6 +376,10 @@ impl<'a> Lowerer<'a> {
         .complete(value, span)
     }
 
+    // Input:  `op.await`, with `op` already lowered.
+    // Output: `{ let __flow_op = op; <hand over live locals>; pc = resume; return suspend(..) }`
+    //         ending the current block; the resume block starts with
+    //         `let __flow_await_k = take_output(..)?;` and that name is the value.
     /// Suspends on `op`; continues in the resume block and returns the output's name.
     fn suspend(&mut self, op: TokenStream, name: String, span: Span) -> TokenStream {
         self.note_tokens(&op);
@@ -415,7 +446,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn error(&mut self, span: Span, msg: impl std::fmt::Display) -> Lowered {
-        self.errors.push(syn::Error::new(span, msg));
+        self.cx.error_at(span, msg);
         Lowered {
             tokens: quote!(()),
             pure: true,
@@ -597,7 +628,7 @@ impl<'a> Lowerer<'a> {
                 Ok(StmtAttrs::Cfg(predicate)) => {
                     self.lower_cfg_gated(predicate, attrs[0].span(), &bare);
                 }
-                Err(e) => self.errors.push(e),
+                Err(e) => self.cx.syn_error(e),
             }
         }
         value
@@ -643,6 +674,9 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  one statement, its attributes already handled.
+    // Output: its code in the current block (and any blocks it needs); the value when it
+    //         is the tail expression of a block whose value is used.
     fn lower_stmt(&mut self, stmt: &Stmt, tail: bool) -> Lowered {
         let unit = Lowered {
             tokens: quote!(()),
@@ -799,6 +833,10 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `let PAT = INIT;` or `let PAT = INIT else { DIVERGE };`
+    // Output: INIT lowered, then `let PAT = init;` in the block INIT ends in, after
+    //         handing back the locals PAT shadows; PAT's names become locals (slots) of
+    //         the current scope.
     fn lower_let(&mut self, local: &syn::Local) {
         let Some(init) = &local.init else {
             self.error(
@@ -841,16 +879,40 @@ impl<'a> Lowerer<'a> {
                 #(#attrs)* let #pat = __flow_init #diverge;
             ));
         }
-        let borrow = matches!(&*init.expr, Expr::Reference(_));
+        let borrow = matches!(&*init.expr, Expr::Reference(_)) || is_borrowed_item(&init.expr);
         let hashed = mentions_hashed_collection(&pat.to_token_stream())
             || mentions_hashed_collection(&init.expr.to_token_stream());
-        for slot in self.declare_bindings(names::let_bindings(pat), borrow) {
+        let bindings = names::let_bindings(pat);
+        let rebindable =
+            is_borrowed_item(&init.expr) && bindings.iter().all(|b| !b.mutable && !b.by_ref);
+        let static_str = matches!(pat, Pat::Ident(_)) && is_str_literal(&init.expr);
+        let slots = self.declare_bindings(bindings, borrow);
+        for &slot in &slots {
             self.cfg.slots[slot].hash_ordered = hashed;
+            self.cfg.slots[slot].static_str = static_str;
+        }
+        if rebindable {
+            // A borrowed `for` item: later blocks bind it again from the collection and
+            // the loop's position instead of carrying a borrow through the frame.
+            let deps = self.deps_of(&value, &slots);
+            let g = self.cfg.rebinds.len();
+            self.cfg.rebinds.push(Rebind {
+                code: quote!(let #pat = #value;),
+                deps,
+                cfg: self.cfg_stack.clone(),
+            });
+            for &slot in &slots {
+                self.cfg.slots[slot].rebound_by = Some(g);
+            }
         }
     }
 
     // ----- expressions -----------------------------------------------------------
 
+    // Input:  an expression; `want_value` when its value is used.
+    // Output: the expression unchanged (but `return`/`?` rewritten) if it neither awaits
+    //         nor jumps out of a lowered loop; otherwise its awaits become suspensions
+    //         and its control flow blocks, and the residual expression is returned.
     fn lower_expr(&mut self, e: &Expr, want_value: bool) -> Lowered {
         if !self.needs_lowering(e) && !matches!(e, Expr::Return(_)) {
             return self.plain(e);
@@ -1006,16 +1068,8 @@ impl<'a> Lowerer<'a> {
                     pure: true,
                 }
             }
-            Expr::Closure(c) => self.error(
-                c.span(),
-                "`.await` inside a closure cannot be compiled into a #[workflow]'s state \
-                 machine; use a `for` loop or `flow::join!` instead of the closure",
-            ),
-            Expr::Async(a) => self.error(
-                a.span(),
-                "async blocks cannot be compiled into a #[workflow]'s state machine; await \
-                 the durable operations directly in the workflow body",
-            ),
+            // `.await` in closures and async blocks was reported by `check`, which stops
+            // the expansion before lowering.
             Expr::Let(l) => self.error(
                 l.span(),
                 "`let` conditions are supported only directly in `if` and `while`",
@@ -1058,6 +1112,10 @@ impl<'a> Lowerer<'a> {
         out
     }
 
+    // Input:  `a OP b` with an `.await` in it.
+    // Output: `a && b` / `a || b` with a step on the right: the `if` they mean;
+    //         `a OP= b`: `b` lowered, then the assignment; other operators: both
+    //         operands in Rust's order (`lower_operands`).
     fn lower_binary(&mut self, b: &syn::ExprBinary, want_value: bool) -> Lowered {
         use syn::BinOp::*;
         let (left, right, op) = (&b.left, &b.right, &b.op);
@@ -1087,7 +1145,14 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `name!(a, b.await, ..)` for the expression-list macros, `vec![e; n]`.
+    // Output: the macro with its operands lowered in Rust's order.
     fn lower_macro(&mut self, mac: &syn::Macro) -> Lowered {
+        if let Some((elem, count)) = vec_repeat(mac) {
+            let r = self.lower_operands(&[(&elem, Use::Value), (&count, Use::Value)]);
+            let (path, e, n) = (&mac.path, &r[0], &r[1]);
+            return impure(quote!(#path![#e; #n]));
+        }
         let Some(args) = macro_args(mac) else {
             let name = mac
                 .path
@@ -1153,6 +1218,8 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  a branch body and the block `b` created for it.
+    // Output: `b` holds the body; its value goes to `temp`; it ends with a goto `join`.
     /// Lowers one branch (then/else/arm body) into its own block, storing its value in
     /// `temp` and going to `join`.
     fn lower_branch_block(&mut self, b: BlockId, body: &Expr, temp: Option<SlotId>, join: BlockId) {
@@ -1170,6 +1237,8 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  a branch body without `.await`.
+    // Output: `{ let temp = body; goto join }` (or `{ body; goto join }`), inline.
     /// Code for a branch that needs no lowering, inlined in the dispatching block.
     fn inline_branch(&mut self, body: &Expr, temp: Option<SlotId>, join: BlockId) -> TokenStream {
         let saved = self.defined.clone();
@@ -1188,6 +1257,11 @@ impl<'a> Lowerer<'a> {
         quote!({ #code #exit })
     }
 
+    // Input:  `if COND { THEN } else { ELSE }` with a step somewhere in it.
+    // Output: COND lowered, then `if cond { goto then } else { goto else }` (a branch
+    //         without steps stays inline); both branches store the value in a
+    //         temporary and go to a join block, where lowering continues.
+    //         `if let PAT = E`: the `match E { PAT => .., _ => .. }` it means.
     fn lower_if(&mut self, e: &syn::ExprIf, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value && e.else_branch.is_some(), e.span());
         let join = self.new_block();
@@ -1252,6 +1326,10 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `match E { PAT if GUARD => BODY, .. }` with a step somewhere in it.
+    // Output: E lowered, then `match e { PAT if GUARD => { goto arm }, .. }`; each arm
+    //         that binds or steps gets a block (its bindings handed over), the others
+    //         stay inline; all store the value in a temporary and go to a join block.
     fn lower_match(&mut self, m: &syn::ExprMatch, want_value: bool) -> Lowered {
         for arm in &m.arms {
             if let Some((_, g)) = &arm.guard {
@@ -1281,6 +1359,9 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  a scrutinee and arms (of a `match`, or of the `match` an `if let` is).
+    // Output: `prefix; match scrut { PAT => { goto arm_block } | { inline body }, .. }`
+    //         ending the current block; arm blocks lowered after it.
     /// Emits `match scrutinee { arms }` where each arm's bindings are handed to the arm's
     /// block (or the arm runs inline when it needs no lowering).
     fn dispatch_match(
@@ -1295,11 +1376,19 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|a| force_blocks || self.needs_lowering(a.body))
             .collect();
-        self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
+        let hoisted = self.hoist_lookup_args(scrutinee);
+        let scrutinee = hoisted.as_ref().unwrap_or(scrutinee);
+        let reevaluable = is_reevaluable_borrow(scrutinee);
+        if !reevaluable {
+            self.check_not_borrowed(scrutinee, arms.iter().map(|a| &a.pat).zip(lowered));
+        }
         let scrut = self.lower_expr(scrutinee, true).tokens;
         self.note_tokens(&scrut);
         let shadows: Vec<TokenStream> = arms.iter().map(|a| self.shadow_points(&a.pat)).collect();
         let any_shadow = shadows.iter().any(|s| !s.is_empty());
+        // Bindings that borrow from the scrutinee are matched again in the arm's blocks
+        // rather than carried through the frame (which owns its values).
+        let rebind_from = (reevaluable && !any_shadow).then(|| scrut.clone());
         let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows.into_iter().collect());
         let mut arm_code = Vec::new();
         let mut lowered_arms = Vec::new();
@@ -1318,6 +1407,9 @@ impl<'a> Lowerer<'a> {
             let body = if inline {
                 self.inline_branch(arm.body, temp, join)
             } else {
+                if let Some(scrut) = &rebind_from {
+                    self.rebind_arm(scrut, &arm.pat, &bound);
+                }
                 let b = self.new_block();
                 lowered_arms.push((
                     b,
@@ -1351,6 +1443,74 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// `m.get(&key_of(x))`: the computed key is bound to a temporary first
+    /// (`let t = key_of(x); m.get(&t)`), so the lookup can be evaluated again.
+    fn hoist_lookup_args(&mut self, scrutinee: &Expr) -> Option<Expr> {
+        let Expr::MethodCall(m) = scrutinee else {
+            return None;
+        };
+        let computed_ref =
+            |a: &Expr| matches!(a, Expr::Reference(r) if place_root(&r.expr).is_none());
+        let simple = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+        if self.needs_lowering(scrutinee)
+            || !LOOKUPS.contains(&m.method.to_string().as_str())
+            || place_root(&m.receiver).is_none()
+            || !m.args.iter().any(computed_ref)
+            || !m.args.iter().all(|a| computed_ref(a) || simple(a))
+        {
+            return None;
+        }
+        let mut hoisted = m.clone();
+        for arg in hoisted.args.iter_mut() {
+            if let Expr::Reference(r) = arg {
+                if place_root(&r.expr).is_none() {
+                    let value = self.plain(&r.expr).tokens;
+                    let temp = self.bind_temp(value, r.expr.span());
+                    *r.expr = syn::parse_quote!(#temp);
+                }
+            }
+        }
+        Some(Expr::MethodCall(hoisted))
+    }
+
+    /// Makes the bindings of an arm matched against a borrow (`&x`, `m.get(&k)`) bound
+    /// again, by matching the scrutinee again, in the blocks that read them.
+    fn rebind_arm(&mut self, scrut: &TokenStream, pat: &Pat, bound: &[SlotId]) {
+        let bindings = names::bindings(pat);
+        if bound.is_empty() || bindings.iter().any(|b| b.mutable || b.by_ref) {
+            return;
+        }
+        let names: Vec<&Ident> = bindings.iter().map(|b| &b.ident).collect();
+        let deps = self.deps_of(scrut, bound);
+        let g = self.cfg.rebinds.len();
+        self.cfg.rebinds.push(Rebind {
+            code: quote! {
+                #[allow(unreachable_patterns)]
+                let (#(#names,)*) = match #scrut {
+                    #pat => (#(#names,)*),
+                    _ => ::core::unreachable!(),
+                };
+            },
+            deps,
+            cfg: self.cfg_stack.clone(),
+        });
+        for &slot in bound {
+            self.cfg.slots[slot].rebound_by = Some(g);
+            self.cfg.slots[slot].borrow = true;
+        }
+    }
+
+    /// The slots `code` reads, other than `own`.
+    fn deps_of(&self, code: &TokenStream, own: &[SlotId]) -> Vec<SlotId> {
+        names::mentioned_in_tokens(code)
+            .iter()
+            .filter_map(|i| self.lookup(&i.to_string()))
+            .filter(|d| !own.contains(d))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
     /// Patterns matched against a borrow bind references; an arm that then reaches a
     /// step would carry them across it (and through the frame, which owns its values).
     fn check_not_borrowed<'p>(
@@ -1370,9 +1530,9 @@ impl<'a> Lowerer<'a> {
             self.error(
                 r.span(),
                 "this pattern matches a borrow, and an arm that binds from it reaches a step: \
-                 the bindings would be references held across the step; match on an owned \
-                 value instead (e.g. `name.clone()` instead of `&name`), or clone what you \
-                 need before the `.await`",
+                 the bindings would be references to a temporary held across the step; match \
+                 on the owned value instead (without the `&`), or clone what you need before \
+                 the `.await`",
             );
         }
     }
@@ -1381,6 +1541,9 @@ impl<'a> Lowerer<'a> {
         label.as_ref().map(|l| l.name.ident.to_string())
     }
 
+    // Input:  `'label: loop { BODY }` with a step or a lowered jump in it.
+    // Output: goto head; head: BODY; goto head. `break v` stores `v` in the loop's
+    //         temporary and goes to the exit block, `continue` to the head.
     fn lower_loop(&mut self, l: &syn::ExprLoop, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value, l.span());
         let exit = self.new_block();
@@ -1402,6 +1565,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  `'label: { BODY }` with a step in it.
+    // Output: BODY; its value or a `break 'label v` goes to a temporary and the exit.
     fn lower_labelled_block(&mut self, b: &syn::ExprBlock, want_value: bool) -> Lowered {
         let temp = self.value_temp(want_value, b.span());
         let exit = self.new_block();
@@ -1423,10 +1588,16 @@ impl<'a> Lowerer<'a> {
         self.result_of(temp)
     }
 
+    // Input:  `'label: while COND { BODY }` (or `while let PAT = E`).
+    // Output: see `lower_conditional_loop`.
     fn lower_while(&mut self, w: &syn::ExprWhile) -> Lowered {
         self.lower_conditional_loop(&w.label, &w.cond, &w.body, |_| ())
     }
 
+    // Input:  a loop's label, condition and body.
+    // Output: goto head; head: `if cond { goto body } else { goto exit }` (or the
+    //         `match` of a `let` condition); body: BODY; goto head. Lowering continues
+    //         in the exit block.
     /// A `while`/`while let`/`for` loop: a head block that tests `cond` (built by
     /// `in_head` once the head exists, for loops that need setup there) and a body that
     /// goes back to the head.
@@ -1461,6 +1632,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(None)
     }
 
+    // Input:  `COND` or `let PAT = E` at the end of a loop head.
+    // Output: the test ending the head block; the body block and PAT's bindings.
     /// Emits the condition test of a `while`/`while let`; returns the body block and the
     /// scope frame of the pattern's bindings, which the body sees.
     fn new_block_after_cond(
@@ -1499,14 +1672,25 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    // Input:  `for PAT in EXPR { BODY }` with a step in BODY.
+    // Output: a half-open range journaled as its bounds; a borrowed collection read again
+    //         at each item (see `lower_for_borrowed`); otherwise the items collected
+    //         once into a journaled vector and a journaled position:
+    //         `let items = for_items(EXPR); let pos = 0;
+    //          head: match for_next(&mut items, &mut pos) { Some(PAT) => BODY; goto head,
+    //                                                       None => goto exit }`
     fn lower_for(&mut self, f: &syn::ExprForLoop) -> Lowered {
+        if is_borrowed_iteration(&f.expr) {
+            return self.lower_for_borrowed(f);
+        }
         if let Expr::Reference(r) = &*f.expr {
-            return self.error(
-                r.span(),
+            self.cx.error_spanned_by(
+                r,
                 "a `for` loop with steps in its body must own what it iterates: items \
                  borrowed here would be held across a step; iterate over an owned \
                  collection (e.g. `items.clone()` or `items`)",
             );
+            return self.result_of(None);
         }
         if let Expr::Range(r) = &*f.expr {
             if r.end.is_none() {
@@ -1539,10 +1723,29 @@ impl<'a> Lowerer<'a> {
             self.cfg.slots[pos_slot].mutable = true;
             self.cfg.slots[items_slot].write_once = true;
             let pos_name = self.cfg.slots[pos_slot].name.clone();
-            self.push(quote_spanned!(span=>
-                let mut #items_name = ::flow::__private::for_items(#items);
-                let mut #pos_name: usize = 0;
-            ));
+            let root = match &*f.expr {
+                Expr::Field(_) => place_root(&f.expr).and_then(|r| self.lookup(&r.to_string())),
+                _ => None,
+            };
+            match root {
+                Some(root) => {
+                    // Decided once liveness is known (see `emit::partial_move_code`).
+                    let k = self.cfg.partial_moves.len();
+                    self.cfg.partial_moves.push(PartialMove {
+                        block: self.cur,
+                        root,
+                        field: items,
+                        items: items_slot,
+                        span,
+                    });
+                    let placeholder = format_ident!("__flow_partial_{}", k);
+                    self.push(quote!(#placeholder));
+                }
+                None => self.push(quote_spanned!(span=>
+                    let mut #items_name = ::flow::__private::for_items(#items);
+                )),
+            }
+            self.push(quote_spanned!(span=> let mut #pos_name: usize = 0;));
             self.define(items_slot);
             self.define(pos_slot);
             (
@@ -1554,6 +1757,43 @@ impl<'a> Lowerer<'a> {
         let pat = &f.pat;
         let cond: Expr = syn::parse_quote!(let ::core::option::Option::Some(#pat) = #next);
         self.lower_conditional_loop(&f.label, &cond, &f.body, |l| l.note_uses(in_head))
+    }
+
+    // Input:  `for PAT in &xs { BODY }` (or `&mut xs`, `xs.iter()`, `xs.values()`, ..).
+    // Output: `{ let mut next = 0usize;
+    //           loop { if (&xs).into_iter().nth(next).is_none() { break; }
+    //                  next += 1;
+    //                  let PAT = (&xs).into_iter().nth(next - 1).unwrap(); BODY } }`
+    //         Only the position is journaled; the collection is borrowed afresh for each
+    //         item, and a block after a step or a jump binds the item again the same way
+    //         (`Cfg::rebinds`), so no borrow is held across a step.
+    fn lower_for_borrowed(&mut self, f: &syn::ExprForLoop) -> Lowered {
+        self.temps += 1;
+        let next = format_ident!("__flow_next_{}", self.temps, span = f.expr.span());
+        let (label, pat, source, body) = (&f.label, &f.pat, &f.expr, &f.body);
+        // The end test borrows only inside its condition, and the item is bound in the
+        // same block as the start of the body, so no borrow travels through the frame.
+        let desugared: Expr = syn::parse_quote_spanned!(f.expr.span()=> {
+            let mut #next: usize = 0;
+            #label loop {
+                if ::core::option::Option::is_none(&::core::iter::Iterator::nth(
+                    &mut ::core::iter::IntoIterator::into_iter(#source),
+                    #next,
+                )) {
+                    break;
+                }
+                #next += 1;
+                let #pat = match ::core::iter::Iterator::nth(
+                    &mut ::core::iter::IntoIterator::into_iter(#source),
+                    #next - 1,
+                ) {
+                    ::core::option::Option::Some(__flow_borrowed_item) => __flow_borrowed_item,
+                    ::core::option::Option::None => ::core::unreachable!(),
+                };
+                #body
+            }
+        });
+        self.lower_expr(&desugared, false)
     }
 
     fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {
@@ -1575,6 +1815,8 @@ impl<'a> Lowerer<'a> {
         found
     }
 
+    // Input:  `break 'label VALUE` out of a lowered loop or labelled block.
+    // Output: VALUE into the loop's temporary (or evaluated and dropped); goto exit.
     fn lower_break(&mut self, b: &syn::ExprBreak) -> Lowered {
         let value = b.expr.as_ref().map(|v| self.lower_expr(v, true).tokens);
         let Some(i) = self.find_loop(&b.label, b.span()) else {
@@ -1594,6 +1836,8 @@ impl<'a> Lowerer<'a> {
         self.result_of(None)
     }
 
+    // Input:  `continue 'label` in a lowered loop.
+    // Output: goto the loop's head.
     fn lower_continue(&mut self, c: &syn::ExprContinue) -> Lowered {
         let Some(i) = self.find_loop(&c.label, c.span()) else {
             return self.result_of(None);
@@ -1642,6 +1886,73 @@ fn scrutinee_before_shadows(
     }
 }
 
+/// `&xs`, `&mut xs.f`, `xs.iter()`, `xs.values()`, ...: iterating borrows a local.
+fn is_borrowed_iteration(e: &Expr) -> bool {
+    const BORROWING: &[&str] = &[
+        "iter",
+        "iter_mut",
+        "keys",
+        "values",
+        "values_mut",
+        "chars",
+        "char_indices",
+        "bytes",
+        "lines",
+    ];
+    match e {
+        Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) => {
+            m.args.is_empty()
+                && BORROWING.contains(&m.method.to_string().as_str())
+                && place_root(&m.receiver).is_some()
+        }
+        Expr::Paren(p) => is_borrowed_iteration(&p.expr),
+        _ => false,
+    }
+}
+
+/// Methods that look up a borrow inside their receiver, without side effects.
+const LOOKUPS: &[&str] = &[
+    "get",
+    "get_mut",
+    "first",
+    "last",
+    "first_mut",
+    "last_mut",
+    "as_ref",
+    "as_mut",
+    "as_deref",
+    "as_deref_mut",
+    "get_key_value",
+];
+
+/// A scrutinee that borrows from locals and can be evaluated again to the same value:
+/// `&x`, `&mut x.f`, or a lookup such as `m.get(&k)` / `v.first()` on a local.
+fn is_reevaluable_borrow(e: &Expr) -> bool {
+    let simple_arg = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+    match e {
+        Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) => {
+            LOOKUPS.contains(&m.method.to_string().as_str())
+                && place_root(&m.receiver).is_some()
+                && m.args.iter().all(simple_arg)
+        }
+        Expr::Paren(p) => is_reevaluable_borrow(&p.expr),
+        _ => false,
+    }
+}
+
+/// The item of a borrowed iteration (see `Lowerer::lower_for_borrowed`).
+fn is_borrowed_item(e: &Expr) -> bool {
+    let Expr::Match(m) = e else { return false };
+    m.arms.first().is_some_and(|arm| {
+        arm.pat
+            .to_token_stream()
+            .into_iter()
+            .any(|t| matches!(&t, proc_macro2::TokenTree::Group(g) if g.stream().to_string() == "__flow_borrowed_item"))
+    })
+}
+
 /// A `let` with a `#[cfg]`: its predicate and the statement.
 fn gated_let(stmt: &Stmt) -> Option<(TokenStream, &syn::Local)> {
     let Stmt::Local(local) = stmt else {
@@ -1650,6 +1961,27 @@ fn gated_let(stmt: &Stmt) -> Option<(TokenStream, &syn::Local)> {
     match classify(&local.attrs) {
         Ok(StmtAttrs::Cfg(predicate)) => Some((predicate, local)),
         _ => None,
+    }
+}
+
+/// A string literal, or an `if`/`match`/block whose every value is one: a `&'static str`.
+fn is_str_literal(e: &Expr) -> bool {
+    let tail_is_str = |b: &syn::Block| match b.stmts.last() {
+        Some(Stmt::Expr(e, None)) => is_str_literal(e),
+        _ => false,
+    };
+    match e {
+        Expr::Lit(l) => matches!(l.lit, syn::Lit::Str(_)),
+        Expr::Paren(p) => is_str_literal(&p.expr),
+        Expr::Block(b) => tail_is_str(&b.block),
+        Expr::If(i) => {
+            tail_is_str(&i.then_branch)
+                && i.else_branch
+                    .as_ref()
+                    .is_some_and(|(_, e)| is_str_literal(e))
+        }
+        Expr::Match(m) => !m.arms.is_empty() && m.arms.iter().all(|a| is_str_literal(&a.body)),
+        _ => false,
     }
 }
 
@@ -1830,6 +2162,9 @@ impl<'ast> Visit<'ast> for NeedsLowering {
             for a in &args {
                 self.visit_expr(a);
             }
+        } else if let Some((elem, count)) = vec_repeat(mac) {
+            self.visit_expr(&elem);
+            self.visit_expr(&count);
         } else if tokens_await(&mac.tokens) {
             self.found = true;
         }

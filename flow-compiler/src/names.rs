@@ -15,13 +15,6 @@ pub fn mentioned(expr: &Expr) -> Vec<Ident> {
     v.0
 }
 
-/// Like [`mentioned`], for a whole statement.
-pub fn mentioned_in_stmt(stmt: &syn::Stmt) -> Vec<Ident> {
-    let mut v = Mentions(Vec::new());
-    v.visit_stmt(stmt);
-    v.0
-}
-
 /// Like [`mentioned`], for raw tokens (macro arguments).
 pub fn mentioned_in_tokens(tokens: &TokenStream) -> Vec<Ident> {
     let mut out = Vec::new();
@@ -64,7 +57,9 @@ fn scan_tokens(tokens: &TokenStream, out: &mut Vec<Ident>) {
                 let before_path = punct(k + 1) == Some(':') && punct(k + 2) == Some(':');
                 let macro_name = punct(k + 1) == Some('!')
                     && matches!(tts.get(k + 2), Some(TokenTree::Group(_)));
-                if !(after_dot || after_path || before_path || macro_name) {
+                // `name: value` in a struct literal or pattern, `x: T` in a binding.
+                let field_name = punct(k + 1) == Some(':') && punct(k + 2) != Some(':');
+                if !(after_dot || after_path || before_path || macro_name || field_name) {
                     out.push(i.clone());
                 }
             }
@@ -201,11 +196,12 @@ mod tests {
     #[test]
     fn fields_methods_paths_and_macro_names_are_not_locals() {
         let t: TokenStream = syn::parse_quote!(
-            user.name.clone() + m::x + Self::y + mac!(z) + s { ..rest } + (0..n) + a != b
+            user.name.clone() + m::x + Self::y + mac!(z) + s { ..rest } + (0..n) + a
+                != b + Bag { name: g, id }
         );
         assert_eq!(
             names(mentioned_in_tokens(&t)),
-            ["user", "z", "s", "rest", "n", "a", "b"]
+            ["user", "z", "s", "rest", "n", "a", "b", "Bag", "g", "id"]
         );
     }
 

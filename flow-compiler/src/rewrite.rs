@@ -3,10 +3,10 @@
 //! the step function.
 //!
 //! ```text
-//! return e;   =>  return __flow_ctl.complete::<Out>(&(e));
+//! return e;   =>  return { let out: Out = e; __flow_ctl.complete::<Out>(&out) };
 //! e?          =>  match QuestionMark::branch(e) {
 //!                     Continue(v) => v,
-//!                     Break(r) => return __flow_ctl.complete::<Out>(&FromQuestionResidual::from_residual(r)),
+//!                     Break(r) => return { let out: Out = FromQuestionResidual::from_residual(r); .. },
 //!                 }
 //! ```
 //! Closures, async blocks and nested items keep their own `return` and `?`.
@@ -60,6 +60,20 @@ pub fn macro_args(mac: &syn::Macro) -> Option<Punctuated<Expr, Token![,]>> {
         .ok()
 }
 
+/// The element and count of `vec![elem; count]`.
+pub fn vec_repeat(mac: &syn::Macro) -> Option<(Expr, Expr)> {
+    if mac.path.segments.last().is_none_or(|s| s.ident != "vec") {
+        return None;
+    }
+    mac.parse_body_with(|input: syn::parse::ParseStream| {
+        let elem: Expr = input.parse()?;
+        input.parse::<Token![;]>()?;
+        let count: Expr = input.parse()?;
+        Ok((elem, count))
+    })
+    .ok()
+}
+
 /// Rewrites `return` and `?` in `expr` (see the module docs). Sets `*exits` when it
 /// rewrote any, since such code can end the run.
 pub struct ExitRewriter<'a> {
@@ -73,7 +87,12 @@ impl ExitRewriter<'_> {
     /// The tokens that end the run with `value`.
     pub fn complete(&self, value: TokenStream, span: proc_macro2::Span) -> TokenStream {
         let output = self.output;
-        quote_spanned!(span=> return __flow_ctl.complete::<#output>(&(#value)))
+        // Bound with the output type first, so a diverging value (`panic!()`, `todo!()`,
+        // a `loop` that only returns) coerces to it as in the plain function.
+        quote_spanned!(span=> return {
+            let __flow_output: #output = #value;
+            __flow_ctl.complete::<#output>(&__flow_output)
+        })
     }
 }
 
@@ -119,6 +138,10 @@ impl VisitMut for ExitRewriter<'_> {
                 self.visit_expr_mut(a);
             }
             mac.tokens = args.to_token_stream();
+        } else if let Some((mut elem, mut count)) = vec_repeat(mac) {
+            self.visit_expr_mut(&mut elem);
+            self.visit_expr_mut(&mut count);
+            mac.tokens = quote!(#elem; #count);
         }
     }
 

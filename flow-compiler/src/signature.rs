@@ -5,7 +5,7 @@ use quote::{format_ident, quote, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
 
-use crate::attr::Errors;
+use crate::ctxt::Ctxt;
 
 /// One argument of the annotated function.
 pub struct Arg {
@@ -26,10 +26,10 @@ pub struct Signature {
 }
 
 /// Validates `f` for `#[{what}]` (async, no generics, no `self`, nameable types).
-pub fn check(f: &ItemFn, what: &str, errors: &mut Errors) -> Signature {
+pub fn check(f: &ItemFn, what: &str, errors: &Ctxt) -> Signature {
     let sig = &f.sig;
     if sig.asyncness.is_none() {
-        errors.push(
+        errors.error_at(
             sig.fn_token.span(),
             format!(
                 "#[{what}] must be on an `async fn`: write `async fn {}`",
@@ -38,27 +38,27 @@ pub fn check(f: &ItemFn, what: &str, errors: &mut Errors) -> Signature {
         );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(
+        errors.error_at(
             sig.generics.span(),
             format!("#[{what}] functions cannot be generic: runs are stored by name and resumed without knowing type parameters; use concrete types"),
         );
     }
     if let Some(c) = &sig.constness {
-        errors.push(c.span(), format!("#[{what}] cannot be a `const fn`"));
+        errors.error_at(c.span(), format!("#[{what}] cannot be a `const fn`"));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(v.span(), format!("#[{what}] functions cannot be variadic"));
+        errors.error_at(v.span(), format!("#[{what}] functions cannot be variadic"));
     }
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         match input {
-            FnArg::Receiver(r) => errors.push(
+            FnArg::Receiver(r) => errors.error_at(
                 r.span(),
                 format!("#[{what}] must be a free function, not a method: pass the data it needs as arguments"),
             ),
             FnArg::Typed(t) => {
                 if contains_impl_trait(&t.ty) || matches!(*t.ty, Type::Reference(_)) {
-                    errors.push(
+                    errors.error_at(
                         t.ty.span(),
                         format!("#[{what}] arguments are journaled, so they must be owned serde types (no references or `impl Trait`); e.g. `String` instead of `&str`"),
                     );
@@ -79,7 +79,7 @@ pub fn check(f: &ItemFn, what: &str, errors: &mut Errors) -> Signature {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => {
             if contains_impl_trait(ty) {
-                errors.push(
+                errors.error_at(
                     ty.span(),
                     format!("#[{what}] results are journaled, so the return type must be a named serde type, not `impl Trait`"),
                 );

@@ -18,29 +18,32 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::ItemFn;
 
-use crate::attr::{self, Errors, TaskOptions};
+use crate::attr::{self, TaskOptions};
+use crate::ctxt::Ctxt;
 use crate::signature::{self, is_result};
 
 /// Expands `#[task(attr)] item`.
-pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::Error> {
-    let mut errors = Errors::default();
-    let opts = match attr::task_options(attr) {
-        Ok(o) => o,
-        Err(e) => {
-            errors.0.push(e);
-            TaskOptions::default()
-        }
-    };
-    let f: ItemFn = syn::parse2(item)?;
-    let sig = signature::check(&f, "task", &mut errors);
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::Error> {
+    let cx = Ctxt::new();
+    let expanded = expand_checked(&cx, attr, item);
+    cx.check()?;
+    Ok(expanded.unwrap_or_default())
+}
+
+fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<TokenStream> {
+    let opts = attr::task_options(attr, cx);
+    let f: ItemFn = syn::parse2(item).map_err(|e| cx.syn_error(e)).ok()?;
+    let sig = signature::check(&f, "task", cx);
     let is_result = is_result(&sig.output);
     if opts.non_retryable.is_some() && !is_result {
-        errors.push(
+        cx.error_at(
             f.sig.ident.span(),
             "`non_retryable` needs the task to return a `Result`: it decides which `Err`s are final",
         );
     }
-    errors.finish(())?;
+    if cx.has_errors() {
+        return None;
+    }
 
     let name = &f.sig.ident;
     let vis = &f.vis;
@@ -99,7 +102,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
          (journaled, retried) or anywhere else (runs the body)."
     );
 
-    Ok(quote! {
+    Some(quote! {
         #[doc = #doc]
         #[allow(non_camel_case_types)]
         #[derive(::flow::__private::serde::Serialize, ::flow::__private::serde::Deserialize)]

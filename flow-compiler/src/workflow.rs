@@ -18,26 +18,31 @@ use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 use syn::ItemFn;
 
-use crate::attr::{self, combine, Errors, WorkflowOptions};
+use crate::attr;
+use crate::ctxt::Ctxt;
 use crate::emit;
 use crate::lower::Lowerer;
 use crate::signature::{self, fingerprint};
 use crate::stmt_attrs;
 
 /// Expands `#[workflow(attr)] item`.
-pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::Error> {
-    let mut errors = Errors::default();
-    let opts = match attr::workflow_options(attr) {
-        Ok(o) => o,
-        Err(e) => {
-            errors.0.push(e);
-            WorkflowOptions::default()
-        }
-    };
-    let f: ItemFn = syn::parse2(item.clone())?;
-    let sig = signature::check(&f, "workflow", &mut errors);
-    crate::check::check_body(&f.block, &mut errors);
-    errors.finish(())?;
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::Error> {
+    let cx = Ctxt::new();
+    let expanded = expand_checked(&cx, attr, item);
+    cx.check()?;
+    Ok(expanded.unwrap_or_default())
+}
+
+/// The expansion, or `None` once an error is reported to `cx`. Phases after a failed one
+/// do not run: their errors would only echo the first.
+fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<TokenStream> {
+    let opts = attr::workflow_options(attr, cx);
+    let f: ItemFn = syn::parse2(item).map_err(|e| cx.syn_error(e)).ok()?;
+    let sig = signature::check(&f, "workflow", cx);
+    crate::check::check_body(&f.block, cx);
+    if cx.has_errors() {
+        return None;
+    }
 
     let name = &f.sig.ident;
     let vis = &f.vis;
@@ -65,15 +70,16 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
     let reg_name = opts.name.clone().unwrap_or_else(|| name.to_string());
 
     // The state machine.
-    let mut lowerer = Lowerer::new(output);
-    let input_pat = syn::parse::Parser::parse2(syn::Pat::parse_single, input_pat)?;
+    let input_pat = syn::parse::Parser::parse2(syn::Pat::parse_single, input_pat)
+        .map_err(|e| cx.syn_error(e))
+        .ok()?;
+    let mut lowerer = Lowerer::new(output, cx);
     lowerer.bind_input(&input_pat, &input_ty);
     lowerer.lower_body(&f.block);
-    let mut errs = std::mem::take(&mut lowerer.errors);
     let cfg = lowerer.cfg;
-    let plan = emit::plan(&cfg, &mut errs);
-    if let Some(e) = combine(errs) {
-        return Err(e);
+    let plan = emit::plan(&cfg, cx);
+    if cx.has_errors() {
+        return None;
     }
     let step_body = emit::step_body(&cfg, &plan, &reg_name);
     // The compiled machine and the types it stores decide whether a stored state fits
@@ -104,7 +110,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
          (runs as plain async code)."
     );
 
-    Ok(quote! {
+    Some(quote! {
         #[doc = #doc]
         #[allow(non_camel_case_types)]
         #vis struct #name {

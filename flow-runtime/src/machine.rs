@@ -23,7 +23,7 @@ use crate::op::{DurableOp, OpRequest};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be kept across a step of a #[workflow]: it is not Serialize + DeserializeOwned",
     label = "this local is still used after a later `.await`, so it is journaled",
-    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or finish using it before the step (end its scope), or move it into a #[task]"
+    note = "derive `serde::Serialize` and `serde::Deserialize` for it, or finish using it before the step (end its scope), or move it into a #[task]; a borrowed value such as `&'static str` is kept as an owned one (`String`: `.to_string()`)"
 )]
 pub trait Journaled: Serialize + DeserializeOwned {}
 

@@ -966,3 +966,180 @@ pub async fn range_bounds_from_steps(x: i64) -> Vec<i64> {
     }
     out
 }
+
+// ----- diverging bodies (issue 18) ----------------------------------------------------
+
+/// A tail expression that diverges: a `loop` that only returns.
+#[workflow]
+pub async fn diverging_tail(x: i64) -> Result<i64, String> {
+    let mut n = x;
+    loop {
+        n = inc(n).await;
+        if n > x + 2 {
+            return Ok(n);
+        }
+    }
+}
+
+/// Bodies that only panic compile (never run by the tests).
+#[workflow]
+pub async fn only_todo(_x: i64) -> String {
+    todo!()
+}
+
+#[workflow]
+pub async fn step_then_panic(x: i64) -> String {
+    let v = inc(x).await;
+    panic!("not written yet: {v}")
+}
+
+/// `vec![elem; n]` with a step (and `?`) in the element.
+#[workflow]
+pub async fn vec_repeat_step(x: i64) -> Result<Vec<i64>, String> {
+    let n = x.rem_euclid(4) as usize;
+    let v = vec![checked(x.abs()).await?; n];
+    let w = vec![inc(x).await; 2];
+    Ok([v, w].concat())
+}
+
+/// `for` over borrowed collections: a borrow dead at the step is no borrow across it.
+#[workflow]
+pub async fn for_over_borrows(x: i64) -> (i64, Vec<i64>) {
+    let xs = vec![x, x + 1, x + 2];
+    let mut total = 0;
+    for v in &xs {
+        total += inc(*v).await;
+    }
+    'outer: for v in xs.iter() {
+        if *v == x {
+            continue 'outer;
+        }
+        total += double(*v).await;
+        if total > 1000 {
+            break;
+        }
+    }
+    let m: std::collections::BTreeMap<i64, i64> = xs.iter().map(|v| (*v, v * 10)).collect();
+    for (k, v) in &m {
+        total += add(*k, *v).await;
+    }
+    for v in m.values() {
+        total += inc(*v).await;
+    }
+    // Items read again after a step, and written through `&mut`.
+    for id in &xs {
+        total += inc(*id).await;
+        total += *id;
+    }
+    let mut ys = xs.clone();
+    for y in &mut ys {
+        *y = double(*y).await;
+    }
+    (total, ys)
+}
+
+fn fold_vec(v: Vec<i64>) -> i64 {
+    v.iter().sum()
+}
+
+/// A step among `vec!` elements passed to a function.
+#[workflow]
+pub async fn vec_list_step(x: i64) -> Result<i64, String> {
+    let (a, c) = (x, x * 3);
+    Ok(fold_vec(vec![a, checked(x.abs()).await?, c]))
+}
+
+/// Matching a borrow of a local (`&name`, `prices.get(&k)`, `v.first()`) with steps in
+/// the arm: the bindings are matched again after the step instead of held across it.
+#[workflow]
+pub async fn borrowed_scrutinees(x: i64) -> (i64, String) {
+    let prices = std::collections::BTreeMap::from([(0, 5i64), (1, x)]);
+    let mut total = 0;
+    let k = x.rem_euclid(3);
+    if let Some(p) = prices.get(&k) {
+        total += inc(*p).await;
+        total += *p;
+    }
+    let name = if x > 0 { Some(format!("n{x}")) } else { None };
+    let greeting = match &name {
+        Some(n) => greet(n.clone()).await + n,
+        None => "nobody".to_string(),
+    };
+    let v = vec![x, 2];
+    match v.first() {
+        Some(f) if *f > 0 => {
+            total += double(*f).await;
+        }
+        _ => {}
+    }
+    (total, greeting)
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Bag {
+    pub id: i64,
+    pub items: Vec<i64>,
+    pub name: String,
+}
+
+/// A `for` loop over a field of a local, and the rest of the local used after it.
+#[workflow]
+pub async fn partial_move_then_rest(x: i64) -> (Vec<i64>, i64, String) {
+    let bag = Bag {
+        id: x,
+        items: vec![x, x + 1],
+        name: format!("b{x}"),
+    };
+    let mut trace = Vec::new();
+    for item in bag.items {
+        trace.push(inc(item).await);
+    }
+    trace.push(bag.id);
+    let other = Bag {
+        id: 1,
+        items: vec![2, 3],
+        name: "o".into(),
+    };
+    for item in other.items {
+        trace.push(double(item).await);
+    }
+    (trace, bag.id, bag.name)
+}
+
+/// Generator findings 8-10: a struct literal's field named like a moved local; a block's
+/// function hiding the same function of an enclosing block; a lookup with a computed key
+/// matched with a step in the arm.
+#[workflow]
+pub async fn generator_findings_8_to_10(x: i64) -> (String, Vec<i64>, i64) {
+    let name = format!("n{x}");
+    let g = greet(name).await;
+    let bag = Bag {
+        id: inc(x).await,
+        items: vec![],
+        name: format!("m{x}"),
+    };
+    let mut trace = Vec::new();
+    {
+        fn tweak(v: i64) -> i64 {
+            v + 42
+        }
+        trace.push(tweak(x));
+        {
+            fn tweak(v: i64) -> i64 {
+                v + 76
+            }
+            trace.push(tweak(inc(x).await));
+        }
+        trace.push(tweak(double(x).await));
+    }
+    let prices = std::collections::BTreeMap::from([(0, 5i64), (1, x)]);
+    let mut total = bag.id;
+    if let Some(p) = prices.get(&x.rem_euclid(3)) {
+        total += inc(*p).await;
+    }
+    match prices.get(&x.rem_euclid(3)) {
+        Some(p) => trace.push(inc(*p).await),
+        None => trace.push(-3),
+    }
+    (g + &bag.name, trace, total)
+}

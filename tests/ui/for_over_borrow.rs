@@ -8,7 +8,7 @@ async fn fetch(id: u32) -> u32 {
 #[workflow]
 async fn wf(ids: Vec<u32>) -> u32 {
     let mut total = 0;
-    for id in &ids {
+    for id in &ids[1..] {
         total += fetch(*id).await;
     }
     total

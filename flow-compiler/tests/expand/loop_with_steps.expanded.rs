@@ -36,7 +36,7 @@ impl ::core::future::IntoFuture for restock {
 }
 impl ::flow::Workflow for restock {
     const NAME: &'static str = "restock";
-    const FINGERPRINT: u64 = 5732302838760465490u64;
+    const FINGERPRINT: u64 = 14245105716689523509u64;
     type Input = (Vec<String>, u64);
     type Output = Result<u64, String>;
     fn into_input(self) -> Self::Input {
@@ -239,14 +239,12 @@ impl ::flow::Workflow for restock {
                     ) {
                         ::core::ops::ControlFlow::Continue(__flow_value) => __flow_value,
                         ::core::ops::ControlFlow::Break(__flow_residual) => {
-                            return __flow_ctl
-                                .complete::<
-                                    Result<u64, String>,
-                                >(
-                                    &(::flow::__private::FromQuestionResidual::from_residual(
-                                        __flow_residual,
-                                    )),
+                            return {
+                                let __flow_output: Result<u64, String> = ::flow::__private::FromQuestionResidual::from_residual(
+                                    __flow_residual,
                                 );
+                                __flow_ctl.complete::<Result<u64, String>>(&__flow_output)
+                            };
                         }
                     };
                     if price > budget {
@@ -323,14 +321,12 @@ impl ::flow::Workflow for restock {
                     match ::flow::__private::QuestionMark::branch(__flow_await_4) {
                         ::core::ops::ControlFlow::Continue(__flow_value) => __flow_value,
                         ::core::ops::ControlFlow::Break(__flow_residual) => {
-                            return __flow_ctl
-                                .complete::<
-                                    Result<u64, String>,
-                                >(
-                                    &(::flow::__private::FromQuestionResidual::from_residual(
-                                        __flow_residual,
-                                    )),
+                            return {
+                                let __flow_output: Result<u64, String> = ::flow::__private::FromQuestionResidual::from_residual(
+                                    __flow_residual,
                                 );
+                                __flow_ctl.complete::<Result<u64, String>>(&__flow_output)
+                            };
                         }
                     };
                     budget -= price;
@@ -348,7 +344,10 @@ impl ::flow::Workflow for restock {
                 }
                 1u32 => {
                     let mut spent = __flow_ctl.take_slot(&mut __flow_f.s2, "`spent`")?;
-                    return __flow_ctl.complete::<Result<u64, String>>(&(Ok(spent)));
+                    return {
+                        let __flow_output: Result<u64, String> = Ok(spent);
+                        __flow_ctl.complete::<Result<u64, String>>(&__flow_output)
+                    };
                 }
                 __flow_other => {
                     return ::core::result::Result::Err(
