@@ -234,7 +234,7 @@ def run_binary(names):
             if line is None:
                 proc.wait()
                 if proc.returncode != 0 and current is not None:
-                    yield current, "crash", f"exit {proc.returncode}: {proc.stderr.read()[-500:]}"
+                    yield current, "crash", f"exit {proc.returncode}: {proc.stderr.read()[:400]}"
                 break
             parts = line.rstrip("\n").split(" ", 4)
             if parts[0] == "START":
