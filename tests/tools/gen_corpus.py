@@ -49,10 +49,8 @@ SHAPES = {
 KNOWN_COMPILER_GAPS = {
     "user_macros": "rustc E0277/E0308 in generated code: `?` or `return` inside a macro_rules! expansion",
     "await_in_user_macro": "refused with a clear message: `.await` inside a user macro's arguments",
-    "partial_move": "rustc E0382: use of a partially moved value; a struct literal's field taken for a moved local",
-    "await_in_vec": "refused with a clear message: `.await` inside `vec!`",
-    "block_statics": "refused with a clear message: a block's static hiding an outer one",
-    "borrowed_match": "rustc E0597: the map does not live long enough",
+    "block_statics": "refused with a clear message: a static in a block with a step may not hide an outer one",
+    "borrowed_match": "being re-checked",
 }
 
 INT_NAMES = ["a", "b", "c", "n"]
@@ -601,7 +599,11 @@ class Gen:
     def s_user_macros(self, scope, depth):
         form = self.pick(["stop", "fail", "try"])
         if form == "stop":
-            return f"stop_if!({self.cond(scope, 1)}, {OUTPUT});", scope
+            saved = self.awaits_ok
+            self.awaits_ok = saved and self.on("await_in_user_macro")
+            cond = self.cond(scope, 1)
+            self.awaits_ok = saved
+            return f"stop_if!({cond}, {OUTPUT});", scope
         if form == "fail":
             return f'if {self.cond(scope, 1)} {{ fail!("gave up at {{}}", {self.leaf(scope)}); }}', scope
         return f"trace.push(small!({self.leaf(scope)}));", scope

@@ -285,7 +285,8 @@ def hunt_batch(seed, first, count, shapes, findings, stats):
             else:
                 stats["refused"] += 1
                 record(findings, {"kind": "refused", "seed": seed, "index": index, "name": name,
-                                  "code": err["code"], "detail": err["message"], "rendered": err["rendered"]})
+                                  "code": err["code"], "detail": err["message"], "rendered": err["rendered"],
+                                  "source": sources[name]})
         keep = [n for n in keep if n not in failed]
     stats["built"] += len(keep)
     for name, kind, detail in run_binary(keep):
@@ -295,7 +296,8 @@ def hunt_batch(seed, first, count, shapes, findings, stats):
             kind = "generator_bug"
         else:
             stats[kind] = stats.get(kind, 0) + 1
-        record(findings, {"kind": kind, "seed": seed, "index": index, "name": name, "detail": detail})
+        record(findings, {"kind": kind, "seed": seed, "index": index, "name": name, "detail": detail,
+                          "source": sources[name]})
 
 
 def run_repro(path, findings, stats):

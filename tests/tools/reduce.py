@@ -102,15 +102,20 @@ def reduce(source, expect):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--index", type=int)
+    p.add_argument("--file", help="reduce the workflow in this file instead (e.g. a finding's `source`)")
     p.add_argument("--expect", required=True)
     p.add_argument("--only")
     p.add_argument("--without", default="")
     p.add_argument("--with-known-compiler-gaps", action="store_true")
     args = p.parse_args()
     hunt.setup_crate()
-    _, source = gen_corpus.program(args.seed, args.index, gen_corpus.shapes_for(args))
+    if args.file:
+        with open(args.file) as f:
+            source = f.read()
+    else:
+        _, source = gen_corpus.program(args.seed, args.index, gen_corpus.shapes_for(args))
     print(reduce(source, args.expect))
 
 
