@@ -118,6 +118,8 @@ corpus_tests!(
     borrowed_scrutinees,
     partial_move_then_rest,
     generator_findings_8_to_10,
+    while_let_on_a_borrow,
+    generator_findings_11_12,
 );
 
 #[tokio::test]

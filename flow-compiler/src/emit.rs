@@ -76,6 +76,9 @@ pub struct Plan {
     pub framed: BTreeSet<SlotId>,
     /// Slots that live across a suspension, so are journaled.
     pub persistent: BTreeSet<SlotId>,
+    /// For framed slots needed only by `#[cfg]`'d blocks: the `#[cfg(any(..))]` their
+    /// frame field and its uses exist under.
+    pub gates: BTreeMap<SlotId, TokenStream>,
 }
 
 /// Computes the [`Plan`]; reports borrows that would be held across a step.
@@ -123,11 +126,44 @@ pub(crate) fn plan(cfg: &Cfg, cx: &Ctxt) -> Plan {
             );
         }
     }
+    let gates = framed
+        .iter()
+        .filter(|&&s| cfg.slots[s].cfg.is_empty())
+        .filter_map(|&s| needed_only_under_cfg(cfg, &live, s).map(|g| (s, g)))
+        .collect();
     Plan {
         live,
         prologue,
         framed,
         persistent,
+        gates,
+    }
+}
+
+/// `#[cfg(any(..))]` if every block `s` is live into is `#[cfg]`'d: with none of their
+/// predicates holding, nothing would give the slot's frame field a type.
+fn needed_only_under_cfg(cfg: &Cfg, live: &Liveness, s: SlotId) -> Option<TokenStream> {
+    let mut alternatives = BTreeMap::new();
+    for (b, block) in cfg.blocks.iter().enumerate() {
+        if block.order.is_none() || !live.live_in[b].contains(&s) {
+            continue;
+        }
+        if block.cfg.is_empty() {
+            return None;
+        }
+        let preds = &block.cfg;
+        let all = quote!(all(#(#preds),*));
+        alternatives.insert(all.to_string(), all);
+    }
+    let alternatives = alternatives.values();
+    (alternatives.len() > 0).then(|| quote!(#[cfg(any(#(#alternatives),*))]))
+}
+
+/// The `#[cfg]` a slot's frame field and the code touching it are compiled under.
+fn slot_gate(cfg: &Cfg, plan: &Plan, s: SlotId) -> TokenStream {
+    match plan.gates.get(&s) {
+        Some(gate) => gate.clone(),
+        None => cfg_attr(&cfg.slots[s].cfg),
     }
 }
 
@@ -153,14 +189,14 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
     let slot_cfgs: Vec<_> = plan
         .framed
         .iter()
-        .map(|&s| cfg_attr(&cfg.slots[s].cfg))
+        .map(|&s| slot_gate(cfg, plan, s))
         .collect();
     let state_cfgs: Vec<_> = cfg.states.iter().map(|s| cfg_attr(&s.cfg)).collect();
 
     let loads = plan.persistent.iter().map(|&s| {
         let slot = &cfg.slots[s];
         let (f, idx, name) = (field(s), s as u32, &slot.label);
-        let gate = cfg_attr(&slot.cfg);
+        let gate = slot_gate(cfg, plan, s);
         quote_spanned!(slot.span=>
             #gate #idx => __flow_f.#f = ::core::option::Option::Some(__flow_ctl.decode_slot(&__flow_bytes, #name)?),)
     });
@@ -228,7 +264,7 @@ fn block_arm(cfg: &Cfg, plan: &Plan, b: BlockId) -> TokenStream {
     let takes = plan.prologue[b].iter().map(|&s| {
         let slot = &cfg.slots[s];
         let (f, name, text) = (field(s), &slot.name, &slot.label);
-        let gate = cfg_attr(&slot.cfg);
+        let gate = slot_gate(cfg, plan, s);
         quote!(#gate let mut #name = __flow_ctl.take_slot(&mut __flow_f.#f, #text)?;)
     });
     let declares = block.declared.iter().map(|&s| {
@@ -310,12 +346,12 @@ fn partial_move_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
     }
 }
 
-fn put_back(cfg: &Cfg, s: SlotId, defined_here: bool) -> TokenStream {
+fn put_back(cfg: &Cfg, plan: &Plan, s: SlotId, defined_here: bool) -> TokenStream {
     let slot = &cfg.slots[s];
     let (f, name, idx) = (field(s), &slot.name, s as u32);
     // Other slots are compared by value when a step suspends (`save_slot`).
     let dirty = (defined_here && slot.write_once).then(|| quote!(__flow_ctl.mark_dirty(#idx);));
-    let gate = cfg_attr(&slot.cfg);
+    let gate = slot_gate(cfg, plan, s);
     quote!(#gate { __flow_f.#f = ::core::option::Option::Some(#name); #dirty })
 }
 
@@ -325,7 +361,7 @@ fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
     let puts = plan.live.live_in[exit.target]
         .iter()
         .filter(|s| exit.visible.contains(s) && bound(s))
-        .map(|&s| put_back(cfg, s, exit.defined.contains(&s)));
+        .map(|&s| put_back(cfg, plan, s, exit.defined.contains(&s)));
     let target = exit.target as u32;
     match &exit.kind {
         ExitKind::Goto => quote!(#(#puts)* *__flow_pc = #target; continue;),
@@ -333,7 +369,7 @@ fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
             let saves = plan.persistent.iter().map(|&s| {
                 let slot = &cfg.slots[s];
                 let (f, idx, name) = (field(s), s as u32, &slot.label);
-                let gate = cfg_attr(&slot.cfg);
+                let gate = slot_gate(cfg, plan, s);
                 if slot.write_once {
                     quote_spanned!(slot.span=> #gate { __flow_ctl.save_slot_once(#idx, &__flow_f.#f, #name)?; })
                 } else {
@@ -359,7 +395,7 @@ fn shadow_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
     let sh = &cfg.shadows[k];
     let held = sh.defined_before || plan.prologue[sh.block].contains(&sh.slot);
     if held && plan.live.live_out[sh.block].contains(&sh.slot) {
-        put_back(cfg, sh.slot, sh.defined_before)
+        put_back(cfg, plan, sh.slot, sh.defined_before)
     } else {
         TokenStream::new()
     }

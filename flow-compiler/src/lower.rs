@@ -606,16 +606,17 @@ impl<'a> Lowerer<'a> {
                 match gated_let(stmt) {
                     Some((predicate, local)) => {
                         let shadowed = self.shadowed_by(&local.pat);
-                        self.cfg_stack.push(predicate);
+                        self.cfg_stack.push(predicate.clone());
                         self.lower_let(local);
                         self.cfg_stack.pop();
                         // Whichever binding is compiled in, the same code names it.
                         for &(_, old) in &shadowed {
                             self.note_slot_use(old);
                         }
-                        let joins = self.rebind(&shadowed);
+                        let p = &predicate;
+                        let joins = self.rebind(&shadowed, |l, old| l.join_gate(p, old));
                         self.push(joins);
-                        self.declare_joins(&shadowed);
+                        self.declare_joins(&shadowed, p);
                     }
                     None => value = self.lower_stmt(stmt, tail),
                 }
@@ -635,6 +636,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The visible locals a pattern's bindings would shadow: (name, slot).
+    /// The visible locals a pattern's bindings would shadow: (name, slot).
     fn shadowed_by(&self, pat: &Pat) -> Vec<(Ident, SlotId)> {
         names::bindings(pat)
             .into_iter()
@@ -642,17 +644,69 @@ impl<'a> Lowerer<'a> {
             .collect()
     }
 
+    /// The predicate under which `slot` exists beyond those in force here, if any (it
+    /// was bound by a `#[cfg]`'d `let` itself).
+    fn extra_gate(&self, slot: SlotId) -> Option<TokenStream> {
+        let here: BTreeSet<String> = self.cfg_stack.iter().map(|p| p.to_string()).collect();
+        let own = &self.cfg.slots[slot].cfg;
+        let extra: Vec<&TokenStream> = own
+            .iter()
+            .filter(|p| !here.contains(&p.to_string()))
+            .collect();
+        (!extra.is_empty()).then(|| quote!(all(#(#extra),*)))
+    }
+
     /// `let mut x = x;` for each name: binds a join local from whichever `x` is in scope.
-    fn rebind(&mut self, names: &[(Ident, SlotId)]) -> TokenStream {
-        let idents: Vec<&Ident> = names.iter().map(|(i, _)| i).collect();
-        self.note_uses(idents.iter().map(|i| (*i).clone()).collect());
-        quote!(#(let mut #idents = #idents;)*)
+    /// `gate(slot)` says under which `#[cfg]` each rebinding is compiled in.
+    fn rebind(
+        &mut self,
+        names: &[(Ident, SlotId)],
+        gate: impl Fn(&Self, SlotId) -> TokenStream,
+    ) -> TokenStream {
+        let code = names
+            .iter()
+            .map(|(ident, old)| {
+                let gate = gate(self, *old);
+                quote!(#gate let mut #ident = #ident;)
+            })
+            .collect();
+        self.note_uses(names.iter().map(|(i, _)| i.clone()).collect());
+        code
     }
 
     /// Declares the join locals [`Self::rebind`] bound, so later code resolves the names
-    /// to them whether or not the `#[cfg]`'d binding was compiled in.
-    fn declare_joins(&mut self, names: &[(Ident, SlotId)]) -> Vec<SlotId> {
-        names.iter().map(|(i, _)| self.declare(i, true)).collect()
+    /// to them whether or not the `#[cfg(predicate)]` binding was compiled in. A join of
+    /// a local that is itself `#[cfg]`'d exists only if one of the two does.
+    fn declare_joins(&mut self, names: &[(Ident, SlotId)], predicate: &TokenStream) -> Vec<SlotId> {
+        names
+            .iter()
+            .map(|(ident, old)| {
+                let old_gate = self.extra_gate(*old);
+                let join = self.declare(ident, true);
+                if let Some(old_gate) = old_gate {
+                    self.cfg.slots[join]
+                        .cfg
+                        .push(quote!(any(#predicate, #old_gate)));
+                }
+                join
+            })
+            .collect()
+    }
+
+    /// `#[cfg(any(P, old))]` for a join of a `#[cfg]`'d local, nothing otherwise.
+    fn join_gate(&self, predicate: &TokenStream, old: SlotId) -> TokenStream {
+        match self.extra_gate(old) {
+            Some(old_gate) => quote!(#[cfg(any(#predicate, #old_gate))]),
+            None => TokenStream::new(),
+        }
+    }
+
+    /// `#[cfg(old)]` for reading a `#[cfg]`'d local, nothing otherwise.
+    fn old_gate(&self, old: SlotId) -> TokenStream {
+        match self.extra_gate(old) {
+            Some(old_gate) => quote!(#[cfg(#old_gate)]),
+            None => TokenStream::new(),
+        }
     }
 
     fn stmt_needs_lowering(&self, stmt: &Stmt) -> bool {
@@ -761,8 +815,8 @@ impl<'a> Lowerer<'a> {
         // The skip path keeps the old values under the join locals' names.
         let saved = self.defined.clone();
         self.push_scope();
-        let keep_old = self.rebind(&shadowed);
-        let joins = self.declare_joins(&shadowed);
+        let keep_old = self.rebind(&shadowed, |l, old| l.old_gate(old));
+        let joins = self.declare_joins(&shadowed, &predicate);
         let skip = self.exit(after, ExitKind::Goto);
         self.pop_scope();
         self.defined = saved;
@@ -776,7 +830,7 @@ impl<'a> Lowerer<'a> {
         self.lower_stmt(stmt, false);
         let reaches_after = !self.block().terminated;
         if reaches_after {
-            let take_new = self.rebind(&shadowed);
+            let take_new = self.rebind(&shadowed, |_, _| TokenStream::new());
             self.push(take_new);
         }
         let frame = self.scopes.last_mut().expect("a scope");
@@ -1642,14 +1696,22 @@ impl<'a> Lowerer<'a> {
         exit: BlockId,
     ) -> (BlockId, Vec<(String, SlotId)>) {
         if let Expr::Let(l) = cond {
-            self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+            let reevaluable = is_reevaluable_borrow(&l.expr);
+            if !reevaluable {
+                self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+            }
             let scrut = self.lower_expr(&l.expr, true).tokens;
             self.note_tokens(&scrut);
             let shadows = self.shadow_points(&l.pat);
+            let rebind_from = (reevaluable && shadows.is_empty()).then(|| scrut.clone());
             let (prefix, scrut) = scrutinee_before_shadows(scrut, shadows);
             let saved = self.defined.clone();
             self.push_scope();
-            self.declare_pattern(&l.pat, false);
+            let bound = self.declare_pattern(&l.pat, false);
+            if let Some(scrut) = &rebind_from {
+                // `while let Some(top) = stack.last()`: matched again where it is read.
+                self.rebind_arm(scrut, &l.pat, &bound);
+            }
             let body = self.new_block();
             let frame = self.scopes.last().cloned().unwrap_or_default();
             let enter = self.exit(body, ExitKind::Goto);
@@ -1901,10 +1963,17 @@ fn is_borrowed_iteration(e: &Expr) -> bool {
     ];
     match e {
         Expr::Reference(r) => place_root(&r.expr).is_some(),
+        Expr::MethodCall(m) if BORROWING.contains(&m.method.to_string().as_str()) => {
+            m.args.is_empty() && place_root(&m.receiver).is_some()
+        }
+        // Adapters that keep the iteration a pure function of the position.
         Expr::MethodCall(m) => {
-            m.args.is_empty()
-                && BORROWING.contains(&m.method.to_string().as_str())
-                && place_root(&m.receiver).is_some()
+            const ADAPTERS: &[&str] = &["enumerate", "rev", "skip", "take", "step_by"];
+            ADAPTERS.contains(&m.method.to_string().as_str())
+                && m.args
+                    .iter()
+                    .all(|a| matches!(a, Expr::Lit(_)) || place_root(a).is_some())
+                && is_borrowed_iteration(&m.receiver)
         }
         Expr::Paren(p) => is_borrowed_iteration(&p.expr),
         _ => false,

@@ -140,11 +140,12 @@ impl<'ast> Visit<'ast> for Writes<'_> {
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         match macro_args(mac) {
             Some(args) => args.iter().for_each(|a| self.visit_expr(a)),
-            None => {
-                if tokens_mention(&mac.tokens, self.root) {
-                    self.found = true;
-                }
+            // An opaque macro: any mention may be a use by value; a borrowed operand is
+            // only changed by what looks like a write (`x =`, `x +=`, `&mut x`).
+            None if self.method_calls_count => {
+                self.found |= tokens_mention(&mac.tokens, self.root);
             }
+            None => self.found |= tokens_write(&mac.tokens, self.root),
         }
     }
 
@@ -171,6 +172,31 @@ fn tokens_mention(tokens: &TokenStream, name: &Ident) -> bool {
     tokens.clone().into_iter().any(|tt| match tt {
         TokenTree::Ident(i) => &i == name,
         TokenTree::Group(g) => tokens_mention(&g.stream(), name),
+        _ => false,
+    })
+}
+
+/// Whether `tokens` look like they write `name`: `name =` (not `==`), `name op=`, or
+/// `&mut name`.
+fn tokens_write(tokens: &TokenStream, name: &Ident) -> bool {
+    let tts: Vec<TokenTree> = tokens.clone().into_iter().collect();
+    let punct = |i: usize| match tts.get(i) {
+        Some(TokenTree::Punct(p)) => Some(p.as_char()),
+        _ => None,
+    };
+    let is_mut = |i: usize| matches!(tts.get(i), Some(TokenTree::Ident(m)) if m == "mut");
+    tts.iter().enumerate().any(|(k, tt)| match tt {
+        TokenTree::Group(g) => tokens_write(&g.stream(), name),
+        TokenTree::Ident(i) if i == name => {
+            let assigns = match (punct(k + 1), punct(k + 2)) {
+                (Some('='), next) => next != Some('='),
+                (Some('+' | '-' | '*' | '/' | '%' | '^' | '&' | '|'), Some('=')) => true,
+                (Some('<'), Some('<')) | (Some('>'), Some('>')) => punct(k + 3) == Some('='),
+                _ => false,
+            };
+            let borrowed_mut = k >= 2 && is_mut(k - 1) && punct(k - 2) == Some('&');
+            assigns || borrowed_mut
+        }
         _ => false,
     })
 }

@@ -1035,6 +1035,9 @@ pub async fn for_over_borrows(x: i64) -> (i64, Vec<i64>) {
     for y in &mut ys {
         *y = double(*y).await;
     }
+    for (i, y) in ys.iter().enumerate().rev().skip(1) {
+        total += add(i as i64, *y).await;
+    }
     (total, ys)
 }
 
@@ -1142,4 +1145,35 @@ pub async fn generator_findings_8_to_10(x: i64) -> (String, Vec<i64>, i64) {
         None => trace.push(-3),
     }
     (g + &bag.name, trace, total)
+}
+
+/// `while let` on a lookup of a local, with a step in the body.
+#[workflow]
+pub async fn while_let_on_a_borrow(x: i64) -> (Vec<i64>, i64) {
+    let mut stack = vec![x, x + 1, x + 2];
+    let mut total = 0;
+    while let Some(top) = stack.last() {
+        total += inc(*top).await;
+        total += *top;
+        stack.pop();
+    }
+    (stack, total)
+}
+
+/// Generator findings 11-12: a `#[cfg]`'d-out step that reads a local no other code
+/// reads; two `#[cfg]`'d-out `let`s of the same name.
+#[workflow]
+pub async fn generator_findings_11_12(x: i64) -> Result<(Vec<i64>, i64), String> {
+    let mut trace: Vec<i64> = Vec::new();
+    let k = inc(x).await;
+    #[allow(unused_variables)]
+    let seen = x + 1;
+    #[cfg(any())]
+    trace.push(checked(seen).await?);
+    #[cfg(any())]
+    let n = checked(x).await?;
+    #[cfg(any())]
+    let n = checked(x + 1).await?;
+    trace.push(k);
+    Ok((trace, inc(x).await))
 }
