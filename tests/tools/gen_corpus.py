@@ -51,6 +51,7 @@ KNOWN_COMPILER_GAPS = {
     "await_in_user_macro": "refused with a clear message: `.await` inside a user macro's arguments",
     "block_statics": "refused with a clear message: a static in a block with a step may not hide an outer one",
     "borrowed_match": "being re-checked",
+    "huge_ranges": "fault/abort: `0..=n` and range adaptors are journaled as every item",
 }
 
 INT_NAMES = ["a", "b", "c", "n"]
