@@ -30,6 +30,7 @@ SHAPES = {
     "block_items": "fn/const declared inside blocks, shadowing module-level ones",
     "block_statics": "a static declared inside a block with a step, shadowing a module-level one",
     "stmt_attrs": "#[cfg(any())], #[cfg(all())], #[allow], #[rustfmt::skip] on statements",
+    "cfg_shadowing_let": "a `#[cfg(any())] let` reusing the name of a live local",
     "format_captures": "format strings with implicit captures: {x}, {x:>width$}, {:.prec$}",
     "borrow_before_step": "borrows dead before the step: `Some(&p)` from map.get(&k), indexing in format args, first()",
     "borrowed_match": "if-let/match binding a reference from map.get(&k), dereferenced into a step in the arm",
@@ -51,6 +52,7 @@ KNOWN_COMPILER_GAPS = {
     "await_in_user_macro": "refused with a clear message: `.await` inside a user macro's arguments",
     "block_statics": "refused with a clear message: a static in a block with a step may not hide an outer one",
     "borrowed_match": "being re-checked",
+    "cfg_shadowing_let": "fault: the live local it would have hidden is missing from the stored state",
     "huge_ranges": "fault/abort: `0..=n` and range adaptors are journaled as every item",
 }
 
@@ -297,7 +299,9 @@ class Gen:
         """A statement with an attribute. Lint and tool attributes are stable on `let`s
         only; `#[cfg]` on any statement."""
         form = self.pick(["cfg_off_let", "cfg_off_stmt", "cfg_on_let", "cfg_on_stmt", "lint_let"])
-        if form.endswith("_let"):
+        if form == "cfg_off_let" and not self.on("cfg_shadowing_let"):
+            s, after = f"let {self.fresh('off')} = {self.expr(scope, 2)};", scope
+        elif form.endswith("_let"):
             s, after = self.s_let(scope, depth)
         else:
             s, after = self.pick([self.s_trace, self.s_block if depth > 0 else self.s_trace])(scope, depth)
