@@ -260,13 +260,11 @@ def hunt_batch(seed, first, count, shapes, findings, stats):
     keep = list(names)
 
     def text_of(selected, plain=False):
-        head = gen_corpus.module(seed, 0, 0, shapes)[0].split("/// Runs every generated workflow")[0]
-        body = [sources[n].replace("#[workflow]\n", "") if plain else sources[n] for n in selected]
-        tail = "/// Runs every generated workflow through `$check`.\n#[macro_export]\nmacro_rules! for_each_generated {\n" \
-               "    ($check:ident) => {\n" + "".join(f"        $check!({n});\n" for n in selected) + "    };\n}\n"
-        return head + "\n".join(body) + tail
+        programs = [(n, gen_corpus.without_workflow(sources[n]) if plain else sources[n]) for n in selected]
+        return gen_corpus.assemble(programs, f"hunt.py, seed {seed}")
 
-    for attempt in range(4):
+    # Without the refused programs rustc may get further and refuse others: a few rounds.
+    for _ in range(4):
         failed, stray = build(text_of(keep))
         if stray:
             print("build failed outside the programs:\n" + "\n".join(stray[:3]), flush=True)
@@ -300,33 +298,24 @@ def hunt_batch(seed, first, count, shapes, findings, stats):
                           "source": sources[name]})
 
 
-def run_repro(path, findings, stats):
+def run_repro(path):
     """Builds and checks the workflows in `path` (named `gen_*`, written against the
-    prelude): for minimizing a finding by hand."""
+    prelude), reporting each refusal and failure: for minimizing a finding by hand."""
     with open(path) as f:
-        src = f.read()
-    names = re.findall(r"pub async fn (gen_\w+)", src)
-    head = gen_corpus.module(0, 0, 0, set(gen_corpus.SHAPES))[0].split("/// Runs every generated workflow")[0]
-    tail = "#[macro_export]\nmacro_rules! for_each_generated {\n    ($check:ident) => {\n" + \
-        "".join(f"        $check!({n});\n" for n in names) + "    };\n}\n"
-    failed, stray = build(head + src + tail)
+        # Each workflow's source starts at its attribute.
+        pieces = [p for p in re.split(r"(?=#\[workflow\])", f.read()) if "pub async fn" in p]
+    programs = [(re.search(r"pub async fn (gen_\w+)", p).group(1), p) for p in pieces]
+    failed, stray = build(gen_corpus.assemble(programs, path))
     for name, err in failed.items():
         print(f"  refused: {name}\n{err['rendered']}")
     if stray:
         print("\n".join(stray))
         return
-    if failed:
-        # Run the others: each workflow's source starts at its attribute.
-        pieces = re.split(r"(?=#\[workflow\])", src)
-        src = "".join(p for p in pieces if not any(f"fn {n}(" in p for n in failed))
-        names = [n for n in names if n not in failed]
-        tail = "#[macro_export]\nmacro_rules! for_each_generated {\n    ($check:ident) => {\n" + \
-            "".join(f"        $check!({n});\n" for n in names) + "    };\n}\n"
-        failed, stray = build(head + src + tail)
-        if failed or stray:
-            print("  the others did not build alone")
-            return
-    for name, kind, detail in run_binary(names):
+    programs = [(n, p) for n, p in programs if n not in failed]
+    if failed and build(gen_corpus.assemble(programs, path)) != ({}, []):
+        print("  the others did not build alone")
+        return
+    for name, kind, detail in run_binary([n for n, _ in programs]):
         print(f"  {kind}: {name} {detail}")
     print("  done")
 
@@ -345,7 +334,7 @@ def main():
     shapes = gen_corpus.shapes_for(args)
     setup_crate()
     if args.repro:
-        return run_repro(args.repro, None, None)
+        return run_repro(args.repro)
     stats = {"generated": 0, "built": 0, "refused": 0, "generator_bugs": 0, "harness_errors": 0}
     with open(os.path.join(CRATE, "findings.jsonl"), "a") as findings:
         for first in range(args.first, args.first + args.count, args.batch):

@@ -59,10 +59,8 @@ def statement_spans(body):
 def failing(variants, expect, plain_check=True):
     """The names among `variants` (name -> source) that fail as `expect` and are valid Rust."""
     def module(names, plain):
-        head = gen_corpus.module(0, 0, 0, set(gen_corpus.SHAPES))[0].split("/// Runs every generated")[0]
-        body = "\n".join(variants[n].replace("#[workflow]\n", "") if plain else variants[n] for n in names)
-        return head + body + "#[macro_export]\nmacro_rules! for_each_generated {\n    ($check:ident) => {\n" + \
-            "".join(f"        $check!({n});\n" for n in names) + "    };\n}\n"
+        programs = [(n, gen_corpus.without_workflow(variants[n]) if plain else variants[n]) for n in names]
+        return gen_corpus.assemble(programs, "reduce.py")
 
     names = list(variants)
     invalid, stray = hunt.build(module(names, plain=True), plain=True)
