@@ -120,6 +120,8 @@ corpus_tests!(
     generator_findings_8_to_10,
     while_let_on_a_borrow,
     generator_findings_11_12,
+    generator_findings_13_14,
+    cfg_let_shadows_loop_item,
 );
 
 #[tokio::test]

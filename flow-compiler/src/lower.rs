@@ -48,6 +48,8 @@ pub struct Lowerer<'a> {
     scopes: Vec<Vec<(String, SlotId)>>,
     /// Per frame: a binding in it shadowed an outer one.
     shadowed: Vec<bool>,
+    /// Per frame: it holds a loop's or an arm's pattern bindings.
+    pattern_frames: Vec<bool>,
     /// Slots bound in the current block so far, on the current path.
     defined: BTreeSet<SlotId>,
     loops: Vec<LoopCtx>,
@@ -83,6 +85,7 @@ impl<'a> Lowerer<'a> {
             cur: 0,
             scopes: vec![Vec::new()],
             shadowed: vec![false],
+            pattern_frames: vec![false],
             defined: BTreeSet::new(),
             loops: Vec::new(),
             next_order: 0,
@@ -333,16 +336,21 @@ impl<'a> Lowerer<'a> {
     fn push_scope(&mut self) {
         self.scopes.push(Vec::new());
         self.shadowed.push(false);
+        self.pattern_frames.push(false);
     }
 
+    /// A scope holding a pattern's bindings (a loop's or an arm's), which end with the
+    /// body they belong to.
     fn push_frame(&mut self, frame: Vec<(String, SlotId)>) {
         self.scopes.push(frame);
         self.shadowed.push(false);
+        self.pattern_frames.push(true);
     }
 
     /// Pops a scope; returns whether a binding in it shadowed an outer one.
     fn pop_scope(&mut self) -> bool {
         self.scopes.pop();
+        self.pattern_frames.pop();
         self.shadowed.pop().unwrap_or(false)
     }
 
@@ -606,6 +614,7 @@ impl<'a> Lowerer<'a> {
                 match gated_let(stmt) {
                     Some((predicate, local)) => {
                         let shadowed = self.shadowed_by(&local.pat);
+                        self.check_gated_shadows(&shadowed);
                         self.cfg_stack.push(predicate.clone());
                         self.lower_let(local);
                         self.cfg_stack.pop();
@@ -642,6 +651,38 @@ impl<'a> Lowerer<'a> {
             .into_iter()
             .filter_map(|b| self.lookup(&b.ident.to_string()).map(|s| (b.ident, s)))
             .collect()
+    }
+
+    /// The locals a `#[cfg]`'d `let` shadows must belong to the same block: with the
+    /// `#[cfg]` off, the join local takes the old value, which an enclosing block could
+    /// not get back when this one ends.
+    fn check_gated_shadows(&mut self, shadowed: &[(Ident, SlotId)]) {
+        // The innermost block, and the pattern bindings of the loop or arm it is the body
+        // of (they end with it).
+        let mut frames = self.scopes.iter().zip(&self.pattern_frames).rev();
+        let mut innermost: Vec<SlotId> = frames
+            .next()
+            .map(|(f, _)| f.iter().map(|(_, s)| *s).collect())
+            .unwrap_or_default();
+        for (frame, &pattern) in frames {
+            if !pattern {
+                break;
+            }
+            innermost.extend(frame.iter().map(|(_, s)| *s));
+        }
+        for (ident, old) in shadowed {
+            if !innermost.contains(old) {
+                self.error(
+                    ident.span(),
+                    format!(
+                        "a `#[cfg]`'d `let` that shadows `{ident}` of an enclosing block is not \
+                         supported in a #[workflow] (with the `#[cfg]` off, the outer `{ident}` \
+                         could not be kept for after this block); give this binding another \
+                         name"
+                    ),
+                );
+            }
+        }
     }
 
     /// The predicate under which `slot` exists beyond those in force here, if any (it
@@ -807,6 +848,7 @@ impl<'a> Lowerer<'a> {
             Stmt::Local(l) => self.shadowed_by(&l.pat),
             _ => Vec::new(),
         };
+        self.check_gated_shadows(&shadowed);
         let after = self.new_block();
         self.cfg_stack.push(predicate.clone());
         let inside = self.new_block();
@@ -927,9 +969,12 @@ impl<'a> Lowerer<'a> {
         if shadows.is_empty() {
             self.push(quote!(#(#attrs)* let #pat = #value #diverge;));
         } else {
+            // Only `#[cfg]` goes on the generated statements; every attribute stays on
+            // the `let` itself.
+            let cfgs: Vec<_> = attrs.iter().filter(|a| a.path().is_ident("cfg")).collect();
             self.push(quote!(
-                #(#attrs)* let __flow_init = #value;
-                #(#attrs)* { #shadows }
+                #(#cfgs)* let __flow_init = #value;
+                #(#cfgs)* { #shadows }
                 #(#attrs)* let #pat = __flow_init #diverge;
             ));
         }
@@ -1768,9 +1813,33 @@ impl<'a> Lowerer<'a> {
         let span = f.expr.span();
         let items_slot = self.temp("items", span);
         let items_name = self.cfg.slots[items_slot].name.clone();
-        let half_open = matches!(&*f.expr, Expr::Range(r)
-            if r.start.is_some() && matches!(r.limits, syn::RangeLimits::HalfOpen(_)));
-        let (next, in_head): (Expr, Vec<Ident>) = if half_open {
+        let (half_open, inclusive) = match &*f.expr {
+            Expr::Range(r) if r.start.is_some() => (
+                matches!(r.limits, syn::RangeLimits::HalfOpen(_)),
+                matches!(r.limits, syn::RangeLimits::Closed(_)),
+            ),
+            _ => (false, false),
+        };
+        let (next, in_head): (Expr, Vec<Ident>) = if inclusive {
+            // `a..=b` is journaled as itself too, but a `RangeInclusive` that yielded its
+            // last item does not encode that it is exhausted: once empty it becomes `None`.
+            self.push(quote_spanned!(span=>
+                let mut #items_name = ::core::option::Option::Some(#items);));
+            self.define(items_slot);
+            (
+                syn::parse_quote_spanned!(span=> {
+                    let __flow_item = match &mut #items_name {
+                        ::core::option::Option::Some(range) => ::core::iter::Iterator::next(range),
+                        ::core::option::Option::None => ::core::option::Option::None,
+                    };
+                    if #items_name.as_ref().is_some_and(|range| range.is_empty()) {
+                        #items_name = ::core::option::Option::None;
+                    }
+                    __flow_item
+                }),
+                vec![items_name],
+            )
+        } else if half_open {
             // A range is journaled as its bounds, and advances by itself: `start` is the
             // position (never materialized, whatever its length).
             self.push(quote_spanned!(span=> let mut #items_name = #items;));

@@ -1177,3 +1177,38 @@ pub async fn generator_findings_11_12(x: i64) -> Result<(Vec<i64>, i64), String>
     trace.push(k);
     Ok((trace, inc(x).await))
 }
+
+/// Generator findings 13-14: an inclusive range (huge, with an early exit, and ending
+/// exactly after a step); a lint attribute on a `let` that shadows a live local.
+#[workflow]
+pub async fn generator_findings_13_14(x: i64) -> (Vec<i64>, i64) {
+    let mut trace = Vec::new();
+    for i in 0..=1i64 << 40 {
+        if i >= 2 {
+            break;
+        }
+        trace.push(inc(i).await);
+    }
+    for i in x..=x + 2 {
+        trace.push(double(i).await);
+    }
+    let mut y = x;
+    let a = inc(y).await;
+    {
+        #[rustfmt::skip] let a = a;
+        y = double(a).await;
+    }
+    (trace, y)
+}
+
+/// A `#[cfg]`'d `let` with a step shadowing a loop's own binding (compiled out here).
+#[workflow]
+pub async fn cfg_let_shadows_loop_item(x: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    for v in vec![x, x + 1] {
+        #[cfg(any())]
+        let v = double(v).await;
+        out.push(inc(v).await);
+    }
+    out
+}
