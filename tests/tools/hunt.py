@@ -152,6 +152,8 @@ def program_lines(text):
         m = re.match(r"pub async fn (gen_\w+)", line)
         if m:
             starts.append((n - 1 if n > 1 else n, m.group(1)))  # the attribute line above
+        elif line.startswith("/// Runs every generated workflow"):
+            starts.append((n, None))  # the list of programs belongs to none of them
     return starts
 
 
