@@ -34,6 +34,7 @@ SHAPES = {
     "format_captures": "format strings with implicit captures: {x}, {x:>width$}, {:.prec$}",
     "borrow_before_step": "borrows dead before the step: `Some(&p)` from map.get(&k), indexing in format args, first()",
     "borrowed_match": "if-let/match binding a reference from map.get(&k), dereferenced into a step in the arm",
+    "step_in_lookup_key": "a step inside the key of map.get(&key) (with borrow_before_step or borrowed_match)",
     "borrowed_iteration": "`for v in xs.iter()` with steps in the body",
     "user_macros": "macro_rules! defined in the workflow body whose expansion contains `return` or `?`",
     "outside_macros": "the same macros used from their module-level definitions (with user_macros)",
@@ -53,7 +54,7 @@ KNOWN_COMPILER_GAPS = {
     "outside_macros": "documented refusal (README): the compiler cannot see a module-level macro's expansion",
     "await_in_user_macro": "refused with a clear message: `.await` inside a user macro's arguments",
     "block_statics": "refused with a clear message: a static in a block with a step may not hide an outer one",
-    "borrowed_match": "being re-checked",
+    "step_in_lookup_key": "rustc E0716 when the lookup is matched with a step in the arm",
     "cfg_shadowing_let": "refused with a clear message: a #[cfg]'d let hiding a local of an enclosing block",
 }
 
@@ -577,7 +578,10 @@ class Gen:
         forms = []
         if maps:
             m = self.pick(maps).name
+            saved = self.awaits_ok
+            self.awaits_ok = saved and self.on("step_in_lookup_key")
             key = f"({self.expr(scope, 1)}).rem_euclid(5)"
+            self.awaits_ok = saved
             if targets and self.on("borrowed_match"):
                 t = self.pick(targets).name
                 forms.append(f"if let Some(p) = {m}.get(&{key}) {{ {t} += num(*p).await?; {t} = {t}.rem_euclid(1000); }}")
