@@ -5,7 +5,8 @@ Each program is ordinary async Rust built from the shapes users write (see SHAPE
 every value it computes pushed to its output, so a state machine that evaluates anything
 in another order, loses a value across a step, or resolves a name differently gives a
 different answer from the plain function. `tests/generated.rs` runs the checked-in corpus
-plain, compiled, and resumed at every step; `hunt.py` runs thousands more.
+plain, compiled, and resumed at every step; `hunt.py` runs thousands more and `reduce.py`
+shrinks what it finds.
 
     python3 tests/tools/gen_corpus.py [--seed S] [--count N] > tests/corpus/generated.rs
 
@@ -42,13 +43,13 @@ SHAPES = {
     "let_else": "let-else with a step in the else block",
     "await_in_vec": "`.await` inside `vec!`: `vec![num(x).await?; n]`, `vec![a, num(b).await?, c]`",
     "ranges": "`for i in 0..n` (and rev, inclusive, step_by) with an early exit",
-    "huge_ranges": "`for i in 0..5_000_000` and `0..1 << 40` left after a few steps",
+    "huge_ranges": "`for i in 0..5_000_000`, `0..=1 << 40` left after a few steps",
     "upper_case": "upper-case let bindings (`let N = num(x).await?;`)",
     "errors": "`?` on task errors and `return Err(..)`",
 }
 
-# Shapes today's compiler still refuses or miscompiles; kept out of the checked-in corpus
-# (see README, "generated workflows") until it handles them.
+# Shapes the compiler refuses (some by design, with a clear message), with what it says; kept
+# out of the checked-in corpus (README, "Reliability") until it compiles them.
 KNOWN_COMPILER_GAPS = {
     "user_macros": "rustc E0277/E0308 in generated code: `?` or `return` inside a macro_rules! expansion",
     "outside_macros": "documented refusal (README): the compiler cannot see a module-level macro's expansion",
