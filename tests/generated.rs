@@ -1,6 +1,6 @@
 //! Differential tests over randomly generated workflows (`tests/corpus/generated.rs`,
-//! made by `tests/tools/gen_corpus.py`): plain, compiled, and resumed at every step
-//! boundary must agree, for several inputs.
+//! made by `tests/tools/gen_corpus.py`, which lists the shapes they are built from):
+//! plain, compiled, and resumed at every step boundary must agree, for several inputs.
 
 mod corpus;
 
@@ -13,7 +13,7 @@ macro_rules! check {
         #[tokio::test]
         async fn $name() {
             for &x in INPUTS {
-                differential(|| corpus::generated::$name(x)).await;
+                let _ = differential(|| corpus::generated::$name(x)).await;
             }
         }
     };
