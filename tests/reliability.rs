@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flow::{
-    task, workflow, Engine, EventKind, FlowError, ListQuery, RunStatus, StatusKind, Task,
-    TaskFailure,
+    task, workflow, Engine, EventKind, FlowError, ListQuery, RunStatus, StatusKind, TaskFailure,
 };
 use support::ScratchDir;
 
@@ -238,10 +237,10 @@ async fn rel_bare() -> u32 {
 
 #[test]
 fn tasks_register_under_their_function_name_with_documented_defaults() {
-    assert_eq!(<rel_bare as Task>::NAME, "rel_bare");
+    assert_eq!(<rel_bare as flow::__private::Task>::NAME, "rel_bare");
     assert_eq!(<orders::place as flow::Workflow>::NAME, "rel_same_name");
     assert_eq!(<rel_uses_fetch as flow::Workflow>::NAME, "rel_uses_fetch");
-    let policy = <rel_bare as Task>::policy();
+    let policy = <rel_bare as flow::__private::Task>::policy();
     assert_eq!(policy.retry.max_attempts, 3);
     assert_eq!(policy.effective_timeout(), flow::DEFAULT_TASK_TIMEOUT);
     assert_eq!(flow::DEFAULT_TASK_TIMEOUT, Duration::from_secs(300));

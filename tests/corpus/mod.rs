@@ -1,7 +1,6 @@
 //! Shared by the differential tests: deterministic tasks and the workflow corpus.
 #![allow(dead_code)]
 
-pub mod generated;
 pub mod tasks;
 pub mod workflows;
 

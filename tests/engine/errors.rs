@@ -241,12 +241,12 @@ async fn state_that_no_longer_decodes_blocks_the_run_until_the_type_is_back() {
 
     // The original code is back: the run goes on from where it was and finishes.
     let engine = Engine::builder()
-        .register::<Pipeline>()
+        .register::<pipeline>()
         .open(journal.path())
         .await
         .unwrap();
     let output = engine
-        .handle::<Pipeline>("bad")
+        .handle::<pipeline>("bad")
         .unwrap()
         .result()
         .await
