@@ -61,7 +61,7 @@ pub enum StepFault {
         pc: u32,
     },
     /// A local the code needs was not in the stored state.
-    #[error("workflow `{workflow}`: local `{local}` is missing from the stored state")]
+    #[error("workflow `{workflow}`: local {local} is missing from the stored state")]
     MissingLocal {
         /// Workflow name.
         workflow: String,
@@ -207,7 +207,7 @@ impl MachineCtl {
     pub fn decode_slot<T: Journaled>(&self, bytes: &[u8], local: &str) -> Result<T, StepFault> {
         let workflow = self.workflow;
         Ok(codec::decode(bytes, || {
-            format!("local `{local}` of workflow `{workflow}`")
+            format!("local {local} of workflow `{workflow}`")
         })?)
     }
 
@@ -240,7 +240,7 @@ impl MachineCtl {
         let Some(value) = value else { return Ok(()) };
         let workflow = self.workflow;
         let bytes = codec::encode(value, || {
-            format!("local `{local}` of workflow `{workflow}`")
+            format!("local {local} of workflow `{workflow}`")
         })?;
         let i = index as usize;
         if self.journaled.len() <= i {
@@ -269,7 +269,7 @@ impl MachineCtl {
         if let Some(value) = value {
             let workflow = self.workflow;
             let bytes = codec::encode(value, || {
-                format!("local `{local}` of workflow `{workflow}`")
+                format!("local {local} of workflow `{workflow}`")
             })?;
             self.writes.push((index, bytes));
         }

@@ -107,7 +107,8 @@ pub async fn plan_batch(run: String, call: u32, seed: u64, len: u32) -> Vec<u64>
 }
 
 /// Rejects multiples of three on every attempt (exhausting two attempts).
-#[task(retry(max_attempts = 2, initial = "2ms"))]
+// Pinned: the corpus has a task of the same name, and both link into engine_resume.
+#[task(name = "workload_checked", retry(max_attempts = 2, initial = "2ms"))]
 pub async fn checked(run: String, call: u32, item: u64) -> Result<u64, String> {
     executed("checked", &run, call, format!("{item}")).await;
     if item.is_multiple_of(3) {
