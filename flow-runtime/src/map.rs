@@ -19,6 +19,11 @@ use crate::task::BoxFuture;
 /// finished items are not rerun. By default an item's failure is just its output (e.g. a
 /// task's `Err`); see [`Map::tolerate_failures`] to fail the whole map instead.
 ///
+/// # Panics
+///
+/// If `max_in_flight` is 0 (no item could ever start). In a workflow the panic faults the
+/// run with this message, at the step that calls `map`.
+///
 /// ```ignore
 /// #[workflow]
 /// async fn resize_all(images: Vec<String>) -> Vec<Result<u64, String>> {
@@ -30,9 +35,14 @@ where
     I: IntoIterator,
     F: FnMut(I::Item) -> O,
 {
+    assert!(
+        max_in_flight > 0,
+        "flow::map needs max_in_flight of at least 1 (0 would never start an item); \
+         pass 1 to run the items one at a time"
+    );
     Map {
         ops: items.into_iter().map(op).collect(),
-        max_in_flight: max_in_flight.clamp(1, u32::MAX as usize) as u32,
+        max_in_flight: max_in_flight.min(u32::MAX as usize) as u32,
     }
 }
 
@@ -71,7 +81,8 @@ impl<O> Map<O> {
         }
     }
 
-    /// Tolerates failed items up to `rate` of all items (0.1 = 10%, rounded down).
+    /// Tolerates failed items up to `rate` of all items (0.1 = 10%), rounded down on
+    /// the decimal as written: `0.29` of 100 items tolerates 29.
     pub fn tolerate_failure_rate(self, rate: f64) -> TolerantMap<O> {
         TolerantMap {
             map: self,
