@@ -17,6 +17,7 @@ mod map;
 mod op;
 mod output;
 mod race;
+mod result_probe;
 mod store;
 mod task;
 pub mod testing;

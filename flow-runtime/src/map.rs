@@ -57,8 +57,9 @@ pub struct Map<O> {
 /// [`Map::tolerate_failure_rate`]; awaits to `Result<Vec<output>, MapFailed>`.
 ///
 /// An item fails when it is a task whose final attempt failed (its `Err` output, or a
-/// timeout/panic, is still what the `Vec` holds for it) or a child run that failed. A
-/// failed child run has no output to put in the `Vec`, so it always fails the map.
+/// timeout/panic, is still what the `Vec` holds for it), a child workflow that returned
+/// `Err` (the `Vec` holds the `Err`), or a child run that failed. A failed child run (a
+/// fault, a cancellation) has no output to put in the `Vec`, so it always fails the map.
 /// When the failures exceed the tolerance, the items still running are cancelled and the
 /// await returns `Err(MapFailed)`.
 ///

@@ -24,11 +24,15 @@ pub trait DurableOp: Send + 'static {
     /// Describes the operation so the engine can journal and perform it.
     fn into_request(self) -> Result<OpRequest, CodecError>;
 
-    /// Whether an output counts as a failure (a task's final `Err`), with its text: what
-    /// a tolerant [`map`](crate::map) counts when it runs as plain code.
+    /// Whether an output counts as a failure (a task's final `Err`, a child workflow's
+    /// `Err`), with its text: what a tolerant [`map`](crate::map) counts when it runs as
+    /// plain code. By default an output that is a `Result`'s `Err` is one.
     fn failure(output: &Self::Output) -> Option<String> {
-        let _ = output;
-        None
+        if !crate::result_probe::is_result::<Self::Output>() {
+            return None;
+        }
+        let bytes = postcard::to_allocvec(output).ok()?;
+        crate::result_probe::encodes_err(&bytes).then(|| "returned Err".to_string())
     }
 }
 

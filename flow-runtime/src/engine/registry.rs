@@ -12,6 +12,8 @@ pub(crate) struct WorkflowEntry {
     pub name: &'static str,
     pub fingerprint: u64,
     pub step: fn(&mut Machine) -> Result<Transition, StepFault>,
+    /// Its output is a `Result` (a tolerant map counts a child's `Err` as a failed item).
+    pub output_is_result: bool,
 }
 
 impl WorkflowEntry {
@@ -20,6 +22,7 @@ impl WorkflowEntry {
             name: W::NAME,
             fingerprint: W::FINGERPRINT,
             step: W::step,
+            output_is_result: crate::result_probe::is_result::<W::Output>(),
         }
     }
 }

@@ -26,8 +26,9 @@ use crate::time::now_ms;
 
 /// The starts this engine recorded and has not begun yet, and when it opened.
 pub(crate) struct DurableStarts {
-    /// Wall-clock time the engine opened: a task due at or before it may have been
-    /// running in an earlier engine.
+    /// Wall-clock time the engine opened: a task due before it may have been running in
+    /// an earlier engine. (Work due in the very millisecond of the opening is taken for
+    /// this engine's own: a miss only runs an attempt again unrecorded, as before.)
     opened_ms: u64,
     pending: Mutex<HashSet<(String, AttemptKey, u32)>>,
 }
@@ -44,7 +45,7 @@ impl Default for DurableStarts {
 impl DurableStarts {
     /// Whether work due at `due_ms` may have begun before this engine opened.
     pub(crate) fn due_before_open(&self, due_ms: u64) -> bool {
-        due_ms <= self.opened_ms
+        due_ms < self.opened_ms
     }
 
     /// This engine recorded (or adopted, not yet due) the start of `attempt`.
