@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flow::{task, workflow, Engine, EventKind, RunStatus, TaskFailure};
+use flow::{task, workflow, Engine, EventKind, RunStatus, TaskFailure, Workflow};
 
 fn temp_db(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flow-semantics-{}", std::process::id()));
@@ -29,6 +29,7 @@ fn builder() -> flow::EngineBuilder {
         .register::<checked_child>()
         .register::<tolerant_children>()
         .register::<pay>()
+        .register::<wait_until_ready>()
 }
 
 /// Attempts of `poison` that began.
@@ -245,8 +246,13 @@ async fn an_interrupted_at_most_once_task_is_not_run_again_and_reaches_the_workf
     Engine::remove_journal(&path).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_after() {
+/// Runs `make(key)` on an engine halted after its `k`-th commit, then on a reopened
+/// engine to its end, for every `k` an uninterrupted run commits; returns each key and
+/// output (the uninterrupted run's first, under key `ref`).
+async fn crash_at_every_commit<W: Workflow>(
+    name: &str,
+    make: impl Fn(String) -> W,
+) -> Vec<(String, W::Output)> {
     let commits = Arc::new(AtomicU64::new(0));
     let counter = commits.clone();
     let engine = builder()
@@ -254,13 +260,13 @@ async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_a
         .open_in_memory()
         .await
         .unwrap();
-    let run = engine.start("ref", pay("ref".into(), false)).await.unwrap();
-    assert_eq!(run.result().await.unwrap(), "charged 7");
+    let key = format!("{name}-ref");
+    let run = engine.start("run", make(key.clone())).await.unwrap();
+    let mut outputs = vec![(key, run.result().await.unwrap())];
     engine.shutdown().await;
     let total = commits.load(Ordering::SeqCst);
-    let mut unsure = 0;
     for k in 1..total {
-        let key = format!("crash-{k}");
+        let key = format!("{name}-{k}");
         let path = temp_db(&key);
         let reached = Arc::new(AtomicU64::new(0));
         let counter = reached.clone();
@@ -270,7 +276,7 @@ async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_a
             .open(&path)
             .await
             .unwrap();
-        let _ = engine.start("pay", pay(key.clone(), false)).await;
+        let _ = engine.start("run", make(key.clone())).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while reached.load(Ordering::SeqCst) < k && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -279,22 +285,92 @@ async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_a
         tokio::time::sleep(Duration::from_millis(2)).await;
 
         let engine = builder().open(&path).await.unwrap();
-        let out = engine.handle::<pay>("pay").unwrap().result().await.unwrap();
-        assert!(charges(&key) <= 1, "crash at {k}: the task ran twice");
-        match out.as_str() {
-            "charged 7" => assert_eq!(charges(&key), 1, "crash at {k}"),
-            other => {
-                assert!(other.contains("was interrupted"), "crash at {k}: {other}");
-                unsure += 1;
-            }
-        }
+        let run = engine.handle::<W>("run").unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(20), run.result())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: run did not finish after a crash at {k}"))
+            .unwrap();
+        outputs.push((key, out));
         engine.shutdown().await;
         Engine::remove_journal(&path).unwrap();
     }
+    outputs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_after() {
+    let outputs = crash_at_every_commit("pay", |key| pay(key, false)).await;
+    assert_eq!(outputs[0].1, "charged 7");
+    let mut unsure = 0;
+    for (key, out) in &outputs {
+        assert!(charges(key) <= 1, "{key}: the task ran twice");
+        match out.as_str() {
+            "charged 7" => assert_eq!(charges(key), 1, "{key}"),
+            other => {
+                assert!(other.contains("was interrupted"), "{key}: {other}");
+                unsure += 1;
+            }
+        }
+    }
     // The engine that ends right after recording the start cannot know whether the
     // attempt ran: at-most-once gives up on it.
-    assert!(
-        unsure >= 1,
-        "no crash fell between the start record and the result"
+    assert!(unsure >= 1, "no crash fell between the start record and the result");
+}
+
+/// Checks of each job so far.
+static CHECKS: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
+
+/// Whether the job is ready: from its `ready_at`-th check on.
+#[task]
+async fn is_ready(job: String, ready_at: u32) -> bool {
+    let mut checks = CHECKS.lock().unwrap();
+    let n = checks.entry(job).or_default();
+    *n += 1;
+    *n >= ready_at
+}
+
+/// Waiting for a condition: check, then sleep durably with a growing delay, at most
+/// `max_checks` times.
+#[workflow]
+async fn wait_until_ready(job: String, ready_at: u32, max_checks: u32) -> Result<u32, String> {
+    let mut delay = Duration::from_millis(1);
+    let mut checks = 0;
+    loop {
+        checks += 1;
+        if is_ready(job.clone(), ready_at).await {
+            return Ok(checks);
+        }
+        if checks == max_checks {
+            return Err(format!("{job} not ready after {checks} checks"));
+        }
+        flow::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(8));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_condition_checks_with_back_off_up_to_a_limit() {
+    let engine = builder().open_in_memory().await.unwrap();
+    let gave_up = engine.start("never", wait_until_ready("never".into(), 100, 4)).await;
+    assert_eq!(
+        gave_up.unwrap().result().await.unwrap(),
+        Err("never not ready after 4 checks".to_string())
     );
+    let history = engine.history("never").await.unwrap();
+    let sleeps: Vec<u64> = history
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::TimerFired { deadline_ms, .. } => Some(deadline_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sleeps.len(), 3, "{history:#?}");
+    engine.shutdown().await;
+
+    let outputs = crash_at_every_commit("ready", |job| wait_until_ready(job, 3, 10)).await;
+    for (job, out) in outputs {
+        assert_eq!(out, Ok(3), "{job}");
+        // A check that was interrupted runs again, so a job may be checked once more.
+        assert!((3..=4).contains(&CHECKS.lock().unwrap()[&job]), "{job}");
+    }
 }
