@@ -314,7 +314,10 @@ async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_a
     }
     // The engine that ends right after recording the start cannot know whether the
     // attempt ran: at-most-once gives up on it.
-    assert!(unsure >= 1, "no crash fell between the start record and the result");
+    assert!(
+        unsure >= 1,
+        "no crash fell between the start record and the result"
+    );
 }
 
 /// Checks of each job so far.
@@ -351,7 +354,9 @@ async fn wait_until_ready(job: String, ready_at: u32, max_checks: u32) -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_for_a_condition_checks_with_back_off_up_to_a_limit() {
     let engine = builder().open_in_memory().await.unwrap();
-    let gave_up = engine.start("never", wait_until_ready("never".into(), 100, 4)).await;
+    let gave_up = engine
+        .start("never", wait_until_ready("never".into(), 100, 4))
+        .await;
     assert_eq!(
         gave_up.unwrap().result().await.unwrap(),
         Err("never not ready after 4 checks".to_string())

@@ -11,7 +11,7 @@ use crate::engine::attempt::AttemptEnd;
 use crate::engine::step::Ending;
 use crate::history::EventKind;
 use crate::store::{BranchPut, BranchRecord, PendingOp, RunWrite};
-use crate::task::{find_task, is_at_most_once, AttemptClass, TaskFailure, TaskPolicy};
+use crate::task::{find_task, is_at_most_once, AttemptClass, RetryPolicy, TaskFailure, TaskPolicy};
 use crate::time::now_ms;
 
 /// A task call as a branch or a map item names it.
@@ -136,17 +136,21 @@ impl RunDriver {
             step: op.step,
             branch: i,
         };
-        let retries = !matches!(retry, RetryAs::Never);
-        match settle_attempt(
-            op,
-            i,
-            name,
-            policy,
-            outcome,
-            retries,
-            &mut write.events,
-            now,
-        ) {
+        let final_attempt;
+        let policy = match retry {
+            RetryAs::Never => {
+                final_attempt = TaskPolicy {
+                    retry: RetryPolicy {
+                        max_attempts: 1,
+                        ..policy.retry.clone()
+                    },
+                    ..policy.clone()
+                };
+                &final_attempt
+            }
+            _ => policy,
+        };
+        match settle_attempt(op, i, name, policy, outcome, &mut write.events, now) {
             Verdict::Done(output, failure) => TaskProgress::Finished { output, failure },
             Verdict::Retry(record) => {
                 let record = match (retry, record) {
@@ -236,7 +240,6 @@ pub(super) fn settle_attempt(
     name: &str,
     policy: &TaskPolicy,
     outcome: AttemptOutcome,
-    retries: bool,
     events: &mut Vec<EventKind>,
     now: u64,
 ) -> Verdict {
@@ -247,7 +250,7 @@ pub(super) fn settle_attempt(
         branch,
         attempt,
     });
-    let retries_left = retries && attempt < policy.retry.max_attempts.max(1);
+    let retries_left = attempt < policy.retry.max_attempts.max(1);
     let mut failed = |error: String, retry: bool| -> Option<u64> {
         let retry_at_ms = retry.then(|| {
             let delay = policy.retry.jittered_delay_after(attempt, random_unit());
