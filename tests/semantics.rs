@@ -1,18 +1,15 @@
-//! Durable-execution semantics on a real engine: attempts interrupted by the engine's end
-//! count as failed attempts (and at-most-once tasks are not run again), failure-rate
-//! tolerances are exact, and a map's concurrency limit must be at least 1.
-//!
-//! A "crash" here is the engine ending while an attempt runs (`Engine::shutdown` aborts
-//! it without writing anything about it, as a kill would), then the journal reopened by a
-//! new engine.
+//! Durable-execution semantics on a real engine: a map's concurrency limit must be at
+//! least 1, a child workflow's `Err` is a failed item of a tolerant map, and waiting for a
+//! condition survives a crash at every commit (the engine halted after its k-th commit,
+//! then the journal reopened by a new engine).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flow::{task, workflow, Engine, EventKind, RunStatus, TaskFailure, Workflow};
+use flow::{task, workflow, Engine, EventKind, Workflow};
 
 fn temp_db(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flow-semantics-{}", std::process::id()));
@@ -24,98 +21,10 @@ fn temp_db(name: &str) -> PathBuf {
 
 fn builder() -> flow::EngineBuilder {
     Engine::builder()
-        .register::<poisoned>()
         .register::<zero_limit>()
         .register::<checked_child>()
         .register::<tolerant_children>()
-        .register::<pay>()
         .register::<wait_until_ready>()
-}
-
-/// Attempts of `poison` that began.
-static POISON_BEGUN: AtomicU32 = AtomicU32::new(0);
-
-/// Never returns: the engine always ends under it (a poison input, an out-of-memory).
-#[task(retry(max_attempts = 3, initial = "1ms"))]
-async fn poison() -> Result<u64, TaskFailure> {
-    POISON_BEGUN.fetch_add(1, Ordering::SeqCst);
-    std::future::pending().await
-}
-
-#[workflow]
-async fn poisoned() -> Result<u64, TaskFailure> {
-    poison().await
-}
-
-/// Waits until `counter` passes `seen` (an attempt began) or the run settles; true if
-/// an attempt began.
-async fn attempt_began(engine: &Engine, id: &str, counter: &AtomicU32, seen: u32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if counter.load(Ordering::SeqCst) > seen {
-            return true;
-        }
-        if let Ok(status) = engine.status(id).await {
-            if !matches!(status, RunStatus::Running | RunStatus::Waiting) {
-                return false;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("run {id}: no attempt began and the run did not settle");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_that_brings_the_engine_down_every_time_ends_after_its_attempts() {
-    let path = temp_db("poison");
-    let mut crashes = 0;
-    loop {
-        // A new engine takes work due in its opening millisecond for its own: open it
-        // strictly after the last one's work, as a real restart would.
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        // Read before opening: the engine resumes the run as it opens.
-        let seen = POISON_BEGUN.load(Ordering::SeqCst);
-        let engine = builder().open(&path).await.unwrap();
-        if crashes == 0 {
-            engine.start("poison", poisoned()).await.unwrap();
-        }
-        if !attempt_began(&engine, "poison", &POISON_BEGUN, seen).await {
-            let run = engine.handle::<poisoned>("poison").unwrap();
-            let out = run.result().await.unwrap();
-            assert_eq!(
-                out,
-                Err(TaskFailure::Interrupted {
-                    task: "semantics::poison".into(),
-                    attempt: 3
-                })
-            );
-            let history = engine.history("poison").await.unwrap();
-            let interrupted: Vec<u32> = history
-                .iter()
-                .filter_map(|e| match &e.kind {
-                    EventKind::AttemptFailed { attempt, error, .. }
-                        if error.contains("interrupted") =>
-                    {
-                        Some(*attempt)
-                    }
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(interrupted, vec![1, 2, 3], "{history:#?}");
-            engine.shutdown().await;
-            break;
-        }
-        engine.shutdown().await;
-        crashes += 1;
-        assert!(
-            crashes <= 4,
-            "the task was run again after its last attempt"
-        );
-    }
-    // The first attempt ran without a start record, so it ran once more with one.
-    assert_eq!(crashes, 4);
-    assert_eq!(POISON_BEGUN.load(Ordering::SeqCst), 4);
-    Engine::remove_journal(&path).unwrap();
 }
 
 #[task]
@@ -197,55 +106,6 @@ async fn a_child_that_returns_err_is_a_failed_map_item() {
     );
 }
 
-/// Side effects of `charge_once`, by key.
-static CHARGES: Mutex<BTreeMap<String, u32>> = Mutex::new(BTreeMap::new());
-
-fn charges(key: &str) -> u32 {
-    CHARGES.lock().unwrap().get(key).copied().unwrap_or(0)
-}
-
-/// Must never run twice for a key; hangs (the engine ends under it) when `hang` is set.
-#[task(at_most_once)]
-async fn charge_once(key: String, hang: bool) -> Result<u64, TaskFailure> {
-    *CHARGES.lock().unwrap().entry(key).or_default() += 1;
-    if hang {
-        std::future::pending::<()>().await;
-    }
-    Ok(7)
-}
-
-#[workflow]
-async fn pay(key: String, hang: bool) -> String {
-    match charge_once(key, hang).await {
-        Ok(cents) => format!("charged {cents}"),
-        Err(e) => format!("unsure, ask the bank: {e}"),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_at_most_once_task_is_not_run_again_and_reaches_the_workflow() {
-    let path = temp_db("at-most-once");
-    let engine = builder().open(&path).await.unwrap();
-    engine.start("pay", pay("hang".into(), true)).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while charges("hang") == 0 {
-        assert!(Instant::now() < deadline, "the attempt never began");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    engine.shutdown().await;
-
-    let engine = builder().open(&path).await.unwrap();
-    let out = engine.handle::<pay>("pay").unwrap().result().await.unwrap();
-    assert_eq!(
-        out,
-        "unsure, ask the bank: attempt 1 of task `semantics::charge_once` was interrupted: the \
-         engine stopped while it ran"
-    );
-    assert_eq!(charges("hang"), 1, "an at-most-once attempt ran again");
-    engine.shutdown().await;
-    Engine::remove_journal(&path).unwrap();
-}
-
 /// Runs `make(key)` on an engine halted after its `k`-th commit, then on a reopened
 /// engine to its end, for every `k` an uninterrupted run commits; returns each key and
 /// output (the uninterrupted run's first, under key `ref`).
@@ -295,29 +155,6 @@ async fn crash_at_every_commit<W: Workflow>(
         Engine::remove_journal(&path).unwrap();
     }
     outputs
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_after() {
-    let outputs = crash_at_every_commit("pay", |key| pay(key, false)).await;
-    assert_eq!(outputs[0].1, "charged 7");
-    let mut unsure = 0;
-    for (key, out) in &outputs {
-        assert!(charges(key) <= 1, "{key}: the task ran twice");
-        match out.as_str() {
-            "charged 7" => assert_eq!(charges(key), 1, "{key}"),
-            other => {
-                assert!(other.contains("was interrupted"), "{key}: {other}");
-                unsure += 1;
-            }
-        }
-    }
-    // The engine that ends right after recording the start cannot know whether the
-    // attempt ran: at-most-once gives up on it.
-    assert!(
-        unsure >= 1,
-        "no crash fell between the start record and the result"
-    );
 }
 
 /// Checks of each job so far.

@@ -24,8 +24,6 @@ pub struct TaskOptions {
     pub jitter: Option<f64>,
     /// `retry(non_retryable = path::to::predicate)`: `fn(&E) -> bool`.
     pub non_retryable: Option<syn::Path>,
-    /// `at_most_once`: an attempt interrupted by the engine's end is not run again.
-    pub at_most_once: bool,
 }
 
 /// Parsed `#[workflow(...)]` options.
@@ -67,7 +65,6 @@ pub fn task_options(attr: TokenStream) -> Result<TaskOptions, syn::Error> {
                 Some(s) => opts.name = Some(s),
                 None => errors.push(nv.value.span(), "expected a string: `name = \"charge_card\"`"),
             },
-            Meta::Path(path) if path.is_ident("at_most_once") => opts.at_most_once = true,
             Meta::NameValue(nv) if nv.path.is_ident("timeout") => {
                 opts.timeout_ms = duration(&nv.value, &mut errors);
             }

@@ -59,13 +59,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
         )),
     };
     let policy = policy_tokens(&opts);
-    let at_most_once = opts.at_most_once.then(|| {
-        quote! {
-            ::flow::__private::inventory::submit! {
-                ::flow::__private::AtMostOnce { name: <#name as ::flow::Task>::NAME }
-            }
-        }
-    });
     let (classify, from_failure) = if is_result {
         let permanent = match &opts.non_retryable {
             Some(p) => quote!(#p(__flow_error)),
@@ -179,7 +172,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
                 failure_output: ::flow::__private::erased_failure_output::<#name>,
             }
         }
-        #at_most_once
     })
 }
 

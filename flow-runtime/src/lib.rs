@@ -45,9 +45,7 @@ pub use workflow::{StateGraph, StateInfo, Workflow};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::machine::{frame, MachineCtl};
-    pub use crate::task::{
-        erased_failure_output, erased_run, AtMostOnce, BoxFuture, TaskRegistration,
-    };
+    pub use crate::task::{erased_failure_output, erased_run, BoxFuture, TaskRegistration};
     pub use inventory;
     pub use serde;
     pub use std::marker::PhantomData;
