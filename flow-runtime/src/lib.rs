@@ -19,6 +19,7 @@ mod op;
 mod outcome;
 mod output;
 mod race;
+mod result_probe;
 mod store;
 mod task;
 pub mod testing;

@@ -239,9 +239,7 @@ impl MachineCtl {
     ) -> Result<(), StepFault> {
         let Some(value) = value else { return Ok(()) };
         let workflow = self.workflow;
-        let bytes = codec::encode(value, || {
-            format!("local {local} of workflow `{workflow}`")
-        })?;
+        let bytes = codec::encode(value, || format!("local {local} of workflow `{workflow}`"))?;
         let i = index as usize;
         if self.journaled.len() <= i {
             self.journaled.resize(i + 1, None);
@@ -268,9 +266,7 @@ impl MachineCtl {
         self.dirty[i] = false;
         if let Some(value) = value {
             let workflow = self.workflow;
-            let bytes = codec::encode(value, || {
-                format!("local {local} of workflow `{workflow}`")
-            })?;
+            let bytes = codec::encode(value, || format!("local {local} of workflow `{workflow}`"))?;
             self.writes.push((index, bytes));
         }
         Ok(())

@@ -19,6 +19,11 @@ use crate::task::BoxFuture;
 /// finished items are not rerun. By default an item's failure is just its output (e.g. a
 /// task's `Err`); see [`Map::tolerate_failures`] to fail the whole map instead.
 ///
+/// # Panics
+///
+/// If `max_in_flight` is 0 (no item could ever start). In a workflow the panic faults the
+/// run with this message, at the step that calls `map`.
+///
 /// ```
 /// # use flow::{task, workflow};
 /// # #[task] async fn resize(image: String) -> Result<u64, String> { Ok(1) }
@@ -32,9 +37,14 @@ where
     I: IntoIterator,
     F: FnMut(I::Item) -> O,
 {
+    assert!(
+        max_in_flight > 0,
+        "flow::map needs max_in_flight of at least 1 (0 would never start an item); \
+         pass 1 to run the items one at a time"
+    );
     Map {
         ops: items.into_iter().map(op).collect(),
-        max_in_flight: max_in_flight.clamp(1, u32::MAX as usize) as u32,
+        max_in_flight: max_in_flight.min(u32::MAX as usize) as u32,
     }
 }
 
@@ -49,8 +59,9 @@ pub struct Map<O> {
 /// [`Map::tolerate_failure_rate`]; awaits to `Result<Vec<output>, MapFailed>`.
 ///
 /// An item fails when it is a task whose final attempt failed (its `Err` output, or a
-/// timeout/panic, is still what the `Vec` holds for it) or a child run that failed. A
-/// failed child run has no output to put in the `Vec`, so it always fails the map.
+/// timeout/panic, is still what the `Vec` holds for it), a child workflow that returned
+/// `Err` (the `Vec` holds the `Err`), or a child run that failed. A failed child run (a
+/// fault, a cancellation) has no output to put in the `Vec`, so it always fails the map.
 /// When the failures exceed the tolerance, the items still running are cancelled and the
 /// await returns `Err(MapFailed)`.
 ///
@@ -73,7 +84,8 @@ impl<O> Map<O> {
         }
     }
 
-    /// Tolerates failed items up to `rate` of all items (0.1 = 10%, rounded down).
+    /// Tolerates failed items up to `rate` of all items (0.1 = 10%), rounded down on
+    /// the decimal as written: `0.29` of 100 items tolerates 29.
     pub fn tolerate_failure_rate(self, rate: f64) -> TolerantMap<O> {
         TolerantMap {
             map: self,

@@ -24,11 +24,15 @@ pub trait DurableOp: Send + 'static {
     /// Describes the operation so the engine can journal and perform it.
     fn into_request(self) -> Result<OpRequest, CodecError>;
 
-    /// Whether an output counts as a failure (a task's final `Err`), with its text: what
-    /// a tolerant [`map`](crate::map) counts when it runs as plain code.
+    /// Whether an output counts as a failure (a task's final `Err`, a child workflow's
+    /// `Err`), with its text: what a tolerant [`map`](crate::map) counts when it runs as
+    /// plain code. By default an output that is a `Result`'s `Err` is one.
     fn failure(output: &Self::Output) -> Option<String> {
-        let _ = output;
-        None
+        if !crate::result_probe::is_result::<Self::Output>() {
+            return None;
+        }
+        let bytes = postcard::to_allocvec(output).ok()?;
+        crate::result_probe::encodes_err(&bytes).then(|| "returned Err".to_string())
     }
 }
 
@@ -162,11 +166,35 @@ impl Tolerance {
     pub fn allowed(&self, len: u32) -> u32 {
         let by_count = self.max_failures.unwrap_or(u32::MAX);
         let by_rate = match self.max_failure_rate {
-            Some(rate) => (rate.clamp(0.0, 1.0) * len as f64).floor() as u32,
+            Some(rate) => rate_of(rate, len),
             None => u32::MAX,
         };
         by_count.min(by_rate)
     }
+}
+
+/// Most decimal places of a rate that [`rate_of`] takes into account: `10^28 * u32::MAX`
+/// still fits a `u128`.
+const RATE_DECIMALS: usize = 28;
+
+/// `floor(rate * len)`, computed on the decimal the rate was written as (`0.29` is 29/100,
+/// not the binary fraction just below it, so 29 of 100 items are tolerated). The decimal
+/// is the shortest one that reads back as the same `f64` (what `{}` prints); places past
+/// the 28th are dropped. A rate outside 0..=1 (or NaN) is clamped to it.
+fn rate_of(rate: f64, len: u32) -> u32 {
+    if rate.is_nan() || rate <= 0.0 {
+        return 0;
+    }
+    if rate >= 1.0 {
+        return len;
+    }
+    // Display never uses an exponent: "0.29", "0.000001".
+    let text = rate.to_string();
+    let fraction = text.split_once('.').map_or("", |(_, f)| f);
+    let places = &fraction[..fraction.len().min(RATE_DECIMALS)];
+    let numerator: u128 = places.parse().unwrap_or(0);
+    let denominator = 10u128.pow(places.len() as u32);
+    (numerator * len as u128 / denominator) as u32
 }
 
 impl OpRequest {
@@ -195,6 +223,33 @@ pub fn short_name(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_rate_is_exact_for_every_whole_percent() {
+        for percent in 0..=100u32 {
+            let rate = Tolerance {
+                max_failures: None,
+                max_failure_rate: Some(percent as f64 / 100.0),
+            };
+            for len in 1..=1000u32 {
+                assert_eq!(
+                    rate.allowed(len),
+                    percent * len / 100,
+                    "{percent}% of {len}"
+                );
+            }
+        }
+        let odd = |r: f64| Tolerance {
+            max_failures: None,
+            max_failure_rate: Some(r),
+        };
+        assert_eq!(odd(0.29).allowed(100), 29);
+        assert_eq!(odd(0.125).allowed(8), 1);
+        assert_eq!(odd(1e-9).allowed(u32::MAX), 4);
+        assert_eq!(odd(f64::NAN).allowed(10), 0);
+        assert_eq!(odd(2.0).allowed(10), 10);
+        assert_eq!(odd(-1.0).allowed(10), 0);
+    }
 
     fn nest(levels: u32) -> OpRequest {
         let mut op = OpRequest::Sleep { until_ms: 1 };

@@ -46,7 +46,18 @@ impl RunDriver {
             let mut finished: Vec<(u32, BranchRecord)> = Vec::new();
             for &i in &progress.open {
                 if let Some(record) = records.get(&i).filter(|r| r.is_finished()) {
-                    finished.push((i, record.clone()));
+                    let record = match (record, items.get(&i)) {
+                        // A child run that returned `Err` is a failed item, as a task's is.
+                        (BranchRecord::Done(bytes), Some(OpRequest::Child { workflow, .. }))
+                            if tolerant && self.returned_err(workflow, bytes) =>
+                        {
+                            let child = step::child_id(&self.run_id, op.step, i, true);
+                            let error = format!("child run `{child}` returned Err");
+                            BranchRecord::Erred(bytes.clone(), error)
+                        }
+                        (record, _) => record.clone(),
+                    };
+                    finished.push((i, record));
                     continue;
                 }
                 match items.get(&i) {
@@ -241,5 +252,16 @@ impl RunDriver {
             write,
             machine: self.machine.take().map(|c| c.machine),
         }))
+    }
+}
+
+impl RunDriver {
+    /// Whether a child run of `workflow` that delivered `output` returned `Err`.
+    fn returned_err(&self, workflow: &str, output: &[u8]) -> bool {
+        self.core
+            .registry
+            .get(workflow)
+            .is_some_and(|entry| entry.output_is_result)
+            && crate::result_probe::encodes_err(output)
     }
 }
