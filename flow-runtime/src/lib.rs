@@ -19,7 +19,6 @@ mod op;
 mod outcome;
 mod output;
 mod race;
-mod result_probe;
 mod store;
 mod task;
 pub mod testing;

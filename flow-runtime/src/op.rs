@@ -28,11 +28,7 @@ pub trait DurableOp: Send + 'static {
     /// `Err`), with its text: what a tolerant [`map`](crate::map) counts when it runs as
     /// plain code. By default an output that is a `Result`'s `Err` is one.
     fn failure(output: &Self::Output) -> Option<String> {
-        if !crate::result_probe::is_result::<Self::Output>() {
-            return None;
-        }
-        let bytes = postcard::to_allocvec(output).ok()?;
-        crate::result_probe::encodes_err(&bytes).then(|| "returned Err".to_string())
+        crate::outcome::is_err(output).then(|| "returned Err".to_string())
     }
 }
 

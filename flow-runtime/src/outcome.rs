@@ -15,7 +15,12 @@ pub(crate) fn returned_err<T: serde::de::DeserializeOwned + Serialize>(
     bytes: &[u8],
 ) -> Option<bool> {
     let value: T = codec::decode(bytes, String::new).ok()?;
-    Some(value.serialize(ErrProbe).unwrap_or(false))
+    Some(is_err(&value))
+}
+
+/// Whether `value` is a `Result::Err` (any other type is not).
+pub(crate) fn is_err<T: Serialize + ?Sized>(value: &T) -> bool {
+    value.serialize(ErrProbe).unwrap_or(false)
 }
 
 /// A serializer that answers "is this `Result::Err`?" about the outermost value and stops.

@@ -23,8 +23,6 @@ pub(crate) struct WorkflowEntry {
     pub type_name: &'static str,
     /// Whether an encoded output of this workflow is an `Err` (see `outcome`).
     pub returned_err: fn(&[u8]) -> Option<bool>,
-    /// Its output is a `Result` (a tolerant map counts a child's `Err` as a failed item).
-    pub output_is_result: bool,
 }
 
 impl WorkflowEntry {
@@ -35,7 +33,6 @@ impl WorkflowEntry {
             step: W::step,
             type_name: std::any::type_name::<W>(),
             returned_err: crate::outcome::returned_err::<W::Output>,
-            output_is_result: crate::result_probe::is_result::<W::Output>(),
         }
     }
 }

@@ -261,7 +261,6 @@ impl RunDriver {
         self.core
             .registry
             .get(workflow)
-            .is_some_and(|entry| entry.output_is_result)
-            && crate::result_probe::encodes_err(output)
+            .is_some_and(|entry| (entry.returned_err)(output) == Some(true))
     }
 }
