@@ -1,0 +1,272 @@
+//! A storage backend that holds redb's writes in memory until it is told to let them
+//! through: what lets an open refuse a journal without a byte of its file changing.
+//!
+//! Opening a journal that was not shut down cleanly makes redb repair it (and an
+//! integrity check commits), before anything can be read; only then can the journal's
+//! meta table say whether its write-ahead log goes with it. On this backend those
+//! writes land in an overlay of pages that reads see; [`Deferred::release`] writes them
+//! to the file once the open has decided to go on. Dropped unreleased, the file is as
+//! it was. Syncs before the release do nothing: a crash then leaves the file untouched,
+//! and the next open repairs it again.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use redb::{BackendError, StorageBackend};
+
+const PAGE: u64 = 4096;
+
+/// Writes held back, and what the file looks like through them.
+#[derive(Debug, Default)]
+struct Overlay {
+    /// Whole pages as redb wrote them (page number → bytes).
+    pages: BTreeMap<u64, Vec<u8>>,
+    /// The length redb sees.
+    len: u64,
+    /// Bytes of the file below this are still what redb sees where no page overrides
+    /// them (a shrink hides the rest).
+    file_visible: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: Box<dyn StorageBackend>,
+    deferring: AtomicBool,
+    overlay: Mutex<Overlay>,
+}
+
+/// The backend given to redb (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Deferred(Arc<Inner>);
+
+impl Deferred {
+    /// Wraps `file`, holding writes back until [`release`](Self::release).
+    pub(crate) fn new(file: Box<dyn StorageBackend>) -> io::Result<Self> {
+        let len = file.len()?;
+        Ok(Deferred(Arc::new(Inner {
+            file,
+            deferring: AtomicBool::new(true),
+            overlay: Mutex::new(Overlay {
+                pages: BTreeMap::new(),
+                len,
+                file_visible: len,
+            }),
+        })))
+    }
+
+    /// Writes what was held back to the file and syncs it; from then on every call goes
+    /// straight to the file.
+    pub(crate) fn release(&self) -> io::Result<()> {
+        let mut overlay = self.lock();
+        if !self.0.deferring.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let changed = !overlay.pages.is_empty() || overlay.len != self.0.file.len()?;
+        if changed {
+            let file = &self.0.file;
+            // Truncating first zeroes whatever a shrink hid, if the file grows again.
+            file.set_len(overlay.file_visible.min(overlay.len))?;
+            file.set_len(overlay.len)?;
+            for (&page, bytes) in &overlay.pages {
+                let at = page * PAGE;
+                if at < overlay.len {
+                    let end = (overlay.len - at).min(PAGE) as usize;
+                    file.write(at, &bytes[..end])?;
+                }
+            }
+            file.sync_data()?;
+        }
+        overlay.pages.clear();
+        self.0.deferring.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Overlay> {
+        self.0.overlay.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn deferring(&self) -> bool {
+        self.0.deferring.load(Ordering::Acquire)
+    }
+
+    /// Reads `out.len()` bytes at `offset` of the file as the overlay shows it.
+    fn read_page_through(&self, overlay: &Overlay, page: u64, out: &mut [u8]) -> io::Result<()> {
+        let at = page * PAGE;
+        out.fill(0);
+        let visible = overlay.file_visible.min(overlay.len);
+        if at < visible {
+            let n = ((visible - at) as usize).min(out.len());
+            self.0.file.read(at, &mut out[..n])?;
+        }
+        Ok(())
+    }
+}
+
+impl StorageBackend for Deferred {
+    fn len(&self) -> io::Result<u64> {
+        if !self.deferring() {
+            return self.0.file.len();
+        }
+        Ok(self.lock().len)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        if !self.deferring() {
+            return self.0.file.read(offset, out);
+        }
+        let overlay = self.lock();
+        let mut done = 0;
+        let mut page_bytes = vec![0u8; PAGE as usize];
+        while done < out.len() {
+            let at = offset + done as u64;
+            let (page, within) = (at / PAGE, (at % PAGE) as usize);
+            let n = (PAGE as usize - within).min(out.len() - done);
+            match overlay.pages.get(&page) {
+                Some(bytes) => out[done..done + n].copy_from_slice(&bytes[within..within + n]),
+                None => {
+                    self.read_page_through(&overlay, page, &mut page_bytes)?;
+                    out[done..done + n].copy_from_slice(&page_bytes[within..within + n]);
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        if !self.deferring() {
+            return self.0.file.set_len(len);
+        }
+        let mut overlay = self.lock();
+        if len < overlay.len {
+            overlay.file_visible = overlay.file_visible.min(len);
+            let first_gone = len.div_ceil(PAGE);
+            overlay.pages.retain(|&page, _| page < first_gone);
+            if let Some(bytes) = overlay.pages.get_mut(&(len / PAGE)) {
+                bytes[(len % PAGE) as usize..].fill(0);
+            }
+        }
+        overlay.len = len;
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        if !self.deferring() {
+            return self.0.file.sync_data();
+        }
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if !self.deferring() {
+            return self.0.file.write(offset, data);
+        }
+        let mut overlay = self.lock();
+        let mut done = 0;
+        while done < data.len() {
+            let at = offset + done as u64;
+            let (page, within) = (at / PAGE, (at % PAGE) as usize);
+            let n = (PAGE as usize - within).min(data.len() - done);
+            if !overlay.pages.contains_key(&page) {
+                let mut bytes = vec![0u8; PAGE as usize];
+                self.read_page_through(&overlay, page, &mut bytes)?;
+                overlay.pages.insert(page, bytes);
+            }
+            let bytes = overlay.pages.get_mut(&page).expect("inserted above");
+            bytes[within..within + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        overlay.len = overlay.len.max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    fn close(&self) -> io::Result<()> {
+        self.0.file.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.0.file.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.0.file.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.0.file.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.0.file.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.0.file.unlock_range(start, end)
+    }
+
+    fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.0.file.query_lock_range(start, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::backends::InMemoryBackend;
+
+    #[derive(Debug, Clone, Default)]
+    struct Shared(Arc<InMemoryBackend>);
+
+    impl StorageBackend for Shared {
+        fn len(&self) -> io::Result<u64> {
+            self.0.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+            self.0.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+            self.0.write(offset, data)
+        }
+    }
+
+    fn contents(file: &dyn StorageBackend) -> Vec<u8> {
+        let mut bytes = vec![0; file.len().unwrap() as usize];
+        file.read(0, &mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn writes_reach_the_file_only_when_released() {
+        let file = Shared::default();
+        file.set_len(10_000).unwrap();
+        file.write(0, &[7; 10_000]).unwrap();
+        let deferred = Deferred::new(Box::new(file.clone())).unwrap();
+        deferred.write(4090, &[1; 20]).unwrap();
+        deferred.set_len(6000).unwrap();
+        deferred.set_len(9000).unwrap();
+        deferred.write(8990, &[2; 20]).unwrap();
+        let mut expected = vec![7u8; 6000];
+        expected[4090..4110].fill(1);
+        expected.resize(9010, 0);
+        expected[8990..9010].fill(2);
+        assert_eq!(contents(&deferred), expected);
+        assert_eq!(contents(&file), vec![7; 10_000], "the file was written early");
+        deferred.release().unwrap();
+        assert_eq!(contents(&file), expected);
+        deferred.write(0, &[3]).unwrap();
+        assert_eq!(contents(&file)[0], 3);
+    }
+}
