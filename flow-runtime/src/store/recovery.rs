@@ -110,7 +110,13 @@ pub(crate) fn journal_side(db: &Database, name: &str) -> Result<JournalSide, Flo
 }
 
 fn decode_position(bytes: &[u8]) -> Option<LogPosition> {
-    let word = |at: usize| bytes.get(at..at + 8)?.try_into().ok().map(u64::from_le_bytes);
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 8)?
+            .try_into()
+            .ok()
+            .map(u64::from_le_bytes)
+    };
     (bytes.len() == 16).then_some(())?;
     Some((word(0)?, word(8)?))
 }

@@ -281,12 +281,7 @@ fn encode_header(header: &Header) -> [u8; HEADER_LEN] {
     let mut bytes = [0u8; HEADER_LEN];
     bytes[..8].copy_from_slice(HEADER_MAGIC);
     bytes[8..12].copy_from_slice(&LOG_VERSION.to_le_bytes());
-    let words = [
-        header.epoch,
-        header.journal,
-        header.base.0,
-        header.base.1,
-    ];
+    let words = [header.epoch, header.journal, header.base.0, header.base.1];
     for (i, word) in words.into_iter().enumerate() {
         bytes[16 + 8 * i..24 + 8 * i].copy_from_slice(&word.to_le_bytes());
     }
@@ -469,7 +464,8 @@ mod tests {
         assert_eq!(recovered.header.unwrap().journal, 42);
         let (_, other) = WriteAheadLog::open(Box::new(file.clone()), 7).unwrap();
         assert_eq!(
-            other.header.unwrap().journal, 42,
+            other.header.unwrap().journal,
+            42,
             "the header names the journal it was written for"
         );
         let seqs: Vec<u64> = recovered.records.iter().map(|r| r.0).collect();
