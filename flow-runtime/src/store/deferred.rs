@@ -4,10 +4,11 @@
 //! Opening a journal that was not shut down cleanly makes redb repair it (and an
 //! integrity check commits), before anything can be read; only then can the journal's
 //! meta table say whether its write-ahead log goes with it. On this backend those
-//! writes land in an overlay of pages that reads see; [`Deferred::release`] writes them
-//! to the file once the open has decided to go on. Dropped unreleased, the file is as
-//! it was. Syncs before the release do nothing: a crash then leaves the file untouched,
-//! and the next open repairs it again.
+//! writes land in an overlay of pages that reads see, and are recorded in order;
+//! [`Deferred::release`] replays them on the file, syncs included, once the open has
+//! decided to go on: the file sees redb's own sequence of writes and syncs, so a crash
+//! during the release is one redb recovers from. Dropped unreleased, the file is as it
+//! was.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,9 +20,19 @@ use redb::{BackendError, StorageBackend};
 
 const PAGE: u64 = 4096;
 
+/// A call held back, to replay on the file.
+#[derive(Debug)]
+enum Call {
+    Write(u64, Vec<u8>),
+    SetLen(u64),
+    Sync,
+}
+
 /// Writes held back, and what the file looks like through them.
 #[derive(Debug, Default)]
 struct Overlay {
+    /// The calls, in the order redb made them.
+    calls: Vec<Call>,
     /// Whole pages as redb wrote them (page number → bytes).
     pages: BTreeMap<u64, Vec<u8>>,
     /// The length redb sees.
@@ -50,6 +61,7 @@ impl Deferred {
             file,
             deferring: AtomicBool::new(true),
             overlay: Mutex::new(Overlay {
+                calls: Vec::new(),
                 pages: BTreeMap::new(),
                 len,
                 file_visible: len,
@@ -57,39 +69,28 @@ impl Deferred {
         })))
     }
 
-    /// Writes what was held back to the file and syncs it; from then on every call goes
-    /// straight to the file.
+    /// Replays the calls held back on the file, in order, and syncs it; from then on
+    /// every call goes straight to the file.
     pub(crate) fn release(&self) -> io::Result<()> {
         let mut overlay = self.lock();
         if !self.0.deferring.load(Ordering::Acquire) {
             return Ok(());
         }
-        let changed = !overlay.pages.is_empty() || overlay.len != self.0.file.len()?;
-        if changed {
-            let file = &self.0.file;
-            // Truncating first zeroes whatever a shrink hid, if the file grows again.
-            file.set_len(overlay.file_visible.min(overlay.len))?;
-            file.set_len(overlay.len)?;
-            for (&page, bytes) in &overlay.pages {
-                let at = page * PAGE;
-                if at < overlay.len {
-                    let end = (overlay.len - at).min(PAGE) as usize;
-                    file.write(at, &bytes[..end])?;
-                }
+        let file = &self.0.file;
+        for call in &overlay.calls {
+            match call {
+                Call::Write(offset, data) => file.write(*offset, data)?,
+                Call::SetLen(len) => file.set_len(*len)?,
+                Call::Sync => file.sync_data()?,
             }
+        }
+        if !overlay.calls.is_empty() {
             file.sync_data()?;
         }
-        overlay.pages.clear();
+        overlay.calls = Vec::new();
+        overlay.pages = BTreeMap::new();
         self.0.deferring.store(false, Ordering::Release);
         Ok(())
-    }
-
-    /// Drops what was held back, unwritten, and lets every later call straight through
-    /// to the file.
-    pub(crate) fn pass_through(&self) {
-        let mut overlay = self.lock();
-        overlay.pages.clear();
-        self.0.deferring.store(false, Ordering::Release);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Overlay> {
@@ -156,6 +157,7 @@ impl StorageBackend for Deferred {
             return self.0.file.set_len(len);
         }
         let mut overlay = self.lock();
+        overlay.calls.push(Call::SetLen(len));
         if len < overlay.len {
             overlay.file_visible = overlay.file_visible.min(len);
             let first_gone = len.div_ceil(PAGE);
@@ -172,6 +174,7 @@ impl StorageBackend for Deferred {
         if !self.deferring() {
             return self.0.file.sync_data();
         }
+        self.lock().calls.push(Call::Sync);
         Ok(())
     }
 
@@ -180,6 +183,7 @@ impl StorageBackend for Deferred {
             return self.0.file.write(offset, data);
         }
         let mut overlay = self.lock();
+        overlay.calls.push(Call::Write(offset, data.to_vec()));
         let mut done = 0;
         while done < data.len() {
             let at = offset + done as u64;
@@ -271,7 +275,7 @@ mod tests {
         let deferred = Deferred::new(Box::new(file.clone())).unwrap();
         deferred.write(4090, &[1; 20]).unwrap();
         deferred.set_len(6000).unwrap();
-        deferred.set_len(9000).unwrap();
+        deferred.set_len(9010).unwrap();
         deferred.write(8990, &[2; 20]).unwrap();
         let mut expected = vec![7u8; 6000];
         expected[4090..4110].fill(1);

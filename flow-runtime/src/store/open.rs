@@ -48,11 +48,6 @@ fn open_checked(
     options: OpenOptions,
     unclean: bool,
 ) -> Result<Database, FlowError> {
-    // Known gap: redb's open fails on the held-back view of some files a crash left
-    // (a first commit torn during creation) that it recovers on the file itself; not
-    // understood yet. Until it is, redb's own writes at open (its recovery flag, a
-    // repair) go to the file, and only the log is guaranteed untouched by a refusal.
-    release(file, name)?;
     let mut db = guarded(name, || options.builder().create_with_backend(file.clone()))?;
     if unclean || options.check_integrity {
         let checked = guarded(name, || db.check_integrity());
@@ -85,9 +80,11 @@ enum Probe {
 /// Opens (or creates) the journal at `path`, checks that it is one, and attaches its
 /// write-ahead log (`log_path`), replaying what the log holds beyond the file.
 ///
-/// Symbolic links are resolved first: the log and the lock belong to the real file. A
-/// refused log is never written to; a file that is not a journal is refused before it
-/// is opened writable (see [`open_checked`] for what redb itself writes at open).
+/// Symbolic links are resolved first: the log and the lock belong to the real file. No
+/// byte of either file changes until the log is known to go with the journal: redb's
+/// writes (its recovery flag, a repair, an integrity check, a new journal's tables) are
+/// held back until then (see `store::deferred`), and a refused journal or log is left
+/// as it was.
 pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, FlowError> {
     let path = real_path(path)?;
     let name = path.display().to_string();
@@ -249,9 +246,8 @@ fn open_log_file(log: &Path, name: &str, create: bool) -> Result<Option<FileBack
         .map_err(|e| open_error(name, e))
 }
 
-/// Empties a file that never held a journal (nothing to keep: straight to the file).
+/// Empties a file that never held a journal.
 fn reset(file: &Deferred, name: &str) -> Result<(), FlowError> {
-    file.pass_through();
     file.set_len(0).map_err(|io| FlowError::Storage {
         message: format!("could not reset `{name}`: {io}"),
     })
