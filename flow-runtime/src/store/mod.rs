@@ -6,6 +6,7 @@
 
 mod change;
 mod deferred;
+mod fuzzing;
 mod guard;
 mod open;
 mod read;
@@ -25,6 +26,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 use crate::error::{panic_message, FlowError};
 
 pub(crate) use change::{Applied, Change, LoggedBatch};
+pub(crate) use fuzzing::{read_log_for_fuzzing, unseal_for_fuzzing};
 pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
 pub(crate) use wal::WriteAheadLog;
