@@ -62,6 +62,11 @@ fn killed_files(dir: &Path) -> (Vec<u8>, Vec<u8>) {
                     .unwrap();
             }
         }
+        // Every item taken (each run waits for its fourth): nothing left for a reopened
+        // engine to do, so what it reads is what was acknowledged.
+        while engine.list().await.unwrap().iter().any(|run| run.steps < 4) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let files = (
             std::fs::read(&path).unwrap(),
             std::fs::read(dir.join("source.redb-wal")).unwrap(),
@@ -82,12 +87,29 @@ fn runtime() -> tokio::runtime::Runtime {
 /// What opening a journal gave.
 enum Outcome {
     Opened(Contents),
+    /// The open was refused; both files were left as they were.
     Refused(FlowError),
+    /// The journal opened, and reading it failed.
+    ReadFailed(FlowError),
 }
 
 /// Writes the files (`None`: no log), opens the journal and reads everything; checks
 /// that a refusal left the log as it was.
 fn open_files(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
+    RUNTIME.with(|rt| open_files_on(rt, dir, journal, log))
+}
+
+thread_local! {
+    /// One runtime per test thread: building one per open would dominate the suite.
+    static RUNTIME: tokio::runtime::Runtime = runtime();
+}
+
+fn open_files_on(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    journal: &[u8],
+    log: Option<&[u8]>,
+) -> Outcome {
     let path = dir.join("damaged.redb");
     let log_path = dir.join("damaged.redb-wal");
     std::fs::write(&path, journal).unwrap();
@@ -95,7 +117,6 @@ fn open_files(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
     if let Some(log) = log {
         std::fs::write(&log_path, log).unwrap();
     }
-    let rt = runtime();
     let outcome = rt.block_on(async {
         match Engine::builder().register::<gather>().open(&path).await {
             Ok(engine) => {
@@ -103,7 +124,7 @@ fn open_files(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
                 engine.shutdown().await;
                 match read {
                     Ok(contents) => Outcome::Opened(contents),
-                    Err(e) => Outcome::Refused(e),
+                    Err(e) => Outcome::ReadFailed(e),
                 }
             }
             Err(e) => {
@@ -111,6 +132,10 @@ fn open_files(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
                     std::fs::read(&log_path).ok().as_deref(),
                     log,
                     "a refused log was changed ({e})"
+                );
+                assert!(
+                    std::fs::read(&path).unwrap() == journal,
+                    "a refused journal file was changed ({e})"
                 );
                 Outcome::Refused(e)
             }
@@ -125,35 +150,57 @@ fn reference(dir: &Path, journal: &[u8], log: &[u8]) -> Contents {
             assert_eq!(contents.len(), 6);
             contents
         }
-        Outcome::Refused(e) => panic!("the undamaged journal was refused: {e}"),
+        Outcome::Refused(e) | Outcome::ReadFailed(e) => {
+            panic!("the undamaged journal was refused: {e}")
+        }
     }
 }
 
-/// Asserts exactly the acknowledged contents, or a refusal naming the damage.
-fn assert_exact_or_refused(outcome: Outcome, expected: &Contents, what: &str) -> bool {
-    match outcome {
-        Outcome::Opened(contents) => {
-            assert!(&contents == expected, "{what}: opened with other contents");
-            false
-        }
-        Outcome::Refused(e) => {
-            assert!(
-                matches!(
-                    e,
-                    FlowError::LogDamaged { .. }
-                        | FlowError::LogMismatch { .. }
-                        | FlowError::Corrupt { .. }
-                        | FlowError::NotARedbFile { .. }
-                ),
-                "{what}: {e}"
-            );
-            let text = e.to_string();
-            assert!(
-                !text.contains("`journal`"),
-                "{what}: the file is not named: {text}"
-            );
-            true
-        }
+/// How a damaged journal fared.
+#[derive(Debug, Default)]
+struct Tally {
+    exact: usize,
+    refused: usize,
+    read_failed: usize,
+}
+
+impl Tally {
+    /// Counts `outcome`, asserting exactly the acknowledged contents, or a refusal (or a
+    /// failed read) naming the damage and the file.
+    fn count(&mut self, outcome: Outcome, expected: &Contents, what: &str) {
+        let error = match outcome {
+            Outcome::Opened(contents) => {
+                assert!(&contents == expected, "{what}: opened with other contents");
+                self.exact += 1;
+                return;
+            }
+            Outcome::Refused(e) => {
+                self.refused += 1;
+                e
+            }
+            Outcome::ReadFailed(e) => {
+                self.read_failed += 1;
+                assert!(matches!(e, FlowError::Corrupt { .. }), "{what}: {e}");
+                e
+            }
+        };
+        assert!(
+            matches!(
+                error,
+                FlowError::LogDamaged { .. }
+                    | FlowError::LogMismatch { .. }
+                    | FlowError::Corrupt { .. }
+                    | FlowError::NotARedbFile { .. }
+                    | FlowError::ForeignDatabase { .. }
+                    | FlowError::UnsupportedFormat { .. }
+            ),
+            "{what}: {error}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("damaged.redb`"),
+            "{what}: the file is not named: {text}"
+        );
     }
 }
 
@@ -166,6 +213,7 @@ fn assert_log_refused(outcome: Outcome, what: &str) {
             assert!(text.contains("damaged.redb-wal`"), "{what}: {text}");
         }
         Outcome::Refused(e) => panic!("{what}: refused for another reason: {e}"),
+        Outcome::ReadFailed(e) => panic!("{what}: opened, then failed: {e}"),
     }
 }
 
@@ -192,19 +240,15 @@ fn damaged_logs_are_refused_and_left_as_they_were() {
     let records = bounds.len() - 1;
     assert!(records >= 3, "the log holds {records} records");
 
-    // Every byte of both header slots.
-    let mut refused = 0;
+    // Every byte of both header slots: the slot in force refused, the other harmless.
+    let mut tally = Tally::default();
     for at in (0..48).chain(2048..2048 + 48) {
         let mut damaged = log.clone();
         damaged[at] ^= 0xFF;
         let outcome = open_files(&dir.path, &journal, Some(&damaged));
-        refused += usize::from(assert_exact_or_refused(
-            outcome,
-            &expected,
-            &format!("header byte {at}"),
-        ));
+        tally.count(outcome, &expected, &format!("header byte {at}"));
     }
-    assert!(refused >= 40, "only {refused} header flips refused");
+    assert_eq!((tally.refused, tally.exact), (48, 48), "{tally:?}");
 
     // A byte of each record but the last: whole records follow it.
     for (i, at) in bounds[..records - 1].iter().enumerate() {
@@ -237,7 +281,9 @@ fn damaged_logs_are_refused_and_left_as_they_were() {
             assert_eq!(contents.len(), 6);
             assert_ne!(contents, expected, "the torn record was replayed");
         }
-        Outcome::Refused(e) => panic!("a torn last record was refused: {e}"),
+        Outcome::Refused(e) | Outcome::ReadFailed(e) => {
+            panic!("a torn last record was refused: {e}")
+        }
     }
 
     // Deleted, emptied, zeroed, random.
@@ -250,7 +296,12 @@ fn damaged_logs_are_refused_and_left_as_they_were() {
     let mut rng = support::rng::XorShift::new(11);
     let random: Vec<u8> = (0..log.len()).map(|_| rng.next_u64() as u8).collect();
     assert_log_refused(open_files(&dir.path, &journal, Some(&random)), "random log");
-    println!("{records} records; {refused} of 96 header flips refused, the rest exact");
+    println!(
+        "{records} records: 96 header bytes ({tally:?}), {} damaged records, {} cuts, a torn \
+         last record, 4 lost logs",
+        records - 1,
+        records + 2
+    );
 }
 
 #[test]
@@ -262,7 +313,9 @@ fn a_zeroed_journal_file_is_refused_untouched() {
         let path = dir.path.join("damaged.redb");
         match open_files(&dir.path, &zeros, log) {
             Outcome::Refused(FlowError::NotARedbFile { .. }) => {}
-            Outcome::Refused(e) => panic!("refused for another reason: {e}"),
+            Outcome::Refused(e) | Outcome::ReadFailed(e) => {
+                panic!("refused for another reason: {e}")
+            }
             Outcome::Opened(_) => panic!("a zeroed journal was opened"),
         }
         assert_eq!(
@@ -273,34 +326,44 @@ fn a_zeroed_journal_file_is_refused_untouched() {
     }
 }
 
+/// Single-bit flips on every 4 KiB page of `journal` (beside `log`, if any): `spots` a
+/// page, all but one of them in its first KiB, where a page's entries are.
+fn flip_every_page(
+    dir: &Path,
+    journal: &[u8],
+    log: Option<&[u8]>,
+    expected: &Contents,
+    spots: usize,
+) -> Tally {
+    let mut rng = support::rng::XorShift::new(journal.len() as u64);
+    let mut tally = Tally::default();
+    for page in 0..journal.len() / 4096 {
+        for spot in 0..spots {
+            let within = if spot + 1 < spots { 1024 } else { 4096 };
+            let at = page * 4096 + (rng.next_u64() % within) as usize;
+            let mut damaged = journal.to_vec();
+            damaged[at] ^= 1 << (rng.next_u64() % 8);
+            let outcome = open_files(dir, &damaged, log);
+            tally.count(outcome, expected, &format!("byte {at} of the journal file"));
+        }
+    }
+    tally
+}
+
 #[test]
 fn byte_flips_in_the_journal_file_are_found_or_harmless() {
     let dir = support::ScratchDir::new("damage-pages");
-    let (journal, log) = killed_files(&dir.path);
-    let expected = reference(&dir.path, &journal, &log);
-    // A clean journal file alone (what a shutdown leaves) and its contents.
-    let clean = {
-        let path = dir.path.join("damaged.redb");
-        std::fs::read(&path).unwrap()
-    };
-    let mut rng = support::rng::XorShift::new(5);
-    let (mut refused, mut flips) = (0, 0);
-    for page in 0..clean.len() / 4096 {
-        let at = page * 4096 + (rng.next_u64() % 4096) as usize;
-        let mut damaged = clean.clone();
-        damaged[at] ^= 1 << (rng.next_u64() % 8);
-        flips += 1;
-        let outcome = open_files(&dir.path, &damaged, None);
-        refused += usize::from(assert_exact_or_refused(
-            outcome,
-            &expected,
-            &format!("clean journal, byte {at}"),
-        ));
-    }
+    let (killed, log) = killed_files(&dir.path);
+    let expected = reference(&dir.path, &killed, &log);
+    // The reference's shutdown left the journal file whole on its own.
+    let clean = std::fs::read(dir.path.join("damaged.redb")).unwrap();
+    let after_shutdown = flip_every_page(&dir.path, &clean, None, &expected, 4);
+    let after_kill = flip_every_page(&dir.path, &killed, Some(&log), &expected, 2);
     println!(
-        "{flips} single-bit flips, one per 4 KiB page of a {}-byte journal: {refused} \
-         refused, the rest opened with exactly the acknowledged contents",
-        clean.len()
+        "journal file flips: shut down ({} pages) {after_shutdown:?}; killed, with its log \
+         ({} pages) {after_kill:?}",
+        clean.len() / 4096,
+        killed.len() / 4096
     );
 }
 
