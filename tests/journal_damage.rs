@@ -455,3 +455,45 @@ fn a_full_disk_is_named_in_every_later_error() {
         engine.shutdown().await;
     });
 }
+
+#[test]
+fn a_journal_of_the_format_before_checksums_is_refused_untouched() {
+    let dir = support::ScratchDir::new("damage-format");
+    let path = dir.path.join("old.redb");
+    let rt = runtime();
+    rt.block_on(async {
+        let engine = Engine::builder()
+            .register::<gather>()
+            .open(&path)
+            .await
+            .unwrap();
+        engine.start("g", gather(1)).await.unwrap();
+        engine.shutdown().await;
+    });
+    // Format 1: the same tables, values without their checksums.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("flow_meta");
+            let mut meta = txn.open_table(meta).unwrap();
+            meta.insert("format", 1u32.to_le_bytes().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = rt
+        .block_on(Engine::builder().register::<gather>().open(&path))
+        .unwrap_err();
+    match &error {
+        FlowError::UnsupportedFormat {
+            found: 1,
+            expected: 2,
+            ..
+        } => {}
+        other => panic!("{other}"),
+    }
+    let text = error.to_string();
+    assert!(text.contains("format 1") && text.contains("format 2"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

@@ -22,6 +22,8 @@
 //! whole records behind a damaged one (see `store::wal`); a refused log is never
 //! written to.
 
+use std::panic::AssertUnwindSafe;
+
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
 use super::change::LoggedBatch;
@@ -29,7 +31,8 @@ use super::tables::{damaged_value, take_damage, JOURNAL_ID, LOG_POSITION, LOG_ST
 use super::wal::{LogPosition, Recovered, WriteAheadLog, GROWTH};
 use super::write::Tables;
 use super::writer::begin_unlogged;
-use crate::error::FlowError;
+use super::guard::quietly;
+use crate::error::{panic_message, FlowError};
 
 /// The journal's marker of a log in use (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,8 +237,18 @@ pub(crate) fn attach_log(
                 for change in &changes {
                     // A change refused the first time (a conflict, an unknown run) wrote
                     // nothing then and is refused, writing nothing, again.
+                    let applied = quietly(AssertUnwindSafe(|| change.apply(&mut tables, now)))
+                        .unwrap_or_else(|panic| {
+                            Err(FlowError::Corrupt {
+                                path: name.to_string(),
+                                message: format!(
+                                    "replaying its log failed: {}",
+                                    panic_message(&*panic)
+                                ),
+                            })
+                        });
                     if let Err(e @ (FlowError::Storage { .. } | FlowError::Corrupt { .. })) =
-                        change.apply(&mut tables, now)
+                        applied
                     {
                         return Err(e.naming_file(name));
                     }

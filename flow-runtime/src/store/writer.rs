@@ -8,13 +8,15 @@
 //! log append and its share of B-tree updates; the pages a transition changes are copied
 //! once per redb commit, not once per step.
 
+use std::panic::AssertUnwindSafe;
+
 use redb::{Database, Durability, WriteTransaction};
 
 use super::change::LoggedBatch;
 use super::recovery::{checkpoint, close_log, log_error};
 use super::wal::WriteAheadLog;
 use super::write::Tables;
-use crate::error::FlowError;
+use crate::error::{panic_message, FlowError};
 
 /// A batch of changes, as the writer needs it.
 pub(crate) trait BatchWrites {
@@ -219,11 +221,17 @@ impl JournalWriter {
 }
 
 /// Runs `apply`, failing it if it read a value that failed its checksum (what it wrote
-/// from that value is then dropped with its transaction), and names the file in its
-/// errors.
+/// from that value is then dropped with its transaction) or if redb panicked, and names
+/// the file in its errors.
 fn checked(name: &str, apply: impl FnOnce() -> Result<(), FlowError>) -> Result<(), FlowError> {
     super::tables::take_damage();
-    let applied = apply();
+    // redb may panic on a damaged page: reported, not printed.
+    let applied = super::guard::quietly(AssertUnwindSafe(apply)).unwrap_or_else(|panic| {
+        Err(FlowError::Corrupt {
+            path: name.to_string(),
+            message: format!("writing it failed: {}", panic_message(&*panic)),
+        })
+    });
     if let Some(table) = super::tables::take_damage() {
         return Err(super::tables::damaged_value(name, table));
     }
