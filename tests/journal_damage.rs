@@ -477,7 +477,8 @@ fn a_journal_of_the_format_before_checksums_is_refused_untouched() {
         {
             let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("flow_meta");
             let mut meta = txn.open_table(meta).unwrap();
-            meta.insert("format", 1u32.to_le_bytes().as_slice()).unwrap();
+            meta.insert("format", 1u32.to_le_bytes().as_slice())
+                .unwrap();
         }
         txn.commit().unwrap();
     }
@@ -494,6 +495,9 @@ fn a_journal_of_the_format_before_checksums_is_refused_untouched() {
         other => panic!("{other}"),
     }
     let text = error.to_string();
-    assert!(text.contains("format 1") && text.contains("format 2"), "{text}");
+    assert!(
+        text.contains("format 1") && text.contains("format 2"),
+        "{text}"
+    );
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }

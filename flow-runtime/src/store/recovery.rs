@@ -27,11 +27,11 @@ use std::panic::AssertUnwindSafe;
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
 use super::change::LoggedBatch;
+use super::guard::quietly;
 use super::tables::{damaged_value, take_damage, JOURNAL_ID, LOG_POSITION, LOG_STATE, META};
 use super::wal::{LogPosition, Recovered, WriteAheadLog, GROWTH};
 use super::write::Tables;
 use super::writer::begin_unlogged;
-use super::guard::quietly;
 use crate::error::{panic_message, FlowError};
 
 /// The journal's marker of a log in use (see the module docs).

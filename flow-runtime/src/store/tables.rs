@@ -118,8 +118,8 @@ macro_rules! sealed_tables {
             pub(crate) const $name: TableDefinition<$key, values::$name> =
                 TableDefinition::new($table);
         )*
-        /// The sealed value types of the tables, by table.
-        #[allow(non_camel_case_types)]
+        /// The sealed value types of the tables, named as the tables are.
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         pub(crate) mod values {
             $(pub(crate) type $name = super::Sealed<$value, names::$name>;)*
 
