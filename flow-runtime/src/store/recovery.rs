@@ -354,3 +354,98 @@ pub(crate) fn log_error(e: std::io::Error) -> FlowError {
         message: format!("the journal's write-ahead log failed: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::wal::Header;
+
+    const NAMES: (&str, &str) = ("j.redb", "j.redb-wal");
+
+    fn side(live: Option<LiveLog>) -> JournalSide {
+        JournalSide {
+            id: 7,
+            position: (5, 3),
+            live,
+        }
+    }
+
+    fn log(epoch: u64, journal: u64, len: u64) -> Recovered {
+        Recovered {
+            len,
+            header: Some(Header {
+                epoch,
+                journal,
+                base: (5, 0),
+            }),
+            records: vec![(1, vec![1]), (2, vec![2]), (3, vec![3]), (4, vec![4])],
+            damage: None,
+        }
+    }
+
+    fn reason(result: Result<(), FlowError>) -> String {
+        match result {
+            Err(FlowError::LogDamaged { reason, .. }) => format!("damaged: {reason}"),
+            Err(FlowError::LogMismatch { reason, .. }) => format!("mismatch: {reason}"),
+            Err(other) => panic!("{other}"),
+            Ok(()) => "accepted".into(),
+        }
+    }
+
+    #[test]
+    fn the_marker_survives_only_whole() {
+        let live = LiveLog {
+            epoch: 9,
+            min_len: GROWTH,
+        };
+        let mut bytes = live.encode();
+        assert_eq!(LiveLog::decode(&bytes), Some(live));
+        bytes[3] ^= 1;
+        assert_eq!(LiveLog::decode(&bytes), None);
+        assert_eq!(LiveLog::decode(&bytes[..19]), None);
+    }
+
+    #[test]
+    fn a_log_in_use_must_be_there_whole_and_the_journals() {
+        let live = Some(LiveLog {
+            epoch: 5,
+            min_len: GROWTH,
+        });
+        let check = |log: Option<&Recovered>| reason(check_log(&side(live), log, NAMES));
+        assert_eq!(check(Some(&log(5, 7, GROWTH))), "accepted");
+        assert_eq!(check(Some(&log(6, 7, 2 * GROWTH))), "accepted");
+        assert!(check(None).starts_with("damaged: the log is missing"));
+        let headless = Recovered {
+            header: None,
+            records: Vec::new(),
+            ..log(5, 7, 0)
+        };
+        assert!(check(Some(&headless)).contains("no whole header"));
+        assert!(check(Some(&log(5, 8, GROWTH))).starts_with("mismatch"));
+        assert!(check(Some(&log(4, 7, GROWTH))).contains("older than the epoch"));
+        assert!(check(Some(&log(5, 7, GROWTH - 1))).contains("cut short"));
+        let mut stranded = log(5, 7, GROWTH);
+        stranded.damage = Some(((5, 9), "record 9 is whole".into()));
+        assert!(check(Some(&stranded)).contains("in the middle of the log"));
+        // Damage among records the journal holds already loses nothing.
+        stranded.damage = Some(((5, 2), "record 2 is whole".into()));
+        assert_eq!(check(Some(&stranded)), "accepted");
+    }
+
+    #[test]
+    fn without_a_log_in_use_only_a_log_with_records_is_checked() {
+        let check = |log: Option<&Recovered>| reason(check_log(&side(None), log, NAMES));
+        assert_eq!(check(None), "accepted");
+        let headless = Recovered {
+            len: 0,
+            header: None,
+            records: Vec::new(),
+            damage: None,
+        };
+        assert_eq!(check(Some(&headless)), "accepted");
+        assert!(check(Some(&log(5, 8, GROWTH))).contains("another journal"));
+        let mut ahead = log(6, 7, GROWTH);
+        ahead.header.as_mut().unwrap().base = (6, 0);
+        assert!(check(Some(&ahead)).contains("older than the log expects"));
+    }
+}
