@@ -1,8 +1,10 @@
 //! The journal: a redb file and its write-ahead log. Opening and validating them
-//! (`open`, `recovery`), reading runs (`read`), the changes the engine makes as data
-//! (`change`) and as writes to redb's tables (`write`), the log itself (`wal`), and the
-//! writer that puts batches of changes through both (`writer`, driven by the commit
-//! pipeline, see `engine::commit`).
+//! (`open`, `recovery`; redb's writes at open held back by `deferred` until the log is
+//! accepted), reading runs (`read`), the changes the engine makes as data (`change`) and
+//! as writes to redb's tables (`write`, whose values `tables` seals with a checksum),
+//! the log itself (`wal`), and the writer that puts batches of changes through both
+//! (`writer`, driven by the commit pipeline, see `engine::commit`). `guard` keeps redb's
+//! panics on damaged pages off stderr; `fuzzing` serves the fuzz targets.
 
 mod change;
 mod deferred;
