@@ -259,7 +259,7 @@ impl Workflow for PipelineBadSlots {
         let (pc, _, ctl) = machine.parts();
         for (index, bytes) in ctl.take_persisted() {
             if index == 0 {
-                let _: u64 = ctl.decode_slot(&bytes, "label")?;
+                let _: u64 = ctl.decode_slot(&bytes, "`label`")?;
             }
         }
         Err(ctl.unknown_state(*pc))
