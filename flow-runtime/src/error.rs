@@ -70,6 +70,21 @@ pub enum FlowError {
         /// How they differ.
         reason: String,
     },
+    /// The write-ahead log beside the journal is damaged or gone where the journal needs
+    /// it: it may have held acknowledged changes that the journal file lacks.
+    #[error(
+        "the write-ahead log `{log}` of the journal `{path}` is damaged: {reason}; nothing \
+         was changed: restore both files from a backup, or put back the log that was \
+         beside the journal; keep both files as they are until then"
+    )]
+    LogDamaged {
+        /// The journal.
+        path: String,
+        /// The log.
+        log: String,
+        /// What is wrong with the log.
+        reason: String,
+    },
     /// Another engine (in this or another process) has the file open.
     #[error(
         "another engine has `{path}` open; shut that engine down first (Engine::shutdown), \
@@ -191,6 +206,23 @@ impl FlowError {
         }
     }
 
+    /// Names the journal's file in an error found where the file's name was not known
+    /// (reported as "journal").
+    pub(crate) fn naming_file(self, file: &str) -> Self {
+        match self {
+            FlowError::Corrupt { path, message } if path == UNNAMED_JOURNAL => FlowError::Corrupt {
+                path: file.to_string(),
+                message,
+            },
+            FlowError::DatabaseAlreadyOpen { path } if path == UNNAMED_JOURNAL => {
+                FlowError::DatabaseAlreadyOpen {
+                    path: file.to_string(),
+                }
+            }
+            other => other,
+        }
+    }
+
     pub(crate) fn stopped(reason: impl Into<String>) -> Self {
         FlowError::EngineStopped {
             reason: reason.into(),
@@ -198,15 +230,19 @@ impl FlowError {
     }
 }
 
+/// What errors found without the journal's file name at hand call it, until
+/// [`FlowError::naming_file`] puts the name in.
+pub(crate) const UNNAMED_JOURNAL: &str = "journal";
+
 impl From<redb::Error> for FlowError {
     fn from(error: redb::Error) -> Self {
         match error {
             redb::Error::Corrupted(message) => FlowError::Corrupt {
-                path: "journal".into(),
+                path: UNNAMED_JOURNAL.into(),
                 message,
             },
             redb::Error::DatabaseAlreadyOpen => FlowError::DatabaseAlreadyOpen {
-                path: "journal".into(),
+                path: UNNAMED_JOURNAL.into(),
             },
             other => FlowError::storage(other),
         }

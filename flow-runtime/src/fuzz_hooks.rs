@@ -31,7 +31,8 @@ struct StoredEvents {
 
 /// Runs every decoder the engine applies to bytes read from its journal (run header,
 /// pending step, branch record, map item, callback token, history row and batch, inbox
-/// message, and a batch of the write-ahead log) on `bytes`.
+/// message, a batch of the write-ahead log, a sealed table value, and the write-ahead
+/// log's records) on `bytes`.
 ///
 /// Returns each decoder's name and its outcome; a decoder must return `Ok` or a
 /// [`FlowError`], never panic.
@@ -68,5 +69,7 @@ pub fn decode_stored(bytes: &[u8]) -> Vec<(&'static str, Result<(), FlowError>)>
                 black_box((now, changes.len()));
             }),
         ),
+        ("sealed value", crate::store::unseal_for_fuzzing(bytes)),
+        ("write-ahead log", crate::store::read_log_for_fuzzing(bytes)),
     ]
 }

@@ -2,40 +2,90 @@
 //! redb file whose flow tables hold fuzzer-chosen rows (so the engine's own record
 //! decoders and drivers see hostile values behind valid redb pages).
 //!
-//! The table names and record layouts mirror `flow-runtime/src/store/{tables,records}.rs`
-//! (format 1); they are part of the on-disk format, so they only change with it. (The
+//! The table names, value sealing and record layouts mirror
+//! `flow-runtime/src/store/{tables,records}.rs` (format 2: every value but the meta
+//! table's followed by its CRC-32); they are part of the on-disk format, so they only
+//! change with it. (The
 //! pending step's `shape` is written as the `join: bool` it replaced: postcard encodes
 //! `false`/`true` like the variants `Single`/`Join`.) A mirror that drifts shows up as
 //! "valid" records the engine refuses: `tests/regressions.rs` checks that it does not.
 
+use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use flow::{EventKind, OpRequest, Task, TaskPolicy, Workflow};
 use redb::backends::InMemoryBackend;
-use redb::{Database, StorageBackend, TableDefinition};
+use redb::{Database, StorageBackend, TableDefinition, TypeName, Value};
 use serde::Serialize;
 
 use crate::harness::{fuzz_flow, fuzz_step};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_meta");
-const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_runs");
-const INPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_inputs");
-const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_outputs");
-const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_pending");
-const BRANCHES: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("flow_branches");
-const SLOTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("flow_slots");
-const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("flow_history");
+const RUNS: TableDefinition<&str, Bytes> = TableDefinition::new("flow_runs");
+const INPUTS: TableDefinition<&str, Bytes> = TableDefinition::new("flow_inputs");
+const OUTPUTS: TableDefinition<&str, Bytes> = TableDefinition::new("flow_outputs");
+const PENDING: TableDefinition<&str, Bytes> = TableDefinition::new("flow_pending");
+const BRANCHES: TableDefinition<(&str, u64, u32), Bytes> = TableDefinition::new("flow_branches");
+const SLOTS: TableDefinition<(&str, u32), Bytes> = TableDefinition::new("flow_slots");
+const HISTORY: TableDefinition<(&str, u64), Bytes> = TableDefinition::new("flow_history");
 const TIMERS: TableDefinition<(u64, &str), ()> = TableDefinition::new("flow_timers");
 const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("flow_active");
-const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("flow_inbox");
+const INBOX: TableDefinition<(&str, u64), Bytes> = TableDefinition::new("flow_inbox");
 const CANCELS: TableDefinition<&str, ()> = TableDefinition::new("flow_cancels");
-const MAP_ITEMS: TableDefinition<(&str, u64, u32), &[u8]> = TableDefinition::new("flow_map_items");
-const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_tokens");
-const RUN_DEADLINES: TableDefinition<&str, u64> = TableDefinition::new("flow_run_deadlines");
-const GENERATION_INPUTS: TableDefinition<&str, &[u8]> =
+const MAP_ITEMS: TableDefinition<(&str, u64, u32), Bytes> = TableDefinition::new("flow_map_items");
+const TOKENS: TableDefinition<&str, Bytes> = TableDefinition::new("flow_tokens");
+const RUN_DEADLINES: TableDefinition<&str, Sealed<u64>> =
+    TableDefinition::new("flow_run_deadlines");
+const GENERATION_INPUTS: TableDefinition<&str, Bytes> =
     TableDefinition::new("flow_generation_inputs");
+
+/// The journal format these mirrors write.
+const FORMAT: u32 = 2;
+
+type Bytes = Sealed<&'static [u8]>;
+
+/// A value as flow stores it: its bytes, then their CRC-32 (mirrors `tables::Sealed`,
+/// type name included, which redb checks when a table is opened).
+#[derive(Debug)]
+struct Sealed<T>(PhantomData<T>);
+
+impl<T: Value + 'static> Value for Sealed<T> {
+    type SelfType<'a>
+        = T::SelfType<'a>
+    where
+        Self: 'a;
+    type AsBytes<'a>
+        = Vec<u8>
+    where
+        Self: 'a;
+
+    fn fixed_width() -> Option<usize> {
+        T::fixed_width().map(|w| w + 4)
+    }
+
+    fn from_bytes<'a>(data: &'a [u8]) -> Self::SelfType<'a>
+    where
+        Self: 'a,
+    {
+        T::from_bytes(&data[..data.len().saturating_sub(4)])
+    }
+
+    fn as_bytes<'a, 'b: 'a>(value: &'a Self::SelfType<'b>) -> Vec<u8>
+    where
+        Self: 'b,
+    {
+        let bytes = T::as_bytes(value);
+        let mut sealed = bytes.as_ref().to_vec();
+        sealed.extend_from_slice(&crc32fast::hash(bytes.as_ref()).to_le_bytes());
+        sealed
+    }
+
+    fn type_name() -> TypeName {
+        TypeName::new(&format!("flow::sealed<{}>", T::type_name().name()))
+    }
+}
 
 #[derive(Serialize)]
 struct RunRecord {
@@ -343,7 +393,7 @@ pub fn structured(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
         let format: Vec<u8> = if u.ratio(1, 16)? {
             u.arbitrary()?
         } else {
-            1u32.to_le_bytes().to_vec()
+            FORMAT.to_le_bytes().to_vec()
         };
         meta.insert("magic", magic.as_slice()).expect("insert");
         meta.insert("format", format.as_slice()).expect("insert");
@@ -558,7 +608,7 @@ pub fn task_run(
         let mut meta = txn.open_table(META).expect("open");
         meta.insert("magic", b"flow journal".as_slice())
             .expect("insert");
-        meta.insert("format", 1u32.to_le_bytes().as_slice())
+        meta.insert("format", FORMAT.to_le_bytes().as_slice())
             .expect("insert");
         let header = RunRecord {
             workflow: fuzz_flow::NAME.into(),

@@ -57,6 +57,29 @@ fn mirrored_records_decode_as_the_engine_reads_them() {
     }
 }
 
+/// The mirrored journal is one the engine opens and reads: its format, table types and
+/// sealed values match the engine's.
+#[test]
+fn a_mirrored_journal_opens_with_its_run() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let bytes = task_run(TaskPolicy::default(), 3, None, None);
+        let engine = builder()
+            .backend(preloaded_backend(&bytes))
+            .open_in_memory()
+            .await
+            .unwrap();
+        let runs = engine.list().await.unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        engine.history("r").await.unwrap();
+        engine.shutdown().await;
+    });
+}
+
 #[test]
 fn a_well_formed_task_run_is_driven_without_panics() {
     let panics = drive(task_run(TaskPolicy::default(), 3, None, None));

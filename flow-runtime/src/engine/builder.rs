@@ -133,9 +133,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Verifies the checksum of every page of the journal when opening it, so that a file
+    /// Verifies the checksum of every page of the journal on every open, so that a file
     /// damaged outside redb is refused with [`FlowError::Corrupt`] at open instead of
-    /// failing later (default off: the check reads the whole file).
+    /// failing when the damaged part is read (default: only after an unclean shutdown;
+    /// the check reads the whole file).
     pub fn check_integrity_on_open(mut self, enabled: bool) -> Self {
         self.check_integrity = enabled;
         self

@@ -15,7 +15,10 @@
 
 mod apply;
 mod change;
+mod deferred;
 mod external_events;
+mod fuzzing;
+mod guard;
 mod journal;
 mod open;
 mod read;
@@ -27,7 +30,7 @@ mod txn_tables;
 mod wal;
 mod writer;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
@@ -37,6 +40,7 @@ use crate::error::{panic_message, FlowError};
 
 pub(crate) use apply::StartOutcome;
 pub(crate) use change::{Applied, Change, LoggedBatch};
+pub(crate) use fuzzing::{read_log_for_fuzzing, unseal_for_fuzzing};
 pub(crate) use journal::Journal;
 // The storage schema's values the engine decides with (see `Journal`).
 pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
@@ -69,17 +73,25 @@ pub(crate) struct Store {
     /// Whether the journal has a log (fixed at open; kept here so that submitting a
     /// change need not lock the writer to know whether to encode it).
     logged: bool,
+    /// The journal's file (or backend) name, for errors.
+    name: String,
 }
 
 impl Store {
-    pub(crate) fn new(db: Database, log: Option<WriteAheadLog>, checkpoint_bytes: u64) -> Self {
-        let writer = JournalWriter::new(log, checkpoint_bytes);
+    pub(crate) fn new(
+        db: Database,
+        log: Option<WriteAheadLog>,
+        checkpoint_bytes: u64,
+        name: String,
+    ) -> Self {
+        let writer = JournalWriter::new(log, checkpoint_bytes, name.clone());
         Store {
             db: RwLock::new(Some(db)),
             logged: writer.is_logged(),
             writer: Mutex::new(writer),
             unpublished: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            name,
         }
     }
 
@@ -98,8 +110,10 @@ impl Store {
     /// Runs `f` in a read transaction.
     ///
     /// A damaged page can make redb panic (debug builds) instead of returning an error;
-    /// that is reported as a corrupt journal rather than taking the caller down.
-    pub(super) fn read<T>(
+    /// that is reported as a corrupt journal rather than taking the caller down. A value
+    /// that fails its checksum (see `tables::Sealed`) is reported likewise, and what `f`
+    /// computed from it is dropped.
+    pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, FlowError>,
     ) -> Result<T, FlowError> {
@@ -115,14 +129,22 @@ impl Store {
             published?;
         }
         if self.failed.load(Ordering::Acquire) {
-            return Err(writer::failed());
+            if let Some(failure) = self.lock_writer().failure() {
+                return Err(failure);
+            }
         }
-        catch_unwind(AssertUnwindSafe(|| f(&db.begin_read()?))).unwrap_or_else(|panic| {
+        tables::take_damage();
+        let read = guard::quietly(AssertUnwindSafe(|| f(&db.begin_read()?)));
+        let read = read.unwrap_or_else(|panic| {
             Err(FlowError::Corrupt {
-                path: "journal".into(),
+                path: self.name.clone(),
                 message: format!("reading it failed: {}", panic_message(&*panic)),
             })
-        })
+        });
+        if let Some(table) = tables::take_damage() {
+            return Err(tables::damaged_value(&self.name, table));
+        }
+        read.map_err(|e| e.naming_file(&self.name))
     }
 
     /// Runs `f` with the database and the writer; `None` once the journal is closed.

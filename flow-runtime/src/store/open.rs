@@ -1,7 +1,9 @@
-//! Opening a journal: telling a flow journal from other files, and creating a new one.
+//! Opening a journal: telling a flow journal from other files, creating a new one, and
+//! checking that its write-ahead log goes with it before either file is written.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageBackend, StorageError,
@@ -10,8 +12,11 @@ use redb::{
 
 use redb::backends::FileBackend;
 
-use super::recovery::attach_log;
+use super::deferred::Deferred;
+use super::guard::quietly;
+use super::recovery::{attach_log, check_log, journal_side, log_error};
 use super::tables::*;
+use super::wal::WriteAheadLog;
 use super::Store;
 use crate::error::{panic_message, FlowError};
 
@@ -19,6 +24,7 @@ use crate::error::{panic_message, FlowError};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OpenOptions {
     pub cache_bytes: usize,
+    /// Check every page's checksum on every open, not only after an unclean shutdown.
     pub check_integrity: bool,
     /// Log size that triggers a checkpoint.
     pub checkpoint_bytes: u64,
@@ -28,53 +34,179 @@ impl OpenOptions {
     fn builder(self) -> redb::Builder {
         let mut builder = redb::Builder::new();
         builder.set_cache_size(self.cache_bytes);
-        builder.set_check_integrity_on_open(self.check_integrity);
         builder
     }
+}
+
+/// Opens redb on `file` and, after an unclean shutdown (or always, if asked), verifies
+/// the checksum of every page it can reach. redb's own recovery trusts a file as far as
+/// its last commit's checksums hold and would roll a damaged one back (reporting a
+/// success); a journal is refused instead, and as the writes are held back, untouched.
+fn open_checked(
+    file: &Deferred,
+    name: &str,
+    options: OpenOptions,
+    unclean: bool,
+) -> Result<Database, FlowError> {
+    let mut db = guarded(name, || options.builder().create_with_backend(file.clone()))?;
+    if unclean || options.check_integrity {
+        let checked = guarded(name, || db.check_integrity());
+        match checked {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(FlowError::Corrupt {
+                    path: name.to_string(),
+                    message: "redb's integrity check found pages whose checksums do not hold"
+                        .into(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(db)
+}
+
+/// What a read-only look at an existing journal file found.
+enum Probe {
+    /// Nothing there yet, or an interrupted creation to start afresh.
+    New,
+    /// A flow journal, shut down cleanly.
+    Clean,
+    /// A journal that was not shut down cleanly: redb must repair it, and its integrity
+    /// is checked.
+    Unclean,
 }
 
 /// Opens (or creates) the journal at `path`, checks that it is one, and attaches its
 /// write-ahead log (`log_path`), replaying what the log holds beyond the file.
 ///
-/// An existing file is first inspected read-only, so that a file that is not a flow
-/// journal is refused without a single byte of it changing (a writable open would). Only
-/// a file that needs crash recovery is opened writable straight away: redb must repair it
-/// before anything can be read.
+/// Symbolic links are resolved first: the log and the lock belong to the real file. No
+/// byte of either file changes until the log is known to go with the journal: redb's
+/// writes (its recovery flag, a repair, an integrity check, a new journal's tables) are
+/// held back until then (see `store::deferred`), and a refused journal or log is left
+/// as it was.
 pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, FlowError> {
+    let path = real_path(path)?;
     let name = path.display().to_string();
-    let builder = options.builder();
-    let exists = std::fs::metadata(path)
-        .map(|m| m.len() > 0)
-        .unwrap_or(false);
-    if exists {
-        match guarded(&name, || builder.open_read_only(path)) {
-            Ok(db) => {
-                let txn = db.begin_read()?;
-                check(&txn, &name)?;
+    let log_path = log_path(&path);
+    let log_name = log_path.display().to_string();
+    let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
+    let probe = probe_file(&path, &name, options, log_len.unwrap_or(0))?;
+    if matches!(probe, Probe::New) && log_len.is_some_and(|len| len > 0) {
+        return Err(FlowError::LogMismatch {
+            path: name,
+            log: log_name,
+            reason: "the journal file is missing or empty, so the log belongs to another \
+                     journal"
+                .into(),
+        });
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|io| FlowError::Storage {
+            message: format!("could not open `{name}`: {io}"),
+        })?;
+    let file = FileBackend::new(file).map_err(|e| open_error(&name, e))?;
+    let deferred = Deferred::new(Box::new(file)).map_err(|io| FlowError::Storage {
+        message: format!("could not read `{name}`: {io}"),
+    })?;
+    if matches!(probe, Probe::New) {
+        // An interrupted creation held nothing: start over from an empty file.
+        reset(&deferred, &name)?;
+    }
+    let db = open_checked(&deferred, &name, options, matches!(probe, Probe::Unclean))?;
+    check_or_init(&db, &name)?;
+    let side = journal_side(&db, &name)?;
+    // A log the journal expects is not created where it is missing: that is refused.
+    let log = open_log_file(&log_path, &name, side.live.is_none())?
+        .map(|file| WriteAheadLog::open(Box::new(file), side.id))
+        .transpose()
+        .map_err(log_error)?;
+    check_log(
+        &side,
+        log.as_ref().map(|(_, recovered)| recovered),
+        (&name, &log_name),
+    )?;
+    release(&deferred, &name)?;
+    let (log, recovered) = log.expect("a missing log is refused or created");
+    let log = attach_log(&db, &name, &side, log, recovered)?;
+    Ok(Store::new(db, Some(log), options.checkpoint_bytes, name))
+}
+
+/// Looks at an existing journal file read-only, so that a file that is not a flow journal
+/// is refused without a single byte of it changing.
+fn probe_file(
+    path: &Path,
+    name: &str,
+    options: OpenOptions,
+    log_len: u64,
+) -> Result<Probe, FlowError> {
+    let exists = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    if !exists {
+        return Ok(Probe::New);
+    }
+    match guarded(name, || options.builder().open_read_only(path)) {
+        Ok(db) => {
+            let txn = db.begin_read()?;
+            check(&txn, name)?;
+            Ok(Probe::Clean)
+        }
+        Err(FlowError::Corrupt { message, .. }) if message == NEEDS_REPAIR => Ok(Probe::Unclean),
+        Err(e @ FlowError::NotARedbFile { .. }) => {
+            let bytes = std::fs::read(path).map_err(|io| FlowError::Storage {
+                message: format!("could not read `{name}`: {io}"),
+            })?;
+            match never_held_a_journal(bytes, log_len) {
+                true => Ok(Probe::New),
+                false => Err(e),
             }
-            Err(FlowError::Corrupt { message, .. }) if message == NEEDS_REPAIR => {}
-            Err(e @ FlowError::NotARedbFile { .. }) => {
-                if !interrupted_creation(path) {
-                    return Err(e);
-                }
-                // Nothing was ever committed to it: start the journal afresh.
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .and_then(|f| f.set_len(0))
-                    .map_err(|io| FlowError::Storage {
-                        message: format!("could not reset `{name}`: {io}"),
-                    })?;
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The real path of the journal at `path`: symbolic links resolved (a dangling one to
+/// the file it will create), so that a journal opened through a link pairs with the same
+/// log, and takes the same lock, as one opened by its real path.
+fn real_path(path: &Path) -> Result<PathBuf, FlowError> {
+    let failed = |io: std::io::Error| FlowError::Storage {
+        message: format!("could not resolve the path `{}`: {io}", path.display()),
+    };
+    let mut path = path.to_path_buf();
+    // Links are followed by hand while the target is missing (`canonicalize` needs it).
+    for _ in 0..40 {
+        match std::fs::canonicalize(&path) {
+            Ok(real) => return Ok(real),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+            Err(_) => {}
+        }
+        match std::fs::read_link(&path) {
+            Ok(target) => {
+                let parent = path.parent().unwrap_or(Path::new(""));
+                path = parent.join(target);
             }
-            Err(e) => return Err(e),
+            // The file does not exist yet: its directory must.
+            Err(_) => {
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                let file_name = path
+                    .file_name()
+                    .ok_or_else(|| failed(std::io::Error::other("the path names no file")))?;
+                return Ok(std::fs::canonicalize(parent)
+                    .map_err(failed)?
+                    .join(file_name));
+            }
         }
     }
-    let db = guarded(&name, || builder.create(path))?;
-    check_or_init(&db, &name)?;
-    let log_path = log_path(path);
-    let log = open_log_file(&log_path, &name)?;
-    let log = attach_log(&db, Box::new(log), (&name, &log_path.display().to_string()))?;
-    Ok(Store::new(db, Some(log), options.checkpoint_bytes))
+    Err(failed(std::io::Error::other(
+        "too many levels of symbolic links",
+    )))
 }
 
 /// The write-ahead log of the journal at `path`: the same name with `-wal` appended.
@@ -84,19 +216,24 @@ pub(crate) fn log_path(path: &Path) -> PathBuf {
     PathBuf::from(log)
 }
 
-/// Opens (or creates) the log file and locks it, so that no second engine of an older
-/// or a foreign build can write it while this one does.
-fn open_log_file(log: &Path, name: &str) -> Result<FileBackend, FlowError> {
+/// Opens the log file (creating it if `create`; `None` if it is missing and not to be
+/// created) and locks it, so that no second engine of an older or a foreign build can
+/// write it while this one does.
+fn open_log_file(log: &Path, name: &str, create: bool) -> Result<Option<FileBackend>, FlowError> {
     let failed = |what: &str, io: std::io::Error| FlowError::Storage {
         message: format!("could not {what} `{}`: {io}", log.display()),
     };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
-        .open(log)
-        .map_err(|io| failed("open", io))?;
+        .open(log);
+    let file = match file {
+        Ok(file) => file,
+        Err(io) if io.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
+        Err(io) => return Err(failed("open", io)),
+    };
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -104,38 +241,52 @@ fn open_log_file(log: &Path, name: &str) -> Result<FileBackend, FlowError> {
         }
         Err(std::fs::TryLockError::Error(io)) => return Err(failed("lock", io)),
     }
-    FileBackend::new(file).map_err(|e| open_error(name, e))
+    FileBackend::new(file)
+        .map(Some)
+        .map_err(|e| open_error(name, e))
+}
+
+/// Empties a file that never held a journal.
+fn reset(file: &Deferred, name: &str) -> Result<(), FlowError> {
+    file.set_len(0).map_err(|io| FlowError::Storage {
+        message: format!("could not reset `{name}`: {io}"),
+    })
+}
+
+/// Lets redb's held-back writes through, once the journal is accepted.
+fn release(file: &Deferred, name: &str) -> Result<(), FlowError> {
+    file.release().map_err(|io| FlowError::Storage {
+        message: format!("could not write `{name}`: {io}"),
+    })
 }
 
 /// redb's magic number, the first bytes of every redb file.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
-/// Largest file an interrupted creation can leave (redb's initial layout is ~100 KiB).
-const MAX_INTERRUPTED_CREATION: u64 = 4 << 20;
-
-/// True if `path` is what a process killed while redb created the file leaves: redb writes
-/// its magic number last, so such a file has zeros where the magic goes and is either all
-/// zeros or an empty database once the magic is put back. Anything else is refused as
-/// before (a foreign file is never reset).
-fn interrupted_creation(path: &Path) -> bool {
-    let small = std::fs::metadata(path).is_ok_and(|m| m.len() <= MAX_INTERRUPTED_CREATION);
-    let Some(bytes) = small.then(|| std::fs::read(path).ok()).flatten() else {
-        return false;
-    };
-    is_interrupted_creation(bytes)
+/// How long a redb file is before its first commit: a file killed while redb created it
+/// is at most this long. Every journal is longer (its tables are its first commit).
+fn never_committed_len() -> u64 {
+    static LEN: OnceLock<u64> = OnceLock::new();
+    *LEN.get_or_init(|| {
+        let backend = redb::backends::InMemoryBackend::new();
+        let probe = Deferred::new(Box::new(backend)).expect("memory");
+        let db = redb::Builder::new().create_with_backend(probe.clone());
+        let len = probe.len().unwrap_or(0);
+        drop(db);
+        len
+    })
 }
 
-/// [`interrupted_creation`] for the contents of a custom storage backend.
-fn backend_interrupted_creation(backend: &dyn StorageBackend) -> bool {
-    let Ok(len) = backend.len() else { return false };
-    if len == 0 || len > MAX_INTERRUPTED_CREATION {
+/// True if `bytes` are what a process killed while redb created the file leaves, and no
+/// log (`log_len` bytes) shows that a journal was ever there: redb writes its magic
+/// number last, so such a file is no longer than redb's layout before its first commit,
+/// has zeros where the magic goes, and is either all zeros or an empty database once the
+/// magic is put back. Anything else is refused untouched (a journal of all zeros, a
+/// foreign file).
+fn never_held_a_journal(mut bytes: Vec<u8>, log_len: u64) -> bool {
+    if log_len > 0 || bytes.len() as u64 > never_committed_len() {
         return false;
     }
-    let mut bytes = vec![0; len as usize];
-    backend.read(0, &mut bytes).is_ok() && is_interrupted_creation(bytes)
-}
-
-fn is_interrupted_creation(mut bytes: Vec<u8>) -> bool {
     if bytes.len() < REDB_MAGIC.len() || bytes[..REDB_MAGIC.len()].iter().any(|b| *b != 0) {
         return false;
     }
@@ -147,7 +298,7 @@ fn is_interrupted_creation(mut bytes: Vec<u8>) -> bool {
     if backend.set_len(bytes.len() as u64).is_err() || backend.write(0, &bytes).is_err() {
         return false;
     }
-    let opened = catch_unwind(AssertUnwindSafe(|| {
+    let opened = quietly(AssertUnwindSafe(|| {
         let db = redb::Builder::new().create_with_backend(backend).ok()?;
         let txn = db.begin_read().ok()?;
         let empty = txn.list_tables().ok()?.next().is_none()
@@ -157,96 +308,61 @@ fn is_interrupted_creation(mut bytes: Vec<u8>) -> bool {
     matches!(opened, Ok(Some(true)))
 }
 
+/// The contents of a custom backend, if it is short enough to be an interrupted creation.
+fn short_contents(backend: &dyn StorageBackend) -> Option<Vec<u8>> {
+    let len = backend.len().ok()?;
+    if len == 0 || len > never_committed_len() {
+        return None;
+    }
+    let mut bytes = vec![0; len as usize];
+    backend.read(0, &mut bytes).ok()?;
+    Some(bytes)
+}
+
 /// Opens (or initializes) a journal on a custom storage backend, with its write-ahead
-/// log on `log` if there is one.
+/// log on `log` if there is one; like [`open_file`], nothing is written to either until
+/// the log is known to go with the journal.
 pub(crate) fn open_backend(
     backend: Box<dyn StorageBackend>,
     log: Option<Box<dyn StorageBackend>>,
     name: &str,
     options: OpenOptions,
 ) -> Result<Store, FlowError> {
-    let builder = options.builder();
-    if backend_interrupted_creation(&*backend) {
-        // Nothing was ever committed to it: start the journal afresh.
-        backend.set_len(0).map_err(|io| FlowError::Storage {
-            message: format!("could not reset `{name}`: {io}"),
-        })?;
+    let log_len = match &log {
+        Some(log) => log.len().map_err(log_error)?,
+        None => 0,
+    };
+    let deferred = Deferred::new(backend).map_err(|io| FlowError::Storage {
+        message: format!("could not read `{name}`: {io}"),
+    })?;
+    let interrupted = short_contents(&deferred).is_some_and(|b| never_held_a_journal(b, log_len));
+    if interrupted {
+        reset(&deferred, name)?;
     }
-    let db = guarded(name, || builder.create_with_backend(BoxedBackend(backend)))?;
+    let unclean = deferred.len().is_ok_and(|len| len > 0)
+        && matches!(
+            guarded(name, || options.builder().open_read_only_with_backend(deferred.clone())),
+            Err(FlowError::Corrupt { message, .. }) if message == NEEDS_REPAIR
+        );
+    let db = open_checked(&deferred, name, options, unclean)?;
     check_or_init(&db, name)?;
+    let side = journal_side(&db, name)?;
+    let names = (name, "its log backend");
     let log = log
-        .map(|log| attach_log(&db, log, (name, "its log backend")))
+        .map(|log| WriteAheadLog::open(log, side.id))
+        .transpose()
+        .map_err(log_error)?;
+    check_log(&side, log.as_ref().map(|(_, recovered)| recovered), names)?;
+    release(&deferred, name)?;
+    let log = log
+        .map(|(log, recovered)| attach_log(&db, name, &side, log, recovered))
         .transpose()?;
-    Ok(Store::new(db, log, options.checkpoint_bytes))
-}
-
-/// `Box<dyn StorageBackend>` as a `StorageBackend` (redb wants a sized type). Every
-/// method, the provided ones included, is forwarded: the wrapped backend's own lock
-/// methods must be the ones redb calls.
-#[derive(Debug)]
-struct BoxedBackend(Box<dyn StorageBackend>);
-
-impl StorageBackend for BoxedBackend {
-    fn len(&self) -> Result<u64, std::io::Error> {
-        self.0.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        self.0.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-        self.0.set_len(len)
-    }
-    fn sync_data(&self) -> Result<(), std::io::Error> {
-        self.0.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        self.0.write(offset, data)
-    }
-    fn close(&self) -> Result<(), std::io::Error> {
-        self.0.close()
-    }
-    fn try_lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.try_lock_shared_range(start, end)
-    }
-    fn lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.0.lock_range(start, end)
-    }
-    fn lock_shared_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.0.lock_shared_range(start, end)
-    }
-    fn unlock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.0.unlock_range(start, end)
-    }
-    fn query_lock_range(
-        &self,
-        start: std::ops::Bound<u64>,
-        end: std::ops::Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.query_lock_range(start, end)
-    }
+    Ok(Store::new(
+        db,
+        log,
+        options.checkpoint_bytes,
+        name.to_string(),
+    ))
 }
 
 /// How a read-only open reports a file that was not closed cleanly.
@@ -254,7 +370,7 @@ const NEEDS_REPAIR: &str = "it needs repair and the repair was aborted";
 
 /// Runs redb's open, turning its errors (and a panic on a damaged file) into `FlowError`s.
 fn guarded<D>(name: &str, open: impl FnOnce() -> Result<D, DatabaseError>) -> Result<D, FlowError> {
-    match catch_unwind(AssertUnwindSafe(open)) {
+    match quietly(AssertUnwindSafe(open)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(error)) => Err(open_error(name, error)),
         Err(panic) => Err(FlowError::Corrupt {

@@ -282,7 +282,7 @@ pub(crate) fn encode_record<T: Serialize>(value: &T, what: &str) -> Result<Vec<u
 /// Decodes an internal record; failure means the journal is damaged or from another version.
 pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, FlowError> {
     codec::decode(bytes, || what.to_string()).map_err(|e| FlowError::Corrupt {
-        path: "journal".into(),
+        path: crate::error::UNNAMED_JOURNAL.into(),
         message: e.to_string(),
     })
 }

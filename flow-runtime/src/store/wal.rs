@@ -15,39 +15,61 @@
 //!
 //! # Layout
 //! ```text
-//! 0      header: b"flow-wal", version u32, crc32 u32 of the next 16 bytes, epoch u64,
-//!          journal ID u64 (the journal the log belongs to), base epoch u64, base seq
-//!          u64 (the log position the journal held durably when this epoch began)
+//! 0      header slot 0 \  each: b"flow-wal", version u32, crc32 u32 of the next 32
+//! 2048   header slot 1 /  bytes, epoch u64, journal ID u64 (the journal the log
+//!                         belongs to), base epoch u64, base seq u64 (the log position
+//!                         the journal held durably when this epoch began)
 //! 4096   record, record, ...  each:
 //!          magic u32, crc32 u32 of everything after it, epoch u64, seq u64,
 //!          payload length u64, payload
 //! ```
-//! Replay takes records in order while each is whole (its checksum holds) and carries
-//! the header's epoch and the next sequence number; the first that does not ends the
-//! log. Starting over writes a new epoch into the header, so the previous epoch's
-//! records, still in the file behind the new ones, are never taken for new ones. The
-//! file is overwritten in place rather than truncated, so a sync flushes data only,
-//! with no file-size change for the file system to journal.
+//! The header in force is the whole slot with the higher epoch. Starting over writes
+//! the new epoch into the other slot and syncs it, so a write torn by a power cut leaves
+//! the previous header whole. Replay takes records in order while each is whole (its
+//! checksum holds) and carries the header's epoch and the next sequence number; the
+//! first that does not ends the log. The previous epoch's records, still in the file
+//! behind the new ones, are never taken for new ones.
+//!
+//! # Telling a torn tail from damage
+//! Each append is synced before the next begins, so a crash can tear the last record
+//! only: a whole record of the current epoch behind the end of the log, or one of a
+//! later epoch anywhere, means the log was damaged (see [`Recovered::damage`]). The file
+//! grows in steps of [`GROWTH`] zero bytes, written once (later records overwrite them,
+//! so their syncs never change the file's size): a length that is not a multiple of it
+//! means the file was cut.
 
 use std::io;
 
 use redb::StorageBackend;
 
-/// Bytes reserved for the header; records start after it, so that a torn record never
-/// touches the header's sectors.
+/// Bytes reserved for the header slots; records start after them, so that a torn record
+/// never touches a header's sectors.
 const HEADER_BYTES: u64 = 4096;
+/// Where each header slot starts (sectors apart, so one torn write spoils one slot).
+const SLOT_OFFSETS: [u64; 2] = [0, 2048];
 const HEADER_MAGIC: &[u8; 8] = b"flow-wal";
-const LOG_VERSION: u32 = 1;
+/// Version 2: two header slots, synced when written; the file preallocated.
+const LOG_VERSION: u32 = 2;
 const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"FWRc");
 /// A record's fixed part, before its payload.
 const RECORD_HEAD: usize = 32;
 
-/// The log grows in steps of this many zero bytes, written once: later records
-/// overwrite them, so their syncs never change the file's size.
-const GROWTH: u64 = 1 << 20;
+/// The log grows in steps of this many zero bytes, written once; a log that is in use
+/// is always a whole number of steps long.
+pub(crate) const GROWTH: u64 = 1 << 20;
 
 /// A position in the log: (epoch, sequence number of the last record applied).
 pub(crate) type LogPosition = (u64, u64);
+
+/// What a log header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub epoch: u64,
+    /// The ID of the journal the log belongs to.
+    pub journal: u64,
+    /// The position the journal held when the epoch began.
+    pub base: LogPosition,
+}
 
 /// The log file, positioned after its last whole record.
 pub(crate) struct WriteAheadLog {
@@ -55,6 +77,8 @@ pub(crate) struct WriteAheadLog {
     /// The journal's ID, written into every header.
     journal: u64,
     epoch: u64,
+    /// The slot holding the header in force (the next one goes into the other).
+    slot: usize,
     /// Sequence number of the next record (they start at 1).
     next_seq: u64,
     /// Where the next record goes.
@@ -64,52 +88,74 @@ pub(crate) struct WriteAheadLog {
     record: Vec<u8>,
 }
 
-/// The records a log held when it was opened.
+/// What a log held when it was opened. Opening reads only: nothing is written until
+/// [`WriteAheadLog::start_over`].
+#[derive(Debug)]
 pub(crate) struct Recovered {
-    pub epoch: u64,
-    /// The ID of the journal the log belongs to.
-    pub journal: u64,
-    /// The position the journal held when the log's epoch began.
-    pub base: LogPosition,
-    /// `(seq, payload)`, in order.
+    /// The file's length in bytes.
+    pub len: u64,
+    /// The header in force, if either slot is whole.
+    pub header: Option<Header>,
+    /// `(seq, payload)` of the header's epoch, in order.
     pub records: Vec<(u64, Vec<u8>)>,
+    /// Evidence that records were lost to damage rather than to a torn last append: the
+    /// position of a whole record that replay did not reach, and what it says.
+    pub damage: Option<(LogPosition, String)>,
+}
+
+impl Recovered {
+    /// The epoch of the records (0 without a header).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.header.map_or(0, |h| h.epoch)
+    }
 }
 
 impl WriteAheadLog {
-    /// Reads the log's whole records; the log is not usable for appending until
-    /// [`start_over`](Self::start_over). `journal` is the ID of the journal it is opened
-    /// for (what the log was written for is in `Recovered::journal`).
+    /// Reads the log's header and whole records, and looks for damage; the log is not
+    /// usable for appending until [`start_over`](Self::start_over). `journal` is the ID of
+    /// the journal it is opened for (what the log was written for is in its header).
     pub(crate) fn open(
         file: Box<dyn StorageBackend>,
         journal: u64,
     ) -> io::Result<(Self, Recovered)> {
         let len = file.len()?;
         let mut recovered = Recovered {
-            epoch: 0,
-            journal,
-            base: (0, 0),
+            len,
+            header: None,
             records: Vec::new(),
+            damage: None,
         };
-        if len >= HEADER_BYTES {
-            let mut header = [0u8; HEADER_LEN];
-            file.read(0, &mut header)?;
-            if let Some((epoch, owner, base)) = decode_header(&header) {
-                recovered.epoch = epoch;
-                recovered.journal = owner;
-                recovered.base = base;
-                let mut at = HEADER_BYTES;
-                let mut seq = 1;
-                while let Some(payload) = read_record(&*file, len, at, epoch, seq)? {
-                    at += (RECORD_HEAD + payload.len()) as u64;
-                    recovered.records.push((seq, payload));
-                    seq += 1;
+        let mut slot = 1;
+        for (i, offset) in SLOT_OFFSETS.into_iter().enumerate() {
+            if offset + HEADER_LEN as u64 > len {
+                continue;
+            }
+            let mut bytes = [0u8; HEADER_LEN];
+            file.read(offset, &mut bytes)?;
+            if let Some(header) = decode_header(&bytes) {
+                if recovered.header.is_none_or(|h| header.epoch > h.epoch) {
+                    recovered.header = Some(header);
+                    slot = i;
                 }
             }
         }
+        let epoch = recovered.epoch();
+        let mut at = HEADER_BYTES;
+        if recovered.header.is_some() {
+            let mut seq = 1;
+            while let Some(payload) = read_record(&*file, len, at, epoch, seq)? {
+                at += (RECORD_HEAD + payload.len()) as u64;
+                recovered.records.push((seq, payload));
+                seq += 1;
+            }
+        }
+        let last = recovered.records.len() as u64;
+        recovered.damage = find_stranded_record(&*file, len, at, epoch, last)?;
         let log = WriteAheadLog {
             file,
             journal,
-            epoch: recovered.epoch,
+            epoch,
+            slot,
             next_seq: u64::MAX,
             end: u64::MAX,
             allocated: len,
@@ -123,9 +169,19 @@ impl WriteAheadLog {
         (self.epoch, self.next_seq - 1)
     }
 
+    /// The epoch records are appended in.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Bytes of records since the log started over.
     pub(crate) fn bytes(&self) -> u64 {
         self.end - HEADER_BYTES
+    }
+
+    /// The file's length: it only grows until the log is emptied.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.allocated
     }
 
     /// Appends one record and syncs it; returns once it is durable.
@@ -150,16 +206,7 @@ impl WriteAheadLog {
         let crc = crc32fast::hash(&record[8..]);
         record[4..8].copy_from_slice(&crc.to_le_bytes());
         let needed = self.end + record.len() as u64;
-        if needed > self.allocated {
-            // Zeros, not a hole: a hole would be allocated (and journaled) by each sync.
-            let grown = needed.div_ceil(GROWTH) * GROWTH;
-            self.file.set_len(grown)?;
-            self.file.write(
-                self.allocated,
-                &vec![0u8; (grown - self.allocated) as usize],
-            )?;
-            self.allocated = grown;
-        }
+        self.grow_to(needed)?;
         self.file.write(self.end, &self.record)?;
         self.file.sync_data()?;
         self.end = needed;
@@ -167,30 +214,52 @@ impl WriteAheadLog {
         Ok(())
     }
 
-    /// Starts a new epoch with no records, after the journal made `base` durable. The
-    /// header is not synced: the next record's sync carries it, and until then the old
-    /// epoch's records stay valid and are all at or before `base`, so replaying them
-    /// skips them all.
+    /// Makes the file at least `needed` bytes long, in whole steps of zeros.
+    fn grow_to(&mut self, needed: u64) -> io::Result<()> {
+        if needed <= self.allocated {
+            return Ok(());
+        }
+        // Zeros, not a hole: a hole would be allocated (and journaled) by each sync.
+        let grown = needed.div_ceil(GROWTH) * GROWTH;
+        self.file.set_len(grown)?;
+        let zeros = vec![0u8; (grown - self.allocated) as usize];
+        self.file.write(self.allocated, &zeros)?;
+        self.allocated = grown;
+        Ok(())
+    }
+
+    /// Starts a new epoch with no records, after the journal made `base` durable, and
+    /// syncs its header: once this returns, the log is whole on disk, a whole number of
+    /// growth steps long. Until the header is synced the previous one stays in force, and
+    /// its records are all at or before `base`, so replaying them skips them all.
     pub(crate) fn start_over(&mut self, base: LogPosition) -> io::Result<()> {
-        let after = base.0;
         // A fresh number even if the header was unreadable (old records may carry any).
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        self.epoch = after.max(self.epoch).saturating_add(1).max(clock);
+        let epoch = base.0.max(self.epoch).saturating_add(1).max(clock);
+        // A length left by a cut or an older build is rounded up to whole steps.
+        let allocated = self.allocated.next_multiple_of(GROWTH).max(GROWTH);
+        if allocated != self.allocated {
+            let from = self.allocated;
+            self.file.set_len(allocated)?;
+            let zeros = vec![0u8; (allocated - from) as usize];
+            self.file.write(from, &zeros)?;
+            self.allocated = allocated;
+        }
+        let slot = 1 - self.slot;
+        let header = encode_header(&Header {
+            epoch,
+            journal: self.journal,
+            base,
+        });
+        self.file.write(SLOT_OFFSETS[slot], &header)?;
+        self.file.sync_data()?;
+        self.epoch = epoch;
+        self.slot = slot;
         self.next_seq = 1;
         self.end = HEADER_BYTES;
-        let header = encode_header(self.epoch, self.journal, base);
-        if self.allocated < HEADER_BYTES {
-            let mut first = vec![0u8; HEADER_BYTES as usize];
-            first[..header.len()].copy_from_slice(&header);
-            self.file.set_len(HEADER_BYTES)?;
-            self.file.write(0, &first)?;
-            self.allocated = HEADER_BYTES;
-        } else {
-            self.file.write(0, &header)?;
-        }
         Ok(())
     }
 
@@ -205,30 +274,57 @@ impl WriteAheadLog {
     }
 }
 
-/// Bytes of the header that are used.
+/// Bytes of a header slot that are used.
 const HEADER_LEN: usize = 48;
 
-fn encode_header(epoch: u64, journal: u64, base: LogPosition) -> [u8; HEADER_LEN] {
-    let mut header = [0u8; HEADER_LEN];
-    header[..8].copy_from_slice(HEADER_MAGIC);
-    header[8..12].copy_from_slice(&LOG_VERSION.to_le_bytes());
-    for (at, word) in [(16, epoch), (24, journal), (32, base.0), (40, base.1)] {
-        header[at..at + 8].copy_from_slice(&word.to_le_bytes());
+fn encode_header(header: &Header) -> [u8; HEADER_LEN] {
+    let mut bytes = [0u8; HEADER_LEN];
+    bytes[..8].copy_from_slice(HEADER_MAGIC);
+    bytes[8..12].copy_from_slice(&LOG_VERSION.to_le_bytes());
+    let words = [header.epoch, header.journal, header.base.0, header.base.1];
+    for (i, word) in words.into_iter().enumerate() {
+        bytes[16 + 8 * i..24 + 8 * i].copy_from_slice(&word.to_le_bytes());
     }
-    let crc = crc32fast::hash(&header[16..]);
-    header[12..16].copy_from_slice(&crc.to_le_bytes());
-    header
+    let crc = crc32fast::hash(&bytes[16..]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    bytes
 }
 
-/// The epoch, journal ID and base position in a header, if the header is whole.
-fn decode_header(header: &[u8; HEADER_LEN]) -> Option<(u64, u64, LogPosition)> {
-    let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap());
-    let version = u32::from_le_bytes(header[8..12].try_into().unwrap());
-    let crc = u32::from_le_bytes(header[12..16].try_into().unwrap());
-    let whole = header[..8] == *HEADER_MAGIC
+/// The header in a slot, if the slot is whole.
+fn decode_header(bytes: &[u8; HEADER_LEN]) -> Option<Header> {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    let crc = u32::from_le_bytes(bytes[12..16].try_into().unwrap());
+    let whole = bytes[..8] == *HEADER_MAGIC
         && version == LOG_VERSION
-        && crc == crc32fast::hash(&header[16..]);
-    whole.then(|| (word(16), word(24), (word(32), word(40))))
+        && crc == crc32fast::hash(&bytes[16..]);
+    whole.then(|| Header {
+        epoch: word(16),
+        journal: word(24),
+        base: (word(32), word(40)),
+    })
+}
+
+/// A record's fixed part, decoded.
+struct RecordHead {
+    magic: u32,
+    crc: u32,
+    epoch: u64,
+    seq: u64,
+    size: u64,
+}
+
+impl RecordHead {
+    fn decode(head: &[u8]) -> Self {
+        let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap());
+        RecordHead {
+            magic: u32::from_le_bytes(head[..4].try_into().unwrap()),
+            crc: u32::from_le_bytes(head[4..8].try_into().unwrap()),
+            epoch: word(8),
+            seq: word(16),
+            size: word(24),
+        }
+    }
 }
 
 /// The payload of the whole record at `at`, if there is one with this epoch and
@@ -245,23 +341,76 @@ fn read_record(
     }
     let mut head = [0u8; RECORD_HEAD];
     file.read(at, &mut head)?;
-    let field = |i: usize| u64::from_le_bytes(head[8 + 8 * i..16 + 8 * i].try_into().unwrap());
-    let magic = u32::from_le_bytes(head[..4].try_into().unwrap());
-    let size = field(2);
-    if magic != RECORD_MAGIC || field(0) != epoch || field(1) != seq {
+    let fields = RecordHead::decode(&head);
+    if fields.magic != RECORD_MAGIC || fields.epoch != epoch || fields.seq != seq {
         return Ok(None);
     }
-    if size > len - at - RECORD_HEAD as u64 {
+    if fields.size > len - at - RECORD_HEAD as u64 {
         return Ok(None);
     }
-    let mut record = vec![0u8; RECORD_HEAD + size as usize];
+    let mut record = vec![0u8; RECORD_HEAD + fields.size as usize];
     file.read(at, &mut record)?;
-    let crc = u32::from_le_bytes(record[4..8].try_into().unwrap());
-    if crc != crc32fast::hash(&record[8..]) {
+    if fields.crc != crc32fast::hash(&record[8..]) {
         return Ok(None);
     }
     record.drain(..RECORD_HEAD);
     Ok(Some(record))
+}
+
+/// Looks in `[from, len)` for a whole record replay should have reached: one of `epoch`
+/// numbered after `last`, or one of a later epoch (its header was lost). Only damage
+/// leaves one: a crash tears the last append only.
+fn find_stranded_record(
+    file: &dyn StorageBackend,
+    len: u64,
+    from: u64,
+    epoch: u64,
+    last: u64,
+) -> io::Result<Option<(LogPosition, String)>> {
+    if from >= len {
+        return Ok(None);
+    }
+    // Records may sit anywhere behind a damaged one (its length field is not to be
+    // trusted), so every offset is a candidate; the log is a few MiB at most.
+    let mut rest = vec![0u8; (len - from) as usize];
+    file.read(from, &mut rest)?;
+    let magic = RECORD_MAGIC.to_le_bytes();
+    let mut at = 0;
+    while at + RECORD_HEAD <= rest.len() {
+        let Some(found) = rest[at..].windows(4).position(|w| w == magic) else {
+            break;
+        };
+        at += found;
+        if at + RECORD_HEAD > rest.len() {
+            break;
+        }
+        let head = RecordHead::decode(&rest[at..at + RECORD_HEAD]);
+        let stranded = (head.epoch == epoch && head.seq > last) || head.epoch > epoch;
+        let fits = head.size <= (rest.len() - at - RECORD_HEAD) as u64;
+        if stranded && fits {
+            let end = at + RECORD_HEAD + head.size as usize;
+            if head.crc == crc32fast::hash(&rest[at + 8..end]) {
+                let what = if head.epoch == epoch {
+                    format!(
+                        "record {} is whole at byte {}, but record {} before it is not",
+                        head.seq,
+                        from + at as u64,
+                        last + 1
+                    )
+                } else {
+                    format!(
+                        "a whole record of epoch {} is at byte {}, but no whole header \
+                         names that epoch",
+                        head.epoch,
+                        from + at as u64
+                    )
+                };
+                return Ok(Some(((head.epoch, head.seq), what)));
+            }
+        }
+        at += 1;
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -301,7 +450,7 @@ mod tests {
         let file = Shared::default();
         let (mut log, recovered) = reopen(&file);
         assert!(recovered.records.is_empty());
-        log.start_over((recovered.epoch, 0)).unwrap();
+        log.start_over((recovered.epoch(), 0)).unwrap();
         let payloads: Vec<Vec<u8>> = (0..300u32)
             .map(|i| vec![i as u8; i as usize * 37])
             .collect();
@@ -311,11 +460,12 @@ mod tests {
         let epoch = log.position().0;
         assert_eq!(log.position(), (epoch, 300));
         let (mut log, recovered) = reopen(&file);
-        assert_eq!(recovered.epoch, epoch);
-        assert_eq!(recovered.journal, 42);
+        assert_eq!(recovered.epoch(), epoch);
+        assert_eq!(recovered.header.unwrap().journal, 42);
         let (_, other) = WriteAheadLog::open(Box::new(file.clone()), 7).unwrap();
         assert_eq!(
-            other.journal, 42,
+            other.header.unwrap().journal,
+            42,
             "the header names the journal it was written for"
         );
         let seqs: Vec<u64> = recovered.records.iter().map(|r| r.0).collect();
@@ -323,7 +473,7 @@ mod tests {
         assert!(recovered.records.iter().map(|r| &r.1).eq(payloads.iter()));
 
         // A new epoch hides the old records even where they were not overwritten.
-        log.start_over((recovered.epoch, 300)).unwrap();
+        log.start_over((recovered.epoch(), 300)).unwrap();
         assert!(log.position().0 > epoch);
         log.append(b"only").unwrap();
         let (_, recovered) = reopen(&file);
@@ -331,32 +481,68 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_record_ends_the_log() {
+    fn a_torn_last_record_ends_the_log_and_damage_before_whole_records_is_found() {
         let file = Shared::default();
         let (mut log, recovered) = reopen(&file);
-        log.start_over((recovered.epoch, 0)).unwrap();
+        log.start_over((recovered.epoch(), 0)).unwrap();
         for i in 0..5u8 {
             log.append(&[i; 100]).unwrap();
         }
-        // Flip one byte in the third record's payload.
-        let third = HEADER_BYTES + 2 * (RECORD_HEAD as u64 + 100) + RECORD_HEAD as u64 + 7;
-        let mut byte = [0u8];
-        file.read(third, &mut byte).unwrap();
-        file.write(third, &[byte[0] ^ 1]).unwrap();
+        let record = |n: u64| HEADER_BYTES + n * (RECORD_HEAD as u64 + 100);
+        let flip = |at: u64| {
+            let mut byte = [0u8];
+            file.read(at, &mut byte).unwrap();
+            file.write(at, &[byte[0] ^ 1]).unwrap();
+        };
+        // The last record torn: the log ends before it, and nothing says otherwise.
+        flip(record(4) + 40);
+        let (_, recovered) = reopen(&file);
+        assert_eq!(recovered.records.len(), 4);
+        assert!(recovered.damage.is_none());
+        flip(record(4) + 40);
+
+        // The third record damaged: the two after it are whole, so it is no torn tail.
+        flip(record(2) + RECORD_HEAD as u64 + 7);
         let (_, recovered) = reopen(&file);
         assert_eq!(recovered.records.len(), 2);
+        let (position, what) = recovered.damage.unwrap();
+        assert_eq!(position.1, 4, "{what}");
+        flip(record(2) + RECORD_HEAD as u64 + 7);
 
-        // A torn header: nothing is replayed.
-        file.write(12, &[0xFF]).unwrap();
+        // A damaged header: the other slot is empty, and whole records remain.
+        flip(12);
         let (_, recovered) = reopen(&file);
-        assert!(recovered.records.is_empty());
+        assert!(recovered.header.is_none() && recovered.records.is_empty());
+        assert!(recovered.damage.is_some());
+    }
+
+    #[test]
+    fn a_new_epoch_goes_to_the_other_slot_and_a_torn_one_leaves_the_previous() {
+        let file = Shared::default();
+        let (mut log, recovered) = reopen(&file);
+        log.start_over((recovered.epoch(), 0)).unwrap();
+        log.append(b"one").unwrap();
+        let first = log.position();
+        log.start_over(first).unwrap();
+        let second = log.epoch();
+        // The second header torn: the first is in force, its record all checkpointed.
+        let slot = SLOT_OFFSETS.iter().find(|&&o| {
+            let mut b = [0u8; HEADER_LEN];
+            file.read(o, &mut b).unwrap();
+            decode_header(&b).is_some_and(|h| h.epoch == second)
+        });
+        file.write(*slot.unwrap() + 20, &[0xAB]).unwrap();
+        let (_, recovered) = reopen(&file);
+        assert_eq!(recovered.epoch(), first.0);
+        assert!(recovered.damage.is_none());
+        assert_eq!(file.len().unwrap() % GROWTH, 0);
     }
 
     #[test]
     fn an_emptied_log_holds_nothing() {
         let file = Shared::default();
         let (mut log, recovered) = reopen(&file);
-        log.start_over((recovered.epoch, 0)).unwrap();
+        log.start_over((recovered.epoch(), 0)).unwrap();
         log.append(b"x").unwrap();
         log.empty().unwrap();
         assert_eq!(file.len().unwrap(), 0);

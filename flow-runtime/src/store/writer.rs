@@ -8,13 +8,15 @@
 //! log append and its share of B-tree updates; the pages a transition changes are copied
 //! once per redb commit, not once per step.
 
+use std::panic::AssertUnwindSafe;
+
 use redb::{Database, Durability, WriteTransaction};
 
 use super::change::LoggedBatch;
-use super::recovery::{checkpoint, log_error};
+use super::recovery::{checkpoint, close_log, log_error};
 use super::txn_tables::Tables;
 use super::wal::WriteAheadLog;
-use crate::error::FlowError;
+use crate::error::{panic_message, FlowError};
 
 /// A batch of changes, as the writer needs it.
 pub(crate) trait BatchWrites {
@@ -35,8 +37,9 @@ pub(crate) enum Log {
     Absent,
     Open(WriteAheadLog),
     /// A write failed after the log took batches that redb may lack: nothing more may
-    /// be written until the journal is reopened (which replays the log).
-    Failed,
+    /// be written until the journal is reopened (which replays the log). Holds what
+    /// failed, for every later error.
+    Failed(String),
 }
 
 /// Writes batches; one per journal, behind the store's lock.
@@ -47,15 +50,18 @@ pub(crate) struct JournalWriter {
     open_batches: u32,
     /// Log size past which the writer checkpoints (see `store::recovery`).
     checkpoint_bytes: u64,
+    /// The journal's name, for errors.
+    name: String,
 }
 
 impl JournalWriter {
-    pub(crate) fn new(log: Option<WriteAheadLog>, checkpoint_bytes: u64) -> Self {
+    pub(crate) fn new(log: Option<WriteAheadLog>, checkpoint_bytes: u64, name: String) -> Self {
         JournalWriter {
             log: log.map_or(Log::Absent, Log::Open),
             open: None,
             open_batches: 0,
             checkpoint_bytes,
+            name,
         }
     }
 
@@ -65,7 +71,15 @@ impl JournalWriter {
 
     /// Whether a failure stopped the writer.
     pub(crate) fn is_failed(&self) -> bool {
-        matches!(self.log, Log::Failed)
+        matches!(self.log, Log::Failed(_))
+    }
+
+    /// The error for reads and writes after a failure (`None` if there was none).
+    pub(crate) fn failure(&self) -> Option<FlowError> {
+        match &self.log {
+            Log::Failed(cause) => Some(failed(cause)),
+            _ => None,
+        }
     }
 
     /// Whether batches wait in the open transaction for readers.
@@ -83,8 +97,10 @@ impl JournalWriter {
         batch: &mut impl BatchWrites,
     ) -> Result<(), FlowError> {
         let wal = match &mut self.log {
-            Log::Failed => return Err(failed()),
-            Log::Absent => return commit_durably(db, |tables| batch.apply(tables, now)),
+            Log::Failed(cause) => return Err(failed(cause)),
+            Log::Absent => {
+                return commit_durably(db, |tables| self.checked(|| batch.apply(tables, now)))
+            }
             Log::Open(wal) => wal,
         };
         let appended = wal.append_with(|out| {
@@ -92,8 +108,9 @@ impl JournalWriter {
             batch.encode(out);
         });
         if let Err(e) = appended {
-            self.fail();
-            return Err(log_error(e));
+            let error = log_error(e);
+            self.fail(&error);
+            return Err(error);
         }
         let position = wal.position();
         let txn = match self.open.take() {
@@ -101,20 +118,21 @@ impl JournalWriter {
             None => match begin_unlogged(db) {
                 Ok(txn) => txn,
                 Err(e) => {
-                    self.fail();
+                    self.fail(&e);
                     return Err(e);
                 }
             },
         };
+        let name = &self.name;
         let applied = Tables::open(&txn).and_then(|mut tables| {
             tables.set_log_position(position)?;
-            batch.apply(&mut tables, now)
+            checked(name, || batch.apply(&mut tables, now))
         });
         if let Err(e) = applied {
             // The open transaction is lost with this batch, and with it batches the
             // log holds.
             let _ = txn.abort();
-            self.fail();
+            self.fail(&e);
             return Err(e);
         }
         self.open = Some(txn);
@@ -134,8 +152,9 @@ impl JournalWriter {
             return Ok(());
         };
         txn.commit().map_err(|e| {
-            self.fail();
-            FlowError::from(e)
+            let error = FlowError::from(e);
+            self.fail(&error);
+            error
         })
     }
 
@@ -158,7 +177,7 @@ impl JournalWriter {
         let open = self.open.take();
         self.open_batches = 0;
         if let Err(e) = checkpoint(db, open, wal) {
-            self.fail();
+            self.fail(&e);
             return Err(e);
         }
         Ok(())
@@ -167,10 +186,13 @@ impl JournalWriter {
     /// For shutdown: checkpoints and empties the log, so that the journal file alone is
     /// the whole journal. A failed journal is left as it is, for the next open to replay.
     pub(crate) fn close(&mut self, db: &Database) {
-        let closed = self.checkpoint(db).and_then(|()| match &mut self.log {
-            Log::Open(wal) => wal.empty().map_err(log_error),
+        let closed = match &mut self.log {
+            Log::Open(wal) => {
+                self.open_batches = 0;
+                close_log(db, self.open.take(), wal)
+            }
             _ => Ok(()),
-        });
+        };
         if let Err(e) = closed {
             tracing::error!(error = %e, "could not checkpoint the journal at shutdown");
         }
@@ -178,13 +200,42 @@ impl JournalWriter {
         self.log = Log::Absent;
     }
 
-    fn fail(&mut self) {
+    /// Stops writes after `cause`, which every later error repeats.
+    fn fail(&mut self, cause: &FlowError) {
         self.open = None;
         self.open_batches = 0;
-        if self.is_logged() {
-            self.log = Log::Failed;
+        if self.is_logged() && !self.is_failed() {
+            let cause = match cause {
+                FlowError::Storage { message } => message.clone(),
+                other => other.to_string(),
+            };
+            self.log = Log::Failed(cause);
         }
     }
+}
+
+impl JournalWriter {
+    fn checked(&self, apply: impl FnOnce() -> Result<(), FlowError>) -> Result<(), FlowError> {
+        checked(&self.name, apply)
+    }
+}
+
+/// Runs `apply`, failing it if it read a value that failed its checksum (what it wrote
+/// from that value is then dropped with its transaction) or if redb panicked, and names
+/// the file in its errors.
+fn checked(name: &str, apply: impl FnOnce() -> Result<(), FlowError>) -> Result<(), FlowError> {
+    super::tables::take_damage();
+    // redb may panic on a damaged page: reported, not printed.
+    let applied = super::guard::quietly(AssertUnwindSafe(apply)).unwrap_or_else(|panic| {
+        Err(FlowError::Corrupt {
+            path: name.to_string(),
+            message: format!("writing it failed: {}", panic_message(&*panic)),
+        })
+    });
+    if let Some(table) = super::tables::take_damage() {
+        return Err(super::tables::damaged_value(name, table));
+    }
+    applied.map_err(|e| e.naming_file(name))
 }
 
 /// A write transaction for logged batches: its commit needs no durability.
@@ -209,10 +260,12 @@ fn commit_durably(
     Ok(())
 }
 
-/// The error for reads and writes after a failed write.
-pub(crate) fn failed() -> FlowError {
-    FlowError::storage(
-        "an earlier write to the journal failed; shut the engine down and open the journal \
-         again (opening replays the write-ahead log)",
-    )
+/// The error for reads and writes after a failed write, with its cause (the I/O error
+/// of a full disk, say), so that every caller learns what went wrong, not only that
+/// something did.
+fn failed(cause: &str) -> FlowError {
+    FlowError::storage(format!(
+        "an earlier write to the journal failed ({cause}); shut the engine down and open \
+         the journal again (opening replays the write-ahead log)"
+    ))
 }
