@@ -34,7 +34,8 @@ pub enum FlowError {
     /// The journal was written by a newer (or unknown) version of flow.
     #[error(
         "`{path}` is a flow journal in format {found}, but this build reads format {expected}; \
-         open it with the flow version that wrote it"
+         nothing was changed: open it with the flow version that wrote it (and let its runs \
+         finish there), or start a new journal"
     )]
     UnsupportedFormat {
         /// The file.

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::codec;
 use crate::error::FlowError;
 use crate::history::RunStatus;
 use crate::op::OpRequest;
@@ -51,7 +50,7 @@ struct RunRecordV1 {
 pub(crate) fn decode_run_header(bytes: &[u8]) -> Result<RunRecord, FlowError> {
     match decode_record::<RunRecord>(bytes, "run header") {
         Ok(header) => Ok(header),
-        Err(error) => match codec::decode::<RunRecordV1>(bytes, || "run header".into()) {
+        Err(error) => match decode_record::<RunRecordV1>(bytes, "run header") {
             Ok(old) => Ok(RunRecord {
                 workflow: old.workflow,
                 fingerprint: old.fingerprint,
@@ -263,11 +262,12 @@ pub(crate) struct ChildStart {
     pub parent: ParentLink,
 }
 
-/// Flattens an operation into its leaf branches: a join of joins is one list, and its
-/// output is the concatenation of the leaves' outputs in order.
+/// The leaf branches of an operation: a join's own branches (a join nested in a join is
+/// refused where branches are made, since its output would lose its nesting), or the
+/// operation itself.
 pub(crate) fn flatten(request: &OpRequest, out: &mut Vec<OpRequest>) {
     match request {
-        OpRequest::All(branches) => branches.iter().for_each(|b| flatten(b, out)),
+        OpRequest::All(branches) => out.extend(branches.iter().cloned()),
         other => out.push(other.clone()),
     }
 }
@@ -279,12 +279,18 @@ pub(crate) fn encode_record<T: Serialize>(value: &T, what: &str) -> Result<Vec<u
         .map_err(|e| FlowError::storage(format!("could not encode {what}: {e}")))
 }
 
-/// Decodes an internal record; failure means the journal is damaged or from another version.
+/// Decodes an internal record; failure means the journal is damaged or from another
+/// version. Bytes left over after the record are an error too.
 pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, FlowError> {
-    codec::decode(bytes, || what.to_string()).map_err(|e| FlowError::Corrupt {
+    let corrupt = |message: String| FlowError::Corrupt {
         path: crate::error::UNNAMED_JOURNAL.into(),
-        message: e.to_string(),
-    })
+        message: format!("its {what} does not decode: {message}"),
+    };
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(corrupt(format!("{} unexpected trailing bytes", rest.len()))),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
 }
 
 #[cfg(test)]
