@@ -114,11 +114,6 @@ pub fn decode<T: DeserializeOwned>(
     })
 }
 
-/// Whether `bytes` decode as a `T`: the check behind typed signals and callbacks.
-pub(crate) fn fits<T: DeserializeOwned>(bytes: &[u8]) -> Result<(), CodecError> {
-    decode::<T>(bytes, || std::any::type_name::<T>().to_string()).map(drop)
-}
-
 /// Renders a stored value as JSON, without its Rust type: structs are objects keyed by
 /// field name, enum variants `"Unit"` or `{"Variant": value}`, sequences and tuples
 /// arrays, `()` and `None` `null`.

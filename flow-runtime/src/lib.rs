@@ -19,6 +19,7 @@ mod op;
 mod output;
 mod race;
 mod race_encoding;
+mod signal_types;
 mod store;
 mod task;
 pub mod testing;
@@ -39,6 +40,7 @@ pub use machine::{Journaled, Machine, StepFault, Transition};
 pub use map::{map, Map, MapFailed, TolerantMap};
 pub use op::{DurableOp, OpRequest, Tolerance};
 pub use race::{race, Either, OneOf3, Race};
+pub use signal_types::{SignalSite, SignalSites, SignalType};
 pub use task::{AttemptClass, RetryPolicy, Task, TaskContext, TaskFailure, TaskPolicy};
 pub use workflow::{StateGraph, StateInfo, Workflow};
 

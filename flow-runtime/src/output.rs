@@ -176,7 +176,19 @@ mod tests {
 
     #[test]
     fn headers_and_integers_match_the_codec() {
-        for n in [0u32, 1, 15, 16, 127, 128, 255, 256, 65_535, 65_536, u32::MAX] {
+        for n in [
+            0u32,
+            1,
+            15,
+            16,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u32::MAX,
+        ] {
             let mut out = Vec::new();
             push_uint(n, &mut out);
             assert_eq!(out, enc(&n), "{n}");
@@ -201,10 +213,7 @@ mod tests {
         assert_eq!(race(0, &five), enc(&Either::<u32, u32>::Left(5)));
         assert_eq!(race(1, &six), enc(&Either::<u32, u32>::Right(6)));
         assert_eq!(race(2, &six), enc(&OneOf3::<u8, u8, u32>::Third(6)));
-        assert_eq!(
-            join([five.as_slice(), six.as_slice()]),
-            enc(&(5u32, 6u32))
-        );
+        assert_eq!(join([five.as_slice(), six.as_slice()]), enc(&(5u32, 6u32)));
         assert_eq!(
             map(false, 2, [five.as_slice(), six.as_slice()]),
             enc(&vec![5u32, 6])

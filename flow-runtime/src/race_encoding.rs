@@ -133,7 +133,10 @@ mod tests {
     fn winners_round_trip_and_wrong_arms_are_refused() {
         for value in [Either::Left(5u32), Either::Right(6u32)] {
             let bytes = encode(&value, String::new).unwrap();
-            assert_eq!(decode::<Either<u32, u32>>(&bytes, String::new).unwrap(), value);
+            assert_eq!(
+                decode::<Either<u32, u32>>(&bytes, String::new).unwrap(),
+                value
+            );
         }
         let third = encode(&OneOf3::<u8, u8, String>::Third("x".into()), String::new).unwrap();
         assert_eq!(

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::machine::{Machine, StepFault, Transition};
+use crate::signal_types::SignalSites;
 use crate::store::RunRecord;
 use crate::workflow::Workflow;
 
@@ -12,6 +13,8 @@ pub(crate) struct WorkflowEntry {
     pub name: &'static str,
     pub fingerprint: u64,
     pub step: fn(&mut Machine) -> Result<Transition, StepFault>,
+    /// The signals its body waits for (checked at send).
+    pub signals: &'static SignalSites,
 }
 
 impl WorkflowEntry {
@@ -20,6 +23,7 @@ impl WorkflowEntry {
             name: W::NAME,
             fingerprint: W::FINGERPRINT,
             step: W::step,
+            signals: W::signals(),
         }
     }
 }
