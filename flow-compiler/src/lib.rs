@@ -12,6 +12,7 @@ pub mod emit;
 pub mod lower;
 pub mod names;
 pub mod rewrite;
+pub mod signals;
 pub mod signature;
 pub mod task;
 pub mod workflow;

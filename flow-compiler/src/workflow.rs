@@ -85,6 +85,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
     let transitions = emit::transitions(&cfg)
         .into_iter()
         .map(|(a, b)| quote!((#a, #b)));
+    let signal_table = crate::signals::table(&crate::signals::find(&f.block));
     let body = &f.block;
     let doc = format!(
         "The `{reg_name}` workflow. Build a call with [`{name}()`]; start it with \
@@ -137,6 +138,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream, syn::
             )]
             fn step(__flow_machine: &mut ::flow::Machine) -> ::core::result::Result<::flow::Transition, ::flow::StepFault> {
                 #step_body
+            }
+
+            fn signals() -> &'static ::flow::SignalSites {
+                #signal_table
             }
 
             fn graph() -> &'static ::flow::StateGraph {
