@@ -106,6 +106,34 @@ pub(crate) fn join<'a>(outputs: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
+/// The output of a join with joins inside: its leaves' outputs (in order) nested as the
+/// joins are, by `layout` (see `store::join_layout`: each join's part count in pre-order,
+/// 0 for a leaf).
+pub(crate) fn nested_join<'a>(
+    layout: &[u32],
+    leaves: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    fn node<'a>(
+        layout: &mut std::slice::Iter<'_, u32>,
+        leaves: &mut impl Iterator<Item = &'a [u8]>,
+        out: &mut Vec<u8>,
+    ) {
+        match layout.next() {
+            Some(0) => out.extend_from_slice(leaves.next().unwrap_or_default()),
+            Some(&parts) => {
+                push_array_header(parts, out);
+                for _ in 0..parts {
+                    node(layout, leaves, out);
+                }
+            }
+            None => {}
+        }
+    }
+    let mut out = Vec::new();
+    node(&mut layout.iter(), &mut leaves.into_iter(), &mut out);
+    out
+}
+
 /// A map's output: the `Vec` of its `len` items' outputs (given in item order), inside
 /// `Ok` when the map has a failure tolerance (`tolerant`).
 pub(crate) fn map<'a>(
@@ -214,6 +242,11 @@ mod tests {
         assert_eq!(race(1, &six), enc(&Either::<u32, u32>::Right(6)));
         assert_eq!(race(2, &six), enc(&OneOf3::<u8, u8, u32>::Third(6)));
         assert_eq!(join([five.as_slice(), six.as_slice()]), enc(&(5u32, 6u32)));
+        let seven = enc(&7u32);
+        assert_eq!(
+            nested_join(&[2, 0, 2, 0, 0], [five.as_slice(), six.as_slice(), &seven]),
+            enc(&(5u32, (6u32, 7u32)))
+        );
         assert_eq!(
             map(false, 2, [five.as_slice(), six.as_slice()]),
             enc(&vec![5u32, 6])

@@ -143,12 +143,22 @@ impl PendingOp {
 pub(crate) enum Shape {
     /// One operation.
     Single,
-    /// All branches; the output is their outputs concatenated.
+    /// All branches; the output is the array of their outputs.
     Join,
     /// The first branch to finish wins.
     Race,
     /// One item per index, run `max_in_flight` at a time (`flow_map_items` holds them).
     Map(MapSpec),
+    /// All branches of a join with joins inside; the output nests as the joins do
+    /// (the layout of [`join_layout`]).
+    NestedJoin(Vec<u32>),
+}
+
+impl Shape {
+    /// A join, flat or nested: every branch must finish.
+    pub fn is_join(&self) -> bool {
+        matches!(self, Shape::Join | Shape::NestedJoin(_))
+    }
 }
 
 /// A pending map's parameters.
@@ -262,13 +272,24 @@ pub(crate) struct ChildStart {
     pub parent: ParentLink,
 }
 
-/// The leaf branches of an operation: a join's own branches (a join nested in a join is
-/// refused where branches are made, since its output would lose its nesting), or the
-/// operation itself.
+/// Flattens an operation into its leaf branches: a join of joins is one list (its
+/// output keeps the nesting, see [`join_layout`]).
 pub(crate) fn flatten(request: &OpRequest, out: &mut Vec<OpRequest>) {
     match request {
-        OpRequest::All(branches) => out.extend(branches.iter().cloned()),
+        OpRequest::All(branches) => branches.iter().for_each(|b| flatten(b, out)),
         other => out.push(other.clone()),
+    }
+}
+
+/// How a join nests, in pre-order: each join's number of parts, 0 for a leaf. The
+/// output of `join!(a, join!(b, c))` is `[a, [b, c]]`; its layout `[2, 0, 2, 0, 0]`.
+pub(crate) fn join_layout(request: &OpRequest, out: &mut Vec<u32>) {
+    match request {
+        OpRequest::All(branches) => {
+            out.push(branches.len() as u32);
+            branches.iter().for_each(|b| join_layout(b, out));
+        }
+        _ => out.push(0),
     }
 }
 
