@@ -264,6 +264,63 @@ async fn an_incompatible_change_is_an_error_and_keeps_the_stored_value() {
     engine.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_of_the_postcard_format_is_refused_untouched() {
+    let path = temp_db("format-2");
+    let engine = Engine::builder()
+        .register::<added_v1::holder>()
+        .open(&path)
+        .await
+        .unwrap();
+    let old = added_v1::Value {
+        id: 1,
+        note: "in flight".into(),
+    };
+    engine.start("r", added_v1::holder(old)).await.unwrap();
+    wait_until_waiting(&engine, "r").await;
+    engine.shutdown().await;
+    // Format 2: the same tables and records, user values in postcard.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("flow_meta");
+            let mut meta = txn.open_table(meta).unwrap();
+            meta.insert("format", 2u32.to_le_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = Engine::builder()
+        .register::<added_v1::holder>()
+        .open(&path)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            FlowError::UnsupportedFormat {
+                found: 2,
+                expected: 3,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("format 2") && text.contains("format 3"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the refusal wrote nothing"
+    );
+}
+
 // ---- Values of the wrong type: errors, never other values ----
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
