@@ -131,5 +131,5 @@ pub fn decode<T: DeserializeOwned>(
 /// ```
 pub fn to_json(bytes: &[u8]) -> Result<String, CodecError> {
     let value: crate::json::Json = decode(bytes, || "value".to_string())?;
-    Ok(value.0.to_string())
+    Ok(value.0)
 }
