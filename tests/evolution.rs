@@ -60,6 +60,8 @@ async fn across<Old: Workflow, New: Workflow>(
 macro_rules! holder {
     ($name:literal) => {
         /// Holds its input across a signal wait, then returns it.
+        // The second definition of each pair only resumes runs: it never calls `holder`.
+        #[allow(dead_code)]
         #[workflow(name = $name)]
         pub async fn holder(value: Value) -> Value {
             let go = flow::signal::<u32>("go").await;
