@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use flow::{task, workflow, CallbackError, Either, Engine, EventKind, FlowError, RunStatus};
 use flow::{MapFailed, TaskContext, TaskFailure, WaitForCallback, Workflow};
 
+#[path = "support/sealed.rs"]
+mod sealed;
+
 fn temp_db(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("flow-primitives-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1366,7 +1369,7 @@ async fn finished_runs_leave_no_bookkeeping_rows() {
         }
     }
     for table in ["flow_nudges", "flow_run_deadlines"] {
-        let def: TableDefinition<&str, u64> = TableDefinition::new(table);
+        let def: TableDefinition<&str, sealed::Sealed<u64>> = TableDefinition::new(table);
         for id in ids {
             if txn.open_table(def).unwrap().get(id).unwrap().is_some() {
                 left.push(format!("{table}: {id}"));
@@ -1375,7 +1378,8 @@ async fn finished_runs_leave_no_bookkeeping_rows() {
     }
     // A run that ends without completing keeps its pending step (what it was waiting
     // for when it ended); a completed one has none.
-    let pending: TableDefinition<&str, &[u8]> = TableDefinition::new("flow_pending");
+    let pending: TableDefinition<&str, sealed::Sealed<&[u8]>> =
+        TableDefinition::new("flow_pending");
     for id in ["plain", "in-time", "compensated", "signalled"] {
         if txn.open_table(pending).unwrap().get(id).unwrap().is_some() {
             left.push(format!("flow_pending: {id}"));

@@ -1,7 +1,9 @@
 //! The journal: a redb file and its write-ahead log.
 //!
-//! - opening and validating them: `open`, `recovery`;
-//! - the storage schema: `tables` (redb's tables), `records` (their values);
+//! - opening and validating them: `open`, `recovery` (redb's writes at open held back by
+//!   `deferred` until the log is accepted);
+//! - the storage schema: `tables` (redb's tables, whose values it seals with a
+//!   checksum), `records` (their values);
 //! - reading runs: `read`;
 //! - changes as data: `transition` (a run's transition), `change` (every change, as
 //!   logged);
@@ -9,7 +11,9 @@
 //!   transaction), `apply` (starts and transitions), `external_events` (signals,
 //!   cancellations, callbacks);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
-//!   `writer`, driven by the commit pipeline (`engine::commit`).
+//!   `writer`, driven by the commit pipeline (`engine::commit`);
+//! - `guard` keeps redb's panics on damaged pages off stderr; `fuzzing` serves the fuzz
+//!   targets.
 //!
 //! The store never depends on the engine.
 

@@ -119,21 +119,23 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, Flow
         reset(&deferred, &name)?;
     }
     let db = open_checked(&deferred, &name, options, matches!(probe, Probe::Unclean))?;
-    check_or_init(&db, &name)?;
-    let side = journal_side(&db, &name)?;
-    // A log the journal expects is not created where it is missing: that is refused.
-    let log = open_log_file(&log_path, &name, side.live.is_none())?
-        .map(|file| WriteAheadLog::open(Box::new(file), side.id))
-        .transpose()
-        .map_err(log_error)?;
-    check_log(
-        &side,
-        log.as_ref().map(|(_, recovered)| recovered),
-        (&name, &log_name),
-    )?;
-    release(&deferred, &name)?;
-    let (log, recovered) = log.expect("a missing log is refused or created");
-    let log = attach_log(&db, &name, &side, log, recovered)?;
+    let log = reading(&name, || {
+        check_or_init(&db, &name)?;
+        let side = journal_side(&db, &name)?;
+        // A log the journal expects is not created where it is missing: that is refused.
+        let log = open_log_file(&log_path, &name, side.live.is_none())?
+            .map(|file| WriteAheadLog::open(Box::new(file), side.id))
+            .transpose()
+            .map_err(log_error)?;
+        check_log(
+            &side,
+            log.as_ref().map(|(_, recovered)| recovered),
+            (&name, &log_name),
+        )?;
+        release(&deferred, &name)?;
+        let (log, recovered) = log.expect("a missing log is refused or created");
+        attach_log(&db, &name, &side, log, recovered)
+    })?;
     Ok(Store::new(db, Some(log), options.checkpoint_bytes, name))
 }
 
@@ -151,8 +153,7 @@ fn probe_file(
     }
     match guarded(name, || options.builder().open_read_only(path)) {
         Ok(db) => {
-            let txn = db.begin_read()?;
-            check(&txn, name)?;
+            reading(name, || check(&db.begin_read()?, name))?;
             Ok(Probe::Clean)
         }
         Err(FlowError::Corrupt { message, .. }) if message == NEEDS_REPAIR => Ok(Probe::Unclean),
@@ -345,24 +346,38 @@ pub(crate) fn open_backend(
             Err(FlowError::Corrupt { message, .. }) if message == NEEDS_REPAIR
         );
     let db = open_checked(&deferred, name, options, unclean)?;
-    check_or_init(&db, name)?;
-    let side = journal_side(&db, name)?;
-    let names = (name, "its log backend");
-    let log = log
-        .map(|log| WriteAheadLog::open(log, side.id))
-        .transpose()
-        .map_err(log_error)?;
-    check_log(&side, log.as_ref().map(|(_, recovered)| recovered), names)?;
-    release(&deferred, name)?;
-    let log = log
-        .map(|(log, recovered)| attach_log(&db, name, &side, log, recovered))
-        .transpose()?;
+    let log = reading(name, || {
+        check_or_init(&db, name)?;
+        let side = journal_side(&db, name)?;
+        let names = (name, "its log backend");
+        let log = log
+            .map(|log| WriteAheadLog::open(log, side.id))
+            .transpose()
+            .map_err(log_error)?;
+        check_log(&side, log.as_ref().map(|(_, recovered)| recovered), names)?;
+        release(&deferred, name)?;
+        log.map(|(log, recovered)| attach_log(&db, name, &side, log, recovered))
+            .transpose()
+    })?;
     Ok(Store::new(
         db,
         log,
         options.checkpoint_bytes,
         name.to_string(),
     ))
+}
+
+/// Runs the open's reads and writes of an opened database: a panic of redb's on a damaged
+/// page is reported as a corrupt journal (without its text on stderr), and errors name
+/// the file.
+fn reading<T>(name: &str, f: impl FnOnce() -> Result<T, FlowError>) -> Result<T, FlowError> {
+    match quietly(AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(|e| e.naming_file(name)),
+        Err(panic) => Err(FlowError::Corrupt {
+            path: name.to_string(),
+            message: format!("redb could not read it: {}", panic_message(&*panic)),
+        }),
+    }
 }
 
 /// How a read-only open reports a file that was not closed cleanly.

@@ -266,9 +266,12 @@ pub(crate) fn attach_log(
         );
     }
     // The header is synced before the marker names it: the marker never points at a log
-    // that is not on disk.
+    // that is not on disk. A marker already there stays true (the new epoch is later, the
+    // file no shorter), and the next checkpoint brings it up to date.
     log.start_over(position).map_err(log_error)?;
-    commit_durably_at(db.begin_write()?, position, Marker::Live(live(&log)))?;
+    if side.live.is_none() {
+        commit_durably_at(db.begin_write()?, position, Marker::Live(live(&log)))?;
+    }
     Ok(log)
 }
 
