@@ -519,14 +519,14 @@ fn a_journal_of_the_format_before_checksums_is_refused_untouched() {
     match &error {
         FlowError::UnsupportedFormat {
             found: 1,
-            expected: 2,
+            expected: 3,
             ..
         } => {}
         other => panic!("{other}"),
     }
     let text = error.to_string();
     assert!(
-        text.contains("format 1") && text.contains("format 2"),
+        text.contains("format 1") && text.contains("format 3"),
         "{text}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before);

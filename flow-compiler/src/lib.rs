@@ -16,6 +16,7 @@ mod lower;
 mod names;
 mod order;
 mod rewrite;
+mod signals;
 mod signature;
 mod stmt_attrs;
 mod task;

@@ -103,6 +103,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
     let transitions = emit::transitions(&cfg)
         .into_iter()
         .map(|(a, b)| quote!((#a, #b)));
+    let signal_table = crate::signals::table(&crate::signals::find(&f.block));
     let body = &f.block;
     let doc = format!(
         "The `{reg_name}` workflow. Build a call with [`{name}()`]; start it with \
@@ -155,6 +156,10 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             )]
             fn step(__flow_machine: &mut ::flow::__private::Machine) -> ::core::result::Result<::flow::__private::Transition, ::flow::__private::StepFault> {
                 #step_body
+            }
+
+            fn signals() -> &'static ::flow::SignalSites {
+                #signal_table
             }
 
             fn graph() -> &'static ::flow::StateGraph {

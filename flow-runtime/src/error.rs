@@ -34,7 +34,8 @@ pub enum FlowError {
     /// The journal was written by a newer (or unknown) version of flow.
     #[error(
         "`{path}` is a flow journal in format {found}, but this build reads format {expected}; \
-         open it with the flow version that wrote it"
+         nothing was changed: open it with the flow version that wrote it (and let its runs \
+         finish there), or start a new journal"
     )]
     UnsupportedFormat {
         /// The file.
@@ -108,6 +109,39 @@ pub enum FlowError {
     InvalidCallbackToken {
         /// Why the token was refused (unknown, used, or its step is over).
         reason: String,
+    },
+    /// A signal's payload does not fit the type the run's workflow waits for under that
+    /// name; nothing was stored.
+    #[error(
+        "signal `{signal}` for run `{run_id}` was refused: it was sent as `{sent}`, which does \
+         not fit what the workflow waits for ({expected}); nothing was stored: send a value \
+         of the awaited type"
+    )]
+    SignalTypeMismatch {
+        /// The run.
+        run_id: String,
+        /// The signal's name.
+        signal: String,
+        /// The type the sender encoded.
+        sent: String,
+        /// Each awaited type with why the payload does not fit it.
+        expected: String,
+    },
+    /// The run's workflow never waits for a signal of this name; nothing was stored.
+    #[error(
+        "signal `{signal}` for run `{run_id}` was refused: workflow `{workflow}` never waits \
+         for a signal of that name (it waits for `{known}`); nothing was stored: check the \
+         signal's name"
+    )]
+    UnknownSignal {
+        /// The run.
+        run_id: String,
+        /// The run's workflow.
+        workflow: String,
+        /// The refused name.
+        signal: String,
+        /// The names the workflow waits for.
+        known: String,
     },
     /// No run with this ID exists in the journal.
     #[error("no run `{run_id}` in this journal; check the run ID (Engine::list shows the runs)")]

@@ -13,7 +13,8 @@ pub struct HistoryEvent {
     pub kind: EventKind,
 }
 
-/// What happened in a run. Payloads (`input`, `output`) are postcard-encoded bytes.
+/// What happened in a run. Payloads (`input`, `output`) are encoded user values: render
+/// them with [`codec::to_json`](crate::codec::to_json).
 ///
 /// `step` numbers the run's durable operations from 0 in the order the workflow awaited
 /// them; `branch` numbers the operations of a join (0 for a single operation).

@@ -41,7 +41,7 @@ pub enum Transition {
     },
     /// The body returned; `output` is the encoded return value.
     Complete {
-        /// postcard-encoded workflow output.
+        /// The encoded workflow output (`codec::encode`).
         output: Vec<u8>,
     },
 }

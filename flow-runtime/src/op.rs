@@ -35,11 +35,11 @@ pub trait DurableOp: Send + 'static {
 /// A serialized description of a durable operation, as journaled.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OpRequest {
-    /// Run the registered task `name` with postcard-encoded `args`.
+    /// Run the registered task `name` with encoded `args` (`codec::encode`).
     Task {
         /// Registered task name.
         name: String,
-        /// postcard-encoded task struct (its arguments).
+        /// The encoded task struct (its arguments).
         args: Vec<u8>,
         /// Retry and timeout policy in force for this call.
         policy: TaskPolicy,
@@ -60,14 +60,14 @@ pub enum OpRequest {
     Child {
         /// Registered workflow name.
         workflow: String,
-        /// postcard-encoded workflow input.
+        /// The encoded workflow input.
         input: Vec<u8>,
     },
-    /// Run every branch concurrently; the output is the branches' outputs in order
-    /// (postcard encodes a tuple as its fields back to back, so it is their concatenation).
+    /// Run every branch concurrently; the output is the array of the branches' outputs
+    /// in order, nested as joins nest (a tuple is an array).
     All(#[serde(deserialize_with = "nested")] Vec<OpRequest>),
     /// Run one operation per item, at most `max_in_flight` at a time; the output is the
-    /// items' outputs in order as a postcard `Vec` (a varint length, then the outputs),
+    /// items' outputs in order as a `Vec` (an array),
     /// wrapped in `Ok` when a `tolerance` is set.
     Map {
         /// One leaf operation (task call, child workflow or sleep) per item.
@@ -91,11 +91,11 @@ pub enum OpRequest {
         heartbeat: Option<Duration>,
     },
     /// Run every branch at once; the first to finish wins and the others are cancelled.
-    /// The output is the winner's index (a varint) followed by its output.
+    /// The output is `[winner's index, its output]`.
     Race(#[serde(deserialize_with = "nested")] Vec<OpRequest>),
     /// Restart the run with a new input, dropping the history of its current generation.
     ContinueAsNew {
-        /// postcard-encoded workflow input for the next generation.
+        /// The encoded workflow input for the next generation.
         input: Vec<u8>,
     },
 }

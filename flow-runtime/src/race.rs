@@ -2,8 +2,6 @@
 
 use std::future::IntoFuture;
 
-use serde::{Deserialize, Serialize};
-
 use crate::codec::CodecError;
 use crate::op::{DurableOp, OpRequest};
 use crate::task::BoxFuture;
@@ -17,8 +15,9 @@ use crate::task::BoxFuture;
 #[must_use = "a race does nothing unless awaited"]
 pub struct Race<T>(pub T);
 
-/// The winner of a two-way [`select!`](crate::select).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The winner of a two-way [`select!`](crate::select). Stored as `[index, value]`, as a
+/// race's output is (see `race_encoding.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Either<A, B> {
     /// The first operation won.
     Left(A),
@@ -26,8 +25,9 @@ pub enum Either<A, B> {
     Right(B),
 }
 
-/// The winner of a three-way [`select!`](crate::select).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The winner of a three-way [`select!`](crate::select). Stored as `[index, value]`, as
+/// a race's output is (see `race_encoding.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OneOf3<A, B, C> {
     /// The first operation won.
     First(A),

@@ -3,6 +3,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::machine::{Machine, StepFault, Transition};
+use crate::signal_types::SignalSites;
 
 /// Implemented by `#[workflow]` for the struct named after the workflow function.
 ///
@@ -27,6 +28,11 @@ pub trait Workflow: Send + 'static {
     fn step(machine: &mut Machine) -> Result<Transition, StepFault>;
     /// The static graph of states (await sites) and transitions.
     fn graph() -> &'static StateGraph;
+    /// The signals the body waits for, found by `#[workflow]`; checked when a signal is
+    /// sent (see [`SignalSites`]). Unknown unless the macro found them.
+    fn signals() -> &'static SignalSites {
+        &SignalSites::UNKNOWN
+    }
 }
 
 /// The states of a compiled workflow (one per await site) and the transitions between them.

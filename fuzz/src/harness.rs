@@ -70,7 +70,8 @@ pub fn check_error(what: &str, error: &FlowError) {
 }
 
 /// Runs `bytes` through every decoder of stored data reachable from the public API
-/// (`flow::codec::decode` at each stored type, and the journal's own record decoders);
+/// (`flow::codec::decode` at each stored type, `flow::codec::to_json`, and the journal's
+/// own record decoders);
 /// returns how many accepted the bytes. Panics only if an error has no message.
 pub fn decode_all(bytes: &[u8]) -> usize {
     let mut accepted = 0;
@@ -112,6 +113,26 @@ pub fn decode_all(bytes: &[u8]) -> usize {
         "TaskPolicy",
         decode::<TaskPolicy>(bytes, || "task policy".into())
             .map(|p| drop(format!("{p:?}")))
+            .map_err(FlowError::from),
+    );
+    // User values: any stored value renders as JSON or is refused with a message; race
+    // winners check their index.
+    note(
+        "to_json",
+        flow::codec::to_json(bytes)
+            .map(drop)
+            .map_err(FlowError::from),
+    );
+    note(
+        "Either",
+        decode::<flow::Either<u64, String>>(bytes, || "race winner".into())
+            .map(drop)
+            .map_err(FlowError::from),
+    );
+    note(
+        "OneOf3",
+        decode::<flow::OneOf3<(), Vec<u8>, Option<i32>>>(bytes, || "race winner".into())
+            .map(drop)
             .map_err(FlowError::from),
     );
     for (what, result) in flow::fuzz_hooks::decode_stored(bytes) {

@@ -360,6 +360,13 @@ impl ::flow::Workflow for restock {
             }
         }
     }
+    fn signals() -> &'static ::flow::SignalSites {
+        static SITES: ::flow::SignalSites = ::flow::SignalSites {
+            closed: false,
+            sites: &[],
+        };
+        &SITES
+    }
     fn graph() -> &'static ::flow::StateGraph {
         static GRAPH: ::flow::StateGraph = ::flow::StateGraph {
             workflow: "restock",

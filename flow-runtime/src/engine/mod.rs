@@ -465,6 +465,7 @@ impl Engine {
         value: &T,
     ) -> Result<(), FlowError> {
         let payload = codec::encode(value, || format!("signal `{name}` for run `{run_id}`"))?;
+        self.check_signal(run_id, name, &payload, std::any::type_name::<T>())?;
         let change = Change::Signal {
             run: run_id.to_string(),
             signal: name.to_string(),
@@ -473,6 +474,27 @@ impl Engine {
         self.core().commits.submit(change).await?;
         self.core().wake(run_id);
         Ok(())
+    }
+
+    /// Refuses a signal the run's workflow cannot take (see `signal_types`); runs that
+    /// are unknown, or whose workflow is not registered here as stored, are left to the
+    /// journal and the driver.
+    fn check_signal(
+        &self,
+        run_id: &str,
+        name: &str,
+        payload: &[u8],
+        sent: &str,
+    ) -> Result<(), FlowError> {
+        let Some(header) = self.core().store.header(run_id)? else {
+            return Ok(());
+        };
+        match self.core().registry.driver_for(&header) {
+            Ok(entry) => {
+                crate::signal_types::check(entry.signals, entry.name, run_id, name, payload, sent)
+            }
+            Err(_) => Ok(()),
+        }
     }
 
     /// Completes the callback that issued `token` (see

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::FlowError;
 use crate::machine::{Machine, StepFault, Transition};
+use crate::signal_types::SignalSites;
 use crate::store::RunRecord;
 use crate::task::TaskRegistration;
 use crate::workflow::Workflow;
@@ -23,6 +24,8 @@ pub(crate) struct WorkflowEntry {
     pub type_name: &'static str,
     /// Whether an encoded output of this workflow is an `Err` (see `outcome`).
     pub returned_err: fn(&[u8]) -> Option<bool>,
+    /// The signals its body waits for (checked at send).
+    pub signals: &'static SignalSites,
 }
 
 impl WorkflowEntry {
@@ -33,6 +36,7 @@ impl WorkflowEntry {
             step: W::step,
             type_name: std::any::type_name::<W>(),
             returned_err: crate::outcome::returned_err::<W::Output>,
+            signals: W::signals(),
         }
     }
 }

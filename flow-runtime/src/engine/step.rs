@@ -13,8 +13,8 @@ use crate::history::EventKind;
 use crate::machine::{Machine, StepFault, Transition};
 use crate::op::OpRequest;
 use crate::store::{
-    flatten, Branch, BranchPut, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
-    PendingChange, PendingOp, RunWrite, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
+    flatten, join_layout, Branch, BranchPut, BranchRecord, ChildStart, MapProgress, MapSpec,
+    ParentLink, PendingChange, PendingOp, RunWrite, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 
 /// What a pending operation needs from the engine in a given state of its branches.
@@ -342,8 +342,14 @@ fn schedule(
         map_items: None,
     };
     let leaves = match request {
-        OpRequest::All(_) => {
-            scheduled.op.shape = Shape::Join;
+        OpRequest::All(branches) => {
+            scheduled.op.shape = if branches.iter().any(|b| matches!(b, OpRequest::All(_))) {
+                let mut layout = Vec::new();
+                join_layout(request, &mut layout);
+                Shape::NestedJoin(layout)
+            } else {
+                Shape::Join
+            };
             let mut leaves = Vec::new();
             flatten(request, &mut leaves);
             leaves

@@ -50,7 +50,7 @@ pub(crate) use journal::Journal;
 pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
 pub(crate) use records::{
-    flatten, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
+    flatten, join_layout, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
     PendingOp, RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 pub(crate) use transition::{

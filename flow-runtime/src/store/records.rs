@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::codec;
 use crate::error::FlowError;
 use crate::history::RunStatus;
 use crate::op::OpRequest;
@@ -51,7 +50,7 @@ struct RunRecordV1 {
 pub(crate) fn decode_run_header(bytes: &[u8]) -> Result<RunRecord, FlowError> {
     match decode_record::<RunRecord>(bytes, "run header") {
         Ok(header) => Ok(header),
-        Err(error) => match codec::decode::<RunRecordV1>(bytes, || "run header".into()) {
+        Err(error) => match decode_record::<RunRecordV1>(bytes, "run header") {
             Ok(old) => Ok(RunRecord {
                 workflow: old.workflow,
                 fingerprint: old.fingerprint,
@@ -144,12 +143,22 @@ impl PendingOp {
 pub(crate) enum Shape {
     /// One operation.
     Single,
-    /// All branches; the output is their outputs concatenated.
+    /// All branches; the output is the array of their outputs.
     Join,
     /// The first branch to finish wins.
     Race,
     /// One item per index, run `max_in_flight` at a time (`flow_map_items` holds them).
     Map(MapSpec),
+    /// All branches of a join with joins inside; the output nests as the joins do
+    /// (the layout of [`join_layout`]).
+    NestedJoin(Vec<u32>),
+}
+
+impl Shape {
+    /// A join, flat or nested: every branch must finish.
+    pub fn is_join(&self) -> bool {
+        matches!(self, Shape::Join | Shape::NestedJoin(_))
+    }
 }
 
 /// A pending map's parameters.
@@ -263,12 +272,24 @@ pub(crate) struct ChildStart {
     pub parent: ParentLink,
 }
 
-/// Flattens an operation into its leaf branches: a join of joins is one list, and its
-/// output is the concatenation of the leaves' outputs in order.
+/// Flattens an operation into its leaf branches: a join of joins is one list (its
+/// output keeps the nesting, see [`join_layout`]).
 pub(crate) fn flatten(request: &OpRequest, out: &mut Vec<OpRequest>) {
     match request {
         OpRequest::All(branches) => branches.iter().for_each(|b| flatten(b, out)),
         other => out.push(other.clone()),
+    }
+}
+
+/// How a join nests, in pre-order: each join's number of parts, 0 for a leaf. The
+/// output of `join!(a, join!(b, c))` is `[a, [b, c]]`; its layout `[2, 0, 2, 0, 0]`.
+pub(crate) fn join_layout(request: &OpRequest, out: &mut Vec<u32>) {
+    match request {
+        OpRequest::All(branches) => {
+            out.push(branches.len() as u32);
+            branches.iter().for_each(|b| join_layout(b, out));
+        }
+        _ => out.push(0),
     }
 }
 
@@ -279,12 +300,18 @@ pub(crate) fn encode_record<T: Serialize>(value: &T, what: &str) -> Result<Vec<u
         .map_err(|e| FlowError::storage(format!("could not encode {what}: {e}")))
 }
 
-/// Decodes an internal record; failure means the journal is damaged or from another version.
+/// Decodes an internal record; failure means the journal is damaged or from another
+/// version. Bytes left over after the record are an error too.
 pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, FlowError> {
-    codec::decode(bytes, || what.to_string()).map_err(|e| FlowError::Corrupt {
+    let corrupt = |message: String| FlowError::Corrupt {
         path: crate::error::UNNAMED_JOURNAL.into(),
-        message: e.to_string(),
-    })
+        message: format!("its {what} does not decode: {message}"),
+    };
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(corrupt(format!("{} unexpected trailing bytes", rest.len()))),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -205,5 +205,7 @@ pub(crate) const LOG_STATE: &str = "log_state";
 /// Identifies a flow journal among redb files.
 pub(crate) const MAGIC: &[u8] = b"flow journal";
 /// Version of the table layout and record encoding. 2: values sealed with a checksum,
-/// and the write-ahead log's marker (`LOG_STATE`).
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// and the write-ahead log's marker (`LOG_STATE`). 3: user values (inputs, outputs,
+/// locals, payloads, task arguments and results) in the self-describing encoding of
+/// `codec` instead of postcard.
+pub(crate) const FORMAT_VERSION: u32 = 3;

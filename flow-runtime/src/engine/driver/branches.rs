@@ -194,7 +194,7 @@ impl RunDriver {
         }
         write.inbox_consume = consumed;
 
-        if op.shape == Shape::Join {
+        if op.shape.is_join() {
             for (branch, output) in &resolved {
                 write.events.push(EventKind::BranchCompleted {
                     step: op.step,
@@ -235,12 +235,17 @@ impl RunDriver {
             let all_done = (0..op.branches.len() as u32)
                 .all(|i| matches!(records.get(&i), Some(BranchRecord::Done(_))));
             all_done.then(|| {
-                output::join(
-                    (0..op.branches.len() as u32).filter_map(|i| match records.get(&i) {
-                        Some(BranchRecord::Done(bytes)) => Some(bytes.as_slice()),
-                        _ => None,
-                    }),
-                )
+                let outputs = (0..op.branches.len() as u32).filter_map(|i| match records.get(&i) {
+                    Some(BranchRecord::Done(bytes)) => Some(bytes.as_slice()),
+                    _ => None,
+                });
+                // A join's output is the array of its branches' outputs; a single
+                // operation's is its output as it is.
+                match &op.shape {
+                    Shape::Join => output::join(outputs),
+                    Shape::NestedJoin(layout) => output::nested_join(layout, outputs),
+                    _ => outputs.map(<[u8]>::to_vec).next().unwrap_or_default(),
+                }
             })
         };
         if let Some(output) = output {
