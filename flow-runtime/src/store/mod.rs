@@ -21,6 +21,7 @@ mod apply;
 mod change;
 mod deferred;
 mod external_events;
+#[cfg(feature = "test-hooks")]
 mod fuzzing;
 mod guard;
 mod journal;
@@ -44,6 +45,7 @@ use crate::error::{panic_message, FlowError};
 
 pub(crate) use apply::StartOutcome;
 pub(crate) use change::{Applied, Change, LoggedBatch};
+#[cfg(feature = "test-hooks")]
 pub(crate) use fuzzing::{read_log_for_fuzzing, unseal_for_fuzzing};
 pub(crate) use journal::Journal;
 // The storage schema's values the engine decides with (see `Journal`).
