@@ -4,20 +4,13 @@
 //! then the journal reopened by a new engine).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use flow::{task, workflow, Engine, EventKind, Workflow};
 
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flow-semantics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.redb"));
-    Engine::remove_journal(&path).unwrap();
-    path
-}
+mod support;
+use support::{halting, Commits, ScratchDir};
 
 fn builder() -> flow::EngineBuilder {
     Engine::builder()
@@ -113,34 +106,21 @@ async fn crash_at_every_commit<W: Workflow>(
     name: &str,
     make: impl Fn(String) -> W,
 ) -> Vec<(String, W::Output)> {
-    let commits = Arc::new(AtomicU64::new(0));
-    let counter = commits.clone();
-    let engine = builder()
-        .on_commit(move |t| counter.store(t, Ordering::SeqCst))
-        .open_in_memory()
-        .await
-        .unwrap();
+    let (reference, commits) = Commits::counting(builder());
+    let engine = reference.open_in_memory().await.unwrap();
     let key = format!("{name}-ref");
     let run = engine.start("run", make(key.clone())).await.unwrap();
     let mut outputs = vec![(key, run.result().await.unwrap())];
     engine.shutdown().await;
-    let total = commits.load(Ordering::SeqCst);
+    let total = commits.get();
+    let dir = ScratchDir::new(name);
     for k in 1..total {
         let key = format!("{name}-{k}");
-        let path = temp_db(&key);
-        let reached = Arc::new(AtomicU64::new(0));
-        let counter = reached.clone();
-        let engine = builder()
-            .halt_after_commits(k)
-            .on_commit(move |t| counter.store(t, Ordering::SeqCst))
-            .open(&path)
-            .await
-            .unwrap();
+        let path = dir.journal(&key);
+        let (halted, reached) = halting(builder(), k);
+        let engine = halted.open(&path).await.unwrap();
         let _ = engine.start("run", make(key.clone())).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reached.load(Ordering::SeqCst) < k && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        reached.wait_for(k, Duration::from_secs(10)).await;
         engine.shutdown().await;
         tokio::time::sleep(Duration::from_millis(2)).await;
 
