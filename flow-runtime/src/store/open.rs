@@ -173,7 +173,7 @@ fn probe_file(
 /// The real path of the journal at `path`: symbolic links resolved (a dangling one to
 /// the file it will create), so that a journal opened through a link pairs with the same
 /// log, and takes the same lock, as one opened by its real path.
-fn real_path(path: &Path) -> Result<PathBuf, FlowError> {
+pub(crate) fn real_path(path: &Path) -> Result<PathBuf, FlowError> {
     let failed = |io: std::io::Error| FlowError::Storage {
         message: format!("could not resolve the path `{}`: {io}", path.display()),
     };
