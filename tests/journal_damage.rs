@@ -93,15 +93,11 @@ enum Outcome {
     ReadFailed(FlowError),
 }
 
-/// Writes the files (`None`: no log), opens the journal and reads everything; checks
-/// that a refusal left the log as it was.
+/// Writes the files (`None`: no log), opens the journal as a user would (every default,
+/// the integrity check among them) and reads everything; checks that a refusal left the
+/// log as it was.
 fn open_files(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
-    RUNTIME.with(|rt| open_files_on(rt, dir, journal, log, false))
-}
-
-/// [`open_files`] with redb's integrity check on every open, not only after a crash.
-fn open_files_checked(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
-    RUNTIME.with(|rt| open_files_on(rt, dir, journal, log, true))
+    RUNTIME.with(|rt| open_files_on(rt, dir, journal, log))
 }
 
 thread_local! {
@@ -114,7 +110,6 @@ fn open_files_on(
     dir: &Path,
     journal: &[u8],
     log: Option<&[u8]>,
-    check_always: bool,
 ) -> Outcome {
     let path = dir.join("damaged.redb");
     let log_path = dir.join("damaged.redb-wal");
@@ -124,9 +119,7 @@ fn open_files_on(
         std::fs::write(&log_path, log).unwrap();
     }
     let outcome = rt.block_on(async {
-        let builder = Engine::builder()
-            .register::<gather>()
-            .check_integrity_on_open(check_always);
+        let builder = Engine::builder().register::<gather>();
         match builder.open(&path).await {
             Ok(engine) => {
                 let read = contents(&engine).await;
@@ -359,7 +352,6 @@ fn flip_every_page(
     log: Option<&[u8]>,
     expected: &Contents,
     spots: usize,
-    open: fn(&Path, &[u8], Option<&[u8]>) -> Outcome,
 ) -> Tally {
     let mut rng = support::rng::XorShift::new(journal.len() as u64);
     let mut tally = Tally::default();
@@ -369,7 +361,7 @@ fn flip_every_page(
             let at = page * 4096 + (rng.next_u64() % within) as usize;
             let mut damaged = journal.to_vec();
             damaged[at] ^= 1 << (rng.next_u64() % 8);
-            let outcome = open(dir, &damaged, log);
+            let outcome = open_files(dir, &damaged, log);
             tally.count(outcome, expected, &format!("byte {at} of the journal file"));
         }
     }
@@ -383,12 +375,11 @@ fn byte_flips_in_the_journal_file_are_found_or_harmless() {
     let expected = reference(&dir.path, &killed, &log);
     // The reference's shutdown left the journal file whole on its own.
     let clean = std::fs::read(dir.path.join("damaged.redb")).unwrap();
-    // A cleanly shut down journal is trusted unless asked: stored values are checked
-    // when read, keys only by redb's integrity check (a flipped key bit can renumber an
-    // event or rename a run), so the check runs on every open here.
-    let after_shutdown = flip_every_page(&dir.path, &clean, None, &expected, 3, open_files_checked);
+    // Stored values are checked when read, keys only by redb's integrity check (a flipped
+    // key bit can renumber an event or rename a run), which runs on every open by default.
+    let after_shutdown = flip_every_page(&dir.path, &clean, None, &expected, 3);
     // After a crash, the check runs anyway.
-    let after_kill = flip_every_page(&dir.path, &killed, Some(&log), &expected, 2, open_files);
+    let after_kill = flip_every_page(&dir.path, &killed, Some(&log), &expected, 2);
     println!(
         "journal file flips: shut down, checked on open ({} pages) {after_shutdown:?}; \
          killed, with its log ({} pages) {after_kill:?}",

@@ -48,7 +48,7 @@ impl Default for EngineBuilder {
             backend: None,
             log_backend: None,
             cache_bytes: DEFAULT_CACHE_BYTES,
-            check_integrity: false,
+            check_integrity: true,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
         }
     }
@@ -152,10 +152,12 @@ impl EngineBuilder {
         self
     }
 
-    /// Verifies the checksum of every page of the journal on every open, so that a file
-    /// damaged outside redb is refused with [`FlowError::Corrupt`] at open instead of
-    /// failing when the damaged part is read (default: only after an unclean shutdown;
-    /// the check reads the whole file).
+    /// Whether to verify the checksum of every page of a cleanly shut-down journal when it
+    /// opens (default: yes). The check reads the whole file (about 1.2 ms per MiB with the
+    /// file in the page cache) and refuses a file damaged at rest with
+    /// [`FlowError::Corrupt`], where a flipped bit in a key would otherwise rename a run
+    /// or renumber a history event without a word. `false` skips it for a journal shut
+    /// down cleanly, trusting the file; after an unclean shutdown it always runs.
     pub fn check_integrity_on_open(mut self, enabled: bool) -> Self {
         self.check_integrity = enabled;
         self
