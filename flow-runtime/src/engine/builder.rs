@@ -36,6 +36,7 @@ pub struct EngineBuilder {
     pub(crate) log_backend: Option<Box<dyn StorageBackend>>,
     pub(crate) cache_bytes: usize,
     pub(crate) check_integrity: bool,
+    pub(crate) accept_log_loss: bool,
     pub(crate) checkpoint_bytes: u64,
 }
 
@@ -49,6 +50,7 @@ impl Default for EngineBuilder {
             log_backend: None,
             cache_bytes: DEFAULT_CACHE_BYTES,
             check_integrity: true,
+            accept_log_loss: false,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
         }
     }
@@ -163,6 +165,19 @@ impl EngineBuilder {
         self
     }
 
+    /// Opens a journal whose write-ahead log is refused (missing, emptied, damaged, or
+    /// another journal's: [`FlowError::LogDamaged`], [`FlowError::LogMismatch`]) by
+    /// accepting the loss: the refused log is copied aside as `<log>.lost-<ms>`, its whole
+    /// records that belong to this journal are replayed, and a new log starts. Runs
+    /// continue from that earlier, consistent state: transitions acknowledged only in
+    /// the lost part of the log are gone (their tasks run again). A last resort after
+    /// the log is lost for good, never a default; file journals only (a journal on a
+    /// custom backend refuses as before).
+    pub fn accept_log_loss(mut self, accept: bool) -> Self {
+        self.accept_log_loss = accept;
+        self
+    }
+
     /// How much the write-ahead log may hold before redb's file is made durable and the
     /// log starts over (default 8 MiB). A larger log means fewer of those checkpoints
     /// (each a durable redb commit of everything changed since the last) but a longer
@@ -223,6 +238,7 @@ impl EngineBuilder {
             cache_bytes: self.cache_bytes,
             check_integrity: self.check_integrity,
             checkpoint_bytes: self.checkpoint_bytes,
+            accept_log_loss: self.accept_log_loss,
         }
     }
 }

@@ -25,6 +25,7 @@ mod external_events;
 mod fuzzing;
 mod guard;
 mod journal;
+mod lost_log;
 mod open;
 mod read;
 pub(crate) mod records;
