@@ -250,6 +250,10 @@ pub(crate) enum BranchRecord {
     Awaiting { heartbeat_deadline_ms: Option<u64> },
     /// A map's progress (at branch index [`MAP_PROGRESS`]).
     MapProgress(MapProgress),
+    /// Task attempt `attempt` begins at `at_ms`, recorded before it runs (an at-most-once
+    /// task's attempts, and any attempt after one the engine's end interrupted): an
+    /// engine that finds it due and did not write it knows the attempt was interrupted.
+    Started { attempt: u32, at_ms: u64 },
 }
 
 impl BranchRecord {
