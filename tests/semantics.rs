@@ -429,7 +429,11 @@ async fn an_interrupted_attempt_is_counted_once_whatever_commit_recovery_ends_af
     // The recovery commits the interruption (with the next attempt's start), then the
     // result: at least two points to crash at.
     let covered = covered.expect("the recovery took more than 19 commits");
-    assert!(covered > 2, "the recovery committed only {} times", covered - 1);
+    assert!(
+        covered > 2,
+        "the recovery committed only {} times",
+        covered - 1
+    );
 }
 
 /// Side effects of `charge_once`, by key.
