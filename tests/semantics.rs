@@ -24,6 +24,7 @@ fn builder() -> flow::EngineBuilder {
         .register::<poisoned>()
         .register::<pay>()
         .register::<survives_two_crashes>()
+        .register::<held>()
         .register::<zero_limit>()
         .register::<checked_child>()
         .register::<tolerant_children>()
@@ -505,4 +506,106 @@ async fn an_at_most_once_task_never_runs_twice_whatever_commit_the_engine_ends_a
         unsure >= 1,
         "no crash fell between the start record and the result"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// An attempt in progress
+
+/// Lets `wait_for_release` attempts go on, by key.
+static RELEASE: Mutex<BTreeMap<String, tokio::sync::oneshot::Sender<()>>> =
+    Mutex::new(BTreeMap::new());
+/// Where released attempts wait, by key.
+static WAITING: Mutex<BTreeMap<String, tokio::sync::oneshot::Receiver<()>>> =
+    Mutex::new(BTreeMap::new());
+
+/// Blocks until the test releases it; fails its first attempt, then succeeds.
+#[task(retry(max_attempts = 3, initial = "1ms"))]
+async fn wait_for_release(key: String) -> Result<u32, String> {
+    let attempt = flow::TaskContext::current().map_or(0, |ctx| ctx.attempt);
+    let released = WAITING.lock().unwrap().remove(&format!("{key}-{attempt}"));
+    if let Some(released) = released {
+        let _ = released.await;
+    }
+    if attempt == 1 {
+        return Err("first attempt fails".into());
+    }
+    Ok(attempt)
+}
+
+#[workflow]
+async fn held(key: String) -> Result<u32, String> {
+    wait_for_release(key).await
+}
+
+/// Makes attempt `attempt` of `key` wait for [`release`].
+fn hold(key: &str, attempt: u32) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let slot = format!("{key}-{attempt}");
+    RELEASE.lock().unwrap().insert(slot.clone(), tx);
+    WAITING.lock().unwrap().insert(slot, rx);
+}
+
+fn release(key: &str, attempt: u32) {
+    let tx = RELEASE.lock().unwrap().remove(&format!("{key}-{attempt}"));
+    tx.expect("held").send(()).unwrap();
+}
+
+/// Waits until the run shows `attempt` in progress; returns what it shows.
+async fn shown_in_progress(engine: &Engine, id: &str, attempt: u32) -> flow::AttemptInProgress {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running = engine.attempts_in_progress(id).await.unwrap();
+        if let Some(shown) = running.iter().find(|a| a.attempt == attempt) {
+            assert_eq!(running.len(), 1, "{running:?}");
+            return shown.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attempt {attempt} never showed: {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_in_progress_shows_with_its_number_and_start() {
+    let journal = support::TempJournal::new("in-progress");
+    let engine = builder().open(journal.path()).await.unwrap();
+    hold("held", 1);
+    hold("held", 2);
+    let began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let run = engine.start("held", held("held".into())).await.unwrap();
+
+    let first = shown_in_progress(&engine, "held", 1).await;
+    assert_eq!((first.step, first.branch), (0, 0));
+    assert_eq!(first.task, "wait_for_release");
+    assert!(first.started_at_ms >= began, "{first:?}");
+    // The journal has nothing of the attempt yet: the view is the engine's memory.
+    let history = engine.history("held").await.unwrap();
+    assert!(
+        !history
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::AttemptStarted { .. })),
+        "{history:#?}"
+    );
+    assert_eq!(engine.status("held").await.unwrap(), RunStatus::Running);
+
+    release("held", 1);
+    let second = shown_in_progress(&engine, "held", 2).await;
+    assert!(second.started_at_ms >= first.started_at_ms, "{second:?}");
+    release("held", 2);
+    assert_eq!(run.result().await.unwrap(), Ok(2));
+    assert!(engine
+        .attempts_in_progress("held")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        engine.attempts_in_progress("nobody").await,
+        Err(flow::FlowError::UnknownRun { .. })
+    ));
+    engine.shutdown().await;
 }

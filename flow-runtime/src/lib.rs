@@ -39,7 +39,7 @@ pub use engine::{
     MAX_PAGE_RUNS,
 };
 pub use error::FlowError;
-pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
+pub use history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;
 pub use map::{map, Map, MapFailed, TolerantMap};
 pub use op::{DurableOp, OpRequest, Tolerance};

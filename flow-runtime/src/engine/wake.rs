@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::engine::attempt::RunningAttempts;
 use crate::engine::driver::DurableStarts;
 use crate::store::StoredStatus;
 
@@ -24,6 +25,8 @@ pub(crate) struct Drivers {
     /// opened: what tells an attempt interrupted by an earlier engine's end from one
     /// about to start.
     pub starts: DurableStarts,
+    /// Attempts running now, for `Engine::attempts_in_progress`.
+    pub running: Arc<RunningAttempts>,
 }
 
 /// How a live driver is woken: shared by the driver and its entry in [`Drivers`].
