@@ -43,6 +43,7 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
                 Branch::Task { .. },
                 Some(
                     BranchRecord::Retrying { retry_at_ms, .. }
+                    | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
                     | BranchRecord::Started {
                         at_ms: retry_at_ms, ..
                     },
@@ -66,6 +67,7 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
                     }) => needs.deadlines.extend(*heartbeat_deadline_ms),
                     Some(
                         BranchRecord::Retrying { retry_at_ms, .. }
+                        | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
                         | BranchRecord::Started {
                             at_ms: retry_at_ms, ..
                         },
@@ -100,6 +102,7 @@ pub(crate) fn map_needs(
                 Some(OpRequest::Task { .. }),
                 Some(
                     BranchRecord::Retrying { retry_at_ms, .. }
+                    | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
                     | BranchRecord::Started {
                         at_ms: retry_at_ms, ..
                     },

@@ -3,20 +3,22 @@
 //! its `max_attempts` instead of looping for ever.
 //!
 //! No attempt writes anything before it runs on the hot path. An engine that finds a task
-//! due after it opened cannot know whether an earlier engine had begun it, so it records
-//! the attempt's start (`BranchRecord::Started`) before running it again; from then on,
-//! each attempt of that task starts with such a record, written with the retry that
-//! schedules it. An engine that finds a due `Started` it did not write knows the attempt
-//! was interrupted, and judges it as a failed attempt (`TaskFailure::Interrupted`).
-//! At-most-once tasks (`#[task(at_most_once)]`) record every attempt's start, and an
-//! interrupted attempt of theirs is final: its failure reaches the workflow.
+//! due from before it opened cannot know whether an earlier engine had begun it, so it
+//! records the attempt's start (`BranchRecord::Started`, committed right before the
+//! attempt begins) and runs it. An engine that finds a `Started` it did not write knows
+//! the attempt was interrupted, and judges it as a failed attempt
+//! (`TaskFailure::Interrupted`); the retry it schedules (`RetryingAfterInterrupted`)
+//! records its start too when it comes due. At-most-once tasks (`#[task(at_most_once)]`)
+//! record every attempt's start, and an interrupted attempt of theirs is final: its
+//! failure reaches the workflow.
 //!
 //! What this costs: one extra durable write per task found due at recovery, and one per
 //! attempt of a task that already crashed the process (or is at-most-once). The first
 //! attempt that brings an engine down without a start record runs once more (with one),
 //! so a task that crashes the process every time brings it down `max_attempts + 1` times.
-//! An attempt whose start record is written and that the engine stops right after, before
-//! it began, also counts as interrupted: at-most-once cannot tell the two apart.
+//! An engine that stops between recording a start and beginning the attempt (a window
+//! of one turn) leaves an attempt that counts as interrupted though it never ran:
+//! at-most-once cannot tell the two apart.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -48,7 +50,7 @@ impl DurableStarts {
         due_ms < self.opened_ms
     }
 
-    /// This engine recorded (or adopted, not yet due) the start of `attempt`.
+    /// This engine is recording the start of `attempt` (its next turn begins it).
     pub(super) fn recorded(&self, run: &str, key: AttemptKey, attempt: u32) {
         self.lock().insert((run.to_string(), key, attempt));
     }

@@ -50,19 +50,13 @@ impl RunDriver {
         let starts = &self.core.drivers.starts;
         let at_most_once = is_at_most_once(name);
         let (attempt, recorded) = match records.get(&i) {
-            Some(BranchRecord::Started { attempt, at_ms }) => {
-                let (attempt, at_ms) = (*attempt, *at_ms);
+            Some(BranchRecord::Started { attempt, .. }) => {
+                let attempt = *attempt;
                 if starts.is_recorded(&self.run_id, key, attempt) {
-                    if at_ms > now {
-                        return TaskProgress::Pending { changed: false };
-                    }
                     starts.begun(&self.run_id, key, attempt);
                     (attempt, true)
-                } else if at_ms > now {
-                    // An earlier engine scheduled this attempt; it never came due there.
-                    starts.recorded(&self.run_id, key, attempt);
-                    return TaskProgress::Pending { changed: false };
                 } else {
+                    // Written right before the attempt began, by an engine that ended.
                     let Some(task) = self.core.registry.find_task(name) else {
                         return TaskProgress::End(Ending::Blocked(unregistered(name)));
                     };
@@ -83,10 +77,16 @@ impl RunDriver {
                     return self.judged(op, i, name, policy, outcome, retry, records, write, now);
                 }
             }
-            Some(BranchRecord::Retrying {
-                failed_attempts,
-                retry_at_ms,
-            }) => {
+            Some(
+                record @ (BranchRecord::Retrying {
+                    failed_attempts,
+                    retry_at_ms,
+                }
+                | BranchRecord::RetryingAfterInterrupted {
+                    failed_attempts,
+                    retry_at_ms,
+                }),
+            ) => {
                 if *retry_at_ms > now {
                     return TaskProgress::Pending { changed: false };
                 }
@@ -94,8 +94,10 @@ impl RunDriver {
                     let failed = *failed_attempts;
                     return TaskProgress::End(Ending::Faulted(exhausted(name, op.step, i, failed)));
                 };
+                let after_interrupted =
+                    matches!(record, BranchRecord::RetryingAfterInterrupted { .. });
                 let unsure = starts.due_before_open(*retry_at_ms);
-                (attempt, !(at_most_once || unsure))
+                (attempt, !(at_most_once || after_interrupted || unsure))
             }
             _ => (
                 1,
@@ -103,6 +105,11 @@ impl RunDriver {
             ),
         };
         if !recorded {
+            // A start is recorded only for an attempt that can begin: a missing task's
+            // record would later read as an interruption.
+            if self.core.registry.find_task(name).is_none() {
+                return TaskProgress::End(Ending::Blocked(unregistered(name)));
+            }
             // Durable before it runs: the next turn starts it.
             let record = BranchRecord::Started {
                 attempt,
@@ -133,10 +140,6 @@ impl RunDriver {
         write: &mut RunWrite,
         now: u64,
     ) -> TaskProgress {
-        let key = AttemptKey {
-            step: op.step,
-            branch: i,
-        };
         let final_attempt;
         let policy = match retry {
             RetryAs::Never => {
@@ -162,17 +165,10 @@ impl RunDriver {
                             failed_attempts,
                             retry_at_ms,
                         },
-                    ) if failed_attempts < u32::MAX => {
-                        let attempt = failed_attempts + 1;
-                        self.core
-                            .drivers
-                            .starts
-                            .recorded(&self.run_id, key, attempt);
-                        BranchRecord::Started {
-                            attempt,
-                            at_ms: retry_at_ms,
-                        }
-                    }
+                    ) => BranchRecord::RetryingAfterInterrupted {
+                        failed_attempts,
+                        retry_at_ms,
+                    },
                     (_, record) => record,
                 };
                 records.insert(i, record.clone());
