@@ -35,7 +35,10 @@ pub(crate) enum AttemptEnd {
 /// `Engine::attempts_in_progress` shows. Memory only: an attempt writes nothing to the
 /// journal before it ends, and this view costs one lock per attempt's start and end.
 #[derive(Default)]
-pub(crate) struct RunningAttempts(Mutex<HashMap<String, BTreeMap<(u64, u32), AttemptInProgress>>>);
+pub(crate) struct RunningAttempts(Mutex<AttemptsByRun>);
+
+/// Run ID -> `(step, branch)` -> the attempt running there.
+type AttemptsByRun = HashMap<String, BTreeMap<(u64, u32), AttemptInProgress>>;
 
 impl RunningAttempts {
     /// Shows `attempt` of run `run` until the returned guard is dropped.
@@ -60,9 +63,7 @@ impl RunningAttempts {
             .unwrap_or_default()
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<(u64, u32), AttemptInProgress>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AttemptsByRun> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
