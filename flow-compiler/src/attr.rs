@@ -26,6 +26,8 @@ pub struct TaskOptions {
     pub jitter: Option<f64>,
     /// `retry(non_retryable = path::to::predicate)`: `fn(&E) -> bool`.
     pub non_retryable: Option<syn::Path>,
+    /// `at_most_once`: an attempt interrupted by the engine's end is not run again.
+    pub at_most_once: bool,
 }
 
 /// Parsed `#[workflow(...)]` options.
@@ -73,6 +75,7 @@ pub(crate) fn task_options(attr: TokenStream, cx: &Ctxt) -> TaskOptions {
                 Some(s) => opts.name = Some(s),
                 None => errors.error_at(nv.value.span(), "expected a string: `name = \"charge_card\"`"),
             },
+            Meta::Path(path) if path.is_ident("at_most_once") => opts.at_most_once = true,
             Meta::NameValue(nv) if nv.path.is_ident("timeout") => {
                 opts.timeout_ms = duration(&nv.value, errors);
             }
@@ -90,7 +93,7 @@ pub(crate) fn task_options(attr: TokenStream, cx: &Ctxt) -> TaskOptions {
             }
             other => errors.error_at(
                 other.span(),
-                "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"` or \
+                "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"`, `at_most_once` or \
                  `retry(max_attempts = 5, initial = \"200ms\", backoff = 2.0, max_interval = \"1m\", \
                  jitter = 0.1, non_retryable = is_permanent)`",
             ),

@@ -265,3 +265,22 @@ pub struct RunSummary {
     /// How many durable operations the run has awaited so far.
     pub steps: u64,
 }
+
+/// A task attempt running right now, as
+/// [`Engine::attempts_in_progress`](crate::Engine::attempts_in_progress) shows it. It is
+/// kept in the running engine's memory, not in the journal: nothing is written when an
+/// attempt begins (the history's `AttemptStarted` is written with its outcome), so the
+/// view is empty in any other engine and after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptInProgress {
+    /// Step number.
+    pub step: u64,
+    /// Branch within the step.
+    pub branch: u32,
+    /// Task name.
+    pub task: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// When the attempt began, ms since the Unix epoch.
+    pub started_at_ms: u64,
+}

@@ -39,7 +39,7 @@ pub use engine::{
     MAX_PAGE_RUNS,
 };
 pub use error::FlowError;
-pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
+pub use history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;
 pub use map::{map, Map, MapFailed, TolerantMap};
 pub use op::{DurableOp, OpRequest, Tolerance};
@@ -55,7 +55,8 @@ pub use workflow::{StateGraph, StateInfo, Workflow};
 pub mod __private {
     pub use crate::machine::{frame, Journaled, Machine, MachineCtl, StepFault, Transition};
     pub use crate::task::{
-        erased_failure_output, erased_run, AttemptClass, BoxFuture, Task, TaskRegistration,
+        erased_failure_output, erased_run, AtMostOnce, AttemptClass, BoxFuture, Task,
+        TaskRegistration,
     };
     pub use inventory;
     pub use serde;

@@ -39,7 +39,7 @@ pub use listing::{ListQuery, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RU
 
 use crate::codec;
 use crate::error::FlowError;
-use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
+use crate::history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
 use crate::output;
 use crate::store::{
@@ -442,6 +442,24 @@ impl Engine {
             });
         }
         store.history(run_id)
+    }
+
+    /// The task attempts of run `run_id` running in this engine now: step, branch, task,
+    /// attempt number and when it began. An attempt writes nothing before it ends (the
+    /// history's `AttemptStarted` comes with its outcome), so a long or hanging attempt is
+    /// seen here, from this engine's memory; another engine, or this one after a crash,
+    /// shows none. Fails if the run is unknown.
+    pub async fn attempts_in_progress(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<AttemptInProgress>, FlowError> {
+        let core = self.core();
+        if core.store.header(run_id)?.is_none() {
+            return Err(FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            });
+        }
+        Ok(core.drivers.running.of(run_id))
     }
 
     /// Sends signal `name` with `value` to run `run_id`; returns once it is durable.

@@ -39,7 +39,16 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
         }
         open += 1;
         match (branch, record) {
-            (Branch::Task { .. }, Some(BranchRecord::Retrying { retry_at_ms, .. })) => {
+            (
+                Branch::Task { .. },
+                Some(
+                    BranchRecord::Retrying { retry_at_ms, .. }
+                    | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
+                    | BranchRecord::Started {
+                        at_ms: retry_at_ms, ..
+                    },
+                ),
+            ) => {
                 needs.deadlines.insert(*retry_at_ms);
             }
             (Branch::Task { .. }, _) => needs.active = true,
@@ -56,7 +65,13 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
                     Some(BranchRecord::Awaiting {
                         heartbeat_deadline_ms,
                     }) => needs.deadlines.extend(*heartbeat_deadline_ms),
-                    Some(BranchRecord::Retrying { retry_at_ms, .. }) => {
+                    Some(
+                        BranchRecord::Retrying { retry_at_ms, .. }
+                        | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
+                        | BranchRecord::Started {
+                            at_ms: retry_at_ms, ..
+                        },
+                    ) => {
                         needs.deadlines.insert(*retry_at_ms);
                     }
                     _ => needs.active = true,
@@ -83,7 +98,16 @@ pub(crate) fn map_needs(
             continue;
         }
         match (items.get(i), record) {
-            (Some(OpRequest::Task { .. }), Some(BranchRecord::Retrying { retry_at_ms, .. })) => {
+            (
+                Some(OpRequest::Task { .. }),
+                Some(
+                    BranchRecord::Retrying { retry_at_ms, .. }
+                    | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
+                    | BranchRecord::Started {
+                        at_ms: retry_at_ms, ..
+                    },
+                ),
+            ) => {
                 needs.deadlines.insert(*retry_at_ms);
             }
             (Some(OpRequest::Sleep { until_ms }), _) => {

@@ -250,6 +250,17 @@ pub(crate) enum BranchRecord {
     Awaiting { heartbeat_deadline_ms: Option<u64> },
     /// A map's progress (at branch index [`MAP_PROGRESS`]).
     MapProgress(MapProgress),
+    /// Task attempt `attempt` began at `at_ms`: written right before it begins, when its
+    /// start must be durable (an at-most-once task's attempts, an attempt an opening
+    /// engine finds due, the attempts after an interrupted one). An engine that finds it
+    /// and did not write it knows the attempt was interrupted.
+    Started { attempt: u32, at_ms: u64 },
+    /// As `Retrying`, after an interrupted attempt: the next attempt's start is recorded
+    /// (`Started`) before it begins, so that its interruption counts too.
+    RetryingAfterInterrupted {
+        failed_attempts: u32,
+        retry_at_ms: u64,
+    },
 }
 
 impl BranchRecord {

@@ -8,10 +8,12 @@ use std::task::Poll;
 use tokio::sync::{mpsc, watch};
 
 use super::{RunDriver, TaskCall};
-use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd};
+use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd, Running};
 use crate::engine::step;
+use crate::history::AttemptInProgress;
 use crate::store::{PendingOp, Shape};
 use crate::task::{TaskContext, TaskRegistration};
+use crate::time::now_ms;
 
 /// Which attempt: of branch `branch` of the operation of step `step`. Ordered by step,
 /// then branch.
@@ -35,6 +37,8 @@ pub(super) struct Inflight {
     handle: Option<AbortOnDrop<()>>,
     /// Tells the task body (`TaskContext::is_cancelled`) that it should stop.
     cancel: watch::Sender<bool>,
+    /// Shows the attempt in `Engine::attempts_in_progress` while it is held.
+    _shown: Running,
 }
 
 /// An attempt the driver polls itself, while it waits: the task of a step that awaits a
@@ -177,8 +181,22 @@ impl RunDriver {
                 let _ = results.send((branch, body.await));
             })))
         };
-        self.inflight
-            .insert(AttemptKey { step, branch }, Inflight { handle, cancel });
+        let shown = self.core.drivers.running.begin(
+            &self.run_id,
+            AttemptInProgress {
+                step,
+                branch,
+                task: name.to_string(),
+                attempt,
+                started_at_ms: now_ms(),
+            },
+        );
+        let inflight = Inflight {
+            handle,
+            cancel,
+            _shown: shown,
+        };
+        self.inflight.insert(AttemptKey { step, branch }, inflight);
         Ok(())
     }
 }

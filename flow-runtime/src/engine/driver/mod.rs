@@ -18,7 +18,8 @@
 //!
 //! This file holds the driver itself: its turn loop and its commits. A turn's decision
 //! is in `turn` (then `branches` or `map`, and `ending`), attempts in flight in
-//! `inflight`, the judging of finished attempts in `settle`, and what the driver keeps
+//! `inflight`, the judging of finished attempts in `settle` (of attempts an engine's end
+//! interrupted in `interrupted`), and what the driver keeps
 //! between turns in `handover`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +35,7 @@ mod branches;
 mod ending;
 mod handover;
 mod inflight;
+mod interrupted;
 mod map;
 mod settle;
 mod turn;
@@ -45,6 +47,7 @@ use inflight::{
     inline_finished, spawned_finished, AttemptKey, AttemptOutcome, Inflight, InlineAttempt,
     ResultsChannel,
 };
+pub(crate) use interrupted::DurableStarts;
 use settle::{TaskCall, TaskProgress};
 use turn::Turn;
 
