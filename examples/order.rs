@@ -167,6 +167,12 @@ async fn committed_steps(engine: &Engine, run_id: &str) -> Vec<String> {
 
 #[tokio::main]
 async fn main() {
+    // `RUST_LOG=flow_runtime=debug` (or `info`, `trace`) shows each run's and each task
+    // attempt's spans and events on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -331,6 +331,7 @@ impl Engine {
         let start = StartWrite { input, write };
         let (started, _start) = core.commits.submit(Change::Start(start)).await?;
         if let Applied::Started(StartOutcome::Created(effects)) = started {
+            tracing::info!(run_id = %run_id, workflow = W::NAME, "run started");
             for run in &effects.wake {
                 core.wake(run);
             }

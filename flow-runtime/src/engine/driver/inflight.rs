@@ -8,6 +8,8 @@ use std::task::Poll;
 use tokio::sync::{mpsc, watch};
 
 use super::{RunDriver, TaskCall};
+use tracing::Instrument;
+
 use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd, Running};
 use crate::engine::step;
 use crate::history::AttemptInProgress;
@@ -155,7 +157,10 @@ impl RunDriver {
         let args = args.to_vec();
         let timeout = Some(policy.effective_timeout());
         let step = op.step;
+        // Inside the run's span (the driver's), so its events carry the run's ID too.
+        let span = tracing::info_span!("attempt", step, branch, task = name, attempt);
         let body = async move {
+            tracing::debug!("attempt started");
             let end = run_attempt(task, &args, timeout, ctx).await;
             AttemptOutcome {
                 step,
@@ -163,7 +168,8 @@ impl RunDriver {
                 task,
                 end,
             }
-        };
+        }
+        .instrument(span);
         let handle = if op.shape == Shape::Single && op.branches.len() == 1 && self.inline.is_none()
         {
             self.inline = Some(InlineAttempt {

@@ -254,6 +254,17 @@ pub(super) fn settle_attempt(
             let delay = policy.retry.jittered_delay_after(attempt, random_unit());
             now.saturating_add(crate::time::millis(delay))
         });
+        match retry_at_ms {
+            Some(at) => tracing::info!(
+                step, branch, task = name, attempt, %error,
+                retry_in_ms = at.saturating_sub(now),
+                "task attempt failed; retrying"
+            ),
+            None => tracing::warn!(
+                step, branch, task = name, attempt, %error,
+                "task attempt failed; no retry left"
+            ),
+        }
         events.push(EventKind::AttemptFailed {
             step,
             branch,
@@ -285,7 +296,10 @@ pub(super) fn settle_attempt(
         AttemptEnd::Returned {
             class: AttemptClass::Success,
             output: out,
-        } => output(out, None),
+        } => {
+            tracing::debug!(step, branch, task = name, attempt, "task attempt succeeded");
+            output(out, None)
+        }
         AttemptEnd::Returned {
             class: AttemptClass::NonRetryable(error),
             output: out,
