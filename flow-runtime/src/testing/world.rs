@@ -747,7 +747,7 @@ impl World {
             let transition = match result {
                 Ok(Ok(transition)) => transition,
                 Ok(Err(fault)) => {
-                    run.finish(now, RunEnd::Faulted(format!("workflow `{name}`: {fault}")));
+                    run.finish(now, RunEnd::Faulted(fault.to_string()));
                     return Ok(());
                 }
                 Err(panic) => {
