@@ -36,5 +36,5 @@ pub use driver::{DriveError, Driver, Restore, StepRecord};
 pub use env::{TestEnv, TestRun};
 pub use error::TestError;
 pub use mocks::{MockTask, NamedMock};
-pub use recorded::{Divergence, RecordedRun, RecordedStep};
+pub use recorded::{Divergence, RecordedRun, RecordedStep, RecordingError};
 pub use resume::{assert_resumes, check_resumes, check_resumes_with, ResumeMismatch};

@@ -1,7 +1,10 @@
 //! [`RecordedRun`]: a recorded run replayed against the current code, reporting the
-//! first [`Divergence`].
+//! first [`Divergence`]; saved to and read from a file (`Engine::export` writes one).
 
 use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use super::driver::{Driver, Restore};
 use crate::codec;
@@ -12,7 +15,7 @@ use crate::workflow::Workflow;
 use super::driver::DriveError;
 
 /// One recorded step of a run: what was awaited and what it produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedStep {
     /// The operation's label (`charge`, `sleep`, `signal:approval`, `join(2)`, ...).
     pub name: String,
@@ -23,8 +26,10 @@ pub struct RecordedStep {
 }
 
 /// A run as recorded: its input, its steps and, if it finished, its output.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RecordedRun {
+    /// The workflow's registered name (empty when the recording does not say).
+    pub workflow: String,
     /// The encoded input.
     pub input: Vec<u8>,
     /// Completed steps in order.
@@ -99,6 +104,7 @@ impl RecordedRun {
             )
             .await?;
         Ok(RecordedRun {
+            workflow: W::NAME.to_string(),
             input,
             steps: driver
                 .steps
@@ -121,7 +127,14 @@ impl RecordedRun {
         let mut scheduled: BTreeMap<u64, (String, Option<OpRequest>)> = BTreeMap::new();
         for e in events {
             match &e.kind {
-                EventKind::RunStarted { input, .. } => run.input = input.clone(),
+                EventKind::RunStarted {
+                    input, workflow, ..
+                } => {
+                    run.workflow = workflow.clone();
+                    run.input = input.clone();
+                }
+                // The history holds the current generation only: it starts here.
+                EventKind::ContinuedAsNew { input, .. } => run.input = input.clone(),
                 EventKind::StepScheduled {
                     step,
                     name,
@@ -205,10 +218,14 @@ impl RecordedRun {
     }
 }
 
-/// Same operation and arguments; a sleep's deadline is computed from the clock, so only
-/// its kind is compared.
-fn same_call(a: &OpRequest, b: &OpRequest) -> bool {
-    match (a, b) {
+/// Same operation and arguments. A sleep's deadline is computed from the clock, so only
+/// its kind is compared; a map recorded without its items (an engine keeps them only
+/// while the map runs) is compared by its count (in its label) and its limits.
+fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
+    let all = |x: &[OpRequest], y: &[OpRequest]| {
+        x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_call(a, b))
+    };
+    match (recorded, current) {
         (OpRequest::Sleep { .. }, OpRequest::Sleep { .. }) => true,
         (
             OpRequest::Task {
@@ -218,9 +235,135 @@ fn same_call(a: &OpRequest, b: &OpRequest) -> bool {
                 name: n2, args: a2, ..
             },
         ) => n1 == n2 && a1 == a2,
-        (OpRequest::All(x), OpRequest::All(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_call(a, b))
+        (OpRequest::All(x), OpRequest::All(y)) | (OpRequest::Race(x), OpRequest::Race(y)) => {
+            all(x, y)
         }
-        _ => a == b,
+        (
+            OpRequest::Map {
+                items: x,
+                max_in_flight: m1,
+                tolerance: t1,
+            },
+            OpRequest::Map {
+                items: y,
+                max_in_flight: m2,
+                tolerance: t2,
+            },
+        ) => m1 == m2 && t1 == t2 && (x.is_empty() || all(x, y)),
+        (
+            OpRequest::Callback {
+                task: t1,
+                timeout: o1,
+                heartbeat: h1,
+            },
+            OpRequest::Callback {
+                task: t2,
+                timeout: o2,
+                heartbeat: h2,
+            },
+        ) => same_call(t1, t2) && o1 == o2 && h1 == h2,
+        _ => recorded == current,
+    }
+}
+
+/// The first bytes of a recording file.
+const MAGIC: &[u8] = b"flow recorded run\n";
+/// The version of the recording format this code writes and reads.
+const FORMAT_VERSION: u8 = 1;
+
+/// Why a recording file could not be written or read. Reading one changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordingError {
+    /// The file could not be written or read.
+    #[error("recording `{path}`: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+    /// The file is not a recording (it lacks the header `Engine::export` writes).
+    #[error("`{path}` is not a flow recording; write one with Engine::export")]
+    NotARecording {
+        /// The file.
+        path: String,
+    },
+    /// The recording was written by a newer format.
+    #[error(
+        "recording `{path}` has format version {version}; this flow reads version \
+         {FORMAT_VERSION}: replay it with the flow that exported it, or a newer one"
+    )]
+    UnsupportedVersion {
+        /// The file.
+        path: String,
+        /// The version it holds.
+        version: u8,
+    },
+    /// The recording is truncated or damaged.
+    #[error("recording `{path}` is damaged: {message}; export the run again")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What did not decode.
+        message: String,
+    },
+}
+
+impl RecordedRun {
+    /// The recording as bytes: a header, the format version, then the run (postcard).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(FORMAT_VERSION);
+        // A recording holds only plain data (strings, bytes, requests): it always encodes.
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Reads a recording from `bytes` (as [`to_bytes`](Self::to_bytes) made them); `path`
+    /// names them in errors.
+    pub fn from_bytes(bytes: &[u8], path: &str) -> Result<RecordedRun, RecordingError> {
+        let Some(rest) = bytes.strip_prefix(MAGIC) else {
+            return Err(RecordingError::NotARecording {
+                path: path.to_string(),
+            });
+        };
+        match rest.split_first() {
+            Some((&FORMAT_VERSION, body)) => {
+                postcard::from_bytes(body).map_err(|e| RecordingError::Damaged {
+                    path: path.to_string(),
+                    message: e.to_string(),
+                })
+            }
+            Some((&version, _)) => Err(RecordingError::UnsupportedVersion {
+                path: path.to_string(),
+                version,
+            }),
+            None => Err(RecordingError::Damaged {
+                path: path.to_string(),
+                message: "it ends after its header".into(),
+            }),
+        }
+    }
+
+    /// Writes the recording to the file `path` (replacing it).
+    pub fn to_file(&self, path: impl AsRef<Path>) -> Result<(), RecordingError> {
+        let path = path.as_ref();
+        std::fs::write(path, self.to_bytes()).map_err(|e| RecordingError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a recording written by [`Engine::export`](crate::Engine::export) or
+    /// [`to_file`](Self::to_file), to [`replay`](Self::replay) it against the current
+    /// code.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<RecordedRun, RecordingError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| RecordingError::Io {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        Self::from_bytes(&bytes, &shown)
     }
 }
