@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flow::testing::{check_resumes_with, ResumeMismatch, TestEnv, TestError};
+use flow::testing::{assert_resumes, check_resumes_with, ResumeMismatch, TestEnv, TestError};
 use flow::{task, workflow, CallbackError, Either, EventKind, MapFailed, RunStatus, TaskFailure};
 use flow::{SignalTimeout, WaitForCallback};
 use serde::{Deserialize, Serialize};
@@ -737,10 +737,33 @@ async fn resuming_at_every_step_boundary_ends_like_an_uninterrupted_run() {
     .await
     .unwrap();
     assert_eq!(checked, 8, "four asks and four timeouts");
+    assert_resumes(|| countdown(3, 0)).await;
     // A run that cannot complete is reported, not compared.
     let error = check_resumes_with(two_signals, |_| {}).await.unwrap_err();
     assert!(
         matches!(error, ResumeMismatch::Reference(TestError::Stuck { .. })),
         "{error}"
     );
+}
+
+#[workflow]
+async fn forever(every_secs: u64) -> u64 {
+    let mut ticks = 0u64;
+    loop {
+        flow::sleep(Duration::from_secs(every_secs)).await;
+        ticks += 1;
+        if ticks == u64::MAX {
+            return ticks;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_never_ends_is_reported_instead_of_hanging_the_test() {
+    let env = TestEnv::new();
+    let run = env.start(forever(1)).await.unwrap();
+    env.advance(Duration::from_secs(10)).await.unwrap();
+    let error = run.result().await.unwrap_err();
+    assert!(matches!(error, TestError::Endless { .. }), "{error}");
+    assert_eq!(run.status().await, RunStatus::Waiting);
 }

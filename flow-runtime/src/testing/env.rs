@@ -347,7 +347,7 @@ impl TestEnv {
     async fn finish(&self, run_id: &str) -> Result<Vec<u8>, TestError> {
         let mut world = self.world.lock().await;
         world.settle().await?;
-        loop {
+        for _ in 0..MAX_TIMER_JUMPS {
             let run = world
                 .runs
                 .get(run_id)
@@ -378,8 +378,17 @@ impl TestEnv {
             self.clock.set_ms(deadline);
             world.settle().await?;
         }
+        Err(TestError::Endless {
+            run_id: run_id.to_string(),
+            timers: MAX_TIMER_JUMPS,
+        })
     }
 }
+
+/// How many timers [`TestRun::result`] lets fire before it calls the run endless: far
+/// more than a test's run sets (a daily check for a century is 36,500), few enough to
+/// fail fast.
+const MAX_TIMER_JUMPS: u64 = 100_000;
 
 /// A run in a [`TestEnv`], made by [`TestEnv::start`].
 pub struct TestRun<W: Workflow> {

@@ -19,6 +19,18 @@ pub enum TestError {
         /// What its pending operation waits for (`signal:approval`, `child run x`, ...).
         waiting_for: String,
     },
+    /// The run was still going after its result had let time jump over this many timers:
+    /// it probably never ends (a poller, an entity); drive it with `TestEnv::advance`.
+    #[error(
+        "run `{run_id}` was still going after {timers} timers; it may never end: move time \
+         with TestEnv::advance and check what it did instead of asking for its result"
+    )]
+    Endless {
+        /// The run.
+        run_id: String,
+        /// Timers fired while waiting for it.
+        timers: u64,
+    },
     /// The workflow panicked, or a task failure reached it that its output type cannot
     /// carry.
     #[error("run `{run_id}` failed: {error}")]
