@@ -196,6 +196,16 @@ async fn a_mocked_payment_failure_drives_the_compensation_path() {
     charges.assert_called(1);
     let call = &charges.calls()[0];
     assert_eq!((call.card.as_str(), call.cents), ("4242", 1999));
+    // Without access to the argument struct's fields: as JSON, or as a struct of one's own.
+    assert_eq!(charges.calls_json(), [r#"{"card":"4242","cents":1999}"#]);
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Cents {
+        cents: u64,
+    }
+    assert_eq!(
+        charges.calls_as::<Cents>().unwrap(),
+        [Cents { cents: 1999 }]
+    );
     // The real `reserve` ran; the compensation released what it reserved.
     let released: Vec<String> = releases
         .calls()

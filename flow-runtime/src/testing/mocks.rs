@@ -33,6 +33,8 @@ pub(super) type FailureOutput = fn(TaskFailure) -> Option<Result<Vec<u8>, CodecE
 
 struct MockEntry {
     behaviour: Behaviour,
+    /// Counts changes of `behaviour`, so that a call puts back only the behaviour it took.
+    generation: u64,
     /// Encoded arguments of every call so far, in order.
     calls: Vec<Vec<u8>>,
     failure_output: Option<FailureOutput>,
@@ -52,11 +54,28 @@ impl Mocks {
     }
 
     /// Records a call of mocked task `name` and answers it; `None` if it is not mocked.
+    ///
+    /// The behaviour runs without the lock held, so that an answer may look at other
+    /// mocks (`call_count`) or change this one.
     pub(super) fn call(&self, name: &str, args: &[u8]) -> Option<Result<Answer, String>> {
-        let mut map = self.lock();
-        let entry = map.get_mut(name)?;
-        entry.calls.push(args.to_vec());
-        Some((entry.behaviour)(args))
+        let (mut behaviour, generation) = {
+            let mut map = self.lock();
+            let entry = map.get_mut(name)?;
+            entry.calls.push(args.to_vec());
+            let busy: Behaviour =
+                Box::new(|_| Err("it was called again from inside its own answer".to_string()));
+            (
+                std::mem::replace(&mut entry.behaviour, busy),
+                entry.generation,
+            )
+        };
+        let answer = behaviour(args);
+        if let Some(entry) = self.lock().get_mut(name) {
+            if entry.generation == generation {
+                entry.behaviour = behaviour;
+            }
+        }
+        Some(answer)
     }
 
     /// What a failure turns into for mocked task `name`, if the mock knows its type.
@@ -73,6 +92,7 @@ impl Mocks {
                          .returns(..), .returns_in_order(..), .answers(..) or .hangs()"
                         .to_string())
                 }),
+                generation: 0,
                 calls: Vec::new(),
                 failure_output,
             });
@@ -81,6 +101,7 @@ impl Mocks {
     fn set(&self, name: &str, behaviour: Behaviour) {
         if let Some(entry) = self.lock().get_mut(name) {
             entry.behaviour = behaviour;
+            entry.generation += 1;
         }
     }
 
@@ -182,6 +203,18 @@ impl<T: Task> MockTask<T> {
             .collect()
     }
 
+    /// The arguments of every call so far, decoded as `A`: for a task defined in another
+    /// module, whose argument struct's fields the test cannot read, a struct of the test's
+    /// own with the same field names (or some of them).
+    pub fn calls_as<A: DeserializeOwned>(&self) -> Result<Vec<A>, CodecError> {
+        decode_calls(&self.mocks, T::NAME)
+    }
+
+    /// The arguments of every call so far, as JSON objects (`{"card":"4242","cents":5}`).
+    pub fn calls_json(&self) -> Vec<String> {
+        calls_json(&self.mocks, T::NAME)
+    }
+
     /// How many times the task was called (attempts, retries included).
     pub fn call_count(&self) -> usize {
         self.mocks.calls(T::NAME).len()
@@ -277,20 +310,12 @@ impl NamedMock {
     /// The arguments of every call so far, decoded as `A` (the task's argument struct, or
     /// any type its fields fit).
     pub fn calls_as<A: DeserializeOwned>(&self) -> Result<Vec<A>, CodecError> {
-        self.mocks
-            .calls(&self.name)
-            .iter()
-            .map(|args| codec::decode(args, || format!("arguments of task `{}`", self.name)))
-            .collect()
+        decode_calls(&self.mocks, &self.name)
     }
 
-    /// The arguments of every call so far, as JSON.
+    /// The arguments of every call so far, as JSON objects.
     pub fn calls_json(&self) -> Vec<String> {
-        self.mocks
-            .calls(&self.name)
-            .iter()
-            .map(|args| codec::to_json(args).unwrap_or_else(|e| format!("<{e}>")))
-            .collect()
+        calls_json(&self.mocks, &self.name)
     }
 
     /// How many times the task was called (attempts, retries included).
@@ -311,6 +336,22 @@ impl NamedMock {
             self.name
         );
     }
+}
+
+fn decode_calls<A: DeserializeOwned>(mocks: &Mocks, name: &str) -> Result<Vec<A>, CodecError> {
+    mocks
+        .calls(name)
+        .iter()
+        .map(|args| codec::decode(args, || format!("arguments of task `{name}`")))
+        .collect()
+}
+
+fn calls_json(mocks: &Mocks, name: &str) -> Vec<String> {
+    mocks
+        .calls(name)
+        .iter()
+        .map(|args| codec::to_json(args).unwrap_or_else(|e| format!("<{e}>")))
+        .collect()
 }
 
 fn named_answer<V: Serialize>(name: &str, output: &V) -> Result<(Vec<u8>, AttemptClass), String> {
