@@ -777,3 +777,71 @@ async fn a_run_that_never_ends_is_reported_instead_of_hanging_the_test() {
     assert!(matches!(error, TestError::Endless { .. }), "{error}");
     assert_eq!(run.status().await, RunStatus::Waiting);
 }
+
+// ---------------------------------------------------------------------------------------
+// Orders the environment picks, nested joins, failures.
+
+#[workflow]
+async fn nested(n: u64) -> (u64, (u64, u64)) {
+    let (a, (b, c)) = flow::join!(square(n), flow::join!(square(n + 1), square(n + 2))).await;
+    (a.unwrap_or(0), (b.unwrap_or(0), c.unwrap_or(0)))
+}
+
+#[workflow]
+async fn task_or_timer(n: u64) -> Result<u64, String> {
+    match flow::select!(square(n), flow::sleep(Duration::from_secs(1))).await {
+        Either::Left(squared) => squared,
+        Either::Right(()) => Err("timer".into()),
+    }
+}
+
+#[tokio::test]
+async fn nested_joins_and_races_of_tasks() {
+    let env = TestEnv::new();
+    let run = env.start(nested(2)).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), (4, (9, 16)));
+    // A task that answers at once wins against a timer, which never fires.
+    let run = env.start(task_or_timer(3)).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), Ok(9));
+    assert_eq!(env.elapsed(), Duration::ZERO);
+    // A task that hangs loses to it.
+    env.mock::<square>().hangs();
+    let run = env.start(task_or_timer(3)).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), Err("timer".into()));
+    assert_eq!(env.elapsed(), Duration::from_secs(1));
+}
+
+#[workflow]
+async fn child_waits(secs: u64) -> u32 {
+    flow::sleep(Duration::from_secs(secs)).await;
+    flow::signal::<u32>("poke").await
+}
+
+#[workflow]
+async fn parent_of_waiting(secs: u64) -> u32 {
+    child_waits(secs).await
+}
+
+#[workflow]
+async fn panics_after_sleep() -> u32 {
+    flow::sleep(Duration::from_secs(5)).await;
+    panic!("the workflow gave up")
+}
+
+#[tokio::test]
+async fn child_runs_take_signals_and_failures_reach_the_test() {
+    let env = TestEnv::new();
+    env.register::<child_waits>();
+    let run = env.start_with_id("p", parent_of_waiting(10)).await.unwrap();
+    assert_eq!(run.waiting_for().await.as_deref(), Some("child run `p/0`"));
+    env.signal("p/0", "poke", &7u32).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), 7);
+
+    let run = env.start(panics_after_sleep()).await.unwrap();
+    let error = run.result().await.unwrap_err();
+    assert!(
+        matches!(&error, TestError::Failed { error, .. } if error.contains("the workflow gave up")),
+        "{error}"
+    );
+    assert!(matches!(run.status().await, RunStatus::Failed { .. }));
+}

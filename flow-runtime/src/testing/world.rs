@@ -810,13 +810,7 @@ impl World {
             Ok(())
         };
         let (shape, leaves) = match request {
-            OpRequest::All(parts) => {
-                let request = OpRequest::All(parts);
-                let mut leaves = Vec::new();
-                flatten(&request, &mut leaves);
-                let OpRequest::All(parts) = &request else {
-                    unreachable!("built as a join just above")
-                };
+            OpRequest::All(ref parts) => {
                 let shape = if parts.iter().any(|p| matches!(p, OpRequest::All(_))) {
                     let mut layout = Vec::new();
                     join_layout(&request, &mut layout);
@@ -824,6 +818,8 @@ impl World {
                 } else {
                     Shape::Join
                 };
+                let mut leaves = Vec::new();
+                flatten(&request, &mut leaves);
                 (shape, leaves)
             }
             OpRequest::Race(arms) if arms.is_empty() => {
