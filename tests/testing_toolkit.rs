@@ -845,3 +845,18 @@ async fn child_runs_take_signals_and_failures_reach_the_test() {
     );
     assert!(matches!(run.status().await, RunStatus::Failed { .. }));
 }
+
+#[workflow]
+async fn squares_of(ns: Vec<u64>) -> u64 {
+    let squares = flow::map(ns, 8, square).await;
+    squares.into_iter().map(|s| s.unwrap_or(0)).sum()
+}
+
+#[tokio::test]
+async fn a_map_of_ten_thousand_items_takes_little_real_time() {
+    let _real = RealTime::start();
+    let env = TestEnv::new();
+    let run = env.start(squares_of((0..10_000).collect())).await.unwrap();
+    let expected: u64 = (0..10_000u64).filter(|n| *n != 13).map(|n| n * n).sum();
+    assert_eq!(run.result().await.unwrap(), expected);
+}

@@ -136,6 +136,8 @@ pub(super) struct MapState {
     pub tolerance: Option<Tolerance>,
     /// Items started so far (in order).
     pub next: usize,
+    /// Items started and not finished, in order.
+    pub open: Vec<usize>,
     pub failed: u32,
     pub first_error: Option<String>,
 }

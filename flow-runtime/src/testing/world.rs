@@ -327,11 +327,8 @@ impl World {
         let tolerant = map.tolerance.is_some();
         let mut changed = false;
         let outcome = loop {
-            let open = pending.branches[..map.next]
-                .iter()
-                .filter(|b| !b.is_finished())
-                .count() as u32;
-            let room = map.max_in_flight.saturating_sub(open) as usize;
+            map.open.retain(|i| !pending.branches[*i].is_finished());
+            let room = (map.max_in_flight as usize).saturating_sub(map.open.len());
             let start = map.next;
             let end = (start + room).min(pending.branches.len());
             for i in start..end {
@@ -339,11 +336,12 @@ impl World {
                     continue;
                 };
                 pending.branches[i] = self.start_branch(run_id, step, i as u32, true, item)?;
+                map.open.push(i);
                 changed = true;
             }
             map.next = end;
             let mut finished_now = false;
-            for i in 0..map.next {
+            for i in map.open.clone() {
                 if pending.branches[i].is_finished() {
                     continue;
                 }
@@ -848,6 +846,7 @@ impl World {
                     max_in_flight: max_in_flight.max(1),
                     tolerance,
                     next: 0,
+                    open: Vec::new(),
                     failed: 0,
                     first_error: None,
                 };
