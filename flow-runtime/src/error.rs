@@ -267,6 +267,14 @@ pub enum FlowError {
         /// Why it stopped.
         reason: String,
     },
+    /// `Engine::export` could not write the run's recording.
+    #[error("could not export run `{run_id}`: {reason}")]
+    ExportFailed {
+        /// The run.
+        run_id: String,
+        /// Why (the file's error).
+        reason: String,
+    },
 }
 
 impl FlowError {

@@ -20,6 +20,7 @@ mod blocked;
 mod builder;
 mod commit;
 mod driver;
+mod export;
 mod handle;
 mod listing;
 mod registry;
