@@ -23,6 +23,26 @@ impl BlockedRuns {
         self.lock().get(run_id).cloned()
     }
 
+    /// Parks `run_id` while `Engine::upgrade` moves it to another version, so that no
+    /// driver starts on it meanwhile; returns the reason it was parked for before, which
+    /// [`unpark`](Self::unpark) puts back.
+    pub(crate) fn park_for_upgrade(&self, run_id: &str) -> Option<String> {
+        self.lock().insert(
+            run_id.to_string(),
+            "the run is being moved to another version of its workflow".to_string(),
+        )
+    }
+
+    /// Ends an upgrade's parking: back to `before`, the reason the run was parked for
+    /// before it (the next wake-up tries the run again whatever it was).
+    pub(crate) fn unpark(&self, run_id: &str, before: Option<String>) {
+        let mut reasons = self.lock();
+        match before {
+            Some(reason) => reasons.insert(run_id.to_string(), reason),
+            None => reasons.remove(run_id),
+        };
+    }
+
     pub(crate) fn is_parked(&self, run_id: &str) -> bool {
         self.lock().contains_key(run_id)
     }
