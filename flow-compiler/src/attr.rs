@@ -227,7 +227,10 @@ mod tests {
         let cx = Ctxt::new();
         let o = workflow_options(quote!(name = "place_order", version = 2), &cx);
         cx.check().unwrap();
-        assert_eq!((o.name.as_deref(), o.version), (Some("place_order"), Some(2)));
+        assert_eq!(
+            (o.name.as_deref(), o.version),
+            (Some("place_order"), Some(2))
+        );
         let cx = Ctxt::new();
         workflow_options(quote!(version = 0), &cx);
         assert_eq!(cx.check().unwrap_err().into_iter().count(), 1);

@@ -185,7 +185,10 @@ impl Engine {
                     true => counts.finished += 1,
                     false => counts.unfinished += 1,
                 }
-                *counts.by_status.entry(StatusKind::of(&run.status)).or_default() += 1;
+                *counts
+                    .by_status
+                    .entry(StatusKind::of(&run.status))
+                    .or_default() += 1;
             }
             match page.next {
                 Some(cursor) => query.after = Some(cursor),

@@ -37,8 +37,8 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use handle::RunHandle;
-pub use upgrade::{Upgrade, UpgradePlan};
 pub use listing::{ListQuery, RunCounts, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
+pub use upgrade::{Upgrade, UpgradePlan};
 
 use crate::codec;
 use crate::error::FlowError;

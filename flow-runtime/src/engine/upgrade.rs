@@ -21,6 +21,9 @@ use crate::task::TaskPolicy;
 use crate::testing::{RecordedRun, RecordedStep};
 use crate::workflow::Workflow;
 
+/// How long an upgrade waits for this engine's driver of the run to leave.
+const DRIVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Maps a run's recording from the old version's terms to the new one's.
 type RecordingMap = Box<dyn FnOnce(RecordedRun) -> Result<RecordedRun, String> + Send>;
 
@@ -123,8 +126,9 @@ impl Engine {
     ///
     /// Refused with [`FlowError::UpgradeRefused`], writing nothing, when the recording
     /// does not fit `W`, the run is on `W`'s version already, has finished or faulted,
-    /// or is being driven by this engine right now (a task attempt in flight: upgrade it
-    /// while it waits, or from an engine that does not register its old version).
+    /// or is still being driven by this engine after 5 s (a task attempt in flight:
+    /// upgrade it while it waits, or from an engine that does not register its old
+    /// version).
     ///
     /// ```no_run
     /// # async fn demo<V2: flow_runtime::Workflow>(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
@@ -159,22 +163,44 @@ impl Engine {
         upgrade: Upgrade,
     ) -> Result<UpgradePlan, FlowError> {
         let core = self.core();
-        if core.drivers.is_live(run_id) {
+        if !self.driver_left(run_id).await {
             let header = core.store.header(run_id)?;
             return Err(FlowError::UpgradeRefused {
                 run_id: run_id.to_string(),
                 workflow: W::NAME.to_string(),
                 from: header.map_or(0, |h| h.version),
                 to: W::VERSION,
-                reason: "this engine is driving the run right now (a step or a task \
-                         attempt is in progress); upgrade it while it waits, or from an \
-                         engine that does not register its version"
-                    .to_string(),
+                reason: format!(
+                    "this engine has been driving the run for the last {} s (a task attempt \
+                     is in progress); upgrade it while it waits, or from an engine that does \
+                     not register its version",
+                    DRIVER_WAIT.as_secs()
+                ),
             });
         }
         let Prepared { plan, write } = self.prepare_upgrade::<W>(run_id, upgrade)?;
         core.commits.submit(Change::Upgrade(write)).await?;
         Ok(plan)
+    }
+
+    /// Waits (up to [`DRIVER_WAIT`]) until this engine has no driver for the parked run:
+    /// one that just committed the run's wait leaves at once; one running a task attempt
+    /// stays until the attempt ends. True once it left.
+    async fn driver_left(&self, run_id: &str) -> bool {
+        let drivers = &self.core().drivers;
+        let deadline = tokio::time::Instant::now() + DRIVER_WAIT;
+        loop {
+            let left = drivers.left.notified();
+            tokio::pin!(left);
+            // Registered before the check, so a driver leaving in between is not missed.
+            left.as_mut().enable();
+            if !drivers.is_live(run_id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, left).await.is_err() {
+                return false;
+            }
+        }
     }
 
     fn prepare_upgrade<W: Workflow>(
@@ -216,7 +242,10 @@ impl Engine {
             }
         }
         if header.version == W::VERSION {
-            return Err(refuse(format!("the run is on version {} already", W::VERSION)));
+            return Err(refuse(format!(
+                "the run is on version {} already",
+                W::VERSION
+            )));
         }
         if header.status.is_settled() {
             return Err(refuse(format!(
@@ -233,7 +262,8 @@ impl Engine {
             return Err(refuse("the run waits for no operation".to_string()));
         }
         let recorded = match upgrade.map {
-            Some(map) => map(recorded).map_err(|e| refuse(format!("the recording's mapping refused it: {e}")))?,
+            Some(map) => map(recorded)
+                .map_err(|e| refuse(format!("the recording's mapping refused it: {e}")))?,
             None => recorded,
         };
         let state = replay::<W>(&recorded, pending.as_ref()).map_err(refuse)?;
@@ -308,15 +338,17 @@ struct NewState {
 
 /// Replays `recorded` on `W`, then checks that `W` awaits `pending` next; the machine's
 /// state there, or why it does not fit.
-fn replay<W: Workflow>(recorded: &RecordedRun, pending: Option<&OpRequest>) -> Result<NewState, String> {
+fn replay<W: Workflow>(
+    recorded: &RecordedRun,
+    pending: Option<&OpRequest>,
+) -> Result<NewState, String> {
     let mut machine = Machine::start(W::NAME, recorded.input.clone());
     let mut slots = BTreeMap::new();
     let Some(pending) = pending else {
         // Not started: its first step runs with the new code; check that it takes the
         // input, and keep nothing of the trial.
-        W::step(&mut machine).map_err(|e| {
-            format!("version {} cannot take the run's input: {e}", W::VERSION)
-        })?;
+        W::step(&mut machine)
+            .map_err(|e| format!("version {} cannot take the run's input: {e}", W::VERSION))?;
         return Ok(NewState {
             pc: 0,
             slots,

@@ -35,7 +35,11 @@ pub(crate) struct UpgradeWrite {
 impl Tables<'_> {
     /// Applies `write`, or refuses it (before writing anything) if the run is unknown,
     /// settled, or no longer as the upgrade found it.
-    pub(crate) fn apply_upgrade(&mut self, write: &UpgradeWrite, now_ms: u64) -> Result<(), FlowError> {
+    pub(crate) fn apply_upgrade(
+        &mut self,
+        write: &UpgradeWrite,
+        now_ms: u64,
+    ) -> Result<(), FlowError> {
         let run_id = write.run_id.as_str();
         let stored = self.header(run_id)?.ok_or_else(|| FlowError::UnknownRun {
             run_id: run_id.to_string(),
