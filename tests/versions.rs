@@ -509,6 +509,58 @@ async fn a_blocked_run_is_moved_off_a_removed_version() {
     engine.shutdown().await;
 }
 
+/// The engine dies right after the move is durable (before redb holds it): reopened, the
+/// journal replays the move from its log, and the run goes on with version 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_survives_a_crash_right_after_it() {
+    let journal = TempJournal::new("versions-upgrade-crash");
+    let engine = both().open(journal.path()).await.unwrap();
+    engine
+        .start_version("order", place_order_v1(7))
+        .await
+        .unwrap();
+    wait_until_waiting(&engine, "order").await;
+    engine.shutdown().await;
+
+    // The move is this engine's first commit; it halts right after it.
+    let (halting, commits) = halting(Engine::builder().register::<place_order_v2>(), 1);
+    let engine = halting.open(journal.path()).await.unwrap();
+    engine
+        .upgrade::<place_order_v2>("order", Upgrade::new())
+        .await
+        .unwrap();
+    assert_eq!(commits.get(), 1);
+    engine.shutdown().await;
+
+    let engine = Engine::builder()
+        .register::<place_order_v2>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    let summary = engine.list().await.unwrap().remove(0);
+    assert_eq!((summary.run_id.as_str(), summary.version), ("order", 2));
+    assert_eq!(
+        engine
+            .count_runs("place_order", 1)
+            .await
+            .unwrap()
+            .unfinished,
+        0
+    );
+    engine.signal("order", "approve", &true).await.unwrap();
+    let run = engine.handle::<place_order_v2>("order").unwrap();
+    assert_eq!(run.result().await.unwrap(), v2_output(7));
+    let upgraded = engine
+        .history("order")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::RunUpgraded { .. }))
+        .count();
+    assert_eq!(upgraded, 1, "the move is applied once");
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_that_does_not_fit_is_refused_and_changes_nothing() {
     let journal = TempJournal::new("versions-upgrade-refused");
