@@ -6,6 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// Why a run is parked while `Engine::upgrade` moves it.
+const UPGRADING: &str = "the run is being moved to another version of its workflow";
+
 /// Parked runs and why, for this engine's lifetime.
 #[derive(Default)]
 pub(crate) struct BlockedRuns {
@@ -24,13 +27,15 @@ impl BlockedRuns {
     }
 
     /// Parks `run_id` while `Engine::upgrade` moves it to another version, so that no
-    /// driver starts on it meanwhile; returns the reason it was parked for before, which
-    /// [`unpark`](Self::unpark) puts back.
-    pub(crate) fn park_for_upgrade(&self, run_id: &str) -> Option<String> {
-        self.lock().insert(
-            run_id.to_string(),
-            "the run is being moved to another version of its workflow".to_string(),
-        )
+    /// driver starts on it meanwhile (`status` says so for that long); returns the reason
+    /// it was parked for before, which [`unpark`](Self::unpark) puts back. `None` if an
+    /// upgrade of the run is in progress already.
+    pub(crate) fn park_for_upgrade(&self, run_id: &str) -> Option<Option<String>> {
+        let mut reasons = self.lock();
+        if reasons.get(run_id).map(String::as_str) == Some(UPGRADING) {
+            return None;
+        }
+        Some(reasons.insert(run_id.to_string(), UPGRADING.to_string()))
     }
 
     /// Ends an upgrade's parking: back to `before`, the reason the run was parked for

@@ -81,9 +81,16 @@ impl Registry {
         if let Some((first, second)) = &self.duplicate {
             return Err(FlowError::DuplicateName {
                 kind: "workflow",
-                name: format!("{} version {}", first.name, first.version),
-                first: format!("registered by `{}`", first.type_name),
-                second: format!("registered by `{}`", second.type_name),
+                name: first.name.to_string(),
+                first: format!(
+                    "version {} registered by `{}`",
+                    first.version, first.type_name
+                ),
+                second: format!(
+                    "version {} registered by `{}` (a new version needs its own \
+                     `version = N`)",
+                    second.version, second.type_name
+                ),
             });
         }
         // A task's registration carries only its name: the program's two definitions

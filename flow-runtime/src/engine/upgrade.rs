@@ -146,7 +146,16 @@ impl Engine {
         let core = self.core();
         // No driver of this engine may start on the run while it moves: one computing a
         // step with the old code could commit it over the new state.
-        let parked = core.blocked.park_for_upgrade(run_id);
+        let Some(parked) = core.blocked.park_for_upgrade(run_id) else {
+            let header = core.store.header(run_id)?;
+            return Err(FlowError::UpgradeRefused {
+                run_id: run_id.to_string(),
+                workflow: W::NAME.to_string(),
+                from: header.map_or(0, |h| h.version),
+                to: W::VERSION,
+                reason: "another upgrade of the run is in progress".to_string(),
+            });
+        };
         let result = self.upgrade_parked::<W>(run_id, upgrade).await;
         // After a move, whatever parked the run was about the old code: try it again.
         let before = if result.is_ok() { None } else { parked };
