@@ -171,6 +171,10 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
                 name: <#name as ::flow::__private::Task>::NAME,
                 run: ::flow::__private::erased_run::<#name>,
                 failure_output: ::flow::__private::erased_failure_output::<#name>,
+                defined_at: ::core::concat!(
+                    ::core::module_path!(), "::", ::core::stringify!(#name),
+                    " (", ::core::file!(), ":", ::core::line!(), ")"
+                ),
             }
         }
     })

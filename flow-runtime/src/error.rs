@@ -76,7 +76,9 @@ pub enum FlowError {
     #[error(
         "the write-ahead log `{log}` of the journal `{path}` is damaged: {reason}; nothing \
          was changed: restore both files from a backup, or put back the log that was \
-         beside the journal; keep both files as they are until then"
+         beside the journal; keep both files as they are until then (if the log is lost \
+         for good, EngineBuilder::accept_log_loss opens the journal without it, losing \
+         what only the log held)"
     )]
     LogDamaged {
         /// The journal.

@@ -260,6 +260,8 @@ pub struct TaskRegistration {
     pub run: fn(&[u8]) -> Result<BoxFuture<AttemptResult>, CodecError>,
     /// Encodes the output a failure turns into, when the output type can carry one.
     pub failure_output: fn(TaskFailure) -> Option<Result<Vec<u8>, CodecError>>,
+    /// The function's path and source location, to name both sides of a name collision.
+    pub defined_at: &'static str,
 }
 
 /// One finished attempt, type-erased: its class and its encoded output.

@@ -167,10 +167,13 @@ impl Core {
 
 impl Engine {
     /// Deletes the journal at `path`: the file and its write-ahead log (the file beside
-    /// it, its name with `-wal` appended), whichever exist. For starting over; never on a
-    /// journal an engine has open. Deleting the file alone would leave a log that a new
-    /// journal at the same path refuses ([`FlowError::LogMismatch`]) if a crash left
-    /// changes in it.
+    /// it, its name with `-wal` appended), whichever exist. For starting over. Deleting the
+    /// file alone would leave a log that a new journal at the same path refuses
+    /// ([`FlowError::LogMismatch`]) if a crash left changes in it.
+    ///
+    /// A path through a symbolic link deletes the files the link leads to (as
+    /// [`open`](EngineBuilder::open) resolves it); the link stays. A journal an engine has
+    /// open is refused with [`std::io::ErrorKind::ResourceBusy`] and left untouched.
     ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {
@@ -178,14 +181,7 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub fn remove_journal(path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
-        let path = path.as_ref();
-        for file in [path.to_path_buf(), crate::store::log_path(path)] {
-            match std::fs::remove_file(&file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        crate::store::remove_journal_files(path.as_ref())
     }
 
     /// Starts configuring an engine.

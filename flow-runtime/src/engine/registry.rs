@@ -93,16 +93,14 @@ impl Registry {
                 ),
             });
         }
-        // A task's registration carries only its name: the program's two definitions
-        // cannot be told apart here, so the message says where to look.
-        let mut seen = HashSet::new();
+        let mut seen: HashMap<&str, &TaskRegistration> = HashMap::new();
         for task in inventory::iter::<TaskRegistration>() {
-            if !seen.insert(task.name) {
+            if let Some(first) = seen.insert(task.name, task) {
                 return Err(FlowError::DuplicateName {
                     kind: "task",
                     name: task.name.to_string(),
-                    first: "one `#[task]` function".to_string(),
-                    second: "another, in this program or a crate it links".to_string(),
+                    first: format!("`#[task]` {}", first.defined_at),
+                    second: format!("`#[task]` {}", task.defined_at),
                 });
             }
         }

@@ -25,10 +25,12 @@ mod external_events;
 mod fuzzing;
 mod guard;
 mod journal;
+mod lost_log;
 mod open;
 mod read;
 pub(crate) mod records;
 mod recovery;
+mod remove;
 mod tables;
 mod transition;
 mod txn_tables;
@@ -50,12 +52,13 @@ pub(crate) use change::{Applied, Change, LoggedBatch};
 pub(crate) use fuzzing::{read_log_for_fuzzing, unseal_for_fuzzing};
 pub(crate) use journal::Journal;
 // The storage schema's values the engine decides with (see `Journal`).
-pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
+pub(crate) use open::{open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
 pub(crate) use records::{
     flatten, join_layout, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
     PendingOp, RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
+pub(crate) use remove::remove_journal_files;
 pub(crate) use transition::{
     encode_map_item, BranchPut, PendingChange, RunWrite, Seen, StartWrite,
 };
