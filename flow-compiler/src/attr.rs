@@ -35,6 +35,8 @@ pub struct TaskOptions {
 pub struct WorkflowOptions {
     /// `name = "..."`.
     pub name: Option<String>,
+    /// `version = N` (N >= 1): one of several versions registered under one name.
+    pub version: Option<u32>,
 }
 
 /// Parses `#[workflow(...)]` options, reporting every error to `cx`.
@@ -53,9 +55,17 @@ pub(crate) fn workflow_options(attr: TokenStream, cx: &Ctxt) -> WorkflowOptions 
                     "expected a string: `name = \"my_workflow\"`",
                 ),
             },
+            Meta::NameValue(nv) if nv.path.is_ident("version") => match int(&nv.value) {
+                Some(n) if n >= 1 && n <= u32::MAX as u64 => opts.version = Some(n as u32),
+                _ => errors.error_at(
+                    nv.value.span(),
+                    "`version` must be a whole number of at least 1, e.g. `version = 2` \
+                     (a workflow without it is version 1)",
+                ),
+            },
             other => errors.error_at(
                 other.span(),
-                "unknown #[workflow] option; the only option is `name = \"...\"`",
+                "unknown #[workflow] option; expected `name = \"...\"` or `version = N`",
             ),
         }
     }
@@ -213,6 +223,23 @@ mod tests {
         assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
         assert_eq!(parse_duration_ms("2 days"), None);
         assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn workflow_versions_parse_and_zero_is_refused() {
+        let cx = Ctxt::new();
+        let o = workflow_options(quote!(name = "place_order", version = 2), &cx);
+        cx.check().unwrap();
+        assert_eq!(
+            (o.name.as_deref(), o.version),
+            (Some("place_order"), Some(2))
+        );
+        let cx = Ctxt::new();
+        workflow_options(quote!(version = 0), &cx);
+        assert_eq!(cx.check().unwrap_err().into_iter().count(), 1);
+        let cx = Ctxt::new();
+        workflow_options(quote!(version = "2"), &cx);
+        assert_eq!(cx.check().unwrap_err().into_iter().count(), 1);
     }
 
     #[test]

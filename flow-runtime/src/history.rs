@@ -178,6 +178,32 @@ pub enum EventKind {
         /// The fault it had.
         error: String,
     },
+    /// The run started on this version of its workflow: follows `RunStarted` for a
+    /// version other than 1 (a run without it started on version 1).
+    RunVersion {
+        /// The workflow's version (`#[workflow(version = N)]`).
+        version: u32,
+    },
+    /// `Engine::upgrade` moved the run to another version of its workflow, at the step it
+    /// was waiting for (the same operation in both versions).
+    RunUpgraded {
+        /// The version the run was on.
+        from: u32,
+        /// The version it is on now.
+        to: u32,
+        /// The step it waits for (both versions await the same operation there).
+        step: u64,
+    },
+}
+
+/// A run's first events: `started`, then the version it is on unless it is 1 (see
+/// [`EventKind::RunVersion`]).
+pub(crate) fn started_events(started: EventKind, version: u32) -> Vec<EventKind> {
+    let mut events = vec![started];
+    if version != 1 {
+        events.push(EventKind::RunVersion { version });
+    }
+    events
 }
 
 /// Where a run stands.
@@ -256,6 +282,9 @@ pub struct RunSummary {
     pub run_id: String,
     /// Workflow name.
     pub workflow: String,
+    /// The version of the workflow the run is on (`#[workflow(version = N)]`; 1 for
+    /// workflows without versions).
+    pub version: u32,
     /// Where the run stands.
     pub status: RunStatus,
     /// When the run was started, ms since the Unix epoch.

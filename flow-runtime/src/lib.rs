@@ -38,6 +38,7 @@ pub use engine::{
     Engine, EngineBuilder, ListQuery, RunHandle, RunPage, StatusKind, DEFAULT_PAGE_RUNS,
     MAX_PAGE_RUNS,
 };
+pub use engine::{RunCounts, Upgrade, UpgradePlan};
 pub use error::FlowError;
 pub use history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;

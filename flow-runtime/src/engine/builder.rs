@@ -74,9 +74,11 @@ impl EngineBuilder {
     /// when an engine that registers them opens it.
     ///
     /// A workflow is registered under its function's name (or the `name = "..."` of its
-    /// attribute). Registering a second workflow under a taken name makes
-    /// [`open`](Self::open) fail with [`FlowError::DuplicateName`] naming both; so does a
-    /// program that links two `#[task]`s under one name.
+    /// attribute) and its version (`version = N`, 1 without it). Several versions of one
+    /// name can be registered side by side: each run is driven by the version it started
+    /// on, new runs start on the newest. Registering a second workflow under a taken name
+    /// and version makes [`open`](Self::open) fail with [`FlowError::DuplicateName`]
+    /// naming both; so does a program that links two `#[task]`s under one name.
     pub fn register<W: Workflow>(mut self) -> Self {
         self.registry.insert(WorkflowEntry::of::<W>());
         self

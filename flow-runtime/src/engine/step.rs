@@ -499,7 +499,11 @@ pub(crate) fn child_start(
     input: Vec<u8>,
 ) -> Result<(ChildStart, Branch), String> {
     check_child(registry, &workflow)?;
-    let fingerprint = registry.get(&workflow).map(|e| e.fingerprint).unwrap_or(0);
+    // A child starts on the newest version its name has here (`check_child` made sure
+    // there is one).
+    let (version, fingerprint) = registry
+        .get(&workflow)
+        .map_or((1, 0), |e| (e.version, e.fingerprint));
     let child_id = child_id(run_id, step, branch, multi);
     Ok((
         ChildStart {
@@ -512,6 +516,7 @@ pub(crate) fn child_start(
                 step,
                 branch,
             },
+            version,
         },
         Branch::Child {
             run_id: child_id,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::apply::{StartOutcome, WriteEffects};
 use super::transition::{RunWrite, StartWrite};
 use super::txn_tables::Tables;
+use super::upgrade::UpgradeWrite;
 use crate::error::FlowError;
 
 /// One request to change the journal.
@@ -39,6 +40,8 @@ pub(crate) enum Change {
     /// A faulted run set going again (`Engine::retry_faulted`): applied like a
     /// transition, but only to a run that is faulted and as the write expects.
     RetryFaulted(RunWrite),
+    /// A run moved to another version of its workflow (`Engine::upgrade`).
+    Upgrade(UpgradeWrite),
 }
 
 /// What applying a [`Change`] did, variant for variant.
@@ -52,6 +55,7 @@ pub(crate) enum Applied {
     /// The callback's new heartbeat deadline, if it has one.
     Heartbeat(Option<u64>),
     Cancelled,
+    Upgraded,
 }
 
 impl Change {
@@ -80,6 +84,10 @@ impl Change {
                 Applied::Cancelled
             }
             Change::RetryFaulted(write) => Applied::Ran(tables.apply_fault_retry(write, now_ms)?),
+            Change::Upgrade(write) => {
+                tables.apply_upgrade(write, now_ms)?;
+                Applied::Upgraded
+            }
         })
     }
 

@@ -9,7 +9,7 @@
 //!   logged);
 //! - changes as writes to redb's tables: `txn_tables` (the tables of one write
 //!   transaction), `apply` (starts and transitions), `external_events` (signals,
-//!   cancellations, callbacks);
+//!   cancellations, callbacks), `upgrade` (a run moved to another version);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
 //!   `writer`, driven by the commit pipeline (`engine::commit`);
 //! - `guard` keeps redb's panics on damaged pages off stderr; `fuzzing` serves the fuzz
@@ -34,6 +34,7 @@ mod remove;
 mod tables;
 mod transition;
 mod txn_tables;
+mod upgrade;
 mod wal;
 mod writer;
 
@@ -62,6 +63,7 @@ pub(crate) use transition::{
     encode_map_item, BranchPut, PendingChange, RunWrite, Seen, StartWrite,
 };
 pub(crate) use txn_tables::Tables;
+pub(crate) use upgrade::UpgradeWrite;
 pub(crate) use wal::WriteAheadLog;
 pub(crate) use writer::{BatchWrites, JournalWriter};
 
