@@ -364,6 +364,7 @@ impl<'a> Lowerer<'a> {
             kind,
             visible: self.visible(),
             defined: self.defined.clone(),
+            cfg: Vec::new(),
         });
         self.block_mut().exits.push(k);
         exit_placeholder(k).into_token_stream()
@@ -860,6 +861,8 @@ impl<'a> Lowerer<'a> {
         let keep_old = self.rebind(&shadowed, |l, old| l.old_gate(old));
         let joins = self.declare_joins(&shadowed, &predicate);
         let skip = self.exit(after, ExitKind::Goto);
+        let skip_exit = self.cfg.exits.len() - 1;
+        self.cfg.exits[skip_exit].cfg = vec![quote!(not(#predicate))];
         self.pop_scope();
         self.defined = saved;
         self.push(quote_spanned!(span=>

@@ -1212,3 +1212,31 @@ pub async fn cfg_let_shadows_loop_item(x: i64) -> Vec<i64> {
     }
     out
 }
+
+/// Issue 10: a `#[cfg(all())] let` read only by a `#[cfg(any())]` statement with a step
+/// (its frame slot would have no type), and a local of a `#[cfg(all())]` block read only
+/// by a `#[cfg(any())]` block with a step in it (never-type fallback).
+#[workflow]
+pub async fn cfg_in_let_read_only_by_cfg_out_step(x: i64) -> Result<Vec<i64>, String> {
+    let mut trace = Vec::new();
+    #[cfg(all())]
+    #[allow(unused_variables)]
+    let a = 5;
+    #[cfg(any())]
+    {
+        trace.push(checked(x).await?);
+        trace.push(a);
+    }
+    #[cfg(all())]
+    {
+        #[allow(unused_variables)]
+        let acc: Vec<i64> = vec![x];
+        #[cfg(any())]
+        {
+            trace.push(inc(x).await);
+            trace.push(acc.len() as i64);
+        }
+    }
+    trace.push(checked(x + 1).await?);
+    Ok(trace)
+}
