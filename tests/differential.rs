@@ -125,6 +125,7 @@ corpus_tests!(
     generator_findings_13_14,
     cfg_let_shadows_loop_item,
     cfg_in_let_read_only_by_cfg_out_step,
+    lookup_key_with_step,
 );
 
 #[tokio::test]

@@ -1545,8 +1545,9 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// `m.get(&key_of(x))`: the computed key is bound to a temporary first
-    /// (`let t = key_of(x); m.get(&t)`), so the lookup can be evaluated again.
+    /// `m.get(&key_of(x))`, `m.get(&num(x).await?)`: the computed key is bound to a
+    /// temporary first (`let t = key_of(x); m.get(&t)`), so the lookup can be evaluated
+    /// again (a key with a step is lowered as any operand is).
     fn hoist_lookup_args(&mut self, scrutinee: &Expr) -> Option<Expr> {
         let Expr::MethodCall(m) = scrutinee else {
             return None;
@@ -1554,7 +1555,11 @@ impl<'a> Lowerer<'a> {
         let computed_ref =
             |a: &Expr| matches!(a, Expr::Reference(r) if place_root(&r.expr).is_none());
         let simple = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
-        if self.needs_lowering(scrutinee)
+        let steps_outside_keys = self.needs_lowering(&m.receiver)
+            || m.args
+                .iter()
+                .any(|a| !computed_ref(a) && self.needs_lowering(a));
+        if steps_outside_keys
             || !LOOKUPS.contains(&m.method.to_string().as_str())
             || place_root(&m.receiver).is_none()
             || !m.args.iter().any(computed_ref)
@@ -1566,7 +1571,11 @@ impl<'a> Lowerer<'a> {
         for arg in hoisted.args.iter_mut() {
             if let Expr::Reference(r) = arg {
                 if place_root(&r.expr).is_none() {
-                    let value = self.plain(&r.expr).tokens;
+                    let value = if self.needs_lowering(&r.expr) {
+                        self.lower_expr(&r.expr, true).tokens
+                    } else {
+                        self.plain(&r.expr).tokens
+                    };
                     let temp = self.bind_temp(value, r.expr.span());
                     *r.expr = syn::parse_quote!(#temp);
                 }
@@ -1744,11 +1753,13 @@ impl<'a> Lowerer<'a> {
         exit: BlockId,
     ) -> (BlockId, Vec<(String, SlotId)>) {
         if let Expr::Let(l) = cond {
-            let reevaluable = is_reevaluable_borrow(&l.expr);
+            let hoisted = self.hoist_lookup_args(&l.expr);
+            let scrutinee = hoisted.as_ref().unwrap_or(&l.expr);
+            let reevaluable = is_reevaluable_borrow(scrutinee);
             if !reevaluable {
-                self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+                self.check_not_borrowed(scrutinee, std::iter::once((&*l.pat, true)));
             }
-            let scrut = self.lower_expr(&l.expr, true).tokens;
+            let scrut = self.lower_expr(scrutinee, true).tokens;
             self.note_tokens(&scrut);
             let shadows = self.shadow_points(&l.pat);
             let rebind_from = (reevaluable && shadows.is_empty()).then(|| scrut.clone());

@@ -1240,3 +1240,27 @@ pub async fn cfg_in_let_read_only_by_cfg_out_step(x: i64) -> Result<Vec<i64>, St
     trace.push(checked(x + 1).await?);
     Ok(trace)
 }
+
+/// Issue 10: a lookup whose key has a step, matched with a step in the arm
+/// (`m.get(&num(x).await?)`), in `if let`, `match` and `while let`.
+#[workflow]
+pub async fn lookup_key_with_step(x: i64) -> Result<(i64, Vec<i64>), String> {
+    let prices = std::collections::BTreeMap::from([(0i64, 5i64), (1, x), (2, -x)]);
+    let mut total = 0;
+    if let Some(p) = prices.get(&checked(x.rem_euclid(3)).await?) {
+        total += inc(*p).await;
+        total += *p;
+    }
+    let mut seen = Vec::new();
+    match prices.get(&inc(x).await.rem_euclid(4)) {
+        Some(p) if *p > 0 => seen.push(double(*p).await + *p),
+        Some(p) => seen.push(*p),
+        None => seen.push(inc(-1).await),
+    }
+    let mut k = 0;
+    while let Some(p) = prices.get(&add(k, 0).await) {
+        seen.push(inc(*p).await - *p);
+        k += 1;
+    }
+    Ok((total, seen))
+}

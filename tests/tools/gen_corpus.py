@@ -55,7 +55,6 @@ KNOWN_COMPILER_GAPS = {
     "outside_macros": "documented refusal (README): the compiler cannot see a module-level macro's expansion",
     "await_in_user_macro": "refused with a clear message: `.await` inside a user macro's arguments",
     "block_statics": "refused with a clear message: a static in a block with a step may not hide an outer one",
-    "step_in_lookup_key": "rustc E0716 when the lookup is matched with a step in the arm",
     "cfg_shadowing_let": "refused with a clear message: a #[cfg]'d let hiding a local of an enclosing block",
 }
 
