@@ -126,6 +126,7 @@ corpus_tests!(
     cfg_let_shadows_loop_item,
     cfg_in_let_read_only_by_cfg_out_step,
     lookup_key_with_step,
+    range_adapters_lazily,
 );
 
 #[tokio::test]

@@ -1264,3 +1264,40 @@ pub async fn lookup_key_with_step(x: i64) -> Result<(i64, Vec<i64>), String> {
     }
     Ok((total, seen))
 }
+
+/// Issue 10: adapters over ranges in a `for` with steps are journaled as the bounds, the
+/// adapters' arguments and a position, never collected (a huge range left early), and
+/// the arguments are evaluated once, before the loop, even when the body changes them.
+#[workflow]
+pub async fn range_adapters_lazily(x: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut k = (x.rem_euclid(3) + 1) as usize;
+    for i in (x..1i64 << 40).step_by(k) {
+        k += 1;
+        out.push(inc(i).await);
+        if out.len() >= 3 {
+            break;
+        }
+    }
+    for i in (0..=1i64 << 41).rev().step_by(1 << 20).skip(1) {
+        out.push(double(i >> 20).await);
+        if out.len() >= 5 {
+            break;
+        }
+    }
+    let mut n = 4;
+    for (j, i) in (x..x + n).rev().enumerate().take(3) {
+        n -= 1;
+        out.push(add(i, j as i64).await + n);
+    }
+    for i in (inc(x).await..=double(x.rem_euclid(4)).await + x + 1).step_by(2) {
+        out.push(inc(i).await);
+    }
+    let xs = vec![x, x + 1, x + 2, x + 3];
+    let mut stride = 2;
+    for v in xs.iter().step_by(stride) {
+        stride += 5;
+        out.push(inc(*v).await + stride as i64);
+    }
+    out
+}
