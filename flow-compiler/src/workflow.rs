@@ -40,6 +40,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
     let f: ItemFn = syn::parse2(item).map_err(|e| cx.syn_error(e)).ok()?;
     let sig = signature::check(&f, "workflow", cx);
     crate::check::check_body(&f.block, cx);
+    crate::macros::check_macros(&f.block, cx);
     if cx.has_errors() {
         return None;
     }
