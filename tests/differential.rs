@@ -127,6 +127,7 @@ corpus_tests!(
     cfg_in_let_read_only_by_cfg_out_step,
     lookup_key_with_step,
     range_adapters_lazily,
+    borrows_around_a_step_in_one_expression,
 );
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use crate::cfg::{
 };
 use crate::ctxt::Ctxt;
 use crate::names;
-use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
+use crate::order::{binary_use, changed_by, index_roots, indexes, macro_use, place_root, Use};
 use crate::rewrite::{macro_args, vec_repeat, ExitRewriter};
 use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 
@@ -1195,8 +1195,13 @@ impl<'a> Lowerer<'a> {
             };
             let later: Vec<&Expr> = ops[i + 1..=last].iter().map(|(e, _)| *e).collect();
             let deferrable = match place_root(op) {
-                Some(root) if !self.needs_lowering(op) => !changed_by(root, how, &later),
-                _ => r.pure,
+                Some(root) if !self.needs_lowering(op) => {
+                    !changed_by(root, how, &later)
+                        && index_roots(op)
+                            .into_iter()
+                            .all(|i| !changed_by(i, Use::Operand, &later))
+                }
+                _ => r.pure || self.lookup_unchanged(op, &later),
             };
             if !deferrable {
                 out.push(self.bind_temp(r.tokens, op.span()));
@@ -1212,6 +1217,28 @@ impl<'a> Lowerer<'a> {
             out.push(r.tokens);
         }
         out
+    }
+
+    /// `m.get(&k)`, `v.first()` on a local, left of a step: a lookup without side
+    /// effects whose result borrows the local, which plain Rust keeps borrowed until the
+    /// whole expression is evaluated; evaluated after the step it gives the same value
+    /// unless a later operand writes the local or a key.
+    fn lookup_unchanged(&self, op: &Expr, later: &[&Expr]) -> bool {
+        let Expr::MethodCall(m) = op else {
+            return false;
+        };
+        let simple = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+        let Some(root) = place_root(&m.receiver) else {
+            return false;
+        };
+        LOOKUPS.contains(&m.method.to_string().as_str())
+            && m.args.iter().all(simple)
+            && !self.needs_lowering(op)
+            && !changed_by(root, Use::Operand, later)
+            && m.args
+                .iter()
+                .filter_map(place_root)
+                .all(|k| !changed_by(k, Use::Operand, later))
     }
 
     // Input:  `a OP b` with an `.await` in it.
@@ -1474,6 +1501,25 @@ impl<'a> Lowerer<'a> {
         join: BlockId,
         force_blocks: bool,
     ) {
+        let plain_arms = arms.iter().all(|a| {
+            !self.needs_lowering(a.body) && a.guard.as_ref().is_none_or(|g| !self.needs_lowering(g))
+        });
+        if plain_arms {
+            // Only the scrutinee steps: the `match` stays one piece of plain code after
+            // it, so its bindings (borrows of the scrutinee included) never leave it.
+            let scrut = self.lower_expr(scrutinee, true).tokens;
+            self.note_tokens(&scrut);
+            let arm_code = arms.iter().map(|a| {
+                let (attrs, pat, body) = (&a.attrs, &a.pat, a.body);
+                let guard = a.guard.as_ref().map(|g| quote!(if #g));
+                quote!(#(#attrs)* #pat #guard => #body)
+            });
+            let m: Expr = syn::parse_quote!(match __flow_scrutinee { #(#arm_code,)* });
+            let code = self.inline_branch(&m, temp, join);
+            self.push(replace_ident(code, "__flow_scrutinee", &quote!((#scrut))));
+            self.block_mut().terminated = true;
+            return;
+        }
         let lowered: Vec<bool> = arms
             .iter()
             .map(|a| force_blocks || self.needs_lowering(a.body))
@@ -2286,6 +2332,22 @@ fn count_mentions(tokens: &TokenStream, name: &Ident) -> usize {
 
 /// How messages name a generated local: by what it holds and where, never by its
 /// generated identifier.
+/// `code` with every identifier `name` replaced by `with`.
+fn replace_ident(code: TokenStream, name: &str, with: &TokenStream) -> TokenStream {
+    code.into_iter()
+        .flat_map(|tt| match tt {
+            proc_macro2::TokenTree::Group(g) => {
+                let mut ng =
+                    proc_macro2::Group::new(g.delimiter(), replace_ident(g.stream(), name, with));
+                ng.set_span(g.span());
+                TokenStream::from(proc_macro2::TokenTree::Group(ng))
+            }
+            proc_macro2::TokenTree::Ident(i) if i == name => with.clone(),
+            other => TokenStream::from(other),
+        })
+        .collect()
+}
+
 /// What a local the lowering itself binds with a `let` holds, for messages (which never
 /// name a generated identifier).
 fn generated_label(ident: &Ident) -> Option<String> {

@@ -1301,3 +1301,36 @@ pub async fn range_adapters_lazily(x: i64) -> Vec<i64> {
     }
     out
 }
+
+/// Generator-style findings (issue 10, item 5): a `match` whose scrutinee borrows and
+/// steps, with arms that bind but do not step; a borrowed sub-slice left of a step in
+/// `format!`; an index local changed by a later operand.
+#[workflow]
+pub async fn borrows_around_a_step_in_one_expression(
+    x: i64,
+) -> Result<(i64, String, Vec<i64>), String> {
+    let a = vec![x, 1];
+    let t = match (&a, checked(x).await?) {
+        (a, n) if n > 3 => a.len() as i64 + n,
+        (a, n) => a[0] - n,
+    };
+    let s = format!("ab{x}");
+    let n = 2;
+    let u = format!("{}-{}", &s[..n], inc(t).await);
+    let v = vec![x, x + 1, x + 2];
+    let mut i = 0;
+    let w = vec![
+        v[i],
+        {
+            i += 1;
+            inc(v[i]).await
+        },
+        v[i],
+    ];
+    let z = if let (Some(first), k) = (a.first(), double(x).await) {
+        *first + k
+    } else {
+        0
+    };
+    Ok((t + z, u, w))
+}
