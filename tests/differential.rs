@@ -3,7 +3,6 @@
 //! from its journal at every step boundary, must agree (see `corpus::differential`).
 
 mod corpus;
-#[allow(dead_code)]
 mod support;
 
 use corpus::differential;

@@ -86,7 +86,7 @@ impl<'ast> Visit<'ast> for DefinitionFinder<'_> {
         };
         let flow = transcribers(&m.mac.tokens)
             .iter()
-            .find_map(|t| transcriber_flow(t));
+            .find_map(transcriber_flow);
         self.found.insert(
             name.to_string(),
             Definition {

@@ -1279,9 +1279,10 @@ pub async fn range_adapters_lazily(x: i64) -> Vec<i64> {
             break;
         }
     }
+    out.push(k as i64);
     for i in (0..=1i64 << 41).rev().step_by(1 << 20).skip(1) {
         out.push(double(i >> 20).await);
-        if out.len() >= 5 {
+        if out.len() >= 6 {
             break;
         }
     }
