@@ -3,6 +3,7 @@
 //! from its journal at every step boundary, must agree (see `corpus::differential`).
 
 mod corpus;
+mod support;
 
 use corpus::differential;
 use corpus::workflows::*;
@@ -122,6 +123,10 @@ corpus_tests!(
     generator_findings_11_12,
     generator_findings_13_14,
     cfg_let_shadows_loop_item,
+    cfg_in_let_read_only_by_cfg_out_step,
+    lookup_key_with_step,
+    range_adapters_lazily,
+    borrows_around_a_step_in_one_expression,
 );
 
 #[tokio::test]
@@ -139,4 +144,38 @@ fn corpus_has_at_least_forty_workflows() {
 async fn evaluation_order_is_rusts() {
     let (log, _) = differential(|| corpus::workflows::evaluation_order(5)).await;
     assert_eq!(log, ["start 5", "first operand", "sum 11"]);
+}
+
+/// The state graph and the run's history show only the steps `#[cfg]` compiles in, each
+/// under its index in the graph.
+#[tokio::test]
+async fn cfg_out_steps_are_not_in_the_graph_or_history() {
+    use corpus::workflows::cfg_on_steps as on_steps;
+    use flow::{Engine, EventKind, StateGraph, Workflow};
+    let graph = <on_steps as Workflow>::graph();
+    let names: Vec<&str> = graph.states.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["inc", "double"]);
+    let (start, end) = (StateGraph::START, StateGraph::END);
+    assert_eq!(graph.transitions, [(0, 1), (1, end), (start, 0)]);
+
+    let dir = support::ScratchDir::new("differential-cfg-graph");
+    let engine = Engine::builder()
+        .register::<on_steps>()
+        .open(dir.journal("graph"))
+        .await
+        .unwrap();
+    let run = engine.start("run", on_steps(3)).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), on_steps(3).await);
+    let states: Vec<(u32, String)> = run
+        .history()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::StepScheduled { state, name, .. } => Some((state, name)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states, [(0, "inc".to_string()), (1, "double".to_string())]);
+    engine.shutdown().await;
 }

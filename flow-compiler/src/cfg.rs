@@ -97,6 +97,9 @@ pub struct Exit {
     pub visible: Vec<SlotId>,
     /// Slots bound in the block before the exit, on the exit's path.
     pub defined: BTreeSet<SlotId>,
+    /// `#[cfg]` predicates the exit is taken under beyond its block's (the path that
+    /// skips a `#[cfg]`'d statement: `not(P)`).
+    pub cfg: Vec<TokenStream>,
 }
 
 /// A `let` that shadows a local the block may hold: the old value must go back to its

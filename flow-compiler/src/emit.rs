@@ -128,7 +128,6 @@ pub(crate) fn plan(cfg: &Cfg, cx: &Ctxt) -> Plan {
     }
     let gates = framed
         .iter()
-        .filter(|&&s| cfg.slots[s].cfg.is_empty())
         .filter_map(|&s| needed_only_under_cfg(cfg, &live, s).map(|g| (s, g)))
         .collect();
     Plan {
@@ -141,7 +140,9 @@ pub(crate) fn plan(cfg: &Cfg, cx: &Ctxt) -> Plan {
 }
 
 /// `#[cfg(any(..))]` if every block `s` is live into is `#[cfg]`'d: with none of their
-/// predicates holding, nothing would give the slot's frame field a type.
+/// predicates holding, nothing would give the slot's frame field a type (nor any code
+/// store it: a `#[cfg(all())] let` read only by a `#[cfg(any())]` step). The slot's own
+/// predicates, if its `let` is `#[cfg]`'d, hold too.
 fn needed_only_under_cfg(cfg: &Cfg, live: &Liveness, s: SlotId) -> Option<TokenStream> {
     let mut alternatives = BTreeMap::new();
     for (b, block) in cfg.blocks.iter().enumerate() {
@@ -156,7 +157,8 @@ fn needed_only_under_cfg(cfg: &Cfg, live: &Liveness, s: SlotId) -> Option<TokenS
         alternatives.insert(all.to_string(), all);
     }
     let alternatives = alternatives.values();
-    (alternatives.len() > 0).then(|| quote!(#[cfg(any(#(#alternatives),*))]))
+    let own = &cfg.slots[s].cfg;
+    (alternatives.len() > 0).then(|| quote!(#[cfg(all(#(#own,)* any(#(#alternatives),*)))]))
 }
 
 /// The `#[cfg]` a slot's frame field and the code touching it are compiled under.
@@ -377,9 +379,9 @@ fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
                 }
             });
             let phantom = format_ident!("p{}", state);
-            let state = *state as u32;
-            let span = cfg.states[state as usize].span;
-            let suspend = quote_spanned!(span=> __flow_ctl.suspend(&mut __flow_f.#phantom, __flow_op, #state));
+            let span = cfg.states[*state].span;
+            let index = state_index(cfg, *state);
+            let suspend = quote_spanned!(span=> __flow_ctl.suspend(&mut __flow_f.#phantom, __flow_op, #index));
             quote! {
                 let __flow_op = #op;
                 #(#puts)*
@@ -401,38 +403,122 @@ fn shadow_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
     }
 }
 
-/// `(from, to)` transitions between states; see [`flow::StateGraph`].
-pub fn transitions(cfg: &Cfg) -> Vec<(u32, u32)> {
+/// The index of state `k` in the state graph and the run's history: its position among
+/// the states `#[cfg]` compiles in (`cfg!` sums the `#[cfg]`'d ones before it).
+pub fn state_index(cfg: &Cfg, k: usize) -> TokenStream {
+    let before = &cfg.states[..k];
+    let fixed = before.iter().filter(|s| s.cfg.is_empty()).count() as u32;
+    let gated = before.iter().filter(|s| !s.cfg.is_empty()).map(|s| {
+        let preds = &s.cfg;
+        quote!(+ (::core::cfg!(all(#(#preds),*)) as u32))
+    });
+    if before.iter().all(|s| s.cfg.is_empty()) {
+        quote!(#fixed)
+    } else {
+        quote!((#fixed #(#gated)*))
+    }
+}
+
+/// The state graph's entries: each state, and each transition between states (a state
+/// index, or `START`/`END`), under the `#[cfg]` of the code it passes through, so the
+/// graph shows only what is compiled in.
+pub fn graph_entries(cfg: &Cfg) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    let states = cfg
+        .states
+        .iter()
+        .map(|s| {
+            let (n, l) = (&s.name, s.line);
+            let gate = cfg_attr(&s.cfg);
+            quote!(#gate ::flow::StateInfo { name: #n, line: #l })
+        })
+        .collect();
+    let index = |k: u32| match cfg.states.get(k as usize) {
+        Some(_) => state_index(cfg, k as usize),
+        None => quote!(#k),
+    };
+    let transitions = gated_transitions(cfg)
+        .into_iter()
+        .map(|((a, b), paths)| {
+            let (a, b) = (index(a), index(b));
+            let gate = if paths.iter().any(|p| p.is_empty()) {
+                TokenStream::new()
+            } else {
+                let paths = paths.iter().map(|p| {
+                    let preds = p.values();
+                    quote!(all(#(#preds),*))
+                });
+                quote!(#[cfg(any(#(#paths),*))])
+            };
+            quote!(#gate (#a, #b))
+        })
+        .collect();
+    (states, transitions)
+}
+
+/// The `#[cfg]` predicates a path is compiled under, by their text.
+type PathCfg = BTreeMap<String, TokenStream>;
+
+/// `(from, to)` transitions between states, whatever `#[cfg]` compiles in.
+#[cfg(test)]
+fn transitions(cfg: &Cfg) -> Vec<(u32, u32)> {
+    gated_transitions(cfg).into_keys().collect()
+}
+
+/// Each transition with the `#[cfg]` predicates of every distinct path that makes it
+/// (the blocks it passes through, the skip path of a `#[cfg]`'d statement, the state it
+/// reaches); an empty set of predicates is a path compiled in everywhere.
+fn gated_transitions(cfg: &Cfg) -> BTreeMap<(u32, u32), Vec<PathCfg>> {
     const START: u32 = u32::MAX - 1;
     const END: u32 = u32::MAX;
-    let mut edges = BTreeSet::new();
+    let mut edges: BTreeMap<(u32, u32), BTreeMap<Vec<String>, PathCfg>> = BTreeMap::new();
+    let mut add = |edge: (u32, u32), path: &PathCfg| {
+        let key: Vec<String> = path.keys().cloned().collect();
+        edges.entry(edge).or_default().insert(key, path.clone());
+    };
     let mut origins: BTreeMap<u32, BlockId> = BTreeMap::new();
     origins.insert(START, 0);
     for (k, s) in cfg.states.iter().enumerate() {
         origins.insert(k as u32, s.resume);
     }
+    let with = |path: &PathCfg, preds: &[TokenStream]| {
+        let mut path = path.clone();
+        for p in preds {
+            path.insert(p.to_string(), p.clone());
+        }
+        path
+    };
     for (&origin, &start) in &origins {
         let mut seen = BTreeSet::new();
-        let mut stack = vec![start];
-        while let Some(b) = stack.pop() {
-            if !seen.insert(b) {
+        let mut stack = vec![(start, PathCfg::new())];
+        while let Some((b, path)) = stack.pop() {
+            let block = &cfg.blocks[b];
+            let path = with(&path, &block.cfg);
+            let key: Vec<String> = path.keys().cloned().collect();
+            if !seen.insert((b, key)) {
                 continue;
             }
-            let block = &cfg.blocks[b];
             if block.completes {
-                edges.insert((origin, END));
+                add((origin, END), &path);
             }
             for &e in &block.exits {
-                match &cfg.exits[e].kind {
-                    ExitKind::Goto => stack.push(cfg.exits[e].target),
+                let exit = &cfg.exits[e];
+                let path = with(&path, &exit.cfg);
+                match &exit.kind {
+                    ExitKind::Goto => stack.push((exit.target, path)),
                     ExitKind::Suspend { state, .. } => {
-                        edges.insert((origin, *state as u32));
+                        add(
+                            (origin, *state as u32),
+                            &with(&path, &cfg.states[*state].cfg),
+                        );
                     }
                 }
             }
         }
     }
-    edges.into_iter().collect()
+    edges
+        .into_iter()
+        .map(|(edge, paths)| (edge, paths.into_values().collect()))
+        .collect()
 }
 
 #[cfg(test)]

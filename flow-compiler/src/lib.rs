@@ -13,6 +13,7 @@ mod check;
 mod ctxt;
 mod emit;
 mod lower;
+mod macros;
 mod names;
 mod order;
 mod rewrite;

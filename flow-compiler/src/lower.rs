@@ -21,7 +21,7 @@ use crate::cfg::{
 };
 use crate::ctxt::Ctxt;
 use crate::names;
-use crate::order::{binary_use, changed_by, indexes, macro_use, place_root, Use};
+use crate::order::{binary_use, changed_by, index_roots, indexes, macro_use, place_root, Use};
 use crate::rewrite::{macro_args, vec_repeat, ExitRewriter};
 use crate::stmt_attrs::{cfg_of, classify, take_attrs, StmtAttrs};
 
@@ -255,7 +255,7 @@ impl<'a> Lowerer<'a> {
 
     /// Adds a slot named `ident` to the innermost scope and binds it here.
     fn declare(&mut self, ident: &Ident, mutable: bool) -> SlotId {
-        let label = format!("`{ident}`");
+        let label = generated_label(ident).unwrap_or_else(|| format!("`{ident}`"));
         let slot = self.new_slot(ident.clone(), mutable, ident.span(), label);
         self.scopes
             .last_mut()
@@ -364,6 +364,7 @@ impl<'a> Lowerer<'a> {
             kind,
             visible: self.visible(),
             defined: self.defined.clone(),
+            cfg: Vec::new(),
         });
         self.block_mut().exits.push(k);
         exit_placeholder(k).into_token_stream()
@@ -860,6 +861,8 @@ impl<'a> Lowerer<'a> {
         let keep_old = self.rebind(&shadowed, |l, old| l.old_gate(old));
         let joins = self.declare_joins(&shadowed, &predicate);
         let skip = self.exit(after, ExitKind::Goto);
+        let skip_exit = self.cfg.exits.len() - 1;
+        self.cfg.exits[skip_exit].cfg = vec![quote!(not(#predicate))];
         self.pop_scope();
         self.defined = saved;
         self.push(quote_spanned!(span=>
@@ -1192,8 +1195,13 @@ impl<'a> Lowerer<'a> {
             };
             let later: Vec<&Expr> = ops[i + 1..=last].iter().map(|(e, _)| *e).collect();
             let deferrable = match place_root(op) {
-                Some(root) if !self.needs_lowering(op) => !changed_by(root, how, &later),
-                _ => r.pure,
+                Some(root) if !self.needs_lowering(op) => {
+                    !changed_by(root, how, &later)
+                        && index_roots(op)
+                            .into_iter()
+                            .all(|i| !changed_by(i, Use::Operand, &later))
+                }
+                _ => r.pure || self.lookup_unchanged(op, &later),
             };
             if !deferrable {
                 out.push(self.bind_temp(r.tokens, op.span()));
@@ -1209,6 +1217,28 @@ impl<'a> Lowerer<'a> {
             out.push(r.tokens);
         }
         out
+    }
+
+    /// `m.get(&k)`, `v.first()` on a local, left of a step: a lookup without side
+    /// effects whose result borrows the local, which plain Rust keeps borrowed until the
+    /// whole expression is evaluated; evaluated after the step it gives the same value
+    /// unless a later operand writes the local or a key.
+    fn lookup_unchanged(&self, op: &Expr, later: &[&Expr]) -> bool {
+        let Expr::MethodCall(m) = op else {
+            return false;
+        };
+        let simple = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
+        let Some(root) = place_root(&m.receiver) else {
+            return false;
+        };
+        LOOKUPS.contains(&m.method.to_string().as_str())
+            && m.args.iter().all(simple)
+            && !self.needs_lowering(op)
+            && !changed_by(root, Use::Operand, later)
+            && m.args
+                .iter()
+                .filter_map(place_root)
+                .all(|k| !changed_by(k, Use::Operand, later))
     }
 
     // Input:  `a OP b` with an `.await` in it.
@@ -1471,6 +1501,25 @@ impl<'a> Lowerer<'a> {
         join: BlockId,
         force_blocks: bool,
     ) {
+        let plain_arms = arms.iter().all(|a| {
+            !self.needs_lowering(a.body) && a.guard.as_ref().is_none_or(|g| !self.needs_lowering(g))
+        });
+        if plain_arms {
+            // Only the scrutinee steps: the `match` stays one piece of plain code after
+            // it, so its bindings (borrows of the scrutinee included) never leave it.
+            let scrut = self.lower_expr(scrutinee, true).tokens;
+            self.note_tokens(&scrut);
+            let arm_code = arms.iter().map(|a| {
+                let (attrs, pat, body) = (&a.attrs, &a.pat, a.body);
+                let guard = a.guard.as_ref().map(|g| quote!(if #g));
+                quote!(#(#attrs)* #pat #guard => #body)
+            });
+            let m: Expr = syn::parse_quote!(match __flow_scrutinee { #(#arm_code,)* });
+            let code = self.inline_branch(&m, temp, join);
+            self.push(replace_ident(code, "__flow_scrutinee", &quote!((#scrut))));
+            self.block_mut().terminated = true;
+            return;
+        }
         let lowered: Vec<bool> = arms
             .iter()
             .map(|a| force_blocks || self.needs_lowering(a.body))
@@ -1542,8 +1591,9 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// `m.get(&key_of(x))`: the computed key is bound to a temporary first
-    /// (`let t = key_of(x); m.get(&t)`), so the lookup can be evaluated again.
+    /// `m.get(&key_of(x))`, `m.get(&num(x).await?)`: the computed key is bound to a
+    /// temporary first (`let t = key_of(x); m.get(&t)`), so the lookup can be evaluated
+    /// again (a key with a step is lowered as any operand is).
     fn hoist_lookup_args(&mut self, scrutinee: &Expr) -> Option<Expr> {
         let Expr::MethodCall(m) = scrutinee else {
             return None;
@@ -1551,7 +1601,11 @@ impl<'a> Lowerer<'a> {
         let computed_ref =
             |a: &Expr| matches!(a, Expr::Reference(r) if place_root(&r.expr).is_none());
         let simple = |a: &Expr| matches!(a, Expr::Lit(_)) || place_root(a).is_some();
-        if self.needs_lowering(scrutinee)
+        let steps_outside_keys = self.needs_lowering(&m.receiver)
+            || m.args
+                .iter()
+                .any(|a| !computed_ref(a) && self.needs_lowering(a));
+        if steps_outside_keys
             || !LOOKUPS.contains(&m.method.to_string().as_str())
             || place_root(&m.receiver).is_none()
             || !m.args.iter().any(computed_ref)
@@ -1563,7 +1617,11 @@ impl<'a> Lowerer<'a> {
         for arg in hoisted.args.iter_mut() {
             if let Expr::Reference(r) = arg {
                 if place_root(&r.expr).is_none() {
-                    let value = self.plain(&r.expr).tokens;
+                    let value = if self.needs_lowering(&r.expr) {
+                        self.lower_expr(&r.expr, true).tokens
+                    } else {
+                        self.plain(&r.expr).tokens
+                    };
                     let temp = self.bind_temp(value, r.expr.span());
                     *r.expr = syn::parse_quote!(#temp);
                 }
@@ -1741,11 +1799,13 @@ impl<'a> Lowerer<'a> {
         exit: BlockId,
     ) -> (BlockId, Vec<(String, SlotId)>) {
         if let Expr::Let(l) = cond {
-            let reevaluable = is_reevaluable_borrow(&l.expr);
+            let hoisted = self.hoist_lookup_args(&l.expr);
+            let scrutinee = hoisted.as_ref().unwrap_or(&l.expr);
+            let reevaluable = is_reevaluable_borrow(scrutinee);
             if !reevaluable {
-                self.check_not_borrowed(&l.expr, std::iter::once((&*l.pat, true)));
+                self.check_not_borrowed(scrutinee, std::iter::once((&*l.pat, true)));
             }
-            let scrut = self.lower_expr(&l.expr, true).tokens;
+            let scrut = self.lower_expr(scrutinee, true).tokens;
             self.note_tokens(&scrut);
             let shadows = self.shadow_points(&l.pat);
             let rebind_from = (reevaluable && shadows.is_empty()).then(|| scrut.clone());
@@ -1787,8 +1847,16 @@ impl<'a> Lowerer<'a> {
     //          head: match for_next(&mut items, &mut pos) { Some(PAT) => BODY; goto head,
     //                                                       None => goto exit }`
     fn lower_for(&mut self, f: &syn::ExprForLoop) -> Lowered {
-        if is_borrowed_iteration(&f.expr) {
+        if is_borrowed_iteration(&f.expr) || is_range_chain(&f.expr) {
             return self.lower_for_borrowed(f);
+        }
+        if let Some(root) = unbounded_range_root(&f.expr) {
+            return self.error(
+                root.span(),
+                "an unbounded range cannot be iterated with steps in the loop body: the \
+                 workflow journals the items up front; bound it (`a..b`) or use `loop` with \
+                 a counter instead",
+            );
         }
         if let Expr::Reference(r) = &*f.expr {
             self.cx.error_spanned_by(
@@ -1890,21 +1958,31 @@ impl<'a> Lowerer<'a> {
         self.lower_conditional_loop(&f.label, &cond, &f.body, |l| l.note_uses(in_head))
     }
 
-    // Input:  `for PAT in &xs { BODY }` (or `&mut xs`, `xs.iter()`, `xs.values()`, ..).
-    // Output: `{ let mut next = 0usize;
-    //           loop { if (&xs).into_iter().nth(next).is_none() { break; }
+    // Input:  `for PAT in &xs { BODY }` (or `&mut xs`, `xs.iter()`, `xs.values()`, ..,
+    //         or a range with adapters: `(a..b).step_by(k)`, `(a..=b).rev().skip(1)`).
+    // Output: `{ let src = a..b; let arg = k;      (a range's bounds and the adapters'
+    //           let mut next = 0usize;               arguments, evaluated once, in order)
+    //           loop { if SOURCE.nth(next).is_none() { break; }
     //                  next += 1;
-    //                  let PAT = (&xs).into_iter().nth(next - 1).unwrap(); BODY } }`
-    //         Only the position is journaled; the collection is borrowed afresh for each
-    //         item, and a block after a step or a jump binds the item again the same way
-    //         (`Cfg::rebinds`), so no borrow is held across a step.
+    //                  let PAT = SOURCE.nth(next - 1).unwrap(); BODY } }`
+    //         where SOURCE is the expression rebuilt from `xs` (or `src.clone()`) and the
+    //         arguments. Only the position, the bounds and the arguments are journaled;
+    //         each item is computed again from them (`nth` of these adapters over a range
+    //         or a collection does not iterate the items before it), so nothing is
+    //         collected up front, and a block after a step or a jump binds a borrowed
+    //         item again the same way (`Cfg::rebinds`): no borrow is held across a step.
     fn lower_for_borrowed(&mut self, f: &syn::ExprForLoop) -> Lowered {
         self.temps += 1;
-        let next = format_ident!("__flow_next_{}", self.temps, span = f.expr.span());
-        let (label, pat, source, body) = (&f.label, &f.pat, &f.expr, &f.body);
+        let n = self.temps;
+        let span = f.expr.span();
+        let next = format_ident!("__flow_next_{}", n, span = span);
+        let mut prelude = TokenStream::new();
+        let source = self.rebuilt_source(&f.expr, n, &mut prelude);
+        let (label, pat, body) = (&f.label, &f.pat, &f.body);
         // The end test borrows only inside its condition, and the item is bound in the
         // same block as the start of the body, so no borrow travels through the frame.
-        let desugared: Expr = syn::parse_quote_spanned!(f.expr.span()=> {
+        let desugared: Expr = syn::parse_quote_spanned!(span=> {
+            #prelude
             let mut #next: usize = 0;
             #label loop {
                 if ::core::option::Option::is_none(&::core::iter::Iterator::nth(
@@ -1925,6 +2003,45 @@ impl<'a> Lowerer<'a> {
             }
         });
         self.lower_expr(&desugared, false)
+    }
+
+    /// The iterated expression of [`Self::lower_for_borrowed`] with what Rust evaluates
+    /// once before the loop (a range, the adapters' arguments) bound in `prelude` to
+    /// locals of the loop (`__flow_src_N`, `__flow_arg_N_i`), so that evaluating it again
+    /// for each item sees the same values whatever the body changes.
+    fn rebuilt_source(&mut self, e: &Expr, n: usize, prelude: &mut TokenStream) -> TokenStream {
+        match e {
+            Expr::Paren(p) => self.rebuilt_source(&p.expr, n, prelude),
+            Expr::Range(r) => {
+                let src = format_ident!("__flow_src_{}", n, span = r.span());
+                prelude.extend(quote_spanned!(r.span()=> let #src = #r;));
+                quote_spanned!(r.span()=> ::core::clone::Clone::clone(&#src))
+            }
+            Expr::MethodCall(m) if m.method != "iter" && !m.args.is_empty() => {
+                let receiver = self.rebuilt_source(&m.receiver, n, prelude);
+                let args: Vec<TokenStream> = m
+                    .args
+                    .iter()
+                    .map(|a| {
+                        if matches!(a, Expr::Lit(_)) {
+                            return a.to_token_stream();
+                        }
+                        self.temps += 1;
+                        let arg = format_ident!("__flow_arg_{}_{}", n, self.temps, span = a.span());
+                        prelude.extend(quote_spanned!(a.span()=> let #arg = #a;));
+                        arg.into_token_stream()
+                    })
+                    .collect();
+                let (method, turbofish) = (&m.method, &m.turbofish);
+                quote!((#receiver).#method #turbofish (#(#args),*))
+            }
+            Expr::MethodCall(m) => {
+                let receiver = self.rebuilt_source(&m.receiver, n, prelude);
+                let (method, turbofish) = (&m.method, &m.turbofish);
+                quote!((#receiver).#method #turbofish ())
+            }
+            other => other.to_token_stream(),
+        }
     }
 
     fn find_loop(&mut self, label: &Option<syn::Lifetime>, span: Span) -> Option<usize> {
@@ -2036,16 +2153,58 @@ fn is_borrowed_iteration(e: &Expr) -> bool {
             m.args.is_empty() && place_root(&m.receiver).is_some()
         }
         // Adapters that keep the iteration a pure function of the position.
+        // Adapters' arguments are evaluated once, before the loop (`rebuilt_source`).
         Expr::MethodCall(m) => {
-            const ADAPTERS: &[&str] = &["enumerate", "rev", "skip", "take", "step_by"];
-            ADAPTERS.contains(&m.method.to_string().as_str())
-                && m.args
-                    .iter()
-                    .all(|a| matches!(a, Expr::Lit(_)) || place_root(a).is_some())
+            POSITIONAL_ADAPTERS.contains(&m.method.to_string().as_str())
+                && !m.args.iter().any(|a| tokens_await(&a.to_token_stream()))
                 && is_borrowed_iteration(&m.receiver)
         }
         Expr::Paren(p) => is_borrowed_iteration(&p.expr),
         _ => false,
+    }
+}
+
+/// Adapters whose `nth` over a range or a collection does not go through the items
+/// before it, so the iteration is a function of the position.
+const POSITIONAL_ADAPTERS: &[&str] = &["enumerate", "rev", "skip", "take", "step_by"];
+
+/// `(a..b).step_by(k)`, `(a..=b).rev()`, `(a..b)`: a bounded range, possibly behind
+/// positional adapters whose arguments have no step.
+fn is_range_chain(e: &Expr) -> bool {
+    match e {
+        Expr::Paren(p) => match &*p.expr {
+            Expr::Range(r) => r.start.is_some() && r.end.is_some(),
+            inner => is_range_chain(inner),
+        },
+        Expr::MethodCall(m) => {
+            POSITIONAL_ADAPTERS.contains(&m.method.to_string().as_str())
+                && !m.args.iter().any(|a| tokens_await(&a.to_token_stream()))
+                && match &*m.receiver {
+                    Expr::Range(r) => r.start.is_some() && r.end.is_some(),
+                    Expr::Paren(p) => match &*p.expr {
+                        Expr::Range(r) => r.start.is_some() && r.end.is_some(),
+                        _ => is_range_chain(&m.receiver),
+                    },
+                    _ => is_range_chain(&m.receiver),
+                }
+        }
+        _ => false,
+    }
+}
+
+/// The unbounded range (`a..`) at the root of `e`, behind positional adapters other than
+/// `take` (which bounds it).
+fn unbounded_range_root(e: &Expr) -> Option<&syn::ExprRange> {
+    match e {
+        Expr::Paren(p) => unbounded_range_root(&p.expr),
+        Expr::Range(r) if r.end.is_none() => Some(r),
+        Expr::MethodCall(m)
+            if m.method != "take"
+                && POSITIONAL_ADAPTERS.contains(&m.method.to_string().as_str()) =>
+        {
+            unbounded_range_root(&m.receiver)
+        }
+        _ => None,
     }
 }
 
@@ -2173,6 +2332,39 @@ fn count_mentions(tokens: &TokenStream, name: &Ident) -> usize {
 
 /// How messages name a generated local: by what it holds and where, never by its
 /// generated identifier.
+/// `code` with every identifier `name` replaced by `with`.
+fn replace_ident(code: TokenStream, name: &str, with: &TokenStream) -> TokenStream {
+    code.into_iter()
+        .flat_map(|tt| match tt {
+            proc_macro2::TokenTree::Group(g) => {
+                let mut ng =
+                    proc_macro2::Group::new(g.delimiter(), replace_ident(g.stream(), name, with));
+                ng.set_span(g.span());
+                TokenStream::from(proc_macro2::TokenTree::Group(ng))
+            }
+            proc_macro2::TokenTree::Ident(i) if i == name => with.clone(),
+            other => TokenStream::from(other),
+        })
+        .collect()
+}
+
+/// What a local the lowering itself binds with a `let` holds, for messages (which never
+/// name a generated identifier).
+fn generated_label(ident: &Ident) -> Option<String> {
+    let name = ident.to_string();
+    let line = ident.span().start().line;
+    let what = if name.starts_with("__flow_next_") {
+        "the position of"
+    } else if name.starts_with("__flow_src_") {
+        "the range iterated by"
+    } else if name.starts_with("__flow_arg_") {
+        "an argument of what is iterated by"
+    } else {
+        return None;
+    };
+    Some(format!("{what} the `for` loop at line {line}"))
+}
+
 fn describe_temp(what: &str, span: Span) -> String {
     let line = span.start().line;
     match what {

@@ -45,8 +45,46 @@ pub(crate) fn place_root(e: &Expr) -> Option<&Ident> {
     }
 }
 
+/// A literal, a place, or a range of those (`&s[..n]`): indexing with it has no side
+/// effect but a bounds check.
 fn is_simple_index(e: &Expr) -> bool {
-    matches!(e, Expr::Lit(_)) || place_root(e).is_some()
+    match e {
+        Expr::Range(r) => [&r.start, &r.end]
+            .into_iter()
+            .all(|b| b.as_deref().is_none_or(is_simple_index)),
+        _ => matches!(e, Expr::Lit(_)) || place_root(e).is_some(),
+    }
+}
+
+/// The locals read by the index expressions of a place (`i` and `n` in `v[i][..n]`):
+/// copied when the place is evaluated, so a later write to them must not be seen.
+pub(crate) fn index_roots(e: &Expr) -> Vec<&Ident> {
+    fn indexes_of<'e>(e: &'e Expr, out: &mut Vec<&'e Ident>) {
+        match e {
+            Expr::Range(r) => {
+                for b in [&r.start, &r.end].into_iter().flatten() {
+                    indexes_of(b, out);
+                }
+            }
+            other => out.extend(place_root(other)),
+        }
+    }
+    let mut out = Vec::new();
+    let mut e = e;
+    loop {
+        match e {
+            Expr::Field(f) => e = &f.base,
+            Expr::Paren(p) => e = &p.expr,
+            Expr::Group(g) => e = &g.expr,
+            Expr::Reference(r) => e = &r.expr,
+            Expr::Unary(u) => e = &u.expr,
+            Expr::Index(i) => {
+                indexes_of(&i.index, &mut out);
+                e = &i.expr;
+            }
+            _ => return out,
+        }
+    }
 }
 
 /// Whether evaluating the place indexes a collection (and so may panic).

@@ -209,13 +209,47 @@ fn policy_tokens(o: &TaskOptions) -> TokenStream {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
     };
+    // With every field given, `..Default::default()` would trip `clippy::needless_update`
+    // in the user's crate.
+    let every_field = o.max_attempts.is_some()
+        && o.initial_ms.is_some()
+        && o.backoff.is_some()
+        && o.max_interval_ms.is_some()
+        && o.jitter.is_some();
+    let rest = if every_field {
+        TokenStream::new()
+    } else {
+        quote!(..::core::default::Default::default())
+    };
     quote! {
         ::flow::TaskPolicy {
             retry: ::flow::RetryPolicy {
                 #max_attempts #initial #backoff #max_interval #jitter
-                ..::core::default::Default::default()
+                #rest
             },
             timeout: #timeout,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_of(options: &str) -> String {
+        let cx = Ctxt::new();
+        let opts = crate::attr::task_options(options.parse().unwrap(), &cx);
+        cx.check().unwrap();
+        policy_tokens(&opts).to_string()
+    }
+
+    #[test]
+    fn a_policy_with_every_retry_option_has_no_default_update() {
+        let all = policy_of(
+            "retry(max_attempts = 5, initial = \"200ms\", backoff = 2.0, max_interval = \"1m\", jitter = 0.1)",
+        );
+        assert!(!all.contains("Default"), "{all}");
+        let some = policy_of("retry(max_attempts = 5, jitter = 0.1)");
+        assert!(some.contains("Default :: default"), "{some}");
     }
 }

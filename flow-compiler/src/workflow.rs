@@ -40,6 +40,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
     let f: ItemFn = syn::parse2(item).map_err(|e| cx.syn_error(e)).ok()?;
     let sig = signature::check(&f, "workflow", cx);
     crate::check::check_body(&f.block, cx);
+    crate::macros::check_macros(&f.block, cx);
     if cx.has_errors() {
         return None;
     }
@@ -98,13 +99,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             quote!(^ if cfg!(#predicate) { #term } else { 0 })
         });
     let fp = quote!(#fp #(#cfg_terms)*);
-    let state_infos = cfg.states.iter().map(|s| {
-        let (n, l) = (&s.name, s.line);
-        quote!(::flow::StateInfo { name: #n, line: #l })
-    });
-    let transitions = emit::transitions(&cfg)
-        .into_iter()
-        .map(|(a, b)| quote!((#a, #b)));
+    let (state_infos, transitions) = emit::graph_entries(&cfg);
     let signal_table = crate::signals::table(&crate::signals::find(&f.block));
     let body = &f.block;
     let doc = format!(

@@ -1212,3 +1212,126 @@ pub async fn cfg_let_shadows_loop_item(x: i64) -> Vec<i64> {
     }
     out
 }
+
+/// Issue 10: a `#[cfg(all())] let` read only by a `#[cfg(any())]` statement with a step
+/// (its frame slot would have no type), and a local of a `#[cfg(all())]` block read only
+/// by a `#[cfg(any())]` block with a step in it (never-type fallback).
+#[workflow]
+pub async fn cfg_in_let_read_only_by_cfg_out_step(x: i64) -> Result<Vec<i64>, String> {
+    let mut trace = Vec::new();
+    #[cfg(all())]
+    #[allow(unused_variables)]
+    let a = 5;
+    #[cfg(any())]
+    {
+        trace.push(checked(x).await?);
+        trace.push(a);
+    }
+    #[cfg(all())]
+    {
+        #[allow(unused_variables)]
+        let acc: Vec<i64> = vec![x];
+        #[cfg(any())]
+        {
+            trace.push(inc(x).await);
+            trace.push(acc.len() as i64);
+        }
+    }
+    trace.push(checked(x + 1).await?);
+    Ok(trace)
+}
+
+/// Issue 10: a lookup whose key has a step, matched with a step in the arm
+/// (`m.get(&num(x).await?)`), in `if let`, `match` and `while let`.
+#[workflow]
+pub async fn lookup_key_with_step(x: i64) -> Result<(i64, Vec<i64>), String> {
+    let prices = std::collections::BTreeMap::from([(0i64, 5i64), (1, x), (2, -x)]);
+    let mut total = 0;
+    if let Some(p) = prices.get(&checked(x.rem_euclid(3)).await?) {
+        total += inc(*p).await;
+        total += *p;
+    }
+    let mut seen = Vec::new();
+    match prices.get(&inc(x).await.rem_euclid(4)) {
+        Some(p) if *p > 0 => seen.push(double(*p).await + *p),
+        Some(p) => seen.push(*p),
+        None => seen.push(inc(-1).await),
+    }
+    let mut k = 0;
+    while let Some(p) = prices.get(&add(k, 0).await) {
+        seen.push(inc(*p).await - *p);
+        k += 1;
+    }
+    Ok((total, seen))
+}
+
+/// Issue 10: adapters over ranges in a `for` with steps are journaled as the bounds, the
+/// adapters' arguments and a position, never collected (a huge range left early), and
+/// the arguments are evaluated once, before the loop, even when the body changes them.
+#[workflow]
+pub async fn range_adapters_lazily(x: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut k = (x.rem_euclid(3) + 1) as usize;
+    for i in (x..1i64 << 40).step_by(k) {
+        k += 1;
+        out.push(inc(i).await);
+        if out.len() >= 3 {
+            break;
+        }
+    }
+    out.push(k as i64);
+    for i in (0..=1i64 << 41).rev().step_by(1 << 20).skip(1) {
+        out.push(double(i >> 20).await);
+        if out.len() >= 6 {
+            break;
+        }
+    }
+    let mut n = 4;
+    for (j, i) in (x..x + n).rev().enumerate().take(3) {
+        n -= 1;
+        out.push(add(i, j as i64).await + n);
+    }
+    for i in (inc(x).await..=double(x.rem_euclid(4)).await + x + 1).step_by(2) {
+        out.push(inc(i).await);
+    }
+    let xs = vec![x, x + 1, x + 2, x + 3];
+    let mut stride = 2;
+    for v in xs.iter().step_by(stride) {
+        stride += 5;
+        out.push(inc(*v).await + stride as i64);
+    }
+    out
+}
+
+/// Generator-style findings (issue 10, item 5): a `match` whose scrutinee borrows and
+/// steps, with arms that bind but do not step; a borrowed sub-slice left of a step in
+/// `format!`; an index local changed by a later operand.
+#[workflow]
+pub async fn borrows_around_a_step_in_one_expression(
+    x: i64,
+) -> Result<(i64, String, Vec<i64>), String> {
+    let a = vec![x, 1];
+    let t = match (&a, checked(x).await?) {
+        (a, n) if n > 3 => a.len() as i64 + n,
+        (a, n) => a[0] - n,
+    };
+    let s = format!("ab{x}");
+    let n = 2;
+    let u = format!("{}-{}", &s[..n], inc(t).await);
+    let v = vec![x, x + 1, x + 2];
+    let mut i = 0;
+    let w = vec![
+        v[i],
+        {
+            i += 1;
+            inc(v[i]).await
+        },
+        v[i],
+    ];
+    let z = if let (Some(first), k) = (a.first(), double(x).await) {
+        *first + k
+    } else {
+        0
+    };
+    Ok((t + z, u, w))
+}

@@ -51,11 +51,10 @@ SHAPES = {
 # Shapes the compiler refuses (some by design, with a clear message), with what it says; kept
 # out of the checked-in corpus (README, "Reliability") until it compiles them.
 KNOWN_COMPILER_GAPS = {
-    "user_macros": "rustc E0277/E0308 in generated code: `?` or `return` inside a macro_rules! expansion",
+    "user_macros": "refused with a clear message at the call: a body macro_rules! whose expansion contains `?` or `return`",
     "outside_macros": "documented refusal (README): the compiler cannot see a module-level macro's expansion",
     "await_in_user_macro": "refused with a clear message: `.await` inside a user macro's arguments",
     "block_statics": "refused with a clear message: a static in a block with a step may not hide an outer one",
-    "step_in_lookup_key": "rustc E0716 when the lookup is matched with a step in the arm",
     "cfg_shadowing_let": "refused with a clear message: a #[cfg]'d let hiding a local of an enclosing block",
 }
 
