@@ -138,12 +138,11 @@ impl RunDriver {
             }
             if let Some(policy) = policy {
                 let succeeded = progress.done - progress.failed;
-                match batch::verdict(policy, spec.len, succeeded, progress.failed) {
-                    Some(completion) => {
-                        return self
-                            .complete_batch(turn, write, &before, &progress, &items, completion)
-                    }
-                    None => {}
+                if let Some(completion) =
+                    batch::verdict(policy, spec.len, succeeded, progress.failed)
+                {
+                    return self
+                        .complete_batch(turn, write, &before, &progress, &items, completion);
                 }
             }
             let tolerated = spec.tolerance.map(|t| t.allowed(spec.len));
