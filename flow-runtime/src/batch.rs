@@ -186,8 +186,9 @@ impl<T> Batched<T> {
     }
 
     /// Completes the batch once more than `rate` of all branches failed (0.1 = 10%),
-    /// rounded down on the decimal as written, as [`Map::tolerate_failure_rate`]
-    /// (crate::Map::tolerate_failure_rate) does; with a count too, the smaller limit wins.
+    /// rounded down on the decimal as written, as
+    /// [`Map::tolerate_failure_rate`](crate::Map::tolerate_failure_rate) does; with a count
+    /// too, the smaller limit wins.
     pub fn tolerate_failure_rate(mut self, rate: f64) -> Self {
         self.policy.tolerance.max_failure_rate = Some(rate);
         self
