@@ -217,6 +217,23 @@ async fn named_steps(key: String) -> Result<u32, String> {
     Ok(first? + items.into_iter().map(|i| i.unwrap_or(0)).sum::<u32>() + child)
 }
 
+/// Named operations the test driver performs (no child run).
+#[workflow]
+async fn named_locally(key: String) -> Result<u32, String> {
+    flow::sleep(Duration::from_millis(1))
+        .named("cool-down")
+        .await;
+    let first = attempt(key.clone(), 1, true).named("first").await?;
+    let batch = flow::all(vec![attempt(key, 2, true).named("second")])
+        .fail_fast()
+        .await;
+    Ok(first
+        + batch
+            .successes()
+            .map(|(_, v)| v.clone().unwrap_or(0))
+            .sum::<u32>())
+}
+
 /// Runs `make(key)` uninterrupted, then on an engine halted after its `k`-th commit and
 /// a reopened one, for every `k`; checks each output equals the uninterrupted one and
 /// calls `check(engine, key)` on the reopened engine once the run finished.
@@ -575,5 +592,10 @@ async fn names_are_journaled_and_shown_in_the_history() {
         assert_eq!(engine.status("run/3").await.unwrap(), RunStatus::Completed);
     }
     crash_at_every_commit("names", named_steps, names_in_history).await;
+    let mut driver = Driver::new();
+    let driven = driver.run(named_locally("driver-names".into()), Restore::EveryStep);
+    assert_eq!(driven.await.unwrap(), Ok(30));
+    let steps: Vec<String> = driver.steps.iter().map(|s| s.request.label()).collect();
+    assert_eq!(steps, ["cool-down", "first", "batch(1)"]);
     assert_eq!(named_steps("plain".into()).await, Ok(10 + 20 + 30 + 40));
 }

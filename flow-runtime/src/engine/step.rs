@@ -525,10 +525,13 @@ fn schedule(
                 timeout,
                 heartbeat,
             } => {
-                let OpRequest::Task { name, args, policy } = *task else {
+                // A name on the task names the callback's step or branch already (see
+                // `OpRequest::label`).
+                let label = task.label();
+                let OpRequest::Task { name, args, policy } = task.unnamed().0 else {
                     return Err(format!(
                         "`wait_for_callback` needs a #[task] call, not `{}`",
-                        task.label()
+                        label
                     ));
                 };
                 let token = crate::callback::new_token()?;
