@@ -300,6 +300,7 @@ fn requests<O: DurableOp>(ops: Vec<O>) -> Result<Vec<OpRequest>, CodecError> {
     ops.into_iter().map(DurableOp::into_request).collect()
 }
 
+#[diagnostic::do_not_recommend]
 impl<O: DurableOp> DurableOp for Batched<Vec<O>> {
     type Output = Batch<Vec<BranchStatus<O::Output>>>;
     fn into_request(self) -> Result<OpRequest, CodecError> {
@@ -333,6 +334,7 @@ where
 
 macro_rules! impl_batched {
     ($($name:ident $idx:tt),+) => {
+        #[diagnostic::do_not_recommend]
         impl<$($name: DurableOp),+> DurableOp for Batched<($($name,)+)> {
             type Output = Batch<($(BranchStatus<$name::Output>,)+)>;
             fn into_request(self) -> Result<OpRequest, CodecError> {

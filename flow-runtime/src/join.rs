@@ -91,6 +91,7 @@ macro_rules! impl_join {
             }
         }
 
+        #[diagnostic::do_not_recommend]
         impl<$($name: DurableOp),+> DurableOp for LimitedJoin<($($name,)+)> {
             type Output = ($($name::Output,)+);
             fn into_request(self) -> Result<OpRequest, CodecError> {

@@ -50,6 +50,7 @@ impl<O> Named<O> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<O: DurableOp> DurableOp for Named<O> {
     type Output = O::Output;
     fn into_request(self) -> Result<OpRequest, CodecError> {

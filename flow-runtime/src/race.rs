@@ -211,6 +211,7 @@ where
     FirstOk(ops.into_iter().collect())
 }
 
+#[diagnostic::do_not_recommend]
 impl<O, T, E> DurableOp for FirstOk<O>
 where
     O: DurableOp<Output = Result<T, E>>,

@@ -141,8 +141,9 @@ impl RunDriver {
                 if let Some(completion) =
                     batch::verdict(policy, spec.len, succeeded, progress.failed)
                 {
-                    return self
-                        .complete_batch(turn, write, &before, &progress, &items, completion);
+                    return self.complete_batch(
+                        turn, write, &before, spec.len, &progress, &items, completion,
+                    );
                 }
             }
             let tolerated = spec.tolerance.map(|t| t.allowed(spec.len));
@@ -283,14 +284,12 @@ impl RunDriver {
         turn: &Turn<'_>,
         mut write: RunWrite,
         before: &Needs,
+        len: u32,
         progress: &MapProgress,
         items: &BTreeMap<u32, OpRequest>,
         completion: Completion,
     ) -> Decision {
         let op = turn.op;
-        let Some(spec) = op.shape.map_spec() else {
-            return Decision::Abandon;
-        };
         write.events.push(EventKind::BatchCompleted {
             step: op.step,
             completion,
@@ -313,7 +312,7 @@ impl RunDriver {
             .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
             .map(|i| step::child_id(&self.run_id, op.step, *i, true))
             .collect();
-        let statuses: Vec<RawStatus<'_>> = (0..spec.len)
+        let statuses: Vec<RawStatus<'_>> = (0..len)
             .map(|i| match all.get(&i) {
                 Some(BranchRecord::Done(output)) => RawStatus::Succeeded(output),
                 Some(BranchRecord::Erred(output, error)) => RawStatus::Failed {
@@ -329,7 +328,6 @@ impl RunDriver {
             })
             .collect();
         let output = batch::encode(completion, &statuses);
-        drop(statuses);
         match output {
             Ok(output) => self.resume(turn, write, before, output, Vec::new()),
             Err(e) => {
