@@ -141,9 +141,9 @@ impl RunDriver {
                 if let Some(completion) =
                     batch::verdict(policy, spec.len, succeeded, progress.failed)
                 {
-                    return self.complete_batch(
-                        turn, write, &before, spec.len, &progress, &items, completion,
-                    );
+                    write.cancel_runs = self.open_child_runs(op.step, &progress, &items);
+                    return self
+                        .complete_batch(turn, write, &before, spec.len, &progress, completion);
                 }
             }
             let tolerated = spec.tolerance.map(|t| t.allowed(spec.len));
@@ -161,12 +161,7 @@ impl RunDriver {
                         tolerated,
                     });
                     self.cancel_attempts(op.step, None);
-                    write.cancel_runs = progress
-                        .open
-                        .iter()
-                        .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
-                        .map(|i| step::child_id(&self.run_id, op.step, *i, true))
-                        .collect();
+                    write.cancel_runs = self.open_child_runs(op.step, &progress, &items);
                     let failed = MapFailed {
                         failed: progress.failed,
                         total: spec.len,
@@ -275,10 +270,25 @@ impl RunDriver {
 }
 
 impl RunDriver {
-    /// Completes a batch: cancels the items still running (their attempts are told to
-    /// stop, their child runs are cancelled in this transition, so nothing of them runs
-    /// again after a crash) and resumes the workflow with the `Batch` of every item's
-    /// status.
+    /// The child runs of the map's open items, to cancel when it stops early.
+    fn open_child_runs(
+        &self,
+        step: u64,
+        progress: &MapProgress,
+        items: &BTreeMap<u32, OpRequest>,
+    ) -> Vec<String> {
+        progress
+            .open
+            .iter()
+            .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
+            .map(|i| step::child_id(&self.run_id, step, *i, true))
+            .collect()
+    }
+
+    /// Completes a batch: cancels the attempts of the items still running (`write`
+    /// cancels their child runs, in the transition that resumes the workflow, so nothing
+    /// of them runs again after a crash) and resumes the workflow with the `Batch` of
+    /// every item's status.
     fn complete_batch(
         &mut self,
         turn: &Turn<'_>,
@@ -286,7 +296,6 @@ impl RunDriver {
         before: &Needs,
         len: u32,
         progress: &MapProgress,
-        items: &BTreeMap<u32, OpRequest>,
         completion: Completion,
     ) -> Decision {
         let op = turn.op;
@@ -305,13 +314,6 @@ impl RunDriver {
         for put in write.branch_puts.drain(..) {
             all.insert(put.branch, put.record);
         }
-        // Open items that are child runs are cancelled with this transition.
-        write.cancel_runs = progress
-            .open
-            .iter()
-            .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
-            .map(|i| step::child_id(&self.run_id, op.step, *i, true))
-            .collect();
         let statuses: Vec<RawStatus<'_>> = (0..len)
             .map(|i| match all.get(&i) {
                 Some(BranchRecord::Done(output)) => RawStatus::Succeeded(output),
