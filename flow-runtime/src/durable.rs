@@ -33,6 +33,14 @@ pub fn sleep_until(deadline: SystemTime) -> Sleep {
     Sleep { until_ms }
 }
 
+impl Sleep {
+    /// This sleep, shown as `name` in the run's history instead of `sleep`
+    /// (see [`OpExt::named`](crate::OpExt::named)).
+    pub fn named(self, name: impl Into<String>) -> crate::Named<Sleep> {
+        crate::OpExt::named(self, name)
+    }
+}
+
 impl DurableOp for Sleep {
     type Output = ();
     fn into_request(self) -> Result<OpRequest, CodecError> {

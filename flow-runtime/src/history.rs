@@ -36,7 +36,9 @@ pub enum EventKind {
         step: u64,
         /// The await site's index in the workflow's state graph.
         state: u32,
-        /// What is awaited (task or workflow name, `sleep`, `signal:NAME`, `join(N)`).
+        /// What is awaited: the name given with [`OpExt::named`](crate::OpExt::named), or
+        /// the task or workflow name, `sleep`, `signal:NAME`, `join(N)` (see
+        /// [`OpRequest::label`](crate::OpRequest::label)).
         name: String,
         /// The operation with its encoded arguments (the state's input, as Step
         /// Functions' history shows it); `flow::testing::RecordedRun` compares them.
@@ -178,6 +180,8 @@ pub enum EventKind {
         /// The fault it had.
         error: String,
     },
+    // Variants below were added after the ones above: postcard numbers variants in order,
+    // so new ones go at the end and stored events keep decoding.
     /// The run started on this version of its workflow: follows `RunStarted` for a
     /// version other than 1 (a run without it started on version 1).
     RunVersion {
@@ -193,6 +197,28 @@ pub enum EventKind {
         to: u32,
         /// The step it waits for (both versions await the same operation there).
         step: u64,
+    },
+    /// A branch of a join, race or batch, or a map item, has a name (given with
+    /// [`OpExt::named`](crate::OpExt::named)); written with the step's `StepScheduled`.
+    BranchNamed {
+        /// Step number.
+        step: u64,
+        /// The branch (or map item).
+        branch: u32,
+        /// Its name.
+        name: String,
+    },
+    /// A batch completed (see [`Batch`](crate::Batch)): every branch finished, or its
+    /// policy stopped it early and the branches still running were cancelled.
+    BatchCompleted {
+        /// Step number.
+        step: u64,
+        /// Why it completed.
+        completion: crate::Completion,
+        /// Branches that succeeded.
+        succeeded: u32,
+        /// Branches that failed.
+        failed: u32,
     },
 }
 

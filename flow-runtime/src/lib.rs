@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod callback;
 pub mod codec;
 mod durable;
@@ -16,6 +17,7 @@ mod join;
 mod json;
 mod machine;
 mod map;
+mod named;
 mod op;
 mod outcome;
 mod output;
@@ -28,6 +30,7 @@ pub mod testing;
 mod time;
 mod workflow;
 
+pub use batch::{all, Batch, Batched, BranchStatus, Completion};
 pub use callback::{Callback, CallbackError, WaitForCallback};
 pub use codec::{CodecError, MAX_PAYLOAD_BYTES};
 pub use durable::{
@@ -41,10 +44,11 @@ pub use engine::{
 pub use engine::{RunCounts, Upgrade, UpgradePlan};
 pub use error::FlowError;
 pub use history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
-pub use join::Join;
+pub use join::{Join, LimitedJoin};
 pub use map::{map, Map, MapFailed, TolerantMap};
-pub use op::{DurableOp, OpRequest, Tolerance};
-pub use race::{race, Either, OneOf3, Race};
+pub use named::{Named, OpExt};
+pub use op::{CompletionPolicy, DurableOp, OpRequest, Tolerance};
+pub use race::{first_ok, race, Either, FirstOk, OneOf3, Race};
 pub use signal_types::{SignalSite, SignalSites, SignalType};
 pub use task::{RetryPolicy, TaskContext, TaskFailure, TaskPolicy, DEFAULT_TASK_TIMEOUT};
 pub use workflow::{StateGraph, StateInfo, Workflow};

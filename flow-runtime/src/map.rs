@@ -1,11 +1,13 @@
 //! Fan-out over a collection (Step Functions' Map state): [`map`] runs one durable
-//! operation per item with a concurrency limit.
+//! operation per item with a concurrency limit; failure tolerances make it fail early
+//! ([`TolerantMap`]), completion policies make it report a [`Batch`](crate::Batch).
 
 use std::future::IntoFuture;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::Batched;
 use crate::codec::CodecError;
 use crate::op::{DurableOp, OpRequest, Tolerance};
 use crate::task::BoxFuture;
@@ -96,6 +98,30 @@ impl<O> Map<O> {
         }
     }
 
+    /// Fails the map at the first failed item: `tolerate_failures(0)`.
+    pub fn fail_fast(self) -> TolerantMap<O> {
+        self.tolerate_failures(0)
+    }
+
+    /// Completes the map once `n` items succeeded: the items still running are cancelled,
+    /// the others never start, and the await returns a [`Batch`](crate::Batch) that says why the map
+    /// completed and how each item ended (see [`Batched::min_successes`]).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn min_successes(self, n: u32) -> Batched<Vec<O>> {
+        self.batch().min_successes(n)
+    }
+
+    /// Reports how each item ended as a [`Batch`](crate::Batch) instead of a `Vec` of outputs: a failed
+    /// child run is then a failed item rather than the run's failure. Add a policy with
+    /// the [`Batched`] methods.
+    pub fn batch(self) -> Batched<Vec<O>> {
+        let max_in_flight = self.max_in_flight;
+        crate::batch::all(self.ops).max_in_flight(max_in_flight as usize)
+    }
+
     /// How many items the map has.
     pub fn len(&self) -> usize {
         self.ops.len()
@@ -118,6 +144,26 @@ impl<O> TolerantMap<O> {
     pub fn tolerate_failure_rate(mut self, rate: f64) -> Self {
         self.tolerance.max_failure_rate = Some(rate);
         self
+    }
+
+    /// Completes the map once `n` items succeeded, keeping the tolerance: the await
+    /// returns a [`Batch`](crate::Batch) (see [`Map::min_successes`]) instead of `Err(MapFailed)` when
+    /// too many items failed.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn min_successes(self, n: u32) -> Batched<Vec<O>> {
+        self.batch().min_successes(n)
+    }
+
+    /// Reports how each item ended as a [`Batch`](crate::Batch), with
+    /// [`Completion::FailureToleranceExceeded`](crate::Completion::FailureToleranceExceeded)
+    /// instead of `Err(MapFailed)` when too many items failed.
+    pub fn batch(self) -> Batched<Vec<O>> {
+        let mut batched = self.map.batch();
+        batched.policy.tolerance = self.tolerance;
+        batched
     }
 }
 
@@ -167,7 +213,7 @@ impl<O: DurableOp> DurableOp for TolerantMap<O> {
 }
 
 /// Runs the futures with at most `limit` at once; outputs in order.
-async fn run_limited<O>(ops: Vec<O>, limit: u32) -> Vec<O::Output>
+pub(crate) async fn run_limited<O>(ops: Vec<O>, limit: u32) -> Vec<O::Output>
 where
     O: IntoFuture + Send + 'static,
     O::IntoFuture: Send + 'static,

@@ -98,6 +98,32 @@ pub enum OpRequest {
         /// The encoded workflow input for the next generation.
         input: Vec<u8>,
     },
+    // Variants below were added after the ones above: postcard numbers variants in order,
+    // so new ones go at the end and stored requests keep decoding.
+    /// Run one operation per branch, at most `max_in_flight` at a time, until the
+    /// `policy` says the batch is complete; the output is a [`Batch`](crate::Batch) that
+    /// says why it completed and how each branch ended.
+    Batch {
+        /// One leaf operation (task call, child workflow or sleep) per branch.
+        #[serde(deserialize_with = "nested")]
+        items: Vec<OpRequest>,
+        /// Most branches running at once (at least 1).
+        max_in_flight: u32,
+        /// When the batch completes before every branch has finished.
+        policy: CompletionPolicy,
+    },
+    /// Run every branch at once; the first to finish with `Ok` wins and the others are
+    /// cancelled. The output is `Ok([winner's index, its Ok value])`, or `Err` of every
+    /// branch's error in branch order when all of them failed.
+    FirstOk(#[serde(deserialize_with = "nested")] Vec<OpRequest>),
+    /// An operation with a name the history shows (see [`OpExt::named`](crate::OpExt::named)).
+    Named {
+        /// The name.
+        name: String,
+        /// The operation.
+        #[serde(deserialize_with = "nested")]
+        op: Box<OpRequest>,
+    },
 }
 
 /// How deeply operations may nest inside a decoded [`OpRequest`]. Workflows nest a few
@@ -169,6 +195,17 @@ impl Tolerance {
     }
 }
 
+/// When a [`OpRequest::Batch`] completes before every branch has finished: once
+/// `min_successes` branches succeeded, or once more branches failed than `tolerance`
+/// allows. Neither set: the batch runs every branch.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CompletionPolicy {
+    /// Succeeded branches that complete the batch.
+    pub min_successes: Option<u32>,
+    /// Failed branches tolerated; one more completes the batch. Unlimited by default.
+    pub tolerance: Tolerance,
+}
+
 /// Most decimal places of a rate that [`rate_of`] takes into account: `10^28 * u32::MAX`
 /// still fits a `u128`.
 const RATE_DECIMALS: usize = 28;
@@ -194,8 +231,9 @@ fn rate_of(rate: f64, len: u32) -> u32 {
 }
 
 impl OpRequest {
-    /// A short human name: the task or workflow name, `sleep`, `signal:NAME`, `join(N)`,
-    /// `map(N)`, `callback:TASK`, `race(N)` or `continue_as_new`.
+    /// A short human name: the name given with [`OpExt::named`](crate::OpExt::named), or
+    /// the task or workflow name, `sleep`, `signal:NAME`, `join(N)`, `map(N)`,
+    /// `callback:TASK`, `race(N)`, `continue_as_new`, `batch(N)` or `first_ok(N)`.
     pub fn label(&self) -> String {
         match self {
             OpRequest::Task { name, .. } => short_name(name).to_string(),
@@ -207,6 +245,17 @@ impl OpRequest {
             OpRequest::Callback { task, .. } => format!("callback:{}", task.label()),
             OpRequest::Race(branches) => format!("race({})", branches.len()),
             OpRequest::ContinueAsNew { .. } => "continue_as_new".into(),
+            OpRequest::Batch { items, .. } => format!("batch({})", items.len()),
+            OpRequest::FirstOk(branches) => format!("first_ok({})", branches.len()),
+            OpRequest::Named { name, .. } => name.clone(),
+        }
+    }
+
+    /// The operation without its name, and the name if it has one.
+    pub fn unnamed(self) -> (OpRequest, Option<String>) {
+        match self {
+            OpRequest::Named { name, op } => (op.unnamed().0, Some(name)),
+            other => (other, None),
         }
     }
 }

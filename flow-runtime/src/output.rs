@@ -86,6 +86,29 @@ pub(crate) fn err<E: Serialize>(error: &E, what: &str) -> Result<Vec<u8>, CodecE
     Ok(out)
 }
 
+/// The encoded value inside an encoded `Ok(value)`; `None` if `bytes` are not an `Ok`.
+pub(crate) fn ok_value(bytes: &[u8]) -> Option<&[u8]> {
+    bytes.strip_prefix(OK)
+}
+
+/// The encoded error inside an encoded `Err(error)`; `None` if `bytes` are not an `Err`.
+pub(crate) fn err_value(bytes: &[u8]) -> Option<&[u8]> {
+    bytes.strip_prefix(ERR)
+}
+
+/// The output of a `first_ok` won by branch `winner` with the `Ok` value `value`:
+/// `Ok((winner, value))`.
+pub(crate) fn first_ok(winner: u32, value: &[u8]) -> Vec<u8> {
+    ok_bytes(&race(winner, value))
+}
+
+/// The output of a `first_ok` whose branches all failed: `Err` of their errors, in order.
+pub(crate) fn all_failed<'a>(errors: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = ERR.to_vec();
+    out.extend(join(errors));
+    out
+}
+
 /// A race's output: `[winner, output]`.
 pub(crate) fn race(winner: u32, output: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(output.len() + 6);
@@ -256,5 +279,26 @@ mod tests {
             enc(&Ok::<Vec<u32>, String>(vec![5, 6]))
         );
         assert_eq!(unit(), enc(&()));
+    }
+
+    #[test]
+    fn first_ok_outputs_match_the_codec() {
+        let ok = enc(&Ok::<u32, String>(5));
+        let e1 = enc(&Err::<u32, String>("a".into()));
+        let e2 = enc(&Err::<u32, String>("b".into()));
+        assert_eq!(ok_value(&ok), Some(enc(&5u32).as_slice()));
+        assert_eq!(ok_value(&e1), None);
+        assert_eq!(err_value(&e1), Some(enc("a").as_slice()));
+        assert_eq!(
+            first_ok(2, ok_value(&ok).unwrap()),
+            enc(&Ok::<(usize, u32), Vec<String>>((2, 5)))
+        );
+        assert_eq!(
+            all_failed([err_value(&e1).unwrap(), err_value(&e2).unwrap()]),
+            enc(&Err::<(usize, u32), Vec<String>>(vec![
+                "a".into(),
+                "b".into()
+            ]))
+        );
     }
 }

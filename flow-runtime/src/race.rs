@@ -1,6 +1,9 @@
-//! Racing durable operations: the first to finish wins, the others are cancelled.
+//! Racing durable operations: the first to finish wins, the others are cancelled; or,
+//! with [`first_ok`], the first to succeed.
 
 use std::future::IntoFuture;
+
+use serde::{de::DeserializeOwned, Serialize};
 
 use crate::codec::CodecError;
 use crate::op::{DurableOp, OpRequest};
@@ -173,6 +176,86 @@ where
                 Some(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 _ => panic!("flow::race needs at least one operation"),
             }
+        })
+    }
+}
+
+/// Operations raced for the first success, built by [`first_ok`].
+#[must_use = "a race does nothing unless awaited"]
+pub struct FirstOk<O>(Vec<O>);
+
+/// Races durable operations that return `Result`s for the first `Ok`: the await evaluates
+/// to `Ok((index, value))` of the first branch to succeed, the others being cancelled as
+/// a [`race`]'s losers are; or, once every branch has failed, to `Err` with every
+/// branch's error in branch order. A branch fails when it returns `Err` (a task's
+/// last attempt failed, a child workflow returned `Err`); a child run that itself fails
+/// (panics, faults, is cancelled) fails the run, as in a race.
+///
+/// In a workflow each failed branch's error is committed as it arrives, so after a crash
+/// only the branches still running run again. Each branch must be a task call, child
+/// workflow, sleep, signal wait or callback returning a `Result`.
+///
+/// ```
+/// # use flow::{task, workflow};
+/// # #[task] async fn from_mirror(mirror: u32) -> Result<String, String> { Ok("x".into()) }
+/// #[workflow]
+/// async fn download() -> Result<String, Vec<String>> {
+///     let (_mirror, body) = flow::first_ok((0..3).map(from_mirror)).await?;
+///     Ok(body)
+/// }
+/// ```
+pub fn first_ok<I>(ops: I) -> FirstOk<I::Item>
+where
+    I: IntoIterator,
+{
+    FirstOk(ops.into_iter().collect())
+}
+
+#[diagnostic::do_not_recommend]
+impl<O, T, E> DurableOp for FirstOk<O>
+where
+    O: DurableOp<Output = Result<T, E>>,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Output = Result<(usize, T), Vec<E>>;
+    fn into_request(self) -> Result<OpRequest, CodecError> {
+        Ok(OpRequest::FirstOk(
+            self.0
+                .into_iter()
+                .map(DurableOp::into_request)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+}
+
+impl<O, T, E> IntoFuture for FirstOk<O>
+where
+    O: IntoFuture<Output = Result<T, E>> + Send + 'static,
+    O::IntoFuture: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    type Output = Result<(usize, T), Vec<E>>;
+    type IntoFuture = BoxFuture<Self::Output>;
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let len = self.0.len();
+            assert!(len > 0, "flow::first_ok needs at least one operation");
+            let mut set = tokio::task::JoinSet::new();
+            for (i, op) in self.0.into_iter().enumerate() {
+                set.spawn(async move { (i, op.into_future().await) });
+            }
+            let mut errors: Vec<Option<E>> = (0..len).map(|_| None).collect();
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok((i, Ok(value))) => return Ok((i, value)),
+                    Ok((i, Err(error))) => errors[i] = Some(error),
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => panic!("a first_ok branch was cancelled: {e}"),
+                }
+            }
+            Err(errors.into_iter().flatten().collect())
         })
     }
 }

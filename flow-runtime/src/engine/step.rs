@@ -13,8 +13,9 @@ use crate::history::EventKind;
 use crate::machine::{Machine, StepFault, Transition};
 use crate::op::OpRequest;
 use crate::store::{
-    flatten, join_layout, Branch, BranchPut, BranchRecord, ChildStart, MapProgress, MapSpec,
-    ParentLink, PendingChange, PendingOp, RunWrite, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
+    flatten, join_layout, BatchSpec, Branch, BranchPut, BranchRecord, ChildStart, MapProgress,
+    MapSpec, ParentLink, PendingChange, PendingOp, RunWrite, Shape, StoredStatus, TokenRecord,
+    MAP_PROGRESS,
 };
 
 /// What a pending operation needs from the engine in a given state of its branches.
@@ -277,10 +278,12 @@ pub(crate) fn step_run(
                     StepOutcome::Settled,
                 );
             };
+            let names;
             let op = match schedule(registry, &write.run_id, step, state, &request, now_ms) {
                 Ok(scheduled) => {
                     write.children = scheduled.children;
                     write.tokens = scheduled.tokens;
+                    names = scheduled.names;
                     if let Some(items) = scheduled.map_items {
                         write.map_items = Some((step, items));
                         write.branch_puts.push(BranchPut::new(
@@ -305,24 +308,17 @@ pub(crate) fn step_run(
             write.header.started = true;
             // A map's items are journaled once, in their own table: the history shows
             // the map without them.
-            let request = match request {
-                OpRequest::Map {
-                    max_in_flight,
-                    tolerance,
-                    ..
-                } => OpRequest::Map {
-                    items: Vec::new(),
-                    max_in_flight,
-                    tolerance,
-                },
-                other => other,
-            };
             write.events.push(EventKind::StepScheduled {
                 step,
                 state,
                 name: op.name.clone(),
-                request,
+                request: without_items(request),
             });
+            write.events.extend(
+                names
+                    .into_iter()
+                    .map(|(branch, name)| EventKind::BranchNamed { step, branch, name }),
+            );
             let before = Needs {
                 deadlines: old_deadlines,
                 active: false,
@@ -334,6 +330,44 @@ pub(crate) fn step_run(
     }
 }
 
+/// A map's (or batch's) request as the history shows it: its items are journaled once, in
+/// their own table, and their names in `BranchNamed` events.
+fn without_items(request: OpRequest) -> OpRequest {
+    match request {
+        OpRequest::Map {
+            max_in_flight,
+            tolerance,
+            ..
+        } => OpRequest::Map {
+            items: Vec::new(),
+            max_in_flight,
+            tolerance,
+        },
+        OpRequest::Batch {
+            max_in_flight,
+            policy,
+            ..
+        } => OpRequest::Batch {
+            items: Vec::new(),
+            max_in_flight,
+            policy,
+        },
+        OpRequest::Named { name, op } => OpRequest::Named {
+            name,
+            op: Box::new(without_items(*op)),
+        },
+        other => other,
+    }
+}
+
+/// The operation inside any names, and the outermost name.
+fn peel(request: &OpRequest) -> (&OpRequest, Option<&str>) {
+    match request {
+        OpRequest::Named { name, op } => (peel(op).0, Some(name)),
+        other => (other, None),
+    }
+}
+
 /// A scheduled operation: the pending record and what it creates with it.
 struct Scheduled {
     op: PendingOp,
@@ -341,6 +375,40 @@ struct Scheduled {
     tokens: Vec<(String, TokenRecord)>,
     /// A map's encoded items.
     map_items: Option<Vec<Vec<u8>>>,
+    /// The names of named branches (or map items), by index.
+    names: Vec<(u32, String)>,
+}
+
+/// The items of a map or batch, encoded for their table (without their names, which go
+/// to `names`), and how many there are.
+fn map_items(
+    registry: &Registry,
+    items: &[OpRequest],
+    names: &mut Vec<(u32, String)>,
+) -> Result<(Vec<Vec<u8>>, u32), String> {
+    let mut encoded = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let (item, name) = peel(item);
+        match item {
+            OpRequest::Task { .. } | OpRequest::Sleep { .. } => {}
+            OpRequest::Child { workflow, .. } => check_child(registry, workflow)?,
+            other => {
+                return Err(format!(
+                    "map item {i} is `{}`: a map item must be a task call, a child \
+                     workflow or a sleep (so must a branch of `flow::all` or of a join \
+                     with `max_in_flight`)",
+                    other.label()
+                ))
+            }
+        }
+        if let Some(name) = name {
+            names.push((i as u32, name.to_string()));
+        }
+        encoded.push(crate::store::encode_map_item(item).map_err(|e| e.to_string())?);
+    }
+    let len =
+        u32::try_from(items.len()).map_err(|_| "a map has more than u32::MAX items".to_string())?;
+    Ok((encoded, len))
 }
 
 /// The pending operation for `request`, and the child runs and tokens it creates.
@@ -352,11 +420,12 @@ fn schedule(
     request: &OpRequest,
     now_ms: u64,
 ) -> Result<Scheduled, String> {
+    let (request, name) = peel(request);
     let mut scheduled = Scheduled {
         op: PendingOp {
             step,
             state,
-            name: request.label(),
+            name: name.map_or_else(|| request.label(), str::to_string),
             scheduled_at_ms: now_ms,
             shape: Shape::Single,
             branches: Vec::new(),
@@ -364,10 +433,14 @@ fn schedule(
         children: Vec::new(),
         tokens: Vec::new(),
         map_items: None,
+        names: Vec::new(),
     };
     let leaves = match request {
         OpRequest::All(branches) => {
-            scheduled.op.shape = if branches.iter().any(|b| matches!(b, OpRequest::All(_))) {
+            scheduled.op.shape = if branches
+                .iter()
+                .any(|b| matches!(peel(b).0, OpRequest::All(_)))
+            {
                 let mut layout = Vec::new();
                 join_layout(request, &mut layout);
                 Shape::NestedJoin(layout)
@@ -385,28 +458,19 @@ fn schedule(
             }
             arms.clone()
         }
+        OpRequest::FirstOk(arms) => {
+            scheduled.op.shape = Shape::FirstOk;
+            if arms.is_empty() {
+                return Err("first_ok needs at least one operation".into());
+            }
+            arms.clone()
+        }
         OpRequest::Map {
             items,
             max_in_flight,
             tolerance,
         } => {
-            let mut encoded = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                match item {
-                    OpRequest::Task { .. } | OpRequest::Sleep { .. } => {}
-                    OpRequest::Child { workflow, .. } => check_child(registry, workflow)?,
-                    other => {
-                        return Err(format!(
-                            "map item {i} is `{}`: a map item must be a task call, a child \
-                             workflow or a sleep",
-                            other.label()
-                        ))
-                    }
-                }
-                encoded.push(crate::store::encode_map_item(item).map_err(|e| e.to_string())?);
-            }
-            let len = u32::try_from(items.len())
-                .map_err(|_| "a map has more than u32::MAX items".to_string())?;
+            let (encoded, len) = map_items(registry, items, &mut scheduled.names)?;
             scheduled.op.shape = Shape::Map(MapSpec {
                 len,
                 max_in_flight: (*max_in_flight).max(1),
@@ -415,10 +479,33 @@ fn schedule(
             scheduled.map_items = Some(encoded);
             return Ok(scheduled);
         }
+        OpRequest::Batch {
+            items,
+            max_in_flight,
+            policy,
+        } => {
+            let (encoded, len) = map_items(registry, items, &mut scheduled.names)?;
+            scheduled.op.shape = Shape::Batch(BatchSpec {
+                map: MapSpec {
+                    len,
+                    max_in_flight: (*max_in_flight).max(1),
+                    // Every item is judged (a task's `Err` is a failure), as in a
+                    // tolerant map; the policy decides what a failure does.
+                    tolerance: Some(policy.tolerance),
+                },
+                policy: *policy,
+            });
+            scheduled.map_items = Some(encoded);
+            return Ok(scheduled);
+        }
         other => vec![other.clone()],
     };
     let multi = scheduled.op.is_multi();
     for (i, leaf) in leaves.into_iter().enumerate() {
+        let (leaf, name) = leaf.unnamed();
+        if let Some(name) = name {
+            scheduled.names.push((i as u32, name));
+        }
         let branch = match leaf {
             OpRequest::Task { name, args, policy } => Branch::Task { name, args, policy },
             OpRequest::Sleep { until_ms } => Branch::Sleep { until_ms },
@@ -438,10 +525,13 @@ fn schedule(
                 timeout,
                 heartbeat,
             } => {
-                let OpRequest::Task { name, args, policy } = *task else {
+                // A name on the task names the callback's step or branch already (see
+                // `OpRequest::label`).
+                let label = task.label();
+                let OpRequest::Task { name, args, policy } = task.unnamed().0 else {
                     return Err(format!(
                         "`wait_for_callback` needs a #[task] call, not `{}`",
-                        task.label()
+                        label
                     ));
                 };
                 let token = crate::callback::new_token()?;

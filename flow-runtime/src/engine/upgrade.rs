@@ -425,7 +425,7 @@ fn replay<W: Workflow>(
 
 /// The same operation for an upgrade: equal once the parts that need not agree are left
 /// out (a sleep's deadline, which the clock decides; a task's policy, which the new
-/// version may change; a map's items, which the history does not hold).
+/// version may change; a map's or batch's items, which the history does not hold).
 fn same_operation(a: &OpRequest, b: &OpRequest) -> bool {
     comparable(a) == comparable(b)
 }
@@ -440,6 +440,22 @@ fn comparable(request: &OpRequest) -> OpRequest {
         },
         OpRequest::All(branches) => OpRequest::All(branches.iter().map(comparable).collect()),
         OpRequest::Race(branches) => OpRequest::Race(branches.iter().map(comparable).collect()),
+        OpRequest::FirstOk(branches) => {
+            OpRequest::FirstOk(branches.iter().map(comparable).collect())
+        }
+        OpRequest::Batch {
+            max_in_flight,
+            policy,
+            ..
+        } => OpRequest::Batch {
+            items: Vec::new(),
+            max_in_flight: *max_in_flight,
+            policy: *policy,
+        },
+        OpRequest::Named { name, op } => OpRequest::Named {
+            name: name.clone(),
+            op: Box::new(comparable(op)),
+        },
         OpRequest::Map {
             max_in_flight,
             tolerance,

@@ -55,8 +55,8 @@ pub(crate) use journal::Journal;
 pub(crate) use open::{open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
 pub(crate) use records::{
-    flatten, join_layout, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
-    PendingOp, RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
+    flatten, join_layout, BatchSpec, Branch, BranchRecord, ChildStart, MapProgress, MapSpec,
+    ParentLink, PendingOp, RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 pub(crate) use remove::remove_journal_files;
 pub(crate) use transition::{

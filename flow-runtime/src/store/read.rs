@@ -7,7 +7,7 @@ use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::records::{
-    decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, Shape,
+    decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord,
     StoredStatus, MAP_PROGRESS,
 };
 use super::tables::*;
@@ -108,13 +108,7 @@ pub(super) fn snapshot(store: &Store, run_id: &str) -> Result<Option<Snapshot>, 
             .transpose()?;
         let mut branches = BTreeMap::new();
         let mut map = None;
-        if let Some(
-            op @ PendingOp {
-                shape: Shape::Map(_),
-                ..
-            },
-        ) = &pending
-        {
+        if let Some(op) = pending.as_ref().filter(|op| op.shape.map_spec().is_some()) {
             let table = txn.open_table(BRANCHES)?;
             let progress = match table.get((run_id, op.step, MAP_PROGRESS))? {
                 Some(v) => match decode_record(v.value(), "branch record")? {

@@ -190,9 +190,30 @@ pub(crate) enum Shape {
     /// All branches of a join with joins inside; the output nests as the joins do
     /// (the layout of [`join_layout`]).
     NestedJoin(Vec<u32>),
+    // Variants below were added later; postcard numbers variants in order.
+    /// A map whose completion policy may stop it early; the output is a `Batch`.
+    Batch(BatchSpec),
+    /// The first branch to finish with `Ok` wins; `Err` of all errors if none does.
+    FirstOk,
+}
+
+/// A pending batch's parameters: its items run as a map's do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BatchSpec {
+    pub map: MapSpec,
+    pub policy: crate::op::CompletionPolicy,
 }
 
 impl Shape {
+    /// The item parameters of a map or a batch (whose items are in their own table).
+    pub fn map_spec(&self) -> Option<&MapSpec> {
+        match self {
+            Shape::Map(spec) => Some(spec),
+            Shape::Batch(batch) => Some(&batch.map),
+            _ => None,
+        }
+    }
+
     /// A join, flat or nested: every branch must finish.
     pub fn is_join(&self) -> bool {
         matches!(self, Shape::Join | Shape::NestedJoin(_))
@@ -329,6 +350,8 @@ pub(crate) struct ChildStart {
 pub(crate) fn flatten(request: &OpRequest, out: &mut Vec<OpRequest>) {
     match request {
         OpRequest::All(branches) => branches.iter().for_each(|b| flatten(b, out)),
+        // A named join inside a join: its parts are branches (the name is not kept).
+        OpRequest::Named { op, .. } if matches!(**op, OpRequest::All(_)) => flatten(op, out),
         other => out.push(other.clone()),
     }
 }
@@ -341,6 +364,7 @@ pub(crate) fn join_layout(request: &OpRequest, out: &mut Vec<u32>) {
             out.push(branches.len() as u32);
             branches.iter().for_each(|b| join_layout(b, out));
         }
+        OpRequest::Named { op, .. } if matches!(**op, OpRequest::All(_)) => join_layout(op, out),
         _ => out.push(0),
     }
 }

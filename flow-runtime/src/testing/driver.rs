@@ -169,6 +169,50 @@ impl Driver {
                 let len = items.len() as u32;
                 Ok(output::map(false, len, outputs.iter().map(Vec::as_slice)))
             }
+            OpRequest::Named { op, .. } => Box::pin(Self::perform(op)).await,
+            OpRequest::FirstOk(branches) => {
+                // Branches one after another: the first `Ok` wins.
+                let mut errors = Vec::with_capacity(branches.len());
+                for (i, branch) in branches.iter().enumerate() {
+                    let bytes = Box::pin(Self::perform(branch)).await?;
+                    if let Some(value) = output::ok_value(&bytes) {
+                        return Ok(output::first_ok(i as u32, value));
+                    }
+                    errors.push(bytes);
+                }
+                let errors = errors.iter().filter_map(|e| output::err_value(e));
+                Ok(output::all_failed(errors))
+            }
+            OpRequest::Batch { items, policy, .. } => {
+                // Items one after another, until the policy says the batch is complete.
+                let len = items.len() as u32;
+                let mut ended: Vec<(Vec<u8>, Option<String>)> = Vec::new();
+                let (mut succeeded, mut failed) = (0, 0);
+                let completion = loop {
+                    if let Some(completion) = crate::batch::verdict(policy, len, succeeded, failed)
+                    {
+                        break completion;
+                    }
+                    let item = &items[ended.len()];
+                    let (bytes, failure) = Box::pin(Self::perform_classified(item)).await?;
+                    match failure {
+                        Some(_) => failed += 1,
+                        None => succeeded += 1,
+                    }
+                    ended.push((bytes, failure));
+                };
+                let statuses: Vec<_> = (0..items.len())
+                    .map(|i| match ended.get(i) {
+                        Some((bytes, None)) => crate::batch::RawStatus::Succeeded(bytes),
+                        Some((bytes, Some(error))) => crate::batch::RawStatus::Failed {
+                            error,
+                            output: Some(bytes),
+                        },
+                        None => crate::batch::RawStatus::NotStarted,
+                    })
+                    .collect();
+                Ok(crate::batch::encode(completion, &statuses).map_err(StepFault::from)?)
+            }
             other => Err(DriveError::Unsupported(other.label())),
         }
     }
@@ -177,6 +221,9 @@ impl Driver {
     async fn perform_classified(
         request: &OpRequest,
     ) -> Result<(Vec<u8>, Option<String>), DriveError> {
+        if let OpRequest::Named { op, .. } = request {
+            return Box::pin(Self::perform_classified(op)).await;
+        }
         let OpRequest::Task { name, args, .. } = request else {
             return Ok((Self::perform(request).await?, None));
         };

@@ -219,7 +219,7 @@ impl RecordedRun {
 }
 
 /// Same operation and arguments. A sleep's deadline is computed from the clock, so only
-/// its kind is compared; a map recorded without its items (an engine keeps them only
+/// its kind is compared; a map or batch recorded without its items (an engine keeps them only
 /// while the map runs) is compared by its count (in its label) and its limits.
 fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
     let all = |x: &[OpRequest], y: &[OpRequest]| {
@@ -235,9 +235,12 @@ fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
                 name: n2, args: a2, ..
             },
         ) => n1 == n2 && a1 == a2,
-        (OpRequest::All(x), OpRequest::All(y)) | (OpRequest::Race(x), OpRequest::Race(y)) => {
-            all(x, y)
+        (OpRequest::Named { name: n1, op: a }, OpRequest::Named { name: n2, op: b }) => {
+            n1 == n2 && same_call(a, b)
         }
+        (OpRequest::All(x), OpRequest::All(y))
+        | (OpRequest::Race(x), OpRequest::Race(y))
+        | (OpRequest::FirstOk(x), OpRequest::FirstOk(y)) => all(x, y),
         (
             OpRequest::Map {
                 items: x,
@@ -250,6 +253,18 @@ fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
                 tolerance: t2,
             },
         ) => m1 == m2 && t1 == t2 && (x.is_empty() || all(x, y)),
+        (
+            OpRequest::Batch {
+                items: x,
+                max_in_flight: m1,
+                policy: p1,
+            },
+            OpRequest::Batch {
+                items: y,
+                max_in_flight: m2,
+                policy: p2,
+            },
+        ) => m1 == m2 && p1 == p2 && (x.is_empty() || all(x, y)),
         (
             OpRequest::Callback {
                 task: t1,

@@ -194,7 +194,7 @@ impl RunDriver {
         }
         write.inbox_consume = consumed;
 
-        if op.shape.is_join() {
+        if op.shape.is_join() || op.shape == Shape::FirstOk {
             for (branch, output) in &resolved {
                 write.events.push(EventKind::BranchCompleted {
                     step: op.step,
@@ -203,10 +203,35 @@ impl RunDriver {
                 });
             }
         }
-        let output = if op.shape == Shape::Race {
-            // The first branch (in branch order) with a result wins.
+        let first_ok = op.shape == Shape::FirstOk;
+        if first_ok {
+            for (i, record) in &records {
+                if let BranchRecord::Done(bytes) = record {
+                    if output::ok_value(bytes).is_none() && output::err_value(bytes).is_none() {
+                        end!(Ending::Faulted(format!(
+                            "branch {i} of `first_ok` in step {} did not output a Result",
+                            op.step
+                        )))
+                    }
+                }
+            }
+        }
+        let all_done = (0..op.branches.len() as u32)
+            .all(|i| matches!(records.get(&i), Some(BranchRecord::Done(_))));
+        let output = if first_ok && all_done && !records.values().any(is_ok) {
+            // Every branch failed: `Err` of their errors, in branch order.
+            let errors = (0..op.branches.len() as u32).filter_map(|i| match records.get(&i) {
+                Some(BranchRecord::Done(bytes)) => output::err_value(bytes),
+                _ => None,
+            });
+            Some(output::all_failed(errors))
+        } else if op.shape == Shape::Race || first_ok {
+            // The first branch (in branch order) with a result wins; for `first_ok`, the
+            // first with an `Ok`.
             let winner = (0..op.branches.len() as u32).find_map(|i| match records.get(&i) {
-                Some(BranchRecord::Done(bytes)) => Some((i, bytes.clone())),
+                Some(record @ BranchRecord::Done(bytes)) if !first_ok || is_ok(record) => {
+                    Some((i, bytes.clone()))
+                }
                 _ => None,
             });
             winner.map(|(winner, bytes)| {
@@ -229,11 +254,12 @@ impl RunDriver {
                     let seq = write.inbox_consume.get(signal_index).copied();
                     write.inbox_consume = seq.into_iter().collect();
                 }
-                output::race(winner, &bytes)
+                match output::ok_value(&bytes) {
+                    Some(value) if first_ok => output::first_ok(winner, value),
+                    _ => output::race(winner, &bytes),
+                }
             })
         } else {
-            let all_done = (0..op.branches.len() as u32)
-                .all(|i| matches!(records.get(&i), Some(BranchRecord::Done(_))));
             all_done.then(|| {
                 let outputs = (0..op.branches.len() as u32).filter_map(|i| match records.get(&i) {
                     Some(BranchRecord::Done(bytes)) => Some(bytes.as_slice()),
@@ -268,6 +294,11 @@ impl RunDriver {
             machine: self.machine.take().map(|c| c.machine),
         }))
     }
+}
+
+/// Whether a branch finished with an `Ok` output.
+fn is_ok(record: &BranchRecord) -> bool {
+    matches!(record, BranchRecord::Done(bytes) if output::ok_value(bytes).is_some())
 }
 
 /// The child runs of `op` that have not finished.

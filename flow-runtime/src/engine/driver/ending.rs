@@ -67,7 +67,7 @@ impl RunDriver {
         self.outcomes.clear();
         write.consume_cancel = true;
         write.cancel_runs = match (&op.shape, &snap.map) {
-            (Shape::Map(_), Some(view)) => view
+            (shape, Some(view)) if shape.map_spec().is_some() => view
                 .progress
                 .open
                 .iter()
@@ -153,7 +153,7 @@ impl RunDriver {
 /// run's driver writes the records of a step made of task calls, and it wrote none (a
 /// range delete is not free for the commit thread, and this is every plain task step).
 pub(super) fn keep_empty_records(snap: &Snapshot, op: &PendingOp, write: &mut RunWrite) {
-    let tasks_only = !matches!(op.shape, Shape::Map(_))
+    let tasks_only = op.shape.map_spec().is_none()
         && op.branches.iter().all(|b| matches!(b, Branch::Task { .. }));
     if tasks_only && snap.branches.is_empty() && write.clear_branches == Some(op.step) {
         write.clear_branches = None;

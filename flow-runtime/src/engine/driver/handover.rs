@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 
 use crate::machine::Machine;
-use crate::store::{Branch, PendingChange, RunWrite, Shape, Snapshot};
+use crate::store::{Branch, PendingChange, RunWrite, Snapshot};
 
 /// A machine kept in memory between steps, valid while the run's header has `steps`.
 pub(crate) struct CachedMachine {
@@ -21,7 +21,7 @@ pub(super) fn cacheable(snap: &Snapshot) -> bool {
         && !snap.cancel_requested
         && !snap.header.status.is_settled()
         && snap.pending.as_ref().is_some_and(|op| {
-            !matches!(op.shape, Shape::Map(_))
+            op.shape.map_spec().is_none()
                 && op.branches.iter().all(|b| matches!(b, Branch::Task { .. }))
         })
 }

@@ -1,24 +1,31 @@
 //! Map bookkeeping: a turn of a pending map (fan-out with a concurrency limit) judges
 //! finished items, starts items while there is room, and resumes the workflow when all are
-//! done; it reads and writes only the open items.
+//! done; it reads and writes only the open items. A batch (`flow::all`, a map with a
+//! completion policy) is a map whose policy may complete it early: it then cancels the
+//! items still running and resumes the workflow with a `Batch` of every item's status.
 
 use std::collections::BTreeMap;
 
 use super::{Decision, Proposal, RunDriver, TaskCall, TaskProgress, Turn};
-use crate::engine::step::{self, end_run, map_needs, set_needs, Ending, Finished};
+use crate::batch::{self, Completion, RawStatus};
+use crate::engine::step::{self, end_run, map_needs, set_needs, Ending, Finished, Needs};
 use crate::history::EventKind;
 use crate::map::MapFailed;
-use crate::op::OpRequest;
+use crate::op::{CompletionPolicy, OpRequest};
 use crate::output;
-use crate::store::{BranchPut, BranchRecord, Journal, MapSpec, RunWrite, MAP_PROGRESS};
+use crate::store::{
+    BranchPut, BranchRecord, Journal, MapProgress, MapSpec, RunWrite, MAP_PROGRESS,
+};
 
 impl RunDriver {
     /// One turn of a pending map: judge finished items, start items while there is room,
-    /// resume the workflow when all are done. Reads and writes only the open items.
+    /// resume the workflow when all are done (or, for a batch, when its `policy` says it
+    /// is complete). Reads and writes only the open items.
     pub(super) fn decide_map(
         &mut self,
         turn: &Turn<'_>,
         spec: &MapSpec,
+        policy: Option<&CompletionPolicy>,
         mut write: RunWrite,
     ) -> Decision {
         let Turn { snap, op, now, .. } = *turn;
@@ -129,8 +136,20 @@ impl RunDriver {
                 records.insert(i, record.clone());
                 write.branch_puts.push(BranchPut::new(op.step, i, record));
             }
+            if let Some(policy) = policy {
+                let succeeded = progress.done - progress.failed;
+                if let Some(completion) =
+                    batch::verdict(policy, spec.len, succeeded, progress.failed)
+                {
+                    write.cancel_runs = self.open_child_runs(op.step, &progress, &items);
+                    return self
+                        .complete_batch(turn, write, &before, spec.len, &progress, completion);
+                }
+            }
             let tolerated = spec.tolerance.map(|t| t.allowed(spec.len));
             match (tolerated, child_failed) {
+                // A batch's policy judged above; a failed child run is a failed item.
+                _ if policy.is_some() => {}
                 // Without a tolerance a failed child run fails the run, as in a join.
                 (None, Some(error)) => end!(Ending::Failed(error)),
                 (Some(tolerated), child_failed)
@@ -142,12 +161,7 @@ impl RunDriver {
                         tolerated,
                     });
                     self.cancel_attempts(op.step, None);
-                    write.cancel_runs = progress
-                        .open
-                        .iter()
-                        .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
-                        .map(|i| step::child_id(&self.run_id, op.step, *i, true))
-                        .collect();
+                    write.cancel_runs = self.open_child_runs(op.step, &progress, &items);
                     let failed = MapFailed {
                         failed: progress.failed,
                         total: spec.len,
@@ -256,6 +270,83 @@ impl RunDriver {
 }
 
 impl RunDriver {
+    /// The child runs of the map's open items, to cancel when it stops early.
+    fn open_child_runs(
+        &self,
+        step: u64,
+        progress: &MapProgress,
+        items: &BTreeMap<u32, OpRequest>,
+    ) -> Vec<String> {
+        progress
+            .open
+            .iter()
+            .filter(|i| matches!(items.get(i), Some(OpRequest::Child { .. })))
+            .map(|i| step::child_id(&self.run_id, step, *i, true))
+            .collect()
+    }
+
+    /// Completes a batch: cancels the attempts of the items still running (`write`
+    /// cancels their child runs, in the transition that resumes the workflow, so nothing
+    /// of them runs again after a crash) and resumes the workflow with the `Batch` of
+    /// every item's status.
+    fn complete_batch(
+        &mut self,
+        turn: &Turn<'_>,
+        mut write: RunWrite,
+        before: &Needs,
+        len: u32,
+        progress: &MapProgress,
+        completion: Completion,
+    ) -> Decision {
+        let op = turn.op;
+        write.events.push(EventKind::BatchCompleted {
+            step: op.step,
+            completion,
+            succeeded: progress.done - progress.failed,
+            failed: progress.failed,
+        });
+        self.cancel_attempts(op.step, None);
+        let mut all: BTreeMap<u32, BranchRecord> =
+            match self.core.store.map_records(&self.run_id, op.step) {
+                Ok(stored) => stored.into_iter().collect(),
+                Err(_) => return Decision::Abandon,
+            };
+        for put in write.branch_puts.drain(..) {
+            all.insert(put.branch, put.record);
+        }
+        let statuses: Vec<RawStatus<'_>> = (0..len)
+            .map(|i| match all.get(&i) {
+                Some(BranchRecord::Done(output)) => RawStatus::Succeeded(output),
+                Some(BranchRecord::Erred(output, error)) => RawStatus::Failed {
+                    error,
+                    output: Some(output),
+                },
+                Some(BranchRecord::Failed(error)) => RawStatus::Failed {
+                    error,
+                    output: None,
+                },
+                _ if i < progress.next => RawStatus::Cancelled,
+                _ => RawStatus::NotStarted,
+            })
+            .collect();
+        let output = batch::encode(completion, &statuses);
+        match output {
+            Ok(output) => self.resume(turn, write, before, output, Vec::new()),
+            Err(e) => {
+                let finished = Finished {
+                    op,
+                    deadlines: &before.deadlines,
+                    resolved: Vec::new(),
+                };
+                self.settle(end_run(
+                    write,
+                    Some(finished),
+                    Ending::Faulted(e.to_string()),
+                ))
+            }
+        }
+    }
+
     /// Whether a child run of `workflow` that delivered `output` returned `Err`.
     fn returned_err(&self, workflow: &str, output: &[u8]) -> bool {
         self.core

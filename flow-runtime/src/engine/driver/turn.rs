@@ -101,8 +101,12 @@ impl RunDriver {
             entry,
             now,
         };
-        if let Shape::Map(spec) = &op.shape {
-            return self.decide_map(&turn, spec, write);
+        match &op.shape {
+            Shape::Map(spec) => return self.decide_map(&turn, spec, None, write),
+            Shape::Batch(batch) => {
+                return self.decide_map(&turn, &batch.map, Some(&batch.policy), write)
+            }
+            _ => {}
         }
         self.decide_branches(&turn, write)
     }
