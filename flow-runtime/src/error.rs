@@ -110,6 +110,23 @@ pub enum FlowError {
         /// Why the token was refused (unknown, used, or its step is over).
         reason: String,
     },
+    /// A callback's completion value does not fit the type its step awaits; nothing was
+    /// stored and the token can still be completed.
+    #[error(
+        "the completion of callback token `{token}` was refused: it was sent as `{sent}`, \
+         which does not fit the awaited type `{awaited}` ({reason}); nothing was stored and \
+         the token is still open: complete it with a value of the awaited type"
+    )]
+    CallbackTypeMismatch {
+        /// The token.
+        token: String,
+        /// The type the caller encoded.
+        sent: String,
+        /// The type the callback's step awaits.
+        awaited: String,
+        /// Why the value does not decode as the awaited type.
+        reason: String,
+    },
     /// A signal's payload does not fit the type the run's workflow waits for under that
     /// name; nothing was stored.
     #[error(

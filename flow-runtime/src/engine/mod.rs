@@ -505,6 +505,13 @@ impl Engine {
     /// is over (timed out, cancelled, lost a race) is a
     /// [`FlowError::InvalidCallbackToken`].
     ///
+    /// A value that does not decode as the type the step awaits (its
+    /// `wait_for_callback::<T>`) is refused with [`FlowError::CallbackTypeMismatch`]
+    /// naming both types; nothing is stored and the token stays open. (A token issued
+    /// before the engine's process started is checked once a run of this process has
+    /// awaited a callback of the same type; until then a mismatch faults the run when
+    /// its step decodes the value, as before.)
+    ///
     /// ```no_run
     /// # async fn demo(engine: flow_runtime::Engine, token: String) -> Result<(), flow_runtime::FlowError> {
     /// engine.complete(&token, Ok::<_, String>("approved")).await?;
@@ -516,7 +523,18 @@ impl Engine {
         result: Result<T, String>,
     ) -> Result<(), FlowError> {
         let (output, ok) = match &result {
-            Ok(value) => (output::ok(value, "callback value")?, true),
+            Ok(value) => {
+                let payload = codec::encode(value, || "callback value".to_string())?;
+                if let Some(awaited) = self.core().store.token_type(token)? {
+                    crate::callback::check_completion(
+                        token,
+                        &awaited,
+                        &payload,
+                        std::any::type_name::<T>(),
+                    )?;
+                }
+                (output::ok_bytes(&payload), true)
+            }
             Err(error) => (
                 output::err(
                     &crate::CallbackError::Rejected(error.clone()),

@@ -257,6 +257,7 @@ pub(crate) fn step_run(
                 Ok(scheduled) => {
                     write.children = scheduled.children;
                     write.tokens = scheduled.tokens;
+                    write.token_types = scheduled.token_types;
                     if let Some(items) = scheduled.map_items {
                         write.map_items = Some((step, items));
                         write.branch_puts.push(BranchPut::new(
@@ -315,6 +316,8 @@ struct Scheduled {
     op: PendingOp,
     children: Vec<ChildStart>,
     tokens: Vec<(String, TokenRecord)>,
+    /// The type each token's step awaits, by name, where the request says.
+    token_types: Vec<(String, String)>,
     /// A map's encoded items.
     map_items: Option<Vec<Vec<u8>>>,
 }
@@ -339,6 +342,7 @@ fn schedule(
         },
         children: Vec::new(),
         tokens: Vec::new(),
+        token_types: Vec::new(),
         map_items: None,
     };
     let leaves = match request {
@@ -413,6 +417,7 @@ fn schedule(
                 task,
                 timeout,
                 heartbeat,
+                awaited,
             } => {
                 let OpRequest::Task { name, args, policy } = *task else {
                     return Err(format!(
@@ -421,6 +426,9 @@ fn schedule(
                     ));
                 };
                 let token = crate::callback::new_token()?;
+                if let Some(awaited) = awaited {
+                    scheduled.token_types.push((token.clone(), awaited));
+                }
                 scheduled.tokens.push((
                     token.clone(),
                     TokenRecord {

@@ -163,6 +163,11 @@ impl Tables<'_> {
                 encode_record(record, "callback token")?.as_slice(),
             )?;
         }
+        for (token, awaited) in &write.token_types {
+            self.token_types
+                .write()?
+                .insert(token.as_str(), awaited.as_bytes())?;
+        }
         if let Some(deadline) = write.run_deadline {
             self.run_deadlines.write()?.insert(run_id, deadline)?;
             self.timers.write()?.insert((deadline, run_id), ())?;

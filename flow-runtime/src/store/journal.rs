@@ -56,6 +56,10 @@ pub(crate) trait Journal: Send + Sync + 'static {
 
     // Reads: for callers and for recovery.
 
+    /// The name of the type the step of callback `token` awaits, if the token is unused
+    /// and recorded one.
+    fn token_type(&self, token: &str) -> Result<Option<String>, FlowError>;
+
     /// The run's header and, once it completed, its output.
     fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError>;
     /// Up to `limit` runs after run ID `after` (from the first without one), in run ID
@@ -123,6 +127,9 @@ impl Journal for Store {
         skip: &[u64],
     ) -> Result<Option<(u64, Vec<u8>)>, FlowError> {
         read::oldest_signal(self, run_id, name, skip)
+    }
+    fn token_type(&self, token: &str) -> Result<Option<String>, FlowError> {
+        read::token_type(self, token)
     }
     fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError> {
         read::header_and_output(self, run_id)

@@ -508,7 +508,7 @@ fn init(db: &Database) -> Result<(), FlowError> {
 }
 
 /// Creates the tables added after format 1 was fixed (map items, callback tokens, run
-/// deadlines, generation inputs, nudges, history batches) when a journal lacks them; a no-op otherwise.
+/// deadlines, generation inputs, nudges, history batches, token types) when a journal lacks them; a no-op otherwise.
 fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     let missing = {
         let txn = db.begin_read()?;
@@ -520,6 +520,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
             GENERATION_INPUTS.to_string(),
             NUDGES.to_string(),
             HISTORY_BATCHES.to_string(),
+            TOKEN_TYPES.to_string(),
         ]
         .iter()
         .any(|t| !names.contains(t))
@@ -534,6 +535,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     txn.open_table(GENERATION_INPUTS)?;
     txn.open_table(NUDGES)?;
     txn.open_table(HISTORY_BATCHES)?;
+    txn.open_table(TOKEN_TYPES)?;
     txn.commit()?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, Shape,
-    StoredStatus, MAP_PROGRESS,
+    StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 use super::tables::*;
 use super::Store;
@@ -202,6 +202,32 @@ pub(super) fn generation_input(store: &Store, run_id: &str) -> Result<Option<Vec
         Some(input) => Ok(Some(input)),
         None => input(store, run_id),
     }
+}
+
+/// The name of the type the step of callback `token` awaits, if the token is unused and
+/// recorded one.
+pub(super) fn token_type(store: &Store, token: &str) -> Result<Option<String>, FlowError> {
+    let bytes = store.read(|txn| {
+        let open = match txn.open_table(TOKENS)?.get(token)? {
+            Some(record) => !decode_record::<TokenRecord>(record.value(), "callback token")?.used,
+            None => false,
+        };
+        if !open {
+            return Ok(None);
+        }
+        Ok(txn
+            .open_table(TOKEN_TYPES)?
+            .get(token)?
+            .map(|v| v.value().to_vec()))
+    })?;
+    bytes
+        .map(|b| {
+            String::from_utf8(b).map_err(|_| FlowError::Corrupt {
+                path: crate::error::UNNAMED_JOURNAL.into(),
+                message: "a callback token's awaited type is not UTF-8".into(),
+            })
+        })
+        .transpose()
 }
 
 /// Up to `count` items of a pending map from item `from`, with their index.

@@ -179,6 +179,9 @@ sealed_tables! {
     /// before the latest of them keeps the run active, so no wake-up is lost across a
     /// crash.
     NUDGES: &str => u64 = "flow_nudges";
+    /// callback token → the name of the type its step awaits (UTF-8), for the check
+    /// `Engine::complete` makes; tokens issued before it existed have no entry.
+    TOKEN_TYPES: &str => &'static [u8] = "flow_token_types";
 }
 
 /// (deadline ms since the epoch, run ID): the run has something due at the deadline

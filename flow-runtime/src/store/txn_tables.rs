@@ -36,6 +36,7 @@ pub(crate) struct Tables<'t> {
     pub(super) run_deadlines: Lazy<'t, &'static str, values::RUN_DEADLINES>,
     pub(super) generation_inputs: Lazy<'t, &'static str, values::GENERATION_INPUTS>,
     pub(super) nudges: Lazy<'t, &'static str, values::NUDGES>,
+    pub(super) token_types: Lazy<'t, &'static str, values::TOKEN_TYPES>,
     pub(super) meta: Lazy<'t, &'static str, &'static [u8]>,
 }
 
@@ -119,6 +120,7 @@ impl<'t> Tables<'t> {
             run_deadlines: Lazy::new(txn, RUN_DEADLINES),
             generation_inputs: Lazy::new(txn, GENERATION_INPUTS),
             nudges: Lazy::new(txn, NUDGES),
+            token_types: Lazy::new(txn, TOKEN_TYPES),
             meta: Lazy::new(txn, META),
         })
     }
