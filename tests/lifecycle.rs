@@ -1,5 +1,6 @@
-//! A run's life after its steps: typed callback completions (a value that does not fit
-//! the awaited type is refused and the token stays open).
+//! A run's life around its steps: typed callback completions (a value that does not fit
+//! the awaited type is refused and the token stays open); retention and purge (finished
+//! runs deleted with everything keyed by them, durably, also across crashes).
 
 mod support;
 
@@ -10,8 +11,9 @@ use std::time::Duration;
 
 use flow::WaitForCallback;
 use flow::{task, workflow, CallbackError, Engine, FlowError, RunStatus, TaskContext};
+use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
 use serde::{Deserialize, Serialize};
-use support::{eventually, TempJournal};
+use support::{eventually, halting, Commits, ScratchDir, TempJournal};
 
 // ---------------------------------------------------------------------------------------
 // Typed callbacks.
@@ -53,6 +55,9 @@ fn builder() -> flow::EngineBuilder {
     Engine::builder()
         .register::<await_count>()
         .register::<await_approval>()
+        .register::<busy>()
+        .register::<short>()
+        .register::<kept>()
 }
 
 /// The token run `run` handed out, once its step waits for it.
@@ -201,4 +206,218 @@ async fn the_awaited_type_survives_a_restart() {
     let run = engine.handle::<await_count>("restarted").unwrap();
     assert_eq!(run.result().await.unwrap(), Ok(7));
     engine.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention and purge.
+
+#[task]
+async fn double(x: u64) -> u64 {
+    x * 2
+}
+
+/// Leaves something in most of the journal's per-run tables: locals, history, branch
+/// records, map items, a callback token (and its type), inbox messages it never reads.
+#[workflow]
+async fn busy(n: u64) -> Result<u64, CallbackError> {
+    let doubled = double(n).await;
+    let items = flow::map(vec![1u64, 2, 3], 2, double).await;
+    let bonus = hand_out_token()
+        .wait_for_callback::<u64>(Duration::from_secs(600))
+        .await?;
+    Ok(doubled + items.iter().sum::<u64>() + bonus)
+}
+
+#[workflow]
+async fn short(n: u64) -> u64 {
+    double(n).await
+}
+
+#[workflow]
+async fn kept(n: u64) -> u64 {
+    double(n).await
+}
+
+/// Rows of every table of the closed journal at `path`, by table, leaving out the
+/// journal's own metadata and the retention settings: what runs left behind.
+fn leftover_rows(path: &Path) -> BTreeMap<String, u64> {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let mut rows = BTreeMap::new();
+    for table in txn.list_tables().unwrap() {
+        let name = table.name().to_string();
+        if name == "flow_meta" || name == "flow_retention" {
+            continue;
+        }
+        let len = txn.open_untyped_table(table).unwrap().len().unwrap();
+        if len > 0 {
+            rows.insert(name, len);
+        }
+    }
+    rows
+}
+
+/// Waits until `run` is gone from the journal.
+async fn deleted(engine: &Engine, run: &str) {
+    for _ in 0..500 {
+        match engine.status(run).await {
+            Err(FlowError::UnknownRun { .. }) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    panic!("run `{run}` was not deleted");
+}
+
+/// Runs `busy` to its end in `engine`, leaving an unread signal in its inbox.
+async fn finish_busy(engine: &Engine, run: &str) {
+    let handle = engine.start(run, busy(5)).await.unwrap();
+    let token = waiting_token(engine, run).await;
+    engine.signal(run, "never-read", &1u8).await.unwrap();
+    engine.complete(&token, Ok(100u64)).await.unwrap();
+    assert_eq!(handle.result().await.unwrap(), Ok(10 + 12 + 100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_zero_deletes_a_finished_run_with_everything_keyed_by_it() {
+    let journal = TempJournal::new("retention-zero");
+    let engine = builder()
+        .retention(Some(Duration::ZERO))
+        .open(journal.path())
+        .await
+        .unwrap();
+    finish_busy(&engine, "busy-1").await;
+    deleted(&engine, "busy-1").await;
+    assert!(engine.list().await.unwrap().is_empty());
+    assert!(matches!(
+        engine.history("busy-1").await,
+        Err(FlowError::UnknownRun { .. })
+    ));
+    // Its token went with it.
+    let token = TOKENS.lock().unwrap()["busy-1"].clone();
+    let refused = engine.complete(&token, Ok(1u64)).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("no callback was issued"),
+        "{refused}"
+    );
+    engine.shutdown().await;
+    drop(engine);
+    assert_eq!(leftover_rows(journal.path()), BTreeMap::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_overrides_the_engine_retention_and_none_keeps() {
+    let journal = TempJournal::new("retention-override");
+    let open = || {
+        builder()
+            .retention(Some(Duration::ZERO))
+            .retention_of::<kept>(None)
+            .retention_of::<short>(Some(Duration::from_millis(300)))
+            .open(journal.path())
+    };
+    let engine = open().await.unwrap();
+    let kept_run = engine.start("kept", kept(1)).await.unwrap();
+    let short_run = engine.start("short", short(2)).await.unwrap();
+    assert_eq!(kept_run.result().await.unwrap(), 2);
+    assert_eq!(short_run.result().await.unwrap(), 4);
+    // Not yet: its retention is 300 ms.
+    assert!(engine.status("short").await.is_ok());
+    deleted(&engine, "short").await;
+    // The expiry was set when the run finished; the kept run has none.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(engine.status("kept").await.unwrap(), RunStatus::Completed);
+    engine.shutdown().await;
+    drop(engine);
+
+    // The default (keep for ever) leaves runs as they are.
+    let engine = builder().open(journal.path()).await.unwrap();
+    engine
+        .start("default", short(3))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        engine.status("default").await.unwrap(),
+        RunStatus::Completed
+    );
+    assert_eq!(engine.status("kept").await.unwrap(), RunStatus::Completed);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_refuses_a_run_that_is_not_finished_and_deletes_one_that_is() {
+    let journal = TempJournal::new("purge");
+    let engine = builder().open(journal.path()).await.unwrap();
+    let run = engine.start("waiting", await_count()).await.unwrap();
+    let token = waiting_token(&engine, "waiting").await;
+
+    let before = journal_files(journal.path());
+    let refused = engine.purge("waiting").await.unwrap_err();
+    assert!(
+        matches!(&refused, FlowError::RunNotSettled { run_id, .. } if run_id == "waiting"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("waiting"), "{refused}");
+    assert!(journal_files(journal.path()) == before, "a refusal wrote");
+    assert!(matches!(
+        engine.purge("nobody").await.unwrap_err(),
+        FlowError::UnknownRun { .. }
+    ));
+
+    engine.complete(&token, Ok(3u64)).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), Ok(3));
+    finish_busy(&engine, "busy-2").await;
+    engine.purge("waiting").await.unwrap();
+    engine.purge("busy-2").await.unwrap();
+    assert!(matches!(
+        engine.status("waiting").await,
+        Err(FlowError::UnknownRun { .. })
+    ));
+    assert!(matches!(
+        engine.purge("waiting").await.unwrap_err(),
+        FlowError::UnknownRun { .. }
+    ));
+    engine.shutdown().await;
+    drop(engine);
+    assert_eq!(leftover_rows(journal.path()), BTreeMap::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_survives_a_crash_at_every_commit() {
+    let dir = ScratchDir::new("retention-crash");
+    let retained = || builder().retention(Some(Duration::ZERO));
+    // Commits of an uninterrupted run: its start and steps, and its deletion.
+    let path = dir.journal("reference");
+    let (counting, commits) = Commits::counting(retained());
+    let engine = counting.open(&path).await.unwrap();
+    engine
+        .start("run", short(4))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    deleted(&engine, "run").await;
+    engine.shutdown().await;
+    let total = commits.get();
+    assert!(total >= 3, "a start, an end and a deletion: {total}");
+
+    for k in 1..=total {
+        let path = dir.journal(&format!("crash-{k}"));
+        let (halting, commits) = halting(retained(), k);
+        let engine = halting.open(&path).await.unwrap();
+        let _ = engine.start("run", short(4)).await;
+        assert_eq!(commits.wait_for(k, Duration::from_secs(5)).await, k);
+        engine.shutdown().await;
+        drop(engine);
+
+        let engine = retained().open(&path).await.unwrap();
+        deleted(&engine, "run").await;
+        engine.shutdown().await;
+        drop(engine);
+        assert_eq!(leftover_rows(&path), BTreeMap::new(), "crash at commit {k}");
+    }
 }

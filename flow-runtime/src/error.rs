@@ -110,6 +110,17 @@ pub enum FlowError {
         /// Why the token was refused (unknown, used, or its step is over).
         reason: String,
     },
+    /// A run cannot be deleted while a driver may work on it; nothing was deleted.
+    #[error(
+        "run `{run_id}` was not deleted: it is {status}, and only a finished or faulted run \
+         can be; cancel it (`Engine::cancel`) and wait for it to finish, then delete it"
+    )]
+    RunNotSettled {
+        /// The run.
+        run_id: String,
+        /// Its status.
+        status: String,
+    },
     /// A callback's completion value does not fit the type its step awaits; nothing was
     /// stored and the token can still be completed.
     #[error(

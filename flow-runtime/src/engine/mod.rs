@@ -6,7 +6,8 @@
 //! into one transition), `attempt` (runs one task attempt), `timers` (wakes runs whose
 //! deadline came), `wake` (which runs have a driver, who waits for which result),
 //! `registry` (workflows by name, and the tasks linked into the program), `blocked` (runs
-//! parked for lack of code), `listing` (pages of runs), `builder`, `handle`.
+//! parked for lack of code), `listing` (pages of runs), `retention` (deleting finished
+//! runs), `builder`, `handle`.
 //!
 //! Terms, as the code uses them: a *step* is one run of the machine's step function, from
 //! one suspension point to the next; what it awaits is a durable *operation*; a *turn* is
@@ -23,6 +24,7 @@ mod driver;
 mod handle;
 mod listing;
 mod registry;
+mod retention;
 mod step;
 mod timers;
 mod wake;
@@ -194,7 +196,11 @@ impl Engine {
         &self.shared.core
     }
 
-    pub(crate) async fn launch(store: Store, builder: EngineBuilder) -> Result<Engine, FlowError> {
+    pub(crate) async fn launch(
+        store: Store,
+        mut builder: EngineBuilder,
+    ) -> Result<Engine, FlowError> {
+        let retention = std::mem::take(&mut builder.retention);
         let store = Arc::new(store);
         let stop = Arc::new(watch::channel(None).0);
         let hooks = CommitHooks {
@@ -216,6 +222,7 @@ impl Engine {
         let engine = Engine {
             shared: Arc::new(Shared { core: core.clone() }),
         };
+        retention::start(&core, retention).await?;
         // Recovery: runs with deadline-free work get a driver now; runs with deadlines
         // (including ones that passed while no engine ran) are woken by the timer service.
         for run_id in core.store.active_runs()? {
@@ -637,6 +644,41 @@ impl Engine {
             core.timers.added(deadline);
         }
         core.wake(run_id);
+        Ok(())
+    }
+
+    /// Deletes run `run_id` with everything stored for it (history, locals, inbox,
+    /// callback tokens, map items); returns once the deletion is durable. For runs the
+    /// retention period ([`EngineBuilder::retention`]) would keep, or faulted runs.
+    ///
+    /// Errors: [`FlowError::UnknownRun`]; [`FlowError::RunNotSettled`] for a run that is
+    /// still running or waiting (nothing is deleted).
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// engine.purge("order-42").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn purge(&self, run_id: &str) -> Result<(), FlowError> {
+        // Checked here first so that a refusal writes nothing, not even to the log; the
+        // store checks again as it deletes.
+        let header = self
+            .core()
+            .store
+            .header(run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            })?;
+        if !header.status.is_settled() {
+            return Err(FlowError::RunNotSettled {
+                run_id: run_id.to_string(),
+                status: self.status_of(run_id, &header, None).to_string(),
+            });
+        }
+        let change = Change::Purge {
+            run: run_id.to_string(),
+        };
+        self.core().commits.submit(change).await?;
         Ok(())
     }
 

@@ -35,6 +35,12 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
             record,
             Some(BranchRecord::Done(_) | BranchRecord::Failed(_))
         ) {
+            // A callback completed from outside (`Engine::complete`) still has its
+            // timeout in the timers table: counting it lets the transition that takes
+            // the result delete it, instead of leaving it to fire for a finished run.
+            if let Branch::Callback { deadline_ms, .. } = branch {
+                needs.deadlines.extend(*deadline_ms);
+            }
             continue;
         }
         open += 1;

@@ -162,6 +162,9 @@ impl Tables<'_> {
                 token.as_str(),
                 encode_record(record, "callback token")?.as_slice(),
             )?;
+            self.run_tokens
+                .write()?
+                .insert((run_id, token.as_str()), ())?;
         }
         for (token, awaited) in &write.token_types {
             self.token_types
@@ -281,6 +284,7 @@ impl Tables<'_> {
             }
         }
         if header.status.is_finished() {
+            self.schedule_expiry(run_id, &header.workflow, now_ms)?;
             if let Some(parent) = &header.parent {
                 if self.deliver_to_parent(
                     parent,

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::apply::{StartOutcome, WriteEffects};
+use super::retention::RetentionSettings;
 use super::transition::{RunWrite, StartWrite};
 use super::txn_tables::Tables;
 use crate::error::FlowError;
@@ -40,6 +41,13 @@ pub(crate) enum Change {
     /// transition, but only to a run that is faulted and as the write expects.
     RetryFaulted(RunWrite),
     // New variants go last: a variant's index is its log encoding.
+    /// The engine's retention settings, written when it opens with other settings than
+    /// the journal holds.
+    SetRetention(RetentionSettings),
+    /// Deletes a finished or faulted run (`Engine::purge`).
+    Purge { run: String },
+    /// Deletes those of these runs whose expiry has passed (the retention service).
+    Expire { runs: Vec<String> },
 }
 
 /// What applying a [`Change`] did, variant for variant.
@@ -53,6 +61,10 @@ pub(crate) enum Applied {
     /// The callback's new heartbeat deadline, if it has one.
     Heartbeat(Option<u64>),
     Cancelled,
+    RetentionSet,
+    Purged,
+    /// How many of the runs were deleted.
+    Expired(usize),
 }
 
 impl Change {
@@ -81,6 +93,15 @@ impl Change {
                 Applied::Cancelled
             }
             Change::RetryFaulted(write) => Applied::Ran(tables.apply_fault_retry(write, now_ms)?),
+            Change::SetRetention(settings) => {
+                tables.set_retention(settings)?;
+                Applied::RetentionSet
+            }
+            Change::Purge { run } => {
+                tables.purge(run)?;
+                Applied::Purged
+            }
+            Change::Expire { runs } => Applied::Expired(tables.expire(runs, now_ms)?),
         })
     }
 

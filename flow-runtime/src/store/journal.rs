@@ -69,6 +69,15 @@ pub(crate) trait Journal: Send + Sync + 'static {
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError>;
     /// Runs with work that needs no deadline (their drivers start at open).
     fn active_runs(&self) -> Result<Vec<String>, FlowError>;
+    /// The retention settings the journal holds, as `RetentionSettings::rows`.
+    fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError>;
+    /// Up to `limit` runs whose expiry has passed at `now_ms`, and when the next expiry
+    /// after them is due.
+    fn due_expiries(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<u64>), FlowError>;
     /// Up to `limit` timers due at `now_ms`, from `start`.
     fn scan_timers(
         &self,
@@ -142,6 +151,16 @@ impl Journal for Store {
     }
     fn active_runs(&self) -> Result<Vec<String>, FlowError> {
         read::active_runs(self)
+    }
+    fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError> {
+        read::retention_rows(self)
+    }
+    fn due_expiries(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<u64>), FlowError> {
+        read::due_expiries(self, now_ms, limit)
     }
     fn scan_timers(
         &self,

@@ -9,7 +9,7 @@
 //!   logged);
 //! - changes as writes to redb's tables: `txn_tables` (the tables of one write
 //!   transaction), `apply` (starts and transitions), `external_events` (signals,
-//!   cancellations, callbacks);
+//!   cancellations, callbacks), `retention` (expiries and deleting runs);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
 //!   `writer`, driven by the commit pipeline (`engine::commit`);
 //! - `guard` keeps redb's panics on damaged pages off stderr; `fuzzing` serves the fuzz
@@ -29,6 +29,7 @@ mod open;
 mod read;
 pub(crate) mod records;
 mod recovery;
+mod retention;
 mod tables;
 mod transition;
 mod txn_tables;
@@ -55,6 +56,7 @@ pub(crate) use records::{
     flatten, join_layout, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
     PendingOp, RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
+pub(crate) use retention::RetentionSettings;
 pub(crate) use transition::{
     encode_map_item, BranchPut, PendingChange, RunWrite, Seen, StartWrite,
 };

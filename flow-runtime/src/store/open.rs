@@ -508,7 +508,7 @@ fn init(db: &Database) -> Result<(), FlowError> {
 }
 
 /// Creates the tables added after format 1 was fixed (map items, callback tokens, run
-/// deadlines, generation inputs, nudges, history batches, token types) when a journal lacks them; a no-op otherwise.
+/// deadlines, generation inputs, nudges, history batches, token types, retention) when a journal lacks them; a no-op otherwise.
 fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     let missing = {
         let txn = db.begin_read()?;
@@ -521,6 +521,10 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
             NUDGES.to_string(),
             HISTORY_BATCHES.to_string(),
             TOKEN_TYPES.to_string(),
+            RETENTION.to_string(),
+            RUN_EXPIRIES.to_string(),
+            EXPIRIES.to_string(),
+            RUN_TOKENS.to_string(),
         ]
         .iter()
         .any(|t| !names.contains(t))
@@ -536,6 +540,10 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     txn.open_table(NUDGES)?;
     txn.open_table(HISTORY_BATCHES)?;
     txn.open_table(TOKEN_TYPES)?;
+    txn.open_table(RETENTION)?;
+    txn.open_table(RUN_EXPIRIES)?;
+    txn.open_table(EXPIRIES)?;
+    txn.open_table(RUN_TOKENS)?;
     txn.commit()?;
     Ok(())
 }

@@ -392,6 +392,39 @@ pub(super) fn history(store: &Store, run_id: &str) -> Result<Vec<HistoryEvent>, 
     })
 }
 
+/// The rows of `RETENTION`, by key.
+pub(super) fn retention_rows(store: &Store) -> Result<Vec<(String, u64)>, FlowError> {
+    store.read(|txn| {
+        let mut rows = Vec::new();
+        for entry in txn.open_table(RETENTION)?.iter()? {
+            let (key, ms) = entry?;
+            rows.push((key.value().to_string(), ms.value()));
+        }
+        Ok(rows)
+    })
+}
+
+/// Up to `limit` runs whose expiry has passed at `now_ms`, oldest first, and when the
+/// next expiry after them is due.
+pub(super) fn due_expiries(
+    store: &Store,
+    now_ms: u64,
+    limit: usize,
+) -> Result<(Vec<String>, Option<u64>), FlowError> {
+    store.read(|txn| {
+        let mut due = Vec::new();
+        for entry in txn.open_table(EXPIRIES)?.iter()? {
+            let (key, _) = entry?;
+            let (at, run_id) = key.value();
+            if at > now_ms || due.len() == limit {
+                return Ok((due, Some(at)));
+            }
+            due.push(run_id.to_string());
+        }
+        Ok((due, None))
+    })
+}
+
 /// Runs with work that needs no deadline.
 pub(super) fn active_runs(store: &Store) -> Result<Vec<String>, FlowError> {
     store.read(|txn| {

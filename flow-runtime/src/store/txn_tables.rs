@@ -37,6 +37,10 @@ pub(crate) struct Tables<'t> {
     pub(super) generation_inputs: Lazy<'t, &'static str, values::GENERATION_INPUTS>,
     pub(super) nudges: Lazy<'t, &'static str, values::NUDGES>,
     pub(super) token_types: Lazy<'t, &'static str, values::TOKEN_TYPES>,
+    pub(super) retention: Lazy<'t, &'static str, values::RETENTION>,
+    pub(super) run_expiries: Lazy<'t, &'static str, values::RUN_EXPIRIES>,
+    pub(super) expiries: Lazy<'t, (u64, &'static str), ()>,
+    pub(super) run_tokens: Lazy<'t, (&'static str, &'static str), ()>,
     pub(super) meta: Lazy<'t, &'static str, &'static [u8]>,
 }
 
@@ -121,6 +125,10 @@ impl<'t> Tables<'t> {
             generation_inputs: Lazy::new(txn, GENERATION_INPUTS),
             nudges: Lazy::new(txn, NUDGES),
             token_types: Lazy::new(txn, TOKEN_TYPES),
+            retention: Lazy::new(txn, RETENTION),
+            run_expiries: Lazy::new(txn, RUN_EXPIRIES),
+            expiries: Lazy::new(txn, EXPIRIES),
+            run_tokens: Lazy::new(txn, RUN_TOKENS),
             meta: Lazy::new(txn, META),
         })
     }
