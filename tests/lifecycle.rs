@@ -421,3 +421,53 @@ async fn deletion_survives_a_crash_at_every_commit() {
         assert_eq!(leftover_rows(&path), BTreeMap::new(), "crash at commit {k}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_from_before_retention_gets_its_tables_when_opened() {
+    let journal = TempJournal::new("retention-old-journal");
+    let engine = builder().open(journal.path()).await.unwrap();
+    engine
+        .start("old", short(1))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    // What an older flow left: the same format, without the tables added since.
+    {
+        let db = redb::Database::open(journal.path()).unwrap();
+        let txn = db.begin_write().unwrap();
+        for table in [
+            "flow_token_types",
+            "flow_retention",
+            "flow_run_expiries",
+            "flow_expiries",
+            "flow_run_tokens",
+        ] {
+            let untyped = redb::TableDefinition::<&str, &[u8]>::new(table);
+            assert!(txn.delete_table(untyped).unwrap(), "{table} existed");
+        }
+        txn.commit().unwrap();
+    }
+    let engine = builder()
+        .retention(Some(Duration::ZERO))
+        .open(journal.path())
+        .await
+        .unwrap();
+    // The run that finished before keeps its place; new ones are deleted.
+    assert_eq!(engine.status("old").await.unwrap(), RunStatus::Completed);
+    engine
+        .start("new", short(2))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    deleted(&engine, "new").await;
+    engine.purge("old").await.unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    assert_eq!(leftover_rows(journal.path()), BTreeMap::new());
+}
