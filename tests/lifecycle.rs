@@ -1,10 +1,11 @@
 //! A run's life around its steps: typed callback completions (a value that does not fit
 //! the awaited type is refused and the token stays open); retention and purge (finished
-//! runs deleted with everything keyed by them, durably, also across crashes).
+//! runs deleted with everything keyed by them, durably, also across crashes); redrive
+//! (a failed or cancelled run resumed at its last step, also across crashes).
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -58,6 +59,8 @@ fn builder() -> flow::EngineBuilder {
         .register::<busy>()
         .register::<short>()
         .register::<kept>()
+        .register::<fragile>()
+        .register::<gated>()
 }
 
 /// The token run `run` handed out, once its step waits for it.
@@ -470,4 +473,188 @@ async fn a_journal_from_before_retention_gets_its_tables_when_opened() {
     engine.shutdown().await;
     drop(engine);
     assert_eq!(leftover_rows(journal.path()), BTreeMap::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// Redrive.
+
+/// Inputs for which `fragile` still has its bug.
+static BROKEN: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+/// How many times `counted_double` ran, by argument.
+static DOUBLED: Mutex<BTreeMap<u64, usize>> = Mutex::new(BTreeMap::new());
+/// Inputs for which `wait_at_gate` does not return yet.
+static CLOSED: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+
+#[task]
+async fn counted_double(x: u64) -> u64 {
+    *DOUBLED.lock().unwrap().entry(x).or_default() += 1;
+    x * 2
+}
+
+#[task]
+async fn wait_at_gate(x: u64) -> u64 {
+    while CLOSED.lock().unwrap().contains(&x) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    x
+}
+
+/// Fails (its step panics) after its first step while its input is in `BROKEN`.
+#[workflow]
+async fn fragile(x: u64) -> u64 {
+    let a = counted_double(x).await;
+    if BROKEN.lock().unwrap().contains(&x) {
+        panic!("a bug, fixed in the next release");
+    }
+    let b = counted_double(a).await;
+    a + b
+}
+
+/// Waits at its gate; cancelled there, it ends as cancelled (`u64` cannot carry it).
+#[workflow]
+async fn gated(x: u64) -> u64 {
+    let doubled = counted_double(x).await;
+    wait_at_gate(doubled).await
+}
+
+fn doubled(x: u64) -> usize {
+    DOUBLED.lock().unwrap().get(&x).copied().unwrap_or(0)
+}
+
+/// Starts `fragile(x)` with its bug and waits until it failed.
+async fn failed_fragile(engine: &Engine, run: &str, x: u64) {
+    BROKEN.lock().unwrap().insert(x);
+    let handle = engine.start(run, fragile(x)).await.unwrap();
+    let error = handle.result().await.unwrap_err();
+    assert!(error.to_string().contains("a bug"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_resumes_a_failed_run_at_its_step_without_running_committed_steps_again() {
+    let journal = TempJournal::new("redrive-failed");
+    let engine = builder().open(journal.path()).await.unwrap();
+    failed_fragile(&engine, "fragile", 3).await;
+    assert!(matches!(
+        engine.status("fragile").await.unwrap(),
+        RunStatus::Failed { .. }
+    ));
+    BROKEN.lock().unwrap().remove(&3);
+    engine.redrive("fragile").await.unwrap();
+    let handle = engine.handle::<fragile>("fragile").unwrap();
+    assert_eq!(handle.result().await.unwrap(), 6 + 12);
+    assert_eq!(doubled(3), 1, "the committed step ran again");
+    assert_eq!(doubled(6), 1);
+    let history = engine.history("fragile").await.unwrap();
+    let redriven: Vec<_> = history
+        .iter()
+        .filter(|e| matches!(&e.kind, flow::EventKind::RunRedriven { ended } if ended.contains("failed")))
+        .collect();
+    assert_eq!(redriven.len(), 1, "{history:#?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_gives_a_cancelled_step_a_fresh_attempt() {
+    let journal = TempJournal::new("redrive-cancelled");
+    let engine = builder().open(journal.path()).await.unwrap();
+    CLOSED.lock().unwrap().insert(14);
+    let handle = engine.start("gated", gated(7)).await.unwrap();
+    eventually("the first step", || doubled(7) == 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    engine.cancel("gated").await.unwrap();
+    assert!(handle.result().await.is_err());
+    assert_eq!(engine.status("gated").await.unwrap(), RunStatus::Cancelled);
+    CLOSED.lock().unwrap().remove(&14);
+    engine.redrive("gated").await.unwrap();
+    assert_eq!(handle.result().await.unwrap(), 14);
+    assert_eq!(doubled(7), 1, "the committed step ran again");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_refuses_runs_that_did_not_fail_and_writes_nothing() {
+    let journal = TempJournal::new("redrive-refused");
+    let engine = builder().open(journal.path()).await.unwrap();
+    engine
+        .start("done", short(1))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    let waiting = engine.start("waiting", await_count()).await.unwrap();
+    let token = waiting_token(&engine, "waiting").await;
+    let before = journal_files(journal.path());
+    for run in ["done", "waiting"] {
+        let error = engine.redrive(run).await.unwrap_err();
+        assert!(
+            matches!(&error, FlowError::NotRedrivable { run_id, .. } if run_id == run),
+            "{error}"
+        );
+    }
+    assert!(matches!(
+        engine.redrive("nobody").await.unwrap_err(),
+        FlowError::UnknownRun { .. }
+    ));
+    assert!(journal_files(journal.path()) == before, "a refusal wrote");
+    engine.complete(&token, Ok(1u64)).await.unwrap();
+    waiting.result().await.unwrap().unwrap();
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_survives_a_crash_at_every_commit() {
+    let dir = ScratchDir::new("redrive-crash");
+    // Commits from the redrive to the end, uninterrupted.
+    let path = dir.journal("reference");
+    let engine = builder().open(&path).await.unwrap();
+    failed_fragile(&engine, "run", 20).await;
+    engine.shutdown().await;
+    drop(engine);
+    BROKEN.lock().unwrap().remove(&20);
+    let (counting, commits) = Commits::counting(builder());
+    let engine = counting.open(&path).await.unwrap();
+    engine.redrive("run").await.unwrap();
+    let handle = engine.handle::<fragile>("run").unwrap();
+    assert_eq!(handle.result().await.unwrap(), 40 + 80);
+    engine.shutdown().await;
+    let total = commits.get();
+    assert!(total >= 2, "the redrive and the run's end: {total}");
+
+    for k in 1..=total {
+        let x = 100 + k;
+        let path = dir.journal(&format!("crash-{k}"));
+        let engine = builder().open(&path).await.unwrap();
+        failed_fragile(&engine, "run", x).await;
+        engine.shutdown().await;
+        drop(engine);
+        BROKEN.lock().unwrap().remove(&x);
+
+        let (halting, commits) = halting(builder(), k);
+        let engine = halting.open(&path).await.unwrap();
+        engine.redrive("run").await.unwrap();
+        assert_eq!(commits.wait_for(k, Duration::from_secs(5)).await, k);
+        engine.shutdown().await;
+        drop(engine);
+
+        let engine = builder().open(&path).await.unwrap();
+        let handle = engine.handle::<fragile>("run").unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(20), handle.result())
+            .await
+            .unwrap_or_else(|_| panic!("no result after a crash at commit {k}"))
+            .unwrap();
+        assert_eq!(out, 2 * x + 4 * x, "crash at commit {k}");
+        assert_eq!(
+            doubled(x),
+            1,
+            "crash at commit {k}: the committed step ran again"
+        );
+        let history = engine.history("run").await.unwrap();
+        let redrives = history
+            .iter()
+            .filter(|e| matches!(e.kind, flow::EventKind::RunRedriven { .. }))
+            .count();
+        assert_eq!(redrives, 1, "crash at commit {k}");
+        engine.shutdown().await;
+    }
 }

@@ -110,6 +110,33 @@ pub enum FlowError {
         /// Why the token was refused (unknown, used, or its step is over).
         reason: String,
     },
+    /// Only a failed, cancelled or faulted run can be redriven; nothing was written.
+    #[error(
+        "run `{run_id}` cannot be redriven: it is {status}, and only a failed, cancelled \
+         (or timed-out) or faulted run can be; to run again from an earlier step of a run \
+         that completed, start a new run"
+    )]
+    NotRedrivable {
+        /// The run.
+        run_id: String,
+        /// Its status.
+        status: String,
+    },
+    /// The step a run would be redriven at waits for a child run that ended without a
+    /// result; nothing was written.
+    #[error(
+        "run `{run_id}` cannot be redriven: its step waits for child run `{child}`, which \
+         is {status} and will not deliver a result; redriving a step that waits for an \
+         ended child run is not supported"
+    )]
+    RedriveNeedsChild {
+        /// The run.
+        run_id: String,
+        /// The child run.
+        child: String,
+        /// The child's status.
+        status: String,
+    },
     /// A run cannot be deleted while a driver may work on it; nothing was deleted.
     #[error(
         "run `{run_id}` was not deleted: it is {status}, and only a finished or faulted run \

@@ -178,6 +178,13 @@ pub enum EventKind {
         /// The fault it had.
         error: String,
     },
+    /// A failed, cancelled or faulted run was set going again with `Engine::redrive`: it
+    /// resumes the step it ended in, with the locals it had and fresh attempts for what
+    /// had not finished.
+    RunRedriven {
+        /// How it had ended (its status, as `RunStatus` shows it).
+        ended: String,
+    },
 }
 
 /// Where a run stands.

@@ -99,6 +99,57 @@ impl Tables<'_> {
         self.apply_unchecked(write, now_ms, stored.next_seq)
     }
 
+    /// Applies the write that sets failed, cancelled or faulted run `write.run_id` going
+    /// again; refused (before writing) unless the run ended so and is as the write
+    /// expects. The pending step's branch records that hold no result are dropped, so
+    /// what had not finished gets fresh attempts; results stay.
+    pub(crate) fn apply_redrive(
+        &mut self,
+        write: &RunWrite,
+        now_ms: u64,
+    ) -> Result<WriteEffects, FlowError> {
+        let stored = self
+            .header(&write.run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: write.run_id.clone(),
+            })?;
+        let ended = matches!(
+            stored.status,
+            StoredStatus::Failed(_) | StoredStatus::Cancelled | StoredStatus::Faulted(_)
+        );
+        if !ended || ExpectedHeader::of(&stored) != write.expect {
+            return Err(FlowError::NotRedrivable {
+                run_id: write.run_id.clone(),
+                status: stored.status.to_public().to_string(),
+            });
+        }
+        let run_id = write.run_id.as_str();
+        self.unschedule_expiry(run_id)?;
+        let step = match self.pending.read()?.get(run_id)? {
+            Some(op) => Some(decode_record::<PendingOp>(op.value(), "pending step")?.step),
+            None => None,
+        };
+        if let Some(step) = step {
+            let mut unfinished = Vec::new();
+            for entry in self
+                .branches
+                .read()?
+                .range((run_id, step, 0)..=(run_id, step, u32::MAX))?
+            {
+                let (key, record) = entry?;
+                let record = decode_record::<BranchRecord>(record.value(), "branch record")?;
+                let keep = record.is_finished() || matches!(record, BranchRecord::MapProgress(_));
+                if !keep {
+                    unfinished.push(key.value().2);
+                }
+            }
+            for branch in unfinished {
+                self.branches.write()?.remove((run_id, step, branch))?;
+            }
+        }
+        self.apply_unchecked(write, now_ms, stored.next_seq)
+    }
+
     /// Applies a transition whose header was checked; refuses (before writing) to create
     /// a child run over an existing run. `next_seq` is the stored header's (the driver's
     /// copy may be older: signals and callbacks append events too).

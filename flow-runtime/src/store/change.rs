@@ -48,6 +48,10 @@ pub(crate) enum Change {
     Purge { run: String },
     /// Deletes those of these runs whose expiry has passed (the retention service).
     Expire { runs: Vec<String> },
+    /// A failed, cancelled or faulted run set going again (`Engine::redrive`): its
+    /// pending step's unfinished branch records are dropped (fresh attempts), its expiry
+    /// too, then the write is applied like a transition.
+    Redrive(RunWrite),
 }
 
 /// What applying a [`Change`] did, variant for variant.
@@ -102,6 +106,7 @@ impl Change {
                 Applied::Purged
             }
             Change::Expire { runs } => Applied::Expired(tables.expire(runs, now_ms)?),
+            Change::Redrive(write) => Applied::Ran(tables.apply_redrive(write, now_ms)?),
         })
     }
 
