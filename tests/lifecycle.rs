@@ -1,7 +1,8 @@
 //! A run's life around its steps: typed callback completions (a value that does not fit
 //! the awaited type is refused and the token stays open); retention and purge (finished
 //! runs deleted with everything keyed by them, durably, also across crashes); redrive
-//! (a failed or cancelled run resumed at its last step, also across crashes).
+//! (a failed or cancelled run resumed at its last step) and fork (a new run from the
+//! state before any step), also across crashes.
 
 mod support;
 
@@ -61,6 +62,8 @@ fn builder() -> flow::EngineBuilder {
         .register::<kept>()
         .register::<fragile>()
         .register::<gated>()
+        .register::<ledger>()
+        .register::<mapped>()
 }
 
 /// The token run `run` handed out, once its step waits for it.
@@ -557,17 +560,17 @@ async fn redrive_resumes_a_failed_run_at_its_step_without_running_committed_step
 async fn redrive_gives_a_cancelled_step_a_fresh_attempt() {
     let journal = TempJournal::new("redrive-cancelled");
     let engine = builder().open(journal.path()).await.unwrap();
-    CLOSED.lock().unwrap().insert(14);
-    let handle = engine.start("gated", gated(7)).await.unwrap();
-    eventually("the first step", || doubled(7) == 1).await;
+    CLOSED.lock().unwrap().insert(18_002);
+    let handle = engine.start("gated", gated(9_001)).await.unwrap();
+    eventually("the first step", || doubled(9_001) == 1).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     engine.cancel("gated").await.unwrap();
     assert!(handle.result().await.is_err());
     assert_eq!(engine.status("gated").await.unwrap(), RunStatus::Cancelled);
-    CLOSED.lock().unwrap().remove(&14);
+    CLOSED.lock().unwrap().remove(&18_002);
     engine.redrive("gated").await.unwrap();
-    assert_eq!(handle.result().await.unwrap(), 14);
-    assert_eq!(doubled(7), 1, "the committed step ran again");
+    assert_eq!(handle.result().await.unwrap(), 18_002);
+    assert_eq!(doubled(9_001), 1, "the committed step ran again");
     engine.shutdown().await;
 }
 
@@ -655,6 +658,232 @@ async fn redrive_survives_a_crash_at_every_commit() {
             .filter(|e| matches!(e.kind, flow::EventKind::RunRedriven { .. }))
             .count();
         assert_eq!(redrives, 1, "crash at commit {k}");
+        engine.shutdown().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fork.
+
+/// Three steps, with locals that change at each: `seen` holds every value so far.
+#[workflow]
+async fn ledger(start: u64) -> Vec<u64> {
+    let mut seen = vec![start];
+    let mut acc = start;
+    for _ in 0..3 {
+        acc = counted_double(acc).await;
+        seen.push(acc);
+    }
+    seen
+}
+
+#[workflow]
+async fn mapped(n: u64) -> u64 {
+    let first = counted_double(n).await;
+    let items = flow::map(vec![1u64, 2], 2, double).await;
+    let last = double(first).await;
+    first + items.iter().sum::<u64>() + last
+}
+
+fn forked_events(history: &[flow::HistoryEvent]) -> Vec<(String, u64)> {
+    history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            flow::EventKind::RunForked { from, step } => Some((from.clone(), *step)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_starts_a_new_run_from_the_state_before_each_step() {
+    let journal = TempJournal::new("fork");
+    let engine = builder().open(journal.path()).await.unwrap();
+    let run = engine.start("ledger", ledger(1000)).await.unwrap();
+    let expected = vec![1000, 2000, 4000, 8000];
+    assert_eq!(run.result().await.unwrap(), expected);
+    let source_history = engine.history("ledger").await.unwrap();
+    for step in 0..3u64 {
+        let id = format!("ledger-from-{step}");
+        let before: Vec<usize> = [1000, 2000, 4000].iter().map(|x| doubled(*x)).collect();
+        engine.fork("ledger", step, id.as_str()).await.unwrap();
+        let fork = engine.handle::<ledger>(&id).unwrap();
+        // The locals before the step (`seen` with `step + 1` values) come back.
+        assert_eq!(
+            fork.result().await.unwrap(),
+            expected,
+            "fork at step {step}"
+        );
+        let after: Vec<usize> = [1000, 2000, 4000].iter().map(|x| doubled(*x)).collect();
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            let rerun = usize::from(i as u64 >= step);
+            assert_eq!(
+                a - b,
+                rerun,
+                "fork at step {step}: step {i} ran {} times",
+                a - b
+            );
+        }
+        let history = engine.history(&id).await.unwrap();
+        assert_eq!(forked_events(&history), vec![("ledger".to_string(), step)]);
+        let completed: Vec<u64> = history
+            .iter()
+            .filter_map(|e| match e.kind {
+                flow::EventKind::StepCompleted { step, .. } => Some(step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            completed,
+            (step..3).collect::<Vec<_>>(),
+            "fork at step {step}"
+        );
+    }
+    // The source is as it was.
+    assert_eq!(engine.history("ledger").await.unwrap(), source_history);
+    // A fork of a fork, at or after its fork step.
+    engine
+        .fork("ledger-from-1", 2, "ledger-again")
+        .await
+        .unwrap();
+    let again = engine.handle::<ledger>("ledger-again").unwrap();
+    assert_eq!(again.result().await.unwrap(), expected);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_refuses_what_it_cannot_start_and_writes_nothing() {
+    let journal = TempJournal::new("fork-refused");
+    let engine = builder().open(journal.path()).await.unwrap();
+    engine
+        .start("ledger", ledger(50))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    engine
+        .start("mapped", mapped(60))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    engine
+        .start("taken", short(1))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    let before = journal_files(journal.path());
+    let refusals = [
+        engine.fork("ledger", 3, "new").await.unwrap_err(),
+        engine.fork("mapped", 1, "new").await.unwrap_err(),
+        engine.fork("ledger", 0, "taken").await.unwrap_err(),
+        engine.fork("nobody", 0, "new").await.unwrap_err(),
+        engine.fork("ledger", 0, "").await.unwrap_err(),
+    ];
+    assert!(
+        matches!(&refusals[0], FlowError::ForkRefused { step: 3, reason, .. } if reason.contains("0 to 2")),
+        "{}",
+        refusals[0]
+    );
+    assert!(
+        matches!(&refusals[1], FlowError::ForkRefused { reason, .. } if reason.contains("map")),
+        "{}",
+        refusals[1]
+    );
+    assert!(
+        matches!(refusals[2], FlowError::RunIdConflict { .. }),
+        "{}",
+        refusals[2]
+    );
+    assert!(
+        matches!(refusals[3], FlowError::UnknownRun { .. }),
+        "{}",
+        refusals[3]
+    );
+    assert!(
+        matches!(refusals[4], FlowError::InvalidRunId { .. }),
+        "{}",
+        refusals[4]
+    );
+    assert!(journal_files(journal.path()) == before, "a refusal wrote");
+    // The step after the map can be forked from: the map's result is a saved local.
+    engine.fork("mapped", 2, "after-map").await.unwrap();
+    let fork = engine.handle::<mapped>("after-map").unwrap();
+    assert_eq!(fork.result().await.unwrap(), 120 + 2 + 4 + 240);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fork_survives_a_crash_at_every_commit() {
+    let dir = ScratchDir::new("fork-crash");
+    let expected = |x: u64| vec![x, 2 * x, 4 * x, 8 * x];
+    let path = dir.journal("reference");
+    let engine = builder().open(&path).await.unwrap();
+    engine
+        .start("source", ledger(7))
+        .await
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    let (counting, commits) = Commits::counting(builder());
+    let engine = counting.open(&path).await.unwrap();
+    engine.fork("source", 1, "fork").await.unwrap();
+    let out = engine
+        .handle::<ledger>("fork")
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    assert_eq!(out, expected(7));
+    engine.shutdown().await;
+    let total = commits.get();
+    assert!(total >= 3, "the fork's start and its steps: {total}");
+
+    for k in 1..=total {
+        let path = dir.journal(&format!("crash-{k}"));
+        let engine = builder().open(&path).await.unwrap();
+        engine
+            .start("source", ledger(7))
+            .await
+            .unwrap()
+            .result()
+            .await
+            .unwrap();
+        engine.shutdown().await;
+        drop(engine);
+
+        let (halting, commits) = halting(builder(), k);
+        let engine = halting.open(&path).await.unwrap();
+        engine.fork("source", 1, "fork").await.unwrap();
+        assert_eq!(commits.wait_for(k, Duration::from_secs(5)).await, k);
+        engine.shutdown().await;
+        drop(engine);
+
+        let engine = builder().open(&path).await.unwrap();
+        let handle = engine.handle::<ledger>("fork").unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(20), handle.result())
+            .await
+            .unwrap_or_else(|_| panic!("no result after a crash at commit {k}"))
+            .unwrap();
+        assert_eq!(out, expected(7), "crash at commit {k}");
+        let history = engine.history("fork").await.unwrap();
+        assert_eq!(forked_events(&history).len(), 1, "crash at commit {k}");
+        let mut completed: Vec<u64> = history
+            .iter()
+            .filter_map(|e| match e.kind {
+                flow::EventKind::StepCompleted { step, .. } => Some(step),
+                _ => None,
+            })
+            .collect();
+        completed.dedup();
+        assert_eq!(completed, vec![1, 2], "crash at commit {k}: {history:#?}");
         engine.shutdown().await;
     }
 }

@@ -1,16 +1,18 @@
 //! Row 7: the retention soak. Many short runs go through an engine that deletes each
 //! run as soon as it finishes (retention 0); since redb reuses the pages freed by the
 //! deletions, the journal file stops growing once it holds the runs in flight: after all
-//! of them it is no larger than after the first 1%.
+//! of them it is no larger than after the first 1%. Also: what the per-step record of
+//! the slots a transition wrote (kept for `Engine::fork`) costs per step.
 
 use std::time::{Duration, Instant};
 
 use flow::{Engine, ListQuery};
+use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
 
 use crate::harness::{drive, fresh_journal};
 use crate::probe::file_len;
 use crate::report::{bytes, count, judge, rate, ratio, Report};
-use crate::workloads::three_steps;
+use crate::workloads::{sequential, three_steps};
 use crate::{Config, Res};
 
 /// Runs between their start and their result at any time.
@@ -54,6 +56,53 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
         "7",
         "  runs / s, deletion included",
         rate(total as f64 / wall.as_secs_f64()),
+    );
+    step_state_cost(cfg, report).await
+}
+
+/// Runs of row 2's workflow measured for the step-state cost, and their steps each.
+const STATE_RUNS: usize = 100;
+const STATE_STEPS: u64 = 100;
+
+/// The bytes the journal stores per step for the step-state records (`flow_step_states`),
+/// beside those of the saved locals themselves (`flow_slots`), after `STATE_RUNS` runs
+/// of `STATE_STEPS` steps (one local, a counter).
+async fn step_state_cost(cfg: &Config, report: &mut Report) -> Res<()> {
+    let path = fresh_journal(&cfg.dir, "step-states");
+    let engine = Engine::builder()
+        .register::<sequential>()
+        .open(&path)
+        .await?;
+    drive(&engine, "steps", 0..STATE_RUNS, IN_FLIGHT, true, |_| {
+        sequential(STATE_STEPS)
+    })
+    .await?;
+    engine.shutdown().await;
+    drop(engine);
+    let stored = |table: &str| -> Res<u64> {
+        let db = redb::Database::open(&path)?;
+        let txn = db.begin_read()?;
+        let handle = txn
+            .list_tables()?
+            .find(|t| t.name() == table)
+            .ok_or_else(|| format!("the journal has no table `{table}`"))?;
+        Ok(txn.open_untyped_table(handle)?.stats()?.stored_bytes())
+    };
+    let steps = (STATE_RUNS as u64 * STATE_STEPS) as f64;
+    let states = stored("flow_step_states")? as f64 / steps;
+    let slots = stored("flow_slots")? as f64 / STATE_RUNS as f64;
+    let _ = Engine::remove_journal(&path);
+    report.info(
+        "7",
+        format!(
+            "fork's step-state record: stored / step ({}-step runs, one local)",
+            count(STATE_STEPS as f64)
+        ),
+        format!(
+            "{}; the run's locals: {} / run",
+            bytes(states),
+            bytes(slots)
+        ),
     );
     Ok(())
 }

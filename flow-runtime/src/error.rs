@@ -137,6 +137,16 @@ pub enum FlowError {
         /// The child's status.
         status: String,
     },
+    /// A run cannot be forked at this step; nothing was written.
+    #[error("run `{run_id}` cannot be forked at step {step}: {reason}")]
+    ForkRefused {
+        /// The run to fork from.
+        run_id: String,
+        /// The step asked for.
+        step: u64,
+        /// Why not.
+        reason: String,
+    },
     /// A run cannot be deleted while a driver may work on it; nothing was deleted.
     #[error(
         "run `{run_id}` was not deleted: it is {status}, and only a finished or faulted run \

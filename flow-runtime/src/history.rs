@@ -185,6 +185,14 @@ pub enum EventKind {
         /// How it had ended (its status, as `RunStatus` shows it).
         ended: String,
     },
+    /// The run was started by `Engine::fork` from another run's state before a step;
+    /// its first event after `RunStarted`.
+    RunForked {
+        /// The run it was forked from.
+        from: String,
+        /// The step of that run it starts at (which it runs afresh).
+        step: u64,
+    },
 }
 
 /// Where a run stands.

@@ -7,7 +7,8 @@
 //! deadline came), `wake` (which runs have a driver, who waits for which result),
 //! `registry` (workflows by name, and the tasks linked into the program), `blocked` (runs
 //! parked for lack of code), `listing` (pages of runs), `retention` (deleting finished
-//! runs), `redrive` (resuming a run that ended at its last step), `builder`, `handle`.
+//! runs), `redrive` (resuming a run that ended at its last step), `fork` (a new run from another's
+//! state before a step), `builder`, `handle`.
 //!
 //! Terms, as the code uses them: a *step* is one run of the machine's step function, from
 //! one suspension point to the next; what it awaits is a durable *operation*; a *turn* is
@@ -21,6 +22,7 @@ mod blocked;
 mod builder;
 mod commit;
 mod driver;
+mod fork;
 mod handle;
 mod listing;
 mod redrive;

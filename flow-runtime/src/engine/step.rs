@@ -318,18 +318,18 @@ pub(crate) fn step_run(
 }
 
 /// A scheduled operation: the pending record and what it creates with it.
-struct Scheduled {
-    op: PendingOp,
-    children: Vec<ChildStart>,
-    tokens: Vec<(String, TokenRecord)>,
+pub(crate) struct Scheduled {
+    pub op: PendingOp,
+    pub children: Vec<ChildStart>,
+    pub tokens: Vec<(String, TokenRecord)>,
     /// The type each token's step awaits, by name, where the request says.
-    token_types: Vec<(String, String)>,
+    pub token_types: Vec<(String, String)>,
     /// A map's encoded items.
-    map_items: Option<Vec<Vec<u8>>>,
+    pub map_items: Option<Vec<Vec<u8>>>,
 }
 
 /// The pending operation for `request`, and the child runs and tokens it creates.
-fn schedule(
+pub(crate) fn schedule(
     registry: &Registry,
     run_id: &str,
     step: u64,

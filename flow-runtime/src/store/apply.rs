@@ -8,7 +8,7 @@ use redb::ReadableTable;
 
 use super::records::{
     decode_record, encode_record, BranchRecord, ChildStart, ParentLink, PendingOp, RunRecord,
-    StoredStatus,
+    StepState, StoredStatus,
 };
 use super::transition::{ExpectedHeader, PendingChange, RunWrite, StartWrite};
 use super::txn_tables::Tables;
@@ -194,6 +194,9 @@ impl Tables<'_> {
             self.map_items
                 .write()?
                 .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
+            self.step_states
+                .write()?
+                .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
             self.generation_inputs
                 .write()?
                 .insert(run_id, input.as_slice())?;
@@ -247,6 +250,19 @@ impl Tables<'_> {
             self.slots
                 .write()?
                 .insert((run_id, *slot), bytes.as_slice())?;
+        }
+        if let PendingChange::Set(op) = &write.pending {
+            // A transition that schedules a new step keeps what it wrote of the state.
+            if header.steps > write.expect.steps {
+                let state = StepState {
+                    pc: header.pc,
+                    slots: write.slots.clone(),
+                };
+                self.step_states.write()?.insert(
+                    (run_id, op.step),
+                    encode_record(&state, "step state")?.as_slice(),
+                )?;
+            }
         }
         if let Some(step) = write.clear_branches {
             self.branches

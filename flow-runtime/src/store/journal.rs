@@ -14,7 +14,7 @@
 //! The values it speaks in (`RunRecord`, `PendingOp`, `BranchRecord`, ...) are the
 //! storage schema of `store::records`; their encodings are the on-disk format.
 
-use super::read::{self, HeaderAndOutput, ListedRun, Snapshot, TimerScan, TimerStart};
+use super::read::{self, HeaderAndOutput, ListedRun, Snapshot, StateAtStep, TimerScan, TimerStart};
 use super::records::{BranchRecord, RunRecord};
 use super::writer::BatchWrites;
 use std::sync::atomic::Ordering;
@@ -69,6 +69,9 @@ pub(crate) trait Journal: Send + Sync + 'static {
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError>;
     /// Runs with work that needs no deadline (their drivers start at open).
     fn active_runs(&self) -> Result<Vec<String>, FlowError>;
+    /// The run's program counter and slots as the transition that scheduled `step` left
+    /// them, if it was recorded.
+    fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError>;
     /// The retention settings the journal holds, as `RetentionSettings::rows`.
     fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError>;
     /// Up to `limit` runs whose expiry has passed at `now_ms`, and when the next expiry
@@ -151,6 +154,9 @@ impl Journal for Store {
     }
     fn active_runs(&self) -> Result<Vec<String>, FlowError> {
         read::active_runs(self)
+    }
+    fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError> {
+        read::step_state(self, run_id, step)
     }
     fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError> {
         read::retention_rows(self)

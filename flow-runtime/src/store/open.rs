@@ -508,7 +508,7 @@ fn init(db: &Database) -> Result<(), FlowError> {
 }
 
 /// Creates the tables added after format 1 was fixed (map items, callback tokens, run
-/// deadlines, generation inputs, nudges, history batches, token types, retention) when a journal lacks them; a no-op otherwise.
+/// deadlines, generation inputs, nudges, history batches, token types, retention, step states) when a journal lacks them; a no-op otherwise.
 fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     let missing = {
         let txn = db.begin_read()?;
@@ -525,6 +525,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
             RUN_EXPIRIES.to_string(),
             EXPIRIES.to_string(),
             RUN_TOKENS.to_string(),
+            STEP_STATES.to_string(),
         ]
         .iter()
         .any(|t| !names.contains(t))
@@ -544,6 +545,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     txn.open_table(RUN_EXPIRIES)?;
     txn.open_table(EXPIRIES)?;
     txn.open_table(RUN_TOKENS)?;
+    txn.open_table(STEP_STATES)?;
     txn.commit()?;
     Ok(())
 }

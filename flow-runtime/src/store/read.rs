@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, Shape,
-    StoredStatus, TokenRecord, MAP_PROGRESS,
+    StepState, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 use super::tables::*;
 use super::Store;
@@ -389,6 +389,34 @@ pub(super) fn history(store: &Store, run_id: &str) -> Result<Vec<HistoryEvent>, 
             }
         }
         Ok(events)
+    })
+}
+
+/// A run's program counter and every slot, as they were when a step was scheduled.
+pub(crate) type StateAtStep = (u32, Vec<(u32, Vec<u8>)>);
+
+/// The state of run `run_id` as the transition that scheduled `step` left it: its
+/// program counter, and every slot as the transitions up to that one wrote it. `None`
+/// when that transition's record is missing (written before step states were kept, or
+/// in an earlier generation).
+pub(super) fn step_state(
+    store: &Store,
+    run_id: &str,
+    step: u64,
+) -> Result<Option<StateAtStep>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(STEP_STATES)?;
+        let mut slots = BTreeMap::new();
+        let mut pc = None;
+        for entry in table.range((run_id, 0)..=(run_id, step))? {
+            let (key, value) = entry?;
+            let state = decode_record::<StepState>(value.value(), "step state")?;
+            slots.extend(state.slots);
+            if key.value().1 == step {
+                pc = Some(state.pc);
+            }
+        }
+        Ok(pc.map(|pc| (pc, slots.into_iter().collect())))
     })
 }
 

@@ -197,6 +197,15 @@ pub(crate) struct TokenRecord {
     pub used: bool,
 }
 
+/// What the transition that scheduled a step wrote of the run's state (`STEP_STATES`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StepState {
+    /// The block the run resumes at with the step's output.
+    pub pc: u32,
+    /// The slots the transition wrote (the others kept their earlier values).
+    pub slots: Vec<(u32, Vec<u8>)>,
+}
+
 /// One leaf operation of a pending step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Branch {

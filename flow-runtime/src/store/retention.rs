@@ -173,6 +173,9 @@ impl Tables<'_> {
         self.inbox
             .write()?
             .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+        self.step_states
+            .write()?
+            .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
         Ok(())
     }
 }

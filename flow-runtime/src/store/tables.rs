@@ -189,6 +189,10 @@ sealed_tables! {
     /// run ID → when the finished run is to be deleted (ms since the epoch); also in
     /// `EXPIRIES`.
     RUN_EXPIRIES: &str => u64 = "flow_run_expiries";
+    /// (run ID, step) → `StepState`: the program counter and the slots written by the
+    /// transition that scheduled the step, so the locals as they were at any step of the
+    /// run's current generation can be put back together (`Engine::fork`).
+    STEP_STATES: (&str, u64) => &'static [u8] = "flow_step_states";
 }
 
 /// (expiry ms since the epoch, run ID): the finished run is deleted once the expiry has

@@ -41,6 +41,7 @@ pub(crate) struct Tables<'t> {
     pub(super) run_expiries: Lazy<'t, &'static str, values::RUN_EXPIRIES>,
     pub(super) expiries: Lazy<'t, (u64, &'static str), ()>,
     pub(super) run_tokens: Lazy<'t, (&'static str, &'static str), ()>,
+    pub(super) step_states: Lazy<'t, (&'static str, u64), values::STEP_STATES>,
     pub(super) meta: Lazy<'t, &'static str, &'static [u8]>,
 }
 
@@ -129,6 +130,7 @@ impl<'t> Tables<'t> {
             run_expiries: Lazy::new(txn, RUN_EXPIRIES),
             expiries: Lazy::new(txn, EXPIRIES),
             run_tokens: Lazy::new(txn, RUN_TOKENS),
+            step_states: Lazy::new(txn, STEP_STATES),
             meta: Lazy::new(txn, META),
         })
     }
