@@ -80,12 +80,13 @@ async fn run(core: Arc<Core>, nap: Duration) {
         let sleep = match core.store.due_expiries(now, BATCH) {
             Ok((due, _)) if !due.is_empty() => {
                 match core.commits.submit(Change::Expire { runs: due }).await {
-                    Ok((applied, _)) => {
-                        if let Applied::Expired(deleted) = applied {
-                            tracing::debug!(deleted, "deleted runs whose retention expired");
-                        }
+                    Ok((Applied::Expired(deleted), _)) if deleted > 0 => {
+                        tracing::debug!(deleted, "deleted runs whose retention expired");
                         continue;
                     }
+                    // Nothing was due by the commit's clock after all (a clock set
+                    // back): look again later rather than at once.
+                    Ok(_) => nap,
                     Err(e) => {
                         if stop.borrow().is_some() {
                             return;

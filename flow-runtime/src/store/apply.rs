@@ -8,7 +8,7 @@ use redb::ReadableTable;
 
 use super::records::{
     decode_record, encode_record, BranchRecord, ChildStart, ParentLink, PendingOp, RunRecord,
-    StepState, StoredStatus,
+    StoredStatus,
 };
 use super::transition::{ExpectedHeader, PendingChange, RunWrite, StartWrite};
 use super::txn_tables::Tables;
@@ -254,10 +254,9 @@ impl Tables<'_> {
         if let PendingChange::Set(op) = &write.pending {
             // A transition that schedules a new step keeps what it wrote of the state.
             if header.steps > write.expect.steps {
-                let state = StepState {
-                    pc: header.pc,
-                    slots: write.slots.clone(),
-                };
+                // Encoded as a `StepState` is (postcard writes a struct as the tuple of
+                // its fields), without copying the slots.
+                let state = (header.pc, &write.slots);
                 self.step_states.write()?.insert(
                     (run_id, op.step),
                     encode_record(&state, "step state")?.as_slice(),

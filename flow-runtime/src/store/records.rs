@@ -328,6 +328,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_step_state_is_encoded_as_the_tuple_the_store_writes() {
+        let slots = vec![(0u32, vec![1u8, 2]), (3, vec![])];
+        let written = encode_record(&(7u32, &slots), "step state").unwrap();
+        let state = StepState { pc: 7, slots };
+        assert_eq!(encode_record(&state, "step state").unwrap(), written);
+        assert_eq!(
+            decode_record::<StepState>(&written, "step state").unwrap(),
+            state
+        );
+    }
+
+    #[test]
     fn headers_written_before_next_seq_still_decode() {
         let header = RunRecord {
             workflow: "w".into(),
