@@ -6,115 +6,20 @@
 //! cargo run --example order                      # resumes; finished steps are not rerun
 //! ```
 //! Options: `--db PATH` (default `order-demo.redb`), `--crash-after N`, `--fresh`
-//! (delete the file first).
+//! (delete the file first), `--export DIR` (write each finished run's recording to
+//! `DIR/RUN_ID.flowrun`, for `flow::testing::RecordedRun::from_file` in a test).
 
-use std::time::Duration;
+#[path = "shared/order_saga.rs"]
+mod order_saga;
 
-use flow::{task, workflow, Engine, EventKind, TaskContext};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Order {
-    card: String,
-    items: Vec<String>,
-    total_cents: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Receipt {
-    payment: String,
-    reservation: String,
-    shipped: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
-enum OrderError {
-    #[error("payment declined: {0}")]
-    Declined(String),
-    #[error("out of stock: {0}")]
-    OutOfStock(String),
-    #[error("{0}")]
-    Engine(String),
-}
-
-impl From<flow::TaskFailure> for OrderError {
-    fn from(f: flow::TaskFailure) -> Self {
-        OrderError::Engine(f.to_string())
-    }
-}
-
-/// Prints what runs, with the idempotency key a real payment API would receive.
-fn say(what: &str) {
-    let key = TaskContext::current()
-        .map(|c| format!("  [key {}, attempt {}]", c.idempotency_key, c.attempt));
-    println!("  ran   {what}{}", key.unwrap_or_default());
-}
-
-fn is_declined(e: &OrderError) -> bool {
-    matches!(e, OrderError::Declined(_))
-}
-
-#[task(retry(max_attempts = 3, initial = "50ms", non_retryable = is_declined), timeout = "5s")]
-async fn charge(card: String, cents: u64) -> Result<String, OrderError> {
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    if card.starts_with("0000") {
-        return Err(OrderError::Declined(card));
-    }
-    say(&format!("charge {cents} cents on card {card}"));
-    Ok(format!("pay-{card}-{cents}"))
-}
-
-#[task(retry(max_attempts = 2, initial = "50ms"))]
-async fn reserve(items: Vec<String>) -> Result<String, OrderError> {
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    if let Some(item) = items.iter().find(|i| i.contains("unicorn")) {
-        say(&format!("reserve {items:?}: {item} is out of stock"));
-        return Err(OrderError::OutOfStock(item.clone()));
-    }
-    say(&format!("reserve {items:?}"));
-    Ok(format!("res-{}", items.len()))
-}
-
-#[task]
-async fn ship(item: String) -> Result<String, OrderError> {
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    say(&format!("ship {item}"));
-    Ok(format!("parcel-{item}"))
-}
-
-#[task]
-async fn refund(payment: String) -> Result<(), OrderError> {
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    say(&format!("refund {payment}"));
-    Ok(())
-}
-
-#[workflow]
-async fn place_order(order: Order) -> Result<Receipt, OrderError> {
-    let payment = charge(order.card.clone(), order.total_cents).await?;
-    let reservation = match reserve(order.items.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            // Step Functions' Catch, in plain Rust: compensate, then fail.
-            refund(payment.clone()).await?;
-            return Err(e);
-        }
-    };
-    let mut shipped = Vec::new();
-    for item in order.items {
-        shipped.push(ship(item).await?);
-    }
-    Ok(Receipt {
-        payment,
-        reservation,
-        shipped,
-    })
-}
+use flow::{Engine, EventKind};
+use order_saga::{place_order, Order};
 
 struct Args {
     db: String,
     crash_after: Option<u64>,
     fresh: bool,
+    export: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -122,6 +27,7 @@ fn parse_args() -> Result<Args, String> {
         db: "order-demo.redb".into(),
         crash_after: None,
         fresh: false,
+        export: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -135,8 +41,11 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             "--fresh" => args.fresh = true,
+            "--export" => args.export = Some(it.next().ok_or("--export needs a directory")?),
             "-h" | "--help" => {
-                return Err("usage: order [--db PATH] [--crash-after N] [--fresh]".into())
+                return Err(
+                    "usage: order [--db PATH] [--crash-after N] [--fresh] [--export DIR]".into(),
+                )
             }
             other => return Err(format!("unknown argument `{other}`; try --help")),
         }
@@ -167,6 +76,12 @@ async fn committed_steps(engine: &Engine, run_id: &str) -> Vec<String> {
 
 #[tokio::main]
 async fn main() {
+    // `RUST_LOG=flow_runtime=debug` (or `info`, `trace`) shows each run's and each task
+    // attempt's spans and events on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -242,6 +157,13 @@ async fn main() {
             Ok(Ok(receipt)) => println!("{}: completed: {receipt:?}", h.run_id()),
             Ok(Err(e)) => println!("{}: ended with the workflow's error: {e}", h.run_id()),
             Err(e) => println!("{}: engine error: {e}", h.run_id()),
+        }
+        if let Some(dir) = &args.export {
+            let file = std::path::Path::new(dir).join(format!("{}.flowrun", h.run_id()));
+            match engine.export(h.run_id(), &file).await {
+                Ok(_) => println!("{}: recording written to {}", h.run_id(), file.display()),
+                Err(e) => println!("{}: {e}", h.run_id()),
+            }
         }
     }
     println!("\nruns in {}:", args.db);

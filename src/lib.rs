@@ -83,9 +83,13 @@ pub use flow_macros::workflow;
 /// Arguments and the result are serde types. Options:
 /// `retry(max_attempts = 5, initial = "200ms", backoff = 2.0, max_interval = "1m",
 /// jitter = 0.1, non_retryable = predicate)` where `predicate: fn(&E) -> bool` marks
-/// errors not worth retrying; `timeout = "30s"` (per attempt); `name = "..."`. A task
-/// returning `Result<T, E>` needs `E: From<TaskFailure>` (timeouts, panics and
-/// cancellation reach the workflow as an `Err`). The body reads its
+/// errors not worth retrying; `timeout = "30s"` (per attempt); `name = "..."`;
+/// `at_most_once` (each attempt's start is made durable before it runs, and an attempt
+/// the engine's end interrupted is not run again: its [`TaskFailure::Interrupted`] reaches
+/// the workflow; needs a `Result` return type). A task returning `Result<T, E>` needs
+/// `E: From<TaskFailure>` (timeouts, panics, interruptions and cancellation reach the
+/// workflow as an `Err`). An attempt interrupted by the engine's end (a crash, a kill)
+/// counts as a failed attempt (see the README's "Interrupted attempts"). The body reads its
 /// [`TaskContext`] (idempotency key, attempt) with [`TaskContext::current`].
 ///
 /// Defaults of a bare `#[task]`: **3 attempts** in all (the first and 2 retries), 100 ms

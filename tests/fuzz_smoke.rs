@@ -83,6 +83,7 @@ fn samples() -> &'static [Vec<u8>] {
                 &RunSummary {
                     run_id: "order-1".into(),
                     workflow: "crate::place_order".into(),
+                    version: 1,
                     status: RunStatus::Failed {
                         error: "declined".into(),
                     },

@@ -93,15 +93,11 @@ enum Outcome {
     ReadFailed(FlowError),
 }
 
-/// Writes the files (`None`: no log), opens the journal and reads everything; checks
-/// that a refusal left the log as it was.
+/// Writes the files (`None`: no log), opens the journal as a user would (every default,
+/// the integrity check among them) and reads everything; checks that a refusal left the
+/// log as it was.
 fn open_files(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
-    RUNTIME.with(|rt| open_files_on(rt, dir, journal, log, false))
-}
-
-/// [`open_files`] with redb's integrity check on every open, not only after a crash.
-fn open_files_checked(dir: &Path, journal: &[u8], log: Option<&[u8]>) -> Outcome {
-    RUNTIME.with(|rt| open_files_on(rt, dir, journal, log, true))
+    RUNTIME.with(|rt| open_files_on(rt, dir, journal, log))
 }
 
 thread_local! {
@@ -114,7 +110,6 @@ fn open_files_on(
     dir: &Path,
     journal: &[u8],
     log: Option<&[u8]>,
-    check_always: bool,
 ) -> Outcome {
     let path = dir.join("damaged.redb");
     let log_path = dir.join("damaged.redb-wal");
@@ -124,9 +119,7 @@ fn open_files_on(
         std::fs::write(&log_path, log).unwrap();
     }
     let outcome = rt.block_on(async {
-        let builder = Engine::builder()
-            .register::<gather>()
-            .check_integrity_on_open(check_always);
+        let builder = Engine::builder().register::<gather>();
         match builder.open(&path).await {
             Ok(engine) => {
                 let read = contents(&engine).await;
@@ -359,7 +352,6 @@ fn flip_every_page(
     log: Option<&[u8]>,
     expected: &Contents,
     spots: usize,
-    open: fn(&Path, &[u8], Option<&[u8]>) -> Outcome,
 ) -> Tally {
     let mut rng = support::rng::XorShift::new(journal.len() as u64);
     let mut tally = Tally::default();
@@ -369,7 +361,7 @@ fn flip_every_page(
             let at = page * 4096 + (rng.next_u64() % within) as usize;
             let mut damaged = journal.to_vec();
             damaged[at] ^= 1 << (rng.next_u64() % 8);
-            let outcome = open(dir, &damaged, log);
+            let outcome = open_files(dir, &damaged, log);
             tally.count(outcome, expected, &format!("byte {at} of the journal file"));
         }
     }
@@ -383,12 +375,11 @@ fn byte_flips_in_the_journal_file_are_found_or_harmless() {
     let expected = reference(&dir.path, &killed, &log);
     // The reference's shutdown left the journal file whole on its own.
     let clean = std::fs::read(dir.path.join("damaged.redb")).unwrap();
-    // A cleanly shut down journal is trusted unless asked: stored values are checked
-    // when read, keys only by redb's integrity check (a flipped key bit can renumber an
-    // event or rename a run), so the check runs on every open here.
-    let after_shutdown = flip_every_page(&dir.path, &clean, None, &expected, 3, open_files_checked);
+    // Stored values are checked when read, keys only by redb's integrity check (a flipped
+    // key bit can renumber an event or rename a run), which runs on every open by default.
+    let after_shutdown = flip_every_page(&dir.path, &clean, None, &expected, 3);
     // After a crash, the check runs anyway.
-    let after_kill = flip_every_page(&dir.path, &killed, Some(&log), &expected, 2, open_files);
+    let after_kill = flip_every_page(&dir.path, &killed, Some(&log), &expected, 2);
     println!(
         "journal file flips: shut down, checked on open ({} pages) {after_shutdown:?}; \
          killed, with its log ({} pages) {after_kill:?}",
@@ -530,4 +521,144 @@ fn a_journal_of_the_format_before_checksums_is_refused_untouched() {
         "{text}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// Opens the files with `accept_log_loss`, then again as usual. Returns what the first
+/// open read, and the copy of the refused log it kept aside (if the log had bytes). No
+/// workflow is registered, so the runs wait and what is read is what was kept.
+fn open_accepting_loss(
+    dir: &Path,
+    journal: &[u8],
+    log: Option<&[u8]>,
+) -> (Contents, Option<Vec<u8>>) {
+    let path = dir.join("damaged.redb");
+    let log_path = dir.join("damaged.redb-wal");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap().path();
+        if entry.to_string_lossy().contains(".lost-") {
+            std::fs::remove_file(entry).unwrap();
+        }
+    }
+    std::fs::write(&path, journal).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    if let Some(log) = log {
+        std::fs::write(&log_path, log).unwrap();
+    }
+    RUNTIME.with(|rt| {
+        rt.block_on(async {
+            let engine = Engine::builder()
+                .accept_log_loss(true)
+                .open(&path)
+                .await
+                .expect("accepting the loss opens the journal");
+            let accepted = contents(&engine).await.unwrap();
+            engine.shutdown().await;
+            let lost: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().contains("damaged.redb-wal.lost-"))
+                .collect();
+            assert!(lost.len() <= 1, "{lost:?}");
+            let lost = lost.first().map(|p| std::fs::read(p).unwrap());
+            // The journal and its new log go together: an ordinary open reads the same.
+            let engine = Engine::builder()
+                .open(&path)
+                .await
+                .expect("the accepted journal opens as usual afterwards");
+            assert_eq!(contents(&engine).await.unwrap(), accepted, "reopened");
+            engine.shutdown().await;
+            (accepted, lost)
+        })
+    })
+}
+
+/// Each run of `got` is one of `expected`'s, its history a prefix of the run's there.
+fn assert_earlier_state(got: &Contents, expected: &Contents, what: &str) {
+    for (run, _, history) in got {
+        let (_, _, full) = expected
+            .iter()
+            .find(|(id, _, _)| id == run)
+            .unwrap_or_else(|| panic!("{what}: run {run} was never acknowledged"));
+        assert!(
+            history.len() <= full.len() && full[..history.len()] == history[..],
+            "{what}: the history of {run} is not an earlier state of the acknowledged one"
+        );
+    }
+}
+
+fn event_count(contents: &Contents) -> usize {
+    contents.iter().map(|(_, _, h)| h.len()).sum()
+}
+
+#[test]
+fn a_lost_log_is_accepted_only_when_asked_keeping_its_whole_records_and_a_copy() {
+    let dir = support::ScratchDir::new("damage-accepted");
+    let (journal, log) = killed_files(&dir.path);
+    let expected = reference(&dir.path, &journal, &log);
+    let bounds = record_bounds(&log);
+    let records = bounds.len() - 1;
+
+    // An intact log: accepting a loss that did not happen changes nothing.
+    let (intact, lost) = open_accepting_loss(&dir.path, &journal, Some(&log));
+    let histories = |c: &Contents| c.iter().map(|(_, _, h)| h.clone()).collect::<Vec<_>>();
+    assert_eq!(histories(&intact), histories(&expected));
+    assert!(lost.is_none(), "an intact log was set aside");
+
+    // The journal file alone: what a lost log leaves.
+    let (alone, _) = open_accepting_loss(&dir.path, &journal, None);
+    assert_earlier_state(&alone, &expected, "deleted log");
+    assert!(
+        event_count(&alone) < event_count(&expected),
+        "the log held events"
+    );
+
+    // A damaged record keeps the records before it, exactly as a cut there does; a copy
+    // of the damaged log stays beside the journal.
+    let mut previous = event_count(&alone);
+    for (i, at) in bounds[..records].iter().enumerate() {
+        let mut damaged = log.clone();
+        damaged[at + 40] ^= 0x01;
+        let what = format!("record {i} of {records} damaged");
+        if i + 1 < records {
+            // (Damage to the last record is a torn append, which opens anyway.)
+            assert_log_refused(open_files(&dir.path, &journal, Some(&damaged)), &what);
+        }
+        let (kept, lost) = open_accepting_loss(&dir.path, &journal, Some(&damaged));
+        assert_earlier_state(&kept, &expected, &what);
+        let refused = i + 1 < records;
+        assert_eq!(
+            lost.as_deref(),
+            refused.then_some(&damaged[..]),
+            "{what}: the copy"
+        );
+        let (cut, _) = open_accepting_loss(&dir.path, &journal, Some(&log[..*at]));
+        assert_eq!(kept, cut, "{what}: not the records before it");
+        assert!(event_count(&kept) >= previous, "{what}: fewer records kept");
+        previous = event_count(&kept);
+    }
+    assert!(
+        previous > event_count(&alone),
+        "no record before the damage was kept"
+    );
+
+    // Emptied, zeroed, random, another journal's: the journal file's state.
+    let mut rng = support::rng::XorShift::new(12);
+    let random: Vec<u8> = (0..log.len()).map(|_| rng.next_u64() as u8).collect();
+    let other = support::ScratchDir::new("damage-accepted-other");
+    let (_, foreign) = killed_files(&other.path);
+    for (what, bad) in [
+        ("emptied", Vec::new()),
+        ("zeroed", vec![0; log.len()]),
+        ("random", random),
+        ("another journal's", foreign),
+    ] {
+        assert_log_refused(open_files(&dir.path, &journal, Some(&bad)), what);
+        let (kept, lost) = open_accepting_loss(&dir.path, &journal, Some(&bad));
+        assert_eq!(kept, alone, "{what} log");
+        assert_eq!(
+            lost.as_deref(),
+            (!bad.is_empty()).then_some(&bad[..]),
+            "{what}"
+        );
+    }
 }

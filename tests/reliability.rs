@@ -595,3 +595,53 @@ async fn a_large_input_costs_the_journal_a_small_multiple_of_its_size() {
     assert_eq!(*input, flow::codec::encode(&data, String::new).unwrap());
     engine.shutdown().await;
 }
+
+// --- Removing a journal ----------------------------------------------------------------
+
+#[workflow]
+async fn rel_remove_me(x: u64) -> u64 {
+    x
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn removing_a_journal_through_a_link_deletes_its_real_files_and_an_open_one_is_refused() {
+    let dir = ScratchDir::new("rel-remove");
+    let real = dir.file("real.redb");
+    let link = dir.file("link.redb");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let engine = Engine::builder()
+        .register::<rel_remove_me>()
+        .open(&link)
+        .await
+        .unwrap();
+    let run = engine.start("r", rel_remove_me(7)).await.unwrap();
+    assert_eq!(run.result().within().await.unwrap(), 7);
+
+    // Open: refused, both files as they were.
+    let before = fingerprint_files(&real);
+    let err = Engine::remove_journal(&link).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy, "{err}");
+    assert!(err.to_string().contains("shut that engine down"), "{err}");
+    assert_eq!(fingerprint_files(&real), before);
+    engine.shutdown().await;
+
+    // Closed: the real journal and its log go; the link stays and opens a new journal.
+    assert!(PathBuf::from(format!("{}-wal", real.display())).exists());
+    Engine::remove_journal(&link).unwrap();
+    assert!(!real.exists(), "the real journal is deleted");
+    assert!(
+        !PathBuf::from(format!("{}-wal", real.display())).exists(),
+        "the real log is deleted"
+    );
+    assert!(link.symlink_metadata().is_ok(), "the link itself stays");
+    let engine = Engine::builder()
+        .register::<rel_remove_me>()
+        .open(&link)
+        .await
+        .unwrap();
+    assert!(engine.list().await.unwrap().is_empty(), "a fresh journal");
+    engine.shutdown().await;
+    // Removing what is not there is not an error.
+    Engine::remove_journal(dir.file("never.redb")).unwrap();
+}

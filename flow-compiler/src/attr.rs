@@ -26,6 +26,8 @@ pub struct TaskOptions {
     pub jitter: Option<f64>,
     /// `retry(non_retryable = path::to::predicate)`: `fn(&E) -> bool`.
     pub non_retryable: Option<syn::Path>,
+    /// `at_most_once`: an attempt interrupted by the engine's end is not run again.
+    pub at_most_once: bool,
 }
 
 /// Parsed `#[workflow(...)]` options.
@@ -33,6 +35,8 @@ pub struct TaskOptions {
 pub struct WorkflowOptions {
     /// `name = "..."`.
     pub name: Option<String>,
+    /// `version = N` (N >= 1): one of several versions registered under one name.
+    pub version: Option<u32>,
 }
 
 /// Parses `#[workflow(...)]` options, reporting every error to `cx`.
@@ -51,9 +55,17 @@ pub(crate) fn workflow_options(attr: TokenStream, cx: &Ctxt) -> WorkflowOptions 
                     "expected a string: `name = \"my_workflow\"`",
                 ),
             },
+            Meta::NameValue(nv) if nv.path.is_ident("version") => match int(&nv.value) {
+                Some(n) if n >= 1 && n <= u32::MAX as u64 => opts.version = Some(n as u32),
+                _ => errors.error_at(
+                    nv.value.span(),
+                    "`version` must be a whole number of at least 1, e.g. `version = 2` \
+                     (a workflow without it is version 1)",
+                ),
+            },
             other => errors.error_at(
                 other.span(),
-                "unknown #[workflow] option; the only option is `name = \"...\"`",
+                "unknown #[workflow] option; expected `name = \"...\"` or `version = N`",
             ),
         }
     }
@@ -73,6 +85,7 @@ pub(crate) fn task_options(attr: TokenStream, cx: &Ctxt) -> TaskOptions {
                 Some(s) => opts.name = Some(s),
                 None => errors.error_at(nv.value.span(), "expected a string: `name = \"charge_card\"`"),
             },
+            Meta::Path(path) if path.is_ident("at_most_once") => opts.at_most_once = true,
             Meta::NameValue(nv) if nv.path.is_ident("timeout") => {
                 opts.timeout_ms = duration(&nv.value, errors);
             }
@@ -90,7 +103,7 @@ pub(crate) fn task_options(attr: TokenStream, cx: &Ctxt) -> TaskOptions {
             }
             other => errors.error_at(
                 other.span(),
-                "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"` or \
+                "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"`, `at_most_once` or \
                  `retry(max_attempts = 5, initial = \"200ms\", backoff = 2.0, max_interval = \"1m\", \
                  jitter = 0.1, non_retryable = is_permanent)`",
             ),
@@ -210,6 +223,23 @@ mod tests {
         assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
         assert_eq!(parse_duration_ms("2 days"), None);
         assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn workflow_versions_parse_and_zero_is_refused() {
+        let cx = Ctxt::new();
+        let o = workflow_options(quote!(name = "place_order", version = 2), &cx);
+        cx.check().unwrap();
+        assert_eq!(
+            (o.name.as_deref(), o.version),
+            (Some("place_order"), Some(2))
+        );
+        let cx = Ctxt::new();
+        workflow_options(quote!(version = 0), &cx);
+        assert_eq!(cx.check().unwrap_err().into_iter().count(), 1);
+        let cx = Ctxt::new();
+        workflow_options(quote!(version = "2"), &cx);
+        assert_eq!(cx.check().unwrap_err().into_iter().count(), 1);
     }
 
     #[test]

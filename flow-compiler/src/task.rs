@@ -41,6 +41,13 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             "`non_retryable` needs the task to return a `Result`: it decides which `Err`s are final",
         );
     }
+    if opts.at_most_once && !is_result {
+        cx.error_at(
+            f.sig.ident.span(),
+            "`at_most_once` needs the task to return a `Result` whose error implements \
+             `From<flow::TaskFailure>`: an interrupted attempt reaches the workflow as that `Err`",
+        );
+    }
     if cx.has_errors() {
         return None;
     }
@@ -60,6 +67,13 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         None => quote!(::core::stringify!(#name)),
     };
     let policy = policy_tokens(&opts);
+    let at_most_once = opts.at_most_once.then(|| {
+        quote! {
+            ::flow::__private::inventory::submit! {
+                ::flow::__private::AtMostOnce { name: <#name as ::flow::__private::Task>::NAME }
+            }
+        }
+    });
     let (classify, from_failure) = if is_result {
         let permanent = match &opts.non_retryable {
             Some(p) => quote!(#p(__flow_error)),
@@ -171,8 +185,13 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
                 name: <#name as ::flow::__private::Task>::NAME,
                 run: ::flow::__private::erased_run::<#name>,
                 failure_output: ::flow::__private::erased_failure_output::<#name>,
+                defined_at: ::core::concat!(
+                    ::core::module_path!(), "::", ::core::stringify!(#name),
+                    " (", ::core::file!(), ":", ::core::line!(), ")"
+                ),
             }
         }
+        #at_most_once
     })
 }
 

@@ -9,7 +9,7 @@
 //! struct place_order { __input: Order }
 //! fn place_order(order: Order) -> place_order
 //! impl IntoFuture for place_order     // runs BODY as plain async code
-//! impl flow::Workflow for place_order { NAME, FINGERPRINT, Input, Output,
+//! impl flow::Workflow for place_order { NAME, [VERSION,] FINGERPRINT, Input, Output,
 //!                                        step() = the compiled state machine, graph() }
 //! impl flow::DurableOp for place_order // awaited in another workflow: a child run
 //! ```
@@ -68,6 +68,8 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         _ => quote!(let (#(#idents,)*) = self.__input;),
     };
     let reg_name = opts.name.clone().unwrap_or_else(|| name.to_string());
+    // Without `version = N` the trait's default (1) holds.
+    let version = opts.version.map(|v| quote!(const VERSION: u32 = #v;));
 
     // The state machine.
     let input_pat = syn::parse::Parser::parse2(syn::Pat::parse_single, input_pat)
@@ -138,6 +140,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         impl ::flow::Workflow for #name {
             const NAME: &'static str = #reg_name;
             const FINGERPRINT: u64 = #fp;
+            #version
             type Input = #input_ty;
             type Output = #output;
 

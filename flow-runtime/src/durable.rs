@@ -20,7 +20,8 @@ pub struct Sleep {
 ///
 /// Awaited outside a workflow it is an ordinary timer.
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(SystemTime::now() + duration)
+    // Under `flow::testing`, the deadline is counted from the test's virtual clock.
+    sleep_until(crate::time::workflow_now() + duration)
 }
 
 /// Suspends the workflow until the wall-clock instant `deadline`, durably.

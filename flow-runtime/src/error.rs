@@ -76,7 +76,9 @@ pub enum FlowError {
     #[error(
         "the write-ahead log `{log}` of the journal `{path}` is damaged: {reason}; nothing \
          was changed: restore both files from a backup, or put back the log that was \
-         beside the journal; keep both files as they are until then"
+         beside the journal; keep both files as they are until then (if the log is lost \
+         for good, EngineBuilder::accept_log_loss opens the journal without it, losing \
+         what only the log held)"
     )]
     LogDamaged {
         /// The journal.
@@ -328,6 +330,46 @@ pub enum FlowError {
     #[error("the engine has stopped ({reason}); open the journal again to continue")]
     EngineStopped {
         /// Why it stopped.
+        reason: String,
+    },
+    /// `Engine::export` could not write the run's recording.
+    #[error("could not export run `{run_id}`: {reason}")]
+    ExportFailed {
+        /// The run.
+        run_id: String,
+        /// Why (the file's error).
+        reason: String,
+    },
+    /// `Engine::start` was given a call of an older version of a workflow than the newest
+    /// registered: new runs start on the newest unless the caller picks a version.
+    #[error(
+        "workflow `{workflow}` version {version} is not the newest registered (version \
+         {newest} is): new runs start on the newest version; call the newest version's \
+         function, or pick this version on purpose with Engine::start_version"
+    )]
+    NotNewestVersion {
+        /// The workflow's registered name.
+        workflow: String,
+        /// The version of the call.
+        version: u32,
+        /// The newest registered version.
+        newest: u32,
+    },
+    /// `Engine::upgrade` cannot move the run to the asked version; nothing was written.
+    #[error(
+        "run `{run_id}` cannot be moved from version {from} to version {to} of workflow \
+         `{workflow}`: {reason}; nothing was changed"
+    )]
+    UpgradeRefused {
+        /// The run.
+        run_id: String,
+        /// The run's workflow.
+        workflow: String,
+        /// The version the run is on.
+        from: u32,
+        /// The version asked for.
+        to: u32,
+        /// What does not fit.
         reason: String,
     },
 }

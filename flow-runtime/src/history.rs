@@ -193,6 +193,32 @@ pub enum EventKind {
         /// The step of that run it starts at (which it runs afresh).
         step: u64,
     },
+    /// The run started on this version of its workflow: follows `RunStarted` for a
+    /// version other than 1 (a run without it started on version 1).
+    RunVersion {
+        /// The workflow's version (`#[workflow(version = N)]`).
+        version: u32,
+    },
+    /// `Engine::upgrade` moved the run to another version of its workflow, at the step it
+    /// was waiting for (the same operation in both versions).
+    RunUpgraded {
+        /// The version the run was on.
+        from: u32,
+        /// The version it is on now.
+        to: u32,
+        /// The step it waits for (both versions await the same operation there).
+        step: u64,
+    },
+}
+
+/// A run's first events: `started`, then the version it is on unless it is 1 (see
+/// [`EventKind::RunVersion`]).
+pub(crate) fn started_events(started: EventKind, version: u32) -> Vec<EventKind> {
+    let mut events = vec![started];
+    if version != 1 {
+        events.push(EventKind::RunVersion { version });
+    }
+    events
 }
 
 /// Where a run stands.
@@ -271,6 +297,9 @@ pub struct RunSummary {
     pub run_id: String,
     /// Workflow name.
     pub workflow: String,
+    /// The version of the workflow the run is on (`#[workflow(version = N)]`; 1 for
+    /// workflows without versions).
+    pub version: u32,
     /// Where the run stands.
     pub status: RunStatus,
     /// When the run was started, ms since the Unix epoch.
@@ -279,4 +308,23 @@ pub struct RunSummary {
     pub updated_at_ms: u64,
     /// How many durable operations the run has awaited so far.
     pub steps: u64,
+}
+
+/// A task attempt running right now, as
+/// [`Engine::attempts_in_progress`](crate::Engine::attempts_in_progress) shows it. It is
+/// kept in the running engine's memory, not in the journal: nothing is written when an
+/// attempt begins (the history's `AttemptStarted` is written with its outcome), so the
+/// view is empty in any other engine and after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptInProgress {
+    /// Step number.
+    pub step: u64,
+    /// Branch within the step.
+    pub branch: u32,
+    /// Task name.
+    pub task: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// When the attempt began, ms since the Unix epoch.
+    pub started_at_ms: u64,
 }

@@ -38,8 +38,9 @@ pub use engine::{
     Engine, EngineBuilder, ListQuery, RunHandle, RunPage, StatusKind, DEFAULT_PAGE_RUNS,
     MAX_PAGE_RUNS,
 };
+pub use engine::{RunCounts, Upgrade, UpgradePlan};
 pub use error::FlowError;
-pub use history::{EventKind, HistoryEvent, RunStatus, RunSummary};
+pub use history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::Join;
 pub use map::{map, Map, MapFailed, TolerantMap};
 pub use op::{DurableOp, OpRequest, Tolerance};
@@ -55,7 +56,8 @@ pub use workflow::{StateGraph, StateInfo, Workflow};
 pub mod __private {
     pub use crate::machine::{frame, Journaled, Machine, MachineCtl, StepFault, Transition};
     pub use crate::task::{
-        erased_failure_output, erased_run, AttemptClass, BoxFuture, Task, TaskRegistration,
+        erased_failure_output, erased_run, AtMostOnce, AttemptClass, BoxFuture, Task,
+        TaskRegistration,
     };
     pub use inventory;
     pub use serde;

@@ -72,6 +72,12 @@ pub(crate) fn ok_bytes(value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The encoded `Ok(value)` of an output typed `Result<T, _>`; `what` names the value in
+/// an encoding error.
+pub(crate) fn ok<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>, CodecError> {
+    Ok(ok_bytes(&codec::encode(value, || what.to_string())?))
+}
+
 /// The encoded `Err(error)` of an output typed `Result<_, E>`; `what` names the error in
 /// an encoding error.
 pub(crate) fn err<E: Serialize>(error: &E, what: &str) -> Result<Vec<u8>, CodecError> {
@@ -228,7 +234,7 @@ mod tests {
         let five = enc(&5u32);
         let six = enc(&6u32);
         assert_eq!(ok_bytes(&five), enc(&Ok::<u32, String>(5)));
-        assert_eq!(ok_bytes(&enc(&5u32)), enc(&Ok::<u32, String>(5)));
+        assert_eq!(ok(&5u32, "x").unwrap(), enc(&Ok::<u32, String>(5)));
         assert_eq!(err(&"no", "x").unwrap(), enc(&Err::<u32, &str>("no")));
         assert_eq!(race(1, &six), enc(&(1usize, 6u32)));
         assert_eq!(race(300, &six), enc(&(300usize, 6u32)));

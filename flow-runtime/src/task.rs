@@ -79,6 +79,16 @@ pub enum TaskFailure {
         /// Why (the size and the limit, or the serializer's message).
         reason: String,
     },
+    /// The engine ended (a crash, a kill, a power loss) while the attempt ran: it may
+    /// have done part or all of its work. It counts as a failed attempt; an at-most-once
+    /// task is not run again.
+    #[error("attempt {attempt} of task `{task}` was interrupted: the engine stopped while it ran")]
+    Interrupted {
+        /// Task name.
+        task: String,
+        /// The interrupted attempt (1-based).
+        attempt: u32,
+    },
 }
 
 impl From<TaskFailure> for String {
@@ -260,6 +270,8 @@ pub struct TaskRegistration {
     pub run: fn(&[u8]) -> Result<BoxFuture<AttemptResult>, CodecError>,
     /// Encodes the output a failure turns into, when the output type can carry one.
     pub failure_output: fn(TaskFailure) -> Option<Result<Vec<u8>, CodecError>>,
+    /// The function's path and source location, to name both sides of a name collision.
+    pub defined_at: &'static str,
 }
 
 /// One finished attempt, type-erased: its class and its encoded output.
@@ -271,6 +283,21 @@ pub struct AttemptResult {
 }
 
 inventory::collect!(TaskRegistration);
+
+/// Marks the task `name` at-most-once (`#[task(at_most_once)]` submits it): each attempt's
+/// start is made durable before the attempt runs, and an attempt interrupted by the
+/// engine's end is not run again: its [`TaskFailure::Interrupted`] reaches the workflow.
+pub struct AtMostOnce {
+    /// Registered task name.
+    pub name: &'static str,
+}
+
+inventory::collect!(AtMostOnce);
+
+/// Whether the task `name` is at-most-once.
+pub fn is_at_most_once(name: &str) -> bool {
+    inventory::iter::<AtMostOnce>().any(|t| t.name == name)
+}
 
 /// Looks up a task registered anywhere in the program by `#[task]`.
 pub fn find_task(name: &str) -> Option<&'static TaskRegistration> {

@@ -13,6 +13,10 @@ use crate::signal_types::SignalSites;
 pub trait Workflow: Send + 'static {
     /// Registered name: the function's name unless `#[workflow(name = "...")]` pins another.
     const NAME: &'static str;
+    /// Version of the workflow under its name: `#[workflow(version = N)]`, 1 without it.
+    /// Several versions of one name can be registered side by side; each run stays on the
+    /// version it started with (see `Engine::start` and `Engine::upgrade`).
+    const VERSION: u32 = 1;
     /// Hash of the compiled body; a stored state from a different body is not resumed.
     const FINGERPRINT: u64;
     /// The function's arguments: the single argument's type, or a tuple of them.

@@ -412,11 +412,7 @@ async fn a_damaged_journal_is_refused_untouched() {
     );
 
     let (journal, bytes) = damaged_journal("damaged-body", 0.3).await;
-    let err = Engine::builder()
-        .check_integrity_on_open(true)
-        .open(journal.path())
-        .await
-        .unwrap_err();
+    let err = Engine::builder().open(journal.path()).await.unwrap_err();
     assert!(matches!(err, FlowError::Corrupt { .. }), "{err}");
     assert!(
         std::fs::read(journal.path()).unwrap() == bytes,

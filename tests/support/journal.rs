@@ -4,10 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use flow::{Engine, EventKind, RunStatus};
+use flow::{Engine, EventKind, RunStatus, TaskFailure};
 
 use super::exec_log::ExecRecord;
-use super::workload::Reference;
+use super::workload::{self, Reference};
+
+/// How the history words an attempt interrupted by the engine's end (the end of
+/// `TaskFailure::Interrupted`'s message).
+const INTERRUPTED: &str = "was interrupted: the engine stopped while it ran";
 
 /// A committed task attempt: run ID, step, attempt number.
 pub type AttemptId = (String, u64, u32);
@@ -23,8 +27,42 @@ pub struct RunView {
     pub completed: BTreeMap<u64, Vec<u8>>,
     /// `(step, attempt)` of every `AttemptStarted`.
     pub attempts: BTreeSet<(u64, u32)>,
+    /// `(step, attempt)` of every `AttemptFailed` -> its error, and whether it was the
+    /// step's last attempt (no retry scheduled).
+    pub failures: BTreeMap<(u64, u32), (String, bool)>,
     /// The output of `RunCompleted`.
     pub output: Option<Vec<u8>>,
+    /// The error of `RunFailed`.
+    pub failed: Option<String>,
+}
+
+impl RunView {
+    /// The attempts crashes interrupted, as `(step, attempt)`.
+    pub fn interrupted(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.failures
+            .iter()
+            .filter(|(_, (error, _))| error.ends_with(INTERRUPTED))
+            .map(|(&id, _)| id)
+    }
+
+    /// The steps whose last attempt crashes interrupted (their attempts used up), with
+    /// that attempt's number.
+    pub fn forced_by_crashes(&self) -> Vec<(u64, u32)> {
+        self.interrupted()
+            .filter(|id| self.failures[id].1)
+            .collect()
+    }
+}
+
+/// The reference `run` must match: `reference` itself, or, when crashes used up the
+/// attempts of other calls than it assumed, the reference with those calls' results
+/// forced (`workload::reference_with`).
+pub async fn modelled(run: &RunView, reference: &Reference) -> Option<Reference> {
+    let forced = run.forced_by_crashes();
+    if forced == reference.forced {
+        return None;
+    }
+    Some(workload::reference_with(reference.kind, &reference.job, &forced).await)
 }
 
 /// Every run in a journal, by run ID.
@@ -49,7 +87,9 @@ pub async fn inspect(engine: &Engine) -> Result<JournalView, String> {
             scheduled: BTreeMap::new(),
             completed: BTreeMap::new(),
             attempts: BTreeSet::new(),
+            failures: BTreeMap::new(),
             output: None,
+            failed: None,
         };
         for (i, event) in history.iter().enumerate() {
             if event.seq != i as u64 {
@@ -70,11 +110,24 @@ pub async fn inspect(engine: &Engine) -> Result<JournalView, String> {
                     (!run.attempts.insert((*step, *attempt)))
                         .then(|| format!("attempt {attempt} of step {step} recorded twice"))
                 }
+                EventKind::AttemptFailed {
+                    step,
+                    attempt,
+                    error,
+                    retry_at_ms,
+                    ..
+                } => run
+                    .failures
+                    .insert((*step, *attempt), (error.clone(), retry_at_ms.is_none()))
+                    .map(|_| format!("attempt {attempt} of step {step} failed twice")),
                 EventKind::RunCompleted { output } => run
                     .output
                     .replace(output.clone())
                     .map(|_| "completed twice".to_string()),
-                EventKind::RunFailed { error } => Some(format!("run failed: {error}")),
+                EventKind::RunFailed { error } => run
+                    .failed
+                    .replace(error.clone())
+                    .map(|_| "failed twice".to_string()),
                 EventKind::RunFaulted { error } => Some(format!("run faulted: {error}")),
                 _ => None,
             };
@@ -87,10 +140,41 @@ pub async fn inspect(engine: &Engine) -> Result<JournalView, String> {
     Ok(view)
 }
 
-/// Checks one run against its uninterrupted reference: steps numbered 0, 1, 2, ... with
-/// no gap, each completed once with exactly the reference's output, attempts of each
-/// step numbered 1, 2, ... and, once the run completed, the reference's output.
+/// Checks one run against its reference (see [`modelled`]): steps numbered 0, 1, 2, ...
+/// with no gap, each completed once with exactly the reference's output, attempts of each
+/// step numbered 1, 2, ..., interrupted attempts worded as such and a call's attempts
+/// used up by crashes only once all of them were interrupted or failed; once the run
+/// ended, the reference's output (or its failure).
 pub fn check_run(id: &str, run: &RunView, reference: &Reference) -> Result<(), String> {
+    let forced = run.forced_by_crashes();
+    if forced != reference.forced {
+        return Err(format!(
+            "{id}: crashes used up the attempts of steps {forced:?}, the reference assumes \
+             {:?}",
+            reference.forced
+        ));
+    }
+    for (step, attempt) in run.interrupted() {
+        let task = reference.task_of(step as usize).unwrap_or("?").to_string();
+        let expected = TaskFailure::Interrupted {
+            task: task.clone(),
+            attempt,
+        }
+        .to_string();
+        let (error, last) = &run.failures[&(step, attempt)];
+        if !error.starts_with(&expected) {
+            return Err(format!(
+                "{id}: step {step} attempt {attempt} failed with {error:?}, expected {expected:?}"
+            ));
+        }
+        if *last && attempt != workload::max_attempts(&task) {
+            return Err(format!(
+                "{id}: step {step} ({task}) ended on interrupted attempt {attempt}, but the \
+                 task has {} attempts",
+                workload::max_attempts(&task)
+            ));
+        }
+    }
     let n = run.completed.len() as u64;
     if run.completed.keys().copied().ne(0..n) {
         return Err(format!(
@@ -136,6 +220,32 @@ pub fn check_run(id: &str, run: &RunView, reference: &Reference) -> Result<(), S
             ));
         }
     }
+    if let Some((step, expected)) = &reference.failure {
+        if n > *step {
+            return Err(format!(
+                "{id}: completed step {} past step {step}, where the run must fail",
+                n - 1
+            ));
+        }
+        return match (&run.status, &run.failed) {
+            (RunStatus::Failed { error }, Some(failed))
+                if error == failed && failed.contains(expected.as_str()) =>
+            {
+                Ok(())
+            }
+            (RunStatus::Failed { .. }, _) | (_, Some(_)) => Err(format!(
+                "{id}: {} ({:?}), expected to fail with {expected:?}",
+                run.status, run.failed
+            )),
+            (RunStatus::Completed | RunStatus::Faulted { .. } | RunStatus::Cancelled, _) => {
+                Err(format!("{id}: {}", run.status))
+            }
+            _ => Ok(()),
+        };
+    }
+    if let Some(error) = &run.failed {
+        return Err(format!("{id}: run failed: {error}"));
+    }
     match (&run.status, &run.output) {
         (RunStatus::Completed, Some(output)) => {
             if n as usize != reference.steps.len() {
@@ -160,6 +270,13 @@ pub fn check_run(id: &str, run: &RunView, reference: &Reference) -> Result<(), S
         _ => {}
     }
     Ok(())
+}
+
+/// Every attempt the journal says a crash interrupted.
+pub fn interrupted_attempts(view: &JournalView) -> BTreeSet<AttemptId> {
+    view.iter()
+        .flat_map(|(id, run)| run.interrupted().map(|(s, a)| (id.clone(), s, a)))
+        .collect()
 }
 
 /// Every committed task attempt in the journal.
@@ -188,30 +305,29 @@ pub struct ExecAudit {
 /// (the journal as generation `g - 1` left it); its last entry is the final journal.
 /// Checks:
 /// - the run ID the workflow passed is the one the engine gave the task;
-/// - each run's calls got distinct idempotency keys, each key is used by one call only
-///   (same task, same arguments) in every attempt and every generation, and the step a
-///   record belongs to (the key's rank among the run's keys) is the `call` it passed;
+/// - each run's calls got distinct idempotency keys, and each key is used by one call only
+///   (same run, step, task and arguments) in every attempt and every generation; the step
+///   a record belongs to is the `call` it passed (the workload's calls are its steps);
 /// - an attempt committed before a generation started never ran in that generation
 ///   ("a step whose result was committed never runs again");
 /// - with `one_per_generation`, no attempt ran twice within one generation (a process
 ///   runs an attempt once; only recovery runs it again);
 /// - at most `inflight_bounds[g]` executions of generation `g` were lost with it (the
 ///   last bound applies to later generations);
-/// - with `complete`, the executed attempts are exactly the committed ones.
+/// - with `complete`, the executed attempts are exactly the committed ones, except that
+///   an attempt committed as `interrupted` may have no record (the crash came before the
+///   task wrote it); a step's executed and interrupted attempts are numbered 1, 2, ...
 pub fn audit_executions(
     records: &[ExecRecord],
     committed_before: &[BTreeSet<AttemptId>],
     one_per_generation: bool,
     inflight_bounds: &[usize],
     complete: bool,
+    interrupted: &BTreeSet<AttemptId>,
 ) -> Result<ExecAudit, String> {
     let final_committed = committed_before.last().expect("at least the final journal");
-    // Key -> step: the order in which a run's keys first appear. A run's steps run one
-    // after another, and a record is written before its attempt can be committed, so
-    // step s's key always appears before step s+1's.
-    let mut step_of_key: HashMap<(&str, &str), u64> = HashMap::new();
-    let mut keys_of_run: HashMap<&str, u64> = HashMap::new();
-    let mut call_of_key: HashMap<&str, (&str, &str, &str)> = HashMap::new();
+    let mut key_of_step: HashMap<(&str, u32), &str> = HashMap::new();
+    let mut call_of_key: HashMap<&str, (&str, u32, &str, &str)> = HashMap::new();
     let mut per_generation: HashMap<(u32, AttemptId), usize> = HashMap::new();
     let mut distinct: BTreeSet<AttemptId> = BTreeSet::new();
     let mut lost: BTreeMap<u32, usize> = BTreeMap::new();
@@ -228,19 +344,15 @@ pub fn audit_executions(
                 r.run, r.key
             ));
         }
-        let step = *step_of_key.entry((&r.run, &r.key)).or_insert_with(|| {
-            let n = keys_of_run.entry(&r.run).or_insert(0);
-            *n += 1;
-            *n - 1
-        });
-        if u64::from(r.call) != step {
+        let step = u64::from(r.call);
+        let key = *key_of_step.entry((&r.run, r.call)).or_insert(&r.key);
+        if key != r.key {
             return Err(format!(
-                "{}: call {} ({}) has key {:?}, which first appeared as step {step}: keys are \
-                 not one per call",
+                "{}: call {} ({}) ran with keys {key:?} and {:?}: keys are not one per call",
                 r.run, r.call, r.task, r.key
             ));
         }
-        let call = (r.run.as_str(), r.task.as_str(), r.args.as_str());
+        let call = (r.run.as_str(), r.call, r.task.as_str(), r.args.as_str());
         let first = *call_of_key.entry(&r.key).or_insert(call);
         if first != call {
             return Err(format!(
@@ -275,9 +387,10 @@ pub fn audit_executions(
         }
         distinct.insert(id);
     }
-    // Attempt numbers of one key grow 1, 2, 3 ...: retries of a call keep its key.
+    // Attempt numbers of one key grow 1, 2, 3 ...: retries of a call keep its key (an
+    // interrupted attempt may have left no record).
     let mut attempts_of: BTreeMap<(&str, u64), Vec<u32>> = BTreeMap::new();
-    for (run, step, attempt) in &distinct {
+    for (run, step, attempt) in distinct.union(interrupted) {
         attempts_of.entry((run, *step)).or_default().push(*attempt);
     }
     for ((run, step), attempts) in &attempts_of {
@@ -300,7 +413,10 @@ pub fn audit_executions(
     }
     let max_lost = lost.values().copied().max().unwrap_or(0);
     if complete {
-        if let Some(missing) = final_committed.difference(&distinct).next() {
+        if let Some(missing) = final_committed
+            .difference(&distinct)
+            .find(|id| !interrupted.contains(*id))
+        {
             return Err(format!(
                 "committed attempt {missing:?} has no execution record"
             ));

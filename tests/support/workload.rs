@@ -7,9 +7,20 @@
 //! await being one task call, `call` is the step number, which ties log records to the
 //! journal. Under `flow::testing::Driver` or called as plain async code, tasks neither log
 //! nor fail transiently, which makes that the reference an interrupted run must match.
+//!
+//! An attempt interrupted by a crash counts as a failed attempt, so crashes may use up a
+//! call's attempts: its last attempt's `TaskFailure::Interrupted` is then the call's
+//! result. The reference of such a run is computed with that result forced on the call
+//! (`reference_with`; each task body returns the forced `Err` when called outside an
+//! engine), and a task with no error type fails the run there.
 
 use flow::testing::{Driver, Restore, StepRecord};
-use flow::{codec, task, workflow, Engine, EngineBuilder, FlowError, OpRequest, TaskFailure};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use flow::{
+    codec, task, workflow, Engine, EngineBuilder, FlowError, OpRequest, TaskContext, TaskFailure,
+};
 use serde::{Deserialize, Serialize};
 
 use super::exec_log::executed;
@@ -45,16 +56,47 @@ fn is_declined(e: &ShopError) -> bool {
 
 // ---------------------------------------------------------------------------------------
 // Tasks
+//
+// An interrupted attempt counts, so kills can use up any small attempt budget. The tasks
+// that succeed in an uninterrupted run get an attempt budget (`u32::MAX`, retries at most
+// 20 ms apart) no number of kills exhausts, so that most runs follow their uninterrupted
+// path to the end; `reserve` and `checked` exhaust their few attempts by design, and kills
+// may exhaust them too, which the references model.
 
-#[task]
+/// Results forced on calls while references are computed: `(run, call)` -> the failure
+/// crashes made the call's result.
+static FORCED: Mutex<BTreeMap<(String, u32), TaskFailure>> = Mutex::new(BTreeMap::new());
+
+/// The `Err` forced on call `call` of `run`; never under an engine.
+fn forced<E: From<TaskFailure>>(run: &str, call: u32) -> Option<E> {
+    if TaskContext::current().is_some() {
+        return None;
+    }
+    let forced = FORCED.lock().unwrap();
+    forced.get(&(run.to_string(), call)).cloned().map(E::from)
+}
+
+/// The attempts each task of the workload gets (its `retry(max_attempts)`), by name.
+pub fn max_attempts(task: &str) -> u32 {
+    match task {
+        "workload_checked" => 2,
+        "reserve" => 3,
+        _ => u32::MAX,
+    }
+}
+
+#[task(retry(max_attempts = 4294967295, initial = "2ms", max_interval = "20ms"))]
 pub async fn mix(run: String, call: u32, acc: u64, i: u32) -> u64 {
     executed("mix", &run, call, format!("{acc} {i}")).await;
     acc.rotate_left(7) ^ (u64::from(i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Fails its first attempt, succeeds on the second.
-#[task(retry(max_attempts = 3, initial = "3ms"))]
+#[task(retry(max_attempts = 4294967295, initial = "3ms", max_interval = "20ms"))]
 pub async fn flaky(run: String, call: u32, acc: u64) -> Result<u64, String> {
+    if let Some(e) = forced(&run, call) {
+        return Err(e);
+    }
     if executed("flaky", &run, call, format!("{acc}")).await == Some(1) {
         return Err(format!("transient failure of call {call}"));
     }
@@ -62,8 +104,16 @@ pub async fn flaky(run: String, call: u32, acc: u64) -> Result<u64, String> {
 }
 
 /// Declines (non-retryable) one card in eleven.
-#[task(retry(max_attempts = 3, initial = "3ms", non_retryable = is_declined))]
+#[task(retry(
+    max_attempts = 4294967295,
+    initial = "3ms",
+    max_interval = "20ms",
+    non_retryable = is_declined
+))]
 pub async fn charge(run: String, call: u32, seed: u64) -> Result<String, ShopError> {
+    if let Some(e) = forced(&run, call) {
+        return Err(e);
+    }
     executed("charge", &run, call, format!("{seed}")).await;
     if seed.is_multiple_of(11) {
         return Err(ShopError::Declined(format!("card {seed}")));
@@ -75,6 +125,9 @@ pub async fn charge(run: String, call: u32, seed: u64) -> Result<String, ShopErr
 /// the last `Err` reaches the workflow.
 #[task(retry(max_attempts = 3, initial = "2ms"))]
 pub async fn reserve(run: String, call: u32, seed: u64, items: u32) -> Result<String, ShopError> {
+    if let Some(e) = forced(&run, call) {
+        return Err(e);
+    }
     executed("reserve", &run, call, format!("{seed} {items}")).await;
     if seed.is_multiple_of(5) {
         return Err(ShopError::OutOfStock(format!("item {}", seed % 97)));
@@ -82,15 +135,21 @@ pub async fn reserve(run: String, call: u32, seed: u64, items: u32) -> Result<St
     Ok(format!("res-{items}"))
 }
 
-#[task]
+#[task(retry(max_attempts = 4294967295, initial = "2ms", max_interval = "20ms"))]
 pub async fn refund(run: String, call: u32, payment: String) -> Result<String, ShopError> {
+    if let Some(e) = forced(&run, call) {
+        return Err(e);
+    }
     executed("refund", &run, call, payment.clone()).await;
     Ok(format!("refunded {payment}"))
 }
 
 /// Fails the first attempt for one item in four.
-#[task(retry(max_attempts = 3, initial = "2ms"))]
+#[task(retry(max_attempts = 4294967295, initial = "2ms", max_interval = "20ms"))]
 pub async fn ship(run: String, call: u32, item: u32) -> Result<String, ShopError> {
+    if let Some(e) = forced(&run, call) {
+        return Err(e);
+    }
     let attempt = executed("ship", &run, call, format!("{item}")).await;
     if item % 4 == 1 && attempt == Some(1) {
         return Err(ShopError::Engine(format!("carrier busy for item {item}")));
@@ -98,7 +157,7 @@ pub async fn ship(run: String, call: u32, item: u32) -> Result<String, ShopError
     Ok(format!("parcel-{item}"))
 }
 
-#[task]
+#[task(retry(max_attempts = 4294967295, initial = "2ms", max_interval = "20ms"))]
 pub async fn plan_batch(run: String, call: u32, seed: u64, len: u32) -> Vec<u64> {
     executed("plan_batch", &run, call, format!("{seed} {len}")).await;
     (0..u64::from(len))
@@ -110,6 +169,9 @@ pub async fn plan_batch(run: String, call: u32, seed: u64, len: u32) -> Vec<u64>
 // Pinned: the corpus has a task of the same name, and both link into engine_resume.
 #[task(name = "workload_checked", retry(max_attempts = 2, initial = "2ms"))]
 pub async fn checked(run: String, call: u32, item: u64) -> Result<u64, String> {
+    if let Some(e) = forced(&run, call) {
+        return Err(e);
+    }
     executed("checked", &run, call, format!("{item}")).await;
     if item.is_multiple_of(3) {
         return Err(format!("{item} rejected"));
@@ -240,11 +302,18 @@ pub async fn result(engine: &Engine, kind: Kind, run: &str) -> Result<Vec<u8>, F
     })
 }
 
-/// What an uninterrupted run of a job does: its steps and encoded output.
+/// What a run of a job does: its steps and encoded output, uninterrupted or with the
+/// results crashes forced on some calls.
 #[derive(Debug, Clone)]
 pub struct Reference {
+    pub kind: Kind,
+    pub job: Job,
     pub steps: Vec<StepRecord>,
     pub output: Vec<u8>,
+    /// The calls whose last attempt crashes interrupted, with that attempt's number.
+    pub forced: Vec<(u64, u32)>,
+    /// Where and why the run fails: a forced call of a task with no error type.
+    pub failure: Option<(u64, String)>,
 }
 
 impl Reference {
@@ -265,7 +334,47 @@ impl Reference {
 /// Runs `job` uninterrupted in-process with `flow::testing::Driver`, and as plain async
 /// code; both must agree. Needs a tokio runtime.
 pub async fn reference(kind: Kind, job: &Job) -> Reference {
-    async fn drive<W>(call: W, plain: W) -> Reference
+    reference_with(kind, job, &[]).await
+}
+
+/// The reference of `job` when crashes used up every attempt of the calls in `forced`
+/// (step, number of its interrupted last attempt): each such call's result is its
+/// `TaskFailure::Interrupted`.
+pub async fn reference_with(kind: Kind, job: &Job, forced: &[(u64, u32)]) -> Reference {
+    let mut applied: Vec<(u64, u32)> = Vec::new();
+    let mut reference = drive_reference(kind, job).await;
+    // Forced calls in step order: each changes what the steps after it are.
+    let mut pending: Vec<(u64, u32)> = forced.to_vec();
+    pending.sort();
+    for (step, attempt) in pending {
+        let Some(task) = reference.task_of(step as usize).map(str::to_string) else {
+            break;
+        };
+        let failure = TaskFailure::Interrupted {
+            task: task.clone(),
+            attempt,
+        };
+        applied.push((step, attempt));
+        if matches!(task.as_str(), "mix" | "plan_batch") {
+            // No error type: the run fails at this call.
+            let error =
+                format!("{failure} (task `{task}` has no error type to report it to the workflow)");
+            reference.failure = Some((step, error));
+            break;
+        }
+        FORCED
+            .lock()
+            .unwrap()
+            .insert((job.run.clone(), step as u32), failure);
+        reference = drive_reference(kind, job).await;
+    }
+    FORCED.lock().unwrap().retain(|(run, _), _| *run != job.run);
+    reference.forced = applied;
+    reference
+}
+
+async fn drive_reference(kind: Kind, job: &Job) -> Reference {
+    async fn drive<W>(call: W, plain: W) -> (Vec<StepRecord>, Vec<u8>)
     where
         W: flow::Workflow + std::future::IntoFuture<Output = <W as flow::Workflow>::Output>,
         <W as flow::Workflow>::Output: PartialEq + std::fmt::Debug,
@@ -277,14 +386,20 @@ pub async fn reference(kind: Kind, job: &Job) -> Reference {
             .expect("reference run");
         let plain = plain.await;
         assert_eq!(output, plain, "state machine and plain async code disagree");
-        Reference {
-            steps: driver.steps,
-            output: codec::encode(&output, || "output".into()).expect("encode output"),
-        }
+        let output = codec::encode(&output, || "output".into()).expect("encode output");
+        (driver.steps, output)
     }
-    match kind {
+    let (steps, output) = match kind {
         Kind::Accumulate => drive(accumulate(job.clone()), accumulate(job.clone())).await,
         Kind::Order => drive(order(job.clone()), order(job.clone())).await,
         Kind::Batch => drive(batch(job.clone()), batch(job.clone())).await,
+    };
+    Reference {
+        kind,
+        job: job.clone(),
+        steps,
+        output,
+        forced: Vec::new(),
+        failure: None,
     }
 }

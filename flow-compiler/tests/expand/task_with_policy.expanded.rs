@@ -104,5 +104,7 @@ impl ::core::future::IntoFuture for charge {
 ::flow::__private::inventory::submit! {
     ::flow::__private::TaskRegistration { name : < charge as ::flow::__private::Task >
     ::NAME, run : ::flow::__private::erased_run:: < charge >, failure_output :
-    ::flow::__private::erased_failure_output:: < charge >, }
+    ::flow::__private::erased_failure_output:: < charge >, defined_at :
+    ::core::concat!(::core::module_path!(), "::", ::core::stringify!(charge), " (",
+    ::core::file!(), ":", ::core::line!(), ")"), }
 }

@@ -2,9 +2,11 @@
 //! (not a crash of the engine), and a timeout aborts it.
 
 use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::codec::CodecError;
 use crate::error::panic_message;
+use crate::history::AttemptInProgress;
 use crate::task::{AttemptClass, TaskContext, TaskFailure, TaskRegistration};
 
 /// How an attempt ended.
@@ -26,6 +29,63 @@ pub(crate) enum AttemptEnd {
     Failed(TaskFailure),
     /// The stored arguments no longer decode as the task's argument type.
     BadArguments(CodecError),
+}
+
+/// The attempts running in this engine, by run and `(step, branch)`: what
+/// `Engine::attempts_in_progress` shows. Memory only: an attempt writes nothing to the
+/// journal before it ends, and this view costs one lock per attempt's start and end.
+#[derive(Default)]
+pub(crate) struct RunningAttempts(Mutex<AttemptsByRun>);
+
+/// Run ID -> `(step, branch)` -> the attempt running there.
+type AttemptsByRun = HashMap<String, BTreeMap<(u64, u32), AttemptInProgress>>;
+
+impl RunningAttempts {
+    /// Shows `attempt` of run `run` until the returned guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>, run: &str, attempt: AttemptInProgress) -> Running {
+        let slot = (attempt.step, attempt.branch);
+        self.lock()
+            .entry(run.to_string())
+            .or_default()
+            .insert(slot, attempt);
+        Running {
+            attempts: self.clone(),
+            run: run.to_string(),
+            slot,
+        }
+    }
+
+    /// The attempts of run `run` running now, by step and branch.
+    pub(crate) fn of(&self, run: &str) -> Vec<AttemptInProgress> {
+        self.lock()
+            .get(run)
+            .map(|attempts| attempts.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AttemptsByRun> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An attempt shown in [`RunningAttempts`]; dropping it (the attempt ended, was cancelled
+/// or aborted) takes it out.
+pub(crate) struct Running {
+    attempts: Arc<RunningAttempts>,
+    run: String,
+    slot: (u64, u32),
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = self.attempts.lock();
+        if let Some(attempts) = running.get_mut(&self.run) {
+            attempts.remove(&self.slot);
+            if attempts.is_empty() {
+                running.remove(&self.run);
+            }
+        }
+    }
 }
 
 /// Aborts the task when dropped (on timeout, or when the driver drops the attempt),

@@ -6,6 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// Why a run is parked while `Engine::upgrade` moves it.
+const UPGRADING: &str = "the run is being moved to another version of its workflow";
+
 /// Parked runs and why, for this engine's lifetime.
 #[derive(Default)]
 pub(crate) struct BlockedRuns {
@@ -21,6 +24,28 @@ impl BlockedRuns {
     /// Why `run_id` is parked, if it is.
     pub(crate) fn reason(&self, run_id: &str) -> Option<String> {
         self.lock().get(run_id).cloned()
+    }
+
+    /// Parks `run_id` while `Engine::upgrade` moves it to another version, so that no
+    /// driver starts on it meanwhile (`status` says so for that long); returns the reason
+    /// it was parked for before, which [`unpark`](Self::unpark) puts back. `None` if an
+    /// upgrade of the run is in progress already.
+    pub(crate) fn park_for_upgrade(&self, run_id: &str) -> Option<Option<String>> {
+        let mut reasons = self.lock();
+        if reasons.get(run_id).map(String::as_str) == Some(UPGRADING) {
+            return None;
+        }
+        Some(reasons.insert(run_id.to_string(), UPGRADING.to_string()))
+    }
+
+    /// Ends an upgrade's parking: back to `before`, the reason the run was parked for
+    /// before it (the next wake-up tries the run again whatever it was).
+    pub(crate) fn unpark(&self, run_id: &str, before: Option<String>) {
+        let mut reasons = self.lock();
+        match before {
+            Some(reason) => reasons.insert(run_id.to_string(), reason),
+            None => reasons.remove(run_id),
+        };
     }
 
     pub(crate) fn is_parked(&self, run_id: &str) -> bool {

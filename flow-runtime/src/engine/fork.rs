@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use crate::engine::step::{self, Needs};
 use crate::engine::{check_run_id, Engine};
 use crate::error::FlowError;
-use crate::history::EventKind;
+use crate::history::{started_events, EventKind};
 use crate::op::OpRequest;
 use crate::store::{
     Applied, Change, Journal, PendingChange, RunRecord, RunWrite, StartOutcome, StartWrite,
@@ -22,7 +22,7 @@ use crate::time::now_ms;
 impl Engine {
     /// Starts run `new_run_id` from the state run `run_id` had before its step `step`
     /// (numbered from 0, as the history's `StepScheduled` events number them): the same
-    /// workflow and input, the locals as they were when that step was scheduled, and the
+    /// workflow version and input, the locals as they were when that step was scheduled, and the
     /// step's operation performed afresh (new attempts, a new callback token, new child
     /// runs). The steps before it are not run. The new run's history begins with
     /// `RunStarted` and `RunForked`; the source run is not changed. Returns once the new
@@ -124,6 +124,7 @@ impl Engine {
             updated_at_ms: now,
             parent: None,
             next_seq: Some(0),
+            version: source.version,
         };
         let mut write = RunWrite::new(&new_run_id, &header);
         // The write creates the run (`expect` is not checked for a start); its step count
@@ -131,11 +132,14 @@ impl Engine {
         write.expect.steps = step;
         let scheduled = step::schedule(&core.registry, &new_run_id, step, state, &request, now)
             .map_err(refused)?;
-        write.events.push(EventKind::RunStarted {
-            workflow: source.workflow.clone(),
-            input: Vec::new(),
-            parent: None,
-        });
+        write.events = started_events(
+            EventKind::RunStarted {
+                workflow: source.workflow.clone(),
+                input: Vec::new(),
+                parent: None,
+            },
+            source.version,
+        );
         write.events.push(EventKind::RunForked {
             from: run_id.to_string(),
             step,

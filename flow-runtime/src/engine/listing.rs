@@ -22,12 +22,15 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// Only runs of this workflow.
     pub workflow: Option<String>,
+    /// Only runs on this version of their workflow (with `workflow`, the runs still on
+    /// one version of it).
+    pub version: Option<u32>,
     /// Only runs whose status is of this kind.
     pub status: Option<StatusKind>,
 }
 
 /// A [`RunStatus`] without its details, to filter by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StatusKind {
     /// [`RunStatus::Running`].
     Running,
@@ -113,6 +116,9 @@ impl Engine {
                 {
                     continue;
                 }
+                if query.version.is_some_and(|v| v != header.version) {
+                    continue;
+                }
                 let status = self.status_of(&run_id, &header, output.as_deref());
                 if query.status.is_some_and(|k| k != StatusKind::of(&status)) {
                     continue;
@@ -121,6 +127,7 @@ impl Engine {
                     status,
                     run_id,
                     workflow: header.workflow,
+                    version: header.version,
                     created_at_ms: header.created_at_ms,
                     updated_at_ms: header.updated_at_ms,
                     steps: header.steps,
@@ -132,6 +139,60 @@ impl Engine {
             }
             if exhausted {
                 return Ok(RunPage { runs, next: None });
+            }
+        }
+    }
+}
+
+/// How many runs of one version of a workflow stand where: the answer to "can this
+/// version's code be removed?" ([`Engine::count_runs`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// Runs not finished: running, waiting, faulted or blocked. They need this version's
+    /// code (or an upgrade) to go on; its code can be removed once this is 0.
+    pub unfinished: u64,
+    /// Runs that ended (completed, returned `Err`, failed, cancelled).
+    pub finished: u64,
+    /// Every counted run by the kind of its status.
+    pub by_status: std::collections::BTreeMap<StatusKind, u64>,
+}
+
+impl Engine {
+    /// Counts the runs on version `version` of workflow `workflow`, by status: how many
+    /// runs are still on version 1? Reads every run, page by page (see
+    /// [`list_page`](Self::list_page)).
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// let v1 = engine.count_runs("place_order", 1).await?;
+    /// if v1.unfinished == 0 {
+    ///     println!("version 1 of place_order can be removed");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn count_runs(&self, workflow: &str, version: u32) -> Result<RunCounts, FlowError> {
+        let mut query = ListQuery {
+            limit: Some(MAX_PAGE_RUNS),
+            workflow: Some(workflow.to_string()),
+            version: Some(version),
+            ..ListQuery::default()
+        };
+        let mut counts = RunCounts::default();
+        loop {
+            let page = self.list_page(&query).await?;
+            for run in &page.runs {
+                match run.status.is_finished() {
+                    true => counts.finished += 1,
+                    false => counts.unfinished += 1,
+                }
+                *counts
+                    .by_status
+                    .entry(StatusKind::of(&run.status))
+                    .or_default() += 1;
+            }
+            match page.next {
+                Some(cursor) => query.after = Some(cursor),
+                None => return Ok(counts),
             }
         }
     }

@@ -5,10 +5,11 @@
 //! one run forward, turn by turn), `step` (runs one step of a run's machine and turns it
 //! into one transition), `attempt` (runs one task attempt), `timers` (wakes runs whose
 //! deadline came), `wake` (which runs have a driver, who waits for which result),
-//! `registry` (workflows by name, and the tasks linked into the program), `blocked` (runs
-//! parked for lack of code), `listing` (pages of runs), `retention` (deleting finished
-//! runs), `redrive` (resuming a run that ended at its last step), `fork` (a new run from another's
-//! state before a step), `builder`, `handle`.
+//! `registry` (workflows by name and version, and the tasks linked into the program),
+//! `blocked` (runs parked for lack of code), `listing` (pages of runs), `upgrade` (a run
+//! moved to another version of its workflow), `retention` (deleting finished runs),
+//! `redrive` (resuming a run that ended at the step it ended in), `fork` (a new run from
+//! another's state before a step), `builder`, `handle`.
 //!
 //! Terms, as the code uses them: a *step* is one run of the machine's step function, from
 //! one suspension point to the next; what it awaits is a durable *operation*; a *turn* is
@@ -22,6 +23,7 @@ mod blocked;
 mod builder;
 mod commit;
 mod driver;
+mod export;
 mod fork;
 mod handle;
 mod listing;
@@ -30,6 +32,7 @@ mod registry;
 mod retention;
 mod step;
 mod timers;
+mod upgrade;
 mod wake;
 
 use std::sync::atomic::AtomicBool;
@@ -40,11 +43,12 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use handle::RunHandle;
-pub use listing::{ListQuery, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
+pub use listing::{ListQuery, RunCounts, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
+pub use upgrade::{Upgrade, UpgradePlan};
 
 use crate::codec;
 use crate::error::FlowError;
-use crate::history::{EventKind, HistoryEvent, RunStatus, RunSummary};
+use crate::history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
 use crate::output;
 use crate::store::{
@@ -169,10 +173,13 @@ impl Core {
 
 impl Engine {
     /// Deletes the journal at `path`: the file and its write-ahead log (the file beside
-    /// it, its name with `-wal` appended), whichever exist. For starting over; never on a
-    /// journal an engine has open. Deleting the file alone would leave a log that a new
-    /// journal at the same path refuses ([`FlowError::LogMismatch`]) if a crash left
-    /// changes in it.
+    /// it, its name with `-wal` appended), whichever exist. For starting over. Deleting the
+    /// file alone would leave a log that a new journal at the same path refuses
+    /// ([`FlowError::LogMismatch`]) if a crash left changes in it.
+    ///
+    /// A path through a symbolic link deletes the files the link leads to (as
+    /// [`open`](EngineBuilder::open) resolves it); the link stays. A journal an engine has
+    /// open is refused with [`std::io::ErrorKind::ResourceBusy`] and left untouched.
     ///
     /// ```no_run
     /// # fn demo() -> std::io::Result<()> {
@@ -180,14 +187,7 @@ impl Engine {
     /// # Ok(()) }
     /// ```
     pub fn remove_journal(path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
-        let path = path.as_ref();
-        for file in [path.to_path_buf(), crate::store::log_path(path)] {
-            match std::fs::remove_file(&file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        crate::store::remove_journal_files(path.as_ref())
     }
 
     /// Starts configuring an engine.
@@ -237,6 +237,11 @@ impl Engine {
 
     /// Starts a run of workflow `W` with ID `run_id`; returns once the start is durable.
     ///
+    /// The run is on `W`'s version (`#[workflow(version = N)]`) for its whole life. New
+    /// runs start on the newest registered version: a call of an older one is refused
+    /// ([`FlowError::NotNewestVersion`]) unless picked with
+    /// [`start_version`](Self::start_version).
+    ///
     /// Idempotent: starting an existing run ID with the same workflow and input returns a
     /// handle to the existing run. A different workflow or input is a
     /// [`FlowError::RunIdConflict`].
@@ -252,7 +257,26 @@ impl Engine {
         run_id: impl Into<String>,
         workflow: W,
     ) -> Result<RunHandle<W>, FlowError> {
-        self.start_inner(run_id.into(), workflow, None).await
+        self.start_inner(run_id.into(), workflow, None, VersionPick::Newest)
+            .await
+    }
+
+    /// Starts a run like [`start`](Self::start) on `W`'s version even if a newer one is
+    /// registered: for a caller that must stay on an older version on purpose (its runs
+    /// count against draining it, see [`count_runs`](Self::count_runs)).
+    ///
+    /// ```no_run
+    /// # async fn demo<W: flow_runtime::Workflow>(engine: flow_runtime::Engine, call: W) -> Result<(), flow_runtime::FlowError> {
+    /// let run = engine.start_version("order-42", call).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_version<W: Workflow>(
+        &self,
+        run_id: impl Into<String>,
+        workflow: W,
+    ) -> Result<RunHandle<W>, FlowError> {
+        self.start_inner(run_id.into(), workflow, None, VersionPick::Exactly)
+            .await
     }
 
     /// Starts a run like [`start`](Self::start) with a run-level timeout: if the run has
@@ -277,8 +301,14 @@ impl Engine {
         timeout: std::time::Duration,
     ) -> Result<RunHandle<W>, FlowError> {
         let deadline = now_ms().saturating_add(millis(timeout));
-        self.start_inner(run_id.into(), workflow, Some(deadline))
+        self.start_inner(run_id.into(), workflow, Some(deadline), VersionPick::Newest)
             .await
+    }
+
+    /// The registered versions of workflow `name`, oldest first (empty if it is not
+    /// registered). New runs start on the last.
+    pub fn versions(&self, name: &str) -> Vec<u32> {
+        self.core().registry.versions(name)
     }
 
     async fn start_inner<W: Workflow>(
@@ -286,15 +316,27 @@ impl Engine {
         run_id: String,
         workflow: W,
         deadline: Option<u64>,
+        pick: VersionPick,
     ) -> Result<RunHandle<W>, FlowError> {
         check_run_id(&run_id)?;
         let core = self.core();
         let entry = *core
             .registry
-            .get(W::NAME)
+            .get_version(W::NAME, W::VERSION)
             .ok_or_else(|| FlowError::UnknownWorkflow {
-                workflow: W::NAME.to_string(),
+                workflow: match core.registry.versions(W::NAME).is_empty() {
+                    true => W::NAME.to_string(),
+                    false => format!("{} version {}", W::NAME, W::VERSION),
+                },
             })?;
+        let newest = core.registry.get(W::NAME).map_or(W::VERSION, |e| e.version);
+        if pick == VersionPick::Newest && newest != W::VERSION {
+            return Err(FlowError::NotNewestVersion {
+                workflow: W::NAME.to_string(),
+                version: W::VERSION,
+                newest,
+            });
+        }
         let input = codec::encode(&workflow.into_input(), || {
             format!("input of workflow `{}`", W::NAME)
         })?;
@@ -314,16 +356,20 @@ impl Engine {
             updated_at_ms: now,
             parent: None,
             next_seq: Some(0),
+            version: W::VERSION,
         };
         let mut write = RunWrite::new(&run_id, &header);
         // The input is journaled once, in the start's own record; the event leaves it
         // out (`store::read::history` puts it back), or a large input would be stored
         // twice and copied again with every history page redb rewrites.
-        write.events.push(EventKind::RunStarted {
-            workflow: W::NAME.to_string(),
-            input: Vec::new(),
-            parent: None,
-        });
+        write.events = crate::history::started_events(
+            EventKind::RunStarted {
+                workflow: W::NAME.to_string(),
+                input: Vec::new(),
+                parent: None,
+            },
+            W::VERSION,
+        );
         let mut machine = Machine::start(W::NAME, input.clone());
         let (mut write, outcome) =
             step_run(&core.registry, &entry, &mut machine, None, write, None, now);
@@ -345,6 +391,7 @@ impl Engine {
         let start = StartWrite { input, write };
         let (started, _start) = core.commits.submit(Change::Start(start)).await?;
         if let Applied::Started(StartOutcome::Created(effects)) = started {
+            tracing::info!(run_id = %run_id, workflow = W::NAME, "run started");
             for run in &effects.wake {
                 core.wake(run);
             }
@@ -429,7 +476,7 @@ impl Engine {
             return RunStatus::Blocked { reason };
         }
         if header.status == StoredStatus::Completed {
-            let entry = core.registry.get(&header.workflow);
+            let entry = core.registry.get_version(&header.workflow, header.version);
             if let (Some(entry), Some(output)) = (entry, output) {
                 if (entry.returned_err)(output) == Some(true) {
                     return RunStatus::ReturnedErr;
@@ -456,6 +503,24 @@ impl Engine {
             });
         }
         store.history(run_id)
+    }
+
+    /// The task attempts of run `run_id` running in this engine now: step, branch, task,
+    /// attempt number and when it began. An attempt writes nothing before it ends (the
+    /// history's `AttemptStarted` comes with its outcome), so a long or hanging attempt is
+    /// seen here, from this engine's memory; another engine, or this one after a crash,
+    /// shows none. Fails if the run is unknown.
+    pub async fn attempts_in_progress(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<AttemptInProgress>, FlowError> {
+        let core = self.core();
+        if core.store.header(run_id)?.is_none() {
+            return Err(FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            });
+        }
+        Ok(core.drivers.running.of(run_id))
     }
 
     /// Sends signal `name` with `value` to run `run_id`; returns once it is durable.
@@ -696,6 +761,15 @@ impl Engine {
         let store = core.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
+}
+
+/// Which version a start may use.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VersionPick {
+    /// The call's version, which must be the newest registered.
+    Newest,
+    /// The call's version, whichever it is.
+    Exactly,
 }
 
 fn check_run_id(run_id: &str) -> Result<(), FlowError> {

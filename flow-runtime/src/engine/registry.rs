@@ -1,11 +1,13 @@
 //! The code an engine can run, by name: the workflows registered with it, and the tasks
 //! linked into the program (minus those a test hides).
 //!
-//! Names are what the journal stores, so one name must mean one definition: a second
-//! workflow registered under a taken name, or two `#[task]`s linked under one name, are
-//! refused when the engine opens ([`FlowError::DuplicateName`]).
+//! Names (and, for workflows, versions) are what the journal stores, so one name must mean
+//! one definition: a second workflow registered under a taken name and version, or two
+//! `#[task]`s linked under one name, are refused when the engine opens
+//! ([`FlowError::DuplicateName`]). Versions of one workflow name are not duplicates: each
+//! run is driven by the version it stores.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::FlowError;
 use crate::machine::{Machine, StepFault, Transition};
@@ -18,6 +20,7 @@ use crate::workflow::Workflow;
 #[derive(Clone, Copy)]
 pub(crate) struct WorkflowEntry {
     pub name: &'static str,
+    pub version: u32,
     pub fingerprint: u64,
     pub step: fn(&mut Machine) -> Result<Transition, StepFault>,
     /// The Rust type that registered it, to name both sides of a collision.
@@ -32,6 +35,7 @@ impl WorkflowEntry {
     pub(crate) fn of<W: Workflow>() -> Self {
         WorkflowEntry {
             name: W::NAME,
+            version: W::VERSION,
             fingerprint: W::FINGERPRINT,
             step: W::step,
             type_name: std::any::type_name::<W>(),
@@ -41,11 +45,12 @@ impl WorkflowEntry {
     }
 }
 
-/// Registered workflows by name, and the tasks the engine may run.
+/// Registered workflows by name and version, and the tasks the engine may run.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
-    map: HashMap<&'static str, WorkflowEntry>,
-    /// A second registration of a taken name, reported when the engine opens.
+    /// Each name's versions, oldest first.
+    map: HashMap<&'static str, BTreeMap<u32, WorkflowEntry>>,
+    /// A second registration of a taken name and version, reported when the engine opens.
     duplicate: Option<(WorkflowEntry, WorkflowEntry)>,
     /// Tasks this engine acts as if were not linked (a test hook).
     hidden_tasks: HashSet<String>,
@@ -53,14 +58,15 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Registers `entry`. The same type again is harmless; another type under a taken
-    /// name is remembered and refused by [`check`](Self::check).
+    /// name and version is remembered and refused by [`check`](Self::check).
     pub(crate) fn insert(&mut self, entry: WorkflowEntry) {
-        match self.map.get(entry.name) {
+        let versions = self.map.entry(entry.name).or_default();
+        match versions.get(&entry.version) {
             Some(first) if first.type_name != entry.type_name => {
                 self.duplicate.get_or_insert((*first, entry));
             }
             _ => {
-                self.map.insert(entry.name, entry);
+                versions.insert(entry.version, entry);
             }
         }
     }
@@ -76,28 +82,47 @@ impl Registry {
             return Err(FlowError::DuplicateName {
                 kind: "workflow",
                 name: first.name.to_string(),
-                first: format!("registered by `{}`", first.type_name),
-                second: format!("registered by `{}`", second.type_name),
+                first: format!(
+                    "version {} registered by `{}`",
+                    first.version, first.type_name
+                ),
+                second: format!(
+                    "version {} registered by `{}` (a new version needs its own \
+                     `version = N`)",
+                    second.version, second.type_name
+                ),
             });
         }
-        // A task's registration carries only its name: the program's two definitions
-        // cannot be told apart here, so the message says where to look.
-        let mut seen = HashSet::new();
+        let mut seen: HashMap<&str, &TaskRegistration> = HashMap::new();
         for task in inventory::iter::<TaskRegistration>() {
-            if !seen.insert(task.name) {
+            if let Some(first) = seen.insert(task.name, task) {
                 return Err(FlowError::DuplicateName {
                     kind: "task",
                     name: task.name.to_string(),
-                    first: "one `#[task]` function".to_string(),
-                    second: "another, in this program or a crate it links".to_string(),
+                    first: format!("`#[task]` {}", first.defined_at),
+                    second: format!("`#[task]` {}", task.defined_at),
                 });
             }
         }
         Ok(())
     }
 
+    /// The newest registered version of workflow `name`: the one new runs start on.
     pub(crate) fn get(&self, name: &str) -> Option<&WorkflowEntry> {
-        self.map.get(name)
+        self.map.get(name)?.values().next_back()
+    }
+
+    /// Version `version` of workflow `name`, if registered.
+    pub(crate) fn get_version(&self, name: &str, version: u32) -> Option<&WorkflowEntry> {
+        self.map.get(name)?.get(&version)
+    }
+
+    /// The registered versions of workflow `name`, oldest first.
+    pub(crate) fn versions(&self, name: &str) -> Vec<u32> {
+        self.map
+            .get(name)
+            .map(|v| v.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     /// The task linked under `name`, unless this engine hides it.
@@ -110,19 +135,34 @@ impl Registry {
 
     /// The workflow that can drive this run, or why this engine cannot.
     pub(crate) fn driver_for(&self, run: &RunRecord) -> Result<&WorkflowEntry, String> {
-        let Some(entry) = self.get(&run.workflow) else {
+        let Some(entry) = self.get_version(&run.workflow, run.version) else {
+            let registered = self.versions(&run.workflow);
+            if registered.is_empty() {
+                return Err(format!(
+                    "workflow `{}` is not registered in this engine; the run waits until an \
+                     engine that registers it opens the journal",
+                    run.workflow
+                ));
+            }
+            let registered: Vec<String> = registered.iter().map(u32::to_string).collect();
             return Err(format!(
-                "workflow `{}` is not registered in this engine; the run waits until an engine \
-                 that registers it opens the journal",
-                run.workflow
+                "workflow `{}` version {} is not registered in this engine (it registers \
+                 version {}); the run stays on the version it started with and waits until an \
+                 engine that registers version {} opens the journal, or until \
+                 `Engine::upgrade` moves it to a registered version",
+                run.workflow,
+                run.version,
+                registered.join(", "),
+                run.version
             ));
         };
         if entry.fingerprint != run.fingerprint {
             return Err(format!(
-                "workflow `{}` changed since this run was stored (stored fingerprint {:016x}, \
-                 registered {:016x}); the run waits until an engine with the original code \
-                 opens the journal",
-                run.workflow, run.fingerprint, entry.fingerprint
+                "workflow `{}` version {} changed since this run was stored (stored fingerprint \
+                 {:016x}, registered {:016x}); the run waits until an engine with the original \
+                 code opens the journal (to change a workflow under running runs, register the \
+                 new code as a new version: `#[workflow(version = N)]`)",
+                run.workflow, run.version, run.fingerprint, entry.fingerprint
             ));
         }
         Ok(entry)

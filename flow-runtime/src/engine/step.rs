@@ -45,7 +45,16 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
         }
         open += 1;
         match (branch, record) {
-            (Branch::Task { .. }, Some(BranchRecord::Retrying { retry_at_ms, .. })) => {
+            (
+                Branch::Task { .. },
+                Some(
+                    BranchRecord::Retrying { retry_at_ms, .. }
+                    | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
+                    | BranchRecord::Started {
+                        at_ms: retry_at_ms, ..
+                    },
+                ),
+            ) => {
                 needs.deadlines.insert(*retry_at_ms);
             }
             (Branch::Task { .. }, _) => needs.active = true,
@@ -62,7 +71,13 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
                     Some(BranchRecord::Awaiting {
                         heartbeat_deadline_ms,
                     }) => needs.deadlines.extend(*heartbeat_deadline_ms),
-                    Some(BranchRecord::Retrying { retry_at_ms, .. }) => {
+                    Some(
+                        BranchRecord::Retrying { retry_at_ms, .. }
+                        | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
+                        | BranchRecord::Started {
+                            at_ms: retry_at_ms, ..
+                        },
+                    ) => {
                         needs.deadlines.insert(*retry_at_ms);
                     }
                     _ => needs.active = true,
@@ -89,7 +104,16 @@ pub(crate) fn map_needs(
             continue;
         }
         match (items.get(i), record) {
-            (Some(OpRequest::Task { .. }), Some(BranchRecord::Retrying { retry_at_ms, .. })) => {
+            (
+                Some(OpRequest::Task { .. }),
+                Some(
+                    BranchRecord::Retrying { retry_at_ms, .. }
+                    | BranchRecord::RetryingAfterInterrupted { retry_at_ms, .. }
+                    | BranchRecord::Started {
+                        at_ms: retry_at_ms, ..
+                    },
+                ),
+            ) => {
                 needs.deadlines.insert(*retry_at_ms);
             }
             (Some(OpRequest::Sleep { until_ms }), _) => {
@@ -489,7 +513,11 @@ pub(crate) fn child_start(
     input: Vec<u8>,
 ) -> Result<(ChildStart, Branch), String> {
     check_child(registry, &workflow)?;
-    let fingerprint = registry.get(&workflow).map(|e| e.fingerprint).unwrap_or(0);
+    // A child starts on the newest version its name has here (`check_child` made sure
+    // there is one).
+    let (version, fingerprint) = registry
+        .get(&workflow)
+        .map_or((1, 0), |e| (e.version, e.fingerprint));
     let child_id = child_id(run_id, step, branch, multi);
     Ok((
         ChildStart {
@@ -502,6 +530,7 @@ pub(crate) fn child_start(
                 step,
                 branch,
             },
+            version,
         },
         Branch::Child {
             run_id: child_id,

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::engine::attempt::RunningAttempts;
+use crate::engine::driver::DurableStarts;
 use crate::store::StoredStatus;
 
 /// Live drivers by run ID.
@@ -19,6 +21,12 @@ pub(crate) struct Drivers {
     /// Signalled whenever a driver leaves (the timer service waits on it when too many
     /// drivers are live).
     pub left: Notify,
+    /// Attempts whose start this engine recorded and has not begun yet, and when it
+    /// opened: what tells an attempt interrupted by an earlier engine's end from one
+    /// about to start.
+    pub starts: DurableStarts,
+    /// Attempts running now, for `Engine::attempts_in_progress`.
+    pub running: Arc<RunningAttempts>,
 }
 
 /// How a live driver is woken: shared by the driver and its entry in [`Drivers`].

@@ -66,7 +66,13 @@ impl Tables<'_> {
             .ok_or_else(|| FlowError::UnknownRun {
                 run_id: write.run_id.clone(),
             })?;
-        if ExpectedHeader::of(&stored) != write.expect || stored.status.is_settled() {
+        // An upgrade (`store::upgrade`) moves a run to another version under its driver's
+        // feet: a transition computed with the old version's code is refused too.
+        if ExpectedHeader::of(&stored) != write.expect
+            || stored.status.is_settled()
+            || (stored.version, stored.fingerprint)
+                != (write.header.version, write.header.fingerprint)
+        {
             return Err(FlowError::storage(format!(
                 "internal: run `{}` changed while its transition was computed; it will be \
                  retried when the run is next woken",
@@ -377,6 +383,7 @@ impl Tables<'_> {
             updated_at_ms: now_ms,
             parent: Some(child.parent.clone()),
             next_seq: Some(0),
+            version: child.version,
         };
         let id = child.run_id.as_str();
         self.put_header(id, &header)?;
@@ -384,11 +391,14 @@ impl Tables<'_> {
         self.append_events(
             id,
             now_ms,
-            vec![EventKind::RunStarted {
-                workflow: child.workflow.clone(),
-                input: child.input.clone(),
-                parent: Some(child.parent.run_id.clone()),
-            }],
+            crate::history::started_events(
+                EventKind::RunStarted {
+                    workflow: child.workflow.clone(),
+                    input: child.input.clone(),
+                    parent: Some(child.parent.run_id.clone()),
+                },
+                child.version,
+            ),
         )?;
         self.active.write()?.insert(id, ())?;
         Ok(())

@@ -12,6 +12,7 @@ use super::apply::{StartOutcome, WriteEffects};
 use super::retention::RetentionSettings;
 use super::transition::{RunWrite, StartWrite};
 use super::txn_tables::Tables;
+use super::upgrade::UpgradeWrite;
 use crate::error::FlowError;
 
 /// One request to change the journal.
@@ -41,6 +42,8 @@ pub(crate) enum Change {
     /// transition, but only to a run that is faulted and as the write expects.
     RetryFaulted(RunWrite),
     // New variants go last: a variant's index is its log encoding.
+    /// A run moved to another version of its workflow (`Engine::upgrade`).
+    Upgrade(UpgradeWrite),
     /// The engine's retention settings, written when it opens with other settings than
     /// the journal holds.
     SetRetention(RetentionSettings),
@@ -65,6 +68,7 @@ pub(crate) enum Applied {
     /// The callback's new heartbeat deadline, if it has one.
     Heartbeat(Option<u64>),
     Cancelled,
+    Upgraded,
     RetentionSet,
     Purged,
     /// How many of the runs were deleted.
@@ -97,6 +101,10 @@ impl Change {
                 Applied::Cancelled
             }
             Change::RetryFaulted(write) => Applied::Ran(tables.apply_fault_retry(write, now_ms)?),
+            Change::Upgrade(write) => {
+                tables.apply_upgrade(write, now_ms)?;
+                Applied::Upgraded
+            }
             Change::SetRetention(settings) => {
                 tables.set_retention(settings)?;
                 Applied::RetentionSet

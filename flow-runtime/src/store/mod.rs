@@ -9,7 +9,8 @@
 //!   logged);
 //! - changes as writes to redb's tables: `txn_tables` (the tables of one write
 //!   transaction), `apply` (starts and transitions), `external_events` (signals,
-//!   cancellations, callbacks), `retention` (expiries and deleting runs);
+//!   cancellations, callbacks), `retention` (expiries and deleting runs), `upgrade` (a
+//!   run moved to another version);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
 //!   `writer`, driven by the commit pipeline (`engine::commit`);
 //! - `guard` keeps redb's panics on damaged pages off stderr; `fuzzing` serves the fuzz
@@ -25,14 +26,17 @@ mod external_events;
 mod fuzzing;
 mod guard;
 mod journal;
+mod lost_log;
 mod open;
 mod read;
 pub(crate) mod records;
 mod recovery;
+mod remove;
 mod retention;
 mod tables;
 mod transition;
 mod txn_tables;
+mod upgrade;
 mod wal;
 mod writer;
 
@@ -50,17 +54,19 @@ pub(crate) use change::{Applied, Change, LoggedBatch};
 pub(crate) use fuzzing::{read_log_for_fuzzing, unseal_for_fuzzing};
 pub(crate) use journal::Journal;
 // The storage schema's values the engine decides with (see `Journal`).
-pub(crate) use open::{log_path, open_backend, open_file, OpenOptions};
+pub(crate) use open::{open_backend, open_file, OpenOptions};
 pub(crate) use read::{Snapshot, TimerStart};
 pub(crate) use records::{
     flatten, join_layout, Branch, BranchRecord, ChildStart, MapProgress, MapSpec, ParentLink,
     PendingOp, RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
+pub(crate) use remove::remove_journal_files;
 pub(crate) use retention::RetentionSettings;
 pub(crate) use transition::{
     encode_map_item, BranchPut, PendingChange, RunWrite, Seen, StartWrite,
 };
 pub(crate) use txn_tables::Tables;
+pub(crate) use upgrade::UpgradeWrite;
 pub(crate) use wal::WriteAheadLog;
 pub(crate) use writer::{BatchWrites, JournalWriter};
 

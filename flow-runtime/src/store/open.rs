@@ -14,6 +14,7 @@ use redb::backends::FileBackend;
 
 use super::deferred::Deferred;
 use super::guard::quietly;
+use super::lost_log;
 use super::recovery::{attach_log, check_log, journal_side, log_error};
 use super::tables::*;
 use super::wal::WriteAheadLog;
@@ -28,6 +29,9 @@ pub(crate) struct OpenOptions {
     pub check_integrity: bool,
     /// Log size that triggers a checkpoint.
     pub checkpoint_bytes: u64,
+    /// Open a file journal whose log is refused (damaged, missing, another journal's),
+    /// setting the log aside (see `store::lost_log`).
+    pub accept_log_loss: bool,
 }
 
 impl OpenOptions {
@@ -93,13 +97,20 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, Flow
     let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
     let probe = probe_file(&path, &name, options, log_len.unwrap_or(0))?;
     if matches!(probe, Probe::New) && log_len.is_some_and(|len| len > 0) {
-        return Err(FlowError::LogMismatch {
-            path: name,
-            log: log_name,
-            reason: "the journal file is missing or empty, so the log belongs to another \
-                     journal"
-                .into(),
-        });
+        if !options.accept_log_loss {
+            return Err(FlowError::LogMismatch {
+                path: name,
+                log: log_name,
+                reason: "the journal file is missing or empty, so the log belongs to another \
+                         journal"
+                    .into(),
+            });
+        }
+        // The new journal starts with a new log; the orphan is kept aside.
+        lost_log::set_aside(&log_path)?;
+        std::fs::remove_file(&log_path).map_err(|io| FlowError::Storage {
+            message: format!("could not remove the lost log `{log_name}`: {io}"),
+        })?;
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -122,19 +133,39 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, Flow
     let log = reading(&name, || {
         check_or_init(&db, &name)?;
         let side = journal_side(&db, &name)?;
-        // A log the journal expects is not created where it is missing: that is refused.
-        let log = open_log_file(&log_path, &name, side.live.is_none())?
+        // A log the journal expects is not created where it is missing: that is refused,
+        // unless the loss is accepted.
+        let create = side.live.is_none() || options.accept_log_loss;
+        let log = open_log_file(&log_path, &name, create)?
             .map(|file| WriteAheadLog::open(Box::new(file), side.id))
             .transpose()
             .map_err(log_error)?;
-        check_log(
+        let checked = check_log(
             &side,
             log.as_ref().map(|(_, recovered)| recovered),
             (&name, &log_name),
-        )?;
+        );
+        let lost = match checked {
+            Ok(()) => false,
+            Err(e @ (FlowError::LogDamaged { .. } | FlowError::LogMismatch { .. }))
+                if options.accept_log_loss =>
+            {
+                let aside = lost_log::set_aside(&log_path)?;
+                tracing::warn!(
+                    journal = %name,
+                    kept_as = ?aside,
+                    "opening with a lost write-ahead log, as accepted: {e}"
+                );
+                true
+            }
+            Err(e) => return Err(e),
+        };
         release(&deferred, &name)?;
-        let (log, recovered) = log.expect("a missing log is refused or created");
-        attach_log(&db, &name, &side, log, recovered)
+        let (log, mut recovered) = log.expect("a missing log is refused or created");
+        if lost {
+            recovered = lost_log::salvage(&side, recovered);
+        }
+        attach_log(&db, &name, &side, log, recovered, lost)
     })?;
     Ok(Store::new(db, Some(log), options.checkpoint_bytes, name))
 }
@@ -173,7 +204,7 @@ fn probe_file(
 /// The real path of the journal at `path`: symbolic links resolved (a dangling one to
 /// the file it will create), so that a journal opened through a link pairs with the same
 /// log, and takes the same lock, as one opened by its real path.
-fn real_path(path: &Path) -> Result<PathBuf, FlowError> {
+pub(crate) fn real_path(path: &Path) -> Result<PathBuf, FlowError> {
     let failed = |io: std::io::Error| FlowError::Storage {
         message: format!("could not resolve the path `{}`: {io}", path.display()),
     };
@@ -356,7 +387,7 @@ pub(crate) fn open_backend(
             .map_err(log_error)?;
         check_log(&side, log.as_ref().map(|(_, recovered)| recovered), names)?;
         release(&deferred, name)?;
-        log.map(|(log, recovered)| attach_log(&db, name, &side, log, recovered))
+        log.map(|(log, recovered)| attach_log(&db, name, &side, log, recovered, false))
             .transpose()
     })?;
     Ok(Store::new(

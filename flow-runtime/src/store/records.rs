@@ -29,6 +29,25 @@ pub(crate) struct RunRecord {
     /// with [`decode_run_header`]): the next append finds it by scanning, once.
     #[serde(default)]
     pub next_seq: Option<u64>,
+    /// The version of `workflow` the run is on (`Workflow::VERSION`). Headers written
+    /// before versions existed lack it and are read as version 1 (the version of every
+    /// workflow then), by [`decode_run_header`].
+    pub version: u32,
+}
+
+/// `RunRecord` as written before `version`, recognised by its length like [`RunRecordV1`].
+#[derive(Deserialize)]
+struct RunRecordV2 {
+    workflow: String,
+    fingerprint: u64,
+    status: StoredStatus,
+    pc: u32,
+    steps: u64,
+    started: bool,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    parent: Option<ParentLink>,
+    next_seq: Option<u64>,
 }
 
 /// `RunRecord` as written before `next_seq`: postcard is not self-describing, so an older
@@ -46,25 +65,44 @@ struct RunRecordV1 {
     parent: Option<ParentLink>,
 }
 
-/// Decodes a run header, in its current layout or the one before `next_seq`.
+/// Decodes a run header, in its current layout or an older one (before `version`, before
+/// `next_seq`). Each layout is the next one cut short, and a record must be decoded to its
+/// last byte, so at most one layout fits.
 pub(crate) fn decode_run_header(bytes: &[u8]) -> Result<RunRecord, FlowError> {
-    match decode_record::<RunRecord>(bytes, "run header") {
-        Ok(header) => Ok(header),
-        Err(error) => match decode_record::<RunRecordV1>(bytes, "run header") {
-            Ok(old) => Ok(RunRecord {
-                workflow: old.workflow,
-                fingerprint: old.fingerprint,
-                status: old.status,
-                pc: old.pc,
-                steps: old.steps,
-                started: old.started,
-                created_at_ms: old.created_at_ms,
-                updated_at_ms: old.updated_at_ms,
-                parent: old.parent,
-                next_seq: None,
-            }),
-            Err(_) => Err(error),
-        },
+    let error = match decode_record::<RunRecord>(bytes, "run header") {
+        Ok(header) => return Ok(header),
+        Err(error) => error,
+    };
+    if let Ok(old) = decode_record::<RunRecordV2>(bytes, "run header") {
+        return Ok(RunRecord {
+            workflow: old.workflow,
+            fingerprint: old.fingerprint,
+            status: old.status,
+            pc: old.pc,
+            steps: old.steps,
+            started: old.started,
+            created_at_ms: old.created_at_ms,
+            updated_at_ms: old.updated_at_ms,
+            parent: old.parent,
+            next_seq: old.next_seq,
+            version: 1,
+        });
+    }
+    match decode_record::<RunRecordV1>(bytes, "run header") {
+        Ok(old) => Ok(RunRecord {
+            workflow: old.workflow,
+            fingerprint: old.fingerprint,
+            status: old.status,
+            pc: old.pc,
+            steps: old.steps,
+            started: old.started,
+            created_at_ms: old.created_at_ms,
+            updated_at_ms: old.updated_at_ms,
+            parent: old.parent,
+            next_seq: None,
+            version: 1,
+        }),
+        Err(_) => Err(error),
     }
 }
 
@@ -259,6 +297,17 @@ pub(crate) enum BranchRecord {
     Awaiting { heartbeat_deadline_ms: Option<u64> },
     /// A map's progress (at branch index [`MAP_PROGRESS`]).
     MapProgress(MapProgress),
+    /// Task attempt `attempt` began at `at_ms`: written right before it begins, when its
+    /// start must be durable (an at-most-once task's attempts, an attempt an opening
+    /// engine finds due, the attempts after an interrupted one). An engine that finds it
+    /// and did not write it knows the attempt was interrupted.
+    Started { attempt: u32, at_ms: u64 },
+    /// As `Retrying`, after an interrupted attempt: the next attempt's start is recorded
+    /// (`Started`) before it begins, so that its interruption counts too.
+    RetryingAfterInterrupted {
+        failed_attempts: u32,
+        retry_at_ms: u64,
+    },
 }
 
 impl BranchRecord {
@@ -279,6 +328,9 @@ pub(crate) struct ChildStart {
     pub fingerprint: u64,
     pub input: Vec<u8>,
     pub parent: ParentLink,
+    /// The version of `workflow` the child starts on (the newest its parent's engine
+    /// registers).
+    pub version: u32,
 }
 
 /// Flattens an operation into its leaf branches: a join of joins is one list (its
@@ -340,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn headers_written_before_next_seq_still_decode() {
+    fn headers_written_before_next_seq_or_version_still_decode() {
         let header = RunRecord {
             workflow: "w".into(),
             fingerprint: 7,
@@ -352,18 +404,25 @@ mod tests {
             updated_at_ms: 6,
             parent: None,
             next_seq: None,
+            version: 1,
         };
         let mut bytes = encode_record(&header, "run header").unwrap();
         assert_eq!(decode_run_header(&bytes).unwrap(), header);
-        // The old layout is the new one without the trailing `Option` (0 = None).
+        // The layout before `version` lacks its trailing varint (1 = version 1).
+        assert_eq!(bytes.pop(), Some(1));
+        assert_eq!(decode_run_header(&bytes).unwrap(), header);
+        // The layout before `next_seq` lacks the `Option` too (0 = None).
         assert_eq!(bytes.pop(), Some(0));
         assert_eq!(decode_run_header(&bytes).unwrap(), header);
         let current = RunRecord {
             next_seq: Some(300),
+            version: 7,
             ..header
         };
         let bytes = encode_record(&current, "run header").unwrap();
         assert_eq!(decode_run_header(&bytes).unwrap(), current);
-        assert!(decode_run_header(&bytes[..bytes.len() - 1]).is_err());
+        // Cut inside `next_seq`, it fits no layout. (Cut before `version`, it is the
+        // previous layout: a damaged value is caught by the table's seal, not here.)
+        assert!(decode_run_header(&bytes[..bytes.len() - 2]).is_err());
     }
 }

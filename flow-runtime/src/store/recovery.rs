@@ -212,13 +212,15 @@ pub(crate) fn check_log(
 }
 
 /// Replays into `db` what the checked log holds beyond the journal, starts the log over,
-/// and marks it in use; returns it ready for appending.
+/// and marks it in use; returns it ready for appending. `replaced`: the log took the
+/// place of a lost one, so the journal's marker must describe it afresh.
 pub(crate) fn attach_log(
     db: &Database,
     name: &str,
     side: &JournalSide,
     mut log: WriteAheadLog,
     recovered: Recovered,
+    replaced: bool,
 ) -> Result<WriteAheadLog, FlowError> {
     let epoch = recovered.epoch();
     let missing: Vec<_> = recovered
@@ -269,7 +271,7 @@ pub(crate) fn attach_log(
     // that is not on disk. A marker already there stays true (the new epoch is later, the
     // file no shorter), and the next checkpoint brings it up to date.
     log.start_over(position).map_err(log_error)?;
-    if side.live.is_none() {
+    if side.live.is_none() || replaced {
         commit_durably_at(db.begin_write()?, position, Marker::Live(live(&log)))?;
     }
     Ok(log)

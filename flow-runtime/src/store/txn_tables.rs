@@ -314,6 +314,7 @@ mod tests {
             cache_bytes: 1 << 20,
             check_integrity: false,
             checkpoint_bytes: 1 << 20,
+            accept_log_loss: false,
         };
         let store = open_backend(Box::new(InMemoryBackend::new()), None, "test", options).unwrap();
         let txn = store

@@ -48,8 +48,10 @@ const HEADER_BYTES: u64 = 4096;
 /// Where each header slot starts (sectors apart, so one torn write spoils one slot).
 const SLOT_OFFSETS: [u64; 2] = [0, 2048];
 const HEADER_MAGIC: &[u8; 8] = b"flow-wal";
-/// Version 2: two header slots, synced when written; the file preallocated.
-const LOG_VERSION: u32 = 2;
+/// Version 2: two header slots, synced when written; the file preallocated. Version 3:
+/// logged run headers carry the workflow's version (a log of version 2 would misalign
+/// them, so it is not read: its header does not count as whole).
+const LOG_VERSION: u32 = 3;
 const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"FWRc");
 /// A record's fixed part, before its payload.
 const RECORD_HEAD: usize = 32;

@@ -8,10 +8,14 @@ use std::task::Poll;
 use tokio::sync::{mpsc, watch};
 
 use super::{RunDriver, TaskCall};
-use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd};
+use tracing::Instrument;
+
+use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd, Running};
 use crate::engine::step;
+use crate::history::AttemptInProgress;
 use crate::store::{PendingOp, Shape};
 use crate::task::{TaskContext, TaskRegistration};
+use crate::time::now_ms;
 
 /// Which attempt: of branch `branch` of the operation of step `step`. Ordered by step,
 /// then branch.
@@ -35,6 +39,8 @@ pub(super) struct Inflight {
     handle: Option<AbortOnDrop<()>>,
     /// Tells the task body (`TaskContext::is_cancelled`) that it should stop.
     cancel: watch::Sender<bool>,
+    /// Shows the attempt in `Engine::attempts_in_progress` while it is held.
+    _shown: Running,
 }
 
 /// An attempt the driver polls itself, while it waits: the task of a step that awaits a
@@ -151,7 +157,10 @@ impl RunDriver {
         let args = args.to_vec();
         let timeout = Some(policy.effective_timeout());
         let step = op.step;
+        // Inside the run's span (the driver's), so its events carry the run's ID too.
+        let span = tracing::info_span!("attempt", step, branch, task = name, attempt);
         let body = async move {
+            tracing::debug!("attempt started");
             let end = run_attempt(task, &args, timeout, ctx).await;
             AttemptOutcome {
                 step,
@@ -159,7 +168,8 @@ impl RunDriver {
                 task,
                 end,
             }
-        };
+        }
+        .instrument(span);
         let handle = if op.shape == Shape::Single && op.branches.len() == 1 && self.inline.is_none()
         {
             self.inline = Some(InlineAttempt {
@@ -177,8 +187,22 @@ impl RunDriver {
                 let _ = results.send((branch, body.await));
             })))
         };
-        self.inflight
-            .insert(AttemptKey { step, branch }, Inflight { handle, cancel });
+        let shown = self.core.drivers.running.begin(
+            &self.run_id,
+            AttemptInProgress {
+                step,
+                branch,
+                task: name.to_string(),
+                attempt,
+                started_at_ms: now_ms(),
+            },
+        );
+        let inflight = Inflight {
+            handle,
+            cancel,
+            _shown: shown,
+        };
+        self.inflight.insert(AttemptKey { step, branch }, inflight);
         Ok(())
     }
 }

@@ -18,7 +18,8 @@
 //!
 //! This file holds the driver itself: its turn loop and its commits. A turn's decision
 //! is in `turn` (then `branches` or `map`, and `ending`), attempts in flight in
-//! `inflight`, the judging of finished attempts in `settle`, and what the driver keeps
+//! `inflight`, the judging of finished attempts in `settle` (of attempts an engine's end
+//! interrupted in `interrupted`), and what the driver keeps
 //! between turns in `handover`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,12 +29,14 @@ use crate::engine::wake::DriverSlot;
 use crate::engine::Core;
 use crate::error::FlowError;
 use crate::machine::Machine;
-use crate::store::{Applied, Change, Journal, RunWrite, Snapshot};
+use crate::store::{Applied, Change, Journal, RunWrite, Snapshot, StoredStatus};
+use tracing::Instrument;
 
 mod branches;
 mod ending;
 mod handover;
 mod inflight;
+mod interrupted;
 mod map;
 mod settle;
 mod turn;
@@ -45,6 +48,7 @@ use inflight::{
     inline_finished, spawned_finished, AttemptKey, AttemptOutcome, Inflight, InlineAttempt,
     ResultsChannel,
 };
+pub(crate) use interrupted::DurableStarts;
 use settle::{TaskCall, TaskProgress};
 use turn::Turn;
 
@@ -87,7 +91,14 @@ pub(crate) fn spawn(
         fault: None,
         cache,
     };
-    tokio::spawn(async move { driver.run().await });
+    // One span per driven run: every event of its steps and attempts carries the run's
+    // ID and workflow (recorded once the run is read).
+    let span = tracing::info_span!(
+        "run",
+        run_id = %driver.run_id,
+        workflow = tracing::field::Empty
+    );
+    tokio::spawn(async move { driver.run().await }.instrument(span));
 }
 struct RunDriver {
     core: Arc<Core>,
@@ -126,6 +137,8 @@ impl Drop for RunDriver {
 impl RunDriver {
     async fn run(&mut self) {
         let mut stop = self.core.stop_receiver();
+        // Whether the span has its workflow (recorded once: a record appends).
+        let mut named = false;
         loop {
             if stop.borrow().is_some() {
                 return;
@@ -144,6 +157,10 @@ impl RunDriver {
             };
             if snap.header.status.is_settled() {
                 return;
+            }
+            if !named {
+                tracing::Span::current().record("workflow", snap.header.workflow.as_str());
+                named = true;
             }
             let entry = match self.core.registry.driver_for(&snap.header) {
                 Ok(entry) => *entry,
@@ -222,6 +239,7 @@ impl RunDriver {
                     self.core.timers.added(deadline);
                 }
                 if settled {
+                    trace_run_end(&write.header.status, steps);
                     // Leave first: a waiter that finds the run's driver live relies on
                     // being told when it ends.
                     self.core.drivers.leave(&self.run_id);
@@ -256,5 +274,17 @@ impl RunDriver {
             }
             Ok(_) => unreachable!("a run's write is applied as one"),
         }
+    }
+}
+
+/// The event of a run that ended, once its end is durable: at the level a user expects
+/// (a failure is a warning, a fault an error).
+fn trace_run_end(status: &StoredStatus, steps: u64) {
+    match status {
+        StoredStatus::Completed => tracing::info!(steps, "run completed"),
+        StoredStatus::Failed(error) => tracing::warn!(steps, %error, "run failed"),
+        StoredStatus::Faulted(error) => tracing::error!(steps, %error, "run faulted"),
+        StoredStatus::Cancelled => tracing::info!(steps, "run cancelled"),
+        other => tracing::debug!(steps, status = ?other, "run settled"),
     }
 }

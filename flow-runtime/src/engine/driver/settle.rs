@@ -11,7 +11,7 @@ use crate::engine::attempt::AttemptEnd;
 use crate::engine::step::Ending;
 use crate::history::EventKind;
 use crate::store::{BranchPut, BranchRecord, PendingOp, RunWrite};
-use crate::task::{AttemptClass, TaskFailure, TaskPolicy};
+use crate::task::{is_at_most_once, AttemptClass, RetryPolicy, TaskFailure, TaskPolicy};
 use crate::time::now_ms;
 
 /// A task call as a branch or a map item names it.
@@ -41,40 +41,174 @@ impl RunDriver {
             branch: i,
         };
         if let Some(outcome) = self.outcomes.remove(&key) {
-            return match settle_attempt(op, i, name, policy, outcome, &mut write.events, now) {
-                Verdict::Done(output, failure) => TaskProgress::Finished { output, failure },
-                Verdict::Retry(record) => {
-                    records.insert(i, record.clone());
-                    write.branch_puts.push(BranchPut::new(op.step, i, record));
-                    TaskProgress::Pending { changed: true }
-                }
-                Verdict::End(ending) => TaskProgress::End(ending),
-            };
+            let retry = RetryAs::Plain;
+            return self.judged(op, i, name, policy, outcome, retry, records, write, now);
         }
-        if !self.inflight.contains_key(&key) {
-            let (failed, due) = match records.get(&i) {
-                Some(BranchRecord::Retrying {
-                    failed_attempts,
-                    retry_at_ms,
-                }) => (*failed_attempts, *retry_at_ms <= now),
-                _ => (0, true),
-            };
-            if due {
-                // Only a damaged journal holds `u32::MAX` failed attempts: never wrap to 0.
-                let Some(attempt) = failed.checked_add(1) else {
-                    return TaskProgress::End(Ending::Faulted(format!(
-                        "task `{name}` (step {}, branch {i}): the attempt counter is exhausted \
-                         ({failed} failed attempts): the journal is damaged",
-                        op.step
-                    )));
-                };
-                if let Err(error) = self.start_attempt(op, i, call, attempt, token) {
-                    return TaskProgress::End(Ending::Blocked(error));
+        if self.inflight.contains_key(&key) {
+            return TaskProgress::Pending { changed: false };
+        }
+        let starts = &self.core.drivers.starts;
+        let at_most_once = is_at_most_once(name);
+        let (attempt, recorded) = match records.get(&i) {
+            Some(BranchRecord::Started { attempt, .. }) => {
+                let attempt = *attempt;
+                if starts.is_recorded(&self.run_id, key, attempt) {
+                    starts.begun(&self.run_id, key, attempt);
+                    (attempt, true)
+                } else {
+                    // Written right before the attempt began, by an engine that ended.
+                    let Some(task) = self.core.registry.find_task(name) else {
+                        return TaskProgress::End(Ending::Blocked(unregistered(name)));
+                    };
+                    let outcome = AttemptOutcome {
+                        step: op.step,
+                        attempt,
+                        task,
+                        end: AttemptEnd::Failed(TaskFailure::Interrupted {
+                            task: name.to_string(),
+                            attempt,
+                        }),
+                    };
+                    let retry = if at_most_once {
+                        RetryAs::Never
+                    } else {
+                        RetryAs::Recorded
+                    };
+                    return self.judged(op, i, name, policy, outcome, retry, records, write, now);
                 }
             }
+            Some(
+                record @ (BranchRecord::Retrying {
+                    failed_attempts,
+                    retry_at_ms,
+                }
+                | BranchRecord::RetryingAfterInterrupted {
+                    failed_attempts,
+                    retry_at_ms,
+                }),
+            ) => {
+                if *retry_at_ms > now {
+                    return TaskProgress::Pending { changed: false };
+                }
+                let Some(attempt) = next_attempt(*failed_attempts) else {
+                    let failed = *failed_attempts;
+                    return TaskProgress::End(Ending::Faulted(exhausted(name, op.step, i, failed)));
+                };
+                let after_interrupted =
+                    matches!(record, BranchRecord::RetryingAfterInterrupted { .. });
+                let unsure = starts.due_before_open(*retry_at_ms);
+                (attempt, !(at_most_once || after_interrupted || unsure))
+            }
+            _ => (
+                1,
+                !(at_most_once || starts.due_before_open(op.scheduled_at_ms)),
+            ),
+        };
+        if !recorded {
+            // A start is recorded only for an attempt that can begin: a missing task's
+            // record would later read as an interruption.
+            if self.core.registry.find_task(name).is_none() {
+                return TaskProgress::End(Ending::Blocked(unregistered(name)));
+            }
+            // Durable before it runs: the next turn starts it.
+            let record = BranchRecord::Started {
+                attempt,
+                at_ms: now,
+            };
+            starts.recorded(&self.run_id, key, attempt);
+            records.insert(i, record.clone());
+            write.branch_puts.push(BranchPut::new(op.step, i, record));
+            return TaskProgress::Pending { changed: true };
+        }
+        if let Err(error) = self.start_attempt(op, i, call, attempt, token) {
+            return TaskProgress::End(Ending::Blocked(error));
         }
         TaskProgress::Pending { changed: false }
     }
+
+    /// Judges a finished (or interrupted) attempt and records what follows.
+    #[allow(clippy::too_many_arguments)]
+    fn judged(
+        &mut self,
+        op: &PendingOp,
+        i: u32,
+        name: &str,
+        policy: &TaskPolicy,
+        outcome: AttemptOutcome,
+        retry: RetryAs,
+        records: &mut BTreeMap<u32, BranchRecord>,
+        write: &mut RunWrite,
+        now: u64,
+    ) -> TaskProgress {
+        let final_attempt;
+        let policy = match retry {
+            RetryAs::Never => {
+                final_attempt = TaskPolicy {
+                    retry: RetryPolicy {
+                        max_attempts: 1,
+                        ..policy.retry.clone()
+                    },
+                    ..policy.clone()
+                };
+                &final_attempt
+            }
+            _ => policy,
+        };
+        match settle_attempt(op, i, name, policy, outcome, &mut write.events, now) {
+            Verdict::Done(output, failure) => TaskProgress::Finished { output, failure },
+            Verdict::Retry(record) => {
+                let record = match (retry, record) {
+                    // The attempt after an interrupted one starts with a record.
+                    (
+                        RetryAs::Recorded,
+                        BranchRecord::Retrying {
+                            failed_attempts,
+                            retry_at_ms,
+                        },
+                    ) => BranchRecord::RetryingAfterInterrupted {
+                        failed_attempts,
+                        retry_at_ms,
+                    },
+                    (_, record) => record,
+                };
+                records.insert(i, record.clone());
+                write.branch_puts.push(BranchPut::new(op.step, i, record));
+                TaskProgress::Pending { changed: true }
+            }
+            Verdict::End(ending) => TaskProgress::End(ending),
+        }
+    }
+}
+
+/// How the attempt after a failed one is scheduled.
+#[derive(Clone, Copy)]
+enum RetryAs {
+    /// As the policy says, without a start record.
+    Plain,
+    /// As the policy says, with its start recorded (the failed one was interrupted).
+    Recorded,
+    /// Not at all (an interrupted at-most-once attempt).
+    Never,
+}
+
+/// The number of the attempt after `failed` failed ones; `None` only in a damaged journal.
+fn next_attempt(failed: u32) -> Option<u32> {
+    failed.checked_add(1)
+}
+
+fn exhausted(name: &str, step: u64, branch: u32, failed: u32) -> String {
+    format!(
+        "task `{name}` (step {step}, branch {branch}): the attempt counter is exhausted \
+         ({failed} failed attempts): the journal is damaged"
+    )
+}
+
+fn unregistered(name: &str) -> String {
+    format!(
+        "task `{name}` is not registered: no #[task] with this name is linked into this \
+         program; the run waits, unchanged, until an engine whose program links the task \
+         opens the journal"
+    )
 }
 
 /// Where a task branch stands after a turn.
@@ -120,6 +254,17 @@ pub(super) fn settle_attempt(
             let delay = policy.retry.jittered_delay_after(attempt, random_unit());
             now.saturating_add(crate::time::millis(delay))
         });
+        match retry_at_ms {
+            Some(at) => tracing::info!(
+                step, branch, task = name, attempt, %error,
+                retry_in_ms = at.saturating_sub(now),
+                "task attempt failed; retrying"
+            ),
+            None => tracing::warn!(
+                step, branch, task = name, attempt, %error,
+                "task attempt failed; no retry left"
+            ),
+        }
         events.push(EventKind::AttemptFailed {
             step,
             branch,
@@ -151,7 +296,10 @@ pub(super) fn settle_attempt(
         AttemptEnd::Returned {
             class: AttemptClass::Success,
             output: out,
-        } => output(out, None),
+        } => {
+            tracing::debug!(step, branch, task = name, attempt, "task attempt succeeded");
+            output(out, None)
+        }
         AttemptEnd::Returned {
             class: AttemptClass::NonRetryable(error),
             output: out,
