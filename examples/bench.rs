@@ -22,6 +22,7 @@ mod bench {
     pub mod probe;
     pub mod recovery;
     pub mod report;
+    pub mod retention;
     pub mod throughput;
     pub mod workloads;
 }
@@ -29,7 +30,9 @@ mod bench {
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bench::{floor, harness, loops, overhead, probe, recovery, report, throughput, workloads};
+use bench::{
+    floor, harness, loops, overhead, probe, recovery, report, retention, throughput, workloads,
+};
 
 /// Errors end the benchmark with a message.
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -59,6 +62,8 @@ pub struct Config {
     pub rss_runs: usize,
     /// Row 6: the short and the long loop.
     pub loop_items: (u64, u64),
+    /// Row 7: short runs through an engine that deletes them as they finish.
+    pub soak_runs: usize,
 }
 
 impl Config {
@@ -87,6 +92,7 @@ impl Config {
             recovery_runs: pick(quick, 10_000, 100_000),
             rss_runs: pick(quick, 100_000, 1_000_000),
             loop_items: (100, pick(quick, 1_000, 10_000)),
+            soak_runs: pick(quick, 10_000, 1_000_000),
         }
     }
 }
@@ -216,6 +222,10 @@ async fn run(cfg: &Config, rows: Option<&[u32]>) -> Res<()> {
     if wanted(6) {
         eprintln!("row 6: loop state");
         loops::row(cfg, &mut report).await?;
+    }
+    if wanted(7) {
+        eprintln!("row 7: retention soak");
+        retention::row(cfg, &mut report).await?;
     }
     floor::recheck(cfg, &floor, &mut report)?;
     if !probe::io_counters_readable() {

@@ -1,6 +1,7 @@
 //! Callback tokens (Step Functions' `.waitForTaskToken`): a task hands a token to an
 //! outside system and the step waits until someone completes it.
 
+use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -8,7 +9,9 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::codec::CodecError;
+use crate::error::FlowError;
 use crate::op::{DurableOp, OpRequest};
+use crate::signal_types::SignalType;
 use crate::task::BoxFuture;
 
 /// A task call that finishes only when its callback token is completed, built by
@@ -103,6 +106,7 @@ impl<O: DurableOp, T: Serialize + DeserializeOwned + Send + 'static> DurableOp f
             task: Box::new(self.task.into_request()?),
             timeout: Some(self.timeout),
             heartbeat: self.heartbeat,
+            awaited: Some(awaited_type::<T>().to_string()),
         })
     }
 }
@@ -133,4 +137,61 @@ pub(crate) fn new_token() -> Result<String, String> {
         token.push_str(&format!("{b:02x}"));
     }
     Ok(token)
+}
+
+/// The types callbacks await, by name, as the runs of this process issued them: the
+/// journal keeps each token's awaited type by name (a function cannot be stored), and
+/// [`check_completion`] finds its decoder here.
+static AWAITED_TYPES: std::sync::RwLock<BTreeMap<&'static str, SignalType>> =
+    std::sync::RwLock::new(BTreeMap::new());
+
+/// Records that a callback awaits a `T`; returns the name its token records.
+fn awaited_type<T: DeserializeOwned>() -> &'static str {
+    let ty = SignalType::of::<T>();
+    let name = (ty.name)();
+    let known = AWAITED_TYPES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(name);
+    if !known {
+        AWAITED_TYPES
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, ty);
+    }
+    name
+}
+
+/// Refuses to complete `token`, whose step awaits the type named `awaited`, with
+/// `payload` (the encoded value, of Rust type `sent`) if the payload does not decode as
+/// that type. A type no callback of this process has awaited (a token issued before a
+/// restart, whose type no run has awaited since) cannot be checked here: the run's step
+/// decodes the value and faults on a mismatch, as it always did.
+pub(crate) fn check_completion(
+    token: &str,
+    awaited: &str,
+    payload: &[u8],
+    sent: &str,
+) -> Result<(), FlowError> {
+    let ty = AWAITED_TYPES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(awaited)
+        .copied();
+    let Some(ty) = ty else { return Ok(()) };
+    match (ty.fits)(payload) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let reason = match error {
+                CodecError::Decode { message, .. } => message,
+                other => other.to_string(),
+            };
+            Err(FlowError::CallbackTypeMismatch {
+                token: token.to_string(),
+                sent: sent.to_string(),
+                awaited: awaited.to_string(),
+                reason,
+            })
+        }
+    }
 }

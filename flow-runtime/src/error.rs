@@ -112,6 +112,71 @@ pub enum FlowError {
         /// Why the token was refused (unknown, used, or its step is over).
         reason: String,
     },
+    /// Only a failed, cancelled or faulted run can be redriven; nothing was written.
+    #[error(
+        "run `{run_id}` cannot be redriven: it is {status}, and only a failed, cancelled \
+         (or timed-out) or faulted run can be; to run again from an earlier step of a run \
+         that completed, start a new run"
+    )]
+    NotRedrivable {
+        /// The run.
+        run_id: String,
+        /// Its status.
+        status: String,
+    },
+    /// The step a run would be redriven at waits for a child run that ended without a
+    /// result; nothing was written.
+    #[error(
+        "run `{run_id}` cannot be redriven: its step waits for child run `{child}`, which \
+         is {status} and will not deliver a result; redriving a step that waits for an \
+         ended child run is not supported"
+    )]
+    RedriveNeedsChild {
+        /// The run.
+        run_id: String,
+        /// The child run.
+        child: String,
+        /// The child's status.
+        status: String,
+    },
+    /// A run cannot be forked at this step; nothing was written.
+    #[error("run `{run_id}` cannot be forked at step {step}: {reason}")]
+    ForkRefused {
+        /// The run to fork from.
+        run_id: String,
+        /// The step asked for.
+        step: u64,
+        /// Why not.
+        reason: String,
+    },
+    /// A run cannot be deleted while a driver may work on it; nothing was deleted.
+    #[error(
+        "run `{run_id}` was not deleted: it is {status}, and only a finished or faulted run \
+         can be; cancel it (`Engine::cancel`) and wait for it to finish, then delete it"
+    )]
+    RunNotSettled {
+        /// The run.
+        run_id: String,
+        /// Its status.
+        status: String,
+    },
+    /// A callback's completion value does not fit the type its step awaits; nothing was
+    /// stored and the token can still be completed.
+    #[error(
+        "the completion of callback token `{token}` was refused: it was sent as `{sent}`, \
+         which does not fit the awaited type `{awaited}` ({reason}); nothing was stored and \
+         the token is still open: complete it with a value of the awaited type"
+    )]
+    CallbackTypeMismatch {
+        /// The token.
+        token: String,
+        /// The type the caller encoded.
+        sent: String,
+        /// The type the callback's step awaits.
+        awaited: String,
+        /// Why the value does not decode as the awaited type.
+        reason: String,
+    },
     /// A signal's payload does not fit the type the run's workflow waits for under that
     /// name; nothing was stored.
     #[error(

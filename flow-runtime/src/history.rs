@@ -182,6 +182,21 @@ pub enum EventKind {
     },
     // Variants below were added after the ones above: postcard numbers variants in order,
     // so new ones go at the end and stored events keep decoding.
+    /// A failed, cancelled or faulted run was set going again with `Engine::redrive`: it
+    /// resumes the step it ended in, with the locals it had and fresh attempts for what
+    /// had not finished.
+    RunRedriven {
+        /// How it had ended (its status, as `RunStatus` shows it).
+        ended: String,
+    },
+    /// The run was started by `Engine::fork` from another run's state before a step;
+    /// its first event after `RunStarted`.
+    RunForked {
+        /// The run it was forked from.
+        from: String,
+        /// The step of that run it starts at (which it runs afresh).
+        step: u64,
+    },
     /// The run started on this version of its workflow: follows `RunStarted` for a
     /// version other than 1 (a run without it started on version 1).
     RunVersion {

@@ -89,6 +89,12 @@ pub enum OpRequest {
         /// Once the task handed the token out, the longest gap allowed between
         /// `Engine::heartbeat` calls.
         heartbeat: Option<Duration>,
+        /// The name of the type the step awaits (`std::any::type_name`), which
+        /// `Engine::complete` checks a payload against. Not journaled with the request
+        /// (the token's record keeps it), so requests in older histories decode as they
+        /// were written.
+        #[serde(skip)]
+        awaited: Option<String>,
     },
     /// Run every branch at once; the first to finish wins and the others are cancelled.
     /// The output is `[winner's index, its output]`.

@@ -2,10 +2,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use redb::StorageBackend;
 
 use crate::engine::registry::{Registry, WorkflowEntry};
+use crate::engine::retention::Retention;
 use crate::engine::Engine;
 use crate::error::FlowError;
 use crate::store;
@@ -38,6 +40,7 @@ pub struct EngineBuilder {
     pub(crate) check_integrity: bool,
     pub(crate) accept_log_loss: bool,
     pub(crate) checkpoint_bytes: u64,
+    pub(crate) retention: Retention,
 }
 
 impl Default for EngineBuilder {
@@ -52,6 +55,7 @@ impl Default for EngineBuilder {
             check_integrity: true,
             accept_log_loss: false,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+            retention: Retention::default(),
         }
     }
 }
@@ -186,6 +190,40 @@ impl EngineBuilder {
     /// replay after a crash and more changed pages held in memory meanwhile.
     pub fn checkpoint_every(mut self, log_bytes: u64) -> Self {
         self.checkpoint_bytes = log_bytes.max(1);
+        self
+    }
+
+    /// How long finished runs (completed, failed or cancelled) are kept before they are
+    /// deleted with everything stored for them (history, locals, inbox, callback tokens,
+    /// map items): `None` keeps them for ever (the default), `Some(Duration::ZERO)`
+    /// deletes them as soon as they finish. A workflow's own setting
+    /// ([`retention_of`](Self::retention_of)) comes first.
+    ///
+    /// A run's expiry is set when it finishes, from the settings of the engine that
+    /// drives it then: changing them later does not move the expiry of runs that
+    /// finished already. Deleted runs are unknown to `status`, `history` and `list`; a
+    /// [`RunHandle::result`](crate::RunHandle::result) that was waiting when the run
+    /// finished still gets its result. Faulted runs are kept (they can be retried);
+    /// delete one with [`Engine::purge`](crate::Engine::purge).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), flow_runtime::FlowError> {
+    /// use std::time::Duration;
+    /// let engine = flow_runtime::Engine::builder()
+    ///     .retention(Some(Duration::from_secs(7 * 24 * 3600)))
+    ///     .open("orders.redb")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+        self.retention.default = keep;
+        self
+    }
+
+    /// How long finished runs of workflow `W` are kept, over the engine's
+    /// [`retention`](Self::retention): `None` keeps them for ever.
+    pub fn retention_of<W: Workflow>(mut self, keep: Option<Duration>) -> Self {
+        self.retention.workflows.insert(W::NAME.to_string(), keep);
         self
     }
 

@@ -7,7 +7,9 @@
 //! deadline came), `wake` (which runs have a driver, who waits for which result),
 //! `registry` (workflows by name and version, and the tasks linked into the program),
 //! `blocked` (runs parked for lack of code), `listing` (pages of runs), `upgrade` (a run
-//! moved to another version of its workflow), `builder`, `handle`.
+//! moved to another version of its workflow), `retention` (deleting finished runs),
+//! `redrive` (resuming a run that ended at the step it ended in), `fork` (a new run from
+//! another's state before a step), `builder`, `handle`.
 //!
 //! Terms, as the code uses them: a *step* is one run of the machine's step function, from
 //! one suspension point to the next; what it awaits is a durable *operation*; a *turn* is
@@ -22,9 +24,12 @@ mod builder;
 mod commit;
 mod driver;
 mod export;
+mod fork;
 mod handle;
 mod listing;
+mod redrive;
 mod registry;
+mod retention;
 mod step;
 mod timers;
 mod upgrade;
@@ -194,7 +199,11 @@ impl Engine {
         &self.shared.core
     }
 
-    pub(crate) async fn launch(store: Store, builder: EngineBuilder) -> Result<Engine, FlowError> {
+    pub(crate) async fn launch(
+        store: Store,
+        mut builder: EngineBuilder,
+    ) -> Result<Engine, FlowError> {
+        let retention = std::mem::take(&mut builder.retention);
         let store = Arc::new(store);
         let stop = Arc::new(watch::channel(None).0);
         let hooks = CommitHooks {
@@ -216,6 +225,7 @@ impl Engine {
         let engine = Engine {
             shared: Arc::new(Shared { core: core.clone() }),
         };
+        retention::start(&core, retention).await?;
         // Recovery: runs with deadline-free work get a driver now; runs with deadlines
         // (including ones that passed while no engine ran) are woken by the timer service.
         for run_id in core.store.active_runs()? {
@@ -570,6 +580,13 @@ impl Engine {
     /// is over (timed out, cancelled, lost a race) is a
     /// [`FlowError::InvalidCallbackToken`].
     ///
+    /// A value that does not decode as the type the step awaits (its
+    /// `wait_for_callback::<T>`) is refused with [`FlowError::CallbackTypeMismatch`]
+    /// naming both types; nothing is stored and the token stays open. (A token issued
+    /// before the engine's process started is checked once a run of this process has
+    /// awaited a callback of the same type; until then a mismatch faults the run when
+    /// its step decodes the value, as before.)
+    ///
     /// ```no_run
     /// # async fn demo(engine: flow_runtime::Engine, token: String) -> Result<(), flow_runtime::FlowError> {
     /// engine.complete(&token, Ok::<_, String>("approved")).await?;
@@ -581,7 +598,18 @@ impl Engine {
         result: Result<T, String>,
     ) -> Result<(), FlowError> {
         let (output, ok) = match &result {
-            Ok(value) => (output::ok(value, "callback value")?, true),
+            Ok(value) => {
+                let payload = codec::encode(value, || "callback value".to_string())?;
+                if let Some(awaited) = self.core().store.token_type(token)? {
+                    crate::callback::check_completion(
+                        token,
+                        &awaited,
+                        &payload,
+                        std::any::type_name::<T>(),
+                    )?;
+                }
+                (output::ok_bytes(&payload), true)
+            }
             Err(error) => (
                 output::err(
                     &crate::CallbackError::Rejected(error.clone()),
@@ -684,6 +712,41 @@ impl Engine {
             core.timers.added(deadline);
         }
         core.wake(run_id);
+        Ok(())
+    }
+
+    /// Deletes run `run_id` with everything stored for it (history, locals, inbox,
+    /// callback tokens, map items); returns once the deletion is durable. For runs the
+    /// retention period ([`EngineBuilder::retention`]) would keep, or faulted runs.
+    ///
+    /// Errors: [`FlowError::UnknownRun`]; [`FlowError::RunNotSettled`] for a run that is
+    /// still running or waiting (nothing is deleted).
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// engine.purge("order-42").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn purge(&self, run_id: &str) -> Result<(), FlowError> {
+        // Checked here first so that a refusal writes nothing, not even to the log; the
+        // store checks again as it deletes.
+        let header = self
+            .core()
+            .store
+            .header(run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            })?;
+        if !header.status.is_settled() {
+            return Err(FlowError::RunNotSettled {
+                run_id: run_id.to_string(),
+                status: self.status_of(run_id, &header, None).to_string(),
+            });
+        }
+        let change = Change::Purge {
+            run: run_id.to_string(),
+        };
+        self.core().commits.submit(change).await?;
         Ok(())
     }
 

@@ -36,6 +36,12 @@ pub(crate) fn needs(op: &PendingOp, records: &BTreeMap<u32, BranchRecord>) -> Ne
             record,
             Some(BranchRecord::Done(_) | BranchRecord::Failed(_))
         ) {
+            // A callback completed from outside (`Engine::complete`) still has its
+            // timeout in the timers table: counting it lets the transition that takes
+            // the result delete it, instead of leaving it to fire for a finished run.
+            if let Branch::Callback { deadline_ms, .. } = branch {
+                needs.deadlines.extend(*deadline_ms);
+            }
             continue;
         }
         open += 1;
@@ -284,6 +290,7 @@ pub(crate) fn step_run(
                     write.children = scheduled.children;
                     write.tokens = scheduled.tokens;
                     names = scheduled.names;
+                    write.token_types = scheduled.token_types;
                     if let Some(items) = scheduled.map_items {
                         write.map_items = Some((step, items));
                         write.branch_puts.push(BranchPut::new(
@@ -369,14 +376,16 @@ fn peel(request: &OpRequest) -> (&OpRequest, Option<&str>) {
 }
 
 /// A scheduled operation: the pending record and what it creates with it.
-struct Scheduled {
-    op: PendingOp,
-    children: Vec<ChildStart>,
-    tokens: Vec<(String, TokenRecord)>,
+pub(crate) struct Scheduled {
+    pub op: PendingOp,
+    pub children: Vec<ChildStart>,
+    pub tokens: Vec<(String, TokenRecord)>,
+    /// The type each token's step awaits, by name, where the request says.
+    pub token_types: Vec<(String, String)>,
     /// A map's encoded items.
-    map_items: Option<Vec<Vec<u8>>>,
+    pub map_items: Option<Vec<Vec<u8>>>,
     /// The names of named branches (or map items), by index.
-    names: Vec<(u32, String)>,
+    pub names: Vec<(u32, String)>,
 }
 
 /// The items of a map or batch, encoded for their table (without their names, which go
@@ -412,7 +421,7 @@ fn map_items(
 }
 
 /// The pending operation for `request`, and the child runs and tokens it creates.
-fn schedule(
+pub(crate) fn schedule(
     registry: &Registry,
     run_id: &str,
     step: u64,
@@ -432,6 +441,7 @@ fn schedule(
         },
         children: Vec::new(),
         tokens: Vec::new(),
+        token_types: Vec::new(),
         map_items: None,
         names: Vec::new(),
     };
@@ -524,6 +534,7 @@ fn schedule(
                 task,
                 timeout,
                 heartbeat,
+                awaited,
             } => {
                 // A name on the task names the callback's step or branch already (see
                 // `OpRequest::label`).
@@ -535,6 +546,9 @@ fn schedule(
                     ));
                 };
                 let token = crate::callback::new_token()?;
+                if let Some(awaited) = awaited {
+                    scheduled.token_types.push((token.clone(), awaited));
+                }
                 scheduled.tokens.push((
                     token.clone(),
                     TokenRecord {

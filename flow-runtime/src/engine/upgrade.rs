@@ -465,14 +465,17 @@ fn comparable(request: &OpRequest) -> OpRequest {
             max_in_flight: *max_in_flight,
             tolerance: *tolerance,
         },
+        // The awaited type is not in the history's recording: it is not compared.
         OpRequest::Callback {
             task,
             timeout,
             heartbeat,
+            ..
         } => OpRequest::Callback {
             task: Box::new(comparable(task)),
             timeout: *timeout,
             heartbeat: *heartbeat,
+            awaited: None,
         },
         other => other.clone(),
     }

@@ -105,6 +105,57 @@ impl Tables<'_> {
         self.apply_unchecked(write, now_ms, stored.next_seq)
     }
 
+    /// Applies the write that sets failed, cancelled or faulted run `write.run_id` going
+    /// again; refused (before writing) unless the run ended so and is as the write
+    /// expects. The pending step's branch records that hold no result are dropped, so
+    /// what had not finished gets fresh attempts; results stay.
+    pub(crate) fn apply_redrive(
+        &mut self,
+        write: &RunWrite,
+        now_ms: u64,
+    ) -> Result<WriteEffects, FlowError> {
+        let stored = self
+            .header(&write.run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: write.run_id.clone(),
+            })?;
+        let ended = matches!(
+            stored.status,
+            StoredStatus::Failed(_) | StoredStatus::Cancelled | StoredStatus::Faulted(_)
+        );
+        if !ended || ExpectedHeader::of(&stored) != write.expect {
+            return Err(FlowError::NotRedrivable {
+                run_id: write.run_id.clone(),
+                status: stored.status.to_public().to_string(),
+            });
+        }
+        let run_id = write.run_id.as_str();
+        self.unschedule_expiry(run_id)?;
+        let step = match self.pending.read()?.get(run_id)? {
+            Some(op) => Some(decode_record::<PendingOp>(op.value(), "pending step")?.step),
+            None => None,
+        };
+        if let Some(step) = step {
+            let mut unfinished = Vec::new();
+            for entry in self
+                .branches
+                .read()?
+                .range((run_id, step, 0)..=(run_id, step, u32::MAX))?
+            {
+                let (key, record) = entry?;
+                let record = decode_record::<BranchRecord>(record.value(), "branch record")?;
+                let keep = record.is_finished() || matches!(record, BranchRecord::MapProgress(_));
+                if !keep {
+                    unfinished.push(key.value().2);
+                }
+            }
+            for branch in unfinished {
+                self.branches.write()?.remove((run_id, step, branch))?;
+            }
+        }
+        self.apply_unchecked(write, now_ms, stored.next_seq)
+    }
+
     /// Applies a transition whose header was checked; refuses (before writing) to create
     /// a child run over an existing run. `next_seq` is the stored header's (the driver's
     /// copy may be older: signals and callbacks append events too).
@@ -149,6 +200,9 @@ impl Tables<'_> {
             self.map_items
                 .write()?
                 .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
+            self.step_states
+                .write()?
+                .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
             self.generation_inputs
                 .write()?
                 .insert(run_id, input.as_slice())?;
@@ -168,6 +222,14 @@ impl Tables<'_> {
                 token.as_str(),
                 encode_record(record, "callback token")?.as_slice(),
             )?;
+            self.run_tokens
+                .write()?
+                .insert((run_id, token.as_str()), ())?;
+        }
+        for (token, awaited) in &write.token_types {
+            self.token_types
+                .write()?
+                .insert(token.as_str(), awaited.as_bytes())?;
         }
         if let Some(deadline) = write.run_deadline {
             self.run_deadlines.write()?.insert(run_id, deadline)?;
@@ -194,6 +256,18 @@ impl Tables<'_> {
             self.slots
                 .write()?
                 .insert((run_id, *slot), bytes.as_slice())?;
+        }
+        if let PendingChange::Set(op) = &write.pending {
+            // A transition that schedules a new step keeps what it wrote of the state.
+            if header.steps > write.expect.steps {
+                // Encoded as a `StepState` is (postcard writes a struct as the tuple of
+                // its fields), without copying the slots.
+                let state = (header.pc, &write.slots);
+                self.step_states.write()?.insert(
+                    (run_id, op.step),
+                    encode_record(&state, "step state")?.as_slice(),
+                )?;
+            }
         }
         if let Some(step) = write.clear_branches {
             self.branches
@@ -282,6 +356,7 @@ impl Tables<'_> {
             }
         }
         if header.status.is_finished() {
+            self.schedule_expiry(run_id, &header.workflow, now_ms)?;
             if let Some(parent) = &header.parent {
                 if self.deliver_to_parent(
                     parent,

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::apply::{StartOutcome, WriteEffects};
+use super::retention::RetentionSettings;
 use super::transition::{RunWrite, StartWrite};
 use super::txn_tables::Tables;
 use super::upgrade::UpgradeWrite;
@@ -40,8 +41,20 @@ pub(crate) enum Change {
     /// A faulted run set going again (`Engine::retry_faulted`): applied like a
     /// transition, but only to a run that is faulted and as the write expects.
     RetryFaulted(RunWrite),
+    // New variants go last: a variant's index is its log encoding.
     /// A run moved to another version of its workflow (`Engine::upgrade`).
     Upgrade(UpgradeWrite),
+    /// The engine's retention settings, written when it opens with other settings than
+    /// the journal holds.
+    SetRetention(RetentionSettings),
+    /// Deletes a finished or faulted run (`Engine::purge`).
+    Purge { run: String },
+    /// Deletes those of these runs whose expiry has passed (the retention service).
+    Expire { runs: Vec<String> },
+    /// A failed, cancelled or faulted run set going again (`Engine::redrive`): its
+    /// pending step's unfinished branch records are dropped (fresh attempts), its expiry
+    /// too, then the write is applied like a transition.
+    Redrive(RunWrite),
 }
 
 /// What applying a [`Change`] did, variant for variant.
@@ -56,6 +69,10 @@ pub(crate) enum Applied {
     Heartbeat(Option<u64>),
     Cancelled,
     Upgraded,
+    RetentionSet,
+    Purged,
+    /// How many of the runs were deleted.
+    Expired(usize),
 }
 
 impl Change {
@@ -88,6 +105,16 @@ impl Change {
                 tables.apply_upgrade(write, now_ms)?;
                 Applied::Upgraded
             }
+            Change::SetRetention(settings) => {
+                tables.set_retention(settings)?;
+                Applied::RetentionSet
+            }
+            Change::Purge { run } => {
+                tables.purge(run)?;
+                Applied::Purged
+            }
+            Change::Expire { runs } => Applied::Expired(tables.expire(runs, now_ms)?),
+            Change::Redrive(write) => Applied::Ran(tables.apply_redrive(write, now_ms)?),
         })
     }
 
@@ -98,6 +125,30 @@ impl Change {
             FlowError::storage(format!("could not encode a change for the log: {e}"))
         })?;
         Ok(())
+    }
+}
+
+/// The variants whose encoding ends with a `RunWrite` (`Start`, `Run`, `RetryFaulted`),
+/// by their postcard variant index.
+const ENDS_WITH_RUN_WRITE: [u8; 3] = [0, 1, 6];
+
+/// Decodes one logged change. A transition logged before `RunWrite::token_types`
+/// existed ends where that field would start; the field is an empty list then, whose
+/// encoding is the single byte 0, so such a change decodes with that byte appended. The
+/// log is checksummed, so a body that fails to decode was written by another version,
+/// never damaged in place.
+fn decode_change(body: &[u8]) -> Result<Change, postcard::Error> {
+    match postcard::from_bytes(body) {
+        Err(postcard::Error::DeserializeUnexpectedEnd)
+            if body
+                .first()
+                .is_some_and(|v| ENDS_WITH_RUN_WRITE.contains(v)) =>
+        {
+            let mut extended = body.to_vec();
+            extended.push(0);
+            postcard::from_bytes(&extended)
+        }
+        decoded => decoded,
     }
 }
 
@@ -133,7 +184,7 @@ impl LoggedBatch {
         while let Some((len, tail)) = rest.split_first_chunk::<4>() {
             let len = u32::from_le_bytes(*len) as usize;
             let body = tail.get(..len).ok_or_else(|| damaged("is cut short"))?;
-            let change = postcard::from_bytes(body)
+            let change = decode_change(body)
                 .map_err(|e| damaged(&format!("holds a change that does not decode ({e})")))?;
             changes.push(change);
             rest = &tail[len..];
@@ -142,5 +193,62 @@ impl LoggedBatch {
             return Err(damaged("has trailing bytes"));
         }
         Ok((u64::from_le_bytes(*now), changes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::{RunRecord, StoredStatus};
+
+    fn header() -> RunRecord {
+        RunRecord {
+            workflow: "w".into(),
+            fingerprint: 1,
+            status: StoredStatus::Waiting,
+            pc: 2,
+            steps: 3,
+            started: true,
+            created_at_ms: 4,
+            updated_at_ms: 5,
+            parent: None,
+            next_seq: Some(6),
+        }
+    }
+
+    fn encoded(change: &Change) -> Vec<u8> {
+        let mut out = Vec::new();
+        change.encode_into(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn transitions_logged_before_token_types_decode_with_an_empty_list() {
+        let write = RunWrite::new("run", &header());
+        for change in [
+            Change::Run(write.clone()),
+            Change::RetryFaulted(write.clone()),
+            Change::Start(StartWrite {
+                input: vec![1, 2],
+                write: write.clone(),
+            }),
+        ] {
+            let mut old = encoded(&change);
+            assert_eq!(old.pop(), Some(0), "the empty list is the last byte");
+            assert!(postcard::from_bytes::<Change>(&old).is_err());
+            assert_eq!(encoded(&decode_change(&old).unwrap()), encoded(&change));
+        }
+        // A current transition with token types decodes as it is.
+        let mut typed = write;
+        typed.token_types = vec![("t".into(), "u64".into())];
+        let change = Change::Run(typed);
+        assert_eq!(
+            encoded(&decode_change(&encoded(&change)).unwrap()),
+            encoded(&change)
+        );
+        // Other changes are not extended.
+        let mut signal = encoded(&Change::Cancel { run: "run".into() });
+        signal.pop();
+        assert!(decode_change(&signal).is_err());
     }
 }

@@ -14,7 +14,7 @@
 //! The values it speaks in (`RunRecord`, `PendingOp`, `BranchRecord`, ...) are the
 //! storage schema of `store::records`; their encodings are the on-disk format.
 
-use super::read::{self, HeaderAndOutput, ListedRun, Snapshot, TimerScan, TimerStart};
+use super::read::{self, HeaderAndOutput, ListedRun, Snapshot, StateAtStep, TimerScan, TimerStart};
 use super::records::{BranchRecord, RunRecord};
 use super::writer::BatchWrites;
 use std::sync::atomic::Ordering;
@@ -56,6 +56,10 @@ pub(crate) trait Journal: Send + Sync + 'static {
 
     // Reads: for callers and for recovery.
 
+    /// The name of the type the step of callback `token` awaits, if the token is unused
+    /// and recorded one.
+    fn token_type(&self, token: &str) -> Result<Option<String>, FlowError>;
+
     /// The run's header and, once it completed, its output.
     fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError>;
     /// Up to `limit` runs after run ID `after` (from the first without one), in run ID
@@ -65,6 +69,18 @@ pub(crate) trait Journal: Send + Sync + 'static {
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError>;
     /// Runs with work that needs no deadline (their drivers start at open).
     fn active_runs(&self) -> Result<Vec<String>, FlowError>;
+    /// The run's program counter and slots as the transition that scheduled `step` left
+    /// them, if it was recorded.
+    fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError>;
+    /// The retention settings the journal holds, as `RetentionSettings::rows`.
+    fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError>;
+    /// Up to `limit` runs whose expiry has passed at `now_ms`, and when the next expiry
+    /// after them is due.
+    fn due_expiries(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<u64>), FlowError>;
     /// Up to `limit` timers due at `now_ms`, from `start`.
     fn scan_timers(
         &self,
@@ -124,6 +140,9 @@ impl Journal for Store {
     ) -> Result<Option<(u64, Vec<u8>)>, FlowError> {
         read::oldest_signal(self, run_id, name, skip)
     }
+    fn token_type(&self, token: &str) -> Result<Option<String>, FlowError> {
+        read::token_type(self, token)
+    }
     fn header_and_output(&self, run_id: &str) -> Result<Option<HeaderAndOutput>, FlowError> {
         read::header_and_output(self, run_id)
     }
@@ -135,6 +154,19 @@ impl Journal for Store {
     }
     fn active_runs(&self) -> Result<Vec<String>, FlowError> {
         read::active_runs(self)
+    }
+    fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError> {
+        read::step_state(self, run_id, step)
+    }
+    fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError> {
+        read::retention_rows(self)
+    }
+    fn due_expiries(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<u64>), FlowError> {
+        read::due_expiries(self, now_ms, limit)
     }
     fn scan_timers(
         &self,

@@ -9,7 +9,8 @@
 //!   logged);
 //! - changes as writes to redb's tables: `txn_tables` (the tables of one write
 //!   transaction), `apply` (starts and transitions), `external_events` (signals,
-//!   cancellations, callbacks), `upgrade` (a run moved to another version);
+//!   cancellations, callbacks), `retention` (expiries and deleting runs), `upgrade` (a
+//!   run moved to another version);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
 //!   `writer`, driven by the commit pipeline (`engine::commit`);
 //! - `guard` keeps redb's panics on damaged pages off stderr; `fuzzing` serves the fuzz
@@ -31,6 +32,7 @@ mod read;
 pub(crate) mod records;
 mod recovery;
 mod remove;
+mod retention;
 mod tables;
 mod transition;
 mod txn_tables;
@@ -59,6 +61,7 @@ pub(crate) use records::{
     ParentLink, PendingOp, RunRecord, Shape, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 pub(crate) use remove::remove_journal_files;
+pub(crate) use retention::RetentionSettings;
 pub(crate) use transition::{
     encode_map_item, BranchPut, PendingChange, RunWrite, Seen, StartWrite,
 };

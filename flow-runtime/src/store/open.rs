@@ -539,7 +539,7 @@ fn init(db: &Database) -> Result<(), FlowError> {
 }
 
 /// Creates the tables added after format 1 was fixed (map items, callback tokens, run
-/// deadlines, generation inputs, nudges, history batches) when a journal lacks them; a no-op otherwise.
+/// deadlines, generation inputs, nudges, history batches, token types, retention, step states) when a journal lacks them; a no-op otherwise.
 fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     let missing = {
         let txn = db.begin_read()?;
@@ -551,6 +551,12 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
             GENERATION_INPUTS.to_string(),
             NUDGES.to_string(),
             HISTORY_BATCHES.to_string(),
+            TOKEN_TYPES.to_string(),
+            RETENTION.to_string(),
+            RUN_EXPIRIES.to_string(),
+            EXPIRIES.to_string(),
+            RUN_TOKENS.to_string(),
+            STEP_STATES.to_string(),
         ]
         .iter()
         .any(|t| !names.contains(t))
@@ -565,6 +571,12 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     txn.open_table(GENERATION_INPUTS)?;
     txn.open_table(NUDGES)?;
     txn.open_table(HISTORY_BATCHES)?;
+    txn.open_table(TOKEN_TYPES)?;
+    txn.open_table(RETENTION)?;
+    txn.open_table(RUN_EXPIRIES)?;
+    txn.open_table(EXPIRIES)?;
+    txn.open_table(RUN_TOKENS)?;
+    txn.open_table(STEP_STATES)?;
     txn.commit()?;
     Ok(())
 }

@@ -7,8 +7,8 @@ use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::records::{
-    decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord,
-    StoredStatus, MAP_PROGRESS,
+    decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, Shape,
+    StepState, StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 use super::tables::*;
 use super::Store;
@@ -198,6 +198,32 @@ pub(super) fn generation_input(store: &Store, run_id: &str) -> Result<Option<Vec
     }
 }
 
+/// The name of the type the step of callback `token` awaits, if the token is unused and
+/// recorded one.
+pub(super) fn token_type(store: &Store, token: &str) -> Result<Option<String>, FlowError> {
+    let bytes = store.read(|txn| {
+        let open = match txn.open_table(TOKENS)?.get(token)? {
+            Some(record) => !decode_record::<TokenRecord>(record.value(), "callback token")?.used,
+            None => false,
+        };
+        if !open {
+            return Ok(None);
+        }
+        Ok(txn
+            .open_table(TOKEN_TYPES)?
+            .get(token)?
+            .map(|v| v.value().to_vec()))
+    })?;
+    bytes
+        .map(|b| {
+            String::from_utf8(b).map_err(|_| FlowError::Corrupt {
+                path: crate::error::UNNAMED_JOURNAL.into(),
+                message: "a callback token's awaited type is not UTF-8".into(),
+            })
+        })
+        .transpose()
+}
+
 /// Up to `count` items of a pending map from item `from`, with their index.
 pub(super) fn map_items(
     store: &Store,
@@ -357,6 +383,67 @@ pub(super) fn history(store: &Store, run_id: &str) -> Result<Vec<HistoryEvent>, 
             }
         }
         Ok(events)
+    })
+}
+
+/// A run's program counter and every slot, as they were when a step was scheduled.
+pub(crate) type StateAtStep = (u32, Vec<(u32, Vec<u8>)>);
+
+/// The state of run `run_id` as the transition that scheduled `step` left it: its
+/// program counter, and every slot as the transitions up to that one wrote it. `None`
+/// when that transition's record is missing (written before step states were kept, or
+/// in an earlier generation).
+pub(super) fn step_state(
+    store: &Store,
+    run_id: &str,
+    step: u64,
+) -> Result<Option<StateAtStep>, FlowError> {
+    store.read(|txn| {
+        let table = txn.open_table(STEP_STATES)?;
+        let mut slots = BTreeMap::new();
+        let mut pc = None;
+        for entry in table.range((run_id, 0)..=(run_id, step))? {
+            let (key, value) = entry?;
+            let state = decode_record::<StepState>(value.value(), "step state")?;
+            slots.extend(state.slots);
+            if key.value().1 == step {
+                pc = Some(state.pc);
+            }
+        }
+        Ok(pc.map(|pc| (pc, slots.into_iter().collect())))
+    })
+}
+
+/// The rows of `RETENTION`, by key.
+pub(super) fn retention_rows(store: &Store) -> Result<Vec<(String, u64)>, FlowError> {
+    store.read(|txn| {
+        let mut rows = Vec::new();
+        for entry in txn.open_table(RETENTION)?.iter()? {
+            let (key, ms) = entry?;
+            rows.push((key.value().to_string(), ms.value()));
+        }
+        Ok(rows)
+    })
+}
+
+/// Up to `limit` runs whose expiry has passed at `now_ms`, oldest first, and when the
+/// next expiry after them is due.
+pub(super) fn due_expiries(
+    store: &Store,
+    now_ms: u64,
+    limit: usize,
+) -> Result<(Vec<String>, Option<u64>), FlowError> {
+    store.read(|txn| {
+        let mut due = Vec::new();
+        for entry in txn.open_table(EXPIRIES)?.iter()? {
+            let (key, _) = entry?;
+            let (at, run_id) = key.value();
+            if at > now_ms || due.len() == limit {
+                return Ok((due, Some(at)));
+            }
+            due.push(run_id.to_string());
+        }
+        Ok((due, None))
     })
 }
 

@@ -256,6 +256,15 @@ pub(crate) struct TokenRecord {
     pub used: bool,
 }
 
+/// What the transition that scheduled a step wrote of the run's state (`STEP_STATES`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StepState {
+    /// The block the run resumes at with the step's output.
+    pub pc: u32,
+    /// The slots the transition wrote (the others kept their earlier values).
+    pub slots: Vec<(u32, Vec<u8>)>,
+}
+
 /// One leaf operation of a pending step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Branch {
@@ -393,6 +402,18 @@ pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_state_is_encoded_as_the_tuple_the_store_writes() {
+        let slots = vec![(0u32, vec![1u8, 2]), (3, vec![])];
+        let written = encode_record(&(7u32, &slots), "step state").unwrap();
+        let state = StepState { pc: 7, slots };
+        assert_eq!(encode_record(&state, "step state").unwrap(), written);
+        assert_eq!(
+            decode_record::<StepState>(&written, "step state").unwrap(),
+            state
+        );
+    }
 
     #[test]
     fn headers_written_before_next_seq_or_version_still_decode() {

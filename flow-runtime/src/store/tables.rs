@@ -179,7 +179,32 @@ sealed_tables! {
     /// before the latest of them keeps the run active, so no wake-up is lost across a
     /// crash.
     NUDGES: &str => u64 = "flow_nudges";
+    /// callback token → the name of the type its step awaits (UTF-8), for the check
+    /// `Engine::complete` makes; tokens issued before it existed have no entry.
+    TOKEN_TYPES: &str => &'static [u8] = "flow_token_types";
+    /// workflow name (`""`: the engine's default) → how long its finished runs are kept,
+    /// ms; [`KEEP`]: for ever. Written by the engine at open (`Change::SetRetention`)
+    /// and read when a run finishes, so replay computes the same expiry.
+    RETENTION: &str => u64 = "flow_retention";
+    /// run ID → when the finished run is to be deleted (ms since the epoch); also in
+    /// `EXPIRIES`.
+    RUN_EXPIRIES: &str => u64 = "flow_run_expiries";
+    /// (run ID, step) → `StepState`: the program counter and the slots written by the
+    /// transition that scheduled the step, so the locals as they were at any step of the
+    /// run's current generation can be put back together (`Engine::fork`).
+    STEP_STATES: (&str, u64) => &'static [u8] = "flow_step_states";
 }
+
+/// (expiry ms since the epoch, run ID): the finished run is deleted once the expiry has
+/// passed. Read in order by the engine's retention service.
+pub(crate) const EXPIRIES: TableDefinition<(u64, &str), ()> = TableDefinition::new("flow_expiries");
+/// (run ID, callback token): the tokens the run issued, deleted with it. Tokens issued
+/// before this table existed are not in it and stay when their run is deleted.
+pub(crate) const RUN_TOKENS: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("flow_run_tokens");
+
+/// The retention of a workflow whose finished runs are kept for ever.
+pub(crate) const KEEP: u64 = u64::MAX;
 
 /// (deadline ms since the epoch, run ID): the run has something due at the deadline
 /// (a sleep, a signal timeout, a retry). Read in order by the timer service.

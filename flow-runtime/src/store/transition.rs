@@ -64,6 +64,10 @@ pub(crate) struct RunWrite {
     pub continue_as_new: Option<Vec<u8>>,
     /// What the driver saw of the run when it computed this write (`None` for a start).
     pub seen: Option<Seen>,
+    /// The type each token of `tokens` awaits, by name (`flow_token_types`). Logged
+    /// last: a change logged before this field existed decodes as one whose list is
+    /// empty (see `LoggedBatch::decode`).
+    pub token_types: Vec<(String, String)>,
     /// `events` and the new pending operation, encoded by [`RunWrite::encode`] before the
     /// write goes to the commit thread (whose time is the engine's serial bottleneck).
     /// Not logged: replay encodes them again, to the same bytes.
@@ -189,6 +193,7 @@ impl RunWrite {
             run_timed_out: false,
             continue_as_new: None,
             seen: None,
+            token_types: Vec::new(),
             encoded: None,
             blocked: None,
         }

@@ -36,6 +36,12 @@ pub(crate) struct Tables<'t> {
     pub(super) run_deadlines: Lazy<'t, &'static str, values::RUN_DEADLINES>,
     pub(super) generation_inputs: Lazy<'t, &'static str, values::GENERATION_INPUTS>,
     pub(super) nudges: Lazy<'t, &'static str, values::NUDGES>,
+    pub(super) token_types: Lazy<'t, &'static str, values::TOKEN_TYPES>,
+    pub(super) retention: Lazy<'t, &'static str, values::RETENTION>,
+    pub(super) run_expiries: Lazy<'t, &'static str, values::RUN_EXPIRIES>,
+    pub(super) expiries: Lazy<'t, (u64, &'static str), ()>,
+    pub(super) run_tokens: Lazy<'t, (&'static str, &'static str), ()>,
+    pub(super) step_states: Lazy<'t, (&'static str, u64), values::STEP_STATES>,
     pub(super) meta: Lazy<'t, &'static str, &'static [u8]>,
 }
 
@@ -119,6 +125,12 @@ impl<'t> Tables<'t> {
             run_deadlines: Lazy::new(txn, RUN_DEADLINES),
             generation_inputs: Lazy::new(txn, GENERATION_INPUTS),
             nudges: Lazy::new(txn, NUDGES),
+            token_types: Lazy::new(txn, TOKEN_TYPES),
+            retention: Lazy::new(txn, RETENTION),
+            run_expiries: Lazy::new(txn, RUN_EXPIRIES),
+            expiries: Lazy::new(txn, EXPIRIES),
+            run_tokens: Lazy::new(txn, RUN_TOKENS),
+            step_states: Lazy::new(txn, STEP_STATES),
             meta: Lazy::new(txn, META),
         })
     }

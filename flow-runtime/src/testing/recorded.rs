@@ -270,11 +270,13 @@ fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
                 task: t1,
                 timeout: o1,
                 heartbeat: h1,
+                ..
             },
             OpRequest::Callback {
                 task: t2,
                 timeout: o2,
                 heartbeat: h2,
+                ..
             },
         ) => same_call(t1, t2) && o1 == o2 && h1 == h2,
         _ => recorded == current,

@@ -668,6 +668,7 @@ impl World {
                 task,
                 timeout,
                 heartbeat,
+                ..
             } => {
                 let OpRequest::Task { name, args, policy } = *task else {
                     return Ok(Branch::Failed(format!(
