@@ -18,6 +18,7 @@
 mod attempt;
 mod blocked;
 mod builder;
+mod by_name;
 mod commit;
 mod driver;
 mod handle;
@@ -34,6 +35,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
+pub use by_name::{RegisteredWorkflow, RunDescription};
 pub use handle::RunHandle;
 pub use listing::{ListQuery, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
 
