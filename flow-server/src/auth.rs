@@ -81,7 +81,10 @@ fn same_secret(sent: &[u8], token: &[u8]) -> bool {
     if sent.len() != token.len() {
         return false;
     }
-    sent.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    sent.iter()
+        .zip(token)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// Without a token, the server trusts that only this machine reaches it; a web page
@@ -127,10 +130,22 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_told_apart() {
-        for host in ["127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]:80", "127.9.9.9"] {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:80",
+            "127.9.9.9",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["evil.example:8080", "10.0.0.1", "", "[::2]:80", "localhost.evil"] {
+        for host in [
+            "evil.example:8080",
+            "10.0.0.1",
+            "",
+            "[::2]:80",
+            "localhost.evil",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }

@@ -6,6 +6,9 @@ use axum::Json;
 use flow_runtime::{CodecError, FlowError};
 use serde::Serialize;
 
+/// Longest error message sent, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
 /// An error answer: the status, a stable machine-readable `code`, and a `message` that
 /// says what went wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,12 +28,22 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    /// An error answer.
+    /// An error answer. A message over [`MAX_MESSAGE_BYTES`] is cut there (it may quote
+    /// the request, which can be megabytes long).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("… (message cut)");
+        }
         ApiError {
             status,
             code,
-            message: message.into(),
+            message,
         }
     }
 
@@ -52,14 +65,28 @@ impl IntoResponse for ApiError {
 
 impl From<FlowError> for ApiError {
     fn from(error: FlowError) -> Self {
-        let message = error.to_string();
+        let message = match &error {
+            // The engine's wording names Rust APIs; these say the same for HTTP callers.
+            FlowError::UnknownRun { run_id } => format!(
+                "no run `{run_id}` in this journal; check the run ID (GET /v1/runs lists the runs)"
+            ),
+            FlowError::SignalTypeMismatch {
+                run_id,
+                signal,
+                expected,
+                ..
+            } => format!(
+                "signal `{signal}` for run `{run_id}` was refused: its JSON payload does not \
+                 fit what the workflow waits for ({expected}); nothing was stored: send a \
+                 value of the awaited type (GET /v1/workflows lists each signal's type)"
+            ),
+            _ => error.to_string(),
+        };
         let (status, code) = match &error {
             FlowError::UnknownRun { .. } => (StatusCode::NOT_FOUND, "unknown_run"),
             FlowError::UnknownWorkflow { .. } => (StatusCode::NOT_FOUND, "unknown_workflow"),
             FlowError::InvalidRunId { .. } => (StatusCode::BAD_REQUEST, "invalid_run_id"),
-            FlowError::InputTypeMismatch { .. } => {
-                (StatusCode::BAD_REQUEST, "input_type_mismatch")
-            }
+            FlowError::InputTypeMismatch { .. } => (StatusCode::BAD_REQUEST, "input_type_mismatch"),
             FlowError::SignalTypeMismatch { .. } => {
                 (StatusCode::BAD_REQUEST, "signal_type_mismatch")
             }
@@ -68,9 +95,7 @@ impl From<FlowError> for ApiError {
             FlowError::WrongWorkflow { .. } => (StatusCode::CONFLICT, "wrong_workflow"),
             FlowError::RunFinished { .. } => (StatusCode::CONFLICT, "run_finished"),
             FlowError::NotFaulted { .. } => (StatusCode::CONFLICT, "not_faulted"),
-            FlowError::InvalidCallbackToken { .. } => {
-                (StatusCode::GONE, "invalid_callback_token")
-            }
+            FlowError::InvalidCallbackToken { .. } => (StatusCode::GONE, "invalid_callback_token"),
             FlowError::Codec(CodecError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }

@@ -71,7 +71,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
                  store large data elsewhere and pass a reference",
                 flow_runtime::MAX_PAYLOAD_BYTES
             ),
-        )
+        );
     }
     ApiError::bad_request(
         "unreadable_body",

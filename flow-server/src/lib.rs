@@ -48,7 +48,7 @@ mod routes;
 mod server;
 mod views;
 
-pub use error::ApiError;
+pub use error::{ApiError, MAX_MESSAGE_BYTES};
 pub use flow_runtime::Engine;
 pub use options::{generate_token, OptionsError, ServerOptions, MIN_TOKEN_BYTES};
 pub use server::{router, Server};

@@ -65,7 +65,8 @@ pub fn document() -> Value {
 fn schemas() -> Value {
     let nullable_string = json!({"type": ["string", "null"]});
     let nullable_integer = json!({"type": ["integer", "null"], "minimum": 0});
-    let status = json!({"enum": crate::views::STATUS_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>()});
+    let status =
+        json!({"enum": crate::views::STATUS_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>()});
     let summary_properties = json!({
         "run_id": {"type": "string"},
         "workflow": {"type": "string"},
@@ -75,14 +76,28 @@ fn schemas() -> Value {
         "updated_at_ms": {"type": "integer", "minimum": 0},
         "steps": {"type": "integer", "minimum": 0},
     });
-    let summary_required = json!(["run_id", "workflow", "status", "reason", "created_at_ms", "updated_at_ms", "steps"]);
+    let summary_required = json!([
+        "run_id",
+        "workflow",
+        "status",
+        "reason",
+        "created_at_ms",
+        "updated_at_ms",
+        "steps"
+    ]);
     let mut run_properties = summary_properties.clone();
-    run_properties["input"] = json!({"description": "The input of the run's current generation, as JSON."});
-    run_properties["output"] = json!({"description": "The workflow's output once it completed, else null."});
-    run_properties["pending"] = json!({"oneOf": [{"$ref": "#/components/schemas/Pending"}, {"type": "null"}]});
+    run_properties["input"] =
+        json!({"description": "The input of the run's current generation, as JSON."});
+    run_properties["output"] =
+        json!({"description": "The workflow's output once it completed, else null."});
+    run_properties["pending"] =
+        json!({"oneOf": [{"$ref": "#/components/schemas/Pending"}, {"type": "null"}]});
     let mut run_required = summary_required.clone();
     for field in ["input", "output", "pending"] {
-        run_required.as_array_mut().expect("an array").push(json!(field));
+        run_required
+            .as_array_mut()
+            .expect("an array")
+            .push(json!(field));
     }
     json!({
         "Any": {"description": "Any JSON value."},
@@ -162,7 +177,13 @@ fn object(properties: Value, required: &[&str]) -> Value {
     })
 }
 
-fn op(id: &str, summary: &str, body: Option<&str>, parameters: &[Value], responses: &[(u16, &str)]) -> Value {
+fn op(
+    id: &str,
+    summary: &str,
+    body: Option<&str>,
+    parameters: &[Value],
+    responses: &[(u16, &str)],
+) -> Value {
     let mut operation = json!({
         "operationId": id,
         "summary": summary,

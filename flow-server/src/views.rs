@@ -207,3 +207,96 @@ fn as_bytes(value: &Value) -> Option<Vec<u8>> {
         .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_runtime::OpRequest;
+
+    fn event(seq: u64, kind: EventKind) -> HistoryEvent {
+        HistoryEvent {
+            seq,
+            at_ms: 1000 + seq,
+            kind,
+        }
+    }
+
+    fn scheduled(seq: u64, step: u64, name: &str) -> HistoryEvent {
+        let request = OpRequest::Sleep { until_ms: 0 };
+        let name = name.to_string();
+        event(
+            seq,
+            EventKind::StepScheduled {
+                step,
+                state: 0,
+                name,
+                request,
+            },
+        )
+    }
+
+    #[test]
+    fn the_pending_step_carries_its_latest_attempt_and_error() {
+        let mut history = vec![
+            scheduled(0, 0, "charge"),
+            event(
+                1,
+                EventKind::StepCompleted {
+                    step: 0,
+                    output: vec![],
+                },
+            ),
+            scheduled(2, 1, "reserve"),
+            event(
+                3,
+                EventKind::AttemptStarted {
+                    step: 1,
+                    branch: 0,
+                    attempt: 1,
+                },
+            ),
+            event(
+                4,
+                EventKind::AttemptFailed {
+                    step: 1,
+                    branch: 0,
+                    attempt: 1,
+                    error: "out of stock".into(),
+                    retry_at_ms: Some(5000),
+                },
+            ),
+        ];
+        let pending = serde_json::to_value(pending_step(&history)).unwrap();
+        assert_eq!(
+            pending,
+            serde_json::json!({"step": 1, "name": "reserve", "scheduled_at_ms": 1002,
+                "attempt": 1, "last_error": "out of stock", "retry_at_ms": 5000})
+        );
+        history.push(event(
+            5,
+            EventKind::StepCompleted {
+                step: 1,
+                output: vec![],
+            },
+        ));
+        assert!(pending_step(&history).is_none());
+        history.push(scheduled(6, 2, "ship"));
+        history.push(event(7, EventKind::RunCancelled));
+        assert!(pending_step(&history).is_none());
+    }
+
+    #[test]
+    fn events_render_their_stored_values() {
+        let output = codec::encode(&vec![1u32, 2], String::new).unwrap();
+        let view = event_view(&event(3, EventKind::RunCompleted { output }));
+        assert_eq!(
+            view,
+            serde_json::json!({"seq": 3, "at_ms": 1003, "type": "RunCompleted", "output": [1, 2]})
+        );
+        let view = event_view(&event(4, EventKind::CancelRequested));
+        assert_eq!(
+            view,
+            serde_json::json!({"seq": 4, "at_ms": 1004, "type": "CancelRequested"})
+        );
+    }
+}

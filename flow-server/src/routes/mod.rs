@@ -31,7 +31,10 @@ pub(crate) fn routes(engine: Engine) -> Router {
         .route("/v1/runs/{run_id}/cancel", post(control::cancel))
         .route("/v1/callbacks/{token}/complete", post(callbacks::complete))
         .route("/v1/callbacks/{token}/fail", post(callbacks::fail))
-        .route("/v1/callbacks/{token}/heartbeat", post(callbacks::heartbeat))
+        .route(
+            "/v1/callbacks/{token}/heartbeat",
+            post(callbacks::heartbeat),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(AppState { engine })

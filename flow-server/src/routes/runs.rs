@@ -29,7 +29,11 @@ pub(crate) async fn start(
     ApiJson(request): ApiJson<StartRequest>,
 ) -> Result<Json<RunView>, ApiError> {
     let engine = &state.engine;
-    if !engine.workflows().iter().any(|w| w.name == request.workflow) {
+    if !engine
+        .workflows()
+        .iter()
+        .any(|w| w.name == request.workflow)
+    {
         return Err(unknown_workflow(engine, &request.workflow));
     }
     let input = codec::encode(&request.input, || {
@@ -132,7 +136,8 @@ pub(crate) async fn list(
             format!("`limit` must be between 1 and {MAX_PAGE_RUNS}"),
         ));
     }
-    let created = params.created_after_ms.unwrap_or(0)..params.created_before_ms.unwrap_or(u64::MAX);
+    let created =
+        params.created_after_ms.unwrap_or(0)..params.created_before_ms.unwrap_or(u64::MAX);
     let mut query = ListQuery {
         after: params.after,
         limit: Some(limit),
