@@ -1,11 +1,12 @@
 //! Request extractors whose refusals are [`ApiError`]s (axum's own answer in plain text).
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use flow_runtime::MAX_PAYLOAD_BYTES;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -17,10 +18,8 @@ pub(crate) struct ApiJson<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 "empty_body",
@@ -61,22 +60,78 @@ pub(crate) fn require_json_content_type(headers: &HeaderMap) -> Result<(), ApiEr
     ))
 }
 
-fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "the request body is over the {}-byte limit (the engine's payload limit); \
-                 store large data elsewhere and pass a reference",
-                flow_runtime::MAX_PAYLOAD_BYTES
-            ),
-        );
+/// Most bytes of an oversized body read (and dropped) before the refusal, so that a
+/// client still sending it reads the answer instead of a reset connection.
+const MAX_DRAINED_BYTES: usize = 4 * MAX_PAYLOAD_BYTES;
+
+/// The request's body, refused when it is over the engine's payload limit.
+async fn read_body(req: Request) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_DRAINED_BYTES as u64) {
+        return Err(too_large());
     }
-    ApiError::bad_request(
-        "unreadable_body",
-        format!("the request body could not be read ({rejection}); send it again"),
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(
+                "unreadable_body",
+                format!("the request body could not be read ({e}); send it again"),
+            )
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(chunk.len());
+        if seen > MAX_DRAINED_BYTES {
+            break;
+        }
+        if seen <= MAX_PAYLOAD_BYTES {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_PAYLOAD_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "the request body is over the {MAX_PAYLOAD_BYTES}-byte limit (the engine's \
+             payload limit); store large data elsewhere and pass a reference"
+        ),
     )
+}
+
+/// No body (or an empty JSON object), for endpoints that take none; read whole so that
+/// the connection stays usable.
+pub(crate) struct NoBody;
+
+impl<S: Send + Sync> FromRequest<S> for NoBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(NoBody);
+        }
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(serde_json::Value::Object(fields)) if fields.is_empty() => Ok(NoBody),
+            _ => Err(ApiError::bad_request(
+                "unexpected_body",
+                "this endpoint takes no body; send none, or `{}`",
+            )),
+        }
+    }
 }
 
 /// Query parameters parsed as a `T`.

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -26,7 +25,6 @@ pub fn router(engine: Engine, options: &ServerOptions) -> Router {
     };
     routes(engine)
         .layer(axum::middleware::from_fn_with_state(guard_state, guard))
-        .layer(DefaultBodyLimit::max(flow_runtime::MAX_PAYLOAD_BYTES))
         .layer(CatchPanicLayer::custom(panicked))
 }
 

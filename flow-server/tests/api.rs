@@ -194,6 +194,8 @@ async fn a_cancelled_run_shows_as_cancelled() {
     assert_error(status, &body, 409, "run_finished");
     let (status, body) = server.post("/v1/runs/nobody/cancel", &json!({})).await;
     assert_error(status, &body, 404, "unknown_run");
+    let (status, body) = server.post("/v1/runs/a-2/cancel", &json!({"why": 1})).await;
+    assert_error(status, &body, 400, "unexpected_body");
     server.stop().await;
 }
 

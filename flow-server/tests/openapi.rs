@@ -206,6 +206,13 @@ async fn every_documented_operation_answers_as_documented() {
         call("cancelRun", "POST", "/v1/runs/order-1/cancel", None, 409),
         call("cancelRun", "POST", "/v1/runs/nobody/cancel", None, 404),
         call(
+            "cancelRun",
+            "POST",
+            "/v1/runs/approval-2/cancel",
+            Some(json!({"reason": "x"})),
+            400,
+        ),
+        call(
             "heartbeatCallback",
             "POST",
             "/v1/callbacks/nope/heartbeat",

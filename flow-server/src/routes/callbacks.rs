@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, NoBody};
 
 #[derive(Serialize)]
 pub(crate) struct Done {
@@ -52,6 +52,7 @@ pub(crate) async fn fail(
 pub(crate) async fn heartbeat(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
+    _: NoBody,
 ) -> Result<Json<Done>, ApiError> {
     state.engine.heartbeat(&token).await?;
     Ok(Json(Done {

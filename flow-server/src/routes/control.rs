@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, NoBody};
 
 #[derive(Serialize)]
 pub(crate) struct Accepted {
@@ -34,6 +34,7 @@ pub(crate) async fn signal(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     ApiPath(run_id): ApiPath<String>,
+    _: NoBody,
 ) -> Result<Json<Accepted>, ApiError> {
     state.engine.cancel(&run_id).await?;
     Ok(Json(Accepted {
