@@ -23,6 +23,7 @@ pub fn document() -> Value {
                 "get": op("listRuns", "Runs in run ID order, a page at a time.", None, &[
                     query("status", "string", "Only runs with this status (see Run.status)."),
                     query("workflow", "string", "Only runs of this workflow."),
+                    query("version", "integer", "Only runs on this version of their workflow."),
                     query("created_after_ms", "integer", "Only runs created at or after this time (ms since the Unix epoch)."),
                     query("created_before_ms", "integer", "Only runs created before this time."),
                     query("after", "string", "The previous page's `next`."),
@@ -70,6 +71,7 @@ fn schemas() -> Value {
     let summary_properties = json!({
         "run_id": {"type": "string"},
         "workflow": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1, "description": "The workflow version the run is on."},
         "status": status,
         "reason": {"type": ["string", "null"], "description": "Why the run failed, faulted or is blocked."},
         "created_at_ms": {"type": "integer", "minimum": 0},
@@ -79,6 +81,7 @@ fn schemas() -> Value {
     let summary_required = json!([
         "run_id",
         "workflow",
+        "version",
         "status",
         "reason",
         "created_at_ms",

@@ -50,6 +50,7 @@ fn status_reason(status: &RunStatus) -> Option<String> {
 pub(crate) struct SummaryView {
     run_id: String,
     workflow: String,
+    version: u32,
     status: &'static str,
     /// Why the run failed, faulted or is blocked.
     reason: Option<String>,
@@ -68,6 +69,7 @@ impl From<RunSummary> for SummaryView {
             created_at_ms: run.created_at_ms,
             updated_at_ms: run.updated_at_ms,
             steps: run.steps,
+            version: run.version,
         }
     }
 }

@@ -22,6 +22,8 @@ use crate::workflow::Workflow;
 pub struct RegisteredWorkflow {
     /// Its registered name.
     pub name: &'static str,
+    /// Its version (`#[workflow(version = N)]`, 1 when not given).
+    pub version: u32,
     /// Its input type (`std::any::type_name`): a struct for one argument, a tuple for
     /// several.
     pub input_type: &'static str,
@@ -120,6 +122,7 @@ impl Engine {
             status: self.status_of(run_id, &header, output.as_deref()),
             run_id: run_id.to_string(),
             workflow: header.workflow,
+            version: header.version,
             created_at_ms: header.created_at_ms,
             updated_at_ms: header.updated_at_ms,
             steps: header.steps,
@@ -139,11 +142,12 @@ impl Engine {
             .entries()
             .map(|entry| RegisteredWorkflow {
                 name: entry.name,
+                version: entry.version,
                 input_type: entry.input_type,
                 signals: entry.signals,
             })
             .collect();
-        all.sort_by_key(|w| w.name);
+        all.sort_by_key(|w| (w.name, w.version));
         all
     }
 }

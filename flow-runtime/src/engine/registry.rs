@@ -131,8 +131,9 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Every registered workflow, each version apart.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &WorkflowEntry> {
-        self.map.values()
+        self.map.values().flat_map(|versions| versions.values())
     }
 
     /// The task linked under `name`, unless this engine hides it.

@@ -92,6 +92,7 @@ async fn run_view(engine: &Engine, run_id: &str) -> Result<RunView, ApiError> {
 pub(crate) struct ListParams {
     status: Option<String>,
     workflow: Option<String>,
+    version: Option<u32>,
     created_after_ms: Option<u64>,
     created_before_ms: Option<u64>,
     after: Option<String>,
@@ -142,6 +143,7 @@ pub(crate) async fn list(
         after: params.after,
         limit: Some(limit),
         workflow: params.workflow,
+        version: params.version,
         status,
     };
     // The engine filters by workflow and status; the time filter is applied here, page
