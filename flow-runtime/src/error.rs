@@ -225,6 +225,22 @@ pub enum FlowError {
         /// The workflow's registered name.
         workflow: String,
     },
+    /// An input encoded without the workflow's Rust type
+    /// ([`Engine::start_encoded`](crate::Engine::start_encoded)) does not fit its input
+    /// type; nothing was started.
+    #[error(
+        "the input does not fit workflow `{workflow}`'s input type `{expected}` ({message}); \
+         nothing was started: send a value of that type (an object with its fields for a \
+         struct, an array for a tuple of several arguments)"
+    )]
+    InputTypeMismatch {
+        /// The workflow.
+        workflow: String,
+        /// Its input type.
+        expected: String,
+        /// Why the input does not fit.
+        message: String,
+    },
     /// The run exists but belongs to another workflow than the one asked for.
     #[error("run `{run_id}` is a run of workflow `{stored}`, not of `{requested}`")]
     WrongWorkflow {

@@ -38,8 +38,8 @@ pub use durable::{
     SignalWithTimeout, Sleep,
 };
 pub use engine::{
-    Engine, EngineBuilder, ListQuery, RunHandle, RunPage, StatusKind, DEFAULT_PAGE_RUNS,
-    MAX_PAGE_RUNS,
+    Engine, EngineBuilder, ListQuery, RegisteredWorkflow, RunDescription, RunHandle, RunPage,
+    StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS,
 };
 pub use engine::{RunCounts, Upgrade, UpgradePlan};
 pub use error::FlowError;

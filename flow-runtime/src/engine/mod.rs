@@ -21,6 +21,7 @@
 mod attempt;
 mod blocked;
 mod builder;
+mod by_name;
 mod commit;
 mod driver;
 mod export;
@@ -42,6 +43,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
+pub use by_name::{RegisteredWorkflow, RunDescription};
 pub use handle::RunHandle;
 pub use listing::{ListQuery, RunCounts, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
 pub use upgrade::{Upgrade, UpgradePlan};

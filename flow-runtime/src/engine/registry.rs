@@ -29,6 +29,10 @@ pub(crate) struct WorkflowEntry {
     pub returned_err: fn(&[u8]) -> Option<bool>,
     /// The signals its body waits for (checked at send).
     pub signals: &'static SignalSites,
+    /// Starts a run from an input encoded without the Rust type (see `by_name`).
+    pub start_encoded: super::by_name::StartEncoded,
+    /// The input type's name.
+    pub input_type: &'static str,
 }
 
 impl WorkflowEntry {
@@ -41,6 +45,8 @@ impl WorkflowEntry {
             type_name: std::any::type_name::<W>(),
             returned_err: crate::outcome::returned_err::<W::Output>,
             signals: W::signals(),
+            start_encoded: super::by_name::start_encoded::<W>,
+            input_type: std::any::type_name::<W::Input>(),
         }
     }
 }
@@ -123,6 +129,11 @@ impl Registry {
             .get(name)
             .map(|v| v.keys().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Every registered workflow, each version apart.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &WorkflowEntry> {
+        self.map.values().flat_map(|versions| versions.values())
     }
 
     /// The task linked under `name`, unless this engine hides it.

@@ -1,0 +1,220 @@
+//! The OpenAPI 3.1 document of the API, served at `/v1/openapi.json`. Its schemas are
+//! JSON Schema 2020-12; the crate's tests call every operation it lists on a live server
+//! and check each answer's status and body against it.
+
+use serde_json::{json, Value};
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "flow",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Start, follow, signal and cancel durable workflow runs; complete \
+                the callback tokens they hand out. Every error is a JSON body {code, message}."
+        },
+        "security": [{"bearer": []}, {}],
+        "paths": {
+            "/v1/openapi.json": {"get": op("openapi", "This document.", None, &[], &[(200, "Any")])},
+            "/v1/workflows": {"get": op("listWorkflows", "The workflows this server can start.", None, &[],
+                &[(200, "WorkflowList")])},
+            "/v1/runs": {
+                "get": op("listRuns", "Runs in run ID order, a page at a time.", None, &[
+                    query("status", "string", "Only runs with this status (see Run.status)."),
+                    query("workflow", "string", "Only runs of this workflow."),
+                    query("version", "integer", "Only runs on this version of their workflow."),
+                    query("created_after_ms", "integer", "Only runs created at or after this time (ms since the Unix epoch)."),
+                    query("created_before_ms", "integer", "Only runs created before this time."),
+                    query("after", "string", "The previous page's `next`."),
+                    query("limit", "integer", "Most runs to return (1 to 10000, default 100)."),
+                ], &[(200, "RunList"), (400, "Error")]),
+                "post": op("startRun", "Starts a run; idempotent for the same run ID, workflow and input.",
+                    Some("StartRequest"), &[],
+                    &[(200, "Run"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")]),
+            },
+            "/v1/runs/{run_id}": {"get": op("getRun", "One run, with its input, output and pending step.", None,
+                &[path("run_id")], &[(200, "Run"), (404, "Error")])},
+            "/v1/runs/{run_id}/history": {"get": op("getHistory", "The run's events, oldest first, a page at a time.", None, &[
+                path("run_id"),
+                query("after", "integer", "Only events after this sequence number (the previous page's `next`)."),
+                query("limit", "integer", "Most events to return (1 to 1000, default 100)."),
+            ], &[(200, "HistoryPage"), (400, "Error"), (404, "Error")])},
+            "/v1/runs/{run_id}/signals/{name}": {"post": op("signalRun",
+                "Sends a signal; the body is its payload, checked against the type the workflow awaits.",
+                Some("Any"), &[path("run_id"), path("name")],
+                &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
+            "/v1/runs/{run_id}/cancel": {"post": op("cancelRun", "Requests the run's cancellation (no body, or {}).", None,
+                &[path("run_id")], &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
+            "/v1/callbacks/{token}/complete": {"post": op("completeCallback",
+                "Completes a callback: the waiting step gets the body as its value. Needs no API token.",
+                Some("Any"), &[path("token")], &[(200, "CallbackDone"), (400, "Error"), (410, "Error"), (413, "Error"), (415, "Error")])},
+            "/v1/callbacks/{token}/fail": {"post": op("failCallback",
+                "Completes a callback with an error. Needs no API token.",
+                Some("Failure"), &[path("token")], &[(200, "CallbackDone"), (400, "Error"), (410, "Error"), (415, "Error")])},
+            "/v1/callbacks/{token}/heartbeat": {"post": op("heartbeatCallback",
+                "Records a sign of life for a callback with a heartbeat interval (no body, or {}). Needs no API token.",
+                None, &[path("token")], &[(200, "CallbackDone"), (400, "Error"), (410, "Error"), (413, "Error"), (415, "Error")])},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas(),
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let nullable_string = json!({"type": ["string", "null"]});
+    let nullable_integer = json!({"type": ["integer", "null"], "minimum": 0});
+    let status =
+        json!({"enum": crate::views::STATUS_NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>()});
+    let summary_properties = json!({
+        "run_id": {"type": "string"},
+        "workflow": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1, "description": "The workflow version the run is on."},
+        "status": status,
+        "reason": {"type": ["string", "null"], "description": "Why the run failed, faulted or is blocked."},
+        "created_at_ms": {"type": "integer", "minimum": 0},
+        "updated_at_ms": {"type": "integer", "minimum": 0},
+        "steps": {"type": "integer", "minimum": 0},
+    });
+    let summary_required = json!([
+        "run_id",
+        "workflow",
+        "version",
+        "status",
+        "reason",
+        "created_at_ms",
+        "updated_at_ms",
+        "steps"
+    ]);
+    let mut run_properties = summary_properties.clone();
+    run_properties["input"] =
+        json!({"description": "The input of the run's current generation, as JSON."});
+    run_properties["output"] =
+        json!({"description": "The workflow's output once it completed, else null."});
+    run_properties["pending"] =
+        json!({"oneOf": [{"$ref": "#/components/schemas/Pending"}, {"type": "null"}]});
+    let mut run_required = summary_required.clone();
+    for field in ["input", "output", "pending"] {
+        run_required
+            .as_array_mut()
+            .expect("an array")
+            .push(json!(field));
+    }
+    json!({
+        "Any": {"description": "Any JSON value."},
+        "Error": object(json!({
+            "code": {"type": "string", "minLength": 1},
+            "message": {"type": "string", "minLength": 1},
+        }), &["code", "message"]),
+        "StartRequest": object(json!({
+            "workflow": {"type": "string"},
+            "run_id": {"type": "string"},
+            "input": {"description": "The workflow's input: an object for a struct, an array for several arguments."},
+        }), &["workflow", "run_id"]),
+        "Failure": object(json!({"error": {"type": "string"}}), &["error"]),
+        "RunSummary": object(summary_properties, &strings(&summary_required)),
+        "Run": object(run_properties, &strings(&run_required)),
+        "Pending": object(json!({
+            "step": {"type": "integer", "minimum": 0},
+            "name": {"type": "string"},
+            "scheduled_at_ms": {"type": "integer", "minimum": 0},
+            "attempt": nullable_integer,
+            "last_error": nullable_string,
+            "retry_at_ms": nullable_integer,
+        }), &["step", "name", "scheduled_at_ms", "attempt", "last_error", "retry_at_ms"]),
+        "RunList": object(json!({
+            "runs": {"type": "array", "items": {"$ref": "#/components/schemas/RunSummary"}},
+            "next": nullable_string,
+        }), &["runs", "next"]),
+        "Event": {
+            "type": "object",
+            "description": "One history event: its sequence number, time, type (e.g. StepCompleted) and the fields of that type, stored values rendered as JSON.",
+            "properties": {
+                "seq": {"type": "integer", "minimum": 0},
+                "at_ms": {"type": "integer", "minimum": 0},
+                "type": {"type": "string"},
+            },
+            "required": ["seq", "at_ms", "type"],
+        },
+        "HistoryPage": object(json!({
+            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            "next": nullable_integer,
+        }), &["events", "next"]),
+        "WorkflowList": object(json!({
+            "workflows": {"type": "array", "items": object(json!({
+                "name": {"type": "string"},
+                "input_type": {"type": "string"},
+                "signals": {"type": "array", "items": object(json!({
+                    "name": {"type": "string"},
+                    "type": {"type": ["string", "null"]},
+                }), &["name", "type"])},
+                "signals_closed": {"type": "boolean"},
+            }), &["name", "input_type", "signals", "signals_closed"])},
+        }), &["workflows"]),
+        "Accepted": object(json!({
+            "run_id": {"type": "string"},
+            "accepted": {"enum": ["signal", "cancel"]},
+        }), &["run_id", "accepted"]),
+        "CallbackDone": object(json!({
+            "accepted": {"enum": ["completed", "failed", "heartbeat"]},
+        }), &["accepted"]),
+    })
+}
+
+fn strings(values: &Value) -> Vec<&str> {
+    values
+        .as_array()
+        .map(|items| items.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A closed object schema: the API adds fields only with a new document.
+fn object(properties: Value, required: &[&str]) -> Value {
+    json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+fn op(
+    id: &str,
+    summary: &str,
+    body: Option<&str>,
+    parameters: &[Value],
+    responses: &[(u16, &str)],
+) -> Value {
+    let mut operation = json!({
+        "operationId": id,
+        "summary": summary,
+        "parameters": parameters,
+        "responses": responses.iter().map(|(status, schema)| {
+            (status.to_string(), json!({
+                "description": if *status < 300 { "Success." } else { "An error; the message says what to do." },
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
+            }))
+        }).collect::<serde_json::Map<_, _>>(),
+    });
+    operation["responses"]["default"] = json!({
+        "description": "Any other error (401 without the API token, 403 for a host other than loopback on a server without one, 503 once the engine stopped).",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    });
+    if let Some(schema) = body {
+        operation["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
+        });
+    }
+    operation
+}
+
+fn path(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn query(name: &str, ty: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": ty}})
+}

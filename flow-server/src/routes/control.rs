@@ -1,0 +1,44 @@
+//! Outside events for a run: signals and cancellation.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, NoBody};
+
+#[derive(Serialize)]
+pub(crate) struct Accepted {
+    run_id: String,
+    /// What was stored: `signal` or `cancel`.
+    accepted: &'static str,
+}
+
+/// `POST /v1/runs/{run_id}/signals/{name}`: the body is the signal's payload, checked
+/// against the type the run's workflow awaits under that name.
+pub(crate) async fn signal(
+    State(state): State<AppState>,
+    ApiPath((run_id, name)): ApiPath<(String, String)>,
+    ApiJson(payload): ApiJson<Value>,
+) -> Result<Json<Accepted>, ApiError> {
+    state.engine.signal(&run_id, &name, &payload).await?;
+    Ok(Json(Accepted {
+        run_id,
+        accepted: "signal",
+    }))
+}
+
+/// `POST /v1/runs/{run_id}/cancel`.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    ApiPath(run_id): ApiPath<String>,
+    _: NoBody,
+) -> Result<Json<Accepted>, ApiError> {
+    state.engine.cancel(&run_id).await?;
+    Ok(Json(Accepted {
+        run_id,
+        accepted: "cancel",
+    }))
+}

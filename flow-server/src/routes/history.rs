@@ -1,0 +1,60 @@
+//! `GET /v1/runs/{run_id}/history`: a run's events, a page at a time.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::views::event_view;
+
+/// Events per page unless `limit` says otherwise.
+const DEFAULT_PAGE_EVENTS: usize = 100;
+/// Most events one page returns.
+const MAX_PAGE_EVENTS: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    /// Only events after this sequence number (the previous page's `next`).
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct HistoryPage {
+    events: Vec<Value>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    next: Option<u64>,
+}
+
+/// The run's events after `after`, oldest first. The engine reads a run's history
+/// whole; the page bounds what is rendered and sent.
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    ApiPath(run_id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE_EVENTS);
+    if !(1..=MAX_PAGE_EVENTS).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("`limit` must be between 1 and {MAX_PAGE_EVENTS}"),
+        ));
+    }
+    let history = state.engine.history(&run_id).await?;
+    let mut rest = history
+        .iter()
+        .filter(|e| params.after.is_none_or(|after| e.seq > after));
+    let events: Vec<_> = rest.by_ref().take(limit).collect();
+    let next = match rest.next() {
+        Some(_) => events.last().map(|e| e.seq),
+        None => None,
+    };
+    Ok(Json(HistoryPage {
+        events: events.into_iter().map(event_view).collect(),
+        next,
+    }))
+}

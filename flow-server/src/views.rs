@@ -1,0 +1,304 @@
+//! What the API shows of runs and their histories, as JSON: stored user values rendered
+//! with `codec::to_json`, statuses as snake_case names.
+
+use std::collections::BTreeMap;
+
+use flow_runtime::{codec, EventKind, HistoryEvent, RunStatus, RunSummary, StatusKind};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A stored user value as JSON (a value that no longer decodes is shown as a string
+/// saying so, rather than failing the whole answer).
+pub(crate) fn render(bytes: &[u8]) -> Value {
+    match codec::to_json(bytes).map(|text| serde_json::from_str(&text)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => Value::String(format!("(not renderable as JSON: {e})")),
+        Err(e) => Value::String(format!("(not decodable: {e})")),
+    }
+}
+
+/// The status names the API uses, also as the `status` filter of a listing.
+pub(crate) const STATUS_NAMES: [(&str, StatusKind); 8] = [
+    ("running", StatusKind::Running),
+    ("waiting", StatusKind::Waiting),
+    ("completed", StatusKind::Completed),
+    ("returned_err", StatusKind::ReturnedErr),
+    ("failed", StatusKind::Failed),
+    ("cancelled", StatusKind::Cancelled),
+    ("faulted", StatusKind::Faulted),
+    ("blocked", StatusKind::Blocked),
+];
+
+fn status_name(status: &RunStatus) -> &'static str {
+    let kind = StatusKind::of(status);
+    STATUS_NAMES
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map_or("unknown", |(name, _)| name)
+}
+
+fn status_reason(status: &RunStatus) -> Option<String> {
+    match status {
+        RunStatus::Failed { error } | RunStatus::Faulted { error } => Some(error.clone()),
+        RunStatus::Blocked { reason } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+/// One run as a listing shows it.
+#[derive(Serialize)]
+pub(crate) struct SummaryView {
+    run_id: String,
+    workflow: String,
+    version: u32,
+    status: &'static str,
+    /// Why the run failed, faulted or is blocked.
+    reason: Option<String>,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    steps: u64,
+}
+
+impl From<RunSummary> for SummaryView {
+    fn from(run: RunSummary) -> Self {
+        SummaryView {
+            status: status_name(&run.status),
+            reason: status_reason(&run.status),
+            run_id: run.run_id,
+            workflow: run.workflow,
+            created_at_ms: run.created_at_ms,
+            updated_at_ms: run.updated_at_ms,
+            steps: run.steps,
+            version: run.version,
+        }
+    }
+}
+
+/// One run with its values and the step it waits on.
+#[derive(Serialize)]
+pub(crate) struct RunView {
+    #[serde(flatten)]
+    pub summary: SummaryView,
+    pub input: Value,
+    pub output: Value,
+    pub pending: Option<PendingView>,
+}
+
+/// The durable operation a run waits on, from its history.
+#[derive(Serialize, Default, Clone)]
+pub(crate) struct PendingView {
+    step: u64,
+    /// What is awaited (task or workflow name, `sleep`, `signal:NAME`, `join(N)`).
+    name: String,
+    scheduled_at_ms: u64,
+    /// The latest attempt the history records (none before the first attempt ends).
+    attempt: Option<u32>,
+    /// The latest failed attempt's error.
+    last_error: Option<String>,
+    /// When the next attempt runs, after a failed one.
+    retry_at_ms: Option<u64>,
+}
+
+/// The step a run waits on: the latest scheduled step its history does not complete.
+pub(crate) fn pending_step(history: &[HistoryEvent]) -> Option<PendingView> {
+    let mut open: BTreeMap<u64, PendingView> = BTreeMap::new();
+    for event in history {
+        match &event.kind {
+            EventKind::StepScheduled { step, name, .. } => {
+                open.insert(
+                    *step,
+                    PendingView {
+                        step: *step,
+                        name: name.clone(),
+                        scheduled_at_ms: event.at_ms,
+                        ..PendingView::default()
+                    },
+                );
+            }
+            EventKind::AttemptStarted { step, attempt, .. } => {
+                if let Some(p) = open.get_mut(step) {
+                    p.attempt = p.attempt.max(Some(*attempt));
+                }
+            }
+            EventKind::AttemptFailed {
+                step,
+                attempt,
+                error,
+                retry_at_ms,
+                ..
+            } => {
+                if let Some(p) = open.get_mut(step) {
+                    p.attempt = p.attempt.max(Some(*attempt));
+                    p.last_error = Some(error.clone());
+                    p.retry_at_ms = *retry_at_ms;
+                }
+            }
+            EventKind::StepCompleted { step, .. } => {
+                open.remove(step);
+            }
+            EventKind::RunCompleted { .. }
+            | EventKind::RunFailed { .. }
+            | EventKind::RunCancelled
+            | EventKind::ContinuedAsNew { .. } => open.clear(),
+            _ => {}
+        }
+    }
+    open.into_values().next_back()
+}
+
+/// The fields of history events that hold encoded user values.
+const VALUE_FIELDS: [&str; 3] = ["input", "output", "args"];
+
+/// A history event as JSON: `{seq, at_ms, type, ...the event's fields}`, its encoded
+/// values rendered as JSON.
+pub(crate) fn event_view(event: &HistoryEvent) -> Value {
+    let mut out = Map::new();
+    out.insert("seq".into(), event.seq.into());
+    out.insert("at_ms".into(), event.at_ms.into());
+    match serde_json::to_value(&event.kind) {
+        // A unit variant: its name.
+        Ok(Value::String(name)) => {
+            out.insert("type".into(), Value::String(name));
+        }
+        // Any other: `{Variant: fields}`.
+        Ok(Value::Object(tagged)) => {
+            for (name, fields) in tagged {
+                out.insert("type".into(), Value::String(name));
+                match rendered(fields) {
+                    Value::Object(fields) => out.extend(fields),
+                    other => {
+                        out.insert("value".into(), other);
+                    }
+                }
+            }
+        }
+        Ok(other) => {
+            out.insert("value".into(), other);
+        }
+        Err(e) => {
+            out.insert("type".into(), Value::String(format!("(unrenderable: {e})")));
+        }
+    }
+    Value::Object(out)
+}
+
+/// `value` with the byte arrays under [`VALUE_FIELDS`] rendered as the values they encode.
+fn rendered(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, field)| {
+                    let field = match as_bytes(&field) {
+                        Some(bytes) if VALUE_FIELDS.contains(&key.as_str()) => render(&bytes),
+                        _ => rendered(field),
+                    };
+                    (key, field)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(rendered).collect()),
+        other => other,
+    }
+}
+
+fn as_bytes(value: &Value) -> Option<Vec<u8>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_runtime::OpRequest;
+
+    fn event(seq: u64, kind: EventKind) -> HistoryEvent {
+        HistoryEvent {
+            seq,
+            at_ms: 1000 + seq,
+            kind,
+        }
+    }
+
+    fn scheduled(seq: u64, step: u64, name: &str) -> HistoryEvent {
+        let request = OpRequest::Sleep { until_ms: 0 };
+        let name = name.to_string();
+        event(
+            seq,
+            EventKind::StepScheduled {
+                step,
+                state: 0,
+                name,
+                request,
+            },
+        )
+    }
+
+    #[test]
+    fn the_pending_step_carries_its_latest_attempt_and_error() {
+        let mut history = vec![
+            scheduled(0, 0, "charge"),
+            event(
+                1,
+                EventKind::StepCompleted {
+                    step: 0,
+                    output: vec![],
+                },
+            ),
+            scheduled(2, 1, "reserve"),
+            event(
+                3,
+                EventKind::AttemptStarted {
+                    step: 1,
+                    branch: 0,
+                    attempt: 1,
+                },
+            ),
+            event(
+                4,
+                EventKind::AttemptFailed {
+                    step: 1,
+                    branch: 0,
+                    attempt: 1,
+                    error: "out of stock".into(),
+                    retry_at_ms: Some(5000),
+                },
+            ),
+        ];
+        let pending = serde_json::to_value(pending_step(&history)).unwrap();
+        assert_eq!(
+            pending,
+            serde_json::json!({"step": 1, "name": "reserve", "scheduled_at_ms": 1002,
+                "attempt": 1, "last_error": "out of stock", "retry_at_ms": 5000})
+        );
+        history.push(event(
+            5,
+            EventKind::StepCompleted {
+                step: 1,
+                output: vec![],
+            },
+        ));
+        assert!(pending_step(&history).is_none());
+        history.push(scheduled(6, 2, "ship"));
+        history.push(event(7, EventKind::RunCancelled));
+        assert!(pending_step(&history).is_none());
+    }
+
+    #[test]
+    fn events_render_their_stored_values() {
+        let output = codec::encode(&vec![1u32, 2], String::new).unwrap();
+        let view = event_view(&event(3, EventKind::RunCompleted { output }));
+        assert_eq!(
+            view,
+            serde_json::json!({"seq": 3, "at_ms": 1003, "type": "RunCompleted", "output": [1, 2]})
+        );
+        let view = event_view(&event(4, EventKind::CancelRequested));
+        assert_eq!(
+            view,
+            serde_json::json!({"seq": 4, "at_ms": 1004, "type": "CancelRequested"})
+        );
+    }
+}
