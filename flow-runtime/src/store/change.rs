@@ -213,6 +213,7 @@ mod tests {
             updated_at_ms: 5,
             parent: None,
             next_seq: Some(6),
+            version: 1,
         }
     }
 

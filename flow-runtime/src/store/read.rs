@@ -7,8 +7,8 @@ use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::records::{
-    decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, Shape,
-    StepState, StoredStatus, TokenRecord, MAP_PROGRESS,
+    decode_record, decode_run_header, BranchRecord, MapProgress, PendingOp, RunRecord, StepState,
+    StoredStatus, TokenRecord, MAP_PROGRESS,
 };
 use super::tables::*;
 use super::Store;
