@@ -14,28 +14,28 @@ use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-#[task]
+#[task(name = "generated::num")]
 pub async fn num(x: i64) -> Result<i64, String> {
     Ok(x)
 }
 
-#[task]
+#[task(name = "generated::inc")]
 pub async fn inc(x: i64) -> i64 {
     (x + 1).rem_euclid(1000)
 }
 
-#[task]
+#[task(name = "generated::add")]
 pub async fn add(a: i64, b: i64) -> i64 {
     (a + b).rem_euclid(1000)
 }
 
-#[task]
+#[task(name = "generated::is_even")]
 pub async fn is_even(x: i64) -> bool {
     x % 2 == 0
 }
 
 /// Fails for one value in thirteen.
-#[task(retry(max_attempts = 1))]
+#[task(name = "generated::checked", retry(max_attempts = 1))]
 pub async fn checked(x: i64) -> Result<i64, String> {
     if x.rem_euclid(13) == 5 {
         Err(format!("{x} rejected"))
@@ -44,24 +44,24 @@ pub async fn checked(x: i64) -> Result<i64, String> {
     }
 }
 
-#[task]
+#[task(name = "generated::half")]
 pub async fn half(x: i64) -> Result<Option<i64>, String> {
     Ok((x % 2 == 0).then_some(x / 2))
 }
 
-#[task]
+#[task(name = "generated::note")]
 pub async fn note(x: i64) -> Result<(), String> {
     let _ = x;
     Ok(())
 }
 
-#[task]
+#[task(name = "generated::append")]
 pub async fn append(mut items: Vec<i64>, x: i64) -> Result<Vec<i64>, String> {
     items.push(x);
     Ok(items)
 }
 
-#[task]
+#[task(name = "generated::greet")]
 pub async fn greet(name: String, x: i64) -> Result<String, String> {
     Ok(format!("{}/{x}", &name[..name.len().min(12)]))
 }
