@@ -4,6 +4,7 @@
 
 mod support;
 
+use flow::testing::{Driver, Restore, TestEnv};
 use flow::{task, workflow, Engine, FlowError};
 use support::ScratchDir;
 
@@ -51,4 +52,37 @@ async fn two_tasks_under_one_name_are_refused_naming_both_functions() {
     assert!(message.contains("duplicate_tasks.rs:"), "{message}");
     assert!(!journal.exists(), "nothing was created");
     assert!(!dir.file("j.redb-wal").exists(), "no log was created");
+}
+
+#[workflow]
+async fn dup_uses_charge(x: u64) -> u64 {
+    billing::charge(x).await
+}
+
+/// The test drivers find tasks by name too: they refuse the name instead of running
+/// whichever body the linker put first.
+#[tokio::test]
+async fn the_test_drivers_refuse_a_task_name_two_functions_claim() {
+    let driven = Driver::new()
+        .run(dup_uses_charge(5), Restore::Never)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        driven.contains("`dup_charge` is registered twice"),
+        "{driven}"
+    );
+    assert!(driven.contains("refunds::refund"), "{driven}");
+
+    let env = TestEnv::new();
+    let err = env.start(dup_uses_charge(5)).await.unwrap_err().to_string();
+    assert!(err.contains("`dup_charge` is registered twice"), "{err}");
+    assert!(err.contains("billing::charge"), "{err}");
+
+    // A name only one function claims still runs in both.
+    let plain = Driver::new()
+        .run(dup_uses_unrelated(5), Restore::EveryStep)
+        .await
+        .unwrap();
+    assert_eq!(plain, 5);
 }

@@ -1,5 +1,6 @@
 //! Tasks: units of side-effecting work, their retry/timeout policy and their registry.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
+use crate::error::FlowError;
 
 /// A boxed, sendable future, as task bodies are stored.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -302,6 +304,38 @@ pub fn is_at_most_once(name: &str) -> bool {
 /// Looks up a task registered anywhere in the program by `#[task]`.
 pub fn find_task(name: &str) -> Option<&'static TaskRegistration> {
     inventory::iter::<TaskRegistration>().find(|t| t.name == name)
+}
+
+/// Refuses a program that links two `#[task]` functions under one name: which body a
+/// lookup finds would depend on link order. Engines check this when they open, test
+/// drivers at each lookup ([`find_unique_task`]).
+pub fn check_task_names() -> Result<(), FlowError> {
+    let mut seen: HashMap<&str, &TaskRegistration> = HashMap::new();
+    for task in inventory::iter::<TaskRegistration>() {
+        if let Some(first) = seen.insert(task.name, task) {
+            return Err(duplicate_task(first, task));
+        }
+    }
+    Ok(())
+}
+
+/// Like [`find_task`], but refuses a name that two linked tasks claim.
+pub fn find_unique_task(name: &str) -> Result<Option<&'static TaskRegistration>, FlowError> {
+    let mut found = inventory::iter::<TaskRegistration>().filter(|t| t.name == name);
+    let first = found.next();
+    match (first, found.next()) {
+        (Some(first), Some(second)) => Err(duplicate_task(first, second)),
+        _ => Ok(first),
+    }
+}
+
+fn duplicate_task(first: &TaskRegistration, second: &TaskRegistration) -> FlowError {
+    FlowError::DuplicateName {
+        kind: "task",
+        name: second.name.to_string(),
+        first: format!("`#[task]` {}", first.defined_at),
+        second: format!("`#[task]` {}", second.defined_at),
+    }
 }
 
 /// The type-erased runner `#[task]` registers for `T`.

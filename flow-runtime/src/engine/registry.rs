@@ -99,18 +99,7 @@ impl Registry {
                 ),
             });
         }
-        let mut seen: HashMap<&str, &TaskRegistration> = HashMap::new();
-        for task in inventory::iter::<TaskRegistration>() {
-            if let Some(first) = seen.insert(task.name, task) {
-                return Err(FlowError::DuplicateName {
-                    kind: "task",
-                    name: task.name.to_string(),
-                    first: format!("`#[task]` {}", first.defined_at),
-                    second: format!("`#[task]` {}", task.defined_at),
-                });
-            }
-        }
-        Ok(())
+        crate::task::check_task_names()
     }
 
     /// The newest registered version of workflow `name`: the one new runs start on.

@@ -10,7 +10,7 @@ use super::run::{TaskBranch, TaskState};
 use super::TestError;
 use crate::codec::CodecError;
 use crate::history::EventKind;
-use crate::task::{find_task, AttemptClass, TaskContext, TaskFailure};
+use crate::task::{find_task, find_unique_task, AttemptClass, TaskContext, TaskFailure};
 
 /// How one attempt ended.
 pub(super) enum AttemptEnd {
@@ -65,7 +65,7 @@ pub(super) async fn attempt(
             }),
         };
     }
-    let registration = find_task(name).ok_or_else(|| TestError::UnknownTask {
+    let registration = find_unique_task(name)?.ok_or_else(|| TestError::UnknownTask {
         name: name.to_string(),
     })?;
     let body = (registration.run)(&task.args)?;

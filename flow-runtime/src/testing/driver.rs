@@ -10,7 +10,7 @@ use crate::codec;
 use crate::machine::{Machine, StepFault, Transition};
 use crate::op::OpRequest;
 use crate::output;
-use crate::task::find_task;
+use crate::task::find_unique_task;
 use crate::workflow::Workflow;
 
 /// When the driver rebuilds the machine from its journal, as a restart would.
@@ -54,6 +54,9 @@ pub enum DriveError {
     /// A task is not registered.
     #[error("task `{0}` is not registered")]
     UnknownTask(String),
+    /// The program cannot be driven as it is (two tasks linked under one name).
+    #[error("{0}")]
+    Refused(String),
     /// The task body panicked.
     #[error("task `{0}` panicked")]
     TaskPanicked(String),
@@ -240,7 +243,9 @@ impl Driver {
 impl Driver {
     /// Runs one attempt of the registered task `name` (no retries).
     async fn run_task(name: &str, args: &[u8]) -> Result<crate::task::AttemptResult, DriveError> {
-        let task = find_task(name).ok_or_else(|| DriveError::UnknownTask(name.to_string()))?;
+        let task = find_unique_task(name)
+            .map_err(|e| DriveError::Refused(e.to_string()))?
+            .ok_or_else(|| DriveError::UnknownTask(name.to_string()))?;
         let attempt = (task.run)(args).map_err(StepFault::from)?;
         tokio::spawn(attempt)
             .await
