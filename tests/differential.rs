@@ -42,6 +42,7 @@ macro_rules! corpus_tests {
 
 corpus_tests!(
     straight_line,
+    pattern_binding_hides_a_moved_local,
     nested_awaits,
     shadowing,
     if_else,

@@ -8,36 +8,150 @@ use syn::visit::Visit;
 use syn::{Expr, Ident, Pat};
 
 /// Every identifier `expr` may read as a local: single-segment paths, identifiers inside
-/// macro invocations, and `{name}` captures inside their string literals.
+/// macro invocations, and `{name}` captures inside their string literals. A name bound
+/// inside `expr` (a closure's parameter, a match arm's or an `if let`'s binding, a `let`
+/// in a block, a `for` pattern) is not a mention where that binding is in force.
 pub fn mentioned(expr: &Expr) -> Vec<Ident> {
-    let mut v = Mentions(Vec::new());
+    let mut v = Mentions::default();
     v.visit_expr(expr);
-    v.0
+    v.found
 }
 
-/// Like [`mentioned`], for raw tokens (macro arguments).
+/// Like [`mentioned`], for code as tokens: read as a block's statements when it parses as
+/// one, otherwise scanned token by token (every identifier that may name a local).
 pub fn mentioned_in_tokens(tokens: &TokenStream) -> Vec<Ident> {
-    let mut out = Vec::new();
-    scan_tokens(tokens, &mut out);
-    out
+    match syn::parse2::<syn::Block>(quote::quote!({ #tokens })) {
+        Ok(block) => {
+            let mut v = Mentions::default();
+            v.visit_block(&block);
+            v.found
+        }
+        Err(_) => {
+            let mut out = Vec::new();
+            scan_tokens(tokens, &mut out);
+            out
+        }
+    }
 }
 
-struct Mentions(Vec<Ident>);
+/// The scope-aware walk behind [`mentioned`]: `bound` holds the names bound inside the
+/// code so far, innermost last, which hide a local of the same name.
+#[derive(Default)]
+struct Mentions {
+    found: Vec<Ident>,
+    bound: Vec<String>,
+}
+
+impl Mentions {
+    fn note(&mut self, ident: &Ident) {
+        if !self.bound.iter().any(|b| ident == b) {
+            self.found.push(ident.clone());
+        }
+    }
+
+    /// Runs `walk` with `names` bound, then unbinds them.
+    fn with_bound(&mut self, names: Vec<Binding>, walk: impl FnOnce(&mut Self)) {
+        let mark = self.bound.len();
+        self.bound
+            .extend(names.into_iter().map(|b| b.ident.to_string()));
+        walk(self);
+        self.bound.truncate(mark);
+    }
+
+    /// A condition that may hold `let` patterns (`if let`, `while let`, let chains):
+    /// visits it, leaving the names its patterns bind in `bound` for the caller to pop.
+    fn visit_condition(&mut self, cond: &Expr) {
+        match cond {
+            Expr::Let(l) => {
+                self.visit_expr(&l.expr);
+                self.bound
+                    .extend(bindings(&l.pat).into_iter().map(|b| b.ident.to_string()));
+            }
+            Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_)) => {
+                self.visit_condition(&b.left);
+                self.visit_condition(&b.right);
+            }
+            other => self.visit_expr(other),
+        }
+    }
+}
 
 impl<'ast> Visit<'ast> for Mentions {
     fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
         if p.qself.is_none() && p.path.leading_colon.is_none() && p.path.segments.len() == 1 {
-            self.0.push(p.path.segments[0].ident.clone());
+            self.note(&p.path.segments[0].ident);
         }
         syn::visit::visit_expr_path(self, p);
     }
 
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
-        scan_tokens(&m.tokens, &mut self.0);
+        let mut idents = Vec::new();
+        scan_tokens(&m.tokens, &mut idents);
+        idents.iter().for_each(|i| self.note(i));
     }
 
     // Items nested in a body cannot see its locals.
     fn visit_item(&mut self, _: &'ast syn::Item) {}
+
+    fn visit_block(&mut self, block: &'ast syn::Block) {
+        let mark = self.bound.len();
+        for stmt in &block.stmts {
+            match stmt {
+                syn::Stmt::Local(local) => {
+                    // The initializer and the `else` do not see the names the `let` binds.
+                    if let Some(init) = &local.init {
+                        self.visit_expr(&init.expr);
+                        if let Some((_, diverge)) = &init.diverge {
+                            self.visit_expr(diverge);
+                        }
+                    }
+                    self.bound.extend(
+                        let_bindings(&local.pat)
+                            .into_iter()
+                            .map(|b| b.ident.to_string()),
+                    );
+                }
+                other => self.visit_stmt(other),
+            }
+        }
+        self.bound.truncate(mark);
+    }
+
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        let params = c.inputs.iter().flat_map(let_bindings).collect();
+        self.with_bound(params, |v| v.visit_expr(&c.body));
+    }
+
+    fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        self.with_bound(bindings(&arm.pat), |v| {
+            if let Some((_, guard)) = &arm.guard {
+                v.visit_expr(guard);
+            }
+            v.visit_expr(&arm.body);
+        });
+    }
+
+    fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+        self.visit_expr(&f.expr);
+        self.with_bound(let_bindings(&f.pat), |v| v.visit_block(&f.body));
+    }
+
+    fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {
+        let mark = self.bound.len();
+        self.visit_condition(&e.cond);
+        self.visit_block(&e.then_branch);
+        self.bound.truncate(mark);
+        if let Some((_, els)) = &e.else_branch {
+            self.visit_expr(els);
+        }
+    }
+
+    fn visit_expr_while(&mut self, e: &'ast syn::ExprWhile) {
+        let mark = self.bound.len();
+        self.visit_condition(&e.cond);
+        self.visit_block(&e.body);
+        self.bound.truncate(mark);
+    }
 }
 
 /// Identifiers that may name a local: not a field or method after a single `.`, not a
@@ -199,10 +313,43 @@ mod tests {
             user.name.clone() + m::x + Self::y + mac!(z) + s { ..rest } + (0..n) + a
                 != b + Bag { name: g, id }
         );
+        // Parsed as code, a struct literal's name is a type, not a local.
         assert_eq!(
             names(mentioned_in_tokens(&t)),
-            ["user", "z", "s", "rest", "n", "a", "b", "Bag", "g", "id"]
+            ["user", "z", "rest", "n", "a", "b", "g", "id"]
         );
+        // Tokens that are not code (`=>` alone) are scanned, conservatively.
+        let t: TokenStream =
+            syn::parse_quote!(user.name => m::x + s { ..rest } + Bag { name: g, id });
+        assert_eq!(
+            names(mentioned_in_tokens(&t)),
+            ["user", "s", "rest", "Bag", "g", "id"]
+        );
+    }
+
+    #[test]
+    fn names_bound_inside_the_code_hide_locals_where_they_are_in_force() {
+        let t: TokenStream = syn::parse_quote!(
+            let t: i64 = c.iter().map(|a| a + k).sum();
+            let r = match v { Ok(b) => b, Err(e) => e.len() + d };
+            if let Some(f) = o { f } else { f + 1 };
+            for g in xs { g + h; }
+            let w = w + 1;
+            w + format!("{a}{w}")
+        );
+        assert_eq!(
+            names(mentioned_in_tokens(&t)),
+            ["c", "k", "v", "d", "o", "f", "xs", "h", "w", "a"]
+        );
+        // A constant-looking name in a pattern may be a constant: not taken as a binding.
+        let e: Expr = syn::parse_quote!(match v {
+            N => N + 1,
+            _ => 0,
+        });
+        assert_eq!(names(mentioned(&e)), ["v", "N"]);
+        // A `let ... else` does not see its own bindings in the `else`.
+        let t: TokenStream = syn::parse_quote!(let Some(q) = q else { return q.len(); }; q);
+        assert_eq!(names(mentioned_in_tokens(&t)), ["q", "q"]);
     }
 
     #[test]

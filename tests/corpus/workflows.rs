@@ -1335,3 +1335,24 @@ pub async fn borrows_around_a_step_in_one_expression(
     };
     Ok((t + z, u, w))
 }
+
+/// A binding of a match arm (and of `if let`, a closure, a `for` pattern) hides a local
+/// of the same name that was moved before: the moved local is not live after its move.
+#[workflow]
+pub async fn pattern_binding_hides_a_moved_local(x: i64) -> Result<i64, String> {
+    let (a, b) = flow::join!(checked(x), checked(x + 1)).await;
+    a?;
+    b?;
+    let r = match checked(x + 2).await {
+        Ok(a) => a,
+        Err(_) => inc(x).await,
+    };
+    let s = if let Ok(b) = checked(r).await {
+        b
+    } else {
+        double(r).await
+    };
+    let c = vec![s];
+    let t: i64 = c.iter().map(|a| a + 1).sum();
+    Ok(t + inc(s).await)
+}
