@@ -1,11 +1,15 @@
 //! The in-memory engine of a test environment: every run, moved turn by turn until none
 //! can go on without time passing or the test sending something; deadlines on the
 //! virtual clock. It follows the engine's rules for each primitive (the output of each
-//! operation, retries, cancellation, races, maps, continue-as-new), with a deterministic
-//! order: branches are tried in branch order, runs in run ID order, and a race is won by
-//! the first branch (in branch order) that has a result.
+//! operation, retries, cancellation, races, `first_ok`, maps and batches with their
+//! completion policies, names, continue-as-new), with a deterministic order: branches
+//! are tried in branch order, runs in run ID order; a race is won by the first branch
+//! (in branch order) that has a result, a `first_ok` by the first with an `Ok` once every
+//! open branch was tried in the turn. Scheduling reuses the engine's helpers
+//! (`engine::step::{peel, map_item, branch_error}`, `store::{flatten, join_layout}`),
+//! and a batch is judged by `batch::verdict` and encoded by `batch::encode`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
@@ -234,6 +238,10 @@ impl World {
         let step = pending.step;
         let mut changed = false;
         let mut winner = None;
+        // A `first_ok` takes signals as the engine does: only the winner's is consumed
+        // in the turn it wins (see `first_ok_outcome`).
+        let inbox_before = first_ok.then(|| self.runs.get(run_id).map(|r| r.inbox.clone()));
+        let mut signals_taken = Vec::new();
         for i in 0..pending.branches.len() {
             if let Branch::Failed(error) = &pending.branches[i] {
                 return Ok(Outcome::End(RunEnd::Failed(error.clone())));
@@ -242,6 +250,13 @@ impl World {
                 continue;
             }
             let multi = pending.is_multi();
+            let signal = match &pending.branches[i] {
+                Branch::Signal { name, .. } => Some((name.clone(), self.inbox_len(run_id))),
+                _ => None,
+            };
+            // A child run delivers its output to the engine's parent without a
+            // `BranchCompleted` event in the parent's history.
+            let child = matches!(pending.branches[i], Branch::Child { .. });
             let progress = self
                 .drive_branch(
                     run_id,
@@ -259,6 +274,12 @@ impl World {
                 }
                 BranchProgress::Finished => {
                     changed = true;
+                    // (A signal wait that timed out took nothing.)
+                    if let Some((name, len)) = signal {
+                        if self.inbox_len(run_id) < len {
+                            signals_taken.push((i, name));
+                        }
+                    }
                     let output = match &pending.branches[i] {
                         Branch::Done { output, .. } => output,
                         // A child run that failed fails the run (a join's at the end of
@@ -268,16 +289,18 @@ impl World {
                         }
                         _ => continue,
                     };
-                    if join || first_ok {
+                    if (join || first_ok) && !child {
                         events.push(EventKind::BranchCompleted {
                             step,
                             branch: i as u32,
                             output: output.clone(),
                         });
                     }
-                    // A race is won by the first branch with a result, a `first_ok` by
-                    // the first with an `Ok`: branches after it are not tried.
-                    if race || (first_ok && output::ok_value(output).is_some()) {
+                    // A race is won by the first branch with a result: branches after
+                    // it are not tried. Every branch of a `first_ok` is (each task
+                    // attempted, as the engine starts them all), and the first `Ok` in
+                    // branch order wins.
+                    if race {
                         winner = Some(i);
                         break;
                     }
@@ -285,7 +308,17 @@ impl World {
             }
         }
         if first_ok {
-            return self.first_ok_outcome(pending, winner, changed, events);
+            let outcome = self.first_ok_outcome(pending, changed, events)?;
+            let winner = pending.branches.iter().position(is_ok);
+            if let (Outcome::Resume(_), Some(Some(inbox)), Some(winner)) =
+                (&outcome, inbox_before, winner)
+            {
+                // Signals taken by losing branches in the turn a branch wins go back to
+                // the inbox; the winner's stays taken. (Once every branch failed, each
+                // keeps what it took.)
+                self.return_losing_signals(run_id, inbox, &signals_taken, winner)?;
+            }
+            return Ok(outcome);
         }
         if race {
             let Some(winner) = winner else {
@@ -337,10 +370,10 @@ impl World {
     fn first_ok_outcome(
         &mut self,
         pending: &Pending,
-        winner: Option<usize>,
         changed: bool,
         events: &mut Vec<EventKind>,
     ) -> Result<Outcome, TestError> {
+        let winner = pending.branches.iter().position(is_ok);
         let step = pending.step;
         let mut errors = Vec::with_capacity(pending.branches.len());
         let mut open = false;
@@ -382,6 +415,42 @@ impl World {
             return Ok(Outcome::Wait { changed });
         }
         Ok(Outcome::Resume(output::all_failed(errors)))
+    }
+
+    /// How many signals run `run_id` holds, not yet taken.
+    fn inbox_len(&self, run_id: &str) -> usize {
+        self.runs.get(run_id).map_or(0, |r| r.inbox.len())
+    }
+
+    /// Puts the inbox back as it was before a `first_ok`'s turn (`inbox`), except for the
+    /// signal its winner took: `taken` are the signal branches that finished in the
+    /// turn, in branch order, each having taken the oldest signal of its name left.
+    fn return_losing_signals(
+        &mut self,
+        run_id: &str,
+        mut inbox: VecDeque<(String, Vec<u8>)>,
+        taken: &[(usize, String)],
+        winner: usize,
+    ) -> Result<(), TestError> {
+        if let Some((_, name)) = taken.iter().find(|(i, _)| *i == winner) {
+            // Same-named signals taken before the winner's in the turn were older.
+            let before = taken
+                .iter()
+                .take_while(|(i, _)| *i != winner)
+                .filter(|(_, n)| n == name)
+                .count();
+            let position = inbox
+                .iter()
+                .enumerate()
+                .filter(|(_, (n, _))| n == name)
+                .nth(before)
+                .map(|(p, _)| p);
+            if let Some(position) = position {
+                inbox.remove(position);
+            }
+        }
+        self.run(run_id)?.inbox = inbox;
+        Ok(())
     }
 
     /// A turn of a map: finished items are counted, items start while there is room, and
@@ -1119,6 +1188,11 @@ enum BranchProgress {
     /// The branch is now `Done` or `Failed`.
     Finished,
     Fail(String),
+}
+
+/// Whether a branch finished with an `Ok` output.
+fn is_ok(branch: &Branch) -> bool {
+    matches!(branch, Branch::Done { output, .. } if output::ok_value(output).is_some())
 }
 
 /// A completed batch's output: `completion` and each item's status, as the engine
