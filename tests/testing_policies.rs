@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-use flow::testing::{TestEnv, TestError};
+use flow::testing::{check_resumes_with, TestEnv, TestError};
 use flow::{
     task, workflow, Batch, BranchStatus, Completion, Engine, EventKind, HistoryEvent, OpExt,
-    RunStatus, Workflow,
+    RunStatus, SignalTimeout, Workflow,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -34,6 +34,10 @@ fn engine() -> flow::EngineBuilder {
         .register::<checked_child>()
         .register::<named_steps>()
         .register::<race_of_a_map>()
+        .register::<crashing_child>()
+        .register::<batch_of_children>()
+        .register::<waits_on_a_batch>()
+        .register::<two_signals>()
 }
 
 /// Runs `call` as run `run` on a fresh in-memory engine; its output, its history and the
@@ -765,4 +769,178 @@ async fn a_request_the_engine_cannot_schedule_faults_the_same_way() {
             .any(|e| matches!(e.kind, EventKind::StepScheduled { .. })),
         "a refused step is not scheduled"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Child runs that fail, cancellation, resumption
+
+/// Panics for any `x` but 0.
+#[workflow]
+async fn crashing_child(x: u32) -> u32 {
+    if x > 0 {
+        panic!("child {x} gave up");
+    }
+    x
+}
+
+type Children = Batch<(
+    BranchStatus<u32>,
+    BranchStatus<Result<u32, String>>,
+    BranchStatus<u32>,
+)>;
+
+/// A child run that fails, one that returns `Err` and one that succeeds.
+#[workflow]
+async fn batch_of_children() -> Children {
+    flow::all((crashing_child(1), checked_child(3), crashing_child(0))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_child_runs_are_failed_branches_of_a_batch() {
+    let (expected, engine_history, engine) = on_engine(batch_of_children()).await;
+    engine.shutdown().await;
+    let env = TestEnv::new();
+    env.register::<crashing_child>();
+    env.register::<checked_child>();
+    let (output, history) = in_env(&env, batch_of_children()).await;
+    assert_eq!(output, expected);
+    assert_eq!(output.completion, Completion::AllDone);
+    let (failed, erred, succeeded) = &output.branches;
+    match failed {
+        BranchStatus::Failed {
+            error,
+            output: None,
+        } => assert!(
+            error.starts_with("child run `run/0.0` failed: ") && error.contains("child 1 gave up"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        erred,
+        &BranchStatus::Failed {
+            error: "child run `run/0.1` returned Err".into(),
+            output: Some(Err("3 is odd".into())),
+        }
+    );
+    assert_eq!(succeeded, &BranchStatus::Succeeded(0));
+    assert_eq!(outcomes(&history), outcomes(&engine_history));
+}
+
+/// Waits for a child run that never ends and an hour's sleep.
+#[workflow]
+async fn waits_on_a_batch() -> Batch<(BranchStatus<u64>, BranchStatus<()>)> {
+    flow::all((idle_child(1), flow::sleep(HOUR))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_cancels_the_child_runs_of_its_batch_or_first_ok() {
+    let engine = engine().open_in_memory().await.unwrap();
+    let run = engine.start("run", waits_on_a_batch()).await.unwrap();
+    // The child exists once the batch's first transition is committed.
+    let mut child = engine.status("run/0.0").await;
+    for _ in 0..500 {
+        if child.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        child = engine.status("run/0.0").await;
+    }
+    run.cancel().await.unwrap();
+    assert_eq!(settled_status(&engine, "run").await, RunStatus::Cancelled);
+    assert_eq!(
+        settled_status(&engine, "run/0.0").await,
+        RunStatus::Cancelled
+    );
+    engine.shutdown().await;
+
+    let env = TestEnv::new();
+    env.register::<idle_child>();
+    let run = env.start_with_id("run", waits_on_a_batch()).await.unwrap();
+    run.cancel().await.unwrap();
+    assert_eq!(run.status().await, RunStatus::Cancelled);
+    assert_eq!(env.status("run/0.0").await.unwrap(), RunStatus::Cancelled);
+    assert!(matches!(
+        run.result().await,
+        Err(TestError::Cancelled { .. })
+    ));
+
+    // A first_ok's child runs too.
+    let env = TestEnv::new();
+    env.register::<slow_mirror>();
+    let run = env
+        .start_with_id("run", fastest_good_mirror(vec![(50, false), (90, true)]))
+        .await
+        .unwrap();
+    env.advance(Duration::from_millis(60)).await.unwrap();
+    run.cancel().await.unwrap();
+    assert_eq!(run.status().await, RunStatus::Cancelled);
+    assert_eq!(env.status("run/0.0").await.unwrap(), RunStatus::ReturnedErr);
+    assert_eq!(env.status("run/0.1").await.unwrap(), RunStatus::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_workflows_resume_at_every_step_as_they_ran() {
+    let pattern = vec![true, false, true, false, true, true, true];
+    let steps = check_resumes_with(|| first_three(pattern.clone()), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(steps, 1);
+    let steps = check_resumes_with(named_steps, |env| {
+        env.register::<checked_child>();
+    })
+    .await
+    .unwrap();
+    assert_eq!(steps, 6);
+    let steps = check_resumes_with(
+        || fastest_good_mirror(vec![(10, false), (1000, true), (100, true)]),
+        |env| {
+            env.register::<slow_mirror>();
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(steps, 1);
+    check_resumes_with(two_of_four, |env| {
+        env.register::<idle_child>();
+    })
+    .await
+    .unwrap();
+}
+
+type FirstSignal = Result<(usize, u32), Vec<SignalTimeout>>;
+
+/// Takes the first of signals `a` and `b` to arrive, then waits for `b`.
+#[workflow]
+async fn two_signals() -> (FirstSignal, u32) {
+    flow::sleep(Duration::from_millis(50)).await;
+    let first = flow::first_ok(vec![
+        flow::signal::<u32>("a").timeout(HOUR),
+        flow::signal::<u32>("b").timeout(HOUR),
+    ])
+    .await;
+    let b = flow::signal::<u32>("b").await;
+    (first, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_ok_takes_only_its_winners_signal() {
+    // Both signals wait in the inbox when the first_ok starts: branch 0 wins with `a`, and
+    // `b` stays for the wait after it.
+    let engine = engine().open_in_memory().await.unwrap();
+    let run = engine.start("run", two_signals()).await.unwrap();
+    engine.signal("run", "a", &1u32).await.unwrap();
+    engine.signal("run", "b", &2u32).await.unwrap();
+    let expected = tokio::time::timeout(Duration::from_secs(20), run.result())
+        .await
+        .expect("the engine's run did not finish")
+        .unwrap();
+    engine.shutdown().await;
+    assert_eq!(expected, (Ok((0, 1)), 2));
+
+    let env = TestEnv::new();
+    let run = env.start_with_id("run", two_signals()).await.unwrap();
+    run.signal("a", &1u32).await.unwrap();
+    run.signal("b", &2u32).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), expected);
 }
