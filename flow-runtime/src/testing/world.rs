@@ -957,7 +957,11 @@ impl World {
         let label = request.label();
         let plan = plan(&request);
         let run = self.run(run_id)?;
-        let (shape, branches, names) = match plan {
+        let Plan {
+            shape,
+            leaves: branches,
+            names,
+        } = match plan {
             Ok(plan) => plan,
             Err(error) => {
                 run.finish(now, RunEnd::Faulted(error));
@@ -1228,10 +1232,19 @@ fn batch_output(
     batch::encode(completion, &statuses)
 }
 
+/// How a request is scheduled: see [`plan`].
+struct Plan {
+    shape: Shape,
+    /// The branches (or a map's items), without their names.
+    leaves: Vec<OpRequest>,
+    /// The names of named branches (or items), by index.
+    names: Vec<(u32, String)>,
+}
+
 /// The pending operation's shape for `request`, its leaves (branches, or a map's items)
 /// without their names, and those names by index; or why the engine would fault the run
 /// instead of scheduling it (see `engine::step::schedule`).
-fn plan(request: &OpRequest) -> Result<(Shape, Vec<OpRequest>, Vec<(u32, String)>), String> {
+fn plan(request: &OpRequest) -> Result<Plan, String> {
     let (request, _) = step::peel(request);
     let mut names = Vec::new();
     let map = |items: &[OpRequest],
@@ -1287,8 +1300,12 @@ fn plan(request: &OpRequest) -> Result<(Shape, Vec<OpRequest>, Vec<(u32, String)
             max_in_flight,
             tolerance,
         } => {
-            let (shape, items) = map(items, *max_in_flight, *tolerance, None, &mut names)?;
-            return Ok((shape, items, names));
+            let (shape, leaves) = map(items, *max_in_flight, *tolerance, None, &mut names)?;
+            return Ok(Plan {
+                shape,
+                leaves,
+                names,
+            });
         }
         OpRequest::Batch {
             items,
@@ -1299,7 +1316,11 @@ fn plan(request: &OpRequest) -> Result<(Shape, Vec<OpRequest>, Vec<(u32, String)
             // the policy decides what a failure does.
             let tolerance = Some(policy.tolerance);
             let (shape, items) = map(items, *max_in_flight, tolerance, Some(*policy), &mut names)?;
-            return Ok((shape, items, names));
+            return Ok(Plan {
+                shape,
+                leaves: items,
+                names,
+            });
         }
         other => (Shape::Single, vec![other.clone()]),
     };
@@ -1314,5 +1335,9 @@ fn plan(request: &OpRequest) -> Result<(Shape, Vec<OpRequest>, Vec<(u32, String)
         }
         unnamed.push(leaf);
     }
-    Ok((shape, unnamed, names))
+    Ok(Plan {
+        shape,
+        leaves: unnamed,
+        names,
+    })
 }
