@@ -364,7 +364,7 @@ impl World {
     }
 
     /// What a turn of a `first_ok` comes to, as the engine judges it: a branch that did
-    /// not output a `Result` faults the run; the first `Ok` (`winner`) wins and the
+    /// not output a `Result` faults the run; the first `Ok` in branch order wins and the
     /// branches still open are cancelled; once every branch failed, the output is `Err`
     /// of their errors in branch order.
     fn first_ok_outcome(
@@ -373,7 +373,14 @@ impl World {
         changed: bool,
         events: &mut Vec<EventKind>,
     ) -> Result<Outcome, TestError> {
-        let winner = pending.branches.iter().position(is_ok);
+        let winner = pending
+            .branches
+            .iter()
+            .enumerate()
+            .find_map(|(i, branch)| match branch {
+                Branch::Done { output, .. } => output::ok_value(output).map(|value| (i, value)),
+                _ => None,
+            });
         let step = pending.step;
         let mut errors = Vec::with_capacity(pending.branches.len());
         let mut open = false;
@@ -396,13 +403,7 @@ impl World {
                 _ => open = true,
             }
         }
-        if let Some(winner) = winner {
-            let Branch::Done { output, .. } = &pending.branches[winner] else {
-                return Ok(Outcome::Wait { changed });
-            };
-            let Some(value) = output::ok_value(output) else {
-                return Ok(Outcome::Wait { changed });
-            };
+        if let Some((winner, value)) = winner {
             events.push(EventKind::RaceWon {
                 step,
                 winner: winner as u32,
