@@ -31,7 +31,7 @@ mod listing;
 mod redrive;
 mod registry;
 mod retention;
-mod step;
+pub(crate) mod step;
 mod timers;
 mod upgrade;
 mod wake;

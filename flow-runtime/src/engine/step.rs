@@ -339,7 +339,7 @@ pub(crate) fn step_run(
 
 /// A map's (or batch's) request as the history shows it: its items are journaled once, in
 /// their own table, and their names in `BranchNamed` events.
-fn without_items(request: OpRequest) -> OpRequest {
+pub(crate) fn without_items(request: OpRequest) -> OpRequest {
     match request {
         OpRequest::Map {
             max_in_flight,
@@ -368,7 +368,7 @@ fn without_items(request: OpRequest) -> OpRequest {
 }
 
 /// The operation inside any names, and the outermost name.
-fn peel(request: &OpRequest) -> (&OpRequest, Option<&str>) {
+pub(crate) fn peel(request: &OpRequest) -> (&OpRequest, Option<&str>) {
     match request {
         OpRequest::Named { name, op } => (peel(op).0, Some(name)),
         other => (other, None),
@@ -397,18 +397,9 @@ fn map_items(
 ) -> Result<(Vec<Vec<u8>>, u32), String> {
     let mut encoded = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let (item, name) = peel(item);
-        match item {
-            OpRequest::Task { .. } | OpRequest::Sleep { .. } => {}
-            OpRequest::Child { workflow, .. } => check_child(registry, workflow)?,
-            other => {
-                return Err(format!(
-                    "map item {i} is `{}`: a map item must be a task call, a child \
-                     workflow or a sleep (so must a branch of `flow::all` or of a join \
-                     with `max_in_flight`)",
-                    other.label()
-                ))
-            }
+        let (item, name) = map_item(i, item)?;
+        if let OpRequest::Child { workflow, .. } = item {
+            check_child(registry, workflow)?;
         }
         if let Some(name) = name {
             names.push((i as u32, name.to_string()));
@@ -418,6 +409,57 @@ fn map_items(
     let len =
         u32::try_from(items.len()).map_err(|_| "a map has more than u32::MAX items".to_string())?;
     Ok((encoded, len))
+}
+
+/// Map (or batch) item `i` without its name, and the name; an error if the item is not
+/// something a map can run (a task call, a child workflow or a sleep).
+pub(crate) fn map_item(i: usize, item: &OpRequest) -> Result<(&OpRequest, Option<&str>), String> {
+    let (item, name) = peel(item);
+    match item {
+        OpRequest::Task { .. } | OpRequest::Sleep { .. } | OpRequest::Child { .. } => {
+            Ok((item, name))
+        }
+        other => Err(format!(
+            "map item {i} is `{}`: a map item must be a task call, a child workflow or a \
+             sleep (so must a branch of `flow::all` or of a join with `max_in_flight`)",
+            other.label()
+        )),
+    }
+}
+
+/// Why `leaf` (unnamed) cannot be a branch of `parent` (a join, race or `first_ok`, or a
+/// single operation), if it cannot: only task calls, child workflows, sleeps, signals and
+/// callbacks around a task call can.
+pub(crate) fn branch_error(leaf: &OpRequest, parent: &OpRequest) -> Option<String> {
+    match leaf {
+        OpRequest::Task { .. }
+        | OpRequest::Sleep { .. }
+        | OpRequest::Signal { .. }
+        | OpRequest::Child { .. } => None,
+        OpRequest::Callback { task, .. } => match peel(task).0 {
+            OpRequest::Task { .. } => None,
+            _ => Some(callback_needs_task(task)),
+        },
+        other => Some(not_a_branch(other, parent)),
+    }
+}
+
+/// The error for a callback around `task`, which is not a task call.
+fn callback_needs_task(task: &OpRequest) -> String {
+    format!(
+        "`wait_for_callback` needs a #[task] call, not `{}`",
+        task.label()
+    )
+}
+
+/// The error for `leaf`, which cannot be a branch of `parent`.
+fn not_a_branch(leaf: &OpRequest, parent: &OpRequest) -> String {
+    format!(
+        "`{}` cannot be a branch of `{}`: race and join branches must be task calls, child \
+         workflows, sleeps, signals or callbacks",
+        leaf.label(),
+        parent.label()
+    )
 }
 
 /// The pending operation for `request`, and the child runs and tokens it creates.
@@ -538,12 +580,9 @@ pub(crate) fn schedule(
             } => {
                 // A name on the task names the callback's step or branch already (see
                 // `OpRequest::label`).
-                let label = task.label();
+                let error = callback_needs_task(&task);
                 let OpRequest::Task { name, args, policy } = task.unnamed().0 else {
-                    return Err(format!(
-                        "`wait_for_callback` needs a #[task] call, not `{}`",
-                        label
-                    ));
+                    return Err(error);
                 };
                 let token = crate::callback::new_token()?;
                 if let Some(awaited) = awaited {
@@ -568,14 +607,7 @@ pub(crate) fn schedule(
                     heartbeat,
                 }
             }
-            other => {
-                return Err(format!(
-                    "`{}` cannot be a branch of `{}`: race and join branches must be task \
-                     calls, child workflows, sleeps, signals or callbacks",
-                    other.label(),
-                    request.label()
-                ))
-            }
+            other => return Err(not_a_branch(&other, request)),
         };
         scheduled.op.branches.push(branch);
     }

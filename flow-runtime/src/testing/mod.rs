@@ -2,7 +2,9 @@
 //! or real waiting.
 //!
 //! - [`TestEnv`] runs workflows in memory with every durable primitive (tasks with
-//!   retries, sleeps, signals, callbacks, joins, races, maps, child workflows,
+//!   retries, sleeps, signals, callbacks, joins (also with `max_in_flight`), races,
+//!   `first_ok`, maps, batches with completion policies (`flow::all`,
+//!   `Map::min_successes`, `fail_fast`), named operations, child workflows,
 //!   continue-as-new, cancellation, run timeouts) on a **virtual clock** the test moves
 //!   ([`TestEnv::advance`], [`TestEnv::advance_to_next_timer`]; [`TestRun::result`]
 //!   jumps from timer to timer). Tasks can be **mocked** ([`TestEnv::mock`]): a fixed

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::history::{EventKind, HistoryEvent, RunStatus};
 use crate::machine::{Machine, StepFault, Transition};
-use crate::op::{OpRequest, Tolerance};
+use crate::op::{CompletionPolicy, OpRequest, Tolerance};
 use crate::signal_types::SignalSites;
 use crate::task::TaskPolicy;
 use crate::workflow::Workflow;
@@ -127,6 +127,9 @@ pub(super) enum Shape {
     /// A join with joins inside: each join's part count in pre-order, 0 for a leaf.
     NestedJoin(Vec<u32>),
     Race,
+    /// A race for the first branch that outputs `Ok` (`flow::first_ok`).
+    FirstOk,
+    /// A map, or a batch (a map with a completion policy).
     Map(MapState),
 }
 
@@ -134,6 +137,9 @@ pub(super) enum Shape {
 pub(super) struct MapState {
     pub max_in_flight: u32,
     pub tolerance: Option<Tolerance>,
+    /// A batch's completion policy (`flow::all`, `Map::min_successes`, `Map::batch`);
+    /// `None` for a plain map.
+    pub policy: Option<CompletionPolicy>,
     /// Items started so far (in order).
     pub next: usize,
     /// Items started and not finished, in order.

@@ -1,11 +1,15 @@
 //! The in-memory engine of a test environment: every run, moved turn by turn until none
 //! can go on without time passing or the test sending something; deadlines on the
 //! virtual clock. It follows the engine's rules for each primitive (the output of each
-//! operation, retries, cancellation, races, maps, continue-as-new), with a deterministic
-//! order: branches are tried in branch order, runs in run ID order, and a race is won by
-//! the first branch (in branch order) that has a result.
+//! operation, retries, cancellation, races, `first_ok`, maps and batches with their
+//! completion policies, names, continue-as-new), with a deterministic order: branches
+//! are tried in branch order, runs in run ID order; a race is won by the first branch
+//! (in branch order) that has a result, a `first_ok` by the first with an `Ok` once every
+//! open branch was tried in the turn. Scheduling reuses the engine's helpers
+//! (`engine::step::{peel, map_item, branch_error}`, `store::{flatten, join_layout}`),
+//! and a batch is judged by `batch::verdict` and encoded by `batch::encode`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
@@ -15,12 +19,16 @@ use super::driver::Restore;
 use super::mocks::Mocks;
 use super::run::{Branch, Entry, MapState, Pending, Run, RunEnd, Shape, TaskBranch, TaskState};
 use super::TestError;
+use crate::batch::{self, Completion, RawStatus};
 use crate::callback::CallbackError;
+use crate::codec::CodecError;
+use crate::engine::step;
 use crate::history::EventKind;
 use crate::machine::{Machine, Transition};
 use crate::map::MapFailed;
-use crate::op::OpRequest;
+use crate::op::{CompletionPolicy, OpRequest, Tolerance};
 use crate::output;
+use crate::store;
 use crate::task::TaskFailure;
 
 /// Every run of one environment, and what they share.
@@ -217,7 +225,7 @@ impl World {
         }
     }
 
-    /// A turn of a single operation, a join or a race.
+    /// A turn of a single operation, a join, a race or a `first_ok`.
     async fn drive_branches(
         &mut self,
         run_id: &str,
@@ -225,9 +233,15 @@ impl World {
         events: &mut Vec<EventKind>,
     ) -> Result<Outcome, TestError> {
         let race = matches!(pending.shape, Shape::Race);
+        let first_ok = matches!(pending.shape, Shape::FirstOk);
         let join = matches!(pending.shape, Shape::Join | Shape::NestedJoin(_));
+        let step = pending.step;
         let mut changed = false;
         let mut winner = None;
+        // A `first_ok` takes signals as the engine does: only the winner's is consumed
+        // in the turn it wins (see `first_ok_outcome`).
+        let inbox_before = first_ok.then(|| self.runs.get(run_id).map(|r| r.inbox.clone()));
+        let mut signals_taken = Vec::new();
         for i in 0..pending.branches.len() {
             if let Branch::Failed(error) = &pending.branches[i] {
                 return Ok(Outcome::End(RunEnd::Failed(error.clone())));
@@ -235,8 +249,14 @@ impl World {
             if pending.branches[i].is_finished() {
                 continue;
             }
-            let step = pending.step;
             let multi = pending.is_multi();
+            let signal = match &pending.branches[i] {
+                Branch::Signal { name, .. } => Some((name.clone(), self.inbox_len(run_id))),
+                _ => None,
+            };
+            // A child run delivers its output to the engine's parent without a
+            // `BranchCompleted` event in the parent's history.
+            let child = matches!(pending.branches[i], Branch::Child { .. });
             let progress = self
                 .drive_branch(
                     run_id,
@@ -254,19 +274,51 @@ impl World {
                 }
                 BranchProgress::Finished => {
                     changed = true;
-                    if let (true, Branch::Done { output, .. }) = (join, &pending.branches[i]) {
+                    // (A signal wait that timed out took nothing.)
+                    if let Some((name, len)) = signal {
+                        if self.inbox_len(run_id) < len {
+                            signals_taken.push((i, name));
+                        }
+                    }
+                    let output = match &pending.branches[i] {
+                        Branch::Done { output, .. } => output,
+                        // A child run that failed fails the run (a join's at the end of
+                        // the turn, as the engine does at its next one).
+                        Branch::Failed(error) if race || first_ok => {
+                            return Ok(Outcome::End(RunEnd::Failed(error.clone())));
+                        }
+                        _ => continue,
+                    };
+                    if (join || first_ok) && !child {
                         events.push(EventKind::BranchCompleted {
                             step,
                             branch: i as u32,
                             output: output.clone(),
                         });
                     }
+                    // A race is won by the first branch with a result: branches after
+                    // it are not tried. Every branch of a `first_ok` is (each task
+                    // attempted, as the engine starts them all), and the first `Ok` in
+                    // branch order wins.
                     if race {
                         winner = Some(i);
                         break;
                     }
                 }
             }
+        }
+        if first_ok {
+            let outcome = self.first_ok_outcome(pending, changed, events)?;
+            let winner = pending.branches.iter().position(is_ok);
+            if let (Outcome::Resume(_), Some(Some(inbox)), Some(winner)) =
+                (&outcome, inbox_before, winner)
+            {
+                // Signals taken by losing branches in the turn a branch wins go back to
+                // the inbox; the winner's stays taken. (Once every branch failed, each
+                // keeps what it took.)
+                self.return_losing_signals(run_id, inbox, &signals_taken, winner)?;
+            }
+            return Ok(outcome);
         }
         if race {
             let Some(winner) = winner else {
@@ -275,7 +327,7 @@ impl World {
             return Ok(match &pending.branches[winner] {
                 Branch::Done { output, .. } => {
                     events.push(EventKind::RaceWon {
-                        step: pending.step,
+                        step,
                         winner: winner as u32,
                     });
                     let output = output::race(winner as u32, output);
@@ -309,6 +361,97 @@ impl World {
             Shape::NestedJoin(layout) => output::nested_join(layout, outputs),
             _ => outputs.first().map(|o| o.to_vec()).unwrap_or_default(),
         }))
+    }
+
+    /// What a turn of a `first_ok` comes to, as the engine judges it: a branch that did
+    /// not output a `Result` faults the run; the first `Ok` in branch order wins and the
+    /// branches still open are cancelled; once every branch failed, the output is `Err`
+    /// of their errors in branch order.
+    fn first_ok_outcome(
+        &mut self,
+        pending: &Pending,
+        changed: bool,
+        events: &mut Vec<EventKind>,
+    ) -> Result<Outcome, TestError> {
+        let winner = pending
+            .branches
+            .iter()
+            .enumerate()
+            .find_map(|(i, branch)| match branch {
+                Branch::Done { output, .. } => output::ok_value(output).map(|value| (i, value)),
+                _ => None,
+            });
+        let step = pending.step;
+        let mut errors = Vec::with_capacity(pending.branches.len());
+        let mut open = false;
+        for (i, branch) in pending.branches.iter().enumerate() {
+            match branch {
+                Branch::Done { output, .. } => {
+                    match (output::ok_value(output), output::err_value(output)) {
+                        (None, None) => {
+                            let error = format!(
+                                "branch {i} of `first_ok` in step {step} did not output a \
+                                 Result"
+                            );
+                            return Ok(Outcome::End(RunEnd::Faulted(error)));
+                        }
+                        (None, Some(error)) => errors.push(error),
+                        (Some(_), _) => {}
+                    }
+                }
+                Branch::Failed(error) => return Ok(Outcome::End(RunEnd::Failed(error.clone()))),
+                _ => open = true,
+            }
+        }
+        if let Some((winner, value)) = winner {
+            events.push(EventKind::RaceWon {
+                step,
+                winner: winner as u32,
+            });
+            let output = output::first_ok(winner as u32, value);
+            self.cancel_open_children(pending);
+            return Ok(Outcome::Resume(output));
+        }
+        if open {
+            return Ok(Outcome::Wait { changed });
+        }
+        Ok(Outcome::Resume(output::all_failed(errors)))
+    }
+
+    /// How many signals run `run_id` holds, not yet taken.
+    fn inbox_len(&self, run_id: &str) -> usize {
+        self.runs.get(run_id).map_or(0, |r| r.inbox.len())
+    }
+
+    /// Puts the inbox back as it was before a `first_ok`'s turn (`inbox`), except for the
+    /// signal its winner took: `taken` are the signal branches that finished in the
+    /// turn, in branch order, each having taken the oldest signal of its name left.
+    fn return_losing_signals(
+        &mut self,
+        run_id: &str,
+        mut inbox: VecDeque<(String, Vec<u8>)>,
+        taken: &[(usize, String)],
+        winner: usize,
+    ) -> Result<(), TestError> {
+        if let Some((_, name)) = taken.iter().find(|(i, _)| *i == winner) {
+            // Same-named signals taken before the winner's in the turn were older.
+            let before = taken
+                .iter()
+                .take_while(|(i, _)| *i != winner)
+                .filter(|(_, n)| n == name)
+                .count();
+            let position = inbox
+                .iter()
+                .enumerate()
+                .filter(|(_, (n, _))| n == name)
+                .nth(before)
+                .map(|(p, _)| p);
+            if let Some(position) = position {
+                inbox.remove(position);
+            }
+        }
+        self.run(run_id)?.inbox = inbox;
+        Ok(())
     }
 
     /// A turn of a map: finished items are counted, items start while there is room, and
@@ -386,7 +529,25 @@ impl World {
                     map.first_error.get_or_insert(error);
                 }
             }
-            if let Some(tolerance) = map.tolerance {
+            if let Some(policy) = &map.policy {
+                // A batch: its policy judges the items finished so far.
+                let finished = pending.branches.iter().filter(|b| b.is_finished()).count();
+                let failed = map.failed;
+                let succeeded = (finished as u32).saturating_sub(failed);
+                if let Some(completion) = batch::verdict(policy, len, succeeded, failed) {
+                    events.push(EventKind::BatchCompleted {
+                        step,
+                        completion,
+                        succeeded,
+                        failed,
+                    });
+                    self.cancel_open_children(pending);
+                    break match batch_output(completion, &pending.branches, map.next) {
+                        Ok(output) => Outcome::Resume(output),
+                        Err(e) => Outcome::End(RunEnd::Faulted(e.to_string())),
+                    };
+                }
+            } else if let Some(tolerance) = map.tolerance {
                 let tolerated = tolerance.allowed(len);
                 let child_failed = pending
                     .branches
@@ -670,7 +831,8 @@ impl World {
                 heartbeat,
                 ..
             } => {
-                let OpRequest::Task { name, args, policy } = *task else {
+                // A name on the task names the step or branch already.
+                let OpRequest::Task { name, args, policy } = task.clone().unnamed().0 else {
                     return Ok(Branch::Failed(format!(
                         "`wait_for_callback` needs a #[task] call, not `{}`",
                         task.label()
@@ -787,13 +949,28 @@ impl World {
         }
     }
 
-    /// Makes `request` the run's pending operation (starting its child runs).
+    /// Makes `request` the run's pending operation (starting its child runs), as the
+    /// engine schedules it: names peeled off (the step's name is the outermost one; named
+    /// branches and map items get `BranchNamed` events), every branch or item checked
+    /// first (a request the engine cannot schedule faults the run, nothing started).
     fn schedule(&mut self, run_id: &str, request: OpRequest, state: u32) -> Result<(), TestError> {
         let now = self.now();
+        let label = request.label();
+        let plan = plan(&request);
         let run = self.run(run_id)?;
+        let Plan {
+            shape,
+            leaves: branches,
+            names,
+        } = match plan {
+            Ok(plan) => plan,
+            Err(error) => {
+                run.finish(now, RunEnd::Faulted(error));
+                return Ok(());
+            }
+        };
         let step = run.steps;
         run.steps += 1;
-        let label = request.label();
         // Unlike the engine's history, a map's items stay in its `StepScheduled`.
         run.event(
             now,
@@ -801,71 +978,24 @@ impl World {
                 step,
                 state,
                 name: label.clone(),
-                request: request.clone(),
+                request,
             },
         );
-        let fault = |run: &mut Run, error: String| {
-            run.finish(now, RunEnd::Faulted(error));
-            Ok(())
-        };
-        let (shape, leaves) = match request {
-            OpRequest::All(ref parts) => {
-                let shape = if parts.iter().any(|p| matches!(p, OpRequest::All(_))) {
-                    let mut layout = Vec::new();
-                    join_layout(&request, &mut layout);
-                    Shape::NestedJoin(layout)
-                } else {
-                    Shape::Join
-                };
-                let mut leaves = Vec::new();
-                flatten(&request, &mut leaves);
-                (shape, leaves)
-            }
-            OpRequest::Race(arms) if arms.is_empty() => {
-                return fault(run, "a race needs at least one operation".into());
-            }
-            OpRequest::Race(arms) => (Shape::Race, arms),
-            OpRequest::Map {
-                items,
-                max_in_flight,
-                tolerance,
-            } => {
-                for (i, item) in items.iter().enumerate() {
-                    if !matches!(
-                        item,
-                        OpRequest::Task { .. } | OpRequest::Sleep { .. } | OpRequest::Child { .. }
-                    ) {
-                        let error = format!(
-                            "map item {i} is `{}`: a map item must be a task call, a child \
-                             workflow or a sleep",
-                            item.label()
-                        );
-                        return fault(run, error);
-                    }
-                }
-                let map = MapState {
-                    max_in_flight: max_in_flight.max(1),
-                    tolerance,
-                    next: 0,
-                    open: Vec::new(),
-                    failed: 0,
-                    first_error: None,
-                };
-                run.pending = Some(Pending {
-                    step,
-                    label,
-                    shape: Shape::Map(map),
-                    branches: items.into_iter().map(Branch::Waiting).collect(),
-                });
-                return Ok(());
-            }
-            other => (Shape::Single, vec![other]),
-        };
-        let multi = !matches!(shape, Shape::Single);
-        let mut branches = Vec::with_capacity(leaves.len());
-        for (i, leaf) in leaves.into_iter().enumerate() {
-            branches.push(self.start_branch(run_id, step, i as u32, multi, leaf)?);
+        for (branch, name) in names {
+            run.event(now, EventKind::BranchNamed { step, branch, name });
         }
+        let branches = match shape {
+            // A map's items start as it has room for them.
+            Shape::Map(_) => branches.into_iter().map(Branch::Waiting).collect(),
+            _ => {
+                let multi = !matches!(shape, Shape::Single);
+                let mut started = Vec::with_capacity(branches.len());
+                for (i, leaf) in branches.into_iter().enumerate() {
+                    started.push(self.start_branch(run_id, step, i as u32, multi, leaf)?);
+                }
+                started
+            }
+        };
         self.run(run_id)?.pending = Some(Pending {
             step,
             label,
@@ -1065,21 +1195,150 @@ enum BranchProgress {
     Fail(String),
 }
 
-/// The leaves of a join, in order (joins inside it flattened).
-fn flatten(request: &OpRequest, leaves: &mut Vec<OpRequest>) {
-    match request {
-        OpRequest::All(parts) => parts.iter().for_each(|p| flatten(p, leaves)),
-        leaf => leaves.push(leaf.clone()),
-    }
+/// Whether a branch finished with an `Ok` output.
+fn is_ok(branch: &Branch) -> bool {
+    matches!(branch, Branch::Done { output, .. } if output::ok_value(output).is_some())
 }
 
-/// Each join's part count in pre-order, 0 for a leaf (see `output::nested_join`).
-fn join_layout(request: &OpRequest, layout: &mut Vec<u32>) {
-    match request {
-        OpRequest::All(parts) => {
-            layout.push(parts.len() as u32);
-            parts.iter().for_each(|p| join_layout(p, layout));
+/// A completed batch's output: `completion` and each item's status, as the engine
+/// encodes them (items not finished and started before `next` were cancelled).
+fn batch_output(
+    completion: Completion,
+    branches: &[Branch],
+    next: usize,
+) -> Result<Vec<u8>, CodecError> {
+    let statuses: Vec<RawStatus<'_>> = branches
+        .iter()
+        .enumerate()
+        .map(|(i, branch)| match branch {
+            Branch::Done {
+                output,
+                failure: None,
+            } => RawStatus::Succeeded(output),
+            Branch::Done {
+                output,
+                failure: Some(error),
+            } => RawStatus::Failed {
+                error,
+                output: Some(output),
+            },
+            Branch::Failed(error) => RawStatus::Failed {
+                error,
+                output: None,
+            },
+            _ if i < next => RawStatus::Cancelled,
+            _ => RawStatus::NotStarted,
+        })
+        .collect();
+    batch::encode(completion, &statuses)
+}
+
+/// How a request is scheduled: see [`plan`].
+struct Plan {
+    shape: Shape,
+    /// The branches (or a map's items), without their names.
+    leaves: Vec<OpRequest>,
+    /// The names of named branches (or items), by index.
+    names: Vec<(u32, String)>,
+}
+
+/// The pending operation's shape for `request`, its leaves (branches, or a map's items)
+/// without their names, and those names by index; or why the engine would fault the run
+/// instead of scheduling it (see `engine::step::schedule`).
+fn plan(request: &OpRequest) -> Result<Plan, String> {
+    let (request, _) = step::peel(request);
+    let mut names = Vec::new();
+    let map = |items: &[OpRequest],
+               max_in_flight: u32,
+               tolerance: Option<Tolerance>,
+               policy: Option<CompletionPolicy>,
+               names: &mut Vec<(u32, String)>| {
+        let mut unnamed = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let (item, name) = step::map_item(i, item)?;
+            if let Some(name) = name {
+                names.push((i as u32, name.to_string()));
+            }
+            unnamed.push(item.clone());
         }
-        _ => layout.push(0),
+        let map = MapState {
+            max_in_flight: max_in_flight.max(1),
+            tolerance,
+            policy,
+            next: 0,
+            open: Vec::new(),
+            failed: 0,
+            first_error: None,
+        };
+        Ok::<_, String>((Shape::Map(map), unnamed))
+    };
+    let (shape, leaves) = match request {
+        OpRequest::All(parts) => {
+            let shape = if parts
+                .iter()
+                .any(|p| matches!(step::peel(p).0, OpRequest::All(_)))
+            {
+                let mut layout = Vec::new();
+                store::join_layout(request, &mut layout);
+                Shape::NestedJoin(layout)
+            } else {
+                Shape::Join
+            };
+            let mut leaves = Vec::new();
+            store::flatten(request, &mut leaves);
+            (shape, leaves)
+        }
+        OpRequest::Race(arms) if arms.is_empty() => {
+            return Err("a race needs at least one operation".into())
+        }
+        OpRequest::Race(arms) => (Shape::Race, arms.clone()),
+        OpRequest::FirstOk(arms) if arms.is_empty() => {
+            return Err("first_ok needs at least one operation".into())
+        }
+        OpRequest::FirstOk(arms) => (Shape::FirstOk, arms.clone()),
+        OpRequest::Map {
+            items,
+            max_in_flight,
+            tolerance,
+        } => {
+            let (shape, leaves) = map(items, *max_in_flight, *tolerance, None, &mut names)?;
+            return Ok(Plan {
+                shape,
+                leaves,
+                names,
+            });
+        }
+        OpRequest::Batch {
+            items,
+            max_in_flight,
+            policy,
+        } => {
+            // Every item is judged (a task's `Err` is a failure), as in a tolerant map;
+            // the policy decides what a failure does.
+            let tolerance = Some(policy.tolerance);
+            let (shape, items) = map(items, *max_in_flight, tolerance, Some(*policy), &mut names)?;
+            return Ok(Plan {
+                shape,
+                leaves: items,
+                names,
+            });
+        }
+        other => (Shape::Single, vec![other.clone()]),
+    };
+    let mut unnamed = Vec::with_capacity(leaves.len());
+    for (i, leaf) in leaves.into_iter().enumerate() {
+        let (leaf, name) = leaf.unnamed();
+        if let Some(error) = step::branch_error(&leaf, request) {
+            return Err(error);
+        }
+        if let Some(name) = name {
+            names.push((i as u32, name));
+        }
+        unnamed.push(leaf);
     }
+    Ok(Plan {
+        shape,
+        leaves: unnamed,
+        names,
+    })
 }
