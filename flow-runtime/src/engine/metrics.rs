@@ -149,27 +149,28 @@ pub(crate) struct AtomicHistogram {
     /// Observations per bucket (not cumulative); the last one is past every bound.
     buckets: Box<[AtomicU64]>,
     sum: AtomicU64,
-    /// Reported unit per recorded unit.
-    scale: f64,
+    /// Recorded units per reported unit.
+    per_unit: f64,
 }
 
 impl AtomicHistogram {
-    /// Buckets at `reported` (in the reported unit), recording values `1 / scale` of it.
-    fn new(reported: &'static [f64], scale: f64) -> Self {
+    /// Buckets at `reported` (in the reported unit), for values recorded in units
+    /// `per_unit` of which make one reported unit.
+    fn new(reported: &'static [f64], per_unit: f64) -> Self {
         AtomicHistogram {
             bounds: reported
                 .iter()
-                .map(|b| (b / scale).round() as u64)
+                .map(|b| (b * per_unit).round() as u64)
                 .collect(),
             reported,
             buckets: (0..=reported.len()).map(|_| AtomicU64::new(0)).collect(),
             sum: AtomicU64::new(0),
-            scale,
+            per_unit,
         }
     }
 
     fn seconds(reported: &'static [f64]) -> Self {
-        AtomicHistogram::new(reported, 1e-9)
+        AtomicHistogram::new(reported, 1e9)
     }
 
     fn record(&self, value: u64) {
@@ -194,7 +195,7 @@ impl AtomicHistogram {
             buckets,
             // From the buckets, so that the snapshot is consistent with itself.
             count: cumulative + past,
-            sum: self.sum.load(Relaxed) as f64 * self.scale,
+            sum: self.sum.load(Relaxed) as f64 / self.per_unit,
         }
     }
 }
