@@ -200,6 +200,9 @@ impl AtomicHistogram {
     }
 }
 
+/// Whether an encoded output of a workflow is an `Err` (see `outcome`).
+type ReturnedErr = fn(&[u8]) -> Option<bool>;
+
 /// The counters of one workflow name.
 struct WorkflowCounters {
     started: AtomicU64,
@@ -209,7 +212,7 @@ struct WorkflowCounters {
     cancelled: AtomicU64,
     faulted: AtomicU64,
     /// Whether an encoded output is an `Err`, per version (output types may differ).
-    returned_err_of: BTreeMap<u32, fn(&[u8]) -> Option<bool>>,
+    returned_err_of: BTreeMap<u32, ReturnedErr>,
 }
 
 struct TaskCounters {
@@ -303,11 +306,16 @@ impl EngineMetrics {
             self.count(&child.workflow, |c| &c.started);
         }
         let header = &write.header;
+        // Most writes do not end their run: they cost this one comparison.
+        if !header.status.is_settled() {
+            return;
+        }
         let Some(counters) = self.workflows.get(header.workflow.as_str()) else {
             return;
         };
         let counter = match &header.status {
             StoredStatus::Completed => {
+                // Decoding the output costs about what storing it did, once per run.
                 let returned_err = match (
                     counters.returned_err_of.get(&header.version),
                     write.output.as_deref(),
