@@ -1,5 +1,5 @@
-//! `Engine::metrics`: exact counts of runs by how they ended, task attempts and retries,
-//! commits, runs in progress and the journal's sizes.
+//! `Engine::metrics`: exact counts of runs by how they ended (children and redriven runs
+//! included), task attempts and retries, commits, runs in progress and the journal's sizes.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -45,6 +45,12 @@ async fn metrics_gated(x: u64) -> u64 {
 #[workflow(name = "metrics::order")]
 async fn metrics_order(x: u64) -> Result<u64, String> {
     metrics_flaky(x).await
+}
+
+/// Awaits a child run of `metrics::order`.
+#[workflow(name = "metrics::parent")]
+async fn metrics_parent(x: u64) -> Result<u64, String> {
+    metrics_order(x).await
 }
 
 #[workflow(name = "metrics::refused")]
@@ -112,6 +118,7 @@ async fn metrics_count_runs_attempts_retries_and_commits_exactly() {
         .register::<metrics_sleeper>()
         .register::<metrics_faults>()
         .register::<metrics_gated_run>()
+        .register::<metrics_parent>()
         .open(journal.path())
         .await
         .unwrap();
@@ -128,6 +135,12 @@ async fn metrics_count_runs_attempts_retries_and_commits_exactly() {
     assert_eq!(run.result().await.unwrap(), Err("7 is refused".into()));
     let run = engine.start("crash-1", metrics_crashes(1)).await.unwrap();
     assert!(run.result().await.is_err());
+    // Redriven, it fails again: a second end, not a second start.
+    engine.redrive("crash-1").await.unwrap();
+    assert!(run.result().await.is_err());
+    // A child run is a start of its own workflow.
+    let run = engine.start("parent-1", metrics_parent(1)).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), Ok(2));
     let run = engine.start("faults-1", metrics_faults()).await.unwrap();
     assert!(run.result().await.is_err());
     let sleeper = engine.start("sleeper-1", metrics_sleeper()).await.unwrap();
@@ -147,30 +160,18 @@ async fn metrics_count_runs_attempts_retries_and_commits_exactly() {
 
     let m = engine.metrics();
     assert_eq!(m.runs_in_progress, 0);
-    assert_eq!(
-        counts(workflow_metrics(&m, "metrics::order")),
-        [2, 2, 0, 0, 0, 0]
-    );
-    assert_eq!(
-        counts(workflow_metrics(&m, "metrics::refused")),
-        [1, 0, 1, 0, 0, 0]
-    );
-    assert_eq!(
-        counts(workflow_metrics(&m, "metrics::crashes")),
-        [1, 0, 0, 1, 0, 0]
-    );
-    assert_eq!(
-        counts(workflow_metrics(&m, "metrics::sleeper")),
-        [1, 0, 0, 0, 1, 0]
-    );
-    assert_eq!(
-        counts(workflow_metrics(&m, "metrics::faults")),
-        [1, 0, 0, 0, 0, 1]
-    );
-    assert_eq!(
-        counts(workflow_metrics(&m, "metrics::gated")),
-        [1, 1, 0, 0, 0, 0]
-    );
+    // started, completed, returned_err, failed, cancelled, faulted
+    for (name, expected) in [
+        ("metrics::order", [3, 3, 0, 0, 0, 0]),
+        ("metrics::parent", [1, 1, 0, 0, 0, 0]),
+        ("metrics::refused", [1, 0, 1, 0, 0, 0]),
+        ("metrics::crashes", [1, 0, 0, 2, 0, 0]),
+        ("metrics::sleeper", [1, 0, 0, 0, 1, 0]),
+        ("metrics::faults", [1, 0, 0, 0, 0, 1]),
+        ("metrics::gated", [1, 1, 0, 0, 0, 0]),
+    ] {
+        assert_eq!(counts(workflow_metrics(&m, name)), expected, "{name}");
+    }
     // Registered workflows only, in name order.
     let names: Vec<&str> = m.workflows.iter().map(|w| w.workflow.as_str()).collect();
     assert_eq!(
@@ -180,17 +181,18 @@ async fn metrics_count_runs_attempts_retries_and_commits_exactly() {
             "metrics::faults",
             "metrics::gated",
             "metrics::order",
+            "metrics::parent",
             "metrics::refused",
             "metrics::sleeper"
         ]
     );
 
     let flaky = task_metrics(&m, "metrics::flaky");
-    assert_eq!((flaky.attempt_seconds.count, flaky.retries), (4, 2));
+    assert_eq!((flaky.attempt_seconds.count, flaky.retries), (6, 3));
     let refuse = task_metrics(&m, "metrics::refuse");
     assert_eq!((refuse.attempt_seconds.count, refuse.retries), (1, 0));
     let crash = task_metrics(&m, "metrics::crash");
-    assert_eq!((crash.attempt_seconds.count, crash.retries), (1, 0));
+    assert_eq!((crash.attempt_seconds.count, crash.retries), (2, 0));
     // The gated attempt waited for the test's check: it took a measurable time.
     let gated = &task_metrics(&m, "metrics::gated").attempt_seconds;
     assert_eq!(gated.count, 1);
