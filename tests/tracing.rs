@@ -1,4 +1,4 @@
-//! What a run tells `tracing`: a span per run (run ID, workflow) and per task attempt
+//! What a run tells `tracing`: a span per run (run ID, workflow, version) and per task attempt
 //! (step, branch, task, attempt), with events for the start, a failed attempt and its
 //! retry, and the run's end. (Its own test binary: it installs the global subscriber.)
 
@@ -18,7 +18,8 @@ async fn traced_flaky(x: u64) -> Result<u64, String> {
     }
 }
 
-#[workflow]
+/// On version 2, so that the span's version is the run's, not a default.
+#[workflow(version = 2)]
 async fn traced_order(x: u64) -> Result<u64, String> {
     traced_flaky(x).await
 }
@@ -66,10 +67,11 @@ async fn a_run_with_a_retry_shows_as_spans_and_events() {
     let started = line("run started");
     assert!(started.contains("run_id=traced-1"), "{started}");
     assert!(started.contains("workflow=\"traced_order\""), "{started}");
+    assert!(started.contains("version=2"), "{started}");
     let attempt = line("attempt started");
     assert!(
         attempt.contains(
-            "run{run_id=traced-1 workflow=\"traced_order\"}:attempt{step=0 branch=0 \
+            "run{run_id=traced-1 workflow=\"traced_order\" version=2}:attempt{step=0 branch=0 \
              task=\"traced_flaky\" attempt=1}"
         ),
         "{attempt}"
@@ -77,7 +79,7 @@ async fn a_run_with_a_retry_shows_as_spans_and_events() {
     // The driver judges attempts: the retry is the run's event, naming the attempt.
     let retry = line("task attempt failed; retrying");
     for field in [
-        "run{run_id=traced-1 workflow=\"traced_order\"}",
+        "run{run_id=traced-1 workflow=\"traced_order\" version=2}",
         "task=\"traced_flaky\" attempt=1",
         "error=\"first attempt fails\"",
     ] {

@@ -38,6 +38,10 @@ pub use durable::{
     SignalWithTimeout, Sleep,
 };
 pub use engine::{
+    CommitMetrics, Histogram, Metrics, TaskMetrics, WorkflowMetrics, ATTEMPT_SECONDS_BUCKETS,
+    BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS,
+};
+pub use engine::{
     Engine, EngineBuilder, ListQuery, RegisteredWorkflow, RunDescription, RunHandle, RunPage,
     StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS,
 };

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Endpoints live under `/v1`; the OpenAPI document at `/v1/openapi.json` lists them
-//! ([`openapi::document`]). Values cross the wire as JSON: a workflow's input is decoded
+//! ([`openapi::document`]). `GET /metrics` serves the engine's metrics for Prometheus
+//! ([`metrics`]), guarded like the rest. Values cross the wire as JSON: a workflow's input is decoded
 //! as its input type (a struct as an object with its fields, several arguments as an
 //! array), a signal's payload is checked against the type the workflow awaits, and
 //! stored values are rendered with [`codec::to_json`](flow_runtime::codec::to_json).
@@ -42,6 +43,7 @@
 mod auth;
 mod error;
 mod extract;
+pub mod metrics;
 pub mod openapi;
 mod options;
 mod routes;

@@ -17,6 +17,7 @@ pub fn document() -> Value {
         "security": [{"bearer": []}, {}],
         "paths": {
             "/v1/openapi.json": {"get": op("openapi", "This document.", None, &[], &[(200, "Any")])},
+            "/metrics": {"get": metrics_op()},
             "/v1/workflows": {"get": op("listWorkflows", "The workflows this server can start.", None, &[],
                 &[(200, "WorkflowList")])},
             "/v1/runs": {
@@ -208,6 +209,22 @@ fn op(
             "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
         });
     }
+    operation
+}
+
+/// `GET /metrics`: text, not JSON, on success.
+fn metrics_op() -> Value {
+    let mut operation = op(
+        "metrics",
+        "The engine's metrics in Prometheus' text exposition format (version 0.0.4). Needs the \
+         API token when the server has one, like every endpoint but the callbacks'.",
+        None,
+        &[],
+        &[(200, "Any")],
+    );
+    operation["responses"]["200"]["content"] = json!({
+        crate::metrics::CONTENT_TYPE_TEXT: {"schema": {"type": "string"}},
+    });
     operation
 }
 

@@ -219,6 +219,7 @@ async fn every_documented_operation_answers_as_documented() {
             None,
             410,
         ),
+        call("metrics", "GET", "/metrics", None, 200),
     ];
 
     // Every documented operation is walked, and nothing else.
@@ -261,6 +262,16 @@ async fn every_documented_operation_answers_as_documented() {
             .to_str()
             .unwrap()
             .to_string();
+        if c.operation == "metrics" {
+            // Text, as the document says (`flow-server/tests/metrics.rs` checks it).
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            assert_eq!(status, c.expect, "{text:.300}");
+            let documented = &operation["responses"]["200"]["content"];
+            assert!(documented[&content_type].is_object(), "{content_type}");
+            assert!(text.starts_with("# HELP flow_"), "{text:.300}");
+            continue;
+        }
         let (status, body) = common::answer(response).await;
         let what = format!("{} {} -> {status} {body:.300}", c.method, c.path);
         assert_eq!(status, c.expect, "{what}");

@@ -2,7 +2,8 @@
 //! starting runs, results, recovery after a halt, retries, timeouts and panics
 //! (`basics.rs`); durable sleep, signals, child runs, joins and cancellation
 //! (`durable.rs`); bad input refused with a clear error (`errors.rs`); a journal whose
-//! creation was interrupted (`interrupted_creation.rs`); memory with many sleeping runs
+//! creation was interrupted (`interrupted_creation.rs`); `Engine::metrics`
+//! (`metrics.rs`); memory with many sleeping runs
 //! (`scale.rs`, opt-in).
 
 #[path = "../support/mod.rs"]
@@ -13,4 +14,5 @@ mod basics;
 mod durable;
 mod errors;
 mod interrupted_creation;
+mod metrics;
 mod scale;

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
+use super::metrics::EngineMetrics;
 use crate::error::{panic_message, FlowError};
 use crate::store::{Applied, BatchWrites, Change, Journal, LoggedBatch, Store, Tables};
 use crate::time::now_ms;
@@ -42,6 +43,8 @@ trait Request: Send {
     fn apply(&mut self, tables: &mut Tables<'_>, now: u64) -> bool;
     /// Answers the requester once the batch's commit is known (`Ok` if it is durable).
     fn finish(self: Box<Self>, committed: Result<(), FlowError>);
+    /// Counts what the request's change did, once its batch is durable.
+    fn observe(&self, metrics: &EngineMetrics);
 }
 
 type Job = Box<dyn Request>;
@@ -73,6 +76,12 @@ impl Request for Submitted {
         );
         self.result = Some(result);
         fatal
+    }
+
+    fn observe(&self, metrics: &EngineMetrics) {
+        if let Some(Ok(applied)) = &self.result {
+            metrics.observe_change(&self.change, applied);
+        }
     }
 
     fn finish(self: Box<Self>, committed: Result<(), FlowError>) {
@@ -124,6 +133,7 @@ struct Committer {
     hooks: CommitHooks,
     halted: Arc<AtomicBool>,
     stop: Arc<watch::Sender<Option<String>>>,
+    metrics: Arc<EngineMetrics>,
     /// Transitions committed so far; holding its lock is the right to write.
     total: Mutex<u64>,
 }
@@ -149,10 +159,16 @@ impl Committer {
     fn write(&self, total: &mut u64, batch: Vec<Job>) -> Option<(Vec<Job>, Result<(), FlowError>)> {
         let count = batch.len() as u64;
         let mut batch = Batch(batch);
+        let began = Instant::now();
         let result = self.store.write_batch(now_ms(), &mut batch)?;
+        let took = began.elapsed();
         let Batch(batch) = batch;
         match &result {
             Ok(()) => {
+                self.metrics.batch_committed(batch.len(), took);
+                for job in &batch {
+                    job.observe(&self.metrics);
+                }
                 for _ in 0..count {
                     *total += 1;
                     if let Some(hook) = &self.hooks.on_commit {
@@ -204,6 +220,7 @@ impl CommitPipeline {
         hooks: CommitHooks,
         halted: Arc<AtomicBool>,
         stop: Arc<watch::Sender<Option<String>>>,
+        metrics: Arc<EngineMetrics>,
     ) -> Result<Self, FlowError> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let runtime = tokio::runtime::Handle::current();
@@ -212,6 +229,7 @@ impl CommitPipeline {
             hooks,
             halted,
             stop,
+            metrics,
             total: Mutex::new(0),
         });
         let logged = committer.store.is_logged();

@@ -6,7 +6,8 @@
 //! into one transition), `attempt` (runs one task attempt), `timers` (wakes runs whose
 //! deadline came), `wake` (which runs have a driver, who waits for which result),
 //! `registry` (workflows by name and version, and the tasks linked into the program),
-//! `blocked` (runs parked for lack of code), `listing` (pages of runs), `upgrade` (a run
+//! `blocked` (runs parked for lack of code), `listing` (pages of runs), `metrics` (counters
+//! for `Engine::metrics`), `upgrade` (a run
 //! moved to another version of its workflow), `retention` (deleting finished runs),
 //! `redrive` (resuming a run that ended at the step it ended in), `fork` (a new run from
 //! another's state before a step), `builder`, `handle`.
@@ -28,6 +29,7 @@ mod export;
 mod fork;
 mod handle;
 mod listing;
+mod metrics;
 mod redrive;
 mod registry;
 mod retention;
@@ -46,6 +48,10 @@ pub use builder::EngineBuilder;
 pub use by_name::{RegisteredWorkflow, RunDescription};
 pub use handle::RunHandle;
 pub use listing::{ListQuery, RunCounts, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
+pub use metrics::{
+    CommitMetrics, Histogram, Metrics, TaskMetrics, WorkflowMetrics, ATTEMPT_SECONDS_BUCKETS,
+    BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS,
+};
 pub use upgrade::{Upgrade, UpgradePlan};
 
 use crate::codec;
@@ -62,6 +68,7 @@ use crate::workflow::Workflow;
 use blocked::BlockedRuns;
 use commit::{CommitHooks, CommitPipeline};
 use driver::{CachedMachine, Handover};
+use metrics::EngineMetrics;
 use registry::Registry;
 use step::{step_run, StepOutcome};
 use timers::Timers;
@@ -119,6 +126,8 @@ pub(crate) struct Core {
     pub waiters: Waiters,
     pub timers: Timers,
     pub blocked: BlockedRuns,
+    /// Counters for `Engine::metrics`, shared with the commit pipeline.
+    pub metrics: Arc<EngineMetrics>,
     stop: Arc<watch::Sender<Option<String>>>,
 }
 
@@ -213,7 +222,9 @@ impl Engine {
             on_commit: builder.on_commit,
         };
         let halted = Arc::new(AtomicBool::new(false));
-        let commits = CommitPipeline::start(store.clone(), hooks, halted, stop.clone())?;
+        let metrics = Arc::new(EngineMetrics::new(&builder.registry));
+        let commits =
+            CommitPipeline::start(store.clone(), hooks, halted, stop.clone(), metrics.clone())?;
         let core = Arc::new(Core {
             store,
             commits,
@@ -222,6 +233,7 @@ impl Engine {
             waiters: Waiters::default(),
             timers: Timers::new(),
             blocked: BlockedRuns::default(),
+            metrics,
             stop,
         });
         let engine = Engine {
@@ -393,7 +405,12 @@ impl Engine {
         let start = StartWrite { input, write };
         let (started, _start) = core.commits.submit(Change::Start(start)).await?;
         if let Applied::Started(StartOutcome::Created(effects)) = started {
-            tracing::info!(run_id = %run_id, workflow = W::NAME, "run started");
+            tracing::info!(
+                run_id = %run_id,
+                workflow = W::NAME,
+                version = W::VERSION,
+                "run started"
+            );
             for run in &effects.wake {
                 core.wake(run);
             }

@@ -65,6 +65,11 @@ impl Drivers {
         Some(slot)
     }
 
+    /// How many runs have a driver now.
+    pub(crate) fn live(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Removes the driver unless it was woken since its last read; true if it left.
     pub(crate) fn try_leave(&self, run_id: &str) -> bool {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());

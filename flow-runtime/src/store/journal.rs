@@ -19,7 +19,7 @@ use super::records::{BranchRecord, RunRecord};
 use super::writer::BatchWrites;
 use std::sync::atomic::Ordering;
 
-use super::Store;
+use super::{StorageSizes, Store};
 use crate::error::FlowError;
 use crate::history::HistoryEvent;
 use crate::op::OpRequest;
@@ -88,6 +88,8 @@ pub(crate) trait Journal: Send + Sync + 'static {
         now_ms: u64,
         limit: usize,
     ) -> Result<TimerScan, FlowError>;
+    /// The storage's sizes now, for metrics (unknown sizes are `None`).
+    fn sizes(&self) -> StorageSizes;
 
     // Writes.
 
@@ -175,6 +177,18 @@ impl Journal for Store {
         limit: usize,
     ) -> Result<TimerScan, FlowError> {
         read::scan_timers(self, start, now_ms, limit)
+    }
+    /// The sizes of the journal's file and of its log (metadata only); `None` for storage
+    /// that is not on files, or a file that cannot be read.
+    fn sizes(&self) -> StorageSizes {
+        let size = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| m.len());
+        match &self.files {
+            Some((journal, log)) => StorageSizes {
+                journal_bytes: size(journal),
+                log_bytes: size(log),
+            },
+            None => StorageSizes::default(),
+        }
     }
     fn is_logged(&self) -> bool {
         self.logged

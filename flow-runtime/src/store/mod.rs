@@ -70,6 +70,15 @@ pub(crate) use upgrade::UpgradeWrite;
 pub(crate) use wal::WriteAheadLog;
 pub(crate) use writer::{BatchWrites, JournalWriter};
 
+/// How large a journal's files are, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StorageSizes {
+    /// The journal file (redb).
+    pub journal_bytes: Option<u64>,
+    /// Its write-ahead log.
+    pub log_bytes: Option<u64>,
+}
+
 /// The open journal, shared by the engine's tasks and its commit thread.
 ///
 /// The database sits behind a lock only so that shutdown can drop it (and release the
@@ -89,6 +98,8 @@ pub(crate) struct Store {
     logged: bool,
     /// The journal's file (or backend) name, for errors.
     name: String,
+    /// The journal's file and its log's, when it is on files: their sizes are metrics.
+    files: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Store {
@@ -106,7 +117,18 @@ impl Store {
             unpublished: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             name,
+            files: None,
         }
+    }
+
+    /// Records the paths of the journal's file and of its log (see [`StorageSizes`]).
+    pub(crate) fn with_files(
+        mut self,
+        journal: std::path::PathBuf,
+        log: std::path::PathBuf,
+    ) -> Self {
+        self.files = Some((journal, log));
+        self
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, JournalWriter> {

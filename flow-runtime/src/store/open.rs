@@ -167,7 +167,7 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, Flow
         }
         attach_log(&db, &name, &side, log, recovered, lost)
     })?;
-    Ok(Store::new(db, Some(log), options.checkpoint_bytes, name))
+    Ok(Store::new(db, Some(log), options.checkpoint_bytes, name).with_files(path, log_path))
 }
 
 /// Looks at an existing journal file read-only, so that a file that is not a flow journal

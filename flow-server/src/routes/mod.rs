@@ -1,4 +1,5 @@
-//! The endpoints under `/v1`, one file per resource; `openapi.rs` documents each.
+//! The endpoints under `/v1`, one file per resource, and `/metrics` (`metrics.rs`);
+//! `openapi.rs` documents each.
 
 mod callbacks;
 mod control;
@@ -23,6 +24,7 @@ pub(crate) struct AppState {
 pub(crate) fn routes(engine: Engine) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/v1/workflows", get(workflows::list))
         .route("/v1/runs", get(runs::list).post(runs::start))
         .route("/v1/runs/{run_id}", get(runs::get))

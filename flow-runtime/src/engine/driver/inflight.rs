@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -31,6 +32,8 @@ pub(super) struct AttemptOutcome {
     pub attempt: u32,
     pub task: &'static TaskRegistration,
     pub end: AttemptEnd,
+    /// How long the attempt ran; `None` for one that an earlier engine's end interrupted.
+    pub took: Option<Duration>,
 }
 
 /// A running attempt.
@@ -161,12 +164,14 @@ impl RunDriver {
         let span = tracing::info_span!("attempt", step, branch, task = name, attempt);
         let body = async move {
             tracing::debug!("attempt started");
+            let began = Instant::now();
             let end = run_attempt(task, &args, timeout, ctx).await;
             AttemptOutcome {
                 step,
                 attempt,
                 task,
                 end,
+                took: Some(began.elapsed()),
             }
         }
         .instrument(span);

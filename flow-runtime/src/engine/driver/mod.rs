@@ -92,11 +92,12 @@ pub(crate) fn spawn(
         cache,
     };
     // One span per driven run: every event of its steps and attempts carries the run's
-    // ID and workflow (recorded once the run is read).
+    // ID, workflow and version (recorded once the run is read).
     let span = tracing::info_span!(
         "run",
         run_id = %driver.run_id,
-        workflow = tracing::field::Empty
+        workflow = tracing::field::Empty,
+        version = tracing::field::Empty
     );
     tokio::spawn(async move { driver.run().await }.instrument(span));
 }
@@ -137,7 +138,7 @@ impl Drop for RunDriver {
 impl RunDriver {
     async fn run(&mut self) {
         let mut stop = self.core.stop_receiver();
-        // Whether the span has its workflow (recorded once: a record appends).
+        // Whether the span has its workflow and version (recorded once: a record appends).
         let mut named = false;
         loop {
             if stop.borrow().is_some() {
@@ -159,7 +160,9 @@ impl RunDriver {
                 return;
             }
             if !named {
-                tracing::Span::current().record("workflow", snap.header.workflow.as_str());
+                let span = tracing::Span::current();
+                span.record("workflow", snap.header.workflow.as_str());
+                span.record("version", snap.header.version);
                 named = true;
             }
             let entry = match self.core.registry.driver_for(&snap.header) {
@@ -208,6 +211,9 @@ impl RunDriver {
     }
 
     fn received(&mut self, branch: u32, outcome: AttemptOutcome) {
+        if let Some(took) = outcome.took {
+            self.core.metrics.attempt_finished(outcome.task.name, took);
+        }
         let key = AttemptKey {
             step: outcome.step,
             branch,

@@ -68,6 +68,7 @@ impl RunDriver {
                             task: name.to_string(),
                             attempt,
                         }),
+                        took: None,
                     };
                     let retry = if at_most_once {
                         RetryAs::Never
@@ -157,6 +158,7 @@ impl RunDriver {
         match settle_attempt(op, i, name, policy, outcome, &mut write.events, now) {
             Verdict::Done(output, failure) => TaskProgress::Finished { output, failure },
             Verdict::Retry(record) => {
+                self.core.metrics.retry_scheduled(name);
                 let record = match (retry, record) {
                     // The attempt after an interrupted one starts with a record.
                     (
