@@ -46,7 +46,7 @@ pub mod openapi;
 mod options;
 mod routes;
 mod server;
-mod views;
+pub mod views;
 
 pub use error::{ApiError, MAX_MESSAGE_BYTES};
 pub use flow_runtime::Engine;

@@ -46,6 +46,9 @@ pub fn document() -> Value {
                 &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
             "/v1/runs/{run_id}/cancel": {"post": op("cancelRun", "Requests the run's cancellation (no body, or {}).", None,
                 &[path("run_id")], &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
+            "/v1/runs/{run_id}/redrive": {"post": op("redriveRun",
+                "Sets a failed, cancelled (or timed-out) or faulted run going again at the step it ended in (no body, or {}); a completed run is refused with 409.",
+                None, &[path("run_id")], &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
             "/v1/callbacks/{token}/complete": {"post": op("completeCallback",
                 "Completes a callback: the waiting step gets the body as its value. Needs no API token.",
                 Some("Any"), &[path("token")], &[(200, "CallbackDone"), (400, "Error"), (410, "Error"), (413, "Error"), (415, "Error")])},
@@ -155,7 +158,7 @@ fn schemas() -> Value {
         }), &["workflows"]),
         "Accepted": object(json!({
             "run_id": {"type": "string"},
-            "accepted": {"enum": ["signal", "cancel"]},
+            "accepted": {"enum": ["signal", "cancel", "redrive"]},
         }), &["run_id", "accepted"]),
         "CallbackDone": object(json!({
             "accepted": {"enum": ["completed", "failed", "heartbeat"]},

@@ -82,6 +82,18 @@ async fn every_documented_operation_answers_as_documented() {
     server.wait_for_status("approval-1", "waiting").await;
     let approval = json!({"workflow": "approve_order", "run_id": "approval-2", "input": {"id": "b", "cents": 1}});
     assert_eq!(server.post("/v1/runs", &approval).await.0, 200);
+    // A cancelled run, to redrive.
+    let approval = json!({"workflow": "approve_order", "run_id": "approval-3", "input": {"id": "c", "cents": 1}});
+    assert_eq!(server.post("/v1/runs", &approval).await.0, 200);
+    server.wait_for_status("approval-3", "waiting").await;
+    assert_eq!(
+        server
+            .post("/v1/runs/approval-3/cancel", &json!({}))
+            .await
+            .0,
+        200
+    );
+    server.wait_for_status("approval-3", "cancelled").await;
     let complete_token = callback_token(&server, "link-1", "order-link-1").await;
     let fail_token = callback_token(&server, "link-2", "order-link-2").await;
 
@@ -210,6 +222,22 @@ async fn every_documented_operation_answers_as_documented() {
             "POST",
             "/v1/runs/approval-2/cancel",
             Some(json!({"reason": "x"})),
+            400,
+        ),
+        call(
+            "redriveRun",
+            "POST",
+            "/v1/runs/approval-3/redrive",
+            None,
+            200,
+        ),
+        call("redriveRun", "POST", "/v1/runs/order-1/redrive", None, 409),
+        call("redriveRun", "POST", "/v1/runs/nobody/redrive", None, 404),
+        call(
+            "redriveRun",
+            "POST",
+            "/v1/runs/approval-3/redrive",
+            Some(json!({"why": "x"})),
             400,
         ),
         call(
