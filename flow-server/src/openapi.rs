@@ -133,7 +133,7 @@ fn schemas() -> Value {
         }), &["runs", "next"]),
         "Event": {
             "type": "object",
-            "description": "One history event: its sequence number, time, type (e.g. StepCompleted) and the fields of that type, stored values rendered as JSON.",
+            "description": "One history event: its sequence number, time, type (e.g. StepCompleted) and the fields of that type, stored values rendered as JSON (a SignalReceived's position in the run's inbox is `inbox_seq`).",
             "properties": {
                 "seq": {"type": "integer", "minimum": 0},
                 "at_ms": {"type": "integer", "minimum": 0},

@@ -278,7 +278,18 @@ pub fn event_view(event: &HistoryEvent) -> Value {
             for (name, fields) in tagged {
                 out.insert("type".into(), Value::String(name));
                 match rendered(fields) {
-                    Value::Object(fields) => out.extend(fields),
+                    // A field named like the envelope's (`SignalReceived`'s inbox `seq`)
+                    // must not overwrite it.
+                    Value::Object(fields) => {
+                        for (key, value) in fields {
+                            let key = match key.as_str() {
+                                "seq" if out["type"] == "SignalReceived" => "inbox_seq".into(),
+                                "seq" | "at_ms" | "type" => format!("field_{key}"),
+                                _ => key,
+                            };
+                            out.insert(key, value);
+                        }
+                    }
                     other => {
                         out.insert("value".into(), other);
                     }
@@ -418,6 +429,16 @@ mod tests {
         assert_eq!(
             view,
             serde_json::json!({"seq": 3, "at_ms": 1003, "type": "RunCompleted", "output": [1, 2]})
+        );
+        // The signal's inbox position keeps out of the event's own `seq`.
+        let signal = EventKind::SignalReceived {
+            name: "go".into(),
+            seq: 0,
+        };
+        assert_eq!(
+            event_view(&event(5, signal)),
+            serde_json::json!({"seq": 5, "at_ms": 1005, "type": "SignalReceived",
+                "name": "go", "inbox_seq": 0})
         );
         let view = event_view(&event(4, EventKind::CancelRequested));
         assert_eq!(
