@@ -3,9 +3,10 @@
 //! backend builds it with `flow_server::views`), so every command prints the same either
 //! way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use flow_runtime::testing::RecordedRun;
 use flow_runtime::{Engine, FlowError, ListQuery, MAX_PAGE_RUNS};
 use flow_server::views::{self, RunFilter};
 use serde_json::{json, Value};
@@ -75,21 +76,29 @@ impl Http {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request.send().await.map_err(|e| {
-            // reqwest's own message is generic; the causes say what happened.
-            let mut causes = vec![e.to_string()];
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                causes.push(cause.to_string());
-                source = cause.source();
-            }
-            let e = causes.join(": ");
-            CliError::failed(format!(
-                "could not reach the flow server at {}: {e}; check --url (or FLOW_URL) and \
-                 that the server is running",
-                self.base
-            ))
-        })?;
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        self.answer(response).await
+    }
+
+    /// A request that got no answer.
+    fn unreachable(&self, e: &reqwest::Error) -> CliError {
+        // reqwest's own message is generic; the causes say what happened.
+        let mut causes = vec![e.to_string()];
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            causes.push(cause.to_string());
+            source = cause.source();
+        }
+        CliError::failed(format!(
+            "could not reach the flow server at {}: {}; check --url (or FLOW_URL) and that \
+             the server is running",
+            self.base,
+            causes.join(": ")
+        ))
+    }
+
+    /// The JSON body of a success, or the error an error answer says.
+    async fn answer(&self, response: reqwest::Response) -> Result<Value, CliError> {
         let status = response.status().as_u16();
         let text = response
             .text()
@@ -116,6 +125,27 @@ impl Http {
         })
     }
 
+    /// GET `path`, whose success is bytes (errors are JSON as always).
+    async fn bytes(&self, path: &str) -> Result<Vec<u8>, CliError> {
+        let request = self.client.get(self.url(path));
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        if !response.status().is_success() {
+            // The error answer, read as JSON by `send`'s rules.
+            return Err(self.answer(response).await.err().unwrap_or_else(|| {
+                CliError::failed("the server answered with an error status and no message")
+            }));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CliError::failed(format!("the server's answer could not be read: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/v1{path}", self.base)
     }
@@ -138,7 +168,6 @@ impl Http {
 /// A journal file, opened without the workflows' code (`EngineBuilder::inspect_only`).
 pub struct Journal {
     engine: Engine,
-    path: PathBuf,
 }
 
 impl Journal {
@@ -171,10 +200,7 @@ impl Journal {
                 )),
                 other => CliError::failed(format!("could not open the journal: {other}")),
             })?;
-        Ok(Journal {
-            engine,
-            path: path.to_path_buf(),
-        })
+        Ok(Journal { engine })
     }
 
     /// Closes the journal (a checkpoint, as after any engine: see the README).
@@ -324,23 +350,24 @@ impl Backend {
         self.http("complete")?.post(&path, payload).await
     }
 
-    /// Writes run `run_id`'s recording to `out` (journal backend only: the server has no
-    /// export endpoint). Answers with what was written.
-    pub async fn export(&self, run_id: &str, out: &Path) -> Result<Value, CliError> {
+    /// Writes run `run_id`'s recording to `out` (from the server's
+    /// `/v1/runs/{run_id}/recording`, or with `Engine::export`). Answers with the number
+    /// of steps written.
+    pub async fn export(&self, run_id: &str, out: &Path) -> Result<usize, CliError> {
         match self {
-            Backend::Http(_) => Err(CliError::usage(
-                "`flow export` reads the journal itself: the server has no export endpoint \
-                 yet; run it with --journal PATH on the machine that has the journal, while \
-                 no engine has it open",
-            )),
+            Backend::Http(http) => {
+                let path = format!("/runs/{}/recording", segment(run_id));
+                let bytes = http.bytes(&path).await?;
+                let recorded = RecordedRun::from_bytes(&bytes, "the server's answer")
+                    .map_err(|e| CliError::failed(format!("the server sent no recording: {e}")))?;
+                std::fs::write(out, &bytes).map_err(|e| {
+                    CliError::failed(format!("could not write `{}`: {e}", out.display()))
+                })?;
+                Ok(recorded.steps.len())
+            }
             Backend::Journal(journal) => {
                 let recorded = journal.engine.export(run_id, out).await?;
-                Ok(json!({
-                    "run_id": run_id,
-                    "journal": journal.path.display().to_string(),
-                    "out": out.display().to_string(),
-                    "steps": recorded.steps.len(),
-                }))
+                Ok(recorded.steps.len())
             }
         }
     }

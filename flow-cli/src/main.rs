@@ -183,10 +183,14 @@ An unknown, used or expired token is refused (exit code 1).")]
         payload: Option<String>,
     },
     /// Write a run's recording to a file, for `RecordedRun::from_file(..).replay::<W>()`
-    /// in a test (--journal only).
+    /// in a test.
     #[command(after_help = "\
-Example:
-  flow --journal orders.redb export order-42 --out tests/recordings/order-42.flowrun")]
+Examples:
+  flow --journal orders.redb export order-42 --out tests/recordings/order-42.flowrun
+  flow --url http://127.0.0.1:8080 export order-42 --out order-42.flowrun
+
+In a test: flow::testing::RecordedRun::from_file(\"order-42.flowrun\")?.replay::<place_order>()
+checks that the current code of the workflow takes the same steps.")]
     Export {
         /// The run's ID.
         run: String,
@@ -394,10 +398,9 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
             print("callback completed");
         }
         Command::Export { run, out } => {
-            let written = backend.export(&run, &out).await?;
+            let steps = backend.export(&run, &out).await?;
             print(&format!(
-                "wrote the recording of run {run} ({} steps) to {}",
-                written["steps"],
+                "wrote the recording of run {run} ({steps} steps) to {}",
                 out.display()
             ));
         }

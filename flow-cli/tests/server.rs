@@ -149,6 +149,20 @@ async fn start_signal_and_show_a_run() {
     assert!(shown.contains("\"approved_by\": \"alice\""), "{shown}");
     assert!(shown.contains("pending:  none"), "{shown}");
 
+    // Its recording, which replays against the workflow's code.
+    let scratch = Scratch::new("export-url");
+    let out = scratch.path.join("approval-7.flowrun");
+    let written = server
+        .flow(&["export", "approval-7", "--out", out.to_str().unwrap()])
+        .await
+        .ok();
+    assert!(written.stdout.contains("(3 steps)"), "{}", written.stdout);
+    let recorded = flow::testing::RecordedRun::from_file(&out).unwrap();
+    assert_eq!(recorded.workflow, "approve_order");
+    let names: Vec<&str> = recorded.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["ask_for_approval", "signal:approval", "ship_order"]);
+    recorded.replay::<workflows::approve_order>().unwrap();
+
     // Its history, whole.
     let events = server
         .flow(&["history", "approval-7", "--json"])
@@ -206,14 +220,13 @@ async fn exit_codes_tell_not_found_from_refused_and_usage() {
     let page = server.flow(&["runs", "--json"]).await.json();
     assert_eq!(page["runs"], json!([]));
 
-    // Export reads journals only.
     let scratch = Scratch::new("export-url");
     let out = scratch.path.join("x.flowrun");
     let export = server
         .flow(&["export", "nobody", "--out", out.to_str().unwrap()])
         .await;
-    assert_eq!(export.code, 2, "{}", export.stderr);
-    assert!(export.stderr.contains("--journal"), "{}", export.stderr);
+    assert_eq!(export.code, 3, "{}", export.stderr);
+    assert!(!out.exists());
     server.stop().await;
 }
 

@@ -40,6 +40,7 @@ pub fn document() -> Value {
                 query("after", "integer", "Only events after this sequence number (the previous page's `next`)."),
                 query("limit", "integer", "Most events to return (1 to 1000, default 100)."),
             ], &[(200, "HistoryPage"), (400, "Error"), (404, "Error")])},
+            "/v1/runs/{run_id}/recording": {"get": recording()},
             "/v1/runs/{run_id}/signals/{name}": {"post": op("signalRun",
                 "Sends a signal; the body is its payload, checked against the type the workflow awaits.",
                 Some("Any"), &[path("run_id"), path("name")],
@@ -211,6 +212,21 @@ fn op(
             "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}},
         });
     }
+    operation
+}
+
+/// `GET /v1/runs/{run_id}/recording`: its success is bytes, not JSON.
+fn recording() -> Value {
+    let mut operation = op(
+        "getRecording",
+        "The run's recording (what Engine::export writes), for flow::testing::RecordedRun::from_bytes to replay against changed code in a test.",
+        None,
+        &[path("run_id")],
+        &[(200, "Any"), (404, "Error")],
+    );
+    operation["responses"]["200"]["content"] = json!({
+        "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
+    });
     operation
 }
 

@@ -159,6 +159,20 @@ async fn every_documented_operation_answers_as_documented() {
         ),
         call("getHistory", "GET", "/v1/runs/nobody/history", None, 404),
         call(
+            "getRecording",
+            "GET",
+            "/v1/runs/order-1/recording",
+            None,
+            200,
+        ),
+        call(
+            "getRecording",
+            "GET",
+            "/v1/runs/nobody/recording",
+            None,
+            404,
+        ),
+        call(
             "signalRun",
             "POST",
             "/v1/runs/approval-1/signals/approval",
@@ -289,6 +303,18 @@ async fn every_documented_operation_answers_as_documented() {
             .to_str()
             .unwrap()
             .to_string();
+        let bytes_answer = &operation["responses"][response.status().as_str()]["content"]
+            ["application/octet-stream"];
+        if bytes_answer.is_object() {
+            // A recording: bytes that load as one.
+            let what = format!("{} {} -> {}", c.method, c.path, response.status());
+            assert_eq!(response.status().as_u16(), c.expect, "{what}");
+            assert_eq!(content_type, "application/octet-stream", "{what}");
+            let bytes = response.bytes().await.unwrap();
+            let recorded = flow::testing::RecordedRun::from_bytes(&bytes, "answer").unwrap();
+            assert_eq!(recorded.workflow, "place_order", "{what}");
+            continue;
+        }
         let (status, body) = common::answer(response).await;
         let what = format!("{} {} -> {status} {body:.300}", c.method, c.path);
         assert_eq!(status, c.expect, "{what}");

@@ -40,3 +40,17 @@ pub(crate) async fn page(
     let history = state.engine.history(&run_id).await?;
     Ok(Json(history_json(&history, params.after, limit)))
 }
+
+/// `GET /v1/runs/{run_id}/recording`: the run's recording, the bytes
+/// `Engine::export` writes to a file, for `flow::testing::RecordedRun::from_file` (or
+/// `from_bytes`) to replay against changed code in a test.
+pub(crate) async fn recording(
+    State(state): State<AppState>,
+    ApiPath(run_id): ApiPath<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::IntoResponse;
+    let history = state.engine.history(&run_id).await?;
+    let bytes = flow_runtime::testing::RecordedRun::from_history(&history).to_bytes();
+    Ok(([(CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
