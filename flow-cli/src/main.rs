@@ -103,7 +103,8 @@ Examples:
   flow --url http://127.0.0.1:8080 history approval-7 --follow
   flow history order-42 --json | jq '.[] | select(.type == \"AttemptFailed\")'
 
-With --json the events are a JSON array; with --json --follow, one JSON object a line.
+The table cuts long details at 120 characters; --json shows every field. With --json the
+events are a JSON array; with --json --follow, one JSON object a line.
 --follow polls the server until the run completes, fails, is cancelled or faults.")]
     History {
         /// The run's ID.

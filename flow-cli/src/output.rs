@@ -260,9 +260,20 @@ fn event_row(event: &Value) -> Vec<String> {
         if details.is_empty() {
             String::new()
         } else {
-            Value::Object(details).to_string()
+            shortened(&Value::Object(details).to_string(), MAX_DETAILS)
         },
     ]
+}
+
+/// Characters of an event's details a history table shows (`--json` shows all).
+const MAX_DETAILS: usize = 120;
+
+/// `text` cut to `max` characters, with `…` where it was cut.
+fn shortened(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// A JSON value as plain text: strings without quotes.
@@ -293,6 +304,12 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn long_details_are_cut_on_a_character_boundary() {
+        assert_eq!(shortened("abc", 3), "abc");
+        assert_eq!(shortened("ééééé", 2), "éé…");
     }
 
     #[test]
