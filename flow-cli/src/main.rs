@@ -210,12 +210,41 @@ Examples:
     },
 }
 
+/// A run status, as the API names it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+#[value(rename_all = "snake_case")]
+enum Status {
+    /// Being driven.
+    Running,
+    /// Waiting for a deadline, a signal, a callback or a child run.
+    Waiting,
+    /// Completed.
+    Completed,
+    /// Completed with the workflow's `Err` (shown as completed with --journal).
+    ReturnedErr,
+    /// Failed (the workflow panicked, or a failure its output cannot carry).
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Stopped by a fault; can be redriven.
+    Faulted,
+    /// Waiting for code this engine lacks.
+    Blocked,
+}
+
+impl Status {
+    fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Args, Debug)]
 struct RunsArgs {
-    /// Only runs with this status: running, waiting, completed, returned_err, failed,
-    /// cancelled, faulted, blocked.
-    #[arg(long)]
-    status: Option<String>,
+    /// Only runs with this status.
+    #[arg(long, value_enum)]
+    status: Option<Status>,
     /// Only runs of this workflow.
     #[arg(long)]
     workflow: Option<String>,
@@ -229,8 +258,8 @@ struct RunsArgs {
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
     /// Most runs to show (1 to 10000).
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    limit: u64,
     /// Go on after this run ID (the previous page's next-page token).
     #[arg(long, value_name = "TOKEN")]
     page_token: Option<String>,
@@ -328,7 +357,7 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
         Command::Runs(args) => {
             let now = time::now_ms();
             let query = RunsQuery {
-                status: args.status,
+                status: args.status.map(Status::name),
                 workflow: args.workflow,
                 version: args.version,
                 since_ms: args
@@ -342,7 +371,7 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
                     .map(|t| time::parse(t, now, "--until"))
                     .transpose()?,
                 after: args.page_token,
-                limit: args.limit,
+                limit: args.limit as usize,
             };
             let page = backend.runs(&query).await?;
             if args.json {

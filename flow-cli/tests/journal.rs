@@ -207,10 +207,12 @@ async fn runs_lists_filters_and_pages_as_stored() {
     let wrong = journal_flow(&path, &["runs", "--status", "sleepy"]);
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
     assert!(
-        wrong.stderr.contains("not a run status"),
+        wrong.stderr.contains("invalid value 'sleepy'") && wrong.stderr.contains("returned_err"),
         "{}",
         wrong.stderr
     );
+    let wrong = journal_flow(&path, &["runs", "--limit", "0"]);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
     let wrong = journal_flow(&path, &["runs", "--since", "yesterday"]);
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
 }

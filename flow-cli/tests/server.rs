@@ -269,8 +269,12 @@ async fn cancel_redrive_and_list_runs() {
     assert_eq!(cancelled_only["runs"][0]["run_id"], "approval-2");
     assert_eq!(cancelled_only["runs"].as_array().unwrap().len(), 1);
     let bad = server.flow(&["runs", "--status", "sleepy"]).await;
-    assert_eq!(bad.code, 1, "{}", bad.stderr);
-    assert!(bad.stderr.contains("invalid_status"), "{}", bad.stderr);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("invalid value 'sleepy'"),
+        "{}",
+        bad.stderr
+    );
 
     // Redriven, the cancelled run waits for its signal again and can complete.
     let redriven = server.flow(&["redrive", "approval-2"]).await.ok();
