@@ -40,6 +40,14 @@ pub fn read_only_refusal(command: &str) -> CliError {
     ))
 }
 
+/// `flow workflows` with `--journal`, refused.
+pub fn workflows_need_url() -> CliError {
+    CliError::usage(
+        "`flow workflows` needs --url: a journal holds runs, not the workflows' code; ask \
+         the server that serves them",
+    )
+}
+
 /// A flow-server's `/v1` API.
 pub struct Http {
     base: String,
@@ -369,6 +377,14 @@ impl Backend {
                 let recorded = journal.engine.export(run_id, out).await?;
                 Ok(recorded.steps.len())
             }
+        }
+    }
+
+    /// The workflows the server can start, as `GET /v1/workflows` lists them.
+    pub async fn workflows(&self) -> Result<Value, CliError> {
+        match self {
+            Backend::Http(http) => http.get("/workflows", &[]).await,
+            Backend::Journal(_) => Err(workflows_need_url()),
         }
     }
 

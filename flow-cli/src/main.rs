@@ -199,6 +199,16 @@ checks that the current code of the workflow takes the same steps.")]
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// List the workflows the server can start, with their input and signal types
+    /// (--url only: a journal does not hold the workflows' code).
+    #[command(after_help = "\
+Example:
+  flow --url http://127.0.0.1:8080 workflows")]
+    Workflows {
+        /// Print the list as JSON (as GET /v1/workflows answers).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -325,6 +335,9 @@ fn check_usage(cli: &Cli) -> Result<(), CliError> {
         Some(command) if journal => return Err(backend::read_only_refusal(command)),
         _ => {}
     }
+    if journal && matches!(cli.command, Command::Workflows { .. }) {
+        return Err(backend::workflows_need_url());
+    }
     if let Command::History { follow: true, .. } = cli.command {
         if journal {
             return Err(CliError::usage(
@@ -433,6 +446,13 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
                 "wrote the recording of run {run} ({steps} steps) to {}",
                 out.display()
             ));
+        }
+        Command::Workflows { json } => {
+            let list = backend.workflows().await?;
+            match json {
+                true => print(&output::pretty(&list)),
+                false => print(output::workflows_table(&list).trim_end()),
+            }
         }
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }

@@ -152,6 +152,34 @@ pub fn runs_table(page: &Value, colour: bool) -> String {
     )
 }
 
+/// The workflows (`{"workflows": [...]}`) as a table: name, input type and the signals
+/// each waits for with their types.
+pub fn workflows_table(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["workflows"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|w| {
+            let mut signals: Vec<String> = w["signals"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| match s["type"].as_str() {
+                    Some(ty) => format!("{}: {ty}", text(&s["name"])),
+                    None => text(&s["name"]),
+                })
+                .collect();
+            if w["signals_closed"] == false {
+                signals.push("(and names not known in advance)".into());
+            }
+            vec![text(&w["name"]), text(&w["input_type"]), signals.join(", ")]
+        })
+        .collect();
+    table(&["WORKFLOW", "INPUT TYPE", "SIGNALS"], &rows)
+}
+
 /// One run (as `GET /v1/runs/{id}` shows it) for people.
 pub fn run_details(run: &Value, colour: bool) -> String {
     let mut out = String::new();

@@ -427,3 +427,28 @@ async fn a_server_with_a_token_needs_it() {
     assert_eq!(with, json!({"runs": [], "next": null}));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_lists_what_the_server_can_start() {
+    let server = TestServer::start(None).await;
+    let list = server.flow(&["workflows", "--json"]).await.json();
+    let names: Vec<&str> = list["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["approve_by_link", "approve_order", "place_order"]);
+    let table = server.flow(&["workflows"]).await.ok().stdout;
+    let approve = table
+        .lines()
+        .find(|l| l.starts_with("approve_order "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        approve.contains("Approval")
+            && approve.contains("approval: ")
+            && approve.contains("Decision"),
+        "{approve}"
+    );
+    server.stop().await;
+}
