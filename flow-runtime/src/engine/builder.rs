@@ -244,8 +244,10 @@ impl EngineBuilder {
     /// Opening still takes the journal's lock (another engine cannot open it meanwhile,
     /// and one that has it open makes this open fail with
     /// [`FlowError::DatabaseAlreadyOpen`]), replays a write-ahead log that a crash left
-    /// behind, and [`shutdown`](Engine::shutdown) checkpoints as after any engine: redb's
-    /// file is made durable and the log emptied. No run's state changes.
+    /// behind, records in the file that its log is in use, and
+    /// [`shutdown`](Engine::shutdown) checkpoints as after any engine: redb's file is made
+    /// durable and the log emptied. The file's bytes change that way; no run's state, no
+    /// history and no setting does.
     pub fn inspect_only(mut self) -> Self {
         self.inspect_only = true;
         self
