@@ -358,3 +358,36 @@ async fn writes_and_held_journals_are_refused_and_nothing_changes() {
     assert_eq!(missing.code, 2, "{}", missing.stderr);
     assert!(!nowhere.exists(), "a missing journal must not be created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_deletes_no_expired_run() {
+    let scratch = Scratch::new("retention");
+    let path = scratch.path.join("kept.redb");
+    // Finished runs of this engine expire a second after they finish.
+    let engine = builder()
+        .retention(Some(Duration::from_secs(1)))
+        .open(&path)
+        .await
+        .unwrap();
+    let run = engine.start("calc-1", compute(Job { n: 1 })).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), 3);
+    engine.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Expired, but a reader deletes nothing.
+    for _ in 0..2 {
+        let page = journal_flow(&path, &["runs", "--json"]).json();
+        assert_eq!(ids(&page), ["calc-1"]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // An engine that drives the journal does.
+    let engine = builder().open(&path).await.unwrap();
+    for _ in 0..500 {
+        if engine.list().await.unwrap().is_empty() {
+            engine.shutdown().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the expired run was never deleted by a driving engine");
+}
