@@ -358,6 +358,13 @@ impl Backend {
         self.http("complete")?.post(&path, payload).await
     }
 
+    /// Fails the callback that issued `token` with `error`.
+    pub async fn fail_callback(&self, token: &str, error: &str) -> Result<Value, CliError> {
+        let path = format!("/callbacks/{}/fail", segment(token));
+        let body = json!({ "error": error });
+        self.http("complete")?.post(&path, &body).await
+    }
+
     /// Writes run `run_id`'s recording to `out` (from the server's
     /// `/v1/runs/{run_id}/recording`, or with `Engine::export`). Answers with the number
     /// of steps written.

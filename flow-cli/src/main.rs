@@ -170,18 +170,24 @@ A completed run is not redriven (exit code 1): its workflow decided how it ended
         /// The run's ID.
         run: String,
     },
-    /// Complete a callback token a run handed out; the waiting step gets the payload.
+    /// Complete a callback token a run handed out: the waiting step gets the payload
+    /// (or, with --error, the error).
     #[command(after_help = "\
-Example:
+Examples:
   flow --url http://127.0.0.1:8080 complete 9f0c…e1 --payload '{\"approved\": true, \"by\": \"bob\"}'
+  flow --url http://127.0.0.1:8080 complete 9f0c…e1 --error 'the customer withdrew'
 
-An unknown, used or expired token is refused (exit code 1).")]
+An unknown, used or expired token is refused (exit code 1), and so is a payload that
+does not fit the type the step waits for (the token stays open).")]
     Complete {
         /// The callback token.
         token: String,
         /// The value, as JSON (@FILE: from a file; -: from stdin). Default: null.
-        #[arg(long, value_name = "JSON")]
+        #[arg(long, value_name = "JSON", conflicts_with = "error")]
         payload: Option<String>,
+        /// Fail the callback instead: the step gets `Err(CallbackError::Rejected(TEXT))`.
+        #[arg(long, value_name = "TEXT")]
+        error: Option<String>,
     },
     /// Write a run's recording to a file, for `RecordedRun::from_file(..).replay::<W>()`
     /// in a test.
@@ -435,7 +441,20 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
             backend.redrive(&run).await?;
             print(&format!("run {run} redriven"));
         }
-        Command::Complete { token, payload } => {
+        Command::Complete {
+            token,
+            payload,
+            error: Some(error),
+        } => {
+            debug_assert!(payload.is_none(), "clap keeps --payload and --error apart");
+            backend.fail_callback(&token, &error).await?;
+            print("callback failed with the error given");
+        }
+        Command::Complete {
+            token,
+            payload,
+            error: None,
+        } => {
             let payload = json_argument(payload.as_deref(), "--payload")?;
             backend.complete(&token, &payload).await?;
             print("callback completed");

@@ -345,6 +345,35 @@ async fn complete_a_callback_token() {
         "{}",
         used.stderr
     );
+
+    // Failed instead: the step gets the error, and the workflow rejects the order.
+    let input = approval("order-link-10");
+    server
+        .flow(&["start", "approve_by_link", "link-10", "--input", &input])
+        .await
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let token = loop {
+        let links = workflows::EMAILED_LINKS.lock().unwrap().clone();
+        if let Some((_, link)) = links.iter().find(|(id, _)| id == "order-link-10") {
+            break link.split('/').rev().nth(1).unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no link was emailed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.wait_for("link-10", "waiting").await;
+    let both = server
+        .flow(&["complete", &token, "--payload", "1", "--error", "x"])
+        .await;
+    assert_eq!(both.code, 2, "{}", both.stderr);
+    let failed = server
+        .flow(&["complete", &token, "--error", "the customer withdrew"])
+        .await
+        .ok();
+    assert_eq!(failed.stdout.trim(), "callback failed with the error given");
+    let run = server.wait_for("link-10", "completed").await;
+    let reason = run["output"]["Rejected"]["reason"].as_str().unwrap();
+    assert!(reason.contains("the customer withdrew"), "{run}");
     server.stop().await;
 }
 
