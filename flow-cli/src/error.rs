@@ -39,6 +39,15 @@ impl CliError {
         }
     }
 
+    /// The end of a command whose output nobody reads any more (stdout closed): exit
+    /// code 0, nothing printed.
+    pub fn quiet() -> Self {
+        CliError {
+            code: EXIT_OK,
+            message: String::new(),
+        }
+    }
+
     /// Something named that does not exist (exit code 3).
     pub fn not_found(message: impl Into<String>) -> Self {
         CliError {

@@ -308,6 +308,9 @@ fn main() -> ExitCode {
 }
 
 fn fail(error: CliError) -> ExitCode {
+    if error.message.is_empty() {
+        return ExitCode::from(error.code as u8);
+    }
     let label = output::paint("error:", "31;1", output::colour_stderr());
     eprintln!("{label} {}", error.message);
     ExitCode::from(error.code as u8)
@@ -394,9 +397,9 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
             };
             let page = backend.runs(&query).await?;
             if args.json {
-                print(&output::pretty(&page));
+                print(&output::pretty(&page))?;
             } else {
-                print(output::runs_table(&page, colour).trim_end());
+                print(output::runs_table(&page, colour).trim_end())?;
                 if let Some(next) = page["next"].as_str() {
                     eprintln!("more runs: add --page-token {}", shell_word(next));
                 }
@@ -405,8 +408,8 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
         Command::Show { run, json } => {
             let run = backend.run(&run).await?;
             match json {
-                true => print(&output::pretty(&run)),
-                false => print(output::run_details(&run, colour).trim_end()),
+                true => print(&output::pretty(&run))?,
+                false => print(output::run_details(&run, colour).trim_end())?,
             }
         }
         Command::History {
@@ -424,22 +427,22 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
             let input = json_argument(input.as_deref(), "--input")?;
             let run = backend.start(&workflow, &run_id, input).await?;
             match json {
-                true => print(&output::pretty(&run)),
-                false => print(output::run_details(&run, colour).trim_end()),
+                true => print(&output::pretty(&run))?,
+                false => print(output::run_details(&run, colour).trim_end())?,
             }
         }
         Command::Signal { run, name, payload } => {
             let payload = json_argument(payload.as_deref(), "--payload")?;
             backend.signal(&run, &name, &payload).await?;
-            print(&format!("signal `{name}` sent to run {run}"));
+            print(&format!("signal `{name}` sent to run {run}"))?;
         }
         Command::Cancel { run } => {
             backend.cancel(&run).await?;
-            print(&format!("cancellation of run {run} requested"));
+            print(&format!("cancellation of run {run} requested"))?;
         }
         Command::Redrive { run } => {
             backend.redrive(&run).await?;
-            print(&format!("run {run} redriven"));
+            print(&format!("run {run} redriven"))?;
         }
         Command::Complete {
             token,
@@ -448,7 +451,7 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
         } => {
             debug_assert!(payload.is_none(), "clap keeps --payload and --error apart");
             backend.fail_callback(&token, &error).await?;
-            print("callback failed with the error given");
+            print("callback failed with the error given")?;
         }
         Command::Complete {
             token,
@@ -457,20 +460,20 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
         } => {
             let payload = json_argument(payload.as_deref(), "--payload")?;
             backend.complete(&token, &payload).await?;
-            print("callback completed");
+            print("callback completed")?;
         }
         Command::Export { run, out } => {
             let steps = backend.export(&run, &out).await?;
             print(&format!(
                 "wrote the recording of run {run} ({steps} steps) to {}",
                 out.display()
-            ));
+            ))?;
         }
         Command::Workflows { json } => {
             let list = backend.workflows().await?;
             match json {
-                true => print(&output::pretty(&list)),
-                false => print(output::workflows_table(&list).trim_end()),
+                true => print(&output::pretty(&list))?,
+                false => print(output::workflows_table(&list).trim_end())?,
             }
         }
         Command::Completions { .. } => unreachable!("handled before connecting"),
@@ -488,8 +491,8 @@ async fn history(
     let events = backend.history(run_id, None).await?;
     if !follow {
         match json {
-            true => print(&output::pretty(&Value::Array(events))),
-            false => print(output::history_table(&events, true).trim_end()),
+            true => print(&output::pretty(&Value::Array(events)))?,
+            false => print(output::history_table(&events, true).trim_end())?,
         }
         return Ok(());
     }
@@ -500,10 +503,10 @@ async fn history(
         if !batch.is_empty() {
             if json {
                 for event in &batch {
-                    print(&event.to_string());
+                    print(&event.to_string())?;
                 }
             } else {
-                print(output::history_table(&batch, first).trim_end());
+                print(output::history_table(&batch, first).trim_end())?;
                 first = false;
             }
             last = batch.last().and_then(|e| e["seq"].as_u64()).or(last);
@@ -567,10 +570,11 @@ fn shell_word(word: &str) -> String {
     }
 }
 
-/// Prints `text` and a newline; a closed stdout (`flow runs | head`) ends quietly.
-fn print(text: &str) {
+/// Prints `text` and a newline. A closed stdout (`flow runs | head`) ends the command
+/// quietly, with exit code 0, through the usual path (a journal is still closed).
+fn print(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
-        std::process::exit(EXIT_OK);
-    }
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|_| CliError::quiet())
 }
