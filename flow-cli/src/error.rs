@@ -13,6 +13,9 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit code: the run or workflow named does not exist.
 pub const EXIT_NOT_FOUND: i32 = 3;
 
+/// Exit code: interrupted by Ctrl-C (the shells' 128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
 /// A failed command: what to print on stderr and the exit code.
 #[derive(Debug)]
 pub struct CliError {
@@ -45,6 +48,14 @@ impl CliError {
         CliError {
             code: EXIT_OK,
             message: String::new(),
+        }
+    }
+
+    /// Interrupted by Ctrl-C (exit code 130).
+    pub fn interrupted() -> Self {
+        CliError {
+            code: EXIT_INTERRUPTED,
+            message: "interrupted".into(),
         }
     }
 

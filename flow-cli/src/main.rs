@@ -33,6 +33,7 @@ Exit codes:
   2  usage error: a wrong option or argument, an --input or --payload that is not JSON,
      a write command with --journal, no journal at the --journal path
   3  not found: no such run (or workflow)
+  130  interrupted (Ctrl-C)
 
 Backends:
   --url URL       a running flow-server (FLOW_URL; with --token or FLOW_TOKEN)
@@ -324,7 +325,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
     check_usage(&cli)?;
     let backend = connect(&cli.target).await?;
-    let result = execute(&backend, cli.command).await;
+    // Ctrl-C (ending `history --follow`, say) still closes a journal properly.
+    let result = tokio::select! {
+        result = execute(&backend, cli.command) => result,
+        _ = tokio::signal::ctrl_c() => Err(CliError::interrupted()),
+    };
     backend.close().await;
     result
 }

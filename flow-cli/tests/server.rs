@@ -481,3 +481,39 @@ async fn workflows_lists_what_the_server_can_start() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_ends_a_follow_with_130() {
+    let server = TestServer::start(None).await;
+    let input = approval("order-i");
+    server
+        .flow(&["start", "approve_order", "interrupt-1", "--input", &input])
+        .await
+        .ok();
+    server.wait_for("interrupt-1", "waiting").await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["--url", &server.url, "history", "interrupt-1", "--follow"])
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("signal:approval"), "{stdout}");
+    server.stop().await;
+}
