@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::Value;
 
 use backend::{Backend, Http, Journal, RunsQuery};
@@ -58,7 +58,7 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Target {
     /// The flow-server to talk to, e.g. http://127.0.0.1:8080.
-    #[arg(long, env = "FLOW_URL", global = true, conflicts_with = "journal")]
+    #[arg(long, env = "FLOW_URL", global = true)]
     url: Option<String>,
     /// The server's API token (sent as `Authorization: Bearer TOKEN`).
     #[arg(long, env = "FLOW_TOKEN", global = true, hide_env_values = true)]
@@ -286,14 +286,20 @@ struct RunsArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // Help and version go to stdout with 0; usage errors to stderr with 2.
             let _ = e.print();
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    if let Err(e) = pick_backend(&mut cli.target, &matches) {
+        return fail(e);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -332,6 +338,39 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     };
     backend.close().await;
     result
+}
+
+/// With both a URL and a journal, the one given on the command line wins over the one
+/// from the environment (`FLOW_URL`, `FLOW_JOURNAL`); both on the command line, or both
+/// from the environment, is a usage error.
+fn pick_backend(target: &mut Target, matches: &clap::ArgMatches) -> Result<(), CliError> {
+    use clap::parser::ValueSource;
+    if target.url.is_none() || target.journal.is_none() {
+        return Ok(());
+    }
+    let source = |id: &str| {
+        let mut found = matches.value_source(id);
+        let mut level = matches;
+        // Global options given after the command are recorded with the command.
+        while let Some((_, sub)) = level.subcommand() {
+            if sub.value_source(id) == Some(ValueSource::CommandLine) {
+                found = Some(ValueSource::CommandLine);
+            }
+            level = sub;
+        }
+        found
+    };
+    match (source("url"), source("journal")) {
+        (Some(ValueSource::CommandLine), Some(ValueSource::EnvVariable)) => target.journal = None,
+        (Some(ValueSource::EnvVariable), Some(ValueSource::CommandLine)) => target.url = None,
+        _ => {
+            return Err(CliError::usage(
+                "both --url and --journal are given (on the command line, or as FLOW_URL and \
+                 FLOW_JOURNAL); give one: a server, or a journal no engine has open",
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// Usage errors found before anything is opened.

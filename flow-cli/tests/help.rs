@@ -60,6 +60,36 @@ fn usage_errors_exit_with_2_and_say_what_to_do() {
         &[],
     );
     assert_eq!(both.code, 2, "{}", both.stderr);
+    assert!(both.stderr.contains("give one"), "{}", both.stderr);
+    let both = flow(
+        &["runs"],
+        &[
+            ("FLOW_URL", "http://127.0.0.1:1"),
+            ("FLOW_JOURNAL", "x.redb"),
+        ],
+    );
+    assert_eq!(both.code, 2, "{}", both.stderr);
+    // The command line wins over the environment, whichever it names.
+    let journal_wins = flow(
+        &["--journal", "no-such.redb", "runs"],
+        &[("FLOW_URL", "http://127.0.0.1:1")],
+    );
+    assert!(
+        journal_wins
+            .stderr
+            .contains("there is no journal at `no-such.redb`"),
+        "{}",
+        journal_wins.stderr
+    );
+    let url_wins = flow(
+        &["runs", "--url", "http://127.0.0.1:1"],
+        &[("FLOW_JOURNAL", "no-such.redb")],
+    );
+    assert!(
+        url_wins.stderr.contains("could not reach the flow server"),
+        "{}",
+        url_wins.stderr
+    );
     let unknown = flow(&["frobnicate"], &[]);
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
     let not_http = flow(&["--url", "127.0.0.1:8080", "runs"], &[]);
