@@ -95,6 +95,8 @@ impl From<FlowError> for ApiError {
             FlowError::WrongWorkflow { .. } => (StatusCode::CONFLICT, "wrong_workflow"),
             FlowError::RunFinished { .. } => (StatusCode::CONFLICT, "run_finished"),
             FlowError::NotFaulted { .. } => (StatusCode::CONFLICT, "not_faulted"),
+            FlowError::NotRedrivable { .. } => (StatusCode::CONFLICT, "not_redrivable"),
+            FlowError::RedriveNeedsChild { .. } => (StatusCode::CONFLICT, "redrive_needs_child"),
             FlowError::InvalidCallbackToken { .. } => (StatusCode::GONE, "invalid_callback_token"),
             FlowError::Codec(CodecError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")

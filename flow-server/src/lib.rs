@@ -48,7 +48,7 @@ pub mod openapi;
 mod options;
 mod routes;
 mod server;
-mod views;
+pub mod views;
 
 pub use error::{ApiError, MAX_MESSAGE_BYTES};
 pub use flow_runtime::Engine;

@@ -41,12 +41,16 @@ pub fn document() -> Value {
                 query("after", "integer", "Only events after this sequence number (the previous page's `next`)."),
                 query("limit", "integer", "Most events to return (1 to 1000, default 100)."),
             ], &[(200, "HistoryPage"), (400, "Error"), (404, "Error")])},
+            "/v1/runs/{run_id}/recording": {"get": recording()},
             "/v1/runs/{run_id}/signals/{name}": {"post": op("signalRun",
                 "Sends a signal; the body is its payload, checked against the type the workflow awaits.",
                 Some("Any"), &[path("run_id"), path("name")],
                 &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
             "/v1/runs/{run_id}/cancel": {"post": op("cancelRun", "Requests the run's cancellation (no body, or {}).", None,
                 &[path("run_id")], &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
+            "/v1/runs/{run_id}/redrive": {"post": op("redriveRun",
+                "Sets a failed, cancelled (or timed-out) or faulted run going again at the step it ended in (no body, or {}); a completed run is refused with 409.",
+                None, &[path("run_id")], &[(200, "Accepted"), (400, "Error"), (404, "Error"), (409, "Error"), (413, "Error"), (415, "Error")])},
             "/v1/callbacks/{token}/complete": {"post": op("completeCallback",
                 "Completes a callback: the waiting step gets the body as its value. Needs no API token.",
                 Some("Any"), &[path("token")], &[(200, "CallbackDone"), (400, "Error"), (410, "Error"), (413, "Error"), (415, "Error")])},
@@ -131,7 +135,7 @@ fn schemas() -> Value {
         }), &["runs", "next"]),
         "Event": {
             "type": "object",
-            "description": "One history event: its sequence number, time, type (e.g. StepCompleted) and the fields of that type, stored values rendered as JSON.",
+            "description": "One history event: its sequence number, time, type (e.g. StepCompleted) and the fields of that type, stored values rendered as JSON (a SignalReceived's position in the run's inbox is `inbox_seq`).",
             "properties": {
                 "seq": {"type": "integer", "minimum": 0},
                 "at_ms": {"type": "integer", "minimum": 0},
@@ -156,7 +160,7 @@ fn schemas() -> Value {
         }), &["workflows"]),
         "Accepted": object(json!({
             "run_id": {"type": "string"},
-            "accepted": {"enum": ["signal", "cancel"]},
+            "accepted": {"enum": ["signal", "cancel", "redrive"]},
         }), &["run_id", "accepted"]),
         "CallbackDone": object(json!({
             "accepted": {"enum": ["completed", "failed", "heartbeat"]},
@@ -224,6 +228,21 @@ fn metrics_op() -> Value {
     );
     operation["responses"]["200"]["content"] = json!({
         crate::metrics::CONTENT_TYPE_TEXT: {"schema": {"type": "string"}},
+    });
+    operation
+}
+
+/// `GET /v1/runs/{run_id}/recording`: its success is bytes, not JSON.
+fn recording() -> Value {
+    let mut operation = op(
+        "getRecording",
+        "The run's recording (what Engine::export writes), for flow::testing::RecordedRun::from_bytes to replay against changed code in a test.",
+        None,
+        &[path("run_id")],
+        &[(200, "Any"), (404, "Error")],
+    );
+    operation["responses"]["200"]["content"] = json!({
+        "application/octet-stream": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}},
     });
     operation
 }

@@ -1,15 +1,21 @@
 //! What the API shows of runs and their histories, as JSON: stored user values rendered
 //! with `codec::to_json`, statuses as snake_case names.
+//!
+//! Public so that a program with the journal at hand (the `flow` command line's
+//! `--journal`) shows runs exactly as the server does: each function here builds the body
+//! of one endpoint's answer from an [`Engine`].
 
 use std::collections::BTreeMap;
 
-use flow_runtime::{codec, EventKind, HistoryEvent, RunStatus, RunSummary, StatusKind};
+use flow_runtime::{
+    codec, Engine, EventKind, FlowError, HistoryEvent, ListQuery, RunStatus, RunSummary, StatusKind,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// A stored user value as JSON (a value that no longer decodes is shown as a string
 /// saying so, rather than failing the whole answer).
-pub(crate) fn render(bytes: &[u8]) -> Value {
+pub fn render(bytes: &[u8]) -> Value {
     match codec::to_json(bytes).map(|text| serde_json::from_str(&text)) {
         Ok(Ok(value)) => value,
         Ok(Err(e)) => Value::String(format!("(not renderable as JSON: {e})")),
@@ -18,7 +24,7 @@ pub(crate) fn render(bytes: &[u8]) -> Value {
 }
 
 /// The status names the API uses, also as the `status` filter of a listing.
-pub(crate) const STATUS_NAMES: [(&str, StatusKind); 8] = [
+pub const STATUS_NAMES: [(&str, StatusKind); 8] = [
     ("running", StatusKind::Running),
     ("waiting", StatusKind::Waiting),
     ("completed", StatusKind::Completed),
@@ -28,6 +34,14 @@ pub(crate) const STATUS_NAMES: [(&str, StatusKind); 8] = [
     ("faulted", StatusKind::Faulted),
     ("blocked", StatusKind::Blocked),
 ];
+
+/// The status kind called `name` in the API (`running`, `waiting`, ...).
+pub fn status_kind(name: &str) -> Option<StatusKind> {
+    STATUS_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, kind)| *kind)
+}
 
 fn status_name(status: &RunStatus) -> &'static str {
     let kind = StatusKind::of(status);
@@ -102,6 +116,8 @@ pub(crate) struct PendingView {
 /// The step a run waits on: the latest scheduled step its history does not complete.
 pub(crate) fn pending_step(history: &[HistoryEvent]) -> Option<PendingView> {
     let mut open: BTreeMap<u64, PendingView> = BTreeMap::new();
+    // The steps open when the run last ended.
+    let mut ended: BTreeMap<u64, PendingView> = BTreeMap::new();
     for event in history {
         match &event.kind {
             EventKind::StepScheduled { step, name, .. } => {
@@ -136,14 +152,111 @@ pub(crate) fn pending_step(history: &[HistoryEvent]) -> Option<PendingView> {
             EventKind::StepCompleted { step, .. } => {
                 open.remove(step);
             }
-            EventKind::RunCompleted { .. }
-            | EventKind::RunFailed { .. }
-            | EventKind::RunCancelled
-            | EventKind::ContinuedAsNew { .. } => open.clear(),
+            // A run that failed or was cancelled may be redriven at the step it ended in.
+            EventKind::RunFailed { .. } | EventKind::RunCancelled => {
+                ended = std::mem::take(&mut open);
+            }
+            EventKind::RunRedriven { .. } => {
+                // Its attempts start afresh.
+                for (step, mut pending) in std::mem::take(&mut ended) {
+                    pending.attempt = None;
+                    pending.last_error = None;
+                    pending.retry_at_ms = None;
+                    open.entry(step).or_insert(pending);
+                }
+            }
+            EventKind::RunCompleted { .. } | EventKind::ContinuedAsNew { .. } => {
+                open.clear();
+                ended.clear();
+            }
             _ => {}
         }
     }
     open.into_values().next_back()
+}
+
+/// Run `run_id` as `GET /v1/runs/{run_id}` shows it: its summary, input and output as
+/// JSON, and the step it waits on (`pending`, null once it finished).
+///
+/// Errors: [`FlowError::UnknownRun`]; a storage error.
+pub async fn run_json(engine: &Engine, run_id: &str) -> Result<Value, FlowError> {
+    let run = engine.describe(run_id).await?;
+    let pending = if run.summary.status.is_finished() {
+        None
+    } else {
+        pending_step(&engine.history(run_id).await?)
+    };
+    let view = RunView {
+        input: run.input.as_deref().map_or(Value::Null, render),
+        output: run.output.as_deref().map_or(Value::Null, render),
+        summary: run.summary.into(),
+        pending,
+    };
+    Ok(serde_json::to_value(view).unwrap_or(Value::Null))
+}
+
+/// Which runs [`list_json`] shows: those of the engine's [`ListQuery`] (cursor, limit,
+/// workflow, version, status), created in `created_ms`.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// The engine's filters and cursor; `limit` is the most runs on the page.
+    pub query: ListQuery,
+    /// Creation times (ms since the Unix epoch) to keep; `None` keeps all.
+    pub created_ms: Option<std::ops::Range<u64>>,
+}
+
+/// A page of runs as `GET /v1/runs` shows it: `{"runs": [...], "next": cursor or null}`.
+/// The engine filters by workflow, version and status; the creation time is filtered
+/// here, page after page, until this page is full or the runs run out.
+///
+/// Errors: a storage error.
+pub async fn list_json(engine: &Engine, filter: &RunFilter) -> Result<Value, FlowError> {
+    let limit = filter
+        .query
+        .limit
+        .unwrap_or(flow_runtime::DEFAULT_PAGE_RUNS)
+        .clamp(1, flow_runtime::MAX_PAGE_RUNS);
+    let created = filter.created_ms.clone().unwrap_or(0..u64::MAX);
+    let mut query = filter.query.clone();
+    query.limit = Some(limit);
+    let mut runs = Vec::new();
+    let next = loop {
+        let page = engine.list_page(&query).await?;
+        let mut full = None;
+        for run in page.runs {
+            if created.contains(&run.created_at_ms) {
+                let run_id = run.run_id.clone();
+                runs.push(SummaryView::from(run));
+                if runs.len() == limit {
+                    full = Some(run_id);
+                    break;
+                }
+            }
+        }
+        if full.is_some() {
+            break full;
+        }
+        match page.next {
+            Some(cursor) => query.after = Some(cursor),
+            None => break None,
+        }
+    };
+    Ok(serde_json::json!({"runs": runs, "next": next}))
+}
+
+/// A page of `history` as `GET /v1/runs/{run_id}/history` shows it: at most `limit`
+/// events after sequence number `after`, `{"events": [...], "next": seq or null}`.
+pub fn history_json(history: &[HistoryEvent], after: Option<u64>, limit: usize) -> Value {
+    let mut rest = history
+        .iter()
+        .filter(|e| after.is_none_or(|after| e.seq > after));
+    let events: Vec<_> = rest.by_ref().take(limit).collect();
+    let next = match rest.next() {
+        Some(_) => events.last().map(|e| e.seq),
+        None => None,
+    };
+    let events: Vec<Value> = events.into_iter().map(event_view).collect();
+    serde_json::json!({"events": events, "next": next})
 }
 
 /// The fields of history events that hold encoded user values.
@@ -151,7 +264,7 @@ const VALUE_FIELDS: [&str; 3] = ["input", "output", "args"];
 
 /// A history event as JSON: `{seq, at_ms, type, ...the event's fields}`, its encoded
 /// values rendered as JSON.
-pub(crate) fn event_view(event: &HistoryEvent) -> Value {
+pub fn event_view(event: &HistoryEvent) -> Value {
     let mut out = Map::new();
     out.insert("seq".into(), event.seq.into());
     out.insert("at_ms".into(), event.at_ms.into());
@@ -165,7 +278,18 @@ pub(crate) fn event_view(event: &HistoryEvent) -> Value {
             for (name, fields) in tagged {
                 out.insert("type".into(), Value::String(name));
                 match rendered(fields) {
-                    Value::Object(fields) => out.extend(fields),
+                    // A field named like the envelope's (`SignalReceived`'s inbox `seq`)
+                    // must not overwrite it.
+                    Value::Object(fields) => {
+                        for (key, value) in fields {
+                            let key = match key.as_str() {
+                                "seq" if out["type"] == "SignalReceived" => "inbox_seq".into(),
+                                "seq" | "at_ms" | "type" => format!("field_{key}"),
+                                _ => key,
+                            };
+                            out.insert(key, value);
+                        }
+                    }
                     other => {
                         out.insert("value".into(), other);
                     }
@@ -285,6 +409,17 @@ mod tests {
         history.push(scheduled(6, 2, "ship"));
         history.push(event(7, EventKind::RunCancelled));
         assert!(pending_step(&history).is_none());
+        // Redriven, the run waits on the step it ended in again, with fresh attempts.
+        history.push(event(
+            8,
+            EventKind::RunRedriven {
+                ended: "cancelled".into(),
+            },
+        ));
+        let pending = pending_step(&history).expect("the step is open again");
+        assert_eq!((pending.step, pending.name.as_str()), (2, "ship"));
+        history.push(event(9, EventKind::RunCompleted { output: vec![] }));
+        assert!(pending_step(&history).is_none());
     }
 
     #[test]
@@ -294,6 +429,16 @@ mod tests {
         assert_eq!(
             view,
             serde_json::json!({"seq": 3, "at_ms": 1003, "type": "RunCompleted", "output": [1, 2]})
+        );
+        // The signal's inbox position keeps out of the event's own `seq`.
+        let signal = EventKind::SignalReceived {
+            name: "go".into(),
+            seq: 0,
+        };
+        assert_eq!(
+            event_view(&event(5, signal)),
+            serde_json::json!({"seq": 5, "at_ms": 1005, "type": "SignalReceived",
+                "name": "go", "inbox_seq": 0})
         );
         let view = event_view(&event(4, EventKind::CancelRequested));
         assert_eq!(

@@ -200,6 +200,57 @@ async fn a_cancelled_run_shows_as_cancelled() {
 }
 
 #[tokio::test]
+async fn a_cancelled_run_redriven_waits_again_and_completes() {
+    let server = TestServer::start(None).await;
+    let input = json!({"id": "a-3", "cents": 1});
+    server
+        .post("/v1/runs", &start("approve_order", "a-3", input))
+        .await;
+    server.wait_for_status("a-3", "waiting").await;
+    // Not ended yet: nothing to redrive.
+    let (status, body) = server.post("/v1/runs/a-3/redrive", &json!({})).await;
+    assert_error(status, &body, 409, "not_redrivable");
+    server.post("/v1/runs/a-3/cancel", &json!({})).await;
+    server.wait_for_status("a-3", "cancelled").await;
+
+    let (status, body) = server.post("/v1/runs/a-3/redrive", &json!({})).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"run_id": "a-3", "accepted": "redrive"}))
+    );
+    // It waits for its signal again (the engine shows a redriven run as running until
+    // its next transition).
+    let (_, run) = server.get("/v1/runs/a-3").await;
+    assert!(
+        ["running", "waiting"].contains(&run["status"].as_str().unwrap()),
+        "{run}"
+    );
+    assert_eq!(run["pending"]["name"], "signal:approval", "{run}");
+    assert_eq!(run["pending"]["step"], 1, "{run}");
+    let decision = json!({"approved": true, "by": "bob"});
+    let (status, _) = server
+        .post("/v1/runs/a-3/signals/approval", &decision)
+        .await;
+    assert_eq!(status, 200);
+    let run = server.wait_for_status("a-3", "completed").await;
+    assert_eq!(run["output"], json!({"Shipped": {"approved_by": "bob"}}));
+    let (_, history) = server.get("/v1/runs/a-3/history?limit=1000").await;
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(types.contains(&"RunRedriven"), "{types:?}");
+
+    let (status, body) = server.post("/v1/runs/a-3/redrive", &json!({})).await;
+    assert_error(status, &body, 409, "not_redrivable");
+    let (status, body) = server.post("/v1/runs/nobody/redrive", &json!({})).await;
+    assert_error(status, &body, 404, "unknown_run");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_run_that_returns_err_shows_its_failed_attempts() {
     let server = TestServer::start(None).await;
     // `reserve` fails for unicorns (2 attempts); `refund` compensates; the run returns Err.

@@ -82,6 +82,18 @@ async fn every_documented_operation_answers_as_documented() {
     server.wait_for_status("approval-1", "waiting").await;
     let approval = json!({"workflow": "approve_order", "run_id": "approval-2", "input": {"id": "b", "cents": 1}});
     assert_eq!(server.post("/v1/runs", &approval).await.0, 200);
+    // A cancelled run, to redrive.
+    let approval = json!({"workflow": "approve_order", "run_id": "approval-3", "input": {"id": "c", "cents": 1}});
+    assert_eq!(server.post("/v1/runs", &approval).await.0, 200);
+    server.wait_for_status("approval-3", "waiting").await;
+    assert_eq!(
+        server
+            .post("/v1/runs/approval-3/cancel", &json!({}))
+            .await
+            .0,
+        200
+    );
+    server.wait_for_status("approval-3", "cancelled").await;
     let complete_token = callback_token(&server, "link-1", "order-link-1").await;
     let fail_token = callback_token(&server, "link-2", "order-link-2").await;
 
@@ -146,6 +158,20 @@ async fn every_documented_operation_answers_as_documented() {
             400,
         ),
         call("getHistory", "GET", "/v1/runs/nobody/history", None, 404),
+        call(
+            "getRecording",
+            "GET",
+            "/v1/runs/order-1/recording",
+            None,
+            200,
+        ),
+        call(
+            "getRecording",
+            "GET",
+            "/v1/runs/nobody/recording",
+            None,
+            404,
+        ),
         call(
             "signalRun",
             "POST",
@@ -213,6 +239,22 @@ async fn every_documented_operation_answers_as_documented() {
             400,
         ),
         call(
+            "redriveRun",
+            "POST",
+            "/v1/runs/approval-3/redrive",
+            None,
+            200,
+        ),
+        call("redriveRun", "POST", "/v1/runs/order-1/redrive", None, 409),
+        call("redriveRun", "POST", "/v1/runs/nobody/redrive", None, 404),
+        call(
+            "redriveRun",
+            "POST",
+            "/v1/runs/approval-3/redrive",
+            Some(json!({"why": "x"})),
+            400,
+        ),
+        call(
             "heartbeatCallback",
             "POST",
             "/v1/callbacks/nope/heartbeat",
@@ -270,6 +312,18 @@ async fn every_documented_operation_answers_as_documented() {
             let documented = &operation["responses"]["200"]["content"];
             assert!(documented[&content_type].is_object(), "{content_type}");
             assert!(text.starts_with("# HELP flow_"), "{text:.300}");
+            continue;
+        }
+        let bytes_answer = &operation["responses"][response.status().as_str()]["content"]
+            ["application/octet-stream"];
+        if bytes_answer.is_object() {
+            // A recording: bytes that load as one.
+            let what = format!("{} {} -> {}", c.method, c.path, response.status());
+            assert_eq!(response.status().as_u16(), c.expect, "{what}");
+            assert_eq!(content_type, "application/octet-stream", "{what}");
+            let bytes = response.bytes().await.unwrap();
+            let recorded = flow::testing::RecordedRun::from_bytes(&bytes, "answer").unwrap();
+            assert_eq!(recorded.workflow, "place_order", "{what}");
             continue;
         }
         let (status, body) = common::answer(response).await;

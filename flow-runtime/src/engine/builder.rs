@@ -41,6 +41,7 @@ pub struct EngineBuilder {
     pub(crate) accept_log_loss: bool,
     pub(crate) checkpoint_bytes: u64,
     pub(crate) retention: Retention,
+    pub(crate) inspect_only: bool,
 }
 
 impl Default for EngineBuilder {
@@ -56,6 +57,7 @@ impl Default for EngineBuilder {
             accept_log_loss: false,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
             retention: Retention::default(),
+            inspect_only: false,
         }
     }
 }
@@ -224,6 +226,30 @@ impl EngineBuilder {
     /// [`retention`](Self::retention): `None` keeps them for ever.
     pub fn retention_of<W: Workflow>(mut self, keep: Option<Duration>) -> Self {
         self.retention.workflows.insert(W::NAME.to_string(), keep);
+        self
+    }
+
+    /// Opens the journal to look at it, not to drive it: for tools (the `flow` command
+    /// line) that show runs, histories and recordings of a journal no engine has open,
+    /// without the workflows' code.
+    ///
+    /// Such an engine drives no run, fires no timer, deletes no expired run and leaves
+    /// the journal's retention settings as they are; its `status`, `describe` and `list`
+    /// show each run's stored status (a run of a workflow it does not register is not
+    /// shown as blocked, and a completed run whose workflow returned `Err` shows as
+    /// completed, since telling the two apart needs the output type). Every call that
+    /// would write (`start`, `signal`, `cancel`, `complete`, `redrive`, ...) is refused
+    /// with [`FlowError::EngineStopped`] and writes nothing.
+    ///
+    /// Opening still takes the journal's lock (another engine cannot open it meanwhile,
+    /// and one that has it open makes this open fail with
+    /// [`FlowError::DatabaseAlreadyOpen`]), replays a write-ahead log that a crash left
+    /// behind, records in the file that its log is in use, and
+    /// [`shutdown`](Engine::shutdown) checkpoints as after any engine: redb's file is made
+    /// durable and the log emptied. The file's bytes change that way; no run's state, no
+    /// history and no setting does.
+    pub fn inspect_only(mut self) -> Self {
+        self.inspect_only = true;
         self
     }
 

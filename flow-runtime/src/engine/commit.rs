@@ -307,9 +307,17 @@ impl CommitPipeline {
             None => true,
             Some(job) => self.send(job),
         };
+        // Why the engine refuses, if it does (said now: the reason may be taken later).
+        let refused = (!sent).then(|| {
+            self.committer
+                .stop
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| "the engine was shut down".to_string())
+        });
         async move {
-            if !sent {
-                return Err(FlowError::stopped("the engine was shut down"));
+            if let Some(reason) = refused {
+                return Err(FlowError::stopped(reason));
             }
             // A dropped reply means the thread froze (halt hook) or stopped before this
             // request was written.

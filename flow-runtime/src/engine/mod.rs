@@ -74,6 +74,11 @@ use step::{step_run, StepOutcome};
 use timers::Timers;
 use wake::{Drivers, Waiters};
 
+/// Why an engine opened with `EngineBuilder::inspect_only` refuses writes.
+const INSPECT_ONLY: &str = "it was opened with `EngineBuilder::inspect_only` to look at the \
+    journal, and writes nothing; open the journal with an engine that drives its runs (or \
+    send the request to a server that has it open)";
+
 /// Longest accepted run ID, in bytes.
 const MAX_RUN_ID_BYTES: usize = 1024;
 
@@ -128,6 +133,8 @@ pub(crate) struct Core {
     pub blocked: BlockedRuns,
     /// Counters for `Engine::metrics`, shared with the commit pipeline.
     pub metrics: Arc<EngineMetrics>,
+    /// Opened with `EngineBuilder::inspect_only`: drives nothing, writes nothing.
+    pub inspect_only: bool,
     stop: Arc<watch::Sender<Option<String>>>,
 }
 
@@ -149,7 +156,7 @@ impl Core {
     /// Why this engine cannot drive the run stored with `header`, if it cannot: its
     /// workflow is missing or changed, or the run was parked for lack of code.
     pub(crate) fn blocked_reason(&self, run_id: &str, header: &RunRecord) -> Option<String> {
-        if header.status.is_settled() {
+        if header.status.is_settled() || self.inspect_only {
             return None;
         }
         match self.registry.driver_for(header) {
@@ -217,6 +224,7 @@ impl Engine {
         let retention = std::mem::take(&mut builder.retention);
         let store = Arc::new(store);
         let stop = Arc::new(watch::channel(None).0);
+        let inspect_only = builder.inspect_only;
         let hooks = CommitHooks {
             halt_after: builder.halt_after,
             on_commit: builder.on_commit,
@@ -234,11 +242,20 @@ impl Engine {
             timers: Timers::new(),
             blocked: BlockedRuns::default(),
             metrics,
+            inspect_only,
             stop,
         });
         let engine = Engine {
             shared: Arc::new(Shared { core: core.clone() }),
         };
+        if inspect_only {
+            // No driver, timer or retention service: the journal is only read. Closing
+            // the commit channel makes every write fail unwritten.
+            if let Some(thread) = core.begin_shutdown(INSPECT_ONLY) {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            return Ok(engine);
+        }
         retention::start(&core, retention).await?;
         // Recovery: runs with deadline-free work get a driver now; runs with deadlines
         // (including ones that passed while no engine ran) are woken by the timer service.

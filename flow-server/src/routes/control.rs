@@ -1,4 +1,4 @@
-//! Outside events for a run: signals and cancellation.
+//! Outside events for a run: signals, cancellation and redrive.
 
 use axum::extract::State;
 use axum::Json;
@@ -12,7 +12,7 @@ use crate::extract::{ApiJson, ApiPath, NoBody};
 #[derive(Serialize)]
 pub(crate) struct Accepted {
     run_id: String,
-    /// What was stored: `signal` or `cancel`.
+    /// What was stored: `signal`, `cancel` or `redrive`.
     accepted: &'static str,
 }
 
@@ -40,5 +40,19 @@ pub(crate) async fn cancel(
     Ok(Json(Accepted {
         run_id,
         accepted: "cancel",
+    }))
+}
+
+/// `POST /v1/runs/{run_id}/redrive`: a failed, cancelled (or timed-out) or faulted run
+/// goes again at the step it ended in (`Engine::redrive`).
+pub(crate) async fn redrive(
+    State(state): State<AppState>,
+    ApiPath(run_id): ApiPath<String>,
+    _: NoBody,
+) -> Result<Json<Accepted>, ApiError> {
+    state.engine.redrive(&run_id).await?;
+    Ok(Json(Accepted {
+        run_id,
+        accepted: "redrive",
     }))
 }

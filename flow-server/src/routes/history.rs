@@ -2,13 +2,13 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
-use crate::views::event_view;
+use crate::views::history_json;
 
 /// Events per page unless `limit` says otherwise.
 const DEFAULT_PAGE_EVENTS: usize = 100;
@@ -23,20 +23,13 @@ pub(crate) struct HistoryParams {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-pub(crate) struct HistoryPage {
-    events: Vec<Value>,
-    /// Pass as `after` for the next page; `null` on the last page.
-    next: Option<u64>,
-}
-
 /// The run's events after `after`, oldest first. The engine reads a run's history
 /// whole; the page bounds what is rendered and sent.
 pub(crate) async fn page(
     State(state): State<AppState>,
     ApiPath(run_id): ApiPath<String>,
     ApiQuery(params): ApiQuery<HistoryParams>,
-) -> Result<Json<HistoryPage>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE_EVENTS);
     if !(1..=MAX_PAGE_EVENTS).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -45,16 +38,19 @@ pub(crate) async fn page(
         ));
     }
     let history = state.engine.history(&run_id).await?;
-    let mut rest = history
-        .iter()
-        .filter(|e| params.after.is_none_or(|after| e.seq > after));
-    let events: Vec<_> = rest.by_ref().take(limit).collect();
-    let next = match rest.next() {
-        Some(_) => events.last().map(|e| e.seq),
-        None => None,
-    };
-    Ok(Json(HistoryPage {
-        events: events.into_iter().map(event_view).collect(),
-        next,
-    }))
+    Ok(Json(history_json(&history, params.after, limit)))
+}
+
+/// `GET /v1/runs/{run_id}/recording`: the run's recording, the bytes
+/// `Engine::export` writes to a file, for `flow::testing::RecordedRun::from_file` (or
+/// `from_bytes`) to replay against changed code in a test.
+pub(crate) async fn recording(
+    State(state): State<AppState>,
+    ApiPath(run_id): ApiPath<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::IntoResponse;
+    let history = state.engine.history(&run_id).await?;
+    let bytes = flow_runtime::testing::RecordedRun::from_history(&history).to_bytes();
+    Ok(([(CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }

@@ -29,8 +29,10 @@ pub(crate) fn routes(engine: Engine) -> Router {
         .route("/v1/runs", get(runs::list).post(runs::start))
         .route("/v1/runs/{run_id}", get(runs::get))
         .route("/v1/runs/{run_id}/history", get(history::page))
+        .route("/v1/runs/{run_id}/recording", get(history::recording))
         .route("/v1/runs/{run_id}/signals/{name}", post(control::signal))
         .route("/v1/runs/{run_id}/cancel", post(control::cancel))
+        .route("/v1/runs/{run_id}/redrive", post(control::redrive))
         .route("/v1/callbacks/{token}/complete", post(callbacks::complete))
         .route("/v1/callbacks/{token}/fail", post(callbacks::fail))
         .route(

@@ -3,13 +3,13 @@
 use axum::extract::State;
 use axum::Json;
 use flow_runtime::{codec, Engine, ListQuery, MAX_PAGE_RUNS};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::views::{self, RunView, SummaryView, STATUS_NAMES};
+use crate::views::{self, RunFilter, STATUS_NAMES};
 
 /// `POST /v1/runs`.
 #[derive(Deserialize)]
@@ -27,7 +27,7 @@ pub(crate) struct StartRequest {
 pub(crate) async fn start(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<StartRequest>,
-) -> Result<Json<RunView>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let engine = &state.engine;
     if !engine
         .workflows()
@@ -67,23 +67,12 @@ fn unknown_workflow(engine: &Engine, name: &str) -> ApiError {
 pub(crate) async fn get(
     State(state): State<AppState>,
     ApiPath(run_id): ApiPath<String>,
-) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(run_view(&state.engine, &run_id).await?))
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(views::run_json(&state.engine, &run_id).await?))
 }
 
-async fn run_view(engine: &Engine, run_id: &str) -> Result<RunView, ApiError> {
-    let run = engine.describe(run_id).await?;
-    let pending = if run.summary.status.is_finished() {
-        None
-    } else {
-        views::pending_step(&engine.history(run_id).await?)
-    };
-    Ok(RunView {
-        input: run.input.as_deref().map_or(Value::Null, views::render),
-        output: run.output.as_deref().map_or(Value::Null, views::render),
-        summary: run.summary.into(),
-        pending,
-    })
+async fn run_view(engine: &Engine, run_id: &str) -> Result<Value, ApiError> {
+    Ok(views::run_json(engine, run_id).await?)
 }
 
 /// `GET /v1/runs` query parameters.
@@ -99,36 +88,23 @@ pub(crate) struct ListParams {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-pub(crate) struct ListView {
-    runs: Vec<SummaryView>,
-    /// Pass as `after` for the next page; `null` on the last page.
-    next: Option<String>,
-}
-
 /// Runs in run ID order, a page at a time, filtered by status, workflow and creation time.
 pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<ListView>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let status = match params.status.as_deref() {
         None => None,
-        Some(name) => Some(
-            STATUS_NAMES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, kind)| *kind)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = STATUS_NAMES.iter().map(|(n, _)| *n).collect();
-                    ApiError::bad_request(
-                        "invalid_status",
-                        format!(
-                            "`{name}` is not a run status; use one of: {}",
-                            names.join(", ")
-                        ),
-                    )
-                })?,
-        ),
+        Some(name) => Some(views::status_kind(name).ok_or_else(|| {
+            let names: Vec<&str> = STATUS_NAMES.iter().map(|(n, _)| *n).collect();
+            ApiError::bad_request(
+                "invalid_status",
+                format!(
+                    "`{name}` is not a run status; use one of: {}",
+                    names.join(", ")
+                ),
+            )
+        })?),
     };
     let limit = params.limit.unwrap_or(flow_runtime::DEFAULT_PAGE_RUNS);
     if !(1..=MAX_PAGE_RUNS).contains(&limit) {
@@ -137,35 +113,19 @@ pub(crate) async fn list(
             format!("`limit` must be between 1 and {MAX_PAGE_RUNS}"),
         ));
     }
-    let created =
-        params.created_after_ms.unwrap_or(0)..params.created_before_ms.unwrap_or(u64::MAX);
-    let mut query = ListQuery {
-        after: params.after,
-        limit: Some(limit),
-        workflow: params.workflow,
-        version: params.version,
-        status,
+    let created_ms = (params.created_after_ms.is_some() || params.created_before_ms.is_some())
+        .then(|| {
+            params.created_after_ms.unwrap_or(0)..params.created_before_ms.unwrap_or(u64::MAX)
+        });
+    let filter = RunFilter {
+        query: ListQuery {
+            after: params.after,
+            limit: Some(limit),
+            workflow: params.workflow,
+            version: params.version,
+            status,
+        },
+        created_ms,
     };
-    // The engine filters by workflow and status; the time filter is applied here, page
-    // after page, until this page is full or the runs run out.
-    let mut runs = Vec::new();
-    loop {
-        let page = state.engine.list_page(&query).await?;
-        for run in page.runs {
-            if created.contains(&run.created_at_ms) {
-                let run_id = run.run_id.clone();
-                runs.push(SummaryView::from(run));
-                if runs.len() == limit {
-                    return Ok(Json(ListView {
-                        runs,
-                        next: Some(run_id),
-                    }));
-                }
-            }
-        }
-        match page.next {
-            Some(cursor) => query.after = Some(cursor),
-            None => return Ok(Json(ListView { runs, next: None })),
-        }
-    }
+    Ok(Json(views::list_json(&state.engine, &filter).await?))
 }
