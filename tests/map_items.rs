@@ -391,3 +391,80 @@ async fn a_map_step_is_forked_with_its_items() {
     assert_eq!(names.get(&(0, 3)).map(String::as_str), Some("ship fork-3"));
     engine.shutdown().await;
 }
+
+/// `dispatch` with its map's items shipped upper-cased.
+#[workflow(name = "dispatch", version = 2)]
+async fn dispatch_v2_loud(items: Vec<String>) -> (Vec<String>, u32) {
+    let names = items.clone();
+    let shipped = flow::map(items, 2, |x: String| {
+        dispatch_item(x.to_uppercase()).named(format!("ship {x}"))
+    })
+    .await;
+    let batch = flow::all(names.iter().map(|i| weigh(i.clone())).collect::<Vec<_>>()).await;
+    let total: u32 = batch.successes().map(|(_, w)| *w).sum();
+    let _ = flow::signal::<bool>("done").await;
+    (shipped, total)
+}
+
+/// `dispatch` with the same awaits, and a total counted twice after them.
+#[workflow(name = "dispatch", version = 2)]
+async fn dispatch_v2_same(items: Vec<String>) -> (Vec<String>, u32) {
+    let names = items.clone();
+    let shipped = flow::map(items, 2, |x: String| {
+        dispatch_item(x.clone()).named(format!("ship {x}"))
+    })
+    .await;
+    let batch = flow::all(names.iter().map(|i| weigh(i.clone())).collect::<Vec<_>>()).await;
+    let total: u32 = batch.successes().map(|(_, w)| *w).sum();
+    let _ = flow::signal::<bool>("done").await;
+    (shipped, total * 2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_compares_the_items_of_finished_maps() {
+    let dir = ScratchDir::new("map-items-upgrade");
+    let path = dir.journal("upgrade");
+    let engine = builder().open(&path).await.unwrap();
+    engine.start("u", dispatch(items("upg"))).await.unwrap();
+    awaiting_signal(&engine, "u").await;
+    engine.shutdown().await;
+    drop(engine);
+
+    let engine = builder()
+        .register::<dispatch_v2_loud>()
+        .open(&path)
+        .await
+        .unwrap();
+    let refused = engine
+        .upgrade::<dispatch_v2_loud>("u", flow::Upgrade::new())
+        .await
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("step 0") && message.contains("other arguments"),
+        "{message}"
+    );
+    engine.shutdown().await;
+    drop(engine);
+
+    let engine = builder()
+        .register::<dispatch_v2_same>()
+        .open(&path)
+        .await
+        .unwrap();
+    engine
+        .upgrade::<dispatch_v2_same>("u", flow::Upgrade::new())
+        .await
+        .unwrap();
+    engine.signal("u", "done", &true).await.unwrap();
+    let (outputs, total) = engine
+        .handle::<dispatch_v2_same>("u")
+        .unwrap()
+        .result()
+        .await
+        .unwrap();
+    let (want_shipped, want_total) = expected_output("upg");
+    assert_eq!((outputs, total), (want_shipped, want_total * 2));
+    assert_eq!(shipped("upg"), 5);
+    engine.shutdown().await;
+}
