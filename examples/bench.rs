@@ -1,5 +1,5 @@
 //! The performance benchmark of flow: durable steps per second, latency, commits and
-//! bytes per step, engine overhead, recovery time, memory, loop state.
+//! bytes per step, engine overhead, recovery time, memory, loop state, retention, maps.
 //!
 //! ```text
 //! cargo run --release --example bench             # full run, a few minutes on 2 cores
