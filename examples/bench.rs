@@ -1,5 +1,5 @@
 //! The performance benchmark of flow: durable steps per second, latency, commits and
-//! bytes per step, engine overhead, recovery time, memory, loop state.
+//! bytes per step, engine overhead, recovery time, memory, loop state, retention, maps.
 //!
 //! ```text
 //! cargo run --release --example bench             # full run, a few minutes on 2 cores
@@ -18,6 +18,7 @@ mod bench {
     pub mod floor;
     pub mod harness;
     pub mod loops;
+    pub mod maps;
     pub mod overhead;
     pub mod probe;
     pub mod recovery;
@@ -31,7 +32,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bench::{
-    floor, harness, loops, overhead, probe, recovery, report, retention, throughput, workloads,
+    floor, harness, loops, maps, overhead, probe, recovery, report, retention, throughput,
+    workloads,
 };
 
 /// Errors end the benchmark with a message.
@@ -64,6 +66,8 @@ pub struct Config {
     pub loop_items: (u64, u64),
     /// Row 7: short runs through an engine that deletes them as they finish.
     pub soak_runs: usize,
+    /// Row 8: items of the measured map.
+    pub map_items: u64,
 }
 
 impl Config {
@@ -93,6 +97,7 @@ impl Config {
             rss_runs: pick(quick, 100_000, 1_000_000),
             loop_items: (100, pick(quick, 1_000, 10_000)),
             soak_runs: pick(quick, 10_000, 1_000_000),
+            map_items: 10_000,
         }
     }
 }
@@ -226,6 +231,10 @@ async fn run(cfg: &Config, rows: Option<&[u32]>) -> Res<()> {
     if wanted(7) {
         eprintln!("row 7: retention soak");
         retention::row(cfg, &mut report).await?;
+    }
+    if wanted(8) {
+        eprintln!("row 8: maps");
+        maps::row(cfg, &mut report).await?;
     }
     floor::recheck(cfg, &floor, &mut report)?;
     if !probe::io_counters_readable() {

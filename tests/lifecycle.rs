@@ -4,6 +4,8 @@
 //! (a failed or cancelled run resumed at its last step) and fork (a new run from the
 //! state before any step), also across crashes.
 
+#[path = "support/sealed.rs"]
+mod sealed;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -776,6 +778,25 @@ async fn fork_refuses_what_it_cannot_start_and_writes_nothing() {
         .result()
         .await
         .unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    // A map whose items a flow version from before they were kept deleted when it ended
+    // (a map with its items is forked from: tests/map_items.rs).
+    {
+        let db = redb::Database::open(journal.path()).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table = redb::TableDefinition::<(&str, u64, u32), sealed::Sealed<&[u8]>>::new(
+                "flow_map_items",
+            );
+            let mut table = txn.open_table(table).unwrap();
+            table
+                .retain_in(("mapped", 1, 0)..=("mapped", 1, u32::MAX), |_, _| false)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let engine = builder().open(journal.path()).await.unwrap();
     let before = journal_files(journal.path());
     let refusals = [
         engine.fork("ledger", 3, "new").await.unwrap_err(),

@@ -100,3 +100,10 @@ pub async fn item_loop(n: u64) -> u64 {
     }
     acc
 }
+
+/// Row 8: one map of `n` trivial task calls, 100 in flight.
+#[workflow]
+pub async fn fan_out(n: u64) -> u64 {
+    let outputs = flow::map(0..n, 100, inc).await;
+    outputs.iter().sum()
+}

@@ -14,8 +14,10 @@ impl Engine {
     /// workflow would have taken the same steps.
     ///
     /// The recording holds the run's current generation (since its last
-    /// continue-as-new). A map's items are kept by the engine only while the map runs,
-    /// so a finished map is recorded, and compared, by its item count and limits.
+    /// continue-as-new). A map's or batch's items are recorded with it (the engine keeps
+    /// them until the run is deleted) and compared item by item on replay; only a map
+    /// run by a flow version that deleted its items when the map ended is recorded, and
+    /// compared, by its item count and limits.
     ///
     /// Errors: [`FlowError::UnknownRun`], or [`FlowError::ExportFailed`] when the file
     /// cannot be written.

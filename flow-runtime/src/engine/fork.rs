@@ -14,8 +14,8 @@ use crate::error::FlowError;
 use crate::history::{started_events, EventKind};
 use crate::op::OpRequest;
 use crate::store::{
-    Applied, Change, Journal, PendingChange, RunRecord, RunWrite, StartOutcome, StartWrite,
-    StoredStatus,
+    Applied, BranchPut, BranchRecord, Change, Journal, MapProgress, PendingChange, RunRecord,
+    RunWrite, StartOutcome, StartWrite, StoredStatus, MAP_PROGRESS,
 };
 use crate::time::now_ms;
 
@@ -100,12 +100,19 @@ impl Engine {
                 "the history has no `StepScheduled` event for it".to_string(),
             ));
         };
-        if matches!(request, OpRequest::Map { .. }) {
-            return Err(refused(
-                "it is a map, whose items the history does not keep; fork at the step \
-                 before or after it"
-                    .to_string(),
-            ));
+        // The history holds a map's items (read back from `MAP_ITEMS`), except for a map
+        // scheduled by a flow version that deleted them when the map ended.
+        if let (OpRequest::Map { items, .. } | OpRequest::Batch { items, .. }, _) =
+            step::peel(&request)
+        {
+            if items.is_empty() {
+                return Err(refused(
+                    "it is a map or batch whose items are not in the journal (a flow \
+                     version before items were kept deleted them when it ended); fork at \
+                     the step before or after it"
+                        .to_string(),
+                ));
+            }
         }
         let input = core
             .store
@@ -148,12 +155,28 @@ impl Engine {
             step,
             state,
             name: scheduled.op.name.clone(),
-            request,
+            request: step::without_items(request),
         });
+        write.events.extend(
+            scheduled
+                .names
+                .into_iter()
+                .map(|(branch, name)| EventKind::BranchNamed { step, branch, name }),
+        );
         write.slots = slots;
         write.children = scheduled.children;
         write.tokens = scheduled.tokens;
         write.token_types = scheduled.token_types;
+        if let Some(items) = scheduled.map_items {
+            // As the step's first scheduling did: the items in their table, a fresh
+            // progress record.
+            write.map_items = Some((step, items));
+            write.branch_puts.push(BranchPut::new(
+                step,
+                MAP_PROGRESS,
+                BranchRecord::MapProgress(MapProgress::default()),
+            ));
+        }
         step::set_needs(
             &mut write,
             &Needs::default(),

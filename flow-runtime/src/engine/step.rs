@@ -313,8 +313,9 @@ pub(crate) fn step_run(
             write.header.pc = machine.pc();
             write.header.steps = next_step;
             write.header.started = true;
-            // A map's items are journaled once, in their own table: the history shows
-            // the map without them.
+            // A map's items are journaled once, in their own table (`MAP_ITEMS`, kept
+            // until the run is deleted): the event holds the map without them, and a
+            // history read puts them back (`store::read::history`).
             write.events.push(EventKind::StepScheduled {
                 step,
                 state,
@@ -337,8 +338,9 @@ pub(crate) fn step_run(
     }
 }
 
-/// A map's (or batch's) request as the history shows it: its items are journaled once, in
-/// their own table, and their names in `BranchNamed` events.
+/// A map's (or batch's) request as its `StepScheduled` event stores it: its items are
+/// journaled once, in their own table, and their names in `BranchNamed` events; reading
+/// the history puts both back into the request.
 pub(crate) fn without_items(request: OpRequest) -> OpRequest {
     match request {
         OpRequest::Map {

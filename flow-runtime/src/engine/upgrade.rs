@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::step;
 use crate::engine::Engine;
 use crate::error::FlowError;
 use crate::history::EventKind;
@@ -120,8 +121,8 @@ impl Engine {
     ///
     /// The move is computed by replaying the run's recording (see [`Upgrade`]) on `W`:
     /// `W` must await the same operations for the completed steps (same tasks with the
-    /// same arguments, same signals, ...; sleeps compare by kind, maps without their
-    /// items) and then await the operation the run waits for. The pending operation, its
+    /// same arguments, same signals, the same items in a map, ...; sleeps compare by
+    /// kind) and then await the operation the run waits for. The pending operation, its
     /// attempts and its timers are kept. Code between steps runs during the replay.
     ///
     /// Refused with [`FlowError::UpgradeRefused`], writing nothing, when the recording
@@ -423,11 +424,31 @@ fn replay<W: Workflow>(
     }
 }
 
-/// The same operation for an upgrade: equal once the parts that need not agree are left
-/// out (a sleep's deadline, which the clock decides; a task's policy, which the new
-/// version may change; a map's or batch's items, which the history does not hold).
-fn same_operation(a: &OpRequest, b: &OpRequest) -> bool {
-    comparable(a) == comparable(b)
+/// The same operation for an upgrade: `current` (the new version's) equals `recorded`
+/// (the history's) once the parts that need not agree are left out: a sleep's deadline,
+/// which the clock decides; a task's policy, which the new version may change; the
+/// names inside an item's outermost one, which the journal does not keep. A map's or
+/// batch's items are compared one by one, unless the history lacks them (a map run by a
+/// flow version that deleted its items when it ended).
+fn same_operation(current: &OpRequest, recorded: &OpRequest) -> bool {
+    let recorded = comparable(recorded);
+    let current = comparable(current);
+    if step::without_items(recorded.clone()) == recorded {
+        step::without_items(current) == recorded
+    } else {
+        current == recorded
+    }
+}
+
+/// A map's or batch's item as the journal keeps it: its outermost name only.
+fn comparable_item(item: &OpRequest) -> OpRequest {
+    match step::peel(item) {
+        (op, Some(name)) => OpRequest::Named {
+            name: name.to_string(),
+            op: Box::new(comparable(op)),
+        },
+        (op, None) => comparable(op),
+    }
 }
 
 fn comparable(request: &OpRequest) -> OpRequest {
@@ -444,11 +465,11 @@ fn comparable(request: &OpRequest) -> OpRequest {
             OpRequest::FirstOk(branches.iter().map(comparable).collect())
         }
         OpRequest::Batch {
+            items,
             max_in_flight,
             policy,
-            ..
         } => OpRequest::Batch {
-            items: Vec::new(),
+            items: items.iter().map(comparable_item).collect(),
             max_in_flight: *max_in_flight,
             policy: *policy,
         },
@@ -457,11 +478,11 @@ fn comparable(request: &OpRequest) -> OpRequest {
             op: Box::new(comparable(op)),
         },
         OpRequest::Map {
+            items,
             max_in_flight,
             tolerance,
-            ..
         } => OpRequest::Map {
-            items: Vec::new(),
+            items: items.iter().map(comparable_item).collect(),
             max_in_flight: *max_in_flight,
             tolerance: *tolerance,
         },

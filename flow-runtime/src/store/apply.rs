@@ -270,10 +270,11 @@ impl Tables<'_> {
             }
         }
         if let Some(step) = write.clear_branches {
+            // A finished map's items stay (`MAP_ITEMS` is the history's copy of them,
+            // see `read::history`): they go with the run's generation (continue-as-new)
+            // or with the run (retention, purge). Whether a map runs is decided by the
+            // pending operation, never by its items being there.
             self.branches
-                .write()?
-                .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
-            self.map_items
                 .write()?
                 .retain_in((run_id, step, 0)..=(run_id, step, u32::MAX), |_, _| false)?;
         }

@@ -382,8 +382,73 @@ pub(super) fn history(store: &Store, run_id: &str) -> Result<Vec<HistoryEvent>, 
                 }
             }
         }
+        fill_map_items(txn, run_id, &mut events)?;
         Ok(events)
     })
+}
+
+/// Puts each map's and batch's items back into its `StepScheduled` request, named as
+/// their `BranchNamed` events name them. A map's items are journaled once, in
+/// `MAP_ITEMS`, and its `StepScheduled` event holds the request without them (see
+/// `engine::step::without_items`); the items stay there until the run's generation or
+/// the run itself is deleted, so a finished map shows its items too. A map scheduled by
+/// a flow version that deleted its items when it ended shows none (its label still gives
+/// the count).
+fn fill_map_items(
+    txn: &ReadTransaction,
+    run_id: &str,
+    events: &mut [HistoryEvent],
+) -> Result<(), FlowError> {
+    let has_map = events.iter().any(|e| match &e.kind {
+        EventKind::StepScheduled { request, .. } => matches!(
+            crate::engine::step::peel(request).0,
+            OpRequest::Map { .. } | OpRequest::Batch { .. }
+        ),
+        _ => false,
+    });
+    if !has_map {
+        return Ok(());
+    }
+    let mut names: BTreeMap<(u64, u32), String> = BTreeMap::new();
+    for event in events.iter() {
+        if let EventKind::BranchNamed { step, branch, name } = &event.kind {
+            names.insert((*step, *branch), name.clone());
+        }
+    }
+    let table = txn.open_table(MAP_ITEMS)?;
+    for event in events.iter_mut() {
+        let EventKind::StepScheduled { step, request, .. } = &mut event.kind else {
+            continue;
+        };
+        let Some(items) = map_items_mut(request) else {
+            continue;
+        };
+        for entry in table.range((run_id, *step, 0)..=(run_id, *step, u32::MAX))? {
+            let (key, value) = entry?;
+            let index = key.value().2;
+            let item: OpRequest = decode_record(value.value(), "map item")?;
+            items.push(match names.get(&(*step, index)) {
+                Some(name) => OpRequest::Named {
+                    name: name.clone(),
+                    op: Box::new(item),
+                },
+                None => item,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The items of `request` (inside any names) when it is a map or batch recorded without
+/// them.
+fn map_items_mut(request: &mut OpRequest) -> Option<&mut Vec<OpRequest>> {
+    match request {
+        OpRequest::Named { op, .. } => map_items_mut(op),
+        OpRequest::Map { items, .. } | OpRequest::Batch { items, .. } if items.is_empty() => {
+            Some(items)
+        }
+        _ => None,
+    }
 }
 
 /// A run's program counter and every slot, as they were when a step was scheduled.

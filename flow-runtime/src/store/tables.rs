@@ -165,7 +165,11 @@ sealed_tables! {
     HISTORY_BATCHES: (&str, u64) => &'static [u8] = "flow_history_batches";
     /// (run ID, seq) → (signal name, encoded payload): signals not yet consumed.
     INBOX: (&str, u64) => &'static [u8] = "flow_inbox";
-    /// (run ID, step, item) → encoded `OpRequest`: a pending map's items, written once.
+    /// (run ID, step, item) → encoded `OpRequest` (without its name, which is in a
+    /// `BranchNamed` event): a map's or batch's items, written once when it is scheduled.
+    /// The map driver reads the items it starts; the history shows them in the step's
+    /// `StepScheduled` request. Kept after the map ends, until the run's next
+    /// continue-as-new or the run's deletion (retention, purge).
     MAP_ITEMS: (&str, u64, u32) => &'static [u8] = "flow_map_items";
     /// callback token → `TokenRecord`.
     TOKENS: &str => &'static [u8] = "flow_tokens";

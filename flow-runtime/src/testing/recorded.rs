@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::driver::{Driver, Restore};
 use crate::codec;
+use crate::engine::step::peel;
 use crate::machine::{Machine, StepFault, Transition};
 use crate::op::OpRequest;
 use crate::workflow::Workflow;
@@ -219,11 +220,21 @@ impl RecordedRun {
 }
 
 /// Same operation and arguments. A sleep's deadline is computed from the clock, so only
-/// its kind is compared; a map or batch recorded without its items (an engine keeps them only
-/// while the map runs) is compared by its count (in its label) and its limits.
+/// its kind is compared. A map's or batch's items are compared one by one, each by its
+/// outermost name (the journal keeps only that one) and its operation; a map recorded
+/// without its items (by a flow version that deleted them when the map ended) is
+/// compared by its count (in its label) and its limits.
 fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
     let all = |x: &[OpRequest], y: &[OpRequest]| {
         x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_call(a, b))
+    };
+    let same_items = |x: &[OpRequest], y: &[OpRequest]| {
+        x.is_empty()
+            || x.len() == y.len()
+                && x.iter().zip(y).all(|(a, b)| {
+                    let ((a, name_a), (b, name_b)) = (peel(a), peel(b));
+                    name_a == name_b && same_call(a, b)
+                })
     };
     match (recorded, current) {
         (OpRequest::Sleep { .. }, OpRequest::Sleep { .. }) => true,
@@ -252,7 +263,7 @@ fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
                 max_in_flight: m2,
                 tolerance: t2,
             },
-        ) => m1 == m2 && t1 == t2 && (x.is_empty() || all(x, y)),
+        ) => m1 == m2 && t1 == t2 && same_items(x, y),
         (
             OpRequest::Batch {
                 items: x,
@@ -264,7 +275,7 @@ fn same_call(recorded: &OpRequest, current: &OpRequest) -> bool {
                 max_in_flight: m2,
                 policy: p2,
             },
-        ) => m1 == m2 && p1 == p2 && (x.is_empty() || all(x, y)),
+        ) => m1 == m2 && p1 == p2 && same_items(x, y),
         (
             OpRequest::Callback {
                 task: t1,

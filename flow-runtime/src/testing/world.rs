@@ -971,7 +971,8 @@ impl World {
         };
         let step = run.steps;
         run.steps += 1;
-        // Unlike the engine's history, a map's items stay in its `StepScheduled`.
+        // A map's items stay in its `StepScheduled`, as an engine's history shows them
+        // (it reads them back from its map items table).
         run.event(
             now,
             EventKind::StepScheduled {
