@@ -67,9 +67,19 @@ impl StateGraph {
 
     /// The graph as a Mermaid `stateDiagram-v2`.
     pub fn to_mermaid(&self) -> String {
+        self.to_mermaid_marked(&GraphMarks::default())
+    }
+
+    /// The graph as a Mermaid `stateDiagram-v2`, with a run's visited states and its
+    /// current state styled (classes `visited` and `current`).
+    pub fn to_mermaid_marked(&self, marks: &GraphMarks) -> String {
         let mut out = String::from("stateDiagram-v2\n");
         for (i, s) in self.states.iter().enumerate() {
-            out.push_str(&format!("    s{i} : {} (line {})\n", s.name, s.line));
+            out.push_str(&format!(
+                "    s{i} : {} (line {})\n",
+                mermaid_text(s.name),
+                s.line
+            ));
         }
         for &(from, to) in self.transitions {
             out.push_str(&format!(
@@ -78,6 +88,51 @@ impl StateGraph {
                 Self::node(to)
             ));
         }
+        if !marks.is_empty() {
+            out.push_str("    classDef visited fill:#dbeafe,stroke:#1d4ed8\n");
+            out.push_str("    classDef current fill:#fde68a,stroke:#b45309,stroke-width:3px\n");
+            for i in marks.visited.iter().filter(|&&i| Some(i) != marks.current) {
+                out.push_str(&format!("    class s{i} visited\n"));
+            }
+            if let Some(i) = marks.current {
+                out.push_str(&format!("    class s{i} current\n"));
+            }
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT, with a run's visited states filled and its current
+    /// state drawn bold.
+    pub fn to_dot(&self, marks: &GraphMarks) -> String {
+        let mut out = format!("digraph \"{}\" {{\n", dot_text(self.workflow));
+        out.push_str(
+            "    start [shape=circle, label=\"\", style=filled, fillcolor=black, width=0.2];\n",
+        );
+        out.push_str("    end [shape=doublecircle, label=\"\", style=filled, fillcolor=black, width=0.15];\n");
+        for (i, s) in self.states.iter().enumerate() {
+            let i = i as u32;
+            let style = if marks.current == Some(i) {
+                ", style=\"filled,bold\", fillcolor=\"#fde68a\", penwidth=3"
+            } else if marks.visited.contains(&i) {
+                ", style=filled, fillcolor=\"#dbeafe\""
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "    s{i} [shape=box, label=\"{} (line {})\"{style}];\n",
+                dot_text(s.name),
+                s.line
+            ));
+        }
+        for &(from, to) in self.transitions {
+            let name = |id: u32| match id {
+                Self::START => "start".to_string(),
+                Self::END => "end".to_string(),
+                i => format!("s{i}"),
+            };
+            out.push_str(&format!("    {} -> {};\n", name(from), name(to)));
+        }
+        out.push_str("}\n");
         out
     }
 
@@ -87,4 +142,64 @@ impl StateGraph {
             i => format!("s{i}"),
         }
     }
+}
+
+/// A run's path through a [`StateGraph`], for [`StateGraph::to_mermaid_marked`] and
+/// [`StateGraph::to_dot`]: the states its steps were scheduled at, and the one it waits
+/// at now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphMarks {
+    /// States the run has been at (state indices).
+    pub visited: std::collections::BTreeSet<u32>,
+    /// The state the run is at now, while it has not ended.
+    pub current: Option<u32>,
+}
+
+impl GraphMarks {
+    /// The marks of a run from its history: every `StepScheduled`'s state is visited;
+    /// the last one is current unless the run has ended.
+    pub fn from_history(events: &[crate::history::HistoryEvent]) -> GraphMarks {
+        use crate::history::EventKind;
+        let mut marks = GraphMarks::default();
+        let mut last = None;
+        for event in events {
+            match &event.kind {
+                EventKind::StepScheduled { state, .. } => {
+                    marks.visited.insert(*state);
+                    last = Some(*state);
+                }
+                // A new generation starts over at the top of the graph.
+                EventKind::ContinuedAsNew { .. } => {
+                    marks.visited.clear();
+                    last = None;
+                }
+                _ => {}
+            }
+        }
+        let ended = events.last().is_some_and(|e| {
+            matches!(
+                e.kind,
+                EventKind::RunCompleted { .. }
+                    | EventKind::RunFailed { .. }
+                    | EventKind::RunFaulted { .. }
+                    | EventKind::RunCancelled
+            )
+        });
+        marks.current = if ended { None } else { last };
+        marks
+    }
+
+    fn is_empty(&self) -> bool {
+        self.visited.is_empty() && self.current.is_none()
+    }
+}
+
+/// A state's text for a Mermaid label (`:` and `;` end a label there).
+fn mermaid_text(text: &str) -> String {
+    text.replace([':', ';'], " ").replace('#', "")
+}
+
+/// A string for a DOT double-quoted ID.
+fn dot_text(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
 }

@@ -20,6 +20,10 @@ pub fn document() -> Value {
             "/metrics": {"get": metrics_op()},
             "/v1/workflows": {"get": op("listWorkflows", "The workflows this server can start.", None, &[],
                 &[(200, "WorkflowList")])},
+            "/v1/workflows/{name}/graph": {"get": op("getWorkflowGraph",
+                "The workflow's state graph as compiled (one state per await site), as data, Mermaid and DOT.",
+                None, &[path("name"), query("version", "integer", "The version to draw (default: the newest registered).")],
+                &[(200, "Graph"), (400, "Error"), (404, "Error")])},
             "/v1/runs": {
                 "get": op("listRuns", "Runs in run ID order, a page at a time.", None, &[
                     query("status", "string", "Only runs with this status (see Run.status)."),
@@ -42,6 +46,9 @@ pub fn document() -> Value {
                 query("limit", "integer", "Most events to return (1 to 1000, default 100)."),
             ], &[(200, "HistoryPage"), (400, "Error"), (404, "Error")])},
             "/v1/runs/{run_id}/recording": {"get": recording()},
+            "/v1/runs/{run_id}/graph": {"get": op("getRunGraph",
+                "The state graph of the version the run is on, with the states its steps were scheduled at marked visited and the one it waits at marked current; as data, Mermaid and DOT.",
+                None, &[path("run_id")], &[(200, "Graph"), (404, "Error")])},
             "/v1/runs/{run_id}/signals/{name}": {"post": op("signalRun",
                 "Sends a signal; the body is its payload, checked against the type the workflow awaits.",
                 Some("Any"), &[path("run_id"), path("name")],
@@ -150,14 +157,30 @@ fn schemas() -> Value {
         "WorkflowList": object(json!({
             "workflows": {"type": "array", "items": object(json!({
                 "name": {"type": "string"},
+                "version": {"type": "integer", "minimum": 1},
                 "input_type": {"type": "string"},
                 "signals": {"type": "array", "items": object(json!({
                     "name": {"type": "string"},
                     "type": {"type": ["string", "null"]},
                 }), &["name", "type"])},
                 "signals_closed": {"type": "boolean"},
-            }), &["name", "input_type", "signals", "signals_closed"])},
+            }), &["name", "version", "input_type", "signals", "signals_closed"])},
         }), &["workflows"]),
+        "Graph": object(json!({
+            "workflow": {"type": "string"},
+            "version": {"type": "integer", "minimum": 1},
+            "states": {"type": "array", "items": object(json!({
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "line": {"type": "integer"},
+                "visited": {"type": "boolean"},
+                "current": {"type": "boolean"},
+            }), &["id", "name", "line", "visited", "current"])},
+            "transitions": {"type": "array", "items": {
+                "type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}},
+            "mermaid": {"type": "string"},
+            "dot": {"type": "string"},
+        }), &["workflow", "version", "states", "transitions", "mermaid", "dot"]),
         "Accepted": object(json!({
             "run_id": {"type": "string"},
             "accepted": {"enum": ["signal", "cancel", "redrive"]},

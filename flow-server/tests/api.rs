@@ -623,3 +623,82 @@ async fn a_run_started_over_http_is_the_engines_run() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn graphs_show_the_workflow_and_mark_a_runs_path() {
+    let server = TestServer::start(None).await;
+    let (status, graph) = server.get("/v1/workflows/approve_order/graph").await;
+    assert_eq!(status, 200, "{graph}");
+    assert_eq!(graph["workflow"], "approve_order");
+    assert_eq!(graph["version"], 1);
+    let names: Vec<&str> = graph["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ask_for_approval", "signal", "ship_order"]);
+    assert!(graph["transitions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(["start", "s0"])));
+    assert!(!graph["mermaid"].as_str().unwrap().contains("class s"));
+
+    let input = json!({"id": "g-1", "cents": 500});
+    let (status, _) = server
+        .post("/v1/runs", &start("approve_order", "g-1", input))
+        .await;
+    assert_eq!(status, 200);
+    server.wait_for_status("g-1", "waiting").await;
+    let (status, graph) = server.get("/v1/runs/g-1/graph").await;
+    assert_eq!(status, 200, "{graph}");
+    let marks: Vec<(bool, bool)> = graph["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["visited"].as_bool().unwrap(),
+                s["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    // Asked for approval, waiting for the signal, not shipped yet.
+    assert_eq!(marks, [(true, false), (true, true), (false, false)]);
+    let mermaid = graph["mermaid"].as_str().unwrap();
+    assert!(mermaid.contains("class s0 visited"), "{mermaid}");
+    assert!(mermaid.contains("class s1 current"), "{mermaid}");
+    let dot = graph["dot"].as_str().unwrap();
+    assert!(dot.starts_with("digraph \"approve_order\""), "{dot}");
+    assert!(
+        dot.contains("s1 [shape=box, label=\"signal (line"),
+        "{dot}"
+    );
+
+    let decision = json!({"approved": true, "by": "alice"});
+    server
+        .post("/v1/runs/g-1/signals/approval", &decision)
+        .await;
+    server.wait_for_status("g-1", "completed").await;
+    let (_, graph) = server.get("/v1/runs/g-1/graph").await;
+    let marks: Vec<(bool, bool)> = graph["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["visited"].as_bool().unwrap(),
+                s["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(marks, [(true, false), (true, false), (true, false)]);
+
+    let (status, body) = server
+        .get("/v1/workflows/approve_order/graph?version=2")
+        .await;
+    assert_error(status, &body, 404, "unknown_version");
+    let (status, body) = server.get("/v1/runs/nobody/graph").await;
+    assert_error(status, &body, 404, "unknown_run");
+    server.stop().await;
+}

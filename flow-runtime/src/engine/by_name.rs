@@ -29,6 +29,8 @@ pub struct RegisteredWorkflow {
     pub input_type: &'static str,
     /// The signals its body waits for.
     pub signals: &'static SignalSites,
+    /// Its states (one per await site) and transitions, as compiled.
+    pub graph: &'static crate::workflow::StateGraph,
 }
 
 /// One run with its encoded input and output, as [`Engine::describe`] reads it: what a
@@ -145,6 +147,7 @@ impl Engine {
                 version: entry.version,
                 input_type: entry.input_type,
                 signals: entry.signals,
+                graph: entry.graph,
             })
             .collect();
         all.sort_by_key(|w| (w.name, w.version));

@@ -33,6 +33,8 @@ pub(crate) struct WorkflowEntry {
     pub start_encoded: super::by_name::StartEncoded,
     /// The input type's name.
     pub input_type: &'static str,
+    /// Its states and transitions.
+    pub graph: &'static crate::workflow::StateGraph,
 }
 
 impl WorkflowEntry {
@@ -43,6 +45,7 @@ impl WorkflowEntry {
             fingerprint: W::FINGERPRINT,
             step: W::step,
             type_name: std::any::type_name::<W>(),
+            graph: W::graph(),
             returned_err: crate::outcome::returned_err::<W::Output>,
             signals: W::signals(),
             start_encoded: super::by_name::start_encoded::<W>,

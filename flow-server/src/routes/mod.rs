@@ -3,6 +3,7 @@
 
 mod callbacks;
 mod control;
+mod graph;
 mod history;
 mod runs;
 mod workflows;
@@ -26,9 +27,11 @@ pub(crate) fn routes(engine: Engine) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/v1/workflows", get(workflows::list))
+        .route("/v1/workflows/{name}/graph", get(graph::workflow_graph))
         .route("/v1/runs", get(runs::list).post(runs::start))
         .route("/v1/runs/{run_id}", get(runs::get))
         .route("/v1/runs/{run_id}/history", get(history::page))
+        .route("/v1/runs/{run_id}/graph", get(graph::run_graph))
         .route("/v1/runs/{run_id}/recording", get(history::recording))
         .route("/v1/runs/{run_id}/signals/{name}", post(control::signal))
         .route("/v1/runs/{run_id}/cancel", post(control::cancel))

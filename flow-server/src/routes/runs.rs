@@ -46,7 +46,7 @@ pub(crate) async fn start(
     Ok(Json(run_view(engine, &request.run_id).await?))
 }
 
-fn unknown_workflow(engine: &Engine, name: &str) -> ApiError {
+pub(super) fn unknown_workflow(engine: &Engine, name: &str) -> ApiError {
     let known: Vec<&str> = engine.workflows().iter().map(|w| w.name).collect();
     ApiError::new(
         axum::http::StatusCode::NOT_FOUND,

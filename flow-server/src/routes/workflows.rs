@@ -10,6 +10,7 @@ use super::AppState;
 #[derive(Serialize)]
 pub(crate) struct WorkflowView {
     name: &'static str,
+    version: u32,
     input_type: &'static str,
     signals: Vec<SignalView>,
     /// False when the workflow may wait for signals not listed (names not written as
@@ -37,6 +38,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<WorkflowList> {
         .into_iter()
         .map(|w| WorkflowView {
             name: w.name,
+            version: w.version,
             input_type: w.input_type,
             signals: w
                 .signals
