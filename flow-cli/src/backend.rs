@@ -40,6 +40,26 @@ pub fn read_only_refusal(command: &str) -> CliError {
     ))
 }
 
+/// Whose graph `flow graph` draws.
+pub enum GraphTarget {
+    /// A workflow's, at a version or the newest.
+    Workflow {
+        /// Its registered name.
+        name: String,
+        /// The version; the newest registered when `None`.
+        version: Option<u32>,
+    },
+    /// The graph of the version a run is on, with its path marked.
+    Run(String),
+}
+
+/// `flow graph` with `--journal`, refused.
+pub fn graph_needs_url() -> CliError {
+    CliError::usage(
+        "`flow graph` needs --url: a workflow's graph is compiled into its code, which the          server has and a journal does not",
+    )
+}
+
 /// `flow workflows` with `--journal`, refused.
 pub fn workflows_need_url() -> CliError {
     CliError::usage(
@@ -128,7 +148,9 @@ impl Http {
             .map_or_else(|| body.to_string(), str::to_string);
         let message = format!("{message} ({status} {code})");
         Err(match (status, code) {
-            (404, "unknown_run" | "unknown_workflow") => CliError::not_found(message),
+            (404, "unknown_run" | "unknown_workflow" | "unknown_version") => {
+                CliError::not_found(message)
+            }
             _ => CliError::failed(message),
         })
     }
@@ -383,6 +405,27 @@ impl Backend {
             Backend::Journal(journal) => {
                 let recorded = journal.engine.export(run_id, out).await?;
                 Ok(recorded.steps.len())
+            }
+        }
+    }
+
+    /// A state graph, as `GET /v1/workflows/{name}/graph` (or, for a run, `GET
+    /// /v1/runs/{run_id}/graph`) answers it.
+    pub async fn graph(&self, target: &GraphTarget) -> Result<Value, CliError> {
+        let http = match self {
+            Backend::Http(http) => http,
+            Backend::Journal(_) => return Err(graph_needs_url()),
+        };
+        match target {
+            GraphTarget::Workflow { name, version } => {
+                let query: Vec<(&str, String)> =
+                    version.iter().map(|v| ("version", v.to_string())).collect();
+                let path = format!("/workflows/{}/graph", segment(name));
+                http.get(&path, &query).await
+            }
+            GraphTarget::Run(run_id) => {
+                http.get(&format!("/runs/{}/graph", segment(run_id)), &[])
+                    .await
             }
         }
     }

@@ -216,6 +216,27 @@ Example:
         #[arg(long)]
         json: bool,
     },
+    /// Draw a workflow's state graph (one state per await site), or a run's path through
+    /// it: its visited states and the one it waits at (--url only).
+    #[command(after_help = "\
+Examples:
+  flow --url http://127.0.0.1:8080 graph place_order > place_order.mmd
+  flow --url http://127.0.0.1:8080 graph --run order-42 --format dot | dot -Tsvg > order-42.svg
+  flow --url http://127.0.0.1:8080 graph place_order --version 2 --format json")]
+    Graph {
+        /// The workflow's registered name (or --run).
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        workflow: Option<String>,
+        /// The workflow's version (default: the newest the server registers).
+        #[arg(long, requires = "workflow")]
+        version: Option<u32>,
+        /// Draw this run's graph: the version it is on, its path marked.
+        #[arg(long, value_name = "RUN")]
+        run: Option<String>,
+        /// Mermaid (`stateDiagram-v2`), Graphviz DOT, or the JSON the server answers.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -225,6 +246,17 @@ Examples:
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// How `flow graph` prints a graph.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum GraphFormat {
+    /// A Mermaid state diagram.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+    /// The server's JSON (states, transitions and both drawings).
+    Json,
 }
 
 /// A run status, as the API names it.
@@ -391,6 +423,9 @@ fn check_usage(cli: &Cli) -> Result<(), CliError> {
     if journal && matches!(cli.command, Command::Workflows { .. }) {
         return Err(backend::workflows_need_url());
     }
+    if journal && matches!(cli.command, Command::Graph { .. }) {
+        return Err(backend::graph_needs_url());
+    }
     if let Command::History { follow: true, .. } = cli.command {
         if journal {
             return Err(CliError::usage(
@@ -518,6 +553,25 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
             match json {
                 true => print(&output::pretty(&list))?,
                 false => print(output::workflows_table(&list).trim_end())?,
+            }
+        }
+        Command::Graph {
+            workflow,
+            version,
+            run,
+            format,
+        } => {
+            let target = match (run, workflow) {
+                (Some(run), _) => backend::GraphTarget::Run(run),
+                (None, Some(name)) => backend::GraphTarget::Workflow { name, version },
+                (None, None) => unreachable!("clap requires a workflow or --run"),
+            };
+            let graph = backend.graph(&target).await?;
+            let drawing = |key: &str| graph[key].as_str().unwrap_or_default().to_string();
+            match format {
+                GraphFormat::Mermaid => print(drawing("mermaid").trim_end())?,
+                GraphFormat::Dot => print(drawing("dot").trim_end())?,
+                GraphFormat::Json => print(&output::pretty(&graph))?,
             }
         }
         Command::Completions { .. } => unreachable!("handled before connecting"),

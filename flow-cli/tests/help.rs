@@ -5,7 +5,7 @@ mod common;
 
 use common::flow;
 
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "runs",
     "show",
     "history",
@@ -16,6 +16,7 @@ const COMMANDS: [&str; 11] = [
     "complete",
     "export",
     "workflows",
+    "graph",
     "completions",
 ];
 
@@ -95,13 +96,16 @@ fn usage_errors_exit_with_2_and_say_what_to_do() {
     let not_http = flow(&["--url", "127.0.0.1:8080", "runs"], &[]);
     assert_eq!(not_http.code, 2, "{}", not_http.stderr);
     assert!(not_http.stderr.contains("http://"), "{}", not_http.stderr);
-    let workflows = flow(&["--journal", "x.redb", "workflows"], &[]);
-    assert_eq!(workflows.code, 2, "{}", workflows.stderr);
-    assert!(
-        workflows.stderr.contains("needs --url"),
-        "{}",
-        workflows.stderr
-    );
+    for command in [&["workflows"][..], &["graph", "place_order"]] {
+        let args: Vec<&str> = ["--journal", "x.redb"]
+            .iter()
+            .chain(command)
+            .copied()
+            .collect();
+        let refused = flow(&args, &[]);
+        assert_eq!(refused.code, 2, "{}", refused.stderr);
+        assert!(refused.stderr.contains("needs --url"), "{}", refused.stderr);
+    }
 }
 
 #[test]

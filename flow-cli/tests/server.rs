@@ -483,6 +483,54 @@ async fn workflows_lists_what_the_server_can_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_draws_a_workflow_and_marks_a_runs_path() {
+    let server = TestServer::start(None).await;
+    let mermaid = server.flow(&["graph", "approve_order"]).await.ok().stdout;
+    assert!(mermaid.starts_with("stateDiagram-v2\n"), "{mermaid}");
+    assert!(mermaid.contains("s1 : signal (line "), "{mermaid}");
+    assert!(mermaid.contains("[*] --> s0"), "{mermaid}");
+    assert!(!mermaid.contains("class "), "no run, no marks: {mermaid}");
+
+    server
+        .flow(&["start", "approve_order", "g-1", "--input", &approval("g-1")])
+        .await
+        .ok();
+    server.wait_for("g-1", "waiting").await;
+    let dot = server
+        .flow(&["graph", "--run", "g-1", "--format", "dot"])
+        .await
+        .ok()
+        .stdout;
+    assert!(dot.starts_with("digraph \"approve_order\" {"), "{dot}");
+    assert!(dot.contains("s1 [shape=box, label=\"signal (line"), "{dot}");
+    let current: Vec<&str> = dot.lines().filter(|l| l.contains("penwidth=3")).collect();
+    assert_eq!(current.len(), 1, "{dot}");
+    assert!(current[0].trim_start().starts_with("s1 "), "{dot}");
+    let graph = server
+        .flow(&["graph", "--run", "g-1", "--format", "json"])
+        .await
+        .json();
+    let visited: Vec<bool> = graph["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["visited"].as_bool().unwrap())
+        .collect();
+    assert_eq!(visited, [true, true, false]);
+
+    let missing = server.flow(&["graph", "nope"]).await;
+    assert_eq!(missing.code, 3, "{}", missing.stderr);
+    let old = server
+        .flow(&["graph", "approve_order", "--version", "9"])
+        .await;
+    assert_eq!(old.code, 3, "{}", old.stderr);
+    assert!(old.stderr.contains("version 9"), "{}", old.stderr);
+    let neither = server.flow(&["graph"]).await;
+    assert_eq!(neither.code, 2, "{}", neither.stderr);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_ends_a_follow_with_130() {
     let server = TestServer::start(None).await;
     let input = approval("order-i");

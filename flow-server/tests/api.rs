@@ -670,10 +670,7 @@ async fn graphs_show_the_workflow_and_mark_a_runs_path() {
     assert!(mermaid.contains("class s1 current"), "{mermaid}");
     let dot = graph["dot"].as_str().unwrap();
     assert!(dot.starts_with("digraph \"approve_order\""), "{dot}");
-    assert!(
-        dot.contains("s1 [shape=box, label=\"signal (line"),
-        "{dot}"
-    );
+    assert!(dot.contains("s1 [shape=box, label=\"signal (line"), "{dot}");
 
     let decision = json!({"approved": true, "by": "alice"});
     server
