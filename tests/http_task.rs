@@ -480,3 +480,29 @@ async fn completed_call_is_not_sent_again_after_a_crash() {
     assert_eq!(attempts, 1, "the first call has one attempt in the journal");
     engine.shutdown().await;
 }
+
+/// In the test environment (virtual clock, no jitter) the retry waits exactly what
+/// `Retry-After` asks, up to the policy's `max_interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_counts_on_the_virtual_clock_up_to_max_interval() {
+    let server = Server::start(|path, n| match (path, n) {
+        ("/two-minutes", 1) => Reply::new(503, "later").header("Retry-After", "120"),
+        ("/an-hour", 1) => Reply::new(429, "much later").header("Retry-After", "3600"),
+        _ => Reply::new(200, "ok"),
+    })
+    .await;
+    let policy = RetryPolicy {
+        max_interval: Duration::from_secs(300),
+        ..quick(3)
+    };
+    for (path, waited) in [("/two-minutes", 120), ("/an-hour", 300)] {
+        let env = flow::testing::TestEnv::new();
+        let run = env
+            .start(fetch(server.url(path), policy.clone()))
+            .await
+            .unwrap();
+        assert_eq!(run.result().await.unwrap(), Ok((200, "ok".to_string())));
+        assert_eq!(env.elapsed(), Duration::from_secs(waited), "{path}");
+        assert_eq!(server.count(path), 2, "{path}");
+    }
+}
