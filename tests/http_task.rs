@@ -36,6 +36,8 @@ struct Reply {
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
     announce_length: bool,
+    /// How long the server waits before answering.
+    delay: Duration,
 }
 
 impl Reply {
@@ -45,6 +47,7 @@ impl Reply {
             headers: Vec::new(),
             body: body.into(),
             announce_length: true,
+            delay: Duration::ZERO,
         }
     }
 
@@ -162,6 +165,7 @@ async fn serve(
         list.len()
     };
     let reply = route(&path, n);
+    tokio::time::sleep(reply.delay).await;
     let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
     if reply.announce_length {
         out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
@@ -505,4 +509,53 @@ async fn retry_after_counts_on_the_virtual_clock_up_to_max_interval() {
         assert_eq!(env.elapsed(), Duration::from_secs(waited), "{path}");
         assert_eq!(server.count(path), 2, "{path}");
     }
+}
+
+/// A call the engine's end interrupts is sent again when the run resumes, with the same
+/// `Idempotency-Key`, so the server can tell the two apart from two separate calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_call_is_sent_again_with_the_same_idempotency_key() {
+    let server = Server::start(|path, n| {
+        let mut reply = Reply::new(200, format!("{path}#{n}"));
+        if path == "/once" && n == 1 {
+            reply.delay = Duration::from_secs(5);
+        }
+        reply
+    })
+    .await;
+    let journal = TempJournal::new("http-interrupted");
+    let engine = builder().open(journal.path()).await.unwrap();
+    engine
+        .start("run", call_then_wait(server.base.clone()))
+        .await
+        .unwrap();
+    support::eventually("the first request", || server.count("/once") == 1).await;
+    let stopped = Instant::now();
+    engine.shutdown().await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "shutdown waited for the answer"
+    );
+
+    let engine = builder().open(journal.path()).await.unwrap();
+    let handle = engine.handle::<call_then_wait>("run").unwrap();
+    handle.signal("go", &true).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), handle.result())
+        .await
+        .expect("the resumed run finishes")
+        .unwrap();
+    assert_eq!(out, Ok("/once#2+true+/after#1".to_string()));
+    let keys: Vec<String> = server
+        .seen("/once")
+        .iter()
+        .map(|seen| {
+            let key = seen.headers.iter().find(|(n, _)| n == "idempotency-key");
+            key.expect("an idempotency key").1.clone()
+        })
+        .collect();
+    assert_eq!(keys, ["run/0", "run/0"]);
+    let after = &server.seen("/after")[0].headers;
+    let key = after.iter().find(|(n, _)| n == "idempotency-key").unwrap();
+    assert_eq!(key.1, "run/2", "another call has another key");
+    engine.shutdown().await;
 }
