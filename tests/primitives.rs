@@ -884,7 +884,7 @@ async fn map_of_ten_thousand_items_survives_a_crash() {
     let run = engine.handle::<big_map>("big").unwrap();
     let sum = run.result().await.unwrap();
     let elapsed = started.elapsed();
-    assert_eq!(sum, (1..=n as u64).sum());
+    assert_eq!(sum, (1..=n as u64).sum::<u64>());
     let runs = INC_RUNS.load(Ordering::SeqCst);
     assert!(
         runs <= n as u64 + 64,

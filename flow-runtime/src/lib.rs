@@ -13,6 +13,8 @@ mod error;
 #[cfg(feature = "test-hooks")]
 pub mod fuzz_hooks;
 mod history;
+#[cfg(feature = "http")]
+pub mod http;
 mod join;
 mod json;
 mod machine;

@@ -33,6 +33,15 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
     /// workflow can handle, if the output type can carry it (`Result<T, E>` with
     /// `E: From<TaskFailure>`).
     fn from_failure(failure: TaskFailure) -> Option<Self::Output>;
+    /// The delay a retryable output asks the engine to wait, at least, before the next
+    /// attempt (e.g. an HTTP `Retry-After`); `None` (the default, and what `#[task]`
+    /// generates) leaves the delay to the retry policy. The engine waits the longer of
+    /// the policy's delay and this one, capped at the policy's `max_interval` (see
+    /// [`RetryPolicy::delay_with_request`]). Ignored for outputs that are not retried.
+    fn retry_delay(output: &Self::Output) -> Option<Duration> {
+        let _ = output;
+        None
+    }
 }
 
 /// How one attempt ended, as judged by the task's declared policy.
@@ -149,6 +158,32 @@ impl RetryPolicy {
         let base = self.delay_after(attempt).as_secs_f64();
         let spread = base * self.jitter * (unit * 2.0 - 1.0);
         secs_to_duration((base + spread).max(0.0), self.max_interval)
+    }
+
+    /// The delay after failed attempt `attempt` when the attempt asked for `requested`
+    /// (see [`Task::retry_delay`]): the longer of the jittered policy delay and the
+    /// request, the request capped at `max_interval` so that no answer (a server's
+    /// `Retry-After: 86400`) holds a run longer than its policy allows.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let p = flow_runtime::RetryPolicy { initial_interval: Duration::from_millis(100), max_interval: Duration::from_secs(10), ..Default::default() };
+    /// assert_eq!(p.delay_with_request(1, 0.5, Some(Duration::from_secs(2))), Duration::from_secs(2));
+    /// assert_eq!(p.delay_with_request(1, 0.5, Some(Duration::from_millis(1))), Duration::from_millis(100));
+    /// assert_eq!(p.delay_with_request(1, 0.5, Some(Duration::from_secs(3600))), Duration::from_secs(10));
+    /// assert_eq!(p.delay_with_request(1, 0.5, None), Duration::from_millis(100));
+    /// ```
+    pub fn delay_with_request(
+        &self,
+        attempt: u32,
+        unit: f64,
+        requested: Option<Duration>,
+    ) -> Duration {
+        let policy = self.jittered_delay_after(attempt, unit);
+        match requested {
+            Some(requested) => policy.max(requested.min(self.max_interval)),
+            None => policy,
+        }
     }
 }
 
@@ -282,6 +317,8 @@ pub struct AttemptResult {
     pub class: AttemptClass,
     /// The encoded `Task::Output`.
     pub output: Result<Vec<u8>, CodecError>,
+    /// The least delay before a retry the output asked for ([`Task::retry_delay`]).
+    pub retry_after: Option<Duration>,
 }
 
 inventory::collect!(TaskRegistration);
@@ -345,6 +382,7 @@ pub fn erased_run<T: Task>(args: &[u8]) -> Result<BoxFuture<AttemptResult>, Code
         let output = call.run().await;
         AttemptResult {
             class: T::classify(&output),
+            retry_after: T::retry_delay(&output),
             output: codec::encode(&output, || format!("output of task `{}`", T::NAME)),
         }
     }))

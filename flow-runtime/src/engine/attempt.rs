@@ -24,6 +24,8 @@ pub(crate) enum AttemptEnd {
     Returned {
         class: AttemptClass,
         output: Result<Vec<u8>, CodecError>,
+        /// The least delay before a retry the output asked for.
+        retry_after: Option<Duration>,
     },
     /// The engine observed a timeout or a panic.
     Failed(TaskFailure),
@@ -144,6 +146,7 @@ pub(crate) async fn run_attempt(
         Ok(result) => AttemptEnd::Returned {
             class: result.class,
             output: result.output,
+            retry_after: result.retry_after,
         },
         Err(panic) => AttemptEnd::Failed(TaskFailure::Panicked {
             task: task.name.to_string(),

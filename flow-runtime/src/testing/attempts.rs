@@ -17,6 +17,8 @@ pub(super) enum AttemptEnd {
     Returned {
         class: AttemptClass,
         output: Result<Vec<u8>, CodecError>,
+        /// The least delay before a retry the output asked for.
+        retry_after: Option<std::time::Duration>,
     },
     /// The environment observed a timeout, a panic or a cancellation.
     Failed(TaskFailure),
@@ -57,6 +59,7 @@ pub(super) async fn attempt(
             Ok(Answer::Output { bytes, class }) => Ok(Some(AttemptEnd::Returned {
                 class,
                 output: Ok(bytes),
+                retry_after: None,
             })),
             Ok(Answer::Hang) => Ok(None),
             Err(message) => Err(TestError::Mock {
@@ -83,6 +86,7 @@ pub(super) async fn attempt(
         Ok(Ok(result)) => AttemptEnd::Returned {
             class: result.class,
             output: result.output,
+            retry_after: result.retry_after,
         },
         Ok(Err(_elapsed)) => AttemptEnd::Failed(TaskFailure::TimedOut {
             task: name.to_string(),
@@ -129,9 +133,18 @@ pub(super) fn judge(
         attempt,
     });
     let retries_left = attempt < task.policy.retry.max_attempts.max(1);
+    // The least delay before a retry the attempt's output asked for (`Task::retry_delay`).
+    let requested = match &end {
+        AttemptEnd::Returned { retry_after, .. } => *retry_after,
+        AttemptEnd::Failed(_) => None,
+    };
     let mut failed = |error: String, retry: bool| -> Option<u64> {
         let retry_at_ms = retry.then(|| {
-            let delay = task.policy.retry.delay_after(attempt);
+            // No jitter here: a test knows when it retries. A requested delay counts as in
+            // an engine (`RetryPolicy::delay_with_request`).
+            let policy = &task.policy.retry;
+            let delay = policy.delay_after(attempt);
+            let delay = requested.map_or(delay, |r| delay.max(r.min(policy.max_interval)));
             now.saturating_add(crate::time::millis(delay))
         });
         events.push(EventKind::AttemptFailed {
@@ -156,10 +169,12 @@ pub(super) fn judge(
         AttemptEnd::Returned {
             class: AttemptClass::Success,
             output,
+            ..
         } => (output, None, None),
         AttemptEnd::Returned {
             class: AttemptClass::NonRetryable(error),
             output,
+            ..
         } => {
             failed(error.clone(), false);
             (output, Some(error), None)
@@ -167,6 +182,7 @@ pub(super) fn judge(
         AttemptEnd::Returned {
             class: AttemptClass::Retryable(error),
             output,
+            ..
         } => {
             let retry_at = failed(error.clone(), retries_left);
             (output, Some(error), retry_at)

@@ -251,9 +251,16 @@ pub(super) fn settle_attempt(
         attempt,
     });
     let retries_left = attempt < policy.retry.max_attempts.max(1);
+    // The least delay before a retry the attempt's output asked for (`Task::retry_delay`).
+    let requested = match &outcome.end {
+        AttemptEnd::Returned { retry_after, .. } => *retry_after,
+        _ => None,
+    };
     let mut failed = |error: String, retry: bool| -> Option<u64> {
         let retry_at_ms = retry.then(|| {
-            let delay = policy.retry.jittered_delay_after(attempt, random_unit());
+            let delay = policy
+                .retry
+                .delay_with_request(attempt, random_unit(), requested);
             now.saturating_add(crate::time::millis(delay))
         });
         match retry_at_ms {
@@ -298,6 +305,7 @@ pub(super) fn settle_attempt(
         AttemptEnd::Returned {
             class: AttemptClass::Success,
             output: out,
+            ..
         } => {
             tracing::debug!(step, branch, task = name, attempt, "task attempt succeeded");
             output(out, None)
@@ -305,6 +313,7 @@ pub(super) fn settle_attempt(
         AttemptEnd::Returned {
             class: AttemptClass::NonRetryable(error),
             output: out,
+            ..
         } => {
             failed(error.clone(), false);
             output(out, Some(error))
@@ -312,6 +321,7 @@ pub(super) fn settle_attempt(
         AttemptEnd::Returned {
             class: AttemptClass::Retryable(error),
             output: out,
+            ..
         } => match failed(error.clone(), retries_left) {
             Some(retry_at_ms) => Verdict::Retry(BranchRecord::Retrying {
                 failed_attempts: attempt,
