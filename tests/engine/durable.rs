@@ -277,10 +277,18 @@ async fn finished_join_branches_are_not_rerun_after_a_restart() {
             .await
             .unwrap();
         let run = engine.start("fan", fanout(label.clone())).await.unwrap();
-        assert!(matches!(
-            run.result().await,
-            Err(FlowError::EngineStopped { .. })
-        ));
+        match run.result().await {
+            Err(FlowError::EngineStopped { .. }) => {}
+            // Group commit may put the branches' results in fewer commits than `k`
+            // (likelier on a loaded machine): the run ended before the halt, and there is
+            // no restart to check at this `k`.
+            Ok(output) => {
+                assert_eq!(output, (11, (Ok(2), ())));
+                engine.shutdown().await;
+                continue;
+            }
+            Err(other) => panic!("halt after {k}: {other}"),
+        }
         let committed: Vec<String> = run
             .history()
             .await
