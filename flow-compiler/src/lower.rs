@@ -62,6 +62,9 @@ pub struct Lowerer<'a> {
     item_scopes: Vec<Vec<usize>>,
     /// Lowered blocks we are inside (0: the body itself).
     depth: usize,
+    /// The lowered nested blocks we are inside, innermost last: where a nested item's
+    /// name may be used without hiding anything.
+    item_blocks: Vec<TokenStream>,
     /// The whole body, to tell whether a nested item's name is used outside its block.
     body: TokenStream,
     /// `#[cfg]` predicates of the statements being lowered, outermost first.
@@ -93,6 +96,7 @@ impl<'a> Lowerer<'a> {
             pending: Vec::new(),
             item_scopes: Vec::new(),
             depth: 0,
+            item_blocks: Vec::new(),
             body: TokenStream::new(),
             cfg_stack: Vec::new(),
         };
@@ -525,6 +529,7 @@ impl<'a> Lowerer<'a> {
             self.pop_scope();
         }
         self.depth -= 1;
+        self.item_blocks.pop();
         value
     }
 
@@ -534,6 +539,7 @@ impl<'a> Lowerer<'a> {
     /// (and only those); this starts a fresh block for them. Returns whether it did.
     fn enter_item_scope(&mut self, block: &syn::Block) -> bool {
         self.depth += 1;
+        self.item_blocks.push(block.to_token_stream());
         let repeated: Vec<usize> = block
             .stmts
             .iter()
@@ -563,7 +569,7 @@ impl<'a> Lowerer<'a> {
     /// Output: nothing for a nested function, constant or `use` (see
     ///         [`Self::enter_item_scope`]); otherwise the item goes to the top of the
     ///         step function, which is faithful at the body's top level, and in a nested
-    ///         block only if its name is used nowhere else in the body.
+    ///         block only if its name is used nowhere in the body outside that block.
     fn lower_item(&mut self, item: &syn::Item) {
         let nested = self.depth > 0;
         if nested
@@ -577,7 +583,8 @@ impl<'a> Lowerer<'a> {
         if nested {
             if let Some(name) = item_name(item) {
                 let everywhere = count_mentions(&self.body, name);
-                let inside = count_mentions(&item.to_token_stream(), name);
+                let block = self.item_blocks.last().expect("a nested block");
+                let inside = count_mentions(block, name);
                 if everywhere > inside {
                     self.error(
                         name.span(),

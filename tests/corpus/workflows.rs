@@ -1335,3 +1335,32 @@ pub async fn borrows_around_a_step_in_one_expression(
     };
     Ok((t + z, u, w))
 }
+
+/// Audit finding: a type, an enum and a `static` declared in a block with a step and used
+/// only inside that block (they were refused as if their names were used outside it).
+#[workflow]
+pub async fn block_scoped_types_used_in_their_block(x: i64) -> (i64, i64) {
+    let a = {
+        #[derive(Debug)]
+        struct Scaled(i64);
+        static FACTOR: i64 = 3;
+        let s = Scaled(inc(x).await * FACTOR);
+        s.0 + FACTOR
+    };
+    let b = {
+        enum Pick {
+            Low,
+            High,
+        }
+        let p = if double(x).await > 4 {
+            Pick::High
+        } else {
+            Pick::Low
+        };
+        match p {
+            Pick::Low => inc(a).await,
+            Pick::High => a * 2,
+        }
+    };
+    (a, b)
+}
