@@ -989,8 +989,7 @@ impl<'a> Lowerer<'a> {
             ));
         }
         let borrow = matches!(&*init.expr, Expr::Reference(_)) || is_borrowed_item(&init.expr);
-        let hashed = mentions_hashed_collection(&pat.to_token_stream())
-            || mentions_hashed_collection(&init.expr.to_token_stream());
+        let hashed = visibly_hashed(pat, &init.expr);
         let bindings = names::let_bindings(pat);
         let rebindable =
             is_borrowed_item(&init.expr) && bindings.iter().all(|b| !b.mutable && !b.by_ref);
@@ -2289,8 +2288,77 @@ fn is_str_literal(e: &Expr) -> bool {
     }
 }
 
-/// Whether a `let` visibly builds or names a `HashMap`/`HashSet`, whose iteration order
-/// a restart does not keep.
+/// Whether `let pat = init` visibly binds a `HashMap`/`HashSet` (whose iteration order a
+/// restart does not keep): its type names one, or the value is built by one of their
+/// constructors (`HashMap::new()`, `HashSet::from(..)`) or a `collect::<HashMap<..>>()`,
+/// possibly as a block's or a branch's value. A value merely computed from a map
+/// (`let n = m.len()`) is not one: the warning this feeds must not fire on it.
+fn visibly_hashed(pat: &Pat, init: &Expr) -> bool {
+    match pat {
+        Pat::Type(t) => mentions_hashed_collection(&t.ty.to_token_stream()),
+        Pat::Ident(_) => builds_hashed_collection(init),
+        _ => false,
+    }
+}
+
+/// Whether the value of `e` is visibly a new `HashMap`/`HashSet` (see [`visibly_hashed`]).
+fn builds_hashed_collection(e: &Expr) -> bool {
+    match e {
+        Expr::Call(c) => match &*c.func {
+            Expr::Path(p) => mentions_hashed_collection(&p.path.to_token_stream()),
+            _ => false,
+        },
+        Expr::MethodCall(m) => {
+            m.method == "collect"
+                && m.turbofish
+                    .as_ref()
+                    .is_some_and(|t| mentions_hashed_collection(&t.to_token_stream()))
+        }
+        Expr::Paren(p) => builds_hashed_collection(&p.expr),
+        Expr::Block(b) => block_builds_hashed_collection(&b.block),
+        Expr::If(i) => {
+            block_builds_hashed_collection(&i.then_branch)
+                || i.else_branch
+                    .as_ref()
+                    .is_some_and(|(_, e)| builds_hashed_collection(e))
+        }
+        Expr::Match(m) => m.arms.iter().any(|a| builds_hashed_collection(&a.body)),
+        _ => false,
+    }
+}
+
+/// Whether a block's value is visibly a new `HashMap`/`HashSet`: its tail builds one, or
+/// names a local the block bound to one (`{ let mut m = HashMap::new(); ..; m }`).
+fn block_builds_hashed_collection(b: &syn::Block) -> bool {
+    let Some(Stmt::Expr(tail, None)) = b.stmts.last() else {
+        return false;
+    };
+    if builds_hashed_collection(tail) {
+        return true;
+    }
+    let Expr::Path(p) = tail else {
+        return false;
+    };
+    let Some(name) = p.path.get_ident() else {
+        return false;
+    };
+    b.stmts.iter().rev().any(|s| match s {
+        Stmt::Local(l) => {
+            let binds = match &l.pat {
+                Pat::Ident(i) => &i.ident == name,
+                Pat::Type(t) => matches!(&*t.pat, Pat::Ident(i) if &i.ident == name),
+                _ => false,
+            };
+            binds
+                && l.init
+                    .as_ref()
+                    .is_some_and(|i| visibly_hashed(&l.pat, &i.expr))
+        }
+        _ => false,
+    })
+}
+
+/// Whether `tokens` name `HashMap` or `HashSet` anywhere.
 fn mentions_hashed_collection(tokens: &TokenStream) -> bool {
     tokens.clone().into_iter().any(|tt| match tt {
         proc_macro2::TokenTree::Ident(i) => i == "HashMap" || i == "HashSet",
