@@ -28,4 +28,16 @@ async fn wf(skus: Vec<String>) -> Vec<(String, u64)> {
     out
 }
 
+// `#[allow(deprecated)]` on the workflow silences it.
+#[workflow]
+#[allow(deprecated)]
+async fn allowed(skus: Vec<String>) -> usize {
+    let mut prices = HashMap::new();
+    for sku in skus {
+        let p = price(sku.clone()).await;
+        prices.insert(sku, p);
+    }
+    prices.len()
+}
+
 fn main() {}
