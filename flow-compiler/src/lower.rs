@@ -232,7 +232,7 @@ impl<'a> Lowerer<'a> {
 
     /// Records the locals that residual code emitted into the current block reads.
     fn note_tokens(&mut self, code: &TokenStream) {
-        self.note_uses(names::mentioned_in_tokens(code));
+        self.note_uses(names::mentioned_in_code(code));
     }
 
     fn new_slot(&mut self, name: Ident, mutable: bool, span: Span, label: String) -> SlotId {

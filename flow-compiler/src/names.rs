@@ -7,12 +7,38 @@ use proc_macro2::{TokenStream, TokenTree};
 use syn::visit::Visit;
 use syn::{Expr, Ident, Pat};
 
-/// Every identifier `expr` may read as a local: single-segment paths, identifiers inside
-/// macro invocations, and `{name}` captures inside their string literals.
+/// Every identifier `expr` may read as a local of the code around it: single-segment
+/// paths, identifiers inside macro invocations, and `{name}` captures inside their string
+/// literals; not a name where a pattern inside `expr` binds it (a match arm's, a
+/// closure's, a `for`'s, an `if let`'s or `while let`'s, or a block's `let`), since there
+/// it is that binding. (Counting such a name as the outer local would keep a local that
+/// was moved alive across a step, which rustc refuses.)
 pub fn mentioned(expr: &Expr) -> Vec<Ident> {
-    let mut v = Mentions(Vec::new());
+    let mut v = Mentions {
+        out: Vec::new(),
+        bound: Vec::new(),
+    };
     v.visit_expr(expr);
-    v.0
+    v.out
+}
+
+/// Like [`mentioned`], for code the lowering emits (statements or an expression): parsed
+/// when it parses, so names bound inside it by patterns are told apart from the
+/// locals around it; scanned token by token otherwise. A `let` at the top level of the
+/// code still counts its names as mentions after it (the lowering declares those).
+pub fn mentioned_in_code(tokens: &TokenStream) -> Vec<Ident> {
+    let parsed = syn::parse::Parser::parse2(syn::Block::parse_within, tokens.clone());
+    let Ok(stmts) = parsed else {
+        return mentioned_in_tokens(tokens);
+    };
+    let mut v = Mentions {
+        out: Vec::new(),
+        bound: Vec::new(),
+    };
+    for stmt in &stmts {
+        v.visit_stmt(stmt);
+    }
+    v.out
 }
 
 /// Like [`mentioned`], for raw tokens (macro arguments).
@@ -22,18 +48,119 @@ pub fn mentioned_in_tokens(tokens: &TokenStream) -> Vec<Ident> {
     out
 }
 
-struct Mentions(Vec<Ident>);
+struct Mentions {
+    out: Vec<Ident>,
+    /// Names bound by patterns inside the expression, innermost last.
+    bound: Vec<String>,
+}
+
+impl Mentions {
+    fn push(&mut self, ident: &Ident) {
+        if !self.bound.iter().any(|b| ident == b) {
+            self.out.push(ident.clone());
+        }
+    }
+
+    /// Visits `inside` with the names of `bindings` bound.
+    fn with_bound(&mut self, bindings: Vec<Binding>, inside: impl FnOnce(&mut Self)) {
+        let depth = self.bound.len();
+        self.bound
+            .extend(bindings.into_iter().map(|b| b.ident.to_string()));
+        inside(self);
+        self.bound.truncate(depth);
+    }
+}
 
 impl<'ast> Visit<'ast> for Mentions {
     fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
         if p.qself.is_none() && p.path.leading_colon.is_none() && p.path.segments.len() == 1 {
-            self.0.push(p.path.segments[0].ident.clone());
+            self.push(&p.path.segments[0].ident);
         }
         syn::visit::visit_expr_path(self, p);
     }
 
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
-        scan_tokens(&m.tokens, &mut self.0);
+        let mut found = Vec::new();
+        scan_tokens(&m.tokens, &mut found);
+        for i in &found {
+            self.push(i);
+        }
+    }
+
+    fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        self.visit_pat(&arm.pat);
+        self.with_bound(bindings(&arm.pat), |v| {
+            if let Some((_, guard)) = &arm.guard {
+                v.visit_expr(guard);
+            }
+            v.visit_expr(&arm.body);
+        });
+    }
+
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        let params: Vec<Binding> = c.inputs.iter().flat_map(let_bindings).collect();
+        self.with_bound(params, |v| v.visit_expr(&c.body));
+    }
+
+    fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
+        self.visit_expr(&f.expr);
+        self.with_bound(let_bindings(&f.pat), |v| v.visit_block(&f.body));
+    }
+
+    fn visit_expr_if(&mut self, i: &'ast syn::ExprIf) {
+        match &*i.cond {
+            Expr::Let(l) => {
+                self.visit_pat(&l.pat);
+                self.visit_expr(&l.expr);
+                self.with_bound(bindings(&l.pat), |v| v.visit_block(&i.then_branch));
+            }
+            cond => {
+                self.visit_expr(cond);
+                self.visit_block(&i.then_branch);
+            }
+        }
+        if let Some((_, e)) = &i.else_branch {
+            self.visit_expr(e);
+        }
+    }
+
+    fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
+        match &*w.cond {
+            Expr::Let(l) => {
+                self.visit_pat(&l.pat);
+                self.visit_expr(&l.expr);
+                self.with_bound(bindings(&l.pat), |v| v.visit_block(&w.body));
+            }
+            cond => {
+                self.visit_expr(cond);
+                self.visit_block(&w.body);
+            }
+        }
+    }
+
+    fn visit_block(&mut self, b: &'ast syn::Block) {
+        let depth = self.bound.len();
+        for stmt in &b.stmts {
+            match stmt {
+                syn::Stmt::Local(l) => {
+                    // The value and the `else` see the names from before the `let`.
+                    if let Some(init) = &l.init {
+                        self.visit_expr(&init.expr);
+                        if let Some((_, d)) = &init.diverge {
+                            self.visit_expr(d);
+                        }
+                    }
+                    self.visit_pat(&l.pat);
+                    self.bound.extend(
+                        let_bindings(&l.pat)
+                            .into_iter()
+                            .map(|b| b.ident.to_string()),
+                    );
+                }
+                other => self.visit_stmt(other),
+            }
+        }
+        self.bound.truncate(depth);
     }
 
     // Items nested in a body cannot see its locals.
@@ -213,6 +340,44 @@ mod tests {
             names(mentioned_in_tokens(&t)),
             ["label", "width", "prec", "v"]
         );
+    }
+
+    #[test]
+    fn names_bound_inside_are_not_the_outer_locals() {
+        let code = quote::quote! {
+            let r = match x {
+                Ok(a) => a.by + b,
+                Err(e) => format!("{e} {a}").len(),
+            };
+            if let Some(c) = c { c } else { c + 1 };
+            for d in ds { d; }
+            let f = |g: u8| g + h;
+            { let i = 1; i + j };
+            while let Some(k) = k.pop() { k; }
+            let m = m + 1;
+            m
+        };
+        let found = names(mentioned_in_code(&code));
+        for outer in ["x", "b", "a", "c", "ds", "h", "j", "k", "m"] {
+            assert!(
+                found.contains(&outer.to_string()),
+                "`{outer}` missing from {found:?}"
+            );
+        }
+        // Only as bindings: `a` is found once (the `Err` arm's `format!`), not in the
+        // `Ok` arm.
+        assert_eq!(found.iter().filter(|n| *n == "a").count(), 1);
+        for inner in ["e", "d", "g", "i"] {
+            assert!(
+                !found.contains(&inner.to_string()),
+                "`{inner}` found in {found:?}"
+            );
+        }
+        // `c`: in the scrutinee and the `else`, not in the `then` branch.
+        assert_eq!(found.iter().filter(|n| *n == "c").count(), 2);
+        // Unparsable code falls back to scanning every token.
+        let found = names(mentioned_in_code(&quote::quote!(=> a b)));
+        assert_eq!(found, ["a", "b"]);
     }
 
     #[test]
