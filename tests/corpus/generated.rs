@@ -538,89 +538,79 @@ pub async fn gen_7_00005(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             .wrapping_sub(num(SCALE).await?)
             .rem_euclid(1000),
     );
-    let mut w1 = (match (3i64).rem_euclid(3) {
-        0 => N,
-        1 => BASE,
-        _ => N,
-    })
-    .rem_euclid(100)
-        + 64;
-    let mut g2 = 0;
-    while let Some(h) = half(w1).await? {
-        g2 += 1;
-        if g2 > 3 {
-            break;
-        }
-        w1 = h;
-        trace.push(h);
-        let mut count3 = 0;
-        while count3 < 1 {
-            count3 += 1;
-            if (seen.get()).rem_euclid(3) == 0 {
-                continue;
-            }
-            let bag4 = Bag {
-                id: match (8i64).rem_euclid(3) {
-                    0 => 9i64,
-                    1 => seen.get(),
-                    _ => 7i64,
-                },
-                items: vec![8i64, add(h, 9i64).await],
-                name: format!("n{}", 6i64),
-            };
-            let name = bag4.name.clone();
-            let g = greet(name, bag4.id).await?;
-            text.push(g + &bag4.name);
-        }
-    }
+    let moved1 = format!("m{}", ((x) - (SCALE)).rem_euclid(1000));
+    let greeting2 = greet(moved1, SCALE).await?;
+    text.push(
+        match half(if (x).rem_euclid(3) == 2 { 8i64 } else { 9i64 }).await? {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
     trace.push(
-        add(SCALE, {
-            x = 6i64;
-            BASE
-        })
-        .await,
+        [seen.get(), 7i64]
+            .iter()
+            .map(|moved1| moved1 * 2)
+            .sum::<i64>(),
     );
-    let (da5, _, mut db6) = (
-        checked(((6i64) - (1i64)).rem_euclid(1000)).await?,
-        loop {
-            if (0i64).rem_euclid(3) == 2 {
-                break N;
+    trace.push(if let Some(moved1) = 8i64.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    #[cfg(all())]
+    trace.push(
+        num(loop {
+            if (6i64).rem_euclid(3) == 1 {
+                break 8i64;
             }
-            break 7i64;
-        },
-        {
-            x += 1;
-            num(x).await?
-        },
+            break 3i64;
+        })
+        .await?,
     );
-    db6 += 1;
-    if is_even(da5).await {
-        trace.push(
-            add(
+    trace.push(
+        add(
+            ((N) * (2i64)).rem_euclid(1000),
+            num(fold_vec(vec![
                 {
-                    db6 += 1;
-                    num(db6).await?
+                    x += 1;
+                    num(x).await?
+                },
+                {
+                    x = 6i64;
+                    BASE
                 },
                 {
                     x += 1;
                     num(x).await?
                 },
-            )
-            .await,
-        );
-        if (db6).rem_euclid(3) == 2 {
-            return Ok((trace, side, text));
-        }
-    } else {
-        db6 += {
-            db6 += 1;
-            num(db6).await?
-        };
-        db6 = db6.rem_euclid(1000);
-        trace.push(num(fold_vec(vec![seen.get(), num(db6).await?, SCALE])).await?);
-    }
-    trace.push(db6);
-    trace.push(da5);
+            ]))
+            .await?,
+        )
+        .await,
+    );
+    let stock = BTreeMap::from([
+        (
+            0,
+            Triple {
+                b: seen.get(),
+                a: N,
+                c: 0i64,
+            }
+            .mix(),
+        ),
+        (1, checked(7i64).await?),
+        (
+            2,
+            match (seen.get()).rem_euclid(3) {
+                0 => N,
+                1 => N,
+                _ => 8i64,
+            },
+        ),
+        (3, seen.get()),
+    ]);
+    trace.extend(stock.values().copied());
     trace.push(seen.get());
     trace.push(N);
     trace.push(x);
@@ -633,32 +623,77 @@ pub async fn gen_7_00006(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
     let mut acc: Vec<i64> = vec![x];
-    let hits_a = AtomicI64::new(x);
-    x += {
-        x += 5;
-        num(SCALE).await?
-    };
-    x = x.rem_euclid(1000);
-    for j in 0..=(Triple {
-        c: x,
-        b: {
+    let moved1 = format!(
+        "m{}",
+        mix3(0i64, x, {
             x += 1;
             num(x).await?
+        })
+    );
+    let greeting2 = greet(moved1, SCALE).await?;
+    text.push(match half(num((acc.len() as i64)).await?).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
+    });
+    trace.push([x, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = (acc.len() as i64).checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    let moved3 = format!(
+        "m{}",
+        Triple {
+            c: x,
+            b: {
+                x += 1;
+                num(x).await?
+            },
+            a: 8i64
+        }
+        .mix()
+    );
+    let greeting4 = greet(moved3, x).await?;
+    text.push(
+        match half(
+            Triple {
+                c: x,
+                b: SCALE,
+                a: 5i64,
+            }
+            .mix(),
+        )
+        .await?
+        {
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
         },
-        a: BASE,
-    }
-    .mix())
-    .rem_euclid(6)
+    );
+    trace.push(
+        [8i64, (acc.len() as i64)]
+            .iter()
+            .map(|moved3| moved3 * 2)
+            .sum::<i64>(),
+    );
+    trace.push(if let Some(moved3) = 9i64.checked_sub(1) {
+        moved3
+    } else {
+        0
+    });
+    text.push(greeting4);
     {
-        if j >= 4 {
-            break;
-        }
-        trace.push(num(j).await?);
-        if (5i64).rem_euclid(3) == 2 {
-            continue;
-        }
+        let bag5 = Bag {
+            id: if (x).rem_euclid(3) == 2 { 5i64 } else { x },
+            items: vec![x, checked(SCALE).await?],
+            name: format!("n{}", x),
+        };
+        let name = bag5.name.clone();
+        let g = greet(name, bag5.id).await?;
+        text.push(g + &bag5.name);
+        #[cfg(any())]
+        let gated6 = checked((acc.len() as i64)).await?;
     }
-    trace.push(hits_a.load(SeqCst));
     trace.extend(acc.iter().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -703,12 +738,28 @@ pub async fn gen_7_00007(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         let rep1 = vec![num(x).await?; 0];
         trace.push(rep1.iter().sum::<i64>());
         trace.push(rep1.len() as i64);
-        let hits_a = AtomicI64::new(loop {
-            if (2i64).rem_euclid(3) == 0 {
-                break BASE;
-            }
-            break x;
+        let moved2 = format!(
+            "m{}",
+            (BASE)
+                .max({
+                    x += 1;
+                    num(x).await?
+                })
+                .wrapping_sub(2i64)
+                .rem_euclid(1000)
+        );
+        let greeting3 = greet(moved2, a).await?;
+        text.push(match half(fold_vec(vec![inc(SCALE).await, x, x])).await? {
+            Some(moved2) => format!("{}", moved2 + 1),
+            None => greeting3.clone(),
         });
+        trace.push([x, BASE].iter().map(|moved2| moved2 * 2).sum::<i64>());
+        trace.push(if let Some(moved2) = SCALE.checked_sub(1) {
+            moved2
+        } else {
+            0
+        });
+        text.push(greeting3);
     }
     trace.push(a);
     trace.push(x);
@@ -891,38 +942,77 @@ pub async fn gen_7_00009(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     }
     {
         use std::cmp::max as pick;
-        trace.push(pick(checked(x).await?, x));
+        trace.push(pick(num(x).await?, x));
         {
             fn tweak(v: i64) -> i64 {
                 (v + 22).rem_euclid(1000)
             }
-            trace.push(tweak(inc(SCALE).await));
+            trace.push(tweak(add(x, x).await));
             trace.push(BASE + SCALE);
-            if is_even(4i64).await {
-                return Ok((trace, side, text));
-            }
-            trace.push({
-                let n = SCALE;
-                ((n) + (if (x).rem_euclid(3) == 0 { x } else { x })).rem_euclid(1000)
+            let moved6 = format!("m{}", tweak(x));
+            let greeting7 = greet(moved6, 9i64).await?;
+            text.push(
+                match half(fold3([
+                    {
+                        x = 5i64;
+                        4i64
+                    },
+                    {
+                        x = x;
+                        x
+                    },
+                    {
+                        x += 1;
+                        num(x).await?
+                    },
+                ]))
+                .await?
+                {
+                    Some(moved6) => format!("{}", moved6 + 1),
+                    None => greeting7.clone(),
+                },
+            );
+            trace.push([x, x].iter().map(|moved6| moved6 * 2).sum::<i64>());
+            trace.push(if let Some(moved6) = x.checked_sub(1) {
+                moved6
+            } else {
+                0
             });
+            text.push(greeting7);
+            trace.push(
+                (({
+                    x += 1;
+                    num(x).await?
+                }) - ({
+                    x += 3;
+                    add(4i64, SCALE).await
+                }) * 3
+                    + (x))
+                    .rem_euclid(1000),
+            );
         }
         trace.push(tweak(BASE) + SCALE);
-        trace.push(pick(x, 4));
+        trace.push(pick(7i64, 4));
     }
-    trace.push(pick(x, 4));
-    trace.push(
-        (({
-            x += 1;
-            num(x).await?
-        }) - ({
-            x += 3;
-            add(4i64, SCALE).await
-        }) * 3
-            + (x))
-            .rem_euclid(1000),
-    );
-    x += x;
-    x = x.rem_euclid(1000);
+    trace.push(pick(BASE, 4));
+    let prec = (checked(((4i64) + (5i64)).rem_euclid(1000)).await?).rem_euclid(7) as usize;
+    let moved8 = format!("m{}", {
+        let t = (checked(9i64).await?, BASE, inc(SCALE).await);
+        mix3(t.0, t.1, t.2)
+    });
+    let greeting9 = greet(moved8, x).await?;
+    text.push(match half(((x) - (x)).rem_euclid(1000)).await? {
+        Some(moved8) => format!("{}", moved8 + 1),
+        None => greeting9.clone(),
+    });
+    trace.push([x, SCALE].iter().map(|moved8| moved8 * 2).sum::<i64>());
+    trace.push(if let Some(moved8) = x.checked_sub(1) {
+        moved8
+    } else {
+        0
+    });
+    text.push(greeting9);
+    text.push(format!("{:?}", prec));
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -1547,42 +1637,75 @@ pub async fn gen_7_00017(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     .await?
     {
         trace.push(n);
-        if let Some(mut b) = half({
-            let b = 7i64;
-            ((b) + (x)).rem_euclid(1000)
-        })
-        .await?
-        {
-            trace.push(b);
-            text.push(format!(
-                "{}|{}|{}",
-                n,
-                {
-                    side.push(b);
-                    num(match (n).rem_euclid(3) {
-                        0 => n,
-                        1 => b,
-                        _ => n,
-                    })
-                    .await?
-                },
-                b
-            ));
-            let b = tweak(add(n, SCALE).await);
-        } else {
-            let width = (loop {
-                if (n).rem_euclid(3) == 2 {
-                    break tweak(BASE);
-                }
-                break n;
+        let moved1 = format!("m{}", tweak(n));
+        let greeting2 = greet(moved1, 5i64).await?;
+        text.push(
+            match half(match (SCALE).rem_euclid(3) {
+                0 => 9i64,
+                1 => n,
+                _ => n,
             })
-            .rem_euclid(7) as usize;
+            .await?
+            {
+                Some(moved1) => format!("{}", moved1 + 1),
+                None => greeting2.clone(),
+            },
+        );
+        trace.push([n, n].iter().map(|moved1| moved1 * 2).sum::<i64>());
+        trace.push(if let Some(moved1) = n.checked_sub(1) {
+            moved1
+        } else {
+            0
+        });
+        text.push(greeting2);
+        {
+            use std::cmp::min as pick;
+            trace.push(pick(num(x).await?, SCALE));
+            let bag3 = Bag {
+                id: ((x) * (1i64)).rem_euclid(1000),
+                items: vec![
+                    x,
+                    mix3(
+                        checked(7i64).await?,
+                        {
+                            x += 1;
+                            n
+                        },
+                        BASE,
+                    ),
+                ],
+                name: format!("n{}", x),
+            };
+            for item in bag3.items {
+                trace.push(num(item).await?);
+                let prices = BTreeMap::from([
+                    (0, add(SCALE, 1i64).await),
+                    (
+                        1,
+                        match (bag3.id).rem_euclid(3) {
+                            0 => n,
+                            1 => bag3.id,
+                            _ => item,
+                        },
+                    ),
+                    (2, n),
+                    (
+                        3,
+                        match (1i64).rem_euclid(3) {
+                            0 => x,
+                            1 => 3i64,
+                            _ => x,
+                        },
+                    ),
+                ]);
+            }
+            trace.push(bag3.id);
+            let name = bag3.name.clone();
+            let g = greet(name, bag3.id).await?;
+            text.push(g + &bag3.name);
+            trace.push(pick(x, 4));
         }
-        x += {
-            x += 1;
-            num(x).await?
-        };
-        x = x.rem_euclid(1000);
+        trace.push(pick(n, 4));
     } else {
         trace.push(
             checked(fold3([
@@ -1596,56 +1719,8 @@ pub async fn gen_7_00017(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             .await?,
         );
     }
-    match (fold_vec(vec![
-        {
-            x += 1;
-            num(x).await?
-        },
-        2i64,
-        add(n, 3i64).await,
-    ]))
-    .rem_euclid(10)
-    {
-        c if c > 1 => {
-            trace.push(checked(n).await?);
-            if let Some(mut n) = half(x).await? {
-                trace.push(n);
-                let t1 = (
-                    checked({
-                        let t = (c, x, {
-                            side.push(c);
-                            c
-                        });
-                        mix3(t.0, t.1, t.2)
-                    })
-                    .await?,
-                    {
-                        side.push(BASE);
-                        if (c).rem_euclid(3) == 0 {
-                            c
-                        } else {
-                            x
-                        }
-                    },
-                    match (c).rem_euclid(3) {
-                        0 => n,
-                        1 => 1i64,
-                        _ => x,
-                    },
-                );
-                trace.push(t1.0);
-                trace.push(t1.1);
-                trace.push(t1.2);
-                let rep2 = vec![num(tweak(n)).await?; 2];
-                trace.push(rep2.iter().sum::<i64>());
-                trace.push(rep2.len() as i64);
-            }
-        }
-        c if c % 2 == 0 => trace.push(c * 3),
-        c => {
-            trace.push(num(c).await? + 1);
-        }
-    }
+    let mut acc2: Vec<i64> = vec![BASE];
+    trace.extend(acc2.iter().copied());
     trace.push(n);
     trace.push(x);
     Ok((trace, side, text))
@@ -1771,169 +1846,116 @@ pub async fn gen_7_00019(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    match (loop {
-        if (x).rem_euclid(3) == 2 {
-            break 0i64;
-        }
-        break x;
-    })
-    .rem_euclid(10)
-    {
-        n if n > 3 => {
-            trace.push(inc(n).await);
-            let rep1 = vec![num(num(x).await?).await?; 3];
-            trace.push(rep1.iter().sum::<i64>());
-            trace.push(rep1.len() as i64);
-        }
-        n if n % 2 == 0 => trace.push(n * 3),
-        n => {
-            trace.push(num(n).await? + 1);
-        }
-    }
-    #[cfg(any())]
-    trace.push(loop {
-        if is_even(x).await {
-            break if (7i64).rem_euclid(3) == 0 { x } else { x };
-        }
-        break 1i64;
-    });
-    let mut count2 = 0;
-    while count2 < 3 {
-        count2 += 1;
-        let n = 5i64;
-        match (if (n).rem_euclid(3) == 2 { 0i64 } else { n }).rem_euclid(3) {
-            0 => {
-                trace.push(checked(0i64).await?);
-                trace.push(
-                    ((if (7i64).rem_euclid(3) == 0 { n } else { n })
-                        + (mix3(
-                            0i64,
-                            {
-                                x += 1;
-                                num(x).await?
-                            },
-                            {
-                                side.push(n);
-                                x
-                            },
-                        )))
-                    .rem_euclid(1000),
-                );
-            }
+    let moved1 = format!(
+        "m{}",
+        match (x).rem_euclid(3) {
+            0 => x,
             1 => {
-                let Some(b) = half({
-                    let b = loop {
-                        if (9i64).rem_euclid(3) == 0 {
-                            break 4i64;
-                        }
-                        break n;
-                    };
-                    ((b) + (mix3(
-                        {
-                            x += 1;
-                            num(x).await?
-                        },
-                        7i64,
-                        2i64,
-                    )))
-                    .rem_euclid(1000)
-                })
-                .await?
-                else {
-                    note(tweak(6i64)).await?;
-                    trace.push(num(x).await?);
-                    return Ok((trace, side, text));
-                };
-                let prices = BTreeMap::from([
-                    (0, {
-                        let a = 8i64;
-                        ((a) + (x)).rem_euclid(1000)
-                    }),
-                    (
-                        1,
-                        match (n).rem_euclid(3) {
-                            0 => n,
-                            1 => n,
-                            _ => b,
-                        },
-                    ),
-                    (
-                        2,
-                        match (5i64).rem_euclid(3) {
-                            0 => b,
-                            1 => SCALE,
-                            _ => n,
-                        },
-                    ),
-                    (3, add(x, 1i64).await),
-                ]);
-            }
-            mut b => {
-                trace.push(b);
-                trace.push(
-                    checked(mix3(
-                        {
-                            b = BASE;
-                            b
-                        },
-                        b,
-                        num(x).await?,
-                    ))
-                    .await?,
-                );
-            }
-        }
-    }
-    #[cfg(all())]
-    {
-        let bag3 = Bag {
-            id: {
-                let c = x;
-                ((c) + (c)).rem_euclid(1000)
-            },
-            items: vec![x, x],
-            name: format!("n{}", x),
-        };
-        for item in bag3.items {
-            trace.push(num(item).await?);
-            let prices = BTreeMap::from([
-                (0, if (1i64).rem_euclid(3) == 0 { x } else { x }),
-                (1, num(BASE).await?),
-                (
-                    2,
-                    match (7i64).rem_euclid(3) {
-                        0 => x,
-                        1 => BASE,
-                        _ => x,
-                    },
-                ),
-                (3, num(item).await?),
-            ]);
-        }
-        trace.push(bag3.id);
-        let name = bag3.name.clone();
-        let g = greet(name, bag3.id).await?;
-        text.push(g + &bag3.name);
-        text.push(format!(
-            "{}|{}|{}",
-            fold_vec(vec![bag3.id, x, SCALE]),
-            num(if (bag3.id).rem_euclid(3) == 0 {
-                7i64
-            } else {
                 x
-            })
-            .await?,
-            {
-                side.push(x);
-                loop {
-                    if (2i64).rem_euclid(3) == 1 {
-                        break 5i64;
-                    }
-                    break 5i64;
-                }
             }
-        ));
+            _ => x,
+        }
+    );
+    let greeting2 = greet(moved1, x).await?;
+    text.push(match half(num(x).await?).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
+    });
+    trace.push([x, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = SCALE.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    let mut guard3 = 0;
+    loop {
+        guard3 += 1;
+        if guard3 > 3 {
+            break;
+        }
+        trace.push(tweak({
+            let t = (
+                {
+                    x += 1;
+                    num(x).await?
+                },
+                x,
+                {
+                    x += 3;
+                    x
+                },
+            );
+            mix3(t.0, t.1, t.2)
+        }));
+        let mut TOTAL = x;
     }
+    let mut acc: Vec<i64> = vec![5i64];
+    match (if (1i64).rem_euclid(3) == 0 { x } else { x }).rem_euclid(3) {
+        0 => {
+            let t4 = (2i64, x, {
+                x += 3;
+                mix3(
+                    x,
+                    {
+                        x += 1;
+                        num(x).await?
+                    },
+                    {
+                        side.push(x);
+                        x
+                    },
+                )
+            });
+            trace.push(t4.0);
+            trace.push(t4.1);
+            trace.push(t4.2);
+            let mut b = {
+                let a = {
+                    let b = x;
+                    ((b) + (x)).rem_euclid(1000)
+                };
+                ((a) + (tweak(7i64))).rem_euclid(1000)
+            };
+        }
+        1 => {
+            let prices = BTreeMap::from([
+                (0, add(x, x).await),
+                (1, {
+                    let t = (
+                        {
+                            x = SCALE;
+                            x
+                        },
+                        {
+                            x = BASE;
+                            BASE
+                        },
+                        checked(x).await?,
+                    );
+                    mix3(t.0, t.1, t.2)
+                }),
+                (2, if (x).rem_euclid(3) == 1 { x } else { 1i64 }),
+                (3, tweak(4i64)),
+            ]);
+            x = tweak(((x) - (x)).rem_euclid(1000));
+        }
+        mut b => {
+            trace.push(b);
+            let mut a = tweak(fold3([
+                {
+                    x = (acc.len() as i64);
+                    7i64
+                },
+                (acc.len() as i64),
+                {
+                    b += 1;
+                    num(b).await?
+                },
+            ]));
+        }
+    }
+    trace.extend(acc.iter().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -1944,7 +1966,7 @@ pub async fn gen_7_00020(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
     {
-        trace.push(tweak(add(3i64, x).await));
+        trace.push(tweak(num(x).await?));
         trace.push(BASE + SCALE);
         {
             use std::cmp::min as pick;
@@ -1979,91 +2001,108 @@ pub async fn gen_7_00020(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         trace.push(pick(9i64, 4));
         {
             let a = 9i64;
-            let hits = Cell::new(tweak(a));
+            let moved1 = format!("m{}", tweak(a));
+            let greeting2 = greet(moved1, x).await?;
+            text.push(match half(tweak(6i64)).await? {
+                Some(moved1) => format!("{}", moved1 + 1),
+                None => greeting2.clone(),
+            });
+            trace.push([3i64, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+            trace.push(if let Some(moved1) = a.checked_sub(1) {
+                moved1
+            } else {
+                0
+            });
+            text.push(greeting2);
         }
     }
     trace.push(tweak(BASE) + SCALE);
-    let mut count1 = 0;
-    while count1 < 1 {
-        count1 += 1;
-        for mut i in 0..2 {
-            trace.push(i);
-            if ((x).rem_euclid(2) == 0 && {
-                side.push(i);
-                is_even(7i64).await
-            }) {
-                return Ok((trace, side, text));
+    let moved3 = format!("m{}", add(x, 0i64).await);
+    let greeting4 = greet(moved3, 2i64).await?;
+    text.push(
+        match half(loop {
+            if (x).rem_euclid(3) == 0 {
+                break x;
             }
-            if (BASE).rem_euclid(3) == 2 {
-                return Ok((trace, side, text));
-            }
-        }
+            break 7i64;
+        })
+        .await?
         {
-            #[derive(Debug, Clone, Copy)]
-            struct Wrap2(i64);
-            enum Side3 {
-                Low,
-                High,
-            }
-            static LIMIT4: i64 = 8;
-            let w = Wrap2(checked(5i64).await?);
-            let s = if w.0 > LIMIT4 {
-                Side3::High
-            } else {
-                Side3::Low
-            };
-            trace.push(match s {
-                Side3::Low => w.0 + LIMIT4,
-                Side3::High => w.0 * 2,
-            });
-            text.push(format!("{w:?}"));
-            #[cfg(all())]
-            let gated5 = match (fold3([
-                x,
-                {
-                    side.push(x);
-                    x
-                },
-                inc(x).await,
-            ]))
-            .rem_euclid(3)
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
+        },
+    );
+    trace.push([x, x].iter().map(|moved3| moved3 * 2).sum::<i64>());
+    trace.push(if let Some(moved3) = x.checked_sub(1) {
+        moved3
+    } else {
+        0
+    });
+    text.push(greeting4);
+    {
+        trace.push(fold_vec(vec![
             {
-                0 => loop {
-                    if (0i64).rem_euclid(3) == 0 {
-                        break 5i64;
-                    }
-                    break BASE;
-                },
-                1 => loop {
-                    if (x).rem_euclid(3) == 2 {
-                        break x;
-                    }
-                    break x;
-                },
+                x += 1;
+                num(x).await?
+            },
+            {
+                x += 1;
+                num(x).await?
+            },
+            {
+                x += 1;
+                num(x).await?
+            },
+        ]));
+        trace.push(
+            checked(match (x).rem_euclid(3) {
+                0 => x,
+                1 => x,
                 _ => x,
-            };
-        }
+            })
+            .await?,
+        );
     }
-    trace.push({
-        let n = if (x).rem_euclid(3) == 0 { 6i64 } else { 6i64 };
-        ((n) + ({
+    let Some(b) = half({
+        let c = Triple {
+            c: 6i64,
+            b: {
+                x = x;
+                x
+            },
+            a: x,
+        }
+        .mix();
+        ((c) + ({
             let c = x;
             ((c) + (x)).rem_euclid(1000)
         }))
         .rem_euclid(1000)
-    });
+    })
+    .await?
+    else {
+        note(loop {
+            if (0i64).rem_euclid(3) == 0 {
+                break 5i64;
+            }
+            break BASE;
+        })
+        .await?;
+        trace.push(checked(x).await?);
+        return Ok((trace, side, text));
+    };
     let stock = BTreeMap::from([
         (
             0,
-            match (x).rem_euclid(3) {
+            match (b).rem_euclid(3) {
                 0 => x,
-                1 => x,
+                1 => b,
                 _ => SCALE,
             },
         ),
         (1, tweak(x)),
         (2, {
-            let c = x;
+            let c = b;
             ((c) + (3i64)).rem_euclid(1000)
         }),
         (
@@ -2074,7 +2113,7 @@ pub async fn gen_7_00020(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                     x
                 },
                 num(BASE).await?,
-                x,
+                b,
             ),
         ),
     ]);
@@ -2091,32 +2130,9 @@ pub async fn gen_7_00020(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         };
         trace.push(pick(x, 4));
     }
-    trace.push(pick(x, 4));
-    {
-        use std::cmp::min as pick;
-        trace.push(pick(checked(x).await?, BASE));
-        let (da6, _, mut db7) = (
-            7i64,
-            loop {
-                if (x).rem_euclid(3) == 1 {
-                    break x;
-                }
-                break BASE;
-            },
-            {
-                x = 0i64;
-                if (5i64).rem_euclid(3) == 0 {
-                    1i64
-                } else {
-                    x
-                }
-            },
-        );
-        db7 += 1;
-        trace.push(pick(x, 4));
-    }
-    trace.push(pick(stock.get(&4).copied().unwrap_or(-2), 4));
+    trace.push(pick(b, 4));
     trace.extend(stock.values().copied());
+    trace.push(b);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -2514,7 +2530,7 @@ pub async fn gen_7_00024(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     };
     {
         use std::cmp::max as pick;
-        trace.push(pick(add(b, b).await, b));
+        trace.push(pick(num(b).await?, x));
         let bag2 = Bag {
             id: ({
                 x += 1;
@@ -2538,65 +2554,60 @@ pub async fn gen_7_00024(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         };
         for item in bag2.items {
             trace.push(num(item).await?);
-            if ((4i64).rem_euclid(2) == 1 && {
-                side.push(x);
-                (x) > 3
-            }) {
-                continue;
-            }
+            let moved3 = format!("m{}", if (3i64).rem_euclid(3) == 0 { 4i64 } else { x });
+            let greeting4 = greet(moved3, x).await?;
+            text.push(
+                match half({
+                    let n = x;
+                    ((n) + (item)).rem_euclid(1000)
+                })
+                .await?
+                {
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
+                },
+            );
+            trace.push(
+                [bag2.id, bag2.id]
+                    .iter()
+                    .map(|moved3| moved3 * 2)
+                    .sum::<i64>(),
+            );
+            trace.push(if let Some(moved3) = b.checked_sub(1) {
+                moved3
+            } else {
+                0
+            });
+            text.push(greeting4);
         }
         trace.push(bag2.id);
-        trace.push(pick(x, 4));
+        trace.push(pick(SCALE, 4));
     }
     trace.push(pick(b, 4));
-    'outer3: for i in 0..2 {
-        for j in 0..2 {
-            trace.push(i * 10 + j);
-            if (i).rem_euclid(3) == 0 {
-                break 'outer3;
-            }
-            if (b).rem_euclid(3) == 0 {
-                continue 'outer3;
-            }
-            trace.push(checked(fold_vec(vec![0i64, j, add(j, j).await])).await?);
-        }
-    }
-    match (if (b).rem_euclid(3) == 0 { x } else { x }).rem_euclid(10) {
+    let mut a = tweak(b);
+    match (if (a).rem_euclid(3) == 1 { SCALE } else { b }).rem_euclid(10) {
         n if n > 1 => {
-            trace.push(checked(b).await?);
-            let mut count4 = 0;
-            while count4 < 3 {
-                count4 += 1;
-                #[cfg(all())]
-                let gated5 = loop {
+            trace.push(num(b).await?);
+            let stock = BTreeMap::from([
+                (0, ((x) * (9i64)).rem_euclid(1000)),
+                (1, ((b) + (b)).rem_euclid(1000)),
+                (
+                    2,
                     if (BASE).rem_euclid(3) == 2 {
-                        break {
-                            let t = (
-                                {
-                                    x = n;
-                                    SCALE
-                                },
-                                add(b, x).await,
-                                {
-                                    x = b;
-                                    SCALE
-                                },
-                            );
-                            mix3(t.0, t.1, t.2)
-                        };
-                    }
-                    break 6i64;
-                };
-                if (4i64).rem_euclid(3) == 2 {
-                    break;
-                }
-            }
+                        SCALE
+                    } else {
+                        5i64
+                    },
+                ),
+                (3, tweak(a)),
+            ]);
         }
         n if n % 2 == 0 => trace.push(n * 3),
         n => {
             trace.push(num(n).await? + 1);
         }
     }
+    trace.push(a);
     trace.push(b);
     trace.push(x);
     Ok((trace, side, text))
@@ -3284,8 +3295,24 @@ pub async fn gen_7_00032(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         b: 0i64,
         c: x,
     };
-    let seen = Cell::new(tweak(7i64));
-    trace.push(seen.get());
+    let moved3 = format!("m{}", {
+        let n = db2;
+        ((n) + (db2)).rem_euclid(1000)
+    });
+    let greeting4 = greet(moved3, da1).await?;
+    text.push(
+        match half(((BASE) - (da1) * 3 + (db2)).rem_euclid(1000)).await? {
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
+        },
+    );
+    trace.push([da1, c].iter().map(|moved3| moved3 * 2).sum::<i64>());
+    trace.push(if let Some(moved3) = BASE.checked_sub(1) {
+        moved3
+    } else {
+        0
+    });
+    text.push(greeting4);
     trace.push(db2);
     trace.push(da1);
     trace.push(c);
@@ -3550,117 +3577,67 @@ pub async fn gen_7_00035(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     'outer1: for i in 0..2 {
         for j in 0..2 {
             trace.push(i * 10 + j);
-            if (({
-                side.push(i);
-                (0i64) > 3
-            }) && (j).rem_euclid(2) == 0)
-            {
+            if ((i).rem_euclid(2) == 0 && {
+                x += 1;
+                is_even(x).await
+            }) {
                 break 'outer1;
             }
-            if (i).rem_euclid(3) == 0 {
+            if ((hits_a.load(SeqCst)).rem_euclid(2) == 0 && {
+                side.push(j);
+                (j) > 3
+            }) {
                 continue 'outer1;
             }
-            let bag2 = Bag {
-                id: {
-                    let a = 6i64;
-                    ((a) + (x)).rem_euclid(1000)
-                },
-                items: vec![i, num(2i64).await?],
-                name: format!("n{}", j),
-            };
-            let name = bag2.name.clone();
-            let g = greet(name, bag2.id).await?;
-            text.push(g + &bag2.name);
-        }
-    }
-    let mut w3 = (match (5i64).rem_euclid(3) {
-        0 => BASE,
-        1 => hits_a.load(SeqCst),
-        _ => x,
-    })
-    .rem_euclid(100)
-        + 64;
-    let mut g4 = 0;
-    while let Some(h) = half(w3).await? {
-        g4 += 1;
-        if g4 > 3 {
-            break;
-        }
-        w3 = h;
-        trace.push(h);
-        'outer5: for i in 0..2 {
-            for j in 0..2 {
-                trace.push(i * 10 + j);
-                if (0i64).rem_euclid(3) == 1 {
-                    break 'outer5;
-                }
-                if is_even(BASE).await {
-                    continue 'outer5;
-                }
-                trace.extend([
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    5i64,
-                    loop {
-                        if (hits_a.load(SeqCst)).rem_euclid(3) == 2 {
-                            break j;
-                        }
-                        break 4i64;
-                    },
-                ]);
-            }
-        }
-    }
-    {
-        const BASE: i64 = 122;
-        trace.push(tweak(num(x).await?));
-        trace.push(BASE + SCALE);
-        let t6 = (
-            2i64,
-            {
-                side.push(x);
-                add(x, x).await
-            },
-            checked({
-                let b = 2i64;
-                ((b) + (x)).rem_euclid(1000)
-            })
-            .await?,
-        );
-        trace.push(t6.0);
-        trace.push(t6.1);
-        trace.push(t6.2);
-        let mut w7 = (checked(x).await?).rem_euclid(100) + 64;
-        let mut g8 = 0;
-        while let Some(h) = half(w7).await? {
-            g8 += 1;
-            if g8 > 3 {
-                break;
-            }
-            w7 = h;
-            trace.push(h);
-            trace.push(if (h).rem_euclid(3) == 0 {
-                (({
-                    x += 1;
-                    num(x).await?
-                }) - (h) * 3
-                    + ({
-                        x += 1;
-                        num(x).await?
-                    }))
-                .rem_euclid(1000)
-            } else {
-                match (h).rem_euclid(3) {
-                    0 => h,
-                    1 => h,
-                    _ => 4i64,
-                }
+            let moved2 = format!("m{}", {
+                let c = 0i64;
+                ((c) + (hits_a.load(SeqCst))).rem_euclid(1000)
             });
+            let greeting3 = greet(moved2, hits_a.load(SeqCst)).await?;
+            text.push(
+                match half({
+                    let a = x;
+                    ((a) + (2i64)).rem_euclid(1000)
+                })
+                .await?
+                {
+                    Some(moved2) => format!("{}", moved2 + 1),
+                    None => greeting3.clone(),
+                },
+            );
+            trace.push([j, j].iter().map(|moved2| moved2 * 2).sum::<i64>());
+            trace.push(if let Some(moved2) = 3i64.checked_sub(1) {
+                moved2
+            } else {
+                0
+            });
+            text.push(greeting3);
         }
     }
-    trace.push(tweak(BASE) + SCALE);
+    let mut n = {
+        let a = inc(BASE).await;
+        ((a) + (loop {
+            if (0i64).rem_euclid(3) == 1 {
+                break BASE;
+            }
+            break 7i64;
+        }))
+        .rem_euclid(1000)
+    };
+    for mut i in 0..2 {
+        trace.push(i);
+        n += {
+            x += 1;
+            num(x).await?
+        };
+        n = n.rem_euclid(1000);
+        let hits = Cell::new(match (n).rem_euclid(3) {
+            0 => n,
+            1 => i,
+            _ => i,
+        });
+    }
+    trace.push(n);
     trace.push(hits_a.load(SeqCst));
     trace.push(x);
     Ok((trace, side, text))
@@ -3762,16 +3739,22 @@ pub async fn gen_7_00036(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             .rem_euclid(1000))
             .rem_euclid(7) as usize;
         }
-        match (if (j).rem_euclid(3) == 2 { 9i64 } else { SCALE }).rem_euclid(10) {
+        match (if (SCALE).rem_euclid(3) == 1 { j } else { j }).rem_euclid(10) {
             c if c > 4 => {
                 trace.push(add(c, 5i64).await);
-                let mut c = checked(loop {
-                    if (c).rem_euclid(3) == 1 {
-                        break j;
-                    }
-                    break SCALE;
-                })
-                .await?;
+                let moved3 = format!("m{}", c);
+                let greeting4 = greet(moved3, SCALE).await?;
+                text.push(match half(tweak(2i64)).await? {
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
+                });
+                trace.push([x, c].iter().map(|moved3| moved3 * 2).sum::<i64>());
+                trace.push(if let Some(moved3) = j.checked_sub(1) {
+                    moved3
+                } else {
+                    0
+                });
+                text.push(greeting4);
             }
             c if c % 2 == 0 => trace.push(c * 3),
             c => {
@@ -3779,19 +3762,25 @@ pub async fn gen_7_00036(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
         }
     }
-    x += checked(x).await?;
-    x = x.rem_euclid(1000);
+    let seen = Cell::new(add(x, x).await);
     trace.push({
         let t = (
-            num(((1i64) - (checked(x).await?) * 3 + (BASE)).rem_euclid(1000)).await?,
+            num(((x) - (checked(x).await?) * 3
+                + ({
+                    x += 1;
+                    num(x).await?
+                }))
+            .rem_euclid(1000))
+            .await?,
+            x,
             {
                 x += 1;
                 num(x).await?
             },
-            x,
         );
         mix3(t.0, t.1, t.2)
     });
+    trace.push(seen.get());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -4153,61 +4142,46 @@ pub async fn gen_7_00040(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         (3, ((7i64) - (0i64)).rem_euclid(1000)),
     ]);
     let count_a = AtomicI64::new(checked(4i64).await?);
-    'outer1: for i in 0..2 {
-        for j in 0..2 {
-            trace.push(i * 10 + j);
-            if (i).rem_euclid(3) == 1 {
-                break 'outer1;
+    let moved1 = format!(
+        "m{}",
+        match (x).rem_euclid(3) {
+            0 => x,
+            1 => {
+                8i64
             }
-            if is_even(4i64).await {
-                continue 'outer1;
-            }
-            let hits = Cell::new({
-                let t = (
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    count_a.load(SeqCst),
-                    x,
-                );
-                mix3(t.0, t.1, t.2)
-            });
+            _ => x,
         }
-    }
-    {
-        x = inc(if (count_a.load(SeqCst)).rem_euclid(3) == 1 {
-            4i64
-        } else {
-            x
-        })
-        .await;
-        let bag2 = Bag {
-            id: tweak(x),
-            items: vec![stock.get(&2).copied().unwrap_or(-2), num(x).await?],
-            name: format!("n{}", 1i64),
-        };
-        for item in bag2.items {
-            trace.push(num(item).await?);
-            let hits_a = AtomicI64::new(match (BASE).rem_euclid(3) {
-                0 => stock.get(&3).copied().unwrap_or(-2),
-                1 => stock.get(&3).copied().unwrap_or(-2),
-                _ => BASE,
-            });
+    );
+    let greeting2 = greet(moved1, count_a.load(SeqCst)).await?;
+    text.push(
+        match half(num(stock.get(&1).copied().unwrap_or(-2)).await?).await? {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([x, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = x.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    #[cfg(all())]
+    let gated3 = tweak(if (x).rem_euclid(3) == 0 {
+        stock.get(&2).copied().unwrap_or(-2)
+    } else {
+        x
+    });
+    trace.push(if is_even(SCALE).await {
+        match (x).rem_euclid(3) {
+            0 => x,
+            1 => stock.get(&2).copied().unwrap_or(-2),
+            _ => 1i64,
         }
-        trace.push(bag2.id);
-        let name = bag2.name.clone();
-        let g = greet(name, bag2.id).await?;
-        text.push(g + &bag2.name);
-    }
-    text.push(format!(
-        "{x:<prec$}|{}",
-        checked({
-            let n = x;
-            ((n) + (8i64)).rem_euclid(1000)
-        })
-        .await?
-    ));
+    } else {
+        checked(gated3).await?
+    });
+    trace.push(gated3);
     trace.push(count_a.load(SeqCst));
     trace.extend(stock.values().copied());
     text.push(format!("{:?}", prec));
@@ -4682,48 +4656,94 @@ pub async fn gen_7_00047(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         };
         for item in bag1.items {
             trace.push(num(item).await?);
-            let width = (inc(mix3(prices.get(&4).copied().unwrap_or(-2), x, SCALE)).await)
-                .rem_euclid(7) as usize;
+            let moved2 = format!(
+                "m{}",
+                Triple {
+                    a: i,
+                    b: inc(prices.get(&4).copied().unwrap_or(-2)).await,
+                    c: x
+                }
+                .mix()
+            );
+            let greeting3 = greet(moved2, bag1.id).await?;
+            text.push(match half(num(bag1.id).await?).await? {
+                Some(moved2) => format!("{}", moved2 + 1),
+                None => greeting3.clone(),
+            });
+            trace.push([item, BASE].iter().map(|moved2| moved2 * 2).sum::<i64>());
+            trace.push(if let Some(moved2) = 4i64.checked_sub(1) {
+                moved2
+            } else {
+                0
+            });
+            text.push(greeting3);
         }
         trace.push(bag1.id);
-        trace.push(num(((7i64) + (x)).rem_euclid(1000)).await?);
+        #[allow(clippy::all)]
+        let n = ((match (i).rem_euclid(3) {
+            0 => i,
+            1 => 3i64,
+            _ => BASE,
+        }) - (match (bag1.id).rem_euclid(3) {
+            0 => bag1.id,
+            1 => bag1.id,
+            _ => 7i64,
+        }))
+        .rem_euclid(1000);
     }
-    let bag2 = Bag {
-        id: 9i64,
-        items: vec![x, ((x) - (x)).rem_euclid(1000)],
-        name: format!("n{}", 3i64),
-    };
-    for item in bag2.items {
-        trace.push(num(item).await?);
-        let mut b = ((7i64) - (tweak(x))).rem_euclid(1000);
-    }
-    trace.push(bag2.id);
-    let name = bag2.name.clone();
-    let g = greet(name, bag2.id).await?;
-    text.push(g + &bag2.name);
     {
         {
             fn tweak(v: i64) -> i64 {
                 (v + 26).rem_euclid(1000)
             }
-            trace.push(tweak(num(x).await?));
+            trace.push(tweak(add(x, 4i64).await));
             trace.push(BASE + SCALE);
-            trace.push(
-                num({
-                    let n = bag2.id;
-                    ((n) + (5i64)).rem_euclid(1000)
-                })
-                .await?,
-            );
-            let mut acc2: Vec<i64> = vec![x];
+            let moved4 = format!("m{}", num(5i64).await?);
+            let greeting5 = greet(moved4, prices.get(&4).copied().unwrap_or(-2)).await?;
+            text.push(match half(5i64).await? {
+                Some(moved4) => format!("{}", moved4 + 1),
+                None => greeting5.clone(),
+            });
+            trace.push([SCALE, SCALE].iter().map(|moved4| moved4 * 2).sum::<i64>());
+            trace.push(if let Some(moved4) = BASE.checked_sub(1) {
+                moved4
+            } else {
+                0
+            });
+            text.push(greeting5);
+            let prec =
+                (tweak(Meter(BASE).mix(x, add(prices.get(&1).copied().unwrap_or(-2), x).await)))
+                    .rem_euclid(7) as usize;
         }
         trace.push(tweak(BASE) + SCALE);
-        match prices.get(&(num(x).await?).rem_euclid(5)) {
-            Some(p) => trace.push(num(*p).await?),
-            None => trace.push(-3),
-        }
+        text.push(format!(
+            "{}|{}|{}",
+            num(((x) - (0i64)).rem_euclid(1000)).await?,
+            2i64,
+            num(prices.get(&3).copied().unwrap_or(-2)).await?
+        ));
     }
-    trace.push(bag2.id);
+    let bag6 = Bag {
+        id: x,
+        items: vec![prices.get(&2).copied().unwrap_or(-2), tweak(SCALE)],
+        name: format!("n{}", x),
+    };
+    for item in bag6.items {
+        trace.push(num(item).await?);
+        let Triple { a: da7, c: db8, .. } = Triple {
+            a: {
+                x += 1;
+                num(x).await?
+            },
+            b: bag6.id,
+            c: bag6.id,
+        };
+    }
+    trace.push(bag6.id);
+    let name = bag6.name.clone();
+    let g = greet(name, bag6.id).await?;
+    text.push(g + &bag6.name);
+    trace.push(bag6.id);
     trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -5451,7 +5471,13 @@ pub async fn gen_7_00053(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         trace.push(tweak(BASE) + SCALE);
     }
-    let mut w1 = (if (6i64).rem_euclid(3) == 0 { x } else { BASE }).rem_euclid(100) + 64;
+    let mut w1 = (match (x).rem_euclid(3) {
+        0 => x,
+        1 => x,
+        _ => x,
+    })
+    .rem_euclid(100)
+        + 64;
     let mut g2 = 0;
     while let Some(h) = half(w1).await? {
         g2 += 1;
@@ -5460,20 +5486,16 @@ pub async fn gen_7_00053(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         w1 = h;
         trace.push(h);
-        let mut w3 = (mix3(
-            {
-                x += 5;
-                3i64
-            },
-            {
-                x = x;
-                3i64
-            },
-            {
+        let mut w3 = ((9i64)
+            .max({
                 x += 1;
                 num(x).await?
-            },
-        ))
+            })
+            .wrapping_sub({
+                x += 1;
+                SCALE
+            })
+            .rem_euclid(1000))
         .rem_euclid(100)
             + 64;
         let mut g4 = 0;
@@ -5484,19 +5506,45 @@ pub async fn gen_7_00053(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
             w3 = h;
             trace.push(h);
-            trace.push(checked(tweak(9i64)).await?);
+            let moved5 = format!(
+                "m{}",
+                loop {
+                    if (BASE).rem_euclid(3) == 2 {
+                        break x;
+                    }
+                    break x;
+                }
+            );
+            let greeting6 = greet(moved5, h).await?;
+            text.push(
+                match half(loop {
+                    if (5i64).rem_euclid(3) == 2 {
+                        break h;
+                    }
+                    break 3i64;
+                })
+                .await?
+                {
+                    Some(moved5) => format!("{}", moved5 + 1),
+                    None => greeting6.clone(),
+                },
+            );
+            trace.push([h, x].iter().map(|moved5| moved5 * 2).sum::<i64>());
+            trace.push(if let Some(moved5) = 9i64.checked_sub(1) {
+                moved5
+            } else {
+                0
+            });
+            text.push(greeting6);
         }
     }
-    let Triple { a: da5, c: db6, .. } = Triple {
-        a: {
-            x += 1;
-            num(x).await?
-        },
-        b: x,
-        c: add(x, x).await,
-    };
-    trace.push(db6);
-    trace.push(da5);
+    let prices = BTreeMap::from([
+        (0, num(9i64).await?),
+        (1, SCALE),
+        (2, num(0i64).await?),
+        (3, tweak(x)),
+    ]);
+    trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -5970,8 +6018,25 @@ pub async fn gen_7_00057(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         side.push(x);
         is_even(BASE).await
     }) {
-        let mut n = checked(add(hits_a.load(SeqCst), x).await).await?;
-        text.push(format!("{}|{}|{}", 0i64, BASE, 9i64));
+        let moved4 = format!("m{}", x);
+        let greeting5 = greet(moved4, hits_a.load(SeqCst)).await?;
+        text.push(match half(checked(x).await?).await? {
+            Some(moved4) => format!("{}", moved4 + 1),
+            None => greeting5.clone(),
+        });
+        trace.push(
+            [hits_a.load(SeqCst), x]
+                .iter()
+                .map(|moved4| moved4 * 2)
+                .sum::<i64>(),
+        );
+        trace.push(if let Some(moved4) = 1i64.checked_sub(1) {
+            moved4
+        } else {
+            0
+        });
+        text.push(greeting5);
+        let width = (3i64).rem_euclid(7) as usize;
     } else {
         trace.extend([
             {
@@ -6012,14 +6077,37 @@ pub async fn gen_7_00057(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             ]);
         }
     }
-    trace.push(
-        inc(match (x).rem_euclid(3) {
-            0 => x,
-            1 => 6i64,
-            _ => x,
-        })
-        .await,
-    );
+    let mut count6 = 0;
+    while count6 < 2 {
+        count6 += 1;
+        if let Some(mut a) = half(tweak(6i64)).await? {
+            trace.push(a);
+            #[cfg(all())]
+            trace.push({
+                let n = ((a) - (x)).rem_euclid(1000);
+                ((n) + (4i64)).rem_euclid(1000)
+            });
+            a = checked(add(x, 9i64).await).await?;
+        } else {
+            trace.push(
+                Triple {
+                    c: x,
+                    a: if (1i64).rem_euclid(3) == 2 {
+                        hits_a.load(SeqCst)
+                    } else {
+                        x
+                    },
+                    b: ((6i64) - (9i64)).rem_euclid(1000),
+                }
+                .mix(),
+            );
+        }
+        trace.push(if (hits_a.load(SeqCst)).rem_euclid(3) == 2 {
+            x
+        } else {
+            num(SCALE).await?
+        });
+    }
     trace.push(hits_a.load(SeqCst));
     trace.push(x);
     Ok((trace, side, text))
@@ -6095,99 +6183,112 @@ pub async fn gen_7_00059(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         trace.push(num(j).await?);
         for mut j in 0..3 {
             trace.push(j);
-            let shared = Mutex::new(vec![4i64]);
-            let rep1 = vec![checked(if (x).rem_euclid(3) == 0 { BASE } else { SCALE }).await?; 3];
-            trace.push(rep1.iter().sum::<i64>());
-            trace.push(rep1.len() as i64);
+            let moved1 = format!("m{}", tweak(x));
+            let greeting2 = greet(moved1, 4i64).await?;
+            text.push(
+                match half(if (x).rem_euclid(3) == 0 { j } else { x }).await? {
+                    Some(moved1) => format!("{}", moved1 + 1),
+                    None => greeting2.clone(),
+                },
+            );
+            trace.push([8i64, SCALE].iter().map(|moved1| moved1 * 2).sum::<i64>());
+            trace.push(if let Some(moved1) = x.checked_sub(1) {
+                moved1
+            } else {
+                0
+            });
+            text.push(greeting2);
+            let rep3 = vec![num(fold3([j, j, x])).await?; 0];
+            trace.push(rep3.iter().sum::<i64>());
+            trace.push(rep3.len() as i64);
         }
     }
-    let mut b = tweak(num(x).await?);
-    #[allow(unused_variables, unused_mut)]
-    let a = num(BASE).await?;
-    let mut w2 = (match (b).rem_euclid(3) {
-        0 => SCALE,
-        1 => b,
-        _ => 5i64,
-    })
-    .rem_euclid(100)
-        + 64;
-    let mut g3 = 0;
-    while let Some(h) = half(w2).await? {
-        g3 += 1;
-        if g3 > 3 {
+    if let Some(mut a) = half(num(x).await?).await? {
+        trace.push(a);
+        let mut acc2: Vec<i64> = vec![x];
+        for mut j in 0..2 {
+            trace.push(j);
+            if ((SCALE).rem_euclid(2) == 1 && {
+                a += 1;
+                is_even(a).await
+            }) {
+                break;
+            }
+            trace.push(loop {
+                if ((3i64).rem_euclid(2) == 0 && {
+                    a += 1;
+                    is_even(a).await
+                }) {
+                    break if (j).rem_euclid(3) == 0 {
+                        (acc2.len() as i64)
+                    } else {
+                        a
+                    };
+                }
+                break SCALE;
+            });
+        }
+    }
+    trace.extend([
+        checked(
+            (({
+                side.push(x);
+                x
+            }) - (add(x, x).await) * 3
+                + (SCALE))
+                .rem_euclid(1000),
+        )
+        .await?,
+        mix3(
+            {
+                x += 1;
+                num(x).await?
+            },
+            {
+                x += 1;
+                num(x).await?
+            },
+            {
+                x += 5;
+                3i64
+            },
+        ),
+        {
+            side.push(x);
+            {
+                let a = x;
+                ((a) + (a)).rem_euclid(1000)
+            }
+        },
+    ]);
+    let mut w4 = (add(5i64, x).await).rem_euclid(100) + 64;
+    let mut g5 = 0;
+    while let Some(h) = half(w4).await? {
+        g5 += 1;
+        if g5 > 3 {
             break;
         }
-        w2 = h;
+        w4 = h;
         trace.push(h);
-        if is_even(BASE).await {
-            continue;
+        let mut w6 = (if (h).rem_euclid(3) == 0 { x } else { h }).rem_euclid(100) + 64;
+        let mut g7 = 0;
+        while let Some(h) = half(w6).await? {
+            g7 += 1;
+            if g7 > 3 {
+                break;
+            }
+            w6 = h;
+            trace.push(h);
+            x = inc(if (h).rem_euclid(3) == 1 { x } else { x }).await;
         }
     }
-    for j in 0..=(loop {
-        if (b).rem_euclid(3) == 1 {
-            break b;
-        }
-        break 7i64;
-    })
-    .rem_euclid(6)
-    {
-        if j >= 2 {
-            break;
-        }
-        trace.push(num(j).await?);
-        if (1i64).rem_euclid(3) == 1 {
-            let rep4 = vec![
-                num(loop {
-                    if (j).rem_euclid(3) == 2 {
-                        break 1i64;
-                    }
-                    break b;
-                })
-                .await?;
-                2
-            ];
-            trace.push(rep4.iter().sum::<i64>());
-            trace.push(rep4.len() as i64);
-            let mut acc2: Vec<i64> = vec![x];
-        } else {
-            b = ((add(x, b).await) * (if (j).rem_euclid(3) == 0 { b } else { b })).rem_euclid(1000);
-            let stock = BTreeMap::from([
-                (0, num(2i64).await?),
-                (
-                    1,
-                    Triple {
-                        a: inc(4i64).await,
-                        b: x,
-                        c: add(x, x).await,
-                    }
-                    .mix(),
-                ),
-                (
-                    2,
-                    mix3(
-                        {
-                            x += 1;
-                            num(x).await?
-                        },
-                        {
-                            b += 1;
-                            num(b).await?
-                        },
-                        {
-                            b += 5;
-                            3i64
-                        },
-                    ),
-                ),
-                (3, {
-                    let b = j;
-                    ((b) + (b)).rem_euclid(1000)
-                }),
-            ]);
-        }
-    }
-    trace.push(a);
-    trace.push(b);
+    trace.push(
+        (({
+            let n = 9i64;
+            ((n) + (x)).rem_euclid(1000)
+        }) * (num(3i64).await?))
+            .rem_euclid(1000),
+    );
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -6283,26 +6384,37 @@ pub async fn gen_7_00060(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     x = x.rem_euclid(1000);
     #[cfg(all())]
     {
-        if let Some(mut a) = half({
-            let n = 7i64;
-            ((n) + (BASE)).rem_euclid(1000)
-        })
-        .await?
-        {
-            trace.push(a);
-            #[rustfmt::skip] let mut n = num(if (4i64).rem_euclid(3) == 0 { x } else { a }).await?;
-            #[cfg(all())]
-            trace.push(
-                ((((x) + (x)).rem_euclid(1000)) - (num(add(BASE, a).await).await?) * 3
-                    + (inc({
-                        let a = n;
-                        ((a) + (x)).rem_euclid(1000)
-                    })
-                    .await))
-                    .rem_euclid(1000),
-            );
-        }
-        let seen = Cell::new(tweak(SCALE));
+        let moved6 = format!("m{}", tweak(x));
+        let greeting7 = greet(moved6, x).await?;
+        text.push(
+            match half({
+                let n = 7i64;
+                ((n) + (BASE)).rem_euclid(1000)
+            })
+            .await?
+            {
+                Some(moved6) => format!("{}", moved6 + 1),
+                None => greeting7.clone(),
+            },
+        );
+        trace.push([8i64, x].iter().map(|moved6| moved6 * 2).sum::<i64>());
+        trace.push(if let Some(moved6) = x.checked_sub(1) {
+            moved6
+        } else {
+            0
+        });
+        text.push(greeting7);
+        let t8 = (
+            {
+                x = x;
+                inc(4i64).await
+            },
+            add(num(BASE).await?, checked(x).await?).await,
+            6i64,
+        );
+        trace.push(t8.0);
+        trace.push(t8.1);
+        trace.push(t8.2);
     }
     trace.push(x);
     Ok((trace, side, text))
@@ -6366,56 +6478,63 @@ pub async fn gen_7_00061(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             None => trace.push(-3),
         }
     }
-    let hits_a = AtomicI64::new({
-        let n = 1i64;
-        ((n) + (x)).rem_euclid(1000)
+    let moved1 = format!(
+        "m{}",
+        mix3(x, num(8i64).await?, {
+            x = x;
+            x
+        })
+    );
+    let greeting2 = greet(moved1, x).await?;
+    text.push(match half(x).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
     });
-    let bag1 = Bag {
-        id: if (BASE).rem_euclid(3) == 0 { x } else { 5i64 },
-        items: vec![0i64, {
-            let c = 7i64;
-            ((c) + (2i64)).rem_euclid(1000)
-        }],
-        name: format!("n{}", x),
-    };
-    for item in bag1.items {
-        trace.push(num(item).await?);
-        let rep2 = vec![
-            add(6i64, {
-                x += 1;
-                num(x).await?
-            })
-            .await;
-            3
-        ];
-        trace.push(rep2.iter().sum::<i64>());
-        trace.push(rep2.len() as i64);
+    trace.push([7i64, 2i64].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = x.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    for j in 0..(add(7i64, 7i64).await).rem_euclid(6) {
+        if j >= 1 {
+            break;
+        }
+        trace.push(num(j).await?);
+        let moved3 = format!(
+            "m{}",
+            match (j).rem_euclid(3) {
+                0 => x,
+                1 => {
+                    j
+                }
+                _ => stock.get(&1).copied().unwrap_or(-2),
+            }
+        );
+        let greeting4 = greet(moved3, x).await?;
+        text.push(match half(fold3([add(j, BASE).await, x, j])).await? {
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
+        });
+        trace.push([j, x].iter().map(|moved3| moved3 * 2).sum::<i64>());
+        trace.push(if let Some(moved3) = j.checked_sub(1) {
+            moved3
+        } else {
+            0
+        });
+        text.push(greeting4);
     }
-    trace.push(bag1.id);
-    let name = bag1.name.clone();
-    let g = greet(name, bag1.id).await?;
-    text.push(g + &bag1.name);
-    match (loop {
-        if (4i64).rem_euclid(3) == 1 {
-            break 8i64;
-        }
-        break bag1.id;
-    })
-    .rem_euclid(10)
-    {
-        a if a > 3 => {
-            trace.push(inc(SCALE).await);
-            #[rustfmt::skip] let mut c = fold_vec(vec![x, { x += 1; num(x).await? }, add(hits_a.load(SeqCst), a).await]);
-        }
-        a if a % 2 == 0 => trace.push(a * 3),
-        a => {
-            trace.push(num(a).await? + 1);
-        }
-    }
-    let mut c = add(inc(x).await, x).await;
-    trace.push(c);
-    trace.push(bag1.id);
-    trace.push(hits_a.load(SeqCst));
+    let guarded = Mutex::new(vec![stock.get(&1).copied().unwrap_or(-2)]);
+    trace.push(
+        num(Meter({
+            side.push(x);
+            BASE
+        })
+        .mix(num(x).await?, SCALE))
+        .await?,
+    );
+    trace.extend(mitems(&guarded));
     trace.extend(stock.values().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -6474,38 +6593,20 @@ pub async fn gen_7_00062(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
         }
     }
-    if (x).rem_euclid(3) == 2 {
-        trace.push(
-            add(
-                add(x, x).await,
-                num(if (x).rem_euclid(3) == 0 { 5i64 } else { x }).await?,
-            )
-            .await,
-        );
-        trace.push(
-            match (((num(5i64).await?) - (4i64) * 3 + (x)).rem_euclid(1000)).rem_euclid(3) {
-                0 => {
-                    if (x).rem_euclid(3) == 0 {
-                        BASE
-                    } else {
-                        x
-                    }
-                }
-                1 => match (x).rem_euclid(3) {
-                    0 => SCALE,
-                    1 => x,
-                    _ => x,
-                },
-                _ => x,
-            },
-        );
-    } else {
-        match ({
-            let a = x;
-            ((a) + (x)).rem_euclid(1000)
+    if (x).rem_euclid(3) == 0 {
+        x += inc(({
+            x += 5;
+            x
         })
-        .rem_euclid(3)
-        {
+        .max(num(x).await?)
+        .wrapping_sub(x)
+        .rem_euclid(1000))
+        .await;
+        x = x.rem_euclid(1000);
+        #[cfg(all())]
+        let gated8 = num(inc(x).await).await?;
+    } else {
+        match (((x) + (x)).rem_euclid(1000)).rem_euclid(3) {
             0 => {
                 let a = loop {
                     if is_even(1i64).await {
@@ -6516,86 +6617,82 @@ pub async fn gen_7_00062(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                     }
                     break SCALE;
                 };
-                let bag5 = Bag {
-                    id: if (x).rem_euclid(3) == 1 { x } else { SCALE },
-                    items: vec![x, ((3i64) + (a)).rem_euclid(1000)],
-                    name: format!("n{}", x),
-                };
-                for item in bag5.items {
-                    trace.push(num(item).await?);
-                    trace.push(
-                        checked({
-                            let b = 0i64;
-                            ((b) + (SCALE)).rem_euclid(1000)
-                        })
-                        .await?,
-                    );
-                }
-                trace.push(bag5.id);
-                let name = bag5.name.clone();
-                let g = greet(name, bag5.id).await?;
-                text.push(g + &bag5.name);
+                let moved5 = format!("m{}", {
+                    let c = x;
+                    ((c) + (a)).rem_euclid(1000)
+                });
+                let greeting6 = greet(moved5, x).await?;
+                text.push(
+                    match half(fold_vec(vec![num(2i64).await?, a, {
+                        x += 3;
+                        SCALE
+                    }]))
+                    .await?
+                    {
+                        Some(moved5) => format!("{}", moved5 + 1),
+                        None => greeting6.clone(),
+                    },
+                );
+                trace.push([x, a].iter().map(|moved5| moved5 * 2).sum::<i64>());
+                trace.push(if let Some(moved5) = a.checked_sub(1) {
+                    moved5
+                } else {
+                    0
+                });
+                text.push(greeting6);
             }
             1 => {
-                let prec = (add(x, x).await).rem_euclid(7) as usize;
-                trace.push(
-                    add(x, {
-                        x = x;
-                        7i64
-                    })
-                    .await,
-                );
-            }
-            mut b => {
-                trace.push(b);
-                let hits_a = AtomicI64::new(match (b).rem_euclid(3) {
-                    0 => x,
-                    1 => x,
-                    _ => b,
-                });
-            }
-        }
-        'outer6: for i in 0..2 {
-            for j in 0..2 {
-                trace.push(i * 10 + j);
-                if (({
-                    x += 1;
-                    is_even(x).await
-                }) || (8i64).rem_euclid(2) == 0)
-                {
-                    break 'outer6;
-                }
-                if is_even(x).await {
-                    continue 'outer6;
-                }
                 let bag7 = Bag {
-                    id: tweak(9i64),
-                    items: vec![
-                        j,
-                        match (x).rem_euclid(3) {
-                            0 => i,
-                            1 => 8i64,
-                            _ => SCALE,
-                        },
-                    ],
-                    name: format!("n{}", j),
+                    id: loop {
+                        if (1i64).rem_euclid(3) == 2 {
+                            break x;
+                        }
+                        break x;
+                    },
+                    items: vec![x, tweak(2i64)],
+                    name: format!("n{}", x),
                 };
                 let name = bag7.name.clone();
                 let g = greet(name, bag7.id).await?;
                 text.push(g + &bag7.name);
+                let hits_a = AtomicI64::new(match (bag7.id).rem_euclid(3) {
+                    0 => x,
+                    1 => x,
+                    _ => bag7.id,
+                });
+            }
+            mut b => {
+                trace.push(b);
+                x += {
+                    b += 1;
+                    num(b).await?
+                };
+                x = x.rem_euclid(1000);
             }
         }
+        x += {
+            x += 5;
+            tweak(x)
+        };
+        x = x.rem_euclid(1000);
     }
-    let prices = BTreeMap::from([
-        (0, 3i64),
-        (1, if (SCALE).rem_euclid(3) == 2 { x } else { x }),
-        (2, {
-            let n = x;
-            ((n) + (x)).rem_euclid(1000)
-        }),
-        (3, add(BASE, x).await),
-    ]);
-    trace.extend(prices.values().copied());
+    trace.push(
+        match (((num(5i64).await?) - (4i64) * 3 + (x)).rem_euclid(1000)).rem_euclid(3) {
+            0 => {
+                if (x).rem_euclid(3) == 0 {
+                    BASE
+                } else {
+                    x
+                }
+            }
+            1 => match (x).rem_euclid(3) {
+                0 => SCALE,
+                1 => x,
+                _ => x,
+            },
+            _ => x,
+        },
+    );
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -7057,48 +7154,36 @@ pub async fn gen_7_00068(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         .await?,
     );
     {
-        {
-            fn tweak(v: i64) -> i64 {
-                (v + 68).rem_euclid(1000)
-            }
-            trace.push(tweak(num(x).await?));
-            trace.push(BASE + SCALE);
-            let stock = BTreeMap::from([
-                (
-                    0,
-                    Meter(BASE).mix(
-                        {
-                            x = 5i64;
-                            x
-                        },
-                        inc(x).await,
-                    ),
-                ),
-                (1, add(x, x).await),
-                (
-                    2,
-                    ((3i64) - (inc(x).await) * 3 + (add(x, BASE).await)).rem_euclid(1000),
-                ),
-                (3, tweak(x)),
-            ]);
-            let Triple { a: da1, c: db2, .. } = Triple {
-                a: {
-                    x = stock.get(&1).copied().unwrap_or(-2);
-                    match (BASE).rem_euclid(3) {
-                        0 => count_a.load(SeqCst),
-                        1 => stock.get(&3).copied().unwrap_or(-2),
-                        _ => x,
-                    }
-                },
-                b: x,
-                c: {
-                    side.push(x);
+        let moved1 = format!("m{}", {
+            let n = x;
+            ((n) + (x)).rem_euclid(1000)
+        });
+        let greeting2 = greet(moved1, x).await?;
+        text.push(
+            match half(Meter(BASE).mix(
+                {
+                    x = 5i64;
                     x
                 },
-            };
-        }
-        trace.push(tweak(BASE) + SCALE);
-        trace.push(count_a.swap(x, SeqCst));
+                inc(x).await,
+            ))
+            .await?
+            {
+                Some(moved1) => format!("{}", moved1 + 1),
+                None => greeting2.clone(),
+            },
+        );
+        trace.push([7i64, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+        trace.push(if let Some(moved1) = x.checked_sub(1) {
+            moved1
+        } else {
+            0
+        });
+        text.push(greeting2);
+        let mut b = {
+            let b = add(count_a.load(SeqCst), SCALE).await;
+            ((b) + (checked(b).await?)).rem_euclid(1000)
+        };
     }
     trace.push(count_a.load(SeqCst));
     trace.push(x);
@@ -7375,52 +7460,46 @@ pub async fn gen_7_00073(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     };
     for mut j in acc2.clone() {
         trace.push(j);
-        'outer3: for i in 0..2 {
-            for j in 0..2 {
-                trace.push(i * 10 + j);
-                if is_even(i).await {
-                    break 'outer3;
-                }
-                if is_even(i).await {
-                    continue 'outer3;
-                }
-                trace.push(checked(if (i).rem_euclid(3) == 1 { i } else { 0i64 }).await?);
-            }
-        }
-        let mut guard4 = 0;
-        loop {
-            guard4 += 1;
-            if guard4 > 1 {
-                break;
-            }
-            let stock = BTreeMap::from([
-                (0, tweak(x)),
-                (
-                    1,
-                    (({
-                        side.push(j);
-                        (acc2.len() as i64)
-                    }) - (x) * 3
-                        + (inc(9i64).await))
-                        .rem_euclid(1000),
-                ),
-                (2, num((acc2.len() as i64)).await?),
-                (
-                    3,
-                    match (j).rem_euclid(3) {
-                        0 => 5i64,
-                        1 => j,
-                        _ => x,
+        let moved3 = format!("m{}", ((x) * (acc2.len() as i64)).rem_euclid(1000));
+        let greeting4 = greet(moved3, x).await?;
+        text.push(match half(0i64).await? {
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
+        });
+        trace.push([x, SCALE].iter().map(|moved3| moved3 * 2).sum::<i64>());
+        trace.push(if let Some(moved3) = j.checked_sub(1) {
+            moved3
+        } else {
+            0
+        });
+        text.push(greeting4);
+        let prices = BTreeMap::from([
+            (0, {
+                let t = (
+                    {
+                        x += 1;
+                        num(x).await?
                     },
-                ),
-            ]);
-            for item in 0..2 {
-                acc2 = append(acc2, item).await?;
-                if acc2.len() > 12 {
-                    break;
+                    x,
+                    inc(j).await,
+                );
+                mix3(t.0, t.1, t.2)
+            }),
+            (1, mix3(x, inc(9i64).await, 6i64)),
+            (
+                2,
+                Triple {
+                    b: checked(j).await?,
+                    c: inc(j).await,
+                    a: {
+                        j = 5i64;
+                        x
+                    },
                 }
-            }
-        }
+                .mix(),
+            ),
+            (3, tweak(j)),
+        ]);
     }
     trace.extend(acc2.iter().copied());
     trace.push(x);
@@ -7995,7 +8074,7 @@ pub async fn gen_7_00079(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             (v + 56).rem_euclid(1000)
         }
         const BASE: i64 = 108;
-        trace.push(tweak(checked(x).await?));
+        trace.push(tweak(num(4i64).await?));
         trace.push(BASE + SCALE);
         {
             fn tweak(v: i64) -> i64 {
@@ -8003,48 +8082,148 @@ pub async fn gen_7_00079(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
             trace.push(tweak(num(x).await?));
             trace.push(BASE + SCALE);
-            let mut acc: Vec<i64> = vec![x];
-            let Some(n) = half(x).await? else {
-                note(x).await?;
-                trace.push(num(BASE).await?);
-                return Ok((trace, side, text));
-            };
+            let moved1 = format!("m{}", if (7i64).rem_euclid(3) == 1 { x } else { x });
+            let greeting2 = greet(moved1, 4i64).await?;
+            text.push(match half(x).await? {
+                Some(moved1) => format!("{}", moved1 + 1),
+                None => greeting2.clone(),
+            });
+            trace.push([x, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+            trace.push(if let Some(moved1) = 4i64.checked_sub(1) {
+                moved1
+            } else {
+                0
+            });
+            text.push(greeting2);
+            #[cfg(all())]
+            trace.push(checked(add(x, 5i64).await).await?);
         }
         trace.push(tweak(BASE) + SCALE);
-        let bag1 = Bag {
-            id: checked(7i64).await?,
-            items: vec![x, inc(9i64).await],
-            name: format!("n{}", x),
-        };
-        let name = bag1.name.clone();
-        let g = greet(name, bag1.id).await?;
-        text.push(g + &bag1.name);
+        let mut guard3 = 0;
+        loop {
+            guard3 += 1;
+            if guard3 > 2 {
+                break;
+            }
+            let rep4 = vec![
+                inc(match (x).rem_euclid(3) {
+                    0 => 7i64,
+                    1 => {
+                        x
+                    }
+                    _ => x,
+                })
+                .await;
+                3
+            ];
+            trace.push(rep4.iter().sum::<i64>());
+            trace.push(rep4.len() as i64);
+            let stock = BTreeMap::from([
+                (0, x),
+                (1, inc(x).await),
+                (2, num(3i64).await?),
+                (
+                    3,
+                    match (x).rem_euclid(3) {
+                        0 => 5i64,
+                        1 => 9i64,
+                        _ => SCALE,
+                    },
+                ),
+            ]);
+        }
     }
     trace.push(tweak(BASE) + SCALE);
-    for j in 0..1 << 40 {
-        if j >= 3 {
-            break;
+    if let Some(mut c) = half(loop {
+        if (SCALE).rem_euclid(3) == 2 {
+            break x;
         }
-        trace.push(num(j).await?);
-        trace.extend([
-            {
-                x += 1;
-                match (x).rem_euclid(3) {
-                    0 => 5i64,
-                    1 => 9i64,
-                    _ => SCALE,
+        break x;
+    })
+    .await?
+    {
+        trace.push(c);
+        match (tweak(x)).rem_euclid(3) {
+            0 => {
+                let bag5 = Bag {
+                    id: ((c) + (x)).rem_euclid(1000),
+                    items: vec![c, fold3([7i64, add(5i64, BASE).await, x])],
+                    name: format!("n{}", 3i64),
+                };
+                for item in bag5.items {
+                    trace.push(num(item).await?);
+                    let t6 = (x, checked(add(SCALE, c).await).await?, 1i64);
+                    trace.push(t6.0);
+                    trace.push(t6.1);
+                    trace.push(t6.2);
                 }
-            },
-            {
-                side.push(2i64);
-                if (BASE).rem_euclid(3) == 1 {
-                    x
+                trace.push(bag5.id);
+                #[allow(unused_variables, unused_mut)]
+                let mut N = match (if (SCALE).rem_euclid(3) == 1 {
+                    bag5.id
                 } else {
                     x
-                }
-            },
-            j,
-        ]);
+                })
+                .rem_euclid(3)
+                {
+                    0 => loop {
+                        if (c).rem_euclid(3) == 0 {
+                            break c;
+                        }
+                        break x;
+                    },
+                    1 => Triple {
+                        a: x,
+                        c: {
+                            side.push(bag5.id);
+                            x
+                        },
+                        b: SCALE,
+                    }
+                    .mix(),
+                    _ => x,
+                };
+            }
+            1 => {
+                trace.push({
+                    let n = match (2i64).rem_euclid(3) {
+                        0 => SCALE,
+                        1 => 0i64,
+                        _ => 1i64,
+                    };
+                    ((n) + ({
+                        let b = x;
+                        ((b) + (n)).rem_euclid(1000)
+                    }))
+                    .rem_euclid(1000)
+                });
+                c += match (9i64).rem_euclid(3) {
+                    0 => 8i64,
+                    1 => x,
+                    _ => c,
+                };
+                c = c.rem_euclid(1000);
+            }
+            mut b => {
+                trace.push(b);
+                let mut acc2: Vec<i64> = vec![c];
+            }
+        }
+        let prec = ((({
+            c += 1;
+            num(c).await?
+        }) - ({
+            c = 0i64;
+            ((2i64) * (4i64)).rem_euclid(1000)
+        }) * 3
+            + (((1i64) - (num(x).await?) * 3
+                + ({
+                    x += 1;
+                    num(x).await?
+                }))
+            .rem_euclid(1000)))
+        .rem_euclid(1000))
+        .rem_euclid(7) as usize;
     }
     trace.push(x);
     Ok((trace, side, text))
@@ -8141,7 +8320,14 @@ pub async fn gen_7_00081(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     );
     for mut j in 0..3 {
         trace.push(j);
-        match (mix3(a, BASE, 5i64)).rem_euclid(3) {
+        match (loop {
+            if (BASE).rem_euclid(3) == 0 {
+                break 5i64;
+            }
+            break 8i64;
+        })
+        .rem_euclid(3)
+        {
             0 => {
                 let t3 = (
                     {
@@ -8157,45 +8343,71 @@ pub async fn gen_7_00081(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 x = 9i64;
             }
             1 => {
-                j += ((a) - (x)).rem_euclid(1000);
-                j = j.rem_euclid(1000);
-                let mut c = {
-                    let a = tweak(x);
-                    ((a) + (match (hits.get()).rem_euclid(3) {
-                        0 => 4i64,
-                        1 => 7i64,
-                        _ => a,
-                    }))
-                    .rem_euclid(1000)
-                };
+                let moved4 = format!("m{}", ((3i64) * (SCALE)).rem_euclid(1000));
+                let greeting5 = greet(moved4, x).await?;
+                text.push(
+                    match half(if (0i64).rem_euclid(3) == 1 { 9i64 } else { j }).await? {
+                        Some(moved4) => format!("{}", moved4 + 1),
+                        None => greeting5.clone(),
+                    },
+                );
+                trace.push([x, hits.get()].iter().map(|moved4| moved4 * 2).sum::<i64>());
+                trace.push(if let Some(moved4) = 4i64.checked_sub(1) {
+                    moved4
+                } else {
+                    0
+                });
+                text.push(greeting5);
+                let (da6, _, mut db7) = (hits.get(), add(j, x).await, 8i64);
+                db7 += 1;
             }
             mut a => {
                 trace.push(a);
-                if ((a).rem_euclid(2) == 0 || {
-                    side.push(8i64);
-                    is_even(hits.get()).await
-                }) {
+                if (j).rem_euclid(3) == 2 {
                     break;
                 }
             }
         }
-        #[rustfmt::skip] let mut c = x;
+        if (8i64).rem_euclid(3) == 0 {
+            continue;
+        }
     }
-    let Triple { a: da4, c: db5, .. } = Triple {
-        a: a,
-        b: a,
-        c: {
-            side.push(a);
-            loop {
-                if (x).rem_euclid(3) == 0 {
-                    break BASE;
-                }
-                break SCALE;
+    let moved8 = format!(
+        "m{}",
+        match (a).rem_euclid(3) {
+            0 => a,
+            1 => {
+                a
             }
+            _ => x,
+        }
+    );
+    let greeting9 = greet(moved8, a).await?;
+    text.push(
+        match half({
+            let t = (
+                num(SCALE).await?,
+                {
+                    x += 2;
+                    BASE
+                },
+                a,
+            );
+            mix3(t.0, t.1, t.2)
+        })
+        .await?
+        {
+            Some(moved8) => format!("{}", moved8 + 1),
+            None => greeting9.clone(),
         },
-    };
-    trace.push(db5);
-    trace.push(da4);
+    );
+    trace.push([x, x].iter().map(|moved8| moved8 * 2).sum::<i64>());
+    trace.push(if let Some(moved8) = 4i64.checked_sub(1) {
+        moved8
+    } else {
+        0
+    });
+    text.push(greeting9);
     trace.push(hits.get());
     trace.push(a);
     trace.push(x);
@@ -8432,67 +8644,40 @@ pub async fn gen_7_00085(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    let mut guard1 = 0;
-    loop {
-        guard1 += 1;
-        if guard1 > 1 {
-            break;
-        }
-        #[allow(unused_variables, unused_mut)]
-        let a = fold3([
-            checked({
-                let t = (
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    {
-                        x = 5i64;
-                        x
-                    },
-                    {
-                        side.push(6i64);
-                        x
-                    },
-                );
-                mix3(t.0, t.1, t.2)
-            })
-            .await?,
-            {
-                x += 1;
-                num(x).await?
-            },
-            {
-                side.push(4i64);
-                tweak(x)
-            },
-        ]);
-        let count_a = AtomicI64::new(
-            Triple {
-                a: {
-                    x += 1;
-                    num(x).await?
-                },
-                b: {
-                    x += 1;
-                    num(x).await?
-                },
-                c: {
-                    side.push(8i64);
-                    a
-                },
-            }
-            .mix(),
-        );
-    }
-    if (SCALE).rem_euclid(3) == 1 {
-        return Err(format!("stopped at {}", BASE));
-    }
-    trace.push(if (x).rem_euclid(3) == 2 {
-        x
+    let moved1 = format!("m{}", num(BASE).await?);
+    let greeting2 = greet(moved1, x).await?;
+    text.push(
+        match half(fold_vec(vec![num(x).await?, SCALE, {
+            x = 5i64;
+            x
+        }]))
+        .await?
+        {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([x, 6i64].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = x.checked_sub(1) {
+        moved1
     } else {
-        fold_vec(vec![x, x, num(0i64).await?])
+        0
     });
+    text.push(greeting2);
+    let mut a = loop {
+        if (({
+            side.push(x);
+            (BASE) > 3
+        }) || (BASE).rem_euclid(2) == 1)
+        {
+            break num(x).await?;
+        }
+        break x;
+    };
+    #[allow(clippy::all)]
+    let mut n = a;
+    trace.push(n);
+    trace.push(a);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -8579,7 +8764,7 @@ pub async fn gen_7_00087(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             High,
         }
         static LIMIT4: i64 = 5;
-        let w = Wrap2(add(bag1.id, x).await);
+        let w = Wrap2(num(bag1.id).await?);
         let s = if w.0 > LIMIT4 {
             Side3::High
         } else {
@@ -8591,202 +8776,101 @@ pub async fn gen_7_00087(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         });
         text.push(format!("{w:?}"));
         let mut count5 = 0;
-        while count5 < 3 {
+        while count5 < 1 {
             count5 += 1;
-            let mut acc: Vec<i64> = vec![bag1.id];
-            text.push(format!(
-                "{}|{}|{}",
-                {
-                    side.push(x);
-                    checked(tweak(bag1.id)).await?
-                },
-                inc({
-                    let n = x;
-                    ((n) + (n)).rem_euclid(1000)
-                })
-                .await,
-                SCALE
-            ));
-        }
-    }
-    if is_even(7i64).await {
-        return Err(format!("stopped at {}", SCALE));
-    }
-    if is_even(5i64).await {
-        for i in 0..=5_000_000 {
-            if i >= 2 {
-                break;
-            }
-            trace.push(num(i).await?);
-            #[cfg(all())]
-            let gated8 = tweak(checked(i).await?);
-        }
-        for mut i in 0..1 {
-            trace.push(i);
-            let rep9 = vec![
-                num(fold_vec(vec![
-                    add(x, x).await,
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    {
-                        x += 1;
-                        num(x).await?
-                    }
-                ]))
-                .await?;
-                3
-            ];
-            trace.push(rep9.iter().sum::<i64>());
-            trace.push(rep9.len() as i64);
-            let bag10 = Bag {
-                id: {
-                    let b = bag1.id;
-                    ((b) + (b)).rem_euclid(1000)
-                },
-                items: vec![
-                    1i64,
-                    fold_vec(vec![bag1.id, bag1.id, {
-                        i += 1;
-                        num(i).await?
-                    }]),
-                ],
-                name: format!("n{}", BASE),
-            };
-            for item in bag10.items {
-                trace.push(num(item).await?);
-                let t11 = (
-                    inc(if (i).rem_euclid(3) == 2 { x } else { item }).await,
-                    8i64,
-                    {
-                        side.push(i);
-                        ((9i64) + (SCALE)).rem_euclid(1000)
-                    },
-                );
-                trace.push(t11.0);
-                trace.push(t11.1);
-                trace.push(t11.2);
-            }
-            trace.push(bag10.id);
-            let name = bag10.name.clone();
-            let g = greet(name, bag10.id).await?;
-            text.push(g + &bag10.name);
-        }
-    } else {
-        {
-            trace.push(num(x).await?);
-            #[cfg(all())]
-            let gated6 = bag1.id;
-        }
-        'outer7: for i in 0..2 {
-            for j in 0..2 {
-                trace.push(i * 10 + j);
-                if ((1i64).rem_euclid(2) == 0 || {
-                    side.push(4i64);
-                    (6i64) > 3
-                }) {
-                    break 'outer7;
-                }
-                if ((4i64).rem_euclid(2) == 0 && {
-                    side.push(7i64);
-                    is_even(1i64).await
-                }) {
-                    continue 'outer7;
-                }
-                x = ((match (9i64).rem_euclid(3) {
-                    0 => i,
-                    1 => 1i64,
-                    _ => x,
-                }) - (fold_vec(vec![
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    {
-                        side.push(8i64);
-                        x
-                    },
-                    j,
-                ])))
-                .rem_euclid(1000);
-            }
-        }
-    }
-    if let Some(mut a) = half({
-        let a = x;
-        ((a) + (bag1.id)).rem_euclid(1000)
-    })
-    .await?
-    {
-        trace.push(a);
-        #[allow(clippy::all)]
-        let mut a = tweak(num(6i64).await?);
-        let mut acc2: Vec<i64> = vec![5i64];
-    } else {
-        {
-            #[derive(Debug, Clone, Copy)]
-            struct Wrap12(i64);
-            enum Side13 {
-                Low,
-                High,
-            }
-            static LIMIT14: i64 = 2;
-            let w = Wrap12(num(BASE).await?);
-            let s = if w.0 > LIMIT14 {
-                Side13::High
-            } else {
-                Side13::Low
-            };
-            trace.push(match s {
-                Side13::Low => w.0 + LIMIT14,
-                Side13::High => w.0 * 2,
+            let moved6 = format!("m{}", {
+                let b = bag1.id;
+                ((b) + (b)).rem_euclid(1000)
             });
-            text.push(format!("{w:?}"));
-            let bag15 = Bag {
-                id: num(bag1.id).await?,
-                items: vec![
-                    x,
-                    match (bag1.id).rem_euclid(3) {
-                        0 => bag1.id,
-                        1 => BASE,
-                        _ => SCALE,
+            let greeting7 = greet(moved6, bag1.id).await?;
+            text.push(
+                match half({
+                    let b = bag1.id;
+                    ((b) + (7i64)).rem_euclid(1000)
+                })
+                .await?
+                {
+                    Some(moved6) => format!("{}", moved6 + 1),
+                    None => greeting7.clone(),
+                },
+            );
+            trace.push([x, x].iter().map(|moved6| moved6 * 2).sum::<i64>());
+            trace.push(if let Some(moved6) = bag1.id.checked_sub(1) {
+                moved6
+            } else {
+                0
+            });
+            text.push(greeting7);
+            let stock = BTreeMap::from([
+                (
+                    0,
+                    loop {
+                        if (x).rem_euclid(3) == 1 {
+                            break bag1.id;
+                        }
+                        break x;
                     },
-                ],
-                name: format!("n{}", x),
-            };
-            let name = bag15.name.clone();
-            let g = greet(name, bag15.id).await?;
-            text.push(g + &bag15.name);
+                ),
+                (1, ((2i64) - (bag1.id)).rem_euclid(1000)),
+                (2, num(x).await?),
+                (
+                    3,
+                    fold3([
+                        {
+                            x = SCALE;
+                            bag1.id
+                        },
+                        0i64,
+                        bag1.id,
+                    ]),
+                ),
+            ]);
         }
     }
-    'outer16: for i in 0..2 {
+    'outer8: for i in 0..2 {
         for j in 0..2 {
             trace.push(i * 10 + j);
-            if is_even(BASE).await {
-                break 'outer16;
+            if (bag1.id).rem_euclid(3) == 1 {
+                break 'outer8;
             }
-            if (j).rem_euclid(3) == 0 {
-                continue 'outer16;
+            if is_even(x).await {
+                continue 'outer8;
             }
-            {
-                use std::cmp::max as pick;
-                trace.push(pick(num(x).await?, j));
-                trace.push({
-                    let a = num(0i64).await?;
-                    ((a) + (loop {
-                        if (BASE).rem_euclid(3) == 2 {
-                            break SCALE;
-                        }
-                        break bag1.id;
-                    }))
-                    .rem_euclid(1000)
-                });
-                trace.push(pick(j, 4));
-            }
-            trace.push(pick(x, 4));
+            let t9 = (
+                j,
+                {
+                    x += 1;
+                    num(x).await?
+                },
+                1i64,
+            );
+            trace.push(t9.0);
+            trace.push(t9.1);
+            trace.push(t9.2);
         }
     }
+    #[rustfmt::skip] let mut N = num(inc(6i64).await).await?;
+    trace.extend([
+        {
+            N = 1i64;
+            {
+                let c = 0i64;
+                ((c) + (N)).rem_euclid(1000)
+            }
+        },
+        checked(((bag1.id) - (N)).rem_euclid(1000)).await?,
+        num(if (N).rem_euclid(3) == 0 { 4i64 } else { N }).await?,
+    ]);
+    trace.push(
+        ({
+            N += 1;
+            num(N).await?
+        })
+        .max(7i64)
+        .wrapping_sub(checked(SCALE).await?)
+        .rem_euclid(1000),
+    );
+    trace.push(N);
     trace.push(bag1.id);
     trace.push(x);
     Ok((trace, side, text))
@@ -9086,20 +9170,13 @@ pub async fn gen_7_00089(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     'outer4: for i in 0..2 {
         for j in 0..2 {
             trace.push(i * 10 + j);
-            if (6i64).rem_euclid(3) == 0 {
+            if (x).rem_euclid(3) == 0 {
                 break 'outer4;
             }
-            if (1i64).rem_euclid(3) == 1 {
+            if is_even(8i64).await {
                 continue 'outer4;
             }
-            match (loop {
-                if (SCALE).rem_euclid(3) == 1 {
-                    break 3i64;
-                }
-                break i;
-            })
-            .rem_euclid(3)
-            {
+            match (tweak(j)).rem_euclid(3) {
                 0 => {
                     let Some(b) = half(
                         Triple {
@@ -9165,14 +9242,19 @@ pub async fn gen_7_00089(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 }
                 mut n => {
                     trace.push(n);
-                    trace.push(
-                        num(match (j).rem_euclid(3) {
-                            0 => 5i64,
-                            1 => x,
-                            _ => n,
-                        })
-                        .await?,
-                    );
+                    let moved5 = format!("m{}", num(8i64).await?);
+                    let greeting6 = greet(moved5, j).await?;
+                    text.push(match half(inc(x).await).await? {
+                        Some(moved5) => format!("{}", moved5 + 1),
+                        None => greeting6.clone(),
+                    });
+                    trace.push([n, SCALE].iter().map(|moved5| moved5 * 2).sum::<i64>());
+                    trace.push(if let Some(moved5) = n.checked_sub(1) {
+                        moved5
+                    } else {
+                        0
+                    });
+                    text.push(greeting6);
                 }
             }
         }
@@ -10056,21 +10138,28 @@ pub async fn gen_7_00098(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             text.push(g + &bag6.name);
         }
     }
-    let mut a = loop {
-        if is_even(SCALE).await {
-            break ((prices.get(&1).copied().unwrap_or(-2)) * (x)).rem_euclid(1000);
-        }
-        break SCALE;
-    };
-    let bag7 = Bag {
+    let moved7 = format!("m{}", 1i64);
+    let greeting8 = greet(moved7, x).await?;
+    text.push(match half(add(SCALE, x).await).await? {
+        Some(moved7) => format!("{}", moved7 + 1),
+        None => greeting8.clone(),
+    });
+    trace.push([x, x].iter().map(|moved7| moved7 * 2).sum::<i64>());
+    trace.push(if let Some(moved7) = SCALE.checked_sub(1) {
+        moved7
+    } else {
+        0
+    });
+    text.push(greeting8);
+    let bag9 = Bag {
         id: {
             let n = BASE;
             ((n) + (n)).rem_euclid(1000)
         },
-        items: vec![a, inc(x).await],
+        items: vec![x, inc(x).await],
         name: format!("n{}", 8i64),
     };
-    for item in bag7.items {
+    for item in bag9.items {
         trace.push(num(item).await?);
         trace.push(
             checked({
@@ -10080,22 +10169,21 @@ pub async fn gen_7_00098(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             .await?,
         );
     }
-    trace.push(bag7.id);
-    let name = bag7.name.clone();
-    let g = greet(name, bag7.id).await?;
-    text.push(g + &bag7.name);
+    trace.push(bag9.id);
+    let name = bag9.name.clone();
+    let g = greet(name, bag9.id).await?;
+    text.push(g + &bag9.name);
     trace.push(loop {
         if (({
             x += 1;
             is_even(x).await
         }) && (SCALE).rem_euclid(2) == 1)
         {
-            break tweak(bag7.id);
+            break tweak(bag9.id);
         }
         break 9i64;
     });
-    trace.push(bag7.id);
-    trace.push(a);
+    trace.push(bag9.id);
     trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -10436,28 +10524,40 @@ pub async fn gen_7_00103(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    x = 2i64;
-    let (da1, _, mut db2) = (BASE, add(x, 3i64).await, {
-        x += 1;
-        num(x).await?
+    let moved1 = format!("m{}", 0i64);
+    let greeting2 = greet(moved1, 2i64).await?;
+    text.push(
+        match half(if (8i64).rem_euclid(3) == 1 { x } else { BASE }).await? {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([x, SCALE].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = x.checked_sub(1) {
+        moved1
+    } else {
+        0
     });
-    db2 += 1;
-    let prices = BTreeMap::from([
-        (0, tweak(SCALE)),
-        (1, tweak(BASE)),
-        (2, add(da1, 8i64).await),
-        (
-            3,
-            match (db2).rem_euclid(3) {
-                0 => 4i64,
-                1 => SCALE,
-                _ => db2,
-            },
-        ),
+    text.push(greeting2);
+    #[allow(unused_variables, unused_mut)]
+    let mut n = tweak(if (x).rem_euclid(3) == 0 { SCALE } else { x });
+    trace.extend([
+        {
+            side.push(x);
+            add(5i64, x).await
+        },
+        {
+            n += 4;
+            inc(0i64).await
+        },
+        loop {
+            if (8i64).rem_euclid(3) == 2 {
+                break 4i64;
+            }
+            break x;
+        },
     ]);
-    trace.extend(prices.values().copied());
-    trace.push(db2);
-    trace.push(da1);
+    trace.push(n);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -10789,7 +10889,7 @@ pub async fn gen_7_00105(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
         }
     }
-    match (inc(3i64).await).rem_euclid(3) {
+    match (3i64).rem_euclid(3) {
         0 => {
             let t5 = (
                 x,
@@ -10949,51 +11049,32 @@ pub async fn gen_7_00105(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         mut n => {
             trace.push(n);
-            let Triple {
-                a: da15, c: db16, ..
-            } = Triple {
-                a: {
-                    n += 1;
-                    num(n).await?
-                },
-                b: x,
-                c: num({
-                    let n = 0i64;
-                    ((n) + (n)).rem_euclid(1000)
-                })
-                .await?,
-            };
+            let moved15 = format!(
+                "m{}",
+                match (BASE).rem_euclid(3) {
+                    0 => n,
+                    1 => {
+                        x
+                    }
+                    _ => n,
+                }
+            );
+            let greeting16 = greet(moved15, x).await?;
+            text.push(match half(num(n).await?).await? {
+                Some(moved15) => format!("{}", moved15 + 1),
+                None => greeting16.clone(),
+            });
+            trace.push([4i64, 3i64].iter().map(|moved15| moved15 * 2).sum::<i64>());
+            trace.push(if let Some(moved15) = 3i64.checked_sub(1) {
+                moved15
+            } else {
+                0
+            });
+            text.push(greeting16);
         }
     }
-    let mut w17 = (inc(BASE).await).rem_euclid(100) + 64;
-    let mut g18 = 0;
-    while let Some(h) = half(w17).await? {
-        g18 += 1;
-        if g18 > 3 {
-            break;
-        }
-        w17 = h;
-        trace.push(h);
-        #[cfg(any())]
-        {
-            if (6i64).rem_euclid(3) == 0 {
-                continue;
-            }
-            let stock = BTreeMap::from([
-                (0, if (3i64).rem_euclid(3) == 2 { x } else { h }),
-                (1, tweak(BASE)),
-                (
-                    2,
-                    match (7i64).rem_euclid(3) {
-                        0 => h,
-                        1 => h,
-                        _ => 2i64,
-                    },
-                ),
-                (3, tweak(x)),
-            ]);
-        }
-    }
+    let mut acc: Vec<i64> = vec![6i64];
+    trace.extend(acc.iter().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -11124,12 +11205,30 @@ pub async fn gen_7_00106(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         trace.push(bag4.id);
     }
-    let Some(n) = half(((x) + (checked(x).await?)).rem_euclid(1000)).await? else {
-        note(x).await?;
-        trace.push(num(x).await?);
-        return Ok((trace, side, text));
-    };
-    trace.push(n);
+    let moved5 = format!(
+        "m{}",
+        Triple {
+            a: num(x).await?,
+            c: {
+                side.push(x);
+                9i64
+            },
+            b: x
+        }
+        .mix()
+    );
+    let greeting6 = greet(moved5, x).await?;
+    text.push(match half(BASE).await? {
+        Some(moved5) => format!("{}", moved5 + 1),
+        None => greeting6.clone(),
+    });
+    trace.push([x, x].iter().map(|moved5| moved5 * 2).sum::<i64>());
+    trace.push(if let Some(moved5) = 4i64.checked_sub(1) {
+        moved5
+    } else {
+        0
+    });
+    text.push(greeting6);
     trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -11528,247 +11627,109 @@ pub async fn gen_7_00112(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     'outer2: for i in 0..2 {
         for j in 0..2 {
             trace.push(i * 10 + j);
-            if ((9i64).rem_euclid(2) == 1 && {
-                side.push(x);
-                (x) > 3
-            }) {
+            if (3i64).rem_euclid(3) == 1 {
                 break 'outer2;
             }
-            if is_even(5i64).await {
+            if is_even(i).await {
                 continue 'outer2;
             }
             'outer3: for i in 0..2 {
                 for j in 0..2 {
                     trace.push(i * 10 + j);
-                    if ((j).rem_euclid(2) == 0 || {
-                        x += 1;
-                        is_even(x).await
-                    }) {
+                    if (x).rem_euclid(3) == 1 {
                         break 'outer3;
                     }
-                    if is_even(BASE).await {
+                    if (j).rem_euclid(3) == 0 {
                         continue 'outer3;
                     }
-                    trace.push(checked(add(x, 8i64).await).await?);
+                    let moved4 = format!(
+                        "m{}",
+                        loop {
+                            if (BASE).rem_euclid(3) == 1 {
+                                break x;
+                            }
+                            break 8i64;
+                        }
+                    );
+                    let greeting5 = greet(moved4, 8i64).await?;
+                    text.push(
+                        match half(mix3(
+                            j,
+                            {
+                                side.push(i);
+                                j
+                            },
+                            3i64,
+                        ))
+                        .await?
+                        {
+                            Some(moved4) => format!("{}", moved4 + 1),
+                            None => greeting5.clone(),
+                        },
+                    );
+                    trace.push([BASE, 1i64].iter().map(|moved4| moved4 * 2).sum::<i64>());
+                    trace.push(if let Some(moved4) = 9i64.checked_sub(1) {
+                        moved4
+                    } else {
+                        0
+                    });
+                    text.push(greeting5);
                 }
             }
         }
     }
-    let mut guard4 = 0;
-    loop {
-        guard4 += 1;
-        if guard4 > 3 {
-            break;
-        }
-        let Triple { a: da5, c: db6, .. } = Triple {
-            a: {
-                x += 4;
-                loop {
-                    if (SCALE).rem_euclid(3) == 1 {
-                        break x;
-                    }
+    let Some(n) = half(
+        if (({
+            side.push(5i64);
+            is_even(7i64).await
+        }) && (BASE).rem_euclid(2) == 0)
+        {
+            loop {
+                if (x).rem_euclid(3) == 0 {
                     break x;
                 }
-            },
-            b: x,
+                break x;
+            }
+        } else {
+            inc(x).await
+        },
+    )
+    .await?
+    else {
+        note(checked(SCALE).await?).await?;
+        trace.push(add(x, x).await);
+        return Ok((trace, side, text));
+    };
+    trace.push(if (BASE).rem_euclid(3) == 1 {
+        Triple {
             c: {
                 x += 1;
-                add(5i64, 7i64).await
+                num(x).await?
             },
-        };
-        #[rustfmt::skip] let mut a = Triple { b: x, a: { x += 1; num(x).await? }, c: db6 }.mix();
-    }
-    match (inc(BASE).await).rem_euclid(3) {
-        0 => {
-            let t7 = (
-                num(9i64).await?,
-                {
-                    x = x;
-                    loop {
-                        if (x).rem_euclid(3) == 1 {
-                            break 0i64;
-                        }
-                        break x;
-                    }
-                },
-                if (SCALE).rem_euclid(3) == 2 { 4i64 } else { x },
-            );
-            trace.push(t7.0);
-            trace.push(t7.1);
-            trace.push(t7.2);
-            text.push(format!(
-                "{}|{}|{}",
-                {
-                    side.push(x);
-                    fold_vec(vec![
-                        {
-                            side.push(x);
-                            x
-                        },
-                        5i64,
-                        x,
-                    ])
-                },
-                ((BASE) * (x)).rem_euclid(1000),
-                {
-                    side.push(5i64);
-                    add(inc(8i64).await, num(x).await?).await
-                }
-            ));
+            b: 3i64,
+            a: 2i64,
         }
-        1 => {
-            trace.push(
-                checked({
-                    let c = x;
-                    ((c) + (x)).rem_euclid(1000)
-                })
-                .await?,
-            );
-            #[rustfmt::skip] let mut N = Triple { b: { x = x; x }, c: num(x).await?, a: { x = x; if (x).rem_euclid(3) == 1 { 0i64 } else { 5i64 } } }.mix();
+        .mix()
+    } else {
+        if (4i64).rem_euclid(3) == 2 {
+            x
+        } else {
+            n
         }
-        mut b => {
-            trace.push(b);
-            match (add(3i64, b).await).rem_euclid(10) {
-                a if a > 3 => {
-                    trace.push(inc(BASE).await);
-                    trace.push(
-                        checked(
-                            ({
-                                b += 3;
-                                2i64
-                            })
-                            .max({
-                                b += 1;
-                                BASE
-                            })
-                            .wrapping_sub(x)
-                            .rem_euclid(1000),
-                        )
-                        .await?,
-                    );
-                }
-                a if a % 2 == 0 => trace.push(a * 3),
-                a => {
-                    trace.push(num(a).await? + 1);
-                }
-            }
+    });
+    let mut N = tweak(
+        Triple {
+            c: SCALE,
+            a: x,
+            b: {
+                x += 1;
+                num(x).await?
+            },
         }
-    }
-    match (fold3([x, x, {
-        x += 1;
-        num(x).await?
-    }]))
-    .rem_euclid(3)
-    {
-        0 => {
-            let mut guard8 = 0;
-            loop {
-                guard8 += 1;
-                if guard8 > 3 {
-                    break;
-                }
-                #[allow(unused_variables, unused_mut)]
-                let b = loop {
-                    if (3i64).rem_euclid(3) == 0 {
-                        break tweak(x);
-                    }
-                    break 8i64;
-                };
-                let Triple {
-                    a: da9, c: db10, ..
-                } = Triple {
-                    a: SCALE,
-                    b: 5i64,
-                    c: num(if (4i64).rem_euclid(3) == 2 { b } else { x }).await?,
-                };
-            }
-            let hits = Cell::new(add(9i64, x).await);
-        }
-        1 => {
-            let hits_a = AtomicI64::new(
-                ({
-                    x += 1;
-                    num(x).await?
-                })
-                .max({
-                    x += 1;
-                    num(x).await?
-                })
-                .wrapping_sub({
-                    x += 4;
-                    x
-                })
-                .rem_euclid(1000),
-            );
-            trace.push(
-                checked(loop {
-                    if (x).rem_euclid(3) == 2 {
-                        break 9i64;
-                    }
-                    break x;
-                })
-                .await?,
-            );
-        }
-        mut a => {
-            trace.push(a);
-            match (((7i64) + (a)).rem_euclid(1000)).rem_euclid(3) {
-                0 => {
-                    trace.push(match (checked(a).await?).rem_euclid(3) {
-                        0 => {
-                            if (x).rem_euclid(3) == 0 {
-                                x
-                            } else {
-                                BASE
-                            }
-                        }
-                        1 => num(8i64).await?,
-                        _ => a,
-                    });
-                    trace.push(add(x, num(a).await?).await);
-                }
-                1 => {
-                    #[cfg(all())]
-                    let gated11 = ({
-                        x = 3i64;
-                        if (3i64).rem_euclid(3) == 2 {
-                            0i64
-                        } else {
-                            7i64
-                        }
-                    })
-                    .max(SCALE)
-                    .wrapping_sub(x)
-                    .rem_euclid(1000);
-                    trace.push(
-                        Meter({
-                            let b = 7i64;
-                            ((b) + (a)).rem_euclid(1000)
-                        })
-                        .mix(
-                            {
-                                a += 4;
-                                ((SCALE) + (2i64)).rem_euclid(1000)
-                            },
-                            {
-                                x += 1;
-                                num(x).await?
-                            },
-                        ),
-                    );
-                }
-                mut n => {
-                    trace.push(n);
-                    let hits_a = AtomicI64::new(loop {
-                        if (5i64).rem_euclid(3) == 2 {
-                            break SCALE;
-                        }
-                        break a;
-                    });
-                }
-            }
-        }
-    }
+        .mix(),
+    );
+    trace.push(N);
+    trace.push(n);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -11897,7 +11858,12 @@ pub async fn gen_7_00114(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     }
     trace.push(tweak(BASE) + SCALE);
     let shared = Mutex::new(vec![6i64]);
-    match (num(mlen(&shared)).await?).rem_euclid(3) {
+    match (fold3([x, x, {
+        x += 1;
+        num(x).await?
+    }]))
+    .rem_euclid(3)
+    {
         0 => {
             trace.push(loop {
                 if is_even(SCALE).await {
@@ -11934,31 +11900,60 @@ pub async fn gen_7_00114(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         mut n => {
             trace.push(n);
-            let mut N = mix3(
+            let moved3 = format!("m{}", 3i64);
+            let greeting4 = greet(moved3, n).await?;
+            text.push(
+                match half(mix3(
+                    {
+                        x += 1;
+                        num(x).await?
+                    },
+                    {
+                        n += 1;
+                        num(n).await?
+                    },
+                    {
+                        x = x;
+                        8i64
+                    },
+                ))
+                .await?
                 {
-                    x += 1;
-                    num(x).await?
-                },
-                {
-                    n += 1;
-                    num(n).await?
-                },
-                {
-                    x = x;
-                    SCALE
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
                 },
             );
+            trace.push(
+                [stock.get(&1).copied().unwrap_or(-2), mlen(&shared)]
+                    .iter()
+                    .map(|moved3| moved3 * 2)
+                    .sum::<i64>(),
+            );
+            trace.push(
+                if let Some(moved3) = stock.get(&3).copied().unwrap_or(-2).checked_sub(1) {
+                    moved3
+                } else {
+                    0
+                },
+            );
+            text.push(greeting4);
         }
     }
-    {
-        use std::cmp::min as pick;
-        trace.push(pick(add(SCALE, x).await, mlen(&shared)));
-        if let Some(&p) = stock.get(&(((x) * (SCALE)).rem_euclid(1000)).rem_euclid(5)) {
-            trace.push(inc(p).await);
-        }
-        trace.push(pick(3i64, 4));
-    }
-    trace.push(pick(x, 4));
+    let Triple { a: da5, c: db6, .. } = Triple {
+        a: {
+            x += 4;
+            loop {
+                if (x).rem_euclid(3) == 1 {
+                    break x;
+                }
+                break x;
+            }
+        },
+        b: x,
+        c: BASE,
+    };
+    trace.push(db6);
+    trace.push(da5);
     trace.extend(mitems(&shared));
     trace.extend(stock.values().copied());
     trace.push(x);
@@ -12199,148 +12194,96 @@ pub async fn gen_7_00117(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             _ => 7i64,
         }
     });
-    if (({
-        x += 1;
-        is_even(x).await
-    }) || (gated1).rem_euclid(2) == 0)
-    {
-        let mut acc: Vec<i64> = vec![BASE];
-        {
-            use std::cmp::max as pick;
-            trace.push(pick(checked((acc.len() as i64)).await?, (acc.len() as i64)));
-            let stock = BTreeMap::from([
-                (0, {
-                    let a = 2i64;
-                    ((a) + (x)).rem_euclid(1000)
-                }),
-                (1, num(SCALE).await?),
-                (2, num(8i64).await?),
-                (3, tweak(4i64)),
-            ]);
-            trace.push(pick(4i64, 4));
-        }
-        trace.push(pick(BASE, 4));
-    } else {
-        let count_a = AtomicI64::new(tweak(gated1));
-        for mut j in 0..3 {
-            trace.push(j);
-            #[cfg(all())]
-            trace.push(
-                if ((j).rem_euclid(2) == 0 && {
-                    side.push(8i64);
-                    (8i64) > 3
-                }) {
-                    (({
-                        x += 1;
-                        num(x).await?
-                    }) - (gated1) * 3
-                        + (BASE))
-                        .rem_euclid(1000)
-                } else {
-                    loop {
-                        if (SCALE).rem_euclid(3) == 2 {
-                            break 8i64;
-                        }
-                        break x;
-                    }
-                },
-            );
-            let prec = (num({
-                let a = 1i64;
-                ((a) + (j)).rem_euclid(1000)
-            })
-            .await?)
-                .rem_euclid(7) as usize;
-        }
-    }
-    if let Some(mut n) = half(match (9i64).rem_euclid(3) {
-        0 => 1i64,
-        1 => x,
-        _ => BASE,
-    })
-    .await?
-    {
-        trace.push(n);
-        match (tweak(7i64)).rem_euclid(10) {
-            n if n > 2 => {
-                trace.push(inc(n).await);
-                trace.extend([
-                    {
-                        x = 8i64;
-                        if (x).rem_euclid(3) == 1 {
-                            1i64
-                        } else {
-                            gated1
-                        }
-                    },
-                    checked({
-                        let n = 2i64;
-                        ((n) + (n)).rem_euclid(1000)
-                    })
-                    .await?,
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                ]);
-            }
-            n if n % 2 == 0 => trace.push(n * 3),
-            n => {
-                trace.push(num(n).await? + 1);
-            }
-        }
-        let Some(a) = half(n).await? else {
-            note({
-                let t = (
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    n,
-                    {
-                        x += 1;
-                        n
-                    },
-                );
-                mix3(t.0, t.1, t.2)
-            })
-            .await?;
-            trace.push(checked(x).await?);
-            return Ok((trace, side, text));
-        };
-    } else {
-        x += {
-            x += 1;
-            num(x).await?
-        };
-        x = x.rem_euclid(1000);
-    }
-    let stock = BTreeMap::from([
-        (0, if (gated1).rem_euclid(3) == 2 { x } else { x }),
-        (
-            1,
-            (x).max({
-                x += 1;
-                num(x).await?
-            })
-            .wrapping_sub({
-                x += 1;
-                num(x).await?
-            })
-            .rem_euclid(1000),
-        ),
-        (2, tweak(x)),
-        (
-            3,
-            loop {
-                if (x).rem_euclid(3) == 2 {
-                    break SCALE;
-                }
-                break 0i64;
+    if is_even(gated1).await {
+        trace.push(fold_vec(vec![
+            num(gated1).await?,
+            {
+                x = gated1;
+                tweak(x)
             },
-        ),
-    ]);
-    trace.extend(stock.values().copied());
+            {
+                x += 1;
+                checked(x).await?
+            },
+        ]));
+        #[cfg(any())]
+        let gated4 = tweak(tweak(gated1));
+    } else {
+        let moved2 = format!("m{}", {
+            let t = (
+                {
+                    x = gated1;
+                    gated1
+                },
+                {
+                    x += 1;
+                    num(x).await?
+                },
+                gated1,
+            );
+            mix3(t.0, t.1, t.2)
+        });
+        let greeting3 = greet(moved2, 8i64).await?;
+        text.push(match half(num(1i64).await?).await? {
+            Some(moved2) => format!("{}", moved2 + 1),
+            None => greeting3.clone(),
+        });
+        trace.push([8i64, 8i64].iter().map(|moved2| moved2 * 2).sum::<i64>());
+        trace.push(if let Some(moved2) = x.checked_sub(1) {
+            moved2
+        } else {
+            0
+        });
+        text.push(greeting3);
+        for i in 0..=(if (BASE).rem_euclid(3) == 2 { gated1 } else { x }).rem_euclid(6) {
+            if i >= 1 {
+                break;
+            }
+            trace.push(num(i).await?);
+            let Some(a) = half(checked(((i) * (7i64)).rem_euclid(1000)).await?).await? else {
+                note(match (x).rem_euclid(3) {
+                    0 => 7i64,
+                    1 => gated1,
+                    _ => 1i64,
+                })
+                .await?;
+                trace.push(inc(1i64).await);
+                break;
+            };
+        }
+    }
+    let moved5 = format!("m{}", {
+        let t = (add(4i64, gated1).await, gated1, num(6i64).await?);
+        mix3(t.0, t.1, t.2)
+    });
+    let greeting6 = greet(moved5, gated1).await?;
+    text.push(
+        match half(loop {
+            if (x).rem_euclid(3) == 2 {
+                break 9i64;
+            }
+            break 1i64;
+        })
+        .await?
+        {
+            Some(moved5) => format!("{}", moved5 + 1),
+            None => greeting6.clone(),
+        },
+    );
+    trace.push([x, BASE].iter().map(|moved5| moved5 * 2).sum::<i64>());
+    trace.push(if let Some(moved5) = x.checked_sub(1) {
+        moved5
+    } else {
+        0
+    });
+    text.push(greeting6);
+    let hits = Cell::new(loop {
+        if (BASE).rem_euclid(3) == 0 {
+            break x;
+        }
+        break 1i64;
+    });
+    trace.push(hits.get());
     trace.push(gated1);
     trace.push(x);
     Ok((trace, side, text))
@@ -12387,35 +12330,67 @@ pub async fn gen_7_00118(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     ]);
     for mut j in 0..1 {
         trace.push(j);
-        let prec = (Triple {
-            a: checked(j).await?,
-            c: j,
-            b: tweak(BASE),
-        }
-        .mix())
-        .rem_euclid(7) as usize;
-        let guarded = Mutex::new(vec![4i64]);
+        let moved2 = format!("m{}", mix3(checked(x).await?, j, x));
+        let greeting3 = greet(moved2, j).await?;
+        text.push(match half(checked(BASE).await?).await? {
+            Some(moved2) => format!("{}", moved2 + 1),
+            None => greeting3.clone(),
+        });
+        trace.push([bag1.id, x].iter().map(|moved2| moved2 * 2).sum::<i64>());
+        trace.push(if let Some(moved2) = x.checked_sub(1) {
+            moved2
+        } else {
+            0
+        });
+        text.push(greeting3);
+        trace.push(if is_even(j).await {
+            if (j).rem_euclid(3) == 2 {
+                2i64
+            } else {
+                j
+            }
+        } else {
+            match (SCALE).rem_euclid(3) {
+                0 => 9i64,
+                1 => bag1.id,
+                _ => BASE,
+            }
+        });
     }
-    let mut guard2 = 0;
-    loop {
-        guard2 += 1;
-        if guard2 > 1 {
-            break;
-        }
-        let b = num(match (SCALE).rem_euclid(3) {
-            0 => 9i64,
-            1 => x,
-            _ => BASE,
-        })
-        .await?;
-        x = match (x).rem_euclid(3) {
-            0 => bag1.id,
-            1 => 0i64,
-            _ => x,
-        };
-    }
-    let mut c = tweak(((x) * (BASE)).rem_euclid(1000));
-    trace.push(c);
+    x = match (bag1.id).rem_euclid(3) {
+        0 => loop {
+            if (bag1.id).rem_euclid(3) == 0 {
+                break 8i64;
+            }
+            break bag1.id;
+        },
+        1 => (4i64)
+            .max(bag1.id)
+            .wrapping_sub({
+                x += 1;
+                num(x).await?
+            })
+            .rem_euclid(1000),
+        _ => BASE,
+    };
+    let stock = BTreeMap::from([
+        (0, num(3i64).await?),
+        (1, {
+            let b = bag1.id;
+            ((b) + (5i64)).rem_euclid(1000)
+        }),
+        (2, ((7i64) - (SCALE)).rem_euclid(1000)),
+        (
+            3,
+            loop {
+                if (x).rem_euclid(3) == 1 {
+                    break 1i64;
+                }
+                break bag1.id;
+            },
+        ),
+    ]);
+    trace.extend(stock.values().copied());
     trace.push(bag1.id);
     trace.push(x);
     Ok((trace, side, text))
@@ -12607,28 +12582,66 @@ pub async fn gen_7_00120(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         fn tweak(v: i64) -> i64 {
             (v + 36).rem_euclid(1000)
         }
-        trace.push(tweak(add(4i64, x).await));
+        trace.push(tweak(inc(BASE).await));
         trace.push(BASE + SCALE);
-        let mut b = ((loop {
-            if (4i64).rem_euclid(3) == 2 {
-                break x;
-            }
-            break 4i64;
-        }) * ({
-            let n = x;
-            ((n) + (BASE)).rem_euclid(1000)
-        }))
-        .rem_euclid(1000);
+        let moved4 = format!("m{}", x);
+        let greeting5 = greet(moved4, BASE).await?;
+        text.push(
+            match half(loop {
+                if (4i64).rem_euclid(3) == 2 {
+                    break x;
+                }
+                break 4i64;
+            })
+            .await?
+            {
+                Some(moved4) => format!("{}", moved4 + 1),
+                None => greeting5.clone(),
+            },
+        );
+        trace.push([x, x].iter().map(|moved4| moved4 * 2).sum::<i64>());
+        trace.push(if let Some(moved4) = BASE.checked_sub(1) {
+            moved4
+        } else {
+            0
+        });
+        text.push(greeting5);
         if ((prices.get(&3).copied().unwrap_or(-2)).rem_euclid(2) == 1 || {
             x += 1;
             is_even(x).await
         }) {
-            let mut acc2: Vec<i64> = vec![b];
-            let guarded = Mutex::new(vec![x]);
+            let moved9 = format!("m{}", if (x).rem_euclid(3) == 0 { 9i64 } else { 9i64 });
+            let greeting10 = greet(moved9, x).await?;
+            text.push(
+                match half({
+                    let t = (
+                        {
+                            x = prices.get(&1).copied().unwrap_or(-2);
+                            1i64
+                        },
+                        8i64,
+                        x,
+                    );
+                    mix3(t.0, t.1, t.2)
+                })
+                .await?
+                {
+                    Some(moved9) => format!("{}", moved9 + 1),
+                    None => greeting10.clone(),
+                },
+            );
+            trace.push([x, SCALE].iter().map(|moved9| moved9 * 2).sum::<i64>());
+            trace.push(if let Some(moved9) = x.checked_sub(1) {
+                moved9
+            } else {
+                0
+            });
+            text.push(greeting10);
+            x = add(x, 4i64).await;
         } else {
             let Some(b) = half({
                 let c = x;
-                ((c) + (if (b).rem_euclid(3) == 1 { c } else { c })).rem_euclid(1000)
+                ((c) + (if (x).rem_euclid(3) == 1 { c } else { c })).rem_euclid(1000)
             })
             .await?
             else {
@@ -12636,7 +12649,7 @@ pub async fn gen_7_00120(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 trace.push(checked(SCALE).await?);
                 return Ok((trace, side, text));
             };
-            let bag4 = Bag {
+            let bag6 = Bag {
                 id: loop {
                     if (b).rem_euclid(3) == 2 {
                         break 0i64;
@@ -12646,16 +12659,16 @@ pub async fn gen_7_00120(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 items: vec![x, b],
                 name: format!("n{}", prices.get(&0).copied().unwrap_or(-2)),
             };
-            for item in bag4.items {
+            for item in bag6.items {
                 trace.push(num(item).await?);
-                let Triple { a: da5, c: db6, .. } = Triple {
+                let Triple { a: da7, c: db8, .. } = Triple {
                     a: loop {
                         if (6i64).rem_euclid(3) == 0 {
                             break item;
                         }
                         break x;
                     },
-                    b: bag4.id,
+                    b: bag6.id,
                     c: {
                         x = item;
                         match (x).rem_euclid(3) {
@@ -12666,16 +12679,69 @@ pub async fn gen_7_00120(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                     },
                 };
             }
-            trace.push(bag4.id);
-            let name = bag4.name.clone();
-            let g = greet(name, bag4.id).await?;
-            text.push(g + &bag4.name);
+            trace.push(bag6.id);
+            let name = bag6.name.clone();
+            let g = greet(name, bag6.id).await?;
+            text.push(g + &bag6.name);
         }
     }
     trace.push(tweak(BASE) + SCALE);
-    let rep7 = vec![num(((x) * (1i64)).rem_euclid(1000)).await?; 0];
-    trace.push(rep7.iter().sum::<i64>());
-    trace.push(rep7.len() as i64);
+    for mut i in 0..1 {
+        trace.push(i);
+        let bag11 = Bag {
+            id: ((4i64) - (x)).rem_euclid(1000),
+            items: vec![
+                9i64,
+                match (0i64).rem_euclid(3) {
+                    0 => SCALE,
+                    1 => x,
+                    _ => x,
+                },
+            ],
+            name: format!("n{}", x),
+        };
+        for item in bag11.items {
+            trace.push(num(item).await?);
+            let moved12 = format!(
+                "m{}",
+                if (bag11.id).rem_euclid(3) == 0 {
+                    7i64
+                } else {
+                    prices.get(&4).copied().unwrap_or(-2)
+                }
+            );
+            let greeting13 = greet(moved12, BASE).await?;
+            text.push(
+                match half(match (2i64).rem_euclid(3) {
+                    0 => 6i64,
+                    1 => prices.get(&4).copied().unwrap_or(-2),
+                    _ => 5i64,
+                })
+                .await?
+                {
+                    Some(moved12) => format!("{}", moved12 + 1),
+                    None => greeting13.clone(),
+                },
+            );
+            trace.push(
+                [prices.get(&0).copied().unwrap_or(-2), x]
+                    .iter()
+                    .map(|moved12| moved12 * 2)
+                    .sum::<i64>(),
+            );
+            trace.push(if let Some(moved12) = item.checked_sub(1) {
+                moved12
+            } else {
+                0
+            });
+            text.push(greeting13);
+        }
+        trace.push(bag11.id);
+        match prices.get(&(mix3(8i64, i, 4i64)).rem_euclid(5)) {
+            Some(p) => trace.push(num(*p).await?),
+            None => trace.push(-3),
+        }
+    }
     trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -12795,62 +12861,64 @@ pub async fn gen_7_00123(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    let prices = BTreeMap::from([
-        (0, num(1i64).await?),
-        (1, tweak(x)),
-        (2, ((x) - (x)).rem_euclid(1000)),
-        (3, checked(2i64).await?),
-    ]);
-    let Some(b) = half(
-        match (if (3i64).rem_euclid(3) == 2 { x } else { x }).rem_euclid(3) {
-            0 => match (x).rem_euclid(3) {
-                0 => BASE,
-                1 => 8i64,
-                _ => 8i64,
-            },
-            1 => {
-                if (4i64).rem_euclid(3) == 0 {
-                    8i64
-                } else {
-                    x
-                }
-            }
-            _ => 0i64,
-        },
-    )
-    .await?
-    else {
-        note(prices.get(&3).copied().unwrap_or(-2)).await?;
-        trace.push(checked(x).await?);
-        return Ok((trace, side, text));
-    };
-    let c = {
-        let a = match (b).rem_euclid(3) {
-            0 => b,
-            1 => 8i64,
-            _ => 0i64,
-        };
-        ((a) + (match (b).rem_euclid(3) {
-            0 => a,
-            1 => prices.get(&3).copied().unwrap_or(-2),
-            _ => a,
-        }))
-        .rem_euclid(1000)
-    };
-    let (da1, _, mut db2) = (
-        {
+    let moved1 = format!("m{}", tweak(x));
+    let greeting2 = greet(moved1, 3i64).await?;
+    text.push(match half(num(BASE).await?).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
+    });
+    trace.push([5i64, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = x.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    x += SCALE;
+    x = x.rem_euclid(1000);
+    trace.push(
+        ((x) - ({
             x += 1;
             num(x).await?
-        },
-        x,
-        tweak(6i64),
+        }) * 3
+            + ({
+                side.push(x);
+                match (x).rem_euclid(3) {
+                    0 => 9i64,
+                    1 => x,
+                    _ => 9i64,
+                }
+            }))
+        .rem_euclid(1000),
     );
-    db2 += 1;
-    trace.push(db2);
-    trace.push(da1);
-    trace.push(c);
-    trace.push(b);
-    trace.extend(prices.values().copied());
+    match (num(x).await?).rem_euclid(10) {
+        c if c > 4 => {
+            trace.push(inc(x).await);
+            x = match (if (c).rem_euclid(3) == 2 { c } else { 8i64 }).rem_euclid(3) {
+                0 => match (1i64).rem_euclid(3) {
+                    0 => c,
+                    1 => 9i64,
+                    _ => 0i64,
+                },
+                1 => {
+                    let t = (
+                        {
+                            side.push(SCALE);
+                            8i64
+                        },
+                        c,
+                        BASE,
+                    );
+                    mix3(t.0, t.1, t.2)
+                }
+                _ => 8i64,
+            };
+        }
+        c if c % 2 == 0 => trace.push(c * 3),
+        c => {
+            trace.push(num(c).await? + 1);
+        }
+    }
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -13404,87 +13472,66 @@ pub async fn gen_7_00127(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             ),
         ]);
     }
+    let moved3 = format!("m{}", tweak(da1));
+    let greeting4 = greet(moved3, db2).await?;
+    text.push(
+        match half(fold3([
+            {
+                x += 1;
+                num(x).await?
+            },
+            {
+                x += 1;
+                num(x).await?
+            },
+            inc(x).await,
+        ]))
+        .await?
+        {
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
+        },
+    );
+    trace.push([x, SCALE].iter().map(|moved3| moved3 * 2).sum::<i64>());
+    trace.push(if let Some(moved3) = SCALE.checked_sub(1) {
+        moved3
+    } else {
+        0
+    });
+    text.push(greeting4);
     {
-        let rep3 = vec![
-            num(match (x).rem_euclid(3) {
-                0 => 7i64,
-                1 => {
-                    da1
-                }
-                _ => da1,
-            })
+        #[derive(Debug, Clone, Copy)]
+        struct Wrap5(i64);
+        enum Side6 {
+            Low,
+            High,
+        }
+        static LIMIT7: i64 = 1;
+        let w = Wrap5(inc(x).await);
+        let s = if w.0 > LIMIT7 {
+            Side6::High
+        } else {
+            Side6::Low
+        };
+        trace.push(match s {
+            Side6::Low => w.0 + LIMIT7,
+            Side6::High => w.0 * 2,
+        });
+        text.push(format!("{w:?}"));
+        let rep8 = vec![
+            checked(mix3(
+                {
+                    x += 1;
+                    num(x).await?
+                },
+                8i64,
+                9i64
+            ))
             .await?;
             3
         ];
-        trace.push(rep3.iter().sum::<i64>());
-        trace.push(rep3.len() as i64);
-        match (match (2i64).rem_euclid(3) {
-            0 => db2,
-            1 => 6i64,
-            _ => da1,
-        })
-        .rem_euclid(3)
-        {
-            0 => {
-                let (da4, _, mut db5) = (
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    num(x).await?,
-                    x,
-                );
-                db5 += 1;
-                let mut n = loop {
-                    if is_even(SCALE).await {
-                        break Triple {
-                            b: {
-                                side.push(4i64);
-                                4i64
-                            },
-                            a: BASE,
-                            c: db5,
-                        }
-                        .mix();
-                    }
-                    break SCALE;
-                };
-            }
-            1 => {
-                let t6 = (inc(da1).await, num(x).await?, da1);
-                trace.push(t6.0);
-                trace.push(t6.1);
-                trace.push(t6.2);
-                let mut acc: Vec<i64> = vec![db2];
-            }
-            mut b => {
-                trace.push(b);
-                trace.push(
-                    if ((2i64).rem_euclid(2) == 0 || {
-                        side.push(4i64);
-                        (db2) > 3
-                    }) {
-                        0i64
-                    } else {
-                        inc(db2).await
-                    },
-                );
-            }
-        }
-    }
-    'outer7: for i in 0..2 {
-        for j in 0..2 {
-            trace.push(i * 10 + j);
-            if (6i64).rem_euclid(3) == 0 {
-                break 'outer7;
-            }
-            if is_even(1i64).await {
-                continue 'outer7;
-            }
-            let rep8 = vec![add(1i64, i).await; 2];
-            trace.push(rep8.iter().sum::<i64>());
-            trace.push(rep8.len() as i64);
-        }
+        trace.push(rep8.iter().sum::<i64>());
+        trace.push(rep8.len() as i64);
     }
     trace.push(db2);
     trace.push(da1);
@@ -13582,13 +13629,40 @@ pub async fn gen_7_00129(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     }) || (x).rem_euclid(2) == 1)
     {
         if is_even(9i64).await {
-            let hits = Cell::new(loop {
-                if (x).rem_euclid(3) == 0 {
-                    break x;
-                }
-                break 0i64;
+            let moved2 = format!("m{}", {
+                let a = x;
+                ((a) + (4i64)).rem_euclid(1000)
             });
-            let log = RefCell::new(vec![4i64]);
+            let greeting3 = greet(moved2, x).await?;
+            text.push(match half(num(x).await?).await? {
+                Some(moved2) => format!("{}", moved2 + 1),
+                None => greeting3.clone(),
+            });
+            trace.push([7i64, 0i64].iter().map(|moved2| moved2 * 2).sum::<i64>());
+            trace.push(if let Some(moved2) = x.checked_sub(1) {
+                moved2
+            } else {
+                0
+            });
+            text.push(greeting3);
+            let bag4 = Bag {
+                id: match (x).rem_euclid(3) {
+                    0 => 1i64,
+                    1 => BASE,
+                    _ => x,
+                },
+                items: vec![BASE, {
+                    let c = x;
+                    ((c) + (1i64)).rem_euclid(1000)
+                }],
+                name: format!("n{}", x),
+            };
+            for item in bag4.items {
+                trace.push(num(item).await?);
+                #[cfg(any())]
+                trace.push(tweak(checked(x).await?));
+            }
+            trace.push(bag4.id);
         } else {
             #[cfg(all())]
             let gated1 = x;
@@ -13600,82 +13674,95 @@ pub async fn gen_7_00129(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 break x;
             };
         }
-        let shared = Mutex::new(vec![x]);
-    }
-    #[cfg(any())]
-    let gated2 = inc(inc(SCALE).await).await;
-    trace.push(num(0i64).await?);
-    if let Some(mut b) = half(loop {
-        if (6i64).rem_euclid(3) == 1 {
-            break SCALE;
-        }
-        break 5i64;
-    })
-    .await?
-    {
-        trace.push(b);
-        let prices = BTreeMap::from([
-            (0, inc(x).await),
+        let stock = BTreeMap::from([
+            (0, {
+                let a = x;
+                ((a) + (a)).rem_euclid(1000)
+            }),
+            (1, inc(x).await),
             (
-                1,
-                match (b).rem_euclid(3) {
-                    0 => b,
-                    1 => b,
+                2,
+                match (x).rem_euclid(3) {
+                    0 => x,
+                    1 => x,
                     _ => 8i64,
                 },
             ),
-            (2, 1i64),
-            (3, tweak(x)),
+            (3, 1i64),
         ]);
-        if is_even(prices.get(&2).copied().unwrap_or(-2)).await {
-            #[cfg(all())]
-            let gated3 = loop {
-                if ((x).rem_euclid(2) == 0 || {
-                    x += 1;
-                    is_even(x).await
-                }) {
-                    break match (b).rem_euclid(3) {
-                        0 => 9i64,
-                        1 => x,
-                        _ => 3i64,
-                    };
-                }
-                break x;
-            };
-            trace.push({
-                let c = num(x).await?;
-                ((c) + (if (prices.get(&3).copied().unwrap_or(-2)).rem_euclid(3) == 0 {
-                    6i64
-                } else {
-                    prices.get(&3).copied().unwrap_or(-2)
-                }))
-                .rem_euclid(1000)
-            });
-        } else {
-            let mut a = loop {
-                if (BASE).rem_euclid(3) == 0 {
-                    break (x)
-                        .max({
-                            x += 1;
-                            num(x).await?
-                        })
-                        .wrapping_sub(num(b).await?)
-                        .rem_euclid(1000);
-                }
-                break prices.get(&0).copied().unwrap_or(-2);
-            };
-            x += x;
-            x = x.rem_euclid(1000);
+    }
+    trace.push(num(5i64).await?);
+    let mut n = add(inc(x).await, {
+        x += 1;
+        num(x).await?
+    })
+    .await;
+    for mut i in 0..1 {
+        trace.push(i);
+        let Some(b) = half({
+            let t = (
+                {
+                    n = i;
+                    loop {
+                        if (9i64).rem_euclid(3) == 1 {
+                            break n;
+                        }
+                        break 9i64;
+                    }
+                },
+                num({
+                    let c = i;
+                    ((c) + (8i64)).rem_euclid(1000)
+                })
+                .await?,
+                i,
+            );
+            mix3(t.0, t.1, t.2)
+        })
+        .await?
+        else {
+            note(inc(i).await).await?;
+            trace.push(checked(4i64).await?);
+            break;
+        };
+        {
+            use std::cmp::max as pick;
+            trace.push(pick(num(2i64).await?, n));
+            n += num(num(n).await?).await?;
+            n = n.rem_euclid(1000);
+            trace.push(pick(x, 4));
         }
+        trace.push(pick(SCALE, 4));
     }
     trace.push(
-        checked(match (x).rem_euclid(3) {
-            0 => x,
-            1 => x,
-            _ => x,
-        })
-        .await?,
+        Triple {
+            b: ((n) * (x)).rem_euclid(1000),
+            a: {
+                let t = (
+                    checked(x).await?,
+                    {
+                        x += 1;
+                        num(x).await?
+                    },
+                    {
+                        n += 1;
+                        num(n).await?
+                    },
+                );
+                mix3(t.0, t.1, t.2)
+            },
+            c: {
+                x += 3;
+                match (3i64).rem_euclid(3) {
+                    0 => BASE,
+                    1 => 0i64,
+                    _ => SCALE,
+                }
+            },
+        }
+        .mix(),
     );
+    trace.push(n);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -13685,85 +13772,181 @@ pub async fn gen_7_00130(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    let mut acc: Vec<i64> = vec![3i64];
-    x = {
-        let t = (
+    let moved1 = format!("m{}", if (x).rem_euclid(3) == 0 { 0i64 } else { x });
+    let greeting2 = greet(moved1, 5i64).await?;
+    text.push(
+        match half({
+            let a = x;
+            ((a) + (6i64)).rem_euclid(1000)
+        })
+        .await?
+        {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([x, 0i64].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = 4i64.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    {
+        #[derive(Debug, Clone, Copy)]
+        struct Wrap3(i64);
+        enum Side4 {
+            Low,
+            High,
+        }
+        static LIMIT5: i64 = 1;
+        let w = Wrap3(num(5i64).await?);
+        let s = if w.0 > LIMIT5 {
+            Side4::High
+        } else {
+            Side4::Low
+        };
+        trace.push(match s {
+            Side4::Low => w.0 + LIMIT5,
+            Side4::High => w.0 * 2,
+        });
+        text.push(format!("{w:?}"));
+        trace.extend([
             {
-                x = x;
-                mix3(
-                    0i64,
-                    {
-                        side.push(x);
-                        3i64
-                    },
-                    {
+                x += 1;
+                num(x).await?
+            },
+            SCALE,
+            x,
+        ]);
+    }
+    {
+        #[derive(Debug, Clone, Copy)]
+        struct Wrap6(i64);
+        enum Side7 {
+            Low,
+            High,
+        }
+        static LIMIT8: i64 = 4;
+        let w = Wrap6(inc(x).await);
+        let s = if w.0 > LIMIT8 {
+            Side7::High
+        } else {
+            Side7::Low
+        };
+        trace.push(match s {
+            Side7::Low => w.0 + LIMIT8,
+            Side7::High => w.0 * 2,
+        });
+        text.push(format!("{w:?}"));
+        'outer9: for i in 0..2 {
+            for j in 0..2 {
+                trace.push(i * 10 + j);
+                if (j).rem_euclid(3) == 1 {
+                    break 'outer9;
+                }
+                if is_even(i).await {
+                    continue 'outer9;
+                }
+                let Some(c) = half(
+                    match ((({
                         x += 1;
-                        num(x).await?
+                        4i64
+                    }) - (add(0i64, 6i64).await) * 3
+                        + (5i64))
+                        .rem_euclid(1000))
+                    .rem_euclid(3)
+                    {
+                        0 => match (1i64).rem_euclid(3) {
+                            0 => 5i64,
+                            1 => BASE,
+                            _ => 4i64,
+                        },
+                        1 => checked(x).await?,
+                        _ => x,
                     },
                 )
-            },
-            BASE,
+                .await?
+                else {
+                    note(((j) - (j)).rem_euclid(1000)).await?;
+                    trace.push(checked(j).await?);
+                    return Ok((trace, side, text));
+                };
+            }
+        }
+    }
+    {
+        trace.push(tweak(add(x, x).await));
+        trace.push(BASE + SCALE);
+        for i in 0..(((5i64) + (SCALE)).rem_euclid(1000)).rem_euclid(6) {
+            if i >= 2 {
+                break;
+            }
+            trace.push(num(i).await?);
+            let rep10 = vec![num(x).await?; 2];
+            trace.push(rep10.iter().sum::<i64>());
+            trace.push(rep10.len() as i64);
+        }
+        let moved11 = format!("m{}", {
+            let n = x;
+            ((n) + (n)).rem_euclid(1000)
+        });
+        let greeting12 = greet(moved11, x).await?;
+        text.push(
+            match half({
+                let t = (x, x, inc(8i64).await);
+                mix3(t.0, t.1, t.2)
+            })
+            .await?
             {
-                x += 2;
-                match (x).rem_euclid(3) {
-                    0 => x,
-                    1 => x,
-                    _ => x,
-                }
+                Some(moved11) => format!("{}", moved11 + 1),
+                None => greeting12.clone(),
             },
         );
-        mix3(t.0, t.1, t.2)
-    };
-    let width = (checked(
-        (({
-            x += 1;
-            x
-        }) - (num(1i64).await?) * 3
-            + (num(x).await?))
-            .rem_euclid(1000),
-    )
-    .await?)
-        .rem_euclid(7) as usize;
-    trace.push(x);
-    trace.push(
-        ((if (x).rem_euclid(3) == 0 {
-            (acc.len() as i64)
+        trace.push([6i64, x].iter().map(|moved11| moved11 * 2).sum::<i64>());
+        trace.push(if let Some(moved11) = x.checked_sub(1) {
+            moved11
         } else {
-            x
-        }) - ({
-            x = x;
-            {
-                let n = x;
-                ((n) + (n)).rem_euclid(1000)
+            0
+        });
+        text.push(greeting12);
+    }
+    trace.push(tweak(BASE) + SCALE);
+    x = match ({
+        let b = 4i64;
+        ((b) + (b)).rem_euclid(1000)
+    })
+    .rem_euclid(3)
+    {
+        0 => match (x).rem_euclid(3) {
+            0 => 8i64,
+            1 => 9i64,
+            _ => x,
+        },
+        1 => {
+            if (7i64).rem_euclid(3) == 2 {
+                x
+            } else {
+                SCALE
             }
-        }) * 3
-            + (x))
-            .rem_euclid(1000),
-    );
+        }
+        _ => x,
+    };
     let prices = BTreeMap::from([
-        (
-            0,
-            match (0i64).rem_euclid(3) {
-                0 => (acc.len() as i64),
-                1 => 4i64,
-                _ => x,
-            },
-        ),
+        (0, checked(x).await?),
         (
             1,
             loop {
-                if (SCALE).rem_euclid(3) == 2 {
+                if (x).rem_euclid(3) == 2 {
                     break x;
                 }
-                break 7i64;
+                break x;
             },
         ),
-        (2, num(x).await?),
-        (3, inc(x).await),
+        (2, num(8i64).await?),
+        (3, num(8i64).await?),
     ]);
     trace.extend(prices.values().copied());
-    text.push(format!("{:?}", width));
-    trace.extend(acc.iter().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -14035,116 +14218,90 @@ pub async fn gen_7_00133(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         for mut j in 0..1 {
             trace.push(j);
-            let Some(c) = half(loop {
-                if ((7i64).rem_euclid(2) == 0 || {
-                    x += 1;
-                    is_even(x).await
-                }) {
-                    break x;
+            let moved5 = format!(
+                "m{}",
+                match (SCALE).rem_euclid(3) {
+                    0 => 8i64,
+                    1 => {
+                        SCALE
+                    }
+                    _ => 2i64,
                 }
-                break j;
+            );
+            let greeting6 = greet(moved5, 1i64).await?;
+            text.push(
+                match half(loop {
+                    if (9i64).rem_euclid(3) == 1 {
+                        break 7i64;
+                    }
+                    break 6i64;
+                })
+                .await?
+                {
+                    Some(moved5) => format!("{}", moved5 + 1),
+                    None => greeting6.clone(),
+                },
+            );
+            trace.push([1i64, x].iter().map(|moved5| moved5 * 2).sum::<i64>());
+            trace.push(if let Some(moved5) = SCALE.checked_sub(1) {
+                moved5
+            } else {
+                0
+            });
+            text.push(greeting6);
+            if is_even(x).await {
+                continue;
+            }
+        }
+        for mut i in 0..3 {
+            trace.push(i);
+            let moved7 = format!("m{}", ((i) - (x) * 3 + (num(i).await?)).rem_euclid(1000));
+            let greeting8 = greet(moved7, i).await?;
+            text.push(
+                match half(fold_vec(vec![num(5i64).await?, SCALE, SCALE])).await? {
+                    Some(moved7) => format!("{}", moved7 + 1),
+                    None => greeting8.clone(),
+                },
+            );
+            trace.push([0i64, i].iter().map(|moved7| moved7 * 2).sum::<i64>());
+            trace.push(if let Some(moved7) = 3i64.checked_sub(1) {
+                moved7
+            } else {
+                0
+            });
+            text.push(greeting8);
+            let Some(c) = half(if (i).rem_euclid(3) == 0 {
+                match (4i64).rem_euclid(3) {
+                    0 => x,
+                    1 => x,
+                    _ => i,
+                }
+            } else {
+                Triple {
+                    c: SCALE,
+                    a: num(0i64).await?,
+                    b: i,
+                }
+                .mix()
             })
             .await?
             else {
-                note(checked(SCALE).await?).await?;
-                trace.push(num(2i64).await?);
+                note(loop {
+                    if (5i64).rem_euclid(3) == 0 {
+                        break i;
+                    }
+                    break x;
+                })
+                .await?;
+                trace.push(num(x).await?);
                 return Ok((trace, side, text));
             };
-            if (({
-                j += 1;
-                is_even(j).await
-            }) && (5i64).rem_euclid(2) == 1)
-            {
-                break;
-            }
-        }
-        if let Some(mut a) = half(((x) - (4i64)).rem_euclid(1000)).await? {
-            trace.push(a);
-            let rep5 = vec![inc(((a) + (x)).rem_euclid(1000)).await; 2];
-            trace.push(rep5.iter().sum::<i64>());
-            trace.push(rep5.len() as i64);
-            let count_a = AtomicI64::new(match (a).rem_euclid(3) {
-                0 => 0i64,
-                1 => BASE,
-                _ => a,
-            });
-        } else {
-            let prices = BTreeMap::from([
-                (0, ((x) - (x)).rem_euclid(1000)),
-                (1, num(x).await?),
-                (2, num(x).await?),
-                (
-                    3,
-                    loop {
-                        if (5i64).rem_euclid(3) == 0 {
-                            break x;
-                        }
-                        break x;
-                    },
-                ),
-            ]);
         }
     }
-    trace.push(checked(0i64).await?);
-    {
-        #[derive(Debug, Clone, Copy)]
-        struct Wrap6(i64);
-        enum Side7 {
-            Low,
-            High,
-        }
-        static LIMIT8: i64 = 7;
-        let w = Wrap6(checked(x).await?);
-        let s = if w.0 > LIMIT8 {
-            Side7::High
-        } else {
-            Side7::Low
-        };
-        trace.push(match s {
-            Side7::Low => w.0 + LIMIT8,
-            Side7::High => w.0 * 2,
-        });
-        text.push(format!("{w:?}"));
-        if let Some(mut c) = half(num(x).await?).await? {
-            trace.push(c);
-            text.push(format!(
-                "{}|{}|{}",
-                3i64,
-                {
-                    side.push(c);
-                    if (x).rem_euclid(3) == 0 {
-                        c
-                    } else {
-                        c
-                    }
-                },
-                {
-                    side.push(8i64);
-                    checked({
-                        let n = 7i64;
-                        ((n) + (6i64)).rem_euclid(1000)
-                    })
-                    .await?
-                }
-            ));
-            trace.push(
-                (c).max(
-                    num({
-                        let n = BASE;
-                        ((n) + (c)).rem_euclid(1000)
-                    })
-                    .await?,
-                )
-                .wrapping_sub(3i64)
-                .rem_euclid(1000),
-            );
-        } else {
-            let mut TOTAL = {
-                let b = tweak(x);
-                ((b) + (if (x).rem_euclid(3) == 2 { 6i64 } else { 7i64 })).rem_euclid(1000)
-            };
-        }
-    }
+    #[cfg(any())]
+    let gated9 = x;
+    let mut acc2: Vec<i64> = vec![x];
+    trace.extend(acc2.iter().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -14228,7 +14385,19 @@ pub async fn gen_7_00135(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
             break j;
         });
-        let mut n = num(seen.get()).await?;
+        let moved1 = format!("m{}", c);
+        let greeting2 = greet(moved1, 2i64).await?;
+        text.push(match half(num(6i64).await?).await? {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        });
+        trace.push([SCALE, 7i64].iter().map(|moved1| moved1 * 2).sum::<i64>());
+        trace.push(if let Some(moved1) = 1i64.checked_sub(1) {
+            moved1
+        } else {
+            0
+        });
+        text.push(greeting2);
     }
     trace.push(c);
     trace.push(x);
@@ -14792,66 +14961,44 @@ pub async fn gen_7_00142(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut text: Vec<String> = Vec::new();
     let mut acc: Vec<i64> = vec![x];
     let mut a = fold3([num(tweak(x)).await?, BASE, x]);
-    trace.push(
-        if ((x).rem_euclid(2) == 0 || {
-            side.push(1i64);
-            is_even(a).await
-        }) {
-            {
-                let n = 6i64;
-                ((n) + (x)).rem_euclid(1000)
+    let moved1 = format!(
+        "m{}",
+        loop {
+            if (4i64).rem_euclid(3) == 0 {
+                break (acc.len() as i64);
             }
-        } else {
-            tweak(5i64)
-        },
+            break BASE;
+        }
     );
-    for mut i in 0..3 {
-        trace.push(i);
-        trace.push(fold_vec(vec![
-            {
+    let greeting2 = greet(moved1, a).await?;
+    text.push(match half(4i64).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
+    });
+    trace.push([0i64, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = 6i64.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    'outer3: for i in 0..2 {
+        for j in 0..2 {
+            trace.push(i * 10 + j);
+            if ((8i64).rem_euclid(2) == 1 && {
+                side.push(i);
+                (a) > 3
+            }) {
+                break 'outer3;
+            }
+            if is_even(9i64).await {
+                continue 'outer3;
+            }
+            x += {
                 a += 1;
                 num(a).await?
-            },
-            x,
-            a,
-        ]));
-        let mut guard1 = 0;
-        loop {
-            guard1 += 1;
-            if guard1 > 2 {
-                break;
-            }
-            trace.push(
-                checked(loop {
-                    if (9i64).rem_euclid(3) == 0 {
-                        break (acc.len() as i64);
-                    }
-                    break a;
-                })
-                .await?,
-            );
-            let stock = BTreeMap::from([
-                (
-                    0,
-                    loop {
-                        if (a).rem_euclid(3) == 2 {
-                            break BASE;
-                        }
-                        break a;
-                    },
-                ),
-                (1, ((x) - (acc.len() as i64)).rem_euclid(1000)),
-                (
-                    2,
-                    loop {
-                        if (a).rem_euclid(3) == 2 {
-                            break a;
-                        }
-                        break SCALE;
-                    },
-                ),
-                (3, i),
-            ]);
+            };
+            x = x.rem_euclid(1000);
         }
     }
     trace.push(a);
@@ -16246,10 +16393,22 @@ pub async fn gen_7_00155(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         ]);
     }
     trace.push(tweak(BASE) + SCALE);
-    match (((0i64) + (x)).rem_euclid(1000)).rem_euclid(10) {
+    match (match (x).rem_euclid(3) {
+        0 => SCALE,
+        1 => SCALE,
+        _ => SCALE,
+    })
+    .rem_euclid(10)
+    {
         a if a > 4 => {
             trace.push(checked(x).await?);
-            let mut w2 = (if (x).rem_euclid(3) == 1 { x } else { a }).rem_euclid(100) + 64;
+            let mut w2 = (match (x).rem_euclid(3) {
+                0 => a,
+                1 => 3i64,
+                _ => 0i64,
+            })
+            .rem_euclid(100)
+                + 64;
             let mut g3 = 0;
             while let Some(h) = half(w2).await? {
                 g3 += 1;
@@ -16258,10 +16417,19 @@ pub async fn gen_7_00155(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 }
                 w2 = h;
                 trace.push(h);
-                trace.push({
-                    let t = (num(add(1i64, a).await).await?, 3i64, BASE);
-                    mix3(t.0, t.1, t.2)
+                let moved4 = format!("m{}", add(7i64, 1i64).await);
+                let greeting5 = greet(moved4, h).await?;
+                text.push(match half(add(h, 3i64).await).await? {
+                    Some(moved4) => format!("{}", moved4 + 1),
+                    None => greeting5.clone(),
                 });
+                trace.push([3i64, a].iter().map(|moved4| moved4 * 2).sum::<i64>());
+                trace.push(if let Some(moved4) = a.checked_sub(1) {
+                    moved4
+                } else {
+                    0
+                });
+                text.push(greeting5);
             }
         }
         a if a % 2 == 0 => trace.push(a * 3),
@@ -16269,24 +16437,72 @@ pub async fn gen_7_00155(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             trace.push(num(a).await? + 1);
         }
     }
-    let shared = Mutex::new(vec![SCALE]);
     let mut acc: Vec<i64> = vec![x];
-    {
-        fn tweak(v: i64) -> i64 {
-            (v + 45).rem_euclid(1000)
+    let mut c = (({
+        let c = (acc.len() as i64);
+        ((c) + (c)).rem_euclid(1000)
+    }) * (loop {
+        if (4i64).rem_euclid(3) == 1 {
+            break x;
         }
-        trace.push(tweak(num(x).await?));
-        trace.push(BASE + SCALE);
-        trace.extend([4i64, inc(tweak(BASE)).await, inc(mlen(&shared)).await]);
-        let Triple { a: da4, c: db5, .. } = Triple {
-            a: 7i64,
-            b: 1i64,
-            c: 6i64,
+        break (acc.len() as i64);
+    }))
+    .rem_euclid(1000);
+    #[cfg(any())]
+    {
+        #[allow(unused_variables, unused_mut)]
+        let a = tweak(
+            ((0i64) - (acc.len() as i64) * 3
+                + ({
+                    c += 1;
+                    num(c).await?
+                }))
+            .rem_euclid(1000),
+        );
+        let bag6 = Bag {
+            id: loop {
+                if (acc.len() as i64).rem_euclid(3) == 1 {
+                    break 3i64;
+                }
+                break 5i64;
+            },
+            items: vec![a, if (1i64).rem_euclid(3) == 1 { x } else { c }],
+            name: format!("n{}", a),
         };
+        for item in bag6.items {
+            trace.push(num(item).await?);
+            let stock = BTreeMap::from([
+                (
+                    0,
+                    (({
+                        side.push(a);
+                        x
+                    }) - (num(c).await?) * 3
+                        + ({
+                            x += 1;
+                            SCALE
+                        }))
+                    .rem_euclid(1000),
+                ),
+                (1, add(6i64, bag6.id).await),
+                (
+                    2,
+                    if (3i64).rem_euclid(3) == 2 {
+                        3i64
+                    } else {
+                        SCALE
+                    },
+                ),
+                (
+                    3,
+                    mix3((acc.len() as i64), inc((acc.len() as i64)).await, c),
+                ),
+            ]);
+        }
+        trace.push(bag6.id);
     }
-    trace.push(tweak(BASE) + SCALE);
+    trace.push(c);
     trace.extend(acc.iter().copied());
-    trace.extend(mitems(&shared));
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -17249,7 +17465,7 @@ pub async fn gen_7_00165(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     .await;
     {
         use std::cmp::min as pick;
-        trace.push(pick(num(BASE).await?, 6i64));
+        trace.push(pick(inc(x).await, x));
         if let Some(mut c) = half(loop {
             if (3i64).rem_euclid(3) == 2 {
                 break x;
@@ -17278,56 +17494,69 @@ pub async fn gen_7_00165(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 }
                 .mix(),
             );
-            let mut acc2: Vec<i64> = vec![x];
+            let moved1 = format!("m{}", if (x).rem_euclid(3) == 2 { c } else { BASE });
+            let greeting2 = greet(moved1, 6i64).await?;
+            text.push(
+                match half(match (8i64).rem_euclid(3) {
+                    0 => 3i64,
+                    1 => x,
+                    _ => 9i64,
+                })
+                .await?
+                {
+                    Some(moved1) => format!("{}", moved1 + 1),
+                    None => greeting2.clone(),
+                },
+            );
+            trace.push([x, 1i64].iter().map(|moved1| moved1 * 2).sum::<i64>());
+            trace.push(if let Some(moved1) = x.checked_sub(1) {
+                moved1
+            } else {
+                0
+            });
+            text.push(greeting2);
         }
         trace.push(pick(x, 4));
     }
     trace.push(pick(x, 4));
-    let prices = BTreeMap::from([
-        (
-            0,
-            loop {
-                if (x).rem_euclid(3) == 0 {
-                    break 9i64;
-                }
-                break SCALE;
+    #[cfg(all())]
+    let gated3 = {
+        let n = loop {
+            if (x).rem_euclid(3) == 1 {
+                break 7i64;
+            }
+            break x;
+        };
+        ((n) + (fold3([
+            {
+                x = n;
+                x
             },
-        ),
-        (1, tweak(x)),
-        (
-            2,
-            loop {
-                if (BASE).rem_euclid(3) == 1 {
-                    break x;
-                }
-                break x;
+            {
+                x += 1;
+                num(x).await?
             },
-        ),
-        (
-            3,
-            mix3(
-                x,
-                {
-                    side.push(x);
-                    x
-                },
-                checked(6i64).await?,
-            ),
-        ),
-    ]);
-    let hits = Cell::new(
-        (x).max({
-            x += 1;
-            num(x).await?
-        })
-        .wrapping_sub({
-            x += 1;
-            num(x).await?
-        })
-        .rem_euclid(1000),
-    );
-    trace.push(hits.get());
-    trace.extend(prices.values().copied());
+            {
+                x += 1;
+                num(x).await?
+            },
+        ])))
+        .rem_euclid(1000)
+    };
+    for mut j in 0..1 {
+        trace.push(j);
+        let Triple { a: da4, c: db5, .. } = Triple {
+            a: 4i64,
+            b: SCALE,
+            c: if (5i64).rem_euclid(3) == 1 {
+                3i64
+            } else {
+                2i64
+            },
+        };
+        let seen = Cell::new(db5);
+    }
+    trace.push(gated3);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -17874,53 +18103,233 @@ pub async fn gen_7_00173(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 x = x.rem_euclid(1000);
             }
         }
-        let stock = BTreeMap::from([
-            (0, if (SCALE).rem_euclid(3) == 2 { x } else { BASE }),
-            (1, {
+        let moved2 = format!("m{}", {
+            let c = x;
+            ((c) + (x)).rem_euclid(1000)
+        });
+        let greeting3 = greet(moved2, c).await?;
+        text.push(
+            match half({
                 let t = (1i64, x, {
                     x += 1;
                     num(x).await?
                 });
                 mix3(t.0, t.1, t.2)
-            }),
-            (
-                2,
-                loop {
-                    if (1i64).rem_euclid(3) == 1 {
-                        break c;
-                    }
-                    break BASE;
-                },
-            ),
-            (
-                3,
-                loop {
-                    if (5i64).rem_euclid(3) == 2 {
-                        break c;
-                    }
-                    break x;
-                },
-            ),
-        ]);
+            })
+            .await?
+            {
+                Some(moved2) => format!("{}", moved2 + 1),
+                None => greeting3.clone(),
+            },
+        );
+        trace.push([c, BASE].iter().map(|moved2| moved2 * 2).sum::<i64>());
+        trace.push(if let Some(moved2) = x.checked_sub(1) {
+            moved2
+        } else {
+            0
+        });
+        text.push(greeting3);
     }
-    let mut acc: Vec<i64> = vec![x];
-    let (da2, _, mut db3) = (
-        checked(num(6i64).await?).await?,
-        match (c).rem_euclid(3) {
-            0 => c,
-            1 => BASE,
-            _ => BASE,
-        },
-        num({
-            let c = 8i64;
-            ((c) + (c)).rem_euclid(1000)
-        })
-        .await?,
-    );
-    db3 += 1;
-    trace.push(db3);
-    trace.push(da2);
-    trace.extend(acc.iter().copied());
+    match (tweak(c)).rem_euclid(10) {
+        a if a > 6 => {
+            trace.push(checked(BASE).await?);
+            text.push(format!(
+                "{}|{}|{}",
+                loop {
+                    if (9i64).rem_euclid(3) == 2 {
+                        break c;
+                    }
+                    break SCALE;
+                },
+                x,
+                {
+                    side.push(c);
+                    checked(match (8i64).rem_euclid(3) {
+                        0 => x,
+                        1 => BASE,
+                        _ => 1i64,
+                    })
+                    .await?
+                }
+            ));
+        }
+        a if a % 2 == 0 => trace.push(a * 3),
+        a => {
+            trace.push(num(a).await? + 1);
+        }
+    }
+    match ({
+        let a = 8i64;
+        ((a) + (a)).rem_euclid(1000)
+    })
+    .rem_euclid(3)
+    {
+        0 => {
+            for mut j in 0..1 {
+                trace.push(j);
+                let prices = BTreeMap::from([
+                    (0, {
+                        let c = 8i64;
+                        ((c) + (c)).rem_euclid(1000)
+                    }),
+                    (1, j),
+                    (
+                        2,
+                        loop {
+                            if (5i64).rem_euclid(3) == 1 {
+                                break BASE;
+                            }
+                            break c;
+                        },
+                    ),
+                    (3, tweak(c)),
+                ]);
+                let moved4 = format!("m{}", {
+                    let n = x;
+                    ((n) + (SCALE)).rem_euclid(1000)
+                });
+                let greeting5 = greet(moved4, x).await?;
+                text.push(
+                    match half(match (j).rem_euclid(3) {
+                        0 => BASE,
+                        1 => 3i64,
+                        _ => prices.get(&4).copied().unwrap_or(-2),
+                    })
+                    .await?
+                    {
+                        Some(moved4) => format!("{}", moved4 + 1),
+                        None => greeting5.clone(),
+                    },
+                );
+                trace.push([7i64, x].iter().map(|moved4| moved4 * 2).sum::<i64>());
+                trace.push(
+                    if let Some(moved4) = prices.get(&4).copied().unwrap_or(-2).checked_sub(1) {
+                        moved4
+                    } else {
+                        0
+                    },
+                );
+                text.push(greeting5);
+            }
+            {
+                #[derive(Debug, Clone, Copy)]
+                struct Wrap6(i64);
+                enum Side7 {
+                    Low,
+                    High,
+                }
+                static LIMIT8: i64 = 9;
+                let w = Wrap6(add(x, c).await);
+                let s = if w.0 > LIMIT8 {
+                    Side7::High
+                } else {
+                    Side7::Low
+                };
+                trace.push(match s {
+                    Side7::Low => w.0 + LIMIT8,
+                    Side7::High => w.0 * 2,
+                });
+                text.push(format!("{w:?}"));
+                let Triple {
+                    a: da9, c: db10, ..
+                } = Triple {
+                    a: {
+                        side.push(BASE);
+                        ((x) * (x)).rem_euclid(1000)
+                    },
+                    b: 3i64,
+                    c: x,
+                };
+            }
+        }
+        1 => {
+            if (c).rem_euclid(3) == 1 {
+                trace.push(
+                    checked(loop {
+                        if (c).rem_euclid(3) == 0 {
+                            break 2i64;
+                        }
+                        break c;
+                    })
+                    .await?,
+                );
+                let mut a = {
+                    let n = {
+                        let n = x;
+                        ((n) + (x)).rem_euclid(1000)
+                    };
+                    ((n) + (Triple {
+                        a: checked(n).await?,
+                        c: BASE,
+                        b: {
+                            x += 1;
+                            num(x).await?
+                        },
+                    }
+                    .mix()))
+                    .rem_euclid(1000)
+                };
+            }
+            for mut i in 0..3 {
+                trace.push(i);
+                #[cfg(any())]
+                trace.push({
+                    let n = add(9i64, 9i64).await;
+                    ((n) + (loop {
+                        if (x).rem_euclid(3) == 2 {
+                            break i;
+                        }
+                        break n;
+                    }))
+                    .rem_euclid(1000)
+                });
+                #[cfg(any())]
+                trace.push(
+                    Triple {
+                        a: 4i64,
+                        c: {
+                            i += 1;
+                            num(i).await?
+                        },
+                        b: x,
+                    }
+                    .mix(),
+                );
+            }
+        }
+        mut b => {
+            trace.push(b);
+            match (tweak(b)).rem_euclid(10) {
+                a if a > 2 => {
+                    trace.push(add(0i64, a).await);
+                    let moved11 = format!("m{}", 5i64);
+                    let greeting12 = greet(moved11, 4i64).await?;
+                    text.push(
+                        match half({
+                            let c = c;
+                            ((c) + (b)).rem_euclid(1000)
+                        })
+                        .await?
+                        {
+                            Some(moved11) => format!("{}", moved11 + 1),
+                            None => greeting12.clone(),
+                        },
+                    );
+                    trace.push([x, 1i64].iter().map(|moved11| moved11 * 2).sum::<i64>());
+                    trace.push(if let Some(moved11) = c.checked_sub(1) {
+                        moved11
+                    } else {
+                        0
+                    });
+                    text.push(greeting12);
+                }
+                a if a % 2 == 0 => trace.push(a * 3),
+                a => {
+                    trace.push(num(a).await? + 1);
+                }
+            }
+        }
+    }
     trace.push(c);
     trace.push(x);
     Ok((trace, side, text))
@@ -17977,28 +18386,19 @@ pub async fn gen_7_00174(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         1 => tweak(x),
         _ => a,
     });
-    'outer1: for i in 0..2 {
-        for j in 0..2 {
-            trace.push(i * 10 + j);
-            if is_even(6i64).await {
-                break 'outer1;
-            }
-            if ((3i64).rem_euclid(2) == 0 || {
-                side.push(j);
-                (x) > 3
-            }) {
-                continue 'outer1;
-            }
-            trace.push(
-                ((((BASE) - (x)).rem_euclid(1000))
-                    - ({
-                        let n = SCALE;
-                        ((n) + (2i64)).rem_euclid(1000)
-                    }))
-                .rem_euclid(1000),
-            );
-        }
-    }
+    let moved1 = format!("m{}", tweak(a));
+    let greeting2 = greet(moved1, a).await?;
+    text.push(match half(((5i64) - (BASE)).rem_euclid(1000)).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
+    });
+    trace.push([x, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = SCALE.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
     trace.push(a);
     text.push(format!("{:?}", prec));
     trace.push(x);
@@ -18355,12 +18755,40 @@ pub async fn gen_7_00179(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             ),
         ]);
         if is_even(gated1).await {
-            if is_even(x).await {
-                return Ok((trace, side, text));
-            }
-            if let Some(&p) = prices.get(&(tweak(x)).rem_euclid(5)) {
-                trace.push(inc(p).await);
-            }
+            let moved4 = format!("m{}", if (x).rem_euclid(3) == 1 { x } else { x });
+            let greeting5 = greet(moved4, x).await?;
+            text.push(match half(tweak(x)).await? {
+                Some(moved4) => format!("{}", moved4 + 1),
+                None => greeting5.clone(),
+            });
+            trace.push(
+                [
+                    prices.get(&4).copied().unwrap_or(-2),
+                    prices.get(&4).copied().unwrap_or(-2),
+                ]
+                .iter()
+                .map(|moved4| moved4 * 2)
+                .sum::<i64>(),
+            );
+            trace.push(if let Some(moved4) = gated1.checked_sub(1) {
+                moved4
+            } else {
+                0
+            });
+            text.push(greeting5);
+            trace.push({
+                let t = (
+                    5i64,
+                    Triple {
+                        a: add(gated1, x).await,
+                        b: checked(gated1).await?,
+                        c: x,
+                    }
+                    .mix(),
+                    add(gated1, SCALE).await,
+                );
+                mix3(t.0, t.1, t.2)
+            });
         } else {
             #[cfg(any())]
             let gated3 = mix3(
@@ -18384,8 +18812,10 @@ pub async fn gen_7_00179(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             );
         }
     }
-    let mut acc2: Vec<i64> = vec![x];
-    trace.extend(acc2.iter().copied());
+    trace.push(
+        ((if (SCALE).rem_euclid(3) == 2 { BASE } else { x }) + (fold3([x, 2i64, x])))
+            .rem_euclid(1000),
+    );
     trace.push(gated1);
     trace.push(x);
     Ok((trace, side, text))
@@ -18454,128 +18884,143 @@ pub async fn gen_7_00181(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut text: Vec<String> = Vec::new();
     if let Some(mut c) = half(add(x, x).await).await? {
         trace.push(c);
-        let prices = BTreeMap::from([
-            (0, ((5i64) * (x)).rem_euclid(1000)),
-            (1, num(x).await?),
-            (2, {
-                let c = c;
-                ((c) + (c)).rem_euclid(1000)
-            }),
-            (3, {
-                let c = x;
-                ((c) + (x)).rem_euclid(1000)
-            }),
-        ]);
-        let count_a = AtomicI64::new(match (5i64).rem_euclid(3) {
-            0 => c,
-            1 => c,
-            _ => SCALE,
+        let moved1 = format!("m{}", {
+            let t = (
+                c,
+                {
+                    x = BASE;
+                    SCALE
+                },
+                {
+                    side.push(c);
+                    c
+                },
+            );
+            mix3(t.0, t.1, t.2)
+        });
+        let greeting2 = greet(moved1, x).await?;
+        text.push(
+            match half({
+                let n = x;
+                ((n) + (c)).rem_euclid(1000)
+            })
+            .await?
+            {
+                Some(moved1) => format!("{}", moved1 + 1),
+                None => greeting2.clone(),
+            },
+        );
+        trace.push([x, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+        trace.push(if let Some(moved1) = 8i64.checked_sub(1) {
+            moved1
+        } else {
+            0
+        });
+        text.push(greeting2);
+        trace.push(match (inc(8i64).await).rem_euclid(3) {
+            0 => ((7i64) + (c)).rem_euclid(1000),
+            1 => match (BASE).rem_euclid(3) {
+                0 => c,
+                1 => c,
+                _ => c,
+            },
+            _ => 7i64,
         });
     } else {
         let mut acc2: Vec<i64> = vec![x];
     }
     {
-        #[derive(Debug, Clone, Copy)]
-        struct Wrap1(i64);
-        enum Side2 {
-            Low,
-            High,
-        }
-        static LIMIT3: i64 = 6;
-        let w = Wrap1(checked(x).await?);
-        let s = if w.0 > LIMIT3 {
-            Side2::High
-        } else {
-            Side2::Low
-        };
-        trace.push(match s {
-            Side2::Low => w.0 + LIMIT3,
-            Side2::High => w.0 * 2,
-        });
-        text.push(format!("{w:?}"));
-        {
-            fn tweak(v: i64) -> i64 {
-                (v + 25).rem_euclid(1000)
+        #[allow(clippy::all)]
+        let a = tweak(
+            Triple {
+                a: x,
+                c: inc(x).await,
+                b: x,
             }
-            const BASE: i64 = 112;
-            trace.push(tweak(num(4i64).await?));
-            trace.push(BASE + SCALE);
-            if is_even(3i64).await {
-                return Ok((trace, side, text));
+            .mix(),
+        );
+        let mut guard3 = 0;
+        loop {
+            guard3 += 1;
+            if guard3 > 1 {
+                break;
             }
-            let (da4, _, mut db5) = (
-                fold3([add(x, x).await, checked(SCALE).await?, x]),
-                tweak(7i64),
-                SCALE,
-            );
-            db5 += 1;
+            let prices = BTreeMap::from([
+                (0, if (2i64).rem_euclid(3) == 2 { x } else { a }),
+                (
+                    1,
+                    match (BASE).rem_euclid(3) {
+                        0 => x,
+                        1 => 4i64,
+                        _ => a,
+                    },
+                ),
+                (
+                    2,
+                    loop {
+                        if (a).rem_euclid(3) == 2 {
+                            break 7i64;
+                        }
+                        break 3i64;
+                    },
+                ),
+                (3, tweak(2i64)),
+            ]);
+            let xs = vec![
+                mix3(x, x, {
+                    x += 1;
+                    num(x).await?
+                }),
+                a,
+                Meter(checked(5i64).await?).mix(a, {
+                    x = 2i64;
+                    x
+                }),
+            ];
         }
-        trace.push(tweak(BASE) + SCALE);
     }
-    for mut j in 0..2 {
-        trace.push(j);
-        match ({
-            let b = j;
-            ((b) + (x)).rem_euclid(1000)
-        })
-        .rem_euclid(10)
-        {
-            a if a > 4 => {
-                trace.push(checked(9i64).await?);
-                let mut b = inc(loop {
-                    if (6i64).rem_euclid(3) == 0 {
-                        break j;
+    for j in 0..5_000_000 {
+        if j >= 0 {
+            break;
+        }
+        trace.push(num(j).await?);
+        text.push(format!(
+            "{}|{}|{}",
+            {
+                side.push(j);
+                num(loop {
+                    if (x).rem_euclid(3) == 2 {
+                        break 6i64;
                     }
-                    break 5i64;
+                    break BASE;
                 })
-                .await;
+                .await?
+            },
+            checked(((5i64) - (x)).rem_euclid(1000)).await?,
+            Triple {
+                c: x,
+                a: 1i64,
+                b: 1i64
             }
-            a if a % 2 == 0 => trace.push(a * 3),
-            a => {
-                trace.push(num(a).await? + 1);
-            }
-        }
-        #[cfg(any())]
-        let gated6 = Meter(checked(inc(4i64).await).await?).mix(j, add(j, x).await);
+            .mix()
+        ));
     }
-    let t7 = (
-        (SCALE)
-            .max({
-                x += 1;
-                num(x).await?
-            })
-            .wrapping_sub({
-                x += 3;
-                x
-            })
-            .rem_euclid(1000),
-        {
-            x += 1;
-            num(x).await?
-        },
-        x,
-    );
-    trace.push(t7.0);
-    trace.push(t7.1);
-    trace.push(t7.2);
-    let prices = BTreeMap::from([
+    let n = x;
+    let stock = BTreeMap::from([
+        (0, num(x).await?),
         (
-            0,
-            (({
-                x += 1;
-                num(x).await?
-            }) - ({
-                x += 3;
-                1i64
-            }) * 3
-                + (1i64))
-                .rem_euclid(1000),
+            1,
+            match (x).rem_euclid(3) {
+                0 => x,
+                1 => BASE,
+                _ => BASE,
+            },
         ),
-        (1, x),
-        (2, fold_vec(vec![0i64, inc(BASE).await, add(0i64, x).await])),
-        (3, add(x, 9i64).await),
+        (2, num(3i64).await?),
+        (3, mix3(num(7i64).await?, 9i64, n)),
     ]);
-    trace.extend(prices.values().copied());
+    trace.extend(stock.values().copied());
+    trace.push(n);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -18859,149 +19304,98 @@ pub async fn gen_7_00185(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    x = loop {
-        if (2i64).rem_euclid(3) == 1 {
-            break mix3(x, inc(x).await, num(SCALE).await?);
+    let moved1 = format!("m{}", BASE);
+    let greeting2 = greet(moved1, x).await?;
+    text.push(match half(inc(x).await).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
+    });
+    trace.push([5i64, BASE].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = x.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    let stock = BTreeMap::from([
+        (0, inc(6i64).await),
+        (1, {
+            let b = x;
+            ((b) + (x)).rem_euclid(1000)
+        }),
+        (2, if (SCALE).rem_euclid(3) == 0 { 0i64 } else { x }),
+        (3, if (8i64).rem_euclid(3) == 0 { x } else { 9i64 }),
+    ]);
+    let rep3 = vec![
+        checked({
+            let b = SCALE;
+            ((b) + (x)).rem_euclid(1000)
+        })
+        .await?;
+        1
+    ];
+    trace.push(rep3.iter().sum::<i64>());
+    trace.push(rep3.len() as i64);
+    {
+        #[derive(Debug, Clone, Copy)]
+        struct Wrap4(i64);
+        enum Side5 {
+            Low,
+            High,
         }
-        break 6i64;
-    };
-    if (x).rem_euclid(3) == 1 {
-        for i in 0..=(tweak(x)).rem_euclid(6) {
-            if i >= 1 {
-                break;
-            }
-            trace.push(num(i).await?);
-            let Some(b) = half(loop {
-                if (9i64).rem_euclid(3) == 2 {
-                    break match (2i64).rem_euclid(3) {
-                        0 => 5i64,
-                        1 => x,
-                        _ => i,
-                    };
-                }
-                break i;
-            })
-            .await?
-            else {
-                note(loop {
-                    if (i).rem_euclid(3) == 0 {
-                        break x;
-                    }
-                    break x;
-                })
-                .await?;
-                trace.push(num(x).await?);
-                continue;
-            };
-        }
-        if (3i64).rem_euclid(3) == 0 {
-            return Ok((trace, side, text));
-        }
-    }
-    let mut w1 = ({
-        let t = (
-            4i64,
-            {
-                x = x;
-                BASE
-            },
-            x,
-        );
-        mix3(t.0, t.1, t.2)
-    })
-    .rem_euclid(100)
-        + 64;
-    let mut g2 = 0;
-    while let Some(h) = half(w1).await? {
-        g2 += 1;
-        if g2 > 3 {
-            break;
-        }
-        w1 = h;
-        trace.push(h);
-        if (({
-            x += 1;
-            is_even(x).await
-        }) || (6i64).rem_euclid(2) == 0)
-        {
-            if is_even(h).await {
-                continue;
-            }
-            let Some(b) = half(tweak(
-                ((4i64) - (7i64) * 3 + (num(x).await?)).rem_euclid(1000),
-            ))
-            .await?
-            else {
-                note(if (x).rem_euclid(3) == 1 { BASE } else { BASE }).await?;
-                trace.push(add(3i64, BASE).await);
-                return Ok((trace, side, text));
-            };
+        static LIMIT6: i64 = 4;
+        let w = Wrap4(inc(x).await);
+        let s = if w.0 > LIMIT6 {
+            Side5::High
         } else {
-            let Triple { a: da3, c: db4, .. } = Triple {
-                a: h,
-                b: SCALE,
-                c: num(mix3(
-                    5i64,
-                    {
-                        x = h;
-                        SCALE
-                    },
-                    {
-                        side.push(BASE);
-                        x
-                    },
-                ))
-                .await?,
+            Side5::Low
+        };
+        trace.push(match s {
+            Side5::Low => w.0 + LIMIT6,
+            Side5::High => w.0 * 2,
+        });
+        text.push(format!("{w:?}"));
+        #[cfg(any())]
+        trace.push({
+            let c = loop {
+                if (5i64).rem_euclid(3) == 0 {
+                    break BASE;
+                }
+                break 8i64;
             };
-            #[allow(unused_variables, unused_mut)]
-            let mut n = checked(if (BASE).rem_euclid(3) == 0 { BASE } else { x }).await?;
-        }
+            ((c) + (if (8i64).rem_euclid(3) == 2 {
+                3i64
+            } else {
+                6i64
+            }))
+            .rem_euclid(1000)
+        });
     }
-    let width = (((inc(6i64).await)
-        + (loop {
-            if (x).rem_euclid(3) == 1 {
-                break x;
-            }
-            break x;
-        }))
-    .rem_euclid(1000))
-    .rem_euclid(7) as usize;
-    let mut w5 = (if (4i64).rem_euclid(3) == 2 { x } else { x }).rem_euclid(100) + 64;
-    let mut g6 = 0;
-    while let Some(h) = half(w5).await? {
-        g6 += 1;
-        if g6 > 3 {
+    for i in 0..=(add(BASE, stock.get(&0).copied().unwrap_or(-2)).await).rem_euclid(6) {
+        if i >= 4 {
             break;
         }
-        w5 = h;
-        trace.push(h);
-        match (h).rem_euclid(10) {
-            c if c > 5 => {
-                trace.push(checked(h).await?);
-                let bag7 = Bag {
-                    id: {
-                        let t = (x, SCALE, checked(1i64).await?);
-                        mix3(t.0, t.1, t.2)
-                    },
-                    items: vec![h, tweak(x)],
-                    name: format!("n{}", 1i64),
-                };
-                for item in bag7.items {
-                    trace.push(num(item).await?);
-                    let hits = Cell::new(fold3([x, x, {
-                        x += 1;
-                        num(x).await?
-                    }]));
+        trace.push(num(i).await?);
+        match (if (9i64).rem_euclid(3) == 1 {
+            2i64
+        } else {
+            9i64
+        })
+        .rem_euclid(10)
+        {
+            a if a > 1 => {
+                trace.push(checked(i).await?);
+                if (i).rem_euclid(3) == 2 {
+                    continue;
                 }
-                trace.push(bag7.id);
             }
-            c if c % 2 == 0 => trace.push(c * 3),
-            c => {
-                trace.push(num(c).await? + 1);
+            a if a % 2 == 0 => trace.push(a * 3),
+            a => {
+                trace.push(num(a).await? + 1);
             }
         }
     }
-    text.push(format!("{:?}", width));
+    trace.extend(stock.values().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -19226,7 +19620,7 @@ pub async fn gen_7_00188(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut text: Vec<String> = Vec::new();
     let mut c = ((tweak(x)) + (if (x).rem_euclid(3) == 0 { x } else { x })).rem_euclid(1000);
     let mut count1 = 0;
-    while count1 < 3 {
+    while count1 < 1 {
         count1 += 1;
         trace.push(
             (x).max(inc(5i64).await)
@@ -19238,146 +19632,119 @@ pub async fn gen_7_00188(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             fn tweak(v: i64) -> i64 {
                 (v + 28).rem_euclid(1000)
             }
-            trace.push(tweak(inc(BASE).await));
+            trace.push(tweak(inc(9i64).await));
             trace.push(BASE + SCALE);
             #[cfg(all())]
             let gated2 = tweak(c);
-            trace.push(
-                ((mix3(
-                    x,
-                    {
-                        c = x;
-                        5i64
-                    },
-                    BASE,
-                )) + (if (5i64).rem_euclid(3) == 0 {
-                    8i64
-                } else {
+            let moved3 = format!("m{}", num(7i64).await?);
+            let greeting4 = greet(moved3, gated2).await?;
+            text.push(
+                match half(if (c).rem_euclid(3) == 0 {
                     gated2
-                }))
-                .rem_euclid(1000),
+                } else {
+                    SCALE
+                })
+                .await?
+                {
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
+                },
             );
+            trace.push([x, x].iter().map(|moved3| moved3 * 2).sum::<i64>());
+            trace.push(if let Some(moved3) = gated2.checked_sub(1) {
+                moved3
+            } else {
+                0
+            });
+            text.push(greeting4);
         }
         trace.push(tweak(BASE) + SCALE);
     }
-    let a = checked(((c) * (x)).rem_euclid(1000)).await?;
-    let bag3 = Bag {
-        id: num(c).await?,
-        items: vec![a, ((c) + (c)).rem_euclid(1000)],
-        name: format!("n{}", a),
+    trace.push({
+        let b = checked(c).await?;
+        ((b) + (if (BASE).rem_euclid(3) == 2 { b } else { x })).rem_euclid(1000)
+    });
+    #[cfg(any())]
+    let gated5 = checked(((c) * (x)).rem_euclid(1000)).await?;
+    let bag6 = Bag {
+        id: num(x).await?,
+        items: vec![c, ((x) + (x)).rem_euclid(1000)],
+        name: format!("n{}", c),
     };
-    for item in bag3.items {
+    for item in bag6.items {
         trace.push(num(item).await?);
         x += {
             x = item;
-            match (bag3.id).rem_euclid(3) {
-                0 => bag3.id,
+            match (bag6.id).rem_euclid(3) {
+                0 => bag6.id,
                 1 => SCALE,
-                _ => a,
+                _ => c,
             }
         };
         x = x.rem_euclid(1000);
     }
-    trace.push(bag3.id);
-    let name = bag3.name.clone();
-    let g = greet(name, bag3.id).await?;
-    text.push(g + &bag3.name);
-    if let Some(mut b) = half(if (bag3.id).rem_euclid(3) == 1 {
-        BASE
-    } else {
-        BASE
-    })
-    .await?
-    {
+    trace.push(bag6.id);
+    let name = bag6.name.clone();
+    let g = greet(name, bag6.id).await?;
+    text.push(g + &bag6.name);
+    if let Some(mut b) = half(if (x).rem_euclid(3) == 2 { 5i64 } else { BASE }).await? {
         trace.push(b);
-        let mut acc2: Vec<i64> = vec![SCALE];
-        if (c).rem_euclid(3) == 1 {
-            trace.push(if is_even(bag3.id).await {
-                if (c).rem_euclid(3) == 1 {
-                    c
-                } else {
-                    6i64
-                }
-            } else {
-                num(bag3.id).await?
-            });
-            let bag5 = Bag {
-                id: fold_vec(vec![x, a, {
+        trace.push(
+            inc(match (x).rem_euclid(3) {
+                0 => c,
+                1 => bag6.id,
+                _ => x,
+            })
+            .await,
+        );
+        {
+            trace.push(tweak(num(9i64).await?));
+            trace.push(BASE + SCALE);
+            let prices = BTreeMap::from([
+                (
+                    0,
+                    loop {
+                        if (6i64).rem_euclid(3) == 1 {
+                            break 9i64;
+                        }
+                        break c;
+                    },
+                ),
+                (1, if (0i64).rem_euclid(3) == 0 { b } else { x }),
+                (
+                    2,
+                    fold3([
+                        4i64,
+                        {
+                            b += 1;
+                            num(b).await?
+                        },
+                        4i64,
+                    ]),
+                ),
+                (
+                    3,
+                    loop {
+                        if (x).rem_euclid(3) == 1 {
+                            break BASE;
+                        }
+                        break b;
+                    },
+                ),
+            ]);
+            trace.extend([
+                tweak(bag6.id),
+                inc(fold_vec(vec![c, bag6.id, SCALE])).await,
+                add(prices.get(&1).copied().unwrap_or(-2), {
                     b += 1;
                     num(b).await?
-                }]),
-                items: vec![
-                    7i64,
-                    match (SCALE).rem_euclid(3) {
-                        0 => BASE,
-                        1 => (acc2.len() as i64),
-                        _ => x,
-                    },
-                ],
-                name: format!("n{}", bag3.id),
-            };
-            for item in bag5.items {
-                trace.push(num(item).await?);
-                let rep6 = vec![num(c).await?; 0];
-                trace.push(rep6.iter().sum::<i64>());
-                trace.push(rep6.len() as i64);
-            }
-            trace.push(bag5.id);
-        } else {
-            let rep4 = vec![
-                checked({
-                    let b = 8i64;
-                    ((b) + (acc2.len() as i64)).rem_euclid(1000)
                 })
-                .await?;
-                0
-            ];
-            trace.push(rep4.iter().sum::<i64>());
-            trace.push(rep4.len() as i64);
-            let mut c = x;
+                .await,
+            ]);
         }
+        trace.push(tweak(BASE) + SCALE);
     }
-    {
-        #[derive(Debug, Clone, Copy)]
-        struct Wrap7(i64);
-        enum Side8 {
-            Low,
-            High,
-        }
-        static LIMIT9: i64 = 8;
-        let w = Wrap7(num(c).await?);
-        let s = if w.0 > LIMIT9 {
-            Side8::High
-        } else {
-            Side8::Low
-        };
-        trace.push(match s {
-            Side8::Low => w.0 + LIMIT9,
-            Side8::High => w.0 * 2,
-        });
-        text.push(format!("{w:?}"));
-        {
-            let Some(n) = half(add(8i64, bag3.id).await).await? else {
-                note(add(2i64, bag3.id).await).await?;
-                trace.push(num(SCALE).await?);
-                return Ok((trace, side, text));
-            };
-            let width = (match (inc(a).await).rem_euclid(3) {
-                0 => add(2i64, 6i64).await,
-                1 => {
-                    if (bag3.id).rem_euclid(3) == 1 {
-                        bag3.id
-                    } else {
-                        a
-                    }
-                }
-                _ => a,
-            })
-            .rem_euclid(7) as usize;
-        }
-    }
-    trace.push(bag3.id);
-    trace.push(a);
+    trace.push(bag6.id);
     trace.push(c);
     trace.push(x);
     Ok((trace, side, text))
@@ -19631,18 +19998,27 @@ pub async fn gen_7_00191(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 ])))
                 .rem_euclid(1000)
             };
-            N += {
-                x += 4;
-                mix3(
-                    BASE,
-                    {
-                        side.push(x);
-                        N
-                    },
-                    3i64,
-                )
-            };
-            N = N.rem_euclid(1000);
+            let moved2 = format!("m{}", ((N) + (x)).rem_euclid(1000));
+            let greeting3 = greet(moved2, N).await?;
+            text.push(
+                match half(match (6i64).rem_euclid(3) {
+                    0 => N,
+                    1 => x,
+                    _ => x,
+                })
+                .await?
+                {
+                    Some(moved2) => format!("{}", moved2 + 1),
+                    None => greeting3.clone(),
+                },
+            );
+            trace.push([N, BASE].iter().map(|moved2| moved2 * 2).sum::<i64>());
+            trace.push(if let Some(moved2) = 3i64.checked_sub(1) {
+                moved2
+            } else {
+                0
+            });
+            text.push(greeting3);
         } else {
             x += add(x, x).await;
             x = x.rem_euclid(1000);
@@ -19697,21 +20073,21 @@ pub async fn gen_7_00191(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     );
     {
         #[derive(Debug, Clone, Copy)]
-        struct Wrap2(i64);
-        enum Side3 {
+        struct Wrap4(i64);
+        enum Side5 {
             Low,
             High,
         }
-        static LIMIT4: i64 = 7;
-        let w = Wrap2(inc(x).await);
-        let s = if w.0 > LIMIT4 {
-            Side3::High
+        static LIMIT6: i64 = 7;
+        let w = Wrap4(inc(x).await);
+        let s = if w.0 > LIMIT6 {
+            Side5::High
         } else {
-            Side3::Low
+            Side5::Low
         };
         trace.push(match s {
-            Side3::Low => w.0 + LIMIT4,
-            Side3::High => w.0 * 2,
+            Side5::Low => w.0 + LIMIT6,
+            Side5::High => w.0 * 2,
         });
         text.push(format!("{w:?}"));
         let prec = (x).rem_euclid(7) as usize;
@@ -19958,9 +20334,10 @@ pub async fn gen_7_00194(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     .await?
     {
         trace.push(b);
-        if let Some(mut b) = half({
-            let c = x;
-            ((c) + (stock.get(&1).copied().unwrap_or(-2))).rem_euclid(1000)
+        if let Some(mut b) = half(if (5i64).rem_euclid(3) == 1 {
+            x
+        } else {
+            stock.get(&1).copied().unwrap_or(-2)
         })
         .await?
         {
@@ -19978,19 +20355,27 @@ pub async fn gen_7_00194(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 break SCALE;
             });
         } else {
-            trace.push(if (1i64).rem_euclid(3) == 1 {
-                Meter(x).mix(BASE, add(5i64, x).await)
-            } else {
-                if (x).rem_euclid(3) == 0 {
-                    stock.get(&2).copied().unwrap_or(-2)
+            let moved1 = format!("m{}", inc(x).await);
+            let greeting2 = greet(moved1, stock.get(&0).copied().unwrap_or(-2)).await?;
+            text.push(
+                match half(Meter(num(x).await?).mix(BASE, add(5i64, x).await)).await? {
+                    Some(moved1) => format!("{}", moved1 + 1),
+                    None => greeting2.clone(),
+                },
+            );
+            trace.push([b, b].iter().map(|moved1| moved1 * 2).sum::<i64>());
+            trace.push(
+                if let Some(moved1) = stock.get(&2).copied().unwrap_or(-2).checked_sub(1) {
+                    moved1
                 } else {
-                    b
-                }
-            });
+                    0
+                },
+            );
+            text.push(greeting2);
         }
-        let mut count1 = 0;
-        while count1 < 2 {
-            count1 += 1;
+        let mut count3 = 0;
+        while count3 < 2 {
+            count3 += 1;
             b += {
                 x += 1;
                 num(x).await?
@@ -20009,14 +20394,14 @@ pub async fn gen_7_00194(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             });
         }
     }
-    let mut w2 = (num(8i64).await?).rem_euclid(100) + 64;
-    let mut g3 = 0;
-    while let Some(h) = half(w2).await? {
-        g3 += 1;
-        if g3 > 3 {
+    let mut w4 = (num(8i64).await?).rem_euclid(100) + 64;
+    let mut g5 = 0;
+    while let Some(h) = half(w4).await? {
+        g5 += 1;
+        if g5 > 3 {
             break;
         }
-        w2 = h;
+        w4 = h;
         trace.push(h);
         if let Some(&p) = stock.get(&(checked(8i64).await?).rem_euclid(5)) {
             trace.push(inc(p).await);
@@ -20293,7 +20678,14 @@ pub async fn gen_7_00197(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     trace.push(9i64);
     for v in ys.iter() {
         trace.push(num(*v).await?);
-        let mut w1 = (checked(ys[1]).await?).rem_euclid(100) + 64;
+        let mut w1 = (loop {
+            if (6i64).rem_euclid(3) == 2 {
+                break 6i64;
+            }
+            break 5i64;
+        })
+        .rem_euclid(100)
+            + 64;
         let mut g2 = 0;
         while let Some(h) = half(w1).await? {
             g2 += 1;
@@ -20302,9 +20694,28 @@ pub async fn gen_7_00197(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
             w1 = h;
             trace.push(h);
-            if (7i64).rem_euclid(3) == 0 {
-                continue;
-            }
+            let moved3 = format!(
+                "m{}",
+                if (BASE).rem_euclid(3) == 0 {
+                    prices.get(&1).copied().unwrap_or(-2)
+                } else {
+                    ys[1]
+                }
+            );
+            let greeting4 = greet(moved3, N).await?;
+            text.push(
+                match half(if (9i64).rem_euclid(3) == 2 { ys[0] } else { x }).await? {
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
+                },
+            );
+            trace.push([1i64, h].iter().map(|moved3| moved3 * 2).sum::<i64>());
+            trace.push(if let Some(moved3) = 6i64.checked_sub(1) {
+                moved3
+            } else {
+                0
+            });
+            text.push(greeting4);
         }
     }
     trace.extend(ys.iter().copied());
@@ -20322,36 +20733,75 @@ pub async fn gen_7_00198(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     'outer1: for i in 0..2 {
         for j in 0..2 {
             trace.push(i * 10 + j);
-            if ((1i64).rem_euclid(2) == 1 && {
-                side.push(i);
+            if ((3i64).rem_euclid(2) == 0 && {
+                x += 1;
                 is_even(x).await
             }) {
                 break 'outer1;
             }
-            if (BASE).rem_euclid(3) == 0 {
+            if is_even(j).await {
                 continue 'outer1;
             }
-            {
-                fn tweak(v: i64) -> i64 {
-                    (v + 29).rem_euclid(1000)
-                }
-                const BASE: i64 = 104;
-                trace.push(tweak(num(0i64).await?));
-                trace.push(BASE + SCALE);
-                let guarded = Mutex::new(vec![x]);
-                if is_even(i).await {
-                    continue;
-                }
-            }
-            trace.push(tweak(BASE) + SCALE);
+            let moved2 = format!("m{}", {
+                let c = j;
+                ((c) + (c)).rem_euclid(1000)
+            });
+            let greeting3 = greet(moved2, i).await?;
+            text.push(
+                match half(loop {
+                    if (x).rem_euclid(3) == 0 {
+                        break x;
+                    }
+                    break x;
+                })
+                .await?
+                {
+                    Some(moved2) => format!("{}", moved2 + 1),
+                    None => greeting3.clone(),
+                },
+            );
+            trace.push([x, x].iter().map(|moved2| moved2 * 2).sum::<i64>());
+            trace.push(if let Some(moved2) = i.checked_sub(1) {
+                moved2
+            } else {
+                0
+            });
+            text.push(greeting3);
         }
     }
-    let hits_a = AtomicI64::new(((x) * (x)).rem_euclid(1000));
     trace.push(
-        ((num(hits_a.load(SeqCst)).await?) - (if (1i64).rem_euclid(3) == 1 { x } else { BASE }))
-            .rem_euclid(1000),
+        checked(
+            (3i64)
+                .max({
+                    x += 1;
+                    num(x).await?
+                })
+                .wrapping_sub(add(0i64, BASE).await)
+                .rem_euclid(1000),
+        )
+        .await?,
     );
-    trace.push(hits_a.load(SeqCst));
+    let prices = BTreeMap::from([
+        (0, if (1i64).rem_euclid(3) == 1 { 6i64 } else { x }),
+        (
+            1,
+            Triple {
+                a: {
+                    x += 1;
+                    num(x).await?
+                },
+                b: num(BASE).await?,
+                c: x,
+            }
+            .mix(),
+        ),
+        (2, {
+            let a = x;
+            ((a) + (9i64)).rem_euclid(1000)
+        }),
+        (3, 1i64),
+    ]);
+    trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -20361,153 +20811,55 @@ pub async fn gen_7_00199(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    for mut i in 0..2 {
-        trace.push(i);
-        #[cfg(any())]
-        let gated1 = match (((1i64) + (BASE)).rem_euclid(1000)).rem_euclid(3) {
-            0 => {
-                if (x).rem_euclid(3) == 0 {
-                    x
-                } else {
-                    x
-                }
-            }
-            1 => fold_vec(vec![
-                {
-                    x += 1;
-                    num(x).await?
-                },
-                {
-                    i += 5;
-                    i
-                },
-                {
-                    x += 5;
-                    0i64
-                },
-            ]),
-            _ => BASE,
-        };
-        let Some(a) = half({
-            let c = checked(5i64).await?;
-            ((c) + (num(c).await?)).rem_euclid(1000)
-        })
-        .await?
-        else {
-            note(BASE).await?;
-            trace.push(num(i).await?);
-            return Ok((trace, side, text));
-        };
-    }
-    #[allow(clippy::all)]
-    let c = Triple {
-        c: x,
-        b: num(add(9i64, SCALE).await).await?,
-        a: x,
-    }
-    .mix();
-    {
-        let Some(c) = half(fold_vec(vec![
-            {
-                x += 1;
-                num(x).await?
-            },
-            SCALE,
-            c,
-        ]))
-        .await?
-        else {
-            note(checked(c).await?).await?;
-            trace.push(checked(c).await?);
-            return Ok((trace, side, text));
-        };
-        let mut w2 = (if (x).rem_euclid(3) == 2 { x } else { 6i64 }).rem_euclid(100) + 64;
-        let mut g3 = 0;
-        while let Some(h) = half(w2).await? {
-            g3 += 1;
-            if g3 > 3 {
-                break;
-            }
-            w2 = h;
-            trace.push(h);
-            let bag4 = Bag {
-                id: loop {
-                    if (h).rem_euclid(3) == 2 {
-                        break x;
-                    }
-                    break 8i64;
-                },
-                items: vec![c, checked(c).await?],
-                name: format!("n{}", h),
-            };
-            for item in bag4.items {
-                trace.push(num(item).await?);
-                text.push(format!(
-                    "{}|{}|{}",
-                    9i64,
-                    {
-                        side.push(c);
-                        tweak(x)
-                    },
-                    {
-                        side.push(1i64);
-                        checked(bag4.id).await?
-                    }
-                ));
-            }
-            trace.push(bag4.id);
-            let name = bag4.name.clone();
-            let g = greet(name, bag4.id).await?;
-            text.push(g + &bag4.name);
-        }
-    }
-    let mut w5 = (num(c).await?).rem_euclid(100) + 64;
-    let mut g6 = 0;
-    while let Some(h) = half(w5).await? {
-        g6 += 1;
-        if g6 > 3 {
-            break;
-        }
-        w5 = h;
-        trace.push(h);
-        {
-            #[derive(Debug, Clone, Copy)]
-            struct Wrap7(i64);
-            enum Side8 {
-                Low,
-                High,
-            }
-            static LIMIT9: i64 = 8;
-            let w = Wrap7(checked(0i64).await?);
-            let s = if w.0 > LIMIT9 {
-                Side8::High
-            } else {
-                Side8::Low
-            };
-            trace.push(match s {
-                Side8::Low => w.0 + LIMIT9,
-                Side8::High => w.0 * 2,
+    let moved1 = format!("m{}", tweak(1i64));
+    let greeting2 = greet(moved1, SCALE).await?;
+    text.push(match half(BASE).await? {
+        Some(moved1) => format!("{}", moved1 + 1),
+        None => greeting2.clone(),
+    });
+    trace.push([x, 1i64].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = x.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    match (add(x, 8i64).await).rem_euclid(10) {
+        a if a > 2 => {
+            trace.push(inc(a).await);
+            let moved3 = format!("m{}", {
+                let n = SCALE;
+                ((n) + (n)).rem_euclid(1000)
             });
-            text.push(format!("{w:?}"));
-            let (da10, _, mut db11) = (
-                add(
-                    {
-                        x += 1;
-                        num(x).await?
-                    },
-                    {
-                        x = x;
-                        h
-                    },
-                )
-                .await,
-                h,
-                BASE,
+            let greeting4 = greet(moved3, BASE).await?;
+            text.push(
+                match half(match (x).rem_euclid(3) {
+                    0 => 4i64,
+                    1 => 4i64,
+                    _ => x,
+                })
+                .await?
+                {
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
+                },
             );
-            db11 += 1;
+            trace.push([x, 0i64].iter().map(|moved3| moved3 * 2).sum::<i64>());
+            trace.push(if let Some(moved3) = BASE.checked_sub(1) {
+                moved3
+            } else {
+                0
+            });
+            text.push(greeting4);
+        }
+        a if a % 2 == 0 => trace.push(a * 3),
+        a => {
+            trace.push(num(a).await? + 1);
         }
     }
-    trace.push(c);
+    trace.push(x);
+    let prec = (checked(((0i64) - (x)).rem_euclid(1000)).await?).rem_euclid(7) as usize;
+    text.push(format!("{:?}", prec));
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -20544,18 +20896,36 @@ pub async fn gen_7_00200(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             3i64
         }
     });
-    let hits = Cell::new(
-        (({
-            x += 1;
-            num(x).await?
-        }) - ({
-            x = x;
-            SCALE
-        }) * 3
-            + (x))
-            .rem_euclid(1000),
+    let moved2 = format!(
+        "m{}",
+        match (x).rem_euclid(3) {
+            0 => x,
+            1 => {
+                x
+            }
+            _ => x,
+        }
     );
-    trace.push(hits.get());
+    let greeting3 = greet(moved2, 6i64).await?;
+    text.push(
+        match half(match (x).rem_euclid(3) {
+            0 => x,
+            1 => x,
+            _ => x,
+        })
+        .await?
+        {
+            Some(moved2) => format!("{}", moved2 + 1),
+            None => greeting3.clone(),
+        },
+    );
+    trace.push([x, x].iter().map(|moved2| moved2 * 2).sum::<i64>());
+    trace.push(if let Some(moved2) = BASE.checked_sub(1) {
+        moved2
+    } else {
+        0
+    });
+    text.push(greeting3);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -20647,92 +21017,19 @@ pub async fn gen_7_00202(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     trace.push(t1.0);
     trace.push(t1.1);
     trace.push(t1.2);
-    match (Triple {
-        c: {
-            side.push(x);
-            x
-        },
-        b: inc(x).await,
-        a: {
-            x += 1;
-            num(x).await?
-        },
-    }
-    .mix())
-    .rem_euclid(3)
-    {
-        0 => {
-            let width = (add(x, x).await).rem_euclid(7) as usize;
-            let Triple { a: da2, c: db3, .. } = Triple {
-                a: 9i64,
-                b: SCALE,
-                c: {
-                    x = 7i64;
-                    fold_vec(vec![
-                        x,
-                        {
-                            x += 1;
-                            num(x).await?
-                        },
-                        {
-                            x += 1;
-                            num(x).await?
-                        },
-                    ])
-                },
-            };
-        }
-        1 => {
-            {
-                x = num(tweak(x)).await?;
-                x = if ((x).rem_euclid(2) == 0 || {
-                    side.push(6i64);
-                    is_even(x).await
-                }) {
-                    ((SCALE) * (x)).rem_euclid(1000)
-                } else {
-                    num(x).await?
-                };
-            }
-            let prices = BTreeMap::from([
-                (
-                    0,
-                    loop {
-                        if (x).rem_euclid(3) == 1 {
-                            break SCALE;
-                        }
-                        break 7i64;
-                    },
-                ),
-                (
-                    1,
-                    loop {
-                        if (x).rem_euclid(3) == 0 {
-                            break 7i64;
-                        }
-                        break 6i64;
-                    },
-                ),
-                (2, num(x).await?),
-                (
-                    3,
-                    ((5i64) - (inc(SCALE).await) * 3 + (num(BASE).await?)).rem_euclid(1000),
-                ),
-            ]);
-        }
-        mut c => {
-            trace.push(c);
-            let mut c = loop {
-                if (x).rem_euclid(3) == 2 {
-                    break {
-                        let c = 7i64;
-                        ((c) + (0i64)).rem_euclid(1000)
-                    };
-                }
-                break x;
-            };
-        }
-    }
+    let moved2 = format!("m{}", inc(x).await);
+    let greeting3 = greet(moved2, x).await?;
+    text.push(match half(add(7i64, 4i64).await).await? {
+        Some(moved2) => format!("{}", moved2 + 1),
+        None => greeting3.clone(),
+    });
+    trace.push([x, BASE].iter().map(|moved2| moved2 * 2).sum::<i64>());
+    trace.push(if let Some(moved2) = x.checked_sub(1) {
+        moved2
+    } else {
+        0
+    });
+    text.push(greeting3);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -21126,30 +21423,41 @@ pub async fn gen_7_00204(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }),
         (3, if (a).rem_euclid(3) == 2 { a } else { x }),
     ]);
-    if (({
-        a += 1;
-        is_even(a).await
-    }) || (3i64).rem_euclid(2) == 1)
-    {
-        {
-            #[cfg(all())]
-            let gated4 = ((a) - (checked(tweak(x)).await?) * 3
-                + ({
-                    x += 1;
-                    num(x).await?
-                }))
-            .rem_euclid(1000);
-            let mut a = checked(
-                ((a) - ({
-                    a += 1;
-                    num(a).await?
-                }) * 3
-                    + (x))
-                    .rem_euclid(1000),
-            )
-            .await?;
+    if (a).rem_euclid(3) == 2 {
+        #[cfg(all())]
+        let gated6 = match (x).rem_euclid(3) {
+            0 => ((prices.get(&1).copied().unwrap_or(-2)) * (a)).rem_euclid(1000),
+            1 => loop {
+                if (x).rem_euclid(3) == 1 {
+                    break prices.get(&1).copied().unwrap_or(-2);
+                }
+                break 6i64;
+            },
+            _ => prices.get(&4).copied().unwrap_or(-2),
+        };
+        if let Some(mut b) = half(checked(prices.get(&0).copied().unwrap_or(-2)).await?).await? {
+            trace.push(b);
+            #[cfg(any())]
+            let gated7 = loop {
+                if ((BASE).rem_euclid(2) == 1 || {
+                    side.push(prices.get(&1).copied().unwrap_or(-2));
+                    (prices.get(&2).copied().unwrap_or(-2)) > 3
+                }) {
+                    break checked(b).await?;
+                }
+                break 5i64;
+            };
+            trace.push(if is_even(a).await {
+                loop {
+                    if (b).rem_euclid(3) == 1 {
+                        break 2i64;
+                    }
+                    break BASE;
+                }
+            } else {
+                add(gated6, 7i64).await
+            });
         }
-        let hits_a = AtomicI64::new(checked(0i64).await?);
     } else {
         a = ((loop {
             if (prices.get(&4).copied().unwrap_or(-2)).rem_euclid(3) == 0 {
@@ -21158,42 +21466,21 @@ pub async fn gen_7_00204(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             break 6i64;
         }) * (((x) + (prices.get(&2).copied().unwrap_or(-2))).rem_euclid(1000)))
         .rem_euclid(1000);
-        if let Some(mut b) = half(fold_vec(vec![x, prices.get(&2).copied().unwrap_or(-2), {
-            side.push(a);
-            a
-        }]))
-        .await?
-        {
-            trace.push(b);
-            text.push(format!(
-                "{}|{}|{}",
-                4i64,
-                {
-                    let a = a;
-                    ((a) + (x)).rem_euclid(1000)
-                },
-                {
-                    let t = (x, a, checked(prices.get(&1).copied().unwrap_or(-2)).await?);
-                    mix3(t.0, t.1, t.2)
-                }
-            ));
-            #[cfg(all())]
-            trace.push(
-                Triple {
-                    a: loop {
-                        if (x).rem_euclid(3) == 0 {
-                            break 8i64;
-                        }
-                        break prices.get(&0).copied().unwrap_or(-2);
-                    },
-                    b: 9i64,
-                    c: x,
-                }
-                .mix(),
-            );
+        let moved4 = format!("m{}", ((x) * (BASE)).rem_euclid(1000));
+        let greeting5 = greet(moved4, a).await?;
+        text.push(
+            match half(add(x, prices.get(&2).copied().unwrap_or(-2)).await).await? {
+                Some(moved4) => format!("{}", moved4 + 1),
+                None => greeting5.clone(),
+            },
+        );
+        trace.push([a, a].iter().map(|moved4| moved4 * 2).sum::<i64>());
+        trace.push(if let Some(moved4) = x.checked_sub(1) {
+            moved4
         } else {
-            let guarded = Mutex::new(vec![2i64]);
-        }
+            0
+        });
+        text.push(greeting5);
     }
     trace.extend(prices.values().copied());
     trace.push(a);
@@ -21342,7 +21629,7 @@ pub async fn gen_7_00206(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 ((b) + (SCALE)).rem_euclid(1000)
             }
         };
-        let mut w4 = (((x) + (x)).rem_euclid(1000)).rem_euclid(100) + 64;
+        let mut w4 = (((x) + (BASE)).rem_euclid(1000)).rem_euclid(100) + 64;
         let mut g5 = 0;
         while let Some(h) = half(w4).await? {
             g5 += 1;
@@ -21351,73 +21638,144 @@ pub async fn gen_7_00206(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
             w4 = h;
             trace.push(h);
-            trace.push(if (x).rem_euclid(3) == 0 {
-                ((x) - (2i64)).rem_euclid(1000)
-            } else {
-                if (h).rem_euclid(3) == 0 {
-                    x
-                } else {
-                    BASE
-                }
+            let moved6 = format!("m{}", inc(x).await);
+            let greeting7 = greet(moved6, x).await?;
+            text.push(match half(4i64).await? {
+                Some(moved6) => format!("{}", moved6 + 1),
+                None => greeting7.clone(),
             });
+            trace.push([x, 2i64].iter().map(|moved6| moved6 * 2).sum::<i64>());
+            trace.push(if let Some(moved6) = x.checked_sub(1) {
+                moved6
+            } else {
+                0
+            });
+            text.push(greeting7);
         }
     }
-    x = {
-        let c = checked(x).await?;
-        ((c) + (match (c).rem_euclid(3) {
-            0 => c,
-            1 => c,
-            _ => c,
-        }))
-        .rem_euclid(1000)
-    };
-    let mut acc: Vec<i64> = vec![7i64];
+    match (add(x, SCALE).await).rem_euclid(3) {
+        0 => {
+            x += x;
+            x = x.rem_euclid(1000);
+            {
+                const BASE: i64 = 169;
+                fn tweak(v: i64) -> i64 {
+                    (v + 72).rem_euclid(1000)
+                }
+                trace.push(tweak(add(x, 5i64).await));
+                trace.push(BASE + SCALE);
+                let Some(b) = half(
+                    Triple {
+                        c: inc(loop {
+                            if (2i64).rem_euclid(3) == 2 {
+                                break x;
+                            }
+                            break 4i64;
+                        })
+                        .await,
+                        b: {
+                            x += 1;
+                            num(x).await?
+                        },
+                        a: 6i64,
+                    }
+                    .mix(),
+                )
+                .await?
+                else {
+                    note(match (x).rem_euclid(3) {
+                        0 => x,
+                        1 => x,
+                        _ => 7i64,
+                    })
+                    .await?;
+                    trace.push(add(x, x).await);
+                    return Ok((trace, side, text));
+                };
+                let prec = (loop {
+                    if (b).rem_euclid(3) == 2 {
+                        break ((x) + (x)).rem_euclid(1000);
+                    }
+                    break 4i64;
+                })
+                .rem_euclid(7) as usize;
+            }
+            trace.push(tweak(BASE) + SCALE);
+        }
+        1 => {
+            if is_even(x).await {
+                return Err(format!("stopped at {}", 4i64));
+            }
+            let n = match (if (0i64).rem_euclid(3) == 2 { 2i64 } else { x }).rem_euclid(3) {
+                0 => tweak(x),
+                1 => ((9i64) - (x)).rem_euclid(1000),
+                _ => x,
+            };
+        }
+        mut c => {
+            trace.push(c);
+            let Some(b) = half({
+                let n = if (9i64).rem_euclid(3) == 2 { c } else { x };
+                ((n) + (tweak(SCALE))).rem_euclid(1000)
+            })
+            .await?
+            else {
+                note(SCALE).await?;
+                trace.push(checked(x).await?);
+                return Ok((trace, side, text));
+            };
+        }
+    }
+    let hits = Cell::new(BASE);
+    {
+        let mut guard8 = 0;
+        loop {
+            guard8 += 1;
+            if guard8 > 2 {
+                break;
+            }
+            let prec = (Meter(((3i64) + (8i64)).rem_euclid(1000)).mix(
+                {
+                    x += 1;
+                    num(x).await?
+                },
+                if (6i64).rem_euclid(3) == 2 { x } else { x },
+            ))
+            .rem_euclid(7) as usize;
+            let stock = BTreeMap::from([
+                (0, if (BASE).rem_euclid(3) == 2 { x } else { BASE }),
+                (
+                    1,
+                    loop {
+                        if (x).rem_euclid(3) == 1 {
+                            break x;
+                        }
+                        break 0i64;
+                    },
+                ),
+                (2, ((x) - (x)).rem_euclid(1000)),
+                (3, {
+                    let c = x;
+                    ((c) + (c)).rem_euclid(1000)
+                }),
+            ]);
+        }
+        x += {
+            x += 3;
+            checked(x).await?
+        };
+        x = x.rem_euclid(1000);
+    }
     trace.push(
-        checked(match (BASE).rem_euclid(3) {
-            0 => (acc.len() as i64),
-            1 => 6i64,
-            _ => x,
+        num(loop {
+            if (hits.get()).rem_euclid(3) == 2 {
+                break x;
+            }
+            break x;
         })
         .await?,
     );
-    if let Some(mut b) = half(fold3([
-        x,
-        add((acc.len() as i64), (acc.len() as i64)).await,
-        x,
-    ]))
-    .await?
-    {
-        trace.push(b);
-        'outer6: for i in 0..2 {
-            for j in 0..2 {
-                trace.push(i * 10 + j);
-                if is_even(j).await {
-                    break 'outer6;
-                }
-                if (8i64).rem_euclid(3) == 1 {
-                    continue 'outer6;
-                }
-                acc = append(
-                    acc,
-                    if (i).rem_euclid(3) == 2 {
-                        {
-                            let n = j;
-                            ((n) + (j)).rem_euclid(1000)
-                        }
-                    } else {
-                        inc(j).await
-                    },
-                )
-                .await?;
-            }
-        }
-        #[cfg(any())]
-        trace.push({
-            let c = tweak(x);
-            ((c) + (((x) - (5i64)).rem_euclid(1000))).rem_euclid(1000)
-        });
-    }
-    trace.extend(acc.iter().copied());
+    trace.push(hits.get());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -21553,28 +21911,28 @@ pub async fn gen_7_00207(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         };
     }
     trace.push(tweak(BASE) + SCALE);
-    {
-        #[derive(Debug, Clone, Copy)]
-        struct Wrap6(i64);
-        enum Side7 {
-            Low,
-            High,
-        }
-        static LIMIT8: i64 = 3;
-        let w = Wrap6(num(8i64).await?);
-        let s = if w.0 > LIMIT8 {
-            Side7::High
-        } else {
-            Side7::Low
-        };
-        trace.push(match s {
-            Side7::Low => w.0 + LIMIT8,
-            Side7::High => w.0 * 2,
-        });
-        text.push(format!("{w:?}"));
-        #[allow(clippy::all)]
-        let mut a = tweak((inc(gated4).await).max(x).wrapping_sub(x).rem_euclid(1000));
-    }
+    let moved6 = format!("m{}", tweak(gated4));
+    let greeting7 = greet(moved6, gated4).await?;
+    text.push(
+        match half(loop {
+            if (3i64).rem_euclid(3) == 2 {
+                break SCALE;
+            }
+            break x;
+        })
+        .await?
+        {
+            Some(moved6) => format!("{}", moved6 + 1),
+            None => greeting7.clone(),
+        },
+    );
+    trace.push([x, 6i64].iter().map(|moved6| moved6 * 2).sum::<i64>());
+    trace.push(if let Some(moved6) = x.checked_sub(1) {
+        moved6
+    } else {
+        0
+    });
+    text.push(greeting7);
     trace.push(gated4);
     trace.push(x);
     Ok((trace, side, text))
@@ -21604,75 +21962,91 @@ pub async fn gen_7_00208(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             x
         })
         .await;
-        for j in 0..(loop {
-            if (x).rem_euclid(3) == 2 {
-                break x;
-            }
-            break x;
-        })
-        .rem_euclid(6)
-        {
-            if j >= 2 {
-                break;
-            }
-            trace.push(num(j).await?);
-            let seen = Cell::new(Meter(5i64).mix(SCALE, {
-                x += 5;
-                2i64
-            }));
+        let moved2 = format!(
+            "m{}",
+            (x).max(checked(x).await?)
+                .wrapping_sub({
+                    side.push(x);
+                    x
+                })
+                .rem_euclid(1000)
+        );
+        let greeting3 = greet(moved2, x).await?;
+        text.push(match half(inc(5i64).await).await? {
+            Some(moved2) => format!("{}", moved2 + 1),
+            None => greeting3.clone(),
+        });
+        trace.push([x, 1i64].iter().map(|moved2| moved2 * 2).sum::<i64>());
+        trace.push(if let Some(moved2) = x.checked_sub(1) {
+            moved2
+        } else {
+            0
+        });
+        text.push(greeting3);
+    }
+    match ({
+        let t = (
+            {
+                x = x;
+                SCALE
+            },
+            SCALE,
+            x,
+        );
+        mix3(t.0, t.1, t.2)
+    })
+    .rem_euclid(10)
+    {
+        b if b > 0 => {
+            trace.push(num(b).await?);
+            let prices = BTreeMap::from([
+                (0, 3i64),
+                (1, {
+                    let a = b;
+                    ((a) + (7i64)).rem_euclid(1000)
+                }),
+                (
+                    2,
+                    loop {
+                        if (1i64).rem_euclid(3) == 2 {
+                            break 7i64;
+                        }
+                        break b;
+                    },
+                ),
+                (
+                    3,
+                    match (BASE).rem_euclid(3) {
+                        0 => BASE,
+                        1 => b,
+                        _ => 0i64,
+                    },
+                ),
+            ]);
+        }
+        b if b % 2 == 0 => trace.push(b * 3),
+        b => {
+            trace.push(num(b).await? + 1);
         }
     }
-    let prices = BTreeMap::from([
-        (0, 3i64),
-        (1, {
-            let a = x;
-            ((a) + (7i64)).rem_euclid(1000)
-        }),
-        (
-            2,
-            loop {
-                if (1i64).rem_euclid(3) == 2 {
-                    break 7i64;
-                }
-                break x;
-            },
-        ),
-        (
-            3,
-            match (BASE).rem_euclid(3) {
-                0 => BASE,
-                1 => x,
-                _ => 0i64,
-            },
-        ),
-    ]);
-    let n = if (prices.get(&3).copied().unwrap_or(-2)).rem_euclid(3) == 0 {
-        loop {
-            if (x).rem_euclid(3) == 1 {
-                break x;
-            }
-            break x;
-        }
-    } else {
-        ((x) + (4i64)).rem_euclid(1000)
-    };
-    let rep2 = vec![
-        num({
-            let a = x;
-            ((a) + (x)).rem_euclid(1000)
-        })
-        .await?;
-        3
-    ];
-    trace.push(rep2.iter().sum::<i64>());
-    trace.push(rep2.len() as i64);
+    #[cfg(any())]
+    trace.push(tweak({
+        let c = 1i64;
+        ((c) + (x)).rem_euclid(1000)
+    }));
+    #[cfg(all())]
+    let gated4 = tweak(
+        (5i64)
+            .max(x)
+            .wrapping_sub(checked(9i64).await?)
+            .rem_euclid(1000),
+    );
     let seen = Cell::new({
-        let c = x;
-        ((c) + (c)).rem_euclid(1000)
+        let c = gated4;
+        ((c) + (gated4)).rem_euclid(1000)
     });
     trace.push(seen.get());
-    trace.push(n);
-    trace.extend(prices.values().copied());
+    trace.push(gated4);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -22003,7 +22377,7 @@ pub async fn gen_7_00213(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
     let mut count1 = 0;
-    while count1 < 3 {
+    while count1 < 1 {
         count1 += 1;
         let mut c = if (x).rem_euclid(3) == 2 {
             match (BASE).rem_euclid(3) {
@@ -22018,7 +22392,7 @@ pub async fn gen_7_00213(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 _ => SCALE,
             }
         };
-        match (if (x).rem_euclid(3) == 1 { x } else { c }).rem_euclid(3) {
+        match (((SCALE) * (c)).rem_euclid(1000)).rem_euclid(3) {
             0 => {
                 let prec = (x).rem_euclid(7) as usize;
                 let t2 = (
@@ -22059,54 +22433,87 @@ pub async fn gen_7_00213(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
             mut a => {
                 trace.push(a);
-                trace.push(
-                    checked(match (a).rem_euclid(3) {
-                        0 => c,
-                        1 => BASE,
-                        _ => x,
-                    })
-                    .await?,
+                let moved3 = format!(
+                    "m{}",
+                    loop {
+                        if (BASE).rem_euclid(3) == 2 {
+                            break a;
+                        }
+                        break x;
+                    }
                 );
+                let greeting4 = greet(moved3, c).await?;
+                text.push(
+                    match half(mix3(checked(c).await?, num(BASE).await?, BASE)).await? {
+                        Some(moved3) => format!("{}", moved3 + 1),
+                        None => greeting4.clone(),
+                    },
+                );
+                trace.push([6i64, 6i64].iter().map(|moved3| moved3 * 2).sum::<i64>());
+                trace.push(if let Some(moved3) = BASE.checked_sub(1) {
+                    moved3
+                } else {
+                    0
+                });
+                text.push(greeting4);
             }
         }
     }
-    let mut guard3 = 0;
-    loop {
-        guard3 += 1;
-        if guard3 > 1 {
-            break;
-        }
-        let Some(a) = half(fold3([x, x, 0i64])).await? else {
-            note(fold_vec(vec![8i64, x, 3i64])).await?;
-            trace.push(add(4i64, x).await);
-            continue;
+    {
+        let bag5 = Bag {
+            id: {
+                let n = 0i64;
+                ((n) + (x)).rem_euclid(1000)
+            },
+            items: vec![2i64, num(x).await?],
+            name: format!("n{}", SCALE),
         };
-        x += a;
-        x = x.rem_euclid(1000);
-    }
-    let mut w4 = (tweak(x)).rem_euclid(100) + 64;
-    let mut g5 = 0;
-    while let Some(h) = half(w4).await? {
-        g5 += 1;
-        if g5 > 3 {
-            break;
+        for item in bag5.items {
+            trace.push(num(item).await?);
+            let mut a = (((num(3i64).await?)
+                .max(checked(9i64).await?)
+                .wrapping_sub(checked(item).await?)
+                .rem_euclid(1000))
+                - (Meter({
+                    x += 1;
+                    num(x).await?
+                })
+                .mix(
+                    {
+                        x += 1;
+                        num(x).await?
+                    },
+                    item,
+                )))
+            .rem_euclid(1000);
         }
-        w4 = h;
-        trace.push(h);
-        for j in 0..(num(h).await?).rem_euclid(6) {
-            if j >= 0 {
-                break;
-            }
-            trace.push(num(j).await?);
-            if (({
-                x += 1;
-                is_even(x).await
-            }) || (h).rem_euclid(2) == 0)
+        trace.push(bag5.id);
+        let mut count6 = 0;
+        while count6 < 3 {
+            count6 += 1;
+            trace.push(
+                ((loop {
+                    if (BASE).rem_euclid(3) == 0 {
+                        break 8i64;
+                    }
+                    break SCALE;
+                }) * (checked(3i64).await?))
+                    .rem_euclid(1000),
+            );
+            let mut acc: Vec<i64> = vec![bag5.id];
+        }
+    }
+    trace.push({
+        let t = (
             {
-                break;
-            }
-        }
-    }
+                let a = 3i64;
+                ((a) + (3i64)).rem_euclid(1000)
+            },
+            0i64,
+            BASE,
+        );
+        mix3(t.0, t.1, t.2)
+    });
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -22315,13 +22722,7 @@ pub async fn gen_7_00215(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         if guard2 > 2 {
             break;
         }
-        match (match (7i64).rem_euclid(3) {
-            0 => x,
-            1 => 9i64,
-            _ => BASE,
-        })
-        .rem_euclid(3)
-        {
+        match (inc(x).await).rem_euclid(3) {
             0 => {
                 if (x).rem_euclid(3) == 2 {
                     continue;
@@ -22350,142 +22751,63 @@ pub async fn gen_7_00215(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 };
                 for item in bag3.items {
                     trace.push(num(item).await?);
-                    x = {
-                        let t = (
-                            inc(tweak(item)).await,
-                            ((x) - (item) * 3
-                                + ({
-                                    x += 4;
-                                    item
-                                }))
-                            .rem_euclid(1000),
-                            if (bag3.id).rem_euclid(3) == 2 {
-                                item
-                            } else {
-                                6i64
-                            },
-                        );
-                        mix3(t.0, t.1, t.2)
-                    };
+                    let moved4 = format!("m{}", num(item).await?);
+                    let greeting5 = greet(moved4, bag3.id).await?;
+                    text.push(match half(tweak(item)).await? {
+                        Some(moved4) => format!("{}", moved4 + 1),
+                        None => greeting5.clone(),
+                    });
+                    trace.push([bag3.id, item].iter().map(|moved4| moved4 * 2).sum::<i64>());
+                    trace.push(if let Some(moved4) = x.checked_sub(1) {
+                        moved4
+                    } else {
+                        0
+                    });
+                    text.push(greeting5);
                 }
                 trace.push(bag3.id);
             }
             mut n => {
                 trace.push(n);
-                let Some(a) = half(match (num(x).await?).rem_euclid(3) {
-                    0 => num(SCALE).await?,
-                    1 => loop {
-                        if (6i64).rem_euclid(3) == 1 {
-                            break 6i64;
-                        }
-                        break x;
+                let moved6 = format!("m{}", if (BASE).rem_euclid(3) == 1 { 8i64 } else { x });
+                let greeting7 = greet(moved6, n).await?;
+                text.push(
+                    match half(fold_vec(vec![
+                        x,
+                        {
+                            x += 2;
+                            BASE
+                        },
+                        {
+                            x += 5;
+                            x
+                        },
+                    ]))
+                    .await?
+                    {
+                        Some(moved6) => format!("{}", moved6 + 1),
+                        None => greeting7.clone(),
                     },
-                    _ => n,
-                })
-                .await?
-                else {
-                    note({
-                        let n = BASE;
-                        ((n) + (7i64)).rem_euclid(1000)
-                    })
-                    .await?;
-                    trace.push(add(x, 1i64).await);
-                    continue;
-                };
+                );
+                trace.push([x, 1i64].iter().map(|moved6| moved6 * 2).sum::<i64>());
+                trace.push(if let Some(moved6) = n.checked_sub(1) {
+                    moved6
+                } else {
+                    0
+                });
+                text.push(greeting7);
             }
         }
-        let mut guard4 = 0;
-        loop {
-            guard4 += 1;
-            if guard4 > 3 {
-                break;
-            }
-            if (x).rem_euclid(3) == 1 {
-                return Ok((trace, side, text));
-            }
-            #[cfg(all())]
-            trace.push(5i64);
-        }
+        let hits = Cell::new(mix3(x, checked(8i64).await?, SCALE));
     }
-    let prices = BTreeMap::from([
-        (
-            0,
-            fold3([
-                {
-                    x += 1;
-                    x
-                },
-                num(3i64).await?,
-                9i64,
-            ]),
-        ),
-        (1, {
-            let a = x;
-            ((a) + (6i64)).rem_euclid(1000)
-        }),
-        (2, tweak(x)),
-        (3, num(x).await?),
-    ]);
-    if let Some(mut b) = half(loop {
-        if (6i64).rem_euclid(3) == 1 {
-            break x;
+    trace.push(loop {
+        if (x).rem_euclid(3) == 1 {
+            break ((SCALE) * (x)).rem_euclid(1000);
         }
-        break 4i64;
-    })
-    .await?
-    {
-        trace.push(b);
-        match prices.get(
-            &(((4i64) + (prices.get(&0).copied().unwrap_or(-2))).rem_euclid(1000)).rem_euclid(5),
-        ) {
-            Some(p) => trace.push(num(*p).await?),
-            None => trace.push(-3),
-        }
-        let ys = vec![tweak(8i64), b, {
-            let t = (
-                {
-                    b += 1;
-                    num(b).await?
-                },
-                {
-                    b = 9i64;
-                    x
-                },
-                {
-                    x += 1;
-                    num(x).await?
-                },
-            );
-            mix3(t.0, t.1, t.2)
-        }];
-    } else {
-        {
-            #[derive(Debug, Clone, Copy)]
-            struct Wrap5(i64);
-            enum Side6 {
-                Low,
-                High,
-            }
-            static LIMIT7: i64 = 2;
-            let w = Wrap5(num(BASE).await?);
-            let s = if w.0 > LIMIT7 {
-                Side6::High
-            } else {
-                Side6::Low
-            };
-            trace.push(match s {
-                Side6::Low => w.0 + LIMIT7,
-                Side6::High => w.0 * 2,
-            });
-            text.push(format!("{w:?}"));
-            let width = ({
-                let c = SCALE;
-                ((c) + (c)).rem_euclid(1000)
-            })
-            .rem_euclid(7) as usize;
-        }
-    }
-    trace.extend(prices.values().copied());
+        break x;
+    });
+    let mut acc: Vec<i64> = vec![5i64];
+    trace.extend(acc.iter().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -22624,50 +22946,31 @@ pub async fn gen_7_00217(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             ]));
         }
     }
-    if ((x).rem_euclid(2) == 1 || {
-        side.push(9i64);
-        is_even(x).await
-    }) {
-        return Err(format!("stopped at {}", x));
-    }
-    {
-        use std::cmp::min as pick;
-        trace.push(pick(num(x).await?, BASE));
-        'outer3: for i in 0..2 {
-            for j in 0..2 {
-                trace.push(i * 10 + j);
-                if is_even(2i64).await {
-                    break 'outer3;
-                }
-                if ((x).rem_euclid(2) == 1 && {
-                    side.push(x);
-                    is_even(x).await
-                }) {
-                    continue 'outer3;
-                }
-                let stock = BTreeMap::from([
-                    (
-                        0,
-                        ((4i64)
-                            - ({
-                                x += 4;
-                                x
-                            }) * 3
-                            + ({
-                                x += 1;
-                                num(x).await?
-                            }))
-                        .rem_euclid(1000),
-                    ),
-                    (1, ((x) * (SCALE)).rem_euclid(1000)),
-                    (2, tweak(7i64)),
-                    (3, if (j).rem_euclid(3) == 2 { SCALE } else { SCALE }),
-                ]);
+    let moved3 = format!("m{}", fold3([x, x, x]));
+    let greeting4 = greet(moved3, 9i64).await?;
+    text.push(
+        match half(loop {
+            if (SCALE).rem_euclid(3) == 2 {
+                break 8i64;
             }
-        }
-        trace.push(pick(x, 4));
-    }
-    trace.push(pick(x, 4));
+            break x;
+        })
+        .await?
+        {
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
+        },
+    );
+    trace.push([x, x].iter().map(|moved3| moved3 * 2).sum::<i64>());
+    trace.push(if let Some(moved3) = x.checked_sub(1) {
+        moved3
+    } else {
+        0
+    });
+    text.push(greeting4);
+    let rep5 = vec![num(if (x).rem_euclid(3) == 0 { 6i64 } else { BASE }).await?; 0];
+    trace.push(rep5.iter().sum::<i64>());
+    trace.push(rep5.len() as i64);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -22723,95 +23026,25 @@ pub async fn gen_7_00218(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         x,
         (acc2.len() as i64)
     ));
-    match (fold3([
-        x,
-        {
-            x += 1;
-            num(x).await?
-        },
-        {
-            x += 1;
-            num(x).await?
-        },
-    ]))
-    .rem_euclid(3)
-    {
-        0 => {
-            let rep3 = vec![
-                num({
-                    let t = ((acc2.len() as i64), num(x).await?, 0i64);
-                    mix3(t.0, t.1, t.2)
-                })
-                .await?;
-                0
-            ];
-            trace.push(rep3.iter().sum::<i64>());
-            trace.push(rep3.len() as i64);
-            trace.push(
-                add((acc2.len() as i64), {
-                    x += 1;
-                    num(x).await?
-                })
-                .await,
-            );
-        }
-        1 => {
-            {
-                use std::cmp::min as pick;
-                trace.push(pick(num(x).await?, x));
-                if is_even(x).await {
-                    return Ok((trace, side, text));
-                }
-                trace.push(pick(x, 4));
-            }
-            trace.push(pick((acc2.len() as i64), 4));
-            trace.extend([
-                checked(x).await?,
-                {
-                    x += 1;
-                    num(x).await?
-                },
-                {
-                    x += 1;
-                    num(x).await?
-                },
-            ]);
-        }
-        mut c => {
-            trace.push(c);
-            let stock = BTreeMap::from([
-                (0, num(x).await?),
-                (1, num((acc2.len() as i64)).await?),
-                (
-                    2,
-                    if (acc2.len() as i64).rem_euclid(3) == 0 {
-                        c
-                    } else {
-                        7i64
-                    },
-                ),
-                (3, tweak(c)),
-            ]);
-        }
-    }
-    let Triple { a: da4, c: db5, .. } = Triple {
-        a: {
-            x += 2;
-            loop {
-                if (2i64).rem_euclid(3) == 2 {
-                    break (acc2.len() as i64);
-                }
-                break 9i64;
-            }
-        },
-        b: x,
-        c: {
-            x += 1;
-            num(x).await?
-        },
-    };
-    trace.push(db5);
-    trace.push(da4);
+    let moved3 = format!("m{}", inc((acc2.len() as i64)).await);
+    let greeting4 = greet(moved3, BASE).await?;
+    text.push(match half(tweak((acc2.len() as i64))).await? {
+        Some(moved3) => format!("{}", moved3 + 1),
+        None => greeting4.clone(),
+    });
+    trace.push(
+        [(acc2.len() as i64), x]
+            .iter()
+            .map(|moved3| moved3 * 2)
+            .sum::<i64>(),
+    );
+    trace.push(if let Some(moved3) = x.checked_sub(1) {
+        moved3
+    } else {
+        0
+    });
+    text.push(greeting4);
+    trace.push(tweak(7i64));
     trace.extend(acc2.iter().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -23027,9 +23260,10 @@ pub async fn gen_7_00222(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     };
     {
         {
-            let t3 = (
-                {
-                    side.push(5i64);
+            let moved3 = format!("m{}", num(db2).await?);
+            let greeting4 = greet(moved3, 5i64).await?;
+            text.push(
+                match half(
                     Triple {
                         a: {
                             side.push(SCALE);
@@ -23041,73 +23275,100 @@ pub async fn gen_7_00222(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                             num(x).await?
                         },
                     }
-                    .mix()
-                },
-                da1,
+                    .mix(),
+                )
+                .await?
                 {
-                    x += 1;
-                    num(x).await?
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
                 },
             );
-            trace.push(t3.0);
-            trace.push(t3.1);
-            trace.push(t3.2);
-            let mut a = Meter(inc(num(x).await?).await).mix(
-                fold_vec(vec![
-                    da1,
-                    {
-                        x += 1;
-                        x
-                    },
-                    da1,
-                ]),
-                db2,
-            );
+            trace.push([4i64, x].iter().map(|moved3| moved3 * 2).sum::<i64>());
+            trace.push(if let Some(moved3) = 9i64.checked_sub(1) {
+                moved3
+            } else {
+                0
+            });
+            text.push(greeting4);
+            x += 7i64;
+            x = x.rem_euclid(1000);
         }
-        let Some(a) = half(
-            num(match (8i64).rem_euclid(3) {
-                0 => SCALE,
-                1 => db2,
-                _ => da1,
-            })
-            .await?,
-        )
-        .await?
-        else {
-            note(tweak(da1)).await?;
-            trace.push(checked(x).await?);
+        if ((BASE).rem_euclid(2) == 1 || {
+            side.push(da1);
+            is_even(db2).await
+        }) {
             return Ok((trace, side, text));
-        };
+        }
     }
-    trace.push(add(SCALE, da1).await);
-    trace.push(inc(num(SCALE).await?).await);
-    trace.push(checked(inc(9i64).await).await?);
-    let prices = BTreeMap::from([
-        (0, tweak(5i64)),
-        (1, {
-            let n = 6i64;
-            ((n) + (x)).rem_euclid(1000)
-        }),
-        (
-            2,
-            loop {
-                if (BASE).rem_euclid(3) == 2 {
-                    break db2;
-                }
-                break db2;
-            },
-        ),
-        (
-            3,
-            loop {
-                if (7i64).rem_euclid(3) == 0 {
-                    break 9i64;
-                }
-                break x;
-            },
-        ),
-    ]);
-    trace.extend(prices.values().copied());
+    trace.push(
+        match ({
+            let t = (num(2i64).await?, num(x).await?, checked(x).await?);
+            mix3(t.0, t.1, t.2)
+        })
+        .rem_euclid(3)
+        {
+            0 => {
+                let b = 8i64;
+                ((b) + (8i64)).rem_euclid(1000)
+            }
+            1 => Triple {
+                a: da1,
+                b: db2,
+                c: db2,
+            }
+            .mix(),
+            _ => 8i64,
+        },
+    );
+    let guarded = Mutex::new(vec![db2]);
+    let n = match (9i64).rem_euclid(3) {
+        0 => inc(x).await,
+        1 => {
+            let n = 0i64;
+            ((n) + (da1)).rem_euclid(1000)
+        }
+        _ => mlen(&guarded),
+    };
+    {
+        let mut a = loop {
+            if ((n).rem_euclid(2) == 1 || {
+                side.push(SCALE);
+                (n) > 3
+            }) {
+                break match (9i64).rem_euclid(3) {
+                    0 => x,
+                    1 => BASE,
+                    _ => mlen(&guarded),
+                };
+            }
+            break db2;
+        };
+        {
+            let prec = ((({
+                let b = da1;
+                ((b) + (SCALE)).rem_euclid(1000)
+            }) * (mlen(&guarded)))
+            .rem_euclid(1000))
+            .rem_euclid(7) as usize;
+            let t5 = (
+                mlen(&guarded),
+                {
+                    side.push(1i64);
+                    match (0i64).rem_euclid(3) {
+                        0 => 0i64,
+                        1 => 6i64,
+                        _ => da1,
+                    }
+                },
+                SCALE,
+            );
+            trace.push(t5.0);
+            trace.push(t5.1);
+            trace.push(t5.2);
+        }
+    }
+    trace.push(n);
+    trace.extend(mitems(&guarded));
     trace.push(db2);
     trace.push(da1);
     trace.push(x);
@@ -23119,7 +23380,7 @@ pub async fn gen_7_00223(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut trace: Vec<i64> = Vec::new();
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
-    match (inc(0i64).await).rem_euclid(3) {
+    match (((8i64) + (x)).rem_euclid(1000)).rem_euclid(3) {
         0 => {
             x += mix3(
                 {
@@ -23179,90 +23440,110 @@ pub async fn gen_7_00223(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         mut a => {
             trace.push(a);
-            let mut w1 = (a).rem_euclid(100) + 64;
-            let mut g2 = 0;
-            while let Some(h) = half(w1).await? {
-                g2 += 1;
-                if g2 > 3 {
-                    break;
-                }
-                w1 = h;
-                trace.push(h);
-                let rep3 = vec![
-                    num(match (h).rem_euclid(3) {
-                        0 => a,
-                        1 => {
-                            a
-                        }
-                        _ => 6i64,
-                    })
-                    .await?;
-                    3
-                ];
-                trace.push(rep3.iter().sum::<i64>());
-                trace.push(rep3.len() as i64);
-            }
+            let moved1 = format!("m{}", tweak(4i64));
+            let greeting2 = greet(moved1, a).await?;
+            text.push(
+                match half(match (a).rem_euclid(3) {
+                    0 => x,
+                    1 => x,
+                    _ => 6i64,
+                })
+                .await?
+                {
+                    Some(moved1) => format!("{}", moved1 + 1),
+                    None => greeting2.clone(),
+                },
+            );
+            trace.push([a, a].iter().map(|moved1| moved1 * 2).sum::<i64>());
+            trace.push(if let Some(moved1) = 5i64.checked_sub(1) {
+                moved1
+            } else {
+                0
+            });
+            text.push(greeting2);
         }
     }
+    match ({
+        let n = x;
+        ((n) + (n)).rem_euclid(1000)
+    })
+    .rem_euclid(10)
     {
-        #[derive(Debug, Clone, Copy)]
-        struct Wrap4(i64);
-        enum Side5 {
-            Low,
-            High,
+        c if c > 5 => {
+            trace.push(checked(x).await?);
+            {
+                fn tweak(v: i64) -> i64 {
+                    (v + 34).rem_euclid(1000)
+                }
+                trace.push(tweak(inc(c).await));
+                trace.push(BASE + SCALE);
+                let (da3, _, mut db4) = (
+                    inc(loop {
+                        if (c).rem_euclid(3) == 1 {
+                            break c;
+                        }
+                        break 3i64;
+                    })
+                    .await,
+                    ((0i64) + (c)).rem_euclid(1000),
+                    num((({
+                        x += 1;
+                        num(x).await?
+                    }) - ({
+                        side.push(c);
+                        x
+                    }) * 3
+                        + ({
+                            x += 1;
+                            num(x).await?
+                        }))
+                    .rem_euclid(1000))
+                    .await?,
+                );
+                db4 += 1;
+                trace.push(
+                    add(
+                        {
+                            x = 0i64;
+                            6i64
+                        },
+                        db4,
+                    )
+                    .await,
+                );
+            }
+            trace.push(tweak(BASE) + SCALE);
         }
-        static LIMIT6: i64 = 9;
-        let w = Wrap4(inc(6i64).await);
-        let s = if w.0 > LIMIT6 {
-            Side5::High
-        } else {
-            Side5::Low
-        };
-        trace.push(match s {
-            Side5::Low => w.0 + LIMIT6,
-            Side5::High => w.0 * 2,
-        });
-        text.push(format!("{w:?}"));
-        let shared = Mutex::new(vec![x]);
+        c if c % 2 == 0 => trace.push(c * 3),
+        c => {
+            trace.push(num(c).await? + 1);
+        }
     }
     trace.push(
-        Triple {
-            b: {
-                x += 1;
-                num(x).await?
+        match (if (x).rem_euclid(3) == 2 { BASE } else { x }).rem_euclid(3) {
+            0 => loop {
+                if (5i64).rem_euclid(3) == 1 {
+                    break x;
+                }
+                break x;
             },
-            a: x,
-            c: x,
-        }
-        .mix(),
+            1 => x,
+            _ => 9i64,
+        },
     );
-    let mut w7 = ({
-        let t = (
-            x,
-            {
-                side.push(x);
-                x
-            },
-            {
-                x += 1;
-                num(x).await?
-            },
-        );
-        mix3(t.0, t.1, t.2)
-    })
-    .rem_euclid(100)
-        + 64;
-    let mut g8 = 0;
-    while let Some(h) = half(w7).await? {
-        g8 += 1;
-        if g8 > 3 {
-            break;
-        }
-        w7 = h;
-        trace.push(h);
-        x += h;
-        x = x.rem_euclid(1000);
-    }
+    trace.extend([
+        {
+            x += 1;
+            num(x).await?
+        },
+        num(num(x).await?).await?,
+        loop {
+            if (x).rem_euclid(3) == 2 {
+                break x;
+            }
+            break x;
+        },
+    ]);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -24605,69 +24886,96 @@ pub async fn gen_7_00239(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let mut side: Vec<i64> = Vec::new();
     let mut text: Vec<String> = Vec::new();
     trace.extend([x, x, x]);
-    trace.push(if (x).rem_euclid(3) == 1 {
-        ((8i64) * (x)).rem_euclid(1000)
-    } else {
-        ((x) + (x)).rem_euclid(1000)
-    });
-    let seen = Cell::new({
-        let n = x;
-        ((n) + (x)).rem_euclid(1000)
-    });
-    if (({
-        side.push(seen.get());
-        is_even(x).await
-    }) && (SCALE).rem_euclid(2) == 1)
-    {
-        #[allow(unused_variables, unused_mut)]
-        let b = ((if (BASE).rem_euclid(3) == 2 {
-            seen.get()
-        } else {
-            x
-        }) - (add(x, SCALE).await))
-            .rem_euclid(1000);
-        {
-            #[derive(Debug, Clone, Copy)]
-            struct Wrap1(i64);
-            enum Side2 {
-                Low,
-                High,
+    let moved1 = format!("m{}", if (x).rem_euclid(3) == 2 { x } else { x });
+    let greeting2 = greet(moved1, x).await?;
+    text.push(
+        match half(loop {
+            if (8i64).rem_euclid(3) == 2 {
+                break 3i64;
             }
-            static LIMIT3: i64 = 9;
-            let w = Wrap1(num(2i64).await?);
-            let s = if w.0 > LIMIT3 {
-                Side2::High
-            } else {
-                Side2::Low
-            };
-            trace.push(match s {
-                Side2::Low => w.0 + LIMIT3,
-                Side2::High => w.0 * 2,
-            });
-            text.push(format!("{w:?}"));
-            let prices = BTreeMap::from([
-                (
-                    0,
-                    if (b).rem_euclid(3) == 1 {
-                        seen.get()
-                    } else {
-                        seen.get()
-                    },
-                ),
-                (1, {
-                    let c = b;
-                    ((c) + (b)).rem_euclid(1000)
-                }),
-                (2, x),
-                (3, {
-                    let c = x;
-                    ((c) + (seen.get())).rem_euclid(1000)
-                }),
-            ]);
+            break 3i64;
+        })
+        .await?
+        {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([x, 6i64].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = SCALE.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    {
+        use std::cmp::min as pick;
+        trace.push(pick(num(x).await?, x));
+        {
+            const BASE: i64 = 132;
+            trace.push(tweak(checked(x).await?));
+            trace.push(BASE + SCALE);
+            let rep3 = vec![
+                add(add(SCALE, x).await, {
+                    x += 5;
+                    3i64
+                })
+                .await;
+                2
+            ];
+            trace.push(rep3.iter().sum::<i64>());
+            trace.push(rep3.len() as i64);
+            if (x).rem_euclid(3) == 2 {
+                return Ok((trace, side, text));
+            }
         }
+        trace.push(tweak(BASE) + SCALE);
+        trace.push(pick(x, 4));
     }
-    trace.push(inc(x).await);
-    trace.push(seen.get());
+    trace.push(pick(SCALE, 4));
+    {
+        #[derive(Debug, Clone, Copy)]
+        struct Wrap4(i64);
+        enum Side5 {
+            Low,
+            High,
+        }
+        static LIMIT6: i64 = 8;
+        let w = Wrap4(checked(SCALE).await?);
+        let s = if w.0 > LIMIT6 {
+            Side5::High
+        } else {
+            Side5::Low
+        };
+        trace.push(match s {
+            Side5::Low => w.0 + LIMIT6,
+            Side5::High => w.0 * 2,
+        });
+        text.push(format!("{w:?}"));
+        let rep7 = vec![checked(inc(BASE).await).await?; 1];
+        trace.push(rep7.iter().sum::<i64>());
+        trace.push(rep7.len() as i64);
+    }
+    let prices = BTreeMap::from([
+        (0, {
+            let c = x;
+            ((c) + (x)).rem_euclid(1000)
+        }),
+        (1, x),
+        (2, {
+            let c = 6i64;
+            ((c) + (x)).rem_euclid(1000)
+        }),
+        (
+            3,
+            match (1i64).rem_euclid(3) {
+                0 => 4i64,
+                1 => x,
+                _ => 5i64,
+            },
+        ),
+    ]);
+    trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -24983,59 +25291,201 @@ pub async fn gen_7_00243(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             break;
         }
         trace.push(num(j).await?);
-        if let Some(mut c) = half(fold_vec(vec![
-            {
-                side.push(x);
-                j
-            },
-            num(x).await?,
-            j,
-        ]))
-        .await?
-        {
-            trace.push(c);
-            if is_even(mlen(&guarded)).await {
-                return Ok((trace, side, text));
-            }
-            #[cfg(any())]
-            let gated1 = tweak(if (x).rem_euclid(3) == 0 { x } else { x });
+        let moved1 = format!("m{}", ((j) * (x)).rem_euclid(1000));
+        let greeting2 = greet(moved1, BASE).await?;
+        text.push(match half(num(mlen(&guarded)).await?).await? {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        });
+        trace.push(
+            [x, stock.get(&3).copied().unwrap_or(-2)]
+                .iter()
+                .map(|moved1| moved1 * 2)
+                .sum::<i64>(),
+        );
+        trace.push(if let Some(moved1) = x.checked_sub(1) {
+            moved1
         } else {
-            let Some(a) = half(fold_vec(vec![
-                tweak(x),
-                x,
-                if (8i64).rem_euclid(3) == 1 {
-                    stock.get(&3).copied().unwrap_or(-2)
-                } else {
-                    x
-                },
-            ]))
+            0
+        });
+        text.push(greeting2);
+    }
+    {
+        fn tweak(v: i64) -> i64 {
+            (v + 26).rem_euclid(1000)
+        }
+        trace.push(tweak(checked(x).await?));
+        trace.push(BASE + SCALE);
+        {
+            use std::cmp::min as pick;
+            trace.push(pick(num(mlen(&guarded)).await?, 1i64));
+            let Some(b) = half({
+                let c = num(5i64).await?;
+                ((c) + (num(x).await?)).rem_euclid(1000)
+            })
             .await?
             else {
-                note(num(mlen(&guarded)).await?).await?;
-                trace.push(num(x).await?);
-                continue;
+                note({
+                    let n = x;
+                    ((n) + (x)).rem_euclid(1000)
+                })
+                .await?;
+                trace.push(num(6i64).await?);
+                return Ok((trace, side, text));
             };
+            trace.push(pick(x, 4));
+        }
+        trace.push(pick(x, 4));
+        match (inc(x).await).rem_euclid(3) {
+            0 => {
+                let moved3 = format!("m{}", checked(7i64).await?);
+                let greeting4 = greet(moved3, x).await?;
+                text.push(match half(add(x, 8i64).await).await? {
+                    Some(moved3) => format!("{}", moved3 + 1),
+                    None => greeting4.clone(),
+                });
+                trace.push(
+                    [mlen(&guarded), 5i64]
+                        .iter()
+                        .map(|moved3| moved3 * 2)
+                        .sum::<i64>(),
+                );
+                trace.push(if let Some(moved3) = mlen(&guarded).checked_sub(1) {
+                    moved3
+                } else {
+                    0
+                });
+                text.push(greeting4);
+                trace.push(
+                    add(
+                        {
+                            x += 1;
+                            num(x).await?
+                        },
+                        {
+                            x += 1;
+                            num(x).await?
+                        },
+                    )
+                    .await,
+                );
+            }
+            1 => {
+                let moved5 = format!("m{}", num(6i64).await?);
+                let greeting6 = greet(moved5, 0i64).await?;
+                text.push(
+                    match half(
+                        ((stock.get(&2).copied().unwrap_or(-2))
+                            + (stock.get(&2).copied().unwrap_or(-2)))
+                        .rem_euclid(1000),
+                    )
+                    .await?
+                    {
+                        Some(moved5) => format!("{}", moved5 + 1),
+                        None => greeting6.clone(),
+                    },
+                );
+                trace.push(
+                    [stock.get(&3).copied().unwrap_or(-2), 6i64]
+                        .iter()
+                        .map(|moved5| moved5 * 2)
+                        .sum::<i64>(),
+                );
+                trace.push(if let Some(moved5) = 9i64.checked_sub(1) {
+                    moved5
+                } else {
+                    0
+                });
+                text.push(greeting6);
+                if (({
+                    side.push(stock.get(&3).copied().unwrap_or(-2));
+                    (x) > 3
+                }) && (x).rem_euclid(2) == 1)
+                {
+                    return Err(format!("stopped at {}", x));
+                }
+            }
+            mut b => {
+                trace.push(b);
+                let moved7 = format!(
+                    "m{}",
+                    mix3(
+                        {
+                            b += 1;
+                            num(b).await?
+                        },
+                        {
+                            x += 1;
+                            num(x).await?
+                        },
+                        {
+                            b += 1;
+                            num(b).await?
+                        }
+                    )
+                );
+                let greeting8 = greet(moved7, 2i64).await?;
+                text.push(match half(checked(SCALE).await?).await? {
+                    Some(moved7) => format!("{}", moved7 + 1),
+                    None => greeting8.clone(),
+                });
+                trace.push(
+                    [x, mlen(&guarded)]
+                        .iter()
+                        .map(|moved7| moved7 * 2)
+                        .sum::<i64>(),
+                );
+                trace.push(if let Some(moved7) = 4i64.checked_sub(1) {
+                    moved7
+                } else {
+                    0
+                });
+                text.push(greeting8);
+            }
         }
     }
-    let hits = Cell::new(match (7i64).rem_euclid(3) {
-        0 => x,
-        1 => 6i64,
-        _ => x,
-    });
-    #[cfg(all())]
-    trace.push(
-        inc(fold_vec(vec![
-            {
-                side.push(x);
-                stock.get(&4).copied().unwrap_or(-2)
-            },
-            num(x).await?,
-            num(3i64).await?,
-        ]))
-        .await,
-    );
-    trace.push(checked(inc(SCALE).await).await?);
-    trace.push(hits.get());
+    trace.push(tweak(BASE) + SCALE);
+    let mut n = {
+        let a = match (mlen(&guarded)).rem_euclid(3) {
+            0 => SCALE,
+            1 => x,
+            _ => BASE,
+        };
+        ((a) + (num(x).await?)).rem_euclid(1000)
+    };
+    if let Some(mut n) = half(add(7i64, mlen(&guarded)).await).await? {
+        trace.push(n);
+        {
+            #[derive(Debug, Clone, Copy)]
+            struct Wrap9(i64);
+            enum Side10 {
+                Low,
+                High,
+            }
+            static LIMIT11: i64 = 5;
+            let w = Wrap9(num(mlen(&guarded)).await?);
+            let s = if w.0 > LIMIT11 {
+                Side10::High
+            } else {
+                Side10::Low
+            };
+            trace.push(match s {
+                Side10::Low => w.0 + LIMIT11,
+                Side10::High => w.0 * 2,
+            });
+            text.push(format!("{w:?}"));
+            trace.push(tweak({
+                let t = (mlen(&guarded), n, {
+                    x += 1;
+                    num(x).await?
+                });
+                mix3(t.0, t.1, t.2)
+            }));
+        }
+        #[cfg(any())]
+        let gated12 = 7i64;
+    }
+    trace.push(n);
     trace.extend(mitems(&guarded));
     trace.extend(stock.values().copied());
     trace.push(x);
@@ -25775,40 +26225,75 @@ pub async fn gen_7_00252(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             c: inc(checked(1i64).await?).await,
         }
         .mix();
-        match (fold3([BASE, n, {
-            a = SCALE;
-            x
-        }]))
+        match (loop {
+            if (BASE).rem_euclid(3) == 1 {
+                break SCALE;
+            }
+            break 9i64;
+        })
         .rem_euclid(3)
         {
             0 => {
                 x = 5i64;
-                let Some(b) = half(
-                    ((match (1i64).rem_euclid(3) {
-                        0 => x,
-                        1 => 1i64,
-                        _ => a,
-                    }) - (match (SCALE).rem_euclid(3) {
-                        0 => a,
-                        1 => n,
-                        _ => 2i64,
-                    }))
-                    .rem_euclid(1000),
-                )
-                .await?
-                else {
-                    note(if (n).rem_euclid(3) == 0 { x } else { SCALE }).await?;
-                    trace.push(inc(SCALE).await);
-                    return Ok((trace, side, text));
-                };
+                let moved2 = format!(
+                    "m{}",
+                    fold3([
+                        {
+                            a = a;
+                            SCALE
+                        },
+                        {
+                            a += 1;
+                            5i64
+                        },
+                        {
+                            side.push(SCALE);
+                            a
+                        }
+                    ])
+                );
+                let greeting3 = greet(moved2, n).await?;
+                text.push(match half(2i64).await? {
+                    Some(moved2) => format!("{}", moved2 + 1),
+                    None => greeting3.clone(),
+                });
+                trace.push([x, x].iter().map(|moved2| moved2 * 2).sum::<i64>());
+                trace.push(if let Some(moved2) = n.checked_sub(1) {
+                    moved2
+                } else {
+                    0
+                });
+                text.push(greeting3);
             }
             1 => {
-                let seen = Cell::new(num(0i64).await?);
-                #[rustfmt::skip] let mut N = match (match (n).rem_euclid(3) { 0 => a, 1 => { x } _ => seen.get() }).rem_euclid(3) { 0 => ((6i64) * (n)).rem_euclid(1000), 1 => { tweak(9i64) } _ => a };
+                let mut N = num(match (SCALE).rem_euclid(3) {
+                    0 => 4i64,
+                    1 => n,
+                    _ => SCALE,
+                })
+                .await?;
+                let t4 = (
+                    inc(num(SCALE).await?).await,
+                    inc(loop {
+                        if (x).rem_euclid(3) == 2 {
+                            break x;
+                        }
+                        break 3i64;
+                    })
+                    .await,
+                    match (5i64).rem_euclid(3) {
+                        0 => 1i64,
+                        1 => BASE,
+                        _ => x,
+                    },
+                );
+                trace.push(t4.0);
+                trace.push(t4.1);
+                trace.push(t4.2);
             }
             mut c => {
                 trace.push(c);
-                let shared = Mutex::new(vec![x]);
+                trace.push(checked(((x) * (a)).rem_euclid(1000)).await?);
             }
         }
     } else {
@@ -25872,68 +26357,76 @@ pub async fn gen_7_00252(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             }
         }
     }
-    #[cfg(all())]
+    let mut count5 = 0;
+    while count5 < 3 {
+        count5 += 1;
+        trace.push(match (BASE).rem_euclid(3) {
+            0 => match (0i64).rem_euclid(3) {
+                0 => 2i64,
+                1 => 2i64,
+                _ => x,
+            },
+            1 => tweak(x),
+            _ => x,
+        });
+        {
+            const BASE: i64 = 132;
+            trace.push(tweak(add(x, x).await));
+            trace.push(BASE + SCALE);
+            trace.push(checked(inc(6i64).await).await?);
+            trace.push(tweak(if (BASE).rem_euclid(3) == 0 {
+                BASE
+            } else {
+                0i64
+            }));
+        }
+        trace.push(tweak(BASE) + SCALE);
+    }
     {
-        let prices = BTreeMap::from([
+        const BASE: i64 = 107;
+        fn tweak(v: i64) -> i64 {
+            (v + 74).rem_euclid(1000)
+        }
+        trace.push(tweak(add(x, x).await));
+        trace.push(BASE + SCALE);
+        let stock = BTreeMap::from([
+            (0, {
+                let n = x;
+                ((n) + (x)).rem_euclid(1000)
+            }),
             (
-                0,
-                fold_vec(vec![
-                    {
-                        side.push(9i64);
-                        x
-                    },
-                    x,
-                    x,
-                ]),
-            ),
-            (1, tweak(BASE)),
-            (
-                2,
-                match (0i64).rem_euclid(3) {
-                    0 => 2i64,
-                    1 => 2i64,
+                1,
+                match (x).rem_euclid(3) {
+                    0 => SCALE,
+                    1 => SCALE,
                     _ => x,
                 },
             ),
-            (3, tweak(x)),
+            (2, if (x).rem_euclid(3) == 1 { x } else { x }),
+            (3, fold_vec(vec![add(x, x).await, SCALE, 9i64])),
         ]);
-        trace.push({
-            let c = {
-                let c = x;
-                ((c) + (x)).rem_euclid(1000)
-            };
-            ((c) + (add(x, 2i64).await)).rem_euclid(1000)
+        let (da6, _, mut db7) = (9i64, add(BASE, 5i64).await, {
+            x += 4;
+            if (9i64).rem_euclid(3) == 1 {
+                x
+            } else {
+                stock.get(&1).copied().unwrap_or(-2)
+            }
         });
+        db7 += 1;
     }
-    let mut n = if (x).rem_euclid(3) == 0 {
-        fold_vec(vec![
-            inc(BASE).await,
-            {
-                x += 1;
-                num(x).await?
-            },
-            add(SCALE, x).await,
-        ])
-    } else {
-        {
-            let n = x;
-            ((n) + (x)).rem_euclid(1000)
-        }
+    trace.push(tweak(BASE) + SCALE);
+    #[cfg(any())]
+    let gated8 = match ({
+        let b = x;
+        ((b) + (x)).rem_euclid(1000)
+    })
+    .rem_euclid(3)
+    {
+        0 => add(x, 7i64).await,
+        1 => ((x) - (x)).rem_euclid(1000),
+        _ => x,
     };
-    trace.push(
-        add(
-            {
-                x = BASE;
-                fold_vec(vec![x, add(x, n).await, {
-                    x += 1;
-                    num(x).await?
-                }])
-            },
-            SCALE,
-        )
-        .await,
-    );
-    trace.push(n);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -26156,101 +26649,59 @@ pub async fn gen_7_00254(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     let name = bag1.name.clone();
     let g = greet(name, bag1.id).await?;
     text.push(g + &bag1.name);
-    if (({
-        side.push(bag1.id);
-        (x) > 3
-    }) && (x).rem_euclid(2) == 1)
-    {
-        match ((bag1.id)
-            .max(3i64)
-            .wrapping_sub(num(3i64).await?)
-            .rem_euclid(1000))
-        .rem_euclid(3)
+    if is_even(x).await {
+        for j in 0..({
+            let n = bag1.id;
+            ((n) + (bag1.id)).rem_euclid(1000)
+        })
+        .rem_euclid(6)
         {
-            0 => {
-                let bag2 = Bag {
-                    id: tweak(stock.get(&0).copied().unwrap_or(-2)),
-                    items: vec![x, tweak(stock.get(&2).copied().unwrap_or(-2))],
-                    name: format!("n{}", SCALE),
-                };
-                for item in bag2.items {
-                    trace.push(num(item).await?);
-                    if is_even(item).await {
-                        continue;
-                    }
-                }
-                trace.push(bag2.id);
-                let name = bag2.name.clone();
-                let g = greet(name, bag2.id).await?;
-                text.push(g + &bag2.name);
-                let hits = Cell::new(if (x).rem_euclid(3) == 1 { x } else { bag2.id });
+            if j >= 2 {
+                break;
             }
-            1 => {
-                let bag3 = Bag {
-                    id: if (stock.get(&2).copied().unwrap_or(-2)).rem_euclid(3) == 2 {
-                        bag1.id
-                    } else {
-                        x
-                    },
-                    items: vec![stock.get(&2).copied().unwrap_or(-2), tweak(x)],
-                    name: format!("n{}", bag1.id),
-                };
-                let name = bag3.name.clone();
-                let g = greet(name, bag3.id).await?;
-                text.push(g + &bag3.name);
-                #[cfg(all())]
-                trace.push({
-                    let b = Triple {
-                        b: x,
-                        a: num(stock.get(&1).copied().unwrap_or(-2)).await?,
-                        c: inc(2i64).await,
-                    }
-                    .mix();
-                    ((b) + (loop {
-                        if (bag1.id).rem_euclid(3) == 0 {
-                            break bag1.id;
-                        }
-                        break 3i64;
-                    }))
-                    .rem_euclid(1000)
-                });
-            }
-            mut n => {
-                trace.push(n);
-                trace.push(
-                    num(loop {
-                        if (bag1.id).rem_euclid(3) == 0 {
-                            break x;
-                        }
-                        break stock.get(&0).copied().unwrap_or(-2);
-                    })
-                    .await?,
-                );
-            }
+            trace.push(num(j).await?);
+            let bag4 = Bag {
+                id: inc(SCALE).await,
+                items: vec![4i64, {
+                    let c = x;
+                    ((c) + (c)).rem_euclid(1000)
+                }],
+                name: format!("n{}", SCALE),
+            };
+            let name = bag4.name.clone();
+            let g = greet(name, bag4.id).await?;
+            text.push(g + &bag4.name);
         }
-        let bag4 = Bag {
-            id: mix3(9i64, 5i64, {
-                x += 1;
-                num(x).await?
-            }),
-            items: vec![6i64, 9i64],
-            name: format!("n{}", x),
-        };
-        for item in bag4.items {
-            trace.push(num(item).await?);
-            #[allow(unused_variables, unused_mut)]
-            let a = checked(loop {
-                if (7i64).rem_euclid(3) == 1 {
-                    break x;
+        if (bag1.id).rem_euclid(3) == 1 {
+            let bag5 = Bag {
+                id: if (stock.get(&2).copied().unwrap_or(-2)).rem_euclid(3) == 2 {
+                    bag1.id
+                } else {
+                    x
+                },
+                items: vec![stock.get(&2).copied().unwrap_or(-2), tweak(x)],
+                name: format!("n{}", bag1.id),
+            };
+            let name = bag5.name.clone();
+            let g = greet(name, bag5.id).await?;
+            text.push(g + &bag5.name);
+            #[cfg(all())]
+            trace.push({
+                let b = Triple {
+                    b: x,
+                    a: num(stock.get(&1).copied().unwrap_or(-2)).await?,
+                    c: inc(2i64).await,
                 }
-                break x;
-            })
-            .await?;
+                .mix();
+                ((b) + (loop {
+                    if (bag1.id).rem_euclid(3) == 0 {
+                        break bag1.id;
+                    }
+                    break 3i64;
+                }))
+                .rem_euclid(1000)
+            });
         }
-        trace.push(bag4.id);
-        let name = bag4.name.clone();
-        let g = greet(name, bag4.id).await?;
-        text.push(g + &bag4.name);
     } else {
         let a = if (0i64).rem_euclid(3) == 0 {
             add(bag1.id, bag1.id).await
@@ -26260,27 +26711,29 @@ pub async fn gen_7_00254(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 ((c) + (stock.get(&3).copied().unwrap_or(-2))).rem_euclid(1000)
             }
         };
-        trace.push(
-            add(
-                stock.get(&3).copied().unwrap_or(-2),
-                stock.get(&3).copied().unwrap_or(-2),
-            )
-            .await,
+        let moved2 = format!("m{}", add(x, stock.get(&3).copied().unwrap_or(-2)).await);
+        let greeting3 = greet(moved2, 6i64).await?;
+        text.push(
+            match half({
+                let n = 3i64;
+                ((n) + (bag1.id)).rem_euclid(1000)
+            })
+            .await?
+            {
+                Some(moved2) => format!("{}", moved2 + 1),
+                None => greeting3.clone(),
+            },
         );
+        trace.push([x, bag1.id].iter().map(|moved2| moved2 * 2).sum::<i64>());
+        trace.push(if let Some(moved2) = a.checked_sub(1) {
+            moved2
+        } else {
+            0
+        });
+        text.push(greeting3);
     }
-    let rep5 = vec![
-        checked(match (0i64).rem_euclid(3) {
-            0 => 5i64,
-            1 => {
-                7i64
-            }
-            _ => stock.get(&4).copied().unwrap_or(-2),
-        })
-        .await?;
-        0
-    ];
-    trace.push(rep5.iter().sum::<i64>());
-    trace.push(rep5.len() as i64);
+    x += x;
+    x = x.rem_euclid(1000);
     trace.push(bag1.id);
     trace.extend(stock.values().copied());
     trace.push(x);
@@ -26301,68 +26754,66 @@ pub async fn gen_7_00255(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         },
         inc(mlen(&shared)).await,
     ));
-    if ((mlen(&shared)).rem_euclid(2) == 1 && {
-        x += 1;
-        is_even(x).await
-    }) {
-        trace.push(mix3(
-            add(
-                {
-                    x = SCALE;
-                    7i64
-                },
-                x,
-            )
-            .await,
-            {
-                side.push(9i64);
-                tweak(x)
-            },
-            x,
-        ));
-        let Some(b) = half(loop {
-            if ((7i64).rem_euclid(2) == 1 || {
-                side.push(BASE);
-                (BASE) > 3
-            }) {
-                break ((x) + (x)).rem_euclid(1000);
+    let moved1 = format!(
+        "m{}",
+        match (x).rem_euclid(3) {
+            0 => x,
+            1 => {
+                0i64
             }
-            break x;
+            _ => mlen(&shared),
+        }
+    );
+    let greeting2 = greet(moved1, mlen(&shared)).await?;
+    text.push(
+        match half(match (SCALE).rem_euclid(3) {
+            0 => mlen(&shared),
+            1 => x,
+            _ => x,
         })
         .await?
-        else {
-            note(num(9i64).await?).await?;
-            trace.push(inc(SCALE).await);
-            return Ok((trace, side, text));
-        };
-    } else {
-        trace.push(mlen(&shared));
         {
-            #[derive(Debug, Clone, Copy)]
-            struct Wrap1(i64);
-            enum Side2 {
-                Low,
-                High,
-            }
-            static LIMIT3: i64 = 4;
-            let w = Wrap1(num(x).await?);
-            let s = if w.0 > LIMIT3 {
-                Side2::High
-            } else {
-                Side2::Low
-            };
-            trace.push(match s {
-                Side2::Low => w.0 + LIMIT3,
-                Side2::High => w.0 * 2,
-            });
-            text.push(format!("{w:?}"));
-            let prec = (x).rem_euclid(7) as usize;
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([x, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = mlen(&shared).checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    x = fold3([checked(x).await?, inc(num(x).await?).await, {
+        let t = (
+            num(x).await?,
+            {
+                side.push(9i64);
+                x
+            },
+            x,
+        );
+        mix3(t.0, t.1, t.2)
+    }]);
+    let Some(b) = half(loop {
+        if ((7i64).rem_euclid(2) == 1 || {
+            side.push(BASE);
+            (BASE) > 3
+        }) {
+            break ((x) + (x)).rem_euclid(1000);
         }
-    }
-    let mut guard4 = 0;
+        break x;
+    })
+    .await?
+    else {
+        note(num(9i64).await?).await?;
+        trace.push(inc(SCALE).await);
+        return Ok((trace, side, text));
+    };
+    let mut guard3 = 0;
     loop {
-        guard4 += 1;
-        if guard4 > 1 {
+        guard3 += 1;
+        if guard3 > 1 {
             break;
         }
         let width = (tweak(mix3(
@@ -26376,56 +26827,7 @@ pub async fn gen_7_00255(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         .rem_euclid(7) as usize;
         let mut c = num(((BASE) + (5i64)).rem_euclid(1000)).await?;
     }
-    {
-        for j in 0..=(loop {
-            if (seen.get()).rem_euclid(3) == 1 {
-                break mlen(&shared);
-            }
-            break x;
-        })
-        .rem_euclid(6)
-        {
-            if j >= 4 {
-                break;
-            }
-            trace.push(num(j).await?);
-            #[cfg(all())]
-            let gated5 = loop {
-                if (x).rem_euclid(3) == 1 {
-                    break num(x).await?;
-                }
-                break mlen(&shared);
-            };
-        }
-        #[cfg(any())]
-        trace.push(
-            num({
-                let c = x;
-                ((c) + (0i64)).rem_euclid(1000)
-            })
-            .await?,
-        );
-    }
-    let (da6, _, mut db7) = (
-        {
-            x += 1;
-            if (mlen(&shared)).rem_euclid(3) == 0 {
-                4i64
-            } else {
-                x
-            }
-        },
-        loop {
-            if (seen.get()).rem_euclid(3) == 1 {
-                break mlen(&shared);
-            }
-            break x;
-        },
-        ((mlen(&shared)) - (3i64)).rem_euclid(1000),
-    );
-    db7 += 1;
-    trace.push(db7);
-    trace.push(da6);
+    trace.push(b);
     trace.push(seen.get());
     trace.extend(mitems(&shared));
     trace.push(x);
@@ -26560,7 +26962,34 @@ pub async fn gen_7_00256(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             let gated4 = bag3.id;
         }
     }
-    trace.push(bag3.id);
+    let moved5 = format!(
+        "m{}",
+        if (bag3.id).rem_euclid(3) == 1 {
+            BASE
+        } else {
+            bag3.id
+        }
+    );
+    let greeting6 = greet(moved5, 8i64).await?;
+    text.push(
+        match half(if (x).rem_euclid(3) == 0 {
+            6i64
+        } else {
+            bag3.id
+        })
+        .await?
+        {
+            Some(moved5) => format!("{}", moved5 + 1),
+            None => greeting6.clone(),
+        },
+    );
+    trace.push([x, SCALE].iter().map(|moved5| moved5 * 2).sum::<i64>());
+    trace.push(if let Some(moved5) = x.checked_sub(1) {
+        moved5
+    } else {
+        0
+    });
+    text.push(greeting6);
     trace.push(bag3.id);
     trace.push(x);
     Ok((trace, side, text))
@@ -26708,19 +27137,7 @@ pub async fn gen_7_00259(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         })
         .await;
     }
-    match (fold3([
-        {
-            x += 1;
-            num(x).await?
-        },
-        {
-            side.push(x);
-            x
-        },
-        x,
-    ]))
-    .rem_euclid(3)
-    {
+    match (add(x, x).await).rem_euclid(3) {
         0 => {
             match (num(x).await?).rem_euclid(10) {
                 a if a > 4 => {
@@ -26819,60 +27236,50 @@ pub async fn gen_7_00259(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         mut c => {
             trace.push(c);
-            let prec = (tweak(fold_vec(vec![
-                1i64,
+            let moved2 = format!("m{}", {
+                let n = x;
+                ((n) + (BASE)).rem_euclid(1000)
+            });
+            let greeting3 = greet(moved2, 5i64).await?;
+            text.push(
+                match half(
+                    ({
+                        x += 4;
+                        c
+                    })
+                    .max(x)
+                    .wrapping_sub(num(c).await?)
+                    .rem_euclid(1000),
+                )
+                .await?
                 {
-                    side.push(x);
-                    x
+                    Some(moved2) => format!("{}", moved2 + 1),
+                    None => greeting3.clone(),
                 },
-                {
-                    x = c;
-                    SCALE
-                },
-            ])))
-            .rem_euclid(7) as usize;
+            );
+            trace.push([7i64, c].iter().map(|moved2| moved2 * 2).sum::<i64>());
+            trace.push(if let Some(moved2) = x.checked_sub(1) {
+                moved2
+            } else {
+                0
+            });
+            text.push(greeting3);
         }
     }
-    {
-        #[derive(Debug, Clone, Copy)]
-        struct Wrap2(i64);
-        enum Side3 {
-            Low,
-            High,
-        }
-        static LIMIT4: i64 = 6;
-        let w = Wrap2(num(x).await?);
-        let s = if w.0 > LIMIT4 {
-            Side3::High
-        } else {
-            Side3::Low
-        };
-        trace.push(match s {
-            Side3::Low => w.0 + LIMIT4,
-            Side3::High => w.0 * 2,
-        });
-        text.push(format!("{w:?}"));
-        let rep5 = vec![
-            checked(match (x).rem_euclid(3) {
-                0 => x,
-                1 => {
-                    4i64
-                }
-                _ => x,
-            })
-            .await?;
-            1
-        ];
-        trace.push(rep5.iter().sum::<i64>());
-        trace.push(rep5.len() as i64);
-    }
-    let stock = BTreeMap::from([
-        (0, if (x).rem_euclid(3) == 2 { BASE } else { x }),
-        (1, ((4i64) * (2i64)).rem_euclid(1000)),
-        (2, num(BASE).await?),
-        (3, ((x) - (x)).rem_euclid(1000)),
-    ]);
-    trace.extend(stock.values().copied());
+    let hits_a = AtomicI64::new(((x) - (5i64)).rem_euclid(1000));
+    #[cfg(any())]
+    let gated4 = tweak(fold_vec(vec![
+        {
+            x += 1;
+            num(x).await?
+        },
+        inc(SCALE).await,
+        {
+            x += 1;
+            num(x).await?
+        },
+    ]));
+    trace.push(hits_a.load(SeqCst));
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -26912,21 +27319,45 @@ pub async fn gen_7_00260(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         SCALE
     };
     if (x).rem_euclid(3) == 2 {
-        let mut n = match (fold_vec(vec![
-            gated3,
-            {
-                db2 += 1;
-                num(db2).await?
-            },
-            da1,
-        ]))
-        .rem_euclid(3)
-        {
-            0 => add(hits.get(), db2).await,
-            1 => checked(9i64).await?,
-            _ => BASE,
-        };
-        trace.push(checked(tweak(da1)).await?);
+        let moved5 = format!("m{}", hits.get());
+        let greeting6 = greet(moved5, hits.get()).await?;
+        text.push(match half(((9i64) * (gated3)).rem_euclid(1000)).await? {
+            Some(moved5) => format!("{}", moved5 + 1),
+            None => greeting6.clone(),
+        });
+        trace.push([da1, 6i64].iter().map(|moved5| moved5 * 2).sum::<i64>());
+        trace.push(if let Some(moved5) = hits.get().checked_sub(1) {
+            moved5
+        } else {
+            0
+        });
+        text.push(greeting6);
+        match (gated3).rem_euclid(10) {
+            c if c > 6 => {
+                trace.push(num(8i64).await?);
+                #[cfg(all())]
+                trace.push(
+                    ({
+                        side.push(da1);
+                        match (x).rem_euclid(3) {
+                            0 => db2,
+                            1 => BASE,
+                            _ => da1,
+                        }
+                    })
+                    .max({
+                        x += 1;
+                        num(x).await?
+                    })
+                    .wrapping_sub(db2)
+                    .rem_euclid(1000),
+                );
+            }
+            c if c % 2 == 0 => trace.push(c * 3),
+            c => {
+                trace.push(num(c).await? + 1);
+            }
+        }
     } else {
         let mut guard4 = 0;
         loop {
@@ -26959,40 +27390,13 @@ pub async fn gen_7_00260(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             (3, checked(da1).await?),
         ]);
     }
-    for mut j in 0..2 {
-        trace.push(j);
-        for i in 0..1 << 40 {
-            if i >= 1 {
-                break;
-            }
-            trace.push(num(i).await?);
-            let bag5 = Bag {
-                id: match (hits.get()).rem_euclid(3) {
-                    0 => db2,
-                    1 => i,
-                    _ => hits.get(),
-                },
-                items: vec![3i64, 5i64],
-                name: format!("n{}", x),
-            };
-            for item in bag5.items {
-                trace.push(num(item).await?);
-                let prec = (num(if (x).rem_euclid(3) == 0 { BASE } else { 0i64 }).await?)
-                    .rem_euclid(7) as usize;
-            }
-            trace.push(bag5.id);
-        }
-        #[cfg(all())]
-        trace.push(loop {
-            if (7i64).rem_euclid(3) == 0 {
-                break {
-                    let b = hits.get();
-                    ((b) + (4i64)).rem_euclid(1000)
-                };
-            }
-            break j;
-        });
-    }
+    trace.push({
+        let c = {
+            let a = hits.get();
+            ((a) + (gated3)).rem_euclid(1000)
+        };
+        ((c) + (da1)).rem_euclid(1000)
+    });
     trace.push(gated3);
     trace.push(hits.get());
     trace.push(db2);
@@ -27109,18 +27513,7 @@ pub async fn gen_7_00262(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             _ => x,
         },
     );
-    match (((checked(x).await?)
-        - ({
-            x = x;
-            1i64
-        }) * 3
-        + ({
-            x += 1;
-            num(x).await?
-        }))
-    .rem_euclid(1000))
-    .rem_euclid(3)
-    {
+    match (checked(x).await?).rem_euclid(3) {
         0 => {
             let rep1 = vec![inc(if (SCALE).rem_euclid(3) == 2 { x } else { x }).await; 1];
             trace.push(rep1.iter().sum::<i64>());
@@ -27166,8 +27559,21 @@ pub async fn gen_7_00262(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         }
         mut b => {
             trace.push(b);
-            x += x;
-            x = x.rem_euclid(1000);
+            let moved4 = format!("m{}", checked(x).await?);
+            let greeting5 = greet(moved4, 5i64).await?;
+            text.push(
+                match half(if (x).rem_euclid(3) == 2 { b } else { x }).await? {
+                    Some(moved4) => format!("{}", moved4 + 1),
+                    None => greeting5.clone(),
+                },
+            );
+            trace.push([b, b].iter().map(|moved4| moved4 * 2).sum::<i64>());
+            trace.push(if let Some(moved4) = b.checked_sub(1) {
+                moved4
+            } else {
+                0
+            });
+            text.push(greeting5);
         }
     }
     let stock = BTreeMap::from([
@@ -27189,7 +27595,7 @@ pub async fn gen_7_00262(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     };
     x = x.rem_euclid(1000);
     {
-        let mut w4 = (fold_vec(vec![
+        let mut w6 = (fold_vec(vec![
             num(x).await?,
             {
                 x += 1;
@@ -27199,13 +27605,13 @@ pub async fn gen_7_00262(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         ]))
         .rem_euclid(100)
             + 64;
-        let mut g5 = 0;
-        while let Some(h) = half(w4).await? {
-            g5 += 1;
-            if g5 > 3 {
+        let mut g7 = 0;
+        while let Some(h) = half(w6).await? {
+            g7 += 1;
+            if g7 > 3 {
                 break;
             }
-            w4 = h;
+            w6 = h;
             trace.push(h);
             match stock.get(&(x).rem_euclid(5)) {
                 Some(p) => trace.push(num(*p).await?),
@@ -27223,9 +27629,9 @@ pub async fn gen_7_00262(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             trace.push(num(((x) * (x)).rem_euclid(1000)).await?);
         }
     }
-    let mut count6 = 0;
-    while count6 < 2 {
-        count6 += 1;
+    let mut count8 = 0;
+    while count8 < 2 {
+        count8 += 1;
         text.push(format!(
             "{}|{}|{}",
             num(loop {
@@ -27659,17 +28065,21 @@ pub async fn gen_7_00268(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         trace.push(num(x).await?);
         return Ok((trace, side, text));
     };
-    let mut w1 = (fold3([x, checked(x).await?, checked(x).await?])).rem_euclid(100) + 64;
-    let mut g2 = 0;
-    while let Some(h) = half(w1).await? {
-        g2 += 1;
-        if g2 > 3 {
-            break;
-        }
-        w1 = h;
-        trace.push(h);
-        let mut acc2: Vec<i64> = vec![c];
-    }
+    let moved1 = format!("m{}", ((x) * (x)).rem_euclid(1000));
+    let greeting2 = greet(moved1, x).await?;
+    text.push(
+        match half(fold3([x, checked(x).await?, checked(x).await?])).await? {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([x, c].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = 4i64.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
     trace.push(c);
     trace.push(x);
     Ok((trace, side, text))
@@ -28899,16 +29309,35 @@ pub async fn gen_7_00279(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             trace.push(num(a).await? + 1);
         }
     }
-    if let Some(p) = prices.get(
-        &(fold_vec(vec![num(x).await?, inc(x).await, {
-            side.push(x);
-            prices.get(&0).copied().unwrap_or(-2)
-        }]))
-        .rem_euclid(5),
-    ) {
-        x += num(*p).await?;
-        x = x.rem_euclid(1000);
-    }
+    let moved3 = format!(
+        "m{}",
+        Triple {
+            c: inc(x).await,
+            a: checked(x).await?,
+            b: num(x).await?
+        }
+        .mix()
+    );
+    let greeting4 = greet(moved3, x).await?;
+    text.push(
+        match half(if (0i64).rem_euclid(3) == 0 {
+            1i64
+        } else {
+            0i64
+        })
+        .await?
+        {
+            Some(moved3) => format!("{}", moved3 + 1),
+            None => greeting4.clone(),
+        },
+    );
+    trace.push([x, 5i64].iter().map(|moved3| moved3 * 2).sum::<i64>());
+    trace.push(if let Some(moved3) = x.checked_sub(1) {
+        moved3
+    } else {
+        0
+    });
+    text.push(greeting4);
     trace.extend(prices.values().copied());
     trace.push(x);
     Ok((trace, side, text))
@@ -28936,10 +29365,11 @@ pub async fn gen_7_00280(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             continue;
         }
     }
-    match (match (6i64).rem_euclid(3) {
-        0 => 7i64,
-        1 => 3i64,
-        _ => SCALE,
+    match (loop {
+        if (SCALE).rem_euclid(3) == 2 {
+            break 6i64;
+        }
+        break 7i64;
     })
     .rem_euclid(3)
     {
@@ -28963,184 +29393,295 @@ pub async fn gen_7_00280(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             x = x.rem_euclid(1000);
         }
         1 => {
-            for j in 0..=1 << 40 {
+            for j in 0..1 << 40 {
                 if j >= 3 {
                     break;
                 }
                 trace.push(num(j).await?);
-                let hits = Cell::new({
-                    let b = SCALE;
-                    ((b) + (x)).rem_euclid(1000)
+                let moved1 = format!("m{}", {
+                    let t = (
+                        {
+                            x = x;
+                            j
+                        },
+                        {
+                            x += 1;
+                            BASE
+                        },
+                        j,
+                    );
+                    mix3(t.0, t.1, t.2)
                 });
+                let greeting2 = greet(moved1, SCALE).await?;
+                text.push(
+                    match half({
+                        let t = (
+                            {
+                                x = x;
+                                x
+                            },
+                            j,
+                            num(j).await?,
+                        );
+                        mix3(t.0, t.1, t.2)
+                    })
+                    .await?
+                    {
+                        Some(moved1) => format!("{}", moved1 + 1),
+                        None => greeting2.clone(),
+                    },
+                );
+                trace.push([x, j].iter().map(|moved1| moved1 * 2).sum::<i64>());
+                trace.push(if let Some(moved1) = j.checked_sub(1) {
+                    moved1
+                } else {
+                    0
+                });
+                text.push(greeting2);
             }
-            if ((x).rem_euclid(2) == 0 && {
-                side.push(2i64);
-                is_even(SCALE).await
-            }) {
-                return Ok((trace, side, text));
-            }
+            let mut acc: Vec<i64> = vec![5i64];
         }
         mut b => {
             trace.push(b);
+            let mut w3 = (tweak(b)).rem_euclid(100) + 64;
+            let mut g4 = 0;
+            while let Some(h) = half(w3).await? {
+                g4 += 1;
+                if g4 > 3 {
+                    break;
+                }
+                w3 = h;
+                trace.push(h);
+                x += h;
+                x = x.rem_euclid(1000);
+            }
+        }
+    }
+    let shared = Mutex::new(vec![x]);
+    {
+        let (da5, _, mut db6) = (
+            num({
+                let c = 7i64;
+                ((c) + (mlen(&shared))).rem_euclid(1000)
+            })
+            .await?,
+            inc(x).await,
+            4i64,
+        );
+        db6 += 1;
+        let stock = BTreeMap::from([
+            (
+                0,
+                fold_vec(vec![
+                    {
+                        x += 1;
+                        num(x).await?
+                    },
+                    {
+                        x += 1;
+                        num(x).await?
+                    },
+                    {
+                        db6 += 1;
+                        num(db6).await?
+                    },
+                ]),
+            ),
+            (1, add(da5, da5).await),
+            (2, mix3(db6, 8i64, da5)),
+            (3, fold3([x, checked(6i64).await?, x])),
+        ]);
+    }
+    match (((7i64)
+        - ({
+            x += 1;
+            num(x).await?
+        }) * 3
+        + ({
+            x += 1;
+            num(x).await?
+        }))
+    .rem_euclid(1000))
+    .rem_euclid(3)
+    {
+        0 => {
             {
-                const BASE: i64 = 103;
-                fn tweak(v: i64) -> i64 {
-                    (v + 65).rem_euclid(1000)
-                }
-                trace.push(tweak(num(SCALE).await?));
+                const BASE: i64 = 194;
+                trace.push(tweak(checked(x).await?));
                 trace.push(BASE + SCALE);
-                if is_even(SCALE).await {
-                    return Ok((trace, side, text));
+                #[cfg(any())]
+                let gated7 = {
+                    let t = (
+                        {
+                            x += 1;
+                            tweak(BASE)
+                        },
+                        2i64,
+                        checked(checked(3i64).await?).await?,
+                    );
+                    mix3(t.0, t.1, t.2)
+                };
+                trace.push(tweak(mix3(inc(3i64).await, 1i64, x)));
+            }
+            trace.push(tweak(BASE) + SCALE);
+            let (da8, _, mut db9) = (
+                {
+                    x = x;
+                    {
+                        let b = x;
+                        ((b) + (mlen(&shared))).rem_euclid(1000)
+                    }
+                },
+                if (1i64).rem_euclid(3) == 1 {
+                    SCALE
+                } else {
+                    4i64
+                },
+                BASE,
+            );
+            db9 += 1;
+        }
+        1 => {
+            let stock = BTreeMap::from([
+                (0, {
+                    let n = x;
+                    ((n) + (n)).rem_euclid(1000)
+                }),
+                (
+                    1,
+                    loop {
+                        if (SCALE).rem_euclid(3) == 2 {
+                            break 0i64;
+                        }
+                        break x;
+                    },
+                ),
+                (
+                    2,
+                    loop {
+                        if (x).rem_euclid(3) == 2 {
+                            break x;
+                        }
+                        break 6i64;
+                    },
+                ),
+                (3, x),
+            ]);
+            let width = (match (tweak(x)).rem_euclid(3) {
+                0 => {
+                    if (x).rem_euclid(3) == 2 {
+                        x
+                    } else {
+                        mlen(&shared)
+                    }
                 }
-                trace.push(
-                    match (Triple {
+                1 => num(x).await?,
+                _ => x,
+            })
+            .rem_euclid(7) as usize;
+        }
+        mut a => {
+            trace.push(a);
+            if let Some(mut b) = half(((a) + (SCALE)).rem_euclid(1000)).await? {
+                trace.push(b);
+                let (da10, _, mut db11) = (
+                    Triple {
+                        c: a,
                         b: {
                             b += 1;
                             num(b).await?
                         },
-                        a: {
-                            b += 1;
-                            num(b).await?
-                        },
-                        c: {
-                            b += 1;
-                            num(b).await?
-                        },
+                        a: a,
                     }
-                    .mix())
-                    .rem_euclid(3)
-                    {
-                        0 => loop {
-                            if (b).rem_euclid(3) == 0 {
-                                break x;
-                            }
-                            break 9i64;
-                        },
-                        1 => ((4i64) - (4i64)).rem_euclid(1000),
-                        _ => 8i64,
-                    },
-                );
-            }
-            trace.push(tweak(BASE) + SCALE);
-        }
-    }
-    {
-        fn tweak(v: i64) -> i64 {
-            (v + 35).rem_euclid(1000)
-        }
-        trace.push(tweak(num(x).await?));
-        trace.push(BASE + SCALE);
-        let hits = Cell::new(add(5i64, x).await);
-        match (8i64).rem_euclid(10) {
-            n if n > 4 => {
-                trace.push(num(5i64).await?);
-                let t1 = (
-                    if (hits.get()).rem_euclid(3) == 1 {
-                        SCALE
-                    } else {
-                        1i64
-                    },
-                    checked({
-                        let c = x;
-                        ((c) + (SCALE)).rem_euclid(1000)
-                    })
-                    .await?,
-                    n,
-                );
-                trace.push(t1.0);
-                trace.push(t1.1);
-                trace.push(t1.2);
-            }
-            n if n % 2 == 0 => trace.push(n * 3),
-            n => {
-                trace.push(num(n).await? + 1);
-            }
-        }
-    }
-    trace.push(tweak(BASE) + SCALE);
-    let mut count2 = 0;
-    while count2 < 1 {
-        count2 += 1;
-        let prices = BTreeMap::from([
-            (
-                0,
-                (({
-                    x += 1;
-                    num(x).await?
-                }) - ({
-                    x += 1;
-                    num(x).await?
-                }) * 3
-                    + (7i64))
+                    .mix(),
+                    ((1i64) - (6i64) * 3
+                        + ({
+                            side.push(x);
+                            4i64
+                        }))
                     .rem_euclid(1000),
-            ),
-            (1, {
-                let c = x;
-                ((c) + (BASE)).rem_euclid(1000)
-            }),
-            (2, num(x).await?),
-            (3, {
-                let b = x;
-                ((b) + (x)).rem_euclid(1000)
-            }),
-        ]);
-        trace.push(tweak({
-            let t = (2i64, checked(8i64).await?, x);
-            mix3(t.0, t.1, t.2)
-        }));
-    }
-    {
-        let rep3 = vec![inc(mix3(3i64, x, x)).await; 3];
-        trace.push(rep3.iter().sum::<i64>());
-        trace.push(rep3.len() as i64);
-        let mut count4 = 0;
-        while count4 < 1 {
-            count4 += 1;
-            x = match (match (x).rem_euclid(3) {
-                0 => 5i64,
-                1 => 3i64,
-                _ => SCALE,
-            })
-            .rem_euclid(3)
-            {
-                0 => loop {
-                    if (x).rem_euclid(3) == 1 {
-                        break x;
+                    {
+                        b += 1;
+                        num(b).await?
+                    },
+                );
+                db11 += 1;
+                let bag12 = Bag {
+                    id: loop {
+                        if (0i64).rem_euclid(3) == 2 {
+                            break x;
+                        }
+                        break mlen(&shared);
+                    },
+                    items: vec![SCALE, 1i64],
+                    name: format!("n{}", b),
+                };
+                for item in bag12.items {
+                    trace.push(num(item).await?);
+                    let stock = BTreeMap::from([
+                        (
+                            0,
+                            loop {
+                                if (6i64).rem_euclid(3) == 0 {
+                                    break a;
+                                }
+                                break item;
+                            },
+                        ),
+                        (1, inc(9i64).await),
+                        (
+                            2,
+                            ((item) - (checked(0i64).await?) * 3 + (b)).rem_euclid(1000),
+                        ),
+                        (
+                            3,
+                            fold3([
+                                {
+                                    x += 1;
+                                    num(x).await?
+                                },
+                                da10,
+                                x,
+                            ]),
+                        ),
+                    ]);
+                }
+                trace.push(bag12.id);
+                let name = bag12.name.clone();
+                let g = greet(name, bag12.id).await?;
+                text.push(g + &bag12.name);
+            } else {
+                let prec = (loop {
+                    if (4i64).rem_euclid(3) == 1 {
+                        break ((add(a, 3i64).await) - (inc(mlen(&shared)).await) * 3 + (6i64))
+                            .rem_euclid(1000);
                     }
                     break x;
-                },
-                1 => match (BASE).rem_euclid(3) {
-                    0 => x,
-                    1 => x,
-                    _ => 5i64,
-                },
-                _ => x,
-            };
-            trace.push(Meter(x).mix(
-                {
-                    x += 4;
-                    match (9i64).rem_euclid(3) {
-                        0 => x,
-                        1 => x,
-                        _ => 5i64,
-                    }
-                },
-                {
-                    side.push(0i64);
-                    tweak(x)
-                },
-            ));
+                })
+                .rem_euclid(7) as usize;
+            }
         }
     }
-    trace.push(if is_even(x).await {
-        match (x).rem_euclid(3) {
-            0 => x,
-            1 => x,
-            _ => x,
-        }
-    } else {
-        add(x, 0i64).await
-    });
+    #[allow(clippy::all)]
+    let mut a = fold3([
+        num(fold_vec(vec![
+            x,
+            {
+                side.push(x);
+                3i64
+            },
+            add(SCALE, x).await,
+        ]))
+        .await?,
+        add(mlen(&shared), {
+            x += 1;
+            num(x).await?
+        })
+        .await,
+        x,
+    ]);
+    trace.push(a);
+    trace.extend(mitems(&shared));
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -29190,10 +29731,34 @@ pub async fn gen_7_00281(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
         },
         if (x).rem_euclid(3) == 2 { 5i64 } else { x },
     );
-    if (x).rem_euclid(3) == 2 {
-        return Ok((trace, side, text));
-    }
-    trace.push(checked((x).max(x).wrapping_sub(7i64).rem_euclid(1000)).await?);
+    let moved1 = format!("m{}", if (9i64).rem_euclid(3) == 0 { x } else { x });
+    let greeting2 = greet(moved1, x).await?;
+    text.push(
+        match half(((inc(6i64).await) - (x) * 3 + (x)).rem_euclid(1000)).await? {
+            Some(moved1) => format!("{}", moved1 + 1),
+            None => greeting2.clone(),
+        },
+    );
+    trace.push([3i64, x].iter().map(|moved1| moved1 * 2).sum::<i64>());
+    trace.push(if let Some(moved1) = 4i64.checked_sub(1) {
+        moved1
+    } else {
+        0
+    });
+    text.push(greeting2);
+    let rep3 = vec![
+        num(match (x).rem_euclid(3) {
+            0 => x,
+            1 => {
+                x
+            }
+            _ => 6i64,
+        })
+        .await?;
+        1
+    ];
+    trace.push(rep3.iter().sum::<i64>());
+    trace.push(rep3.len() as i64);
     text.push(format!("{:?}", width));
     trace.push(x);
     Ok((trace, side, text))
@@ -29876,140 +30441,103 @@ pub async fn gen_7_00290(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
     }
     {
         use std::cmp::min as pick;
-        trace.push(pick(add(x, 0i64).await, 8i64));
-        if (6i64).rem_euclid(3) == 1 {
-            return Ok((trace, side, text));
-        }
-        trace.push(pick(x, 4));
+        trace.push(pick(num(x).await?, x));
+        let moved8 = format!(
+            "m{}",
+            if (4i64).rem_euclid(3) == 1 {
+                SCALE
+            } else {
+                6i64
+            }
+        );
+        let greeting9 = greet(moved8, x).await?;
+        text.push(
+            match half(loop {
+                if (1i64).rem_euclid(3) == 0 {
+                    break 8i64;
+                }
+                break x;
+            })
+            .await?
+            {
+                Some(moved8) => format!("{}", moved8 + 1),
+                None => greeting9.clone(),
+            },
+        );
+        trace.push([SCALE, x].iter().map(|moved8| moved8 * 2).sum::<i64>());
+        trace.push(if let Some(moved8) = x.checked_sub(1) {
+            moved8
+        } else {
+            0
+        });
+        text.push(greeting9);
+        trace.push(pick(8i64, 4));
     }
     trace.push(pick(SCALE, 4));
-    let bag8 = Bag {
-        id: num(x).await?,
-        items: vec![x, checked(SCALE).await?],
-        name: format!("n{}", x),
-    };
-    for item in bag8.items {
-        trace.push(num(item).await?);
-        let Triple {
-            a: da9, c: db10, ..
-        } = Triple {
-            a: bag8.id,
-            b: 2i64,
-            c: bag8.id,
-        };
-    }
-    trace.push(bag8.id);
-    let name = bag8.name.clone();
-    let g = greet(name, bag8.id).await?;
-    text.push(g + &bag8.name);
-    if (bag8.id).rem_euclid(3) == 1 {
-        let prices = BTreeMap::from([
-            (0, {
-                let c = x;
-                ((c) + (c)).rem_euclid(1000)
-            }),
-            (
-                1,
-                ((num(BASE).await?)
-                    - ({
-                        x += 1;
-                        x
-                    }) * 3
-                    + (BASE))
-                    .rem_euclid(1000),
-            ),
-            (2, inc(x).await),
-            (
-                3,
-                if (SCALE).rem_euclid(3) == 0 {
-                    x
-                } else {
-                    bag8.id
-                },
-            ),
-        ]);
-        #[cfg(all())]
+    let mut w10 = (mix3(
+        add(x, 1i64).await,
         {
-            let guarded = Mutex::new(vec![x]);
-            trace.push(
-                add(
-                    {
-                        x = bag8.id;
-                        ((SCALE) + (bag8.id)).rem_euclid(1000)
-                    },
-                    tweak(mlen(&guarded)),
-                )
-                .await,
-            );
-        }
-    } else {
-        text.push(format!(
-            "{}|{}|{}",
-            x,
-            {
-                side.push(x);
-                tweak(bag8.id)
-            },
-            8i64
-        ));
-        let stock = BTreeMap::from([
-            (0, ((3i64) + (bag8.id)).rem_euclid(1000)),
-            (
-                1,
-                match (SCALE).rem_euclid(3) {
-                    0 => 2i64,
-                    1 => x,
-                    _ => 4i64,
-                },
-            ),
-            (
-                2,
-                fold3([
-                    num(6i64).await?,
-                    {
-                        x += 1;
-                        5i64
-                    },
-                    SCALE,
-                ]),
-            ),
-            (
-                3,
-                match (0i64).rem_euclid(3) {
-                    0 => bag8.id,
-                    1 => x,
-                    _ => bag8.id,
-                },
-            ),
-        ]);
-    }
-    let TOTAL = Triple {
-        c: checked(loop {
-            if (bag8.id).rem_euclid(3) == 1 {
-                break bag8.id;
-            }
-            break BASE;
-        })
-        .await?,
-        a: x,
-        b: {
-            x += 2;
-            {
-                let c = bag8.id;
-                ((c) + (9i64)).rem_euclid(1000)
-            }
+            x = x;
+            x
         },
+        x,
+    ))
+    .rem_euclid(100)
+        + 64;
+    let mut g11 = 0;
+    while let Some(h) = half(w10).await? {
+        g11 += 1;
+        if g11 > 3 {
+            break;
+        }
+        w10 = h;
+        trace.push(h);
+        for mut j in 0..2 {
+            trace.push(j);
+            #[cfg(any())]
+            trace.push(mix3(
+                {
+                    j = j;
+                    add(h, h).await
+                },
+                match (1i64).rem_euclid(3) {
+                    0 => 8i64,
+                    1 => x,
+                    _ => x,
+                },
+                {
+                    side.push(h);
+                    ((3i64) + (j)).rem_euclid(1000)
+                },
+            ));
+            if (({
+                j += 1;
+                is_even(j).await
+            }) || (j).rem_euclid(2) == 1)
+            {
+                continue;
+            }
+        }
     }
-    .mix();
-    if (({
-        side.push(x);
-        (6i64) > 3
-    }) || (TOTAL).rem_euclid(2) == 0)
-    {
-        return Ok((trace, side, text));
-    }
-    trace.push(TOTAL);
-    trace.push(bag8.id);
+    trace.push(checked(fold_vec(vec![checked(x).await?, inc(x).await, x])).await?);
+    trace.push(match (add(x, 0i64).await).rem_euclid(3) {
+        0 => {
+            if (x).rem_euclid(3) == 0 {
+                6i64
+            } else {
+                x
+            }
+        }
+        1 => {
+            if (x).rem_euclid(3) == 0 {
+                x
+            } else {
+                x
+            }
+        }
+        _ => 4i64,
+    });
+    trace.push(7i64);
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -30497,8 +31025,8 @@ pub async fn gen_7_00296(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 Low,
                 High,
             }
-            static LIMIT3: i64 = 1;
-            let w = Wrap1(checked(x).await?);
+            static LIMIT3: i64 = 4;
+            let w = Wrap1(inc(5i64).await);
             let s = if w.0 > LIMIT3 {
                 Side2::High
             } else {
@@ -30509,54 +31037,49 @@ pub async fn gen_7_00296(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 Side2::High => w.0 * 2,
             });
             text.push(format!("{w:?}"));
-            j += {
-                let b = x;
-                ((b) + (b)).rem_euclid(1000)
-            };
-            j = j.rem_euclid(1000);
-        }
-        let hits = Cell::new({
-            let n = j;
-            ((n) + (x)).rem_euclid(1000)
-        });
-    }
-    let stock = BTreeMap::from([
-        (0, ((5i64) - (x)).rem_euclid(1000)),
-        (1, {
-            let t = (
+            let moved4 = format!("m{}", ((BASE) * (x)).rem_euclid(1000));
+            let greeting5 = greet(moved4, 5i64).await?;
+            text.push(
+                match half(
+                    ((BASE)
+                        - ({
+                            x += 1;
+                            num(x).await?
+                        }) * 3
+                        + ({
+                            x = j;
+                            x
+                        }))
+                    .rem_euclid(1000),
+                )
+                .await?
                 {
-                    side.push(7i64);
-                    9i64
+                    Some(moved4) => format!("{}", moved4 + 1),
+                    None => greeting5.clone(),
                 },
-                x,
-                SCALE,
             );
-            mix3(t.0, t.1, t.2)
-        }),
-        (
-            2,
-            fold3([inc(SCALE).await, BASE, {
+            trace.push([BASE, x].iter().map(|moved4| moved4 * 2).sum::<i64>());
+            trace.push(if let Some(moved4) = x.checked_sub(1) {
+                moved4
+            } else {
+                0
+            });
+            text.push(greeting5);
+        }
+        if is_even(0i64).await {
+            break;
+        }
+    }
+    trace.push(loop {
+        if is_even(x).await {
+            break fold3([inc(SCALE).await, BASE, {
                 side.push(x);
                 BASE
-            }]),
-        ),
-        (3, tweak(BASE)),
-    ]);
-    trace.push(
-        ((num(BASE).await?)
-            * (Meter(stock.get(&4).copied().unwrap_or(-2)).mix(
-                {
-                    x = 1i64;
-                    x
-                },
-                {
-                    side.push(SCALE);
-                    x
-                },
-            )))
-        .rem_euclid(1000),
-    );
-    trace.extend(stock.values().copied());
+            }]);
+        }
+        break x;
+    });
+    trace.push(((num(SCALE).await?) * (add(x, x).await)).rem_euclid(1000));
     trace.push(x);
     Ok((trace, side, text))
 }
@@ -30890,7 +31413,7 @@ pub async fn gen_7_00299(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
             fn tweak(v: i64) -> i64 {
                 (v + 63).rem_euclid(1000)
             }
-            trace.push(tweak(num(x).await?));
+            trace.push(tweak(num(i).await?));
             trace.push(BASE + SCALE);
             let Some(c) = half(fold_vec(vec![
                 {
@@ -30911,101 +31434,128 @@ pub async fn gen_7_00299(mut x: i64) -> Result<(Vec<i64>, Vec<i64>, Vec<String>)
                 trace.push(num((acc2.len() as i64)).await?);
                 break;
             };
-            trace.push(checked(checked(c).await?).await?);
+            let moved2 = format!(
+                "m{}",
+                loop {
+                    if (c).rem_euclid(3) == 2 {
+                        break c;
+                    }
+                    break 8i64;
+                }
+            );
+            let greeting3 = greet(moved2, i).await?;
+            text.push(match half(((c) * (i)).rem_euclid(1000)).await? {
+                Some(moved2) => format!("{}", moved2 + 1),
+                None => greeting3.clone(),
+            });
+            trace.push([8i64, 1i64].iter().map(|moved2| moved2 * 2).sum::<i64>());
+            trace.push(if let Some(moved2) = (acc2.len() as i64).checked_sub(1) {
+                moved2
+            } else {
+                0
+            });
+            text.push(greeting3);
         }
         trace.push(tweak(BASE) + SCALE);
     }
-    let width = (if (1i64).rem_euclid(3) == 1 {
-        ((8i64) * (x)).rem_euclid(1000)
-    } else {
-        match (x).rem_euclid(3) {
-            0 => (acc2.len() as i64),
-            1 => 8i64,
-            _ => x,
+    {
+        #[derive(Debug, Clone, Copy)]
+        struct Wrap4(i64);
+        enum Side5 {
+            Low,
+            High,
         }
-    })
-    .rem_euclid(7) as usize;
-    let mut guard2 = 0;
-    loop {
-        guard2 += 1;
-        if guard2 > 3 {
-            break;
-        }
-        x += {
-            x += 1;
-            num(x).await?
+        static LIMIT6: i64 = 8;
+        let w = Wrap4(add(x, (acc2.len() as i64)).await);
+        let s = if w.0 > LIMIT6 {
+            Side5::High
+        } else {
+            Side5::Low
         };
-        x = x.rem_euclid(1000);
-        let Some(c) = half({
-            let c = mix3(
-                x,
-                {
-                    x = (acc2.len() as i64);
-                    x
-                },
-                {
-                    side.push(4i64);
-                    x
-                },
-            );
-            ((c) + (tweak(2i64))).rem_euclid(1000)
-        })
-        .await?
-        else {
-            note(((7i64) + (BASE)).rem_euclid(1000)).await?;
-            trace.push(num(x).await?);
-            continue;
+        trace.push(match s {
+            Side5::Low => w.0 + LIMIT6,
+            Side5::High => w.0 * 2,
+        });
+        text.push(format!("{w:?}"));
+        let mut n = loop {
+            if ((x).rem_euclid(2) == 0 || {
+                x += 1;
+                is_even(x).await
+            }) {
+                break ((7i64) + (BASE)).rem_euclid(1000);
+            }
+            break 3i64;
         };
     }
-    match (tweak((acc2.len() as i64))).rem_euclid(10) {
-        b if b > 0 => {
-            trace.push(add(b, BASE).await);
-            {
-                fn tweak(v: i64) -> i64 {
-                    (v + 84).rem_euclid(1000)
-                }
-                trace.push(tweak(inc(b).await));
-                trace.push(BASE + SCALE);
-                let bag3 = Bag {
-                    id: {
-                        let c = b;
-                        ((c) + (8i64)).rem_euclid(1000)
+    {
+        for i in 0..(tweak((acc2.len() as i64))).rem_euclid(6) {
+            if i >= 1 {
+                break;
+            }
+            trace.push(num(i).await?);
+            let rep7 = vec![
+                num({
+                    let c = 4i64;
+                    ((c) + (i)).rem_euclid(1000)
+                })
+                .await?;
+                0
+            ];
+            trace.push(rep7.iter().sum::<i64>());
+            trace.push(rep7.len() as i64);
+        }
+        match (((acc2.len() as i64) * (x)).rem_euclid(1000)).rem_euclid(10) {
+            b if b > 0 => {
+                trace.push(add(b, BASE).await);
+                let Triple { a: da8, c: db9, .. } = Triple {
+                    a: {
+                        x = x;
+                        tweak(b)
                     },
-                    items: vec![
-                        b,
-                        mix3(SCALE, x, {
+                    b: b,
+                    c: inc(mix3(
+                        x,
+                        {
                             x += 1;
                             num(x).await?
-                        }),
-                    ],
-                    name: format!("n{}", x),
+                        },
+                        {
+                            side.push((acc2.len() as i64));
+                            x
+                        },
+                    ))
+                    .await,
                 };
-                for item in bag3.items {
-                    trace.push(num(item).await?);
-                    if (b).rem_euclid(3) == 0 {
-                        return Ok((trace, side, text));
-                    }
-                }
-                trace.push(bag3.id);
-                let name = bag3.name.clone();
-                let g = greet(name, bag3.id).await?;
-                text.push(g + &bag3.name);
-                trace.push(
-                    checked({
-                        let t = (num(b).await?, (acc2.len() as i64), 7i64);
-                        mix3(t.0, t.1, t.2)
-                    })
-                    .await?,
-                );
             }
-            trace.push(tweak(BASE) + SCALE);
-        }
-        b if b % 2 == 0 => trace.push(b * 3),
-        b => {
-            trace.push(num(b).await? + 1);
+            b if b % 2 == 0 => trace.push(b * 3),
+            b => {
+                trace.push(num(b).await? + 1);
+            }
         }
     }
-    text.push(format!("{:?}", width));
+    {
+        #[derive(Debug, Clone, Copy)]
+        struct Wrap10(i64);
+        enum Side11 {
+            Low,
+            High,
+        }
+        static LIMIT12: i64 = 2;
+        let w = Wrap10(add(x, x).await);
+        let s = if w.0 > LIMIT12 {
+            Side11::High
+        } else {
+            Side11::Low
+        };
+        trace.push(match s {
+            Side11::Low => w.0 + LIMIT12,
+            Side11::High => w.0 * 2,
+        });
+        text.push(format!("{w:?}"));
+        if (x).rem_euclid(3) == 0 {
+            return Err(format!("stopped at {}", (acc2.len() as i64)));
+        }
+    }
     trace.extend(acc2.iter().copied());
     trace.push(x);
     Ok((trace, side, text))

@@ -52,6 +52,7 @@ SHAPES = {
     "guards": "match arms with guards (no step in the guard) and steps in the arm bodies",
     "destructure": "tuple and struct patterns in `let` bound from values with steps, some fields ignored",
     "block_types": "a struct, enum or static declared in a block with a step and used only inside it",
+    "rebound_names": "a String moved into a step, then its name bound again by a match arm, closure or if-let after a step",
 }
 
 # Shapes the compiler refuses (some by design, with a clear message), with what it says; kept
@@ -365,7 +366,8 @@ class Gen:
             kinds.append("ret")
         for shape in ["move_reassign", "partial_move", "interior", "block_items", "format_captures",
                       "borrow_before_step", "borrowed_iteration", "user_macros", "let_else", "await_in_vec", "borrowed_match",
-                      "ranges", "errors", "sync_interior", "block_uses", "guards", "destructure", "block_types"]:
+                      "ranges", "errors", "sync_interior", "block_uses", "guards", "destructure", "block_types",
+                      "rebound_names"]:
             if self.on(shape) and (depth > 0 or shape not in ("borrowed_iteration", "ranges", "block_items",
                                                                "block_uses", "guards", "block_types")):
                 kinds.append(shape)
@@ -736,6 +738,18 @@ class Gen:
                 f"let s = if w.0 > {f} {{ {e}::High }} else {{ {e}::Low }}; "
                 f"trace.push(match s {{ {e}::Low => w.0 + {f}, {e}::High => w.0 * 2 }}); "
                 f'text.push(format!("{{w:?}}")); {body} }}'), scope
+
+    def s_rebound_names(self, scope, depth):
+        name, out = self.fresh("moved"), self.fresh("greeting")
+        # `name` is moved into the first step; after the second, the same name is bound
+        # by an arm, a closure and an `if let`: those are not the moved String.
+        return (f'let {name} = format!("m{{}}", {self.expr(scope, 1)}); '
+                f"let {out} = greet({name}, {self.leaf(scope)}).await?; "
+                f"text.push(match half({self.expr(scope, 1)}).await? {{ Some({name}) => format!(\"{{}}\", {name} + 1), "
+                f"None => {out}.clone() }}); "
+                f"trace.push([{self.leaf(scope)}, {self.leaf(scope)}].iter().map(|{name}| {name} * 2).sum::<i64>()); "
+                f"trace.push(if let Some({name}) = {self.leaf(scope)}.checked_sub(1) {{ {name} }} else {{ 0 }}); "
+                f"text.push({out});"), scope
 
     def s_destructure(self, scope, depth):
         a, b = self.fresh("da"), self.fresh("db")
