@@ -128,6 +128,8 @@ corpus_tests!(
     lookup_key_with_step,
     range_adapters_lazily,
     borrows_around_a_step_in_one_expression,
+    block_scoped_types_used_in_their_block,
+    bindings_named_like_a_moved_local,
 );
 
 #[tokio::test]

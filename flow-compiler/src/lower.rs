@@ -62,6 +62,9 @@ pub struct Lowerer<'a> {
     item_scopes: Vec<Vec<usize>>,
     /// Lowered blocks we are inside (0: the body itself).
     depth: usize,
+    /// The lowered nested blocks we are inside, innermost last: where a nested item's
+    /// name may be used without hiding anything.
+    item_blocks: Vec<TokenStream>,
     /// The whole body, to tell whether a nested item's name is used outside its block.
     body: TokenStream,
     /// `#[cfg]` predicates of the statements being lowered, outermost first.
@@ -93,6 +96,7 @@ impl<'a> Lowerer<'a> {
             pending: Vec::new(),
             item_scopes: Vec::new(),
             depth: 0,
+            item_blocks: Vec::new(),
             body: TokenStream::new(),
             cfg_stack: Vec::new(),
         };
@@ -228,7 +232,7 @@ impl<'a> Lowerer<'a> {
 
     /// Records the locals that residual code emitted into the current block reads.
     fn note_tokens(&mut self, code: &TokenStream) {
-        self.note_uses(names::mentioned_in_tokens(code));
+        self.note_uses(names::mentioned_in_code(code));
     }
 
     fn new_slot(&mut self, name: Ident, mutable: bool, span: Span, label: String) -> SlotId {
@@ -525,6 +529,7 @@ impl<'a> Lowerer<'a> {
             self.pop_scope();
         }
         self.depth -= 1;
+        self.item_blocks.pop();
         value
     }
 
@@ -534,6 +539,7 @@ impl<'a> Lowerer<'a> {
     /// (and only those); this starts a fresh block for them. Returns whether it did.
     fn enter_item_scope(&mut self, block: &syn::Block) -> bool {
         self.depth += 1;
+        self.item_blocks.push(block.to_token_stream());
         let repeated: Vec<usize> = block
             .stmts
             .iter()
@@ -563,7 +569,7 @@ impl<'a> Lowerer<'a> {
     /// Output: nothing for a nested function, constant or `use` (see
     ///         [`Self::enter_item_scope`]); otherwise the item goes to the top of the
     ///         step function, which is faithful at the body's top level, and in a nested
-    ///         block only if its name is used nowhere else in the body.
+    ///         block only if its name is used nowhere in the body outside that block.
     fn lower_item(&mut self, item: &syn::Item) {
         let nested = self.depth > 0;
         if nested
@@ -577,7 +583,8 @@ impl<'a> Lowerer<'a> {
         if nested {
             if let Some(name) = item_name(item) {
                 let everywhere = count_mentions(&self.body, name);
-                let inside = count_mentions(&item.to_token_stream(), name);
+                let block = self.item_blocks.last().expect("a nested block");
+                let inside = count_mentions(block, name);
                 if everywhere > inside {
                     self.error(
                         name.span(),
@@ -982,8 +989,7 @@ impl<'a> Lowerer<'a> {
             ));
         }
         let borrow = matches!(&*init.expr, Expr::Reference(_)) || is_borrowed_item(&init.expr);
-        let hashed = mentions_hashed_collection(&pat.to_token_stream())
-            || mentions_hashed_collection(&init.expr.to_token_stream());
+        let hashed = visibly_hashed(pat, &init.expr);
         let bindings = names::let_bindings(pat);
         let rebindable =
             is_borrowed_item(&init.expr) && bindings.iter().all(|b| !b.mutable && !b.by_ref);
@@ -2282,8 +2288,77 @@ fn is_str_literal(e: &Expr) -> bool {
     }
 }
 
-/// Whether a `let` visibly builds or names a `HashMap`/`HashSet`, whose iteration order
-/// a restart does not keep.
+/// Whether `let pat = init` visibly binds a `HashMap`/`HashSet` (whose iteration order a
+/// restart does not keep): its type names one, or the value is built by one of their
+/// constructors (`HashMap::new()`, `HashSet::from(..)`) or a `collect::<HashMap<..>>()`,
+/// possibly as a block's or a branch's value. A value merely computed from a map
+/// (`let n = m.len()`) is not one: the warning this feeds must not fire on it.
+fn visibly_hashed(pat: &Pat, init: &Expr) -> bool {
+    match pat {
+        Pat::Type(t) => mentions_hashed_collection(&t.ty.to_token_stream()),
+        Pat::Ident(_) => builds_hashed_collection(init),
+        _ => false,
+    }
+}
+
+/// Whether the value of `e` is visibly a new `HashMap`/`HashSet` (see [`visibly_hashed`]).
+fn builds_hashed_collection(e: &Expr) -> bool {
+    match e {
+        Expr::Call(c) => match &*c.func {
+            Expr::Path(p) => mentions_hashed_collection(&p.path.to_token_stream()),
+            _ => false,
+        },
+        Expr::MethodCall(m) => {
+            m.method == "collect"
+                && m.turbofish
+                    .as_ref()
+                    .is_some_and(|t| mentions_hashed_collection(&t.to_token_stream()))
+        }
+        Expr::Paren(p) => builds_hashed_collection(&p.expr),
+        Expr::Block(b) => block_builds_hashed_collection(&b.block),
+        Expr::If(i) => {
+            block_builds_hashed_collection(&i.then_branch)
+                || i.else_branch
+                    .as_ref()
+                    .is_some_and(|(_, e)| builds_hashed_collection(e))
+        }
+        Expr::Match(m) => m.arms.iter().any(|a| builds_hashed_collection(&a.body)),
+        _ => false,
+    }
+}
+
+/// Whether a block's value is visibly a new `HashMap`/`HashSet`: its tail builds one, or
+/// names a local the block bound to one (`{ let mut m = HashMap::new(); ..; m }`).
+fn block_builds_hashed_collection(b: &syn::Block) -> bool {
+    let Some(Stmt::Expr(tail, None)) = b.stmts.last() else {
+        return false;
+    };
+    if builds_hashed_collection(tail) {
+        return true;
+    }
+    let Expr::Path(p) = tail else {
+        return false;
+    };
+    let Some(name) = p.path.get_ident() else {
+        return false;
+    };
+    b.stmts.iter().rev().any(|s| match s {
+        Stmt::Local(l) => {
+            let binds = match &l.pat {
+                Pat::Ident(i) => &i.ident == name,
+                Pat::Type(t) => matches!(&*t.pat, Pat::Ident(i) if &i.ident == name),
+                _ => false,
+            };
+            binds
+                && l.init
+                    .as_ref()
+                    .is_some_and(|i| visibly_hashed(&l.pat, &i.expr))
+        }
+        _ => false,
+    })
+}
+
+/// Whether `tokens` name `HashMap` or `HashSet` anywhere.
 fn mentions_hashed_collection(tokens: &TokenStream) -> bool {
     tokens.clone().into_iter().any(|tt| match tt {
         proc_macro2::TokenTree::Ident(i) => i == "HashMap" || i == "HashSet",
@@ -2528,4 +2603,278 @@ pub fn tokens_await(tokens: &TokenStream) -> bool {
         prev_dot = matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == '.');
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use super::*;
+
+    /// Lowers the body of `async fn wf(x: i64) -> i64 { body }`; the graph and the
+    /// errors reported (their messages).
+    fn lower(body: TokenStream) -> (Cfg, Vec<String>) {
+        let block: syn::Block = syn::parse2(quote!({ #body })).expect("a block");
+        let output = quote!(i64);
+        let cx = Ctxt::new();
+        let mut lowerer = Lowerer::new(&output, &cx);
+        lowerer.bind_input(&syn::parse_quote!(x), &quote!(i64));
+        lowerer.lower_body(&block);
+        let cfg = lowerer.cfg;
+        let errors = match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (cfg, errors)
+    }
+
+    /// Lowers a body that must lower without errors.
+    fn lower_ok(body: TokenStream) -> Cfg {
+        let (cfg, errors) = lower(body);
+        assert!(errors.is_empty(), "unexpected errors: {errors:?}");
+        cfg
+    }
+
+    /// The code of the block that runs first (the entry block), as text.
+    fn entry_code(cfg: &Cfg) -> String {
+        cfg.blocks[0].code.to_string()
+    }
+
+    fn slot<'c>(cfg: &'c Cfg, name: &str) -> &'c Slot {
+        cfg.slots
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no slot `{name}`"))
+    }
+
+    #[test]
+    fn a_place_left_of_a_step_is_read_before_the_step() {
+        // Issue 10's repro: `(n, { n += 1; t(n).await })` must see the old `n`.
+        let cfg = lower_ok(quote! {
+            let mut n = x;
+            let pair = (n, { n += 1; t(n).await });
+            pair.0 + pair.1
+        });
+        assert_eq!(cfg.states.len(), 1);
+        let code = entry_code(&cfg);
+        // `n` goes into a temporary before the block that changes it runs, and the
+        // tuple is built from that temporary after the step.
+        let copy = code.find("= n ;").expect("n read into a temporary");
+        let bump = code.find("n += 1").expect("the operand's side effect");
+        assert!(copy < bump, "n read after its change: {code}");
+        let resumed = cfg.blocks[cfg.states[0].resume].code.to_string();
+        assert!(
+            !resumed.contains("(n ,"),
+            "the tuple reads `n` after the step: {resumed}"
+        );
+    }
+
+    #[test]
+    fn operands_right_of_the_last_step_stay_in_place() {
+        // Nothing to the left of the step changes: no temporary is needed for `n`, and
+        // the read after the step is the read Rust does.
+        let cfg = lower_ok(quote! {
+            let n = x;
+            let pair = (t(x).await, n);
+            pair.0 + pair.1
+        });
+        assert!(
+            !cfg.slots
+                .iter()
+                .any(|s| s.name.to_string().starts_with("__flow_op")),
+            "no operand temporary expected"
+        );
+    }
+
+    #[test]
+    fn block_scoped_items_are_not_hoisted_and_repeat_in_their_blocks_only() {
+        let cfg = lower_ok(quote! {
+            let first = fmt(t(x).await);
+            let second = {
+                fn fmt(x: i64) -> i64 { x * 10 }
+                fmt(t(x + 1).await)
+            };
+            first + second
+        });
+        // The nested `fn` is not an item of the whole step function.
+        assert!(cfg.items.is_empty(), "hoisted: {:?}", cfg.items);
+        assert_eq!(cfg.scoped_items.len(), 1);
+        assert!(cfg.scoped_items[0].to_string().starts_with("fn fmt"));
+        // The blocks that carry it are exactly those inside the inner block: the one
+        // resuming from the first step does not.
+        let with_item: Vec<BlockId> = (0..cfg.blocks.len())
+            .filter(|&b| cfg.blocks[b].items.iter().any(|s| s.contains(&0)))
+            .collect();
+        assert!(!with_item.is_empty());
+        assert!(!with_item.contains(&0));
+        assert!(!with_item.contains(&cfg.states[0].resume));
+        assert!(with_item.contains(&cfg.states[1].resume));
+    }
+
+    #[test]
+    fn a_nested_type_whose_name_is_used_outside_its_block_is_refused() {
+        let (_, errors) = lower(quote! {
+            let a = { struct P(i64); P(t(x).await).0 };
+            let P = a;
+            P
+        });
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("`P` is declared in a block that contains `.await`"));
+        // Used only inside: compiled, hoisted to the top.
+        let cfg = lower_ok(quote! {
+            let a = { struct Q(i64); Q(t(x).await).0 };
+            a
+        });
+        assert_eq!(cfg.items.len(), 1);
+    }
+
+    #[test]
+    fn a_cfg_gated_let_binds_under_its_predicate() {
+        let cfg = lower_ok(quote! {
+            #[cfg(all())]
+            let b = t(x).await;
+            #[cfg(any())]
+            let b = t(b).await;
+            b
+        });
+        assert_eq!(cfg.states.len(), 2);
+        assert_eq!(cfg.states[0].cfg[0].to_string(), "all ()");
+        assert_eq!(cfg.states[1].cfg[0].to_string(), "any ()");
+        // Some path skips the `#[cfg(any())]` statement under `not(any())`.
+        assert!(cfg
+            .exits
+            .iter()
+            .any(|e| e.cfg.iter().any(|p| p.to_string() == "not (any ())")));
+    }
+
+    #[test]
+    fn hash_maps_and_string_literals_are_flagged_for_their_checks() {
+        let cfg = lower_ok(quote! {
+            let m = std::collections::HashMap::<i64, i64>::new();
+            let s: HashSet<i64> = HashSet::new();
+            let v = vec![x];
+            let sep = if x > 0 { "; " } else { ", " };
+            t(x).await;
+            m.len() as i64 + s.len() as i64 + v.len() as i64 + sep.len() as i64
+        });
+        assert!(slot(&cfg, "m").hash_ordered && slot(&cfg, "s").hash_ordered);
+        assert!(!slot(&cfg, "v").hash_ordered && !slot(&cfg, "sep").hash_ordered);
+        assert!(slot(&cfg, "sep").static_str && !slot(&cfg, "v").static_str);
+        // Built by a block, a branch or `collect`: flagged; computed from a map: not.
+        let cfg = lower_ok(quote! {
+            let a = { let mut m = HashMap::new(); m.insert(x, x); m };
+            let b = if x > 0 { HashSet::from([x]) } else { HashSet::new() };
+            let c = vec![x].into_iter().map(|k| (k, k)).collect::<HashMap<_, _>>();
+            let n = HashMap::<i64, i64>::new().len();
+            let f: Option<BTreeMap<i64, i64>> = None;
+            t(x).await;
+            (a.len() + b.len() + c.len() + n + f.map_or(0, |f| f.len())) as i64
+        });
+        for (name, hashed) in [("a", true), ("b", true), ("c", true), ("n", false)] {
+            assert_eq!(slot(&cfg, name).hash_ordered, hashed, "`{name}`");
+        }
+        assert!(!slot(&cfg, "f").hash_ordered);
+    }
+
+    #[test]
+    fn a_range_is_iterated_by_its_bounds_and_a_position() {
+        let cfg = lower_ok(quote! {
+            let mut acc = 0;
+            for i in 0..(1i64 << 40) { acc += t(i).await; if acc > 3 { return acc; } }
+            acc
+        });
+        let code: String = cfg.blocks.iter().map(|b| b.code.to_string()).collect();
+        assert!(!code.contains("collect"), "a range was collected: {code}");
+        assert!(
+            !code.contains("for_items"),
+            "a range was materialized: {code}"
+        );
+    }
+
+    #[test]
+    fn let_else_may_step_in_its_else() {
+        let cfg = lower_ok(quote! {
+            let Some(v) = t(x).await else {
+                let n = t(0).await;
+                return n;
+            };
+            v
+        });
+        let names: Vec<&str> = cfg.states.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["t", "t"]);
+    }
+
+    #[test]
+    fn generated_locals_are_described_never_named() {
+        // A body that makes the lowering bind every kind of local of its own: operand
+        // temporaries, block values, `for` items and positions, range bounds, borrowed
+        // iteration, adapters' arguments.
+        let cfg = lower_ok(quote! {
+            let mut n = x;
+            let xs = vec![x, 2];
+            let pair = (n, { n += 1; t(n).await });
+            let v = { let k = t(n).await; k + 1 };
+            let mut acc = 0;
+            for i in xs.clone() { acc += t(i).await; }
+            for i in (0..n).step_by(2) { acc += t(i).await; }
+            for y in &xs { acc += t(*y).await; }
+            for (j, y) in xs.iter().enumerate().skip(1) { acc += t(*y + j as i64).await; }
+            acc + pair.0 + v
+        });
+        let generated: Vec<&Slot> = cfg
+            .slots
+            .iter()
+            .filter(|s| s.name.to_string().starts_with("__flow"))
+            .collect();
+        assert!(generated.len() >= 5, "expected generated locals");
+        for s in &cfg.slots {
+            assert!(
+                !s.label.contains("__flow") && !s.label.contains("__Flow"),
+                "slot {} is labelled {:?}",
+                s.name,
+                s.label
+            );
+        }
+        for s in generated {
+            assert!(s.label.contains("line"), "{:?} does not say where", s.label);
+        }
+    }
+
+    #[test]
+    fn refusals_never_name_generated_identifiers() {
+        let refused = [
+            quote! { let r = &x; t(x).await; *r },
+            quote! { for i in 0.. { t(i).await; } x },
+            quote! { let y; y = t(x).await; y },
+            quote! { for a in &make(x) { t(*a).await; } x },
+            quote! { if let Some(n) = &lookup(x) { t(*n).await; } x },
+            quote! { let a = { static S: i64 = 1; t(S).await }; let S = a; S },
+            quote! { let n = t(x).await; for i in 0..2 { #[cfg(any())] let n = t(i).await; } n },
+            quote! { let v: Vec<i64> = vec![x].iter().map(|a| t(*a).await).collect(); v[0] },
+            quote! { let s = async { 1 }; s.await },
+            quote! { match x { n if t(n).await > 0 => 1, _ => 0 } },
+            quote! { macro_rules! bail { () => { return 0 } } t(x).await; bail!() },
+            quote! { let sep = if x > 0 { "a" } else { "b" }; t(x).await; sep.len() as i64 },
+            quote! { let ok = matches!(t(x).await, 1); ok as i64 },
+        ];
+        for body in refused {
+            let text = body.to_string();
+            // The whole expansion: every phase's errors, not only the lowering's.
+            let errors: Vec<String> = match crate::workflow::expand(
+                quote!(),
+                quote!(async fn wf(x: i64) -> i64 { #body }),
+            ) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+            };
+            assert!(!errors.is_empty(), "not refused: {text}");
+            for e in errors {
+                assert!(
+                    !e.contains("__flow") && !e.contains("__Flow"),
+                    "`{text}` refused with a generated name: {e}"
+                );
+            }
+        }
+    }
 }

@@ -7,122 +7,88 @@ use proc_macro2::{TokenStream, TokenTree};
 use syn::visit::Visit;
 use syn::{Expr, Ident, Pat};
 
-/// Every identifier `expr` may read as a local: single-segment paths, identifiers inside
-/// macro invocations, and `{name}` captures inside their string literals. A name bound
-/// inside `expr` (a closure's parameter, a match arm's or an `if let`'s binding, a `let`
-/// in a block, a `for` pattern) is not a mention where that binding is in force.
+/// Every identifier `expr` may read as a local of the code around it: single-segment
+/// paths, identifiers inside macro invocations, and `{name}` captures inside their string
+/// literals; not a name where a pattern inside `expr` binds it (a match arm's, a
+/// closure's, a `for`'s, an `if let`'s or `while let`'s, or a block's `let`), since there
+/// it is that binding. (Counting such a name as the outer local would keep a local that
+/// was moved alive across a step, which rustc refuses.)
 pub fn mentioned(expr: &Expr) -> Vec<Ident> {
-    let mut v = Mentions::default();
+    let mut v = Mentions {
+        out: Vec::new(),
+        bound: Vec::new(),
+    };
     v.visit_expr(expr);
-    v.found
+    v.out
 }
 
-/// Like [`mentioned`], for code as tokens: read as a block's statements when it parses as
-/// one, otherwise scanned token by token (every identifier that may name a local).
-pub fn mentioned_in_tokens(tokens: &TokenStream) -> Vec<Ident> {
-    match syn::parse2::<syn::Block>(quote::quote!({ #tokens })) {
-        Ok(block) => {
-            let mut v = Mentions::default();
-            v.visit_block(&block);
-            v.found
-        }
-        Err(_) => {
-            let mut out = Vec::new();
-            scan_tokens(tokens, &mut out);
-            out
-        }
+/// Like [`mentioned`], for code the lowering emits (statements or an expression): parsed
+/// when it parses, so names bound inside it by patterns are told apart from the
+/// locals around it; scanned token by token otherwise. A `let` at the top level of the
+/// code still counts its names as mentions after it (the lowering declares those).
+pub fn mentioned_in_code(tokens: &TokenStream) -> Vec<Ident> {
+    let parsed = syn::parse::Parser::parse2(syn::Block::parse_within, tokens.clone());
+    let Ok(stmts) = parsed else {
+        return mentioned_in_tokens(tokens);
+    };
+    let mut v = Mentions {
+        out: Vec::new(),
+        bound: Vec::new(),
+    };
+    for stmt in &stmts {
+        v.visit_stmt(stmt);
     }
+    v.out
 }
 
-/// The scope-aware walk behind [`mentioned`]: `bound` holds the names bound inside the
-/// code so far, innermost last, which hide a local of the same name.
-#[derive(Default)]
+/// Like [`mentioned`], for raw tokens (macro arguments).
+pub fn mentioned_in_tokens(tokens: &TokenStream) -> Vec<Ident> {
+    let mut out = Vec::new();
+    scan_tokens(tokens, &mut out);
+    out
+}
+
 struct Mentions {
-    found: Vec<Ident>,
+    out: Vec<Ident>,
+    /// Names bound by patterns inside the expression, innermost last.
     bound: Vec<String>,
 }
 
 impl Mentions {
-    fn note(&mut self, ident: &Ident) {
+    fn push(&mut self, ident: &Ident) {
         if !self.bound.iter().any(|b| ident == b) {
-            self.found.push(ident.clone());
+            self.out.push(ident.clone());
         }
     }
 
-    /// Runs `walk` with `names` bound, then unbinds them.
-    fn with_bound(&mut self, names: Vec<Binding>, walk: impl FnOnce(&mut Self)) {
-        let mark = self.bound.len();
+    /// Visits `inside` with the names of `bindings` bound.
+    fn with_bound(&mut self, bindings: Vec<Binding>, inside: impl FnOnce(&mut Self)) {
+        let depth = self.bound.len();
         self.bound
-            .extend(names.into_iter().map(|b| b.ident.to_string()));
-        walk(self);
-        self.bound.truncate(mark);
-    }
-
-    /// A condition that may hold `let` patterns (`if let`, `while let`, let chains):
-    /// visits it, leaving the names its patterns bind in `bound` for the caller to pop.
-    fn visit_condition(&mut self, cond: &Expr) {
-        match cond {
-            Expr::Let(l) => {
-                self.visit_expr(&l.expr);
-                self.bound
-                    .extend(bindings(&l.pat).into_iter().map(|b| b.ident.to_string()));
-            }
-            Expr::Binary(b) if matches!(b.op, syn::BinOp::And(_)) => {
-                self.visit_condition(&b.left);
-                self.visit_condition(&b.right);
-            }
-            other => self.visit_expr(other),
-        }
+            .extend(bindings.into_iter().map(|b| b.ident.to_string()));
+        inside(self);
+        self.bound.truncate(depth);
     }
 }
 
 impl<'ast> Visit<'ast> for Mentions {
     fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
         if p.qself.is_none() && p.path.leading_colon.is_none() && p.path.segments.len() == 1 {
-            self.note(&p.path.segments[0].ident);
+            self.push(&p.path.segments[0].ident);
         }
         syn::visit::visit_expr_path(self, p);
     }
 
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
-        let mut idents = Vec::new();
-        scan_tokens(&m.tokens, &mut idents);
-        idents.iter().for_each(|i| self.note(i));
-    }
-
-    // Items nested in a body cannot see its locals.
-    fn visit_item(&mut self, _: &'ast syn::Item) {}
-
-    fn visit_block(&mut self, block: &'ast syn::Block) {
-        let mark = self.bound.len();
-        for stmt in &block.stmts {
-            match stmt {
-                syn::Stmt::Local(local) => {
-                    // The initializer and the `else` do not see the names the `let` binds.
-                    if let Some(init) = &local.init {
-                        self.visit_expr(&init.expr);
-                        if let Some((_, diverge)) = &init.diverge {
-                            self.visit_expr(diverge);
-                        }
-                    }
-                    self.bound.extend(
-                        let_bindings(&local.pat)
-                            .into_iter()
-                            .map(|b| b.ident.to_string()),
-                    );
-                }
-                other => self.visit_stmt(other),
-            }
+        let mut found = Vec::new();
+        scan_tokens(&m.tokens, &mut found);
+        for i in &found {
+            self.push(i);
         }
-        self.bound.truncate(mark);
-    }
-
-    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
-        let params = c.inputs.iter().flat_map(let_bindings).collect();
-        self.with_bound(params, |v| v.visit_expr(&c.body));
     }
 
     fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        self.visit_pat(&arm.pat);
         self.with_bound(bindings(&arm.pat), |v| {
             if let Some((_, guard)) = &arm.guard {
                 v.visit_expr(guard);
@@ -131,27 +97,74 @@ impl<'ast> Visit<'ast> for Mentions {
         });
     }
 
+    fn visit_expr_closure(&mut self, c: &'ast syn::ExprClosure) {
+        let params: Vec<Binding> = c.inputs.iter().flat_map(let_bindings).collect();
+        self.with_bound(params, |v| v.visit_expr(&c.body));
+    }
+
     fn visit_expr_for_loop(&mut self, f: &'ast syn::ExprForLoop) {
         self.visit_expr(&f.expr);
         self.with_bound(let_bindings(&f.pat), |v| v.visit_block(&f.body));
     }
 
-    fn visit_expr_if(&mut self, e: &'ast syn::ExprIf) {
-        let mark = self.bound.len();
-        self.visit_condition(&e.cond);
-        self.visit_block(&e.then_branch);
-        self.bound.truncate(mark);
-        if let Some((_, els)) = &e.else_branch {
-            self.visit_expr(els);
+    fn visit_expr_if(&mut self, i: &'ast syn::ExprIf) {
+        match &*i.cond {
+            Expr::Let(l) => {
+                self.visit_pat(&l.pat);
+                self.visit_expr(&l.expr);
+                self.with_bound(bindings(&l.pat), |v| v.visit_block(&i.then_branch));
+            }
+            cond => {
+                self.visit_expr(cond);
+                self.visit_block(&i.then_branch);
+            }
+        }
+        if let Some((_, e)) = &i.else_branch {
+            self.visit_expr(e);
         }
     }
 
-    fn visit_expr_while(&mut self, e: &'ast syn::ExprWhile) {
-        let mark = self.bound.len();
-        self.visit_condition(&e.cond);
-        self.visit_block(&e.body);
-        self.bound.truncate(mark);
+    fn visit_expr_while(&mut self, w: &'ast syn::ExprWhile) {
+        match &*w.cond {
+            Expr::Let(l) => {
+                self.visit_pat(&l.pat);
+                self.visit_expr(&l.expr);
+                self.with_bound(bindings(&l.pat), |v| v.visit_block(&w.body));
+            }
+            cond => {
+                self.visit_expr(cond);
+                self.visit_block(&w.body);
+            }
+        }
     }
+
+    fn visit_block(&mut self, b: &'ast syn::Block) {
+        let depth = self.bound.len();
+        for stmt in &b.stmts {
+            match stmt {
+                syn::Stmt::Local(l) => {
+                    // The value and the `else` see the names from before the `let`.
+                    if let Some(init) = &l.init {
+                        self.visit_expr(&init.expr);
+                        if let Some((_, d)) = &init.diverge {
+                            self.visit_expr(d);
+                        }
+                    }
+                    self.visit_pat(&l.pat);
+                    self.bound.extend(
+                        let_bindings(&l.pat)
+                            .into_iter()
+                            .map(|b| b.ident.to_string()),
+                    );
+                }
+                other => self.visit_stmt(other),
+            }
+        }
+        self.bound.truncate(depth);
+    }
+
+    // Items nested in a body cannot see its locals.
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
 /// Identifiers that may name a local: not a field or method after a single `.`, not a
@@ -313,43 +326,10 @@ mod tests {
             user.name.clone() + m::x + Self::y + mac!(z) + s { ..rest } + (0..n) + a
                 != b + Bag { name: g, id }
         );
-        // Parsed as code, a struct literal's name is a type, not a local.
         assert_eq!(
             names(mentioned_in_tokens(&t)),
-            ["user", "z", "rest", "n", "a", "b", "g", "id"]
+            ["user", "z", "s", "rest", "n", "a", "b", "Bag", "g", "id"]
         );
-        // Tokens that are not code (`=>` alone) are scanned, conservatively.
-        let t: TokenStream =
-            syn::parse_quote!(user.name => m::x + s { ..rest } + Bag { name: g, id });
-        assert_eq!(
-            names(mentioned_in_tokens(&t)),
-            ["user", "s", "rest", "Bag", "g", "id"]
-        );
-    }
-
-    #[test]
-    fn names_bound_inside_the_code_hide_locals_where_they_are_in_force() {
-        let t: TokenStream = syn::parse_quote!(
-            let t: i64 = c.iter().map(|a| a + k).sum();
-            let r = match v { Ok(b) => b, Err(e) => e.len() + d };
-            if let Some(f) = o { f } else { f + 1 };
-            for g in xs { g + h; }
-            let w = w + 1;
-            w + format!("{a}{w}")
-        );
-        assert_eq!(
-            names(mentioned_in_tokens(&t)),
-            ["c", "k", "v", "d", "o", "f", "xs", "h", "w", "a"]
-        );
-        // A constant-looking name in a pattern may be a constant: not taken as a binding.
-        let e: Expr = syn::parse_quote!(match v {
-            N => N + 1,
-            _ => 0,
-        });
-        assert_eq!(names(mentioned(&e)), ["v", "N"]);
-        // A `let ... else` does not see its own bindings in the `else`.
-        let t: TokenStream = syn::parse_quote!(let Some(q) = q else { return q.len(); }; q);
-        assert_eq!(names(mentioned_in_tokens(&t)), ["q", "q"]);
     }
 
     #[test]
@@ -360,6 +340,44 @@ mod tests {
             names(mentioned_in_tokens(&t)),
             ["label", "width", "prec", "v"]
         );
+    }
+
+    #[test]
+    fn names_bound_inside_are_not_the_outer_locals() {
+        let code = quote::quote! {
+            let r = match x {
+                Ok(a) => a.by + b,
+                Err(e) => format!("{e} {a}").len(),
+            };
+            if let Some(c) = c { c } else { c + 1 };
+            for d in ds { d; }
+            let f = |g: u8| g + h;
+            { let i = 1; i + j };
+            while let Some(k) = k.pop() { k; }
+            let m = m + 1;
+            m
+        };
+        let found = names(mentioned_in_code(&code));
+        for outer in ["x", "b", "a", "c", "ds", "h", "j", "k", "m"] {
+            assert!(
+                found.contains(&outer.to_string()),
+                "`{outer}` missing from {found:?}"
+            );
+        }
+        // Only as bindings: `a` is found once (the `Err` arm's `format!`), not in the
+        // `Ok` arm.
+        assert_eq!(found.iter().filter(|n| *n == "a").count(), 1);
+        for inner in ["e", "d", "g", "i"] {
+            assert!(
+                !found.contains(&inner.to_string()),
+                "`{inner}` found in {found:?}"
+            );
+        }
+        // `c`: in the scrutinee and the `else`, not in the `then` branch.
+        assert_eq!(found.iter().filter(|n| *n == "c").count(), 2);
+        // Unparsable code falls back to scanning every token.
+        let found = names(mentioned_in_code(&quote::quote!(=> a b)));
+        assert_eq!(found, ["a", "b"]);
     }
 
     #[test]

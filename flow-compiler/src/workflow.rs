@@ -102,6 +102,13 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
     let (state_infos, transitions) = emit::graph_entries(&cfg);
     let signal_table = crate::signals::table(&crate::signals::find(&f.block));
     let body = &f.block;
+    // `#[allow(..)]` on the workflow also covers the compiled body (the hash-map warning
+    // among others); `deny`/`forbid` are not carried over, since the generated code
+    // allows lints of its own.
+    let allows: Vec<_> = attrs
+        .iter()
+        .filter(|a| a.path().is_ident("allow"))
+        .collect();
     let doc = format!(
         "The `{reg_name}` workflow. Build a call with [`{name}()`]; start it with \
          `Engine::start`, await it in another workflow (a child run), or await it directly \
@@ -121,17 +128,26 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             #name { __input: #input_value }
         }
 
+        // The body as written, as plain async code. An associated function named like
+        // the workflow: rustc's messages about it (a future that is not `Send`) name the
+        // user's function, and inside the body the name is still the workflow's
+        // constructor (an associated function is not in scope by its bare name).
+        impl #name {
+            #(#allows)*
+            #[allow(clippy::needless_return)]
+            async fn #name(#(#pats: #tys),*) -> #output #body
+        }
+
         impl ::core::future::IntoFuture for #name {
             type Output = #output;
             type IntoFuture = ::flow::__private::BoxFuture<#output>;
             fn into_future(self) -> Self::IntoFuture {
-                #[allow(clippy::needless_return)]
-                async fn __flow_plain(#(#pats: #tys),*) -> #output #body
                 #unpack
-                ::std::boxed::Box::pin(__flow_plain(#(#idents),*))
+                ::std::boxed::Box::pin(#name::#name(#(#idents),*))
             }
         }
 
+        #(#allows)*
         impl ::flow::Workflow for #name {
             const NAME: &'static str = #reg_name;
             const FINGERPRINT: u64 = #fp;

@@ -1355,4 +1355,54 @@ pub async fn pattern_binding_hides_a_moved_local(x: i64) -> Result<i64, String> 
     let c = vec![s];
     let t: i64 = c.iter().map(|a| a + 1).sum();
     Ok(t + inc(s).await)
+
+/// Audit finding: a type, an enum and a `static` declared in a block with a step and used
+/// only inside that block (they were refused as if their names were used outside it).
+#[workflow]
+pub async fn block_scoped_types_used_in_their_block(x: i64) -> (i64, i64) {
+    let a = {
+        #[derive(Debug)]
+        struct Scaled(i64);
+        static FACTOR: i64 = 3;
+        let s = Scaled(inc(x).await * FACTOR);
+        s.0 + FACTOR
+    };
+    let b = {
+        enum Pick {
+            Low,
+            High,
+        }
+        let p = if double(x).await > 4 {
+            Pick::High
+        } else {
+            Pick::Low
+        };
+        match p {
+            Pick::Low => inc(a).await,
+            Pick::High => a * 2,
+        }
+    };
+    (a, b)
+}
+
+/// Audit finding (the README's `publish` example): a local moved by `?` before a step, and
+/// after the step a match arm, a closure and an `if let` binding the same name: those are
+/// their own bindings, not the moved local (it was kept alive across the step: E0382).
+#[workflow]
+pub async fn bindings_named_like_a_moved_local(x: i64) -> Result<i64, String> {
+    let a: Result<i64, String> = Ok(inc(x).await);
+    let first = a?;
+    let second = inc(first).await;
+    let r: Result<i64, String> = if second > 3 {
+        Ok(second)
+    } else {
+        Err("small".into())
+    };
+    let v = match r {
+        Ok(a) => a + 1,
+        Err(e) => e.len() as i64,
+    };
+    let w = [v, 2].iter().map(|a| a * 2).sum::<i64>();
+    let u = if let Some(a) = Some(w) { a - 1 } else { 0 };
+    Ok(v + w + u + double(v).await)
 }

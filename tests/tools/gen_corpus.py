@@ -46,6 +46,13 @@ SHAPES = {
     "huge_ranges": "`for i in 0..5_000_000`, `0..=1 << 40` left after a few steps",
     "upper_case": "upper-case let bindings (`let N = num(x).await?;`)",
     "errors": "`?` on task errors and `return Err(..)`",
+    "lazy_ops": "`&&`/`||` whose right operand steps or has a side effect (only run when the left does not decide)",
+    "sync_interior": "AtomicI64 and Mutex<Vec<i64>> locals changed through `&self` between steps",
+    "block_uses": "`use ... as name` inside a block with a step, hiding a module-level fn of that name",
+    "guards": "match arms with guards (no step in the guard) and steps in the arm bodies",
+    "destructure": "tuple and struct patterns in `let` bound from values with steps, some fields ignored",
+    "block_types": "a struct, enum or static declared in a block with a step and used only inside it",
+    "rebound_names": "a String moved into a step, then its name bound again by a match arm, closure or if-let after a step",
 }
 
 # Shapes the compiler refuses (some by design, with a clear message), with what it says; kept
@@ -127,6 +134,8 @@ class Gen:
             options.append("cell")
         if self.of_kind(scope, "refcell"):
             options.append("refcell")
+        if self.of_kind(scope, "atomic", "mutex"):
+            options.append("sync")
         if self.of_kind(scope, "vec", "acc"):
             options.append("vec")
         if self.of_kind(scope, "map"):
@@ -142,6 +151,13 @@ class Gen:
         if kind == "refcell":
             v = self.pick(self.of_kind(scope, "refcell")).name
             return self.pick([f"({v}.borrow().len() as i64)", f"{v}.borrow().last().copied().unwrap_or(-1)"])
+        if kind == "sync":
+            v = self.pick(self.of_kind(scope, "atomic", "mutex"))
+            if v.kind == "atomic":
+                return f"{v.name}.load(SeqCst)"
+            # Through a function, so no guard is a temporary of a statement that awaits
+            # (held across the step: not Send) or locks again (a deadlock in plain Rust).
+            return f"mlen(&{v.name})"
         if kind == "vec":
             v = self.pick(self.of_kind(scope, "vec", "acc"))
             if v.kind == "vec":
@@ -272,9 +288,29 @@ class Gen:
         return self.leaf(scope)
 
     def cond(self, scope, depth):
+        if self.on("lazy_ops") and depth > 0 and self.chance(0.3):
+            return self.lazy_cond(scope, depth)
         if depth > 0 and self.awaits_ok and self.chance(0.4):
             return f"is_even({self.expr(scope, depth - 1)}).await"
         return f"({self.expr(scope, max(depth - 1, 0))}).rem_euclid(3) == {self.rng.randint(0, 2)}"
+
+    def lazy_cond(self, scope, depth):
+        """`L && R` or `L || R`: R (a step, or an effect then a step) runs only when L
+        does not decide, so a compiler that evaluates R eagerly or twice shows."""
+        op = self.pick(["&&", "||"])
+        left = f"({self.leaf(scope)}).rem_euclid(2) == {self.rng.randint(0, 1)}"
+        targets = self.mutable_ints(scope)
+        if self.awaits_ok and self.chance(0.7):
+            if targets and self.chance(0.5):
+                v = self.pick(targets).name
+                right = f"{{ {v} += 1; is_even({v}).await }}"
+            else:
+                right = f"{{ side.push({self.leaf(scope)}); is_even({self.expr(scope, depth - 1)}).await }}"
+        else:
+            right = f"{{ side.push({self.leaf(scope)}); ({self.leaf(scope)}) > 3 }}"
+        if self.chance(0.3):
+            left, right = f"({right})", left
+        return f"({left} {op} {right})"
 
     # -- statements ---------------------------------------------------------------------
     def block(self, scope, depth, n):
@@ -330,8 +366,10 @@ class Gen:
             kinds.append("ret")
         for shape in ["move_reassign", "partial_move", "interior", "block_items", "format_captures",
                       "borrow_before_step", "borrowed_iteration", "user_macros", "let_else", "await_in_vec", "borrowed_match",
-                      "ranges", "errors"]:
-            if self.on(shape) and (depth > 0 or shape not in ("borrowed_iteration", "ranges", "block_items")):
+                      "ranges", "errors", "sync_interior", "block_uses", "guards", "destructure", "block_types",
+                      "rebound_names"]:
+            if self.on(shape) and (depth > 0 or shape not in ("borrowed_iteration", "ranges", "block_items",
+                                                               "block_uses", "guards", "block_types")):
                 kinds.append(shape)
         kind = self.pick(kinds)
         return getattr(self, "s_" + kind)(scope, depth)
@@ -650,6 +688,77 @@ class Gen:
         return (f"for {i} in {self.pick(forms)} {{ if {early_exit} {{ break; }} "
                 f"trace.push(num({i}).await?); {body} }}"), scope
 
+    def s_sync_interior(self, scope, depth):
+        atomics, mutexes = self.of_kind(scope, "atomic"), self.of_kind(scope, "mutex")
+        if not (atomics or mutexes) or self.chance(0.2):
+            if self.chance(0.5):
+                name = self.pick(["hits_a", "count_a"])
+                return f"let {name} = AtomicI64::new({self.expr(scope, 1)});", scope + [Var(name, "atomic")]
+            name = self.pick(["guarded", "shared"])
+            return f"let {name} = Mutex::new(vec![{self.leaf(scope)}]);", scope + [Var(name, "mutex")]
+        v = self.pick(atomics + mutexes)
+        w = self.fresh("w")
+        if v.kind == "atomic":
+            return self.pick([
+                f"let {w} = {self.awaiting(scope, 2)}; {v.name}.fetch_add({w}, SeqCst); "
+                f"{v.name}.store({v.name}.load(SeqCst).rem_euclid(1000), SeqCst);",
+                f"trace.push({v.name}.swap({self.leaf(scope)}, SeqCst));",
+            ]), scope
+        return self.pick([
+            f"let {w} = {self.awaiting(scope, 2)}; {v.name}.lock().unwrap().push({w});",
+            f"{{ let v = {self.leaf(scope)}; let mut g = {v.name}.lock().unwrap(); if g.len() > 5 {{ g.clear(); }} g.push(v); }}",
+        ]), scope
+
+    def s_block_uses(self, scope, depth):
+        alias = self.pick(["std::cmp::max", "std::cmp::min"])
+        body = self.block(scope, depth - 1, 1)
+        # Inside the block `pick` is the imported function; after it, the module's.
+        return (f"{{ use {alias} as pick; trace.push(pick({self.awaiting(scope, 1)}, {self.leaf(scope)})); "
+                f"{body} trace.push(pick({self.leaf(scope)}, 4)); }} trace.push(pick({self.leaf(scope)}, 4));"), scope
+
+    def s_guards(self, scope, depth):
+        bound = self.pick(INT_NAMES)
+        inner = scope + [Var(bound, "int")]
+        limit = self.rng.randint(0, 6)
+        arms = [
+            f"{bound} if {bound} > {limit} => {{ trace.push({self.awaiting(inner, 1)}); {self.block(inner, depth - 1, 1)} }}",
+            f"{bound} if {bound} % 2 == 0 => trace.push({bound} * 3),",
+            f"{bound} => {{ trace.push(num({bound}).await? + 1); }}",
+        ]
+        return f"match ({self.expr(scope, 1)}).rem_euclid(10) {{ {' '.join(arms)} }}", scope
+
+    def s_block_types(self, scope, depth):
+        # Fresh names: two blocks declaring the same type name are refused by design
+        # (README, the refusals table).
+        w, e, f = self.fresh("Wrap"), self.fresh("Side"), self.fresh("LIMIT")
+        body = self.block(scope, depth - 1, 1)
+        return (f"{{ #[derive(Debug, Clone, Copy)] struct {w}(i64); enum {e} {{ Low, High }} "
+                f"static {f}: i64 = {self.rng.randint(1, 9)}; "
+                f"let w = {w}({self.awaiting(scope, 1)}); "
+                f"let s = if w.0 > {f} {{ {e}::High }} else {{ {e}::Low }}; "
+                f"trace.push(match s {{ {e}::Low => w.0 + {f}, {e}::High => w.0 * 2 }}); "
+                f'text.push(format!("{{w:?}}")); {body} }}'), scope
+
+    def s_rebound_names(self, scope, depth):
+        name, out = self.fresh("moved"), self.fresh("greeting")
+        # `name` is moved into the first step; after the second, the same name is bound
+        # by an arm, a closure and an `if let`: those are not the moved String.
+        return (f'let {name} = format!("m{{}}", {self.expr(scope, 1)}); '
+                f"let {out} = greet({name}, {self.leaf(scope)}).await?; "
+                f"text.push(match half({self.expr(scope, 1)}).await? {{ Some({name}) => format!(\"{{}}\", {name} + 1), "
+                f"None => {out}.clone() }}); "
+                f"trace.push([{self.leaf(scope)}, {self.leaf(scope)}].iter().map(|{name}| {name} * 2).sum::<i64>()); "
+                f"trace.push(if let Some({name}) = {self.leaf(scope)}.checked_sub(1) {{ {name} }} else {{ 0 }}); "
+                f"text.push({out});"), scope
+
+    def s_destructure(self, scope, depth):
+        a, b = self.fresh("da"), self.fresh("db")
+        if self.chance(0.5):
+            return (f"let ({a}, _, mut {b}) = ({self.operand(scope, 2)}, {self.expr(scope, 1)}, {self.operand(scope, 2)}); "
+                    f"{b} += 1;", scope + [Var(a, "int"), Var(b, "int", True)])
+        return (f"let Triple {{ a: {a}, c: {b}, .. }} = Triple {{ a: {self.operand(scope, 2)}, b: {self.leaf(scope)}, "
+                f"c: {self.operand(scope, 2)} }};", scope + [Var(a, "int"), Var(b, "int")])
+
     # -- the program --------------------------------------------------------------------
     def observe(self, scope):
         """Pushes what every live top-level local holds, so a lost value shows."""
@@ -661,6 +770,10 @@ class Gen:
                 out.append(f"trace.push({v.name}.get());")
             elif v.kind == "refcell":
                 out.append(f"trace.extend({v.name}.borrow().iter().copied());")
+            elif v.kind == "atomic":
+                out.append(f"trace.push({v.name}.load(SeqCst));")
+            elif v.kind == "mutex":
+                out.append(f"trace.extend(mitems(&{v.name}));")
             elif v.kind in ("vec", "acc"):
                 out.append(f"trace.extend({v.name}.iter().copied());")
             elif v.kind == "map":
@@ -704,6 +817,8 @@ use flow::{task, workflow};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+use std::sync::Mutex;
 
 #[task(name = "generated::num")]
 pub async fn num(x: i64) -> Result<i64, String> {
@@ -805,6 +920,17 @@ pub fn tweak(v: i64) -> i64 {
 }
 pub const BASE: i64 = 10;
 pub static SCALE: i64 = 3;
+/// A mutex's length and items, without a guard outliving the call.
+pub fn mlen(m: &Mutex<Vec<i64>>) -> i64 {
+    m.lock().unwrap().len() as i64
+}
+pub fn mitems(m: &Mutex<Vec<i64>>) -> Vec<i64> {
+    m.lock().unwrap().clone()
+}
+/// Hidden inside some blocks by `use std::cmp::{max, min} as pick`.
+pub fn pick(a: i64, b: i64) -> i64 {
+    (a * 10 + b).rem_euclid(1000)
+}
 
 pub fn small_or_err(v: i64) -> Result<i64, String> {
     if v > 900 {

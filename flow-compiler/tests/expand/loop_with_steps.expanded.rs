@@ -9,29 +9,28 @@ fn restock(items: Vec<String>, budget: u64) -> restock {
         __input: (items, budget),
     }
 }
+impl restock {
+    #[allow(clippy::needless_return)]
+    async fn restock(items: Vec<String>, mut budget: u64) -> Result<u64, String> {
+        let mut spent = 0;
+        for item in items {
+            let price = quote(item.clone()).await?;
+            if price > budget {
+                continue;
+            }
+            buy(item, price).await?;
+            budget -= price;
+            spent += price;
+        }
+        Ok(spent)
+    }
+}
 impl ::core::future::IntoFuture for restock {
     type Output = Result<u64, String>;
     type IntoFuture = ::flow::__private::BoxFuture<Result<u64, String>>;
     fn into_future(self) -> Self::IntoFuture {
-        #[allow(clippy::needless_return)]
-        async fn __flow_plain(
-            items: Vec<String>,
-            mut budget: u64,
-        ) -> Result<u64, String> {
-            let mut spent = 0;
-            for item in items {
-                let price = quote(item.clone()).await?;
-                if price > budget {
-                    continue;
-                }
-                buy(item, price).await?;
-                budget -= price;
-                spent += price;
-            }
-            Ok(spent)
-        }
         let (items, budget) = self.__input;
-        ::std::boxed::Box::pin(__flow_plain(items, budget))
+        ::std::boxed::Box::pin(restock::restock(items, budget))
     }
 }
 impl ::flow::Workflow for restock {
