@@ -1355,6 +1355,7 @@ pub async fn pattern_binding_hides_a_moved_local(x: i64) -> Result<i64, String> 
     let c = vec![s];
     let t: i64 = c.iter().map(|a| a + 1).sum();
     Ok(t + inc(s).await)
+}
 
 /// Audit finding: a type, an enum and a `static` declared in a block with a step and used
 /// only inside that block (they were refused as if their names were used outside it).
