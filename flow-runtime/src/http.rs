@@ -63,9 +63,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
 /// The highest [`HttpRequest::max_response_bytes`] accepted (larger values are lowered to
-/// it): the answer is journaled, and a body byte takes up to two bytes in the journal's
-/// encoding, so this keeps a whole answer under [`MAX_PAYLOAD_BYTES`].
-pub const MAX_RESPONSE_BYTES_LIMIT: u64 = (MAX_PAYLOAD_BYTES as u64 - 1024 * 1024) / 2;
+/// it): the answer is journaled (its body as a binary, byte for byte), so this keeps a
+/// whole answer, headers included, under [`MAX_PAYLOAD_BYTES`].
+pub const MAX_RESPONSE_BYTES_LIMIT: u64 = MAX_PAYLOAD_BYTES as u64 - 1024 * 1024;
 
 /// Extra time the engine gives an attempt beyond the request's own timeout before it
 /// declares [`TaskFailure::TimedOut`]: the client's timeout should always fire first.
@@ -96,6 +96,7 @@ pub struct HttpRequest {
     /// Headers in the order they are sent; a name may repeat.
     pub headers: Vec<(String, String)>,
     /// The body, if any.
+    #[serde(with = "serde_bytes")]
     pub body: Option<Vec<u8>>,
     /// Time one attempt may take, connecting and reading the whole answer included.
     pub timeout: Duration,
@@ -232,6 +233,7 @@ pub struct HttpResponse {
     /// valid UTF-8 is kept with its invalid bytes replaced by U+FFFD.
     pub headers: Vec<(String, String)>,
     /// The body, exactly as received.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
@@ -282,6 +284,7 @@ pub enum HttpError {
         /// The answer's headers, names in lower case.
         headers: Vec<(String, String)>,
         /// The answer's body (up to the request's size limit).
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
         /// The answer's `Retry-After`, if it had a readable one.
         retry_after: Option<Duration>,
@@ -593,6 +596,29 @@ inventory::submit! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_are_journaled_byte_for_byte_and_read_back() {
+        let response = HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/octet-stream".into())],
+            body: vec![0xff; 10_000],
+        };
+        let bytes = codec::encode(&response, String::new).unwrap();
+        // Bytes of 0xff as integers would take two bytes each.
+        assert!(bytes.len() < 10_100, "{} bytes", bytes.len());
+        let back: HttpResponse = codec::decode(&bytes, String::new).unwrap();
+        assert_eq!(back, response);
+        let request = post("http://127.0.0.1:1/x").body(vec![0xfe; 1000]);
+        let bytes = codec::encode(&request, String::new).unwrap();
+        assert!(bytes.len() < 1_300, "{} bytes", bytes.len());
+        let back: HttpRequest = codec::decode(&bytes, String::new).unwrap();
+        assert_eq!(back.body, request.body);
+        let bodiless = get("http://127.0.0.1:1/x");
+        let bytes = codec::encode(&bodiless, String::new).unwrap();
+        let back: HttpRequest = codec::decode(&bytes, String::new).unwrap();
+        assert_eq!(back.body, None);
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
