@@ -173,6 +173,12 @@ fn field(s: SlotId) -> syn::Ident {
     format_ident!("s{}", s)
 }
 
+/// [`field`] at the local's own span, for code whose type errors are about the local (it
+/// is not serializable): rustc then points at the user's `let`, not at `#[workflow]`.
+fn field_at(cfg: &Cfg, s: SlotId) -> syn::Ident {
+    syn::Ident::new(&format!("s{s}"), cfg.slots[s].span)
+}
+
 /// The tokens of the step function body (everything inside `fn step(..) { }`).
 pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
     let slot_params: Vec<_> = plan
@@ -197,7 +203,7 @@ pub fn step_body(cfg: &Cfg, plan: &Plan, workflow_name: &str) -> TokenStream {
 
     let loads = plan.persistent.iter().map(|&s| {
         let slot = &cfg.slots[s];
-        let (f, idx, name) = (field(s), s as u32, &slot.label);
+        let (f, idx, name) = (field_at(cfg, s), s as u32, &slot.label);
         let gate = slot_gate(cfg, plan, s);
         quote_spanned!(slot.span=>
             #gate #idx => __flow_f.#f = ::core::option::Option::Some(__flow_ctl.decode_slot(&__flow_bytes, #name)?),)
@@ -370,7 +376,7 @@ fn exit_code(cfg: &Cfg, plan: &Plan, k: usize) -> TokenStream {
         ExitKind::Suspend { op, state } => {
             let saves = plan.persistent.iter().map(|&s| {
                 let slot = &cfg.slots[s];
-                let (f, idx, name) = (field(s), s as u32, &slot.label);
+                let (f, idx, name) = (field_at(cfg, s), s as u32, &slot.label);
                 let gate = slot_gate(cfg, plan, s);
                 if slot.write_once {
                     quote_spanned!(slot.span=> #gate { __flow_ctl.save_slot_once(#idx, &__flow_f.#f, #name)?; })
