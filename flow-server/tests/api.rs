@@ -624,6 +624,21 @@ async fn a_run_started_over_http_is_the_engines_run() {
     server.stop().await;
 }
 
+/// Each state's `(visited, current)` in a graph answer.
+fn state_marks(graph: &Value) -> Vec<(bool, bool)> {
+    graph["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["visited"].as_bool().unwrap(),
+                s["current"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn graphs_show_the_workflow_and_mark_a_runs_path() {
     let server = TestServer::start(None).await;
@@ -652,17 +667,7 @@ async fn graphs_show_the_workflow_and_mark_a_runs_path() {
     server.wait_for_status("g-1", "waiting").await;
     let (status, graph) = server.get("/v1/runs/g-1/graph").await;
     assert_eq!(status, 200, "{graph}");
-    let marks: Vec<(bool, bool)> = graph["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["visited"].as_bool().unwrap(),
-                s["current"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let marks = state_marks(&graph);
     // Asked for approval, waiting for the signal, not shipped yet.
     assert_eq!(marks, [(true, false), (true, true), (false, false)]);
     let mermaid = graph["mermaid"].as_str().unwrap();
@@ -678,17 +683,7 @@ async fn graphs_show_the_workflow_and_mark_a_runs_path() {
         .await;
     server.wait_for_status("g-1", "completed").await;
     let (_, graph) = server.get("/v1/runs/g-1/graph").await;
-    let marks: Vec<(bool, bool)> = graph["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["visited"].as_bool().unwrap(),
-                s["current"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let marks = state_marks(&graph);
     assert_eq!(marks, [(true, false), (true, false), (true, false)]);
 
     let (status, body) = server

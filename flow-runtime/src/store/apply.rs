@@ -55,6 +55,31 @@ impl Tables<'_> {
         Ok(StartOutcome::Created(effects))
     }
 
+    /// Deletes the rows of run `run_id`'s current generation: its history, saved locals,
+    /// step-state records, branch records and map items (what a continue-as-new drops,
+    /// and a deletion of the run with the rest).
+    pub(crate) fn delete_generation(&mut self, run_id: &str) -> Result<(), FlowError> {
+        self.history
+            .write()?
+            .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+        self.history_batches
+            .write()?
+            .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+        self.slots
+            .write()?
+            .retain_in((run_id, 0)..=(run_id, u32::MAX), |_, _| false)?;
+        self.branches
+            .write()?
+            .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
+        self.map_items
+            .write()?
+            .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
+        self.step_states
+            .write()?
+            .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+        Ok(())
+    }
+
     /// Applies one transition of an existing run.
     pub(crate) fn apply_run_write(
         &mut self,
@@ -185,24 +210,7 @@ impl Tables<'_> {
         if let Some(input) = &write.continue_as_new {
             // The old generation is dropped, not archived: history, slots, branch
             // records and map items go; the inbox and the run ID stay.
-            self.history
-                .write()?
-                .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
-            self.history_batches
-                .write()?
-                .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
-            self.slots
-                .write()?
-                .retain_in((run_id, 0)..=(run_id, u32::MAX), |_, _| false)?;
-            self.branches
-                .write()?
-                .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
-            self.map_items
-                .write()?
-                .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
-            self.step_states
-                .write()?
-                .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+            self.delete_generation(run_id)?;
             self.generation_inputs
                 .write()?
                 .insert(run_id, input.as_slice())?;

@@ -155,25 +155,8 @@ impl Tables<'_> {
         self.nudges.write()?.remove(run_id)?;
         self.active.write()?.remove(run_id)?;
         self.cancels.write()?.remove(run_id)?;
-        self.branches
-            .write()?
-            .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
-        self.map_items
-            .write()?
-            .retain_in((run_id, 0, 0)..=(run_id, u64::MAX, u32::MAX), |_, _| false)?;
-        self.slots
-            .write()?
-            .retain_in((run_id, 0)..=(run_id, u32::MAX), |_, _| false)?;
-        self.history
-            .write()?
-            .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
-        self.history_batches
-            .write()?
-            .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
+        self.delete_generation(run_id)?;
         self.inbox
-            .write()?
-            .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
-        self.step_states
             .write()?
             .retain_in((run_id, 0)..=(run_id, u64::MAX), |_, _| false)?;
         Ok(())
