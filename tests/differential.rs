@@ -43,6 +43,7 @@ macro_rules! corpus_tests {
 corpus_tests!(
     straight_line,
     pattern_binding_hides_a_moved_local,
+    moved_local_rebound_in_while_let_and_tuples,
     nested_awaits,
     shadowing,
     if_else,

@@ -1407,3 +1407,23 @@ pub async fn bindings_named_like_a_moved_local(x: i64) -> Result<i64, String> {
     let u = if let Some(a) = Some(w) { a - 1 } else { 0 };
     Ok(v + w + u + double(v).await)
 }
+
+/// More bindings named like a local moved before a step: a `while let`, a closure's tuple
+/// pattern, and a `let` inside a block after the move.
+#[workflow]
+pub async fn moved_local_rebound_in_while_let_and_tuples(x: i64) -> Result<i64, String> {
+    let a: Result<i64, String> = Ok(inc(x).await);
+    let base = a?;
+    let mut items = vec![base, base + 1];
+    let mut total = 0;
+    while let Some(a) = items.pop() {
+        total += inc(a).await;
+    }
+    let pairs = vec![(total, 1), (2, 3)];
+    let t: i64 = pairs.iter().map(|(a, b)| a * b).sum();
+    let u = {
+        let a = double(t).await;
+        a + 1
+    };
+    Ok(u + inc(total).await)
+}
