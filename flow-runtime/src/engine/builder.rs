@@ -283,7 +283,16 @@ impl EngineBuilder {
 
     /// Opens a journal held in memory (or on the custom [`backend`](Self::backend)): for
     /// tests and examples; nothing survives the process.
-    pub async fn open_in_memory(mut self) -> Result<Engine, FlowError> {
+    pub async fn open_in_memory(self) -> Result<Engine, FlowError> {
+        self.open_backend("in-memory journal").await
+    }
+
+    /// Opens the journal on the custom [`backend`](Self::backend) (with its log on the
+    /// [`log_backend`](Self::log_backend), if set), naming it `name` in errors and
+    /// metrics: for stores that keep the journal's bytes somewhere other than a file
+    /// (`flow-postgres` keeps them in a PostgreSQL database). Without a backend the
+    /// journal is held in memory, as by [`open_in_memory`](Self::open_in_memory).
+    pub async fn open_backend(mut self, name: &str) -> Result<Engine, FlowError> {
         self.registry.check()?;
         let backend = self
             .backend
@@ -291,11 +300,12 @@ impl EngineBuilder {
             .unwrap_or_else(|| Box::new(redb::backends::InMemoryBackend::new()));
         let log = self.log_backend.take();
         let options = self.store_options();
+        let journal = name.to_string();
         let store = tokio::task::spawn_blocking(move || {
-            store::open_backend(backend, log, "in-memory journal", options)
+            store::open_backend(backend, log, &journal, options)
         })
         .await
-        .map_err(|e| open_failed("in-memory journal", e))??;
+        .map_err(|e| open_failed(name, e))??;
         Engine::launch(store, self).await
     }
 

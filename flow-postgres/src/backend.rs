@@ -1,0 +1,246 @@
+//! The journal's two files (redb's database and its write-ahead log) kept in PostgreSQL.
+//!
+//! Each file is held whole in memory and stored as fixed-size blocks in `flow_blocks`
+//! (its length in `flow_files`). Writes change the memory and mark blocks dirty;
+//! `sync_data`, the only point at which redb and the log rely on durability, writes the
+//! dirty blocks and the length in one PostgreSQL transaction, which also renews (and so
+//! checks) the lease: a commit is durable when PostgreSQL says so, and refused if this
+//! process no longer holds the lease. After a crash, opening sees each file as of its
+//! last sync, which is all redb's and the log's recovery assume of a disk.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use flow_runtime::FlowError;
+use postgres::Client;
+
+use crate::conn::Conn;
+use crate::error::query_error;
+use crate::lease::{Lease, RENEW};
+
+/// Bytes per stored block.
+pub(crate) const BLOCK: u64 = 8192;
+
+/// What both files share: the connection and the lease. Dropped (with both files, when
+/// the engine shuts down or its open fails), it gives the lease up.
+pub(crate) struct Shared {
+    pub conn: Conn,
+    pub lease: Arc<Lease>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let lease = self.lease.clone();
+        let _ = self.conn.call(move |client| lease.release(client));
+        self.conn.close();
+    }
+}
+
+/// One file of the journal, as a redb storage backend.
+pub(crate) struct PgFile {
+    file: i16,
+    state: Mutex<FileState>,
+    shared: Arc<Shared>,
+}
+
+struct FileState {
+    bytes: Vec<u8>,
+    /// Blocks written since the last sync.
+    dirty: BTreeSet<u64>,
+    /// The length as last synced.
+    stored_len: u64,
+    /// The least length since the last sync: blocks from it on may be stale in the
+    /// database and are deleted (then rewritten if dirty) at the next sync.
+    least_len: u64,
+}
+
+impl fmt::Debug for PgFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgFile({})", self.file)
+    }
+}
+
+impl PgFile {
+    /// Loads file `file` whole from the database.
+    pub(crate) fn load(file: i16, shared: Arc<Shared>) -> Result<PgFile, FlowError> {
+        let bytes = shared.conn.call(move |client| load(client, file))??;
+        let len = bytes.len() as u64;
+        Ok(PgFile {
+            file,
+            state: Mutex::new(FileState {
+                bytes,
+                dirty: BTreeSet::new(),
+                stored_len: len,
+                least_len: len,
+            }),
+            shared,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn load(client: &mut Client, file: i16) -> Result<Vec<u8>, FlowError> {
+    let doing = "reading the journal";
+    let mut txn = client.transaction().map_err(|e| query_error(doing, e))?;
+    let len: i64 = txn
+        .query_opt("SELECT len FROM flow_files WHERE file = $1", &[&file])
+        .map_err(|e| query_error(doing, e))?
+        .map_or(0, |row| row.get(0));
+    let mut bytes = vec![0u8; len as usize];
+    let rows = txn
+        .query(
+            "SELECT idx, data FROM flow_blocks WHERE file = $1 ORDER BY idx",
+            &[&file],
+        )
+        .map_err(|e| query_error(doing, e))?;
+    for row in rows {
+        let idx: i64 = row.get(0);
+        let data: &[u8] = row.get(1);
+        let start = idx as u64 * BLOCK;
+        let end = start + data.len() as u64;
+        if data.len() as u64 > BLOCK || end > len as u64 {
+            return Err(crate::error::storage(format!(
+                "the journal's block {idx} of file {file} does not fit its length ({len} \
+                 bytes): the database's flow tables were changed by something other than \
+                 flow; restore them from a backup"
+            )));
+        }
+        bytes[start as usize..end as usize].copy_from_slice(data);
+    }
+    txn.commit().map_err(|e| query_error(doing, e))?;
+    Ok(bytes)
+}
+
+fn eof() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "read past the end of the journal's file",
+    )
+}
+
+impl redb::StorageBackend for PgFile {
+    fn len(&self) -> Result<u64, io::Error> {
+        Ok(self.state().bytes.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        let state = self.state();
+        let end = offset.checked_add(out.len() as u64).ok_or_else(eof)?;
+        if end > state.bytes.len() as u64 {
+            return Err(eof());
+        }
+        out.copy_from_slice(&state.bytes[offset as usize..end as usize]);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        let mut state = self.state();
+        let old = state.bytes.len() as u64;
+        state.bytes.resize(len as usize, 0);
+        if len < old {
+            state.least_len = state.least_len.min(len);
+            if len % BLOCK != 0 {
+                state.dirty.insert(len / BLOCK);
+            }
+            state.dirty.retain(|&block| block * BLOCK < len);
+        }
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.state();
+        let end = offset as usize + data.len();
+        if end > state.bytes.len() {
+            state.bytes.resize(end, 0);
+        }
+        state.bytes[offset as usize..end].copy_from_slice(data);
+        for block in offset / BLOCK..=(end as u64 - 1) / BLOCK {
+            state.dirty.insert(block);
+        }
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        let lease = self.shared.lease.clone();
+        if lease.lost.load(Ordering::Acquire) {
+            return Err(io::Error::other(lease.lost_error()));
+        }
+        let mut state = self.state();
+        let len = state.bytes.len() as u64;
+        if state.dirty.is_empty() && len == state.stored_len && state.least_len == len {
+            return Ok(());
+        }
+        let mut idxs = Vec::with_capacity(state.dirty.len());
+        let mut blocks = Vec::with_capacity(state.dirty.len());
+        for &block in &state.dirty {
+            let start = block * BLOCK;
+            let end = (start + BLOCK).min(len);
+            idxs.push(block as i64);
+            blocks.push(state.bytes[start as usize..end as usize].to_vec());
+        }
+        let file = self.file;
+        let len_i = len as i64;
+        let first_stale = state.least_len.div_ceil(BLOCK) as i64;
+        let truncate = state.least_len < state.stored_len;
+        let grows = len != state.stored_len;
+        let refused = lease.lost_error();
+        let synced = self.shared.conn.call(move |client| -> Result<(), String> {
+            let doing = "the journal's commit";
+            let describe = |e: postgres::Error| query_error(doing, e).to_string();
+            let mut txn = client.transaction().map_err(describe)?;
+            let ttl_ms = lease.ttl.as_millis() as i64;
+            let renewed = txn
+                .execute(RENEW, &[&lease.owner, &lease.fence, &ttl_ms])
+                .map_err(describe)?;
+            if renewed != 1 {
+                lease.lost.store(true, Ordering::Release);
+                return Err(refused);
+            }
+            if truncate {
+                txn.execute(
+                    "DELETE FROM flow_blocks WHERE file = $1 AND idx >= $2",
+                    &[&file, &first_stale],
+                )
+                .map_err(describe)?;
+            }
+            if !idxs.is_empty() {
+                txn.execute(
+                    "INSERT INTO flow_blocks (file, idx, data) \
+                     SELECT $1, u.i, u.d FROM unnest($2::BIGINT[], $3::BYTEA[]) AS u(i, d) \
+                     ON CONFLICT (file, idx) DO UPDATE SET data = excluded.data",
+                    &[&file, &idxs, &blocks],
+                )
+                .map_err(describe)?;
+            }
+            if grows || truncate {
+                txn.execute(
+                    "INSERT INTO flow_files (file, len) VALUES ($1, $2) \
+                     ON CONFLICT (file) DO UPDATE SET len = excluded.len",
+                    &[&file, &len_i],
+                )
+                .map_err(describe)?;
+            }
+            txn.commit().map_err(describe)
+        });
+        match synced {
+            Ok(Ok(())) => {
+                state.dirty.clear();
+                state.stored_len = len;
+                state.least_len = len;
+                Ok(())
+            }
+            // The commit's fate is unknown (or it was refused): the blocks stay dirty.
+            Ok(Err(message)) => Err(io::Error::other(message)),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+}
