@@ -127,6 +127,15 @@ fn connect(
     options: &Postgres,
     target: &str,
 ) -> Result<(PgFile, PgFile), FlowError> {
+    // A process paused (or cut off) inside a commit holds the lease's row lock: the
+    // server ends such a session after the lease's length, so a takeover is not blocked
+    // by it for longer than by an expired lease.
+    let mut config = config.clone();
+    config.options(&format!(
+        "-c idle_in_transaction_session_timeout={}",
+        options.lease.as_millis()
+    ));
+    let config = &config;
     let conn = Conn::connect(config, "journal")?;
     let migrate_target = target.to_string();
     conn.call(move |client| schema::migrate(client, &migrate_target))??;
