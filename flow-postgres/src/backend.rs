@@ -193,6 +193,8 @@ impl redb::StorageBackend for PgFile {
         let truncate = state.least_len < state.stored_len;
         let grows = len != state.stored_len;
         let refused = lease.lost_error();
+        let began = std::time::Instant::now();
+        let nblocks = idxs.len();
         let synced = self.shared.conn.call(move |client| -> Result<(), String> {
             let doing = "the journal's commit";
             let describe = |e: postgres::Error| query_error(doing, e).to_string();
@@ -231,6 +233,7 @@ impl redb::StorageBackend for PgFile {
             }
             txn.commit().map_err(describe)
         });
+        tracing::trace!(file, blocks = nblocks, elapsed = ?began.elapsed(), "journal sync");
         match synced {
             Ok(Ok(())) => {
                 state.dirty.clear();
