@@ -4,6 +4,12 @@
 #   scripts/pg-cluster.sh start DIR [PORT]   initdb in DIR, start on 127.0.0.1:PORT (a free
 #                                            port if omitted); prints the server's URL
 #   scripts/pg-cluster.sh stop DIR           stops it (immediate) and deletes DIR
+#   scripts/pg-cluster.sh halt DIR           stops it as a crash would (pg_ctl stop -m
+#                                            immediate), keeping its data
+#   scripts/pg-cluster.sh resume DIR         starts a halted cluster again, on its port
+#
+# DIR's parent must be reachable by the user the cluster runs as (see below): the system's
+# temporary directory is.
 #
 # The binaries (initdb, pg_ctl, postgres) come from $FLOW_PG_BIN, `pg_config --bindir`,
 # Debian's /usr/lib/postgresql/<version>/bin (newest first) or PATH. Missing, they are
@@ -108,8 +114,23 @@ stop() {
   rm -rf "$dir"
 }
 
+halt() {
+  local dir=$1 bin; bin=$(find_bindir) || die "PostgreSQL's binaries were not found"
+  as_user "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+}
+
+resume() {
+  local dir=$1 bin; bin=$(find_bindir) || die "PostgreSQL's binaries were not found"
+  local port; port=$(cat "$dir/port")
+  as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c max_connections=200" start >/dev/null \
+    || { tail -20 "$dir/server.log" >&2; die "the server did not start again"; }
+}
+
 case "${1:-}" in
   start) [[ $# -ge 2 ]] || die "usage: $0 start DIR [PORT]"; start "$2" "${3:-}" ;;
   stop) [[ $# -ge 2 ]] || die "usage: $0 stop DIR"; stop "$2" ;;
-  *) die "usage: $0 start DIR [PORT] | stop DIR" ;;
+  halt) [[ $# -ge 2 ]] || die "usage: $0 halt DIR"; halt "$2" ;;
+  resume) [[ $# -ge 2 ]] || die "usage: $0 resume DIR"; resume "$2" ;;
+  *) die "usage: $0 start DIR [PORT] | stop DIR | halt DIR | resume DIR" ;;
 esac

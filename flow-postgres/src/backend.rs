@@ -13,12 +13,13 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flow_runtime::FlowError;
 use postgres::Client;
 
 use crate::conn::Conn;
-use crate::error::query_error;
+use crate::error::{query_error, query_message, retryable};
 use crate::lease::{Lease, RENEW};
 
 /// Bytes per stored block.
@@ -87,10 +88,10 @@ impl PgFile {
 
 fn load(client: &mut Client, file: i16) -> Result<Vec<u8>, FlowError> {
     let doing = "reading the journal";
-    let mut txn = client.transaction().map_err(|e| query_error(doing, e))?;
+    let mut txn = client.transaction().map_err(|e| query_error(doing, &e))?;
     let len: i64 = txn
         .query_opt("SELECT len FROM flow_files WHERE file = $1", &[&file])
-        .map_err(|e| query_error(doing, e))?
+        .map_err(|e| query_error(doing, &e))?
         .map_or(0, |row| row.get(0));
     let mut bytes = vec![0u8; len as usize];
     let rows = txn
@@ -98,7 +99,7 @@ fn load(client: &mut Client, file: i16) -> Result<Vec<u8>, FlowError> {
             "SELECT idx, data FROM flow_blocks WHERE file = $1 ORDER BY idx",
             &[&file],
         )
-        .map_err(|e| query_error(doing, e))?;
+        .map_err(|e| query_error(doing, &e))?;
     for row in rows {
         let idx: i64 = row.get(0);
         let data: &[u8] = row.get(1);
@@ -113,7 +114,7 @@ fn load(client: &mut Client, file: i16) -> Result<Vec<u8>, FlowError> {
         }
         bytes[start as usize..end as usize].copy_from_slice(data);
     }
-    txn.commit().map_err(|e| query_error(doing, e))?;
+    txn.commit().map_err(|e| query_error(doing, &e))?;
     Ok(bytes)
 }
 
@@ -187,63 +188,132 @@ impl redb::StorageBackend for PgFile {
             idxs.push(block as i64);
             blocks.push(state.bytes[start as usize..end as usize].to_vec());
         }
-        let file = self.file;
-        let len_i = len as i64;
-        let first_stale = state.least_len.div_ceil(BLOCK) as i64;
-        let truncate = state.least_len < state.stored_len;
-        let grows = len != state.stored_len;
-        let refused = lease.lost_error();
-        let began = std::time::Instant::now();
-        let nblocks = idxs.len();
-        let synced = self.shared.conn.call(move |client| -> Result<(), String> {
-            let doing = "the journal's commit";
-            let describe = |e: postgres::Error| query_error(doing, e).to_string();
-            let mut txn = client.transaction().map_err(describe)?;
-            let ttl_ms = lease.ttl.as_millis() as i64;
-            let renewed = txn
-                .execute(RENEW, &[&lease.owner, &lease.fence, &ttl_ms])
-                .map_err(describe)?;
-            if renewed != 1 {
-                lease.lost.store(true, Ordering::Release);
-                return Err(refused);
-            }
-            if truncate {
-                txn.execute(
-                    "DELETE FROM flow_blocks WHERE file = $1 AND idx >= $2",
-                    &[&file, &first_stale],
-                )
-                .map_err(describe)?;
-            }
-            if !idxs.is_empty() {
-                txn.execute(
-                    "INSERT INTO flow_blocks (file, idx, data) \
-                     SELECT $1, u.i, u.d FROM unnest($2::BIGINT[], $3::BYTEA[]) AS u(i, d) \
-                     ON CONFLICT (file, idx) DO UPDATE SET data = excluded.data",
-                    &[&file, &idxs, &blocks],
-                )
-                .map_err(describe)?;
-            }
-            if grows || truncate {
-                txn.execute(
-                    "INSERT INTO flow_files (file, len) VALUES ($1, $2) \
-                     ON CONFLICT (file) DO UPDATE SET len = excluded.len",
-                    &[&file, &len_i],
-                )
-                .map_err(describe)?;
-            }
-            txn.commit().map_err(describe)
+        let sync = Arc::new(Sync {
+            file: self.file,
+            len: len as i64,
+            first_stale: state.least_len.div_ceil(BLOCK) as i64,
+            truncate: state.least_len < state.stored_len,
+            grows: len != state.stored_len,
+            idxs,
+            blocks,
+            lease,
         });
-        tracing::trace!(file, blocks = nblocks, elapsed = ?began.elapsed(), "journal sync");
+        let began = std::time::Instant::now();
+        // The same sync again writes the same rows: after a lost connection (whose
+        // commit may or may not have happened) it is retried until it succeeds or the
+        // lease's length has passed, so a server back within that is ridden out.
+        let mut pause = Duration::from_millis(20);
+        let mut attempts = 0u32;
+        let synced = loop {
+            attempts += 1;
+            let attempt = sync.clone();
+            let outcome = self
+                .shared
+                .conn
+                .call(move |client| attempt.run(client))
+                .unwrap_or_else(|e| Err(SyncError::Fatal(e.to_string())));
+            match outcome {
+                // At least one retry, even past the lease's length (this process may
+                // have been paused): it learns then whether it still holds the lease.
+                Err(SyncError::Retry(message))
+                    if attempts == 1 || began.elapsed() < sync.lease.ttl =>
+                {
+                    tracing::warn!(
+                        error = %message,
+                        "PostgreSQL is unreachable; retrying the journal's commit"
+                    );
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(SyncError::Retry(message) | SyncError::Fatal(message)) => break Err(message),
+                Ok(()) => break Ok(()),
+            }
+        };
+        tracing::trace!(
+            file = sync.file,
+            blocks = sync.idxs.len(),
+            elapsed = ?began.elapsed(),
+            "journal sync"
+        );
         match synced {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 state.dirty.clear();
                 state.stored_len = len;
                 state.least_len = len;
                 Ok(())
             }
             // The commit's fate is unknown (or it was refused): the blocks stay dirty.
-            Ok(Err(message)) => Err(io::Error::other(message)),
-            Err(e) => Err(io::Error::other(e.to_string())),
+            Err(message) => Err(io::Error::other(message)),
         }
+    }
+}
+
+/// One sync's writes: dirty blocks, the length, stale blocks to delete.
+struct Sync {
+    file: i16,
+    len: i64,
+    first_stale: i64,
+    truncate: bool,
+    grows: bool,
+    idxs: Vec<i64>,
+    blocks: Vec<Vec<u8>>,
+    lease: Arc<Lease>,
+}
+
+/// Why a sync failed.
+enum SyncError {
+    /// The connection was lost or the server is restarting: the commit's fate is
+    /// unknown, and running the sync again is safe.
+    Retry(String),
+    /// Refused (the lease is gone) or failed for good.
+    Fatal(String),
+}
+
+impl Sync {
+    /// Writes the sync in one transaction that first renews (and so checks) the lease.
+    fn run(&self, client: &mut Client) -> Result<(), SyncError> {
+        let describe = |e: postgres::Error| {
+            let message = query_message("the journal's commit", &e);
+            if retryable(&e) {
+                SyncError::Retry(message)
+            } else {
+                SyncError::Fatal(message)
+            }
+        };
+        let lease = &self.lease;
+        let mut txn = client.transaction().map_err(describe)?;
+        let ttl_ms = lease.ttl.as_millis() as i64;
+        let renewed = txn
+            .execute(RENEW, &[&lease.owner, &lease.fence, &ttl_ms])
+            .map_err(describe)?;
+        if renewed != 1 {
+            lease.lost.store(true, Ordering::Release);
+            return Err(SyncError::Fatal(lease.lost_error()));
+        }
+        if self.truncate {
+            txn.execute(
+                "DELETE FROM flow_blocks WHERE file = $1 AND idx >= $2",
+                &[&self.file, &self.first_stale],
+            )
+            .map_err(describe)?;
+        }
+        if !self.idxs.is_empty() {
+            txn.execute(
+                "INSERT INTO flow_blocks (file, idx, data) \
+                 SELECT $1, u.i, u.d FROM unnest($2::BIGINT[], $3::BYTEA[]) AS u(i, d) \
+                 ON CONFLICT (file, idx) DO UPDATE SET data = excluded.data",
+                &[&self.file, &self.idxs, &self.blocks],
+            )
+            .map_err(describe)?;
+        }
+        if self.grows || self.truncate {
+            txn.execute(
+                "INSERT INTO flow_files (file, len) VALUES ($1, $2) \
+                 ON CONFLICT (file) DO UPDATE SET len = excluded.len",
+                &[&self.file, &self.len],
+            )
+            .map_err(describe)?;
+        }
+        txn.commit().map_err(describe)
     }
 }

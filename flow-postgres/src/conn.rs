@@ -46,6 +46,14 @@ impl Conn {
                     }
                 };
                 while let Ok(job) = queue.recv() {
+                    // After an outage, the next request gets a new connection (and fails
+                    // as the old one would if the server is still away).
+                    if client.is_closed() {
+                        match open_client(&config) {
+                            Ok(reconnected) => client = reconnected,
+                            Err(e) => tracing::warn!(error = %e, "PostgreSQL is unreachable"),
+                        }
+                    }
                     job(&mut client);
                 }
             })

@@ -53,16 +53,21 @@ pub(crate) fn connect_error(config: &Config, e: postgres::Error) -> FlowError {
 }
 
 /// The error for a statement that failed, with what it was doing.
-pub(crate) fn query_error(doing: &str, e: postgres::Error) -> FlowError {
+pub(crate) fn query_error(doing: &str, e: &postgres::Error) -> FlowError {
+    storage(query_message(doing, e))
+}
+
+/// What [`query_error`] says.
+pub(crate) fn query_message(doing: &str, e: &postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => storage(format!(
+        Some(db) => format!(
             "PostgreSQL refused {doing}: {} (SQLSTATE {})",
             db.message(),
             db.code().code()
-        )),
-        None => storage(format!(
+        ),
+        None => format!(
             "{doing} failed: {e}; the connection to PostgreSQL may be lost (is the server up?)"
-        )),
+        ),
     }
 }
 
@@ -72,4 +77,18 @@ pub(crate) fn bad_url(e: postgres::Error) -> FlowError {
         "not a PostgreSQL connection string ({e}); expected \
          postgres://USER:PASSWORD@HOST:PORT/DATABASE or `host=... user=... dbname=...`"
     ))
+}
+
+/// Whether `e` leaves a statement's fate to a retry: the connection was lost or the
+/// server is shutting down or starting (the statements here are idempotent, and each
+/// write checks the lease, so retrying one is safe).
+pub(crate) fn retryable(e: &postgres::Error) -> bool {
+    match e.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            // 25P03: the server ended a session left in a transaction (a paused process's).
+            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "25P03"
+        }
+    }
 }

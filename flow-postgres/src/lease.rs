@@ -41,6 +41,10 @@ pub(crate) const RENEW: &str = "UPDATE flow_lease \
      WHERE id = 1 AND owner = $1 AND fence = $2 AND expires_at > clock_timestamp()";
 
 /// Takes the lease if it is free or expired; else says who holds it and for how long.
+///
+/// The takeover may wait for the row's lock (a paused holder's open commit, until the
+/// server ends that session): the new expiry is computed when the row is updated, not
+/// before the wait.
 fn try_take(
     client: &mut Client,
     owner: &str,
@@ -52,12 +56,13 @@ fn try_take(
             "INSERT INTO flow_lease (id, owner, fence, expires_at) \
              VALUES (1, $1, 1, clock_timestamp() + ($2::BIGINT * INTERVAL '1 millisecond')) \
              ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, \
-                 fence = flow_lease.fence + 1, expires_at = excluded.expires_at \
+                 fence = flow_lease.fence + 1, \
+                 expires_at = clock_timestamp() + ($2::BIGINT * INTERVAL '1 millisecond') \
              WHERE flow_lease.owner IS NULL OR flow_lease.expires_at <= clock_timestamp() \
              RETURNING fence",
             &[&owner, &ttl_ms],
         )
-        .map_err(|e| query_error("taking the journal's lease", e))?;
+        .map_err(|e| query_error("taking the journal's lease", &e))?;
     if let Some(row) = taken {
         return Ok(Ok(row.get(0)));
     }
@@ -68,7 +73,7 @@ fn try_take(
              FROM flow_lease WHERE id = 1",
             &[],
         )
-        .map_err(|e| query_error("reading the journal's lease", e))?;
+        .map_err(|e| query_error("reading the journal's lease", &e))?;
     Ok(Err(holder.map_or((String::new(), 0), |row| {
         (row.get(0), row.get(1))
     })))
@@ -87,7 +92,7 @@ impl Lease {
         let deadline = Instant::now() + wait;
         client
             .batch_execute("LISTEN flow_lease")
-            .map_err(|e| query_error("listening for the lease's release", e))?;
+            .map_err(|e| query_error("listening for the lease's release", &e))?;
         loop {
             match try_take(client, &owner, ttl)? {
                 Ok(fence) => {
@@ -127,6 +132,7 @@ impl Lease {
     /// connection of its own.
     pub(crate) fn start_heartbeat(self: &Arc<Self>, config: &Config) -> Result<(), FlowError> {
         let mut client = open_client(config)?;
+        let config = config.clone();
         let (stop, stopped) = mpsc::channel::<()>();
         let lease = Arc::downgrade(self);
         let every = self.ttl / 4;
@@ -151,7 +157,14 @@ impl Lease {
                         return;
                     }
                     // A failed renewal is retried; writes check the lease themselves.
-                    Err(e) => tracing::warn!(error = %e, "could not renew the journal's lease"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew the journal's lease");
+                        if client.is_closed() {
+                            if let Ok(reconnected) = open_client(&config) {
+                                client = reconnected;
+                            }
+                        }
+                    }
                 }
             })
             .map_err(|e| storage(format!("could not start the lease's heartbeat thread: {e}")))?;

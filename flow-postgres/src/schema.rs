@@ -42,13 +42,13 @@ pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
 pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<(), FlowError> {
     let mut txn = client
         .transaction()
-        .map_err(|e| query_error("starting the schema check", e))?;
+        .map_err(|e| query_error("starting the schema check", &e))?;
     // Two engines opening one new database at once: the second waits here.
     txn.batch_execute("SELECT pg_advisory_xact_lock(7450616017)")
-        .map_err(|e| query_error("locking the schema for its check", e))?;
+        .map_err(|e| query_error("locking the schema for its check", &e))?;
     let has_meta: bool = txn
         .query_one("SELECT to_regclass('flow_meta') IS NOT NULL", &[])
-        .map_err(|e| query_error("reading the schema", e))?
+        .map_err(|e| query_error("reading the schema", &e))?
         .get(0);
     let current = if has_meta {
         let row = txn
@@ -56,7 +56,7 @@ pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<(), FlowError
                 "SELECT application, schema_version FROM flow_meta WHERE id = 1",
                 &[],
             )
-            .map_err(|e| query_error("reading flow_meta", e))?;
+            .map_err(|e| query_error("reading flow_meta", &e))?;
         let Some(row) = row else {
             return Err(storage(format!(
                 "{target} has a flow_meta table without its row: not a flow database, or a \
@@ -86,7 +86,7 @@ pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<(), FlowError
                  WHERE table_schema = current_schema() ORDER BY table_name LIMIT 5",
                 &[],
             )
-            .map_err(|e| query_error("listing the database's tables", e))?
+            .map_err(|e| query_error("listing the database's tables", &e))?
             .iter()
             .map(|row| row.get(0))
             .collect();
@@ -105,25 +105,25 @@ pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<(), FlowError
                  schema_version INT NOT NULL
              )",
         )
-        .map_err(|e| query_error("creating flow_meta", e))?;
+        .map_err(|e| query_error("creating flow_meta", &e))?;
         txn.execute(
             "INSERT INTO flow_meta (id, application, schema_version) VALUES (1, $1, 0)",
             &[&APPLICATION],
         )
-        .map_err(|e| query_error("creating flow_meta", e))?;
+        .map_err(|e| query_error("creating flow_meta", &e))?;
         0
     };
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i32 + 1;
         txn.batch_execute(sql)
-            .map_err(|e| query_error(&format!("schema migration {version}"), e))?;
+            .map_err(|e| query_error(&format!("schema migration {version}"), &e))?;
         txn.execute(
             "UPDATE flow_meta SET schema_version = $1 WHERE id = 1",
             &[&version],
         )
-        .map_err(|e| query_error(&format!("recording schema migration {version}"), e))?;
+        .map_err(|e| query_error(&format!("recording schema migration {version}"), &e))?;
     }
     txn.commit()
-        .map_err(|e| query_error("committing the schema", e))?;
+        .map_err(|e| query_error("committing the schema", &e))?;
     Ok(())
 }

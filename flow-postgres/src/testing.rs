@@ -162,6 +162,26 @@ impl TestCluster {
         .expect("the test cluster's query panicked")
     }
 
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`), keeping its data.
+    pub fn halt(&self) {
+        self.script_command("halt");
+    }
+
+    /// Starts a halted server again, on the same port.
+    pub fn resume(&self) {
+        self.script_command("resume");
+    }
+
+    fn script_command(&self, command: &str) {
+        let status = Command::new("bash")
+            .arg(&self.script)
+            .arg(command)
+            .arg(&self.dir)
+            .status()
+            .unwrap_or_else(|e| panic!("could not run {}: {e}", self.script.display()));
+        assert!(status.success(), "pg-cluster.sh {command} failed");
+    }
+
     /// Stops the cluster now and deletes its directory.
     pub fn stop(&self) {
         let _ = Command::new("bash")

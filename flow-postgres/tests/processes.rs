@@ -98,11 +98,19 @@ impl EngineProcess {
             .env("FLOW_PG_EXEC", exec)
             .env("FLOW_PG_START", start.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (send, lines) = mpsc::channel();
+        let errors = send.clone();
+        // Its panics, marked, among the lines (for failures' messages).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = errors.send(format!("stderr: {line}"));
+            }
+        });
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = send.send(line);
