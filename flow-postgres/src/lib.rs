@@ -131,10 +131,16 @@ fn connect(
     // server ends such a session after the lease's length, so a takeover is not blocked
     // by it for longer than by an expired lease.
     let mut config = config.clone();
-    config.options(&format!(
+    let timeout = format!(
         "-c idle_in_transaction_session_timeout={}",
         options.lease.as_millis()
-    ));
+    );
+    // Added to the URL's own `options` (a search_path, say), which stay.
+    let session = match config.get_options() {
+        Some(own) if !own.trim().is_empty() => format!("{own} {timeout}"),
+        _ => timeout,
+    };
+    config.options(&session);
     let config = &config;
     let conn = Conn::connect(config, "journal")?;
     let migrate_target = target.to_string();
