@@ -102,8 +102,9 @@ async fn main() -> Result<(), FlowError> {
         .open(Engine::builder().register::<three>())
         .await?;
     println!(
-        "flow on PostgreSQL: row 3 (runs of 3 steps), {}",
-        if quick { "quick" } else { "full" }
+        "flow on PostgreSQL: row 3 (runs of 3 steps), {} mode; load average before: {}",
+        if quick { "quick" } else { "full" },
+        loadavg()
     );
     println!(
         "{:>10} {:>10} {:>9} {:>12} {:>12}",
@@ -140,6 +141,11 @@ async fn main() -> Result<(), FlowError> {
         let _ = child.wait();
     }
     engine.shutdown().await;
+    println!("load average after: {}", loadavg());
+    println!(
+        "(2 and 3 processes: the others stand by for the lease; one process drives a \
+         database's runs)"
+    );
     println!(
         "floor: >= 2,000 runs/s with one process at 1,000 in flight: {}",
         if at_1000[0] >= 2000.0 {
@@ -149,4 +155,11 @@ async fn main() -> Result<(), FlowError> {
         }
     );
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages (other work on the machine skews every row).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -90,13 +90,15 @@ impl Lease {
         target: &str,
     ) -> Result<Lease, FlowError> {
         let deadline = Instant::now() + wait;
-        client
-            .batch_execute("LISTEN flow_lease")
-            .map_err(|e| query_error("listening for the lease's release", &e))?;
+        // Only a hint: where LISTEN is not supported (CockroachDB), polling alone wakes
+        // a standby.
+        let listening = client.batch_execute("LISTEN flow_lease").is_ok();
         loop {
             match try_take(client, &owner, ttl)? {
                 Ok(fence) => {
-                    let _ = client.batch_execute("UNLISTEN flow_lease");
+                    if listening {
+                        let _ = client.batch_execute("UNLISTEN flow_lease");
+                    }
                     return Ok(Lease {
                         owner,
                         fence,

@@ -2,8 +2,9 @@
 //!
 //! The engine reads runs through [`Journal`] and changes them only by handing batches of
 //! [`Change`](super::Change)s to [`Journal::write_batch`]; it never opens a table. This is
-//! the interface a second store (PostgreSQL) implements: [`Store`], the redb file with its
-//! write-ahead log, is the first. What an implementation must guarantee:
+//! the interface a second store would implement: [`Store`], the redb file with its
+//! write-ahead log, is the first (`flow-postgres` keeps that same store's bytes in
+//! PostgreSQL, through redb's storage backends). What an implementation must guarantee:
 //!
 //! - a batch is durable when `write_batch` returns `Ok`, and every read after that sees it;
 //! - a change is applied exactly as `Change::apply` describes (checks before writes: a
