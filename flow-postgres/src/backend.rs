@@ -146,7 +146,7 @@ impl redb::StorageBackend for PgFile {
         state.bytes.resize(len as usize, 0);
         if len < old {
             state.least_len = state.least_len.min(len);
-            if len % BLOCK != 0 {
+            if !len.is_multiple_of(BLOCK) {
                 state.dirty.insert(len / BLOCK);
             }
             state.dirty.retain(|&block| block * BLOCK < len);
