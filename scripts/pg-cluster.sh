@@ -81,6 +81,9 @@ start() {
   if [[ $(id -u) == 0 ]]; then
     local user=postgres; id postgres >/dev/null 2>&1 || user=nobody
     chown "$user" "$dir"
+    as_user test -w "$dir" \
+      || die "$dir is not reachable by the user the cluster runs as ($user): put it under a \
+directory that user can enter (e.g. TMPDIR=/tmp)"
   fi
   echo flow > "$dir/pw"; chmod 644 "$dir/pw"
   as_user "$bin/initdb" -D "$dir/data" -U flow --pwfile="$dir/pw" --auth-local=trust \
