@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flow_runtime::FlowError;
+use postgres::types::Type;
 use postgres::Client;
 
 use crate::conn::Conn;
 use crate::error::{query_error, query_message, retryable};
-use crate::lease::{Lease, RENEW};
+use crate::lease::Lease;
 
 /// Bytes per stored block.
 pub(crate) const BLOCK: u64 = 8192;
@@ -269,51 +270,66 @@ enum SyncError {
     Fatal(String),
 }
 
+/// A sync's writes as one statement (one round trip, its own transaction): the lease's
+/// renewal, and each write only if the renewal matched (`EXISTS (SELECT 1 FROM lease)`).
+/// Rewritten blocks are left out of the deletion of stale ones, so that no row is
+/// changed twice by one statement.
+const SYNC: &str = "WITH lease AS ( \
+         UPDATE flow_lease \
+         SET expires_at = clock_timestamp() + ($3::BIGINT * INTERVAL '1 millisecond') \
+         WHERE id = 1 AND owner = $1 AND fence = $2 AND expires_at > clock_timestamp() \
+         RETURNING 1 \
+     ), stale AS ( \
+         DELETE FROM flow_blocks \
+         WHERE $8 AND file = $4 AND idx >= $5 AND idx <> ALL($6) \
+             AND EXISTS (SELECT 1 FROM lease) \
+     ), written AS ( \
+         INSERT INTO flow_blocks (file, idx, data) \
+         SELECT $4, u.i, u.d FROM unnest($6::BIGINT[], $7::BYTEA[]) AS u(i, d) \
+         WHERE EXISTS (SELECT 1 FROM lease) \
+         ON CONFLICT (file, idx) DO UPDATE SET data = excluded.data \
+     ), length AS ( \
+         INSERT INTO flow_files (file, len) \
+         SELECT $4, $9 WHERE $10 AND EXISTS (SELECT 1 FROM lease) \
+         ON CONFLICT (file) DO UPDATE SET len = excluded.len \
+     ) \
+     SELECT count(*) FROM lease";
+
 impl Sync {
-    /// Writes the sync in one transaction that first renews (and so checks) the lease.
+    /// Writes the sync, refused unless this process still holds the lease.
     fn run(&self, client: &mut Client) -> Result<(), SyncError> {
-        let describe = |e: postgres::Error| {
-            let message = query_message("the journal's commit", &e);
-            if retryable(&e) {
-                SyncError::Retry(message)
-            } else {
-                SyncError::Fatal(message)
-            }
-        };
         let lease = &self.lease;
-        let mut txn = client.transaction().map_err(describe)?;
         let ttl_ms = lease.ttl.as_millis() as i64;
-        let renewed = txn
-            .execute(RENEW, &[&lease.owner, &lease.fence, &ttl_ms])
-            .map_err(describe)?;
+        let write_len = self.grows || self.truncate;
+        let renewed: i64 = client
+            .query_typed_one(
+                SYNC,
+                &[
+                    (&lease.owner, Type::TEXT),
+                    (&lease.fence, Type::INT8),
+                    (&ttl_ms, Type::INT8),
+                    (&self.file, Type::INT2),
+                    (&self.first_stale, Type::INT8),
+                    (&self.idxs, Type::INT8_ARRAY),
+                    (&self.blocks, Type::BYTEA_ARRAY),
+                    (&self.truncate, Type::BOOL),
+                    (&self.len, Type::INT8),
+                    (&write_len, Type::BOOL),
+                ],
+            )
+            .map_err(|e| {
+                let message = query_message("the journal's commit", &e);
+                if retryable(&e) {
+                    SyncError::Retry(message)
+                } else {
+                    SyncError::Fatal(message)
+                }
+            })?
+            .get(0);
         if renewed != 1 {
             lease.lost.store(true, Ordering::Release);
             return Err(SyncError::Fatal(lease.lost_error()));
         }
-        if self.truncate {
-            txn.execute(
-                "DELETE FROM flow_blocks WHERE file = $1 AND idx >= $2",
-                &[&self.file, &self.first_stale],
-            )
-            .map_err(describe)?;
-        }
-        if !self.idxs.is_empty() {
-            txn.execute(
-                "INSERT INTO flow_blocks (file, idx, data) \
-                 SELECT $1, u.i, u.d FROM unnest($2::BIGINT[], $3::BYTEA[]) AS u(i, d) \
-                 ON CONFLICT (file, idx) DO UPDATE SET data = excluded.data",
-                &[&self.file, &self.idxs, &self.blocks],
-            )
-            .map_err(describe)?;
-        }
-        if self.grows || self.truncate {
-            txn.execute(
-                "INSERT INTO flow_files (file, len) VALUES ($1, $2) \
-                 ON CONFLICT (file) DO UPDATE SET len = excluded.len",
-                &[&self.file, &self.len],
-            )
-            .map_err(describe)?;
-        }
-        txn.commit().map_err(describe)
+        Ok(())
     }
 }
