@@ -38,6 +38,8 @@
 //! migrations; it refuses, changing nothing, a database with another application's
 //! tables, or with a schema newer than this code's.
 
+#![warn(missing_docs)]
+
 mod backend;
 mod conn;
 mod error;
@@ -168,11 +170,17 @@ fn connect(
 /// [`Postgres`] settings.
 pub trait OpenPostgres {
     /// Opens the journal in the database at `url`; see [`Postgres::open`].
-    fn open_postgres(self, url: &str) -> impl Future<Output = Result<Engine, FlowError>> + Send;
+    fn open_postgres(
+        self,
+        url: &str,
+    ) -> impl Future<Output = Result<Engine, FlowError>> + Send + use<Self>;
 }
 
 impl OpenPostgres for EngineBuilder {
-    fn open_postgres(self, url: &str) -> impl Future<Output = Result<Engine, FlowError>> + Send {
+    fn open_postgres(
+        self,
+        url: &str,
+    ) -> impl Future<Output = Result<Engine, FlowError>> + Send + use<> {
         Postgres::new(url).open(self)
     }
 }

@@ -413,3 +413,45 @@ async fn the_database_refuses_commits_after_a_takeover() {
         "the new holder released its lease"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_opening_a_new_database_at_once_create_its_schema_once() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.create_database("race");
+    let opens: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(builder().open_postgres(&url)))
+        .collect();
+    let mut opened = Vec::new();
+    let mut refused = Vec::new();
+    for open in opens {
+        match open.await.unwrap() {
+            Ok(engine) => opened.push(engine),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    // One drives; the others are refused for the lease, none for the schema.
+    assert_eq!(opened.len(), 1, "{refused:?}");
+    for error in &refused {
+        assert!(
+            error.contains("driven by another engine process"),
+            "{error}"
+        );
+    }
+    let run = opened[0]
+        .start("r", three_steps("race".into(), 2))
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), expected(2));
+    for engine in opened {
+        engine.shutdown().await;
+    }
+    let meta = cluster.query(
+        db_name(&url),
+        "SELECT count(*), max(schema_version) FROM flow_meta",
+    );
+    assert_eq!(meta[0][0].as_deref(), Some("1"));
+    assert_eq!(
+        meta[0][1].as_deref(),
+        Some(flow_postgres::SCHEMA_VERSION.to_string().as_str())
+    );
+}
