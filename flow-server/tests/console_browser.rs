@@ -268,3 +268,107 @@ async fn the_console_lists_shows_and_acts_on_runs() {
     browser.close().await;
     server.stop().await;
 }
+
+/// Writes the README's screenshots of the console under `docs/` (run by
+/// `scripts/screenshots.sh`): the runs page, a run's graph and timeline, time travel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes docs/*.png; run by scripts/screenshots.sh"]
+async fn console_screenshots() {
+    let Some(browser) = browser::browser("console_screenshots").await else {
+        return;
+    };
+    let docs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let server = server().await;
+    for (i, items) in [
+        vec!["lamp", "desk"],
+        vec!["lamp", "unicorn"],
+        vec!["book"],
+        vec!["chair", "rug", "vase"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let card = if i == 2 { "0000-1111" } else { "4242" };
+        start(
+            &server,
+            json!({"workflow": "place_order", "run_id": format!("order-{}", 1001 + i),
+                "input": {"card": card, "items": items, "total_cents": 4200 + 100 * i}}),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        start(
+            &server,
+            json!({"workflow": "approve_order", "run_id": format!("approval-{}", 7 + i),
+                "input": {"id": format!("order-{}", 7 + i), "cents": 12000 + i}}),
+        )
+        .await;
+    }
+    start(
+        &server,
+        json!({"workflow": "flaky_order", "run_id": "flaky-1", "input": 4200}),
+    )
+    .await;
+    wait_status(&server, "order-1002", "returned_err").await;
+    wait_status(&server, "approval-7", "waiting").await;
+    wait_status(&server, "flaky-1", "failed").await;
+    let signal = server
+        .client
+        .post(server.at("/v1/runs/approval-8/signals/approval"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"approved": true, "by": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signal.status(), 200);
+    wait_status(&server, "approval-8", "completed").await;
+
+    let shot = |name: &'static str, bytes: Vec<u8>| {
+        let path = docs.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        eprintln!("wrote {}", path.display());
+    };
+    browser.client.set_window_size(1400, 760).await.unwrap();
+    browser.client.goto(&server.at("/")).await.unwrap();
+    browser.fill("#token-input", TOKEN).await;
+    browser.click("#token-save").await;
+    browser.wait_for(r#"tr[data-run-id="order-1004"]"#).await;
+    browser.wait_for("#counts .chip").await;
+    shot(
+        "console-runs.png",
+        browser.client.screenshot().await.unwrap(),
+    );
+
+    browser.client.set_window_size(1400, 2600).await.unwrap();
+    browser
+        .client
+        .goto(&server.at("/#/runs/order-1002"))
+        .await
+        .unwrap();
+    browser.wait_for("#state-graph").await;
+    browser.wait_for("#timeline rect.bar.failed").await;
+    let graph = browser.wait_for("#graph-section").await;
+    shot("console-graph.png", graph.screenshot().await.unwrap());
+    let timeline = browser.wait_for("#timeline-section").await;
+    shot("console-timeline.png", timeline.screenshot().await.unwrap());
+
+    browser
+        .client
+        .goto(&server.at("/#/runs/approval-8"))
+        .await
+        .unwrap();
+    browser.wait_for("#travel-locals").await;
+    let step = browser.wait_for("#travel-step").await;
+    step.select_by_value("2").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    browser.wait_for("#travel-locals").await;
+    let travel = browser.wait_for("#time-travel").await;
+    shot(
+        "console-time-travel.png",
+        travel.screenshot().await.unwrap(),
+    );
+
+    browser.close().await;
+    server.stop().await;
+}

@@ -32,8 +32,8 @@ export function runPage(main, runId) {
   replace(main,
     el('p', {}, el('a', { href: '#/' }, '← Runs')),
     header, summary, actionsBox,
-    el('section', { class: 'panel' }, el('h2', {}, 'State graph'), graphBox),
-    el('section', { class: 'panel' }, el('h2', {}, 'Timeline'), timelineBox),
+    el('section', { class: 'panel', id: 'graph-section' }, el('h2', {}, 'State graph'), graphBox),
+    el('section', { class: 'panel', id: 'timeline-section' }, el('h2', {}, 'Timeline'), timelineBox),
     related,
     travelBox,
     el('section', { class: 'panel' }, el('h2', {}, 'History'),
@@ -160,7 +160,9 @@ export function runPage(main, runId) {
   async function renderGraph(run) {
     try {
       const graph = await get(`/v1/runs/${seg(runId)}/graph`);
-      if (!stopped) replace(graphBox, drawGraph(graph, finished(run.status)));
+      // The states the loaded history scheduled steps at, in order.
+      const path = page.events.filter((e) => e.type === 'StepScheduled').map((e) => 's' + e.state);
+      if (!stopped) replace(graphBox, drawGraph(graph, finished(run.status), path));
     } catch (e) {
       if (!stopped) replace(graphBox, note('info', 'No graph: ' + errorText(e)));
     }

@@ -4,6 +4,25 @@
 import { get, seg } from './api.js';
 import { el, errorText, json, note, replace, time } from './dom.js';
 
+/** What a step asked for, without its policies: a task's arguments, a signal's name... */
+function stepInput(request) {
+  let op = request;
+  const names = [];
+  while (op && op.Named) {
+    names.push(op.Named.name);
+    op = op.Named.op;
+  }
+  const [kind, body] = op && typeof op === 'object' ? Object.entries(op)[0] || [] : [String(op), null];
+  let shown;
+  if (kind === 'Task') shown = { task: body.name, args: body.args };
+  else if (kind === 'Signal') shown = { signal: body.name, timeout: body.timeout };
+  else if (kind === 'Child') shown = { child_workflow: body.workflow, input: body.input };
+  else if (kind === 'Sleep') shown = { sleep_until: new Date(body.until_ms).toISOString() };
+  else if (kind === 'Callback') shown = { callback: stepInput(body.task) };
+  else shown = op;
+  return names.length ? { named: names.join(' / '), ...shown } : shown;
+}
+
 /** Most steps offered in the list; any other is reached by its number. */
 const LISTED = 2000;
 
@@ -40,9 +59,7 @@ export function travelPanel(runId, count, names) {
             el('thead', {}, el('tr', {}, el('th', {}, 'slot'), el('th', {}, 'value'))),
             el('tbody', {}, at.locals.map((l) => el('tr', {}, el('td', { class: 'num' }, String(l.slot)), el('td', {}, json(l.value))))));
       const scheduled = at.scheduled;
-      const request = scheduled
-        ? Object.fromEntries(Object.entries(scheduled).filter(([k]) => !['seq', 'at_ms', 'type'].includes(k)))
-        : null;
+      const request = scheduled ? stepInput(scheduled.request) : null;
       replace(view,
         el('p', {}, `Step ${at.step} (${at.name || '?'}) at state s${at.state}, scheduled ${scheduled ? time(scheduled.at_ms) : '?'}`,
           at.completed ? `, completed ${time(at.completed.at_ms)}` : ', not completed'),
