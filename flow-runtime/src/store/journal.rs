@@ -16,6 +16,7 @@
 
 use super::read::{self, HeaderAndOutput, ListedRun, Snapshot, StateAtStep, TimerScan, TimerStart};
 use super::records::{BranchRecord, RunRecord};
+use super::run_index::IndexKey;
 use super::writer::BatchWrites;
 use std::sync::atomic::Ordering;
 
@@ -65,6 +66,19 @@ pub(crate) trait Journal: Send + Sync + 'static {
     /// Up to `limit` runs after run ID `after` (from the first without one), in run ID
     /// order: ID, header, and the output of a completed run.
     fn runs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ListedRun>, FlowError>;
+    /// Up to `limit` runs of the index `key` (a stored status, or a workflow) after run
+    /// ID `after`, in run ID order, as [`runs_after`](Journal::runs_after) reads them;
+    /// `Ok(None)` when the store keeps no such index, and a listing reads every run
+    /// instead (the default).
+    fn runs_indexed(
+        &self,
+        key: IndexKey<'_>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<ListedRun>>, FlowError> {
+        let _ = (key, after, limit);
+        Ok(None)
+    }
     /// The run's history, oldest first.
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError>;
     /// Runs with work that needs no deadline (their drivers start at open).
@@ -150,6 +164,14 @@ impl Journal for Store {
     }
     fn runs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ListedRun>, FlowError> {
         read::runs_after(self, after, limit)
+    }
+    fn runs_indexed(
+        &self,
+        key: IndexKey<'_>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<ListedRun>>, FlowError> {
+        super::run_index::runs_indexed(self, key, after, limit)
     }
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
         read::history(self, run_id)

@@ -462,11 +462,12 @@ fn check_or_init(db: &Database, name: &str) -> Result<(), FlowError> {
     let txn = db.begin_read()?;
     if check(&txn, name)? {
         drop(txn);
-        add_new_tables(db)
+        add_new_tables(db)?;
     } else {
         drop(txn);
-        init(db)
+        init(db)?;
     }
+    super::run_index::build_if_missing(db)
 }
 
 /// True if the database is a flow journal this build reads, false if it is empty (no
