@@ -238,9 +238,9 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     );
     report.note(format!(
         "Row 9: the journal of {runs} ({} waiting, the rest completed) was filled in {}. \
-         Listing pages and the workflow filter read runs in run ID order from the cursor; \
-         a filter on a rare status reads every run until its page is full (there is no \
-         status index yet), which is why that line can miss its target.",
+         Listing pages read runs in run ID order from the cursor; a \
+         filter by status or workflow reads the journal's index of it (only the runs it may \
+         match). Counts per status read every run, in the background.",
         count(waiting as f64),
         dur(fill)
     ));
