@@ -76,7 +76,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
 
     // The journal: `n` runs, one in RARE_EVERY of them waiting.
     let fill = Instant::now();
-    drive(&engine, "run", 0..n, 1_000, false, |i| at_once(i)).await?;
+    drive(&engine, "run", 0..n, 1_000, false, at_once).await?;
     let waiting = n / RARE_EVERY;
     drive(&engine, "sleeper", 0..waiting, 100, false, |_| nap(86_400)).await?;
     let fill = fill.elapsed();
@@ -157,8 +157,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     let (_, _, counts_first) = get(addr, "/v1/run_counts").await?;
     let counted = Instant::now();
     let took_ms = loop {
-        let (_, _, _) = get(addr, "/v1/run_counts").await?;
-        // The answer's `took_ms` is in the body; read it once the count is there.
+        // The answer's `took_ms` is in the body once a count is there.
         let mut stream = TcpStream::connect(addr).await?;
         stream
             .write_all(
@@ -233,7 +232,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     .await?;
     report.info(
         "9",
-        format!("console: the last history page of that run (median)"),
+        "console: the last history page of that run (median)",
         dur(last_page),
     );
     report.note(format!(
