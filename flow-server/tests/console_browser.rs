@@ -97,6 +97,12 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
+/// Fails if the page's scripts hit an error since it was loaded (`app.js` keeps them).
+async fn no_script_errors(browser: &browser::Browser) {
+    let errors = browser.eval("return window.flowConsoleErrors;").await;
+    assert_eq!(errors, json!([]), "the console's scripts failed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_lists_shows_and_acts_on_runs() {
     let Some(browser) = browser::browser("the_console_lists_shows_and_acts_on_runs").await else {
@@ -218,6 +224,7 @@ async fn the_console_lists_shows_and_acts_on_runs() {
         .wait_for(r#"#state-graph g.node.terminal.visited[data-state="end"]"#)
         .await;
 
+    no_script_errors(&browser).await;
     // A failed run: redrive, confirmed, completes it once its task works.
     browser
         .client
@@ -238,6 +245,7 @@ async fn the_console_lists_shows_and_acts_on_runs() {
         .await;
     assert!(browser.text("#run-output").await.contains("charged 4200"));
 
+    no_script_errors(&browser).await;
     // HTML in a run ID and a payload shows as text and never runs.
     browser.client.goto(&server.at("/#/")).await.unwrap();
     let selector = format!(
@@ -264,6 +272,7 @@ async fn the_console_lists_shows_and_acts_on_runs() {
         browser.client.get_alert_text().await.is_err(),
         "an alert is open: the run ID ran as script"
     );
+    no_script_errors(&browser).await;
 
     browser.close().await;
     server.stop().await;

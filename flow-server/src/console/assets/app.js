@@ -4,6 +4,21 @@ import { onUnauthorized, setToken, token } from './api.js';
 import { runsPage } from './runs.js';
 import { runPage } from './run.js';
 
+// Script errors are kept (and shown at the page's foot) so that neither a user nor the
+// browser tests miss one.
+const errors = [];
+window.flowConsoleErrors = errors;
+function reportError(text) {
+  errors.push(text);
+  const box = document.getElementById('script-errors');
+  if (box) {
+    box.hidden = false;
+    box.textContent = 'The console hit a script error (reload the page): ' + errors.join('; ');
+  }
+}
+window.addEventListener('error', (e) => reportError(String(e.message)));
+window.addEventListener('unhandledrejection', (e) => reportError(String(e.reason)));
+
 const main = document.getElementById('main');
 let dispose = null;
 
