@@ -246,6 +246,66 @@ async fn the_console_lists_shows_and_acts_on_runs() {
     assert!(browser.text("#run-output").await.contains("charged 4200"));
 
     no_script_errors(&browser).await;
+    // A run waiting for its emailed callback link: the callback form completes it.
+    start(
+        &server,
+        json!({"workflow": "approve_by_link", "run_id": "by-link-1", "input": {"id": "order-77", "cents": 5}}),
+    )
+    .await;
+    wait_status(&server, "by-link-1", "waiting").await;
+    let link = common::workflows::EMAILED_LINKS
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(order, _)| order == "order-77")
+        .map(|(_, link)| link.clone())
+        .expect("the approval link was emailed");
+    let token = link.split('/').rev().nth(1).unwrap().to_string();
+    browser
+        .client
+        .goto(&server.at("/#/runs/by-link-1"))
+        .await
+        .unwrap();
+    browser
+        .wait_for(r#"#run-status[data-status="waiting"]"#)
+        .await;
+    browser.fill("#callback-token", &token).await;
+    browser
+        .fill("#callback-value", r#"{"approved": true, "by": "bob"}"#)
+        .await;
+    browser.click("#callback-complete").await;
+    browser.click("#confirm-yes").await;
+    browser
+        .wait_for(r#"#run-status[data-status="completed"]"#)
+        .await;
+    assert!(browser.text("#run-output").await.contains("bob"));
+
+    // Cancel, confirmed, cancels a waiting run; "Back" sends nothing.
+    start(
+        &server,
+        json!({"workflow": "approve_order", "run_id": "approval-9", "input": {"id": "order-9", "cents": 1}}),
+    )
+    .await;
+    wait_status(&server, "approval-9", "waiting").await;
+    browser
+        .client
+        .goto(&server.at("/#/runs/approval-9"))
+        .await
+        .unwrap();
+    browser
+        .wait_for(r#"#run-status[data-status="waiting"]"#)
+        .await;
+    browser.click("#cancel-run").await;
+    browser.click("#confirm-no").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&server, "approval-9").await, "waiting");
+    browser.click("#cancel-run").await;
+    browser.click("#confirm-yes").await;
+    browser
+        .wait_for(r#"#run-status[data-status="cancelled"]"#)
+        .await;
+    no_script_errors(&browser).await;
+
     // HTML in a run ID and a payload shows as text and never runs.
     browser.client.goto(&server.at("/#/")).await.unwrap();
     let selector = format!(
