@@ -287,10 +287,15 @@ pub async fn locals_json(
             _ => {}
         }
     }
+    let mut states: BTreeMap<u64, flow_runtime::StepLocals> = engine
+        .step_locals_range(run_id, steps.start..end)
+        .await?
+        .into_iter()
+        .collect();
     let mut out = Vec::new();
     for step in steps.start..end {
         let (scheduled_event, completed) = found.get(&step).copied().unwrap_or_default();
-        let at = engine.step_locals(run_id, step).await?;
+        let at = states.remove(&step);
         let (name, graph_state) = match scheduled_event.map(|e| &e.kind) {
             Some(EventKind::StepScheduled { name, state, .. }) => {
                 (Some(name.clone()), Some(*state))

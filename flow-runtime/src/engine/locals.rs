@@ -50,4 +50,26 @@ impl Engine {
             .step_state(run_id, step)?
             .map(|(pc, slots)| StepLocals { pc, slots }))
     }
+
+    /// [`step_locals`](Self::step_locals) for each step in `steps` that the journal holds
+    /// a state of, in step order, read in one pass (a listing of many steps costs one
+    /// read, not one per step).
+    ///
+    /// Errors: [`FlowError::UnknownRun`]; a storage error.
+    pub async fn step_locals_range(
+        &self,
+        run_id: &str,
+        steps: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, StepLocals)>, FlowError> {
+        let store = &self.core().store;
+        let header = store.header(run_id)?.ok_or_else(|| FlowError::UnknownRun {
+            run_id: run_id.to_string(),
+        })?;
+        let steps = steps.start..steps.end.min(header.steps);
+        Ok(store
+            .step_states(run_id, steps)?
+            .into_iter()
+            .map(|(step, (pc, slots))| (step, StepLocals { pc, slots }))
+            .collect())
+    }
 }

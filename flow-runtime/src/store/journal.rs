@@ -86,6 +86,21 @@ pub(crate) trait Journal: Send + Sync + 'static {
     /// The run's program counter and slots as the transition that scheduled `step` left
     /// them, if it was recorded.
     fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError>;
+    /// [`step_state`](Journal::step_state) of each step in `steps` that has one, in step
+    /// order, read together (the default asks for each step on its own).
+    fn step_states(
+        &self,
+        run_id: &str,
+        steps: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, StateAtStep)>, FlowError> {
+        let mut out = Vec::new();
+        for step in steps {
+            if let Some(state) = self.step_state(run_id, step)? {
+                out.push((step, state));
+            }
+        }
+        Ok(out)
+    }
     /// The retention settings the journal holds, as `RetentionSettings::rows`.
     fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError>;
     /// Up to `limit` runs whose expiry has passed at `now_ms`, and when the next expiry
@@ -181,6 +196,13 @@ impl Journal for Store {
     }
     fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError> {
         read::step_state(self, run_id, step)
+    }
+    fn step_states(
+        &self,
+        run_id: &str,
+        steps: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, StateAtStep)>, FlowError> {
+        read::step_states(self, run_id, steps)
     }
     fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError> {
         read::retention_rows(self)
