@@ -372,8 +372,9 @@ impl Backend {
                     ];
                     http.get(&path, &query).await?
                 }
+                // The journal at hand: every step at once (one history read).
                 Backend::Journal(journal) => {
-                    views::locals_json(&journal.engine, run_id, from..from + LOCALS_PAGE).await?
+                    views::locals_json(&journal.engine, run_id, from..u64::MAX).await?
                 }
             };
             if let Some(page_steps) = page["steps"].as_array() {
