@@ -60,9 +60,31 @@ export function drawTimeline(events, now) {
         }
         break;
       }
+      case 'CallbackWaiting': {
+        // The task handed out its token: its attempt is over, the wait for the callback begins.
+        const s = step(e.step);
+        const key = `${e.branch}`;
+        const open = s.open.get(key);
+        if (open) s.bars.push({ kind: 'ok', start: open.start, end: e.at_ms, label: `attempt ${open.attempt} handed out the callback token` });
+        s.open.delete(key);
+        s.open.set('callback:' + key, { start: e.at_ms });
+        break;
+      }
+      case 'CallbackCompleted': {
+        const s = step(e.step);
+        const key = 'callback:' + e.branch;
+        const open = s.open.get(key);
+        if (open) s.bars.push({ kind: 'signal', start: open.start, end: e.at_ms, label: `waited for the callback (${e.ok ? 'completed' : 'failed'})` });
+        s.open.delete(key);
+        break;
+      }
       case 'StepCompleted': {
         const s = step(e.step);
         for (const [key, open] of s.open) {
+          if (key.startsWith('callback:')) {
+            s.bars.push({ kind: 'signal', start: open.start, end: e.at_ms, label: 'waited for the callback' });
+            continue;
+          }
           if (key.startsWith('wait:')) continue;
           s.bars.push({ kind: 'ok', start: open.start, end: e.at_ms, label: `attempt ${open.attempt} succeeded` });
         }
@@ -102,6 +124,7 @@ export function drawTimeline(events, now) {
     }
     for (const [key, open] of s.open) {
       if (key.startsWith('wait:')) s.bars.push({ kind: 'backoff', start: open.start, end: Math.max(open.until, open.start), label: `back-off until ${time(open.until)}` });
+      else if (key.startsWith('callback:')) s.bars.push({ kind: 'signal', start: open.start, end: stop, label: 'waiting for the callback' });
       else s.bars.push({ kind: 'running', start: open.start, end: stop, label: `attempt ${open.attempt} running` });
     }
     for (const b of s.bars) {
@@ -113,5 +136,5 @@ export function drawTimeline(events, now) {
   return el('div', { class: 'timeline-box' }, root,
     el('div', { class: 'legend' },
       ['span', 'ok', 'failed', 'backoff', 'sleep', 'signal', 'running'].map((k) => el('span', { class: 'key ' + k },
-        { span: 'step open', ok: 'attempt', failed: 'failed attempt', backoff: 'back-off', sleep: 'sleep', signal: 'signal wait', running: 'attempt running' }[k]))));
+        { span: 'step open', ok: 'attempt', failed: 'failed attempt', backoff: 'back-off', sleep: 'sleep', signal: 'signal or callback wait', running: 'attempt running' }[k]))));
 }
