@@ -15,6 +15,7 @@
 //! explains each row and holds a reference run.
 
 mod bench {
+    pub mod console;
     pub mod floor;
     pub mod harness;
     pub mod loops;
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bench::{
-    floor, harness, loops, maps, overhead, probe, recovery, report, retention, throughput,
+    console, floor, harness, loops, maps, overhead, probe, recovery, report, retention, throughput,
     workloads,
 };
 
@@ -66,6 +67,9 @@ pub struct Config {
     pub loop_items: (u64, u64),
     /// Row 7: short runs through an engine that deletes them as they finish.
     pub soak_runs: usize,
+    /// Row 9: runs in the console's journal, and events in its long run's history.
+    pub console_runs: usize,
+    pub console_events: usize,
     /// Row 8: items of the measured map.
     pub map_items: u64,
 }
@@ -97,6 +101,8 @@ impl Config {
             rss_runs: pick(quick, 100_000, 1_000_000),
             loop_items: (100, pick(quick, 1_000, 10_000)),
             soak_runs: pick(quick, 10_000, 1_000_000),
+            console_runs: pick(quick, 20_000, 1_000_000),
+            console_events: pick(quick, 10_000, 100_000),
             map_items: 10_000,
         }
     }
@@ -235,6 +241,10 @@ async fn run(cfg: &Config, rows: Option<&[u32]>) -> Res<()> {
     if wanted(8) {
         eprintln!("row 8: maps");
         maps::row(cfg, &mut report).await?;
+    }
+    if wanted(9) {
+        eprintln!("row 9: the web console at scale");
+        console::row(cfg, &mut report).await?;
     }
     floor::recheck(cfg, &floor, &mut report)?;
     if !probe::io_counters_readable() {

@@ -304,7 +304,7 @@ async fn a_journal_of_the_postcard_format_is_refused_untouched() {
             error,
             FlowError::UnsupportedFormat {
                 found: 2,
-                expected: 3,
+                expected: 4,
                 ..
             }
         ),
@@ -312,7 +312,7 @@ async fn a_journal_of_the_postcard_format_is_refused_untouched() {
     );
     let text = error.to_string();
     assert!(
-        text.contains("format 2") && text.contains("format 3"),
+        text.contains("format 2") && text.contains("format 4"),
         "{text}"
     );
     assert!(text.contains("nothing was changed"), "{text}");

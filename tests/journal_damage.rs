@@ -510,14 +510,14 @@ fn a_journal_of_the_format_before_checksums_is_refused_untouched() {
     match &error {
         FlowError::UnsupportedFormat {
             found: 1,
-            expected: 3,
+            expected: 4,
             ..
         } => {}
         other => panic!("{other}"),
     }
     let text = error.to_string();
     assert!(
-        text.contains("format 1") && text.contains("format 3"),
+        text.contains("format 1") && text.contains("format 4"),
         "{text}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before);

@@ -15,6 +15,8 @@ use crate::error::CliError;
 
 /// Events asked for per history request (the server's most).
 const HISTORY_PAGE: usize = 1000;
+/// Steps per request of `locals` without a step (the server's most).
+const LOCALS_PAGE: u64 = 200;
 
 /// Which runs `flow runs` lists.
 #[derive(Debug, Clone, Default)]
@@ -148,7 +150,7 @@ impl Http {
             .map_or_else(|| body.to_string(), str::to_string);
         let message = format!("{message} ({status} {code})");
         Err(match (status, code) {
-            (404, "unknown_run" | "unknown_workflow" | "unknown_version") => {
+            (404, "unknown_run" | "unknown_workflow" | "unknown_version" | "unknown_step") => {
                 CliError::not_found(message)
             }
             _ => CliError::failed(message),
@@ -336,6 +338,51 @@ impl Backend {
             match page["next"].as_u64() {
                 Some(next) => after = Some(next),
                 None => return Ok(events),
+            }
+        }
+    }
+
+    /// The run's saved locals at step `step` (as `GET /v1/runs/{run_id}/locals?step=K`
+    /// answers), or at every step, oldest first, with `None`.
+    pub async fn locals(&self, run_id: &str, step: Option<u64>) -> Result<Vec<Value>, CliError> {
+        let path = format!("/runs/{}/locals", segment(run_id));
+        if let Some(step) = step {
+            let one = match self {
+                Backend::Http(http) => http.get(&path, &[("step", step.to_string())]).await?,
+                Backend::Journal(journal) => {
+                    let page = views::locals_json(&journal.engine, run_id, step..step + 1).await?;
+                    page["steps"].get(0).cloned().ok_or_else(|| {
+                        CliError::not_found(format!(
+                            "run `{run_id}` has no step {step}: it has scheduled fewer steps \
+                             (`flow locals {run_id}` lists them)"
+                        ))
+                    })?
+                }
+            };
+            return Ok(vec![one]);
+        }
+        let mut steps = Vec::new();
+        let mut from = 0u64;
+        loop {
+            let page = match self {
+                Backend::Http(http) => {
+                    let query = [
+                        ("from", from.to_string()),
+                        ("limit", LOCALS_PAGE.to_string()),
+                    ];
+                    http.get(&path, &query).await?
+                }
+                // The journal at hand: every step at once (one history read).
+                Backend::Journal(journal) => {
+                    views::locals_json(&journal.engine, run_id, from..u64::MAX).await?
+                }
+            };
+            if let Some(page_steps) = page["steps"].as_array() {
+                steps.extend(page_steps.iter().cloned());
+            }
+            match page["next"].as_u64() {
+                Some(next) if next > from => from = next,
+                _ => return Ok(steps),
             }
         }
     }

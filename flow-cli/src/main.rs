@@ -38,7 +38,7 @@ Exit codes:
 Backends:
   --url URL       a running flow-server (FLOW_URL; with --token or FLOW_TOKEN)
   --journal PATH  a journal file, read directly while no engine has it open
-                  (FLOW_JOURNAL); read commands only: runs, show, history, export
+                  (FLOW_JOURNAL); read commands only: runs, show, history, locals, export
 
 Values are JSON; stored values are shown as JSON without the workflows' Rust types.
 Colour only on a terminal (and never with NO_COLOR set).";
@@ -119,6 +119,27 @@ events are a JSON array; with --json --follow, one JSON object a line.
         /// How often --follow polls, in milliseconds.
         #[arg(long, default_value_t = 1000, value_name = "MS")]
         interval: u64,
+    },
+    /// Show a run's saved locals as they were when each step was scheduled (time
+    /// travel), beside what the step asked for and what it returned.
+    #[command(after_help = "\
+Examples:
+  flow --journal orders.redb locals order-42
+  flow --url http://127.0.0.1:8080 locals approval-7 --step 1
+  flow locals order-42 --json | jq '.[] | {step, locals}'
+
+Locals are shown by slot (the order the workflow's locals were saved in), each as JSON.
+A step scheduled by a flow version that did not keep step states shows no locals.")]
+    Locals {
+        /// The run's ID.
+        run: String,
+        /// Only this step (numbered from 0, as the history's StepScheduled events number
+        /// them).
+        #[arg(long, value_name = "K")]
+        step: Option<u64>,
+        /// Print the steps as JSON: an array (as GET /v1/runs/{id}/locals shows each).
+        #[arg(long)]
+        json: bool,
     },
     /// Start a run of a registered workflow (idempotent for the same run ID and input).
     #[command(after_help = "\
@@ -497,6 +518,13 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
             follow,
             interval,
         } => history(backend, &run, json, follow, interval).await?,
+        Command::Locals { run, step, json } => {
+            let steps = backend.locals(&run, step).await?;
+            match json {
+                true => print(&output::pretty(&Value::Array(steps)))?,
+                false => print(output::locals_text(&steps).trim_end())?,
+            }
+        }
         Command::Start {
             workflow,
             run_id,

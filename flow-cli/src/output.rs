@@ -297,6 +297,50 @@ fn event_row(event: &Value) -> Vec<String> {
 const MAX_DETAILS: usize = 120;
 
 /// `text` cut to `max` characters, with `…` where it was cut.
+/// Steps with their saved locals, as `flow locals` prints them: a line per step (its
+/// number, what it awaited, when it was scheduled and completed), then each local by slot
+/// and the step's output, as indented JSON.
+pub fn locals_text(steps: &[Value]) -> String {
+    let mut out = String::new();
+    for step in steps {
+        let completed = match step["completed"]["at_ms"].as_u64() {
+            Some(ms) => format!("completed {}", time(ms)),
+            None => "not completed".to_string(),
+        };
+        let scheduled = step["scheduled"]["at_ms"]
+            .as_u64()
+            .map_or_else(String::new, |ms| format!("scheduled {}, ", time(ms)));
+        out.push_str(&format!(
+            "step {} {} (state s{}; {scheduled}{completed})\n",
+            text(&step["step"]),
+            text(&step["name"]),
+            text(&step["state"]),
+        ));
+        match step["locals"].as_array() {
+            None => out.push_str("  (no saved locals: recorded before flow kept step states)\n"),
+            Some(locals) if locals.is_empty() => out.push_str("  (no locals live across it)\n"),
+            Some(locals) => {
+                for local in locals {
+                    let value = pretty(&local["value"]);
+                    out.push_str(&format!(
+                        "  slot {} = {}\n",
+                        text(&local["slot"]),
+                        indent(&value).trim_start()
+                    ));
+                }
+            }
+        }
+        if !step["completed"].is_null() {
+            let output = pretty(&step["completed"]["output"]);
+            out.push_str(&format!("  output = {}\n", indent(&output).trim_start()));
+        }
+    }
+    if steps.is_empty() {
+        out.push_str("no steps scheduled yet\n");
+    }
+    out
+}
+
 fn shortened(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),

@@ -5,10 +5,11 @@ mod common;
 
 use common::flow;
 
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "runs",
     "show",
     "history",
+    "locals",
     "start",
     "signal",
     "cancel",

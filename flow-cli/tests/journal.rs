@@ -391,3 +391,48 @@ async fn reading_deletes_no_expired_run() {
     }
     panic!("the expired run was never deleted by a driving engine");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locals_show_each_step_as_the_journal_kept_it() {
+    let scratch = Scratch::new("locals");
+    let path = prepared(&scratch).await;
+
+    // `wait-1` waits at step 0 for signal `go`, with its input `n` saved.
+    let steps = journal_flow(&path, &["locals", "wait-1", "--json"]).json();
+    let steps = steps.as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0]["step"], 0);
+    assert_eq!(steps[0]["name"], "signal:go");
+    assert_eq!(steps[0]["locals"], json!([{"slot": 0, "value": 1}]));
+    assert_eq!(steps[0]["completed"], Value::Null);
+
+    // `calc-1` saved its job across its one step, which returned 40.
+    let step = journal_flow(&path, &["locals", "calc-1", "--step", "0", "--json"]).json();
+    let step = &step[0];
+    assert_eq!(step["name"], "double");
+    assert_eq!(
+        step["scheduled"]["request"]["Task"]["args"],
+        json!({"n": 20})
+    );
+    assert_eq!(step["completed"]["output"], 40);
+    let locals = step["locals"].as_array().unwrap();
+    assert!(
+        locals.iter().any(|l| l["value"] == json!({"n": 20})),
+        "{locals:?}"
+    );
+
+    // For people: a line per step, then its locals and output.
+    let text = journal_flow(&path, &["locals", "calc-1"]).ok().stdout;
+    assert!(
+        text.starts_with("step 0 double (state s0; scheduled "),
+        "{text}"
+    );
+    assert!(text.contains("  output = 40"), "{text}");
+    assert!(text.contains("\"n\": 20"), "{text}");
+
+    let missing = journal_flow(&path, &["locals", "calc-1", "--step", "7"]);
+    assert_eq!(missing.code, 3, "{}", missing.stderr);
+    assert!(missing.stderr.contains("no step 7"), "{}", missing.stderr);
+    let nobody = journal_flow(&path, &["locals", "nobody"]);
+    assert_eq!(nobody.code, 3, "{}", nobody.stderr);
+}

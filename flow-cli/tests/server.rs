@@ -565,3 +565,46 @@ async fn ctrl_c_ends_a_follow_with_130() {
     assert!(stdout.contains("signal:approval"), "{stdout}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locals_over_the_server_show_each_step() {
+    let server = TestServer::start(None).await;
+    let input = approval("order-7");
+    let started = server
+        .flow(&["start", "approve_order", "approval-7", "--input", &input])
+        .await;
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    server.wait_for("approval-7", "waiting").await;
+
+    let step = server
+        .flow(&["locals", "approval-7", "--step", "1", "--json"])
+        .await
+        .json();
+    assert_eq!(step[0]["name"], "signal:approval");
+    assert_eq!(
+        step[0]["locals"],
+        json!([{"slot": 0, "value": {"cents": 12000, "id": "order-7"}}])
+    );
+    let all = server
+        .flow(&["locals", "approval-7", "--json"])
+        .await
+        .json();
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ask_for_approval", "signal:approval"]);
+    let text = server.flow(&["locals", "approval-7"]).await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("step 1 signal:approval (state s1;"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("not completed"), "{}", text.stdout);
+    let missing = server.flow(&["locals", "approval-7", "--step", "9"]).await;
+    assert_eq!(missing.code, 3, "{}", missing.stderr);
+    server.stop().await;
+}

@@ -47,7 +47,7 @@ pub use engine::{
     Engine, EngineBuilder, ListQuery, RegisteredWorkflow, RunDescription, RunHandle, RunPage,
     StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS,
 };
-pub use engine::{RunCounts, Upgrade, UpgradePlan};
+pub use engine::{RunCounts, StepLocals, Upgrade, UpgradePlan};
 pub use error::FlowError;
 pub use history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 pub use join::{Join, LimitedJoin};

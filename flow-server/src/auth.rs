@@ -42,8 +42,11 @@ pub(crate) async fn guard(State(guard): State<Guard>, request: Request, next: Ne
 
 fn check(guard: &Guard, request: &Request) -> Result<(), ApiError> {
     let callback = request.uri().path().starts_with(CALLBACKS_PREFIX);
+    // The console's files hold no data (what it shows comes from the guarded API).
+    let console_file =
+        request.method() == Method::GET && crate::console::is_asset(request.uri().path());
     match &guard.token {
-        Some(token) if !callback => check_bearer(token, request)?,
+        Some(token) if !callback && !console_file => check_bearer(token, request)?,
         Some(_) => {}
         None if guard.any_host => {}
         None => check_loopback_host(request)?,

@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod console;
 mod error;
 mod extract;
 pub mod metrics;

@@ -49,6 +49,17 @@ pub fn document() -> Value {
             "/v1/runs/{run_id}/graph": {"get": op("getRunGraph",
                 "The state graph of the version the run is on, with the states its steps were scheduled at marked visited and the one it waits at marked current; as data, Mermaid and DOT.",
                 None, &[path("run_id")], &[(200, "Graph"), (404, "Error")])},
+            "/v1/runs/{run_id}/locals": {"get": op("getRunLocals",
+                "Time travel: the run's saved locals as they were when a step was scheduled, beside the step's StepScheduled event (what it asked for) and StepCompleted event (its output). With `step`, that one step (404 unknown_step when the journal has no state of it); else a page of steps.",
+                None, &[
+                    path("run_id"),
+                    query("step", "integer", "Just this step (numbered from 0, as StepScheduled events number them)."),
+                    query("from", "integer", "Without `step`: the steps from this one on (the previous page's `next`)."),
+                    query("limit", "integer", "Without `step`: most steps to return (1 to 200, default 20)."),
+                ], &[(200, "StepLocalsOrPage"), (400, "Error"), (404, "Error")])},
+            "/v1/run_counts": {"get": op("getRunCounts",
+                "How many runs stand in each status, in all and per workflow. Counted in the background and kept (a count is at most max(2 s, 10 times the last count's duration) old when served); `counts` is null while a first count of a large journal runs: ask again.",
+                None, &[], &[(200, "RunCounts")])},
             "/v1/runs/{run_id}/signals/{name}": {"post": op("signalRun",
                 "Sends a signal; the body is its payload, checked against the type the workflow awaits.",
                 Some("Any"), &[path("run_id"), path("name")],
@@ -181,6 +192,35 @@ fn schemas() -> Value {
             "mermaid": {"type": "string"},
             "dot": {"type": "string"},
         }), &["workflow", "version", "states", "transitions", "mermaid", "dot"]),
+        "StepLocals": object(json!({
+            "step": {"type": "integer", "minimum": 0},
+            "state": {"type": ["integer", "null"], "minimum": 0, "description": "The graph state the step was scheduled at."},
+            "pc": {"type": ["integer", "null"], "minimum": 0, "description": "The machine's program counter then (where its next step resumes)."},
+            "name": {"type": ["string", "null"]},
+            "locals": {"oneOf": [{"type": "null"}, {"type": "array", "items": object(json!({
+                "slot": {"type": "integer", "minimum": 0},
+                "value": {"description": "The local's value then, as JSON."},
+            }), &["slot", "value"])}], "description": "Null when the journal kept no state for the step."},
+            "scheduled": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "null"}]},
+            "completed": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "null"}]},
+        }), &["step", "state", "pc", "name", "locals", "scheduled", "completed"]),
+        "StepLocalsOrPage": {"oneOf": [
+            {"$ref": "#/components/schemas/StepLocals"},
+            object(json!({
+                "run_id": {"type": "string"},
+                "steps": {"type": "array", "items": {"$ref": "#/components/schemas/StepLocals"}},
+                "next": nullable_integer,
+            }), &["run_id", "steps", "next"]),
+        ]},
+        "RunCounts": object(json!({
+            "counts": {"oneOf": [{"type": "null"}, object(json!({
+                "total": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                "by_workflow": {"type": "object", "additionalProperties": {
+                    "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}},
+                "as_of_ms": {"type": "integer", "minimum": 0},
+                "took_ms": {"type": "integer", "minimum": 0},
+            }), &["total", "by_workflow", "as_of_ms", "took_ms"])]},
+        }), &["counts"]),
         "Accepted": object(json!({
             "run_id": {"type": "string"},
             "accepted": {"enum": ["signal", "cancel", "redrive"]},

@@ -259,6 +259,69 @@ pub fn history_json(history: &[HistoryEvent], after: Option<u64>, limit: usize) 
     serde_json::json!({"events": events, "next": next})
 }
 
+/// Steps `steps` of run `run_id` as `GET /v1/runs/{run_id}/locals` shows them:
+/// `{"run_id", "steps": [...], "next": step or null}`, each step with the graph state it
+/// was scheduled at (`state`), the machine's program counter then (`pc`), its saved locals then (`[{"slot", "value"}]`, null when the journal did
+/// not keep them), its `StepScheduled` event (what it asked for) and its `StepCompleted`
+/// event (its output; null while it is pending). Steps past the run's last are left out.
+///
+/// Errors: [`FlowError::UnknownRun`]; a storage error.
+pub async fn locals_json(
+    engine: &Engine,
+    run_id: &str,
+    steps: std::ops::Range<u64>,
+) -> Result<Value, FlowError> {
+    let scheduled = engine.describe(run_id).await?.summary.steps;
+    let history = engine.history(run_id).await?;
+    let end = steps.end.min(scheduled);
+    let mut found: BTreeMap<u64, (Option<&HistoryEvent>, Option<&HistoryEvent>)> = BTreeMap::new();
+    for event in &history {
+        match &event.kind {
+            EventKind::StepScheduled { step, .. } if (steps.start..end).contains(step) => {
+                // A redriven or upgraded run may schedule a step again: the latest counts.
+                found.entry(*step).or_default().0 = Some(event);
+            }
+            EventKind::StepCompleted { step, .. } if (steps.start..end).contains(step) => {
+                found.entry(*step).or_default().1 = Some(event);
+            }
+            _ => {}
+        }
+    }
+    let mut states: BTreeMap<u64, flow_runtime::StepLocals> = engine
+        .step_locals_range(run_id, steps.start..end)
+        .await?
+        .into_iter()
+        .collect();
+    let mut out = Vec::new();
+    for step in steps.start..end {
+        let (scheduled_event, completed) = found.get(&step).copied().unwrap_or_default();
+        let at = states.remove(&step);
+        let (name, graph_state) = match scheduled_event.map(|e| &e.kind) {
+            Some(EventKind::StepScheduled { name, state, .. }) => {
+                (Some(name.clone()), Some(*state))
+            }
+            _ => (None, None),
+        };
+        let locals = at.as_ref().map(|at| {
+            at.slots
+                .iter()
+                .map(|(slot, bytes)| serde_json::json!({"slot": slot, "value": render(bytes)}))
+                .collect::<Vec<_>>()
+        });
+        out.push(serde_json::json!({
+            "step": step,
+            "state": graph_state,
+            "pc": at.as_ref().map(|at| at.pc),
+            "name": name,
+            "locals": locals,
+            "scheduled": scheduled_event.map(event_view),
+            "completed": completed.map(event_view),
+        }));
+    }
+    let next = (end < scheduled && !steps.is_empty()).then_some(end);
+    Ok(serde_json::json!({"run_id": run_id, "steps": out, "next": next}))
+}
+
 /// The fields of history events that hold encoded user values.
 const VALUE_FIELDS: [&str; 3] = ["input", "output", "args"];
 

@@ -536,7 +536,8 @@ async fn unknown_paths_and_methods_answer_in_json() {
     let server = TestServer::start(None).await;
     let (status, body) = server.get("/v1/nothing").await;
     assert_error(status, &body, 404, "no_route");
-    let (status, body) = server.get("/").await;
+    // `/` is the console's page; other paths outside `/v1` are no route.
+    let (status, body) = server.get("/console/nothing.js").await;
     assert_error(status, &body, 404, "no_route");
     let delete = server.client.delete(server.at("/v1/runs/x"));
     let (status, body) = answer(delete.send().await.unwrap()).await;

@@ -4,7 +4,22 @@
 use crate::engine::Engine;
 use crate::error::FlowError;
 use crate::history::{RunStatus, RunSummary};
-use crate::store::Journal;
+use crate::store::{status_code, IndexKey, Journal, StoredStatus};
+
+/// The stored status whose runs hold every run of status `kind`; `None` for a status
+/// the engine derives (a blocked run is stored running or waiting).
+fn stored_status_code(kind: StatusKind) -> Option<u8> {
+    let stored = match kind {
+        StatusKind::Running => StoredStatus::Running,
+        StatusKind::Waiting => StoredStatus::Waiting,
+        StatusKind::Completed | StatusKind::ReturnedErr => StoredStatus::Completed,
+        StatusKind::Failed => StoredStatus::Failed(String::new()),
+        StatusKind::Cancelled => StoredStatus::Cancelled,
+        StatusKind::Faulted => StoredStatus::Faulted(String::new()),
+        StatusKind::Blocked => return None,
+    };
+    Some(status_code(&stored))
+}
 
 /// Runs per page unless [`ListQuery::limit`] says otherwise.
 pub const DEFAULT_PAGE_RUNS: usize = 100;
@@ -77,9 +92,10 @@ pub struct RunPage {
 }
 
 impl Engine {
-    /// One page of runs, in run ID order. Memory is bounded by the page size; with a
-    /// filter, the runs it skips are read too (in chunks of the page size), so a page of a
-    /// rare status may read far more runs than it returns.
+    /// One page of runs, in run ID order. Memory is bounded by the page size. A filter by
+    /// status or workflow reads the journal's index of it (only the runs it may match);
+    /// other filters, and the `blocked` status, read the runs they skip too (in chunks of
+    /// the page size), so such a page may read far more runs than it returns.
     ///
     /// ```no_run
     /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
@@ -104,8 +120,23 @@ impl Engine {
             .clamp(1, MAX_PAGE_RUNS);
         let mut cursor = query.after.clone();
         let mut runs = Vec::new();
+        // A status or workflow filter reads that index of the journal, when it keeps one:
+        // the runs it may match, not every run.
+        let index = match (query.status.and_then(stored_status_code), &query.workflow) {
+            (Some(code), _) => Some(IndexKey::Status(code)),
+            (None, Some(workflow)) => Some(IndexKey::Workflow(workflow)),
+            (None, None) => None,
+        };
         loop {
-            let chunk = self.core().store.runs_after(cursor.as_deref(), limit)?;
+            let store = &self.core().store;
+            let indexed = match index {
+                Some(key) => store.runs_indexed(key, cursor.as_deref(), limit)?,
+                None => None,
+            };
+            let chunk = match indexed {
+                Some(chunk) => chunk,
+                None => store.runs_after(cursor.as_deref(), limit)?,
+            };
             let exhausted = chunk.len() < limit;
             for (run_id, header, output) in chunk {
                 cursor = Some(run_id.clone());

@@ -29,6 +29,7 @@ mod export;
 mod fork;
 mod handle;
 mod listing;
+mod locals;
 mod metrics;
 mod redrive;
 mod registry;
@@ -48,6 +49,7 @@ pub use builder::EngineBuilder;
 pub use by_name::{RegisteredWorkflow, RunDescription};
 pub use handle::RunHandle;
 pub use listing::{ListQuery, RunCounts, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
+pub use locals::StepLocals;
 pub use metrics::{
     CommitMetrics, Histogram, Metrics, TaskMetrics, WorkflowMetrics, ATTEMPT_SECONDS_BUCKETS,
     BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS,

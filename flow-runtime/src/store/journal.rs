@@ -17,6 +17,7 @@
 
 use super::read::{self, HeaderAndOutput, ListedRun, Snapshot, StateAtStep, TimerScan, TimerStart};
 use super::records::{BranchRecord, RunRecord};
+use super::run_index::IndexKey;
 use super::writer::BatchWrites;
 use std::sync::atomic::Ordering;
 
@@ -66,6 +67,19 @@ pub(crate) trait Journal: Send + Sync + 'static {
     /// Up to `limit` runs after run ID `after` (from the first without one), in run ID
     /// order: ID, header, and the output of a completed run.
     fn runs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ListedRun>, FlowError>;
+    /// Up to `limit` runs of the index `key` (a stored status, or a workflow) after run
+    /// ID `after`, in run ID order, as [`runs_after`](Journal::runs_after) reads them;
+    /// `Ok(None)` when the store keeps no such index, and a listing reads every run
+    /// instead (the default).
+    fn runs_indexed(
+        &self,
+        key: IndexKey<'_>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<ListedRun>>, FlowError> {
+        let _ = (key, after, limit);
+        Ok(None)
+    }
     /// The run's history, oldest first.
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError>;
     /// Runs with work that needs no deadline (their drivers start at open).
@@ -73,6 +87,21 @@ pub(crate) trait Journal: Send + Sync + 'static {
     /// The run's program counter and slots as the transition that scheduled `step` left
     /// them, if it was recorded.
     fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError>;
+    /// [`step_state`](Journal::step_state) of each step in `steps` that has one, in step
+    /// order, read together (the default asks for each step on its own).
+    fn step_states(
+        &self,
+        run_id: &str,
+        steps: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, StateAtStep)>, FlowError> {
+        let mut out = Vec::new();
+        for step in steps {
+            if let Some(state) = self.step_state(run_id, step)? {
+                out.push((step, state));
+            }
+        }
+        Ok(out)
+    }
     /// The retention settings the journal holds, as `RetentionSettings::rows`.
     fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError>;
     /// Up to `limit` runs whose expiry has passed at `now_ms`, and when the next expiry
@@ -152,6 +181,14 @@ impl Journal for Store {
     fn runs_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ListedRun>, FlowError> {
         read::runs_after(self, after, limit)
     }
+    fn runs_indexed(
+        &self,
+        key: IndexKey<'_>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<ListedRun>>, FlowError> {
+        super::run_index::runs_indexed(self, key, after, limit)
+    }
     fn history(&self, run_id: &str) -> Result<Vec<HistoryEvent>, FlowError> {
         read::history(self, run_id)
     }
@@ -160,6 +197,13 @@ impl Journal for Store {
     }
     fn step_state(&self, run_id: &str, step: u64) -> Result<Option<StateAtStep>, FlowError> {
         read::step_state(self, run_id, step)
+    }
+    fn step_states(
+        &self,
+        run_id: &str,
+        steps: std::ops::Range<u64>,
+    ) -> Result<Vec<(u64, StateAtStep)>, FlowError> {
+        read::step_states(self, run_id, steps)
     }
     fn retention_rows(&self) -> Result<Vec<(String, u64)>, FlowError> {
         read::retention_rows(self)

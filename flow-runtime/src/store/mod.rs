@@ -33,6 +33,7 @@ pub(crate) mod records;
 mod recovery;
 mod remove;
 mod retention;
+mod run_index;
 mod tables;
 mod transition;
 mod txn_tables;
@@ -62,6 +63,7 @@ pub(crate) use records::{
 };
 pub(crate) use remove::remove_journal_files;
 pub(crate) use retention::RetentionSettings;
+pub(crate) use run_index::{status_code, IndexKey};
 pub(crate) use transition::{
     encode_map_item, BranchPut, PendingChange, RunWrite, Seen, StartWrite,
 };

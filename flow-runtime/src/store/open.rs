@@ -462,11 +462,12 @@ fn check_or_init(db: &Database, name: &str) -> Result<(), FlowError> {
     let txn = db.begin_read()?;
     if check(&txn, name)? {
         drop(txn);
-        add_new_tables(db)
+        add_new_tables(db)?;
     } else {
         drop(txn);
-        init(db)
+        init(db)?;
     }
+    super::run_index::migrate_if_needed(db)
 }
 
 /// True if the database is a flow journal this build reads, false if it is empty (no
@@ -498,7 +499,7 @@ fn check(txn: &ReadTransaction, name: &str) -> Result<bool, FlowError> {
         .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
         .map(u32::from_le_bytes)
         .unwrap_or(0);
-    if found != FORMAT_VERSION {
+    if found != FORMAT_VERSION && found != MIGRATES_FROM {
         return Err(FlowError::UnsupportedFormat {
             path: name.to_string(),
             found,

@@ -479,6 +479,34 @@ pub(super) fn step_state(
     })
 }
 
+/// [`step_state`] of each step in `steps` that has a record, in one pass over the
+/// run's step states from its first: what a listing of many steps reads.
+pub(super) fn step_states(
+    store: &Store,
+    run_id: &str,
+    steps: std::ops::Range<u64>,
+) -> Result<Vec<(u64, StateAtStep)>, FlowError> {
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.read(|txn| {
+        let table = txn.open_table(STEP_STATES)?;
+        let mut slots = BTreeMap::new();
+        let mut out = Vec::new();
+        for entry in table.range((run_id, 0)..(run_id, steps.end))? {
+            let (key, value) = entry?;
+            let state = decode_record::<StepState>(value.value(), "step state")?;
+            slots.extend(state.slots);
+            let step = key.value().1;
+            if steps.contains(&step) {
+                let now = slots.iter().map(|(slot, bytes)| (*slot, bytes.clone()));
+                out.push((step, (state.pc, now.collect())));
+            }
+        }
+        Ok(out)
+    })
+}
+
 /// The rows of `RETENTION`, by key.
 pub(super) fn retention_rows(store: &Store) -> Result<Vec<(String, u64)>, FlowError> {
     store.read(|txn| {

@@ -147,7 +147,15 @@ impl Tables<'_> {
         {
             self.timers.write()?.remove((deadline, run_id))?;
         }
-        self.runs.write()?.remove(run_id)?;
+        let old = self
+            .runs
+            .write()?
+            .remove(run_id)?
+            .map(|o| super::records::decode_run_header(o.value()))
+            .transpose()?;
+        if let Some(old) = old {
+            self.unindex(run_id, &old)?;
+        }
         self.inputs.write()?.remove(run_id)?;
         self.outputs.write()?.remove(run_id)?;
         self.pending.write()?.remove(run_id)?;

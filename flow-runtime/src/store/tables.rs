@@ -236,5 +236,10 @@ pub(crate) const MAGIC: &[u8] = b"flow journal";
 /// Version of the table layout and record encoding. 2: values sealed with a checksum,
 /// and the write-ahead log's marker (`LOG_STATE`). 3: user values (inputs, outputs,
 /// locals, payloads, task arguments and results) in the self-describing encoding of
-/// `codec` instead of postcard.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// `codec` instead of postcard. 4: the run indexes of `store::run_index`, which a
+/// build that does not know them would leave stale (so such a build must refuse it).
+pub(crate) const FORMAT_VERSION: u32 = 4;
+/// The one older format this build opens: a format-3 journal is migrated to
+/// [`FORMAT_VERSION`] (its run indexes built) on its first writable open, and read by
+/// scanning until then.
+pub(crate) const MIGRATES_FROM: u32 = 3;

@@ -42,6 +42,8 @@ pub(crate) struct Tables<'t> {
     pub(super) expiries: Lazy<'t, (u64, &'static str), ()>,
     pub(super) run_tokens: Lazy<'t, (&'static str, &'static str), ()>,
     pub(super) step_states: Lazy<'t, (&'static str, u64), values::STEP_STATES>,
+    pub(super) runs_by_status: Lazy<'t, (u8, &'static str), ()>,
+    pub(super) runs_by_workflow: Lazy<'t, (&'static str, &'static str), ()>,
     pub(super) meta: Lazy<'t, &'static str, &'static [u8]>,
 }
 
@@ -131,6 +133,8 @@ impl<'t> Tables<'t> {
             expiries: Lazy::new(txn, EXPIRIES),
             run_tokens: Lazy::new(txn, RUN_TOKENS),
             step_states: Lazy::new(txn, STEP_STATES),
+            runs_by_status: Lazy::new(txn, super::run_index::RUNS_BY_STATUS),
+            runs_by_workflow: Lazy::new(txn, super::run_index::RUNS_BY_WORKFLOW),
             meta: Lazy::new(txn, META),
         })
     }
@@ -153,13 +157,15 @@ impl<'t> Tables<'t> {
             .transpose()
     }
 
+    /// Writes `run_id`'s header, keeping the run indexes (`run_index.rs`).
     pub(super) fn put_header(&mut self, run_id: &str, header: &RunRecord) -> Result<(), FlowError> {
         let runs = self.runs.write()?;
-        with_scratch(|buf| {
+        let old = with_scratch(|buf| {
             encode_into(buf, header, "run header")?;
-            runs.insert(run_id, buf.as_slice())?;
-            Ok(())
-        })
+            let old = runs.insert(run_id, buf.as_slice())?;
+            old.map(|o| decode_run_header(o.value())).transpose()
+        })?;
+        self.index_header(run_id, old.as_ref(), header)
     }
 
     /// Appends events to the history of `run_id` from outside its transitions (signals,

@@ -7,7 +7,9 @@
 //! ```
 //! Options: `--db PATH` (default `flow-server-demo.redb`), `--addr HOST:PORT`, `--token
 //! TOKEN` (or the `FLOW_API_TOKEN` variable), `--generate-token` (make one and print it),
-//! `--open` (serve off loopback without a token), `--fresh` (delete the journal first).
+//! `--open` (serve off loopback without a token), `--fresh` (delete the journal first),
+//! `--samples` (start a few runs for the web console to show: orders that ship, one
+//! refunded, approvals waiting for their signal).
 //! The README's "Server" section has a curl session against it. Ctrl-C stops it cleanly.
 
 mod workflows;
@@ -19,6 +21,7 @@ struct Args {
     db: String,
     options: ServerOptions,
     fresh: bool,
+    samples: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +32,7 @@ fn parse_args() -> Result<Args, String> {
             ..ServerOptions::default()
         },
         fresh: false,
+        samples: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -48,10 +52,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--open" => args.options.allow_open = true,
             "--fresh" => args.fresh = true,
+            "--samples" => args.samples = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: demo_server [--db PATH] [--addr HOST:PORT] [--token TOKEN | \
-                     --generate-token] [--open] [--fresh]"
+                     --generate-token] [--open] [--fresh] [--samples]"
                         .into(),
                 )
             }
@@ -96,8 +101,14 @@ async fn main() {
     };
     let url = format!("http://{}", server.local_addr());
     let _ = workflows::PUBLIC_URL.set(url.clone());
+    if args.samples {
+        if let Err(e) = workflows::start_samples(&engine).await {
+            eprintln!("could not start the sample runs: {e}");
+        }
+    }
     println!(
-        "flow server on {url} (journal {}); OpenAPI at {url}/v1/openapi.json",
+        "flow server on {url} (journal {}); web console at {url}/, OpenAPI at \
+         {url}/v1/openapi.json",
         args.db
     );
     let stop = async {

@@ -188,3 +188,44 @@ pub fn builder() -> flow::EngineBuilder {
         .register::<approve_order>()
         .register::<approve_by_link>()
 }
+
+/// Starts a few runs for the web console to show (idempotent: the same runs again are
+/// the existing ones): an order that ships, one refunded for an out-of-stock item, one
+/// whose card is declined, and two approvals waiting, one for a signal, one for its
+/// emailed link.
+pub async fn start_samples(engine: &flow::Engine) -> Result<(), flow::FlowError> {
+    let order = |card: &str, items: &[&str], total_cents| Order {
+        card: card.into(),
+        items: items.iter().map(|i| i.to_string()).collect(),
+        total_cents,
+    };
+    engine
+        .start(
+            "order-1001",
+            place_order(order("4242", &["lamp", "desk"], 4200)),
+        )
+        .await?;
+    engine
+        .start(
+            "order-1002",
+            place_order(order("4242", &["lamp", "unicorn"], 3100)),
+        )
+        .await?;
+    engine
+        .start(
+            "order-1003",
+            place_order(order("0000-1111", &["book"], 900)),
+        )
+        .await?;
+    let approval = |id: &str, cents| Approval {
+        id: id.into(),
+        cents,
+    };
+    engine
+        .start("approval-7", approve_order(approval("order-7", 12000)))
+        .await?;
+    engine
+        .start("approval-8", approve_by_link(approval("order-8", 56000)))
+        .await?;
+    Ok(())
+}

@@ -5,6 +5,7 @@ mod callbacks;
 mod control;
 mod graph;
 mod history;
+mod locals;
 mod runs;
 mod workflows;
 
@@ -19,6 +20,8 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub engine: Engine,
+    /// The console's counts of runs per status.
+    pub counts: crate::console::counts::CountCache,
 }
 
 /// The API's routes, with JSON answers for unknown paths and methods.
@@ -32,6 +35,7 @@ pub(crate) fn routes(engine: Engine) -> Router {
         .route("/v1/runs/{run_id}", get(runs::get))
         .route("/v1/runs/{run_id}/history", get(history::page))
         .route("/v1/runs/{run_id}/graph", get(graph::run_graph))
+        .route("/v1/runs/{run_id}/locals", get(locals::locals))
         .route("/v1/runs/{run_id}/recording", get(history::recording))
         .route("/v1/runs/{run_id}/signals/{name}", post(control::signal))
         .route("/v1/runs/{run_id}/cancel", post(control::cancel))
@@ -42,9 +46,13 @@ pub(crate) fn routes(engine: Engine) -> Router {
             "/v1/callbacks/{token}/heartbeat",
             post(callbacks::heartbeat),
         )
+        .merge(crate::console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(AppState { engine })
+        .with_state(AppState {
+            engine,
+            counts: Default::default(),
+        })
 }
 
 async fn openapi() -> Json<serde_json::Value> {

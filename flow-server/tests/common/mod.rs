@@ -26,7 +26,12 @@ pub struct TestServer {
 impl TestServer {
     /// Serves on an ephemeral loopback port; `token` as the API token.
     pub async fn start(token: Option<&str>) -> TestServer {
-        let engine = workflows::builder().open_in_memory().await.unwrap();
+        TestServer::start_with(workflows::builder(), token).await
+    }
+
+    /// Serves the engine `builder` opens in memory (the demo workflows and others).
+    pub async fn start_with(builder: flow::EngineBuilder, token: Option<&str>) -> TestServer {
+        let engine = builder.open_in_memory().await.unwrap();
         let options = ServerOptions {
             addr: "127.0.0.1:0".parse().unwrap(),
             token: token.map(str::to_string),
