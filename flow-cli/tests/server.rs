@@ -467,7 +467,15 @@ async fn workflows_lists_what_the_server_can_start() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["approve_by_link", "approve_order", "place_order"]);
+    assert_eq!(
+        names,
+        [
+            "approve_by_link",
+            "approve_order",
+            "place_order",
+            "thumbnail"
+        ]
+    );
     let table = server.flow(&["workflows"]).await.ok().stdout;
     let approve = table
         .lines()

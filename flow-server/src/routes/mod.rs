@@ -5,6 +5,7 @@ mod callbacks;
 mod control;
 mod graph;
 mod history;
+mod queues;
 mod runs;
 mod workflows;
 
@@ -42,6 +43,12 @@ pub(crate) fn routes(engine: Engine) -> Router {
             "/v1/callbacks/{token}/heartbeat",
             post(callbacks::heartbeat),
         )
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{queue}/poll", post(queues::poll))
+        .route("/v1/queues/{queue}/heartbeat", post(queues::heartbeat))
+        .route("/v1/queues/{queue}/complete", post(queues::complete))
+        .route("/v1/queues/{queue}/fail", post(queues::fail))
+        .route("/v1/queues/{queue}/report", post(queues::report))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(AppState { engine })
