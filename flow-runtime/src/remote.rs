@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use crate::codec::{self, CodecError};
-use crate::task::{AttemptResult, Task};
+use crate::task::Task;
+pub use crate::task::{AttemptClass, AttemptResult};
 
 /// The heartbeat timeout of a remote task that declares none: a worker that holds an
 /// attempt must heartbeat (or finish) at least this often, or the attempt fails as
@@ -76,4 +77,28 @@ pub fn erased_judge<T: Task>(output: &[u8]) -> Result<AttemptResult, CodecError>
         retry_after: T::retry_delay(&value),
         output: codec::encode(&value, || format!("output of task `{}`", T::NAME)),
     })
+}
+
+/// Runs one attempt of the task registered as `name` (linked into this program with
+/// `#[task]`) on `args` (encoded as a poll hands them out), with `ctx` as the attempt's
+/// [`TaskContext`](crate::TaskContext): what a worker process does with a task it
+/// polled. Spawn the future (a panic in the body is then the spawn's error).
+///
+/// Fails, without running anything, for a task this program does not link or arguments
+/// that do not decode as the task's: a worker should report the attempt failed.
+pub fn run_task(
+    name: &str,
+    args: &[u8],
+    ctx: crate::TaskContext,
+) -> Result<crate::task::BoxFuture<AttemptResult>, String> {
+    let task = crate::task::find_unique_task(name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "task `{name}` is not linked into this worker's program: link the crate \
+                 that defines it, or serve its queue with a worker that does"
+            )
+        })?;
+    let body = (task.run)(args).map_err(|e| e.to_string())?;
+    Ok(Box::pin(ctx.scope(body)))
 }
