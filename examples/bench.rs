@@ -1,5 +1,6 @@
 //! The performance benchmark of flow: durable steps per second, latency, commits and
-//! bytes per step, engine overhead, recovery time, memory, loop state, retention, maps.
+//! bytes per step, engine overhead, recovery time, memory, loop state, retention, maps,
+//! remote tasks.
 //!
 //! ```text
 //! cargo run --release --example bench             # full run, a few minutes on 2 cores
@@ -22,6 +23,7 @@ mod bench {
     pub mod overhead;
     pub mod probe;
     pub mod recovery;
+    pub mod remote;
     pub mod report;
     pub mod retention;
     pub mod throughput;
@@ -32,7 +34,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bench::{
-    floor, harness, loops, maps, overhead, probe, recovery, report, retention, throughput,
+    floor, harness, loops, maps, overhead, probe, recovery, remote, report, retention, throughput,
     workloads,
 };
 
@@ -235,6 +237,10 @@ async fn run(cfg: &Config, rows: Option<&[u32]>) -> Res<()> {
     if wanted(8) {
         eprintln!("row 8: maps");
         maps::row(cfg, &mut report).await?;
+    }
+    if wanted(9) {
+        eprintln!("row 9: remote tasks");
+        remote::row(cfg, &mut report).await?;
     }
     floor::recheck(cfg, &floor, &mut report)?;
     if !probe::io_counters_readable() {
