@@ -276,10 +276,7 @@ impl TaskQueues {
             id,
         };
         let mut cancel_open = true;
-        loop {
-            let Some(deadline) = self.deadline(id) else {
-                break;
-            };
+        while let Some(deadline) = self.deadline(id) {
             let moved = changed.notified();
             tokio::select! {
                 biased;
@@ -644,7 +641,11 @@ impl TaskQueues {
             let judged =
                 (entry.remote.judge)(output).map_err(|e| FlowError::TaskOutputMismatch {
                     task: entry.task.name.to_string(),
-                    message: e.to_string(),
+                    // The decoder's own words: the codec's wording is about stored values.
+                    message: match e {
+                        codec::CodecError::Decode { message, .. } => message,
+                        other => other.to_string(),
+                    },
                 })?;
             Ok(AttemptEnd::Returned {
                 class: judged.class,
@@ -750,7 +751,7 @@ impl TaskQueues {
         let invalid = |reason: &str| FlowError::InvalidTaskToken {
             reason: reason.to_string(),
         };
-        if token.len() % 2 != 0 || token.len() > 2 * (33 + super::MAX_RUN_ID_BYTES + 16) {
+        if !token.len().is_multiple_of(2) || token.len() > 2 * (33 + super::MAX_RUN_ID_BYTES + 16) {
             return Err(invalid("it is not a task token (wrong length)"));
         }
         let mut bytes = Vec::with_capacity(token.len() / 2);
