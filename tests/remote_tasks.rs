@@ -339,3 +339,36 @@ async fn a_lease_survives_an_engine_restart() {
     assert_eq!(double.workers, ["test-worker"]);
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn waiting_polls_are_released_for_a_shutdown() {
+    let journal = TempJournal::new("remote-release");
+    let engine = builder().open(journal.path()).await.unwrap();
+    let polling = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let began = Instant::now();
+            let tasks = engine
+                .poll_tasks("double", "w", 10, Duration::from_secs(30))
+                .await
+                .unwrap();
+            (tasks.len(), began.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.release_task_polls();
+    let (tasks, waited) = tokio::time::timeout(Duration::from_secs(5), polling)
+        .await
+        .expect("the poll was released")
+        .unwrap();
+    assert_eq!(tasks, 0);
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // Later polls answer at once, too.
+    let began = Instant::now();
+    let tasks = engine
+        .poll_tasks("double", "w", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(tasks.is_empty() && began.elapsed() < Duration::from_secs(1));
+    engine.shutdown().await;
+}

@@ -275,6 +275,31 @@ mod tests {
         policy_tokens(&opts).to_string()
     }
 
+    fn expand_str(attr: &str) -> Result<String, String> {
+        let item: TokenStream = "async fn resize(n: u64) -> Result<u64, String> { Ok(n) }"
+            .parse()
+            .unwrap();
+        expand(attr.parse().unwrap(), item)
+            .map(|t| t.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_queue_makes_a_remote_task_and_its_timeouts_need_one() {
+        let remote =
+            expand_str(r#"queue = "resize", heartbeat = "10s", schedule_to_start = "1m""#).unwrap();
+        assert!(remote.contains("RemoteTask"), "{remote}");
+        assert!(remote.contains(r#"queue : "resize""#), "{remote}");
+        assert!(remote.contains("from_millis (10000u64)"), "{remote}");
+        assert!(remote.contains("from_millis (60000u64)"), "{remote}");
+        let local = expand_str(r#"timeout = "5s""#).unwrap();
+        assert!(!local.contains("RemoteTask"), "{local}");
+        let error = expand_str(r#"heartbeat = "10s""#).unwrap_err();
+        assert!(error.contains("add `queue"), "{error}");
+        let error = expand_str(r#"queue = """#).unwrap_err();
+        assert!(error.contains("queue name"), "{error}");
+    }
+
     #[test]
     fn a_policy_with_every_retry_option_has_no_default_update() {
         let all = policy_of(

@@ -289,6 +289,7 @@ async fn poll_loop(
             held.push(slot);
         }
         let body = json!({"worker": shared.options.name, "max": held.len(), "wait_ms": wait_ms});
+        let asked = std::time::Instant::now();
         let request = shared
             .post(&format!("/v1/queues/{queue}/poll"), &body)
             .send();
@@ -325,6 +326,13 @@ async fn poll_loop(
             continue;
         };
         failures = 0;
+        if polled.tasks.is_empty() && asked.elapsed() < Duration::from_millis(100) {
+            // An empty answer before the wait was up: the server is shutting down (its
+            // polls are released). Not a tight loop meanwhile.
+            drop(held);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
         for task in polled.tasks {
             let Some(slot) = held.pop() else {
                 break; // The server never sends more than asked.

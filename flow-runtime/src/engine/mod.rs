@@ -181,6 +181,7 @@ impl Core {
     /// Stops background work and closes the commit channel; returns the commit thread to
     /// join (after which the journal can be closed).
     fn begin_shutdown(&self, reason: &str) -> Option<std::thread::JoinHandle<()>> {
+        self.queues.release_polls();
         self.stop.send_if_modified(|state| {
             if state.is_none() {
                 *state = Some(reason.to_string());

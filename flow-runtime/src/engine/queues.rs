@@ -42,6 +42,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -223,6 +224,8 @@ pub(crate) struct TaskQueues {
     /// The longest heartbeat timeout of a declared remote task: how long after opening
     /// an unknown token of an earlier engine may still name an attempt being rebuilt.
     recovery_window: Duration,
+    /// Set by `release_polls`: polls answer at once.
+    released: AtomicBool,
 }
 
 impl TaskQueues {
@@ -253,6 +256,7 @@ impl TaskQueues {
             keys: [word(0), word(1), word(2), word(3)],
             boot: u64::from_le_bytes(boot),
             opened: Instant::now(),
+            released: AtomicBool::new(false),
             recovery_window: inventory::iter::<RemoteTask>()
                 .map(RemoteTask::heartbeat_timeout)
                 .max()
@@ -434,12 +438,26 @@ impl TaskQueues {
             let Some(arrived) = arrived else {
                 return Ok(Vec::new());
             };
-            if tokio::time::timeout_at(until.into(), arrived.notified())
+            let arrival = arrived.notified();
+            // Checked after `arrival` exists: `release_polls` sets the flag, then wakes
+            // every `Notified` created before.
+            if self.released.load(Ordering::Acquire) {
+                return Ok(Vec::new());
+            }
+            if tokio::time::timeout_at(until.into(), arrival)
                 .await
                 .is_err()
             {
                 return Ok(Vec::new());
             }
+        }
+    }
+
+    /// Answers every waiting poll now, and every later one at once, without tasks.
+    pub(crate) fn release_polls(&self) {
+        self.released.store(true, Ordering::Release);
+        for queue in self.lock().queues.values() {
+            queue.arrived.notify_waiters();
         }
     }
 
@@ -959,6 +977,14 @@ impl Engine {
         self.core()
             .queues
             .fail(queue, token, error, retryable, retry_after)
+    }
+
+    /// Answers every long poll waiting in [`poll_tasks`](Self::poll_tasks) now, and every
+    /// later one at once, without tasks: for a server's graceful shutdown, which waits
+    /// for the requests in flight. Tasks already leased stay leased (their workers may
+    /// still heartbeat and report them); the engine's shutdown does the same.
+    pub fn release_task_polls(&self) {
+        self.core().queues.release_polls();
     }
 
     /// The queues the linked remote tasks declare: their waiting and leased attempts
