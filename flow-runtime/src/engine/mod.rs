@@ -239,8 +239,9 @@ impl Engine {
         let commits =
             CommitPipeline::start(store.clone(), hooks, halted, stop.clone(), metrics.clone())?;
         // The key that seals remote-task tokens lives in the journal, so that a token
-        // outlives the engine that issued it; an inspecting engine writes nothing.
-        let worker_key = if inspect_only {
+        // outlives the engine that issued it. Only a program with remote tasks needs
+        // one (no token is issued without a queue); an inspecting engine writes nothing.
+        let worker_key = if inspect_only || crate::remote::declared_queues().is_empty() {
             [0; 32]
         } else {
             let store = store.clone();
