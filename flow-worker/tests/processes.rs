@@ -577,7 +577,7 @@ async fn bad_workers_get_a_clear_4xx_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_s_tasks_are_retried_by_the_others() {
-    let runs = 24u64;
+    let runs = 60u64;
     let mut cluster = Cluster::new("killworker", 250);
     cluster.start_engine(None);
     for _ in 0..3 {
@@ -586,10 +586,10 @@ async fn a_killed_worker_s_tasks_are_retried_by_the_others() {
     for i in 0..runs {
         cluster.start_run("squared", &format!("k-{i}"), i).await;
     }
-    // Kill -9 a worker in the middle of its tasks, eight times, starting a new one each time.
+    // Kill -9 a worker in the middle of its tasks, twenty times, starting a new one each time.
     let mut kills = 0;
-    while kills < 8 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    while kills < 20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let victim = cluster.workers.remove(kills % cluster.workers.len());
         let mut victim = victim;
         victim.kill().unwrap();
