@@ -43,10 +43,24 @@ async fn starved(n: u64) -> Result<u64, String> {
     unserved(n).await
 }
 
+/// A map of remote tasks (parallel branches) and a join of two.
+#[workflow]
+async fn fanned(n: u64) -> Result<u64, String> {
+    let items: Vec<u64> = (1..=n).collect();
+    let doubled: Vec<Result<u64, String>> = flow::map(items, 4, |x| double(x)).await;
+    let (a, b) = flow::join!(double(100), double(1000)).await;
+    let mut sum = a? + b?;
+    for d in doubled {
+        sum += d?;
+    }
+    Ok(sum)
+}
+
 fn builder() -> flow::EngineBuilder {
     Engine::builder()
         .register::<doubled>()
         .register::<starved>()
+        .register::<fanned>()
 }
 
 async fn poll_one(engine: &Engine, queue: &str) -> LeasedTask {
@@ -370,5 +384,46 @@ async fn waiting_polls_are_released_for_a_shutdown() {
         .await
         .unwrap();
     assert!(tasks.is_empty() && began.elapsed() < Duration::from_secs(1));
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn maps_and_joins_of_remote_tasks_run_in_parallel_on_workers() {
+    let journal = TempJournal::new("remote-map");
+    let engine = builder().open(journal.path()).await.unwrap();
+    let run = engine.start("r-map", fanned(10)).await.unwrap();
+    // The map keeps 4 items in flight: one poll takes them all, with their own keys.
+    let mut keys = std::collections::BTreeSet::new();
+    let mut done = 0;
+    while done < 12 {
+        let tasks = engine
+            .poll_tasks("double", "w", 100, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(!tasks.is_empty(), "the run stalled after {done} tasks");
+        assert!(
+            tasks.len() <= 4,
+            "more than the map's limit in flight: {}",
+            tasks.len()
+        );
+        for task in tasks {
+            assert!(
+                keys.insert(task.idempotency_key.clone()),
+                "{}",
+                task.idempotency_key
+            );
+            let n: u64 = args_of(&task)
+                .trim_start_matches(r#"{"n":"#)
+                .trim_end_matches('}')
+                .parse()
+                .unwrap();
+            engine
+                .complete_task("double", &task.token, &serde_json_like_ok(n * 2))
+                .unwrap();
+            done += 1;
+        }
+    }
+    // 2 * (1 + ... + 10) + 200 + 2000
+    assert_eq!(run.result().await.unwrap(), Ok(110 + 2200));
     engine.shutdown().await;
 }
