@@ -14,7 +14,7 @@ use support::TempJournal;
 /// Doubles `n`; workers run it.
 #[task(
     queue = "double",
-    heartbeat = "400ms",
+    heartbeat = "1s",
     retry(max_attempts = 3, initial = "10ms")
 )]
 async fn double(n: u64) -> Result<u64, String> {
@@ -180,11 +180,11 @@ async fn an_expired_lease_is_retried_with_the_same_key_and_its_token_refused() {
     let engine = builder().open(journal.path()).await.unwrap();
     let run = engine.start("r-exp", doubled(3)).await.unwrap();
     let first = poll_one(&engine, "double").await;
-    // No heartbeat: after 400 ms the lease expires and attempt 2 is queued.
+    // No heartbeat: after 1 s the lease expires and attempt 2 is queued.
     let began = Instant::now();
     let second = poll_one(&engine, "double").await;
     assert!(
-        began.elapsed() >= Duration::from_millis(300),
+        began.elapsed() >= Duration::from_millis(800),
         "{:?}",
         began.elapsed()
     );
