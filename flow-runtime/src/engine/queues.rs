@@ -66,6 +66,9 @@ pub const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 /// How many reported tokens are remembered, to answer a repeated report as a duplicate.
 const REMEMBERED_REPORTS: usize = 1 << 16;
 
+/// The most worker names remembered per queue (for `Engine::queues`).
+const MAX_WORKER_NAMES: usize = 1024;
+
 /// A worker counts as live this long after its last poll or heartbeat.
 const WORKER_LIVE_FOR: Duration = Duration::from_secs(90);
 
@@ -477,7 +480,14 @@ impl TaskQueues {
         if let Some(seen) = q.workers.get_mut(worker) {
             *seen = now;
         } else {
-            q.workers.insert(worker.to_string(), now);
+            if q.workers.len() >= MAX_WORKER_NAMES {
+                // Names of workers long gone (a worker per process ID, say) go first.
+                q.workers
+                    .retain(|_, seen| now.duration_since(*seen) < WORKER_LIVE_FOR);
+            }
+            if q.workers.len() < MAX_WORKER_NAMES {
+                q.workers.insert(worker.to_string(), now);
+            }
         }
         let mut ids = Vec::new();
         while ids.len() < max {
