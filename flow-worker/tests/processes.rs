@@ -61,6 +61,34 @@ pub async fn squared_bulk(n: u64) -> Result<u64, String> {
     Ok(s + 1)
 }
 
+/// Works `ms` milliseconds, checking for a cancellation every 20 ms; a cancellation
+/// seen is written beside the execution log and ends the task.
+#[task(
+    queue = "work",
+    heartbeat = "1500ms",
+    timeout = "30s",
+    retry(max_attempts = 1)
+)]
+pub async fn patient(ms: u64) -> Result<u64, String> {
+    log_attempt();
+    let ctx = flow::TaskContext::current().expect("a worker runs tasks in a context");
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_millis(ms) {
+        if ctx.is_cancelled() {
+            let path = format!("{}.cancelled", var("FLOW_EXEC_LOG"));
+            std::fs::write(path, &ctx.run_id).unwrap();
+            return Err("stopped: the run was cancelled".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(ms)
+}
+
+#[workflow]
+pub async fn patiently(ms: u64) -> Result<u64, String> {
+    patient(ms).await
+}
+
 /// Another queue's task, for reports sent to the wrong queue.
 #[task(
     queue = "other",
@@ -139,6 +167,7 @@ async fn engine_role() {
     let engine = Engine::builder()
         .register::<squared>()
         .register::<squared_bulk>()
+        .register::<patiently>()
         .register::<echoed>()
         .open(var("FLOW_DB"))
         .await
@@ -751,4 +780,47 @@ async fn ten_thousand_remote_tasks_through_four_workers() {
         "{work}"
     );
     assert_eq!(work["workers"].as_array().unwrap().len(), 4, "{work}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_passes_a_cancellation_on_and_finishes_what_it_holds_when_stopped() {
+    let mut cluster = Cluster::new("cancel", 0);
+    cluster.start_engine(None);
+    cluster.start_worker(4);
+    cluster.start_run("patiently", "p-cancel", 20_000).await;
+    cluster.start_run("patiently", "p-finish", 4_000).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.executions().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not take both tasks"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The run is cancelled: the worker learns it from its next heartbeat, and its task
+    // body from `TaskContext::is_cancelled`.
+    let (status, answer) = cluster.post("/v1/runs/p-cancel/cancel", "{}").await;
+    assert_eq!(status, 200, "{answer}");
+    let seen = cluster.dir.join("exec.log.cancelled");
+    while !seen.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the cancellation never reached the task body"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "p-cancel");
+    // A graceful stop while the worker holds `p-finish`: it stops polling, finishes the
+    // task, reports it, and exits.
+    let mut worker = cluster.workers.pop().unwrap();
+    drop(worker.stdin.take());
+    wait_exit(&mut worker, Duration::from_secs(20), "worker");
+    let report = worker_report(&cluster.dir, 1);
+    assert!(report.starts_with("completed=1 failed=0"), "{report}");
+    let (_, run) = cluster.get("/v1/runs/p-finish").await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"], json!({"Ok": 4000}));
+    let (_, run) = cluster.get("/v1/runs/p-cancel").await;
+    assert_ne!(run["status"], "running", "{run}");
+    assert_ne!(run["output"], json!({"Ok": 20000}), "{run}");
 }
