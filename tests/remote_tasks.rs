@@ -47,7 +47,7 @@ async fn starved(n: u64) -> Result<u64, String> {
 #[workflow]
 async fn fanned(n: u64) -> Result<u64, String> {
     let items: Vec<u64> = (1..=n).collect();
-    let doubled: Vec<Result<u64, String>> = flow::map(items, 4, |x| double(x)).await;
+    let doubled: Vec<Result<u64, String>> = flow::map(items, 4, double).await;
     let (a, b) = flow::join!(double(100), double(1000)).await;
     let mut sum = a? + b?;
     for d in doubled {
