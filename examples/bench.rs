@@ -1,5 +1,6 @@
 //! The performance benchmark of flow: durable steps per second, latency, commits and
-//! bytes per step, engine overhead, recovery time, memory, loop state, retention, maps.
+//! bytes per step, engine overhead, recovery time, memory, loop state, retention, maps,
+//! remote tasks.
 //!
 //! ```text
 //! cargo run --release --example bench             # full run, a few minutes on 2 cores
@@ -23,6 +24,7 @@ mod bench {
     pub mod overhead;
     pub mod probe;
     pub mod recovery;
+    pub mod remote;
     pub mod report;
     pub mod retention;
     pub mod throughput;
@@ -33,8 +35,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bench::{
-    console, floor, harness, loops, maps, overhead, probe, recovery, report, retention, throughput,
-    workloads,
+    console, floor, harness, loops, maps, overhead, probe, recovery, remote, report, retention,
+    throughput, workloads,
 };
 
 /// Errors end the benchmark with a message.
@@ -67,7 +69,7 @@ pub struct Config {
     pub loop_items: (u64, u64),
     /// Row 7: short runs through an engine that deletes them as they finish.
     pub soak_runs: usize,
-    /// Row 9: runs in the console's journal, and events in its long run's history.
+    /// Row 10: runs in the console's journal, and events in its long run's history.
     pub console_runs: usize,
     pub console_events: usize,
     /// Row 8: items of the measured map.
@@ -243,7 +245,11 @@ async fn run(cfg: &Config, rows: Option<&[u32]>) -> Res<()> {
         maps::row(cfg, &mut report).await?;
     }
     if wanted(9) {
-        eprintln!("row 9: the web console at scale");
+        eprintln!("row 9: remote tasks");
+        remote::row(cfg, &mut report).await?;
+    }
+    if wanted(10) {
+        eprintln!("row 10: the web console at scale");
         console::row(cfg, &mut report).await?;
     }
     floor::recheck(cfg, &floor, &mut report)?;

@@ -1,4 +1,4 @@
-//! Row 9: the web console at scale, measured over HTTP against a flow-server on a
+//! Row 10: the web console at scale, measured over HTTP against a flow-server on a
 //! loopback port: the runs page of a journal with `cfg.console_runs` runs (a million in
 //! full mode), and opening a run with `cfg.console_events` history events (100,000).
 
@@ -63,7 +63,7 @@ fn judge(took: Duration, target: Duration) -> Verdict {
     }
 }
 
-/// Row 9.
+/// Row 10.
 pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     let n = cfg.console_runs;
     let path = fresh_journal(&cfg.dir, "console");
@@ -106,7 +106,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     let target = Duration::from_millis(200);
     let first = median(addr, &format!("/v1/runs?limit={RUNS_PAGE}")).await?;
     report.push(
-        "9",
+        "10",
         format!("console runs page, {runs}: first page of {RUNS_PAGE} (median)"),
         dur(first),
         "",
@@ -117,7 +117,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     let middle = format!("run-{:08}", n / 2);
     let deep = median(addr, &format!("/v1/runs?limit={RUNS_PAGE}&after={middle}")).await?;
     report.push(
-        "9",
+        "10",
         format!("console runs page, {runs}: a page from the middle (median)"),
         dur(deep),
         "",
@@ -131,7 +131,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     )
     .await?;
     report.push(
-        "9",
+        "10",
         format!("console runs page, {runs}: filtered by a common workflow (median)"),
         dur(by_workflow),
         "",
@@ -141,7 +141,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     );
     let (_, _, rare) = get(addr, &format!("/v1/runs?limit={RUNS_PAGE}&status=waiting")).await?;
     report.push(
-        "9",
+        "10",
         format!(
             "console runs page, {runs}: filtered by a rare status (1 run in {}; one request)",
             count(RARE_EVERY as f64)
@@ -180,7 +180,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     report.push(
-        "9",
+        "10",
         format!("console counts per status, {runs}: answer while counting"),
         dur(counts_first),
         "",
@@ -189,7 +189,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
         judge(counts_first, target),
     );
     report.info(
-        "9",
+        "10",
         format!("console counts per status, {runs}: the background count"),
         dur(Duration::from_millis(took_ms)),
     );
@@ -211,7 +211,7 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     .await?;
     let opened = opened.elapsed();
     report.push(
-        "9",
+        "10",
         format!(
             "console opens a run of {} history events (run, history page, graph, workflows, locals)",
             count(events as f64)
@@ -231,12 +231,12 @@ pub async fn row(cfg: &Config, report: &mut Report) -> Res<()> {
     )
     .await?;
     report.info(
-        "9",
+        "10",
         "console: the last history page of that run (median)",
         dur(last_page),
     );
     report.note(format!(
-        "Row 9: the journal of {runs} ({} waiting, the rest completed) was filled in {}. \
+        "Row 10: the journal of {runs} ({} waiting, the rest completed) was filled in {}. \
          Listing pages read runs in run ID order from the cursor; a \
          filter by status or workflow reads the journal's index of it (only the runs it may \
          match). Counts per status read every run, in the background.",

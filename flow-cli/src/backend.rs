@@ -70,6 +70,14 @@ pub fn workflows_need_url() -> CliError {
     )
 }
 
+/// `flow queues` with `--journal`, refused.
+pub fn queues_need_url() -> CliError {
+    CliError::usage(
+        "`flow queues` needs --url: task queues and their workers live in the engine's \
+         memory, not in the journal; ask the server that has the journal open",
+    )
+}
+
 /// A flow-server's `/v1` API.
 pub struct Http {
     base: String,
@@ -482,6 +490,14 @@ impl Backend {
         match self {
             Backend::Http(http) => http.get("/workflows", &[]).await,
             Backend::Journal(_) => Err(workflows_need_url()),
+        }
+    }
+
+    /// The task queues of the server's remote tasks, as `GET /v1/queues` lists them.
+    pub async fn queues(&self) -> Result<Value, CliError> {
+        match self {
+            Backend::Http(http) => http.get("/queues", &[]).await,
+            Backend::Journal(_) => Err(queues_need_url()),
         }
     }
 

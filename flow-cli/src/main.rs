@@ -237,6 +237,16 @@ Example:
         #[arg(long)]
         json: bool,
     },
+    /// List the task queues of the server's remote tasks (`#[task(queue = ...)]`): tasks
+    /// waiting for a worker, tasks leased, and the workers seen lately (--url only).
+    #[command(after_help = "\
+Example:
+  flow --url http://127.0.0.1:8080 queues")]
+    Queues {
+        /// Print the list as JSON (as GET /v1/queues answers).
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw a workflow's state graph (one state per await site), or a run's path through
     /// it: its visited states and the one it waits at (--url only).
     #[command(after_help = "\
@@ -444,6 +454,9 @@ fn check_usage(cli: &Cli) -> Result<(), CliError> {
     if journal && matches!(cli.command, Command::Workflows { .. }) {
         return Err(backend::workflows_need_url());
     }
+    if journal && matches!(cli.command, Command::Queues { .. }) {
+        return Err(backend::queues_need_url());
+    }
     if journal && matches!(cli.command, Command::Graph { .. }) {
         return Err(backend::graph_needs_url());
     }
@@ -581,6 +594,13 @@ async fn execute(backend: &Backend, command: Command) -> Result<(), CliError> {
             match json {
                 true => print(&output::pretty(&list))?,
                 false => print(output::workflows_table(&list).trim_end())?,
+            }
+        }
+        Command::Queues { json } => {
+            let list = backend.queues().await?;
+            match json {
+                true => print(&output::pretty(&list))?,
+                false => print(output::queues_table(&list).trim_end())?,
             }
         }
         Command::Graph {

@@ -180,6 +180,40 @@ pub fn workflows_table(list: &Value) -> String {
     table(&["WORKFLOW", "INPUT TYPE", "SIGNALS"], &rows)
 }
 
+/// The task queues (as `GET /v1/queues` lists them) as a table: tasks waiting, tasks
+/// leased, and the workers seen lately.
+pub fn queues_table(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["queues"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|q| {
+            let workers: Vec<String> = q["workers"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(text)
+                .collect();
+            let live = match workers.len() {
+                0 => "none".to_string(),
+                n => format!("{n}: {}", workers.join(", ")),
+            };
+            vec![
+                text(&q["name"]),
+                text(&q["pending"]),
+                text(&q["leased"]),
+                live,
+            ]
+        })
+        .collect();
+    table(
+        &["QUEUE", "PENDING", "LEASED", "WORKERS (SEEN IN 90 S)"],
+        &rows,
+    )
+}
+
 /// One run (as `GET /v1/runs/{id}` shows it) for people.
 pub fn run_details(run: &Value, colour: bool) -> String {
     let mut out = String::new();

@@ -467,7 +467,15 @@ async fn workflows_lists_what_the_server_can_start() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["approve_by_link", "approve_order", "place_order"]);
+    assert_eq!(
+        names,
+        [
+            "approve_by_link",
+            "approve_order",
+            "place_order",
+            "thumbnail"
+        ]
+    );
     let table = server.flow(&["workflows"]).await.ok().stdout;
     let approve = table
         .lines()
@@ -479,6 +487,56 @@ async fn workflows_lists_what_the_server_can_start() {
             && approve.contains("Decision"),
         "{approve}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_shows_pending_and_leased_tasks_and_workers() {
+    let server = TestServer::start(None).await;
+    let idle = server.flow(&["queues", "--json"]).await.json();
+    assert_eq!(
+        idle,
+        json!({"queues": [{"name": "thumbnails", "pending": 0, "leased": 0, "workers": []}]})
+    );
+    for n in 0..3 {
+        let input = format!("\"cat-{n}.png\"");
+        server
+            .flow(&[
+                "start",
+                "thumbnail",
+                &format!("thumb-{n}"),
+                "--input",
+                &input,
+            ])
+            .await
+            .ok();
+    }
+    // One task leased to worker `w-1`, two waiting.
+    let leased = server
+        .engine
+        .poll_tasks("thumbnails", "w-1", 1, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let busy = loop {
+        let list = server.flow(&["queues", "--json"]).await.json();
+        if list["queues"][0]["pending"] == 2 || std::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        busy,
+        json!({"queues": [{"name": "thumbnails", "pending": 2, "leased": 1, "workers": ["w-1"]}]})
+    );
+    let table = server.flow(&["queues"]).await.ok().stdout;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("thumbnails "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields, ["thumbnails", "2", "1", "1:", "w-1"], "{table}");
     server.stop().await;
 }
 

@@ -28,6 +28,13 @@ pub struct TaskOptions {
     pub non_retryable: Option<syn::Path>,
     /// `at_most_once`: an attempt interrupted by the engine's end is not run again.
     pub at_most_once: bool,
+    /// `queue = "resize"`: a remote task, whose attempts workers take from this queue.
+    pub queue: Option<String>,
+    /// `heartbeat = "10s"` (remote tasks): the heartbeat timeout, in milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// `schedule_to_start = "1m"` (remote tasks): how long an attempt may wait for a
+    /// worker, in milliseconds.
+    pub schedule_to_start_ms: Option<u64>,
 }
 
 /// Parsed `#[workflow(...)]` options.
@@ -86,6 +93,19 @@ pub(crate) fn task_options(attr: TokenStream, cx: &Ctxt) -> TaskOptions {
                 None => errors.error_at(nv.value.span(), "expected a string: `name = \"charge_card\"`"),
             },
             Meta::Path(path) if path.is_ident("at_most_once") => opts.at_most_once = true,
+            Meta::NameValue(nv) if nv.path.is_ident("queue") => match string(&nv.value) {
+                Some(s) if !s.is_empty() && s.len() <= 200 => opts.queue = Some(s),
+                _ => errors.error_at(
+                    nv.value.span(),
+                    "expected a queue name, a non-empty string of at most 200 bytes: `queue = \"resize\"`",
+                ),
+            },
+            Meta::NameValue(nv) if nv.path.is_ident("heartbeat") => {
+                opts.heartbeat_ms = duration(&nv.value, errors);
+            }
+            Meta::NameValue(nv) if nv.path.is_ident("schedule_to_start") => {
+                opts.schedule_to_start_ms = duration(&nv.value, errors);
+            }
             Meta::NameValue(nv) if nv.path.is_ident("timeout") => {
                 opts.timeout_ms = duration(&nv.value, errors);
             }
@@ -103,7 +123,8 @@ pub(crate) fn task_options(attr: TokenStream, cx: &Ctxt) -> TaskOptions {
             }
             other => errors.error_at(
                 other.span(),
-                "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"`, `at_most_once` or \
+                "unknown #[task] option; expected `name = \"...\"`, `timeout = \"30s\"`, `at_most_once`, \
+                 `queue = \"...\"` (with `heartbeat = \"10s\"`, `schedule_to_start = \"1m\"`) or \
                  `retry(max_attempts = 5, initial = \"200ms\", backoff = 2.0, max_interval = \"1m\", \
                  jitter = 0.1, non_retryable = is_permanent)`",
             ),

@@ -12,6 +12,7 @@
 //! impl flow::DurableOp for charge { ... OpRequest::Task { .. } }     // awaited in a workflow
 //! impl IntoFuture for charge { ... runs BODY directly }              // awaited elsewhere
 //! inventory::submit!(TaskRegistration { .. })                        // found by name on recovery
+//! inventory::submit!(RemoteTask { .. })   // with `queue = "..."`: workers run the attempts
 //! ```
 
 use proc_macro2::TokenStream;
@@ -48,6 +49,14 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
              `From<flow::TaskFailure>`: an interrupted attempt reaches the workflow as that `Err`",
         );
     }
+    if opts.queue.is_none() && (opts.heartbeat_ms.is_some() || opts.schedule_to_start_ms.is_some())
+    {
+        cx.error_at(
+            f.sig.ident.span(),
+            "`heartbeat` and `schedule_to_start` are timeouts of remote tasks: add \
+             `queue = \"...\"` to put this task's attempts on a queue for workers",
+        );
+    }
     if cx.has_errors() {
         return None;
     }
@@ -71,6 +80,28 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         quote! {
             ::flow::__private::inventory::submit! {
                 ::flow::__private::AtMostOnce { name: <#name as ::flow::__private::Task>::NAME }
+            }
+        }
+    });
+    // A remote task: the engine puts its attempts on the queue (workers run the body).
+    let remote = opts.queue.as_ref().map(|queue| {
+        let ms = |v: Option<u64>| match v {
+            Some(ms) => {
+                quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms)))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let heartbeat = ms(opts.heartbeat_ms);
+        let schedule_to_start = ms(opts.schedule_to_start_ms);
+        quote! {
+            ::flow::__private::inventory::submit! {
+                ::flow::__private::RemoteTask {
+                    name: <#name as ::flow::__private::Task>::NAME,
+                    queue: #queue,
+                    heartbeat: #heartbeat,
+                    schedule_to_start: #schedule_to_start,
+                    judge: ::flow::__private::erased_judge::<#name>,
+                }
             }
         }
     });
@@ -192,6 +223,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
             }
         }
         #at_most_once
+        #remote
     })
 }
 
@@ -241,6 +273,31 @@ mod tests {
         let opts = crate::attr::task_options(options.parse().unwrap(), &cx);
         cx.check().unwrap();
         policy_tokens(&opts).to_string()
+    }
+
+    fn expand_str(attr: &str) -> Result<String, String> {
+        let item: TokenStream = "async fn resize(n: u64) -> Result<u64, String> { Ok(n) }"
+            .parse()
+            .unwrap();
+        expand(attr.parse().unwrap(), item)
+            .map(|t| t.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_queue_makes_a_remote_task_and_its_timeouts_need_one() {
+        let remote =
+            expand_str(r#"queue = "resize", heartbeat = "10s", schedule_to_start = "1m""#).unwrap();
+        assert!(remote.contains("RemoteTask"), "{remote}");
+        assert!(remote.contains(r#"queue : "resize""#), "{remote}");
+        assert!(remote.contains("from_millis (10000u64)"), "{remote}");
+        assert!(remote.contains("from_millis (60000u64)"), "{remote}");
+        let local = expand_str(r#"timeout = "5s""#).unwrap();
+        assert!(!local.contains("RemoteTask"), "{local}");
+        let error = expand_str(r#"heartbeat = "10s""#).unwrap_err();
+        assert!(error.contains("add `queue"), "{error}");
+        let error = expand_str(r#"queue = """#).unwrap_err();
+        assert!(error.contains("queue name"), "{error}");
     }
 
     #[test]

@@ -388,6 +388,87 @@ pub enum FlowError {
         /// What does not fit.
         reason: String,
     },
+    /// No linked remote task (`#[task(queue = "...")]`) declares this queue.
+    #[error(
+        "unknown task queue `{queue}`: no remote task linked into the engine's program \
+         declares it (declared queues: {known}); check the queue's name"
+    )]
+    UnknownQueue {
+        /// The queue asked for.
+        queue: String,
+        /// The queues the program declares, comma-separated.
+        known: String,
+    },
+    /// A remote-task token that this engine did not issue (garbled, cut, or from
+    /// another journal).
+    #[error("invalid task token: {reason}; send the token exactly as the poll answer gave it")]
+    InvalidTaskToken {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A remote-task token whose lease is no longer the attempt's: the task was handed
+    /// out again (after a heartbeat timeout, or to another worker after an engine
+    /// restart), or the token names an older attempt. Nothing was changed.
+    #[error(
+        "stale task token: {reason}; nothing was changed: stop working on this task, \
+         another lease owns it now"
+    )]
+    StaleTaskToken {
+        /// Why the lease is no longer this token's.
+        reason: String,
+    },
+    /// No attempt holds this remote-task token any more: it completed, failed, timed
+    /// out, or its run moved on or was cancelled. Nothing was changed.
+    #[error(
+        "task token is no longer valid: {reason}; nothing was changed: drop the task \
+         (its run no longer waits for this attempt)"
+    )]
+    TaskTokenGone {
+        /// What became of the attempt, as far as the engine knows.
+        reason: String,
+    },
+    /// A remote-task token used on another queue's endpoint than its task's.
+    #[error(
+        "the token belongs to a task of queue `{token_queue}`, not of queue `{queue}`; \
+         nothing was changed: report a task on the queue it was polled from"
+    )]
+    WrongQueue {
+        /// The queue named in the request.
+        queue: String,
+        /// The queue of the token's task.
+        token_queue: String,
+    },
+    /// A worker's output does not fit the remote task's output type. The attempt is
+    /// unchanged: the worker may report it again with a fitting output, or fail it.
+    #[error(
+        "the output does not fit remote task `{task}`'s output type: {message}; nothing \
+         was changed: complete the task with a value of its output type (a `Result` as \
+         {{\"Ok\": value}} or {{\"Err\": error}}), or fail it"
+    )]
+    TaskOutputMismatch {
+        /// Task name.
+        task: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The engine opened moments ago and may not have put every attempt back on its
+    /// queue yet: a token of the previous engine cannot be judged. Nothing was changed;
+    /// retry shortly.
+    #[error(
+        "the engine restarted moments ago and is still putting the attempts it recovered \
+         back on their queues; nothing was changed: retry in a second"
+    )]
+    QueuesRecovering,
+    /// The attempt was already completed (or failed) with another result through this
+    /// token. Nothing was changed.
+    #[error(
+        "the task was already {how} through this token, with another result; nothing \
+         was changed"
+    )]
+    TaskAlreadyReported {
+        /// `completed` or `failed`.
+        how: &'static str,
+    },
 }
 
 impl FlowError {

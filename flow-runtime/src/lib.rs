@@ -25,6 +25,7 @@ mod outcome;
 mod output;
 mod race;
 mod race_encoding;
+pub mod remote;
 mod signal_types;
 mod store;
 mod task;
@@ -43,6 +44,7 @@ pub use engine::{
     CommitMetrics, Histogram, Metrics, TaskMetrics, WorkflowMetrics, ATTEMPT_SECONDS_BUCKETS,
     BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS,
 };
+pub use engine::{Completed, LeasedTask, QueueInfo, TaskHeartbeat, MAX_POLL_TASKS, MAX_POLL_WAIT};
 pub use engine::{
     Engine, EngineBuilder, ListQuery, RegisteredWorkflow, RunDescription, RunHandle, RunPage,
     StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS,
@@ -65,6 +67,7 @@ pub use workflow::{GraphMarks, StateGraph, StateInfo, Workflow};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::machine::{frame, Journaled, Machine, MachineCtl, StepFault, Transition};
+    pub use crate::remote::{erased_judge, RemoteTask};
     pub use crate::task::{
         erased_failure_output, erased_run, AtMostOnce, AttemptClass, BoxFuture, Task,
         TaskRegistration,

@@ -100,6 +100,40 @@ pub enum TaskFailure {
         /// The interrupted attempt (1-based).
         attempt: u32,
     },
+    /// A remote task's worker reported that the attempt failed (`Engine::fail_task`).
+    #[error("a worker failed attempt {attempt} of remote task `{task}`: {message}")]
+    WorkerFailed {
+        /// Task name.
+        task: String,
+        /// The attempt (1-based).
+        attempt: u32,
+        /// What the worker said.
+        message: String,
+    },
+    /// The worker holding a remote task's attempt sent no heartbeat within the task's
+    /// heartbeat timeout (it died, hung or lost its connection).
+    #[error("the worker holding attempt {attempt} of remote task `{task}` sent no heartbeat within {after:?}")]
+    HeartbeatTimedOut {
+        /// Task name.
+        task: String,
+        /// The attempt (1-based).
+        attempt: u32,
+        /// The heartbeat timeout.
+        after: Duration,
+    },
+    /// No worker took a remote task's attempt from its queue within the task's
+    /// schedule-to-start timeout.
+    #[error("no worker took attempt {attempt} of remote task `{task}` from queue `{queue}` within {after:?}")]
+    NotStarted {
+        /// Task name.
+        task: String,
+        /// The queue.
+        queue: String,
+        /// The attempt (1-based).
+        attempt: u32,
+        /// The schedule-to-start timeout.
+        after: Duration,
+    },
 }
 
 impl From<TaskFailure> for String {

@@ -98,6 +98,18 @@ impl From<FlowError> for ApiError {
             FlowError::NotRedrivable { .. } => (StatusCode::CONFLICT, "not_redrivable"),
             FlowError::RedriveNeedsChild { .. } => (StatusCode::CONFLICT, "redrive_needs_child"),
             FlowError::InvalidCallbackToken { .. } => (StatusCode::GONE, "invalid_callback_token"),
+            FlowError::UnknownQueue { .. } => (StatusCode::NOT_FOUND, "unknown_queue"),
+            FlowError::InvalidTaskToken { .. } => (StatusCode::BAD_REQUEST, "invalid_task_token"),
+            FlowError::StaleTaskToken { .. } => (StatusCode::CONFLICT, "stale_task_token"),
+            FlowError::TaskTokenGone { .. } => (StatusCode::GONE, "task_token_gone"),
+            FlowError::QueuesRecovering => (StatusCode::SERVICE_UNAVAILABLE, "queues_recovering"),
+            FlowError::WrongQueue { .. } => (StatusCode::CONFLICT, "wrong_queue"),
+            FlowError::TaskOutputMismatch { .. } => {
+                (StatusCode::BAD_REQUEST, "task_output_mismatch")
+            }
+            FlowError::TaskAlreadyReported { .. } => {
+                (StatusCode::CONFLICT, "task_already_reported")
+            }
             FlowError::Codec(CodecError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }

@@ -1,6 +1,8 @@
 //! An HTTP/JSON API over a flow [`Engine`]: any program, in any language, can start runs
-//! of the registered workflows, follow them, signal and cancel them, and complete the
-//! callback tokens they hand out.
+//! of the registered workflows, follow them, signal and cancel them, complete the
+//! callback tokens they hand out, and serve the queues of remote tasks as a worker
+//! (`/v1/queues/...`: poll, heartbeat, complete, fail; see the `flow-worker` crate for a
+//! worker in Rust).
 //!
 //! ```no_run
 //! # async fn demo(engine: flow_runtime::Engine) -> Result<(), Box<dyn std::error::Error>> {

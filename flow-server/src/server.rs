@@ -44,6 +44,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     app: Router,
+    engine: Engine,
 }
 
 impl Server {
@@ -59,7 +60,8 @@ impl Server {
         Ok(Server {
             listener,
             addr,
-            app: router(engine, &options),
+            app: router(engine.clone(), &options),
+            engine,
         })
     }
 
@@ -73,13 +75,18 @@ impl Server {
         axum::serve(self.listener, self.app).await
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Serves until `shutdown` resolves, then finishes the requests in flight (workers'
+    /// long polls are answered at once, empty: `Engine::release_task_polls`).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let engine = self.engine;
         axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                engine.release_task_polls();
+            })
             .await
     }
 }

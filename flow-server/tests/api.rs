@@ -584,7 +584,15 @@ async fn workflows_are_listed_with_their_input_and_signal_types() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["approve_by_link", "approve_order", "place_order"]);
+    assert_eq!(
+        names,
+        [
+            "approve_by_link",
+            "approve_order",
+            "place_order",
+            "thumbnail"
+        ]
+    );
     let approve = &body["workflows"][1];
     assert!(approve["input_type"]
         .as_str()

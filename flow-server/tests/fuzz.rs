@@ -11,7 +11,7 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 
 /// The endpoints, with `{}` where a path segment goes.
-const TEMPLATES: [&str; 11] = [
+const TEMPLATES: [&str; 17] = [
     "/v1/openapi.json",
     "/v1/workflows",
     "/v1/runs",
@@ -22,6 +22,12 @@ const TEMPLATES: [&str; 11] = [
     "/v1/callbacks/{}/complete",
     "/v1/callbacks/{}/fail",
     "/v1/callbacks/{}/heartbeat",
+    "/v1/queues",
+    "/v1/queues/{}/poll",
+    "/v1/queues/{}/heartbeat",
+    "/v1/queues/{}/complete",
+    "/v1/queues/{}/fail",
+    "/v1/queues/{}/report",
     "/v1/{}",
 ];
 
@@ -277,6 +283,11 @@ fn huge_empty_and_deep_bodies_at_every_post_endpoint() {
             "/v1/callbacks/flowcb_00/complete",
             "/v1/callbacks/flowcb_00/fail",
             "/v1/callbacks/flowcb_00/heartbeat",
+            "/v1/queues/thumbnails/poll",
+            "/v1/queues/thumbnails/heartbeat",
+            "/v1/queues/thumbnails/complete",
+            "/v1/queues/thumbnails/fail",
+            "/v1/queues/thumbnails/report",
         ];
         for path in posts {
             for body in [

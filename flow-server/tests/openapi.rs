@@ -97,8 +97,138 @@ async fn every_documented_operation_answers_as_documented() {
     let complete_token = callback_token(&server, "link-1", "order-link-1").await;
     let fail_token = callback_token(&server, "link-2", "order-link-2").await;
 
+    // Remote tasks: three leased through the engine's own API before the walk, and one
+    // left on the queue for the walk's poll.
+    let mut leased = Vec::new();
+    for n in 2..=4 {
+        let run_id = format!("thumb-{n}");
+        let start =
+            json!({"workflow": "thumbnail", "run_id": run_id, "input": format!("cat-{n}.png")});
+        assert_eq!(server.post("/v1/runs", &start).await.0, 200);
+        let tasks = server
+            .engine
+            .poll_tasks("thumbnails", "setup", 1, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(tasks.len(), 1);
+        leased.push(tasks[0].token.clone());
+    }
+    let (t2, t3, t4) = (leased[0].clone(), leased[1].clone(), leased[2].clone());
+    let start = json!({"workflow": "thumbnail", "run_id": "thumb-1", "input": "cat-1.png"});
+    assert_eq!(server.post("/v1/runs", &start).await.0, 200);
+    let thumb_ok = json!({"Ok": "cat@128w"});
+
     let decision = json!({"approved": true, "by": "alice"});
     let calls = vec![
+        call("listQueues", "GET", "/v1/queues", None, 200),
+        call(
+            "pollTasks",
+            "POST",
+            "/v1/queues/thumbnails/poll",
+            Some(json!({"worker": "walker", "max": 10, "wait_ms": 5000})),
+            200,
+        ),
+        call(
+            "pollTasks",
+            "POST",
+            "/v1/queues/thumbnails/poll",
+            Some(json!({"max": 0})),
+            400,
+        ),
+        call(
+            "pollTasks",
+            "POST",
+            "/v1/queues/nope/poll",
+            Some(json!({"wait_ms": 0})),
+            404,
+        ),
+        call(
+            "heartbeatTask",
+            "POST",
+            "/v1/queues/thumbnails/heartbeat",
+            Some(json!({"token": t2})),
+            200,
+        ),
+        call(
+            "heartbeatTask",
+            "POST",
+            "/v1/queues/thumbnails/heartbeat",
+            Some(json!({"token": "zz"})),
+            400,
+        ),
+        call(
+            "heartbeatTask",
+            "POST",
+            "/v1/queues/nope/heartbeat",
+            Some(json!({"token": t2})),
+            409,
+        ),
+        call(
+            "completeTask",
+            "POST",
+            "/v1/queues/thumbnails/complete",
+            Some(json!({"token": t2, "output": {"Ok": 5}})),
+            400,
+        ),
+        call(
+            "completeTask",
+            "POST",
+            "/v1/queues/thumbnails/complete",
+            Some(json!({"token": t2, "output": thumb_ok})),
+            200,
+        ),
+        call(
+            "completeTask",
+            "POST",
+            "/v1/queues/thumbnails/complete",
+            Some(json!({"token": t2, "output": thumb_ok})),
+            200,
+        ),
+        call(
+            "completeTask",
+            "POST",
+            "/v1/queues/thumbnails/complete",
+            Some(json!({"token": t2, "output": {"Ok": "other"}})),
+            409,
+        ),
+        call(
+            "heartbeatTask",
+            "POST",
+            "/v1/queues/thumbnails/heartbeat",
+            Some(json!({"token": t2})),
+            410,
+        ),
+        call(
+            "failTask",
+            "POST",
+            "/v1/queues/thumbnails/fail",
+            Some(json!({"token": t3, "error": "corrupt image", "retryable": false})),
+            200,
+        ),
+        call(
+            "failTask",
+            "POST",
+            "/v1/queues/thumbnails/fail",
+            Some(json!({"token": t3, "error": 7})),
+            400,
+        ),
+        call(
+            "reportTasks",
+            "POST",
+            "/v1/queues/thumbnails/report",
+            Some(json!({"reports": [
+                {"token": t4, "output": thumb_ok},
+                {"token": "zz", "error": "x"},
+            ]})),
+            200,
+        ),
+        call(
+            "reportTasks",
+            "POST",
+            "/v1/queues/thumbnails/report",
+            Some(json!({"reports": 1})),
+            400,
+        ),
         call("openapi", "GET", "/v1/openapi.json", None, 200),
         call("listWorkflows", "GET", "/v1/workflows", None, 200),
         call("listRuns", "GET", "/v1/runs", None, 200),
@@ -411,7 +541,8 @@ async fn every_documented_operation_answers_as_documented() {
         let concrete = path
             .replace("{run_id}", "order-1")
             .replace("{name}", "approval")
-            .replace("{token}", "nope");
+            .replace("{token}", "nope")
+            .replace("{queue}", "thumbnails");
         for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
             if item.get(method.to_lowercase()).is_some() {
                 continue;

@@ -31,6 +31,7 @@ mod handle;
 mod listing;
 mod locals;
 mod metrics;
+mod queues;
 mod redrive;
 mod registry;
 mod retention;
@@ -54,6 +55,7 @@ pub use metrics::{
     CommitMetrics, Histogram, Metrics, TaskMetrics, WorkflowMetrics, ATTEMPT_SECONDS_BUCKETS,
     BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS,
 };
+pub use queues::{Completed, LeasedTask, QueueInfo, TaskHeartbeat, MAX_POLL_TASKS, MAX_POLL_WAIT};
 pub use upgrade::{Upgrade, UpgradePlan};
 
 use crate::codec;
@@ -137,6 +139,8 @@ pub(crate) struct Core {
     pub metrics: Arc<EngineMetrics>,
     /// Opened with `EngineBuilder::inspect_only`: drives nothing, writes nothing.
     pub inspect_only: bool,
+    /// The attempts of remote tasks waiting for (or held by) workers.
+    pub queues: Arc<queues::TaskQueues>,
     stop: Arc<watch::Sender<Option<String>>>,
 }
 
@@ -179,6 +183,7 @@ impl Core {
     /// Stops background work and closes the commit channel; returns the commit thread to
     /// join (after which the journal can be closed).
     fn begin_shutdown(&self, reason: &str) -> Option<std::thread::JoinHandle<()>> {
+        self.queues.release_polls();
         self.stop.send_if_modified(|state| {
             if state.is_none() {
                 *state = Some(reason.to_string());
@@ -235,7 +240,19 @@ impl Engine {
         let metrics = Arc::new(EngineMetrics::new(&builder.registry));
         let commits =
             CommitPipeline::start(store.clone(), hooks, halted, stop.clone(), metrics.clone())?;
+        // The key that seals remote-task tokens lives in the journal, so that a token
+        // outlives the engine that issued it. Only a program with remote tasks needs
+        // one (no token is issued without a queue); an inspecting engine writes nothing.
+        let worker_key = if inspect_only || crate::remote::declared_queues().is_empty() {
+            [0; 32]
+        } else {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.worker_key())
+                .await
+                .map_err(|e| FlowError::storage(format!("reading the worker key failed: {e}")))??
+        };
         let core = Arc::new(Core {
+            queues: Arc::new(queues::TaskQueues::new(worker_key)),
             store,
             commits,
             registry: builder.registry,

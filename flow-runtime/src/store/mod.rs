@@ -39,6 +39,7 @@ mod transition;
 mod txn_tables;
 mod upgrade;
 mod wal;
+mod worker_key;
 mod writer;
 
 use std::panic::AssertUnwindSafe;

@@ -181,12 +181,33 @@ pub async fn approve_by_link(order: Approval) -> Outcome {
     }
 }
 
+/// Renders a thumbnail of `image`, `width` pixels wide: a remote task. The engine does
+/// not run this body; workers polling queue `thumbnails` do (a Rust worker linking this
+/// task runs it, a worker in another language does the same work its own way).
+#[task(
+    queue = "thumbnails",
+    heartbeat = "10s",
+    timeout = "1m",
+    retry(max_attempts = 3, initial = "100ms")
+)]
+pub async fn render_thumbnail(image: String, width: u32) -> Result<String, String> {
+    Ok(format!("{image}@{width}w"))
+}
+
+/// Makes a thumbnail by a worker, then names it: a workflow awaiting a remote task.
+#[workflow]
+pub async fn thumbnail(image: String) -> Result<String, String> {
+    let small = render_thumbnail(image, 128).await?;
+    Ok(format!("thumbnail {small}"))
+}
+
 /// An engine builder with the demo's workflows registered.
 pub fn builder() -> flow::EngineBuilder {
     flow::Engine::builder()
         .register::<place_order>()
         .register::<approve_order>()
         .register::<approve_by_link>()
+        .register::<thumbnail>()
 }
 
 /// Starts a few runs for the web console to show (idempotent: the same runs again are

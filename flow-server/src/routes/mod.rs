@@ -6,6 +6,7 @@ mod control;
 mod graph;
 mod history;
 mod locals;
+mod queues;
 mod runs;
 mod workflows;
 
@@ -46,6 +47,12 @@ pub(crate) fn routes(engine: Engine) -> Router {
             "/v1/callbacks/{token}/heartbeat",
             post(callbacks::heartbeat),
         )
+        .route("/v1/queues", get(queues::list))
+        .route("/v1/queues/{queue}/poll", post(queues::poll))
+        .route("/v1/queues/{queue}/heartbeat", post(queues::heartbeat))
+        .route("/v1/queues/{queue}/complete", post(queues::complete))
+        .route("/v1/queues/{queue}/fail", post(queues::fail))
+        .route("/v1/queues/{queue}/report", post(queues::report))
         .merge(crate::console::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

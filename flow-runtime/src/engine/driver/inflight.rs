@@ -12,6 +12,7 @@ use super::{RunDriver, TaskCall};
 use tracing::Instrument;
 
 use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd, Running};
+use crate::engine::queues::{remote_of, RemoteCall};
 use crate::engine::step;
 use crate::history::AttemptInProgress;
 use crate::store::{PendingOp, Shape};
@@ -153,6 +154,23 @@ impl RunDriver {
         };
         let key = step::child_id(&self.run_id, op.step, branch, op.is_multi());
         let cancel = watch::channel(false).0;
+        // A remote task (`#[task(queue = ...)]`) is put on its queue for a worker
+        // instead of running its body here (`engine/queues.rs`).
+        let remote = remote_of(task).map(|remote| {
+            let call = RemoteCall {
+                remote,
+                task,
+                run: self.run_id.clone(),
+                step: op.step,
+                branch,
+                attempt,
+                key: key.clone(),
+                args: args.to_vec(),
+                start_to_close: policy.effective_timeout(),
+                recovered: self.core.drivers.starts.due_before_open(op.scheduled_at_ms),
+            };
+            (self.core.queues.clone(), call, cancel.subscribe())
+        });
         let mut ctx = TaskContext::new(self.run_id.clone(), key, attempt, cancel.subscribe());
         if let Some(token) = token {
             ctx = ctx.with_callback_token(token.to_string());
@@ -165,7 +183,10 @@ impl RunDriver {
         let body = async move {
             tracing::debug!("attempt started");
             let began = Instant::now();
-            let end = run_attempt(task, &args, timeout, ctx).await;
+            let end = match remote {
+                Some((queues, call, cancel)) => queues.run(call, cancel).await,
+                None => run_attempt(task, &args, timeout, ctx).await,
+            };
             AttemptOutcome {
                 step,
                 attempt,
