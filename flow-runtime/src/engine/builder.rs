@@ -18,6 +18,8 @@ use crate::workflow::Workflow;
 const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Default log size that triggers a checkpoint (see `store::recovery`).
 const DEFAULT_CHECKPOINT_BYTES: u64 = 8 << 20;
+/// How long without a write before a journal file with mostly free pages is compacted.
+const DEFAULT_COMPACT_WHEN_IDLE: Duration = Duration::from_secs(1);
 
 /// Configures an [`Engine`]: the workflows it drives and where its journal lives.
 ///
@@ -42,6 +44,7 @@ pub struct EngineBuilder {
     pub(crate) checkpoint_bytes: u64,
     pub(crate) retention: Retention,
     pub(crate) inspect_only: bool,
+    pub(crate) compact_when_idle: Option<Duration>,
 }
 
 impl Default for EngineBuilder {
@@ -58,6 +61,7 @@ impl Default for EngineBuilder {
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
             retention: Retention::default(),
             inspect_only: false,
+            compact_when_idle: Some(DEFAULT_COMPACT_WHEN_IDLE),
         }
     }
 }
@@ -192,6 +196,18 @@ impl EngineBuilder {
     /// replay after a crash and more changed pages held in memory meanwhile.
     pub fn checkpoint_every(mut self, log_bytes: u64) -> Self {
         self.checkpoint_bytes = log_bytes.max(1);
+        self
+    }
+
+    /// How long the journal must go without a write before its file is compacted, if
+    /// free pages are most of it (default one second; `None`: never). Deleted runs
+    /// (retention, [`Engine::purge`](crate::Engine::purge)) free their pages and redb
+    /// reuses them, but the file keeps the length of the most pages ever in use at once,
+    /// and bursts raise that; compacting moves the pages in use to the front of the file
+    /// and cuts it. Readers and writers wait while it runs (milliseconds for a file of a
+    /// few MiB, longer the more pages it moves). File journals only.
+    pub fn compact_when_idle(mut self, after: Option<Duration>) -> Self {
+        self.compact_when_idle = after;
         self
     }
 

@@ -231,8 +231,14 @@ impl Engine {
         };
         let halted = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(EngineMetrics::new(&builder.registry));
-        let commits =
-            CommitPipeline::start(store.clone(), hooks, halted, stop.clone(), metrics.clone())?;
+        let commits = CommitPipeline::start(
+            store.clone(),
+            hooks,
+            halted,
+            stop.clone(),
+            metrics.clone(),
+            builder.compact_when_idle,
+        )?;
         let core = Arc::new(Core {
             store,
             commits,

@@ -13,6 +13,7 @@
 //!   run moved to another version);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
 //!   `writer`, driven by the commit pipeline (`engine::commit`);
+//! - `compact` gives the file's free pages back when the engine is idle;
 //! - `guard` keeps redb's panics on damaged pages off stderr; `fuzzing` serves the fuzz
 //!   targets.
 //!
@@ -20,6 +21,7 @@
 
 mod apply;
 mod change;
+mod compact;
 mod deferred;
 mod external_events;
 #[cfg(feature = "test-hooks")]
