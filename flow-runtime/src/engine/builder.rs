@@ -257,13 +257,14 @@ impl EngineBuilder {
     /// would write (`start`, `signal`, `cancel`, `complete`, `redrive`, ...) is refused
     /// with [`FlowError::EngineStopped`] and writes nothing.
     ///
-    /// Opening still takes the journal's lock (another engine cannot open it meanwhile,
-    /// and one that has it open makes this open fail with
-    /// [`FlowError::DatabaseAlreadyOpen`]), replays a write-ahead log that a crash left
-    /// behind, records in the file that its log is in use, and
-    /// [`shutdown`](Engine::shutdown) checkpoints as after any engine: redb's file is made
-    /// durable and the log emptied. The file's bytes change that way; no run's state, no
-    /// history and no setting does.
+    /// Opening still takes a lock on the journal (another engine cannot open it
+    /// meanwhile, and one that has it open makes this open fail with
+    /// [`FlowError::DatabaseAlreadyOpen`]); [`shutdown`](Engine::shutdown) releases it.
+    /// No byte of the journal file or of its log changes: a file journal is read through
+    /// an in-memory overlay that takes every write the open makes (redb's repair after a
+    /// crash, the replay of the write-ahead log, the checkpoint at shutdown), so a
+    /// journal a crash left behind is shown with what its log holds and stays as it was
+    /// for the engine that recovers it. A missing journal is refused, not created.
     pub fn inspect_only(mut self) -> Self {
         self.inspect_only = true;
         self
@@ -321,6 +322,7 @@ impl EngineBuilder {
             check_integrity: self.check_integrity,
             checkpoint_bytes: self.checkpoint_bytes,
             accept_log_loss: self.accept_log_loss,
+            read_only: self.inspect_only,
         }
     }
 }

@@ -219,5 +219,7 @@ impl Journal for Store {
         }
         self.unpublished.store(false, Ordering::Release);
         drop(db);
+        // A read-only store's lock on the journal goes with it.
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
