@@ -96,7 +96,7 @@ impl StorageBackend for Overlay {
         if len < state.len {
             state.base_visible = state.base_visible.min(len);
             state.blocks.retain(|index, _| index * BLOCK < len);
-            if len % BLOCK != 0 {
+            if !len.is_multiple_of(BLOCK) {
                 if let Some(block) = state.blocks.get_mut(&(len / BLOCK)) {
                     block[(len % BLOCK) as usize..].fill(0);
                 }
