@@ -243,7 +243,8 @@ impl Journal {
         Ok(Journal { engine })
     }
 
-    /// Closes the journal (a checkpoint, as after any engine: see the README).
+    /// Closes the journal, releasing its lock; its files are left byte for byte as they
+    /// were (see `EngineBuilder::inspect_only`).
     pub async fn close(self) {
         self.engine.shutdown().await;
     }

@@ -110,6 +110,44 @@ fn journal_flow(path: &Path, args: &[&str]) -> Flow {
     flow(&all, &[])
 }
 
+/// A hash of the bytes of the journal file and of its log (the log's absence hashes as
+/// empty), to compare before and after.
+fn file_hashes(path: &Path) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let hash = |p: &Path| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(p).unwrap_or_default().hash(&mut hasher);
+        hasher.finish()
+    };
+    let mut log = path.as_os_str().to_owned();
+    log.push("-wal");
+    (hash(path), hash(Path::new(&log)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_journal_leaves_its_bytes_as_they_were() {
+    let scratch = Scratch::new("bytes");
+    let path = prepared(&scratch).await;
+    let before = file_hashes(&path);
+    assert_ne!(before.0, file_hashes(&scratch.path.join("none")).0);
+    for args in [
+        &["runs"][..],
+        &["runs", "--json"],
+        &["show", "calc-1"],
+        &["show", "wait-1", "--json"],
+        &["history", "retry-1"],
+    ] {
+        journal_flow(&path, args).ok();
+        assert_eq!(
+            file_hashes(&path),
+            before,
+            "`flow --journal {} {}` changed the journal's or its log's bytes",
+            path.display(),
+            args.join(" ")
+        );
+    }
+}
+
 /// Every run's history, to compare before and after.
 async fn snapshot(path: &Path) -> Vec<(String, RunStatus, usize)> {
     let engine = builder().open(path).await.unwrap();

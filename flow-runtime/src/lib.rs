@@ -21,6 +21,8 @@ mod machine;
 mod map;
 mod named;
 mod op;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod outcome;
 mod output;
 mod race;

@@ -18,6 +18,8 @@ use crate::workflow::Workflow;
 const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Default log size that triggers a checkpoint (see `store::recovery`).
 const DEFAULT_CHECKPOINT_BYTES: u64 = 8 << 20;
+/// How long without a write before a journal file with mostly free pages is compacted.
+const DEFAULT_COMPACT_WHEN_IDLE: Duration = Duration::from_secs(1);
 
 /// Configures an [`Engine`]: the workflows it drives and where its journal lives.
 ///
@@ -42,6 +44,7 @@ pub struct EngineBuilder {
     pub(crate) checkpoint_bytes: u64,
     pub(crate) retention: Retention,
     pub(crate) inspect_only: bool,
+    pub(crate) compact_when_idle: Option<Duration>,
 }
 
 impl Default for EngineBuilder {
@@ -58,6 +61,7 @@ impl Default for EngineBuilder {
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
             retention: Retention::default(),
             inspect_only: false,
+            compact_when_idle: Some(DEFAULT_COMPACT_WHEN_IDLE),
         }
     }
 }
@@ -195,6 +199,18 @@ impl EngineBuilder {
         self
     }
 
+    /// How long the journal must go without a write before its file is compacted, if
+    /// free pages are most of it (default one second; `None`: never). Deleted runs
+    /// (retention, [`Engine::purge`](crate::Engine::purge)) free their pages and redb
+    /// reuses them, but the file keeps the length of the most pages ever in use at once,
+    /// and bursts raise that; compacting moves the pages in use to the front of the file
+    /// and cuts it. Readers and writers wait while it runs (milliseconds for a file of a
+    /// few MiB, longer the more pages it moves). File journals only.
+    pub fn compact_when_idle(mut self, after: Option<Duration>) -> Self {
+        self.compact_when_idle = after;
+        self
+    }
+
     /// How long finished runs (completed, failed or cancelled) are kept before they are
     /// deleted with everything stored for them (history, locals, inbox, callback tokens,
     /// map items): `None` keeps them for ever (the default), `Some(Duration::ZERO)`
@@ -241,13 +257,14 @@ impl EngineBuilder {
     /// would write (`start`, `signal`, `cancel`, `complete`, `redrive`, ...) is refused
     /// with [`FlowError::EngineStopped`] and writes nothing.
     ///
-    /// Opening still takes the journal's lock (another engine cannot open it meanwhile,
-    /// and one that has it open makes this open fail with
-    /// [`FlowError::DatabaseAlreadyOpen`]), replays a write-ahead log that a crash left
-    /// behind, records in the file that its log is in use, and
-    /// [`shutdown`](Engine::shutdown) checkpoints as after any engine: redb's file is made
-    /// durable and the log emptied. The file's bytes change that way; no run's state, no
-    /// history and no setting does.
+    /// Opening still takes a lock on the journal (another engine cannot open it
+    /// meanwhile, and one that has it open makes this open fail with
+    /// [`FlowError::DatabaseAlreadyOpen`]); [`shutdown`](Engine::shutdown) releases it.
+    /// No byte of the journal file or of its log changes: a file journal is read through
+    /// an in-memory overlay that takes every write the open makes (redb's repair after a
+    /// crash, the replay of the write-ahead log, the checkpoint at shutdown), so a
+    /// journal a crash left behind is shown with what its log holds and stays as it was
+    /// for the engine that recovers it. A missing journal is refused, not created.
     pub fn inspect_only(mut self) -> Self {
         self.inspect_only = true;
         self
@@ -315,6 +332,7 @@ impl EngineBuilder {
             check_integrity: self.check_integrity,
             checkpoint_bytes: self.checkpoint_bytes,
             accept_log_loss: self.accept_log_loss,
+            read_only: self.inspect_only,
         }
     }
 }

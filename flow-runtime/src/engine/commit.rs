@@ -136,6 +136,8 @@ struct Committer {
     metrics: Arc<EngineMetrics>,
     /// Transitions committed so far; holding its lock is the right to write.
     total: Mutex<u64>,
+    /// How long without a write before the journal's idle maintenance (`Journal::when_idle`).
+    idle_after: Option<Duration>,
 }
 
 impl Committer {
@@ -197,6 +199,18 @@ impl Committer {
         let _writing = self.lock_total();
         self.store.checkpoint_if_due();
     }
+
+    /// Runs the journal's idle maintenance if nothing was written since `seen` (the
+    /// total at the previous look) and nothing since the last maintenance (`done`);
+    /// returns the total now. Holds the right to write meanwhile.
+    fn idle(&self, seen: u64, done: &mut Option<u64>) -> u64 {
+        let total = self.lock_total();
+        if *total == seen && *done != Some(seen) && !self.is_halted() {
+            self.store.when_idle();
+            *done = Some(seen);
+        }
+        *total
+    }
 }
 
 /// The sending side of the commit thread.
@@ -221,6 +235,7 @@ impl CommitPipeline {
         halted: Arc<AtomicBool>,
         stop: Arc<watch::Sender<Option<String>>>,
         metrics: Arc<EngineMetrics>,
+        idle_after: Option<Duration>,
     ) -> Result<Self, FlowError> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let runtime = tokio::runtime::Handle::current();
@@ -231,6 +246,7 @@ impl CommitPipeline {
             stop,
             metrics,
             total: Mutex::new(0),
+            idle_after,
         });
         let logged = committer.store.is_logged();
         let thread_committer = committer.clone();
@@ -389,7 +405,10 @@ fn commit_loop(
     runtime: &tokio::runtime::Handle,
 ) {
     let mut last_batch = 0;
-    while let Some(first) = next_request(receiver, last_batch <= ANSWER_INLINE) {
+    let mut idle = Idle::default();
+    while let Some(first) =
+        next_request(receiver, last_batch <= ANSWER_INLINE, committer, &mut idle)
+    {
         if committer.is_halted() {
             // Frozen "as if the process died": requests are dropped unwritten.
             drop(first);
@@ -457,21 +476,49 @@ fn answer(batch: Vec<Job>, runtime: &tokio::runtime::Handle) {
 
 /// The next request: polled for `POLL_BEFORE_SLEEP` if `poll`, then waited for; `None`
 /// once every sender is gone.
-fn next_request(receiver: &mpsc::Receiver<Job>, poll: bool) -> Option<Job> {
-    if !poll {
-        return receiver.recv().ok();
-    }
-    let polling = Instant::now();
-    loop {
-        match receiver.try_recv() {
-            Ok(job) => return Some(job),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) if polling.elapsed() < POLL_BEFORE_SLEEP => {
-                std::hint::spin_loop();
+fn next_request(
+    receiver: &mpsc::Receiver<Job>,
+    poll: bool,
+    committer: &Committer,
+    idle: &mut Idle,
+) -> Option<Job> {
+    if poll {
+        let polling = Instant::now();
+        loop {
+            match receiver.try_recv() {
+                Ok(job) => return Some(job),
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) if polling.elapsed() < POLL_BEFORE_SLEEP => {
+                    std::hint::spin_loop();
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
             }
-            Err(mpsc::TryRecvError::Empty) => return receiver.recv().ok(),
         }
     }
+    let Some(after) = committer.idle_after else {
+        return receiver.recv().ok();
+    };
+    // Wakes every `after` while no request comes: a journal written by nobody (the
+    // thread's own batches and those committed by callers, `commit_here`, alike) for a
+    // whole period gets its idle maintenance, once.
+    loop {
+        match receiver.recv_timeout(after) {
+            Ok(job) => return Some(job),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                idle.seen = Some(committer.idle(idle.seen.unwrap_or(u64::MAX), &mut idle.done));
+            }
+        }
+    }
+}
+
+/// What the commit thread saw at its last idle look (see `next_request`).
+#[derive(Default)]
+struct Idle {
+    /// Transitions committed then.
+    seen: Option<u64>,
+    /// The total at the last idle maintenance.
+    done: Option<u64>,
 }
 
 /// The requests of one transaction.

@@ -238,8 +238,14 @@ impl Engine {
         };
         let halted = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(EngineMetrics::new(&builder.registry));
-        let commits =
-            CommitPipeline::start(store.clone(), hooks, halted, stop.clone(), metrics.clone())?;
+        let commits = CommitPipeline::start(
+            store.clone(),
+            hooks,
+            halted,
+            stop.clone(),
+            metrics.clone(),
+            builder.compact_when_idle,
+        )?;
         // The key that seals remote-task tokens lives in the journal, so that a token
         // outlives the engine that issued it. Only a program with remote tasks needs
         // one (no token is issued without a queue); an inspecting engine writes nothing.

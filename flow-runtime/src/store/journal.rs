@@ -134,6 +134,9 @@ pub(crate) trait Journal: Send + Sync + 'static {
     /// Does maintenance the writes made due (a checkpoint of the log), off the path of
     /// any requester.
     fn checkpoint_if_due(&self);
+    /// Does maintenance worth doing once no change has been written for a while (the
+    /// redb store compacts its file, see `store::compact`); nothing by default.
+    fn when_idle(&self) {}
     /// Makes everything durable in its final place and releases the journal; reads and
     /// writes fail afterwards.
     fn close(&self);
@@ -248,6 +251,9 @@ impl Journal for Store {
     fn checkpoint_if_due(&self) {
         self.with_writer(|db, writer| writer.checkpoint_if_due(db));
     }
+    fn when_idle(&self) {
+        self.compact_if_sparse();
+    }
     /// Checkpoints and empties the log (so that the journal file alone is the whole
     /// journal), then drops the database, releasing the file; later reads fail with
     /// `EngineStopped`.
@@ -258,5 +264,7 @@ impl Journal for Store {
         }
         self.unpublished.store(false, Ordering::Release);
         drop(db);
+        // A read-only store's lock on the journal goes with it.
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }

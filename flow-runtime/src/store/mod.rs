@@ -13,6 +13,7 @@
 //!   run moved to another version);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
 //!   `writer`, driven by the commit pipeline (`engine::commit`);
+//! - `compact` gives the file's free pages back when the engine is idle;
 //! - `guard` keeps redb's panics on damaged pages off stderr; `fuzzing` serves the fuzz
 //!   targets.
 //!
@@ -20,6 +21,7 @@
 
 mod apply;
 mod change;
+mod compact;
 mod deferred;
 mod external_events;
 #[cfg(feature = "test-hooks")]
@@ -28,6 +30,7 @@ mod guard;
 mod journal;
 mod lost_log;
 mod open;
+mod overlay;
 mod read;
 pub(crate) mod records;
 mod recovery;
@@ -103,6 +106,9 @@ pub(crate) struct Store {
     name: String,
     /// The journal's file and its log's, when it is on files: their sizes are metrics.
     files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The file whose lock keeps engines out while a read-only store has the journal
+    /// (see `open::open_file_read_only`); released when the store closes.
+    held: Mutex<Option<std::fs::File>>,
 }
 
 impl Store {
@@ -121,7 +127,14 @@ impl Store {
             failed: AtomicBool::new(false),
             name,
             files: None,
+            held: Mutex::new(None),
         }
+    }
+
+    /// Keeps `file` (locked) until the store closes.
+    pub(crate) fn holding(self, file: Option<std::fs::File>) -> Self {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        self
     }
 
     /// Records the paths of the journal's file and of its log (see [`StorageSizes`]).

@@ -15,6 +15,7 @@ use redb::backends::FileBackend;
 use super::deferred::Deferred;
 use super::guard::quietly;
 use super::lost_log;
+use super::overlay::Overlay;
 use super::recovery::{attach_log, check_log, journal_side, log_error};
 use super::tables::*;
 use super::wal::WriteAheadLog;
@@ -32,6 +33,9 @@ pub(crate) struct OpenOptions {
     /// Open a file journal whose log is refused (damaged, missing, another journal's),
     /// setting the log aside (see `store::lost_log`).
     pub accept_log_loss: bool,
+    /// Open a file journal to look at it only: no byte of either file changes (see
+    /// [`open_file_read_only`]).
+    pub read_only: bool,
 }
 
 impl OpenOptions {
@@ -90,6 +94,9 @@ enum Probe {
 /// held back until then (see `store::deferred`), and a refused journal or log is left
 /// as it was.
 pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, FlowError> {
+    if options.read_only {
+        return open_file_read_only(&real_path(path)?, options);
+    }
     let path = real_path(path)?;
     let name = path.display().to_string();
     let log_path = log_path(&path);
@@ -168,6 +175,87 @@ pub(crate) fn open_file(path: &Path, options: OpenOptions) -> Result<Store, Flow
         attach_log(&db, &name, &side, log, recovered, lost)
     })?;
     Ok(Store::new(db, Some(log), options.checkpoint_bytes, name).with_files(path, log_path))
+}
+
+/// Opens the journal at `path` (its real path) to look at it, changing no byte of it or
+/// of its log: both are read through an [`Overlay`] that keeps every write in memory, so
+/// the open runs as any other (redb's repair after a crash, the log's replay, the
+/// bookkeeping of a log in use, the checkpoint at shutdown) on a private copy of what
+/// it changes. A missing or empty file is refused (nothing is created).
+///
+/// The lock: a shared lock on the log file, which every engine locks exclusively while
+/// it has the journal open, so an engine that has it makes this open fail with
+/// [`FlowError::DatabaseAlreadyOpen`], and one that tries to open it meanwhile fails
+/// likewise; it is released when the store closes. (A journal whose log file is gone
+/// is read without one.)
+fn open_file_read_only(path: &Path, options: OpenOptions) -> Result<Store, FlowError> {
+    let name = path.display().to_string();
+    let log_path = log_path(path);
+    let log_name = log_path.display().to_string();
+    let failed = |what: &str, shown: &str, io: std::io::Error| FlowError::Storage {
+        message: format!("could not {what} `{shown}`: {io}"),
+    };
+    let held = match std::fs::File::open(&log_path) {
+        Ok(file) => {
+            match file.try_lock_shared() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(FlowError::DatabaseAlreadyOpen { path: name })
+                }
+                Err(std::fs::TryLockError::Error(io)) => return Err(failed("lock", &log_name, io)),
+            }
+            Some(file)
+        }
+        Err(io) if io.kind() == std::io::ErrorKind::NotFound => None,
+        Err(io) => return Err(failed("open", &log_name, io)),
+    };
+    let log_len = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+    let probe = probe_file(path, &name, options, log_len)?;
+    if matches!(probe, Probe::New) {
+        return Err(FlowError::Storage {
+            message: format!(
+                "there is no journal at `{name}` (the file is missing, empty or was never                  written whole); opening a journal only to look at it creates none"
+            ),
+        });
+    }
+    let read_only = |shown: &str, file: std::fs::File| -> Result<Overlay, FlowError> {
+        let base = FileBackend::new(file).map_err(|e| open_error(shown, e))?;
+        Overlay::new(Box::new(base)).map_err(|io| failed("read", shown, io))
+    };
+    let file = std::fs::File::open(path).map_err(|io| failed("open", &name, io))?;
+    let deferred =
+        Deferred::new(Box::new(read_only(&name, file)?)).map_err(|io| failed("read", &name, io))?;
+    let db = open_checked(&deferred, &name, options, matches!(probe, Probe::Unclean))?;
+    let log = reading(&name, || {
+        check_or_init(&db, &name)?;
+        let side = journal_side(&db, &name)?;
+        let log = match &held {
+            Some(file) => {
+                let file = file
+                    .try_clone()
+                    .map_err(|io| failed("open", &log_name, io))?;
+                let log = read_only(&log_name, file)?;
+                Some(WriteAheadLog::open(Box::new(log), side.id).map_err(log_error)?)
+            }
+            None => None,
+        };
+        check_log(
+            &side,
+            log.as_ref().map(|(_, recovered)| recovered),
+            (&name, &log_name),
+        )?;
+        release(&deferred, &name)?;
+        // No log file: an empty one, in memory.
+        let (log, recovered) = match log {
+            Some(log) => log,
+            None => {
+                let empty = redb::backends::InMemoryBackend::new();
+                WriteAheadLog::open(Box::new(empty), side.id).map_err(log_error)?
+            }
+        };
+        attach_log(&db, &name, &side, log, recovered, false)
+    })?;
+    Ok(Store::new(db, Some(log), options.checkpoint_bytes, name).holding(held))
 }
 
 /// Looks at an existing journal file read-only, so that a file that is not a flow journal

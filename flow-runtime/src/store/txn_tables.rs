@@ -321,6 +321,7 @@ mod tests {
             check_integrity: false,
             checkpoint_bytes: 1 << 20,
             accept_log_loss: false,
+            read_only: false,
         };
         let store = open_backend(Box::new(InMemoryBackend::new()), None, "test", options).unwrap();
         let txn = store

@@ -183,6 +183,49 @@ impl JournalWriter {
         Ok(())
     }
 
+    /// Gives the journal file's free pages back to the file system when they are most of
+    /// it (see `store::compact`): checkpoints (redb's compaction works on durable state
+    /// only), then lets redb move the pages in use down and cut the file. `file_len` is
+    /// the file's length now. Returns whether it compacted. A failure fails later writes,
+    /// as a failed checkpoint does.
+    pub(crate) fn compact_if_sparse(
+        &mut self,
+        db: &mut Database,
+        file_len: u64,
+    ) -> Result<bool, FlowError> {
+        if self.is_failed() {
+            return Ok(false);
+        }
+        let used = match &self.open {
+            Some(txn) => txn.stats()?,
+            None => {
+                let txn = db.begin_write()?;
+                let stats = txn.stats();
+                txn.abort()?;
+                stats?
+            }
+        };
+        let used = used.allocated_pages() * used.page_size() as u64;
+        if !super::compact::worth_compacting(file_len, used) {
+            return Ok(false);
+        }
+        self.checkpoint(db)?;
+        match db.compact() {
+            Ok(_) => Ok(true),
+            // redb's file is as it was before; what it cannot do now (a transaction in
+            // progress elsewhere, which the store's lock rules out) is tried next time.
+            Err(redb::CompactionError::Storage(e)) => {
+                let error = FlowError::storage(format!("compacting the journal file failed: {e}"));
+                self.fail(&error);
+                Err(error)
+            }
+            Err(other) => {
+                tracing::debug!(reason = %other, "journal compaction skipped");
+                Ok(false)
+            }
+        }
+    }
+
     /// For shutdown: checkpoints and empties the log, so that the journal file alone is
     /// the whole journal. A failed journal is left as it is, for the next open to replay.
     pub(crate) fn close(&mut self, db: &Database) {

@@ -99,6 +99,9 @@ pub(crate) fn spawn(
         workflow = tracing::field::Empty,
         version = tracing::field::Empty
     );
+    // Every driver of the run, in any process, under one trace (see `otel`).
+    #[cfg(feature = "otel")]
+    crate::otel::adopt(&span, &driver.run_id);
     tokio::spawn(async move { driver.run().await }.instrument(span));
 }
 struct RunDriver {
