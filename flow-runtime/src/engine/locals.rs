@@ -2,7 +2,9 @@
 
 use crate::engine::Engine;
 use crate::error::FlowError;
-use crate::store::Journal;
+use crate::history::EventKind;
+use crate::store::{Journal, RunRecord};
+use crate::workflow::SlotInfo;
 
 /// A run's state as the transition that scheduled one of its steps left it
 /// ([`Engine::step_locals`]).
@@ -14,6 +16,48 @@ pub struct StepLocals {
     /// Every saved local slot, by slot index, encoded like any stored user value
     /// (`codec::to_json` renders one).
     pub slots: Vec<(u32, Vec<u8>)>,
+    /// What the workflow's source calls each entry of [`slots`](Self::slots), in the
+    /// same order ([`SlotInfo`]: its name, its type as written, its line). `None` when
+    /// this engine cannot tell: the run's workflow version is not registered here, its
+    /// code changed since the run was stored, the step was recorded before the run moved
+    /// to another version (`Engine::upgrade`), or the workflow did not record names.
+    pub names: Vec<Option<SlotInfo>>,
+}
+
+impl StepLocals {
+    /// The name of slot `slot` in the workflow's source (`x#2` for the second local
+    /// named `x`), if known ([`names`](Self::names)).
+    pub fn name_of(&self, slot: u32) -> Option<&'static str> {
+        self.slots
+            .iter()
+            .zip(&self.names)
+            .find(|((s, _), _)| *s == slot)
+            .and_then(|(_, info)| info.map(|info| info.name))
+    }
+}
+
+/// Names the slots of a run's step states: by the registered code that drives the run,
+/// from the first step that code recorded.
+struct Namer {
+    /// The driving code's slots; `None` when it is not known here.
+    slots: Option<&'static [SlotInfo]>,
+    /// Steps before this one were recorded by another version's code (before an upgrade).
+    first: u64,
+}
+
+impl Namer {
+    fn locals(&self, step: u64, pc: u32, slots: Vec<(u32, Vec<u8>)>) -> StepLocals {
+        let names = slots
+            .iter()
+            .map(|(slot, _)| match self.slots {
+                Some(known) if step >= self.first => {
+                    known.iter().find(|info| info.slot == *slot).copied()
+                }
+                _ => None,
+            })
+            .collect();
+        StepLocals { pc, slots, names }
+    }
 }
 
 impl Engine {
@@ -46,9 +90,11 @@ impl Engine {
         if step >= header.steps {
             return Ok(None);
         }
-        Ok(store
-            .step_state(run_id, step)?
-            .map(|(pc, slots)| StepLocals { pc, slots }))
+        let Some((pc, slots)) = store.step_state(run_id, step)? else {
+            return Ok(None);
+        };
+        let namer = self.namer(run_id, &header)?;
+        Ok(Some(namer.locals(step, pc, slots)))
     }
 
     /// [`step_locals`](Self::step_locals) for each step in `steps` that the journal holds
@@ -66,10 +112,46 @@ impl Engine {
             run_id: run_id.to_string(),
         })?;
         let steps = steps.start..steps.end.min(header.steps);
-        Ok(store
-            .step_states(run_id, steps)?
+        let states = store.step_states(run_id, steps)?;
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let namer = self.namer(run_id, &header)?;
+        Ok(states
             .into_iter()
-            .map(|(step, (pc, slots))| (step, StepLocals { pc, slots }))
+            .map(|(step, (pc, slots))| (step, namer.locals(step, pc, slots)))
             .collect())
+    }
+
+    /// How to name the slots of `run_id`'s step states: by the registered version that
+    /// drives it, if its fingerprint matches the stored one, for the steps recorded since
+    /// the run's last upgrade (earlier ones hold another version's slots).
+    fn namer(&self, run_id: &str, header: &RunRecord) -> Result<Namer, FlowError> {
+        let core = self.core();
+        let slots = core
+            .registry
+            .get_version(&header.workflow, header.version)
+            .filter(|entry| entry.fingerprint == header.fingerprint && !entry.slots.is_empty())
+            .map(|entry| entry.slots);
+        let Some(slots) = slots else {
+            return Ok(Namer {
+                slots: None,
+                first: 0,
+            });
+        };
+        let first = core
+            .store
+            .history(run_id)?
+            .iter()
+            .filter_map(|event| match event.kind {
+                EventKind::RunUpgraded { step, .. } => Some(step + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        Ok(Namer {
+            slots: Some(slots),
+            first,
+        })
     }
 }
