@@ -201,3 +201,75 @@ fn checkout_slots(name: &str) -> Vec<u32> {
         .map(|info| info.slot)
         .collect()
 }
+
+/// Version 1 of `gate`: keeps `kept` across the wait for `go`.
+#[workflow(name = "gate", version = 1)]
+async fn gate_v1(n: u64) -> u64 {
+    let kept = ship_parcel(n).await;
+    let go = flow::signal::<u64>("go").await;
+    kept + go
+}
+
+/// Version 2 of `gate`: the same steps up to the wait, other locals (so other slots),
+/// then one more step.
+#[workflow(name = "gate", version = 2)]
+async fn gate_v2(n: u64) -> u64 {
+    let offset = n * 2;
+    let first = ship_parcel(n).await;
+    let go = flow::signal::<u64>("go").await;
+    let last = ship_parcel(go).await;
+    let extra = ship_parcel(last).await;
+    first + last + offset + extra
+}
+
+#[tokio::test]
+async fn steps_recorded_before_an_upgrade_are_not_named_by_the_new_code() {
+    let journal = TempJournal::new("step-locals-upgrade");
+    let engine = Engine::builder()
+        .register::<gate_v1>()
+        .register::<gate_v2>()
+        .open(journal.path())
+        .await
+        .unwrap();
+    let run = engine.start_version("g", gate_v1(5)).await.unwrap();
+    for _ in 0..500 {
+        if engine.status("g").await.unwrap() == flow::RunStatus::Waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    engine
+        .upgrade::<gate_v2>("g", flow::Upgrade::new())
+        .await
+        .unwrap();
+    engine.signal("g", "go", &100u64).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), 6 + 101 + 10 + 102);
+
+    let all = engine.step_locals_range("g", 0..u64::MAX).await.unwrap();
+    assert_eq!(all.len(), 4);
+    // Steps 0 and 1 hold version 1's slots: version 2's names would mislead.
+    assert!(
+        !all[1].1.slots.is_empty(),
+        "version 1 kept `kept` across the wait"
+    );
+    for (step, at) in &all[..2] {
+        assert!(at.names.iter().all(Option::is_none), "step {step}: {at:?}");
+    }
+    // Steps 2 and 3 were scheduled by version 2. A step state holds every slot written
+    // so far: version 1's `kept` (slot 2) is still there, and stays unnamed; `last`,
+    // written by version 2, is named.
+    let slot_of = |name: &str| {
+        <gate_v2 as flow::Workflow>::slots()
+            .iter()
+            .find(|info| info.name == name)
+            .unwrap()
+            .slot
+    };
+    let kept = <gate_v1 as flow::Workflow>::slots()[0];
+    assert_eq!(kept.name, "kept");
+    let (_, at) = &all[3];
+    assert_eq!(at.name_of(slot_of("last")), Some("last"));
+    assert_eq!(at.name_of(kept.slot), None);
+    assert_eq!(named(at), ["? = 6", "last = 101"]);
+    engine.shutdown().await;
+}

@@ -1,5 +1,7 @@
 //! Time travel: a run's saved locals as they were when one of its steps was scheduled.
 
+use std::collections::BTreeMap;
+
 use crate::engine::Engine;
 use crate::error::FlowError;
 use crate::history::EventKind;
@@ -37,23 +39,30 @@ impl StepLocals {
 }
 
 /// Names the slots of a run's step states: by the registered code that drives the run,
-/// from the first step that code recorded.
+/// for the slots that code is known to have written.
 struct Namer {
     /// The driving code's slots; `None` when it is not known here.
     slots: Option<&'static [SlotInfo]>,
-    /// Steps before this one were recorded by another version's code (before an upgrade).
+    /// Steps before this one were recorded by another version's code (before the run's
+    /// last upgrade), and are not named.
     first: u64,
+    /// After an upgrade: every slot as the old code left it (the state at the upgrade's
+    /// step). A step state accumulates every slot written so far, so a later step still
+    /// holds the old code's slots that the new code has not written since: a slot that
+    /// still holds exactly the old bytes may be the old code's, and is not named. `None`
+    /// when the run was never upgraded.
+    before: Option<BTreeMap<u32, Vec<u8>>>,
 }
 
 impl Namer {
     fn locals(&self, step: u64, pc: u32, slots: Vec<(u32, Vec<u8>)>) -> StepLocals {
         let names = slots
             .iter()
-            .map(|(slot, _)| match self.slots {
-                Some(known) if step >= self.first => {
-                    known.iter().find(|info| info.slot == *slot).copied()
-                }
-                _ => None,
+            .map(|(slot, bytes)| match self.slots {
+                Some(_) if step < self.first => None,
+                Some(_) if self.before.as_ref().and_then(|b| b.get(slot)) == Some(bytes) => None,
+                Some(known) => known.iter().find(|info| info.slot == *slot).copied(),
+                None => None,
             })
             .collect();
         StepLocals { pc, slots, names }
@@ -125,7 +134,8 @@ impl Engine {
 
     /// How to name the slots of `run_id`'s step states: by the registered version that
     /// drives it, if its fingerprint matches the stored one, for the steps recorded since
-    /// the run's last upgrade (earlier ones hold another version's slots).
+    /// the run's last upgrade (earlier ones hold another version's slots), and of those
+    /// only the slots the new version wrote (see [`Namer::before`]).
     fn namer(&self, run_id: &str, header: &RunRecord) -> Result<Namer, FlowError> {
         let core = self.core();
         let slots = core
@@ -137,21 +147,37 @@ impl Engine {
             return Ok(Namer {
                 slots: None,
                 first: 0,
+                before: None,
             });
         };
-        let first = core
+        let upgraded = core
             .store
             .history(run_id)?
             .iter()
             .filter_map(|event| match event.kind {
-                EventKind::RunUpgraded { step, .. } => Some(step + 1),
+                EventKind::RunUpgraded { step, .. } => Some(step),
                 _ => None,
             })
-            .max()
-            .unwrap_or(0);
+            .max();
+        let Some(step) = upgraded else {
+            return Ok(Namer {
+                slots: Some(slots),
+                first: 0,
+                before: None,
+            });
+        };
+        // Without the state the old code left, no later slot can be told apart from it.
+        let Some((_, before)) = core.store.step_state(run_id, step)? else {
+            return Ok(Namer {
+                slots: None,
+                first: 0,
+                before: None,
+            });
+        };
         Ok(Namer {
             slots: Some(slots),
-            first,
+            first: step + 1,
+            before: Some(before.into_iter().collect()),
         })
     }
 }
