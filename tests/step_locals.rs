@@ -271,5 +271,12 @@ async fn steps_recorded_before_an_upgrade_are_not_named_by_the_new_code() {
     assert_eq!(at.name_of(slot_of("last")), Some("last"));
     assert_eq!(at.name_of(kept.slot), None);
     assert_eq!(named(at), ["? = 6", "last = 101"]);
+    // Given the history read already, the same.
+    let history = engine.history("g").await.unwrap();
+    let given = engine
+        .step_locals_range_with_history("g", 0..u64::MAX, Some(&history))
+        .await
+        .unwrap();
+    assert_eq!(given, all);
     engine.shutdown().await;
 }

@@ -289,7 +289,7 @@ pub async fn locals_json(
         }
     }
     let mut states: BTreeMap<u64, flow_runtime::StepLocals> = engine
-        .step_locals_range(run_id, steps.start..end)
+        .step_locals_range_with_history(run_id, steps.start..end, Some(&history))
         .await?
         .into_iter()
         .collect();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::engine::Engine;
 use crate::error::FlowError;
-use crate::history::EventKind;
+use crate::history::{EventKind, HistoryEvent};
 use crate::store::{Journal, RunRecord};
 use crate::workflow::SlotInfo;
 
@@ -102,7 +102,7 @@ impl Engine {
         let Some((pc, slots)) = store.step_state(run_id, step)? else {
             return Ok(None);
         };
-        let namer = self.namer(run_id, &header)?;
+        let namer = self.namer(run_id, &header, None)?;
         Ok(Some(namer.locals(step, pc, slots)))
     }
 
@@ -116,6 +116,22 @@ impl Engine {
         run_id: &str,
         steps: std::ops::Range<u64>,
     ) -> Result<Vec<(u64, StepLocals)>, FlowError> {
+        self.step_locals_range_with_history(run_id, steps, None)
+            .await
+    }
+
+    /// [`step_locals_range`](Self::step_locals_range) for a caller that has read the
+    /// run's history already ([`Engine::history`]): naming the slots needs to know
+    /// whether the run was upgraded, which `history` tells without reading it again.
+    /// `None` reads it when needed.
+    ///
+    /// Errors: [`FlowError::UnknownRun`]; a storage error.
+    pub async fn step_locals_range_with_history(
+        &self,
+        run_id: &str,
+        steps: std::ops::Range<u64>,
+        history: Option<&[HistoryEvent]>,
+    ) -> Result<Vec<(u64, StepLocals)>, FlowError> {
         let store = &self.core().store;
         let header = store.header(run_id)?.ok_or_else(|| FlowError::UnknownRun {
             run_id: run_id.to_string(),
@@ -125,7 +141,7 @@ impl Engine {
         if states.is_empty() {
             return Ok(Vec::new());
         }
-        let namer = self.namer(run_id, &header)?;
+        let namer = self.namer(run_id, &header, history)?;
         Ok(states
             .into_iter()
             .map(|(step, (pc, slots))| (step, namer.locals(step, pc, slots)))
@@ -136,7 +152,12 @@ impl Engine {
     /// drives it, if its fingerprint matches the stored one, for the steps recorded since
     /// the run's last upgrade (earlier ones hold another version's slots), and of those
     /// only the slots the new version wrote (see [`Namer::before`]).
-    fn namer(&self, run_id: &str, header: &RunRecord) -> Result<Namer, FlowError> {
+    fn namer(
+        &self,
+        run_id: &str,
+        header: &RunRecord,
+        history: Option<&[HistoryEvent]>,
+    ) -> Result<Namer, FlowError> {
         let core = self.core();
         let slots = core
             .registry
@@ -150,9 +171,15 @@ impl Engine {
                 before: None,
             });
         };
-        let upgraded = core
-            .store
-            .history(run_id)?
+        let read;
+        let history = match history {
+            Some(history) => history,
+            None => {
+                read = core.store.history(run_id)?;
+                &read
+            }
+        };
+        let upgraded = history
             .iter()
             .filter_map(|event| match event.kind {
                 EventKind::RunUpgraded { step, .. } => Some(step),
