@@ -128,8 +128,11 @@ Examples:
   flow --url http://127.0.0.1:8080 locals approval-7 --step 1
   flow locals order-42 --json | jq '.[] | {step, locals}'
 
-Locals are shown by slot (the order the workflow's locals were saved in), each as JSON.
-A step scheduled by a flow version that did not keep step states shows no locals.")]
+Each local is shown by its name in the workflow's source (a second local named `x` as
+`x#2`), its type when the source spells it, and its slot, with its value as JSON. Names
+come from the workflow's code: over --url, the server's; with --journal, which reads the
+file without any code, locals are shown by slot alone. A step scheduled by a flow
+version that did not keep step states shows no locals.")]
     Locals {
         /// The run's ID.
         run: String,

@@ -331,9 +331,21 @@ fn event_row(event: &Value) -> Vec<String> {
 const MAX_DETAILS: usize = 120;
 
 /// `text` cut to `max` characters, with `…` where it was cut.
+/// How `flow locals` names a saved local: its source name, its type when the source spells
+/// it, and its slot (`total: u64 (slot 2)`); by its slot alone (`slot 2`) when the server
+/// or journal reader does not register the code that saved it.
+fn local_label(local: &Value) -> String {
+    let slot = text(&local["slot"]);
+    match (local["name"].as_str(), local["type"].as_str()) {
+        (Some(name), Some(ty)) => format!("{name}: {ty} (slot {slot})"),
+        (Some(name), None) => format!("{name} (slot {slot})"),
+        (None, _) => format!("slot {slot}"),
+    }
+}
+
 /// Steps with their saved locals, as `flow locals` prints them: a line per step (its
-/// number, what it awaited, when it was scheduled and completed), then each local by slot
-/// and the step's output, as indented JSON.
+/// number, what it awaited, when it was scheduled and completed), then each local by its
+/// source name (and slot) and the step's output, as indented JSON.
 pub fn locals_text(steps: &[Value]) -> String {
     let mut out = String::new();
     for step in steps {
@@ -357,8 +369,8 @@ pub fn locals_text(steps: &[Value]) -> String {
                 for local in locals {
                     let value = pretty(&local["value"]);
                     out.push_str(&format!(
-                        "  slot {} = {}\n",
-                        text(&local["slot"]),
+                        "  {} = {}\n",
+                        local_label(local),
                         indent(&value).trim_start()
                     ));
                 }
@@ -410,6 +422,23 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn locals_are_printed_by_source_name_with_their_slot() {
+        let steps = [serde_json::json!({
+            "step": 3, "name": "ship", "state": 2, "scheduled": null, "completed": null,
+            "locals": [
+                {"slot": 2, "name": "total", "type": "u64", "value": 400},
+                {"slot": 5, "name": "x#2", "type": null, "value": "b"},
+                {"slot": 7, "name": null, "type": null, "value": true},
+            ],
+        })];
+        assert_eq!(
+            locals_text(&steps),
+            "step 3 ship (state s2; not completed)\n  total: u64 (slot 2) = 400\n  \
+             x#2 (slot 5) = \"b\"\n  slot 7 = true\n"
+        );
     }
 
     #[test]

@@ -441,7 +441,11 @@ async fn locals_show_each_step_as_the_journal_kept_it() {
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0]["step"], 0);
     assert_eq!(steps[0]["name"], "signal:go");
-    assert_eq!(steps[0]["locals"], json!([{"slot": 0, "value": 1}]));
+    // Read without the workflow's code: the slot, its value, no name.
+    assert_eq!(
+        steps[0]["locals"],
+        json!([{"slot": 0, "name": null, "type": null, "value": 1}])
+    );
     assert_eq!(steps[0]["completed"], Value::Null);
 
     // `calc-1` saved its job across its one step, which returned 40.
@@ -467,6 +471,7 @@ async fn locals_show_each_step_as_the_journal_kept_it() {
     );
     assert!(text.contains("  output = 40"), "{text}");
     assert!(text.contains("\"n\": 20"), "{text}");
+    assert!(text.contains("\n  slot 0 = "), "{text}");
 
     let missing = journal_flow(&path, &["locals", "calc-1", "--step", "7"]);
     assert_eq!(missing.code, 3, "{}", missing.stderr);

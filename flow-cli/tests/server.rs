@@ -641,7 +641,8 @@ async fn locals_over_the_server_show_each_step() {
     assert_eq!(step[0]["name"], "signal:approval");
     assert_eq!(
         step[0]["locals"],
-        json!([{"slot": 0, "value": {"cents": 12000, "id": "order-7"}}])
+        json!([{"slot": 0, "name": "order", "type": "Approval",
+            "value": {"cents": 12000, "id": "order-7"}}])
     );
     let all = server
         .flow(&["locals", "approval-7", "--json"])
@@ -662,6 +663,14 @@ async fn locals_over_the_server_show_each_step() {
         text.stdout
     );
     assert!(text.stdout.contains("not completed"), "{}", text.stdout);
+    // Each local by its source name, type and slot, then its value.
+    assert!(
+        text.stdout.contains(
+            "  order: Approval (slot 0) = {\n    \"cents\": 12000,\n    \"id\": \"order-7\"\n  }"
+        ),
+        "{}",
+        text.stdout
+    );
     let missing = server.flow(&["locals", "approval-7", "--step", "9"]).await;
     assert_eq!(missing.code, 3, "{}", missing.stderr);
     server.stop().await;

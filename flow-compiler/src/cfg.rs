@@ -41,6 +41,8 @@ pub struct Slot {
     pub static_str: bool,
     /// A borrowed `for` item: blocks that read it bind it again ([`Cfg::rebinds`]).
     pub rebound_by: Option<usize>,
+    /// Its type as written (`let x: T = ..`, an argument's type), when the source says.
+    pub ty: Option<TokenStream>,
 }
 
 /// A `for` loop whose items are a field of a local (`for x in bag.items`).

@@ -425,6 +425,39 @@ pub fn state_index(cfg: &Cfg, k: usize) -> TokenStream {
     }
 }
 
+/// What time travel shows of each journaled slot: one `::flow::SlotInfo` per slot that
+/// lives across a step, by slot index. A local's name is its name as written; a generated
+/// one is described (`the position of the `for` loop at line 3`). Locals that share a name
+/// (shadowing, or one name in two scopes) are told apart by the order they are bound in:
+/// `x`, then `x#2`, `x#3`.
+pub fn slot_table(cfg: &Cfg, plan: &Plan) -> Vec<TokenStream> {
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    plan.persistent
+        .iter()
+        .map(|&s| {
+            let slot = &cfg.slots[s];
+            let ident = slot.name.to_string();
+            let base = if ident.starts_with("__flow") {
+                slot.label.clone()
+            } else {
+                ident.trim_start_matches("r#").to_string()
+            };
+            let n = seen.entry(base.clone()).or_insert(0);
+            *n += 1;
+            let name = match *n {
+                1 => base,
+                n => format!("{base}#{n}"),
+            };
+            let (idx, line) = (s as u32, slot.span.start().line as u32);
+            let ty = match &slot.ty {
+                Some(ty) => quote!(::core::option::Option::Some(::core::stringify!(#ty))),
+                None => quote!(::core::option::Option::None),
+            };
+            quote!(::flow::SlotInfo { slot: #idx, name: #name, ty: #ty, line: #line })
+        })
+        .collect()
+}
+
 /// The state graph's entries: each state, and each transition between states (a state
 /// index, or `START`/`END`), under the `#[cfg]` of the code it passes through, so the
 /// graph shows only what is compiled in.
@@ -563,6 +596,42 @@ mod tests {
             .map(|&s| cfg.slots[s].name.to_string())
             .filter(|n| !n.starts_with("__flow"))
             .collect()
+    }
+
+    #[test]
+    fn the_slot_table_names_journaled_locals_and_tells_shadowed_ones_apart() {
+        let (cfg, plan) = lower(quote! {
+            let total: u64 = t(x).await;
+            let y = t(total).await;
+            let z = t(total).await;
+            let y = t(y + z).await;
+            t(total).await + y
+        });
+        let table: Vec<String> = slot_table(&cfg, &plan)
+            .iter()
+            .map(|t| t.to_string().replace(' ', ""))
+            .collect();
+        let entry = |s: SlotId, name: &str, ty: &str| {
+            format!("::flow::SlotInfo{{slot:{s}u32,name:\"{name}\",ty:{ty},line:")
+        };
+        let none = "::core::option::Option::None";
+        let ys: Vec<SlotId> = (0..cfg.slots.len())
+            .filter(|&s| cfg.slots[s].name == "y")
+            .collect();
+        assert_eq!(ys.len(), 2, "two slots named `y`");
+        let expected = [
+            entry(
+                slot(&cfg, "total"),
+                "total",
+                "::core::option::Option::Some(::core::stringify!(u64))",
+            ),
+            entry(ys[0], "y", none),
+            entry(ys[1], "y#2", none),
+        ];
+        assert_eq!(table.len(), expected.len(), "{table:?}");
+        for (got, want) in table.iter().zip(&expected) {
+            assert!(got.starts_with(want.as_str()), "{got} is not {want}..");
+        }
     }
 
     #[test]

@@ -247,6 +247,7 @@ impl<'a> Lowerer<'a> {
             hash_ordered: false,
             static_str: false,
             rebound_by: None,
+            ty: None,
         });
         self.cfg.slots.len() - 1
     }
@@ -998,6 +999,12 @@ impl<'a> Lowerer<'a> {
         for &slot in &slots {
             self.cfg.slots[slot].hash_ordered = hashed;
             self.cfg.slots[slot].static_str = static_str;
+        }
+        // `let x: T = ..`: the type as written, for time travel's view of the slot.
+        if let (Pat::Type(t), [slot]) = (pat, slots.as_slice()) {
+            if matches!(&*t.pat, Pat::Ident(_)) {
+                self.cfg.slots[*slot].ty = Some(t.ty.to_token_stream());
+            }
         }
         if rebindable {
             // A borrowed `for` item: later blocks bind it again from the collection and

@@ -78,6 +78,14 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         .ok()?;
     let mut lowerer = Lowerer::new(output, cx);
     lowerer.bind_input(&input_pat, &input_ty);
+    // An argument bound by a plain name has its type as written.
+    for arg in &sig.args {
+        if let syn::Pat::Ident(p) = &arg.pat {
+            if let Some(slot) = lowerer.cfg.slots.iter_mut().find(|s| s.name == p.ident) {
+                slot.ty = Some(arg.ty.to_token_stream());
+            }
+        }
+    }
     lowerer.lower_body(&f.block);
     let cfg = lowerer.cfg;
     let plan = emit::plan(&cfg, cx);
@@ -100,6 +108,7 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
         });
     let fp = quote!(#fp #(#cfg_terms)*);
     let (state_infos, transitions) = emit::graph_entries(&cfg);
+    let slot_infos = emit::slot_table(&cfg, &plan);
     let signal_table = crate::signals::table(&crate::signals::find(&f.block));
     let body = &f.block;
     // `#[allow(..)]` on the workflow also covers the compiled body (the hash-map warning
@@ -183,6 +192,10 @@ fn expand_checked(cx: &Ctxt, attr: TokenStream, item: TokenStream) -> Option<Tok
                     transitions: &[#(#transitions),*],
                 };
                 &GRAPH
+            }
+
+            fn slots() -> &'static [::flow::SlotInfo] {
+                &[#(#slot_infos),*]
             }
         }
 

@@ -61,7 +61,7 @@ pub use op::{CompletionPolicy, DurableOp, OpRequest, Tolerance};
 pub use race::{first_ok, race, Either, FirstOk, OneOf3, Race};
 pub use signal_types::{SignalSite, SignalSites, SignalType};
 pub use task::{RetryPolicy, TaskContext, TaskFailure, TaskPolicy, DEFAULT_TASK_TIMEOUT};
-pub use workflow::{GraphMarks, StateGraph, StateInfo, Workflow};
+pub use workflow::{GraphMarks, SlotInfo, StateGraph, StateInfo, Workflow};
 
 /// The contract between the runtime and the code `#[workflow]` and `#[task]` generate: a
 /// run's state machine and the transition each step yields, the task trait and how an

@@ -37,6 +37,31 @@ pub trait Workflow: Send + 'static {
     fn signals() -> &'static SignalSites {
         &SignalSites::UNKNOWN
     }
+    /// The locals the compiled machine journals across its steps (its slots), by slot
+    /// index, as `#[workflow]` recorded them; time travel
+    /// ([`Engine::step_locals`](crate::Engine::step_locals)) shows saved locals by these
+    /// names. Empty (every slot unnamed) unless the macro recorded them.
+    fn slots() -> &'static [SlotInfo] {
+        &[]
+    }
+}
+
+/// One local a compiled workflow journals across its steps (a slot), as its source
+/// names it ([`Workflow::slots`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// The slot's index: the one stored step states are keyed by.
+    pub slot: u32,
+    /// The local's name as written (`order`). Locals that share a name (shadowing, or
+    /// one name in two scopes) are told apart in the order they are bound in: `x`,
+    /// `x#2`, ... A local the compiler made (a `for` loop's position) is described
+    /// instead (`the position of the `for` loop at line 12`).
+    pub name: &'static str,
+    /// Its type as written (`let total: u64 = ..`, or an argument's type), when the
+    /// source spells it.
+    pub ty: Option<&'static str>,
+    /// The source line it is bound at (0 when the compiler could not tell).
+    pub line: u32,
 }
 
 /// The states of a compiled workflow (one per await site) and the transitions between them.

@@ -221,9 +221,11 @@ fn schemas() -> Value {
             "pc": {"type": ["integer", "null"], "minimum": 0, "description": "The machine's program counter then (where its next step resumes)."},
             "name": {"type": ["string", "null"]},
             "locals": {"oneOf": [{"type": "null"}, {"type": "array", "items": object(json!({
-                "slot": {"type": "integer", "minimum": 0},
+                "slot": {"type": "integer", "minimum": 0, "description": "Where the machine keeps the local."},
+                "name": {"type": ["string", "null"], "description": "The local's name in the workflow's source (`x#2` for the second local named `x`); null when the server cannot tell (the run's workflow version is not registered here, its code changed, or the step predates an upgrade)."},
+                "type": {"type": ["string", "null"], "description": "The local's type as the source spells it, when it does."},
                 "value": {"description": "The local's value then, as JSON."},
-            }), &["slot", "value"])}], "description": "Null when the journal kept no state for the step."},
+            }), &["slot", "name", "type", "value"])}], "description": "Null when the journal kept no state for the step."},
             "scheduled": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "null"}]},
             "completed": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"type": "null"}]},
         }), &["step", "state", "pc", "name", "locals", "scheduled", "completed"]),

@@ -261,8 +261,9 @@ pub fn history_json(history: &[HistoryEvent], after: Option<u64>, limit: usize) 
 
 /// Steps `steps` of run `run_id` as `GET /v1/runs/{run_id}/locals` shows them:
 /// `{"run_id", "steps": [...], "next": step or null}`, each step with the graph state it
-/// was scheduled at (`state`), the machine's program counter then (`pc`), its saved locals then (`[{"slot", "value"}]`, null when the journal did
-/// not keep them), its `StepScheduled` event (what it asked for) and its `StepCompleted`
+/// was scheduled at (`state`), the machine's program counter then (`pc`), its saved locals then (`[{"slot", "name", "type", "value"}]`, null when the journal
+/// did not keep them; a local's `name` and `type` are its source's, null when this engine
+/// cannot tell: see `StepLocals::names`), its `StepScheduled` event (what it asked for) and its `StepCompleted`
 /// event (its output; null while it is pending). Steps past the run's last are left out.
 ///
 /// Errors: [`FlowError::UnknownRun`]; a storage error.
@@ -288,7 +289,7 @@ pub async fn locals_json(
         }
     }
     let mut states: BTreeMap<u64, flow_runtime::StepLocals> = engine
-        .step_locals_range(run_id, steps.start..end)
+        .step_locals_range_with_history(run_id, steps.start..end, Some(&history))
         .await?
         .into_iter()
         .collect();
@@ -305,7 +306,15 @@ pub async fn locals_json(
         let locals = at.as_ref().map(|at| {
             at.slots
                 .iter()
-                .map(|(slot, bytes)| serde_json::json!({"slot": slot, "value": render(bytes)}))
+                .zip(&at.names)
+                .map(|((slot, bytes), info)| {
+                    serde_json::json!({
+                        "slot": slot,
+                        "name": info.map(|info| info.name),
+                        "type": info.and_then(|info| info.ty),
+                        "value": render(bytes),
+                    })
+                })
                 .collect::<Vec<_>>()
         });
         out.push(serde_json::json!({

@@ -94,7 +94,8 @@ async fn locals_show_each_step_as_it_was_and_counts_add_up() {
     assert_eq!(step["state"], 1);
     assert_eq!(
         step["locals"],
-        json!([{"slot": 0, "value": {"cents": 5, "id": "order-1"}}])
+        json!([{"slot": 0, "name": "order", "type": "Approval",
+            "value": {"cents": 5, "id": "order-1"}}])
     );
     assert_eq!(step["scheduled"]["request"]["Signal"]["name"], "approval");
     assert_eq!(step["completed"], json!(null));
@@ -130,16 +131,19 @@ async fn locals_show_each_step_as_it_was_and_counts_add_up() {
     let rest = rest["steps"].as_array().unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["name"], "ship_order");
-    // The decision received is a local by then.
-    let values: Vec<_> = rest[0]["locals"]
+    // The decision received is a local by then, under its source name.
+    let named: Vec<_> = rest[0]["locals"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["value"].clone())
+        .map(|l| (l["name"].clone(), l["value"].clone()))
         .collect();
-    assert!(
-        values.iter().any(|v| v["by"] == "alice" || v == "alice"),
-        "{values:?}"
+    assert_eq!(
+        named,
+        vec![
+            (json!("order"), json!({"cents": 5, "id": "order-1"})),
+            (json!("d"), json!({"approved": true, "by": "alice"})),
+        ]
     );
 
     let order = json!({"workflow": "place_order", "run_id": "order-1",

@@ -200,6 +200,12 @@ async fn the_console_lists_shows_and_acts_on_runs() {
     // Time travel shows the order saved as a local at the waiting step.
     let locals = browser.text("#travel-locals").await;
     assert!(locals.contains("order-7"), "{locals}");
+    // ...by its source name and type, the slot beside them.
+    assert_eq!(browser.text("#travel-locals td.local-name").await, "order");
+    assert!(
+        locals.contains("Approval") && locals.contains("#0"),
+        "{locals}"
+    );
 
     // The signal form resumes it, after confirmation.
     browser.fill("#signal-name", "approval").await;

@@ -570,4 +570,19 @@ fn the_schemas_reject_what_the_api_never_sends() {
     assert!(check_schema(&doc, &error, &json!({"code": "x", "message": ""})).is_err());
     assert!(check_schema(&doc, &run, &json!({"run_id": "x"})).is_err());
     assert!(check_schema(&doc, &error, &json!({"code": "x", "message": "y"})).is_ok());
+
+    // A step's saved local always says its source name (null when unknown) and type.
+    let step = json!({"$ref": "#/components/schemas/StepLocals"});
+    let with = |local: Value| {
+        json!({"step": 1, "state": 1, "pc": 2, "name": "signal:approval",
+            "locals": [local], "scheduled": null, "completed": null})
+    };
+    let named = json!({"slot": 0, "name": "order", "type": "Approval", "value": 1});
+    let unknown = json!({"slot": 0, "name": null, "type": null, "value": 1});
+    let nameless = json!({"slot": 0, "value": 1});
+    let numbered = json!({"slot": 0, "name": 3, "type": null, "value": 1});
+    assert!(check_schema(&doc, &step, &with(named)).is_ok());
+    assert!(check_schema(&doc, &step, &with(unknown)).is_ok());
+    assert!(check_schema(&doc, &step, &with(nameless)).is_err());
+    assert!(check_schema(&doc, &step, &with(numbered)).is_err());
 }

@@ -391,6 +391,46 @@ impl ::flow::Workflow for restock {
         };
         &GRAPH
     }
+    fn slots() -> &'static [::flow::SlotInfo] {
+        &[
+            ::flow::SlotInfo {
+                slot: 1u32,
+                name: "budget",
+                ty: ::core::option::Option::Some(::core::stringify!(u64)),
+                line: 2u32,
+            },
+            ::flow::SlotInfo {
+                slot: 2u32,
+                name: "spent",
+                ty: ::core::option::Option::None,
+                line: 3u32,
+            },
+            ::flow::SlotInfo {
+                slot: 3u32,
+                name: "what the `for` loop at line 4 iterates over",
+                ty: ::core::option::Option::None,
+                line: 4u32,
+            },
+            ::flow::SlotInfo {
+                slot: 4u32,
+                name: "the position of the `for` loop at line 4",
+                ty: ::core::option::Option::None,
+                line: 4u32,
+            },
+            ::flow::SlotInfo {
+                slot: 5u32,
+                name: "item",
+                ty: ::core::option::Option::None,
+                line: 4u32,
+            },
+            ::flow::SlotInfo {
+                slot: 7u32,
+                name: "price",
+                ty: ::core::option::Option::None,
+                line: 5u32,
+            },
+        ]
+    }
 }
 impl ::flow::DurableOp for restock {
     type Output = Result<u64, String>;

@@ -35,6 +35,8 @@ pub(crate) struct WorkflowEntry {
     pub input_type: &'static str,
     /// Its states and transitions.
     pub graph: &'static crate::workflow::StateGraph,
+    /// Its journaled locals' names, by slot (time travel shows them).
+    pub slots: &'static [crate::workflow::SlotInfo],
 }
 
 impl WorkflowEntry {
@@ -46,6 +48,7 @@ impl WorkflowEntry {
             step: W::step,
             type_name: std::any::type_name::<W>(),
             graph: W::graph(),
+            slots: W::slots(),
             returned_err: crate::outcome::returned_err::<W::Output>,
             signals: W::signals(),
             start_encoded: super::by_name::start_encoded::<W>,

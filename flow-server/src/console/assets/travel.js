@@ -23,6 +23,22 @@ function stepInput(request) {
   return names.length ? { named: names.join(' / '), ...shown } : shown;
 }
 
+/**
+ * One saved local as a table row: its source name (`x#2` for a second `x`), its type as
+ * written, its value, and the slot it is kept in. A local the server cannot name (its
+ * workflow's code is not registered there) is shown by its slot alone, never guessed.
+ */
+function localRow(l) {
+  const name = l.name == null
+    ? el('td', { class: 'muted', title: 'this server does not register the code that saved it' }, `slot ${l.slot}`)
+    : el('td', { class: 'local-name' }, el('code', {}, l.name));
+  return el('tr', {},
+    name,
+    el('td', { class: 'muted' }, l.type == null ? '' : l.type),
+    el('td', {}, json(l.value)),
+    el('td', { class: 'num muted' }, `#${l.slot}`));
+}
+
 /** Most steps offered in the list; any other is reached by its number. */
 const LISTED = 2000;
 
@@ -56,8 +72,8 @@ export function travelPanel(runId, count, names) {
         : at.locals.length === 0
           ? el('p', { class: 'muted' }, 'No locals were live across this step.')
           : el('table', { class: 'locals', id: 'travel-locals' },
-            el('thead', {}, el('tr', {}, el('th', {}, 'slot'), el('th', {}, 'value'))),
-            el('tbody', {}, at.locals.map((l) => el('tr', {}, el('td', { class: 'num' }, String(l.slot)), el('td', {}, json(l.value))))));
+            el('thead', {}, el('tr', {}, el('th', {}, 'local'), el('th', {}, 'type'), el('th', {}, 'value'), el('th', {}, 'slot'))),
+            el('tbody', {}, at.locals.map(localRow)));
       const scheduled = at.scheduled;
       const request = scheduled ? stepInput(scheduled.request) : null;
       replace(view,
