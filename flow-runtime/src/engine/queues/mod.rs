@@ -17,8 +17,8 @@
 //! scanning. Entries that left the queue (cancelled, expired) are skipped when met.
 //!
 //! **Tokens.** A token names one lease of one attempt: run, step, branch, attempt
-//! number, the engine's boot number and the lease's number, sealed with a 128-bit keyed
-//! hash (SipHash-2-4 under two halves of the journal's 256-bit worker key,
+//! number, the engine's boot number and the lease's number, sealed with a 128-bit
+//! HMAC-SHA-256 tag under the journal's 256-bit worker key (`token.rs`,
 //! `store/worker_key.rs`). It is checked without a table: after a restart the engine
 //! still knows its own tokens, and nobody without the journal can make one. A token is
 //! honoured only while its lease is the attempt's current one: once the attempt was
@@ -41,13 +41,14 @@
 //! it (a new lease; the old token is then refused).
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{oneshot, watch, Notify};
+
+mod token;
 
 use super::attempt::AttemptEnd;
 use super::Engine;
@@ -56,6 +57,7 @@ use crate::error::FlowError;
 use crate::remote::{declared_queues, find_remote, RemoteTask};
 use crate::task::{AttemptClass, TaskFailure, TaskRegistration};
 use crate::time::now_ms;
+use token::{Claims, Slot, TokenKey};
 
 /// The most tasks one poll takes.
 pub const MAX_POLL_TASKS: usize = 1000;
@@ -147,23 +149,6 @@ pub(crate) struct RemoteCall {
     pub recovered: bool,
 }
 
-/// Which attempt slot: a branch of a run's step.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Slot {
-    run: String,
-    step: u64,
-    branch: u32,
-}
-
-/// What a token says (once its seal checked out).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Claims {
-    slot: Slot,
-    attempt: u32,
-    boot: u64,
-    lease: u64,
-}
-
 enum EntryState {
     /// Off the queue until `until` (recovered; see the module doc).
     Held { until: Instant },
@@ -219,8 +204,8 @@ struct State {
 /// The engine's task queues (see the module doc).
 pub(crate) struct TaskQueues {
     state: Mutex<State>,
-    /// SipHash keys: two for the token's seal, the report hash uses the first.
-    keys: [u64; 4],
+    /// The journal's worker key: seals tokens and digests reports.
+    key: TokenKey,
     /// A random number per engine: tells this engine's leases from earlier ones'.
     boot: u64,
     opened: Instant,
@@ -234,11 +219,6 @@ pub(crate) struct TaskQueues {
 impl TaskQueues {
     /// Queues for every queue a linked remote task declares, sealing tokens with `key`.
     pub(crate) fn new(key: [u8; 32]) -> Self {
-        let word = |i: usize| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&key[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(bytes)
-        };
         let mut boot = [0u8; 8];
         // A failed random source leaves boot 0: tokens of an earlier engine then look
         // like this one's, and are refused as stale rather than adopted.
@@ -256,7 +236,7 @@ impl TaskQueues {
         }
         TaskQueues {
             state: Mutex::new(state),
-            keys: [word(0), word(1), word(2), word(3)],
+            key: TokenKey::new(&key),
             boot: u64::from_le_bytes(boot),
             opened: Instant::now(),
             released: AtomicBool::new(false),
@@ -525,7 +505,7 @@ impl TaskQueues {
                 lease: number,
             };
             taken.push(LeasedTask {
-                token: self.seal(&claims),
+                token: self.key.seal(&claims),
                 queue: entry.queue.to_string(),
                 task: entry.task.name.to_string(),
                 run_id: entry.slot.run.clone(),
@@ -552,7 +532,7 @@ impl TaskQueues {
         queue: &str,
         token: &str,
     ) -> Result<(u64, &'s mut Entry), FlowError> {
-        let claims = self.open(token)?;
+        let claims = self.key.open(token, super::MAX_RUN_ID_BYTES)?;
         let Some(&id) = st.by_slot.get(&claims.slot) else {
             // A lease of an earlier engine whose attempt may not be rebuilt yet.
             if claims.boot != self.boot && self.opened.elapsed() < self.recovery_window {
@@ -664,7 +644,7 @@ impl TaskQueues {
     }
 
     fn complete(&self, queue: &str, token: &str, output: &[u8]) -> Result<Completed, FlowError> {
-        let digest = self.digest(&[b"ok", output]);
+        let digest = self.key.digest(&[b"ok", output]);
         self.report(queue, token, "completed", digest, |entry| {
             let judged =
                 (entry.remote.judge)(output).map_err(|e| FlowError::TaskOutputMismatch {
@@ -695,7 +675,7 @@ impl TaskQueues {
         let after = retry_after
             .map_or(u64::MAX, crate::time::millis)
             .to_le_bytes();
-        let digest = self.digest(&[b"err", error.as_bytes(), &flag, &after]);
+        let digest = self.key.digest(&[b"err", error.as_bytes(), &flag, &after]);
         self.report(queue, token, "failed", digest, |entry| {
             let failure = TaskFailure::WorkerFailed {
                 task: entry.task.name.to_string(),
@@ -753,101 +733,8 @@ impl TaskQueues {
         }
         infos
     }
-
-    /// The token of `claims`: its fields, then their 128-bit seal, in hex.
-    fn seal(&self, claims: &Claims) -> String {
-        let mut bytes = Vec::with_capacity(33 + claims.slot.run.len() + 16);
-        bytes.push(1u8);
-        bytes.extend_from_slice(&claims.slot.step.to_le_bytes());
-        bytes.extend_from_slice(&claims.slot.branch.to_le_bytes());
-        bytes.extend_from_slice(&claims.attempt.to_le_bytes());
-        bytes.extend_from_slice(&claims.boot.to_le_bytes());
-        bytes.extend_from_slice(&claims.lease.to_le_bytes());
-        bytes.extend_from_slice(claims.slot.run.as_bytes());
-        let tag = self.tag(&bytes);
-        bytes.extend_from_slice(&tag);
-        let mut token = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            token.push(char::from(HEX[(b >> 4) as usize]));
-            token.push(char::from(HEX[(b & 15) as usize]));
-        }
-        token
-    }
-
-    /// The claims of a token this engine's journal sealed.
-    fn open(&self, token: &str) -> Result<Claims, FlowError> {
-        let invalid = |reason: &str| FlowError::InvalidTaskToken {
-            reason: reason.to_string(),
-        };
-        if !token.len().is_multiple_of(2) || token.len() > 2 * (33 + super::MAX_RUN_ID_BYTES + 16) {
-            return Err(invalid("it is not a task token (wrong length)"));
-        }
-        let mut bytes = Vec::with_capacity(token.len() / 2);
-        for pair in token.as_bytes().chunks(2) {
-            let digit = |c: u8| (c as char).to_digit(16);
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(hi), Some(lo)) => bytes.push((hi * 16 + lo) as u8),
-                _ => return Err(invalid("it is not a task token (not hexadecimal)")),
-            }
-        }
-        if bytes.len() < 33 + 16 || bytes[0] != 1 {
-            return Err(invalid(
-                "it is not a task token (too short, or an unknown version)",
-            ));
-        }
-        let (body, tag) = bytes.split_at(bytes.len() - 16);
-        let expected = self.tag(body);
-        // Compared without an early exit, so that timing tells nothing of the seal.
-        let diff = expected
-            .iter()
-            .zip(tag)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
-            return Err(invalid(
-                "its seal does not match: it was altered, or issued for another journal",
-            ));
-        }
-        let word = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap_or([0; 8]));
-        let half = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap_or([0; 4]));
-        let run = String::from_utf8(body[33..].to_vec())
-            .map_err(|_| invalid("its run ID is not UTF-8"))?;
-        Ok(Claims {
-            slot: Slot {
-                run,
-                step: word(1),
-                branch: half(9),
-            },
-            attempt: half(13),
-            boot: word(17),
-            lease: word(25),
-        })
-    }
-
-    fn tag(&self, bytes: &[u8]) -> [u8; 16] {
-        #[allow(deprecated)] // SipHash-2-4, keyed: std's is the one without a new dependency.
-        let mac = |k0: u64, k1: u64| {
-            let mut hasher = std::hash::SipHasher::new_with_keys(k0, k1);
-            hasher.write(bytes);
-            hasher.finish()
-        };
-        let mut tag = [0u8; 16];
-        tag[..8].copy_from_slice(&mac(self.keys[0], self.keys[1]).to_le_bytes());
-        tag[8..].copy_from_slice(&mac(self.keys[2], self.keys[3]).to_le_bytes());
-        tag
-    }
-
-    fn digest(&self, parts: &[&[u8]]) -> u64 {
-        #[allow(deprecated)]
-        let mut hasher = std::hash::SipHasher::new_with_keys(self.keys[1], self.keys[2]);
-        for part in parts {
-            hasher.write(&(part.len() as u64).to_le_bytes());
-            hasher.write(part);
-        }
-        hasher.finish()
-    }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn push_ready(st: &mut State, queue: &str, id: u64) {
     if let Some(q) = st.queues.get_mut(queue) {
@@ -1001,50 +888,5 @@ impl Engine {
     /// and the workers seen lately.
     pub fn queues(&self) -> Vec<QueueInfo> {
         self.core().queues.queues()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn queues() -> TaskQueues {
-        TaskQueues::new([7; 32])
-    }
-
-    fn claims() -> Claims {
-        Claims {
-            slot: Slot {
-                run: "order-1".to_string(),
-                step: 3,
-                branch: 2,
-            },
-            attempt: 4,
-            boot: 5,
-            lease: 6,
-        }
-    }
-
-    #[test]
-    fn a_token_opens_to_its_claims_under_the_same_key_only() {
-        let q = queues();
-        let token = q.seal(&claims());
-        assert_eq!(q.open(&token).unwrap(), claims());
-        // Another journal's key: refused.
-        let other = TaskQueues::new([8; 32]);
-        assert!(matches!(
-            other.open(&token),
-            Err(FlowError::InvalidTaskToken { .. })
-        ));
-        // One changed digit anywhere: refused.
-        for at in [0, 10, token.len() / 2, token.len() - 1] {
-            let mut bytes = token.clone().into_bytes();
-            bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
-            let altered = String::from_utf8(bytes).unwrap();
-            assert!(q.open(&altered).is_err(), "digit {at} altered");
-        }
-        for garbage in ["", "xyz", "00", &token[..token.len() - 2]] {
-            assert!(q.open(garbage).is_err(), "{garbage:?}");
-        }
     }
 }

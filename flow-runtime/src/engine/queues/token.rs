@@ -1,0 +1,185 @@
+//! Task tokens: what a lease's token says (its [`Claims`]) and the seal that makes it
+//! unforgeable without the journal.
+//!
+//! A token is its claims (run, step, branch, attempt number, the engine's boot number,
+//! the lease's number) followed by a 128-bit tag, HMAC-SHA-256 under the journal's
+//! 256-bit worker key (`store/worker_key.rs`) truncated to its first half, all in hex. It
+//! is checked without a table, so an engine still knows the tokens an earlier engine on
+//! the same journal issued, and nobody without the journal can make one.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::error::FlowError;
+
+/// The first byte of every token: the layout below. Another value is refused.
+const VERSION: u8 = 1;
+/// The fixed part of a token's body: version, step, branch, attempt, boot, lease.
+const FIXED: usize = 1 + 8 + 4 + 4 + 8 + 8;
+/// The seal's length in bytes.
+const TAG: usize = 16;
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Which attempt slot: a branch of a run's step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct Slot {
+    pub run: String,
+    pub step: u64,
+    pub branch: u32,
+}
+
+/// What a token says (once its seal checked out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Claims {
+    pub slot: Slot,
+    pub attempt: u32,
+    pub boot: u64,
+    pub lease: u64,
+}
+
+/// The journal's worker key, ready to seal and open tokens.
+pub(super) struct TokenKey {
+    mac: Hmac<Sha256>,
+}
+
+impl TokenKey {
+    pub(super) fn new(key: &[u8; 32]) -> Self {
+        TokenKey {
+            mac: <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+                .expect("HMAC takes a key of any length"),
+        }
+    }
+
+    /// The token of `claims`: their bytes, then the seal, in hex.
+    pub(super) fn seal(&self, claims: &Claims) -> String {
+        let mut bytes = Vec::with_capacity(FIXED + claims.slot.run.len() + TAG);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&claims.slot.step.to_le_bytes());
+        bytes.extend_from_slice(&claims.slot.branch.to_le_bytes());
+        bytes.extend_from_slice(&claims.attempt.to_le_bytes());
+        bytes.extend_from_slice(&claims.boot.to_le_bytes());
+        bytes.extend_from_slice(&claims.lease.to_le_bytes());
+        bytes.extend_from_slice(claims.slot.run.as_bytes());
+        let tag = self.mac().chain_update(&bytes).finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..TAG]);
+        let mut token = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            token.push(char::from(HEX[usize::from(b >> 4)]));
+            token.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        token
+    }
+
+    /// The claims of `token`, if this key sealed it; refused with the reason otherwise.
+    pub(super) fn open(&self, token: &str, max_run_id: usize) -> Result<Claims, FlowError> {
+        let invalid = |reason: &str| FlowError::InvalidTaskToken {
+            reason: reason.to_string(),
+        };
+        if !token.len().is_multiple_of(2) || token.len() > 2 * (FIXED + max_run_id + TAG) {
+            return Err(invalid("it is not a task token (wrong length)"));
+        }
+        let mut bytes = Vec::with_capacity(token.len() / 2);
+        for pair in token.as_bytes().chunks(2) {
+            let digit = |c: u8| (c as char).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => bytes.push((hi * 16 + lo) as u8),
+                _ => return Err(invalid("it is not a task token (not hexadecimal)")),
+            }
+        }
+        if bytes.len() < FIXED + TAG || bytes[0] != VERSION {
+            return Err(invalid(
+                "it is not a task token (too short, or an unknown version)",
+            ));
+        }
+        let (body, tag) = bytes.split_at(bytes.len() - TAG);
+        // `verify_truncated_left` compares in constant time: timing tells nothing of the seal.
+        self.mac()
+            .chain_update(body)
+            .verify_truncated_left(tag)
+            .map_err(|_| {
+                invalid("its seal does not match: it was altered, or issued for another journal")
+            })?;
+        let word = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap_or([0; 8]));
+        let half = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap_or([0; 4]));
+        let run = String::from_utf8(body[FIXED..].to_vec())
+            .map_err(|_| invalid("its run ID is not UTF-8"))?;
+        Ok(Claims {
+            slot: Slot {
+                run,
+                step: word(1),
+                branch: half(9),
+            },
+            attempt: half(13),
+            boot: word(17),
+            lease: word(25),
+        })
+    }
+
+    /// A keyed digest of a report's parts (each length-prefixed), to tell a repeated
+    /// report from a different one through the same token.
+    pub(super) fn digest(&self, parts: &[&[u8]]) -> u64 {
+        let mut mac = self.mac();
+        for part in parts {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
+        }
+        let out = mac.finalize().into_bytes();
+        u64::from_le_bytes(out[..8].try_into().unwrap_or([0; 8]))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        self.mac.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX_RUN_ID: usize = 512;
+
+    fn claims() -> Claims {
+        Claims {
+            slot: Slot {
+                run: "order-1".to_string(),
+                step: 3,
+                branch: 2,
+            },
+            attempt: 4,
+            boot: 5,
+            lease: 6,
+        }
+    }
+
+    #[test]
+    fn a_token_opens_to_its_claims_under_the_same_key_only() {
+        let key = TokenKey::new(&[7; 32]);
+        let token = key.seal(&claims());
+        assert_eq!(key.open(&token, MAX_RUN_ID).unwrap(), claims());
+        // Another journal's key: refused.
+        let other = TokenKey::new(&[8; 32]);
+        assert!(matches!(
+            other.open(&token, MAX_RUN_ID),
+            Err(FlowError::InvalidTaskToken { .. })
+        ));
+        // One changed digit anywhere: refused.
+        for at in [0, 10, token.len() / 2, token.len() - 1] {
+            let mut bytes = token.clone().into_bytes();
+            bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+            let altered = String::from_utf8(bytes).unwrap();
+            assert!(key.open(&altered, MAX_RUN_ID).is_err(), "digit {at} altered");
+        }
+        for garbage in ["", "xyz", "00", &token[..token.len() - 2]] {
+            assert!(key.open(garbage, MAX_RUN_ID).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn digests_tell_reports_apart() {
+        let key = TokenKey::new(&[7; 32]);
+        assert_eq!(key.digest(&[b"ok", b"1"]), key.digest(&[b"ok", b"1"]));
+        assert_ne!(key.digest(&[b"ok", b"1"]), key.digest(&[b"ok", b"2"]));
+        // Length prefixes: moving bytes between parts changes the digest.
+        assert_ne!(key.digest(&[b"ok1", b""]), key.digest(&[b"ok", b"1"]));
+    }
+}
