@@ -1,7 +1,8 @@
 //! The web console in a real browser (headless Chromium over WebDriver): the runs list,
 //! a waiting run's graph with its state lit, the signal form resuming it; a failed run
-//! redriven to completion; a run ID and payload made of HTML shown as text; the API
-//! token asked for and used. `browser/mod.rs` sets the browser up (installing it with
+//! redriven to completion; a remote task on the queues page, pending then leased; a run
+//! ID, a payload and a worker's name made of HTML shown as text; the API token asked
+//! for and used. `browser/mod.rs` sets the browser up (installing it with
 //! the project's script when missing).
 //!
 //! `console_screenshots` (ignored; `scripts/screenshots.sh` runs it) writes the README's
@@ -310,6 +311,39 @@ async fn the_console_lists_shows_and_acts_on_runs() {
     browser
         .wait_for(r#"#run-status[data-status="cancelled"]"#)
         .await;
+    no_script_errors(&browser).await;
+
+    // The queues page: a remote task waiting for a worker, then leased by one whose name
+    // is HTML (shown as text).
+    start(
+        &server,
+        json!({"workflow": "thumbnail", "run_id": "thumb-1", "input": "cat.png"}),
+    )
+    .await;
+    browser.client.goto(&server.at("/#/queues")).await.unwrap();
+    browser
+        .wait_for(r#"tr[data-queue="thumbnails"] td[data-pending="1"]"#)
+        .await;
+    let worker = "<b>worker-7</b>";
+    let leased = server
+        .engine
+        .poll_tasks("thumbnails", worker, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    browser
+        .wait_for(r#"tr[data-queue="thumbnails"] td[data-leased="1"]"#)
+        .await;
+    assert_eq!(
+        browser.text(r#"tr[data-queue="thumbnails"] td.workers"#).await,
+        worker
+    );
+    assert_eq!(
+        browser
+            .eval("return document.querySelectorAll('main b').length;")
+            .await,
+        json!(0)
+    );
     no_script_errors(&browser).await;
 
     // HTML in a run ID and a payload shows as text and never runs.

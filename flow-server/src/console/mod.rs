@@ -21,7 +21,8 @@
 //! (building elements, formatting), `runs.js` (the runs page), `run.js` (a run's page),
 //! `graph.js` (the state graph as SVG, laid out in layers), `timeline.js` (the history as
 //! a timeline), `actions.js` (signal, cancel, redrive, complete a callback), `travel.js`
-//! (time travel: locals at a step), `app.js` (routing).
+//! (time travel: locals at a step), `queues.js` (the task queues of remote tasks, their
+//! workers), `app.js` (routing).
 
 pub(crate) mod counts;
 
@@ -98,6 +99,11 @@ const ASSETS: &[Asset] = &[
         path: "/console/travel.js",
         media_type: JS,
         body: include_str!("assets/travel.js"),
+    },
+    Asset {
+        path: "/console/queues.js",
+        media_type: JS,
+        body: include_str!("assets/queues.js"),
     },
 ];
 

@@ -1,8 +1,10 @@
-// The console's entry: the token panel and the router (`#/` the runs, `#/runs/ID` a run).
+// The console's entry: the token panel and the router (`#/` the runs, `#/runs/ID` a run,
+// `#/queues` the task queues).
 
 import { onUnauthorized, setToken, token } from './api.js';
 import { runsPage } from './runs.js';
 import { runPage } from './run.js';
+import { queuesPage } from './queues.js';
 
 // Script errors are kept (and shown at the page's foot) so that neither a user nor the
 // browser tests miss one.
@@ -35,6 +37,8 @@ function route() {
       id = run[1];
     }
     dispose = runPage(main, id);
+  } else if (hash === '#/queues') {
+    dispose = queuesPage(main);
   } else {
     dispose = runsPage(main);
   }
