@@ -476,6 +476,21 @@ async fn a_waiting_run_moves_to_the_new_version_and_finishes_there() {
         .filter(|e| matches!(&e.kind, EventKind::StepScheduled { name, .. } if name == "reserve"))
         .count();
     assert_eq!(reserves, 1, "the move ran no completed step again");
+
+    // A fork of the upgraded run, before or after the move, is refused and writes nothing:
+    // its state across the move is not in the journal.
+    for step in [0, 1, 2] {
+        let refused = engine.fork("order", step, "order-fork").await.unwrap_err();
+        assert!(
+            matches!(&refused, flow::FlowError::ForkRefused { .. })
+                && refused.to_string().contains("from version 1 to version 2"),
+            "step {step}: {refused}"
+        );
+        assert!(matches!(
+            engine.status("order-fork").await,
+            Err(flow::FlowError::UnknownRun { .. })
+        ));
+    }
     engine.shutdown().await;
 }
 

@@ -335,7 +335,9 @@ async fn the_console_lists_shows_and_acts_on_runs() {
         .wait_for(r#"tr[data-queue="thumbnails"] td[data-leased="1"]"#)
         .await;
     assert_eq!(
-        browser.text(r#"tr[data-queue="thumbnails"] td.workers"#).await,
+        browser
+            .text(r#"tr[data-queue="thumbnails"] td.workers"#)
+            .await,
         worker
     );
     assert_eq!(

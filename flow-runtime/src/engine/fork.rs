@@ -31,8 +31,9 @@ impl Engine {
     /// Errors, with nothing written: [`FlowError::UnknownRun`] for an unknown source,
     /// [`FlowError::RunIdConflict`] if `new_run_id` exists, [`FlowError::ForkRefused`]
     /// when the step cannot be forked from (not scheduled yet, before the run's last
-    /// continue-as-new, recorded before flow kept step states, a map step, or a
-    /// workflow this engine cannot drive).
+    /// continue-as-new, recorded before flow kept step states, a map step, a run moved
+    /// to another version by [`upgrade`](Self::upgrade), or a workflow this engine cannot
+    /// drive).
     ///
     /// ```no_run
     /// # async fn demo(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
@@ -81,20 +82,31 @@ impl Engine {
                     .to_string(),
             )
         })?;
-        let scheduled_event =
-            core.store
-                .history(run_id)?
-                .into_iter()
-                .rev()
-                .find_map(|e| match e.kind {
-                    EventKind::StepScheduled {
-                        step: s,
-                        state,
-                        request,
-                        ..
-                    } if s == step => Some((state, request)),
-                    _ => None,
-                });
+        let history = core.store.history(run_id)?;
+        // Step states record what each transition wrote, and an upgrade replaces every
+        // slot without such a record: the state before any step of an upgraded run is
+        // either the old version's (its program counter means nothing to the new code)
+        // or misses what the upgrade wrote. Refused rather than started from a mix.
+        if let Some((from, to, at)) = history.iter().find_map(|e| match e.kind {
+            EventKind::RunUpgraded { from, to, step } => Some((from, to, step)),
+            _ => None,
+        }) {
+            return Err(refused(format!(
+                "the run was moved from version {from} to version {to} at its step {at} \
+                 (`Engine::upgrade`), and the journal does not keep its state across that \
+                 move, so a fork would start from a mix of both versions' locals; start a \
+                 new run instead"
+            )));
+        }
+        let scheduled_event = history.into_iter().rev().find_map(|e| match e.kind {
+            EventKind::StepScheduled {
+                step: s,
+                state,
+                request,
+                ..
+            } if s == step => Some((state, request)),
+            _ => None,
+        });
         let Some((state, request)) = scheduled_event else {
             return Err(refused(
                 "the history has no `StepScheduled` event for it".to_string(),

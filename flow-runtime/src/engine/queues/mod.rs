@@ -735,7 +735,6 @@ impl TaskQueues {
     }
 }
 
-
 fn push_ready(st: &mut State, queue: &str, id: u64) {
     if let Some(q) = st.queues.get_mut(queue) {
         q.ready.push_back(id);

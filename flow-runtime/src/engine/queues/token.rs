@@ -167,7 +167,10 @@ mod tests {
             let mut bytes = token.clone().into_bytes();
             bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
             let altered = String::from_utf8(bytes).unwrap();
-            assert!(key.open(&altered, MAX_RUN_ID).is_err(), "digit {at} altered");
+            assert!(
+                key.open(&altered, MAX_RUN_ID).is_err(),
+                "digit {at} altered"
+            );
         }
         for garbage in ["", "xyz", "00", &token[..token.len() - 2]] {
             assert!(key.open(garbage, MAX_RUN_ID).is_err(), "{garbage:?}");
