@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use flow_runtime::{Histogram, Metrics};
+use flow_runtime::{Histogram, Metrics, QueueInfo};
 use std::fmt::Write;
 
 use crate::routes::AppState;
@@ -21,7 +21,8 @@ pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The handler of `GET /metrics`.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let text = render(&state.engine.metrics());
+    let mut text = render(&state.engine.metrics());
+    text.push_str(&render_queues(&state.engine.queues()));
     let mut response = text.into_response();
     response
         .headers_mut()
@@ -165,6 +166,47 @@ pub fn render(metrics: &Metrics) -> String {
             "The write-ahead log's size.",
         );
         sample(&mut out, "flow_log_size_bytes", &[], bytes);
+    }
+    out
+}
+
+/// Renders the task queues of remote tasks (`Engine::queues`) as gauges labelled by
+/// queue: attempts pending and leased, live workers, and the oldest lease's age (only
+/// for a queue with a lease). Nothing for a program without remote tasks.
+pub fn render_queues(queues: &[QueueInfo]) -> String {
+    let mut out = String::new();
+    if queues.is_empty() {
+        return out;
+    }
+    let gauges: [(&str, &str, fn(&QueueInfo) -> Option<f64>); 4] = [
+        (
+            "flow_queue_pending_tasks",
+            "Attempts of remote tasks waiting for a worker, by queue.",
+            |q| Some(q.pending as f64),
+        ),
+        (
+            "flow_queue_leased_tasks",
+            "Attempts of remote tasks a worker holds, by queue.",
+            |q| Some(q.leased as f64),
+        ),
+        (
+            "flow_queue_workers",
+            "Workers seen polling or heartbeating the queue in the last 90 seconds.",
+            |q| Some(q.workers.len() as f64),
+        ),
+        (
+            "flow_queue_oldest_lease_age_seconds",
+            "How long the queue's oldest lease has been held (absent with no lease).",
+            |q| q.oldest_lease_age_ms.map(|ms| ms as f64 / 1000.0),
+        ),
+    ];
+    for (name, help, read) in gauges {
+        family(&mut out, name, "gauge", help);
+        for queue in queues {
+            if let Some(value) = read(queue) {
+                sample(&mut out, name, &[("queue", &queue.name)], value);
+            }
+        }
     }
     out
 }

@@ -256,7 +256,8 @@ fn schemas() -> Value {
                 "pending": {"type": "integer", "minimum": 0},
                 "leased": {"type": "integer", "minimum": 0},
                 "workers": {"type": "array", "items": {"type": "string"}},
-            }), &["name", "pending", "leased", "workers"])},
+                "oldest_lease_age_ms": {"type": ["integer", "null"], "minimum": 0, "description": "How long the oldest lease has been held (ms); null with no lease."},
+            }), &["name", "pending", "leased", "workers", "oldest_lease_age_ms"])},
         }), &["queues"]),
         "PollRequest": object(json!({
             "worker": {"type": "string", "maxLength": 200, "description": "A name for the worker, shown by GET /v1/queues."},

@@ -36,6 +36,17 @@ async fn srv_order(x: u64) -> Result<u64, String> {
     srv_flaky(x).await
 }
 
+/// A remote task: the engine puts its attempts on queue `srv-resize` for workers.
+#[task(name = "srv::resize", queue = "srv-resize", heartbeat = "10s")]
+async fn srv_resize(x: u64) -> u64 {
+    x
+}
+
+#[workflow(name = "srv::remote")]
+async fn srv_remote(x: u64) -> u64 {
+    srv_resize(x).await
+}
+
 /// A name with a quote and a backslash: label values must be escaped.
 #[workflow(name = "srv::refused \"quoted\" \\ name")]
 async fn srv_refused(x: u64) -> Result<u64, String> {
@@ -197,6 +208,7 @@ async fn metrics_are_served_as_prometheus_text_with_exact_counts() {
         .register::<srv_order>()
         .register::<srv_refused>()
         .register::<srv_crashes>()
+        .register::<srv_remote>()
         .open(&journal.0)
         .await
         .unwrap();
@@ -208,6 +220,27 @@ async fn metrics_are_served_as_prometheus_text_with_exact_counts() {
     assert_eq!(run.result().await.unwrap(), Err("7 is refused".into()));
     let run = engine.start("crash-1", srv_crashes(1)).await.unwrap();
     assert!(run.result().await.is_err());
+
+    // Two remote attempts: one leased by a worker, one left waiting.
+    engine.start("remote-1", srv_remote(1)).await.unwrap();
+    engine.start("remote-2", srv_remote(2)).await.unwrap();
+    for _ in 0..500 {
+        if engine.queues().iter().any(|q| q.pending == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let leased = engine
+        .poll_tasks(
+            "srv-resize",
+            "worker-a",
+            1,
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
 
     let token = generate_token().unwrap();
     let options = ServerOptions {
@@ -262,7 +295,15 @@ async fn metrics_are_served_as_prometheus_text_with_exact_counts() {
             "{workflow} {reason}"
         );
     }
-    assert_eq!(value(&samples, "flow_runs_in_progress", &[]), 0.0);
+    assert_eq!(value(&samples, "flow_runs_in_progress", &[]), 2.0);
+
+    // Queues: the waiting and the leased attempt, the worker, the lease's age.
+    let queue = [("queue", "srv-resize")];
+    assert_eq!(value(&samples, "flow_queue_pending_tasks", &queue), 1.0);
+    assert_eq!(value(&samples, "flow_queue_leased_tasks", &queue), 1.0);
+    assert_eq!(value(&samples, "flow_queue_workers", &queue), 1.0);
+    let age = value(&samples, "flow_queue_oldest_lease_age_seconds", &queue);
+    assert!((0.03..60.0).contains(&age), "{age}");
 
     // Tasks: attempts (a histogram) and retries.
     let flaky = [("task", "srv::flaky")];
@@ -328,7 +369,7 @@ async fn metrics_are_served_as_prometheus_text_with_exact_counts() {
         .collect();
     assert_eq!(
         label_names,
-        BTreeSet::from(["le", "reason", "task", "workflow"])
+        BTreeSet::from(["le", "queue", "reason", "task", "workflow"])
     );
     assert!(!text.contains("order-1"), "{text}");
 

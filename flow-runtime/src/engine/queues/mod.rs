@@ -132,6 +132,9 @@ pub struct QueueInfo {
     pub leased: usize,
     /// Workers seen polling or heartbeating this queue in the last 90 seconds, by name.
     pub workers: Vec<String>,
+    /// How long the oldest lease has been held, in milliseconds (counted from when this
+    /// engine handed it out or, after a restart, took it over); `None` with no lease.
+    pub oldest_lease_age_ms: Option<u64>,
 }
 
 /// An attempt of a remote task, as the driver hands it to the queues.
@@ -162,6 +165,8 @@ struct Lease {
     boot: u64,
     number: u64,
     worker: String,
+    /// When this engine handed it out (or adopted it after a restart).
+    since: Instant,
     heartbeat_deadline: Instant,
     close_deadline: Instant,
 }
@@ -493,6 +498,7 @@ impl TaskQueues {
                 boot: self.boot,
                 number,
                 worker: worker.to_string(),
+                since: now,
                 heartbeat_deadline: now + heartbeat,
                 close_deadline: now + entry.start_to_close,
             };
@@ -571,6 +577,7 @@ impl TaskQueues {
                     boot: claims.boot,
                     number: claims.lease,
                     worker: String::new(),
+                    since: now,
                     heartbeat_deadline: now + entry.remote.heartbeat_timeout(),
                     close_deadline: now + entry.start_to_close,
                 });
@@ -719,14 +726,21 @@ impl TaskQueues {
                     pending: 0,
                     leased: 0,
                     workers,
+                    oldest_lease_age_ms: None,
                 }
             })
             .collect();
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         for entry in st.entries.values() {
             if let Ok(i) = infos.binary_search_by(|q| q.name.as_str().cmp(entry.queue)) {
-                match entry.state {
-                    EntryState::Leased(_) => infos[i].leased += 1,
+                match &entry.state {
+                    EntryState::Leased(lease) => {
+                        let info = &mut infos[i];
+                        info.leased += 1;
+                        let age = now.duration_since(lease.since).as_millis();
+                        let age = u64::try_from(age).unwrap_or(u64::MAX);
+                        info.oldest_lease_age_ms = info.oldest_lease_age_ms.max(Some(age));
+                    }
                     _ => infos[i].pending += 1,
                 }
             }
