@@ -170,6 +170,9 @@ pub fn render(metrics: &Metrics) -> String {
     out
 }
 
+/// How a queue gauge reads its value from a queue (`None`: no sample).
+type QueueGauge = fn(&QueueInfo) -> Option<f64>;
+
 /// Renders the task queues of remote tasks (`Engine::queues`) as gauges labelled by
 /// queue: attempts pending and leased, live workers, and the oldest lease's age (only
 /// for a queue with a lease). Nothing for a program without remote tasks.
@@ -178,7 +181,7 @@ pub fn render_queues(queues: &[QueueInfo]) -> String {
     if queues.is_empty() {
         return out;
     }
-    let gauges: [(&str, &str, fn(&QueueInfo) -> Option<f64>); 4] = [
+    let gauges: [(&str, &str, QueueGauge); 4] = [
         (
             "flow_queue_pending_tasks",
             "Attempts of remote tasks waiting for a worker, by queue.",
