@@ -91,18 +91,24 @@ async fn a_worker_completes_a_remote_task_and_the_run_goes_on() {
     assert!(!beat.cancel_requested);
     let ok = serde_json_like_ok(40);
     assert_eq!(
-        engine.complete_task("double", &task.token, &ok).unwrap(),
+        engine
+            .complete_task("double", &task.token, &ok)
+            .await
+            .unwrap(),
         Completed::Accepted
     );
     assert_eq!(run.result().await.unwrap(), Ok(41));
     // The same report again: harmless. Another one: refused.
     assert_eq!(
-        engine.complete_task("double", &task.token, &ok).unwrap(),
+        engine
+            .complete_task("double", &task.token, &ok)
+            .await
+            .unwrap(),
         Completed::Duplicate
     );
     let other = serde_json_like_ok(1);
     assert!(matches!(
-        engine.complete_task("double", &task.token, &other),
+        engine.complete_task("double", &task.token, &other).await,
         Err(FlowError::TaskAlreadyReported { .. })
     ));
     assert!(matches!(
@@ -131,14 +137,18 @@ async fn bad_reports_are_refused_and_change_nothing() {
     ));
     // Another queue's endpoint.
     assert!(matches!(
-        engine.complete_task("nobody", &task.token, &serde_json_like_ok(10)),
+        engine
+            .complete_task("nobody", &task.token, &serde_json_like_ok(10))
+            .await,
         Err(FlowError::WrongQueue { .. })
     ));
     // Garbled tokens.
     for token in ["", "zz", "00ff", &task.token[..task.token.len() - 2]] {
         assert!(
             matches!(
-                engine.complete_task("double", token, &serde_json_like_ok(10)),
+                engine
+                    .complete_task("double", token, &serde_json_like_ok(10))
+                    .await,
                 Err(FlowError::InvalidTaskToken { .. })
             ),
             "{token:?}"
@@ -147,22 +157,25 @@ async fn bad_reports_are_refused_and_change_nothing() {
     let mut forged = task.token.clone().into_bytes();
     forged[20] = if forged[20] == b'1' { b'2' } else { b'1' };
     assert!(matches!(
-        engine.complete_task(
-            "double",
-            std::str::from_utf8(&forged).unwrap(),
-            &serde_json_like_ok(1)
-        ),
+        engine
+            .complete_task(
+                "double",
+                std::str::from_utf8(&forged).unwrap(),
+                &serde_json_like_ok(1)
+            )
+            .await,
         Err(FlowError::InvalidTaskToken { .. })
     ));
     // An output of the wrong type.
     assert!(matches!(
-        engine.complete_task("double", &task.token, &"forty"),
+        engine.complete_task("double", &task.token, &"forty").await,
         Err(FlowError::TaskOutputMismatch { .. })
     ));
     // After all that, the lease still stands and the right report goes through.
     engine.heartbeat_task("double", &task.token).unwrap();
     engine
         .complete_task("double", &task.token, &serde_json_like_ok(10))
+        .await
         .unwrap();
     assert_eq!(run.result().await.unwrap(), Ok(11));
     let history = engine.history("r-bad").await.unwrap();
@@ -192,8 +205,12 @@ async fn an_expired_lease_is_retried_with_the_same_key_and_its_token_refused() {
     assert_eq!(second.idempotency_key, first.idempotency_key);
     assert_ne!(second.token, first.token);
     for refused in [
-        engine.complete_task("double", &first.token, &serde_json_like_ok(100)),
-        engine.fail_task("double", &first.token, "late", false, None),
+        engine
+            .complete_task("double", &first.token, &serde_json_like_ok(100))
+            .await,
+        engine
+            .fail_task("double", &first.token, "late", false, None)
+            .await,
     ] {
         assert!(
             matches!(refused, Err(FlowError::StaleTaskToken { .. })),
@@ -202,6 +219,7 @@ async fn an_expired_lease_is_retried_with_the_same_key_and_its_token_refused() {
     }
     engine
         .complete_task("double", &second.token, &serde_json_like_ok(6))
+        .await
         .unwrap();
     assert_eq!(run.result().await.unwrap(), Ok(7));
     let history = engine.history("r-exp").await.unwrap();
@@ -231,6 +249,7 @@ async fn worker_failures_are_retried_or_final_as_the_worker_says() {
             true,
             Some(Duration::from_millis(50)),
         )
+        .await
         .unwrap();
     let began = Instant::now();
     let second = poll_one(&engine, "double").await;
@@ -238,6 +257,7 @@ async fn worker_failures_are_retried_or_final_as_the_worker_says() {
     assert_eq!(second.attempt, 2);
     engine
         .fail_task("double", &second.token, "bad image", false, None)
+        .await
         .unwrap();
     let output = run.result().await.unwrap();
     let error = output.unwrap_err();
@@ -334,14 +354,18 @@ async fn a_lease_survives_an_engine_restart() {
     assert_eq!(again.run_id, "r-lost");
     assert_eq!(again.idempotency_key, lost.idempotency_key);
     assert!(matches!(
-        engine.complete_task("double", &lost.token, &serde_json_like_ok(0)),
+        engine
+            .complete_task("double", &lost.token, &serde_json_like_ok(0))
+            .await,
         Err(FlowError::StaleTaskToken { .. })
     ));
     engine
         .complete_task("double", &keep.token, &serde_json_like_ok(16))
+        .await
         .unwrap();
     engine
         .complete_task("double", &again.token, &serde_json_like_ok(18))
+        .await
         .unwrap();
     let keep_run = engine.handle::<doubled>("r-keep").unwrap();
     let lost_run = engine.handle::<doubled>("r-lost").unwrap();
@@ -419,11 +443,66 @@ async fn maps_and_joins_of_remote_tasks_run_in_parallel_on_workers() {
                 .unwrap();
             engine
                 .complete_task("double", &task.token, &serde_json_like_ok(n * 2))
+                .await
                 .unwrap();
             done += 1;
         }
     }
     // 2 * (1 + ... + 10) + 200 + 2000
     assert_eq!(run.result().await.unwrap(), Ok(110 + 2200));
+    engine.shutdown().await;
+}
+
+/// A report is answered `Accepted` only once the transition holding it is durable: when
+/// the journal refuses that commit (a failing disk), the answer is `TaskReportNotDurable`
+/// and the worker reports again after the journal is reopened; an accepted report's
+/// result is in the reopened journal without any worker reporting again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_report_is_durable_when_answered() {
+    use std::sync::atomic::Ordering;
+    use support::flaky::Flaky;
+
+    let (journal, log) = (Flaky::default(), Flaky::default());
+    let open = || {
+        builder()
+            .backend(journal.clone())
+            .log_backend(log.clone())
+            .open_in_memory()
+    };
+    let ok = serde_json_like_ok(40);
+
+    // The report's commit fails: not acknowledged.
+    let engine = open().await.unwrap();
+    engine.start("r-d", doubled(20)).await.unwrap();
+    let task = poll_one(&engine, "double").await;
+    log.failing.store(true, Ordering::SeqCst);
+    let answer = engine.complete_task("double", &task.token, &ok).await;
+    assert!(
+        matches!(
+            answer,
+            Err(FlowError::TaskReportNotDurable { how: "completed" })
+        ),
+        "{answer:?}"
+    );
+    log.failing.store(false, Ordering::SeqCst);
+    engine.shutdown().await;
+
+    // Reopened, the same token is honoured again (the attempt is held for it for one
+    // heartbeat timeout), and this time the report is durable when answered.
+    let engine = open().await.unwrap();
+    let again = loop {
+        match engine.complete_task("double", &task.token, &ok).await {
+            Err(FlowError::QueuesRecovering) => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => break other,
+        }
+    };
+    assert_eq!(again.unwrap(), Completed::Accepted);
+    // Whatever happens to the engine now, the result is in the journal: a reopened one
+    // finishes the run with no worker.
+    engine.shutdown().await;
+    let engine = open().await.unwrap();
+    let run = engine.handle::<doubled>("r-d").unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(5), run.result()).await;
+    assert_eq!(done.expect("no worker is needed").unwrap(), Ok(41));
     engine.shutdown().await;
 }

@@ -9,14 +9,11 @@
 mod disk;
 mod support;
 
-use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use disk::{CutMode, Disk, Image};
 use flow::{workflow, Engine, EngineBuilder, FlowError, HistoryEvent};
-use redb::backends::InMemoryBackend;
-use redb::StorageBackend;
+use support::flaky::Flaky;
 use support::{exec_log, workload};
 
 /// Collects `count` signals called "item", in the order they came.
@@ -150,42 +147,6 @@ async fn a_clean_shutdown_leaves_the_journal_file_whole() {
     let run = engine.handle::<collect>("c").unwrap();
     assert_eq!(run.result().await.unwrap(), [1, 2]);
     engine.shutdown().await;
-}
-
-/// A backend on memory that survives its engine, whose writes can be made to fail.
-#[derive(Debug, Clone, Default)]
-struct Flaky {
-    data: Arc<InMemoryBackend>,
-    failing: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> io::Result<()> {
-        match self.failing.load(Ordering::SeqCst) {
-            true => Err(io::Error::other("simulated disk failure")),
-            false => Ok(()),
-        }
-    }
-}
-
-impl StorageBackend for Flaky {
-    fn len(&self) -> io::Result<u64> {
-        self.data.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.data.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.check()?;
-        self.data.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.check()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.data.write(offset, data)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -469,6 +469,17 @@ pub enum FlowError {
         /// `completed` or `failed`.
         how: &'static str,
     },
+    /// A worker's report was taken in, but the run's driver ended (the engine stopped or
+    /// halted) before the transition holding it was durable: the report may be lost.
+    #[error(
+        "the task's {how} report was taken in, but the engine stopped before it was \
+         durable; report it again through the same token once the engine is back (the \
+         attempt is handed back to it for one heartbeat timeout)"
+    )]
+    TaskReportNotDurable {
+        /// `completed` or `failed`.
+        how: &'static str,
+    },
 }
 
 impl FlowError {

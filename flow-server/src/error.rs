@@ -110,6 +110,9 @@ impl From<FlowError> for ApiError {
             FlowError::TaskAlreadyReported { .. } => {
                 (StatusCode::CONFLICT, "task_already_reported")
             }
+            FlowError::TaskReportNotDurable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "report_not_durable")
+            }
             FlowError::Codec(CodecError::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }

@@ -462,36 +462,52 @@ async fn report_loop(
                 Err(_) => break,
             }
         }
-        let body = json!({"reports": batch.iter().map(|r| &r.body).collect::<Vec<_>>()});
+        // Reports the server took in but could not make durable (its engine stopped:
+        // `report_not_durable`, 503) are sent again, as after the server was away.
         let mut failures = 0u32;
-        let answer = loop {
-            match shared.post(&path, &body).send().await {
-                Ok(r) if r.status().is_success() => break r.json::<Value>().await.ok(),
-                Ok(r) if r.status().is_client_error() => {
-                    tracing::warn!(status = r.status().as_u16(), queue, "reports refused");
-                    break None;
+        while !batch.is_empty() {
+            let body = json!({"reports": batch.iter().map(|r| &r.body).collect::<Vec<_>>()});
+            let answer = loop {
+                match shared.post(&path, &body).send().await {
+                    Ok(r) if r.status().is_success() => break r.json::<Value>().await.ok(),
+                    Ok(r) if r.status().is_client_error() => {
+                        tracing::warn!(status = r.status().as_u16(), queue, "reports refused");
+                        break None;
+                    }
+                    // The server is away (restarting?): its leases survive a restart, so
+                    // keep trying for as long as a lease could.
+                    _ if failures < 40 => {
+                        failures += 1;
+                        tokio::time::sleep(backoff(failures)).await;
+                    }
+                    _ => break None,
                 }
-                // The server is away (restarting?): its leases survive a restart, so
-                // keep trying for as long as a lease could.
-                _ if failures < 40 => {
-                    failures += 1;
-                    tokio::time::sleep(backoff(failures)).await;
-                }
-                _ => break None,
-            }
-        };
-        let results = answer
-            .as_ref()
-            .and_then(|a| a["results"].as_array())
-            .cloned()
-            .unwrap_or_default();
-        for (i, report) in batch.iter().enumerate() {
-            let counter = match results.get(i) {
-                Some(r) if r.get("result").is_some() && report.failed => &shared.counters.failed,
-                Some(r) if r.get("result").is_some() => &shared.counters.completed,
-                _ => &shared.counters.refused,
             };
-            counter.fetch_add(1, Ordering::Relaxed);
+            let results = answer
+                .as_ref()
+                .and_then(|a| a["results"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            let mut again = Vec::new();
+            for (i, report) in batch.into_iter().enumerate() {
+                let counter = match results.get(i) {
+                    Some(r) if r.get("result").is_some() && report.failed => {
+                        &shared.counters.failed
+                    }
+                    Some(r) if r.get("result").is_some() => &shared.counters.completed,
+                    Some(r) if r["status"] == 503 && failures < 40 => {
+                        again.push(report);
+                        continue;
+                    }
+                    _ => &shared.counters.refused,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            if !again.is_empty() {
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+            }
+            batch = again;
         }
         // Dropping the batch frees its slots.
     }

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod exec_log;
+pub mod flaky;
 pub mod journal;
 pub mod rng;
 pub mod workload;

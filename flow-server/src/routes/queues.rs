@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use flow_runtime::{Completed, FlowError, LeasedTask, QueueInfo, MAX_POLL_TASKS, MAX_POLL_WAIT};
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -208,7 +209,8 @@ pub(crate) async fn complete(
 ) -> Result<Json<Reported>, ApiError> {
     let result = state
         .engine
-        .complete_task(&queue, &done.token, &done.output)?;
+        .complete_task(&queue, &done.token, &done.output)
+        .await?;
     Ok(Json(Reported { result }))
 }
 
@@ -219,18 +221,21 @@ pub(crate) async fn fail(
     ApiJson(failed): ApiJson<Fail>,
 ) -> Result<Json<Reported>, ApiError> {
     Ok(Json(Reported {
-        result: fail_one(&state, &queue, &failed)?,
+        result: fail_one(&state, &queue, &failed).await?,
     }))
 }
 
-fn fail_one(state: &AppState, queue: &str, failed: &Fail) -> Result<Completed, FlowError> {
-    state.engine.fail_task(
-        queue,
-        &failed.token,
-        &failed.error,
-        failed.retryable,
-        failed.retry_after_ms.map(Duration::from_millis),
-    )
+async fn fail_one(state: &AppState, queue: &str, failed: &Fail) -> Result<Completed, FlowError> {
+    state
+        .engine
+        .fail_task(
+            queue,
+            &failed.token,
+            &failed.error,
+            failed.retryable,
+            failed.retry_after_ms.map(Duration::from_millis),
+        )
+        .await
 }
 
 /// One report of a batch: a completion (with `output`) or a failure (with `error`).
@@ -279,30 +284,35 @@ pub(crate) async fn report(
             format!("send at most {MAX_REPORTS} reports per request"),
         ));
     }
-    let results = batch
-        .reports
-        .iter()
-        .map(|report| {
-            let result = match report {
+    // Every report is taken in on the first poll of `join_all`, then all wait for their
+    // commits together: a batch's reports share the group commits that follow.
+    let results = join_all(batch.reports.iter().map(|report| {
+        let (state, queue) = (&state, queue.as_str());
+        async move {
+            match report {
                 Report::Complete(done) => {
                     state
                         .engine
-                        .complete_task(&queue, &done.token, &done.output)
+                        .complete_task(queue, &done.token, &done.output)
+                        .await
                 }
-                Report::Fail(failed) => fail_one(&state, &queue, failed),
-            };
-            match result {
-                Ok(result) => ReportResult::Done { result },
-                Err(error) => {
-                    let error = ApiError::from(error);
-                    ReportResult::Refused {
-                        status: error.status.as_u16(),
-                        code: error.code,
-                        message: error.message,
-                    }
-                }
+                Report::Fail(failed) => fail_one(state, queue, failed).await,
             }
-        })
-        .collect();
+        }
+    }))
+    .await
+    .into_iter()
+    .map(|result| match result {
+        Ok(result) => ReportResult::Done { result },
+        Err(error) => {
+            let error = ApiError::from(error);
+            ReportResult::Refused {
+                status: error.status.as_u16(),
+                code: error.code,
+                message: error.message,
+            }
+        }
+    })
+    .collect();
     Ok(Json(ReportResults { results }))
 }

@@ -12,7 +12,7 @@ use super::{RunDriver, TaskCall};
 use tracing::Instrument;
 
 use crate::engine::attempt::{run_attempt, AbortOnDrop, AttemptEnd, Running};
-use crate::engine::queues::{remote_of, RemoteCall};
+use crate::engine::queues::{remote_of, DurableAck, RemoteCall};
 use crate::engine::step;
 use crate::history::AttemptInProgress;
 use crate::store::{PendingOp, Shape};
@@ -35,6 +35,8 @@ pub(super) struct AttemptOutcome {
     pub end: AttemptEnd,
     /// How long the attempt ran; `None` for one that an earlier engine's end interrupted.
     pub took: Option<Duration>,
+    /// A remote worker's report waits for this: sent once the outcome is committed.
+    pub ack: Option<DurableAck>,
 }
 
 /// A running attempt.
@@ -183,9 +185,9 @@ impl RunDriver {
         let body = async move {
             tracing::debug!("attempt started");
             let began = Instant::now();
-            let end = match remote {
+            let (end, ack) = match remote {
                 Some((queues, call, cancel)) => queues.run(call, cancel).await,
-                None => run_attempt(task, &args, timeout, ctx).await,
+                None => (run_attempt(task, &args, timeout, ctx).await, None),
             };
             AttemptOutcome {
                 step,
@@ -193,6 +195,7 @@ impl RunDriver {
                 task,
                 end,
                 took: Some(began.elapsed()),
+                ack,
             }
         }
         .instrument(span);

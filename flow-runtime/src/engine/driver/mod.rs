@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::engine::queues::DurableAck;
 use crate::engine::wake::DriverSlot;
 use crate::engine::Core;
 use crate::error::FlowError;
@@ -86,6 +87,7 @@ pub(crate) fn spawn(
         inflight: HashMap::new(),
         inline: None,
         outcomes: BTreeMap::new(),
+        unacked: Vec::new(),
         results: None,
         left: false,
         fault: None,
@@ -115,6 +117,10 @@ struct RunDriver {
     inline: Option<InlineAttempt>,
     /// Finished attempts not yet judged.
     outcomes: BTreeMap<AttemptKey, AttemptOutcome>,
+    /// Workers' reports waiting for their outcome's commit: each is acknowledged once a
+    /// commit succeeds after its outcome was judged (no longer in `outcomes`); dropped
+    /// unsent if the driver ends first, which the report's answer tells the worker.
+    unacked: Vec<(AttemptKey, DurableAck)>,
     /// Where attempts with tasks of their own report; made for the first such attempt
     /// (most runs never need one).
     results: Option<ResultsChannel>,
@@ -213,7 +219,14 @@ impl RunDriver {
         }
     }
 
-    fn received(&mut self, branch: u32, outcome: AttemptOutcome) {
+    fn received(&mut self, branch: u32, mut outcome: AttemptOutcome) {
+        if let Some(ack) = outcome.ack.take() {
+            let key = AttemptKey {
+                step: outcome.step,
+                branch,
+            };
+            self.unacked.push((key, ack));
+        }
         if let Some(took) = outcome.took {
             self.core.metrics.attempt_finished(outcome.task.name, took);
         }
@@ -241,6 +254,7 @@ impl RunDriver {
         let result = self.core.commits.submit_here(Change::Run(write)).await;
         match result {
             Ok((Applied::Ran(effects), Change::Run(write))) => {
+                self.acknowledge_judged();
                 for run in &effects.wake {
                     self.core.wake(run);
                 }
@@ -282,6 +296,24 @@ impl RunDriver {
                 false
             }
             Ok(_) => unreachable!("a run's write is applied as one"),
+        }
+    }
+}
+
+impl RunDriver {
+    /// Acknowledges the workers' reports whose outcomes were judged: the commit that
+    /// just succeeded holds them (a turn judges every outcome it has before it commits).
+    fn acknowledge_judged(&mut self) {
+        if self.unacked.is_empty() {
+            return;
+        }
+        let outcomes = &self.outcomes;
+        let (judged, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unacked)
+            .into_iter()
+            .partition(|(key, _)| !outcomes.contains_key(key));
+        self.unacked = waiting;
+        for (_, ack) in judged {
+            let _ = ack.send(());
         }
     }
 }

@@ -69,6 +69,7 @@ impl RunDriver {
                             attempt,
                         }),
                         took: None,
+                        ack: None,
                     };
                     let retry = if at_most_once {
                         RetryAs::Never

@@ -59,6 +59,10 @@ use crate::task::{AttemptClass, TaskFailure, TaskRegistration};
 use crate::time::now_ms;
 use token::{Claims, Slot, TokenKey};
 
+/// Told once the transition that took a worker's report in is durable (dropped unsent
+/// if the run's driver ends first): what a report's answer waits for.
+pub(crate) type DurableAck = oneshot::Sender<()>;
+
 /// The most tasks one poll takes.
 pub const MAX_POLL_TASKS: usize = 1000;
 
@@ -183,7 +187,7 @@ struct Entry {
     schedule_deadline: Instant,
     state: EntryState,
     cancel_requested: bool,
-    report: Option<oneshot::Sender<AttemptEnd>>,
+    report: Option<oneshot::Sender<(AttemptEnd, Option<DurableAck>)>>,
     /// Told when the entry's deadline moves earlier (it was leased).
     changed: Arc<Notify>,
 }
@@ -256,12 +260,14 @@ impl TaskQueues {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs one attempt of a remote task: queued, leased, reported (or timed out).
+    /// Runs one attempt of a remote task: queued, leased, reported (or timed out). A
+    /// worker's report comes with the acknowledgement its answer waits for, which the
+    /// driver sends once the report is committed.
     pub(crate) async fn run(
         self: &Arc<Self>,
         call: RemoteCall,
         mut cancel: watch::Receiver<bool>,
-    ) -> AttemptEnd {
+    ) -> (AttemptEnd, Option<DurableAck>) {
         let (id, mut report, changed) = self.enqueue(call);
         let _dequeue = Dequeue {
             queues: self.clone(),
@@ -272,12 +278,12 @@ impl TaskQueues {
             let moved = changed.notified();
             tokio::select! {
                 biased;
-                end = &mut report => return end.unwrap_or_else(|_| dropped()),
+                end = &mut report => return end.unwrap_or_else(|_| (dropped(), None)),
                 _ = moved => {}
                 changed = cancel.changed(), if cancel_open => match changed {
                     Ok(()) if *cancel.borrow() => {
                         if let Some(end) = self.cancel(id) {
-                            return end;
+                            return (end, None);
                         }
                     }
                     Ok(()) => {}
@@ -285,16 +291,24 @@ impl TaskQueues {
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     if let Some(end) = self.expire(id) {
-                        return end;
+                        return (end, None);
                     }
                 }
             }
         }
         // The entry is gone: its report was sent.
-        report.await.unwrap_or_else(|_| dropped())
+        report.await.unwrap_or_else(|_| (dropped(), None))
     }
 
-    fn enqueue(&self, call: RemoteCall) -> (u64, oneshot::Receiver<AttemptEnd>, Arc<Notify>) {
+    #[allow(clippy::type_complexity)] // A receiver of `run`'s own answer.
+    fn enqueue(
+        &self,
+        call: RemoteCall,
+    ) -> (
+        u64,
+        oneshot::Receiver<(AttemptEnd, Option<DurableAck>)>,
+        Arc<Notify>,
+    ) {
         let now = Instant::now();
         let (tx, rx) = oneshot::channel();
         let changed = Arc::new(Notify::new());
@@ -623,11 +637,11 @@ impl TaskQueues {
         how: &'static str,
         digest: u64,
         report: impl FnOnce(&Entry) -> Result<AttemptEnd, FlowError>,
-    ) -> Result<Completed, FlowError> {
+    ) -> Result<(Completed, Option<oneshot::Receiver<()>>), FlowError> {
         let mut st = self.lock();
         if let Some(&(seen, seen_how)) = st.reported.get(token) {
             return if seen == digest && seen_how == how {
-                Ok(Completed::Duplicate)
+                Ok((Completed::Duplicate, None))
             } else {
                 Err(FlowError::TaskAlreadyReported { how: seen_how })
             };
@@ -644,13 +658,19 @@ impl TaskQueues {
             }
         }
         drop(st);
+        let (ack, durable) = oneshot::channel();
         if let Some(sender) = sender {
-            let _ = sender.send(end);
+            let _ = sender.send((end, Some(ack)));
         }
-        Ok(Completed::Accepted)
+        Ok((Completed::Accepted, Some(durable)))
     }
 
-    fn complete(&self, queue: &str, token: &str, output: &[u8]) -> Result<Completed, FlowError> {
+    fn complete(
+        &self,
+        queue: &str,
+        token: &str,
+        output: &[u8],
+    ) -> Result<(Completed, Option<oneshot::Receiver<()>>), FlowError> {
         let digest = self.key.digest(&[b"ok", output]);
         self.report(queue, token, "completed", digest, |entry| {
             let judged =
@@ -677,7 +697,7 @@ impl TaskQueues {
         error: &str,
         retryable: bool,
         retry_after: Option<Duration>,
-    ) -> Result<Completed, FlowError> {
+    ) -> Result<(Completed, Option<oneshot::Receiver<()>>), FlowError> {
         let flag = [retryable as u8];
         let after = retry_after
             .map_or(u64::MAX, crate::time::millis)
@@ -861,22 +881,27 @@ impl Engine {
     /// [`heartbeat_task`](Self::heartbeat_task), and with
     /// [`FlowError::TaskOutputMismatch`] for an output that does not fit the task's type
     /// or [`FlowError::TaskAlreadyReported`] for a different second report.
-    pub fn complete_task<T: Serialize + ?Sized>(
+    ///
+    /// An accepted report is answered once the transition that took it in is durable,
+    /// so an answer of [`Completed::Accepted`] is never lost; if the engine stops first
+    /// the answer is [`FlowError::TaskReportNotDurable`], and the worker reports again.
+    pub async fn complete_task<T: Serialize + ?Sized>(
         &self,
         queue: &str,
         token: &str,
         output: &T,
     ) -> Result<Completed, FlowError> {
         let bytes = codec::encode(output, || "a remote task's output".to_string())?;
-        self.core().queues.complete(queue, token, &bytes)
+        let taken = self.core().queues.complete(queue, token, &bytes)?;
+        durable(taken, "completed").await
     }
 
     /// Reports the task `token` leases as failed with `error`. A `retryable` failure is
     /// retried as the task's policy allows, no sooner than `retry_after`; one that is
     /// not reaches the workflow at once as `Err(TaskFailure::WorkerFailed)` (a task
     /// whose output cannot carry that error is retried either way). Refused like
-    /// [`complete_task`](Self::complete_task).
-    pub fn fail_task(
+    /// [`complete_task`](Self::complete_task), and answered, like it, once durable.
+    pub async fn fail_task(
         &self,
         queue: &str,
         token: &str,
@@ -884,9 +909,11 @@ impl Engine {
         retryable: bool,
         retry_after: Option<Duration>,
     ) -> Result<Completed, FlowError> {
-        self.core()
+        let taken = self
+            .core()
             .queues
-            .fail(queue, token, error, retryable, retry_after)
+            .fail(queue, token, error, retryable, retry_after)?;
+        durable(taken, "failed").await
     }
 
     /// Answers every long poll waiting in [`poll_tasks`](Self::poll_tasks) now, and every
@@ -901,5 +928,20 @@ impl Engine {
     /// and the workers seen lately.
     pub fn queues(&self) -> Vec<QueueInfo> {
         self.core().queues.queues()
+    }
+}
+
+/// A report's answer, once the transition holding it is durable (an accepted report's
+/// acknowledgement is sent by the run's driver after its commit; see `driver/mod.rs`).
+async fn durable(
+    (completed, ack): (Completed, Option<oneshot::Receiver<()>>),
+    how: &'static str,
+) -> Result<Completed, FlowError> {
+    match ack {
+        Some(ack) => ack
+            .await
+            .map(|()| completed)
+            .map_err(|_| FlowError::TaskReportNotDurable { how }),
+        None => Ok(completed),
     }
 }
