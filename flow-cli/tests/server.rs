@@ -496,7 +496,8 @@ async fn queues_shows_pending_and_leased_tasks_and_workers() {
     let idle = server.flow(&["queues", "--json"]).await.json();
     assert_eq!(
         idle,
-        json!({"queues": [{"name": "thumbnails", "pending": 0, "leased": 0, "workers": []}]})
+        json!({"queues": [{"name": "thumbnails", "pending": 0, "leased": 0, "workers": [],
+            "oldest_lease_age_ms": null}]})
     );
     for n in 0..3 {
         let input = format!("\"cat-{n}.png\"");
@@ -526,6 +527,14 @@ async fn queues_shows_pending_and_leased_tasks_and_workers() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
+    // The lease's age grows while it is held; the rest is exact.
+    let mut busy = busy;
+    let age = busy["queues"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("oldest_lease_age_ms")
+        .unwrap();
+    assert!(age.as_u64().is_some_and(|ms| ms < 60_000), "{age}");
     assert_eq!(
         busy,
         json!({"queues": [{"name": "thumbnails", "pending": 2, "leased": 1, "workers": ["w-1"]}]})
