@@ -9,14 +9,12 @@
 
 mod support;
 
-use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use flow::{workflow, Engine, FlowError, HistoryEvent};
 use redb::backends::InMemoryBackend;
-use redb::StorageBackend;
+use support::flaky::Flaky;
 
 /// Collects `count` signals called "item", in the order they came.
 #[workflow]
@@ -416,47 +414,11 @@ fn a_journal_opened_through_a_symlink_finds_its_log() {
     assert!(!dir.path.join("link.redb-wal").exists());
 }
 
-/// A log backend whose writes fail with "no space left on device" once told to.
-#[derive(Debug, Clone, Default)]
-struct FillingDisk {
-    data: Arc<InMemoryBackend>,
-    full: Arc<AtomicBool>,
-}
-
-impl FillingDisk {
-    fn check(&self) -> io::Result<()> {
-        match self.full.load(Ordering::SeqCst) {
-            true => Err(io::Error::from_raw_os_error(28)),
-            false => Ok(()),
-        }
-    }
-}
-
-impl StorageBackend for FillingDisk {
-    fn len(&self) -> io::Result<u64> {
-        self.data.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.data.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.check()?;
-        self.data.set_len(len)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.check()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.data.write(offset, data)
-    }
-}
-
 #[test]
 fn a_full_disk_is_named_in_every_later_error() {
     let rt = runtime();
     rt.block_on(async {
-        let log = FillingDisk::default();
+        let log = Flaky::filling();
         let engine = Engine::builder()
             .register::<gather>()
             .backend(InMemoryBackend::new())
@@ -465,7 +427,7 @@ fn a_full_disk_is_named_in_every_later_error() {
             .await
             .unwrap();
         engine.start("g", gather(2)).await.unwrap();
-        log.full.store(true, Ordering::SeqCst);
+        log.failing.store(true, Ordering::SeqCst);
         let first = engine.signal("g", "item", &1u32).await.unwrap_err();
         let later = engine.start("h", gather(1)).await.unwrap_err();
         let read = engine.status("g").await.unwrap_err();

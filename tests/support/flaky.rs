@@ -1,5 +1,6 @@
 //! A storage backend on memory that outlives its engine and whose writes can be made to
-//! fail (`failing`): a disk that refuses writes, for tests of what a failed commit does.
+//! fail (`failing`): a disk that refuses writes (or is full), for tests of what a failed
+//! commit does.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +15,24 @@ pub struct Flaky {
     data: Arc<InMemoryBackend>,
     /// While true, every write, resize and sync fails.
     pub failing: Arc<AtomicBool>,
+    /// The OS error the failures carry (`None`: a plain I/O error).
+    os_error: Option<i32>,
 }
 
 impl Flaky {
+    /// A disk that, once `failing`, is full: its failures say "no space left on device".
+    pub fn filling() -> Self {
+        Flaky {
+            os_error: Some(28),
+            ..Flaky::default()
+        }
+    }
+
     fn check(&self) -> io::Result<()> {
-        match self.failing.load(Ordering::SeqCst) {
-            true => Err(io::Error::other("simulated disk failure")),
-            false => Ok(()),
+        match (self.failing.load(Ordering::SeqCst), self.os_error) {
+            (false, _) => Ok(()),
+            (true, Some(code)) => Err(io::Error::from_raw_os_error(code)),
+            (true, None) => Err(io::Error::other("simulated disk failure")),
         }
     }
 }
