@@ -31,12 +31,24 @@ pub(crate) const BLOCK: u64 = 8192;
 pub(crate) struct Shared {
     pub conn: Conn,
     pub lease: Arc<Lease>,
+    /// Set once the lease was given up: the files write nothing more.
+    pub released: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Gives the lease up (once), so that another process takes the shard over at
+    /// once; call it only after the engine on these files has shut down.
+    pub(crate) fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            let lease = self.lease.clone();
+            let _ = self.conn.call(move |client| lease.release(client));
+        }
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let lease = self.lease.clone();
-        let _ = self.conn.call(move |client| lease.release(client));
+        self.release();
         self.conn.close();
     }
 }
@@ -173,7 +185,7 @@ impl redb::StorageBackend for PgFile {
 
     fn sync_data(&self) -> Result<(), io::Error> {
         let lease = self.shared.lease.clone();
-        if lease.lost.load(Ordering::Acquire) {
+        if lease.lost.load(Ordering::Acquire) || self.shared.released.load(Ordering::Acquire) {
             return Err(io::Error::other(lease.lost_error()));
         }
         let mut state = self.state();
@@ -275,9 +287,9 @@ enum SyncError {
 /// Rewritten blocks are left out of the deletion of stale ones, so that no row is
 /// changed twice by one statement.
 const SYNC: &str = "WITH lease AS ( \
-         UPDATE flow_lease \
+         UPDATE flow_shards \
          SET expires_at = clock_timestamp() + ($3::BIGINT * INTERVAL '1 millisecond') \
-         WHERE id = 1 AND owner = $1 AND fence = $2 AND expires_at > clock_timestamp() \
+         WHERE shard = $11 AND owner = $1 AND fence = $2 AND expires_at > clock_timestamp() \
          RETURNING 1 \
      ), stale AS ( \
          DELETE FROM flow_blocks \
@@ -315,6 +327,7 @@ impl Sync {
                     (&self.truncate, Type::BOOL),
                     (&self.len, Type::INT8),
                     (&write_len, Type::BOOL),
+                    (&lease.shard, Type::INT4),
                 ],
             )
             .map_err(|e| {

@@ -100,6 +100,29 @@ impl Conn {
             .map_err(|_| storage("the PostgreSQL connection's thread ended during a request"))
     }
 
+    /// [`call`](Self::call) for async callers: waits for the answer without blocking
+    /// the runtime's thread.
+    pub(crate) async fn call_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> T + Send + 'static,
+    ) -> Result<T, FlowError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |client| {
+            let _ = reply.send(f(client));
+        });
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(jobs) = jobs.as_ref() else {
+                return Err(storage("the PostgreSQL connection is closed"));
+            };
+            jobs.send(job)
+                .map_err(|_| storage("the PostgreSQL connection's thread has ended"))?;
+        }
+        answer
+            .await
+            .map_err(|_| storage("the PostgreSQL connection's thread ended during a request"))
+    }
+
     /// Closes the connection and waits for its thread.
     pub(crate) fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();

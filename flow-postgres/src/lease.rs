@@ -1,7 +1,7 @@
-//! The journal's lease: which engine process drives the database's runs, and its fence.
+//! Shard leases: which engine process drives a shard's runs, and its fence.
 //!
-//! One row (`flow_lease`) says who holds the lease, its fencing token (`fence`, raised
-//! by every takeover) and when it expires by the database's clock. Every write
+//! A row of `flow_shards` says who holds a shard's lease, its fencing token (`fence`,
+//! raised by every takeover) and when it expires by the database's clock. Every write
 //! (`backend::PgFile::sync_data`) renews the lease in its own transaction with
 //! `UPDATE ... WHERE owner = $me AND fence = $f AND expires_at > clock_timestamp()`: a
 //! process whose lease expired or was taken over writes nothing, whatever it believes.
@@ -9,7 +9,7 @@
 //! sees every write that committed before it, and no write commits after it.
 //!
 //! A heartbeat thread renews the lease between writes; a clean shutdown releases it
-//! (and notifies `flow_lease` listeners) so that a standby takes over at once.
+//! (and notifies `flow_shards` listeners) so that a standby takes over at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -22,9 +22,11 @@ use postgres::{Client, Config};
 use crate::conn::open_client;
 use crate::error::{query_error, storage};
 
-/// A lease held by this process.
+/// A shard's lease held by this process.
 pub(crate) struct Lease {
-    /// This process's name in `flow_lease.owner`.
+    /// The shard.
+    pub shard: i32,
+    /// This process's name in `flow_shards.owner`.
     pub owner: String,
     /// The fencing token of this holding.
     pub fence: i64,
@@ -36,9 +38,9 @@ pub(crate) struct Lease {
 }
 
 /// The renewal every write and heartbeat runs: one row if the lease is still ours.
-pub(crate) const RENEW: &str = "UPDATE flow_lease \
+pub(crate) const RENEW: &str = "UPDATE flow_shards \
      SET expires_at = clock_timestamp() + ($3::BIGINT * INTERVAL '1 millisecond') \
-     WHERE id = 1 AND owner = $1 AND fence = $2 AND expires_at > clock_timestamp()";
+     WHERE shard = $4 AND owner = $1 AND fence = $2 AND expires_at > clock_timestamp()";
 
 /// Takes the lease if it is free or expired; else says who holds it and for how long.
 ///
@@ -47,20 +49,18 @@ pub(crate) const RENEW: &str = "UPDATE flow_lease \
 /// before the wait.
 fn try_take(
     client: &mut Client,
+    shard: i32,
     owner: &str,
     ttl: Duration,
 ) -> Result<Result<i64, (String, i64)>, FlowError> {
     let ttl_ms = ttl.as_millis() as i64;
     let taken = client
         .query_opt(
-            "INSERT INTO flow_lease (id, owner, fence, expires_at) \
-             VALUES (1, $1, 1, clock_timestamp() + ($2::BIGINT * INTERVAL '1 millisecond')) \
-             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, \
-                 fence = flow_lease.fence + 1, \
+            "UPDATE flow_shards SET owner = $1, fence = fence + 1, \
                  expires_at = clock_timestamp() + ($2::BIGINT * INTERVAL '1 millisecond') \
-             WHERE flow_lease.owner IS NULL OR flow_lease.expires_at <= clock_timestamp() \
+             WHERE shard = $3 AND (owner IS NULL OR expires_at <= clock_timestamp()) \
              RETURNING fence",
-            &[&owner, &ttl_ms],
+            &[&owner, &ttl_ms, &shard],
         )
         .map_err(|e| query_error("taking the journal's lease", &e))?;
     if let Some(row) = taken {
@@ -70,8 +70,8 @@ fn try_take(
         .query_opt(
             "SELECT COALESCE(owner, ''), \
              GREATEST(0, (EXTRACT(EPOCH FROM (expires_at - clock_timestamp())) * 1000))::BIGINT \
-             FROM flow_lease WHERE id = 1",
-            &[],
+             FROM flow_shards WHERE shard = $1",
+            &[&shard],
         )
         .map_err(|e| query_error("reading the journal's lease", &e))?;
     Ok(Err(holder.map_or((String::new(), 0), |row| {
@@ -79,11 +79,52 @@ fn try_take(
     })))
 }
 
+/// Takes the leases of up to `max` shards that nobody holds (free, released or expired),
+/// lowest first, skipping rows another process is taking at the same moment.
+pub(crate) fn claim_free(
+    client: &mut Client,
+    owner: &str,
+    ttl: Duration,
+    max: i64,
+) -> Result<Vec<Lease>, FlowError> {
+    let ttl_ms = ttl.as_millis() as i64;
+    let rows = client
+        .query(
+            "WITH free AS ( \
+                 SELECT shard FROM flow_shards \
+                 WHERE owner IS NULL OR expires_at <= clock_timestamp() \
+                 ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED \
+             ) \
+             UPDATE flow_shards AS s SET owner = $1, fence = s.fence + 1, \
+                 expires_at = clock_timestamp() + ($2::BIGINT * INTERVAL '1 millisecond') \
+             FROM free WHERE s.shard = free.shard \
+             RETURNING s.shard, s.fence",
+            &[&owner, &ttl_ms, &max],
+        )
+        .map_err(|e| query_error("claiming shards", &e))?;
+    Ok(rows
+        .iter()
+        .map(|row| Lease::held(row.get(0), owner.to_string(), row.get(1), ttl))
+        .collect())
+}
+
 impl Lease {
-    /// Takes the lease, waiting up to `wait` for the holder's to end (woken early by
-    /// a release's NOTIFY, polling behind it).
+    fn held(shard: i32, owner: String, fence: i64, ttl: Duration) -> Lease {
+        Lease {
+            shard,
+            owner,
+            fence,
+            ttl,
+            lost: AtomicBool::new(false),
+            heartbeat: Mutex::new(None),
+        }
+    }
+
+    /// Takes `shard`'s lease, waiting up to `wait` for the holder's to end (woken early
+    /// by a release's NOTIFY, polling behind it).
     pub(crate) fn acquire(
         client: &mut Client,
+        shard: i32,
         owner: String,
         ttl: Duration,
         wait: Duration,
@@ -92,20 +133,14 @@ impl Lease {
         let deadline = Instant::now() + wait;
         // Only a hint: where LISTEN is not supported (CockroachDB), polling alone wakes
         // a standby.
-        let listening = client.batch_execute("LISTEN flow_lease").is_ok();
+        let listening = client.batch_execute("LISTEN flow_shards").is_ok();
         loop {
-            match try_take(client, &owner, ttl)? {
+            match try_take(client, shard, &owner, ttl)? {
                 Ok(fence) => {
                     if listening {
-                        let _ = client.batch_execute("UNLISTEN flow_lease");
+                        let _ = client.batch_execute("UNLISTEN flow_shards");
                     }
-                    return Ok(Lease {
-                        owner,
-                        fence,
-                        ttl,
-                        lost: AtomicBool::new(false),
-                        heartbeat: Mutex::new(None),
-                    });
+                    return Ok(Lease::held(shard, owner, fence, ttl));
                 }
                 Err((holder, left_ms)) => {
                     let now = Instant::now();
@@ -147,7 +182,7 @@ impl Lease {
                 }
                 let Some(lease) = lease.upgrade() else { return };
                 let ttl_ms = lease.ttl.as_millis() as i64;
-                match client.execute(RENEW, &[&lease.owner, &lease.fence, &ttl_ms]) {
+                match client.execute(RENEW, &[&lease.owner, &lease.fence, &ttl_ms, &lease.shard]) {
                     Ok(1) => {}
                     Ok(_) => {
                         lease.lost.store(true, Ordering::Release);
@@ -187,13 +222,13 @@ impl Lease {
             let _ = thread.join();
         }
         let released = client.execute(
-            "UPDATE flow_lease SET owner = NULL, expires_at = clock_timestamp() \
-             WHERE id = 1 AND owner = $1 AND fence = $2",
-            &[&self.owner, &self.fence],
+            "UPDATE flow_shards SET owner = NULL, expires_at = clock_timestamp() \
+             WHERE shard = $3 AND owner = $1 AND fence = $2",
+            &[&self.owner, &self.fence, &self.shard],
         );
         match released {
             Ok(_) => {
-                let _ = client.batch_execute("NOTIFY flow_lease");
+                let _ = client.batch_execute("NOTIFY flow_shards");
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not release the journal's lease; it expires by itself")

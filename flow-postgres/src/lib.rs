@@ -41,27 +41,28 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod cluster;
 mod conn;
 mod error;
 mod lease;
 mod schema;
+mod shard;
 pub mod testing;
 
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
 use std::time::Duration;
 
 use flow_runtime::{Engine, EngineBuilder, FlowError};
 use postgres::Config;
 
-use backend::{PgFile, Shared};
-use conn::Conn;
+pub use cluster::Cluster;
 use error::{bad_url, describe, storage};
-use lease::Lease;
 
 /// The schema version this code writes (and the newest it opens).
 pub const SCHEMA_VERSION: i32 = schema::VERSION;
+
+/// The number of shards [`Postgres::cluster`] creates a new database with.
+pub const DEFAULT_SHARDS: u32 = 12;
 
 /// Where and how to open a journal in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -69,6 +70,7 @@ pub struct Postgres {
     url: String,
     lease: Duration,
     wait: Duration,
+    shards: Option<u32>,
 }
 
 impl Postgres {
@@ -79,6 +81,7 @@ impl Postgres {
             url: url.into(),
             lease: Duration::from_secs(10),
             wait: Duration::ZERO,
+            shards: None,
         }
     }
 
@@ -91,22 +94,33 @@ impl Postgres {
         self
     }
 
-    /// How long opening waits for another process's lease to end before failing
-    /// (default: not at all). A long wait makes this process a standby that takes
-    /// over when the holder stops or dies.
+    /// How long [`open`](Self::open) waits for another process's lease to end before
+    /// failing (default: not at all). A long wait makes this process a standby that
+    /// takes over when the holder stops or dies.
     pub fn wait_for_lease(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
     }
 
-    /// Opens the journal with `builder`'s workflows and settings: connects, creates or
-    /// migrates the schema, takes the lease (waiting as set), reads the journal and
-    /// resumes every run in it.
+    /// How many shards a database this opens is created with (at most 4,096): the
+    /// unit a [`Cluster`]'s processes share the runs by. Only a new database takes it;
+    /// an existing one keeps the number it was created with. Default: 1 for
+    /// [`open`](Self::open), [`DEFAULT_SHARDS`] for [`cluster`](Self::cluster).
+    pub fn shards(mut self, shards: u32) -> Self {
+        self.shards = Some(shards.clamp(1, schema::MAX_SHARDS));
+        self
+    }
+
+    /// Opens the journal as one engine with `builder`'s workflows and settings:
+    /// connects, creates or migrates the schema, takes the lease (waiting as set),
+    /// reads the journal and resumes every run in it. The database must have one
+    /// shard (a database created by `open`, or by flow before shards existed); open a
+    /// database of several with [`cluster`](Self::cluster).
     ///
     /// Fails with [`FlowError::Storage`] naming the problem, and changes nothing, on a
     /// URL that does not parse, a server that cannot be reached, a refused login, a
-    /// database of another application or with a newer schema, or a lease held by a
-    /// live process past the wait.
+    /// database of another application or with a newer schema, a database of several
+    /// shards, or a lease held by a live process past the wait.
     pub async fn open(self, builder: EngineBuilder) -> Result<Engine, FlowError> {
         let config: Config = self.url.parse().map_err(bad_url)?;
         let target = describe(&config);
@@ -114,28 +128,33 @@ impl Postgres {
         let files = tokio::task::spawn_blocking(move || connect(&config, &self, &target))
             .await
             .map_err(|e| storage(format!("opening the PostgreSQL journal failed: {e}")))??;
-        let (db, log) = files;
-        builder
-            .backend(db)
-            .log_backend(log)
-            .open_backend(&name)
-            .await
+        shard::open_engine(builder, files, &name).await
+    }
+
+    /// Opens the database as one process of a cluster: every process opened on it
+    /// with `cluster` shares its shards, each driving its share (the shards over the
+    /// live processes) under a lease per shard, and taking over the shards of a
+    /// process that stops or dies. `builder` makes the engine of each shard this
+    /// process drives: every process must register the same workflows.
+    ///
+    /// Fails like [`open`](Self::open), except that there is no lease to wait for.
+    pub async fn cluster(
+        self,
+        builder: impl Fn() -> EngineBuilder + Send + Sync + 'static,
+    ) -> Result<Cluster, FlowError> {
+        Cluster::open(self, Box::new(builder)).await
     }
 }
 
-/// Connects, migrates, takes the lease and loads both files.
-fn connect(
-    config: &Config,
-    options: &Postgres,
-    target: &str,
-) -> Result<(PgFile, PgFile), FlowError> {
-    // A process paused (or cut off) inside a commit holds the lease's row lock: the
-    // server ends such a session after the lease's length, so a takeover is not blocked
-    // by it for longer than by an expired lease.
+/// The connection settings of every session: a process paused (or cut off) inside a
+/// commit holds its lease's row lock, so the server ends such a session after the
+/// lease's length, and a takeover is not blocked by it for longer than by an expired
+/// lease.
+pub(crate) fn session_config(config: &Config, lease: Duration) -> Config {
     let mut config = config.clone();
     let timeout = format!(
         "-c idle_in_transaction_session_timeout={}",
-        options.lease.as_millis()
+        lease.as_millis()
     );
     // Added to the URL's own `options` (a search_path, say), which stay.
     let session = match config.get_options() {
@@ -143,27 +162,32 @@ fn connect(
         _ => timeout,
     };
     config.options(&session);
-    let config = &config;
-    let conn = Conn::connect(config, "journal")?;
+    config
+}
+
+/// Connects, migrates, takes shard 0's lease and loads its files.
+fn connect(
+    config: &Config,
+    options: &Postgres,
+    target: &str,
+) -> Result<shard::ShardFiles, FlowError> {
+    let config = &session_config(config, options.lease);
+    let conn = conn::Conn::connect(config, "journal")?;
     let migrate_target = target.to_string();
-    conn.call(move |client| schema::migrate(client, &migrate_target))??;
-    let owner = format!(
-        "process {} ({:016x})",
-        std::process::id(),
-        RandomState::new().hash_one(std::time::SystemTime::now())
-    );
+    let wanted = options.shards.unwrap_or(1);
+    let shards = conn.call(move |client| schema::migrate(client, &migrate_target, wanted))??;
+    if shards != 1 {
+        return Err(storage(format!(
+            "{target} is a cluster of {shards} shards: open it with `Postgres::cluster`, \
+             which shares them among processes (nothing was changed)"
+        )));
+    }
     let (ttl, wait, lease_target) = (options.lease, options.wait, target.to_string());
-    let lease =
-        conn.call(move |client| Lease::acquire(client, owner, ttl, wait, &lease_target))??;
-    let lease = Arc::new(lease);
-    let shared = Arc::new(Shared {
-        conn,
-        lease: lease.clone(),
-    });
-    lease.start_heartbeat(config)?;
-    let db = PgFile::load(0, shared.clone())?;
-    let log = PgFile::load(1, shared)?;
-    Ok((db, log))
+    let owner = shard::process_name();
+    let lease = conn.call(move |client| {
+        lease::Lease::acquire(client, 0, owner, ttl, wait, &lease_target)
+    })??;
+    shard::load_files(config, conn, lease)
 }
 
 /// `EngineBuilder::open_postgres`: opens the journal in PostgreSQL with the default

@@ -32,14 +32,44 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          data BYTEA NOT NULL,
          PRIMARY KEY (file, idx)
      );",
+    // 2: shards. A database is split into `flow_meta.shards` journals, each driven by
+    // one process at a time under its own lease (`flow_shards`); shard `s` keeps its
+    // two files as `flow_files.file` 2s and 2s + 1, so a version-1 database is shard 0
+    // of a database of one shard. Requests for a shard driven by another process wait
+    // in `flow_requests` until its owner answers them; `flow_members` lists the live
+    // processes, whose number sets each one's share of the shards.
+    "ALTER TABLE flow_meta ADD COLUMN shards INT;
+     UPDATE flow_meta SET shards = 1 WHERE EXISTS (SELECT 1 FROM flow_lease);
+     CREATE TABLE flow_shards (
+         shard INT PRIMARY KEY,
+         owner TEXT,
+         fence BIGINT NOT NULL,
+         expires_at TIMESTAMPTZ NOT NULL
+     );
+     INSERT INTO flow_shards (shard, owner, fence, expires_at)
+         SELECT 0, owner, fence, expires_at FROM flow_lease;
+     DROP TABLE flow_lease;
+     CREATE TABLE flow_members (
+         owner TEXT PRIMARY KEY,
+         expires_at TIMESTAMPTZ NOT NULL
+     );
+     CREATE TABLE flow_requests (
+         id TEXT PRIMARY KEY,
+         shard INT NOT NULL,
+         body BYTEA NOT NULL,
+         answer BYTEA,
+         created_at TIMESTAMPTZ NOT NULL
+     );
+     CREATE INDEX flow_requests_by_shard ON flow_requests (shard, created_at);",
 ];
 
 /// The schema version this code writes.
 pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// Brings the database's schema to [`VERSION`], creating it in an empty database;
-/// refuses (changing nothing) a newer schema or a database of another application.
-pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<(), FlowError> {
+/// Brings the database's schema to [`VERSION`], creating it in an empty database with
+/// `shards` shards; refuses (changing nothing) a newer schema or a database of another
+/// application. Returns the database's number of shards (set when it was created).
+pub(crate) fn migrate(client: &mut Client, target: &str, shards: u32) -> Result<u32, FlowError> {
     let mut txn = client
         .transaction()
         .map_err(|e| query_error("starting the schema check", &e))?;
@@ -123,7 +153,27 @@ pub(crate) fn migrate(client: &mut Client, target: &str) -> Result<(), FlowError
         )
         .map_err(|e| query_error(&format!("recording schema migration {version}"), &e))?;
     }
+    // A new database (or a version-1 one never opened) gets its shards now.
+    let wanted = shards.clamp(1, MAX_SHARDS) as i32;
+    let shards: i32 = txn
+        .query_one(
+            "UPDATE flow_meta SET shards = COALESCE(shards, $1) WHERE id = 1 RETURNING shards",
+            &[&wanted],
+        )
+        .map_err(|e| query_error("reading the number of shards", &e))?
+        .get(0);
+    txn.execute(
+        "INSERT INTO flow_shards (shard, owner, fence, expires_at) \
+         SELECT g, NULL, 0, clock_timestamp() FROM generate_series(0, $1 - 1) AS g \
+         ON CONFLICT (shard) DO NOTHING",
+        &[&shards],
+    )
+    .map_err(|e| query_error("creating the shards' leases", &e))?;
     txn.commit()
         .map_err(|e| query_error("committing the schema", &e))?;
-    Ok(())
+    Ok(shards as u32)
 }
+
+/// The most shards a database may have: each keeps its two files as `flow_files.file`
+/// numbers 2s and 2s + 1, a SMALLINT.
+pub(crate) const MAX_SHARDS: u32 = 4096;

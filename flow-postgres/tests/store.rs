@@ -312,7 +312,7 @@ async fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
     assert_eq!(before, after, "nothing was changed");
     let version = cluster.query(db, "SELECT schema_version FROM flow_meta");
     assert_eq!(version[0][0].as_deref(), Some("99"));
-    let lease = cluster.query(db, "SELECT owner IS NULL FROM flow_lease");
+    let lease = cluster.query(db, "SELECT owner IS NULL FROM flow_shards");
     assert_eq!(lease[0][0].as_deref(), Some("t"), "no lease was taken");
 }
 
@@ -352,7 +352,7 @@ async fn one_driver_at_a_time_and_a_standby_takes_over() {
     let run = second.handle::<three_steps>("r").unwrap();
     assert_eq!(run.result().await.unwrap(), expected(3));
     second.shutdown().await;
-    let fence = cluster.query(db_name(&url), "SELECT fence FROM flow_lease");
+    let fence = cluster.query(db_name(&url), "SELECT fence FROM flow_shards");
     assert_eq!(
         fence[0][0].as_deref(),
         Some("2"),
@@ -380,7 +380,7 @@ async fn the_database_refuses_commits_after_a_takeover() {
     // process takes it over (fence 2). The old one still believes it holds it.
     cluster.execute(
         db,
-        "UPDATE flow_lease SET expires_at = clock_timestamp() - INTERVAL '1 second'",
+        "UPDATE flow_shards SET expires_at = clock_timestamp() - INTERVAL '1 second'",
     );
     let new = builder().open_postgres(&url).await.unwrap();
     let late = old.start("late", three_steps("fence".into(), 2)).await;
@@ -405,7 +405,7 @@ async fn the_database_refuses_commits_after_a_takeover() {
     assert_eq!(run.result().await.unwrap(), expected(4));
     old.shutdown().await;
     new.shutdown().await;
-    let lease = cluster.query(db, "SELECT fence, owner IS NULL FROM flow_lease");
+    let lease = cluster.query(db, "SELECT fence, owner IS NULL FROM flow_shards");
     assert_eq!(lease[0][0].as_deref(), Some("2"));
     assert_eq!(
         lease[0][1].as_deref(),
