@@ -127,16 +127,39 @@ where
     }
 }
 
-/// A fresh callback token: 128 bits from the OS random source, hex-encoded.
-pub(crate) fn new_token() -> Result<String, String> {
+/// What every callback token starts with.
+const TOKEN_PREFIX: &str = "flowcb_";
+/// Hex digits of a token's random part (128 bits).
+const RANDOM_HEX: usize = 32;
+/// Hex digits of a token's route (the run's `route_key`, 64 bits).
+const ROUTE_HEX: usize = 16;
+
+/// A fresh callback token for a step of run `run_id`: `flowcb_`, 128 bits from the OS
+/// random source, `_` and the run's [`route_key`](crate::route_key), in hex (so that a
+/// sharded store finds the run's shard from the token alone, see [`token_route`]).
+pub(crate) fn new_token(run_id: &str) -> Result<String, String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| format!("the OS random source failed: {e}"))?;
-    let mut token = String::with_capacity(39);
-    token.push_str("flowcb_");
+    let mut token = String::with_capacity(TOKEN_PREFIX.len() + RANDOM_HEX + 1 + ROUTE_HEX);
+    token.push_str(TOKEN_PREFIX);
     for b in bytes {
         token.push_str(&format!("{b:02x}"));
     }
+    token.push_str(&format!("_{:016x}", crate::route::route_key(run_id)));
     Ok(token)
+}
+
+/// The route a callback token carries (see `crate::route::token_route`); `None` for
+/// tokens of the format before it (`flowcb_` and the random part only) and for anything
+/// else.
+pub(crate) fn token_route(token: &str) -> Option<u64> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    let (random, route) = rest.split_once('_')?;
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(random, RANDOM_HEX) || !hex(route, ROUTE_HEX) {
+        return None;
+    }
+    u64::from_str_radix(route, 16).ok()
 }
 
 /// The types callbacks await, by name, as the runs of this process issued them: the

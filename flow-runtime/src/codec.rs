@@ -81,14 +81,20 @@ pub fn encode<T: Serialize + ?Sized>(
             message: e.to_string(),
         });
     }
-    if bytes.len() > MAX_PAYLOAD_BYTES {
+    within_limit(bytes.len(), what).map(|()| bytes)
+}
+
+/// Refuses an encoding of `size` bytes over [`MAX_PAYLOAD_BYTES`] (also for values
+/// encoded elsewhere, handed over as bytes).
+pub(crate) fn within_limit(size: usize, what: impl FnOnce() -> String) -> Result<(), CodecError> {
+    if size > MAX_PAYLOAD_BYTES {
         return Err(CodecError::TooLarge {
             what: what(),
-            size: bytes.len(),
+            size,
             limit: MAX_PAYLOAD_BYTES,
         });
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Decodes `bytes` as a `T`; a value that does not fit `T`, or bytes left over after

@@ -28,6 +28,7 @@ mod output;
 mod race;
 mod race_encoding;
 pub mod remote;
+mod route;
 mod signal_types;
 mod store;
 mod task;
@@ -48,8 +49,8 @@ pub use engine::{
 };
 pub use engine::{Completed, LeasedTask, QueueInfo, TaskHeartbeat, MAX_POLL_TASKS, MAX_POLL_WAIT};
 pub use engine::{
-    Engine, EngineBuilder, ListQuery, RegisteredWorkflow, RunDescription, RunHandle, RunPage,
-    StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS,
+    Delivery, Engine, EngineBuilder, ListQuery, RegisteredWorkflow, RunDescription, RunHandle,
+    RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS,
 };
 pub use engine::{RunCounts, StepLocals, Upgrade, UpgradePlan};
 pub use error::FlowError;
@@ -59,6 +60,7 @@ pub use map::{map, Map, MapFailed, TolerantMap};
 pub use named::{Named, OpExt};
 pub use op::{CompletionPolicy, DurableOp, OpRequest, Tolerance};
 pub use race::{first_ok, race, Either, FirstOk, OneOf3, Race};
+pub use route::{route_key, task_token_route, token_route};
 pub use signal_types::{SignalSite, SignalSites, SignalType};
 pub use task::{RetryPolicy, TaskContext, TaskFailure, TaskPolicy, DEFAULT_TASK_TIMEOUT};
 pub use workflow::{GraphMarks, SlotInfo, StateGraph, StateInfo, Workflow};

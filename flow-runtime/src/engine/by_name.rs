@@ -46,6 +46,31 @@ pub struct RunDescription {
     pub output: Option<Vec<u8>>,
 }
 
+impl RunDescription {
+    /// The run's output as workflow `W`'s output type: `Ok(None)` while the run is
+    /// running or waiting, `Ok(Some(output))` once it completed, and the errors
+    /// [`RunHandle::result`](crate::RunHandle::result) gives for a run that failed, was
+    /// cancelled, faulted or is blocked. [`FlowError::WrongWorkflow`] if the run is not
+    /// a run of `W`.
+    ///
+    /// ```no_run
+    /// # async fn demo<W: flow_runtime::Workflow>(engine: flow_runtime::Engine) -> Result<(), flow_runtime::FlowError> {
+    /// let description = engine.wait("order-42").await?;
+    /// let output: Option<W::Output> = description.into_result::<W>()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_result<W: Workflow>(self) -> Result<Option<W::Output>, FlowError> {
+        if self.summary.workflow != W::NAME {
+            return Err(FlowError::WrongWorkflow {
+                run_id: self.summary.run_id,
+                stored: self.summary.workflow,
+                requested: W::NAME.to_string(),
+            });
+        }
+        super::handle::judge::<W>(&self.summary.run_id, self.summary.status, self.output)
+    }
+}
+
 /// The type of [`start_encoded`], kept per workflow in the registry.
 pub(crate) type StartEncoded = fn(Engine, String, Vec<u8>) -> BoxFuture<Result<(), FlowError>>;
 
@@ -134,6 +159,19 @@ impl Engine {
             input,
             output,
         })
+    }
+
+    /// Waits until run `run_id` ends, without its workflow's type, and returns its
+    /// [`describe`](Self::describe): as [`RunHandle::result`](crate::RunHandle::result)
+    /// waits, it returns at once for a run that ended before (even before a restart),
+    /// and also returns for a run that faulted or that this engine cannot drive (its
+    /// status says [`RunStatus::Blocked`](crate::RunStatus::Blocked)), where waiting
+    /// would be forever. [`RunDescription::into_result`] turns it into the typed result.
+    ///
+    /// Errors: [`FlowError::UnknownRun`]; the engine stopped; a storage error.
+    pub async fn wait(&self, run_id: &str) -> Result<RunDescription, FlowError> {
+        super::handle::wait_final(self, run_id).await?;
+        self.describe(run_id).await
     }
 
     /// The workflows registered with this engine, by name.

@@ -67,80 +67,13 @@ impl<W: Workflow> RunHandle<W> {
     /// a task it calls is not linked, or its stored state no longer decodes); its stored
     /// output no longer decodes as `W::Output`; the engine stopped.
     pub async fn result(&self) -> Result<W::Output, FlowError> {
-        let core = self.engine.core();
-        let waiter = core.waiters.subscribe(&self.run_id);
-        let mut stop = core.stop_receiver();
-        loop {
-            let notified = waiter.waiting.notify.notified();
-            tokio::pin!(notified);
-            // Registered before reading, so an end committed in between is not missed.
-            notified.as_mut().enable();
-            let outcome = match waiter.waiting.ended() {
-                Some((status, output)) => self.judge(status, output),
-                // A run with a live driver has not ended: it leaves before it notifies.
-                None if core.drivers.is_live(&self.run_id) => Ok(None),
-                None => self.outcome(),
-            };
-            if let Some(result) = outcome? {
-                return result;
-            }
-            if let Some(reason) = stop.borrow().clone() {
-                return Err(FlowError::stopped(reason));
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = stop.changed() => {}
-            }
-        }
-    }
-
-    /// The run's result if it has one now, read from the journal.
-    fn outcome(&self) -> Result<Option<Result<W::Output, FlowError>>, FlowError> {
-        let core = self.engine.core();
-        let (header, output) =
-            core.store
-                .header_and_output(&self.run_id)?
-                .ok_or_else(|| FlowError::UnknownRun {
-                    run_id: self.run_id.clone(),
-                })?;
-        match header.status {
-            // Says what `status` says ([`RunStatus::Blocked`]): waiting in this engine
-            // would be forever.
-            StoredStatus::Running | StoredStatus::Waiting => {
-                Ok(core.blocked_reason(&self.run_id, &header).map(|reason| {
-                    Err(FlowError::RunBlocked {
-                        run_id: self.run_id.clone(),
-                        reason,
-                    })
-                }))
-            }
-            status => self.judge(status, output),
-        }
-    }
-
-    /// The result of a run that ended with `status` (and `output`, if it completed).
-    fn judge(
-        &self,
-        status: StoredStatus,
-        output: Option<Vec<u8>>,
-    ) -> Result<Option<Result<W::Output, FlowError>>, FlowError> {
-        let run_id = self.run_id.clone();
-        Ok(Some(match status {
-            StoredStatus::Completed => {
-                let bytes = output.ok_or_else(|| FlowError::Corrupt {
-                    path: "journal".into(),
-                    message: format!("the output of completed run `{run_id}` is missing"),
-                })?;
-                codec::decode(&bytes, || {
-                    format!("output of run `{run_id}` (workflow `{}`)", W::NAME)
-                })
-                .map_err(FlowError::from)
-            }
-            StoredStatus::Failed(error) => Err(FlowError::RunFailed { run_id, error }),
-            StoredStatus::Faulted(error) => Err(FlowError::RunFaulted { run_id, error }),
-            StoredStatus::Cancelled => Err(FlowError::RunCancelled { run_id }),
-            StoredStatus::Running | StoredStatus::Waiting => return Ok(None),
-        }))
+        let (status, output) = wait_final(&self.engine, &self.run_id).await?;
+        judge::<W>(&self.run_id, status, output)?.ok_or_else(|| {
+            FlowError::storage(format!(
+                "internal: run `{}` was found running after it ended",
+                self.run_id
+            ))
+        })
     }
 
     /// Where the run stands now.
@@ -165,5 +98,94 @@ impl<W: Workflow> RunHandle<W> {
     /// Cancels the run; see [`Engine::cancel`].
     pub async fn cancel(&self) -> Result<(), FlowError> {
         self.engine.cancel(&self.run_id).await
+    }
+}
+
+/// A run's status and output (once it completed), as [`RunHandle::result`] and
+/// [`Engine::wait`] return at.
+pub(super) type FinalState = (RunStatus, Option<Vec<u8>>);
+
+/// Waits until run `run_id` stops moving in this engine: it ended (completed, failed,
+/// cancelled), faulted, or is blocked here (waiting would be forever; its status says
+/// [`RunStatus::Blocked`]). Returns at once for a run in such a state already (even one
+/// that got there before the engine was restarted). Errors: an unknown run, a storage
+/// error, the engine stopped.
+pub(super) async fn wait_final(engine: &Engine, run_id: &str) -> Result<FinalState, FlowError> {
+    let core = engine.core();
+    let waiter = core.waiters.subscribe(run_id);
+    let mut stop = core.stop_receiver();
+    loop {
+        let notified = waiter.waiting.notify.notified();
+        tokio::pin!(notified);
+        // Registered before reading, so an end committed in between is not missed.
+        notified.as_mut().enable();
+        let done = match waiter.waiting.ended() {
+            Some((StoredStatus::Running | StoredStatus::Waiting, _)) => None,
+            Some((status, output)) => Some((status.to_public(), output)),
+            // A run with a live driver has not ended: it leaves before it notifies.
+            None if core.drivers.is_live(run_id) => None,
+            None => final_state(engine, run_id)?,
+        };
+        if let Some(done) = done {
+            return Ok(done);
+        }
+        if let Some(reason) = stop.borrow().clone() {
+            return Err(FlowError::stopped(reason));
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// The run's final state if it is in one now (see [`wait_final`]), read from the journal.
+fn final_state(engine: &Engine, run_id: &str) -> Result<Option<FinalState>, FlowError> {
+    let core = engine.core();
+    let (header, output) =
+        core.store
+            .header_and_output(run_id)?
+            .ok_or_else(|| FlowError::UnknownRun {
+                run_id: run_id.to_string(),
+            })?;
+    let status = match header.status {
+        StoredStatus::Running | StoredStatus::Waiting => {
+            match core.blocked_reason(run_id, &header) {
+                Some(reason) => RunStatus::Blocked { reason },
+                None => return Ok(None),
+            }
+        }
+        status => status.to_public(),
+    };
+    Ok(Some((status, output)))
+}
+
+/// The result of run `run_id` of workflow `W` with `status` (and `output`, if it
+/// completed): `Ok(None)` while it runs or waits, the decoded output once it completed,
+/// and for a run that failed, was cancelled, faulted or is blocked, the error
+/// [`RunHandle::result`] gives.
+pub(super) fn judge<W: Workflow>(
+    run_id: &str,
+    status: RunStatus,
+    output: Option<Vec<u8>>,
+) -> Result<Option<W::Output>, FlowError> {
+    let run_id = run_id.to_string();
+    match status {
+        RunStatus::Completed | RunStatus::ReturnedErr => {
+            let bytes = output.ok_or_else(|| FlowError::Corrupt {
+                path: "journal".into(),
+                message: format!("the output of completed run `{run_id}` is missing"),
+            })?;
+            codec::decode(&bytes, || {
+                format!("output of run `{run_id}` (workflow `{}`)", W::NAME)
+            })
+            .map(Some)
+            .map_err(FlowError::from)
+        }
+        RunStatus::Failed { error } => Err(FlowError::RunFailed { run_id, error }),
+        RunStatus::Faulted { error } => Err(FlowError::RunFaulted { run_id, error }),
+        RunStatus::Cancelled => Err(FlowError::RunCancelled { run_id }),
+        RunStatus::Blocked { reason } => Err(FlowError::RunBlocked { run_id, reason }),
+        RunStatus::Running | RunStatus::Waiting => Ok(None),
     }
 }

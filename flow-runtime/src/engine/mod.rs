@@ -24,6 +24,7 @@ mod blocked;
 mod builder;
 mod by_name;
 mod commit;
+mod deliver;
 mod driver;
 mod export;
 mod fork;
@@ -48,6 +49,7 @@ use tokio::sync::watch;
 
 pub use builder::EngineBuilder;
 pub use by_name::{RegisteredWorkflow, RunDescription};
+pub use deliver::Delivery;
 pub use handle::RunHandle;
 pub use listing::{ListQuery, RunCounts, RunPage, StatusKind, DEFAULT_PAGE_RUNS, MAX_PAGE_RUNS};
 pub use locals::StepLocals;
@@ -55,6 +57,7 @@ pub use metrics::{
     CommitMetrics, Histogram, Metrics, TaskMetrics, WorkflowMetrics, ATTEMPT_SECONDS_BUCKETS,
     BATCH_SIZE_BUCKETS, COMMIT_SECONDS_BUCKETS,
 };
+pub(crate) use queues::task_token_run;
 pub use queues::{Completed, LeasedTask, QueueInfo, TaskHeartbeat, MAX_POLL_TASKS, MAX_POLL_WAIT};
 pub use upgrade::{Upgrade, UpgradePlan};
 
@@ -62,7 +65,6 @@ use crate::codec;
 use crate::error::FlowError;
 use crate::history::{AttemptInProgress, EventKind, HistoryEvent, RunStatus, RunSummary};
 use crate::machine::Machine;
-use crate::output;
 use crate::store::{
     Applied, Change, Journal, RunRecord, RunWrite, Seen, Snapshot, StartOutcome, StartWrite, Store,
     StoredStatus,
@@ -601,15 +603,13 @@ impl Engine {
         value: &T,
     ) -> Result<(), FlowError> {
         let payload = codec::encode(value, || format!("signal `{name}` for run `{run_id}`"))?;
-        self.check_signal(run_id, name, &payload, std::any::type_name::<T>())?;
-        let change = Change::Signal {
-            run: run_id.to_string(),
-            signal: name.to_string(),
+        let delivery = Delivery::Signal {
+            run_id: run_id.to_string(),
+            name: name.to_string(),
             payload,
+            sent_type: std::any::type_name::<T>().to_string(),
         };
-        self.core().commits.submit(change).await?;
-        self.core().wake(run_id);
-        Ok(())
+        self.apply_delivery(None, delivery).await
     }
 
     /// Refuses a signal the run's workflow cannot take (see `signal_types`); runs that
@@ -658,33 +658,16 @@ impl Engine {
         token: &str,
         result: Result<T, String>,
     ) -> Result<(), FlowError> {
-        let (output, ok) = match &result {
-            Ok(value) => {
-                let payload = codec::encode(value, || "callback value".to_string())?;
-                if let Some(awaited) = self.core().store.token_type(token)? {
-                    crate::callback::check_completion(
-                        token,
-                        &awaited,
-                        &payload,
-                        std::any::type_name::<T>(),
-                    )?;
-                }
-                (output::ok_bytes(&payload), true)
-            }
-            Err(error) => (
-                output::err(
-                    &crate::CallbackError::Rejected(error.clone()),
-                    "an error outcome",
-                )?,
-                false,
-            ),
+        let result = match result {
+            Ok(value) => Ok(codec::encode(&value, || "callback value".to_string())?),
+            Err(error) => Err(error),
         };
-        let token = token.to_string();
-        let change = Change::Complete { token, output, ok };
-        if let (Applied::Completed(run_id), _) = self.core().commits.submit(change).await? {
-            self.core().wake(&run_id);
-        }
-        Ok(())
+        let delivery = Delivery::Complete {
+            token: token.to_string(),
+            result,
+            sent_type: std::any::type_name::<T>().to_string(),
+        };
+        self.apply_delivery(None, delivery).await
     }
 
     /// Records a sign of life for the callback that issued `token` (see
@@ -692,14 +675,10 @@ impl Engine {
     /// one interval from now. Returns once durable. Refused like
     /// [`complete`](Self::complete) for unknown, used or expired tokens.
     pub async fn heartbeat(&self, token: &str) -> Result<(), FlowError> {
-        let change = Change::Heartbeat {
+        let delivery = Delivery::Heartbeat {
             token: token.to_string(),
         };
-        let applied = self.core().commits.submit(change).await?;
-        if let (Applied::Heartbeat(Some(deadline)), _) = applied {
-            self.core().timers.added(deadline);
-        }
-        Ok(())
+        self.apply_delivery(None, delivery).await
     }
 
     /// Cancels run `run_id`; returns once the request is durable.
@@ -709,12 +688,10 @@ impl Engine {
     /// run ends as cancelled. Child runs it waits for are cancelled too. Fails if the run
     /// is unknown or has finished.
     pub async fn cancel(&self, run_id: &str) -> Result<(), FlowError> {
-        let change = Change::Cancel {
-            run: run_id.to_string(),
+        let delivery = Delivery::Cancel {
+            run_id: run_id.to_string(),
         };
-        self.core().commits.submit(change).await?;
-        self.core().wake(run_id);
-        Ok(())
+        self.apply_delivery(None, delivery).await
     }
 
     /// Sets faulted run `run_id` going again: it resumes its pending operation (a task

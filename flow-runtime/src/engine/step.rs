@@ -586,7 +586,7 @@ pub(crate) fn schedule(
                 let OpRequest::Task { name, args, policy } = task.unnamed().0 else {
                     return Err(error);
                 };
-                let token = crate::callback::new_token()?;
+                let token = crate::callback::new_token(run_id)?;
                 if let Some(awaited) = awaited {
                     scheduled.token_types.push((token.clone(), awaited));
                 }

@@ -55,6 +55,15 @@ pub(crate) enum Change {
     /// pending step's unfinished branch records are dropped (fresh attempts), its expiry
     /// too, then the write is applied like a transition.
     Redrive(RunWrite),
+    /// A change from outside a run (a signal, cancellation, callback completion or
+    /// heartbeat) applied at most once per request ID (`Engine::deliver`): applied with
+    /// the ID recorded, or nothing at all if the ID is recorded already.
+    Deliver {
+        request: String,
+        change: Box<Change>,
+    },
+    /// Deletes recorded request IDs (`Engine::forget_deliveries`).
+    ForgetDeliveries { requests: Vec<String> },
 }
 
 /// What applying a [`Change`] did, variant for variant.
@@ -73,6 +82,9 @@ pub(crate) enum Applied {
     Purged,
     /// How many of the runs were deleted.
     Expired(usize),
+    /// What a delivery's change did; `None` if its request ID was recorded already.
+    Delivered(Option<Box<Applied>>),
+    DeliveriesForgotten,
 }
 
 impl Change {
@@ -115,6 +127,13 @@ impl Change {
             }
             Change::Expire { runs } => Applied::Expired(tables.expire(runs, now_ms)?),
             Change::Redrive(write) => Applied::Ran(tables.apply_redrive(write, now_ms)?),
+            Change::Deliver { request, change } => {
+                Applied::Delivered(tables.deliver(request, change, now_ms)?.map(Box::new))
+            }
+            Change::ForgetDeliveries { requests } => {
+                tables.forget_deliveries(requests)?;
+                Applied::DeliveriesForgotten
+            }
         })
     }
 

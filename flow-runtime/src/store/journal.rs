@@ -118,6 +118,10 @@ pub(crate) trait Journal: Send + Sync + 'static {
         now_ms: u64,
         limit: usize,
     ) -> Result<TimerScan, FlowError>;
+    /// Whether a delivery was applied under request ID `request` (`Engine::deliver`).
+    fn delivered(&self, request: &str) -> Result<bool, FlowError>;
+    /// Every request ID deliveries were applied under, in order.
+    fn deliveries(&self) -> Result<Vec<String>, FlowError>;
     /// The storage's sizes now, for metrics (unknown sizes are `None`).
     fn sizes(&self) -> StorageSizes;
 
@@ -225,6 +229,12 @@ impl Journal for Store {
         limit: usize,
     ) -> Result<TimerScan, FlowError> {
         read::scan_timers(self, start, now_ms, limit)
+    }
+    fn delivered(&self, request: &str) -> Result<bool, FlowError> {
+        super::deliveries::delivered(self, request)
+    }
+    fn deliveries(&self) -> Result<Vec<String>, FlowError> {
+        super::deliveries::deliveries(self)
     }
     /// The sizes of the journal's file and of its log (metadata only); `None` for storage
     /// that is not on files, or a file that cannot be read.

@@ -9,7 +9,8 @@
 //!   logged);
 //! - changes as writes to redb's tables: `txn_tables` (the tables of one write
 //!   transaction), `apply` (starts and transitions), `external_events` (signals,
-//!   cancellations, callbacks), `retention` (expiries and deleting runs), `upgrade` (a
+//!   cancellations, callbacks), `deliveries` (those applied once per request ID),
+//!   `retention` (expiries and deleting runs), `upgrade` (a
 //!   run moved to another version);
 //! - the log itself: `wal`; the writer that puts batches of changes through both:
 //!   `writer`, driven by the commit pipeline (`engine::commit`);
@@ -23,6 +24,7 @@ mod apply;
 mod change;
 mod compact;
 mod deferred;
+mod deliveries;
 mod external_events;
 #[cfg(feature = "test-hooks")]
 mod fuzzing;

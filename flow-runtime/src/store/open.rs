@@ -628,7 +628,8 @@ fn init(db: &Database) -> Result<(), FlowError> {
 }
 
 /// Creates the tables added after format 1 was fixed (map items, callback tokens, run
-/// deadlines, generation inputs, nudges, history batches, token types, retention, step states) when a journal lacks them; a no-op otherwise.
+/// deadlines, generation inputs, nudges, history batches, token types, retention, step states,
+/// deliveries) when a journal lacks them; a no-op otherwise.
 fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     let missing = {
         let txn = db.begin_read()?;
@@ -646,6 +647,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
             EXPIRIES.to_string(),
             RUN_TOKENS.to_string(),
             STEP_STATES.to_string(),
+            DELIVERIES.to_string(),
         ]
         .iter()
         .any(|t| !names.contains(t))
@@ -666,6 +668,7 @@ fn add_new_tables(db: &Database) -> Result<(), FlowError> {
     txn.open_table(EXPIRIES)?;
     txn.open_table(RUN_TOKENS)?;
     txn.open_table(STEP_STATES)?;
+    txn.open_table(DELIVERIES)?;
     txn.commit()?;
     Ok(())
 }

@@ -207,6 +207,12 @@ pub(crate) const EXPIRIES: TableDefinition<(u64, &str), ()> = TableDefinition::n
 pub(crate) const RUN_TOKENS: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("flow_run_tokens");
 
+/// request ID: a delivery (`Engine::deliver`, see `store::deliveries`) was applied
+/// under this ID, so another one with it changes nothing. Deleted by
+/// `Engine::forget_deliveries`. Added in format 4 without a new format: a build that
+/// does not know it leaves it alone (and cannot replay a log holding deliveries).
+pub(crate) const DELIVERIES: TableDefinition<&str, ()> = TableDefinition::new("flow_deliveries");
+
 /// The retention of a workflow whose finished runs are kept for ever.
 pub(crate) const KEEP: u64 = u64::MAX;
 

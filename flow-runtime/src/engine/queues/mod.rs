@@ -50,6 +50,11 @@ use tokio::sync::{oneshot, watch, Notify};
 
 mod token;
 
+/// The run a task token names, its seal unchecked (routing only).
+pub(crate) fn task_token_run(token: &str) -> Option<String> {
+    token::claimed_run(token, super::MAX_RUN_ID_BYTES)
+}
+
 use super::attempt::AttemptEnd;
 use super::Engine;
 use crate::codec;

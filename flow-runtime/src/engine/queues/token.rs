@@ -72,25 +72,7 @@ impl TokenKey {
 
     /// The claims of `token`, if this key sealed it; refused with the reason otherwise.
     pub(super) fn open(&self, token: &str, max_run_id: usize) -> Result<Claims, FlowError> {
-        let invalid = |reason: &str| FlowError::InvalidTaskToken {
-            reason: reason.to_string(),
-        };
-        if !token.len().is_multiple_of(2) || token.len() > 2 * (FIXED + max_run_id + TAG) {
-            return Err(invalid("it is not a task token (wrong length)"));
-        }
-        let mut bytes = Vec::with_capacity(token.len() / 2);
-        for pair in token.as_bytes().chunks(2) {
-            let digit = |c: u8| (c as char).to_digit(16);
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(hi), Some(lo)) => bytes.push((hi * 16 + lo) as u8),
-                _ => return Err(invalid("it is not a task token (not hexadecimal)")),
-            }
-        }
-        if bytes.len() < FIXED + TAG || bytes[0] != VERSION {
-            return Err(invalid(
-                "it is not a task token (too short, or an unknown version)",
-            ));
-        }
+        let bytes = unsealed_bytes(token, max_run_id)?;
         let (body, tag) = bytes.split_at(bytes.len() - TAG);
         // `verify_truncated_left` compares in constant time: timing tells nothing of the seal.
         self.mac()
@@ -101,11 +83,9 @@ impl TokenKey {
             })?;
         let word = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap_or([0; 8]));
         let half = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap_or([0; 4]));
-        let run = String::from_utf8(body[FIXED..].to_vec())
-            .map_err(|_| invalid("its run ID is not UTF-8"))?;
         Ok(Claims {
             slot: Slot {
-                run,
+                run: run_of(body)?,
                 step: word(1),
                 branch: half(9),
             },
@@ -130,6 +110,47 @@ impl TokenKey {
     fn mac(&self) -> Hmac<Sha256> {
         self.mac.clone()
     }
+}
+
+fn invalid(reason: &str) -> FlowError {
+    FlowError::InvalidTaskToken {
+        reason: reason.to_string(),
+    }
+}
+
+/// The bytes of `token` (claims, then seal) if it is laid out as a token of this
+/// version, its seal unchecked.
+fn unsealed_bytes(token: &str, max_run_id: usize) -> Result<Vec<u8>, FlowError> {
+    if !token.len().is_multiple_of(2) || token.len() > 2 * (FIXED + max_run_id + TAG) {
+        return Err(invalid("it is not a task token (wrong length)"));
+    }
+    let mut bytes = Vec::with_capacity(token.len() / 2);
+    for pair in token.as_bytes().chunks(2) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => bytes.push((hi * 16 + lo) as u8),
+            _ => return Err(invalid("it is not a task token (not hexadecimal)")),
+        }
+    }
+    if bytes.len() < FIXED + TAG || bytes[0] != VERSION {
+        return Err(invalid(
+            "it is not a task token (too short, or an unknown version)",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The run ID of a token's claims (`body`: the token's bytes before the seal).
+fn run_of(body: &[u8]) -> Result<String, FlowError> {
+    String::from_utf8(body[FIXED..].to_vec()).map_err(|_| invalid("its run ID is not UTF-8"))
+}
+
+/// The run ID `token`'s claims name, read without checking the seal: for routing a
+/// report to the engine that holds the run (which checks the seal), never for trusting
+/// it. `None` if the token is not laid out as a task token.
+pub(crate) fn claimed_run(token: &str, max_run_id: usize) -> Option<String> {
+    let bytes = unsealed_bytes(token, max_run_id).ok()?;
+    run_of(&bytes[..bytes.len() - TAG]).ok()
 }
 
 #[cfg(test)]
@@ -174,6 +195,18 @@ mod tests {
         }
         for garbage in ["", "xyz", "00", &token[..token.len() - 2]] {
             assert!(key.open(garbage, MAX_RUN_ID).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn the_claimed_run_is_read_without_the_key() {
+        let token = TokenKey::new(&[7; 32]).seal(&claims());
+        assert_eq!(claimed_run(&token, MAX_RUN_ID).as_deref(), Some("order-1"));
+        // Routing does not check the seal: a token of another journal still names its run.
+        let other = TokenKey::new(&[8; 32]).seal(&claims());
+        assert_eq!(claimed_run(&other, MAX_RUN_ID).as_deref(), Some("order-1"));
+        for garbage in ["", "xyz", "00", "flowcb_00"] {
+            assert_eq!(claimed_run(garbage, MAX_RUN_ID), None, "{garbage:?}");
         }
     }
 
