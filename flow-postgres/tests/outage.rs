@@ -14,7 +14,8 @@ static DONE_STEPS: AtomicU64 = AtomicU64::new(0);
 
 #[task]
 async fn step(x: u64) -> u64 {
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Long enough that the load outlasts stopping the server, however slow that is.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     DONE_STEPS.fetch_add(1, Ordering::SeqCst);
     x + 1
 }

@@ -364,16 +364,19 @@ impl Cluster {
                     reason: "the cluster process was shut down".into(),
                 });
             }
-            let engine = self.inner.engine(shard);
-            match engine {
-                Some(engine) => match local(engine).await {
-                    Err(FlowError::EngineStopped { .. }) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    Ok(value) => return Ok(value.into()),
-                    Err(e) => return Err(e),
-                },
-                None => return serve::ask(&self.inner, id, shard, &request).await,
+            let Some((engine, shared)) = self.inner.engine(shard) else {
+                return serve::ask(&self.inner, id, shard, &request).await;
+            };
+            match local(engine).await {
+                Ok(value) => return Ok(value.into()),
+                // Its engine stopped, or its lease was lost, under the call: the shard is
+                // being handed over. Every request is safe to make again (starts are
+                // idempotent by run ID, deliveries by request ID, the rest read).
+                Err(e) if matches!(e, FlowError::EngineStopped { .. }) || self.inner.moved(shard, &shared) => {
+                    tracing::debug!(shard, error = %e, "the shard moved under a request; routing it again");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -424,9 +427,20 @@ impl Inner {
         self.held.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The engine of `shard`, if this process drives it.
-    pub(crate) fn engine(&self, shard: u32) -> Option<Engine> {
-        self.read_held().get(&shard).map(|h| h.engine.clone())
+    /// The engine of `shard` and its files' lease, if this process drives it.
+    pub(crate) fn engine(&self, shard: u32) -> Option<(Engine, Arc<Shared>)> {
+        self.read_held()
+            .get(&shard)
+            .map(|h| (h.engine.clone(), h.shared.clone()))
+    }
+
+    /// Whether `shard` is no longer driven here under the holding of `shared`.
+    fn moved(&self, shard: u32, shared: &Arc<Shared>) -> bool {
+        shared.lease.lost.load(Ordering::Acquire)
+            || self
+                .read_held()
+                .get(&shard)
+                .is_none_or(|h| !Arc::ptr_eq(&h.shared, shared))
     }
 
     /// A request ID no other request of any process has: the time, this process's
