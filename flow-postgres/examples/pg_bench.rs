@@ -112,7 +112,7 @@ fn row(url: &str, processes: u64, runs: u64, in_flight: u64) -> f64 {
         .iter_mut()
         .map(|c| BufReader::new(c.stdout.take().expect("stdout")).lines())
         .collect();
-    let mut expect = |outputs: &mut Vec<_>, word: &str| {
+    let expect = |outputs: &mut Vec<_>, word: &str| {
         for lines in outputs.iter_mut() {
             let lines: &mut std::io::Lines<_> = lines;
             let line = lines.next().expect("an engine process ended early").expect("a line");

@@ -50,6 +50,7 @@ mod shard;
 pub mod testing;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flow_runtime::{Engine, EngineBuilder, FlowError};
@@ -187,7 +188,7 @@ fn connect(
     let lease = conn.call(move |client| {
         lease::Lease::acquire(client, 0, owner, ttl, wait, &lease_target)
     })??;
-    shard::load_files(config, conn, lease)
+    shard::load_files(shard::Renewal::Heartbeat(config), conn, Arc::new(lease))
 }
 
 /// `EngineBuilder::open_postgres`: opens the journal in PostgreSQL with the default

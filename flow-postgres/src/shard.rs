@@ -29,9 +29,20 @@ pub(crate) fn process_name() -> String {
     )
 }
 
-/// Starts `lease`'s heartbeat and loads its shard's two files over `conn`.
-pub(crate) fn load_files(config: &Config, conn: Conn, lease: Lease) -> Result<ShardFiles, FlowError> {
-    let lease = Arc::new(lease);
+/// How a shard's lease is renewed between commits.
+pub(crate) enum Renewal<'a> {
+    /// By a heartbeat thread of its own, on a connection made with this config.
+    Heartbeat(&'a Config),
+    /// By the cluster's renewer, with every lease of the process.
+    Cluster,
+}
+
+/// Loads `lease`'s shard's two files over `conn`, renewing the lease as `renewal` says.
+pub(crate) fn load_files(
+    renewal: Renewal<'_>,
+    conn: Conn,
+    lease: Arc<Lease>,
+) -> Result<ShardFiles, FlowError> {
     // Shard `s` keeps redb's file as number 2s and its log as 2s + 1.
     let base = (lease.shard * 2) as i16;
     let shared = Arc::new(Shared {
@@ -39,7 +50,9 @@ pub(crate) fn load_files(config: &Config, conn: Conn, lease: Lease) -> Result<Sh
         lease: lease.clone(),
         released: Default::default(),
     });
-    lease.start_heartbeat(config)?;
+    if let Renewal::Heartbeat(config) = renewal {
+        lease.start_heartbeat(config)?;
+    }
     let db = PgFile::load(base, shared.clone())?;
     let log = PgFile::load(base + 1, shared.clone())?;
     Ok(ShardFiles { db, log, shared })

@@ -113,6 +113,7 @@ async fn stop_shard(inner: &Arc<Inner>, shard: u32) {
         return;
     };
     held.engine.shutdown().await;
+    inner.leases().remove(&shard);
     let shared = held.shared.clone();
     let _ = tokio::task::spawn_blocking(move || shared.release()).await;
 }
@@ -149,17 +150,29 @@ async fn take(inner: &Arc<Inner>, count: usize) -> Result<(), FlowError> {
 async fn open_shard(inner: &Arc<Inner>, lease: Lease) -> Result<Held, FlowError> {
     let config = inner.config.clone();
     let shard = lease.shard;
+    let lease = Arc::new(lease);
+    // Renewed from now on, while the shard loads.
+    inner.leases().insert(shard as u32, lease.clone());
     let files = tokio::task::spawn_blocking(move || {
         let conn = Conn::connect(&config, &format!("shard-{shard}"))?;
-        shard::load_files(&config, conn, lease)
+        shard::load_files(shard::Renewal::Cluster, conn, lease)
     })
     .await
-    .map_err(|e| storage(format!("opening shard {shard} failed: {e}")))??;
+    .map_err(|e| storage(format!("opening shard {shard} failed: {e}")))
+    .and_then(|files| files);
+    let files = match files {
+        Ok(files) => files,
+        Err(e) => {
+            inner.leases().remove(&(shard as u32));
+            return Err(e);
+        }
+    };
     let shared = files.shared.clone();
     let name = format!("{} shard {shard}", inner.target);
     let engine = match shard::open_engine((inner.builder)(), files, &name).await {
         Ok(engine) => engine,
         Err(e) => {
+            inner.leases().remove(&(shard as u32));
             let _ = tokio::task::spawn_blocking(move || shared.release()).await;
             return Err(e);
         }

@@ -18,6 +18,7 @@
 
 mod balance;
 mod listen;
+mod renew;
 mod serve;
 mod wire;
 
@@ -37,6 +38,7 @@ use tokio::sync::oneshot;
 
 use crate::backend::Shared;
 use crate::conn::Conn;
+use crate::lease::Lease;
 use crate::error::{bad_url, describe, query_error, storage};
 use crate::{schema, session_config, shard, Postgres, DEFAULT_SHARDS};
 use wire::{Answer, Request};
@@ -61,6 +63,8 @@ pub(crate) struct Inner {
     pub shards: u32,
     pub builder: Box<dyn Fn() -> EngineBuilder + Send + Sync>,
     pub held: RwLock<BTreeMap<u32, Held>>,
+    /// The leases this process holds (of shards open or opening), for the renewer.
+    pub leases: Mutex<BTreeMap<u32, Arc<Lease>>>,
     pub control: Conn,
     pub wakes: Arc<listen::Wakes>,
     /// Requests this process made, waiting for their answers.
@@ -107,6 +111,7 @@ impl Cluster {
             shards,
             builder,
             held: RwLock::new(BTreeMap::new()),
+            leases: Mutex::new(BTreeMap::new()),
             control,
             wakes: Arc::new(listen::Wakes::default()),
             pending: Mutex::new(HashMap::new()),
@@ -115,7 +120,8 @@ impl Cluster {
             stopped: tokio::sync::Notify::new(),
             next_request: AtomicU64::new(0),
         });
-        listen::spawn(config, inner.wakes.clone(), inner.stop.clone());
+        listen::spawn(config.clone(), inner.wakes.clone(), inner.stop.clone());
+        renew::spawn(&inner, config)?;
         // The first share is taken before `open` returns, so that a lone process
         // serves its runs at once.
         balance::round(&inner).await?;
@@ -419,6 +425,10 @@ impl Answer {
 }
 
 impl Inner {
+    pub(crate) fn leases(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<Lease>>> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn read_held(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Held>> {
         self.held.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -464,6 +474,7 @@ impl Inner {
         let held: Vec<Held> = std::mem::take(&mut *self.write_held()).into_values().collect();
         for shard in held {
             shard.engine.shutdown().await;
+            self.leases().remove(&(shard.shared.lease.shard as u32));
             let shared = shard.shared.clone();
             let _ = tokio::task::spawn_blocking(move || shared.release()).await;
         }
