@@ -61,11 +61,24 @@ async fn approval(key: String) -> String {
     }
 }
 
+/// Doubles `n`; workers run it.
+#[task(queue = "double", heartbeat = "10s")]
+async fn double(n: u64) -> Result<u64, String> {
+    Ok(n * 2)
+}
+
+#[workflow]
+async fn doubled(n: u64) -> Result<u64, String> {
+    let d = double(n).await?;
+    Ok(d + 1)
+}
+
 fn builder() -> flow::EngineBuilder {
     Engine::builder()
         .register::<mixed>()
         .register::<leaf>()
         .register::<approval>()
+        .register::<doubled>()
 }
 
 async fn member(url: &str) -> Cluster {
@@ -212,6 +225,57 @@ async fn a_member_leaving_hands_its_shards_over_and_runs_go_on() {
     for (id, i) in &runs {
         assert_eq!(b.result::<mixed>(id).await.unwrap(), expected(*i, *i));
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_polls_and_reports_through_any_member() {
+    let Some(cluster) = TestCluster::shared() else { return };
+    let url = cluster.create_database("cluster_queues");
+    let a = member(&url).await;
+    let b = member(&url).await;
+    balanced(&[&a, &b], 6).await;
+    // Runs driven by A; the worker only talks to B.
+    let mut runs = BTreeMap::new();
+    for n in 0..6u64 {
+        let id = remote_id(&b, &format!("queued{n}"));
+        a.start(&id, doubled(n)).await.unwrap();
+        runs.insert(id, n);
+    }
+    let mut done = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done < runs.len() {
+        assert!(Instant::now() < deadline, "{done} of {} tasks served", runs.len());
+        let tasks = b
+            .poll_tasks("double", "worker-b", 4, Duration::from_secs(2))
+            .await
+            .unwrap();
+        for task in tasks {
+            let n = runs[&task.run_id];
+            assert!(!b.heartbeat_task("double", &task.token).await.unwrap().cancel_requested);
+            let ok: BTreeMap<&str, u64> = [("Ok", n * 2)].into_iter().collect();
+            assert_eq!(
+                b.complete_task("double", &task.token, &ok).await.unwrap(),
+                flow::Completed::Accepted
+            );
+            // The same report again is a duplicate, through either member.
+            assert_eq!(
+                a.complete_task("double", &task.token, &ok).await.unwrap(),
+                flow::Completed::Duplicate
+            );
+            done += 1;
+        }
+    }
+    for (id, n) in &runs {
+        assert_eq!(b.result::<doubled>(id).await.unwrap(), Ok(n * 2 + 1));
+    }
+    // Nothing is left to hand out.
+    let none = b
+        .poll_tasks("double", "worker-b", 4, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
     a.shutdown().await;
     b.shutdown().await;
 }

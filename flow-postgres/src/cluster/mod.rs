@@ -18,6 +18,7 @@
 
 mod balance;
 mod listen;
+mod queues;
 mod renew;
 mod serve;
 mod wire;
@@ -300,7 +301,7 @@ impl Cluster {
     }
 
     /// The shard of the run that issued callback or task token `token`.
-    fn token_shard(&self, token: &str) -> Result<u32, FlowError> {
+    pub(crate) fn token_shard(&self, token: &str) -> Result<u32, FlowError> {
         let shards = u64::from(self.inner.shards);
         match token_route(token).or_else(|| task_token_route(token)) {
             Some(route) => Ok((route % shards) as u32),
@@ -339,7 +340,7 @@ impl Cluster {
         self.inner.shutdown().await;
     }
 
-    async fn route<T, F, Fut>(&self, shard: u32, request: Request, local: F) -> Result<Answer, FlowError>
+    pub(crate) async fn route<T, F, Fut>(&self, shard: u32, request: Request, local: F) -> Result<Answer, FlowError>
     where
         F: Fn(Engine) -> Fut,
         Fut: Future<Output = Result<T, FlowError>>,
@@ -455,7 +456,7 @@ impl Inner {
 
     /// A request ID no other request of any process has: the time, this process's
     /// name's hash and a counter.
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let me = BuildHasherDefault::<DefaultHasher>::default().hash_one(&self.owner);
         let n = self.next_request.fetch_add(1, Ordering::Relaxed);
@@ -464,6 +465,12 @@ impl Inner {
             .unwrap_or_default()
             .as_millis();
         format!("{now:013}-{me:016x}-{n}")
+    }
+
+    /// Stops waiting for the answer to request `id` (its row stays; it is deleted with
+    /// the old answered requests).
+    pub(crate) fn forget_request(&self, id: &str) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 
     async fn shutdown(&self) {

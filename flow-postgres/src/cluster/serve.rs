@@ -122,13 +122,20 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             .call_async(move |client| {
                 client
                     .query(
-                        "SELECT id, shard, body FROM flow_requests \
+                        "SELECT id, shard, body, \
+                             created_at < clock_timestamp() - INTERVAL '2 seconds' \
+                         FROM flow_requests \
                          WHERE shard = ANY($1) AND answer IS NULL ORDER BY created_at LIMIT 1000",
                         &[&shards],
                     )
                     .map(|rows| {
                         rows.iter()
-                            .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1), r.get::<_, Vec<u8>>(2)))
+                            .map(|r| Row {
+                                id: r.get(0),
+                                shard: r.get::<_, i32>(1) as u32,
+                                body: r.get(2),
+                                old: r.get(3),
+                            })
                             .collect::<Vec<_>>()
                     })
             })
@@ -144,27 +151,37 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 continue;
             }
         };
-        for (id, shard, body) in rows {
+        for row in rows {
             if !inner
                 .serving
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(id.clone())
+                .insert(row.id.clone())
             {
                 continue;
             }
             let inner = inner.clone();
             tokio::spawn(async move {
-                serve_one(&inner, &id, shard as u32, &body).await;
-                inner.serving.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                serve_one(&inner, &row).await;
+                inner.serving.lock().unwrap_or_else(|e| e.into_inner()).remove(&row.id);
             });
         }
     }
 }
 
+/// A request as the owner reads it.
+struct Row {
+    id: String,
+    shard: u32,
+    body: Vec<u8>,
+    /// Left more than two seconds ago: a poll's caller has given up on it.
+    old: bool,
+}
+
 /// Applies one request and writes its answer; leaves it unanswered (for this process
 /// or the shard's next owner to serve again) when the shard's engine stopped under it.
-async fn serve_one(inner: &Arc<Inner>, id: &str, shard: u32, body: &[u8]) {
+async fn serve_one(inner: &Arc<Inner>, row: &Row) {
+    let (id, shard, body) = (row.id.as_str(), row.shard, row.body.as_slice());
     let Some((engine, lease, answered)) = inner.read_held().get(&shard).map(|h| {
         (h.engine.clone(), h.shared.lease.clone(), h.answered.clone())
     }) else {
@@ -192,6 +209,23 @@ async fn serve_one(inner: &Arc<Inner>, id: &str, shard: u32, body: &[u8]) {
         Request::Wait { run_id } => engine.wait(&run_id).await.map(Answer::from),
         Request::Describe { run_id } => engine.describe(&run_id).await.map(Answer::from),
         Request::History { run_id } => engine.history(&run_id).await.map(Answer::from),
+        // Tasks leased for a caller that gave up would wait for their heartbeat timeout.
+        Request::Poll { .. } if row.old => Ok(Answer::Tasks(Vec::new())),
+        Request::Poll { queue, worker, max } => {
+            super::queues::poll_here(inner, &queue, &worker, max as usize)
+                .await
+                .map(Answer::Tasks)
+        }
+        Request::TaskHeartbeat { queue, token } => {
+            engine.heartbeat_task(&queue, &token).map(Answer::Heartbeat)
+        }
+        Request::TaskReport {
+            queue,
+            token,
+            report,
+        } => super::queues::report_here(&engine, &queue, &token, report)
+            .await
+            .map(Answer::Report),
     };
     let answer = match outcome {
         Ok(answer) => answer,

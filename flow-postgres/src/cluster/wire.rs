@@ -1,7 +1,10 @@
 //! Requests one process leaves in `flow_requests` for the owner of a shard, and the
 //! answers the owner writes back, as bytes (postcard).
 
-use flow_runtime::{Delivery, FlowError, HistoryEvent, RunDescription, RunSummary};
+use flow_runtime::{
+    Completed, Delivery, FlowError, HistoryEvent, LeasedTask, RunDescription, RunSummary,
+    TaskHeartbeat,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::storage;
@@ -24,6 +27,33 @@ pub(crate) enum Request {
     Describe { run_id: String },
     /// The run's history.
     History { run_id: String },
+    /// Up to `max` tasks of `queue` waiting in any engine of the owner's process, without
+    /// waiting.
+    Poll {
+        queue: String,
+        worker: String,
+        max: u32,
+    },
+    /// A worker's heartbeat for a task this shard's engine leased.
+    TaskHeartbeat { queue: String, token: String },
+    /// A worker's report of a task this shard's engine leased: its encoded output, or
+    /// its failure.
+    TaskReport {
+        queue: String,
+        token: String,
+        report: TaskReport,
+    },
+}
+
+/// What a worker reports of a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum TaskReport {
+    Completed(Vec<u8>),
+    Failed {
+        error: String,
+        retryable: bool,
+        retry_after_ms: Option<u64>,
+    },
 }
 
 /// The owner's answer.
@@ -32,6 +62,9 @@ pub(crate) enum Answer {
     Done,
     Described(Description),
     History(Vec<HistoryEvent>),
+    Tasks(Vec<LeasedTask>),
+    Heartbeat(TaskHeartbeat),
+    Report(Completed),
     Refused(WireError),
 }
 
@@ -63,167 +96,88 @@ impl From<Description> for RunDescription {
     }
 }
 
-/// The errors an owner refuses a request with, rebuilt as the same [`FlowError`] on
-/// the caller's side; others travel as their message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum WireError {
-    UnknownRun { run_id: String },
-    UnknownWorkflow { workflow: String },
-    RunFinished { run_id: String, status: String, what: String },
-    InvalidCallbackToken { reason: String },
-    SignalTypeMismatch { run_id: String, signal: String, sent: String, expected: String },
-    UnknownSignal { run_id: String, workflow: String, signal: String, known: String },
-    CallbackTypeMismatch { token: String, sent: String, awaited: String, reason: String },
-    RunIdConflict { run_id: String, difference: String },
-    InputTypeMismatch { workflow: String, expected: String, message: String },
-    Other(String),
+/// Declares [`WireError`]: the errors an owner refuses a request with, each rebuilt as
+/// the same [`FlowError`] on the caller's side (others travel as their message). A
+/// field is `text` (a `String`) or `fixed` (a `&'static str` of the error).
+macro_rules! wire_errors {
+    ($($variant:ident { $($field:ident: $kind:ident),* }),* $(,)?) => {
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub(crate) enum WireError {
+            $($variant { $($field: String),* },)*
+            Other(String),
+        }
+
+        impl From<&FlowError> for WireError {
+            fn from(e: &FlowError) -> Self {
+                match e.clone() {
+                    $(FlowError::$variant { $($field),* } => WireError::$variant {
+                        $($field: $kind::send($field)),*
+                    },)*
+                    other => WireError::Other(other.to_string()),
+                }
+            }
+        }
+
+        impl From<WireError> for FlowError {
+            fn from(e: WireError) -> Self {
+                match e {
+                    $(WireError::$variant { $($field),* } => FlowError::$variant {
+                        $($field: $kind::receive($field)),*
+                    },)*
+                    WireError::Other(message) => storage(format!(
+                        "the process that drives the run refused the request: {message}"
+                    )),
+                }
+            }
+        }
+    };
 }
 
-impl From<&FlowError> for WireError {
-    fn from(e: &FlowError) -> Self {
-        match e.clone() {
-            FlowError::UnknownRun { run_id } => WireError::UnknownRun { run_id },
-            FlowError::UnknownWorkflow { workflow } => WireError::UnknownWorkflow { workflow },
-            FlowError::RunFinished {
-                run_id,
-                status,
-                what,
-            } => WireError::RunFinished {
-                run_id,
-                status,
-                what: what.to_string(),
-            },
-            FlowError::InvalidCallbackToken { reason } => {
-                WireError::InvalidCallbackToken { reason }
-            }
-            FlowError::SignalTypeMismatch {
-                run_id,
-                signal,
-                sent,
-                expected,
-            } => WireError::SignalTypeMismatch {
-                run_id,
-                signal,
-                sent,
-                expected,
-            },
-            FlowError::UnknownSignal {
-                run_id,
-                workflow,
-                signal,
-                known,
-            } => WireError::UnknownSignal {
-                run_id,
-                workflow,
-                signal,
-                known,
-            },
-            FlowError::CallbackTypeMismatch {
-                token,
-                sent,
-                awaited,
-                reason,
-            } => WireError::CallbackTypeMismatch {
-                token,
-                sent,
-                awaited,
-                reason,
-            },
-            FlowError::RunIdConflict { run_id, difference } => {
-                WireError::RunIdConflict { run_id, difference }
-            }
-            FlowError::InputTypeMismatch {
-                workflow,
-                expected,
-                message,
-            } => WireError::InputTypeMismatch {
-                workflow,
-                expected,
-                message,
-            },
-            other => WireError::Other(other.to_string()),
-        }
+wire_errors! {
+    UnknownRun { run_id: text },
+    UnknownWorkflow { workflow: text },
+    RunFinished { run_id: text, status: text, what: fixed },
+    InvalidCallbackToken { reason: text },
+    SignalTypeMismatch { run_id: text, signal: text, sent: text, expected: text },
+    UnknownSignal { run_id: text, workflow: text, signal: text, known: text },
+    CallbackTypeMismatch { token: text, sent: text, awaited: text, reason: text },
+    RunIdConflict { run_id: text, difference: text },
+    InputTypeMismatch { workflow: text, expected: text, message: text },
+    UnknownQueue { queue: text, known: text },
+    InvalidTaskToken { reason: text },
+    StaleTaskToken { reason: text },
+    TaskTokenGone { reason: text },
+    WrongQueue { queue: text, token_queue: text },
+    TaskOutputMismatch { task: text, message: text },
+    QueuesRecovering {},
+    TaskAlreadyReported { how: fixed },
+    TaskReportNotDurable { how: fixed },
+}
+
+/// A `String` field, as it is.
+mod text {
+    pub(super) fn send(value: String) -> String {
+        value
+    }
+    pub(super) fn receive(value: String) -> String {
+        value
     }
 }
 
-impl From<WireError> for FlowError {
-    fn from(e: WireError) -> Self {
-        match e {
-            WireError::UnknownRun { run_id } => FlowError::UnknownRun { run_id },
-            WireError::UnknownWorkflow { workflow } => FlowError::UnknownWorkflow { workflow },
-            WireError::RunFinished {
-                run_id,
-                status,
-                what,
-            } => FlowError::RunFinished {
-                run_id,
-                status,
-                what: static_what(&what),
-            },
-            WireError::InvalidCallbackToken { reason } => {
-                FlowError::InvalidCallbackToken { reason }
-            }
-            WireError::SignalTypeMismatch {
-                run_id,
-                signal,
-                sent,
-                expected,
-            } => FlowError::SignalTypeMismatch {
-                run_id,
-                signal,
-                sent,
-                expected,
-            },
-            WireError::UnknownSignal {
-                run_id,
-                workflow,
-                signal,
-                known,
-            } => FlowError::UnknownSignal {
-                run_id,
-                workflow,
-                signal,
-                known,
-            },
-            WireError::CallbackTypeMismatch {
-                token,
-                sent,
-                awaited,
-                reason,
-            } => FlowError::CallbackTypeMismatch {
-                token,
-                sent,
-                awaited,
-                reason,
-            },
-            WireError::RunIdConflict { run_id, difference } => {
-                FlowError::RunIdConflict { run_id, difference }
-            }
-            WireError::InputTypeMismatch {
-                workflow,
-                expected,
-                message,
-            } => FlowError::InputTypeMismatch {
-                workflow,
-                expected,
-                message,
-            },
-            WireError::Other(message) => storage(format!(
-                "the process that drives the run refused the request: {message}"
-            )),
-        }
-    }
-}
+/// A `&'static str` field: one of the texts the engine refuses with, else a neutral one.
+mod fixed {
+    const KNOWN: &[&str] = &["signals", "cancellation", "completed", "failed"];
 
-/// `RunFinished::what` holds a static text: the ones the store refuses with, else a
-/// neutral one.
-fn static_what(what: &str) -> &'static str {
-    const KNOWN: &[&str] = &["signals", "cancellation", "a signal", "a cancellation"];
-    KNOWN
-        .iter()
-        .find(|known| **known == what)
-        .copied()
-        .unwrap_or("this request")
+    pub(super) fn send(value: &'static str) -> String {
+        value.to_string()
+    }
+    pub(super) fn receive(value: String) -> &'static str {
+        KNOWN
+            .iter()
+            .find(|known| **known == value)
+            .copied()
+            .unwrap_or("this request")
+    }
 }
 
 /// Encodes a request or an answer.

@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, Notify};
 
 mod token;
@@ -84,7 +84,7 @@ const MAX_WORKER_NAMES: usize = 1024;
 const WORKER_LIVE_FOR: Duration = Duration::from_secs(90);
 
 /// One lease on a remote task's attempt, as a poll hands it to a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeasedTask {
     /// Names this lease in heartbeats and reports; refused once the lease ended.
     pub token: String,
@@ -111,7 +111,7 @@ pub struct LeasedTask {
 }
 
 /// The answer to a heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskHeartbeat {
     /// The run was cancelled (or no longer needs the attempt): stop, and report the
     /// task failed (or just drop it).
@@ -121,7 +121,7 @@ pub struct TaskHeartbeat {
 }
 
 /// What became of a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Completed {
     /// The report was accepted: the run goes on with it.
@@ -897,7 +897,19 @@ impl Engine {
         output: &T,
     ) -> Result<Completed, FlowError> {
         let bytes = codec::encode(output, || "a remote task's output".to_string())?;
-        let taken = self.core().queues.complete(queue, token, &bytes)?;
+        self.complete_task_encoded(queue, token, &bytes).await
+    }
+
+    /// [`complete_task`](Self::complete_task) with the output already encoded (with
+    /// [`codec::encode`]): for a store that forwards a report to the process whose
+    /// engine leased the task.
+    pub async fn complete_task_encoded(
+        &self,
+        queue: &str,
+        token: &str,
+        output: &[u8],
+    ) -> Result<Completed, FlowError> {
+        let taken = self.core().queues.complete(queue, token, output)?;
         durable(taken, "completed").await
     }
 
