@@ -19,7 +19,9 @@ Mechanisms (how at most N runs are kept in flight):
   (`--queue-poll`, default 0.05 s here; DBOS's default is 1 s, which caps a queue at N
   runs per second).
 - `threads`: N plain Python threads, each calling the workflow function directly (a
-  workflow called directly runs durably in the calling thread).
+  workflow called directly runs durably in the calling thread). Each thread holds one of
+  DBOS's pooled connections at a time, so at 1,000 threads the default pool of 20 runs
+  dry (DBOS logs the waits and retries); `--pool` raises it.
 
 Durability stays at the defaults: DBOS commits each workflow's start, each step's output
 and the workflow's result, and the server keeps fsync and `synchronous_commit` on.
