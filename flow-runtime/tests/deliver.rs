@@ -373,6 +373,40 @@ async fn deliveries_survive_a_kill_and_a_reopen() {
     engine.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_from_before_deliveries_gets_the_table_when_opened() {
+    let dir = std::env::temp_dir().join(format!("flow-deliver-old-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("journal.redb");
+    let engine = builder().open(&path).await.unwrap();
+    engine.start("old", collect(1)).await.unwrap();
+    engine.shutdown().await;
+    drop(engine);
+    // What flow left before deliveries: the same format, without their table.
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table = redb::TableDefinition::<&str, ()>::new("flow_deliveries");
+        assert!(txn.delete_table(table).unwrap(), "the table existed");
+        txn.commit().unwrap();
+    }
+    // Looked at without a write: no deliveries.
+    let engine = Engine::builder().inspect_only().open(&path).await.unwrap();
+    assert!(engine.deliveries().await.unwrap().is_empty());
+    engine.shutdown().await;
+    drop(engine);
+    let engine = builder().open(&path).await.unwrap();
+    assert!(engine.deliveries().await.unwrap().is_empty());
+    engine.deliver("r1", item("old", 3)).await.unwrap();
+    engine.deliver("r1", item("old", 3)).await.unwrap();
+    assert_eq!(result_of(&engine, "old").await, [3]);
+    assert_eq!(engine.deliveries().await.unwrap(), ["r1"]);
+    engine.shutdown().await;
+    drop(engine);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A journal and its log in memory, behind one lock so that an image of both is taken
 /// at one instant (what a killed process leaves).
 #[derive(Debug, Clone, Default)]
