@@ -218,3 +218,36 @@ pub(crate) fn check_completion(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::route_key;
+
+    #[test]
+    fn new_tokens_carry_their_runs_route() {
+        let token = new_token("order-42/3").unwrap();
+        assert_eq!(token.len(), 7 + 32 + 1 + 16, "{token}");
+        assert!(token.starts_with("flowcb_"), "{token}");
+        assert!(token.ends_with(&format!("_{:016x}", route_key("order-42"))));
+        assert_eq!(token_route(&token), Some(route_key("order-42")));
+        assert_ne!(
+            new_token("order-42").unwrap(),
+            new_token("order-42").unwrap()
+        );
+        // Tokens of the older format, and strings that are no token, do not route.
+        for other in [
+            "flowcb_00000000000000000000000000000000",
+            "flowcb_nope",
+            "flowcb_00000000000000000000000000000000_123",
+            "flowcb_0000000000000000000000000000000g_0000000000000000",
+            "",
+        ] {
+            assert_eq!(token_route(other), None, "{other}");
+        }
+        assert_eq!(
+            token_route("flowcb_00000000000000000000000000000000_00000000000000ff"),
+            Some(255)
+        );
+    }
+}

@@ -67,9 +67,11 @@ mod tests {
         assert_eq!(route_key(""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(route_key("a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(route_key("foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(route_key("order-42"), 0x7d1d_eb86_a056_62d4);
         // Children route with their root.
         assert_eq!(route_key("foobar/3"), route_key("foobar"));
         assert_eq!(route_key("foobar/3.1/2"), route_key("foobar"));
+        assert_eq!(route_key("order-42/7.1"), 0x7d1d_eb86_a056_62d4);
         assert_ne!(route_key("foobar2"), route_key("foobar"));
     }
 }

@@ -10,7 +10,10 @@
 //! for `Engine::metrics`), `upgrade` (a run
 //! moved to another version of its workflow), `retention` (deleting finished runs),
 //! `redrive` (resuming a run that ended at the step it ended in), `fork` (a new run from
-//! another's state before a step), `builder`, `handle`.
+//! another's state before a step), `deliver` (requests from outside a run as data:
+//! signals, cancellations, callback completions and heartbeats, applied once per request
+//! ID by `Engine::deliver`), `builder`, `handle` (also the waiting and judging that
+//! `Engine::wait` and `RunDescription::into_result` share with it).
 //!
 //! Terms, as the code uses them: a *step* is one run of the machine's step function, from
 //! one suspension point to the next; what it awaits is a durable *operation*; a *turn* is

@@ -207,7 +207,16 @@ mod tests {
         assert_eq!(claimed_run(&other, MAX_RUN_ID).as_deref(), Some("order-1"));
         for garbage in ["", "xyz", "00", "flowcb_00"] {
             assert_eq!(claimed_run(garbage, MAX_RUN_ID), None, "{garbage:?}");
+            assert_eq!(crate::route::task_token_route(garbage), None);
         }
+        // A child run's token routes with its root.
+        let mut child = claims();
+        child.slot.run = "order-1/4.2".to_string();
+        let token = TokenKey::new(&[7; 32]).seal(&child);
+        assert_eq!(
+            crate::route::task_token_route(&token),
+            Some(crate::route::route_key("order-1"))
+        );
     }
 
     #[test]
