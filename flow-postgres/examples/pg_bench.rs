@@ -6,7 +6,11 @@
 //! ```text
 //! cargo run --release -p flow-postgres --example pg_bench            # 10,000 runs per row
 //! cargo run --release -p flow-postgres --example pg_bench -- --quick # 500 runs per row
+//! cargo run --release -p flow-postgres --example pg_bench -- --dbos  # then DBOS, same server
 //! ```
+//!
+//! With `--dbos`, the same row then runs in DBOS (Python) on the same PostgreSQL server
+//! (`scripts/dbos-bench.sh`, which installs DBOS from PyPI into `target/dbos-venv`).
 //!
 //! Each row gets a new database. The processes are this example run with `--node`:
 //! each opens the cluster, waits until the shards are shared evenly, then runs its part
@@ -183,6 +187,13 @@ async fn main() -> Result<(), FlowError> {
         }
     }
     println!("load average after: {}", loadavg());
+    if args.iter().any(|a| a == "--dbos") {
+        let server = match base {
+            Some(cluster) => cluster.url("postgres"),
+            None => database.clone(),
+        };
+        dbos(&server, quick);
+    }
     let floor = at_1000[0] >= 2000.0;
     let adding = at_1000.windows(2).all(|w| w[1] >= w[0] * 0.95);
     println!(
@@ -194,6 +205,21 @@ async fn main() -> Result<(), FlowError> {
         if adding { "met" } else { "NOT met" }
     );
     Ok(())
+}
+
+/// Row 3 in DBOS on the same server, by `scripts/dbos-bench.sh`.
+fn dbos(server: &str, quick: bool) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dbos-bench.sh");
+    let mut command = Command::new("bash");
+    command.arg(script).arg(server);
+    if quick {
+        command.args(["--", "--quick"]);
+    }
+    match command.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => println!("DBOS was not benchmarked: the script ended with {status}"),
+        Err(e) => println!("DBOS was not benchmarked: {e}"),
+    }
 }
 
 /// The 1, 5 and 15 minute load averages (other work on the machine skews every row).

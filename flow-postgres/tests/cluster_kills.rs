@@ -107,6 +107,12 @@ async fn cluster_node() {
     let Ok(url) = std::env::var("FLOW_PG_NODE_URL") else {
         return;
     };
+    // The cluster's warnings and errors, on standard error (shown when a check fails).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("flow_postgres=debug,flow_runtime=warn"))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
     let cluster = open(&url).await;
     println!("OPENED");
     if std::env::var("FLOW_PG_MODE").as_deref() == Ok("check") {
@@ -122,14 +128,40 @@ async fn cluster_node() {
         }
         let permit = permits.clone().acquire_owned().await.unwrap();
         let (cluster, id) = (cluster.clone(), format!("{name}-{n}"));
-        tasks.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             drive(cluster, id, n).await;
             drop(permit);
-        }));
+        });
+        tasks.push((format!("{name}-{n}"), task));
     }
-    for task in tasks {
-        let _ = task.await;
+    for (id, mut task) in tasks {
+        if tokio::time::timeout(Duration::from_secs(20), &mut task).await.is_err() {
+            // Says where a run that does not finish stands, for the failure's message.
+            let shard = cluster.shard_of(&id);
+            let described = tokio::time::timeout(Duration::from_secs(5), cluster.describe(&id)).await;
+            let child = format!("{id}/3");
+            let child_described =
+                tokio::time::timeout(Duration::from_secs(5), cluster.describe(&child)).await;
+            let history = match cluster.history(&id).await {
+                Ok(events) => events
+                    .iter()
+                    .map(|e| {
+                        let mut kind = format!("{:?}", e.kind);
+                        kind.truncate(60);
+                        format!("{} {kind}", e.at_ms)
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => vec![e.to_string()],
+            };
+            println!(
+                "STUCK {id} shard {shard} held {:?} described {described:?}; child \
+                 {child_described:?} {history:?}",
+                cluster.held_shards()
+            );
+            let _ = task.await;
+        }
     }
+    println!("LOST {name} {}", cluster.lost_leases());
     println!("DONE");
     cluster.shutdown().await;
 }
@@ -230,7 +262,8 @@ impl Node {
         }
     }
 
-    /// Waits for `DONE` (at most `within`), then for the process to exit.
+    /// Waits for `DONE` (at most `within`; then the process is killed), then for the
+    /// process to exit.
     fn finish(&mut self, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
         while !self.seen.iter().any(|l| l == "DONE") {
@@ -239,12 +272,29 @@ impl Node {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(line) => self.seen.push(line),
-                Err(_) => break,
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let path = std::env::temp_dir()
+                        .join(format!("flow-pg-unfinished-{}.log", self.child.id()));
+                    std::fs::write(&path, self.seen.join("\n")).unwrap();
+                    panic!(
+                        "an engine process did not finish in time; what it printed is in {}",
+                        path.display()
+                    );
+                }
             }
         }
         let _ = self.child.wait();
         self.drain();
         self.seen.clone()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     fn kill(&mut self) -> Vec<String> {
@@ -281,130 +331,194 @@ impl Random {
     }
 }
 
+/// Three load processes on a new database, the executions log and the stop file.
+struct Scenario {
+    url: String,
+    dir: std::path::PathBuf,
+    exec: std::path::PathBuf,
+    stop: std::path::PathBuf,
+    incarnation: u32,
+    nodes: Vec<Node>,
+    lines: Vec<String>,
+}
+
+impl Scenario {
+    fn start(cluster: &TestCluster, name: &str) -> Scenario {
+        let url = cluster.create_database(name);
+        let dir = std::env::temp_dir().join(format!("flow-pg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut scenario = Scenario {
+            url,
+            exec: dir.join("executions"),
+            stop: dir.join("stop"),
+            dir,
+            incarnation: 0,
+            nodes: Vec::new(),
+            lines: Vec::new(),
+        };
+        for slot in 0..3 {
+            let node = scenario.spawn(slot);
+            scenario.nodes.push(node);
+        }
+        scenario
+    }
+
+    /// A new load process for `slot` (named after its slot and incarnation).
+    fn spawn(&mut self, slot: usize) -> Node {
+        self.incarnation += 1;
+        let env = [
+            ("FLOW_PG_NODE", format!("n{slot}i{}", self.incarnation)),
+            ("FLOW_PG_EXEC", self.exec.display().to_string()),
+            ("FLOW_PG_STOP", self.stop.display().to_string()),
+        ];
+        Node::spawn(&self.url, &env)
+    }
+
+    /// Stops the load, then checks every acknowledged run (see the module doc); `killed`
+    /// are the processes killed on the way.
+    fn finish_and_check(mut self, killed: &BTreeSet<u32>) -> Vec<String> {
+        let (url, dir, exec, stop) = (&self.url, &self.dir, &self.exec, &self.stop);
+        let mut lines = std::mem::take(&mut self.lines);
+        std::fs::write(stop, "").unwrap();
+        for node in &mut self.nodes {
+            lines.extend(node.finish(Duration::from_secs(60)));
+        }
+
+        // Every acknowledged start must finish with the right output.
+        let started: BTreeMap<String, u64> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("STARTED "))
+            .map(|rest| {
+                let (id, x) = rest.split_once(' ').unwrap();
+                (id.to_string(), x.parse().unwrap())
+            })
+            .collect();
+        assert!(started.len() > 40, "too little work: {} runs", started.len());
+        // The processes' calls never failed: a shard moving under a call is routed again.
+        let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("ERROR")).collect();
+        assert!(errors.is_empty(), "calls failed: {errors:#?}");
+        for l in lines.iter().filter_map(|l| l.strip_prefix("RESULT ")) {
+            let (id, out) = l.split_once(' ').unwrap();
+            assert_eq!(out.parse::<u64>().unwrap(), expected(started[id]), "{id}");
+        }
+        let list: String = started.iter().map(|(id, x)| format!("{id} {x}\n")).collect();
+        let await_path = dir.join("await");
+        std::fs::write(&await_path, list).unwrap();
+        let mut checker = Node::spawn(
+            url,
+            &[
+                ("FLOW_PG_MODE", "check".to_string()),
+                ("FLOW_PG_AWAIT", await_path.display().to_string()),
+                ("FLOW_PG_EXEC", exec.display().to_string()),
+            ],
+        );
+        let checked = checker.finish(Duration::from_secs(300));
+        assert!(checked.iter().any(|l| l == "DONE"), "{checked:?}");
+        let mut results = 0;
+        for (id, x) in &started {
+            let want = format!("RESULT {id} {}", expected(*x));
+            assert!(checked.contains(&want), "missing `{want}`");
+            results += 1;
+        }
+        let commits: BTreeMap<String, u64> = checked
+            .iter()
+            .filter_map(|l| l.strip_prefix("COMMIT "))
+            .map(|rest| {
+                let (key, at) = rest.split_once(' ').unwrap();
+                (key.to_string(), at.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(commits.len(), results * 5, "five task results per run");
+
+        // No execution of a task started after its result was committed.
+        let log = std::fs::read_to_string(exec).unwrap();
+        let mut by_killed = 0;
+        let mut again = 0;
+        let mut seen = BTreeSet::new();
+        for line in log.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let (key, pid, at): (&str, u32, u64) =
+                (parts[0], parts[1].parse().unwrap(), parts[2].parse().unwrap());
+            if !seen.insert(key) {
+                again += 1;
+            }
+            by_killed += u32::from(killed.contains(&pid));
+            if let Some(committed) = commits.get(key) {
+                if at > *committed {
+                    let run = key.rsplit_once('/').unwrap().0;
+                    let events: Vec<&String> = checked
+                        .iter()
+                        .filter(|l| l.starts_with(&format!("EVENT {run} ")))
+                        .collect();
+                    let runs: Vec<&str> = log.lines().filter(|l| l.starts_with(run)).collect();
+                    panic!(
+                        "{key} ran again at {at} in process {pid}, after its result was committed \
+                         at {committed}; executions: {runs:#?}; history: {events:#?}; killed: {killed:?}"
+                    );
+                }
+            }
+        }
+        println!(
+            "{} runs, {} task executions ({again} of them again after a kill or a handover), \
+             {by_killed} in processes later killed",
+            started.len(),
+            log.lines().count()
+        );
+        assert!(
+            killed.is_empty() || by_killed > 0,
+            "the kills hit processes at work"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        lines
+    }
+}
+
 #[test]
 fn three_processes_one_killed_at_random_50_times() {
     let Some(cluster) = TestCluster::shared() else {
         return;
     };
-    let url = cluster.create_database("cluster_kills");
-    let dir = std::env::temp_dir().join(format!("flow-pg-kills-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let exec = dir.join("executions");
-    let stop = dir.join("stop");
     let seed = std::env::var("FLOW_PG_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| now_ms() | 1);
     println!("seed {seed} (FLOW_PG_KILL_SEED repeats it)");
     let mut random = Random(seed);
-    let env = |node: String| {
-        vec![
-            ("FLOW_PG_NODE", node),
-            ("FLOW_PG_EXEC", exec.display().to_string()),
-            ("FLOW_PG_STOP", stop.display().to_string()),
-        ]
-    };
-    let mut incarnation = 0;
-    let mut spawn = |slot: u64| {
-        incarnation += 1;
-        Node::spawn(&url, &env(format!("n{slot}i{incarnation}")))
-    };
-    let mut nodes: Vec<Node> = (0..3).map(&mut spawn).collect();
-    let mut lines: Vec<String> = Vec::new();
+    let mut scenario = Scenario::start(cluster, "cluster_kills");
     let mut killed = BTreeSet::new();
     for _ in 0..KILLS {
         std::thread::sleep(Duration::from_millis(300 + random.below(900)));
         let slot = random.below(3) as usize;
-        killed.insert(nodes[slot].child.id());
-        lines.extend(nodes[slot].kill());
-        nodes[slot] = spawn(slot as u64);
+        killed.insert(scenario.nodes[slot].child.id());
+        let seen = scenario.nodes[slot].kill();
+        scenario.lines.extend(seen);
+        scenario.nodes[slot] = scenario.spawn(slot);
     }
-    std::fs::write(&stop, "").unwrap();
-    for node in &mut nodes {
-        lines.extend(node.finish(Duration::from_secs(180)));
-    }
+    scenario.finish_and_check(&killed);
+}
 
-    // Every acknowledged start must finish with the right output.
-    let started: BTreeMap<String, u64> = lines
+#[test]
+fn a_process_paused_past_its_leases_is_refused_and_its_runs_finish_elsewhere() {
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
+    let mut scenario = Scenario::start(cluster, "cluster_sigstop");
+    std::thread::sleep(Duration::from_secs(3));
+    let paused = &scenario.nodes[0];
+    paused.signal("-STOP");
+    // Past its leases (1.5 s): the others take its shards over.
+    std::thread::sleep(Duration::from_secs(5));
+    paused.signal("-CONT");
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = scenario.finish_and_check(&BTreeSet::new());
+    // Back, it found its leases gone: the database refused its late commits, and it
+    // dropped those shards.
+    let lost: u64 = lines
         .iter()
-        .filter_map(|l| l.strip_prefix("STARTED "))
-        .map(|rest| {
-            let (id, x) = rest.split_once(' ').unwrap();
-            (id.to_string(), x.parse().unwrap())
-        })
-        .collect();
-    assert!(started.len() > 40, "too little work: {} runs", started.len());
-    // The processes' calls never failed: a shard moving under a call is routed again.
-    let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("ERROR")).collect();
-    assert!(errors.is_empty(), "calls failed: {errors:#?}");
-    for l in lines.iter().filter_map(|l| l.strip_prefix("RESULT ")) {
-        let (id, out) = l.split_once(' ').unwrap();
-        assert_eq!(out.parse::<u64>().unwrap(), expected(started[id]), "{id}");
-    }
-    let list: String = started.iter().map(|(id, x)| format!("{id} {x}\n")).collect();
-    let await_path = dir.join("await");
-    std::fs::write(&await_path, list).unwrap();
-    let mut checker = Node::spawn(
-        &url,
-        &[
-            ("FLOW_PG_MODE", "check".to_string()),
-            ("FLOW_PG_AWAIT", await_path.display().to_string()),
-            ("FLOW_PG_EXEC", exec.display().to_string()),
-        ],
-    );
-    let checked = checker.finish(Duration::from_secs(300));
-    assert!(checked.iter().any(|l| l == "DONE"), "{checked:?}");
-    let mut results = 0;
-    for (id, x) in &started {
-        let want = format!("RESULT {id} {}", expected(*x));
-        assert!(checked.contains(&want), "missing `{want}`");
-        results += 1;
-    }
-    let commits: BTreeMap<String, u64> = checked
-        .iter()
-        .filter_map(|l| l.strip_prefix("COMMIT "))
-        .map(|rest| {
-            let (key, at) = rest.split_once(' ').unwrap();
-            (key.to_string(), at.parse().unwrap())
-        })
-        .collect();
-    assert_eq!(commits.len(), results * 5, "five task results per run");
-
-    // No execution of a task started after its result was committed.
-    let log = std::fs::read_to_string(&exec).unwrap();
-    let mut by_killed = 0;
-    let mut again = 0;
-    let mut seen = BTreeSet::new();
-    for line in log.lines() {
-        let parts: Vec<&str> = line.split(' ').collect();
-        let (key, pid, at): (&str, u32, u64) =
-            (parts[0], parts[1].parse().unwrap(), parts[2].parse().unwrap());
-        if !seen.insert(key) {
-            again += 1;
-        }
-        by_killed += u32::from(killed.contains(&pid));
-        if let Some(committed) = commits.get(key) {
-            if at > *committed {
-                let run = key.rsplit_once('/').unwrap().0;
-                let events: Vec<&String> = checked
-                    .iter()
-                    .filter(|l| l.starts_with(&format!("EVENT {run} ")))
-                    .collect();
-                let runs: Vec<&str> = log.lines().filter(|l| l.starts_with(run)).collect();
-                panic!(
-                    "{key} ran again at {at} in process {pid}, after its result was committed \
-                     at {committed}; executions: {runs:#?}; history: {events:#?}; killed: {killed:?}"
-                );
-            }
-        }
-    }
-    println!(
-        "{} runs, {} task executions ({again} of them again after a kill or a handover), \
-         {by_killed} in processes later killed",
-        started.len(),
-        log.lines().count()
-    );
-    assert!(by_killed > 0, "the kills hit processes at work");
-    let _ = std::fs::remove_dir_all(&dir);
+        .find_map(|l| l.strip_prefix("LOST n0i1 "))
+        .expect("the paused process finished")
+        .parse()
+        .unwrap();
+    assert!(lost > 0, "the paused process lost no lease");
 }

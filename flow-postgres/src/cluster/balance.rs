@@ -94,6 +94,7 @@ async fn drop_lost(inner: &Arc<Inner>) {
         .collect();
     for shard in lost {
         tracing::error!(shard, "this process lost the shard's lease; its runs go on elsewhere");
+        inner.lost.fetch_add(1, Ordering::Relaxed);
         stop_shard(inner, shard).await;
     }
 }

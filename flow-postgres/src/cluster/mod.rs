@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     pub serving: Mutex<HashSet<String>>,
     pub stop: Arc<AtomicBool>,
     pub stopped: tokio::sync::Notify,
+    /// Shards dropped because their lease was lost.
+    pub lost: AtomicU64,
     next_request: AtomicU64,
 }
 
@@ -119,6 +121,7 @@ impl Cluster {
             serving: Mutex::new(HashSet::new()),
             stop: Arc::new(AtomicBool::new(false)),
             stopped: tokio::sync::Notify::new(),
+            lost: AtomicU64::new(0),
             next_request: AtomicU64::new(0),
         });
         listen::spawn(config.clone(), inner.wakes.clone(), inner.stop.clone());
@@ -145,6 +148,13 @@ impl Cluster {
     /// The shards this process drives now.
     pub fn held_shards(&self) -> Vec<u32> {
         self.inner.read_held().keys().copied().collect()
+    }
+
+    /// How many shards this process dropped because it lost their lease (it was paused,
+    /// or cut off from the database, past the lease's length): their runs went on in
+    /// other processes, and this one's late commits to them were refused.
+    pub fn lost_leases(&self) -> u64 {
+        self.inner.lost.load(Ordering::Relaxed)
     }
 
     /// The engines of the shards this process drives now (for metrics and listings of

@@ -544,11 +544,23 @@ pub(super) fn due_expiries(
 pub(super) fn active_runs(store: &Store) -> Result<Vec<String>, FlowError> {
     store.read(|txn| {
         let table = txn.open_table(ACTIVE)?;
-        let mut runs = Vec::new();
+        let mut runs = std::collections::BTreeSet::new();
         for entry in table.iter()? {
-            runs.push(entry?.0.value().to_string());
+            runs.insert(entry?.0.value().to_string());
         }
-        Ok(runs)
+        // A signal that arrived before its run waited for it is taken by the driver's
+        // turn after the transition that starts the wait, not by that transition: if
+        // the engine stopped in between (a crash, a shard handed over), only this finds
+        // the run again. A run whose inbox holds nothing it waits for just looks.
+        let inbox = txn.open_table(INBOX)?;
+        for entry in inbox.iter()? {
+            let (key, _) = entry?;
+            let run = key.value().0;
+            if !runs.contains(run) {
+                runs.insert(run.to_string());
+            }
+        }
+        Ok(runs.into_iter().collect())
     })
 }
 
