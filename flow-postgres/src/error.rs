@@ -44,10 +44,16 @@ pub(crate) fn connect_error(config: &Config, e: postgres::Error) -> FlowError {
             db.message()
         ),
         Some(db) => format!("could not connect to {target}: {}", db.message()),
-        None => format!(
-            "could not connect to {target}: {e}; check that the server is running and that \
-             the URL's host and port are right"
-        ),
+        None => {
+            // The cause (refused, timed out, ...) is the error's source.
+            let cause = std::error::Error::source(&e)
+                .map(|cause| format!(" ({cause})"))
+                .unwrap_or_default();
+            format!(
+                "could not connect to {target}: {e}{cause}; check that the server is running \
+                 and that the URL's host and port are right"
+            )
+        }
     };
     storage(message)
 }

@@ -85,3 +85,68 @@ async fn the_engine_rides_out_a_database_restart_and_loses_nothing() {
     engine.shutdown().await;
     drop(cluster);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_rides_out_a_database_restart_and_loses_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    let cluster = match TestCluster::start() {
+        Ok(cluster) => cluster,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and PostgreSQL could not be started: {why}")
+        }
+        Err(why) => return eprintln!("skipping a PostgreSQL test: {why}"),
+    };
+    let url = cluster.create_database("cluster_outage");
+    let member = || {
+        Postgres::new(url.clone())
+            .lease(Duration::from_secs(20))
+            .cluster(|| Engine::builder().register::<three>())
+    };
+    let (a, b) = (member().await.unwrap(), member().await.unwrap());
+    while a.held_shards().len() != 6 || b.held_shards().len() != 6 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Runs started through both members, in shards of both.
+    let runs = 40u64;
+    let before = DONE_STEPS.load(Ordering::SeqCst);
+    for i in 0..runs {
+        let through = if i % 2 == 0 { &a } else { &b };
+        through.start(&format!("c{i}"), three(i)).await.unwrap();
+    }
+    while DONE_STEPS.load(Ordering::SeqCst) < before + 20 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let halt = tokio::task::spawn_blocking(move || {
+        cluster.halt();
+        std::thread::sleep(Duration::from_secs(1));
+        cluster.resume();
+        cluster
+    });
+    let cluster = halt.await.unwrap();
+    assert!(
+        DONE_STEPS.load(Ordering::SeqCst) < before + 3 * runs,
+        "the outage came mid-load"
+    );
+    // Results read through the other member than the one that started each run.
+    for i in 0..runs {
+        let through = if i % 2 == 0 { &b } else { &a };
+        let out = tokio::time::timeout(Duration::from_secs(60), through.result::<three>(&format!("c{i}")))
+            .await
+            .expect("the run finished after the outage")
+            .unwrap();
+        assert_eq!(out, i + 3);
+    }
+    eprintln!("results read; server answers: {:?}", cluster.query("postgres", "SELECT 1"));
+    a.shutdown().await;
+    b.shutdown().await;
+
+    // A new member finds every result.
+    let c = member().await.unwrap();
+    for i in 0..runs {
+        assert_eq!(c.result::<three>(&format!("c{i}")).await.unwrap(), i + 3);
+    }
+    c.shutdown().await;
+    drop(cluster);
+}

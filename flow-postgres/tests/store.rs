@@ -455,3 +455,85 @@ async fn engines_opening_a_new_database_at_once_create_its_schema_once() {
         Some(flow_postgres::SCHEMA_VERSION.to_string().as_str())
     );
 }
+
+/// The schema as flow-postgres wrote it before shards (version 1), made from a current
+/// database of one shard: the lease in `flow_lease`, no shard tables.
+fn downgrade_to_version_1(cluster: &TestCluster, db: &str) {
+    cluster.execute(
+        db,
+        "CREATE TABLE flow_lease (id INT PRIMARY KEY CHECK (id = 1), owner TEXT, \
+             fence BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL); \
+         INSERT INTO flow_lease SELECT 1, owner, fence, expires_at FROM flow_shards \
+             WHERE shard = 0; \
+         DROP TABLE flow_shards; DROP TABLE flow_members; DROP TABLE flow_requests; \
+         ALTER TABLE flow_meta DROP COLUMN shards; \
+         UPDATE flow_meta SET schema_version = 1",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_version_1_becomes_a_cluster_of_one_shard_with_its_runs() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.create_database("v1");
+    let db = db_name(&url);
+    let engine = builder().open_postgres(&url).await.unwrap();
+    for i in 0..3 {
+        let run = engine
+            .start(format!("old-{i}"), three_steps("v1".into(), i))
+            .await
+            .unwrap();
+        assert_eq!(run.result().await.unwrap(), expected(i));
+    }
+    engine.shutdown().await;
+    downgrade_to_version_1(cluster, db);
+
+    // Migrated on open: one shard, holding every run; the cluster serves them.
+    let members = Postgres::new(url.clone())
+        .cluster(builder)
+        .await
+        .unwrap();
+    assert_eq!(members.shards(), 1);
+    assert_eq!(members.held_shards(), vec![0]);
+    for i in 0..3 {
+        assert_eq!(
+            members.result::<three_steps>(&format!("old-{i}")).await.unwrap(),
+            expected(i)
+        );
+    }
+    members.shutdown().await;
+    let meta = cluster.query(db, "SELECT schema_version, shards FROM flow_meta");
+    assert_eq!(meta[0][0].as_deref(), Some(&*flow_postgres::SCHEMA_VERSION.to_string()));
+    assert_eq!(meta[0][1].as_deref(), Some("1"));
+    // And one engine opens it as before.
+    let engine = builder().open_postgres(&url).await.unwrap();
+    assert_eq!(engine.status("old-2").await.unwrap(), RunStatus::Completed);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_engine_refuses_a_database_of_several_shards_and_changes_nothing() {
+    let Some(cluster) = cluster() else { return };
+    let url = cluster.create_database("sharded");
+    let db = db_name(&url);
+    let members = Postgres::new(url.clone())
+        .shards(4)
+        .cluster(builder)
+        .await
+        .unwrap();
+    assert_eq!(members.shards(), 4);
+    let id = "sharded-run";
+    members.start(id, three_steps("sharded".into(), 5)).await.unwrap();
+    assert_eq!(members.result::<three_steps>(id).await.unwrap(), expected(5));
+    members.shutdown().await;
+    let state = "SELECT md5(string_agg(data::TEXT, ',' ORDER BY file, idx)) FROM flow_blocks";
+    let before = cluster.query(db, state);
+    let leases = cluster.query(db, "SELECT count(*) FROM flow_shards WHERE owner IS NULL");
+    let error = refusal(builder().open_postgres(&url).await);
+    assert!(error.contains("cluster of 4 shards"), "{error}");
+    assert_eq!(cluster.query(db, state), before, "nothing was changed");
+    assert_eq!(
+        cluster.query(db, "SELECT count(*) FROM flow_shards WHERE owner IS NULL"),
+        leases,
+        "no lease was taken"
+    );
+}

@@ -5,13 +5,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flow_runtime::FlowError;
 
 use super::wire::{self, Answer, Request};
 use super::Inner;
-use crate::error::{query_error, storage};
+use crate::error::{query_error, retryable, storage};
 
 /// How often the loops look at the table without a notification.
 const POLL: Duration = Duration::from_millis(200);
@@ -29,21 +29,37 @@ pub(crate) async fn ask(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.to_string(), reply);
-    let (row_id, body, shard) = (id.to_string(), wire::encode(request), shard as i32);
-    let left = inner
-        .control
-        .call_async(move |client| {
-            client
-                .execute(
-                    "INSERT INTO flow_requests (id, shard, body, answer, created_at) \
-                     VALUES ($1, $2, $3, NULL, clock_timestamp()) ON CONFLICT (id) DO NOTHING",
-                    &[&row_id, &shard, &body],
-                )
-                .and_then(|_| client.execute("SELECT pg_notify('flow_requests', $1)", &[&row_id]))
-                .map_err(|e| query_error("leaving a request for another process", &e))
-        })
-        .await
-        .and_then(|r| r);
+    let (body, shard) = (wire::encode(request), shard as i32);
+    // The insert is idempotent: after a lost connection it is made again (on a new
+    // one) until the server is back or the lease's length has passed.
+    let began = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    let left = loop {
+        let (row_id, body) = (id.to_string(), body.clone());
+        let attempt = inner
+            .control
+            .call_async(move |client| {
+                client
+                    .execute(
+                        "INSERT INTO flow_requests (id, shard, body, answer, created_at) \
+                         VALUES ($1, $2, $3, NULL, clock_timestamp()) \
+                         ON CONFLICT (id) DO NOTHING",
+                        &[&row_id, &shard, &body],
+                    )
+                    .and_then(|_| client.execute("SELECT pg_notify('flow_requests', $1)", &[&row_id]))
+            })
+            .await;
+        match attempt {
+            Ok(Err(e)) if retryable(&e) && began.elapsed() < inner.ttl => {
+                tracing::warn!(error = %e, "PostgreSQL is unreachable; leaving the request again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Ok(Err(e)) => break Err(query_error("leaving a request for another process", &e)),
+            Ok(Ok(_)) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
     if let Err(e) = left {
         inner.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         return Err(e);
