@@ -3,6 +3,7 @@
 //! plain, compiled, and resumed at every step boundary must agree, for several inputs.
 
 mod corpus;
+mod support;
 // Included here alone, not through `corpus`, so the other corpus tests do not compile it.
 #[path = "corpus/generated.rs"]
 mod generated;
