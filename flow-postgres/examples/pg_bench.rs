@@ -54,7 +54,9 @@ async fn level(cluster: &Cluster, runs: u64, in_flight: usize) -> Result<(), Flo
             .await
             .expect("semaphore open");
         let cluster = cluster.clone();
-        let id = cluster.local_run_id("run").expect("this process drives shards");
+        let id = cluster
+            .local_run_id("run")
+            .expect("this process drives shards");
         // Each run is started and awaited in its own task, so that starts commit in
         // batches too.
         tasks.push(tokio::spawn(async move {
@@ -119,7 +121,10 @@ fn row(url: &str, processes: u64, runs: u64, in_flight: u64) -> f64 {
     let expect = |outputs: &mut Vec<_>, word: &str| {
         for lines in outputs.iter_mut() {
             let lines: &mut std::io::Lines<_> = lines;
-            let line = lines.next().expect("an engine process ended early").expect("a line");
+            let line = lines
+                .next()
+                .expect("an engine process ended early")
+                .expect("a line");
             assert_eq!(line, word, "an engine process said something else");
         }
     };

@@ -185,9 +185,8 @@ fn connect(
     }
     let (ttl, wait, lease_target) = (options.lease, options.wait, target.to_string());
     let owner = shard::process_name();
-    let lease = conn.call(move |client| {
-        lease::Lease::acquire(client, 0, owner, ttl, wait, &lease_target)
-    })??;
+    let lease = conn
+        .call(move |client| lease::Lease::acquire(client, 0, owner, ttl, wait, &lease_target))??;
     shard::load_files(shard::Renewal::Heartbeat(config), conn, Arc::new(lease))
 }
 

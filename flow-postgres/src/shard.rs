@@ -66,5 +66,9 @@ pub(crate) async fn open_engine(
 ) -> Result<Engine, FlowError> {
     let ShardFiles { db, log, shared } = files;
     drop(shared);
-    builder.backend(db).log_backend(log).open_backend(name).await
+    builder
+        .backend(db)
+        .log_backend(log)
+        .open_backend(name)
+        .await
 }

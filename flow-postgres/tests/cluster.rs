@@ -113,11 +113,17 @@ fn remote_id(member: &Cluster, prefix: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_share_the_shards_and_serve_each_others_runs() {
-    let Some(cluster) = TestCluster::shared() else { return };
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
     let url = cluster.create_database("cluster_share");
     let a = member(&url).await;
     assert_eq!(a.shards(), flow_postgres::DEFAULT_SHARDS);
-    assert_eq!(a.held_shards().len(), 12, "a lone member drives every shard");
+    assert_eq!(
+        a.held_shards().len(),
+        12,
+        "a lone member drives every shard"
+    );
     let b = member(&url).await;
     balanced(&[&a, &b], 6).await;
 
@@ -141,7 +147,11 @@ async fn members_share_the_shards_and_serve_each_others_runs() {
     let executions = EXECUTIONS.lock().unwrap().clone();
     for (id, _, _) in &runs {
         for key in ["item0", "item1", "item2", "leaf"] {
-            assert_eq!(executions.get(&format!("{id}/{key}")), Some(&1), "{id}/{key}");
+            assert_eq!(
+                executions.get(&format!("{id}/{key}")),
+                Some(&1),
+                "{id}/{key}"
+            );
         }
     }
     // A history read through either member is the same.
@@ -165,7 +175,9 @@ async fn members_share_the_shards_and_serve_each_others_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_and_cancellations_through_another_member() {
-    let Some(cluster) = TestCluster::shared() else { return };
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
     let url = cluster.create_database("cluster_callbacks");
     let a = member(&url).await;
     let b = member(&url).await;
@@ -180,9 +192,12 @@ async fn callbacks_and_cancellations_through_another_member() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     // Completed through the member that does not drive it: once; again is refused.
-    a.complete(&token, Ok::<_, String>("yes".to_string())).await.unwrap();
+    a.complete(&token, Ok::<_, String>("yes".to_string()))
+        .await
+        .unwrap();
     assert!(matches!(
-        a.complete(&token, Ok::<_, String>("again".to_string())).await,
+        a.complete(&token, Ok::<_, String>("again".to_string()))
+            .await,
         Err(FlowError::InvalidCallbackToken { .. })
     ));
     assert_eq!(b.result::<approval>(&id).await.unwrap(), "yes");
@@ -204,7 +219,9 @@ async fn callbacks_and_cancellations_through_another_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_leaving_hands_its_shards_over_and_runs_go_on() {
-    let Some(cluster) = TestCluster::shared() else { return };
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
     let url = cluster.create_database("cluster_leave");
     let a = member(&url).await;
     let b = member(&url).await;
@@ -231,7 +248,9 @@ async fn a_member_leaving_hands_its_shards_over_and_runs_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_polls_and_reports_through_any_member() {
-    let Some(cluster) = TestCluster::shared() else { return };
+    let Some(cluster) = TestCluster::shared() else {
+        return;
+    };
     let url = cluster.create_database("cluster_queues");
     let a = member(&url).await;
     let b = member(&url).await;
@@ -246,14 +265,23 @@ async fn a_worker_polls_and_reports_through_any_member() {
     let mut done = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while done < runs.len() {
-        assert!(Instant::now() < deadline, "{done} of {} tasks served", runs.len());
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {} tasks served",
+            runs.len()
+        );
         let tasks = b
             .poll_tasks("double", "worker-b", 4, Duration::from_secs(2))
             .await
             .unwrap();
         for task in tasks {
             let n = runs[&task.run_id];
-            assert!(!b.heartbeat_task("double", &task.token).await.unwrap().cancel_requested);
+            assert!(
+                !b.heartbeat_task("double", &task.token)
+                    .await
+                    .unwrap()
+                    .cancel_requested
+            );
             let ok: BTreeMap<&str, u64> = [("Ok", n * 2)].into_iter().collect();
             assert_eq!(
                 b.complete_task("double", &task.token, &ok).await.unwrap(),

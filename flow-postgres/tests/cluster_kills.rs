@@ -109,7 +109,9 @@ async fn cluster_node() {
     };
     // The cluster's warnings and errors, on standard error (shown when a check fails).
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("flow_postgres=debug,flow_runtime=warn"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "flow_postgres=debug,flow_runtime=warn",
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
@@ -135,10 +137,14 @@ async fn cluster_node() {
         tasks.push((format!("{name}-{n}"), task));
     }
     for (id, mut task) in tasks {
-        if tokio::time::timeout(Duration::from_secs(20), &mut task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(20), &mut task)
+            .await
+            .is_err()
+        {
             // Says where a run that does not finish stands, for the failure's message.
             let shard = cluster.shard_of(&id);
-            let described = tokio::time::timeout(Duration::from_secs(5), cluster.describe(&id)).await;
+            let described =
+                tokio::time::timeout(Duration::from_secs(5), cluster.describe(&id)).await;
             let child = format!("{id}/3");
             let child_described =
                 tokio::time::timeout(Duration::from_secs(5), cluster.describe(&child)).await;
@@ -170,7 +176,10 @@ async fn check(cluster: Cluster) {
     let list = std::fs::read_to_string(std::env::var("FLOW_PG_AWAIT").unwrap()).unwrap();
     for line in list.lines() {
         let mut parts = line.split(' ');
-        let (id, x): (&str, u64) = (parts.next().unwrap(), parts.next().unwrap().parse().unwrap());
+        let (id, x): (&str, u64) = (
+            parts.next().unwrap(),
+            parts.next().unwrap().parse().unwrap(),
+        );
         // A run whose signal may not have been sent gets it (again: a second one is
         // left unread in its inbox).
         let status = cluster.describe(id).await.unwrap().summary.status;
@@ -379,7 +388,11 @@ impl Scenario {
     /// are the processes killed on the way.
     /// `paused` is a process paused (pid, from, to: ms): its attempts in flight when it
     /// stopped run on once it goes on, until it learns that its leases are gone.
-    fn finish_and_check(mut self, killed: &BTreeSet<u32>, paused: Option<(u32, u64, u64)>) -> Vec<String> {
+    fn finish_and_check(
+        mut self,
+        killed: &BTreeSet<u32>,
+        paused: Option<(u32, u64, u64)>,
+    ) -> Vec<String> {
         let (url, dir, exec, stop) = (&self.url, &self.dir, &self.exec, &self.stop);
         let mut lines = std::mem::take(&mut self.lines);
         std::fs::write(stop, "").unwrap();
@@ -396,7 +409,11 @@ impl Scenario {
                 (id.to_string(), x.parse().unwrap())
             })
             .collect();
-        assert!(started.len() > 40, "too little work: {} runs", started.len());
+        assert!(
+            started.len() > 40,
+            "too little work: {} runs",
+            started.len()
+        );
         // The processes' calls never failed: a shard moving under a call is routed again.
         let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("ERROR")).collect();
         assert!(errors.is_empty(), "calls failed: {errors:#?}");
@@ -404,7 +421,10 @@ impl Scenario {
             let (id, out) = l.split_once(' ').unwrap();
             assert_eq!(out.parse::<u64>().unwrap(), expected(started[id]), "{id}");
         }
-        let list: String = started.iter().map(|(id, x)| format!("{id} {x}\n")).collect();
+        let list: String = started
+            .iter()
+            .map(|(id, x)| format!("{id} {x}\n"))
+            .collect();
         let await_path = dir.join("await");
         std::fs::write(&await_path, list).unwrap();
         let mut checker = Node::spawn(
@@ -440,8 +460,11 @@ impl Scenario {
         let mut seen = BTreeSet::new();
         for line in log.lines() {
             let parts: Vec<&str> = line.split(' ').collect();
-            let (key, pid, at): (&str, u32, u64) =
-                (parts[0], parts[1].parse().unwrap(), parts[2].parse().unwrap());
+            let (key, pid, at): (&str, u32, u64) = (
+                parts[0],
+                parts[1].parse().unwrap(),
+                parts[2].parse().unwrap(),
+            );
             if !seen.insert(key) {
                 again += 1;
             }

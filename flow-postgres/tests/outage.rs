@@ -132,13 +132,19 @@ async fn a_cluster_rides_out_a_database_restart_and_loses_nothing() {
     // Results read through the other member than the one that started each run.
     for i in 0..runs {
         let through = if i % 2 == 0 { &b } else { &a };
-        let out = tokio::time::timeout(Duration::from_secs(60), through.result::<three>(&format!("c{i}")))
-            .await
-            .expect("the run finished after the outage")
-            .unwrap();
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            through.result::<three>(&format!("c{i}")),
+        )
+        .await
+        .expect("the run finished after the outage")
+        .unwrap();
         assert_eq!(out, i + 3);
     }
-    eprintln!("results read; server answers: {:?}", cluster.query("postgres", "SELECT 1"));
+    eprintln!(
+        "results read; server answers: {:?}",
+        cluster.query("postgres", "SELECT 1")
+    );
     a.shutdown().await;
     b.shutdown().await;
 

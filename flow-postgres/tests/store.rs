@@ -488,21 +488,24 @@ async fn a_database_of_version_1_becomes_a_cluster_of_one_shard_with_its_runs() 
     downgrade_to_version_1(cluster, db);
 
     // Migrated on open: one shard, holding every run; the cluster serves them.
-    let members = Postgres::new(url.clone())
-        .cluster(builder)
-        .await
-        .unwrap();
+    let members = Postgres::new(url.clone()).cluster(builder).await.unwrap();
     assert_eq!(members.shards(), 1);
     assert_eq!(members.held_shards(), vec![0]);
     for i in 0..3 {
         assert_eq!(
-            members.result::<three_steps>(&format!("old-{i}")).await.unwrap(),
+            members
+                .result::<three_steps>(&format!("old-{i}"))
+                .await
+                .unwrap(),
             expected(i)
         );
     }
     members.shutdown().await;
     let meta = cluster.query(db, "SELECT schema_version, shards FROM flow_meta");
-    assert_eq!(meta[0][0].as_deref(), Some(&*flow_postgres::SCHEMA_VERSION.to_string()));
+    assert_eq!(
+        meta[0][0].as_deref(),
+        Some(&*flow_postgres::SCHEMA_VERSION.to_string())
+    );
     assert_eq!(meta[0][1].as_deref(), Some("1"));
     // And one engine opens it as before.
     let engine = builder().open_postgres(&url).await.unwrap();
@@ -522,8 +525,14 @@ async fn one_engine_refuses_a_database_of_several_shards_and_changes_nothing() {
         .unwrap();
     assert_eq!(members.shards(), 4);
     let id = "sharded-run";
-    members.start(id, three_steps("sharded".into(), 5)).await.unwrap();
-    assert_eq!(members.result::<three_steps>(id).await.unwrap(), expected(5));
+    members
+        .start(id, three_steps("sharded".into(), 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        members.result::<three_steps>(id).await.unwrap(),
+        expected(5)
+    );
     members.shutdown().await;
     let state = "SELECT md5(string_agg(data::TEXT, ',' ORDER BY file, idx)) FROM flow_blocks";
     let before = cluster.query(db, state);

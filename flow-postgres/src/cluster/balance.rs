@@ -93,7 +93,10 @@ async fn drop_lost(inner: &Arc<Inner>) {
         .map(|(shard, _)| *shard)
         .collect();
     for shard in lost {
-        tracing::error!(shard, "this process lost the shard's lease; its runs go on elsewhere");
+        tracing::error!(
+            shard,
+            "this process lost the shard's lease; its runs go on elsewhere"
+        );
         inner.lost.fetch_add(1, Ordering::Relaxed);
         stop_shard(inner, shard).await;
     }
@@ -102,7 +105,13 @@ async fn drop_lost(inner: &Arc<Inner>) {
 /// Hands the `count` highest shards over: stops their engines, then gives their leases
 /// up (and notifies the others).
 async fn hand_over(inner: &Arc<Inner>, count: usize) {
-    let shards: Vec<u32> = inner.read_held().keys().rev().take(count).copied().collect();
+    let shards: Vec<u32> = inner
+        .read_held()
+        .keys()
+        .rev()
+        .take(count)
+        .copied()
+        .collect();
     for shard in shards {
         tracing::info!(shard, "handing the shard over to another process");
         stop_shard(inner, shard).await;
@@ -206,11 +215,18 @@ async fn forget_settled_deliveries(inner: &Arc<Inner>, engine: &flow_runtime::En
                     "SELECT id FROM flow_requests WHERE id = ANY($1) AND answer IS NULL",
                     &[&ids],
                 )
-                .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| r.get::<_, String>(0))
+                        .collect::<Vec<_>>()
+                })
         })
         .await;
     if let Ok(Ok(open)) = open {
-        let settled: Vec<String> = recorded.into_iter().filter(|id| !open.contains(id)).collect();
+        let settled: Vec<String> = recorded
+            .into_iter()
+            .filter(|id| !open.contains(id))
+            .collect();
         if !settled.is_empty() {
             let _ = engine.forget_deliveries(settled).await;
         }

@@ -39,8 +39,8 @@ use tokio::sync::oneshot;
 
 use crate::backend::Shared;
 use crate::conn::Conn;
-use crate::lease::Lease;
 use crate::error::{bad_url, describe, query_error, storage};
+use crate::lease::Lease;
 use crate::{schema, session_config, shard, Postgres, DEFAULT_SHARDS};
 use wire::{Answer, Request};
 
@@ -100,7 +100,8 @@ impl Cluster {
             let (config, target) = (config.clone(), target.clone());
             tokio::task::spawn_blocking(move || {
                 let control = Conn::connect(&config, "control")?;
-                let shards = control.call(move |client| schema::migrate(client, &target, wanted))??;
+                let shards =
+                    control.call(move |client| schema::migrate(client, &target, wanted))??;
                 Ok::<_, FlowError>((control, shards))
             })
             .await
@@ -160,7 +161,11 @@ impl Cluster {
     /// The engines of the shards this process drives now (for metrics and listings of
     /// this process's runs).
     pub fn engines(&self) -> Vec<Engine> {
-        self.inner.read_held().values().map(|h| h.engine.clone()).collect()
+        self.inner
+            .read_held()
+            .values()
+            .map(|h| h.engine.clone())
+            .collect()
     }
 
     /// A new run ID `{prefix}-{n}` of a shard this process drives, so that a run started
@@ -335,7 +340,10 @@ impl Cluster {
             async move {
                 engine.deliver(&id, delivery).await?;
                 if let Some(held) = inner.read_held().get(&shard) {
-                    held.answered.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                    held.answered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(id);
                 }
                 Ok(())
             }
@@ -350,7 +358,12 @@ impl Cluster {
         self.inner.shutdown().await;
     }
 
-    pub(crate) async fn route<T, F, Fut>(&self, shard: u32, request: Request, local: F) -> Result<Answer, FlowError>
+    pub(crate) async fn route<T, F, Fut>(
+        &self,
+        shard: u32,
+        request: Request,
+        local: F,
+    ) -> Result<Answer, FlowError>
     where
         F: Fn(Engine) -> Fut,
         Fut: Future<Output = Result<T, FlowError>>,
@@ -389,7 +402,10 @@ impl Cluster {
                 // Its engine stopped, or its lease was lost, under the call: the shard is
                 // being handed over. Every request is safe to make again (starts are
                 // idempotent by run ID, deliveries by request ID, the rest read).
-                Err(e) if matches!(e, FlowError::EngineStopped { .. }) || self.inner.moved(shard, &shared) => {
+                Err(e)
+                    if matches!(e, FlowError::EngineStopped { .. })
+                        || self.inner.moved(shard, &shared) =>
+                {
                     tracing::debug!(shard, error = %e, "the shard moved under a request; routing it again");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -422,7 +438,9 @@ impl Answer {
         match self {
             Answer::Done => Ok(()),
             Answer::Refused(e) => Err(e.into()),
-            _ => Err(storage("a request was answered with a value it does not return")),
+            _ => Err(storage(
+                "a request was answered with a value it does not return",
+            )),
         }
     }
 
@@ -430,7 +448,9 @@ impl Answer {
         match self {
             Answer::Described(d) => Ok(d.into()),
             Answer::Refused(e) => Err(e.into()),
-            _ => Err(storage("a request for a description was answered without one")),
+            _ => Err(storage(
+                "a request for a description was answered without one",
+            )),
         }
     }
 }
@@ -480,7 +500,10 @@ impl Inner {
     /// Stops waiting for the answer to request `id` (its row stays; it is deleted with
     /// the old answered requests).
     pub(crate) fn forget_request(&self, id: &str) {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
     }
 
     async fn shutdown(&self) {
@@ -488,14 +511,19 @@ impl Inner {
             return;
         }
         self.stopped.notify_waiters();
-        let held: Vec<Held> = std::mem::take(&mut *self.write_held()).into_values().collect();
+        let held: Vec<Held> = std::mem::take(&mut *self.write_held())
+            .into_values()
+            .collect();
         for shard in held {
             shard.engine.shutdown().await;
             self.leases().remove(&(shard.shared.lease.shard as u32));
             let shared = shard.shared.clone();
             let _ = tokio::task::spawn_blocking(move || shared.release()).await;
         }
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let owner = self.owner.clone();
         let left = self
             .control

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flow_runtime::{Completed, Engine, FlowError, LeasedTask, TaskHeartbeat, MAX_POLL_TASKS, MAX_POLL_WAIT};
+use flow_runtime::{
+    Completed, Engine, FlowError, LeasedTask, TaskHeartbeat, MAX_POLL_TASKS, MAX_POLL_WAIT,
+};
 use serde::Serialize;
 
 use super::wire::{Answer, Request, TaskReport};
@@ -105,7 +107,11 @@ impl Cluster {
 
     /// Records a sign of life for the task `token` leases, as
     /// [`Engine::heartbeat_task`] does, through the process whose engine leased it.
-    pub async fn heartbeat_task(&self, queue: &str, token: &str) -> Result<TaskHeartbeat, FlowError> {
+    pub async fn heartbeat_task(
+        &self,
+        queue: &str,
+        token: &str,
+    ) -> Result<TaskHeartbeat, FlowError> {
         let request = Request::TaskHeartbeat {
             queue: queue.to_string(),
             token: token.to_string(),
@@ -133,7 +139,8 @@ impl Cluster {
         output: &T,
     ) -> Result<Completed, FlowError> {
         let bytes = flow_runtime::codec::encode(output, || "a remote task's output".to_string())?;
-        self.report(queue, token, TaskReport::Completed(bytes)).await
+        self.report(queue, token, TaskReport::Completed(bytes))
+            .await
     }
 
     /// Reports the task `token` leases as failed, as [`Engine::fail_task`] does.
@@ -153,7 +160,12 @@ impl Cluster {
         self.report(queue, token, report).await
     }
 
-    async fn report(&self, queue: &str, token: &str, report: TaskReport) -> Result<Completed, FlowError> {
+    async fn report(
+        &self,
+        queue: &str,
+        token: &str,
+        report: TaskReport,
+    ) -> Result<Completed, FlowError> {
         let request = Request::TaskReport {
             queue: queue.to_string(),
             token: token.to_string(),
@@ -163,7 +175,11 @@ impl Cluster {
         let answer = self
             .route(shard, request, |engine| {
                 let (queue, token, report) = (queue.to_string(), token.to_string(), report.clone());
-                async move { report_here(&engine, &queue, &token, report).await.map(Answer::Report) }
+                async move {
+                    report_here(&engine, &queue, &token, report)
+                        .await
+                        .map(Answer::Report)
+                }
             })
             .await?;
         match answer {
@@ -181,13 +197,20 @@ pub(crate) async fn poll_here(
     worker: &str,
     max: usize,
 ) -> Result<Vec<LeasedTask>, FlowError> {
-    let engines: Vec<Engine> = inner.read_held().values().map(|h| h.engine.clone()).collect();
+    let engines: Vec<Engine> = inner
+        .read_held()
+        .values()
+        .map(|h| h.engine.clone())
+        .collect();
     let mut tasks = Vec::new();
     for engine in engines {
         if tasks.len() >= max {
             break;
         }
-        match engine.poll_tasks(queue, worker, max - tasks.len(), Duration::ZERO).await {
+        match engine
+            .poll_tasks(queue, worker, max - tasks.len(), Duration::ZERO)
+            .await
+        {
             Ok(found) => tasks.extend(found),
             // A shard being handed over has nothing to hand out.
             Err(FlowError::EngineStopped { .. }) => {}
@@ -212,7 +235,13 @@ pub(crate) async fn report_here(
             retry_after_ms,
         } => {
             engine
-                .fail_task(queue, token, &error, retryable, retry_after_ms.map(Duration::from_millis))
+                .fail_task(
+                    queue,
+                    token,
+                    &error,
+                    retryable,
+                    retry_after_ms.map(Duration::from_millis),
+                )
                 .await
         }
     }

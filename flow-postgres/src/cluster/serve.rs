@@ -46,7 +46,9 @@ pub(crate) async fn ask(
                          ON CONFLICT (id) DO NOTHING",
                         &[&row_id, &shard, &body],
                     )
-                    .and_then(|_| client.execute("SELECT pg_notify('flow_requests', $1)", &[&row_id]))
+                    .and_then(|_| {
+                        client.execute("SELECT pg_notify('flow_requests', $1)", &[&row_id])
+                    })
             })
             .await;
         match attempt {
@@ -61,7 +63,11 @@ pub(crate) async fn ask(
         }
     };
     if let Err(e) = left {
-        inner.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
         return Err(e);
     }
     let bytes = answer.await.map_err(|_| FlowError::EngineStopped {
@@ -179,7 +185,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let inner = inner.clone();
             tokio::spawn(async move {
                 serve_one(&inner, &row).await;
-                inner.serving.lock().unwrap_or_else(|e| e.into_inner()).remove(&row.id);
+                inner
+                    .serving
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&row.id);
             });
         }
     }
@@ -198,9 +208,11 @@ struct Row {
 /// or the shard's next owner to serve again) when the shard's engine stopped under it.
 async fn serve_one(inner: &Arc<Inner>, row: &Row) {
     let (id, shard, body) = (row.id.as_str(), row.shard, row.body.as_slice());
-    let Some((engine, lease, answered)) = inner.read_held().get(&shard).map(|h| {
-        (h.engine.clone(), h.shared.lease.clone(), h.answered.clone())
-    }) else {
+    let Some((engine, lease, answered)) = inner
+        .read_held()
+        .get(&shard)
+        .map(|h| (h.engine.clone(), h.shared.lease.clone(), h.answered.clone()))
+    else {
         return;
     };
     let request = match wire::decode::<Request>(body, "request") {
@@ -255,7 +267,9 @@ async fn serve_one(inner: &Arc<Inner>, row: &Row) {
             .unwrap_or_else(|e| e.into_inner())
             .push(id.to_string()),
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not write an answer; the request is served again"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not write an answer; the request is served again")
+        }
     }
 }
 

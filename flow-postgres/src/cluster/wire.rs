@@ -187,7 +187,10 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decodes a request or an answer; a row that does not decode was written by another
 /// version of flow-postgres.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, FlowError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, FlowError> {
     postcard::from_bytes(bytes).map_err(|e| {
         storage(format!(
             "a {what} in flow_requests does not decode ({e}): it was written by another \
