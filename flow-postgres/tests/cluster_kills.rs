@@ -532,7 +532,7 @@ fn a_process_paused_past_its_leases_is_refused_and_its_runs_finish_elsewhere() {
     let Some(cluster) = TestCluster::shared() else {
         return;
     };
-    let mut scenario = Scenario::start(cluster, "cluster_sigstop");
+    let scenario = Scenario::start(cluster, "cluster_sigstop");
     std::thread::sleep(Duration::from_secs(3));
     let paused = &scenario.nodes[0];
     let pid = paused.child.id();

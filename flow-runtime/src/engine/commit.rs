@@ -218,6 +218,8 @@ pub(crate) struct CommitPipeline {
     committer: Arc<Committer>,
     /// Whether requests are logged (and so encoded when submitted).
     logged: bool,
+    /// Whether a lone driver may commit its own transition (`submit_here`).
+    commit_on_drivers: bool,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     /// Requests submitted and not yet answered.
     outstanding: Arc<AtomicUsize>,
@@ -236,6 +238,7 @@ impl CommitPipeline {
         stop: Arc<watch::Sender<Option<String>>>,
         metrics: Arc<EngineMetrics>,
         idle_after: Option<Duration>,
+        commit_on_drivers: bool,
     ) -> Result<Self, FlowError> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let runtime = tokio::runtime::Handle::current();
@@ -257,6 +260,7 @@ impl CommitPipeline {
         Ok(CommitPipeline {
             committer,
             logged,
+            commit_on_drivers,
             sender: Mutex::new(Some(sender)),
             outstanding: Arc::default(),
             thread_id: thread.thread().id(),
@@ -287,7 +291,7 @@ impl CommitPipeline {
         &self,
         change: Change,
     ) -> impl Future<Output = Result<Committed, FlowError>> + Send + 'static {
-        self.submit_with(change, true)
+        self.submit_with(change, self.commit_on_drivers)
     }
 
     fn submit_with(

@@ -250,6 +250,7 @@ impl Engine {
             stop.clone(),
             metrics.clone(),
             builder.compact_when_idle,
+            builder.commit_on_drivers,
         )?;
         // The key that seals remote-task tokens lives in the journal, so that a token
         // outlives the engine that issued it. Only a program with remote tasks needs
