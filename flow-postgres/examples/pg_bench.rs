@@ -9,6 +9,7 @@
 //! cargo run --release -p flow-postgres --example pg_bench -- --dbos  # then DBOS, same server
 //! ```
 //!
+//! `--processes N` runs only the rows of N processes; `FLOW_PG_SHARDS` sets the number of shards of the databases it creates.
 //! With `--dbos`, the same row then runs in DBOS (Python) on the same PostgreSQL server
 //! (`scripts/dbos-bench.sh`, which installs DBOS from PyPI into `target/dbos-venv`).
 //!
@@ -79,7 +80,12 @@ async fn node(args: &[String]) -> Result<(), FlowError> {
     let url = &args[0];
     let parse = |i: usize| args[i].parse::<u64>().expect("a number");
     let (processes, runs, in_flight) = (parse(1), parse(2), parse(3) as usize);
-    let cluster = Postgres::new(url.as_str())
+    // A new database's shards: FLOW_PG_SHARDS, or the default.
+    let mut postgres = Postgres::new(url.as_str());
+    if let Some(shards) = std::env::var("FLOW_PG_SHARDS").ok().and_then(|s| s.parse().ok()) {
+        postgres = postgres.shards(shards);
+    }
+    let cluster = postgres
         .cluster(|| Engine::builder().register::<three>())
         .await?;
     let share = cluster.shards().div_ceil(processes as u32) as usize;
@@ -172,7 +178,12 @@ async fn main() -> Result<(), FlowError> {
         "processes", "in flight", "runs", "runs/s", "steps/s"
     );
     let mut at_1000 = Vec::new();
-    for processes in 1..=3u64 {
+    // `--processes N`: only the rows of N processes.
+    let only: Option<u64> = args
+        .iter()
+        .position(|a| a == "--processes")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
+    for processes in (1..=3u64).filter(|p| only.is_none_or(|only| only == *p)) {
         for (in_flight, n) in [(1u64, sequential_runs), (100, runs), (1000, runs)] {
             // A process runs one run at a time at least.
             if in_flight < processes {

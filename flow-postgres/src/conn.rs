@@ -84,20 +84,10 @@ impl Conn {
         f: impl FnOnce(&mut Client) -> T + Send + 'static,
     ) -> Result<T, FlowError> {
         let (reply, answer) = mpsc::channel();
-        let job: Job = Box::new(move |client| {
+        self.enqueue(Box::new(move |client| {
             let _ = reply.send(f(client));
-        });
-        {
-            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(jobs) = jobs.as_ref() else {
-                return Err(storage("the PostgreSQL connection is closed"));
-            };
-            jobs.send(job)
-                .map_err(|_| storage("the PostgreSQL connection's thread has ended"))?;
-        }
-        answer
-            .recv()
-            .map_err(|_| storage("the PostgreSQL connection's thread ended during a request"))
+        }))?;
+        answer.recv().map_err(|_| ended_during_request())
     }
 
     /// [`call`](Self::call) for async callers: waits for the answer without blocking
@@ -107,20 +97,20 @@ impl Conn {
         f: impl FnOnce(&mut Client) -> T + Send + 'static,
     ) -> Result<T, FlowError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |client| {
+        self.enqueue(Box::new(move |client| {
             let _ = reply.send(f(client));
-        });
-        {
-            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(jobs) = jobs.as_ref() else {
-                return Err(storage("the PostgreSQL connection is closed"));
-            };
-            jobs.send(job)
-                .map_err(|_| storage("the PostgreSQL connection's thread has ended"))?;
-        }
-        answer
-            .await
-            .map_err(|_| storage("the PostgreSQL connection's thread ended during a request"))
+        }))?;
+        answer.await.map_err(|_| ended_during_request())
+    }
+
+    /// Hands `job` to the connection's thread.
+    fn enqueue(&self, job: Job) -> Result<(), FlowError> {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(jobs) = jobs.as_ref() else {
+            return Err(storage("the PostgreSQL connection is closed"));
+        };
+        jobs.send(job)
+            .map_err(|_| storage("the PostgreSQL connection's thread has ended"))
     }
 
     /// Closes the connection and waits for its thread.
@@ -136,6 +126,10 @@ impl Drop for Conn {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+fn ended_during_request() -> FlowError {
+    storage("the PostgreSQL connection's thread ended during a request")
 }
 
 /// Opens a client on the current (plain) thread.

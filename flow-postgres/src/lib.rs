@@ -62,8 +62,12 @@ use error::{bad_url, describe, storage};
 /// The schema version this code writes (and the newest it opens).
 pub const SCHEMA_VERSION: i32 = schema::VERSION;
 
-/// The number of shards [`Postgres::cluster`] creates a new database with.
-pub const DEFAULT_SHARDS: u32 = 12;
+/// The number of shards [`Postgres::cluster`] creates a new database with. Each shard
+/// commits on its own, so a process's transitions are batched per shard: fewer shards
+/// make bigger batches (one process's throughput), more shards spread over more
+/// processes. Measured on a 2-core machine with PostgreSQL beside it, one process made
+/// 6,056 runs/s on 1 shard, 2,300 on 4 and 968 on 12 (row 3, 1,000 in flight).
+pub const DEFAULT_SHARDS: u32 = 4;
 
 /// Where and how to open a journal in PostgreSQL.
 #[derive(Debug, Clone)]

@@ -102,6 +102,7 @@ async fn a_cluster_rides_out_a_database_restart_and_loses_nothing() {
     let member = || {
         Postgres::new(url.clone())
             .lease(Duration::from_secs(20))
+            .shards(12)
             .cluster(|| Engine::builder().register::<three>())
     };
     let (a, b) = (member().await.unwrap(), member().await.unwrap());
