@@ -82,7 +82,10 @@ async fn node(args: &[String]) -> Result<(), FlowError> {
     let (processes, runs, in_flight) = (parse(1), parse(2), parse(3) as usize);
     // A new database's shards: FLOW_PG_SHARDS, or the default.
     let mut postgres = Postgres::new(url.as_str());
-    if let Some(shards) = std::env::var("FLOW_PG_SHARDS").ok().and_then(|s| s.parse().ok()) {
+    if let Some(shards) = std::env::var("FLOW_PG_SHARDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         postgres = postgres.shards(shards);
     }
     let cluster = postgres
