@@ -28,15 +28,36 @@ async fn three(x: u64) -> u64 {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_engine_rides_out_a_database_restart_and_loses_nothing() {
-    let cluster = match TestCluster::start() {
-        Ok(cluster) => cluster,
+/// A cluster of this test's own (it stops the server); `None` (after saying why) without
+/// PostgreSQL, except under `CI=true`.
+fn own_cluster() -> Option<TestCluster> {
+    match TestCluster::start() {
+        Ok(cluster) => Some(cluster),
         Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!("CI=true and PostgreSQL could not be started: {why}")
         }
-        Err(why) => return eprintln!("skipping a PostgreSQL test: {why}"),
-    };
+        Err(why) => {
+            eprintln!("skipping a PostgreSQL test: {why}");
+            None
+        }
+    }
+}
+
+/// The server goes away for a second, as after a crash, and comes back.
+async fn outage(cluster: TestCluster) -> TestCluster {
+    tokio::task::spawn_blocking(move || {
+        cluster.halt();
+        std::thread::sleep(Duration::from_secs(1));
+        cluster.resume();
+        cluster
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_rides_out_a_database_restart_and_loses_nothing() {
+    let Some(cluster) = own_cluster() else { return };
     let url = cluster.create_database("outage");
     let engine = Postgres::new(url.clone())
         .lease(Duration::from_secs(20))
@@ -52,13 +73,7 @@ async fn the_engine_rides_out_a_database_restart_and_loses_nothing() {
     while DONE_STEPS.load(Ordering::SeqCst) < 30 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let halt = tokio::task::spawn_blocking(move || {
-        cluster.halt();
-        std::thread::sleep(Duration::from_secs(1));
-        cluster.resume();
-        cluster
-    });
-    let cluster = halt.await.unwrap();
+    let cluster = outage(cluster).await;
     assert!(
         DONE_STEPS.load(Ordering::SeqCst) < 3 * runs,
         "the outage came mid-load"
@@ -91,13 +106,7 @@ async fn a_cluster_rides_out_a_database_restart_and_loses_nothing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
-    let cluster = match TestCluster::start() {
-        Ok(cluster) => cluster,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true and PostgreSQL could not be started: {why}")
-        }
-        Err(why) => return eprintln!("skipping a PostgreSQL test: {why}"),
-    };
+    let Some(cluster) = own_cluster() else { return };
     let url = cluster.create_database("cluster_outage");
     let member = || {
         Postgres::new(url.clone())
@@ -119,13 +128,7 @@ async fn a_cluster_rides_out_a_database_restart_and_loses_nothing() {
     while DONE_STEPS.load(Ordering::SeqCst) < before + 20 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let halt = tokio::task::spawn_blocking(move || {
-        cluster.halt();
-        std::thread::sleep(Duration::from_secs(1));
-        cluster.resume();
-        cluster
-    });
-    let cluster = halt.await.unwrap();
+    let cluster = outage(cluster).await;
     assert!(
         DONE_STEPS.load(Ordering::SeqCst) < before + 3 * runs,
         "the outage came mid-load"

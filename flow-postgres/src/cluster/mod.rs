@@ -230,13 +230,11 @@ impl Cluster {
         let request = Request::Wait {
             run_id: run_id.to_string(),
         };
-        let answer = self
-            .route(self.shard_of(run_id), request, |engine| {
-                let run_id = run_id.to_string();
-                async move { engine.wait(&run_id).await }
-            })
-            .await?;
-        answer.described()
+        self.about(run_id, request, |engine, id| async move {
+            engine.wait(&id).await
+        })
+        .await?
+        .described()
     }
 
     /// Run `run_id` as it stands now; see [`Engine::describe`].
@@ -244,13 +242,11 @@ impl Cluster {
         let request = Request::Describe {
             run_id: run_id.to_string(),
         };
-        let answer = self
-            .route(self.shard_of(run_id), request, |engine| {
-                let run_id = run_id.to_string();
-                async move { engine.describe(&run_id).await }
-            })
-            .await?;
-        answer.described()
+        self.about(run_id, request, |engine, id| async move {
+            engine.describe(&id).await
+        })
+        .await?
+        .described()
     }
 
     /// Run `run_id`'s history, oldest first; see [`Engine::history`].
@@ -259,9 +255,8 @@ impl Cluster {
             run_id: run_id.to_string(),
         };
         let answer = self
-            .route(self.shard_of(run_id), request, |engine| {
-                let run_id = run_id.to_string();
-                async move { engine.history(&run_id).await }
+            .about(run_id, request, |engine, id| async move {
+                engine.history(&id).await
             })
             .await?;
         match answer {
@@ -269,6 +264,24 @@ impl Cluster {
             Answer::Refused(e) => Err(e.into()),
             _ => Err(storage("a request for a history was answered without one")),
         }
+    }
+
+    /// A read of run `run_id`: by its engine here (`local`, given the run ID), or by its
+    /// shard's owner.
+    async fn about<T, F, Fut>(
+        &self,
+        run_id: &str,
+        request: Request,
+        local: F,
+    ) -> Result<Answer, FlowError>
+    where
+        F: Fn(Engine, String) -> Fut,
+        Fut: Future<Output = Result<T, FlowError>>,
+        T: Into<Answer>,
+    {
+        let shard = self.shard_of(run_id);
+        self.route(shard, request, |engine| local(engine, run_id.to_string()))
+            .await
     }
 
     /// Sends signal `name` to run `run_id`, as [`Engine::signal`] does; a signal sent
