@@ -1,42 +1,50 @@
-//! flow's journal in a PostgreSQL database.
+//! flow's journal in a PostgreSQL database, shared by many engine processes.
 //!
 //! ```no_run
+//! # #[flow::workflow] async fn sum(n: u64) -> u64 { n }
 //! # async fn demo() -> Result<(), flow::FlowError> {
-//! use flow_postgres::OpenPostgres;
-//! let engine = flow::Engine::builder()
-//!     .open_postgres("postgres://flow:secret@127.0.0.1:5432/flow")
+//! use flow_postgres::Postgres;
+//! // In every process: each drives its share of the database's shards.
+//! let cluster = Postgres::new("postgres://flow:secret@127.0.0.1:5432/flow")
+//!     .cluster(|| flow::Engine::builder().register::<sum>())
 //!     .await?;
-//! # engine.shutdown().await; Ok(()) }
+//! cluster.start("order-42", sum(42)).await?;
+//! assert_eq!(cluster.result::<sum>("order-42").await?, 42);
+//! # cluster.shutdown().await; Ok(()) }
 //! ```
 //!
 //! # How it stores
 //!
-//! The engine's store is the same as on a file: the same `Journal` implementation, the
-//! same changes applied by the same code, the same redb tables and write-ahead log.
-//! Only the bytes live elsewhere: redb's file and its log are each kept in PostgreSQL
-//! as blocks (`flow_blocks`), held whole in memory while the engine runs, and every
-//! durability point (a commit appending a batch of many runs' transitions to the log,
-//! a checkpoint) is one PostgreSQL transaction with `synchronous_commit` on. A batch
-//! is acknowledged only once PostgreSQL committed it.
+//! A database is split into shards (`flow_meta.shards`); a run belongs to shard
+//! `flow::route_key(run_id) % shards`. Each shard's store is the same as on a file: the
+//! same `Journal` implementation, the same changes applied by the same code, the same
+//! redb tables and write-ahead log. Only the bytes live elsewhere: redb's file and its
+//! log are each kept in PostgreSQL as blocks (`flow_blocks`), held whole in memory by
+//! the process that drives the shard, and every durability point (a commit appending a
+//! batch of many runs' transitions to the log, a checkpoint) is one PostgreSQL
+//! transaction with `synchronous_commit` on. A batch is acknowledged only once
+//! PostgreSQL committed it.
 //!
-//! # One process drives, others stand by
+//! # One driver per shard, fenced by the database
 //!
-//! A database's journal is driven by one engine process at a time, under a lease with
-//! a fencing token (`flow_lease`): each commit renews the lease in its own transaction
-//! and is refused by the database if this process's lease expired or was taken over,
-//! so a process paused past its lease (or cut off) cannot write once another has taken
-//! over. A process opened with [`Postgres::wait_for_lease`] stands by: when the holder
-//! stops (its lease released at shutdown, or expired after a crash) it takes over,
-//! reads the journal as of the last commit and resumes every run from it. What was
-//! committed is never run again; attempts that were in flight in the lost process run
-//! again, as after a crash of a single process.
+//! A shard is driven by one engine process at a time, under a lease with a fencing
+//! token (`flow_shards`): each commit renews the lease in the same statement and is
+//! refused by the database if this process's lease expired or was taken over, so a
+//! process paused past its lease (or cut off) cannot write once another has taken
+//! over. The processes of a [`Cluster`] share the shards, take over those of a process
+//! that stops or dies, and serve every call for any run (the module `cluster`). A
+//! database of one shard may also be opened as one [`Engine`]
+//! ([`Postgres::open`]), with standbys ([`Postgres::wait_for_lease`]). After a
+//! takeover the journal is read as of the last commit and every run resumes from it:
+//! what was committed is never run again; attempts that were in flight in the lost
+//! process run again, as after a crash of a single process.
 //!
 //! # Schema
 //!
-//! `flow_meta` (application and schema version), `flow_lease`, `flow_files`,
-//! `flow_blocks`. Opening creates them in an empty database and applies missing
-//! migrations; it refuses, changing nothing, a database with another application's
-//! tables, or with a schema newer than this code's.
+//! `flow_meta` (application, schema version, shards), `flow_shards`, `flow_members`,
+//! `flow_requests`, `flow_files`, `flow_blocks`. Opening creates them in an empty
+//! database and applies missing migrations; it refuses, changing nothing, a database
+//! with another application's tables, or with a schema newer than this code's.
 
 #![warn(missing_docs)]
 
