@@ -413,12 +413,14 @@ fn commit_loop(
     while let Some(first) =
         next_request(receiver, last_batch <= ANSWER_INLINE, committer, &mut idle)
     {
+        let mut total = committer.lock_total();
+        // Checked with the right to write held: a driver committing its own transition
+        // (`commit_here`) may have reached the halt while this thread waited for it.
         if committer.is_halted() {
             // Frozen "as if the process died": requests are dropped unwritten.
             drop(first);
             continue;
         }
-        let mut total = committer.lock_total();
         let room = committer.room(*total);
         let mut batch = vec![first];
         while batch.len() < room {
