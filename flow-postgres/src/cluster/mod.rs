@@ -292,13 +292,7 @@ impl Cluster {
         name: &str,
         value: &T,
     ) -> Result<(), FlowError> {
-        let payload = codec::encode(value, || format!("signal `{name}` for run `{run_id}`"))?;
-        let delivery = Delivery::Signal {
-            run_id: run_id.to_string(),
-            name: name.to_string(),
-            payload,
-            sent_type: std::any::type_name::<T>().to_string(),
-        };
+        let delivery = Delivery::signal(run_id, name, value)?;
         self.deliver(self.shard_of(run_id), delivery).await
     }
 
@@ -316,15 +310,7 @@ impl Cluster {
         token: &str,
         result: Result<T, String>,
     ) -> Result<(), FlowError> {
-        let result = match result {
-            Ok(value) => Ok(codec::encode(&value, || "callback value".to_string())?),
-            Err(error) => Err(error),
-        };
-        let delivery = Delivery::Complete {
-            token: token.to_string(),
-            result,
-            sent_type: std::any::type_name::<T>().to_string(),
-        };
+        let delivery = Delivery::complete(token, result)?;
         self.deliver(self.token_shard(token)?, delivery).await
     }
 

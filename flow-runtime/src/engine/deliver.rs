@@ -59,6 +59,41 @@ pub enum Delivery {
     },
 }
 
+impl Delivery {
+    /// Signal `name` with `value` for run `run_id`, encoded as [`Engine::signal`]
+    /// encodes it.
+    pub fn signal<T: Serialize + ?Sized>(
+        run_id: &str,
+        name: &str,
+        value: &T,
+    ) -> Result<Delivery, FlowError> {
+        let payload = codec::encode(value, || format!("signal `{name}` for run `{run_id}`"))?;
+        Ok(Delivery::Signal {
+            run_id: run_id.to_string(),
+            name: name.to_string(),
+            payload,
+            sent_type: std::any::type_name::<T>().to_string(),
+        })
+    }
+
+    /// The completion of the callback that issued `token`, encoded as
+    /// [`Engine::complete`] encodes it.
+    pub fn complete<T: Serialize>(
+        token: &str,
+        result: Result<T, String>,
+    ) -> Result<Delivery, FlowError> {
+        let result = match result {
+            Ok(value) => Ok(codec::encode(&value, || "callback value".to_string())?),
+            Err(error) => Err(error),
+        };
+        Ok(Delivery::Complete {
+            token: token.to_string(),
+            result,
+            sent_type: std::any::type_name::<T>().to_string(),
+        })
+    }
+}
+
 impl Engine {
     /// Applies `delivery` exactly as [`signal`](Self::signal), [`cancel`](Self::cancel),
     /// [`complete`](Self::complete) or [`heartbeat`](Self::heartbeat) does (same checks,

@@ -606,14 +606,8 @@ impl Engine {
         name: &str,
         value: &T,
     ) -> Result<(), FlowError> {
-        let payload = codec::encode(value, || format!("signal `{name}` for run `{run_id}`"))?;
-        let delivery = Delivery::Signal {
-            run_id: run_id.to_string(),
-            name: name.to_string(),
-            payload,
-            sent_type: std::any::type_name::<T>().to_string(),
-        };
-        self.apply_delivery(None, delivery).await
+        self.apply_delivery(None, Delivery::signal(run_id, name, value)?)
+            .await
     }
 
     /// Refuses a signal the run's workflow cannot take (see `signal_types`); runs that
@@ -662,16 +656,8 @@ impl Engine {
         token: &str,
         result: Result<T, String>,
     ) -> Result<(), FlowError> {
-        let result = match result {
-            Ok(value) => Ok(codec::encode(&value, || "callback value".to_string())?),
-            Err(error) => Err(error),
-        };
-        let delivery = Delivery::Complete {
-            token: token.to_string(),
-            result,
-            sent_type: std::any::type_name::<T>().to_string(),
-        };
-        self.apply_delivery(None, delivery).await
+        self.apply_delivery(None, Delivery::complete(token, result)?)
+            .await
     }
 
     /// Records a sign of life for the callback that issued `token` (see
